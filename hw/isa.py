@@ -1,0 +1,533 @@
+"""The tile's microcode: opcodes, instruction layouts, cycle formulas, assembler; defined once."""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from dataclasses import dataclass
+
+from amaranth.hdl import signed
+from amaranth.lib import data, enum
+
+from .params import ADDR_BITS, TileConfig
+
+__all__ = [
+    "ARGS",
+    "AsmError",
+    "Cause",
+    "Decoded",
+    "Geometry",
+    "INSTR",
+    "Opcode",
+    "SPECS",
+    "WORD_BITS",
+    "assemble",
+    "cycles",
+    "decode",
+    "disassemble",
+    "encode",
+    "geometry",
+    "render_doc",
+]
+
+WORD_BITS = 64
+OPCODE_BITS = 5
+
+
+class Opcode(enum.Enum, shape=OPCODE_BITS):
+    """Instruction opcodes (the low 5 bits of a word)."""
+
+    NOP = 0
+    HALT = 1
+    SYNC = 2
+    CFG = 3
+    WIN = 4
+    CFGRQ = 5
+    LOOP = 6
+    LDW = 7
+    LDM = 8
+    LDIN = 9
+    LDD = 10
+    LDRQ = 11
+    MVM = 12
+    REQ = 13
+    VAUR = 14
+    VAUC = 15
+    WSET = 16
+    MSET = 17
+    RDOUT = 18
+    RDACC = 19
+    RDW = 20
+    RDM = 21
+
+
+class Cause(enum.Enum, shape=4):
+    """Error cause codes reported by the tile (status ``error_cause``) and the golden model."""
+
+    NONE = 0
+    OPCODE = 1  # undefined opcode
+    RESERVED = 2  # a bit outside the opcode's fields is set
+    ADDR = 3  # buffer address, row or column out of range
+    WINDOW = 4  # window outside the array, or not a whole number of weight groups
+    CONFIG = 5  # invalid CFG/CFGRQ values (signed 1-bit weights, clamp_lo > clamp_hi, ...)
+    VALUE = 6  # WSET level above the highest cell level
+    LOOP_DEPTH = 7  # more nested loops than loop_depth
+    LOOP_NEST = 8  # a loop body reaches past the end of its enclosing body or of the program
+    PC_RANGE = 9  # execution ran past the last loaded word without HALT
+
+
+A = ADDR_BITS
+#: Argument layouts, one per instruction family (the union member name is the key).
+ARGS: dict[str, data.StructLayout] = {
+    "none": data.StructLayout({}),
+    "sync": data.StructLayout({"tag": 16}),
+    "cfg": data.StructLayout({"wbits_m1": 3, "abits_m1": 3, "wsigned": 1, "asigned": 1, "adc_shift": 4}),
+    "win": data.StructLayout({"row_start": A, "row_count_m1": A, "col_start": A, "col_count_m1": A}),
+    "cfgrq": data.StructLayout(
+        {"zero_point": signed(9), "clamp_lo": signed(9), "clamp_hi": signed(9), "relu": 1}
+    ),
+    "loop": data.StructLayout({"count_m1": 12, "body_m1": 8, "stride_in": 8, "stride_acc": 8, "stride_out": 8}),
+    "range": data.StructLayout({"start": A, "count_m1": A}),
+    "mvm": data.StructLayout({"in_addr": A, "acc_addr": A, "accumulate": 1}),
+    "req": data.StructLayout({"acc_addr": A, "out_addr": A}),
+    "vau": data.StructLayout({"delta_addr": A}),
+    "cell": data.StructLayout({"row": A, "col": A, "value": 4}),
+}
+
+#: The instruction word: opcode in the low bits, then the union of argument layouts.
+INSTR = data.StructLayout({"opcode": Opcode, "args": data.UnionLayout(ARGS)})
+assert INSTR.size <= WORD_BITS
+
+# Latencies the RTL pipeline adds on top of the work itself; part of the cycle formulas.
+MVM_LATENCY = 2
+REQ_LATENCY = 2
+VAU_LATENCY = 2
+CELL_CYCLES = 3
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one opcode is: its argument family, its meaning and its cycle formula."""
+
+    op: Opcode
+    args: str
+    summary: str
+    semantics: str
+    cycles: str
+    space: str = ""  # for ``range`` instructions: the memory the range addresses
+
+
+SPECS: dict[Opcode, Spec] = {s.op: s for s in [
+    Spec(Opcode.NOP, "none", "no operation", "Does nothing.", "1"),
+    Spec(Opcode.HALT, "none", "stop", "Stops execution; status `done` rises. The cycle counter stops after this "
+         "instruction.", "1"),
+    Spec(Opcode.SYNC, "sync", "synchronise with the host",
+         "Sets the status output `sync_tag` to `tag` so the host can follow progress. Every earlier "
+         "instruction has completed (the tile does not overlap instructions).", "1"),
+    Spec(Opcode.CFG, "cfg", "set the layer configuration",
+         "Sets weight bits `wbits` (1..8), activation bits `abits` (1..8), weight and input signedness and the "
+         "ADC range shift. Signed weights need `wbits` >= 2 (else CONFIG).", "1"),
+    Spec(Opcode.WIN, "win", "set the crossbar window",
+         "Sets the row range and physical column range used by MVM, REQ, VAUR and VAUC. The range must lie "
+         "inside the array (else WINDOW).", "1"),
+    Spec(Opcode.CFGRQ, "cfgrq", "set requantisation output parameters",
+         "Sets the output zero point, clamp bounds (-128..255, `clamp_lo` <= `clamp_hi`, else CONFIG) and "
+         "optional ReLU (clamps below at the zero point).", "1"),
+    Spec(Opcode.LOOP, "loop", "hardware loop",
+         "Executes the next `body` words `count` times. After each iteration the input, accumulator and output "
+         "address offsets grow by `stride_in`, `stride_acc` and `stride_out`; when the loop ends they return to "
+         "their values before it. Every buffer address of MVM, REQ, LDIN, RDOUT and RDACC adds the current "
+         "offset of its space. Loops nest up to `loop_depth` (else LOOP_DEPTH); a body must end inside the "
+         "enclosing body and the loaded program (else LOOP_NEST). Iterations add no cycles of their own.", "1"),
+    Spec(Opcode.LDW, "range", "load cell levels",
+         "Writes the cell levels of `count` columns starting at `start` from the data-in stream, column by "
+         "column (`col_words` words each: row r at bits r*cell_bits). Masks are not changed.",
+         "1 + count * col_words", "col"),
+    Spec(Opcode.LDM, "range", "load sparsity masks",
+         "Writes the mask bits of `count` columns starting at `start` from the data-in stream (`mask_words` "
+         "words each: bit r is row r; 1 = pruned).", "1 + count * mask_words", "col"),
+    Spec(Opcode.LDIN, "range", "load input vectors",
+         "Writes `count` input vectors (`rows` bytes each, `in_words` words) from the data-in stream to the "
+         "input buffer at `start` + input offset.", "1 + count * in_words", "in"),
+    Spec(Opcode.LDD, "range", "load VAU delta vectors",
+         "Writes `count` delta vectors (`delta_len` signed bytes each, `delta_words` words) from the data-in "
+         "stream to the delta buffer at `start`.", "1 + count * delta_words", "delta"),
+    Spec(Opcode.LDRQ, "range", "load per-lane requantisation parameters",
+         "Writes `count` lanes starting at lane `start` from the data-in stream; each lane is a 64-bit record "
+         "(bits 0-31 signed bias, 32-47 unsigned multiplier, 48-53 shift), `rq_per_word` records per word.",
+         "1 + ceil(count / rq_per_word)", "lane"),
+    Spec(Opcode.MVM, "mvm", "matrix-vector multiply over the window",
+         "Multiplies input vector `in_addr` by the window's weights, slicing inputs (`nis` slices, signed inputs "
+         "add a negative sign slice) and converting every (input slice, row group, column) with clipping after "
+         "the range shift; writes (or adds to, if `accumulate`) lanes 0..n_out-1 of accumulator `acc_addr`.",
+         "1 + ceil(nis * nrg * nconv / n_adcs) * adc_cycles + MVM_LATENCY"),
+    Spec(Opcode.REQ, "req", "requantise and store",
+         "For lanes 0..n_out-1 of accumulator `acc_addr`: (acc + bias) * mult, rounded shift right, plus the "
+         "zero point, clamped (and ReLU); stores the bytes to output vector `out_addr`.",
+         "1 + ceil(n_out / rq_lanes) + REQ_LATENCY"),
+    Spec(Opcode.VAUR, "vau", "VAU row update",
+         "Adds delta[`delta_addr`][r] to every unmasked cell of every window row r (window columns only); "
+         "levels saturate at 0 and max_level. Masked cells never change.",
+         "1 + ceil(nc / n_adcs) + VAU_LATENCY"),
+    Spec(Opcode.VAUC, "vau", "VAU column update",
+         "Adds delta[`delta_addr`][c] to every unmasked cell of every window column c (window rows only); "
+         "levels saturate at 0 and max_level. Masked cells never change.",
+         "1 + ceil(nc / n_adcs) + VAU_LATENCY"),
+    Spec(Opcode.WSET, "cell", "write one cell level",
+         "Sets cell (`row`, `col`) to level `value` (> max_level is VALUE) unless the cell is masked: the exact "
+         "per-weight update VAU is compared with.", "CELL_CYCLES"),
+    Spec(Opcode.MSET, "cell", "write one mask bit",
+         "Sets the mask bit of cell (`row`, `col`) to `value` (0 = active, 1 = pruned; > 1 is VALUE): prune and "
+         "regrow, the only indexed operations.", "CELL_CYCLES"),
+    Spec(Opcode.RDOUT, "range", "read output vectors",
+         "Sends `count` output vectors (`cols` bytes each) from `start` + output offset to the data-out stream.",
+         "1 + count * out_words", "out"),
+    Spec(Opcode.RDACC, "range", "read accumulator vectors",
+         "Sends `count` accumulator vectors (`cols` lanes of `acc_bits`) from `start` + accumulator offset to "
+         "the data-out stream.", "1 + count * acc_words", "acc"),
+    Spec(Opcode.RDW, "range", "read cell levels",
+         "Sends the cell levels of `count` columns from `start` to the data-out stream (format of LDW).",
+         "1 + count * col_words", "col"),
+    Spec(Opcode.RDM, "range", "read masks",
+         "Sends the mask bits of `count` columns from `start` to the data-out stream (format of LDM).",
+         "1 + count * mask_words", "col"),
+]}
+
+
+# -- field tables derived from the layouts -----------------------------------------------------
+
+_ARGS_OFFSET = INSTR["args"].offset
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str  # name in the layout
+    user: str  # name in assembly text and in decoded args (``count`` for ``count_m1``)
+    offset: int  # bit offset in the word
+    width: int
+    signed: bool
+    bias: int  # user value = field value + bias
+
+    @property
+    def lo(self) -> int:
+        return (-(1 << (self.width - 1)) if self.signed else 0) + self.bias
+
+    @property
+    def hi(self) -> int:
+        return ((1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1) + self.bias
+
+
+def _fields(layout: data.StructLayout) -> tuple[_Field, ...]:
+    out = []
+    for name, f in layout:
+        shape = f.shape if not isinstance(f.shape, data.Layout) else f.shape.as_shape()
+        signed = getattr(shape, "signed", False)
+        user, bias = (name[:-3], 1) if name.endswith("_m1") else (name, 0)
+        out.append(_Field(name, user, _ARGS_OFFSET + f.offset, f.width, signed, bias))
+    return tuple(out)
+
+
+FIELDS: dict[Opcode, tuple[_Field, ...]] = {op: _fields(ARGS[s.args]) for op, s in SPECS.items()}
+#: Bits of a word an opcode may set; any other set bit is RESERVED.
+USED_MASK: dict[Opcode, int] = {
+    op: ((1 << OPCODE_BITS) - 1) | sum(((1 << f.width) - 1) << f.offset for f in fs) for op, fs in FIELDS.items()
+}
+_BY_VALUE = {op.value: op for op in Opcode}
+_BY_NAME = {op.name: op for op in Opcode}
+
+
+class EncodeError(ValueError):
+    """An instruction field value does not fit its field."""
+
+
+def encode(op: Opcode, **args: int) -> int:
+    """Encode one instruction to a word; fields take user values (``count=4``, not ``count_m1=3``)."""
+    word = op.value
+    table = FIELDS[op]
+    names = {f.user for f in table}
+    for k in args:
+        if k not in names:
+            raise EncodeError(f"{op.name}: unknown field {k!r} (fields: {', '.join(sorted(names)) or 'none'})")
+    for f in table:
+        v = args.get(f.user, f.bias)
+        try:
+            v = operator.index(v)
+        except TypeError:
+            raise EncodeError(f"{op.name} {f.user}={v!r}: expected an integer") from None
+        if not f.lo <= v <= f.hi:
+            raise EncodeError(f"{op.name} {f.user}={v}: allowed range is {f.lo}..{f.hi}")
+        word |= ((v - f.bias) & ((1 << f.width) - 1)) << f.offset
+    return word
+
+
+def encode_via_layout(op: Opcode, **args: int) -> int:
+    """Encode through ``INSTR.const`` (slow; the reference :func:`encode` is tested against)."""
+    raw = {}
+    for f in FIELDS[op]:
+        raw[f.name] = args.get(f.user, f.bias) - f.bias
+    return INSTR.const({"opcode": op, "args": {SPECS[op].args: raw}}).as_value().value
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """One decoded word: its opcode (None if undefined), user-valued fields and legality."""
+
+    word: int
+    op: Opcode | None
+    args: dict
+    cause: Cause  # Cause.NONE for a legal word
+
+    def __getattr__(self, name):  # convenient field access: d.count
+        try:
+            return self.args[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def text(self) -> str:
+        return disassemble_one(self)
+
+
+def decode(word: int) -> Decoded:
+    """Decode a word; an undefined opcode or a set reserved bit gives a Decoded with that cause."""
+    word = int(word)
+    if not 0 <= word < (1 << WORD_BITS):
+        raise ValueError(f"instruction word {word:#x} does not fit {WORD_BITS} bits")
+    op = _BY_VALUE.get(word & ((1 << OPCODE_BITS) - 1))
+    if op is None:
+        return Decoded(word, None, {}, Cause.OPCODE)
+    args = {}
+    for f in FIELDS[op]:
+        v = (word >> f.offset) & ((1 << f.width) - 1)
+        if f.signed and v >> (f.width - 1):
+            v -= 1 << f.width
+        args[f.user] = v + f.bias
+    cause = Cause.RESERVED if word & ~USED_MASK[op] else Cause.NONE
+    return Decoded(word, op, args, cause)
+
+
+# -- assembler / disassembler -------------------------------------------------------------------
+
+
+class AsmError(ValueError):
+    """A line of assembly text cannot be assembled (message names the line)."""
+
+
+def disassemble_one(d: Decoded | int) -> str:
+    if not isinstance(d, Decoded):
+        d = decode(d)
+    if d.op is None or d.cause is not Cause.NONE:
+        return f".word {d.word:#018x}  ; illegal: {d.cause.name}"
+    parts = [d.op.name] + [f"{f.user}={d.args[f.user]}" for f in FIELDS[d.op]]
+    return " ".join(parts)
+
+
+def disassemble(words, *, addresses: bool = False) -> str:
+    lines = []
+    for pc, w in enumerate(words):
+        text = disassemble_one(int(w))
+        lines.append(f"{pc:5d}: {text}" if addresses else text)
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+_TOKEN = re.compile(r"^([A-Za-z_][A-Za-z_0-9]*)=(-?(?:0x[0-9a-fA-F]+|\d+))$")
+
+
+def assemble(text: str) -> list[int]:
+    """Assemble text (one instruction per line, ``OP field=value ...``; ``;`` or ``#`` comments)."""
+    words = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = re.split(r"[;#]", raw, maxsplit=1)[0].strip()
+        if not line:
+            continue
+        mnemonic, *tokens = line.replace(",", " ").split()
+        if mnemonic == ".word":
+            if len(tokens) != 1:
+                raise AsmError(f"line {lineno}: .word takes one value: {raw.strip()!r}")
+            try:
+                words.append(int(tokens[0], 0) & ((1 << WORD_BITS) - 1))
+            except ValueError:
+                raise AsmError(f"line {lineno}: bad .word value {tokens[0]!r}") from None
+            continue
+        op = _BY_NAME.get(mnemonic.upper())
+        if op is None:
+            raise AsmError(f"line {lineno}: unknown mnemonic {mnemonic!r}")
+        args = {}
+        for tok in tokens:
+            m = _TOKEN.match(tok)
+            if not m:
+                raise AsmError(f"line {lineno}: {op.name}: expected field=value, got {tok!r}")
+            args[m.group(1)] = int(m.group(2), 0)
+        try:
+            words.append(encode(op, **args))
+        except EncodeError as e:
+            raise AsmError(f"line {lineno}: {e}") from None
+    return words
+
+
+# -- geometry of an MVM and cycle formulas ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    """How a layer configuration and a window map onto slices, columns and conversions."""
+
+    nis: int  # input slices
+    nws: int  # weight slices
+    group: int  # physical columns per logical output
+    n_out: int  # logical outputs (accumulator lanes)
+    nrg: int  # row groups
+    nconv: int  # conversions per (input slice, row group)
+    nr: int  # window rows
+    nc: int  # window columns
+    aligned: bool  # nc is a whole number of groups
+
+
+def input_slices(abits: int, asigned: bool, dac_bits: int) -> int:
+    """Input slices: unsigned ceil(a/d); signed ceil((a-1)/d) magnitude slices plus one sign slice."""
+    if asigned:
+        return math.ceil((abits - 1) / dac_bits) + 1
+    return math.ceil(abits / dac_bits)
+
+
+def weight_slices(wbits: int, wsigned: bool, cell_bits: int) -> int:
+    """Weight slices: unsigned ceil(w/cell_bits); signed (magnitude w-1 bits) ceil((w-1)/cell_bits)."""
+    return math.ceil((wbits - 1 if wsigned else wbits) / cell_bits)
+
+
+def geometry(cfg: TileConfig, wbits: int, abits: int, wsigned: bool, asigned: bool, nr: int, nc: int) -> Geometry:
+    nis = input_slices(abits, asigned, cfg.dac_bits)
+    nws = weight_slices(wbits, wsigned, cfg.cell_bits)
+    group = nws * (2 if wsigned else 1)
+    aligned = group > 0 and nc % group == 0
+    n_out = nc // group if aligned else 0
+    nrg = math.ceil(nr / cfg.rows_per_conv)
+    nconv = nc // 2 if (wsigned and cfg.analog_diff) else nc
+    return Geometry(nis, nws, group, n_out, nrg, nconv, nr, nc, aligned)
+
+
+_CONSTS = {"MVM_LATENCY": MVM_LATENCY, "REQ_LATENCY": REQ_LATENCY, "VAU_LATENCY": VAU_LATENCY,
+           "CELL_CYCLES": CELL_CYCLES, "ceil": math.ceil}
+_CYCLE_CODE = {op: compile(s.cycles, f"<cycles {op.name}>", "eval") for op, s in SPECS.items()}
+_CFG_NAMES = ("rows", "cols", "n_adcs", "adc_cycles", "rq_lanes", "in_words", "col_words", "mask_words",
+              "delta_words", "out_words", "acc_words", "rq_per_word")
+
+
+def cfg_namespace(cfg: TileConfig) -> dict:
+    """The TileConfig quantities the cycle formulas may use."""
+    ns = dict(_CONSTS)
+    for n in _CFG_NAMES:
+        ns[n] = getattr(cfg, n)
+    return ns
+
+
+def cycles(op: Opcode, cfg_ns: dict, args: dict, geo: Geometry | None = None) -> int:
+    """Cycles of one instruction by its documented formula.
+
+    ``cfg_ns`` is :func:`cfg_namespace` of the TileConfig; ``geo`` is needed by MVM, REQ, VAUR, VAUC.
+    """
+    local = dict(args)
+    if geo is not None:
+        local.update(nis=geo.nis, nrg=geo.nrg, nconv=geo.nconv, n_out=geo.n_out, nr=geo.nr, nc=geo.nc)
+    return eval(_CYCLE_CODE[op], cfg_ns, local)  # noqa: S307 - formulas are this module's constants
+
+
+# -- documentation ------------------------------------------------------------------------------
+
+
+def render_doc() -> str:
+    """Markdown for docs/isa.md (a test checks the file equals this)."""
+    from .params import TileConfig as _TC
+
+    out = [
+        "# cimtile ISA",
+        "",
+        "<!-- generated by `python -m hw.isa --doc`; do not edit by hand (tests/test_isa.py checks it) -->",
+        "",
+        f"Instruction words are {WORD_BITS} bits: the opcode in bits 0-{OPCODE_BITS - 1}, the arguments from bit "
+        f"{_ARGS_OFFSET}. Every bit outside an opcode's fields must be zero (else `RESERVED`); an undefined "
+        "opcode is `OPCODE`. On an error the tile stops at that instruction, which counts 1 cycle, and reports "
+        "the cause and its program counter. Fields named `count` or `body` are stored minus one.",
+        "",
+        "## Execution model",
+        "",
+        "The host writes the program into program memory (`prog_depth` words) through the instruction stream, "
+        "then starts the tile; it runs from word 0 until `HALT`. Load instructions take their data from the "
+        "data-in stream and read instructions send theirs to the data-out stream, both `bus_bits` wide. The "
+        "cycle count runs from the first instruction to `HALT` inclusive and leaves out cycles in which the tile "
+        "waits for the host (an empty data-in stream, a full data-out stream). Instructions do not overlap: each "
+        "costs exactly its formula below.",
+        "",
+        "State kept across runs: cell levels and masks, all buffers, the layer configuration (`CFG`, `WIN`, "
+        "`CFGRQ`) and the requantisation lanes. Reset values: levels, masks and buffers 0; `CFG wbits=8 abits=8 "
+        "wsigned=1 asigned=0 adc_shift=0`; the window is the whole array; `CFGRQ zero_point=0 clamp_lo=-128 "
+        "clamp_hi=127 relu=0`; every lane bias 0, multiplier 1, shift 0. Each run starts with the program "
+        "counter, loop stack and address offsets at 0.",
+        "",
+        "## Arithmetic",
+        "",
+        "- **Input slicing.** An input byte is read as its low `abits` bits (two's complement when signed). "
+        "Unsigned inputs give `ceil(abits/dac_bits)` slices of `dac_bits` bits, slice k weighted `2^(k*dac_bits)`. "
+        "Signed inputs give `ceil((abits-1)/dac_bits)` slices of the low `abits-1` bits plus one slice holding "
+        "the sign bit, weighted `-2^(abits-1)` (the top slice counts negatively).",
+        "- **Weight slicing.** Unsigned weights of `wbits` bits use `ceil(wbits/cell_bits)` columns, least "
+        "significant slice first. Signed weights (magnitude `wbits-1` bits, range +-(2^(wbits-1)-1)) use a "
+        "positive and a negative column per slice, ordered `s0+ s0- s1+ s1- ...`; slice s is weighted "
+        "`2^(s*cell_bits)`. Logical output j of a window occupies physical columns `col_start + j*group ..`; "
+        "`n_out = window columns / group` (a window that is not a whole number of groups is `WINDOW`).",
+        "- **Conversion.** For each input slice, each group of `rows_per_conv` window rows and each column, the "
+        "column sum `S = sum(slice value x level)` over unmasked cells is converted: "
+        "`code = clip(S >> adc_shift, 0, 2^adc_bits - 1)` and contributes `code << adc_shift`. With "
+        "`differential-analog` encoding and signed weights a column pair is converted once: "
+        "`clip((S+ - S-) >> adc_shift, -2^(adc_bits-1), 2^(adc_bits-1) - 1)` (`>>` is an arithmetic shift).",
+        "- **Shift-and-add.** Each contribution is multiplied by its input-slice weight, its weight-slice weight "
+        "and -1 for a negative column, summed with the previous accumulator (when accumulating) and wrapped to "
+        "`acc_bits` two's complement.",
+        "- **Requantisation.** `v = acc + bias; p = v * mult; r = (p + 2^(shift-1)) >> shift` (no rounding term "
+        "when shift is 0; round half up); `q = clamp(r + zero_point, lo, clamp_hi)` with "
+        "`lo = max(clamp_lo, zero_point)` under ReLU, else `clamp_lo`; stored as a byte (two's complement).",
+        "- **Masks.** A masked cell contributes 0 to every column sum and is never changed by VAUR, VAUC or "
+        "WSET; with differential columns a weight whose cells are all masked is exactly 0.",
+        "",
+        "## Cycle formulas",
+        "",
+        "Names: the instruction's fields; TileConfig fields; `in_words`, `col_words`, `mask_words`, "
+        "`delta_words`, `out_words`, `acc_words` (bus words per item), `rq_per_word`; for MVM/REQ/VAU the "
+        "geometry of the current CFG and WIN: `nis` input slices, `nrg = ceil(window rows / rows_per_conv)`, "
+        "`nconv` conversions per slice and row group (window columns, halved for signed weights with "
+        "`differential-analog`), `n_out`, `nc` window columns. Constants: "
+        + ", ".join(f"`{k} = {v}`" for k, v in _CONSTS.items() if k != "ceil") + ".",
+        "",
+        "## Error causes",
+        "",
+        "| code | name |",
+        "| --- | --- |",
+    ]
+    out += [f"| {c.value} | `{c.name}` |" for c in Cause]
+    out += ["", "## Instructions", ""]
+    out += ["| opcode | mnemonic | summary | cycles |", "| --- | --- | --- | --- |"]
+    out += [f"| {s.op.value} | `{s.op.name}` | {s.summary} | `{s.cycles}` |" for s in SPECS.values()]
+    out.append("")
+    for s in SPECS.values():
+        out += [f"### {s.op.name} ({s.op.value}): {s.summary}", "", s.semantics, ""]
+        fs = FIELDS[s.op]
+        if fs:
+            out += ["| field | bits | range |", "| --- | --- | --- |"]
+            for f in fs:
+                name = f.user + (" (stored minus one)" if f.bias else "")
+                out.append(f"| `{name}` | {f.offset}..{f.offset + f.width - 1} | {f.lo}..{f.hi} |")
+            out.append("")
+        out += [f"Cycles: `{s.cycles}`", ""]
+    out += ["## TileConfig fields", "", "| field | meaning |", "| --- | --- |"]
+    out += [f"| `{k}` | {v} |" for k, v in _TC.field_docs().items()]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised by `make docs`
+    import sys
+
+    if sys.argv[1:] == ["--doc"]:
+        sys.stdout.write(render_doc())
+    else:
+        sys.stderr.write("usage: python -m hw.isa --doc\n")
+        sys.exit(2)
