@@ -25,6 +25,7 @@ __all__ = [
     "assemble",
     "cycles",
     "decode",
+    "describe",
     "disassemble",
     "encode",
     "geometry",
@@ -430,6 +431,31 @@ def cycles(op: Opcode, cfg_ns: dict, args: dict, geo: Geometry | None = None) ->
     if geo is not None:
         local.update(nis=geo.nis, nrg=geo.nrg, nconv=geo.nconv, n_out=geo.n_out, nr=geo.nr, nc=geo.nc)
     return eval(_CYCLE_CODE[op], cfg_ns, local)  # noqa: S307 - formulas are this module's constants
+
+
+def describe() -> dict:
+    """The ISA as plain data: word size, opcodes, fields (bit offsets and widths), causes, formulas.
+
+    Written beside generated Verilog (tile.json) and snapshotted by the tests.
+    """
+    return {
+        "word_bits": WORD_BITS,
+        "opcode_bits": OPCODE_BITS,
+        "opcodes": {
+            op.name: {
+                "value": op.value,
+                "args": s.args,
+                "fields": [
+                    {"name": f.name, "offset": f.offset, "width": f.width, "signed": f.signed, "bias": f.bias}
+                    for f in FIELDS[op]
+                ],
+                "cycles": s.cycles,
+            }
+            for op, s in SPECS.items()
+        },
+        "causes": {c.name: c.value for c in Cause},
+        "constants": {k: v for k, v in _CONSTS.items() if k != "ceil"},
+    }
 
 
 # -- documentation ------------------------------------------------------------------------------

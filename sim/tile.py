@@ -214,15 +214,14 @@ class Tile:
         self._instrs += lanes
         n = a["count"]
         strides = (a["stride_in"], a["stride_acc"], a["stride_out"])
-        if self._timing and n > 2:
-            # Iterations 1.. repeat identical work; run two and extrapolate the cycles.
-            c0, i0 = self._cycles, self._instrs
+        if self._timing and n > 2 and self._last_iteration_ok(b0, b1, offs, strides, n, depth, lanes):
+            # Iteration 0 may differ (it sees the state before the loop); iterations 1.. repeat the
+            # same work, and address checks cannot fail because the last iteration's did not.
             self._block(b0, b1, offs, depth + 1, lanes)
             c1, i1 = self._cycles, self._instrs
-            self._block(b0, b1, offs, depth + 1, lanes)
+            self._block(b0, b1, tuple(o + s for o, s in zip(offs, strides)), depth + 1, lanes)
             self._cycles += (self._cycles - c1) * (n - 2)
             self._instrs += (self._instrs - i1) * (n - 2)
-            del c0, i0
             return
         if self.vectorize and not self._timing and n > 1:
             voffs = tuple(o + np.arange(n, dtype=np.int64) * s for o, s in zip(offs, strides))
@@ -231,6 +230,18 @@ class Tile:
                 return
         for i in range(n):
             self._block(b0, b1, tuple(o + i * s for o, s in zip(offs, strides)), depth + 1, lanes)
+
+    def _last_iteration_ok(self, b0, b1, offs, strides, n, depth, lanes) -> bool:
+        """Timing mode: run the last iteration as a check (offsets only grow, so addresses that fit in
+        the last iteration fit in all); on an error the caller runs the loop iteration by iteration."""
+        saved = (self._cycles, self._instrs, self.layer, self.window, self.rq, self.sync_tag)
+        try:
+            self._block(b0, b1, tuple(o + (n - 1) * s for o, s in zip(offs, strides)), depth + 1, lanes)
+            ok = True
+        except (_Stop, _Halt):
+            ok = False
+        self._cycles, self._instrs, self.layer, self.window, self.rq, self.sync_tag = saved
+        return ok
 
     # -- loop vectorisation ------------------------------------------------------------------------
 
