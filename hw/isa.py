@@ -101,8 +101,8 @@ INSTR = data.StructLayout({"opcode": Opcode, "args": data.UnionLayout(ARGS)})
 assert INSTR.size <= WORD_BITS
 
 # Latencies the RTL pipeline adds on top of the work itself; part of the cycle formulas.
-MVM_LATENCY = 2
-REQ_LATENCY = 2
+MVM_LATENCY = 1
+REQ_LATENCY = 1
 VAU_LATENCY = 2
 CELL_CYCLES = 3
 
@@ -133,8 +133,8 @@ SPECS: dict[Opcode, Spec] = {s.op: s for s in [
          "Sets the row range and physical column range used by MVM, REQ, VAUR and VAUC. The range must lie "
          "inside the array (else WINDOW).", "1"),
     Spec(Opcode.CFGRQ, "cfgrq", "set requantisation output parameters",
-         "Sets the output zero point, clamp bounds (-128..255, `clamp_lo` <= `clamp_hi`, else CONFIG) and "
-         "optional ReLU (clamps below at the zero point).", "1"),
+         "Sets the output zero point and clamp bounds (each in -128..255, `clamp_lo` <= `clamp_hi`, else "
+         "CONFIG) and optional ReLU (clamps below at the zero point).", "1"),
     Spec(Opcode.LOOP, "loop", "hardware loop",
          "Executes the next `body` words `count` times. After each iteration the input, accumulator and output "
          "address offsets grow by `stride_in`, `stride_acc` and `stride_out`; when the loop ends they return to "
@@ -143,7 +143,8 @@ SPECS: dict[Opcode, Spec] = {s.op: s for s in [
          "enclosing body and the loaded program (else LOOP_NEST). Iterations add no cycles of their own.", "1"),
     Spec(Opcode.LDW, "range", "load cell levels",
          "Writes the cell levels of `count` columns starting at `start` from the data-in stream, column by "
-         "column (`col_words` words each: row r at bits r*cell_bits). Masks are not changed.",
+         "column (`col_words` words each: row r at bits r*cell_bits). Masked cells are written too; masks are "
+         "not changed.",
          "1 + count * col_words", "col"),
     Spec(Opcode.LDM, "range", "load sparsity masks",
          "Writes the mask bits of `count` columns starting at `start` from the data-in stream (`mask_words` "
@@ -159,7 +160,8 @@ SPECS: dict[Opcode, Spec] = {s.op: s for s in [
          "(bits 0-31 signed bias, 32-47 unsigned multiplier, 48-53 shift), `rq_per_word` records per word.",
          "1 + ceil(count / rq_per_word)", "lane"),
     Spec(Opcode.MVM, "mvm", "matrix-vector multiply over the window",
-         "Multiplies input vector `in_addr` by the window's weights, slicing inputs (`nis` slices, signed inputs "
+         "Multiplies input vector `in_addr` (array row r takes input byte r) by the window's weights, slicing "
+         "inputs (`nis` slices, signed inputs "
          "add a negative sign slice) and converting every (input slice, row group, column) with clipping after "
          "the range shift; writes (or adds to, if `accumulate`) lanes 0..n_out-1 of accumulator `acc_addr`.",
          "1 + ceil(nis * nrg * nconv / n_adcs) * adc_cycles + MVM_LATENCY"),
@@ -170,11 +172,11 @@ SPECS: dict[Opcode, Spec] = {s.op: s for s in [
     Spec(Opcode.VAUR, "vau", "VAU row update",
          "Adds delta[`delta_addr`][r] to every unmasked cell of every window row r (window columns only); "
          "levels saturate at 0 and max_level. Masked cells never change.",
-         "1 + ceil(nc / n_adcs) + VAU_LATENCY"),
+         "1 + nc + VAU_LATENCY"),
     Spec(Opcode.VAUC, "vau", "VAU column update",
          "Adds delta[`delta_addr`][c] to every unmasked cell of every window column c (window rows only); "
          "levels saturate at 0 and max_level. Masked cells never change.",
-         "1 + ceil(nc / n_adcs) + VAU_LATENCY"),
+         "1 + nc + VAU_LATENCY"),
     Spec(Opcode.WSET, "cell", "write one cell level",
          "Sets cell (`row`, `col`) to level `value` (> max_level is VALUE) unless the cell is masked: the exact "
          "per-weight update VAU is compared with.", "CELL_CYCLES"),
@@ -475,6 +477,10 @@ def render_doc() -> str:
         "opcode is `OPCODE`. On an error the tile stops at that instruction, which counts 1 cycle, and reports "
         "the cause and its program counter. Fields named `count` or `body` are stored minus one.",
         "",
+        "When one instruction could raise several causes, the first in this order wins: `OPCODE`, `RESERVED`, "
+        "then `LOOP_DEPTH` before `LOOP_NEST`, `WINDOW` and `CONFIG` before `ADDR`, `ADDR` before `VALUE`. A "
+        "load that raises an error consumes no data.",
+        "",
         "## Execution model",
         "",
         "The host writes the program into program memory (`prog_depth` words) through the instruction stream, "
@@ -510,8 +516,10 @@ def render_doc() -> str:
         "and -1 for a negative column, summed with the previous accumulator (when accumulating) and wrapped to "
         "`acc_bits` two's complement.",
         "- **Requantisation.** `v = acc + bias; p = v * mult; r = (p + 2^(shift-1)) >> shift` (no rounding term "
-        "when shift is 0; round half up); `q = clamp(r + zero_point, lo, clamp_hi)` with "
+        "when shift is 0; round half up); `q = min(max(r + zero_point, lo), clamp_hi)` with "
         "`lo = max(clamp_lo, zero_point)` under ReLU, else `clamp_lo`; stored as a byte (two's complement).",
+        "- **Indexing.** Rows and columns are array indices: MVM applies input byte r to array row r, VAUR and "
+        "VAUC take delta entry r (row) or c (column) of the delta vector, lanes count from 0 in every window.",
         "- **Masks.** A masked cell contributes 0 to every column sum and is never changed by VAUR, VAUC or "
         "WSET; with differential columns a weight whose cells are all masked is exactly 0.",
         "",

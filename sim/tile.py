@@ -113,6 +113,10 @@ class Tile:
         self.vectorize = vectorize
         self._ns = isa.cfg_namespace(cfg)
         self.program: list[Decoded] = []
+        self._indep: dict = {}  # loop key -> whether its iterations are independent (see _independent)
+        self._voffs: dict = {}  # (offsets, strides, count) -> the offset arrays of a vectorised loop
+        self._costs: dict = {}  # (word, geometry) -> cycles (see _cost)
+        self._runs: dict = {}  # id(lane offsets) -> (offsets, first lane if consecutive else None) (_lanes)
         self.reset()
 
     # -- state -------------------------------------------------------------------------------
@@ -147,7 +151,7 @@ class Tile:
         key = (self.layer, self.window)
         g = self._geo_cache.get(key)
         if g is None:
-            L, (r0, nr, c0, nc) = self.layer, self.window
+            L, (_, nr, _, nc) = self.layer, self.window
             g = isa.geometry(self.cfg, L.wbits, L.abits, L.wsigned, L.asigned, nr, nc)
             self._geo_cache[key] = g
         return g
@@ -162,7 +166,17 @@ class Tile:
         for i, w in enumerate(words):
             if not 0 <= w < (1 << isa.WORD_BITS):
                 raise ProgramError(f"word {i} = {w:#x} does not fit {isa.WORD_BITS} bits")
-        self.program = [isa.decode(w) for w in words]
+        # Decoded words are only read, never changed: a program repeats few distinct words, decode each once.
+        memo = _DECODED
+        if len(memo) > 1 << 16:
+            memo.clear()
+        prog = []
+        for w in words:
+            d = memo.get(w)
+            if d is None:
+                d = memo[w] = isa.decode(w)
+            prog.append(d)
+        self.program = prog
 
     def run(self, program: Sequence[int] | None = None, feed: Feed | Iterable | None = None, *,
             timing_only: bool = False) -> RunResult:
@@ -210,7 +224,7 @@ class Tile:
             raise _Stop(Cause.LOOP_DEPTH, pc, f"loop nesting exceeds loop_depth = {self.cfg.loop_depth}")
         if b1 > end:
             raise _Stop(Cause.LOOP_NEST, pc, f"body ends at {b1}, enclosing block ends at {end}")
-        self._cycles += isa.cycles(Opcode.LOOP, self._ns, a) * lanes
+        self._cycles += _cost(self, d) * lanes
         self._instrs += lanes
         n = a["count"]
         strides = (a["stride_in"], a["stride_acc"], a["stride_out"])
@@ -224,8 +238,19 @@ class Tile:
             self._instrs += (self._instrs - i1) * (n - 2)
             return
         if self.vectorize and not self._timing and n > 1:
-            voffs = tuple(o + np.arange(n, dtype=np.int64) * s for o, s in zip(offs, strides))
-            if self._independent(b0, b1, voffs, depth + 1):
+            okey = (tuple(o if isinstance(o, int) else o.tobytes() for o in offs), strides, n)
+            voffs = self._voffs.get(okey)
+            if voffs is None:
+                if len(self._voffs) > 4096:
+                    self._voffs.clear()
+                # Inside an already vectorised loop ``o`` is an array of lanes: lane-major outer product.
+                # Strides are unsigned, so the last lane of every offset array is its largest (_addr).
+                voffs = tuple(np.add.outer(o, np.arange(n, dtype=np.int64) * s).reshape(-1)
+                              for o, s in zip(offs, strides))
+                for v in voffs:
+                    v.flags.writeable = False  # shared by every run of this loop
+                self._voffs[okey] = voffs
+            if self._independent(b0, b1, voffs, okey, depth + 1):
                 self._block(b0, b1, voffs, depth + 1, lanes * n)
                 return
         for i in range(n):
@@ -247,31 +272,48 @@ class Tile:
 
     _VECTOR_OPS = frozenset({Opcode.NOP, Opcode.MVM, Opcode.REQ, Opcode.LOOP})
 
-    def _independent(self, b0: int, b1: int, voffs, depth: int) -> bool:
+    def _independent(self, b0: int, b1: int, voffs, okey, depth: int) -> bool:
         """True if the iterations (offset arrays ``voffs``) touch disjoint buffer entries and run
-        without any error, so that executing them all at once equals executing them in order."""
+        without any error, so that executing them all at once equals executing them in order.
+
+        The answer depends only on the loop's words, the offsets (``okey`` identifies them), the depth,
+        the layer and the window (the configuration is fixed per Tile), so it is remembered under exactly
+        that key: a compiled layer repeats the same loop for every column tile.
+        """
+        key = (tuple(d.word for d in self.program[b0 - 1:b1]), okey, depth, self.layer, self.window)
+        hit = self._indep.get(key)
+        if hit is None:
+            if len(self._indep) > 4096:
+                self._indep.clear()
+            hit = self._indep[key] = self._independent_uncached(b0, b1, voffs, depth)
+        return hit
+
+    def _independent_uncached(self, b0: int, b1: int, voffs, depth: int) -> bool:
         acc: dict[str, list] = {"in": [], "acc": [], "out": []}
         if not self._probe(b0, b1, voffs, depth, acc):
             return False
         n = len(voffs[0])
         it = np.arange(n)
-        for space, recs in acc.items():
-            writer: dict[int, int] = {}
-            for addrs, is_write in recs:
-                if not is_write:
-                    continue
-                for i, a in zip(it, addrs.tolist()):
-                    if writer.setdefault(a, i) != i:
-                        return False
-            if not writer:
+        for recs in acc.values():
+            writes = [addrs for addrs, is_write in recs if is_write]
+            if not writes:
                 continue
+            # Vectorised (a Python dict per address dominated loops of small MVMs): record one writer
+            # per address; any address whose recorded writer differs from one of its writers has two.
+            wa, wi = np.concatenate(writes), np.tile(it, len(writes))
+            if wa.min() < 0:
+                return False
+            writer = np.full(int(wa.max()) + 1, -1, dtype=np.int64)
+            writer[wa] = wi
+            if (writer[wa] != wi).any():
+                return False
             for addrs, is_write in recs:
                 if is_write:
                     continue
-                for i, a in zip(it, addrs.tolist()):
-                    w = writer.get(a)
-                    if w is not None and w != i:
-                        return False
+                inside = (addrs >= 0) & (addrs < writer.size)
+                w = writer[addrs[inside]]
+                if ((w >= 0) & (w != it[inside])).any():
+                    return False
         return True
 
     def _probe(self, b0, b1, offs, depth, acc) -> bool:
@@ -316,8 +358,12 @@ class Tile:
     # -- helpers -----------------------------------------------------------------------------
 
     def _addr(self, pc, base, count, depth, what):
-        """Check that entries base .. base+count-1 (base an int or array) lie below depth."""
-        top = (base.max() if isinstance(base, np.ndarray) else base) + count
+        """Check that entries base .. base+count-1 (base an int or array) lie below depth.
+
+        An array is a field plus the lane offsets of vectorised loops, whose last lane is the largest
+        (see Tile._loop); those addresses were also checked by _probe before vectorising.
+        """
+        top = (int(base[-1]) if isinstance(base, np.ndarray) else base) + count
         if top > depth:
             raise _Stop(Cause.ADDR, pc, f"{what} {top - count}..{top - 1} outside 0..{depth - 1}")
 
@@ -330,6 +376,21 @@ class Tile:
 
 
 # -- handlers: one per opcode ----------------------------------------------------------------------
+
+
+_DECODED: dict[int, Decoded] = {}  # word -> its decoding, shared by every Tile (Decoded is only read)
+
+
+def _cost(t: Tile, d: Decoded, g: isa.Geometry | None = None) -> int:
+    """:func:`hw.isa.cycles` of ``d``, remembered per (word, geometry): the formulas are evaluated with
+    ``eval``, which costs more than a compiled layer's whole MVM when evaluated per instruction."""
+    key = (d.word, g)
+    c = t._costs.get(key)
+    if c is None:
+        if len(t._costs) > 4096:
+            t._costs.clear()
+        c = t._costs[key] = isa.cycles(d.op, t._ns, d.args, g)
+    return c
 
 
 def _nop(t: Tile, d: Decoded, pc: int, offs) -> int:
@@ -368,7 +429,7 @@ def _cfgrq(t: Tile, d, pc, offs) -> int:
     a = d.args
     zp, lo, hi = a["zero_point"], a["clamp_lo"], a["clamp_hi"]
     if not (-128 <= lo <= hi <= 255 and -128 <= zp <= 255):
-        raise _Stop(Cause.CONFIG, pc, f"need -128 <= clamp_lo <= clamp_hi <= 255 and zero_point in -128..255")
+        raise _Stop(Cause.CONFIG, pc, "need -128 <= clamp_lo <= clamp_hi <= 255 and zero_point in -128..255")
     t.rq = (zp, lo, hi, bool(a["relu"]))
     return 1
 
@@ -381,10 +442,10 @@ def _ldw(t: Tile, d, pc, offs) -> int:
         b = t._feed.take(pc, d)
         if b.shape != (c.rows, n):
             raise _shape_error(pc, d, f"levels of shape ({c.rows}, {n})", b)
-        if b.size and (b.min() < 0 or b.max() > c.max_level):
+        if b.size and ((b.dtype != np.uint8 and b.min() < 0) or b.max() > c.max_level):
             raise _range_error(pc, d, "cell levels", 0, c.max_level)
         t.levels[:, s:s + n] = b
-    return isa.cycles(d.op, t._ns, a)
+    return _cost(t, d)
 
 
 def _ldm(t: Tile, d, pc, offs) -> int:
@@ -398,7 +459,7 @@ def _ldm(t: Tile, d, pc, offs) -> int:
         if b.size and (b.min() < 0 or b.max() > 1):
             raise _range_error(pc, d, "mask bits", 0, 1)
         t.masks[:, s:s + n] = b.astype(bool)
-    return isa.cycles(d.op, t._ns, a)
+    return _cost(t, d)
 
 
 def _ldin(t: Tile, d, pc, offs) -> int:
@@ -409,10 +470,13 @@ def _ldin(t: Tile, d, pc, offs) -> int:
         b = t._feed.take(pc, d)
         if b.shape not in ((n, c.rows), (t.batch, n, c.rows)):
             raise _shape_error(pc, d, f"inputs of shape ({n}, {c.rows}) or ({t.batch}, {n}, {c.rows})", b)
+        if b.dtype == np.uint8:  # bytes already: nothing to check or wrap
+            t.inbuf[:, s:s + n, :] = b
+            return _cost(t, d)
         if b.size and (b.min() < -128 or b.max() > 255):
             raise _range_error(pc, d, "input bytes", -128, 255)
         t.inbuf[:, s:s + n, :] = (b.astype(np.int64) & 0xFF).astype(np.uint8)
-    return isa.cycles(d.op, t._ns, a)
+    return _cost(t, d)
 
 
 def _ldd(t: Tile, d, pc, offs) -> int:
@@ -426,7 +490,7 @@ def _ldd(t: Tile, d, pc, offs) -> int:
         if b.size and (b.min() < -128 or b.max() > 127):
             raise _range_error(pc, d, "deltas", -128, 127)
         t.delta[s:s + n] = b
-    return isa.cycles(d.op, t._ns, a)
+    return _cost(t, d)
 
 
 def _ldrq(t: Tile, d, pc, offs) -> int:
@@ -445,7 +509,26 @@ def _ldrq(t: Tile, d, pc, offs) -> int:
         if b.size and not ((b[:, 2] >= 0).all() and (b[:, 2] < 64).all()):
             raise _range_error(pc, d, "shifts", 0, 63)
         t.rq_bias[s:s + n], t.rq_mult[s:s + n], t.rq_shift[s:s + n] = b[:, 0], b[:, 1], b[:, 2]
-    return isa.cycles(d.op, t._ns, a)
+    return _cost(t, d)
+
+
+def _lanes(t: Tile, base: int, off):
+    """Index of the entries ``base + off``: ``off`` is an int, or the lane offsets of a vectorised loop.
+    Consecutive lanes (a loop of stride 1, the usual case) become a slice: indexing a buffer with a slice
+    is a view, with an array a gather or scatter that cost up to a millisecond per MVM at large batches.
+    """
+    if not isinstance(off, np.ndarray):
+        return base + off
+    e = t._runs.get(id(off))
+    if e is None or e[0] is not off:  # the entry holds ``off``, so its id cannot be reused meanwhile
+        if len(t._runs) > 4096:
+            t._runs.clear()
+        n = off.size
+        first = int(off[0]) if n and bool((off == off[0] + np.arange(n)).all()) else None
+        e = t._runs[id(off)] = (off, first)
+    if e[1] is None:
+        return base + off
+    return slice(base + e[1], base + e[1] + off.size)
 
 
 def _mvm(t: Tile, d, pc, offs) -> int:
@@ -456,14 +539,25 @@ def _mvm(t: Tile, d, pc, offs) -> int:
     t._addr(pc, aa, 1, c.acc_depth, "accumulator vector")
     if not t._timing:
         r0, nr, c0, nc = t.window
+        ia, aa = _lanes(t, a["in_addr"], offs[0]), _lanes(t, a["acc_addr"], offs[1])
         raw = t.inbuf[:, ia, r0:r0 + nr]
-        y = kernels.mvm(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc], t.masks[r0:r0 + nr, c0:c0 + nc],
-                        t.layer, g, c)
-        y = y.reshape(raw.shape[:-1] + (g.n_out,))
-        if a["accumulate"]:
-            y = y + t.acc[:, aa, :g.n_out]
-        t.acc[:, aa, :g.n_out] = kernels.wrap(y, c.acc_bits)
-    return isa.cycles(d.op, t._ns, a, g)
+        n = g.n_out
+        if a["accumulate"] and not isinstance(aa, np.ndarray):
+            # acc = wrap(acc + y) = wrap(acc + wrap(y)): add the wrapped MVM in place (a view: no gather,
+            # no scatter); |acc|, |wrap(y)| < 2**(acc_bits-1) <= 2**39, so the int64 sum is exact.
+            y = kernels.mvm_acc(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
+                                t.masks[r0:r0 + nr, c0:c0 + nc], t.layer, g, c)
+            view = t.acc[:, aa, :n]
+            view += y.reshape(view.shape)
+            w = kernels.wrap(view, c.acc_bits)
+            if w is not view:
+                view[...] = w
+        else:
+            prev = t.acc[:, aa, :n].reshape(-1, n) if a["accumulate"] else None
+            y = kernels.mvm_acc(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
+                                t.masks[r0:r0 + nr, c0:c0 + nc], t.layer, g, c, prev)
+            t.acc[:, aa, :n] = y.reshape(raw.shape[:-1] + (n,))
+    return _cost(t, d, g)
 
 
 def _req(t: Tile, d, pc, offs) -> int:
@@ -474,9 +568,10 @@ def _req(t: Tile, d, pc, offs) -> int:
     t._addr(pc, oa, 1, c.out_depth, "output vector")
     if not t._timing:
         n = g.n_out
+        aa, oa = _lanes(t, a["acc_addr"], offs[1]), _lanes(t, a["out_addr"], offs[2])
         q = kernels.requantise(t.acc[:, aa, :n], t.rq_bias[:n], t.rq_mult[:n], t.rq_shift[:n], *t.rq)
         t.out[:, oa, :n] = (q & 0xFF).astype(np.uint8)
-    return isa.cycles(d.op, t._ns, a, g)
+    return _cost(t, d, g)
 
 
 def _vau(t: Tile, d, pc, offs) -> int:
@@ -490,7 +585,7 @@ def _vau(t: Tile, d, pc, offs) -> int:
         region = t.levels[r0:r0 + nr, c0:c0 + nc]
         keep = t.masks[r0:r0 + nr, c0:c0 + nc]
         t.levels[r0:r0 + nr, c0:c0 + nc] = np.where(keep, region, np.clip(region + delta, 0, c.max_level))
-    return isa.cycles(d.op, t._ns, a, g)
+    return _cost(t, d, g)
 
 
 def _cell(t: Tile, d, pc, offs) -> int:
@@ -506,7 +601,7 @@ def _cell(t: Tile, d, pc, offs) -> int:
             t.masks[r, col] = bool(v)
         elif not t.masks[r, col]:
             t.levels[r, col] = v
-    return isa.cycles(d.op, t._ns, a)
+    return _cost(t, d)
 
 
 def _read(t: Tile, d, pc, offs) -> int:
@@ -515,20 +610,20 @@ def _read(t: Tile, d, pc, offs) -> int:
     if op is Opcode.RDOUT:
         s += offs[2]
         t._addr(pc, s, n, c.out_depth, "output vectors")
-        block = lambda: t.out[:, s:s + n, :].copy()  # noqa: E731
+        block = lambda: t.out[:, s:s + n, :].copy()
     elif op is Opcode.RDACC:
         s += offs[1]
         t._addr(pc, s, n, c.acc_depth, "accumulator vectors")
-        block = lambda: t.acc[:, s:s + n, :].copy()  # noqa: E731
+        block = lambda: t.acc[:, s:s + n, :].copy()
     elif op is Opcode.RDW:
         t._addr(pc, s, n, c.cols, "columns")
-        block = lambda: t.levels[:, s:s + n].copy()  # noqa: E731
+        block = lambda: t.levels[:, s:s + n].copy()
     else:
         t._addr(pc, s, n, c.cols, "columns")
-        block = lambda: t.masks[:, s:s + n].copy()  # noqa: E731
+        block = lambda: t.masks[:, s:s + n].copy()
     if not t._timing:
         t._outputs.append(block())
-    return isa.cycles(op, t._ns, a)
+    return _cost(t, d)
 
 
 def _loop_marker(t: Tile, d, pc, offs) -> int:  # pragma: no cover - LOOP is handled by Tile._loop

@@ -1,0 +1,126 @@
+"""Compiler speed: compile an 8-bit ResNet-18-shaped QDQ model (random weights, 224x224 input, built with
+onnx.helper) for the ``isaac`` preset, and run one image through the golden backend.
+
+Figures: ``compile_resnet18_s`` (ONNX file to bundle directory, as ``cimtile compile`` does),
+``golden_resnet18_img_s`` (one image, bundle already loaded, as ``cimtile run`` does after loading; best of 3),
+``resnet18_program_words`` (microcode words of all programs), ``resnet18_cycles`` (tile cycles per image).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+GOALS = {"compile_resnet18_s": "< 3", "golden_resnet18_img_s": "< 2"}
+
+
+def resnet18_qdq(seed: int = 0, size: int = 224, classes: int = 1000) -> onnx.ModelProto:
+    """ResNet-18 in the QDQ form onnxruntime's static quantizer writes: uint8 activations, int8 symmetric
+    per-channel weights, int32 biases; Relu before QuantizeLinear; QDQ around pooling and residual adds."""
+    r = np.random.default_rng(seed)
+    nodes, inits = [], []
+    n = [0]
+
+    def uid(p):
+        n[0] += 1
+        return f"{p}{n[0]}"
+
+    def const(arr, p="c"):
+        name = uid(p)
+        inits.append(numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    def qdq(x, scale):
+        s, z = const(np.float32(scale), "s"), const(np.uint8(0), "z")
+        q, d = uid("q"), uid("d")
+        nodes.append(helper.make_node("QuantizeLinear", [x, s, z], [q]))
+        nodes.append(helper.make_node("DequantizeLinear", [q, s, z], [d]))
+        return d, scale
+
+    def conv(x, xs, cin, cout, k, stride, relu, out_scale=0.05):
+        fan = cin * k * k
+        w = r.integers(-127, 128, (cout, cin, k, k)).astype(np.int8)
+        ws = (np.sqrt(2.0 / fan) / 73 * (0.8 + 0.4 * r.random(cout))).astype(np.float32)
+        b = r.integers(-200, 200, cout).astype(np.int32)
+        wd, bd, y = uid("wd"), uid("bd"), uid("conv")
+        nodes.append(helper.make_node("DequantizeLinear",
+                                      [const(w, "w"), const(ws, "ws"), const(np.zeros(cout, np.int8))], [wd], axis=0))
+        nodes.append(helper.make_node("DequantizeLinear", [const(b, "b"), const((xs * ws).astype(np.float32)),
+                                                           const(np.zeros(cout, np.int32))], [bd], axis=0))
+        nodes.append(helper.make_node("Conv", [x, wd, bd], [y], name=y, kernel_shape=[k, k], strides=[stride] * 2,
+                                      pads=[k // 2] * 4))
+        if relu:
+            nodes.append(helper.make_node("Relu", [y], [y + "_relu"]))
+            y = y + "_relu"
+        return qdq(y, out_scale)
+
+    x, xs = qdq("x", 1 / 255)
+    x, xs = conv(x, xs, 3, 64, 7, 2, True)
+    mp = uid("pool")
+    nodes.append(helper.make_node("MaxPool", [x], [mp], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
+    x, xs = qdq(mp, xs)
+    cin = 64
+    for cout, stride in ((64, 1), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1)):
+        h, hs = conv(x, xs, cin, cout, 3, stride, True)
+        h, hs = conv(h, hs, cout, cout, 3, 1, False)
+        sc, _ = conv(x, xs, cin, cout, 1, stride, False) if (stride != 1 or cin != cout) else (x, xs)
+        a = uid("add")
+        nodes.append(helper.make_node("Add", [h, sc], [a]))
+        nodes.append(helper.make_node("Relu", [a], [a + "_relu"]))
+        x, xs = qdq(a + "_relu", 0.05)
+        cin = cout
+    g = uid("gap")
+    nodes.append(helper.make_node("GlobalAveragePool", [x], [g]))
+    x, xs = qdq(g, 0.02)
+    f = uid("flat")
+    nodes.append(helper.make_node("Flatten", [x], [f]))
+    w = r.integers(-127, 128, (classes, 512)).astype(np.int8)
+    ws = np.float32(np.sqrt(1 / 512) / 73)
+    wd, y = uid("wd"), "fc"
+    nodes.append(helper.make_node("DequantizeLinear", [const(w, "w"), const(ws), const(np.int8(0))], [wd]))
+    nodes.append(helper.make_node("Gemm", [f, wd], [y], name="fc", transB=1))
+    s, z = const(np.float32(0.05)), const(np.uint8(128))
+    nodes.append(helper.make_node("QuantizeLinear", [y, s, z], ["yq"]))
+    nodes.append(helper.make_node("DequantizeLinear", ["yq", s, z], ["y"]))
+    graph = helper.make_graph(nodes, "resnet18_qdq",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", classes])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def run() -> dict[str, float]:
+    import compiler
+
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "resnet18.onnx"
+        onnx.save(resnet18_qdq(), src)
+        best_c = float("inf")
+        for _ in range(2):
+            t = time.perf_counter()
+            b = compiler.compile_model(src, "isaac", out=Path(d) / "out")
+            best_c = min(best_c, time.perf_counter() - t)
+        b = compiler.load(Path(d) / "out")
+        x = np.random.default_rng(1).random((1, 3, 224, 224)).astype(np.float32)
+        # Each run builds its own backend and tiles, as `cimtile run` does; best of 3 because the machine is
+        # shared (a first run in a fresh process is as fast: only small tables such as decoded words are kept).
+        golden = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            _, st = compiler.run(b, x, stats=True, progress=False)
+            golden = min(golden, time.perf_counter() - t)
+        words = b.report["totals"]["words"]
+        print(f"resnet18 on isaac: {len(b.model.layers)} tile layers, {b.report['totals']['xbar_tiles']} crossbar "
+              f"tiles, {words} words in {b.report['totals']['programs']} programs, {st.cycles} cycles per image")
+        assert st.cycles == b.report["totals"]["cycles"]
+    return {"compile_resnet18_s": best_c, "golden_resnet18_img_s": golden, "resnet18_program_words": float(words),
+            "resnet18_cycles": float(st.cycles)}
+
+
+if __name__ == "__main__":
+    for k, v in run().items():
+        print(f"{k}: {v:.4g}")

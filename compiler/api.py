@@ -1,0 +1,104 @@
+"""The Python API: the same verbs as the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from hw import isa
+from hw.params import ConfigError, TileConfig, load_config
+
+from .bundle import Bundle, load_bundle, save_bundle
+from .codegen import EmitPrograms
+from .errors import CompileError
+from .frontend import import_model, load_onnx
+from .passes import pipeline
+from .report import build_report, format_report
+from .runtime import RunStats, execute
+
+__all__ = ["compile_model", "run", "report", "disasm", "load", "save"]
+
+
+def _cfg(tile) -> TileConfig:
+    try:
+        return load_config(tile)
+    except ConfigError as e:
+        raise CompileError(str(e)) from None
+
+
+def compile_model(model: str | Path | onnx.ModelProto, tile: str | TileConfig = "isaac",
+                  out: str | Path | None = None) -> Bundle:
+    """Compile a quantised ONNX model (path or ModelProto) for a tile (preset name, JSON path or TileConfig).
+
+    Everything is checked and built in memory first; the bundle directory ``out`` (if given) is written only
+    when compilation succeeded.
+    """
+    cfg = _cfg(tile)
+    proto = load_onnx(model) if not isinstance(model, onnx.ModelProto) else model
+    ir = import_model(proto)
+    ir = pipeline(ir, cfg)
+    ir, _ = EmitPrograms(cfg).apply(ir)
+    rep = build_report(ir, cfg)
+    levels = [L.levels for L in ir.layers]
+    levels_fix = [L.levels_fix for L in ir.layers]
+    rq = []
+    for L in ir.layers:
+        n = L.N
+        rq.append({"bias": L.rq_bias.astype(np.int64),
+                   "mult": (L.rq_mult if L.rq_mult is not None else np.ones(n, np.int64)).astype(np.int64),
+                   "shift": (L.rq_shift if L.rq_shift is not None else np.zeros(n, np.int64)).astype(np.int64),
+                   "acc_scale": np.asarray(L.acc_scale, dtype=np.float64),
+                   "bias_f": np.asarray(L.bias_f, dtype=np.float64)})
+        L.weight = None  # the codes are folded into the levels; do not keep two copies
+        L.w_int = None
+        L.levels = None
+        L.levels_fix = None
+        L.w_fix = None
+    b = Bundle(cfg, ir, levels, rq, rep, levels_fix)
+    if out is not None:
+        save_bundle(b, out)
+    return b
+
+
+def load(path: str | Path) -> Bundle:
+    """Read a bundle directory."""
+    return load_bundle(path)
+
+
+def save(bundle: Bundle, path: str | Path) -> None:
+    save_bundle(bundle, path)
+
+
+def run(bundle: Bundle | str | Path, x: np.ndarray, backend: str = "golden", *, progress: bool | None = None,
+        stats: bool = False):
+    """Run a compiled network on ``x`` (the model's first input as ONNX takes it).
+
+    Returns the first output as onnxruntime would (and a :class:`RunStats` with the cycles if ``stats``).
+    """
+    b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    outs, st = execute(b, x, backend, progress)
+    y = outs[b.model.outputs[0]]
+    return (y, st) if stats else y
+
+
+def report(bundle: Bundle | str | Path, as_json: bool = False):
+    """The per-layer cycle report (dict if ``as_json``, else the formatted table)."""
+    b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    return b.report if as_json else format_report(b.report)
+
+
+def disasm(bundle: Bundle | str | Path) -> str:
+    """Readable microcode of every program, with the layer each belongs to."""
+    b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    names = [L.name for L in b.model.layers]
+    out = []
+    for i, p in enumerate(b.programs):
+        owner = "init" if p.layer < 0 else f"layer {names[p.layer]}"
+        out.append(f"; program {i}: {owner}, {len(p.words)} words, {p.cycles} cycles per run")
+        out.append(isa.disassemble(p.words, addresses=True).rstrip("\n"))
+    return "\n".join(out) + "\n"
+
+
+__all__ += ["RunStats"]

@@ -1,0 +1,191 @@
+"""The program bundle: what ``cimtile compile`` writes and ``cimtile run`` reads.
+
+Directory layout (all written together, or nothing):
+
+- ``tile.json``: the TileConfig;
+- ``network.json``: format version, tensors, steps (host steps and tile layers) in execution order, the
+  programs (offset and length in the microcode, layer, data-in plan, read plan, cycles of one run);
+- ``microcode.npy``: every program's 64-bit words, concatenated (uint64);
+- ``weights.npz``: per layer ``L<i>.levels`` (K x N*group cell levels), ``L<i>.bias``, ``.mult``, ``.shift``
+  (the LDRQ records) and ``.acc_scale``; ``masks`` (rows x cols, all 0: the init program loads it);
+- ``consts.npz``: constants of host steps (reshape targets, residual constants);
+- ``report.json`` and ``report.txt``: the per-layer cycle report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hw.params import ConfigError, TileConfig
+
+from .errors import CompileError
+from .ir import HostStep, Model, Program, QSpec, Tensor, TileLayer
+
+__all__ = ["Bundle", "save_bundle", "load_bundle", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+
+_LAYER_FIELDS = ("name", "op", "input", "output", "conv", "out_dtype", "relu", "in_shape", "out_shape", "wbits",
+                 "wsigned", "wbits_declared", "abits", "asigned", "zp_out", "clamp", "group", "row_tile",
+                 "outs_per_tile", "positions", "chunk", "programs", "K", "N", "fix_tiles")
+
+
+@dataclass
+class Bundle:
+    """A compiled network: the IR (steps in order), programs, cell-level images and the report."""
+
+    cfg: TileConfig
+    model: Model
+    levels: list[np.ndarray]
+    rq: list[dict]
+    report: dict = field(default_factory=dict)
+    levels_fix: list = field(default_factory=list)  # per layer: -128 correction levels, or None
+
+    @property
+    def programs(self) -> list[Program]:
+        return self.model.programs
+
+    def words(self) -> np.ndarray:
+        return np.array([w for p in self.programs for w in p.words], dtype=np.uint64)
+
+
+def _enc(v):
+    if isinstance(v, QSpec):
+        return {"__spec__": v.to_json()}
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, (list, tuple)):
+        return [_enc(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _enc(x) for k, x in v.items()}
+    return v
+
+
+def _dec(v):
+    if isinstance(v, dict):
+        if "__spec__" in v:
+            return QSpec.from_json(v["__spec__"])
+        return {k: _dec(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_dec(x) for x in v]
+    return v
+
+
+def _tuples(conv):
+    return None if conv is None else {k: tuple(v) for k, v in conv.items()}
+
+
+def to_json(b: Bundle) -> dict:
+    m = b.model
+    steps = []
+    for s in m.steps:
+        if isinstance(s, HostStep):
+            steps.append({"type": "host", "name": s.name, "op": s.op, "inputs": s.inputs, "outputs": s.outputs,
+                          "attrs": _enc(s.attrs)})
+        else:
+            d = {k: _enc(getattr(s, k)) for k in _LAYER_FIELDS}
+            d.update(type="tile", in_spec=s.in_spec.to_json(), out_spec=None if s.out_spec is None else
+                     s.out_spec.to_json())
+            steps.append(d)
+    progs, off = [], 0
+    for p in m.programs:
+        progs.append({"layer": p.layer, "offset": off, "length": len(p.words), "feed": [list(f) for f in p.feed],
+                      "reads": [list(r) for r in p.reads], "cycles": p.cycles})
+        off += len(p.words)
+    tensors = {n: {"kind": t.kind, "shape": list(t.shape), "dtype": t.dtype,
+                   "spec": None if t.spec is None else t.spec.to_json()} for n, t in m.tensors.items()}
+    return {"format": "cimtile-bundle", "version": FORMAT_VERSION, "tile": b.cfg.name, "inputs": m.inputs,
+            "outputs": m.outputs, "tensors": tensors, "steps": steps, "programs": progs, "meta": _enc(m.meta)}
+
+
+def save_bundle(b: Bundle, out: str | Path) -> None:
+    """Write the bundle to directory ``out`` atomically: into a temporary sibling, then renamed."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CompileError(f"output {out} exists and is not a directory")
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".cimtile-", dir=parent))
+    try:
+        b.cfg.save(tmp / "tile.json")
+        (tmp / "network.json").write_text(json.dumps(to_json(b)) + "\n")
+        np.save(tmp / "microcode.npy", b.words())
+        arrays = {"masks": np.zeros((b.cfg.rows, b.cfg.cols), dtype=np.uint8)}
+        for i, (lv, rq) in enumerate(zip(b.levels, b.rq)):
+            arrays[f"L{i}.levels"] = lv
+            for k, v in rq.items():
+                arrays[f"L{i}.{k}"] = v
+            if i < len(b.levels_fix) and b.levels_fix[i] is not None:
+                arrays[f"L{i}.fix"] = b.levels_fix[i]
+        np.savez(tmp / "weights.npz", **arrays)
+        used = {n for s in b.model.steps if isinstance(s, HostStep) for n in s.inputs}
+        np.savez(tmp / "consts.npz", **{k: np.asarray(v) for k, v in b.model.consts.items() if k in used})
+        (tmp / "report.json").write_text(json.dumps(b.report, indent=1) + "\n")
+        from .report import format_report
+
+        (tmp / "report.txt").write_text(format_report(b.report))
+        if out.exists():
+            for f in tmp.iterdir():
+                os.replace(f, out / f.name)
+            tmp.rmdir()
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read a bundle directory written by :func:`save_bundle` (one-line :class:`CompileError` if it is not one)."""
+    p = Path(path)
+    try:
+        net = json.loads((p / "network.json").read_text())
+        cfg = TileConfig.load(p / "tile.json")
+        words = np.load(p / "microcode.npy")
+        wz = np.load(p / "weights.npz")
+        cz = np.load(p / "consts.npz")
+        report = json.loads((p / "report.json").read_text())
+    except (OSError, ValueError, ConfigError) as e:
+        raise CompileError(f"{path}: not a cimtile bundle ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if net.get("format") != "cimtile-bundle" or net.get("version") != FORMAT_VERSION:
+        raise CompileError(f"{path}: not a cimtile bundle of format version {FORMAT_VERSION}")
+    tensors = {n: Tensor(n, d["kind"], tuple(d["shape"]), None if d["spec"] is None else QSpec.from_json(d["spec"]),
+                         d["dtype"]) for n, d in net["tensors"].items()}
+    steps, levels, rq, levels_fix = [], [], [], []
+    li = 0
+    for d in net["steps"]:
+        if d["type"] == "host":
+            steps.append(HostStep(d["name"], d["op"], d["inputs"], d["outputs"], _dec(d["attrs"])))
+            continue
+        kw = {k: d[k] for k in _LAYER_FIELDS}
+        kw["conv"] = _tuples(kw["conv"])
+        kw["fix_tiles"] = [tuple(t) for t in kw["fix_tiles"]]
+        kw["in_shape"], kw["out_shape"], kw["clamp"] = tuple(kw["in_shape"]), tuple(kw["out_shape"]), tuple(kw["clamp"])
+        L = TileLayer(weight=None, in_spec=QSpec.from_json(d["in_spec"]),
+                      out_spec=None if d["out_spec"] is None else QSpec.from_json(d["out_spec"]), **kw)
+        steps.append(L)
+        levels.append(wz[f"L{li}.levels"])
+        levels_fix.append(wz[f"L{li}.fix"] if f"L{li}.fix" in wz.files else None)
+        rq.append({k: wz[f"L{li}.{k}"] for k in ("bias", "mult", "shift", "acc_scale", "bias_f")})
+        li += 1
+    programs = []
+    for d in net["programs"]:
+        w = [int(x) for x in words[d["offset"]:d["offset"] + d["length"]]]
+        programs.append(Program(d["layer"], w, [tuple(f) for f in d["feed"]], [tuple(r) for r in d["reads"]],
+                                d["cycles"]))
+    model = Model(tensors, steps, net["inputs"], net["outputs"], {k: cz[k] for k in cz.files}, programs,
+                  net.get("meta", {}))
+    return Bundle(cfg, model, levels, rq, report, levels_fix)

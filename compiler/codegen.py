@@ -1,0 +1,127 @@
+"""Emit microcode: one program (ending in HALT) per group of a layer's column tiles, with hardware loops
+over the output positions of a run, so a program's size grows with crossbar tiles, not with positions."""
+
+from __future__ import annotations
+
+import functools
+
+from hw import isa
+from hw.isa import Opcode
+from hw.params import TileConfig
+
+from .errors import node_error
+from .ir import Model, Program, TileLayer
+
+__all__ = ["EmitPrograms", "init_program"]
+
+@functools.lru_cache(maxsize=4096)
+def _encode(op: Opcode, items: tuple) -> int:
+    return isa.encode(op, **dict(items))
+
+
+def E(op: Opcode, **fields: int) -> int:
+    """:func:`hw.isa.encode`, memoised: a program repeats a few distinct words many times."""
+    return _encode(op, tuple(sorted(fields.items())))
+
+
+def init_program(cfg: TileConfig) -> Program:
+    """Clear every mask bit (the compiler never prunes; masks persist across runs, so start from a known state)."""
+    words = [E(Opcode.LDM, start=0, count=cfg.cols), E(Opcode.HALT)]
+    return Program(-1, words, [("mask",)], [])
+
+
+def _header(L: TileLayer) -> list[int]:
+    w = [E(Opcode.CFG, wbits=L.wbits, abits=L.abits, wsigned=int(L.wsigned), asigned=int(L.asigned), adc_shift=0)]
+    if L.out_spec is not None:
+        w.append(E(Opcode.CFGRQ, zero_point=L.zp_out, clamp_lo=L.clamp[0], clamp_hi=L.clamp[1], relu=int(L.relu)))
+    return w
+
+
+def input_groups(L: TileLayer, cfg: TileConfig) -> list[tuple[int, int]]:
+    """Row tiles whose input vectors one LDIN loads together (as many as the input buffer holds)."""
+    n, per = len(L.row_tiles), max(1, cfg.in_depth // L.chunk)
+    return [(g, min(g + per, n)) for g in range(0, n, per)]
+
+
+def _col_tile(L: TileLayer, ct: int, c0: int, c1: int, groups, resident: bool):
+    """Words, data-in plan and read plan of one column tile: per row tile (WIN when it changes) LDW, then the
+    position loop of MVMs accumulating over the row tiles; then REQ + RDOUT, or RDACC."""
+    P = L.chunk
+    n_out = c1 - c0
+    ncols = n_out * L.group
+    words, feed, reads = [], [], []
+    req = L.out_spec is not None
+    if req:
+        words.append(E(Opcode.LDRQ, start=0, count=n_out))
+        feed.append(("rq", ct))
+    win = None
+    fixes = set(map(tuple, L.fix_tiles))
+    for g0, g1 in groups:
+        if not resident:
+            words.append(E(Opcode.LDIN, start=0, count=P * (g1 - g0)))
+            feed.append(("in", g0, g1))
+        for rt in range(g0, g1):
+            r0, r1 = L.row_tiles[rt]
+            if win != (r1 - r0, ncols):
+                win = (r1 - r0, ncols)
+                words.append(E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=ncols))
+            words.append(E(Opcode.LDW, start=0, count=ncols))
+            feed.append(("w", ct, rt))
+            if P > 1:
+                words.append(E(Opcode.LOOP, count=P, body=1, stride_in=1, stride_acc=1, stride_out=0))
+            words.append(E(Opcode.MVM, in_addr=(rt - g0) * P, acc_addr=0, accumulate=int(rt > 0)))
+            if (ct, rt) in fixes:
+                # the -128 correction: a 2-bit signed MVM of the same inputs, accumulated
+                words += [E(Opcode.CFG, wbits=2, abits=L.abits, wsigned=1, asigned=int(L.asigned), adc_shift=0),
+                          E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=2 * n_out),
+                          E(Opcode.LDW, start=0, count=2 * n_out)]
+                feed.append(("wf", ct, rt))
+                if P > 1:
+                    words.append(E(Opcode.LOOP, count=P, body=1, stride_in=1, stride_acc=1, stride_out=0))
+                words += [E(Opcode.MVM, in_addr=(rt - g0) * P, acc_addr=0, accumulate=1), _header(L)[0]]
+                win = None
+    if req:
+        if P > 1:
+            words.append(E(Opcode.LOOP, count=P, body=1, stride_in=0, stride_acc=1, stride_out=1))
+        words += [E(Opcode.REQ, acc_addr=0, out_addr=0), E(Opcode.RDOUT, start=0, count=P)]
+        reads.append(("out", ct))
+    else:
+        words.append(E(Opcode.RDACC, start=0, count=P))
+        reads.append(("acc", ct))
+    return words, feed, reads
+
+
+class EmitPrograms:
+    def __init__(self, cfg: TileConfig):
+        self.cfg = cfg
+
+    def apply(self, model: Model) -> tuple[Model, bool]:
+        cfg = self.cfg
+        model.programs = [init_program(cfg)]
+        for li, L in enumerate(model.layers):
+            groups = input_groups(L, cfg)
+            # all inputs of a run fit the input buffer: load them once per program, reuse for every column tile
+            resident = len(groups) == 1
+            head = _header(L)
+            head_feed = []
+            if resident:
+                head.append(E(Opcode.LDIN, start=0, count=L.chunk * len(L.row_tiles)))
+                head_feed.append(("in", 0, len(L.row_tiles)))
+            cur = None
+            L.programs = []
+            for ct, (c0, c1) in enumerate(L.col_tiles):
+                words, feed, reads = _col_tile(L, ct, c0, c1, groups, resident)
+                if len(head) + len(words) + 1 > cfg.prog_depth:
+                    raise node_error(L.name, L.op, f"layer cannot fit: one column tile needs "
+                                     f"{len(head) + len(words) + 1} program words, prog_depth is {cfg.prog_depth}")
+                if cur is None or len(cur.words) + len(words) + 1 > cfg.prog_depth:
+                    if cur is not None:
+                        cur.words.append(E(Opcode.HALT))
+                    cur = Program(li, list(head), list(head_feed), [])
+                    L.programs.append(len(model.programs))
+                    model.programs.append(cur)
+                cur.words += words
+                cur.feed += feed
+                cur.reads += reads
+            cur.words.append(E(Opcode.HALT))
+        return model, False

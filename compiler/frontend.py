@@ -1,0 +1,616 @@
+"""Frontend: a quantised ONNX graph to the layer IR, one handler per ONNX ``op_type``.
+
+Every node is checked here, before any other work: an unsupported op, a float (unquantised) weight, a
+dynamic weight, a bit width outside 2..8 or a shape the tile cannot take raises :class:`CompileError`
+naming the node.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .errors import CompileError, node_error
+from .ir import HostStep, Model, QConst, QSpec, Tensor, TileLayer, bits_of_range
+
+__all__ = ["load_onnx", "import_model", "HOST_OPS"]
+
+QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general")
+
+# code range of each ONNX integer element type
+_RANGES = {
+    onnx.TensorProto.UINT8: (0, 255), onnx.TensorProto.INT8: (-128, 127),
+    onnx.TensorProto.UINT16: (0, 65535), onnx.TensorProto.INT16: (-32768, 32767),
+    onnx.TensorProto.INT32: (-(1 << 31), (1 << 31) - 1),
+}
+if hasattr(onnx.TensorProto, "UINT4"):
+    _RANGES[onnx.TensorProto.UINT4] = (0, 15)
+    _RANGES[onnx.TensorProto.INT4] = (-8, 7)
+_NP_RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127), np.dtype(np.uint16): (0, 65535),
+              np.dtype(np.int16): (-32768, 32767), np.dtype(np.int32): (-(1 << 31), (1 << 31) - 1)}
+
+#: Ops the runtime runs on the host, with how they are checked.
+HOST_OPS = ("Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Sub", "Mul", "Div", "Flatten", "Reshape",
+            "Transpose", "Concat", "Softmax", "Identity", "Cast", "Clip", "MatMul")
+
+
+def load_onnx(path: str | Path) -> onnx.ModelProto:
+    """Read an ONNX file; any failure is a one-line :class:`CompileError`."""
+    try:
+        model = onnx.load(str(path))
+    except FileNotFoundError:
+        raise CompileError(f"cannot read {path}: no such file") from None
+    except Exception as e:
+        raise CompileError(f"cannot read {path}: not an ONNX model ({type(e).__name__})") from None
+    if not model.graph.node:
+        raise CompileError(f"cannot read {path}: not an ONNX model (empty graph)")
+    return model
+
+
+def _attrs(node) -> dict:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+class _Ctx:
+    def __init__(self, model: onnx.ModelProto):
+        self.consts: dict[str, np.ndarray] = {}
+        self.qconsts: dict[str, QConst] = {}  # quantised constants (codes) and dequantised constants
+        self.tensors: dict[str, Tensor] = {}
+        self.steps: list = []
+        for init in model.graph.initializer:
+            self.consts[init.name] = numpy_helper.to_array(init)
+        self.inputs = []
+        for vi in model.graph.input:
+            if vi.name in self.consts:
+                continue  # an input with an initializer is a constant
+            t = vi.type.tensor_type
+            shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in t.shape.dim)
+            et = t.elem_type
+            if et in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
+                self.tensors[vi.name] = Tensor(vi.name, "float", shape)
+            elif et in (onnx.TensorProto.UINT8, onnx.TensorProto.INT8):
+                lo, hi = _RANGES[et]
+                dt = "uint8" if lo == 0 else "int8"
+                self.tensors[vi.name] = Tensor(vi.name, "codes", shape, QSpec(1.0, 0, lo, hi), dt)
+            else:
+                raise CompileError(f"graph input {vi.name!r}: element type "
+                                   f"{onnx.TensorProto.DataType.Name(et)} not supported (float, uint8 or int8)")
+            self.inputs.append(vi.name)
+        self.outputs = [vo.name for vo in model.graph.output]
+
+    # helpers ---------------------------------------------------------------------------------------
+    def const(self, node, name: str, what: str) -> np.ndarray:
+        if name in self.consts:
+            return self.consts[name]
+        raise node_error(node.name, node.op_type, f"{what} {name!r} must be a constant initializer")
+
+    def tensor(self, node, name: str) -> Tensor:
+        t = self.tensors.get(name)
+        if t is None:
+            if name in self.consts or name in self.qconsts:
+                raise node_error(node.name, node.op_type, f"constant input {name!r} where an activation is expected")
+            raise node_error(node.name, node.op_type, f"input {name!r} is not produced by any supported node")
+        return t
+
+    def add(self, t: Tensor) -> None:
+        self.tensors[t.name] = t
+
+
+def _spec(node, scale, zp, lo, hi, axis, ndim) -> QSpec:
+    scale = np.asarray(scale, dtype=np.float64)
+    zp = np.asarray(zp if zp is not None else 0)
+    if scale.size > 1 or zp.size > 1:
+        ax = axis if axis >= 0 else axis + ndim
+    else:
+        ax = None
+        scale, zp = scale.reshape(()), zp.reshape(())
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise node_error(node.name, node.op_type, "scale must be finite and positive")
+    if np.any(zp != np.round(zp)):
+        raise node_error(node.name, node.op_type, "zero point must be an integer")
+    return QSpec(scale, zp.astype(np.int64), lo, hi, ax)
+
+
+def _broadcast(spec: QSpec, shape) -> tuple[np.ndarray, np.ndarray]:
+    s, z = spec.scale, spec.zero_point
+    if spec.axis is not None and len(shape) > 1:
+        bshape = [1] * len(shape)
+        bshape[spec.axis] = -1
+        s, z = s.reshape(bshape), z.reshape(bshape)
+    return s, z
+
+
+def _check_bits(node, spec: QSpec, what: str) -> None:
+    b = spec.bits
+    if not 2 <= b <= 8:
+        raise node_error(node.name, node.op_type, f"{what} bit width {b} outside 2..8")
+
+
+# -- handlers -------------------------------------------------------------------------------------
+
+def _constant(ctx: _Ctx, node) -> None:
+    a = _attrs(node)
+    if "value" in a:
+        ctx.consts[node.output[0]] = numpy_helper.to_array(a["value"])
+    else:
+        key = next(iter(a))
+        ctx.consts[node.output[0]] = np.asarray(a[key])
+
+
+def _quantize_linear(ctx: _Ctx, node) -> None:
+    a = _attrs(node)
+    x = node.input[0]
+    scale = ctx.const(node, node.input[1], "scale")
+    zp = ctx.const(node, node.input[2], "zero point") if len(node.input) > 2 and node.input[2] else None
+    if zp is None:
+        lo, hi = 0, 255
+    else:
+        rng = _NP_RANGES.get(np.asarray(zp).dtype)
+        if rng is None:
+            raise node_error(node.name, node.op_type, f"zero point type {np.asarray(zp).dtype} not supported")
+        lo, hi = rng
+    if x in ctx.consts:
+        w = np.asarray(ctx.consts[x], dtype=np.float64)
+        spec = _spec(node, scale, zp, lo, hi, a.get("axis", 1), w.ndim)
+        s, z = _broadcast(spec, w.shape)
+        codes = np.clip(np.round(w / s) + z, lo, hi).astype(np.int32)
+        ctx.qconsts[node.output[0]] = QConst(codes, spec)
+        return
+    t = ctx.tensor(node, x)
+    if t.kind != "float":
+        raise node_error(node.name, node.op_type, f"input {x!r} is already quantized")
+    spec = _spec(node, scale, zp, lo, hi, a.get("axis", 1), len(t.shape))
+    if not spec.per_tensor:
+        raise node_error(node.name, node.op_type, "per-channel quantization of an activation is not supported")
+    dt = "uint8" if lo >= 0 else "int8"
+    if hi - lo > 255:
+        raise node_error(node.name, node.op_type, f"activation bit width {bits_of_range(lo, hi)} outside 2..8")
+    ctx.steps.append(HostStep(node.name, "Quantize", [x], [node.output[0]], {"spec": spec}))
+    ctx.add(Tensor(node.output[0], "codes", t.shape, spec, dt))
+
+
+def _dequantize_linear(ctx: _Ctx, node) -> None:
+    a = _attrs(node)
+    q = node.input[0]
+    scale = ctx.const(node, node.input[1], "scale")
+    zp = ctx.const(node, node.input[2], "zero point") if len(node.input) > 2 and node.input[2] else None
+    if q in ctx.qconsts or q in ctx.consts:
+        if q in ctx.qconsts:
+            qc = ctx.qconsts[q]
+            codes, lo, hi = qc.codes, qc.spec.lo, qc.spec.hi
+        else:
+            raw = np.asarray(ctx.consts[q])
+            rng = _NP_RANGES.get(raw.dtype)
+            if rng is None:
+                raise node_error(node.name, node.op_type, f"constant {q!r} of type {raw.dtype} is not integer codes")
+            codes, (lo, hi) = raw.astype(np.int32), rng
+        spec = _spec(node, scale, zp, lo, hi, a.get("axis", 1), codes.ndim)
+        ctx.qconsts[node.output[0]] = QConst(codes, spec)  # a dequantised constant, kept as codes + spec
+        return
+    t = ctx.tensor(node, q)
+    if t.kind != "codes":
+        raise node_error(node.name, node.op_type, f"input {q!r} is not quantized codes")
+    spec = _spec(node, scale, zp, t.spec.lo, t.spec.hi, a.get("axis", 1), len(t.shape))
+    if not spec.per_tensor:
+        raise node_error(node.name, node.op_type, "per-channel dequantization of an activation is not supported")
+    ctx.steps.append(HostStep(node.name, "Dequantize", [q], [node.output[0]], {"spec": spec}))
+    ctx.add(Tensor(node.output[0], "float", t.shape))
+
+
+def _quant(ctx: _Ctx, node) -> None:
+    """QONNX ``Quant``: quantise and dequantise in one node (a bit-width input, signed/narrow attributes)."""
+    a = _attrs(node)
+    x = node.input[0]
+    scale = ctx.const(node, node.input[1], "scale")
+    zp = ctx.const(node, node.input[2], "zero point")
+    bw = np.asarray(ctx.const(node, node.input[3], "bit width")).reshape(-1)
+    if bw.size != 1 or bw[0] != np.round(bw[0]):
+        raise node_error(node.name, node.op_type, f"bit width {bw.tolist()} is not one integer")
+    bits = int(bw[0])
+    if not 2 <= bits <= 8:
+        raise node_error(node.name, node.op_type, f"bit width {bits} outside 2..8")
+    if a.get("rounding_mode", b"ROUND") not in (b"ROUND", "ROUND"):
+        raise node_error(node.name, node.op_type, f"rounding_mode {a['rounding_mode']!r} not supported (ROUND)")
+    signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+    if signed:
+        lo, hi = -(1 << (bits - 1)) + (1 if narrow else 0), (1 << (bits - 1)) - 1
+    else:
+        lo, hi = 0, (1 << bits) - 1 - (1 if narrow else 0)
+    scale = np.asarray(scale, dtype=np.float64)
+    zp = np.asarray(zp, dtype=np.float64)
+    if x in ctx.consts:
+        w = np.asarray(ctx.consts[x], dtype=np.float64)
+        # QONNX broadcasts scale like numpy: a per-channel scale has shape (C, 1, 1, 1) or (1, C)
+        axis = None
+        if scale.size > 1:
+            axis = int(np.argmax(scale.shape))
+        codes = np.clip(np.round(w / scale + zp), lo, hi).astype(np.int32)
+        spec = _spec(node, scale.reshape(-1) if axis is not None else scale, zp.reshape(-1) if zp.size > 1 else zp,
+                     lo, hi, axis if axis is not None else 0, w.ndim)
+        if spec.axis is not None and zp.size == 1:
+            spec = QSpec(spec.scale, np.full(spec.scale.shape, int(zp.reshape(-1)[0])), lo, hi, spec.axis)
+        ctx.qconsts[node.output[0]] = QConst(codes, spec)
+        return
+    t = ctx.tensor(node, x)
+    if t.kind != "float":
+        raise node_error(node.name, node.op_type, f"input {x!r} is not a float activation")
+    if scale.size != 1 or zp.size != 1:
+        raise node_error(node.name, node.op_type, "per-channel quantization of an activation is not supported")
+    spec = _spec(node, scale.reshape(()), zp.reshape(()), lo, hi, 0, len(t.shape))
+    codes = node.output[0] + "::codes"
+    ctx.steps.append(HostStep(node.name, "Quantize", [x], [codes], {"spec": spec}))
+    ctx.add(Tensor(codes, "codes", t.shape, spec, "uint8" if lo >= 0 else "int8"))
+    ctx.steps.append(HostStep(node.name + "::dq", "Dequantize", [codes], [node.output[0]], {"spec": spec}))
+    ctx.add(Tensor(node.output[0], "float", t.shape))
+
+
+def _clip(ctx: _Ctx, node) -> None:
+    x = node.input[0]
+    lo = ctx.const(node, node.input[1], "min") if len(node.input) > 1 and node.input[1] else None
+    hi = ctx.const(node, node.input[2], "max") if len(node.input) > 2 and node.input[2] else None
+    a = _attrs(node)
+    lo = lo if lo is not None else a.get("min")
+    hi = hi if hi is not None else a.get("max")
+    if x in ctx.qconsts:  # QCDQ weights: int codes -> Clip -> DequantizeLinear
+        qc = ctx.qconsts[x]
+        l_, h_ = int(lo) if lo is not None else qc.spec.lo, int(hi) if hi is not None else qc.spec.hi
+        ctx.qconsts[node.output[0]] = QConst(np.clip(qc.codes, l_, h_), qc.spec.narrowed(l_, h_))
+        return
+    if x in ctx.consts:
+        raw = np.asarray(ctx.consts[x])
+        rng = _NP_RANGES.get(raw.dtype)
+        if rng is not None:  # integer codes (QCDQ weights): the Clip sets their bit width
+            l_ = max(rng[0], int(np.asarray(lo))) if lo is not None else rng[0]
+            h_ = min(rng[1], int(np.asarray(hi))) if hi is not None else rng[1]
+            ctx.qconsts[node.output[0]] = QConst(np.clip(raw.astype(np.int32), l_, h_), QSpec(1.0, 0, l_, h_))
+            return
+        ctx.consts[node.output[0]] = np.clip(raw, lo, hi)
+        return
+    t = ctx.tensor(node, x)
+    if t.kind == "codes":
+        l_ = int(np.asarray(lo)) if lo is not None else t.spec.lo
+        h_ = int(np.asarray(hi)) if hi is not None else t.spec.hi
+        spec = t.spec.narrowed(l_, h_)
+        ctx.steps.append(HostStep(node.name, "ClipCodes", [x], [node.output[0]], {"lo": spec.lo, "hi": spec.hi}))
+        ctx.add(Tensor(node.output[0], "codes", t.shape, spec, t.dtype))
+        return
+    ctx.steps.append(HostStep(node.name, "Clip", [x], [node.output[0]],
+                              {"lo": None if lo is None else float(np.asarray(lo)),
+                               "hi": None if hi is None else float(np.asarray(hi))}))
+    ctx.add(Tensor(node.output[0], t.kind, t.shape, t.spec, t.dtype))
+
+
+def _weight(ctx: _Ctx, node, name: str) -> QConst:
+    if name in ctx.qconsts:
+        return ctx.qconsts[name]
+    if name in ctx.consts:
+        raise node_error(node.name, node.op_type, f"weight {name!r} is a float constant: the model is not quantized")
+    raise node_error(node.name, node.op_type, f"weight {name!r} is not a constant (dynamic weights are not supported)")
+
+
+def _activation(ctx: _Ctx, node, name: str) -> Tensor:
+    if name in ctx.consts or name in ctx.qconsts:
+        raise node_error(node.name, node.op_type, f"input {name!r} is a constant; expected an activation")
+    return ctx.tensor(node, name)
+
+
+def _conv_geometry(node, x_shape, w_shape) -> tuple[dict, tuple]:
+    a = _attrs(node)
+    if a.get("group", 1) != 1:
+        raise node_error(node.name, node.op_type, f"group = {a['group']} not supported (only 1)")
+    ap = a.get("auto_pad", b"NOTSET")
+    ap = ap.decode() if isinstance(ap, bytes) else ap
+    if ap not in ("NOTSET", "VALID"):
+        raise node_error(node.name, node.op_type, f"auto_pad = {ap} not supported (NOTSET, VALID)")
+    if len(w_shape) != 4 or len(x_shape) != 4:
+        raise node_error(node.name, node.op_type, "only 2-D convolutions (NCHW) are supported")
+    k = tuple(w_shape[2:])
+    strides = tuple(a.get("strides", (1, 1)))
+    dil = tuple(a.get("dilations", (1, 1)))
+    pads = tuple(a.get("pads", (0, 0, 0, 0)))
+    if x_shape[1] != w_shape[1]:
+        raise node_error(node.name, node.op_type, f"input channels {x_shape[1]} != weight channels {w_shape[1]}")
+    oh = (x_shape[2] + pads[0] + pads[2] - dil[0] * (k[0] - 1) - 1) // strides[0] + 1
+    ow = (x_shape[3] + pads[1] + pads[3] - dil[1] * (k[1] - 1) - 1) // strides[1] + 1
+    if oh < 1 or ow < 1:
+        raise node_error(node.name, node.op_type, f"output size {oh}x{ow} is empty")
+    return ({"kernel": k, "strides": strides, "pads": pads, "dilations": dil},
+            (x_shape[0], w_shape[0], oh, ow))
+
+
+def _bias(ctx: _Ctx, node, name: str | None) -> np.ndarray | None:
+    if not name:
+        return None
+    if name in ctx.qconsts:
+        return ctx.qconsts[name].real().reshape(-1)
+    if name in ctx.consts:
+        return np.asarray(ctx.consts[name], dtype=np.float64).reshape(-1)
+    raise node_error(node.name, node.op_type, f"bias {name!r} is not a constant")
+
+
+def _conv(ctx: _Ctx, node) -> None:
+    x = _activation(ctx, node, node.input[0])
+    w = _weight(ctx, node, node.input[1])
+    conv, out_shape = _conv_geometry(node, x.shape, w.codes.shape)
+    bias = _bias(ctx, node, node.input[2] if len(node.input) > 2 else None)
+    _require_weight_axis(node, w, 0)
+    ctx.steps.append(TileLayer(node.name, "Conv", x.name, node.output[0], w, bias=bias, conv=conv,
+                               in_shape=x.shape, out_shape=out_shape))
+    ctx.add(Tensor(node.output[0], "float", out_shape))
+
+
+def _require_weight_axis(node, w: QConst, axis: int) -> None:
+    if w.spec.axis is not None and w.spec.axis != axis:
+        raise node_error(node.name, node.op_type, f"per-channel weight scale along axis {w.spec.axis}: only the "
+                         f"output-channel axis {axis} is supported")
+
+
+def _transpose_qconst(w: QConst) -> QConst:
+    ax = None if w.spec.axis is None else 1 - w.spec.axis
+    return QConst(w.codes.T, QSpec(w.spec.scale, w.spec.zero_point, w.spec.lo, w.spec.hi, ax))
+
+
+def _gemm(ctx: _Ctx, node) -> None:
+    a = _attrs(node)
+    if a.get("transA", 0):
+        raise node_error(node.name, node.op_type, "transA = 1 not supported")
+    x = _activation(ctx, node, node.input[0])
+    w = _weight(ctx, node, node.input[1])
+    if w.codes.ndim != 2:
+        raise node_error(node.name, node.op_type, "weight must be 2-D")
+    if a.get("transB", 0):
+        w = _transpose_qconst(w)
+    _require_weight_axis(node, w, 1)
+    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    if alpha != 1.0:
+        w = QConst(w.codes, QSpec(w.spec.scale * alpha, w.spec.zero_point, w.spec.lo, w.spec.hi, w.spec.axis))
+    bias = _bias(ctx, node, node.input[2] if len(node.input) > 2 else None)
+    if bias is not None:
+        bias = bias * beta
+        if bias.size == 1:
+            bias = np.full(w.codes.shape[1], bias[0])
+    if len(x.shape) != 2 or x.shape[1] != w.codes.shape[0]:
+        raise node_error(node.name, node.op_type, f"input shape {x.shape} does not match weight {w.codes.shape}")
+    out_shape = (x.shape[0], w.codes.shape[1])
+    ctx.steps.append(TileLayer(node.name, "Gemm", x.name, node.output[0], w, bias=bias, in_shape=x.shape,
+                               out_shape=out_shape))
+    ctx.add(Tensor(node.output[0], "float", out_shape))
+
+
+def _matmul(ctx: _Ctx, node) -> None:
+    A, B = node.input[0], node.input[1]
+    if B in ctx.qconsts or B in ctx.consts:
+        x = _activation(ctx, node, A)
+        w = _weight(ctx, node, B)
+        if w.codes.ndim != 2:
+            raise node_error(node.name, node.op_type, "constant weight must be 2-D")
+        _require_weight_axis(node, w, 1)
+        if x.shape[-1] != w.codes.shape[0]:
+            raise node_error(node.name, node.op_type, f"input shape {x.shape} does not match weight {w.codes.shape}")
+        out_shape = tuple(x.shape[:-1]) + (w.codes.shape[1],)
+        ctx.steps.append(TileLayer(node.name, "MatMul", x.name, node.output[0], w, in_shape=x.shape,
+                                   out_shape=out_shape))
+        ctx.add(Tensor(node.output[0], "float", out_shape))
+        return
+    if A in ctx.qconsts or A in ctx.consts:
+        raise node_error(node.name, node.op_type, "constant left operand not supported (weights must be the right "
+                         "operand)")
+    # both operands are activations: attention-style product, run on the host and counted separately
+    _host(ctx, node)
+
+
+def _qlinear(ctx: _Ctx, node) -> None:
+    """QLinearConv (x, xs, xz, w, ws, wz, ys, yz, B) and QLinearMatMul (a, as, az, b, bs, bz, ys, yz)."""
+    i = node.input
+    x = _activation(ctx, node, i[0])
+    if x.kind != "codes":
+        raise node_error(node.name, node.op_type, f"input {i[0]!r} is not quantized codes")
+    xs, xz = ctx.const(node, i[1], "scale"), ctx.const(node, i[2], "zero point")
+    raw = np.asarray(ctx.const(node, i[3], "weight"))
+    if raw.dtype not in _NP_RANGES:
+        raise node_error(node.name, node.op_type, f"weight type {raw.dtype} is not integer codes")
+    ws, wz = ctx.const(node, i[4], "scale"), ctx.const(node, i[5], "zero point")
+    ys, yz = ctx.const(node, i[6], "scale"), ctx.const(node, i[7], "zero point")
+    conv = node.op_type == "QLinearConv"
+    wlo, whi = _NP_RANGES[raw.dtype]
+    w = QConst(raw.astype(np.int32), _spec(node, ws, wz, wlo, whi, 0 if conv else 1, raw.ndim))
+    in_spec = _spec(node, xs, xz, x.spec.lo, x.spec.hi, 0, len(x.shape))
+    ylo, yhi = _NP_RANGES[np.asarray(yz).dtype]
+    out_spec = _spec(node, ys, yz, ylo, yhi, 0, 1)
+    dt = "uint8" if ylo >= 0 else "int8"
+    if conv:
+        _require_weight_axis(node, w, 0)
+        cg, out_shape = _conv_geometry(node, x.shape, raw.shape)
+        bias_int = None
+        if len(i) > 8 and i[8]:
+            bias_int = np.asarray(ctx.const(node, i[8], "bias"), dtype=np.int64).reshape(-1)
+        layer = TileLayer(node.name, node.op_type, x.name, node.output[0], w, bias_int=bias_int, conv=cg,
+                          in_spec=in_spec, out_spec=out_spec, in_shape=x.shape, out_shape=out_shape)
+    else:
+        _require_weight_axis(node, w, 1)
+        if raw.ndim != 2 or x.shape[-1] != raw.shape[0]:
+            raise node_error(node.name, node.op_type, f"input shape {x.shape} does not match weight {raw.shape}")
+        out_shape = tuple(x.shape[:-1]) + (raw.shape[1],)
+        layer = TileLayer(node.name, node.op_type, x.name, node.output[0], w, in_spec=in_spec, out_spec=out_spec,
+                          in_shape=x.shape, out_shape=out_shape)
+    ctx.steps.append(layer)
+    ctx.add(Tensor(node.output[0], "codes", out_shape, out_spec, dt))
+
+
+def _integer(ctx: _Ctx, node) -> None:
+    """ConvInteger (x, w, xz, wz) and MatMulInteger (a, b, az, bz): int32 accumulator outputs."""
+    i = list(node.input) + [""] * 4
+    x = _activation(ctx, node, i[0])
+    if x.kind != "codes":
+        raise node_error(node.name, node.op_type, f"input {i[0]!r} is not integer codes")
+    if i[1] not in ctx.consts:
+        raise node_error(node.name, node.op_type, f"weight {i[1]!r} is not a constant (dynamic weights are not "
+                         "supported)")
+    raw = np.asarray(ctx.consts[i[1]])
+    if raw.dtype not in _NP_RANGES:
+        raise node_error(node.name, node.op_type, f"weight type {raw.dtype} is not integer codes")
+    xz = ctx.const(node, i[2], "zero point") if i[2] else 0
+    wz = ctx.const(node, i[3], "zero point") if i[3] else 0
+    conv = node.op_type == "ConvInteger"
+    wlo, whi = _NP_RANGES[raw.dtype]
+    wz = np.asarray(wz)
+    w = QConst(raw.astype(np.int32), _spec(node, np.ones(wz.shape) if wz.size > 1 else 1.0, wz, wlo, whi,
+                                           0 if conv else 1, raw.ndim))
+    in_spec = _spec(node, 1.0, np.asarray(xz).reshape(()), x.spec.lo, x.spec.hi, 0, len(x.shape))
+    if conv:
+        cg, out_shape = _conv_geometry(node, x.shape, raw.shape)
+        layer = TileLayer(node.name, node.op_type, x.name, node.output[0], w, conv=cg, in_spec=in_spec,
+                          out_dtype="int32", in_shape=x.shape, out_shape=out_shape)
+    else:
+        if raw.ndim != 2 or x.shape[-1] != raw.shape[0]:
+            raise node_error(node.name, node.op_type, f"input shape {x.shape} does not match weight {raw.shape}")
+        out_shape = tuple(x.shape[:-1]) + (raw.shape[1],)
+        layer = TileLayer(node.name, node.op_type, x.name, node.output[0], w, in_spec=in_spec, out_dtype="int32",
+                          in_shape=x.shape, out_shape=out_shape)
+    ctx.steps.append(layer)
+    ctx.add(Tensor(node.output[0], "int", out_shape, None, "int32"))
+
+
+# -- host ops: shapes ------------------------------------------------------------------------------
+
+def _pool_shape(node, shape, a):
+    k = tuple(a["kernel_shape"])
+    s = tuple(a.get("strides", (1,) * len(k)))
+    p = tuple(a.get("pads", (0,) * 2 * len(k)))
+    d = tuple(a.get("dilations", (1,) * len(k)))
+    ceil = a.get("ceil_mode", 0)
+    ap = a.get("auto_pad", b"NOTSET")
+    ap = ap.decode() if isinstance(ap, bytes) else ap
+    if ap not in ("NOTSET", "VALID") or len(k) != 2 or len(shape) != 4:
+        raise node_error(node.name, node.op_type, "only 2-D pooling with explicit pads is supported")
+    rnd = math.ceil if ceil else math.floor
+    out = [rnd((shape[2 + j] + p[j] + p[j + 2] - d[j] * (k[j] - 1) - 1) / s[j]) + 1 for j in range(2)]
+    return (shape[0], shape[1], *out)
+
+
+def _host(ctx: _Ctx, node) -> None:
+    op = node.op_type
+    a = _attrs(node)
+    ins = [n for n in node.input]
+    tens = [ctx.tensors.get(n) for n in ins if n]
+    acts = [t for t in tens if t is not None]
+    if not acts:
+        raise node_error(node.name, op, "no activation input (constant subgraphs are not supported)")
+    for n in ins:
+        if n and n not in ctx.tensors and n not in ctx.consts:
+            if n in ctx.qconsts:
+                ctx.consts[n] = ctx.qconsts[n].real().astype(np.float32)
+            else:
+                raise node_error(node.name, op, f"input {n!r} is not produced by any supported node")
+    t0 = acts[0]
+    shape = t0.shape
+    kind, spec, dtype = t0.kind, t0.spec, t0.dtype
+    attrs = dict(a)
+    if op in ("Relu", "Identity", "Softmax"):
+        pass
+    elif op == "Cast":
+        to = a["to"]
+        kind = "float" if to in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE) else "int"
+        dtype = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64",
+                 onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT64: "int64"}.get(to)
+        if dtype is None:
+            raise node_error(node.name, op, f"cast to {onnx.TensorProto.DataType.Name(to)} not supported")
+        attrs = {"dtype": dtype}
+        spec = None
+    elif op in ("Add", "Sub", "Mul", "Div"):
+        shapes = [ctx.tensors[n].shape if n in ctx.tensors else np.shape(ctx.consts[n]) for n in ins]
+        try:
+            shape = tuple(np.broadcast_shapes(*shapes))
+        except ValueError:
+            raise node_error(node.name, op, f"shapes {shapes} do not broadcast") from None
+        if any(t.kind == "codes" for t in acts):
+            raise node_error(node.name, op, "arithmetic on quantized codes (dequantize first)")
+    elif op in ("MaxPool", "AveragePool"):
+        if len(node.output) > 1 and node.output[1]:
+            raise node_error(node.name, op, "the Indices output is not supported")
+        shape = _pool_shape(node, shape, a)
+        if op == "AveragePool" and kind == "codes":
+            raise node_error(node.name, op, "average of quantized codes (dequantize first)")
+    elif op == "GlobalAveragePool":
+        if len(shape) != 4:
+            raise node_error(node.name, op, "expects NCHW input")
+        shape = (shape[0], shape[1], 1, 1)
+        if kind == "codes":
+            raise node_error(node.name, op, "average of quantized codes (dequantize first)")
+    elif op == "Flatten":
+        ax = a.get("axis", 1)
+        ax = ax if ax >= 0 else ax + len(shape)
+        shape = (int(np.prod(shape[:ax])), int(np.prod(shape[ax:])))
+    elif op == "Reshape":
+        target = [int(v) for v in ctx.const(node, ins[1], "shape")]
+        out = [shape[i] if v == 0 and not a.get("allowzero", 0) else v for i, v in enumerate(target)]
+        if -1 in out:
+            rest = int(np.prod([v for v in out if v != -1]))
+            out[out.index(-1)] = int(np.prod(shape)) // max(rest, 1)
+        if int(np.prod(out)) != int(np.prod(shape)):
+            raise node_error(node.name, op, f"cannot reshape {shape} to {target}")
+        shape = tuple(out)
+        attrs = {"shape": target, "allowzero": a.get("allowzero", 0)}
+    elif op == "Transpose":
+        perm = a.get("perm", list(range(len(shape)))[::-1])
+        shape = tuple(shape[p] for p in perm)
+        attrs = {"perm": list(perm)}
+    elif op == "Concat":
+        ax = a["axis"] if a["axis"] >= 0 else a["axis"] + len(shape)
+        if len(acts) != len([n for n in ins if n]):
+            raise node_error(node.name, op, "constant inputs to Concat not supported")
+        if any(t.kind != kind for t in acts):
+            raise node_error(node.name, op, "mixes quantized codes and float values")
+        if kind == "codes" and any(t.spec.to_json() != spec.to_json() for t in acts):
+            raise node_error(node.name, op, "concatenates codes with different quantization")
+        shape = tuple(sum(t.shape[ax] for t in acts) if i == ax else v for i, v in enumerate(shape))
+        attrs = {"axis": ax}
+    elif op == "MatMul":
+        if any(t.kind != "float" for t in acts):
+            raise node_error(node.name, op, "activation x activation product of quantized codes (dequantize first)")
+        s1, s2 = acts[0].shape, acts[1].shape
+        shape = tuple(np.broadcast_shapes(s1[:-2], s2[:-2])) + (s1[-2], s2[-1])
+        op = "HostMatMul"
+    elif op == "Clip":
+        pass
+    else:  # pragma: no cover - dispatch table only routes the ops above here
+        raise node_error(node.name, op, "unsupported operator")
+    ctx.steps.append(HostStep(node.name, op, ins, [node.output[0]], attrs))
+    ctx.add(Tensor(node.output[0], kind, shape, spec, dtype))
+
+
+#: Lowering table keyed by ONNX op_type.
+HANDLERS = {
+    "Constant": _constant, "QuantizeLinear": _quantize_linear, "DequantizeLinear": _dequantize_linear,
+    "Quant": _quant, "Clip": _clip, "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul,
+    "QLinearConv": _qlinear, "QLinearMatMul": _qlinear, "ConvInteger": _integer, "MatMulInteger": _integer,
+    **{op: _host for op in HOST_OPS if op not in ("Clip", "MatMul")},
+}
+
+
+def import_model(model: onnx.ModelProto) -> Model:
+    """Build the layer IR of a quantised ONNX model (raises :class:`CompileError` on anything unsupported)."""
+    ctx = _Ctx(model)
+    if not ctx.inputs:
+        raise CompileError("the model has no (non-constant) input")
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+        if node.domain and node.domain not in ("", "ai.onnx") and not (
+                node.op_type == "Quant" and node.domain in QONNX_DOMAINS):
+            raise node_error(node.name, node.op_type, f"operator of domain {node.domain!r} not supported")
+        h = HANDLERS.get(node.op_type)
+        if h is None:
+            raise node_error(node.name, node.op_type, "unsupported operator")
+        h(ctx, node)
+    for o in ctx.outputs:
+        if o not in ctx.tensors:
+            raise CompileError(f"graph output {o!r} is not computed from the input (constant outputs not supported)")
+    if not any(isinstance(s, TileLayer) for s in ctx.steps):
+        raise CompileError("no Conv, Gemm or MatMul with a quantized constant weight: nothing runs on the tile")
+    consts = {k: v for k, v in ctx.consts.items()}
+    return Model(ctx.tensors, ctx.steps, ctx.inputs, ctx.outputs, consts)

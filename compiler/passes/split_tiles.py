@@ -1,0 +1,125 @@
+"""Split each layer into crossbar tiles: weight slicing and the signed (differential) encoding give the cell
+levels; rows per tile are chosen so that no ADC conversion can clip (the tile then computes the exact integer
+product); columns per tile hold whole weight groups."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw import isa
+from hw.params import TileConfig
+
+from ..errors import node_error
+from ..ir import Model, TileLayer
+
+
+def cell_levels(W: np.ndarray, wbits: int, wsigned: bool, cfg: TileConfig) -> tuple[np.ndarray, int]:
+    """Cell levels (K, N * group) of integer weights W (K, N), and the group (physical columns per output).
+
+    Signed: per slice s a positive and a negative column (``s0+ s0- s1+ s1- ...``), magnitude bits sliced
+    least significant first; unsigned: one column per slice.
+    """
+    nws = isa.weight_slices(wbits, wsigned, cfg.cell_bits)
+    K, N = W.shape
+    cb, ml = cfg.cell_bits, cfg.max_level
+    mag = np.abs(W).astype(np.uint8)  # |W| <= 255 (at most 8 bits)
+    if wsigned:
+        out = np.empty((K, N, nws, 2), dtype=np.uint8)
+        pos, neg = (W > 0).view(np.uint8), (W < 0).view(np.uint8)
+        for s in range(nws):
+            sl = (mag >> (s * cb)) & ml
+            np.multiply(sl, pos, out=out[:, :, s, 0])
+            np.multiply(sl, neg, out=out[:, :, s, 1])
+        return out.reshape(K, N * nws * 2), nws * 2
+    out = np.empty((K, N, nws), dtype=np.uint8)
+    for s in range(nws):
+        np.bitwise_and(mag >> (s * cb), ml, out=out[:, :, s])
+    return out.reshape(K, N * nws), nws
+
+
+def _column_limits(cfg: TileConfig, group: int, ncols: int, wsigned: bool) -> np.ndarray:
+    """Largest column sum of levels (per physical column) a conversion takes without clipping."""
+    maxv = (1 << cfg.dac_bits) - 1
+    if wsigned and cfg.analog_diff:
+        per = np.tile(np.array([(1 << (cfg.adc_bits - 1)) - 1, 1 << (cfg.adc_bits - 1)]), group // 2)
+    else:
+        per = np.full(group, cfg.adc_max)
+    return np.tile(per, ncols // group) // maxv
+
+
+def _fits(levels: np.ndarray, h: int, P: int, lim: np.ndarray) -> bool:
+    """True if, with tiles of ``h`` rows converted in groups of ``P`` rows, no column sum exceeds ``lim``."""
+    K, C = levels.shape
+    T = -(-K // h)
+    g = min(h, P)
+    ng = -(-h // g)
+    # zero rows pad every tile to ng whole groups: they add nothing to any sum
+    lv = levels
+    if T * h != K:
+        lv = np.concatenate([lv, np.zeros((T * h - K, C), dtype=lv.dtype)])
+    lv = lv.reshape(T, h, C)
+    if ng * g != h:
+        lv = np.concatenate([lv, np.zeros((T, ng * g - h, C), dtype=lv.dtype)], axis=1)
+    sums = lv.reshape(T * ng, g, C).sum(axis=1, dtype=np.int16 if g * 15 < 32767 else np.int32)
+    return bool((sums.max(axis=0) <= lim).all())
+
+
+def row_height(L: TileLayer, cfg: TileConfig, lim: np.ndarray, levels: np.ndarray | None = None) -> int:
+    """Rows per crossbar tile: as many as fit the array with every conversion provably unclipped."""
+    levels = L.levels if levels is None else levels
+    K = levels.shape[0]
+    hmax = min(cfg.rows, K)
+    P = cfg.rows_per_conv
+    lmin = int(lim.min())
+    if min(P, hmax) * cfg.max_level <= lmin:
+        return hmax  # no column sum can exceed the ADC range, whatever the weights
+    safe = lmin // cfg.max_level
+    if safe < 1:
+        safe = 0
+    # the weights themselves may allow more rows than the worst case: try a few heights, largest first
+    step = max(1, (hmax - safe) // 12)
+    for h in range(hmax, max(safe, 0), -step):
+        if _fits(levels, h, P, lim):
+            return h
+    for h in range(min(hmax, safe + step - 1), max(safe, 0), -1):
+        if _fits(levels, h, P, lim):
+            return h
+    if safe >= 1:
+        return safe
+    raise node_error(L.name, L.op, f"layer cannot fit: a single cell ({cfg.max_level} x {(1 << cfg.dac_bits) - 1})"
+                     f" exceeds the {cfg.adc_bits}-bit ADC range")
+
+
+class SplitTiles:
+    def __init__(self, cfg: TileConfig):
+        self.cfg = cfg
+
+    def apply(self, model: Model) -> tuple[Model, bool]:
+        cfg = self.cfg
+        for L in model.layers:
+            L.levels, L.group = cell_levels(L.w_int, L.wbits, L.wsigned, cfg)
+            if L.group > cfg.cols:
+                raise node_error(L.name, L.op, f"layer cannot fit: one {L.wbits}-bit weight needs {L.group} columns, "
+                                 f"the crossbar has {cfg.cols}")
+            L.outs_per_tile = cfg.cols // L.group
+            lim = _column_limits(cfg, L.group, L.levels.shape[1], L.wsigned)
+            if L.w_fix is not None:
+                L.levels_fix, fgroup = cell_levels(L.w_fix, 2, True, cfg)
+                # the correction's columns must convert without clipping too: check them with the weights
+                lim = np.concatenate([lim, _column_limits(cfg, fgroup, L.levels_fix.shape[1], True)])
+                L.row_tile = row_height(L, cfg, lim, np.concatenate([L.levels, L.levels_fix], axis=1))
+                L.fix_tiles = [(ct, rt) for ct, (c0, c1) in enumerate(L.col_tiles)
+                               for rt, (r0, r1) in enumerate(L.row_tiles) if L.w_fix[r0:r1, c0:c1].any()]
+            else:
+                L.row_tile = row_height(L, cfg, lim)
+            # accumulator range: the exact sum must not wrap
+            lo, hi = L.in_spec.lo, L.in_spec.hi
+            xmax = max(abs(lo), abs(hi))
+            wabs = np.abs(L.w_int).sum(axis=0, dtype=np.int64)
+            if L.w_fix is not None:
+                wabs = wabs + np.abs(L.w_fix).sum(axis=0, dtype=np.int64)
+            bound = int(wabs.max(initial=0)) * xmax
+            if bound >= 1 << (cfg.acc_bits - 1):
+                raise node_error(L.name, L.op, f"layer cannot fit: sums up to {bound} overflow the {cfg.acc_bits}-bit "
+                                 "accumulator")
+        return model, False

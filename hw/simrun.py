@@ -1,0 +1,153 @@
+"""Run programs on the Amaranth tile in Amaranth's simulator and on the golden model, and compare."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import dataformat as df
+from .isa import Cause, Opcode
+from .params import TileConfig
+
+__all__ = ["RtlResult", "RecordingFeed", "din_words", "dout_words", "golden_runs", "run_rtl"]
+
+
+class RecordingFeed:
+    """A ``sim.tile.Feed`` that also records the opcode of the instruction taking each block."""
+
+    def __init__(self, blocks):
+        from sim.tile import Feed
+
+        class _F(Feed):
+            def take(inner, pc, d):
+                b = Feed.take(inner, pc, d)
+                self.taken.append((d.op, b))
+                return b
+
+        self.taken: list[tuple[Opcode, np.ndarray]] = []
+        self.feed = _F(blocks)
+
+
+def din_words(cfg: TileConfig, taken: Sequence[tuple[Opcode, np.ndarray]]) -> list[int]:
+    """Data-in bus words (Python ints) for the blocks the load instructions took, in order."""
+    f = df.formats(cfg)
+    out: list[int] = []
+    for op, b in taken:
+        b = np.asarray(b, dtype=np.int64)
+        if op in (Opcode.LDW, Opcode.LDM):
+            w = df.pack(b.T, f[op].bits, f[op].words, cfg.bus_bits)
+        elif op is Opcode.LDIN:
+            w = df.pack(b.reshape(-1, cfg.rows) & 0xFF, 8, f[op].words, cfg.bus_bits)
+        elif op is Opcode.LDD:
+            w = df.pack(b, 8, f[op].words, cfg.bus_bits)
+        elif op is Opcode.LDRQ:
+            w = df.pack_rq(b[:, 0], b[:, 1], b[:, 2], cfg)
+        else:  # pragma: no cover
+            raise ValueError(f"{op} takes no data-in block")
+        out += df.words_to_ints(w)
+    return out
+
+
+def dout_words(cfg: TileConfig, outputs: Sequence[np.ndarray]) -> list[int]:
+    """Data-out bus words the golden model's output blocks correspond to (batch 1)."""
+    f = df.formats(cfg)
+    out: list[int] = []
+    for b in outputs:
+        b = np.asarray(b)
+        if b.ndim == 3:  # RDOUT (uint8) or RDACC (int64), batch x count x cols
+            op = Opcode.RDOUT if b.dtype == np.uint8 else Opcode.RDACC
+            w = df.pack(b[0].astype(np.int64), f[op].bits, f[op].words, cfg.bus_bits)
+        else:  # RDW (levels) or RDM (bool masks), rows x count
+            op = Opcode.RDM if b.dtype == bool else Opcode.RDW
+            w = df.pack(b.T.astype(np.int64), f[op].bits, f[op].words, cfg.bus_bits)
+        out += df.words_to_ints(w)
+    return out
+
+
+@dataclass
+class RtlResult:
+    """One run of the RTL: status outputs after ``done`` and the data-out words."""
+
+    cycles: int
+    error: bool
+    cause: Cause
+    pc: int | None
+    sync_tag: int
+    dout: list[int] = field(default_factory=list)
+    clocks: int = 0  # simulated clock cycles from start to done (including stalls)
+
+
+def golden_runs(cfg: TileConfig, runs: Sequence[tuple[Sequence[int], Sequence]]):
+    """Run (program, feed blocks) pairs on one golden tile; return (RunResult, din words, dout words)."""
+    from sim.tile import Tile
+
+    t = Tile(cfg)
+    out = []
+    for prog, blocks in runs:
+        rec = RecordingFeed(blocks)
+        res = t.run(list(prog), rec.feed)
+        out.append((res, din_words(cfg, rec.taken), dout_words(cfg, res.outputs)))
+    return out
+
+
+def run_rtl(cfg: TileConfig, runs: Sequence[tuple[Sequence[int], Sequence[int]]], *, mutation: str | None = None,
+            stall_seed: int | None = None, max_clocks: int = 200_000) -> list[RtlResult]:
+    """Run (program words, din words) pairs on one simulated tile, state persisting between runs.
+
+    With ``stall_seed`` the host drops ``din__valid`` and ``dout__ready`` at random (the cycle
+    count must not change).
+    """
+    from amaranth.sim import Simulator
+
+    from .tile import Tile
+
+    dut = Tile(cfg, mutation=mutation)
+    rng = np.random.default_rng(stall_seed) if stall_seed is not None else None
+    results: list[RtlResult] = []
+
+    async def bench(ctx):
+        for prog, din in runs:
+            for w in prog:
+                ctx.set(dut.instr.valid, 1)
+                ctx.set(dut.instr.payload, int(w))
+                assert ctx.get(dut.instr.ready), "tile refused a program word"
+                await ctx.tick()
+            ctx.set(dut.instr.valid, 0)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            i, dout, clocks = 0, [], 0
+            ctx.set(dut.dout.ready, 1)
+            while True:
+                gate_in = rng is None or rng.random() < 0.7
+                gate_out = rng is None or rng.random() < 0.7
+                valid = i < len(din) and gate_in
+                ctx.set(dut.din.valid, int(valid))
+                ctx.set(dut.din.payload, din[i] if i < len(din) else 0)
+                ctx.set(dut.dout.ready, int(gate_out))
+                if ctx.get(dut.dout.valid) and gate_out:
+                    dout.append(ctx.get(dut.dout.payload))
+                took = valid and ctx.get(dut.din.ready)
+                await ctx.tick()
+                clocks += 1
+                if took:
+                    i += 1
+                if ctx.get(dut.done):
+                    break
+                if clocks > max_clocks:
+                    raise RuntimeError(f"RTL did not finish within {max_clocks} clocks")
+            ctx.set(dut.din.valid, 0)
+            err = bool(ctx.get(dut.error))
+            results.append(RtlResult(
+                cycles=ctx.get(dut.cycles), error=err,
+                cause=Cause(ctx.get(dut.error_cause)) if err else Cause.NONE,
+                pc=ctx.get(dut.error_pc) if err else None, sync_tag=ctx.get(dut.sync_tag), dout=dout,
+                clocks=clocks))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return results

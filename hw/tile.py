@@ -1,0 +1,873 @@
+"""The tile's top level: host interface, program memory, sequencer, and the MVM/REQ/VAU data paths."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .adc import Adc
+from .crossbar import Crossbar, adder_tree
+from .isa import INSTR, Cause, Opcode
+from .params import ADDR_BITS, TileConfig
+from .requant import LATENCY as RQ_LAT
+from .requant import Requant
+
+__all__ = ["MUTATIONS", "Tile"]
+
+#: Deliberately wrong designs for testing the testbenches (never for real use).
+MUTATIONS = (None, "shift_add")
+
+OFF_BITS = 24  # loop address offsets: loop_depth x 255 x 4095 < 2**24
+SUM_BITS = OFF_BITS + 2  # start + offset + count
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _div_table(value, divisor: int, limit: int):
+    """``(value // divisor, value % divisor == 0)`` for 0 <= value <= limit: constant tables (a few
+    LUT levels) for arrays up to 256 wide, else a multiply by a reciprocal."""
+    if limit <= 256:
+        w = max(1, (limit // divisor).bit_length())
+        q = Array(Const(n // divisor, w) for n in range(limit + 1))[value]
+        z = Array(Const(int(n % divisor == 0), 1) for n in range(limit + 1))[value]
+        return q, z
+    q = _const_div(value, divisor, limit)
+    return q, q * divisor == value
+
+
+def _const_div(value, divisor: int, limit: int):
+    """``value // divisor`` for 0 <= value <= limit as a multiply by a reciprocal and a shift:
+    a few adders deep instead of a divider (checked exhaustively here, at elaboration)."""
+    if divisor & (divisor - 1) == 0:
+        return value >> (divisor.bit_length() - 1)
+    nbits = limit.bit_length()
+    for s in range(nbits, 3 * nbits + 8):
+        mult = -(-(1 << s) // divisor)
+        if all((n * mult) >> s == n // divisor for n in range(limit + 1)):
+            return (value * mult) >> s
+    raise AssertionError(f"no reciprocal for {divisor} up to {limit}")  # pragma: no cover
+
+
+class Tile(wiring.Component):
+    """One crossbar tile: the ports of docs/interface.md around the microarchitecture of
+    docs/microarchitecture.md.
+
+    Parameters
+    ----------
+    cfg : TileConfig
+    mutation : str or None
+        Test-only: ``"shift_add"`` builds a deliberately wrong shift-and-add (input slice k>=1
+        weighted one bit too high) so that testbenches can be shown to catch it. Never use it
+        for anything else.
+
+    Raises
+    ------
+    ValueError
+        ``mutation`` is not one of :data:`MUTATIONS`.
+    """
+
+    def __init__(self, cfg: TileConfig, mutation: str | None = None):
+        if mutation not in MUTATIONS or not isinstance(cfg, TileConfig):
+            self._MustUse__silence = True  # never elaborated: no "created but never used" warning
+        if mutation not in MUTATIONS:
+            raise ValueError(f"Tile mutation {mutation!r}: expected one of {MUTATIONS}")
+        if not isinstance(cfg, TileConfig):
+            raise TypeError(f"Tile cfg: expected a TileConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.mutation = mutation
+        super().__init__({
+            "instr": In(stream.Signature(isa.WORD_BITS)),
+            "start": In(1),
+            "din": In(stream.Signature(cfg.bus_bits)),
+            "dout": Out(stream.Signature(cfg.bus_bits)),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+            "error_cause": Out(4),
+            "error_pc": Out(16),
+            "cycles": Out(32),
+            "sync_tag": Out(16),
+        })
+
+    # ------------------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        R, C, L = cfg.rows, cfg.cols, cfg.n_adcs
+        cb, d, P = cfg.cell_bits, cfg.dac_bits, cfg.rows_per_conv
+        A = cfg.adc_cycles
+        B = cfg.bus_bits
+        RQ = cfg.rq_lanes
+        AB = cfg.acc_bits
+        D = cfg.loop_depth
+        PCB = (cfg.prog_depth).bit_length()  # pc up to prog_depth inclusive
+        analog = cfg.analog_diff
+
+        # ---- memories ------------------------------------------------------------------------
+        pmem = Memory(shape=unsigned(isa.WORD_BITS), depth=cfg.prog_depth, init=[])
+        inbuf = Memory(shape=unsigned(8 * R), depth=cfg.in_depth, init=[])
+        accm = Memory(shape=unsigned(AB * C), depth=cfg.acc_depth, init=[])
+        outm = Memory(shape=unsigned(8 * C), depth=cfg.out_depth, init=[])
+        dmem = Memory(shape=unsigned(8 * cfg.delta_len), depth=cfg.delta_depth, init=[])
+        m.submodules.pmem, m.submodules.inbuf, m.submodules.accm = pmem, inbuf, accm
+        m.submodules.outm, m.submodules.dmem = outm, dmem
+        pm_w = pmem.write_port()
+        pm_r = pmem.read_port(transparent_for=(pm_w,))
+        in_w, in_r = inbuf.write_port(), inbuf.read_port()
+        acc_w, acc_r = accm.write_port(), accm.read_port()
+        out_w = outm.write_port(granularity=8)
+        out_r = outm.read_port()
+        dl_w, dl_r = dmem.write_port(), dmem.read_port()
+        m.submodules.xbar = xbar = Crossbar(cfg)
+
+        # ---- host-visible state --------------------------------------------------------------
+        running = Signal()
+        load_ptr = Signal(range(cfg.prog_depth + 1))
+        prog_len = Signal(range(cfg.prog_depth + 1))
+        pc = Signal(PCB)
+        cyc = Signal(32)
+        done, error = Signal(), Signal()
+        cause_r = Signal(Cause)
+        err_pc = Signal(16)
+        tag = Signal(16)
+        m.d.comb += [
+            self.busy.eq(running), self.done.eq(done), self.error.eq(error),
+            self.error_cause.eq(cause_r), self.error_pc.eq(err_pc), self.cycles.eq(cyc),
+            self.sync_tag.eq(tag),
+        ]
+
+        # Program loading while idle (start has priority over a word in the same cycle).
+        m.d.comb += self.instr.ready.eq(~running & ~self.start & (load_ptr < cfg.prog_depth))
+        m.d.comb += [pm_w.addr.eq(load_ptr), pm_w.data.eq(self.instr.payload),
+                     pm_w.en.eq(self.instr.valid & self.instr.ready)]
+        with m.If(self.instr.valid & self.instr.ready):
+            m.d.sync += load_ptr.eq(load_ptr + 1)
+
+        # ---- layer configuration registers (reset values of docs/isa.md) ----------------------
+        wbits_m1 = Signal(3, init=7)
+        abits_m1 = Signal(3, init=7)
+        wsigned = Signal(init=1)
+        asigned = Signal()
+        adc_shift = Signal(4)
+        r0 = Signal(ADDR_BITS)
+        nr = Signal(ADDR_BITS + 1, init=R)
+        c0 = Signal(ADDR_BITS)
+        nc = Signal(ADDR_BITS + 1, init=C)
+        zp = Signal(signed(9))
+        clamp_lo = Signal(signed(9), init=-128)
+        clamp_hi = Signal(signed(9), init=127)
+        relu = Signal()
+
+        # Geometry registers: derived from CFG and WIN when either executes (so a following MVM
+        # sees them without a combinational divider on its own path).
+        g_nis = Signal(4, init=isa.input_slices(8, False, d))
+        g_nws = Signal(4, init=isa.weight_slices(8, True, cb))
+        g_group = Signal(5, init=2 * isa.weight_slices(8, True, cb))
+        g_nrg = Signal(ADDR_BITS + 1, init=_ceil_div(R, P))
+        g0 = isa.geometry(cfg, 8, 8, True, False, R, C)
+        g_nout = Signal(ADDR_BITS + 1, init=g0.n_out)
+        g_gconv = Signal(5, init=g0.nws if analog else g0.group)
+        # Physical columns per conversion: 2 for a differential pair converted once.
+        g_step = Signal(2, init=2 if analog else 1)
+        g_aligned = Signal(init=int(g0.aligned))
+
+        # Next values (updated by CFG/WIN in this cycle) -> geometry.
+        n_wb, n_ab, n_ws, n_as = Signal(3), Signal(3), Signal(), Signal()
+        n_nr, n_nc = Signal(ADDR_BITS + 1), Signal(ADDR_BITS + 1)
+        m.d.comb += [n_wb.eq(wbits_m1), n_ab.eq(abits_m1), n_ws.eq(wsigned), n_as.eq(asigned),
+                     n_nr.eq(nr), n_nc.eq(nc)]
+        x_nis, x_nws = Signal(4), Signal(4)
+        with m.Switch(Cat(n_ab, n_as)):
+            for a in range(8):
+                for s in range(2):
+                    with m.Case(a | (s << 3)):
+                        m.d.comb += x_nis.eq(isa.input_slices(a + 1, bool(s), d))
+        with m.Switch(Cat(n_wb, n_ws)):
+            for w in range(8):
+                for s in range(2):
+                    with m.Case(w | (s << 3)):
+                        m.d.comb += x_nws.eq(isa.weight_slices(w + 1, bool(s), cb) if (w or not s) else 0)
+        x_group = Signal(5)
+        m.d.comb += x_group.eq(Mux(n_ws, x_nws << 1, x_nws))
+        x_nout, x_aligned = Signal(ADDR_BITS + 1), Signal()
+        groups = sorted({isa.weight_slices(w, s, cb) * (2 if s else 1)
+                         for w in range(1, 9) for s in (False, True) if not (s and w < 2)})
+        MAX_COLS = C
+        with m.Switch(x_group):
+            for gv in groups:
+                with m.Case(gv):
+                    q_, z_ = _div_table(n_nc[:MAX_COLS.bit_length()], gv, MAX_COLS)
+                    m.d.comb += [x_nout.eq(q_), x_aligned.eq(z_)]
+        x_nrg = Signal(ADDR_BITS + 1)
+        if R <= 256:
+            nrg_table = Array(Const(_ceil_div(n, P), ADDR_BITS + 1) for n in range(R + 1))
+            m.d.comb += x_nrg.eq(nrg_table[n_nr[:R.bit_length()]])
+        else:
+            m.d.comb += x_nrg.eq(_const_div(n_nr + (P - 1), P, R + P - 1))
+        x_an = Signal()
+        m.d.comb += x_an.eq(n_ws if analog else 0)
+        # The next values come from the instruction fields before its checks; an error only blocks
+        # the update (a register enable), keeping the checks off the dividers' path.
+        geo_en = Signal()
+        m.d.comb += geo_en.eq(1)
+        with m.If(geo_en):
+            m.d.sync += [g_nis.eq(x_nis), g_nws.eq(x_nws), g_group.eq(x_group), g_nout.eq(x_nout),
+                         g_aligned.eq(x_aligned), g_nrg.eq(x_nrg),
+                         g_gconv.eq(Mux(x_an, x_nws, x_group)), g_step.eq(Mux(x_an, 2, 1))]
+        g_analog = Signal()
+        m.d.comb += g_analog.eq((g_step == 2) if analog else 0)
+
+        # ---- requantisation lane parameters (registers; LDRQ writes, REQ reads a chunk) ------
+        NCH = _ceil_div(C, RQ)
+        rq_bias = [Signal(signed(32), name=f"rq_bias{i}") for i in range(C)]
+        rq_mult = [Signal(16, init=1, name=f"rq_mult{i}") for i in range(C)]
+        rq_shift = [Signal(6, name=f"rq_shift{i}") for i in range(C)]
+
+        # ---- loop stack ----------------------------------------------------------------------
+        lp_start = [Signal(PCB, name=f"lp_start{i}") for i in range(D)]
+        lp_end = [Signal(PCB + 1, name=f"lp_end{i}") for i in range(D)]
+        lp_left = [Signal(13, name=f"lp_left{i}") for i in range(D)]
+        lp_stride = [[Signal(8, name=f"lp_stride{i}_{k}") for k in range(3)] for i in range(D)]
+        lp_off = [[Signal(OFF_BITS, name=f"lp_off{i}_{k}") for k in range(3)] for i in range(D)]
+        sp = Signal(range(D + 1))
+        off = [Signal(OFF_BITS, name=f"off_{n}") for n in ("in", "acc", "out")]
+        encl_end = Signal(PCB + 1)
+        m.d.comb += [o.eq(0) for o in off]
+        m.d.comb += encl_end.eq(prog_len)
+        for i in range(D):
+            with m.If(sp == i + 1):
+                m.d.comb += [off[k].eq(lp_off[i][k]) for k in range(3)]
+                m.d.comb += encl_end.eq(lp_end[i])
+
+        # ---- instruction word, step counter ----------------------------------------------------
+        word = Signal(isa.WORD_BITS)
+        m.d.comb += word.eq(pm_r.data)
+        view = data.View(INSTR, word[:INSTR.size])
+        args = view.args
+        step = Signal(2)  # cycles into the instruction, saturating at 3
+        first = Signal()
+        m.d.comb += first.eq(step == 0)
+        fin = Signal()  # the instruction's last cycle (no stall)
+        stall = Signal()
+        err = Signal()
+        err_cause = Signal(Cause)
+        halt = Signal()
+        is_loop = Signal()
+        npc = Signal(PCB)
+
+        # Next pc: LOOP falls into its body; otherwise pc+1, then the loop-end chain (innermost
+        # first): a level whose body ends here wraps to its start if iterations remain, else pops
+        # and lets the enclosing level look at the same address.
+        seq = Signal(PCB + 1)
+        m.d.comb += seq.eq(pc + 1)
+        m.d.comb += npc.eq(seq)
+        cont = Const(1, 1)
+        wraps, pops = [None] * D, [None] * D
+        for i in reversed(range(D)):
+            active = sp > i
+            at_end = active & (lp_end[i] == seq)
+            w_i, p_i, c_i = Signal(name=f"lp_wrap{i}"), Signal(name=f"lp_pop{i}"), Signal(name=f"lp_cont{i}")
+            m.d.comb += [
+                w_i.eq(cont & at_end & (lp_left[i] > 1)),
+                p_i.eq(cont & at_end & (lp_left[i] <= 1)),
+                c_i.eq(cont & (~active | p_i)),
+            ]
+            wraps[i], pops[i] = w_i, p_i
+            cont = c_i
+        for i in range(D):
+            with m.If(wraps[i] & ~is_loop):
+                m.d.comb += npc.eq(lp_start[i])
+
+        # ---- MVM lane sequencer state -----------------------------------------------------------
+        # Each lane walks the conversions j = lane, lane+L, ... as mixed-radix digits
+        # (input slice k, row group g, output o, conversion within the output's group q).
+        KB, GB, OB, QB = 12, ADDR_BITS + 2, ADDR_BITS + 2, 6
+        lk = [Signal(KB, name=f"lane{i}_k") for i in range(L)]
+        lg = [Signal(GB, name=f"lane{i}_g") for i in range(L)]
+        lo_ = [Signal(OB, name=f"lane{i}_o") for i in range(L)]
+        lq = [Signal(QB, name=f"lane{i}_q") for i in range(L)]
+
+        def inc1(k, g, o, q):
+            q1 = q + 1
+            cq = q1 >= g_gconv
+            o1 = o + cq
+            co = cq & (o1 >= g_nout)
+            g1 = g + co
+            cg = co & (g1 >= g_nrg)
+            return (k + cg, Mux(cg, 0, g1), Mux(co, 0, o1), Mux(cq, 0, q1))
+
+        chain = [(Const(0, KB), Const(0, GB), Const(0, OB), Const(0, QB))]
+        for i in range(L):
+            nxt = inc1(*chain[-1])
+            sigs = tuple(Signal(w, name=f"chain{i + 1}_{n}") for w, n in zip((KB, GB, OB, QB), "kgoq"))
+            m.d.comb += [s_.eq(v) for s_, v in zip(sigs, nxt)]
+            chain.append(sigs)
+        dk, dg, do, dq = chain[L]
+
+        def add_step(k, g, o, q):
+            q1 = q + dq
+            cq = q1 >= g_gconv
+            o1 = o + do + cq
+            co = o1 >= g_nout
+            g1 = g + dg + co
+            cg = g1 >= g_nrg
+            return (k + dk + cg, Mux(cg, g1 - g_nrg, g1), Mux(co, o1 - g_nout, o1), Mux(cq, q1 - g_gconv, q1))
+
+        # ---- data path signals driven by the sequencer ----------------------------------------
+        m.d.comb += [xbar.wr_levels_en.eq(0), xbar.wr_mask_en.eq(0)]
+        m.d.comb += [self.din.ready.eq(0), self.dout.valid.eq(0)]
+        m.d.comb += [acc_w.en.eq(0), out_w.en.eq(0), in_w.en.eq(0), dl_w.en.eq(0)]
+        # Read ports hold their data unless enabled: a multi-cycle instruction reads its operand
+        # vectors once in its first cycle.
+        m.d.comb += [in_r.en.eq(0), acc_r.en.eq(0), out_r.en.eq(0), dl_r.en.eq(0)]
+
+        # Staging of multi-word items of the load instructions.
+        MAXW = max(cfg.in_words, cfg.col_words, cfg.mask_words, cfg.delta_words, 1)
+        stage = [Signal(B, name=f"stage{i}") for i in range(MAXW - 1)]
+        it = Signal(ADDR_BITS + 1)  # item index within a load/read
+        wd = Signal(range(max(MAXW, cfg.acc_words, cfg.out_words, 1) + 1))  # word index within the item
+        left = Signal(ADDR_BITS + 12)  # words left in a load/read
+        xfer = Signal()
+
+        def item_of(nwords):
+            return Cat(*stage[:nwords - 1], self.din.payload)
+
+        # Per-instruction latched operands.
+        addr_a = Signal(SUM_BITS)  # base address of the instruction's item range
+        addr_b = Signal(SUM_BITS)
+        accum = Signal()
+        cur = Signal(ADDR_BITS + 2)  # VAU/cell column, REQ chunk
+        drain = Signal(3)
+
+        # MVM pipeline (meta registers follow the crossbar's two-cycle column-sum latency).
+        res = [Signal(signed(AB), name=f"res{j}") for j in range(C)]
+        fresh = Signal(C)
+        acyc = Signal(range(max(A, 2)))
+        meta_lay = data.StructLayout({"valid": 1, "o": OB, "shift": 6, "neg": 1, "diff": 1, "k": 4,
+                                      "lo": ADDR_BITS + 1, "hi": ADDR_BITS + 1, "sign": 1})
+        meta1 = [Signal(meta_lay, name=f"meta1_{i}") for i in range(L)]
+        meta2 = [Signal(meta_lay, name=f"meta2_{i}") for i in range(L)]
+        for i in range(L):
+            m.d.sync += meta2[i].eq(meta1[i])
+            m.d.sync += meta1[i].valid.eq(0)
+
+        # ---- MVM: lane request generation ----------------------------------------------------
+        # Round 0 issues in the MVM's first cycle straight from the chain (the lane registers take
+        # round 1's digits); later rounds issue from the lane registers. The word-line drive of a
+        # round is built one cycle later from the registered request and the input vector, which
+        # the input buffer delivers in that cycle.
+        xin = in_r.data
+        mag_bits = Signal(4)
+        m.d.comb += mag_bits.eq(Mux(asigned, abits_m1, abits_m1 + 1))
+        # Bit planes of the input vector, shared by all lanes: plane b holds bit b of every row's
+        # byte; magnitude planes at or above mag_bits are zero (signed inputs keep the sign bit
+        # apart). Slice k of row r is bits [k*d, k*d+d) of the magnitude.
+        planes = [Cat(*[xin[8 * r + b] for r in range(R)]) for b in range(8)]
+        mplanes = [Signal(R, name=f"mag_plane{b}") for b in range(8)]
+        m.d.comb += [mp.eq(Mux(b < mag_bits, pl, 0)) for b, (mp, pl) in enumerate(zip(mplanes, planes))]
+        NSL = _ceil_div(8, d)
+        slice_planes = Cat(*[
+            Cat(*[Cat(*[(mplanes[k * d + j][r] if k * d + j < 8 else Const(0, 1)) for j in range(d)])
+                  for r in range(R)])
+            for k in range(NSL)])
+        sign_plane = Signal(R)
+        m.d.comb += sign_plane.eq(Cat(*planes).word_select(abits_m1, R))
+        sign_slice_vec = Cat(*[Cat(sign_plane[r], Const(0, d - 1)) if d > 1 else sign_plane[r] for r in range(R)])
+        lane_req = []
+        lane_cur = []
+        for i in range(L):
+            lcur = [Signal(w, name=f"lane{i}_cur_{n}") for w, n in zip((KB, GB, OB, QB), "kgoq")]
+            m.d.comb += [c_.eq(Mux(first, ch, rg))
+                         for c_, ch, rg in zip(lcur, chain[i], (lk[i], lg[i], lo_[i], lq[i]))]
+            lane_cur.append(lcur)
+            k, g, o, q = lcur
+            valid = Signal(name=f"lane{i}_valid")
+            m.d.comb += valid.eq(k < g_nis)
+            lo_row = Signal(ADDR_BITS + 1, name=f"lane{i}_lo")
+            hi_row = Signal(ADDR_BITS + 1, name=f"lane{i}_hi")
+            m.d.comb += lo_row.eq(r0 + g * P)
+            m.d.comb += hi_row.eq(Mux(lo_row + P < r0 + nr, lo_row + P, r0 + nr))
+            col = Signal(ADDR_BITS + 2, name=f"lane{i}_col")
+            m.d.comb += col.eq(c0 + o * g_group + q * g_step)
+            sign_slice = Signal(name=f"lane{i}_sign")
+            m.d.comb += sign_slice.eq(asigned & (k == g_nis - 1))
+            in_shift = Mux(sign_slice, abits_m1, k * d)
+            if self.mutation == "shift_add":
+                in_shift = Mux(k >= 1, in_shift + 1, in_shift)
+            wneg = wsigned & ~g_analog & q[0]
+            wsl = Mux(wsigned & ~g_analog, q >> 1, q)
+            shift = Signal(6, name=f"lane{i}_shift")
+            m.d.comb += shift.eq(adc_shift + in_shift + wsl * cb)
+            lane_req.append(dict(valid=valid, col=col, shift=shift, neg=sign_slice ^ wneg, o=o, k=k[:4],
+                                 lo=lo_row, hi=hi_row, sign=sign_slice))
+            m.d.comb += [xbar.col[i].eq(col), xbar.pair[i].eq(g_analog)]
+            # Word-line drive of the request issued last cycle: the lane's slice plane, masked to
+            # the rows of its row group (a thermometer from the registered row bounds).
+            mt = meta1[i]
+            rows_on = Signal(R, name=f"lane{i}_rows")
+            # rows lo..hi-1: ones shifted up by lo, minus ones shifted up by hi (no wide subtraction)
+            RB = R.bit_length()
+            ones = Const((1 << R) - 1, R)
+            m.d.comb += rows_on.eq(Mux(mt.valid, (ones << mt.lo[:RB])[:R] & ~(ones << mt.hi[:RB])[:R], 0))
+            sel = Mux(mt.sign, sign_slice_vec, slice_planes.word_select(mt.k, R * d))
+            m.d.comb += xbar.wl[i].eq(sel & Cat(*[rows_on[r].replicate(d) for r in range(R)]))
+
+        # ---- MVM: ADC and shift-and-add into the result registers -------------------------------
+        contrib = []
+        for i in range(L):
+            adc = Adc(cfg, xbar.sbits)
+            m.submodules[f"adc{i}"] = adc
+            mt = meta2[i]
+            m.d.comb += [adc.sum.eq(xbar.sum[i]), adc.shift.eq(adc_shift), adc.diff.eq(mt.diff)]
+            v = Signal(signed(AB), name=f"contrib{i}")
+            mag_v = (adc.code.as_signed() << mt.shift)
+            m.d.comb += v.eq(Mux(mt.neg, -mag_v, mag_v))
+            contrib.append((mt, v))
+        # Each lane's output index as a one-hot row over the C result registers.
+        onehots = []
+        for i, (mt, _v) in enumerate(contrib):
+            oh = Signal(C, name=f"lane{i}_onehot")
+            m.d.comb += oh.eq(Mux(mt.valid, (Const(1, C) << mt.o[:(C - 1).bit_length() or 1])[:C], 0))
+            onehots.append(oh)
+        res_next = []
+        for j in range(C):
+            hits = []
+            anyhit = []
+            for (_mt, v), oh in zip(contrib, onehots):
+                h = oh[j]
+                hits.append(Mux(h, v, 0))
+                anyhit.append(h)
+            nxt = Signal(signed(AB), name=f"res_next{j}")
+            base = Mux(fresh[j], 0, res[j])
+            m.d.comb += nxt.eq(base + adder_tree(hits))
+            res_next.append((nxt, Cat(*anyhit).any()))
+
+        # ---- REQ lanes --------------------------------------------------------------------------
+        rq_units = []
+        for li in range(RQ):
+            u = Requant(cfg)
+            m.submodules[f"requant{li}"] = u
+            rq_units.append(u)
+        rq_chunk = Signal(range(NCH + 1))
+        rq_valid = Signal(RQ_LAT + 1)  # shift register of "chunk in flight"
+        rq_base = [Signal(range(NCH + 1), name=f"rq_base{i}") for i in range(RQ_LAT + 1)]
+        acc_pad = Cat(acc_r.data, Const(0, AB * (NCH * RQ - C))) if NCH * RQ > C else acc_r.data
+        padl = NCH * RQ - C
+        all_bias = Cat(*rq_bias, Const(0, 32 * padl))
+        all_mult = Cat(*rq_mult, Const(0, 16 * padl))
+        all_shift = Cat(*rq_shift, Const(0, 6 * padl))
+        for li, u in enumerate(rq_units):
+            lane_sel = Signal(range(NCH * RQ + 1), name=f"rq_lane{li}")
+            m.d.comb += lane_sel.eq(rq_chunk * RQ + li)
+            m.d.comb += u.acc.eq(acc_pad.word_select(rq_chunk, RQ * AB)[li * AB:(li + 1) * AB])
+            m.d.comb += [u.bias.eq(all_bias.word_select(lane_sel, 32)),
+                         u.mult.eq(all_mult.word_select(lane_sel, 16)),
+                         u.shift.eq(all_shift.word_select(lane_sel, 6))]
+            m.d.comb += [u.zero_point.eq(zp), u.clamp_lo.eq(clamp_lo), u.clamp_hi.eq(clamp_hi), u.relu.eq(relu)]
+        m.d.sync += [rq_valid.eq(rq_valid << 1)]
+        m.d.sync += [rq_base[i + 1].eq(rq_base[i]) for i in range(RQ_LAT)]
+        m.d.sync += rq_base[0].eq(rq_chunk)
+        qbytes = Cat(*[u.q[:8] for u in rq_units])
+        reps = _ceil_div(C, RQ)
+        m.d.comb += out_w.data.eq(Cat(*([qbytes] * reps))[:8 * C])
+        # Requant output of the chunk presented RQ_LAT cycles ago (rq_base[i] lags by i+1 cycles).
+        wchunk = rq_base[RQ_LAT - 1]
+        with m.If(rq_valid[RQ_LAT - 1]):
+            m.d.comb += out_w.en.eq(Cat(*[(wchunk == (lane // RQ)) & (lane < g_nout) for lane in range(C)]))
+
+        # ---- VAU / cell update column computation (from lane 0's raw column) -------------------
+        vau_col_q = Signal(ADDR_BITS + 2)  # column whose data is on rd_levels (issued last cycle)
+        vau_v1 = Signal()
+        vau_new = Signal(R * cb)
+        vau_wcol = Signal(ADDR_BITS + 2)
+        vau_wen = Signal()
+        is_vaur = Signal()
+        dvec = dl_r.data
+        vnew = []
+        cdelta = Signal(signed(8))
+        m.d.comb += cdelta.eq(dvec.word_select(vau_col_q[:max(1, (cfg.delta_len - 1).bit_length())], 8))
+        for r in range(R):
+            old = xbar.rd_levels[r * cb:(r + 1) * cb]
+            dr = Mux(is_vaur, dvec[8 * r:8 * r + 8].as_signed(), cdelta)
+            s_ = Signal(signed(10), name=f"vau_sum{r}")
+            m.d.comb += s_.eq(old + dr)
+            sat = Mux(s_ < 0, 0, Mux(s_ > cfg.max_level, cfg.max_level, s_))
+            inwin = (r0 <= r) & (r0 + nr > r)
+            keep = xbar.rd_mask[r] | ~inwin
+            vnew.append(Mux(keep, old, sat[:cb]))
+        m.d.sync += vau_wen.eq(0)
+        m.d.sync += vau_v1.eq(0)
+        with m.If(vau_v1):
+            m.d.sync += [vau_new.eq(Cat(*vnew)), vau_wcol.eq(vau_col_q), vau_wen.eq(1)]
+
+        # Crossbar write port: defaults to the VAU / cell-update write-back.
+        cell_mask = Signal(R)
+        cell_mask_en = Signal()
+        rd_col = Signal(ADDR_BITS)
+        m.d.sync += cell_mask_en.eq(0)
+        m.d.comb += [xbar.wr_col.eq(vau_wcol), xbar.wr_levels.eq(vau_new), xbar.wr_mask.eq(cell_mask)]
+        with m.If(vau_wen):
+            m.d.comb += xbar.wr_levels_en.eq(1)
+        with m.If(cell_mask_en):
+            m.d.comb += xbar.wr_mask_en.eq(1)
+        m.d.comb += out_w.addr.eq(addr_b)
+
+        # ---- the sequencer ------------------------------------------------------------------------
+        m.d.comb += [pm_r.addr.eq(Mux(running, Mux(fin, npc, pc), 0))]
+
+        def error_if(cond, cause):
+            with m.If(cond):
+                m.d.comb += [err.eq(1), err_cause.eq(cause)]
+
+        def addr_check(base, count, depth):
+            return (base + count) > depth
+
+        def range_load(op, nwords, depth, base_off, write):
+            """LDW/LDM/LDIN/LDD: cycle 0 checks and latches; then count*nwords words from din."""
+            cnt = args.range.count_m1 + 1
+            base = args.range.start + base_off
+            with m.If(first):
+                error_if(addr_check(base, cnt, depth), Cause.ADDR)
+                m.d.sync += [addr_a.eq(base), it.eq(0), wd.eq(0), left.eq(cnt * nwords)]
+            with m.Else():
+                m.d.comb += [self.din.ready.eq(1), stall.eq(~self.din.valid), xfer.eq(self.din.valid)]
+                with m.If(xfer):
+                    m.d.sync += left.eq(left - 1)
+                    with m.If(left == 1):
+                        m.d.comb += fin.eq(1)
+                    if nwords > 1:
+                        with m.If(wd == nwords - 1):
+                            m.d.sync += [wd.eq(0), it.eq(it + 1)]
+                            write(addr_a + it, item_of(nwords))
+                        with m.Else():
+                            m.d.sync += wd.eq(wd + 1)
+                            with m.Switch(wd):
+                                for w in range(nwords - 1):
+                                    with m.Case(w):
+                                        m.d.sync += stage[w].eq(self.din.payload)
+                    else:
+                        m.d.sync += it.eq(it + 1)
+                        write(addr_a + it, self.din.payload)
+
+        def range_read(nwords, depth, base_off, set_addr, item):
+            """RDOUT/RDACC/RDW/RDM: cycle 0 checks and reads item 0; then count*nwords words out."""
+            cnt = args.range.count_m1 + 1
+            base = args.range.start + base_off
+            with m.If(first):
+                error_if(addr_check(base, cnt, depth), Cause.ADDR)
+                m.d.sync += [addr_a.eq(base + 1), it.eq(0), wd.eq(0), left.eq(cnt * nwords)]
+                set_addr(base, 1)
+            with m.Else():
+                m.d.comb += [self.dout.valid.eq(1), stall.eq(~self.dout.ready), xfer.eq(self.dout.ready)]
+                pad = nwords * B - len(item)
+                full = Cat(item, Const(0, pad)) if pad else item
+                m.d.comb += self.dout.payload.eq(full.word_select(wd, B) if nwords > 1 else full)
+                set_addr(addr_a, 0)
+                with m.If(xfer):
+                    m.d.sync += left.eq(left - 1)
+                    with m.If(left == 1):
+                        m.d.comb += fin.eq(1)
+                    with m.If(wd == nwords - 1):
+                        m.d.sync += [wd.eq(0), addr_a.eq(addr_a + 1)]
+                        set_addr(addr_a, 1)
+                    with m.Else():
+                        m.d.sync += wd.eq(wd + 1)
+
+        with m.If(running & ~stall):
+            m.d.sync += cyc.eq(cyc + 1)
+            with m.If(fin | err | halt):
+                m.d.sync += step.eq(0)
+            with m.Else():
+                m.d.sync += step.eq(Mux(step == 3, 3, step + 1))
+
+        with m.If(~running):
+            with m.If(self.start):
+                m.d.sync += [running.eq(1), pc.eq(0), sp.eq(0), cyc.eq(0), done.eq(0), error.eq(0),
+                             cause_r.eq(Cause.NONE), err_pc.eq(0), step.eq(0), load_ptr.eq(0)]
+                with m.If(load_ptr != 0):
+                    m.d.sync += prog_len.eq(load_ptr)
+        with m.Else():
+            with m.If(pc >= prog_len):
+                error_if(1, Cause.PC_RANGE)
+            with m.Else():
+                with m.Switch(view.opcode):
+                    for op in Opcode:
+                        with m.Case(op):
+                            reserved = (word & ~Const(isa.USED_MASK[op], 64)).any()
+                            with m.If(first & reserved):
+                                error_if(1, Cause.RESERVED)
+                            with m.Else():
+                                self._execute(m, op, SimpleNamespace(**locals()))
+                    with m.Default():
+                        error_if(1, Cause.OPCODE)
+
+            m.d.comb += geo_en.eq(~err)
+            with m.If(err):
+                m.d.sync += [running.eq(0), done.eq(1), error.eq(1), cause_r.eq(err_cause), err_pc.eq(pc),
+                             acyc.eq(0)]
+            with m.Elif(halt):
+                m.d.sync += [running.eq(0), done.eq(1)]
+            # pc and loop stack advance whether or not the instruction's checks failed (an error
+            # ends the run, and a run starts from pc 0 with an empty stack): this keeps the
+            # address and range checks out of these registers' enables.
+            with m.If(fin):
+                m.d.sync += pc.eq(npc)
+                with m.If(~is_loop):
+                    for i in reversed(range(D)):
+                        with m.If(pops[i]):
+                            m.d.sync += sp.eq(i)
+                    for i in range(D):
+                        with m.If(wraps[i]):
+                            m.d.sync += [sp.eq(i + 1), lp_left[i].eq(lp_left[i] - 1)]
+                            m.d.sync += [lp_off[i][k].eq(lp_off[i][k] + lp_stride[i][k]) for k in range(3)]
+        return m
+
+    # ------------------------------------------------------------------------------------------
+    def _execute(self, m, op, env):
+        """Statements for one opcode inside the sequencer's Switch (``env``: elaborate's locals)."""
+        e = env
+        cfg = self.cfg
+        args, first, fin, halt = e.args, e.first, e.fin, e.halt
+        error_if = e.error_if
+        R, C, cb = cfg.rows, cfg.cols, cfg.cell_bits
+        xbar = e.xbar
+        if op is Opcode.NOP:
+            m.d.comb += fin.eq(1)
+        elif op is Opcode.HALT:
+            m.d.comb += halt.eq(1)
+        elif op is Opcode.SYNC:
+            m.d.comb += fin.eq(1)
+            m.d.sync += e.tag.eq(args.sync.tag)
+        elif op is Opcode.CFG:
+            a = args.cfg
+            error_if(a.wsigned & (a.wbits_m1 == 0), Cause.CONFIG)
+            m.d.comb += [e.n_wb.eq(a.wbits_m1), e.n_ab.eq(a.abits_m1), e.n_ws.eq(a.wsigned),
+                         e.n_as.eq(a.asigned), fin.eq(1)]
+            with m.If(~e.err):
+                m.d.sync += [e.wbits_m1.eq(a.wbits_m1), e.abits_m1.eq(a.abits_m1), e.wsigned.eq(a.wsigned),
+                             e.asigned.eq(a.asigned), e.adc_shift.eq(a.adc_shift)]
+        elif op is Opcode.WIN:
+            a = args.win
+            rows_n = a.row_count_m1 + 1
+            cols_n = a.col_count_m1 + 1
+            error_if((a.row_start + rows_n > R) | (a.col_start + cols_n > C), Cause.WINDOW)
+            m.d.comb += [e.n_nr.eq(rows_n), e.n_nc.eq(cols_n), fin.eq(1)]
+            with m.If(~e.err):
+                m.d.sync += [e.r0.eq(a.row_start), e.nr.eq(rows_n), e.c0.eq(a.col_start), e.nc.eq(cols_n)]
+        elif op is Opcode.CFGRQ:
+            a = args.cfgrq
+            ok = (-128 <= a.clamp_lo) & (a.clamp_lo <= a.clamp_hi) & (a.clamp_hi <= 255) & \
+                 (-128 <= a.zero_point) & (a.zero_point <= 255)
+            error_if(~ok, Cause.CONFIG)
+            m.d.comb += fin.eq(1)
+            with m.If(~e.err):
+                m.d.sync += [e.zp.eq(a.zero_point), e.clamp_lo.eq(a.clamp_lo), e.clamp_hi.eq(a.clamp_hi),
+                             e.relu.eq(a.relu)]
+        elif op is Opcode.LOOP:
+            a = args.loop
+            D = cfg.loop_depth
+            b1 = e.pc + 1 + a.body_m1 + 1
+            error_if(e.sp >= D, Cause.LOOP_DEPTH)
+            with m.If(e.sp < D):
+                error_if(b1 > e.encl_end, Cause.LOOP_NEST)
+            # The push happens even when the checks fail: the run stops then, and every run
+            # starts with an empty loop stack.
+            m.d.comb += [fin.eq(1), e.is_loop.eq(1)]
+            m.d.sync += e.sp.eq(e.sp + 1)
+            for i in range(D):
+                with m.If(e.sp == i):
+                    m.d.sync += [e.lp_start[i].eq(e.pc + 1), e.lp_end[i].eq(b1), e.lp_left[i].eq(a.count_m1 + 1)]
+                    m.d.sync += [e.lp_stride[i][0].eq(a.stride_in), e.lp_stride[i][1].eq(a.stride_acc),
+                                 e.lp_stride[i][2].eq(a.stride_out)]
+                    m.d.sync += [e.lp_off[i][k].eq(e.off[k]) for k in range(3)]
+        elif op in (Opcode.LDW, Opcode.LDM):
+            is_w = op is Opcode.LDW
+            nwords = cfg.col_words if is_w else cfg.mask_words
+
+            def write(addr, item):
+                m.d.comb += xbar.wr_col.eq(addr)
+                if is_w:
+                    m.d.comb += [xbar.wr_levels.eq(item), xbar.wr_levels_en.eq(1)]
+                else:
+                    m.d.comb += [xbar.wr_mask.eq(item), xbar.wr_mask_en.eq(1)]
+            e.range_load(op, nwords, C, 0, write)
+        elif op is Opcode.LDIN:
+            def write(addr, item):
+                m.d.comb += [e.in_w.addr.eq(addr), e.in_w.data.eq(item), e.in_w.en.eq(1)]
+            e.range_load(op, cfg.in_words, cfg.in_depth, e.off[0], write)
+        elif op is Opcode.LDD:
+            def write(addr, item):
+                m.d.comb += [e.dl_w.addr.eq(addr), e.dl_w.data.eq(item), e.dl_w.en.eq(1)]
+            e.range_load(op, cfg.delta_words, cfg.delta_depth, 0, write)
+        elif op is Opcode.LDRQ:
+            per = cfg.rq_per_word
+            cnt = args.range.count_m1 + 1
+            base = args.range.start
+            with m.If(first):
+                error_if(e.addr_check(base, cnt, C), Cause.ADDR)
+                m.d.sync += [e.addr_a.eq(base), e.left.eq(cnt)]
+            with m.Else():
+                din = self.din
+                m.d.comb += [din.ready.eq(1), e.stall.eq(~din.valid), e.xfer.eq(din.valid)]
+                with m.If(e.xfer):
+                    m.d.sync += [e.left.eq(Mux(e.left > per, e.left - per, 0)), e.addr_a.eq(e.addr_a + per)]
+                    with m.If(e.left <= per):
+                        m.d.comb += fin.eq(1)
+                    more = [e.left > qq for qq in range(per)]
+                    for lane in range(C):
+                        rel = Signal(signed(SUM_BITS + 2), name=f"ldrq_rel{lane}")
+                        m.d.comb += rel.eq(lane - e.addr_a)
+                        for qq in range(per):
+                            with m.If((rel == qq) & more[qq]):
+                                rec = din.payload[64 * qq:64 * qq + 64]
+                                m.d.sync += [e.rq_bias[lane].eq(rec[0:32]), e.rq_mult[lane].eq(rec[32:48]),
+                                             e.rq_shift[lane].eq(rec[48:54])]
+        elif op is Opcode.MVM:
+            self._mvm(m, e)
+        elif op is Opcode.REQ:
+            a = args.req
+            aa = a.acc_addr + e.off[1]
+            oa = a.out_addr + e.off[2]
+            with m.If(first):
+                error_if(~e.g_aligned, Cause.WINDOW)
+                with m.If(e.g_aligned):
+                    error_if(aa >= cfg.acc_depth, Cause.ADDR)
+                    with m.If(aa < cfg.acc_depth):
+                        error_if(oa >= cfg.out_depth, Cause.ADDR)
+                m.d.comb += [e.acc_r.addr.eq(aa), e.acc_r.en.eq(1)]
+                m.d.sync += [e.addr_b.eq(oa), e.rq_chunk.eq(0), e.cur.eq(0), e.drain.eq(0)]
+            with m.Else():
+                # Chunk rq_chunk enters the requantisation lanes while its first lane < n_out.
+                with m.If(e.cur < e.g_nout):
+                    m.d.sync += [e.rq_chunk.eq(e.rq_chunk + 1), e.cur.eq(e.cur + cfg.rq_lanes)]
+                    m.d.sync += e.rq_valid[0].eq(1)
+                with m.Else():
+                    m.d.sync += e.drain.eq(e.drain + 1)
+                    with m.If(e.drain == RQ_LAT - 1):
+                        m.d.comb += fin.eq(1)
+        elif op in (Opcode.VAUR, Opcode.VAUC):
+            a = args.vau
+            with m.If(first):
+                error_if(a.delta_addr >= cfg.delta_depth, Cause.ADDR)
+                m.d.comb += [e.dl_r.addr.eq(a.delta_addr), e.dl_r.en.eq(1)]
+                m.d.sync += [e.cur.eq(0), e.drain.eq(0)]
+            with m.Else():
+                m.d.comb += e.is_vaur.eq(op is Opcode.VAUR)
+                with m.If(e.cur < e.nc):
+                    m.d.comb += xbar.col[0].eq(e.c0 + e.cur)
+                    m.d.sync += [e.cur.eq(e.cur + 1), e.vau_col_q.eq(e.c0 + e.cur), e.vau_v1.eq(1)]
+                with m.Else():
+                    m.d.sync += e.drain.eq(e.drain + 1)
+                    with m.If(e.drain == isa.VAU_LATENCY - 1):
+                        m.d.comb += fin.eq(1)
+        elif op in (Opcode.WSET, Opcode.MSET):
+            a = args.cell
+            top = cfg.max_level if op is Opcode.WSET else 1
+            with m.If(first):
+                bad = (a.row >= R) | (a.col >= C)
+                error_if(bad, Cause.ADDR)
+                with m.If(~bad):
+                    error_if(a.value > top, Cause.VALUE)
+                m.d.comb += xbar.col[0].eq(a.col)
+            with m.Elif(e.step == 1):
+                # Column data on lane 0's port: build the new word, write it next cycle.
+                if op is Opcode.WSET:
+                    lv = xbar.rd_levels
+                    new = Cat(*[Mux((a.row == r) & ~xbar.rd_mask[r], a.value[:cb], lv[r * cb:(r + 1) * cb])
+                                for r in range(R)])
+                    m.d.sync += [e.vau_new.eq(new), e.vau_wcol.eq(a.col), e.vau_wen.eq(1)]
+                else:
+                    mk = xbar.rd_mask
+                    new = Cat(*[Mux(a.row == r, a.value[0], mk[r]) for r in range(R)])
+                    m.d.sync += [e.cell_mask.eq(new), e.vau_wcol.eq(a.col), e.cell_mask_en.eq(1)]
+            with m.Else():
+                m.d.comb += fin.eq(1)
+        elif op in (Opcode.RDOUT, Opcode.RDACC, Opcode.RDW, Opcode.RDM):
+            if op is Opcode.RDOUT:
+                port = e.out_r
+
+                def set_addr(addr, en):
+                    m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
+                e.range_read(cfg.out_words, cfg.out_depth, e.off[2], set_addr, port.data)
+            elif op is Opcode.RDACC:
+                port = e.acc_r
+
+                def set_addr(addr, en):
+                    m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
+                e.range_read(cfg.acc_words, cfg.acc_depth, e.off[1], set_addr, port.data)
+            else:
+                # Lane 0's crossbar port always reads: hold the column address between words.
+                col_q = e.rd_col
+
+                def set_addr(addr, en):
+                    with m.If(en):
+                        m.d.comb += xbar.col[0].eq(addr)
+                        m.d.sync += col_q.eq(addr)
+                    with m.Else():
+                        m.d.comb += xbar.col[0].eq(col_q)
+                item = xbar.rd_levels if op is Opcode.RDW else xbar.rd_mask
+                nwords = cfg.col_words if op is Opcode.RDW else cfg.mask_words
+                e.range_read(nwords, C, 0, set_addr, item)
+        else:  # pragma: no cover - every opcode has a branch (tests check the Switch covers Opcode)
+            raise AssertionError(op)
+
+    def _mvm(self, m, e):
+        """MVM: checks, operand reads and round 0 in cycle 0; a round of n_adcs conversions every
+        adc_cycles cycles; shift-and-add two cycles after a round issues; the accumulator vector is
+        written in the last cycle."""
+        cfg = self.cfg
+        L, A = cfg.n_adcs, cfg.adc_cycles
+        a = e.args.mvm
+        ia = a.in_addr + e.off[0]
+        aa = a.acc_addr + e.off[1]
+        first, fin = e.first, e.fin
+        with m.If(first):
+            e.error_if(~e.g_aligned, Cause.WINDOW)
+            with m.If(e.g_aligned):
+                e.error_if(ia >= cfg.in_depth, Cause.ADDR)
+                with m.If(ia < cfg.in_depth):
+                    e.error_if(aa >= cfg.acc_depth, Cause.ADDR)
+            m.d.comb += [e.in_r.addr.eq(ia), e.in_r.en.eq(1), e.acc_r.addr.eq(aa), e.acc_r.en.eq(1)]
+            m.d.sync += [e.addr_b.eq(aa), e.accum.eq(a.accumulate), e.drain.eq(0)]
+        with m.Elif(e.step == 1):
+            # Operands arrived: results start from the old accumulator (lanes >= n_out keep it).
+            for j in range(cfg.cols):
+                m.d.sync += e.res[j].eq(e.acc_r.data[j * cfg.acc_bits:(j + 1) * cfg.acc_bits])
+            m.d.sync += e.fresh.eq(Mux(e.accum, 0, (1 << cfg.cols) - 1))
+        lane0_valid = e.lane_req[0]["valid"]
+        with m.If(e.acyc == 0):
+            with m.If(lane0_valid):
+                for i in range(L):
+                    rq = e.lane_req[i]
+                    mt = e.meta1[i]
+                    m.d.sync += [mt.valid.eq(rq["valid"]), mt.o.eq(rq["o"]), mt.shift.eq(rq["shift"]),
+                                 mt.neg.eq(rq["neg"]), mt.diff.eq(e.g_analog), mt.k.eq(rq["k"]),
+                                 mt.lo.eq(rq["lo"]), mt.hi.eq(rq["hi"]), mt.sign.eq(rq["sign"])]
+                    nk, ng, no, nq = e.add_step(*e.lane_cur[i])
+                    m.d.sync += [e.lk[i].eq(nk), e.lg[i].eq(ng), e.lo_[i].eq(no), e.lq[i].eq(nq)]
+                if A > 1:
+                    m.d.sync += e.acyc.eq(1)
+            with m.Else():
+                # All conversions issued: the pipeline drains in MVM_LATENCY cycles.
+                m.d.sync += e.drain.eq(e.drain + 1)
+                with m.If(e.drain == isa.MVM_LATENCY):
+                    m.d.comb += fin.eq(1)
+        if A > 1:
+            with m.If(e.acyc != 0):
+                m.d.sync += e.acyc.eq(Mux(e.acyc == A - 1, 0, e.acyc + 1))
+        # Shift-and-add: every cycle after the old accumulator was loaded.
+        with m.If(e.step >= 2):
+            anyhits = []
+            for j, (nxt, hit) in enumerate(e.res_next):
+                m.d.sync += e.res[j].eq(nxt)
+                anyhits.append(hit)
+            m.d.sync += e.fresh.eq(e.fresh & ~Cat(*anyhits))
+            m.d.comb += [e.acc_w.addr.eq(e.addr_b), e.acc_w.data.eq(Cat(*[n for n, _ in e.res_next]))]
+            m.d.comb += e.acc_w.en.eq(fin)

@@ -1,0 +1,77 @@
+"""``python -m tb``: the RTL co-simulation suite (``make sim``); prints the summary table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hw.params import ConfigError, load_config
+
+from .runner import SimBuildError
+from .suite import format_table, run_mutant, run_suite
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tb", description="cocotb + Verilator: RTL against the golden model")
+    ap.add_argument("--tests", default="", help="regular expression over test names (e.g. 'random|layer')")
+    ap.add_argument("--config", default="tiny,isaac", help="comma-separated presets or JSON files (default tiny,isaac)")
+    ap.add_argument("--seed", default="", help="seed for the random tests (each prints the one it used)")
+    ap.add_argument("--waves", action="store_true", help="dump FST waves (separate build with tracing)")
+    ap.add_argument("--jobs", type=int, default=2, help="configurations simulated in parallel (default 2)")
+    ap.add_argument("--no-mutant", action="store_true", help="skip the mutated-design check")
+    a = ap.parse_args(argv)
+    try:
+        configs = [load_config(c.strip()) for c in a.config.split(",") if c.strip()]
+        seed = int(a.seed) if str(a.seed).strip() else None
+    except (ConfigError, ValueError) as e:
+        print(f"python -m tb: {e}", file=sys.stderr)
+        return 2
+    tests = a.tests or None
+    try:
+        res = run_suite(configs, tests, seed, a.waves, a.jobs)
+        records = list(res.records)
+        mutant_line = ""
+        if not a.no_mutant and tests is None and not a.waves:
+            caught, mres = run_mutant(configs[0], "shift_add")
+            n_fail = sum(r["result"] != "PASS" for r in mres.records)
+            records.append({"test": "mutant shift_add is caught", "config": configs[0].name + "+shift_add",
+                            "instructions": sum(r["instructions"] for r in mres.records),
+                            "cycles": sum(r["cycles"] for r in mres.records),
+                            "sim_seconds": sum(r.get("sim_seconds", 0.0) for r in mres.records),
+                            "result": "PASS" if caught else "FAIL",
+                            "report": "" if caught else "the mutated design passed every test"})
+            mutant_line = f"mutant shift_add: {n_fail} of {len(mres.records)} tests fail on it (expected: > 0)"
+    except SimBuildError as e:
+        print(f"python -m tb: {e}", file=sys.stderr)
+        return 1
+    print()
+    print(format_table(records))
+    seeds = sorted({(r["test"], r["seed"]) for r in records if r.get("seed") is not None})
+    if seeds:
+        print("random tests and their seeds (rerun one with TESTS=<test> SEED=<seed>): "
+              + ", ".join(f"{t} {s}" for t, s in seeds))
+    for m in res.metrics:
+        print(f"{m['config']}: {m['name']} = {m['value']:,.0f}")
+    if mutant_line:
+        print(mutant_line)
+    if a.waves:
+        for name, log in res.logs.items():
+            waves = sorted(log.parent.glob("dump.*"))
+            for w in waves:
+                print(f"waves ({name}): {w}  (open with: gtkwave {w})")
+    failed = [r for r in records if r["result"] != "PASS"]
+    for r in failed:
+        print()
+        print(f"FAILED {r['test']} on {r['config']}")
+        if r.get("report"):
+            print(r["report"])
+    if failed:
+        print()
+        for name, log in res.logs.items():
+            print(f"simulator log ({name}): {log}")
+    print(f"\n{len(records) - len(failed)}/{len(records)} passed in {res.seconds:.1f} s")
+    return 1 if failed or not records else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

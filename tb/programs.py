@@ -1,0 +1,517 @@
+"""Programs for verification: a constrained-random generator, directed building blocks, and the
+control-flow trace the scoreboard uses. Pure Python (importable by anyone, no simulator needed).
+
+The random generator produces only legal programs (every address, window, loop and value in
+range), except where it is asked to inject one illegal word or construct of a given
+:class:`hw.isa.Cause`. Every program carries its seed; the same seed gives the same words and data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw import isa
+from hw.isa import Cause, Decoded, Opcode
+from hw.params import TileConfig
+
+__all__ = [
+    "Program",
+    "conv_layer_program",
+    "dump_program",
+    "executed",
+    "feed_for",
+    "random_program",
+    "top_level",
+    "reset_program",
+    "ILLEGAL_CAUSES",
+]
+
+E = isa.encode
+LOADS = (Opcode.LDW, Opcode.LDM, Opcode.LDIN, Opcode.LDD, Opcode.LDRQ)
+READS = (Opcode.RDOUT, Opcode.RDACC, Opcode.RDW, Opcode.RDM)
+#: Causes the generator can inject on purpose.
+ILLEGAL_CAUSES = tuple(c for c in Cause if c is not Cause.NONE)
+
+
+@dataclass
+class Program:
+    """Instruction words, the data-in blocks they consume (``sim.tile.Feed`` order) and provenance."""
+
+    words: list[int]
+    feed: list[np.ndarray] = field(default_factory=list)
+    seed: int | None = None
+    note: str = ""
+    inject: Cause | None = None  # the cause deliberately injected, if any
+
+    def text(self) -> str:
+        return isa.disassemble(self.words, addresses=True)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+# -- control flow --------------------------------------------------------------------------------
+
+
+class _End(Exception):
+    pass
+
+
+def executed(words: Sequence[int], cfg: TileConfig, limit: int = 50_000_000) -> Iterator[tuple[int, Decoded, tuple]]:
+    """Instructions in execution order as ``(pc, decoded, (in, acc, out) offsets)``.
+
+    Control flow in this ISA does not depend on data (loops have fixed counts), so this mirrors
+    the golden model's sequencing exactly; it stops at HALT, at an illegal word or loop error, and
+    at the end of the program. Data-dependent errors (ADDR, WINDOW, CONFIG, VALUE) are not
+    predicted: callers cut the trace at the golden model's error pc.
+    """
+    prog = [isa.decode(int(w)) for w in words]
+    budget = [limit]
+
+    def block(start, end, offs, depth):
+        pc = start
+        while pc < end:
+            d = prog[pc]
+            if d.cause is not Cause.NONE:
+                raise _End
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise _End
+            if d.op is Opcode.LOOP:
+                a = d.args
+                if depth + 1 > cfg.loop_depth or pc + 1 + a["body"] > end:
+                    raise _End
+                yield pc, d, offs
+                st = (a["stride_in"], a["stride_acc"], a["stride_out"])
+                for i in range(a["count"]):
+                    yield from block(pc + 1, pc + 1 + a["body"], tuple(o + i * s for o, s in zip(offs, st)),
+                                     depth + 1)
+                pc += 1 + a["body"]
+                continue
+            yield pc, d, offs
+            if d.op is Opcode.HALT:
+                raise _End
+            pc += 1
+
+    try:
+        yield from block(0, len(prog), (0, 0, 0), 0)
+    except _End:
+        return
+
+
+def top_level(words: Sequence[int]) -> list[int]:
+    """Program counters of the top-level instructions (a LOOP and its body count as one)."""
+    out, pc = [], 0
+    while pc < len(words):
+        out.append(pc)
+        d = isa.decode(int(words[pc]))
+        pc += 1 + (d.args["body"] if d.op is Opcode.LOOP and d.cause is Cause.NONE else 0)
+    return out
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+def feed_for(words: Sequence[int], cfg: TileConfig, rng: np.random.Generator, style: str = "mixed") -> list:
+    """Random data-in blocks for every load the program executes, in execution order.
+
+    ``style`` biases the values: ``"mixed"`` picks per block between dense, sparse and extreme
+    values (so that ADC clipping and level saturation both happen), ``"small"`` keeps sums small.
+    """
+    blocks = []
+    for _, d, _ in executed(words, cfg):
+        if d.op not in LOADS:
+            continue
+        blocks.append(random_block(cfg, d, rng, style))
+    return blocks
+
+
+def random_block(cfg: TileConfig, d: Decoded, rng: np.random.Generator, style: str = "mixed") -> np.ndarray:
+    n = d.args["count"]
+    R = cfg.rows
+    kind = rng.integers(3) if style == "mixed" else 0
+    if d.op is Opcode.LDW:
+        if kind == 1:  # sparse: sums stay small, no clipping
+            return np.where(rng.random((R, n)) < 0.15, rng.integers(0, cfg.max_level + 1, (R, n)), 0)
+        if kind == 2:  # saturated levels: clipping and saturation at the top
+            return np.full((R, n), cfg.max_level) - rng.integers(0, 2, (R, n))
+        return rng.integers(0, cfg.max_level + 1, (R, n))
+    if d.op is Opcode.LDM:
+        p = (0.0, 0.2, 0.6)[kind]
+        return (rng.random((R, n)) < p).astype(np.int64)
+    if d.op is Opcode.LDIN:
+        if kind == 1:
+            return rng.integers(0, 4, (n, R))
+        if kind == 2:
+            return rng.choice(np.array([0, 1, 127, 128, 255]), (n, R))
+        return rng.integers(0, 256, (n, R))
+    if d.op is Opcode.LDD:
+        L = cfg.delta_len
+        if kind == 2:
+            return rng.choice(np.array([-128, -cfg.max_level - 1, cfg.max_level + 1, 127]), (n, L))
+        return rng.integers(-cfg.max_level - 1, cfg.max_level + 2, (n, L))
+    if d.op is Opcode.LDRQ:
+        bias = rng.integers(-(1 << 14), 1 << 14, n)
+        if kind == 2:
+            bias = rng.choice(np.array([-(1 << 31), (1 << 31) - 1, 0]), n)
+        mult = rng.integers(0, 1 << (16 if kind == 2 else 9), n)
+        shift = rng.integers(0, 64 if kind == 2 else 16, n)
+        return np.stack([bias, mult, shift], axis=1)
+    raise ValueError(f"{d.op.name} takes no data-in block")
+
+
+# -- fixed programs --------------------------------------------------------------------------------
+
+
+def dump_program(cfg: TileConfig) -> list[int]:
+    """Read back every readable memory: all cell levels and masks, accumulators and outputs."""
+    return [
+        E(Opcode.RDW, start=0, count=cfg.cols),
+        E(Opcode.RDM, start=0, count=cfg.cols),
+        E(Opcode.RDACC, start=0, count=cfg.acc_depth),
+        E(Opcode.RDOUT, start=0, count=cfg.out_depth),
+        E(Opcode.HALT),
+    ]
+
+
+def reset_program(cfg: TileConfig) -> Program:
+    """A program that returns the tile to its power-on state (docs/isa.md, Execution model).
+
+    Zeros are loaded into levels, masks, inputs and deltas, every lane gets bias 0 / multiplier 1 /
+    shift 0; an all-unsigned layer whose weight group is one column then writes zero to every
+    lane of every accumulator (MVM of a zero input) and every output byte (REQ of zero); finally
+    CFG, WIN, CFGRQ and ``sync_tag`` get their reset values. Memories in RTL are not cleared by the
+    reset signal, so this is how a test starts from a known state in a shared simulation.
+    """
+    R, C = cfg.rows, cfg.cols
+    w = [
+        E(Opcode.CFG, wbits=cfg.cell_bits, abits=1, wsigned=0, asigned=0, adc_shift=0),
+        E(Opcode.WIN, row_start=0, row_count=R, col_start=0, col_count=C),
+        E(Opcode.CFGRQ, zero_point=0, clamp_lo=-128, clamp_hi=127, relu=0),
+        E(Opcode.LDW, start=0, count=C),
+        E(Opcode.LDM, start=0, count=C),
+        E(Opcode.LDIN, start=0, count=cfg.in_depth),
+        E(Opcode.LDD, start=0, count=cfg.delta_depth),
+        E(Opcode.LDRQ, start=0, count=C),
+        E(Opcode.LOOP, count=cfg.acc_depth, body=1, stride_in=0, stride_acc=1, stride_out=0),
+        E(Opcode.MVM, in_addr=0, acc_addr=0, accumulate=0),
+        E(Opcode.LOOP, count=cfg.out_depth, body=1, stride_in=0, stride_acc=0, stride_out=1),
+        E(Opcode.REQ, acc_addr=0, out_addr=0),
+        E(Opcode.CFG, wbits=8, abits=8, wsigned=1, asigned=0, adc_shift=0),
+        E(Opcode.SYNC, tag=0),
+        E(Opcode.HALT),
+    ]
+    feed = [
+        np.zeros((R, C), dtype=np.int64),
+        np.zeros((R, C), dtype=np.int64),
+        np.zeros((cfg.in_depth, R), dtype=np.int64),
+        np.zeros((cfg.delta_depth, cfg.delta_len), dtype=np.int64),
+        np.stack([np.zeros(C, np.int64), np.ones(C, np.int64), np.zeros(C, np.int64)], axis=1),
+    ]
+    return Program(w, feed, None, "reset to the power-on state")
+
+
+# -- the random generator ----------------------------------------------------------------------------
+
+
+class _Gen:
+    """State of one random program under construction: the layer and window in force, so that
+    MVM and REQ are only emitted on a legal (aligned) window."""
+
+    def __init__(self, cfg: TileConfig, rng: np.random.Generator):
+        self.cfg, self.rng = cfg, rng
+        self.words: list[int] = []
+        self.layer = (8, 8, 1, 0)  # reset CFG: wbits, abits, wsigned, asigned
+        self.aligned = self._aligned(self.layer, cfg.cols)
+
+    def r(self, lo: int, hi: int) -> int:
+        """Uniform integer in lo..hi inclusive."""
+        return int(self.rng.integers(lo, hi + 1))
+
+    def _aligned(self, layer, nc) -> bool:
+        wbits, abits, ws, as_ = layer
+        g = isa.geometry(self.cfg, wbits, abits, bool(ws), bool(as_), self.cfg.rows, nc)
+        return g.aligned
+
+    def group(self, layer) -> int:
+        wbits, abits, ws, as_ = layer
+        return isa.geometry(self.cfg, wbits, abits, bool(ws), bool(as_), 1, 1).group
+
+    # Each emitter appends words and returns nothing; offsets bound addresses inside loops.
+
+    def cfg_win(self) -> None:
+        c, rng = self.cfg, self.rng
+        while True:
+            wsigned = self.r(0, 1)
+            wbits = self.r(2 if wsigned else 1, 8)
+            abits = self.r(1, 8)
+            asigned = self.r(0, 1) if abits >= 2 else 0
+            layer = (wbits, abits, wsigned, asigned)
+            g = self.group(layer)
+            if g <= c.cols:
+                break
+        shift = int(rng.choice([0, 0, 0, 1, 2, 3, self.r(0, 15)]))
+        self.words.append(E(Opcode.CFG, wbits=wbits, abits=abits, wsigned=wsigned, asigned=asigned,
+                            adc_shift=shift))
+        self.layer = layer
+        self.win(g)
+
+    def win(self, group: int | None = None) -> None:
+        c = self.cfg
+        g = group or self.group(self.layer)
+        n_groups = self.r(1, c.cols // g)
+        nc = n_groups * g
+        c0 = self.r(0, c.cols - nc)
+        nr = self.r(1, c.rows) if self.rng.random() < 0.5 else c.rows
+        r0 = self.r(0, c.rows - nr)
+        self.words.append(E(Opcode.WIN, row_start=r0, row_count=nr, col_start=c0, col_count=nc))
+        self.aligned = True
+
+    def cfgrq(self) -> None:
+        lo = self.r(-128, 100)
+        hi = self.r(lo, 255)
+        zp = self.r(-128, 255) if self.rng.random() < 0.3 else self.r(-10, 10)
+        self.words.append(E(Opcode.CFGRQ, zero_point=zp, clamp_lo=lo, clamp_hi=hi, relu=self.r(0, 1)))
+
+    def range_op(self, op: Opcode, space_depth: int, max_off: int = 0, max_count: int = 4) -> None:
+        top = space_depth - max_off
+        n = self.r(1, max(1, min(max_count, top)))
+        s = self.r(0, top - n)
+        self.words.append(E(op, start=s, count=n))
+
+    def addr(self, depth: int, max_off: int) -> int:
+        return self.r(0, depth - 1 - max_off)
+
+    def simple(self, offs=(0, 0, 0), in_loop: bool = False) -> None:
+        """One random instruction (not LOOP, not HALT)."""
+        c = self.cfg
+        choices = ["mvm", "mvm", "req", "rdacc", "rdout", "nop", "sync", "vaur", "vauc"]
+        if not in_loop:
+            choices += ["ldw", "ldm", "ldin", "ldd", "ldrq", "wset", "mset", "rdw", "rdm", "cfg", "win", "cfgrq",
+                        "mvm", "req", "ldin"]
+        else:
+            choices += ["ldin"]
+        k = choices[self.r(0, len(choices) - 1)]
+        if k == "mvm":
+            self.words.append(E(Opcode.MVM, in_addr=self.addr(c.in_depth, offs[0]),
+                                acc_addr=self.addr(c.acc_depth, offs[1]), accumulate=self.r(0, 1)))
+        elif k == "req":
+            self.words.append(E(Opcode.REQ, acc_addr=self.addr(c.acc_depth, offs[1]),
+                                out_addr=self.addr(c.out_depth, offs[2])))
+        elif k == "rdacc":
+            self.range_op(Opcode.RDACC, c.acc_depth, offs[1], 2)
+        elif k == "rdout":
+            self.range_op(Opcode.RDOUT, c.out_depth, offs[2], 2)
+        elif k == "ldin":
+            self.range_op(Opcode.LDIN, c.in_depth, offs[0], 1 if in_loop else 4)
+        elif k == "nop":
+            self.words.append(E(Opcode.NOP))
+        elif k == "sync":
+            self.words.append(E(Opcode.SYNC, tag=self.r(0, 65535)))
+        elif k in ("vaur", "vauc"):
+            self.words.append(E(Opcode.VAUR if k == "vaur" else Opcode.VAUC, delta_addr=self.r(0, c.delta_depth - 1)))
+        elif k == "ldw":
+            self.range_op(Opcode.LDW, c.cols, 0, max(2, c.cols // 2))
+        elif k == "ldm":
+            self.range_op(Opcode.LDM, c.cols, 0, max(2, c.cols // 4))
+        elif k == "ldd":
+            self.range_op(Opcode.LDD, c.delta_depth, 0, c.delta_depth)
+        elif k == "ldrq":
+            self.range_op(Opcode.LDRQ, c.cols, 0, c.cols)
+        elif k in ("wset", "mset"):
+            top = c.max_level if k == "wset" else 1
+            self.words.append(E(Opcode.WSET if k == "wset" else Opcode.MSET, row=self.r(0, c.rows - 1),
+                                col=self.r(0, c.cols - 1), value=self.r(0, top)))
+        elif k == "rdw":
+            self.range_op(Opcode.RDW, c.cols, 0, 4)
+        elif k == "rdm":
+            self.range_op(Opcode.RDM, c.cols, 0, 4)
+        elif k == "cfg":
+            self.cfg_win()
+        elif k == "win":
+            self.win()
+        elif k == "cfgrq":
+            self.cfgrq()
+
+    def loop(self, offs=(0, 0, 0), depth: int = 1) -> None:
+        """A hardware loop whose body keeps every offset address in range."""
+        c = self.cfg
+        count = self.r(1, 4)
+        # Strides small enough that the last iteration stays inside each buffer.
+        st = []
+        for depth_sp, o in zip((c.in_depth, c.acc_depth, c.out_depth), offs):
+            room = depth_sp - 1 - o
+            st.append(self.r(0, min(255, room // max(1, count - 1) // 2)) if count > 1 else self.r(0, 3))
+        inner = tuple(o + (count - 1) * s for o, s in zip(offs, st))
+        at = len(self.words)
+        self.words.append(0)  # placeholder
+        n_body = self.r(1, 4)
+        for _ in range(n_body):
+            if depth < c.loop_depth and self.rng.random() < 0.2:
+                self.loop(inner, depth + 1)
+            else:
+                self.simple(inner, in_loop=True)
+        body = len(self.words) - at - 1
+        self.words[at] = E(Opcode.LOOP, count=count, body=body, stride_in=st[0], stride_acc=st[1], stride_out=st[2])
+
+
+def random_program(cfg: TileConfig, seed: int, *, length: int = 40, inject: Cause | None = None,
+                   style: str = "mixed") -> Program:
+    """A constrained-random program of about ``length`` top-level instructions, with its data.
+
+    The program starts by setting a layer configuration, a window, the requantisation output and
+    some weights, masks, inputs, deltas and lanes, then mixes every opcode (loops included). With
+    ``inject``, one illegal word or construct of that cause is placed at a random point (for
+    PC_RANGE: the final HALT is left out); execution must stop there with that cause.
+    """
+    rng = np.random.default_rng(seed)
+    g = _Gen(cfg, rng)
+    c = cfg
+    g.cfg_win()
+    g.cfgrq()
+    g.words.append(E(Opcode.LDW, start=0, count=c.cols))
+    if rng.random() < 0.7:
+        g.range_op(Opcode.LDM, c.cols, 0, c.cols)
+    g.range_op(Opcode.LDIN, c.in_depth, 0, min(8, c.in_depth))
+    g.words.append(E(Opcode.LDIN, start=0, count=1))
+    g.range_op(Opcode.LDD, c.delta_depth, 0, c.delta_depth)
+    g.range_op(Opcode.LDRQ, c.cols, 0, c.cols)
+    tops = [len(g.words)]  # top-level instruction boundaries (where an injected word may go)
+    while len(g.words) < length:
+        tops.append(len(g.words))
+        if rng.random() < 0.15:
+            g.loop()
+        else:
+            g.simple()
+        if rng.random() < 0.1:  # read back often, so that a divergence shows near its cause
+            g.range_op(Opcode.RDACC, c.acc_depth, 0, 2)
+    tops.append(len(g.words))
+    at = int(rng.choice(tops)) if inject is not None else None
+    if inject is not None and inject is not Cause.PC_RANGE:
+        illegal = _illegal(cfg, rng, inject, g, at)
+        g.words[at:at] = illegal
+    if inject is not Cause.PC_RANGE:
+        g.words.append(E(Opcode.HALT))
+    words = g.words
+    if len(words) > cfg.prog_depth:
+        words = words[: cfg.prog_depth - 1] + [E(Opcode.HALT)]
+    feed = feed_for(words, cfg, rng, style)
+    return Program(words, feed, seed, f"random program (seed {seed})" + (f", injected {inject.name}" if inject else ""),
+                   inject)
+
+
+def _illegal(cfg: TileConfig, rng: np.random.Generator, cause: Cause, g: _Gen, at: int) -> list[int]:
+    """Words (inserted at top level) that stop execution with ``cause`` at their first word."""
+    c = cfg
+    r = lambda lo, hi: int(rng.integers(lo, hi + 1))
+    if cause is Cause.OPCODE:
+        return [r(len(Opcode), 31) | (r(0, (1 << 59) - 1) << 5)]
+    if cause is Cause.RESERVED:
+        op = Opcode(r(0, len(Opcode) - 1))
+        free = [b for b in range(5, 64) if not (isa.USED_MASK[op] >> b) & 1]
+        base = {Opcode.LOOP: E(Opcode.LOOP, count=1, body=1)}.get(op, op.value)
+        return [base | (1 << int(rng.choice(free)))]
+    if cause is Cause.ADDR:
+        options = []
+        if c.in_depth < 1024:
+            options.append(E(Opcode.MVM, in_addr=r(c.in_depth, 1023), acc_addr=0))
+            options.append(E(Opcode.LDIN, start=r(0, c.in_depth - 1), count=c.in_depth + 1))
+        if c.acc_depth < 1024:
+            options.append(E(Opcode.RDACC, start=r(c.acc_depth - 1, 1023), count=2))
+        if c.out_depth < 1024:
+            options.append(E(Opcode.REQ, acc_addr=0, out_addr=r(c.out_depth, 1023)))
+        if c.cols < 1024:
+            options.append(E(Opcode.RDW, start=r(1, c.cols - 1), count=c.cols))
+            options.append(E(Opcode.LDW, start=c.cols - 1, count=2))
+            options.append(E(Opcode.WSET, row=0, col=r(c.cols, 1023), value=0))
+        if c.rows < 1024:
+            options.append(E(Opcode.MSET, row=r(c.rows, 1023), col=0, value=1))
+        if c.delta_depth < 1024:
+            options.append(E(Opcode.VAUR, delta_addr=r(c.delta_depth, 1023)))
+        return [options[r(0, len(options) - 1)]]
+    if cause is Cause.WINDOW:
+        if rng.random() < 0.5 and c.rows < 1024:
+            return [E(Opcode.WIN, row_start=r(1, c.rows - 1), row_count=c.rows, col_start=0, col_count=c.cols)]
+        # A legal window that is not a whole number of weight groups, then an MVM on it.
+        w = [E(Opcode.CFG, wbits=8, abits=4, wsigned=1, asigned=0, adc_shift=0)]
+        grp = isa.geometry(c, 8, 4, True, False, 1, 1).group
+        nc = grp + 1 if grp + 1 <= c.cols else grp - 1
+        w.append(E(Opcode.WIN, row_start=0, row_count=c.rows, col_start=0, col_count=nc))
+        w.append(E(Opcode.MVM, in_addr=0, acc_addr=0) if rng.random() < 0.5 else E(Opcode.REQ, acc_addr=0, out_addr=0))
+        return w
+    if cause is Cause.CONFIG:
+        if rng.random() < 0.5:
+            return [E(Opcode.CFG, wbits=1, abits=r(1, 8), wsigned=1, asigned=0, adc_shift=0)]
+        lo = r(-127, 255)
+        return [E(Opcode.CFGRQ, zero_point=0, clamp_lo=lo, clamp_hi=r(-128, lo - 1), relu=0)]
+    if cause is Cause.VALUE:
+        if c.max_level < 15 and rng.random() < 0.5:
+            return [E(Opcode.WSET, row=r(0, c.rows - 1), col=r(0, c.cols - 1), value=r(c.max_level + 1, 15))]
+        return [E(Opcode.MSET, row=r(0, c.rows - 1), col=r(0, c.cols - 1), value=r(2, 15))]
+    if cause is Cause.LOOP_DEPTH:
+        n = c.loop_depth + 1
+        return [E(Opcode.LOOP, count=2, body=n - i) for i in range(n)] + [E(Opcode.NOP)]
+    if cause is Cause.LOOP_NEST:
+        # An inner body reaching past the end of its enclosing body.
+        return [E(Opcode.LOOP, count=2, body=2), E(Opcode.LOOP, count=2, body=3), E(Opcode.NOP), E(Opcode.NOP)]
+    raise ValueError(f"cannot inject {cause.name}")
+
+
+# -- a layer-sized program ----------------------------------------------------------------------------
+
+
+def conv_layer_program(cfg: TileConfig, seed: int, *, pixels: int | None = None, wbits: int = 4, abits: int = 8,
+                       relu: bool = True) -> Program:
+    """A convolution layer's worth of MVMs with requantisation, in hardware loops.
+
+    The layer's im2col patches are the crossbar rows (``rows`` = kernel x kernel x input channels),
+    its output channels the logical columns. The program loads the weights, masks and lanes once,
+    then for each chunk of ``in_depth`` output pixels (an outer LOOP): loads the chunk's patches,
+    runs MVM and REQ per pixel (an inner LOOP striding the input, accumulator and output buffers)
+    and reads the chunk's outputs back.
+    """
+    c = cfg
+    rng = np.random.default_rng(seed)
+    g = isa.geometry(c, wbits, abits, True, False, c.rows, c.cols)
+    n_out = c.cols // g.group
+    nc = n_out * g.group
+    chunk = min(c.in_depth, c.acc_depth, c.out_depth, 256)
+    if pixels is None:
+        pixels = chunk * 16
+    n_chunks = math.ceil(pixels / chunk)
+    words = [
+        E(Opcode.CFG, wbits=wbits, abits=abits, wsigned=1, asigned=0, adc_shift=0),
+        E(Opcode.WIN, row_start=0, row_count=c.rows, col_start=0, col_count=nc),
+        E(Opcode.CFGRQ, zero_point=0, clamp_lo=-128, clamp_hi=127, relu=int(relu)),
+        E(Opcode.LDW, start=0, count=nc),
+        E(Opcode.LDM, start=0, count=nc),
+        E(Opcode.LDRQ, start=0, count=n_out),
+        E(Opcode.LOOP, count=n_chunks, body=5),
+        E(Opcode.LDIN, start=0, count=chunk),
+        E(Opcode.LOOP, count=chunk, body=2, stride_in=1, stride_acc=1, stride_out=1),
+        E(Opcode.MVM, in_addr=0, acc_addr=0, accumulate=0),
+        E(Opcode.REQ, acc_addr=0, out_addr=0),
+        E(Opcode.RDOUT, start=0, count=chunk),
+        E(Opcode.HALT),
+    ]
+    # Signed weights of wbits bits as differential cell pairs, slice by slice (docs/isa.md).
+    wmax = (1 << (wbits - 1)) - 1
+    W = rng.integers(-wmax, wmax + 1, (c.rows, n_out))
+    levels = np.zeros((c.rows, nc), dtype=np.int64)
+    mag, sign = np.abs(W), W < 0
+    for s in range(g.nws):
+        sl = (mag >> (s * c.cell_bits)) & c.max_level
+        levels[:, s * 2::g.group] = np.where(sign, 0, sl)
+        levels[:, s * 2 + 1::g.group] = np.where(sign, sl, 0)
+    pruned = rng.random((c.rows, n_out)) < 0.3
+    masks = np.repeat(pruned, g.group, axis=1).astype(np.int64)
+    rq = np.stack([rng.integers(-64, 64, n_out), rng.integers(1, 200, n_out), rng.integers(6, 12, n_out)], axis=1)
+    feed = [levels, masks, rq]
+    for _ in range(n_chunks):
+        feed.append(rng.integers(0, 1 << abits, (chunk, c.rows)))
+    return Program(words, feed, seed, f"conv layer: {n_chunks * chunk} pixels x {n_out} channels, "
+                   f"w{wbits}a{abits} (seed {seed})")

@@ -1,0 +1,167 @@
+"""The co-simulation testbench's pure-Python parts, without a simulator: the program generator, the
+reset and read-back programs, stream packing, the scoreboard's comparisons and reports, the
+testbench top's text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hw import isa
+from hw.isa import Cause, Opcode
+from hw.isa import encode as E
+from hw.params import PRESETS
+from sim.tile import Tile
+from tb import programs, wrapper
+from tb.scoreboard import RtlResult, Scoreboard, pack_block, rerun_command, unpack_block
+
+CFGS = [PRESETS["tiny"], PRESETS["isaac"]]
+
+
+@pytest.mark.parametrize("cfg", CFGS, ids=lambda c: c.name)
+def test_random_programs_are_legal_and_cover_every_opcode(cfg):
+    seen = set()
+    for seed in range(40):
+        p = programs.random_program(cfg, seed)
+        r = Tile(cfg).run(p.words, p.feed)
+        assert r.ok, f"seed {seed}: {r.cause.name} at pc {r.pc}: {r.text}: {r.detail}"
+        assert len(p.words) <= cfg.prog_depth
+        seen |= {d.op for _, d, _ in programs.executed(p.words, cfg)}
+    assert seen == set(Opcode)
+
+
+@pytest.mark.parametrize("cfg", CFGS, ids=lambda c: c.name)
+@pytest.mark.parametrize("cause", programs.ILLEGAL_CAUSES, ids=lambda c: c.name)
+def test_injected_illegal_programs_stop_with_their_cause(cfg, cause):
+    for seed in range(8):
+        p = programs.random_program(cfg, seed, length=14, inject=cause)
+        r = Tile(cfg).run(p.words, p.feed)
+        assert r.cause is cause, f"seed {seed}: injected {cause.name}, golden says {r.cause.name} ({r.detail})"
+
+
+def test_random_programs_reproduce_from_their_seed():
+    cfg = PRESETS["tiny"]
+    a, b = programs.random_program(cfg, 42), programs.random_program(cfg, 42)
+    assert a.words == b.words and all(np.array_equal(x, y) for x, y in zip(a.feed, b.feed))
+    assert programs.random_program(cfg, 43).words != a.words
+
+
+@pytest.mark.parametrize("cfg", CFGS, ids=lambda c: c.name)
+def test_reset_program_restores_power_on_state(cfg):
+    t = Tile(cfg)
+    p = programs.random_program(cfg, 7)
+    assert t.run(p.words, p.feed).ok
+    rp = programs.reset_program(cfg)
+    assert t.run(rp.words, rp.feed).ok
+    fresh = Tile(cfg)
+    for k, v in fresh.state().items():
+        np.testing.assert_array_equal(t.state()[k], v, err_msg=k)
+    assert (t.layer, t.window, t.rq, t.sync_tag) == (fresh.layer, fresh.window, fresh.rq, fresh.sync_tag)
+
+
+@pytest.mark.parametrize("cfg", CFGS, ids=lambda c: c.name)
+def test_executed_trace_matches_golden_counts(cfg):
+    for seed in range(10):
+        p = programs.random_program(cfg, seed)
+        r = Tile(cfg).run(p.words, p.feed)
+        trace = list(programs.executed(p.words, cfg))
+        assert len(trace) == r.instructions
+        assert sum(d.op in programs.READS for _, d, _ in trace) == len(r.outputs)
+        assert sum(d.op in programs.LOADS for _, d, _ in trace) == len(p.feed)
+
+
+def test_conv_layer_program_is_layer_sized():
+    cfg = PRESETS["tiny"]
+    p = programs.conv_layer_program(cfg, 1)
+    r = Tile(cfg).run(p.words, p.feed)
+    assert r.ok and r.cycles > 50_000
+    assert sum(d.op is Opcode.MVM for _, d, _ in programs.executed(p.words, cfg)) >= 256
+    assert any(isa.decode(w).op is Opcode.LOOP for w in p.words)
+
+
+@pytest.mark.parametrize("op", [Opcode.RDOUT, Opcode.RDACC, Opcode.RDW, Opcode.RDM])
+def test_pack_unpack_read_blocks(op):
+    cfg = PRESETS["isaac"]
+    rng = np.random.default_rng(0)
+    n = 3
+    if op is Opcode.RDOUT:
+        blk = rng.integers(0, 256, (1, n, cfg.cols))
+    elif op is Opcode.RDACC:
+        blk = rng.integers(-(1 << 31), 1 << 31, (1, n, cfg.cols))
+    elif op is Opcode.RDW:
+        blk = rng.integers(0, cfg.max_level + 1, (cfg.rows, n))
+    else:
+        blk = rng.integers(0, 2, (cfg.rows, n))
+    words = pack_block(cfg, op, blk)
+    np.testing.assert_array_equal(unpack_block(cfg, op, words, n), blk)
+
+
+def _rtl_like(exp, **over) -> RtlResult:
+    """The RtlResult a perfect RTL would give for ``exp`` (then altered by ``over``)."""
+    res = exp.result
+    words = [w for *_, w in exp.reads]
+    dout = np.concatenate(words) if words else np.zeros((0, 1), dtype=np.uint64)
+    base = dict(cycles=res.cycles, halted=res.ok, error=res.cause is not Cause.NONE, cause=res.cause.value,
+                pc=res.pc or 0, sync_tag=res.sync_tag, dout=dout, din_used=len(exp.din), din_staged=len(exp.din),
+                run_cycles=res.cycles + 2, load_cycles=10, timeout=False, protocol=0, seconds=0.0)
+    base.update(over)
+    return RtlResult(**base)
+
+
+def test_scoreboard_accepts_a_perfect_run_and_names_each_difference():
+    cfg = PRESETS["tiny"]
+    p = programs.random_program(cfg, 11)
+    sb = Scoreboard(cfg)
+    exp = sb.expect(p.words, p.feed)
+    assert sb.compare(exp, _rtl_like(exp)) is None
+    assert "cycle count" in sb.compare(exp, _rtl_like(exp, cycles=exp.result.cycles + 1)).what
+    assert "sync_tag" in sb.compare(exp, _rtl_like(exp, sync_tag=exp.result.sync_tag ^ 1)).what
+    assert "how the run ended" in sb.compare(exp, _rtl_like(exp, error=True, cause=3, pc=5)).what
+    assert "timeout" in sb.compare(exp, _rtl_like(exp, timeout=True)).what
+    assert "din" in sb.compare(exp, _rtl_like(exp, din_used=len(exp.din) - 1)).what
+    # One flipped bit in the first read block: the report names that read and the value.
+    pc, d, words = exp.reads[0]
+    bad = _rtl_like(exp)
+    bad.dout = bad.dout.copy()
+    bad.dout[0, 0] ^= np.uint64(1 << 8)
+    mm = sb.compare(exp, bad)
+    assert mm.pc == pc and mm.instruction == d.text()
+    text = mm.report(rerun_command("random_programs/style=mixed", "tiny", 11))
+    assert f"pc {pc}: {d.text()}" in text and "expected:" in text and "actual:" in text
+    assert "make sim TESTS=random_programs/style=mixed CONFIG=tiny SEED=11 WAVES=1" in text
+
+
+def test_scoreboard_checks_error_cause_and_pc():
+    cfg = PRESETS["tiny"]
+    sb = Scoreboard(cfg)
+    exp = sb.expect([E(Opcode.NOP), E(Opcode.MSET, row=0, col=0, value=2), E(Opcode.HALT)])
+    assert exp.result.cause is Cause.VALUE and exp.result.pc == 1
+    assert sb.compare(exp, _rtl_like(exp)) is None
+    mm = sb.compare(exp, _rtl_like(exp, pc=2))
+    assert mm is not None and "error VALUE at pc 1" in mm.expected and "pc 2" in mm.actual
+
+
+def test_top_level_treats_a_loop_as_one_instruction():
+    words = [E(Opcode.NOP), E(Opcode.LOOP, count=2, body=2), E(Opcode.NOP), E(Opcode.NOP), E(Opcode.HALT)]
+    assert programs.top_level(words) == [0, 1, 4]
+
+
+def test_wrapper_text_and_control_file():
+    cfg = PRESETS["isaac"]
+    text = wrapper.render(cfg)
+    assert f"module {wrapper.TOP}" in text and "tile dut" in text and f"[{cfg.bus_bits - 1}:0]" in text
+    vlt = wrapper.render_vlt()
+    for p in wrapper.TILE_PORTS:
+        assert f'public_flat_rw -module "tile" -var "{p}"' in vlt
+    for p in wrapper.PORTS:
+        assert f'-module "{wrapper.TOP}" -var "{p}"' in vlt
+
+
+def test_patterns():
+    from tb.drivers import Pattern
+
+    assert Pattern.of([1, 1, 1, 0]).register() == (0b0111, 4)
+    assert Pattern.of("random").register() == (0, 0)
+    assert Pattern.of(None).register() == (1, 1)
+    with pytest.raises(ValueError, match="pattern"):
+        Pattern.of([0, 0])

@@ -1,0 +1,138 @@
+"""Each block of the tile on its own, in Amaranth's simulator, against a NumPy model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.adc import Adc
+from hw.crossbar import Crossbar
+from hw.params import PRESETS
+from hw.requant import LATENCY, Requant
+from sim.kernels import requantise
+
+TINY = PRESETS["tiny"]
+
+
+def simulate(dut, bench, clock=True):
+    sim = Simulator(dut)
+    if clock:
+        sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_requant_lane_matches_kernel():
+    cfg = TINY
+    rng = np.random.default_rng(0)
+    n = 300
+    acc = rng.integers(-(1 << (cfg.acc_bits - 1)), 1 << (cfg.acc_bits - 1), n)
+    acc[:20] = [-(1 << (cfg.acc_bits - 1)), (1 << (cfg.acc_bits - 1)) - 1] * 10
+    bias = np.where(rng.random(n) < 0.3, rng.integers(-(1 << 31), 1 << 31, n), rng.integers(-300, 300, n))
+    mult = np.where(rng.random(n) < 0.3, rng.integers(0, 1 << 16, n), rng.integers(0, 300, n))
+    shift = rng.integers(0, 64, n)
+    shift[::7] = 0
+    zp = rng.integers(-128, 256, n)
+    lo = rng.integers(-128, 256, n)
+    hi = np.maximum(lo, rng.integers(-128, 256, n))
+    hi[::11] = lo[::11] - 1  # relu can push lo above hi: hi wins, as np.clip
+    relu = rng.integers(0, 2, n)
+    # Quotients around the +-1023 saturation of the output stage, with and without rounding.
+    near = slice(200, 300)
+    acc[near] = rng.integers(-2100, 2100, 100)
+    bias[near], mult[near], shift[near] = 0, 1, rng.integers(0, 2, 100)
+    want = [int(requantise(np.array([acc[i]]), bias[i], mult[i], shift[i], int(zp[i]), int(lo[i]), int(hi[i]),
+                           bool(relu[i]))[0]) for i in range(n)]
+    dut = Requant(cfg)
+    got = []
+
+    async def bench(ctx):
+        for i in range(n + LATENCY):
+            if i < n:
+                for port, v in ((dut.acc, acc), (dut.bias, bias), (dut.mult, mult), (dut.shift, shift),
+                                (dut.zero_point, zp), (dut.clamp_lo, lo), (dut.clamp_hi, hi), (dut.relu, relu)):
+                    ctx.set(port, int(v[i]))
+            if i >= LATENCY:
+                got.append(ctx.get(dut.q))
+            await ctx.tick()
+
+    simulate(dut, bench)
+    bad = [i for i in range(n) if got[i] != want[i]]
+    assert not bad, f"lane {bad[0]}: RTL {got[bad[0]]}, kernel {want[bad[0]]}"
+
+
+@pytest.mark.parametrize("diff", [0, 1])
+def test_adc_clips_after_range_shift(diff):
+    cfg = TINY
+    dut = Adc(cfg, 12)
+    rng = np.random.default_rng(1)
+    sums = rng.integers(-2048, 2048, 400) if diff else rng.integers(0, 2048, 400)
+    shifts = rng.integers(0, 16, 400)
+    lo, hi = (-(1 << (cfg.adc_bits - 1)), (1 << (cfg.adc_bits - 1)) - 1) if diff else (0, cfg.adc_max)
+    want = np.clip(sums >> shifts, lo, hi)
+
+    async def bench(ctx):
+        ctx.set(dut.diff, diff)
+        for s, k, w in zip(sums, shifts, want):
+            ctx.set(dut.sum, int(s))
+            ctx.set(dut.shift, int(k))
+            assert ctx.get(dut.code) == w, f"sum {s} >> {k}: code {ctx.get(dut.code)}, expected {w}"
+
+    simulate(dut, bench, clock=False)
+
+
+@pytest.mark.parametrize("encoding", ["differential", "differential-analog"])
+def test_crossbar_column_sums(encoding):
+    cfg = TINY.replace(dac_bits=2, n_adcs=3, weight_encoding=encoding)
+    R, C, L, d = cfg.rows, cfg.cols, cfg.n_adcs, cfg.dac_bits
+    rng = np.random.default_rng(2)
+    levels = rng.integers(0, cfg.max_level + 1, (R, C))
+    masks = rng.random((R, C)) < 0.3
+    dut = Crossbar(cfg)
+    reqs = []
+    for _ in range(40):
+        cols = rng.integers(0, C - 1, L)
+        wl = rng.integers(0, 1 << d, (L, R))
+        wl[rng.random((L, R)) < 0.2] = 0
+        pair = rng.integers(0, 2, L) if cfg.analog_diff else np.zeros(L, int)
+        reqs.append((cols, wl, pair))
+    lv = np.where(masks, 0, levels)
+
+    def expect(col, wl, pair):
+        s = int(wl @ lv[:, col])
+        return s - int(wl @ lv[:, col + 1]) if pair else s
+
+    async def bench(ctx):
+        for c in range(C):
+            ctx.set(dut.wr_col, c)
+            ctx.set(dut.wr_levels, sum(int(levels[r, c]) << (r * cfg.cell_bits) for r in range(R)))
+            ctx.set(dut.wr_mask, sum(int(masks[r, c]) << r for r in range(R)))
+            ctx.set(dut.wr_levels_en, 1)
+            ctx.set(dut.wr_mask_en, 1)
+            await ctx.tick()
+        ctx.set(dut.wr_levels_en, 0)
+        ctx.set(dut.wr_mask_en, 0)
+        pending = []
+        for t in range(len(reqs) + 2):
+            if t < len(reqs):
+                cols, _, pair = reqs[t]
+                for i in range(L):
+                    ctx.set(dut.col[i], int(cols[i]))
+                    ctx.set(dut.pair[i], int(pair[i]))
+            if t >= 1 and t - 1 < len(reqs):  # word lines one cycle after the column
+                _, wl, _ = reqs[t - 1]
+                for i in range(L):
+                    ctx.set(dut.wl[i], sum(int(wl[i, r]) << (r * d) for r in range(R)))
+                cols0 = reqs[t - 1][0]
+                assert ctx.get(dut.rd_levels) == sum(int(levels[r, cols0[0]]) << (r * cfg.cell_bits)
+                                                     for r in range(R))
+            if t >= 2:
+                cols, wl, pair = reqs[t - 2]
+                got = [ctx.get(dut.sum[i]) for i in range(L)]
+                pending.append((got, [expect(cols[i], wl[i], pair[i]) for i in range(L)]))
+            await ctx.tick()
+        for got, want in pending:
+            assert got == want
+
+    simulate(dut, bench)

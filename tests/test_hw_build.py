@@ -1,0 +1,68 @@
+"""Verilog generation, its metadata, Verilator lint, and the command line of hw.build."""
+
+from __future__ import annotations
+
+import json
+import re
+import resource
+import time
+
+import pytest
+
+from hw import build, isa
+from hw.params import PRESETS
+from hw.tile import Tile
+
+
+@pytest.fixture(scope="module")
+def tiny_v(tmp_path_factory):
+    return build.generate("tiny", tmp_path_factory.mktemp("tiny"))
+
+
+def test_generate_writes_tile_v_and_json(tiny_v):
+    text = tiny_v.read_text()
+    assert re.search(r"^module tile\(", text, re.M)
+    for port in ("instr__valid", "instr__ready", "instr__payload", "start", "din__valid", "din__ready",
+                 "din__payload", "dout__valid", "dout__ready", "dout__payload", "busy", "done", "error",
+                 "error_cause", "error_pc", "cycles", "sync_tag", "clk", "rst"):
+        assert re.search(rf"\b(input|output)\b[^;]*\b{port}\b", text), port
+    meta = json.loads((tiny_v.parent / "tile.json").read_text())
+    assert meta["config"] == PRESETS["tiny"].to_dict()
+    assert meta["isa"]["opcodes"] == {op.name: op.value for op in isa.Opcode}
+    assert meta["isa"]["cycles"]["MVM"] == isa.SPECS[isa.Opcode.MVM].cycles
+    ldw = {f["name"]: f for f in meta["isa"]["fields"]["LDW"]}
+    assert ldw["count"]["bias"] == 1 and ldw["start"]["offset"] == 5
+
+
+def test_ports_match_interface_doc():
+    t = Tile(PRESETS["tiny"])
+    t._MustUse__silence = True  # inspected, not elaborated: Amaranth would warn about an unused design
+    names = set(t.signature.members.keys())
+    assert names == {"instr", "start", "din", "dout", "busy", "done", "error", "error_cause", "error_pc",
+                     "cycles", "sync_tag"}
+    assert len(t.din.payload) == PRESETS["tiny"].bus_bits and len(t.cycles) == 32 and len(t.error_pc) == 16
+
+
+def test_verilator_lint_is_clean(tiny_v):
+    p = build.lint(tiny_v)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+
+
+def test_cli_names_a_bad_config(capsys):
+    assert build.main(["verilog", "--config", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (Yosys runs as a child)."""
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
+
+
+@pytest.mark.slow
+def test_isaac_generates_in_under_30_s(tmp_path):
+    """CPU time, not wall time: CI runs tests in parallel on two shared cores."""
+    t = _cpu_s()
+    v = build.generate("isaac", tmp_path)
+    assert v.stat().st_size > 0
+    assert _cpu_s() - t < 30

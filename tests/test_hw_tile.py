@@ -1,0 +1,103 @@
+"""The Amaranth tile against the golden model on random programs (Amaranth's simulator)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
+from reference import RefTile
+from strategies import RandomFeed, programs
+
+from hw.isa import Opcode, encode
+from hw.params import PRESETS, TileConfig
+from hw.simrun import golden_runs, run_rtl
+
+TINY = PRESETS["tiny"]
+#: Different slice counts and ADC sharing: 2-bit DAC, 3 ADCs of 2 cycles over 16 columns, row
+#: groups of 5 (a partial last group), differential pairs converted once, 3 requant lanes, a
+#: 128-bit bus (two LDRQ records a word), two loop levels.
+VARIANT = TINY.replace(name="variant", dac_bits=2, n_adcs=3, adc_cycles=2, rows_per_conv=5,
+                       weight_encoding="differential-analog", rq_lanes=3, bus_bits=128, loop_depth=2)
+CONFIGS = {"tiny": TINY, "variant": VARIANT}
+SCALE = int(os.environ.get("RTL_SCALE", "1"))
+#: No shrinking: each example costs seconds of RTL simulation; a failure prints the drawn program.
+PHASES = (Phase.explicit, Phase.reuse, Phase.generate)
+
+
+def dump_program(cfg: TileConfig) -> list[int]:
+    """Reads every readable memory: the final cell levels, masks, accumulators and outputs."""
+    return [
+        encode(Opcode.RDW, start=0, count=cfg.cols), encode(Opcode.RDM, start=0, count=cfg.cols),
+        encode(Opcode.RDACC, start=0, count=cfg.acc_depth), encode(Opcode.RDOUT, start=0, count=cfg.out_depth),
+        encode(Opcode.HALT),
+    ]
+
+
+def compare(cfg: TileConfig, program: list[int], blocks: list, *, stall_seed=None, mutation=None) -> None:
+    """Run ``program`` then a dump of the state on the golden model and on the RTL; all must agree."""
+    runs = [(program, blocks), (dump_program(cfg), [])]
+    gold = golden_runs(cfg, runs)
+    rtl = run_rtl(cfg, [(p, din) for (p, _), (_, din, _) in zip(runs, gold)], stall_seed=stall_seed,
+                  mutation=mutation)
+    for n, ((res, _, dout), r) in enumerate(zip(gold, rtl)):
+        what = f"run {n} ({'program' if n == 0 else 'state dump'})"
+        assert (r.cause, r.pc) == (res.cause, res.pc), f"{what}: RTL stopped with {r.cause.name} at pc {r.pc}, " \
+            f"golden {res.cause.name} at {res.pc} ({res.text} {res.detail})"
+        assert r.cycles == res.cycles, f"{what}: RTL took {r.cycles} cycles, golden {res.cycles}"
+        assert r.sync_tag == res.sync_tag, f"{what}: sync_tag {r.sync_tag}, golden {res.sync_tag}"
+        assert len(r.dout) == len(dout), f"{what}: RTL sent {len(r.dout)} words, golden {len(dout)}"
+        bad = [i for i, (a, b) in enumerate(zip(r.dout, dout)) if a != b]
+        assert not bad, f"{what}: data-out words {bad[:8]} differ: RTL {r.dout[bad[0]]:#x}, golden {dout[bad[0]]:#x}"
+
+
+def random_case(data, cfg: TileConfig, errors: bool):
+    program = data.draw(programs(cfg, errors=errors, budget=10), "program")
+    seed = data.draw(st.integers(0, 2**32 - 1), "seed")
+    feed = RandomFeed(cfg, 1, seed)
+    RefTile(cfg, 1).run(program, feed)
+    return program, feed.blocks
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@settings(max_examples=12 * SCALE, deadline=None, phases=PHASES)
+@given(data=st.data())
+def test_random_programs_match_golden(name, data):
+    cfg = CONFIGS[name]
+    program, blocks = random_case(data, cfg, errors=True)
+    compare(cfg, program, blocks)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@settings(max_examples=8 * SCALE, deadline=None, phases=PHASES)
+@given(data=st.data())
+def test_legal_programs_match_golden_with_stalls(name, data):
+    """Legal programs with the host dropping din valid / dout ready at random: same cycle count."""
+    cfg = CONFIGS[name]
+    program, blocks = random_case(data, cfg, errors=False)
+    compare(cfg, program, blocks, stall_seed=data.draw(st.integers(0, 1000), "stall_seed"))
+
+
+def test_shift_add_mutation_is_caught():
+    """The test-only mutation (a wrong shift in the shift-and-add) changes MVM results."""
+    cfg = TINY
+    prog = [encode(Opcode.CFG, wbits=4, abits=8, wsigned=1, asigned=0, adc_shift=0),
+            encode(Opcode.WIN, row_start=0, row_count=16, col_start=0, col_count=16),
+            encode(Opcode.LDW, start=0, count=16), encode(Opcode.LDIN, start=0, count=1),
+            encode(Opcode.MVM, in_addr=0, acc_addr=0), encode(Opcode.RDACC, start=0, count=1),
+            encode(Opcode.HALT)]
+    rng = np.random.default_rng(7)
+    (res, din, dout), = golden_runs(cfg, [(prog, [rng.integers(0, 4, (16, 16)), rng.integers(0, 256, (1, 16))])])
+    good, = run_rtl(cfg, [(prog, din)])
+    bad, = run_rtl(cfg, [(prog, din)], mutation="shift_add")
+    assert good.dout == dout
+    assert bad.dout != dout and bad.cycles == res.cycles
+
+
+def test_unknown_mutation_is_refused():
+    from hw.tile import Tile
+
+    with pytest.raises(ValueError, match="mutation"):
+        Tile(TINY, mutation="nope")
