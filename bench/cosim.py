@@ -8,6 +8,8 @@ from ``go`` to ``tb_done`` as Python sees it (file staging and read-back include
 
 from __future__ import annotations
 
+GOALS = {"cosim_cycles_per_s": ">= 400000"}
+
 
 def run() -> dict[str, float]:
     from tb.suite import run_suite
