@@ -17,7 +17,11 @@ import json
 import os
 import pathlib
 import shutil
+import subprocess
 import sys
+import tarfile
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,14 +193,148 @@ class Build:
 CLOCK = os.environ.get("CIMTILE_CLOCK", "hdl")
 
 
-def wave_format() -> str:
-    """"fst" when the C library FST needs (lz4) is installed, else "vcd" (bigger, same viewers).
+# FST tracing. Verilator's FST writer (include/fstcpp/fstcpp_writer.cpp) includes <lz4.h> and
+# <zlib.h>, and verilated.mk links it with -llz4 -lz. The PyPI wheel ships neither library; zlib's
+# header and library are nearly always there (Python's own build needs them), lz4's development
+# files usually not. Without them, lz4.c and lz4.h (BSD-2, ~100 kB) are taken from the pinned sdist
+# of the PyPI `lz4` package (python-lz4 bundles the upstream C library in lz4libs/), fetched with
+# pip once, checked against its SHA-256 and compiled into build/lz4/liblz4.a, which the traced
+# model finds through -I/-L ahead of the system directories.
+LZ4_SDIST = ("lz4", "4.4.5", "5f0b9e53c1e82e88c10d7c180069363980136b9d7a8306c4dca4f760d60c39f0")
+LZ4_DIR = Path(os.environ.get("CIMTILE_LZ4_DIR", ROOT / "build" / "lz4"))
+# Compiles and links only if lz4 and zlib headers and libraries are usable with the given flags.
+_FST_PROBE = """#include <lz4.h>
+#include <zlib.h>
+int main(void) { return LZ4_compressBound(16) > 0 && zlibVersion()[0] ? 0 : 1; }
+"""
 
-    Verilator's FST writer includes ``<lz4.h>``, which the wheel does not ship; on a machine without
-    ``liblz4-dev`` traced builds fall back to VCD instead of failing."""
-    dirs = [Path("/usr/include"), Path("/usr/local/include")]
-    dirs += [Path(p) for p in os.environ.get("CPATH", "").split(os.pathsep) if p]
-    return "fst" if any((d / "lz4.h").exists() for d in dirs) else "vcd"
+
+@dataclass(frozen=True)
+class WaveSupport:
+    """How traced builds dump waves on this machine.
+
+    Attributes
+    ----------
+    format : str
+        ``"fst"`` or ``"vcd"`` (the fallback: bigger files, same viewers).
+    args : tuple of str
+        Extra Verilator arguments (include and library path of the locally built lz4).
+    reason : str
+        Why FST is not available (empty when it is).
+    """
+
+    format: str
+    args: tuple[str, ...]
+    reason: str
+
+
+_wave_support: WaveSupport | None = None
+_wave_lock = threading.Lock()
+
+
+def _cc() -> str:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or "cc"
+
+
+def _probe_fst(flags: list[str]) -> str:
+    """Empty string if the lz4 + zlib probe compiles and links with ``flags``, else the compiler's last line."""
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "probe.c"
+        src.write_text(_FST_PROBE)
+        try:
+            r = subprocess.run([_cc(), str(src), "-o", str(Path(d) / "probe"), *flags, "-llz4", "-lz"],
+                               capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"C compiler failed to run: {e}"
+        if r.returncode == 0:
+            return ""
+        lines = [ln for ln in (r.stderr or r.stdout).splitlines() if ln.strip()]
+        return lines[-1] if lines else f"exit status {r.returncode}"
+
+
+def build_lz4(dest: Path = LZ4_DIR) -> Path:
+    """Fetch the pinned ``lz4`` sdist with pip and compile its bundled lz4.c into ``dest/liblz4.a``.
+
+    Cached: a stamp holding the sdist's SHA-256 marks a finished build. Returns ``dest``.
+
+    Raises
+    ------
+    SimBuildError
+        If pip cannot fetch the sdist, its hash differs, or the C compiler fails.
+    """
+    name, version, sha = LZ4_SDIST
+    dest = Path(dest)
+    stamp = dest / "lz4.key"
+    with _locked(dest.parent / f".{dest.name}.lock"):
+        if stamp.exists() and stamp.read_text() == sha and (dest / "liblz4.a").exists() and (dest / "lz4.h").exists():
+            return dest
+        dest.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as d:
+            r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                                f"{name}=={version}", "-d", d], capture_output=True, text=True, timeout=600)
+            tarballs = sorted(Path(d).glob(f"{name}-{version}.tar.gz"))
+            if r.returncode != 0 or not tarballs:
+                last = ([ln for ln in r.stderr.splitlines() if ln.strip()] or ["no sdist"])[-1]
+                raise SimBuildError(f"pip could not fetch the {name}=={version} sdist for lz4.c ({last})")
+            got = hashlib.sha256(tarballs[0].read_bytes()).hexdigest()
+            if got != sha:
+                raise SimBuildError(f"{tarballs[0].name} has SHA-256 {got}, expected {sha}")
+            with tarfile.open(tarballs[0]) as tf:
+                for f in ("lz4.c", "lz4.h"):
+                    member = tf.extractfile(f"{name}-{version}/lz4libs/{f}")
+                    if member is None:
+                        raise SimBuildError(f"{tarballs[0].name} has no lz4libs/{f}")
+                    (dest / f).write_bytes(member.read())
+        obj = dest / "lz4.o"
+        for cmd in ([_cc(), "-O2", "-fPIC", "-c", str(dest / "lz4.c"), "-o", str(obj)],
+                    ["ar", "rcs", str(dest / "liblz4.a"), str(obj)]):
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            if r.returncode != 0:
+                raise SimBuildError(f"building liblz4.a failed: {' '.join(cmd)}: {(r.stderr or r.stdout).strip()}")
+        obj.unlink()
+        stamp.write_text(sha)
+    return dest
+
+
+def wave_support() -> WaveSupport:
+    """FST when lz4 and zlib can be compiled and linked (the system's or build/lz4/), else VCD.
+
+    Decided once per process. The system's lz4 is used when present (``liblz4-dev``); otherwise
+    :func:`build_lz4` provides it. Only a missing zlib, a missing C compiler or an unreachable
+    package index leaves traced builds on VCD, with the reason in :attr:`WaveSupport.reason`.
+    """
+    global _wave_support
+    with _wave_lock:
+        if _wave_support is None:
+            _wave_support = _decide_waves()
+        return _wave_support
+
+
+def _decide_waves() -> WaveSupport:
+    if not _probe_fst([]):
+        return WaveSupport("fst", (), "")
+    try:
+        d = build_lz4()
+    except (SimBuildError, OSError, subprocess.TimeoutExpired, tarfile.TarError) as e:
+        return WaveSupport("vcd", (), f"no lz4 for FST: {e}")
+    flags = [f"-I{d}", f"-L{d}"]
+    err = _probe_fst(flags)
+    if err:
+        return WaveSupport("vcd", (), f"lz4/zlib probe failed with {' '.join(flags)}: {err}")
+    return WaveSupport("fst", ("-CFLAGS", f"-I{d}", "-LDFLAGS", f"-L{d}"), "")
+
+
+def wave_format() -> str:
+    """``"fst"``, or ``"vcd"`` when FST cannot be built here (see :func:`wave_support`)."""
+    return wave_support().format
+
+
+def _trace_args() -> list[str]:
+    """Verilator arguments of a traced build; says once on stderr why it falls back to VCD."""
+    ws = wave_support()
+    if ws.reason:
+        print(f"cimtile: waves as VCD: {ws.reason}", file=sys.stderr)
+    return [f"--trace-{ws.format}", "--trace-structs", *ws.args]
 
 
 def build_dir_for(cfg: TileConfig, mutation: str | None = None, waves: bool = False) -> Path:
@@ -220,7 +358,7 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
         vlt = bdir / "rtl" / "ports.vlt"
         _write_if_changed(top_sv, wrapper.render(cfg))
         _write_if_changed(vlt, wrapper.render_vlt())
-        args = list(BUILD_ARGS) + ([f"--trace-{wave_format()}", "--trace-structs"] if waves else [])
+        args = list(BUILD_ARGS) + (_trace_args() if waves else [])
         if CLOCK == "hdl":
             # The wheel's verilated.mk does not add the coroutine flag that --timing needs.
             args += ["--timing", "-DCIMTILE_HDL_CLOCK", "-CFLAGS", "-fcoroutines"]
@@ -293,6 +431,9 @@ def run(b: Build, modules: str | list[str], *, testcase: str | None = None, seed
     test_dir.mkdir(parents=True, exist_ok=True)
     records_file = test_dir / "records.jsonl"
     records_file.unlink(missing_ok=True)
+    if waves:  # a dump left by an earlier run (maybe of the other format) would be listed as this one's
+        for stale in test_dir.glob("dump.*"):
+            stale.unlink()
     results_xml = test_dir / "results.xml"
     env = {
         "CIMTILE_CONFIG_JSON": b.cfg.to_json(),
