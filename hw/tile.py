@@ -22,6 +22,7 @@ __all__ = ["MUTATIONS", "Tile"]
 #: Deliberately wrong designs for testing the testbenches (never for real use).
 MUTATIONS = (None, "shift_add")
 
+CAUSE_BITS = 4  # width of a Cause (hw.isa: shape=4)
 OFF_BITS = 24  # loop address offsets: loop_depth x 255 x 4095 < 2**24
 SUM_BITS = OFF_BITS + 2  # start + offset + count
 
@@ -111,7 +112,11 @@ class Tile(wiring.Component):
         analog = cfg.analog_diff
 
         # ---- memories ------------------------------------------------------------------------
-        pmem = Memory(shape=unsigned(isa.WORD_BITS), depth=cfg.prog_depth, init=[])
+        # Each program word is stored with its pre-decoded "static" error cause (the checks that
+        # depend on the word alone), computed while the host loads it: 64 + 4 bits still fit the
+        # two 36-bit-wide block RAMs, and the run-time error logic sees one stored field.
+        pmem = Memory(shape=unsigned(isa.WORD_BITS + CAUSE_BITS),
+                      depth=cfg.prog_depth, init=[])
         inbuf = Memory(shape=unsigned(8 * R), depth=cfg.in_depth, init=[])
         accm = Memory(shape=unsigned(AB * C), depth=cfg.acc_depth, init=[])
         outm = Memory(shape=unsigned(8 * C), depth=cfg.out_depth, init=[])
@@ -145,7 +150,8 @@ class Tile(wiring.Component):
 
         # Program loading while idle (start has priority over a word in the same cycle).
         m.d.comb += self.instr.ready.eq(~running & ~self.start & (load_ptr < cfg.prog_depth))
-        m.d.comb += [pm_w.addr.eq(load_ptr), pm_w.data.eq(self.instr.payload),
+        m.d.comb += [pm_w.addr.eq(load_ptr),
+                     pm_w.data.eq(Cat(self.instr.payload, self._static_cause(m, self.instr.payload))),
                      pm_w.en.eq(self.instr.valid & self.instr.ready)]
         with m.If(self.instr.valid & self.instr.ready):
             m.d.sync += load_ptr.eq(load_ptr + 1)
@@ -248,7 +254,8 @@ class Tile(wiring.Component):
 
         # ---- instruction word, step counter ----------------------------------------------------
         word = Signal(isa.WORD_BITS)
-        m.d.comb += word.eq(pm_r.data)
+        static_cause = Signal(Cause)
+        m.d.comb += [word.eq(pm_r.data[:isa.WORD_BITS]), static_cause.eq(pm_r.data[isa.WORD_BITS:])]
         view = data.View(INSTR, word[:INSTR.size])
         args = view.args
         step = Signal(2)  # cycles into the instruction, saturating at 3
@@ -294,20 +301,38 @@ class Tile(wiring.Component):
         lo_ = [Signal(OB, name=f"lane{i}_o") for i in range(L)]
         lq = [Signal(QB, name=f"lane{i}_q") for i in range(L)]
 
-        def inc1(k, g, o, q):
+        def inc1(k, g, o, q, gconv, nout, nrg, mux=Mux):
             q1 = q + 1
-            cq = q1 >= g_gconv
+            cq = q1 >= gconv
             o1 = o + cq
-            co = cq & (o1 >= g_nout)
+            co = cq & (o1 >= nout)
             g1 = g + co
-            cg = co & (g1 >= g_nrg)
-            return (k + cg, Mux(cg, 0, g1), Mux(co, 0, o1), Mux(cq, 0, q1))
+            cg = co & (g1 >= nrg)
+            return (k + cg, mux(cg, 0, g1), mux(co, 0, o1), mux(cq, 0, q1))
 
+        # The lanes' starting digits (chain[i] = digits of conversion i) and the step (chain[L])
+        # depend on the geometry only: registers loaded with the geometry registers, from the
+        # same next values and enable, so that no chain of incrementers precedes the MVM's
+        # per-round digit adders. Their reset values are the chain of the reset geometry.
+        def py_mux(c, a, b):
+            return a if c else b
+
+        gv0 = (g0.nws if analog else g0.group, g0.n_out, _ceil_div(R, P))
+        x_gconv = Signal(5)
+        m.d.comb += x_gconv.eq(Mux(x_an, x_nws, x_group))
         chain = [(Const(0, KB), Const(0, GB), Const(0, OB), Const(0, QB))]
+        ch_next = chain[0]
+        ch_init = (0, 0, 0, 0)
         for i in range(L):
-            nxt = inc1(*chain[-1])
-            sigs = tuple(Signal(w, name=f"chain{i + 1}_{n}") for w, n in zip((KB, GB, OB, QB), "kgoq"))
-            m.d.comb += [s_.eq(v) for s_, v in zip(sigs, nxt)]
+            ch_init = tuple(int(v) for v in inc1(*ch_init, *gv0, mux=py_mux))
+            nxt = inc1(*ch_next, x_gconv, x_nout, x_nrg)
+            nsigs = tuple(Signal(w, name=f"chain{i + 1}_next_{n}") for w, n in zip((KB, GB, OB, QB), "kgoq"))
+            m.d.comb += [s_.eq(v) for s_, v in zip(nsigs, nxt)]
+            ch_next = nsigs
+            sigs = tuple(Signal(w, name=f"chain{i + 1}_{n}", init=v)
+                         for w, n, v in zip((KB, GB, OB, QB), "kgoq", ch_init))
+            with m.If(geo_en):
+                m.d.sync += [s_.eq(v) for s_, v in zip(sigs, nsigs)]
             chain.append(sigs)
         dk, dg, do, dq = chain[L]
 
@@ -427,8 +452,10 @@ class Tile(wiring.Component):
             mt = meta2[i]
             m.d.comb += [adc.sum.eq(xbar.sum[i]), adc.shift.eq(adc_shift), adc.diff.eq(mt.diff)]
             v = Signal(signed(AB), name=f"contrib{i}")
-            mag_v = (adc.code.as_signed() << mt.shift)
-            m.d.comb += v.eq(Mux(mt.neg, -mag_v, mag_v))
+            # Negate the narrow code before the shift (-(c << s) == (-c) << s modulo 2**acc_bits):
+            # no acc_bits-wide negation between the ADC and the accumulator adders.
+            code = adc.code.as_signed()
+            m.d.comb += v.eq(Mux(mt.neg, -code, code) << mt.shift)
             contrib.append((mt, v))
         # Each lane's output index as a one-hot row over the C result registers.
         onehots = []
@@ -526,15 +553,39 @@ class Tile(wiring.Component):
             with m.If(cond):
                 m.d.comb += [err.eq(1), err_cause.eq(cause)]
 
-        def addr_check(base, count, depth):
-            return (base + count) > depth
+        # Address checks against the loop offset of a space (in, acc, out): "field + off + extra >
+        # depth" is "field + extra > room" with room = depth - off computed from registers only
+        # (-1 when off alone exceeds the depth), so the instruction word meets a narrow adder
+        # and comparator instead of two wide adders in series.
+        space_depth = (cfg.in_depth, cfg.acc_depth, cfg.out_depth)
+        room = []
+        for k, dep in enumerate(space_depth):
+            rm = Signal(signed(max(space_depth).bit_length() + 2), name=f"room_{k}")
+            m.d.comb += rm.eq(Mux(off[k] > dep, -1, dep - off[k]))
+            room.append(rm)
 
-        def range_load(op, nwords, depth, base_off, write):
+        def addr_check(base, count, depth, space=None):
+            """``base (+ off[space]) + count > depth``."""
+            if space is None:
+                return (base + count) > depth
+            assert depth == space_depth[space]
+            return (base + count) > room[space]
+
+        loop_room = Signal(signed(PCB + 3))
+        m.d.comb += loop_room.eq(encl_end - pc - 2)
+
+        def addr_ge(field, depth, space):
+            """``field + off[space] >= depth``."""
+            assert depth == space_depth[space]
+            return field >= room[space]
+
+        def range_load(op, nwords, depth, space, write):
             """LDW/LDM/LDIN/LDD: cycle 0 checks and latches; then count*nwords words from din."""
             cnt = args.range.count_m1 + 1
-            base = args.range.start + base_off
+            base = args.range.start + (off[space] if space is not None else 0)
             with m.If(first):
-                error_if(addr_check(base, cnt, depth), Cause.ADDR)
+                if space is not None:  # else a static check (Tile._static_cause)
+                    error_if(addr_check(args.range.start, cnt, depth, space), Cause.ADDR)
                 m.d.sync += [addr_a.eq(base), it.eq(0), wd.eq(0), left.eq(cnt * nwords)]
             with m.Else():
                 m.d.comb += [self.din.ready.eq(1), stall.eq(~self.din.valid), xfer.eq(self.din.valid)]
@@ -556,12 +607,13 @@ class Tile(wiring.Component):
                         m.d.sync += it.eq(it + 1)
                         write(addr_a + it, self.din.payload)
 
-        def range_read(nwords, depth, base_off, set_addr, item):
+        def range_read(nwords, depth, space, set_addr, item):
             """RDOUT/RDACC/RDW/RDM: cycle 0 checks and reads item 0; then count*nwords words out."""
             cnt = args.range.count_m1 + 1
-            base = args.range.start + base_off
+            base = args.range.start + (off[space] if space is not None else 0)
             with m.If(first):
-                error_if(addr_check(base, cnt, depth), Cause.ADDR)
+                if space is not None:  # else a static check (Tile._static_cause)
+                    error_if(addr_check(args.range.start, cnt, depth, space), Cause.ADDR)
                 m.d.sync += [addr_a.eq(base + 1), it.eq(0), wd.eq(0), left.eq(cnt * nwords)]
                 set_addr(base, 1)
             with m.Else():
@@ -600,15 +652,53 @@ class Tile(wiring.Component):
                 with m.Switch(view.opcode):
                     for op in Opcode:
                         with m.Case(op):
-                            reserved = (word & ~Const(isa.USED_MASK[op], 64)).any()
-                            with m.If(first & reserved):
-                                error_if(1, Cause.RESERVED)
-                            with m.Else():
-                                self._execute(m, op, SimpleNamespace(**locals()))
-                    with m.Default():
-                        error_if(1, Cause.OPCODE)
+                            self._execute(m, op, SimpleNamespace(**locals()))
+                # The checks on the word alone were made when it was loaded (static_cause). They
+                # come first in every instruction's order (reserved bits, undefined opcode, or
+                # all of the instruction's checks), so the stored cause overrides the run-time
+                # ones; the statements above do not wait for it: the run stops in this first
+                # cycle and every visible first-cycle update is gated by ~err.
+                error_if(first & (static_cause != Cause.NONE), static_cause)
 
             m.d.comb += geo_en.eq(~err)
+
+            # Operand reads, decoded from the opcode alone (not from the checks, whose failure
+            # stops the run anyway; a read has no side effect): the read addresses are the
+            # field plus the loop offset on the memory's address bits only, so the word's
+            # path to the (LUT-RAM) read ports is a narrow adder and a 2:1 mux.
+            op_ = view.opcode
+            last_word = Signal()
+            m.d.comb += last_word.eq(xfer & (wd == Mux(op_ == Opcode.RDACC, cfg.acc_words - 1,
+                                                       cfg.out_words - 1)))
+
+            def bits_for(depth):
+                return max(1, (depth - 1).bit_length())
+
+            def low_add(field, offv, depth):
+                w = bits_for(depth)
+                return (field[:w] + offv[:w])[:w]
+
+            aw = bits_for(cfg.acc_depth)
+            acc_field = Mux(op_ == Opcode.MVM, args.mvm.acc_addr,
+                            Mux(op_ == Opcode.REQ, args.req.acc_addr, args.range.start))
+            with m.If(first):
+                m.d.comb += [
+                    acc_r.addr.eq(low_add(acc_field, off[1], cfg.acc_depth)),
+                    acc_r.en.eq((op_ == Opcode.MVM) | (op_ == Opcode.REQ) | (op_ == Opcode.RDACC)),
+                    in_r.addr.eq(low_add(args.mvm.in_addr, off[0], cfg.in_depth)),
+                    in_r.en.eq(op_ == Opcode.MVM),
+                    out_r.addr.eq(low_add(args.range.start, off[2], cfg.out_depth)),
+                    out_r.en.eq(op_ == Opcode.RDOUT),
+                    dl_r.addr.eq(args.vau.delta_addr[:bits_for(cfg.delta_depth)]),
+                    dl_r.en.eq((op_ == Opcode.VAUR) | (op_ == Opcode.VAUC)),
+                ]
+            with m.Else():
+                # RDACC/RDOUT: the next item at addr_a once the current one's last word left.
+                m.d.comb += [
+                    acc_r.addr.eq(addr_a[:aw]), acc_r.en.eq((op_ == Opcode.RDACC) & last_word),
+                    out_r.addr.eq(addr_a[:bits_for(cfg.out_depth)]),
+                    out_r.en.eq((op_ == Opcode.RDOUT) & last_word),
+                ]
             with m.If(err):
                 m.d.sync += [running.eq(0), done.eq(1), error.eq(1), cause_r.eq(err_cause), err_pc.eq(pc),
                              acyc.eq(0)]
@@ -630,6 +720,51 @@ class Tile(wiring.Component):
         return m
 
     # ------------------------------------------------------------------------------------------
+    def _static_cause(self, m, w):
+        """The cause of the first failing check that depends on the word ``w`` alone (reserved
+        bits, undefined opcode, and every check of CFG, WIN, CFGRQ, LDW, LDM, LDD, LDRQ, VAUR,
+        VAUC, WSET, MSET, RDW, RDM), in each instruction's order; ``Cause.NONE`` if none fails.
+        The remaining checks (loop offsets, window alignment, loop stack) are made at run time."""
+        cfg = self.cfg
+        R, C = cfg.rows, cfg.cols
+        view = data.View(INSTR, w[:INSTR.size])
+        args = view.args
+        rng = args.range
+        cnt = rng.count_m1 + 1
+        cause = Signal(Cause, name="load_cause")
+        static = {
+            Opcode.CFG: [(args.cfg.wsigned & (args.cfg.wbits_m1 == 0), Cause.CONFIG)],
+            Opcode.WIN: [((args.win.row_start + args.win.row_count_m1 + 1 > R) |
+                          (args.win.col_start + args.win.col_count_m1 + 1 > C), Cause.WINDOW)],
+            Opcode.LDW: [(rng.start + cnt > C, Cause.ADDR)],
+            Opcode.LDM: [(rng.start + cnt > C, Cause.ADDR)],
+            Opcode.LDD: [(rng.start + cnt > cfg.delta_depth, Cause.ADDR)],
+            Opcode.LDRQ: [(rng.start + cnt > C, Cause.ADDR)],
+            Opcode.RDW: [(rng.start + cnt > C, Cause.ADDR)],
+            Opcode.RDM: [(rng.start + cnt > C, Cause.ADDR)],
+            Opcode.VAUR: [(args.vau.delta_addr >= cfg.delta_depth, Cause.ADDR)],
+            Opcode.VAUC: [(args.vau.delta_addr >= cfg.delta_depth, Cause.ADDR)],
+        }
+        q = args.cfgrq
+        static[Opcode.CFGRQ] = [(~((-128 <= q.clamp_lo) & (q.clamp_lo <= q.clamp_hi) & (q.clamp_hi <= 255) &
+                                   (-128 <= q.zero_point) & (q.zero_point <= 255)), Cause.CONFIG)]
+        for op, top in ((Opcode.WSET, cfg.max_level), (Opcode.MSET, 1)):
+            c = args.cell
+            static[op] = [((c.row >= R) | (c.col >= C), Cause.ADDR), (c.value > top, Cause.VALUE)]
+        m.d.comb += cause.eq(Cause.NONE)
+        with m.Switch(view.opcode):
+            for op in Opcode:
+                with m.Case(op):
+                    checks = [((w & ~Const(isa.USED_MASK[op], isa.WORD_BITS)).any(), Cause.RESERVED)]
+                    checks += static.get(op, [])
+                    # the first failing check in order wins: assign in reverse order
+                    for cond, cz in reversed(checks):
+                        with m.If(cond):
+                            m.d.comb += cause.eq(cz)
+            with m.Default():
+                m.d.comb += cause.eq(Cause.OPCODE)
+        return cause
+
     def _execute(self, m, op, env):
         """Statements for one opcode inside the sequencer's Switch (``env``: elaborate's locals)."""
         e = env
@@ -644,10 +779,10 @@ class Tile(wiring.Component):
             m.d.comb += halt.eq(1)
         elif op is Opcode.SYNC:
             m.d.comb += fin.eq(1)
-            m.d.sync += e.tag.eq(args.sync.tag)
+            with m.If(~e.err):
+                m.d.sync += e.tag.eq(args.sync.tag)
         elif op is Opcode.CFG:
             a = args.cfg
-            error_if(a.wsigned & (a.wbits_m1 == 0), Cause.CONFIG)
             m.d.comb += [e.n_wb.eq(a.wbits_m1), e.n_ab.eq(a.abits_m1), e.n_ws.eq(a.wsigned),
                          e.n_as.eq(a.asigned), fin.eq(1)]
             with m.If(~e.err):
@@ -657,15 +792,11 @@ class Tile(wiring.Component):
             a = args.win
             rows_n = a.row_count_m1 + 1
             cols_n = a.col_count_m1 + 1
-            error_if((a.row_start + rows_n > R) | (a.col_start + cols_n > C), Cause.WINDOW)
             m.d.comb += [e.n_nr.eq(rows_n), e.n_nc.eq(cols_n), fin.eq(1)]
             with m.If(~e.err):
                 m.d.sync += [e.r0.eq(a.row_start), e.nr.eq(rows_n), e.c0.eq(a.col_start), e.nc.eq(cols_n)]
         elif op is Opcode.CFGRQ:
             a = args.cfgrq
-            ok = (-128 <= a.clamp_lo) & (a.clamp_lo <= a.clamp_hi) & (a.clamp_hi <= 255) & \
-                 (-128 <= a.zero_point) & (a.zero_point <= 255)
-            error_if(~ok, Cause.CONFIG)
             m.d.comb += fin.eq(1)
             with m.If(~e.err):
                 m.d.sync += [e.zp.eq(a.zero_point), e.clamp_lo.eq(a.clamp_lo), e.clamp_hi.eq(a.clamp_hi),
@@ -676,7 +807,8 @@ class Tile(wiring.Component):
             b1 = e.pc + 1 + a.body_m1 + 1
             error_if(e.sp >= D, Cause.LOOP_DEPTH)
             with m.If(e.sp < D):
-                error_if(b1 > e.encl_end, Cause.LOOP_NEST)
+                # b1 > encl_end, as body_m1 > encl_end - pc - 2 (the right side from registers)
+                error_if(a.body_m1 > e.loop_room, Cause.LOOP_NEST)
             # The push happens even when the checks fail: the run stops then, and every run
             # starts with an empty loop stack.
             m.d.comb += [fin.eq(1), e.is_loop.eq(1)]
@@ -697,21 +829,20 @@ class Tile(wiring.Component):
                     m.d.comb += [xbar.wr_levels.eq(item), xbar.wr_levels_en.eq(1)]
                 else:
                     m.d.comb += [xbar.wr_mask.eq(item), xbar.wr_mask_en.eq(1)]
-            e.range_load(op, nwords, C, 0, write)
+            e.range_load(op, nwords, C, None, write)
         elif op is Opcode.LDIN:
             def write(addr, item):
                 m.d.comb += [e.in_w.addr.eq(addr), e.in_w.data.eq(item), e.in_w.en.eq(1)]
-            e.range_load(op, cfg.in_words, cfg.in_depth, e.off[0], write)
+            e.range_load(op, cfg.in_words, cfg.in_depth, 0, write)
         elif op is Opcode.LDD:
             def write(addr, item):
                 m.d.comb += [e.dl_w.addr.eq(addr), e.dl_w.data.eq(item), e.dl_w.en.eq(1)]
-            e.range_load(op, cfg.delta_words, cfg.delta_depth, 0, write)
+            e.range_load(op, cfg.delta_words, cfg.delta_depth, None, write)
         elif op is Opcode.LDRQ:
             per = cfg.rq_per_word
             cnt = args.range.count_m1 + 1
             base = args.range.start
             with m.If(first):
-                error_if(e.addr_check(base, cnt, C), Cause.ADDR)
                 m.d.sync += [e.addr_a.eq(base), e.left.eq(cnt)]
             with m.Else():
                 din = self.din
@@ -733,15 +864,15 @@ class Tile(wiring.Component):
             self._mvm(m, e)
         elif op is Opcode.REQ:
             a = args.req
-            aa = a.acc_addr + e.off[1]
             oa = a.out_addr + e.off[2]
             with m.If(first):
                 error_if(~e.g_aligned, Cause.WINDOW)
                 with m.If(e.g_aligned):
-                    error_if(aa >= cfg.acc_depth, Cause.ADDR)
-                    with m.If(aa < cfg.acc_depth):
-                        error_if(oa >= cfg.out_depth, Cause.ADDR)
-                m.d.comb += [e.acc_r.addr.eq(aa), e.acc_r.en.eq(1)]
+                    aa_bad = e.addr_ge(a.acc_addr, cfg.acc_depth, 1)
+                    error_if(aa_bad, Cause.ADDR)
+                    with m.If(~aa_bad):
+                        error_if(e.addr_ge(a.out_addr, cfg.out_depth, 2), Cause.ADDR)
+                # (the accumulator vector read at aa is issued by the operand-read decode)
                 m.d.sync += [e.addr_b.eq(oa), e.rq_chunk.eq(0), e.cur.eq(0), e.drain.eq(0)]
             with m.Else():
                 # Chunk rq_chunk enters the requantisation lanes while its first lane < n_out.
@@ -755,8 +886,6 @@ class Tile(wiring.Component):
         elif op in (Opcode.VAUR, Opcode.VAUC):
             a = args.vau
             with m.If(first):
-                error_if(a.delta_addr >= cfg.delta_depth, Cause.ADDR)
-                m.d.comb += [e.dl_r.addr.eq(a.delta_addr), e.dl_r.en.eq(1)]
                 m.d.sync += [e.cur.eq(0), e.drain.eq(0)]
             with m.Else():
                 m.d.comb += e.is_vaur.eq(op is Opcode.VAUR)
@@ -769,12 +898,7 @@ class Tile(wiring.Component):
                         m.d.comb += fin.eq(1)
         elif op in (Opcode.WSET, Opcode.MSET):
             a = args.cell
-            top = cfg.max_level if op is Opcode.WSET else 1
             with m.If(first):
-                bad = (a.row >= R) | (a.col >= C)
-                error_if(bad, Cause.ADDR)
-                with m.If(~bad):
-                    error_if(a.value > top, Cause.VALUE)
                 m.d.comb += xbar.col[0].eq(a.col)
             with m.Elif(e.step == 1):
                 # Column data on lane 0's port: build the new word, write it next cycle.
@@ -790,18 +914,11 @@ class Tile(wiring.Component):
             with m.Else():
                 m.d.comb += fin.eq(1)
         elif op in (Opcode.RDOUT, Opcode.RDACC, Opcode.RDW, Opcode.RDM):
+            # RDOUT/RDACC: the port's address and enable come from the operand-read decode.
             if op is Opcode.RDOUT:
-                port = e.out_r
-
-                def set_addr(addr, en):
-                    m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
-                e.range_read(cfg.out_words, cfg.out_depth, e.off[2], set_addr, port.data)
+                e.range_read(cfg.out_words, cfg.out_depth, 2, lambda addr, en: None, e.out_r.data)
             elif op is Opcode.RDACC:
-                port = e.acc_r
-
-                def set_addr(addr, en):
-                    m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
-                e.range_read(cfg.acc_words, cfg.acc_depth, e.off[1], set_addr, port.data)
+                e.range_read(cfg.acc_words, cfg.acc_depth, 1, lambda addr, en: None, e.acc_r.data)
             else:
                 # Lane 0's crossbar port always reads: hold the column address between words.
                 col_q = e.rd_col
@@ -814,7 +931,7 @@ class Tile(wiring.Component):
                         m.d.comb += xbar.col[0].eq(col_q)
                 item = xbar.rd_levels if op is Opcode.RDW else xbar.rd_mask
                 nwords = cfg.col_words if op is Opcode.RDW else cfg.mask_words
-                e.range_read(nwords, C, 0, set_addr, item)
+                e.range_read(nwords, C, None, set_addr, item)
         else:  # pragma: no cover - every opcode has a branch (tests check the Switch covers Opcode)
             raise AssertionError(op)
 
@@ -825,16 +942,15 @@ class Tile(wiring.Component):
         cfg = self.cfg
         L, A = cfg.n_adcs, cfg.adc_cycles
         a = e.args.mvm
-        ia = a.in_addr + e.off[0]
         aa = a.acc_addr + e.off[1]
         first, fin = e.first, e.fin
         with m.If(first):
             e.error_if(~e.g_aligned, Cause.WINDOW)
             with m.If(e.g_aligned):
-                e.error_if(ia >= cfg.in_depth, Cause.ADDR)
-                with m.If(ia < cfg.in_depth):
-                    e.error_if(aa >= cfg.acc_depth, Cause.ADDR)
-            m.d.comb += [e.in_r.addr.eq(ia), e.in_r.en.eq(1), e.acc_r.addr.eq(aa), e.acc_r.en.eq(1)]
+                ia_bad = e.addr_ge(a.in_addr, cfg.in_depth, 0)
+                e.error_if(ia_bad, Cause.ADDR)
+                with m.If(~ia_bad):
+                    e.error_if(e.addr_ge(a.acc_addr, cfg.acc_depth, 1), Cause.ADDR)
             m.d.sync += [e.addr_b.eq(aa), e.accum.eq(a.accumulate), e.drain.eq(0)]
         with m.Elif(e.step == 1):
             # Operands arrived: results start from the old accumulator (lanes >= n_out keep it).
