@@ -579,7 +579,7 @@ class Tile(wiring.Component):
             assert depth == space_depth[space]
             return field >= room[space]
 
-        def range_load(op, nwords, depth, space, write):
+        def range_load(nwords, depth, space, write):
             """LDW/LDM/LDIN/LDD: cycle 0 checks and latches; then count*nwords words from din."""
             cnt = args.range.count_m1 + 1
             base = args.range.start + (off[space] if space is not None else 0)
@@ -829,15 +829,15 @@ class Tile(wiring.Component):
                     m.d.comb += [xbar.wr_levels.eq(item), xbar.wr_levels_en.eq(1)]
                 else:
                     m.d.comb += [xbar.wr_mask.eq(item), xbar.wr_mask_en.eq(1)]
-            e.range_load(op, nwords, C, None, write)
+            e.range_load(nwords, C, None, write)
         elif op is Opcode.LDIN:
             def write(addr, item):
                 m.d.comb += [e.in_w.addr.eq(addr), e.in_w.data.eq(item), e.in_w.en.eq(1)]
-            e.range_load(op, cfg.in_words, cfg.in_depth, 0, write)
+            e.range_load(cfg.in_words, cfg.in_depth, 0, write)
         elif op is Opcode.LDD:
             def write(addr, item):
                 m.d.comb += [e.dl_w.addr.eq(addr), e.dl_w.data.eq(item), e.dl_w.en.eq(1)]
-            e.range_load(op, cfg.delta_words, cfg.delta_depth, None, write)
+            e.range_load(cfg.delta_words, cfg.delta_depth, None, write)
         elif op is Opcode.LDRQ:
             per = cfg.rq_per_word
             cnt = args.range.count_m1 + 1

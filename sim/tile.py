@@ -88,12 +88,16 @@ class Feed:
         return np.asarray(b)
 
 
-def _shape_error(pc, d, what, got):
-    return FeedError(f"pc {pc}: {d.text()}: expected {what}, got shape {tuple(got.shape)}")
-
-
-def _range_error(pc, d, what, lo, hi):
-    return FeedError(f"pc {pc}: {d.text()}: {what} outside {lo}..{hi}")
+def _take(t: Tile, d: Decoded, pc: int, shapes: tuple, what: str, lo: int, hi: int) -> np.ndarray:
+    """The next feed block for a load: one of ``shapes``, every value in lo..hi, else a one-line FeedError."""
+    b = t._feed.take(pc, d)
+    if b.shape not in shapes:
+        want = " or ".join(str(tuple(x)) for x in shapes)
+        raise FeedError(f"pc {pc}: {d.text()}: expected {what} of shape {want}, got shape {tuple(b.shape)}")
+    # Bytes cannot be negative: a uint8 block (the runtime's usual input) skips the lower bound.
+    if b.size and ((b.dtype != np.uint8 and b.min() < lo) or b.max() > hi):
+        raise FeedError(f"pc {pc}: {d.text()}: {what} outside {lo}..{hi}")
+    return b
 
 
 class Tile:
@@ -439,12 +443,7 @@ def _ldw(t: Tile, d, pc, offs) -> int:
     s, n = a["start"], a["count"]
     t._addr(pc, s, n, c.cols, "columns")
     if not t._timing:
-        b = t._feed.take(pc, d)
-        if b.shape != (c.rows, n):
-            raise _shape_error(pc, d, f"levels of shape ({c.rows}, {n})", b)
-        if b.size and ((b.dtype != np.uint8 and b.min() < 0) or b.max() > c.max_level):
-            raise _range_error(pc, d, "cell levels", 0, c.max_level)
-        t.levels[:, s:s + n] = b
+        t.levels[:, s:s + n] = _take(t, d, pc, ((c.rows, n),), "cell levels", 0, c.max_level)
     return _cost(t, d)
 
 
@@ -453,12 +452,7 @@ def _ldm(t: Tile, d, pc, offs) -> int:
     s, n = a["start"], a["count"]
     t._addr(pc, s, n, c.cols, "columns")
     if not t._timing:
-        b = t._feed.take(pc, d)
-        if b.shape != (c.rows, n):
-            raise _shape_error(pc, d, f"masks of shape ({c.rows}, {n})", b)
-        if b.size and (b.min() < 0 or b.max() > 1):
-            raise _range_error(pc, d, "mask bits", 0, 1)
-        t.masks[:, s:s + n] = b.astype(bool)
+        t.masks[:, s:s + n] = _take(t, d, pc, ((c.rows, n),), "mask bits", 0, 1).astype(bool)
     return _cost(t, d)
 
 
@@ -467,15 +461,8 @@ def _ldin(t: Tile, d, pc, offs) -> int:
     s, n = a["start"] + offs[0], a["count"]
     t._addr(pc, s, n, c.in_depth, "input vectors")
     if not t._timing:
-        b = t._feed.take(pc, d)
-        if b.shape not in ((n, c.rows), (t.batch, n, c.rows)):
-            raise _shape_error(pc, d, f"inputs of shape ({n}, {c.rows}) or ({t.batch}, {n}, {c.rows})", b)
-        if b.dtype == np.uint8:  # bytes already: nothing to check or wrap
-            t.inbuf[:, s:s + n, :] = b
-            return _cost(t, d)
-        if b.size and (b.min() < -128 or b.max() > 255):
-            raise _range_error(pc, d, "input bytes", -128, 255)
-        t.inbuf[:, s:s + n, :] = (b.astype(np.int64) & 0xFF).astype(np.uint8)
+        b = _take(t, d, pc, ((n, c.rows), (t.batch, n, c.rows)), "input bytes", -128, 255)
+        t.inbuf[:, s:s + n, :] = b if b.dtype == np.uint8 else (b.astype(np.int64) & 0xFF).astype(np.uint8)
     return _cost(t, d)
 
 
@@ -484,12 +471,7 @@ def _ldd(t: Tile, d, pc, offs) -> int:
     s, n = a["start"], a["count"]
     t._addr(pc, s, n, c.delta_depth, "delta vectors")
     if not t._timing:
-        b = t._feed.take(pc, d)
-        if b.shape != (n, c.delta_len):
-            raise _shape_error(pc, d, f"deltas of shape ({n}, {c.delta_len})", b)
-        if b.size and (b.min() < -128 or b.max() > 127):
-            raise _range_error(pc, d, "deltas", -128, 127)
-        t.delta[s:s + n] = b
+        t.delta[s:s + n] = _take(t, d, pc, ((n, c.delta_len),), "deltas", -128, 127)
     return _cost(t, d)
 
 
@@ -498,16 +480,11 @@ def _ldrq(t: Tile, d, pc, offs) -> int:
     s, n = a["start"], a["count"]
     t._addr(pc, s, n, c.cols, "lanes")
     if not t._timing:
-        b = t._feed.take(pc, d)
-        if b.shape != (n, 3):
-            raise _shape_error(pc, d, f"records of shape ({n}, 3) (bias, multiplier, shift)", b)
-        b = b.astype(np.int64)
-        if b.size and not ((b[:, 0] >= -(1 << 31)).all() and (b[:, 0] < (1 << 31)).all()):
-            raise _range_error(pc, d, "biases", -(1 << 31), (1 << 31) - 1)
-        if b.size and not ((b[:, 1] >= 0).all() and (b[:, 1] < 1 << 16).all()):
-            raise _range_error(pc, d, "multipliers", 0, (1 << 16) - 1)
-        if b.size and not ((b[:, 2] >= 0).all() and (b[:, 2] < 64).all()):
-            raise _range_error(pc, d, "shifts", 0, 63)
+        b = _take(t, d, pc, ((n, 3),), "requantisation records (bias, multiplier, shift)", -(1 << 31),
+                  (1 << 31) - 1).astype(np.int64)
+        for col, what, lo, hi in ((1, "multipliers", 0, (1 << 16) - 1), (2, "shifts", 0, 63)):
+            if b.size and (b[:, col].min() < lo or b[:, col].max() > hi):
+                raise FeedError(f"pc {pc}: {d.text()}: {what} outside {lo}..{hi}")
         t.rq_bias[s:s + n], t.rq_mult[s:s + n], t.rq_shift[s:s + n] = b[:, 0], b[:, 1], b[:, 2]
     return _cost(t, d)
 
