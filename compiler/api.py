@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-
-from hw import isa
-from hw.params import ConfigError, TileConfig, load_config
+from cimtile.hw import isa
+from cimtile.hw.params import ConfigError, TileConfig, load_config
 
 from .bundle import Bundle, load_bundle, save_bundle
 from .codegen import EmitPrograms

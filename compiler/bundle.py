@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from hw.params import ConfigError, TileConfig
+from cimtile.hw.params import ConfigError, TileConfig
 
 from .errors import CompileError
 from .ir import HostStep, Model, Program, QSpec, Tensor, TileLayer

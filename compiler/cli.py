@@ -5,7 +5,6 @@ Every error is one line on stderr (``cimtile: error: ...``) with exit code 1; us
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -14,12 +13,11 @@ import numpy as np
 
 from .errors import CompileError
 
-__all__ = ["main"]
+__all__ = ["register"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cimtile", description="quantized ONNX -> cimtile microcode, run and report")
-    sub = p.add_subparsers(dest="cmd", required=True)
+def register(sub) -> None:
+    """Add the compiler's verbs (compile, run, report, disasm) to the ``cimtile`` command's subparsers."""
     c = sub.add_parser("compile", help="compile MODEL.onnx to a program bundle directory")
     c.add_argument("model", help="quantized ONNX model")
     c.add_argument("--tile", default="isaac", help="TileConfig preset name or JSON file (default isaac)")
@@ -35,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--json", action="store_true")
     d = sub.add_parser("disasm", help="readable microcode")
     d.add_argument("bundle")
-    return p
+    for p in (c, r, rep, d):
+        p.set_defaults(func=_main)
 
 
 def _main(args) -> int:
@@ -76,22 +75,3 @@ def _main(args) -> int:
         sys.stdout.write(api.disasm(args.bundle))
         return 0
     return 2  # pragma: no cover - argparse rejects other commands
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``cimtile`` console script; returns the exit code."""
-    args = _parser().parse_args(argv)
-    try:
-        code = _main(args)
-    except CompileError as e:
-        print(f"cimtile: error: {e}", file=sys.stderr)
-        code = 1
-    except BrokenPipeError:  # pragma: no cover - e.g. `cimtile disasm OUT | head`
-        code = 0
-    if argv is None:
-        sys.exit(code)
-    return code
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

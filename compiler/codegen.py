@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import functools
 
-from hw import isa
-from hw.isa import Opcode
-from hw.params import TileConfig
+from cimtile.hw import isa
+from cimtile.hw.isa import Opcode
+from cimtile.hw.params import TileConfig
 
 from .errors import node_error
 from .ir import Model, Program, TileLayer
@@ -20,7 +20,7 @@ def _encode(op: Opcode, items: tuple) -> int:
 
 
 def E(op: Opcode, **fields: int) -> int:
-    """:func:`hw.isa.encode`, memoised: a program repeats a few distinct words many times."""
+    """:func:`cimtile.hw.isa.encode`, memoised: a program repeats a few distinct words many times."""
     return _encode(op, tuple(sorted(fields.items())))
 
 

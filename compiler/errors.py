@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+from cimtile.errors import CimtileError
+
 __all__ = ["CompileError"]
 
 
-class CompileError(ValueError):
+class CompileError(CimtileError, ValueError):
     """Bad input for the compiler or the runtime (unsupported op, float model, layer that cannot fit...).
 
     The message is one line; the CLI prints it as ``cimtile: error: <message>`` and exits non-zero.
     """
-
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
 
 
 def node_error(name: str, op: str, why: str) -> CompileError:

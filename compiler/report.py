@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from hw import isa
-from hw.isa import Opcode
-from hw.params import TileConfig
+from cimtile.hw import isa
+from cimtile.hw.isa import Opcode
+from cimtile.hw.params import TileConfig
 
 from .errors import CompileError
 from .ir import HostStep, Model, Program
@@ -20,7 +19,7 @@ _GEO_OPS = (Opcode.MVM, Opcode.REQ, Opcode.VAUR, Opcode.VAUC)
 
 
 def program_cycles(cfg: TileConfig, prog: Program) -> int:
-    """Cycles of one run of ``prog`` by the ISA's formulas (:func:`hw.isa.cycles`), walking the program as the
+    """Cycles of one run of ``prog`` by the ISA's formulas (:func:`cimtile.hw.isa.cycles`), walking the program as the
     golden model does: LOOP costs 1 plus ``count`` times its body. The tests check this equals the golden
     model's count (``timing_only`` and real runs) for every program the compiler emits."""
     ns = isa.cfg_namespace(cfg)

@@ -7,9 +7,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from cimtile.hw.params import TileConfig
 from numpy.lib.stride_tricks import sliding_window_view
-
-from hw.params import TileConfig
 
 from .errors import CompileError
 from .hostops import run_host
@@ -44,7 +43,7 @@ def _blas_controller():
 
 
 class GoldenBackend(Backend):
-    """The golden model (:class:`sim.tile.Tile`), one instance per batch size; loops run vectorised.
+    """The golden model (:class:`cimtile.sim.tile.Tile`), one instance per batch size; loops run vectorised.
 
     BLAS runs on ``blas_threads`` threads (default 1) while a program runs: the golden model's GEMMs are
     narrow (a crossbar tile's 16-128 outputs) and short, so threads cost more in wake-ups than they save;
@@ -55,7 +54,7 @@ class GoldenBackend(Backend):
     name = "golden"
 
     def __init__(self, cfg: TileConfig, blas_threads: int | None = 1):
-        from sim.tile import Tile
+        from cimtile.sim.tile import Tile
 
         self.cfg = cfg
         self._Tile = Tile
@@ -80,7 +79,7 @@ class RtlBackend(Backend):
 
     def __init__(self, cfg: TileConfig):
         try:
-            from tb import backend as tb_backend
+            from cimtile.tb import backend as tb_backend
         except ImportError:
             raise CompileError("backend 'rtl' is not available: tb.backend (the RTL co-simulation runner) is "
                                "not installed in this tree") from None

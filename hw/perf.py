@@ -57,7 +57,7 @@ def layer_utilisation(cfg: TileConfig, vectors: int = 64, *, load: bool = False)
     ``load`` the program also loads weights and inputs and reads the outputs):
     (conversion cycles / all cycles, all cycles, conversion cycles). Cycles come from the golden
     model's timing, i.e. the documented formulas, which the RTL tests prove the RTL takes."""
-    from sim.tile import Tile
+    from cimtile.sim.tile import Tile
 
     vectors = min(vectors, cfg.in_depth, cfg.acc_depth, cfg.out_depth)
     res = Tile(cfg).run(layer_program(cfg, vectors, load=load), timing_only=True).check()

@@ -18,7 +18,7 @@ class RecordingFeed:
     """A ``sim.tile.Feed`` that also records the opcode of the instruction taking each block."""
 
     def __init__(self, blocks):
-        from sim.tile import Feed
+        from cimtile.sim.tile import Feed
 
         class _F(Feed):
             def take(inner, pc, d):
@@ -81,7 +81,7 @@ class RtlResult:
 
 def golden_runs(cfg: TileConfig, runs: Sequence[tuple[Sequence[int], Sequence]]):
     """Run (program, feed blocks) pairs on one golden tile; return (RunResult, din words, dout words)."""
-    from sim.tile import Tile
+    from cimtile.sim.tile import Tile
 
     t = Tile(cfg)
     out = []

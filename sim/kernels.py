@@ -12,9 +12,8 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-
-from hw.isa import Geometry
-from hw.params import TileConfig
+from cimtile.hw.isa import Geometry
+from cimtile.hw.params import TileConfig
 
 __all__ = ["Layer", "effective_weights", "input_slices", "input_values", "mvm", "mvm_acc", "mvm_sliced", "requantise",
            "wrap"]

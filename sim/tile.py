@@ -6,10 +6,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from cimtile.hw import isa
+from cimtile.hw.isa import Cause, Decoded, Opcode
+from cimtile.hw.params import TileConfig
 
-from hw import isa
-from hw.isa import Cause, Decoded, Opcode
-from hw.params import TileConfig
+from cimtile.errors import CimtileError
 
 from . import kernels
 from .kernels import Layer
@@ -17,15 +18,15 @@ from .kernels import Layer
 __all__ = ["Feed", "FeedError", "ProgramError", "RunResult", "Tile", "TileError", "HANDLERS"]
 
 
-class TileError(RuntimeError):
+class TileError(CimtileError, RuntimeError):
     """The tile stopped with an error cause (raised by :meth:`RunResult.check`)."""
 
 
-class FeedError(ValueError):
+class FeedError(CimtileError, ValueError):
     """The host's data for a load instruction is missing or malformed."""
 
 
-class ProgramError(ValueError):
+class ProgramError(CimtileError, ValueError):
     """A program cannot be loaded (too long for the program memory, word out of range)."""
 
 
@@ -104,7 +105,7 @@ class Tile:
     """Golden model of one tile, batched: ``batch`` independent copies of the input, accumulator and
     output buffers share the cell array, the masks, the deltas and the configuration.
 
-    Every opcode has one handler in :data:`HANDLERS`. Cycles are counted with :func:`hw.isa.cycles`,
+    Every opcode has one handler in :data:`HANDLERS`. Cycles are counted with :func:`cimtile.hw.isa.cycles`,
     the documented formulas. Loops whose iterations are provably independent (only MVM, REQ, NOP and
     nested loops in the body, disjoint addresses) run as one batched step per body instruction.
     """
@@ -386,7 +387,7 @@ _DECODED: dict[int, Decoded] = {}  # word -> its decoding, shared by every Tile 
 
 
 def _cost(t: Tile, d: Decoded, g: isa.Geometry | None = None) -> int:
-    """:func:`hw.isa.cycles` of ``d``, remembered per (word, geometry): the formulas are evaluated with
+    """:func:`cimtile.hw.isa.cycles` of ``d``, remembered per (word, geometry): the formulas are evaluated with
     ``eval``, which costs more than a compiled layer's whole MVM when evaluated per instruction."""
     key = (d.word, g)
     c = t._costs.get(key)

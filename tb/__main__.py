@@ -1,18 +1,19 @@
-"""``python -m tb``: the RTL co-simulation suite (``make sim``); prints the summary table."""
+"""``python -m cimtile.tb``: the RTL co-simulation suite (``make sim``); prints the summary table."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from hw.params import ConfigError, load_config
+from cimtile.hw.params import ConfigError, load_config
 
 from .runner import SimBuildError
 from .suite import format_table, run_mutant, run_suite
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tb", description="cocotb + Verilator: RTL against the golden model")
+    ap = argparse.ArgumentParser(prog="python -m cimtile.tb",
+                                 description="cocotb + Verilator: RTL against the golden model")
     ap.add_argument("--tests", default="", help="regular expression over test names (e.g. 'random|layer')")
     ap.add_argument("--config", default="tiny,isaac", help="comma-separated presets or JSON files (default tiny,isaac)")
     ap.add_argument("--seed", default="", help="seed for the random tests (each prints the one it used)")
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         configs = [load_config(c.strip()) for c in a.config.split(",") if c.strip()]
         seed = int(a.seed) if str(a.seed).strip() else None
     except (ConfigError, ValueError) as e:
-        print(f"python -m tb: {e}", file=sys.stderr)
+        print(f"python -m cimtile.tb: {e}", file=sys.stderr)
         return 2
     tests = a.tests or None
     try:
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                             "report": "" if caught else "the mutated design passed every test"})
             mutant_line = f"mutant shift_add: {n_fail} of {len(mres.records)} tests fail on it (expected: > 0)"
     except SimBuildError as e:
-        print(f"python -m tb: {e}", file=sys.stderr)
+        print(f"python -m cimtile.tb: {e}", file=sys.stderr)
         return 1
     print()
     print(format_table(records))

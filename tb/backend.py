@@ -1,13 +1,13 @@
 """The RTL backend: run instruction words on the generated tile under Verilator, from plain Python.
 
-``tb.backend.run(cfg, words, feed_blocks, batch)`` returns a :class:`sim.tile.RunResult` just as
+``tb.backend.run(cfg, words, feed_blocks, batch)`` returns a :class:`cimtile.sim.tile.RunResult` just as
 ``sim.tile.Tile(cfg, batch).run(words, feed_blocks)`` does, so the compiler's runtime can swap the
 golden model for the RTL (``cimtile run --backend rtl``).
 
 Each call starts one simulator process (about 1-2 s of overhead) on the configuration's cached
 build (built on first use: about a minute for ``tiny``, several for large presets). The simulation
 starts from the power-on state. A batch of B runs the program B times, once per batch element,
-returning the tile to the power-on state in between (with :func:`tb.programs.reset_program`), so
+returning the tile to the power-on state in between (with :func:`cimtile.tb.programs.reset_program`), so
 shared state (levels, masks, deltas) evolves exactly as in the golden model's batched run;
 read-outs of per-batch buffers are stacked along the batch axis. Simulated speed is roughly
 0.5-1 M cycles/s on ``tiny`` and several times less on 128x128 presets.
@@ -22,17 +22,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from cimtile.hw.isa import Cause
+from cimtile.hw.params import TileConfig, load_config
+from cimtile.sim.tile import RunResult
 
-from hw.isa import Cause
-from hw.params import TileConfig, load_config
-from sim.tile import RunResult
+from cimtile.errors import CimtileError
 
 from . import runner
 
 __all__ = ["BackendError", "run"]
 
 
-class BackendError(RuntimeError):
+class BackendError(CimtileError, RuntimeError):
     """The RTL simulation could not run the program (the message names the log to read)."""
 
 
@@ -69,7 +70,7 @@ def run(cfg: TileConfig | str, words: Sequence[int], feed_blocks: Sequence | Non
     try:
         job = {"words": words, "feed": [np.asarray(x) for x in (feed_blocks or [])], "batch": batch}
         (d / "job.pkl").write_bytes(pickle.dumps(job))
-        sr = runner.run(b, "tb.backend_tests", test_dir=d, log_file=d / "sim.log",
+        sr = runner.run(b, "cimtile.tb.backend_tests", test_dir=d, log_file=d / "sim.log",
                         extra_env={"CIMTILE_JOB": str(d / "job.pkl")})
         out = d / "result.pkl"
         if not out.exists() or sr.failed:

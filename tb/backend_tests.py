@@ -1,4 +1,4 @@
-"""cocotb module behind :func:`tb.backend.run`: runs one job file and writes its RunResult."""
+"""cocotb module behind :func:`cimtile.tb.backend.run`: runs one job file and writes its RunResult."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-
-from hw import isa
-from hw.isa import Cause, Opcode
-from sim.tile import RunResult
-from sim.tile import Tile as GoldenTile
+from cimtile.hw import isa
+from cimtile.hw.isa import Cause, Opcode
+from cimtile.sim.tile import RunResult
+from cimtile.sim.tile import Tile as GoldenTile
 
 from .backend import _cause, merge, split_feed
 from .programs import executed, reset_program

@@ -3,7 +3,7 @@ control-flow trace the scoreboard uses. Pure Python (importable by anyone, no si
 
 The random generator produces only legal programs (every address, window, loop and value in
 range), except where it is asked to inject one illegal word or construct of a given
-:class:`hw.isa.Cause`. Every program carries its seed; the same seed gives the same words and data.
+:class:`cimtile.hw.isa.Cause`. Every program carries its seed; the same seed gives the same words and data.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from hw import isa
-from hw.isa import Cause, Decoded, Opcode
-from hw.params import TileConfig
+from cimtile.hw import isa
+from cimtile.hw.isa import Cause, Decoded, Opcode
+from cimtile.hw.params import TileConfig
 
 __all__ = [
     "Program",

@@ -26,14 +26,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hw.params import TileConfig
+from cimtile.hw.params import TileConfig
+
+from cimtile import paths
+from cimtile.errors import CimtileError
 
 from . import wrapper
 
-__all__ = ["Build", "ROOT", "SIM_DIR", "build", "generate_rtl", "run", "verilator_env"]
+__all__ = ["Build", "SIM_DIR", "build", "generate_rtl", "run", "verilator_env"]
 
-ROOT = Path(__file__).resolve().parent.parent
-SIM_DIR = Path(os.environ.get("CIMTILE_SIM_DIR", ROOT / "build" / "sim"))
+SIM_DIR = Path(os.environ.get("CIMTILE_SIM_DIR", paths.build_dir("sim")))
 
 # Verilator flags. --no-public-flat-rw undoes the runner's --public-flat-rw (2-4x slower models);
 # the control file makes exactly the ports Python touches public instead.
@@ -43,7 +45,7 @@ BUILD_ARGS = ("--no-public-flat-rw", "-Wno-fatal", "-Wno-lint", "-Wno-style", "-
 OPT_FAST = os.environ.get("CIMTILE_OPT_FAST", "-O2")
 
 
-class SimBuildError(RuntimeError):
+class SimBuildError(CimtileError, RuntimeError):
     """Verilator could not build the design (the message names the log to read)."""
 
 
@@ -119,8 +121,8 @@ def _rtl_module():
     if name:
         return importlib.import_module(name), None
     try:
-        build_mod = importlib.import_module("hw.build")
-        tile_mod = importlib.import_module("hw.tile")
+        build_mod = importlib.import_module("cimtile.hw.build")
+        tile_mod = importlib.import_module("cimtile.hw.tile")
     except ImportError as e:
         raise SimBuildError(f"the RTL generator is not available ({e}); hw/build.py and hw/tile.py are needed") \
             from None
@@ -135,7 +137,7 @@ def _generator_hash() -> str:
     if name:
         files = [Path(importlib.import_module(name).__file__)]
     else:
-        files = sorted((ROOT / "hw").glob("**/*.py"))
+        files = sorted(Path(importlib.import_module("cimtile.hw").__file__).parent.glob("**/*.py"))
     parts = [amaranth.__version__]
     for f in files:
         parts += [str(f.relative_to(f.parents[1])), f.read_bytes()]
@@ -201,7 +203,7 @@ CLOCK = os.environ.get("CIMTILE_CLOCK", "hdl")
 # pip once, checked against its SHA-256 and compiled into build/lz4/liblz4.a, which the traced
 # model finds through -I/-L ahead of the system directories.
 LZ4_SDIST = ("lz4", "4.4.5", "5f0b9e53c1e82e88c10d7c180069363980136b9d7a8306c4dca4f760d60c39f0")
-LZ4_DIR = Path(os.environ.get("CIMTILE_LZ4_DIR", ROOT / "build" / "lz4"))
+LZ4_DIR = Path(os.environ.get("CIMTILE_LZ4_DIR", paths.build_dir("lz4")))
 # Compiles and links only if lz4 and zlib headers and libraries are usable with the given flags.
 _FST_PROBE = """#include <lz4.h>
 #include <zlib.h>
@@ -441,7 +443,6 @@ def run(b: Build, modules: str | list[str], *, testcase: str | None = None, seed
         "CIMTILE_RECORDS": str(records_file),
         "CIMTILE_WAVES": str(test_dir / f"dump.{wave_format()}") if waves else "",
         "CIMTILE_CLOCK": CLOCK,
-        "PYTHONPATH": str(ROOT),
     }
     if seed is not None:
         env["CIMTILE_SEED"] = str(seed)

@@ -2,7 +2,7 @@
 
 Pure Python and NumPy (no simulator), so its report formatting is unit-tested without Verilator.
 What it compares, per run: the words sent on ``dout`` (block by block, unpacked with
-:mod:`hw.dataformat` for the report), the ``din`` words consumed, how the run ended (HALT, or the
+:mod:`cimtile.hw.dataformat` for the report), the ``din`` words consumed, how the run ended (HALT, or the
 error cause and pc), the cycle count, the ``sync_tag``, and stream protocol violations.
 """
 
@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from hw import dataformat, isa
-from hw.isa import Cause, Opcode
-from hw.params import TileConfig
-from sim.tile import Feed, RunResult
-from sim.tile import Tile as GoldenTile
+from cimtile.hw import dataformat, isa
+from cimtile.hw.isa import Cause, Opcode
+from cimtile.hw.params import TileConfig
+from cimtile.sim.tile import Feed, RunResult
+from cimtile.sim.tile import Tile as GoldenTile
 
 from .programs import executed
 
@@ -61,7 +60,7 @@ class _RecordingFeed(Feed):
 def pack_block(cfg: TileConfig, op: Opcode, block: np.ndarray) -> np.ndarray:
     """Bus words (uint64 limb rows) the host sends (loads) or the tile sends (reads) for one block.
 
-    Block shapes are those of :class:`sim.tile.Feed` and of ``RunResult.outputs`` with batch 1.
+    Block shapes are those of :class:`cimtile.sim.tile.Feed` and of ``RunResult.outputs`` with batch 1.
     """
     fm = dataformat.formats(cfg)
     b = np.asarray(block)

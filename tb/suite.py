@@ -1,6 +1,6 @@
 """The co-simulation suite: build every configuration, run the cocotb tests, tabulate the results.
 
-``python -m tb`` (``make sim``) and the pytest launchers (tests/test_cosim*.py) both call
+``python -m cimtile.tb`` (``make sim``) and the pytest launchers (tests/test_cosim*.py) both call
 :func:`run_suite`; configurations are built and simulated in parallel threads (each simulation is
 its own process).
 """
@@ -13,14 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from hw.params import TileConfig, load_config
+from cimtile.hw.params import TileConfig, load_config
 
 from . import runner
 
 __all__ = ["MODULE", "MUTANT_TESTS", "SuiteResult", "format_table", "run_mutant", "run_suite"]
 
 #: The cocotb test module of the suite.
-MODULE = "tb.tile_tests"
+MODULE = "cimtile.tb.tile_tests"
 #: Tests a mutated design is run against (fast ones that exercise the shift-and-add).
 MUTANT_TESTS = r"\.(bit_widths|signed_inputs|random_programs/style=small)"
 

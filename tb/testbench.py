@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import cocotb
+from cimtile.hw.params import TileConfig
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
-
-from hw.params import TileConfig
 
 from .drivers import DinDriver, DoutMonitor, InstrDriver, Pattern
 from .programs import Program, dump_program, reset_program, top_level
@@ -187,7 +186,7 @@ class TB:
     async def _locate(self, mm: Mismatch, words: list[int], golden_words: list[int], feed) -> None:
         """Bisect: the shortest top-level prefix whose run (plus a read-back of all memories)
         differs names the first diverging instruction. Each probe starts from the power-on state."""
-        from hw.isa import Opcode, disassemble, encode
+        from cimtile.hw.isa import Opcode, disassemble, encode
 
         tops = top_level(golden_words)
         halt = encode(Opcode.HALT)

@@ -1,6 +1,6 @@
-"""cocotb tests of the generated tile against the golden model (run by ``python -m tb`` / ``make sim``).
+"""cocotb tests of the generated tile against the golden model (run by ``python -m cimtile.tb`` / ``make sim``).
 
-Every test gets a started :class:`tb.testbench.TB`; every run is checked by the scoreboard
+Every test gets a started :class:`cimtile.tb.testbench.TB`; every run is checked by the scoreboard
 (outputs, cause and pc, cycles, din consumption, sync_tag, stream protocol) and most tests end by
 reading back all memories. Random tests print their seed; ``SEED=N`` reproduces them.
 """
@@ -8,10 +8,9 @@ reading back all memories. Random tests print their seed; ``SEED=N`` reproduces 
 from __future__ import annotations
 
 import numpy as np
-
-from hw import isa
-from hw.isa import Cause, Opcode
-from tb.programs import (
+from cimtile.hw import isa
+from cimtile.hw.isa import Cause, Opcode
+from cimtile.tb.programs import (
     ILLEGAL_CAUSES,
     Program,
     conv_layer_program,
@@ -19,7 +18,7 @@ from tb.programs import (
     random_program,
     top_level,
 )
-from tb.testbench import TB, TestFailure, seed_from_env, tile_test
+from cimtile.tb.testbench import TB, TestFailure, seed_from_env, tile_test
 
 E = isa.encode
 
@@ -300,7 +299,7 @@ async def mismatch_report(tb: TB):
     instruction at a chosen pc is altered (a WSET/LDW/MVM field). The scoreboard must fail, and
     its bisection must name exactly that pc, with expected/actual values and the rerun command.
     """
-    from sim.tile import Tile as Golden
+    from cimtile.sim.tile import Tile as Golden
 
     base = seed_from_env(9500)
     tb.seed = base

@@ -19,7 +19,7 @@ seeded by ``seed`` (high three cycles out of four).
 
 from __future__ import annotations
 
-from hw.params import TileConfig
+from cimtile.hw.params import TileConfig
 
 __all__ = ["PORTS", "TOP", "TILE_PORTS", "dout_depth", "din_depth", "render"]
 

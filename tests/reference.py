@@ -18,9 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from hw.isa import Cause, Opcode, decode
-from hw.params import TileConfig
+from cimtile.hw.isa import Cause, Opcode, decode
+from cimtile.hw.params import TileConfig
 
 # Constants of the cycle formulas (docs/isa.md, "Cycle formulas").
 MVM_LATENCY = 1  # the RTL overlaps round 0 with the MVM's issue cycle (issue 3)

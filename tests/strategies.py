@@ -11,10 +11,9 @@ blocks so that the same feed can be replayed to ``sim.tile.Tile``.
 from __future__ import annotations
 
 import numpy as np
+from cimtile.hw.isa import Opcode, encode
+from cimtile.hw.params import ENCODINGS, TileConfig
 from hypothesis import strategies as st
-
-from hw.isa import Opcode, encode
-from hw.params import ENCODINGS, TileConfig
 
 #: Bit widths with both extremes drawn often (hypothesis otherwise favours small values).
 BITS_1_8 = st.one_of(st.sampled_from([1, 8]), st.integers(1, 8))

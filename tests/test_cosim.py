@@ -1,6 +1,6 @@
 """Pytest launchers of the RTL co-simulation (cocotb on Verilator against the golden model).
 
-Each launcher runs cocotb test modules through :mod:`tb.suite` in a simulator process; builds are
+Each launcher runs cocotb test modules through :mod:`cimtile.tb.suite` in a simulator process; builds are
 cached per configuration under ``build/sim/`` (a first build of ``tiny`` takes about a minute).
 """
 
@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from hw.isa import Opcode
-from hw.isa import encode as E
-from hw.params import PRESETS
+from cimtile.hw.isa import Opcode
+from cimtile.hw.isa import encode as E
+from cimtile.hw.params import PRESETS
 
 pytestmark = pytest.mark.cosim
 
 
 def _check(res):
-    from tb.suite import format_table
+    from cimtile.tb.suite import format_table
 
     print(format_table(res.records))
     failed = [r for r in res.records if r["result"] != "PASS"]
@@ -26,7 +25,7 @@ def _check(res):
 
 def test_cosim_tiny():
     """The whole suite on the tiny preset."""
-    from tb.suite import run_suite
+    from cimtile.tb.suite import run_suite
 
     _check(run_suite(["tiny"]))
 
@@ -34,14 +33,14 @@ def test_cosim_tiny():
 @pytest.mark.slow
 def test_cosim_isaac():
     """The suite on the ISAAC-like 128x128 preset (random programs, edge cases, a conv layer)."""
-    from tb.suite import run_suite
+    from cimtile.tb.suite import run_suite
 
     _check(run_suite(["isaac"]))
 
 
 def test_cosim_mutant_is_caught():
     """A design with a deliberately wrong shift in the shift-and-add fails the suite's fast tests."""
-    from tb.suite import run_mutant
+    from cimtile.tb.suite import run_mutant
 
     caught, res = run_mutant("tiny", "shift_add")
     assert res.records, "no test ran on the mutant"
@@ -51,9 +50,9 @@ def test_cosim_mutant_is_caught():
 
 def test_backend_matches_golden_batch():
     """tb.backend.run equals the golden model's batched run: outputs, cycles, sync_tag."""
-    from sim.tile import Tile
-    from tb import backend
-    from tb.programs import conv_layer_program
+    from cimtile.sim.tile import Tile
+    from cimtile.tb import backend
+    from cimtile.tb.programs import conv_layer_program
 
     cfg = PRESETS["tiny"]
     p = conv_layer_program(cfg, 5, pixels=cfg.in_depth)
@@ -72,8 +71,8 @@ def test_backend_matches_golden_batch():
 
 def test_backend_reports_errors():
     """An illegal program: the backend reports the golden model's cause and pc."""
-    from sim.tile import Tile
-    from tb import backend
+    from cimtile.sim.tile import Tile
+    from cimtile.tb import backend
 
     cfg = PRESETS["tiny"]
     words = [E(Opcode.NOP), E(Opcode.SYNC, tag=1), E(Opcode.WSET, row=0, col=cfg.cols, value=0), E(Opcode.HALT)]
@@ -84,7 +83,7 @@ def test_backend_reports_errors():
 
 def test_backend_missing_data_is_an_error_not_a_hang():
     """A load instruction without a feed block: a one-line BackendError, not a stalled simulation."""
-    from tb import backend
+    from cimtile.tb import backend
 
     cfg = PRESETS["tiny"]
     with pytest.raises(backend.BackendError, match="feed hold a block for every load"):
@@ -135,8 +134,8 @@ def test_waves_are_fst():
     import math
     import struct
 
-    from tb import runner
-    from tb.suite import run_suite
+    from cimtile.tb import runner
+    from cimtile.tb.suite import run_suite
 
     res = run_suite(["tiny"], tests="smoke", waves=True)
     _check(res)

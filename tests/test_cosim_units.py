@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from hw import isa
-from hw.isa import Cause, Opcode
-from hw.isa import encode as E
-from hw.params import PRESETS
-from sim.tile import Tile
-from tb import programs, wrapper
-from tb.scoreboard import RtlResult, Scoreboard, pack_block, rerun_command, unpack_block
+from cimtile.hw import isa
+from cimtile.hw.isa import Cause, Opcode
+from cimtile.hw.isa import encode as E
+from cimtile.hw.params import PRESETS
+from cimtile.sim.tile import Tile
+from cimtile.tb import programs, wrapper
+from cimtile.tb.scoreboard import RtlResult, Scoreboard, pack_block, rerun_command, unpack_block
 
 CFGS = [PRESETS["tiny"], PRESETS["isaac"]]
 
@@ -158,7 +157,7 @@ def test_wrapper_text_and_control_file():
 
 
 def test_patterns():
-    from tb.drivers import Pattern
+    from cimtile.tb.drivers import Pattern
 
     assert Pattern.of([1, 1, 1, 0]).register() == (0b0111, 4)
     assert Pattern.of("random").register() == (0, 0)

@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
+from cimtile.hw import dataformat as df
+from cimtile.hw.isa import Opcode
+from cimtile.hw.params import PRESETS
 from hypothesis import given
 from hypothesis import strategies as st
-
-from hw import dataformat as df
-from hw.isa import Opcode
-from hw.params import PRESETS
 
 
 @given(

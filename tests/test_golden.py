@@ -13,14 +13,13 @@ import os
 
 import numpy as np
 import pytest
+from cimtile.hw.isa import Cause, Opcode, decode, encode
+from cimtile.hw.params import TileConfig
+from cimtile.sim.tile import HANDLERS, FeedError, ProgramError, Tile
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from reference import RefTile, input_values, logical_weights, wrap
 from strategies import BITS_1_8, RandomFeed, configs, group_of, programs
-
-from hw.isa import Cause, Opcode, decode, encode
-from hw.params import TileConfig
-from sim.tile import HANDLERS, FeedError, ProgramError, Tile
 
 HALT = encode(Opcode.HALT)
 #: Multiplies every example count, for a deeper search than CI's (``GOLDEN_SCALE=50 pytest ...``).

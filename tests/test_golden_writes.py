@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cimtile.hw.isa import Opcode, encode
+from cimtile.hw.params import TileConfig
+from cimtile.sim import kernels
+from cimtile.sim.tile import Tile
 from reference import RefTile
 from test_golden import HALT, assert_same
-
-from hw.isa import Opcode, encode
-from hw.params import TileConfig
-from sim import kernels
-from sim.tile import Tile
 
 E = encode
 

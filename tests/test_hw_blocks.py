@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-
-from hw.adc import Adc
-from hw.crossbar import Crossbar
-from hw.params import PRESETS
-from hw.requant import LATENCY, Requant
-from sim.kernels import requantise
+from cimtile.hw.adc import Adc
+from cimtile.hw.crossbar import Crossbar
+from cimtile.hw.params import PRESETS
+from cimtile.hw.requant import LATENCY, Requant
+from cimtile.sim.kernels import requantise
 
 TINY = PRESETS["tiny"]
 

@@ -8,10 +8,9 @@ import resource
 import time
 
 import pytest
-
-from hw import build, isa
-from hw.params import PRESETS
-from hw.tile import Tile
+from cimtile.hw import build, isa
+from cimtile.hw.params import PRESETS
+from cimtile.hw.tile import Tile
 
 
 @pytest.fixture(scope="module")

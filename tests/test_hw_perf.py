@@ -8,13 +8,12 @@ import threading
 
 import numpy as np
 import pytest
+from cimtile.hw import isa
+from cimtile.hw.isa import Opcode, encode
+from cimtile.hw.params import PRESETS
+from cimtile.hw.perf import adc_bound, layer_program, layer_utilisation, mvm_shapes
+from cimtile.hw.simrun import golden_runs, run_rtl
 from test_hw_tile import TINY, VARIANT
-
-from hw import isa
-from hw.isa import Opcode, encode
-from hw.params import PRESETS
-from hw.perf import adc_bound, layer_program, layer_utilisation, mvm_shapes
-from hw.simrun import golden_runs, run_rtl
 
 HALT = encode(Opcode.HALT)
 

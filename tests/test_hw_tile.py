@@ -6,14 +6,13 @@ import os
 
 import numpy as np
 import pytest
+from cimtile.hw.isa import Opcode, encode
+from cimtile.hw.params import PRESETS, TileConfig
+from cimtile.hw.simrun import golden_runs, run_rtl
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from reference import RefTile
 from strategies import RandomFeed, programs
-
-from hw.isa import Opcode, encode
-from hw.params import PRESETS, TileConfig
-from hw.simrun import golden_runs, run_rtl
 
 TINY = PRESETS["tiny"]
 #: Different slice counts and ADC sharing: 2-bit DAC, 3 ADCs of 2 cycles over 16 columns, row
@@ -97,7 +96,7 @@ def test_shift_add_mutation_is_caught():
 
 
 def test_unknown_mutation_is_refused():
-    from hw.tile import Tile
+    from cimtile.hw.tile import Tile
 
     with pytest.raises(ValueError, match="mutation"):
         Tile(TINY, mutation="nope")

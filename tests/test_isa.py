@@ -5,11 +5,10 @@ import os
 from pathlib import Path
 
 import pytest
+from cimtile.hw import isa
+from cimtile.hw.isa import Cause, Opcode
 from hypothesis import given
 from hypothesis import strategies as st
-
-from hw import isa
-from hw.isa import Cause, Opcode
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT = Path(__file__).parent / "snapshots" / "isa_layout.json"
@@ -43,13 +42,13 @@ def test_every_opcode_has_a_spec_and_fits_the_word():
 
 
 def test_every_opcode_has_a_sim_handler():
-    from sim.tile import HANDLERS
+    from cimtile.sim.tile import HANDLERS
 
     assert set(HANDLERS) == set(Opcode)
 
 
 def test_doc_is_generated_from_isa():
-    """docs/isa.md must equal `python -m hw.isa --doc` (run `make docs` after changing hw/isa.py)."""
+    """docs/isa.md must equal `python -m cimtile.hw.isa --doc` (run `make docs` after changing hw/isa.py)."""
     assert (ROOT / "docs" / "isa.md").read_text() == isa.render_doc()
 
 
@@ -155,7 +154,7 @@ def test_encode_rejects_bad_values():
 
 
 def test_geometry():
-    from hw.params import PRESETS
+    from cimtile.hw.params import PRESETS
 
     g = isa.geometry(PRESETS["isaac"], wbits=8, abits=8, wsigned=True, asigned=False, nr=128, nc=128)
     # 7 magnitude bits in 2-bit cells -> 4 slices, x2 for differential columns.

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cimtile.hw import isa
+from cimtile.hw.params import ENCODINGS, TileConfig
+from cimtile.sim import kernels
+from cimtile.sim.kernels import Layer
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from hw import isa
-from hw.params import ENCODINGS, TileConfig
-from sim import kernels
-from sim.kernels import Layer
 
 
 def _setup(seed: int, *, cell_bits: int, dac_bits: int, adc_bits: int, rows_per_conv: int, encoding: str,
@@ -255,9 +254,9 @@ def test_mvm_acc_is_wrapped_sum(kw, seed, acc_bits, accumulate):
 ])
 def test_vectorised_loops_equal_sequential(strides, accumulate, req_acc):
     """``Tile._independent`` (vectorised) decides like running the iterations one by one."""
-    from hw.isa import Opcode, encode
-    from hw.params import PRESETS
-    from sim.tile import Tile
+    from cimtile.hw.isa import Opcode, encode
+    from cimtile.hw.params import PRESETS
+    from cimtile.sim.tile import Tile
 
     cfg = PRESETS["tiny"]
     rng = np.random.default_rng(5)

@@ -3,10 +3,9 @@
 import dataclasses
 
 import pytest
+from cimtile.hw.params import PRESETS, ConfigError, TileConfig, load_config
 from hypothesis import given
 from hypothesis import strategies as st
-
-from hw.params import PRESETS, ConfigError, TileConfig, load_config
 
 INT_FIELDS = [f for f in dataclasses.fields(TileConfig) if f.metadata["lo"] is not None]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hw.params import TileConfig
+from cimtile.hw.params import TileConfig
 
 from ..ir import Model
 from .check_layers import CheckLayers

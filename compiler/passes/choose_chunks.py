@@ -4,8 +4,7 @@ accumulator and output buffers), so that positions run as hardware loops and bat
 from __future__ import annotations
 
 import numpy as np
-
-from hw.params import TileConfig
+from cimtile.hw.params import TileConfig
 
 from ..ir import Model, TileLayer
 

@@ -5,9 +5,8 @@ product); columns per tile hold whole weight groups."""
 from __future__ import annotations
 
 import numpy as np
-
-from hw import isa
-from hw.params import TileConfig
+from cimtile.hw import isa
+from cimtile.hw.params import TileConfig
 
 from ..errors import node_error
 from ..ir import Model, TileLayer
