@@ -28,6 +28,8 @@ def register(sub) -> None:
     r.add_argument("-o", "--out", required=True, help="Y.npy: the first output as onnxruntime returns it")
     r.add_argument("--backend", choices=("golden", "rtl"), default="golden")
     r.add_argument("--stats", action="store_true", help="print the cycles per layer on stderr")
+    r.add_argument("--device", default=None, metavar="PRESET_OR_JSON",
+                   help="device non-idealities (sim.device preset name or DeviceModel JSON; default: ideal)")
     rep = sub.add_parser("report", help="per-layer cycle report")
     rep.add_argument("bundle")
     rep.add_argument("--json", action="store_true")
@@ -52,7 +54,7 @@ def _main(args) -> int:
             x = np.load(args.input, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise CompileError(f"cannot read {args.input}: {str(e).splitlines()[0]}") from None
-        y, st = api.run(b, x, backend=args.backend, stats=True)
+        y, st = api.run(b, x, backend=args.backend, stats=True, device=args.device)
         out = Path(args.out)
         if out.parent and not out.parent.exists():
             out.parent.mkdir(parents=True)
