@@ -291,25 +291,62 @@ class DeviceArray:
             c = np.arange(C)[None, :] / max(C - 1, 1)
             gain *= 1 - model.ir_drop * (r + c) / 2
         self.gain = gain
+        L = np.arange(cfg.max_level + 1)
+        # Programming: a written level l is stored as k with P(k) = P(round(l + sigma(l) z) clipped = k),
+        # z ~ N(0, 1): a discrete distribution per level. Most cells keep their level, so only the cells that
+        # change are drawn: candidates at the largest change rate (geometric gaps), each accepted with its own
+        # level's rate, then its new level from that level's distribution given a change. Exact, and cheap.
+        self._p_change = None
+        if model._prog_on:
+            gh = L / cfg.max_level
+            sig = np.maximum(sum(a * gh ** i for i, a in enumerate(model.prog_coeff)), 0.0)
+            sig = sig * (model.prog_scale * cfg.max_level)
+            pk = np.zeros((L.size, L.size))  # pk[l, k] = P(stored k | written l)
+            for lv in L:
+                up = [_phi((k + 0.5 - lv) / sig[lv]) if sig[lv] > 0 else float(k >= lv) for k in L[:-1]] + [1.0]
+                pk[lv] = np.diff(np.concatenate([[0.0], up]))
+            change = 1 - pk[L, L]
+            if change.max() > 0:
+                self._p_change = change
+                self._p_max = float(change.max())
+                cond = pk.copy()
+                cond[L, L] = 0
+                cond /= np.where(change > 0, change, 1)[:, None]
+                self._cond_cdf = np.cumsum(cond, axis=1)[:, :-1]  # P(new <= k | change), k < max_level
+        # Reading (fast model): conductance change of every cell, and read-noise variance per cell and level.
+        self._gm1 = (gain - 1).astype(np.float32) if (gain != 1).any() else None
+        self._rvar = None
+        if model.read_sigma > 0:
+            e2 = 2 * model.read_exp
+            self._rvar = ((model.read_sigma * cfg.max_level) ** 2 * gain ** e2).astype(np.float32)
+            self._lvl_pow = ((L / cfg.max_level) ** e2).astype(np.float32) if e2 else None
+        self._cw: dict = {}
         self._prog_rng = np.random.default_rng([s, _PROG])
         self._read_rng = np.random.default_rng([s, _READ])
+        self._pool = (np.empty(0, dtype=np.float32), 0)
         self.writes = 0  # LDW blocks programmed so far
 
     # -- programming: changes the stored levels (the RTL sees them through the feed) ----------------
 
     def program(self, block: np.ndarray, col_start: int) -> np.ndarray:
         """The levels cells store when LDW writes ``block`` (rows x n) to columns ``col_start ..``."""
-        m, c = self.model, self.cfg
         self.writes += 1
         lv = np.asarray(block).astype(np.int64)
-        if m._prog_on:
-            gh = lv / c.max_level
-            sig = np.zeros(lv.shape)
-            for i, a in enumerate(m.prog_coeff):
-                sig += a * gh ** i
-            sig = np.maximum(sig, 0.0) * (m.prog_scale * c.max_level)
-            noisy = lv + sig * self._prog_rng.standard_normal(lv.shape)
-            lv = np.clip(np.floor(noisy + 0.5), 0, c.max_level).astype(np.int64)
+        if self._p_change is not None and lv.size:
+            rng, flat = self._prog_rng, lv.reshape(-1)
+            pos, at = [], -1
+            while True:  # Bernoulli(p_max) cells as geometric gaps
+                gaps = rng.geometric(self._p_max, size=int(flat.size * self._p_max * 1.2) + 16)
+                cand = at + np.cumsum(gaps)
+                pos.append(cand[cand < flat.size])
+                if cand[-1] >= flat.size:
+                    break
+                at = int(cand[-1])
+            pos = np.concatenate(pos)
+            old = flat[pos]
+            pos = pos[rng.random(pos.size) * self._p_max < self._p_change[old]]
+            old = flat[pos]
+            flat[pos] = (rng.random(pos.size)[:, None] >= self._cond_cdf[old]).sum(axis=1)
         n = lv.shape[1]
         return self.hold(lv, slice(None), slice(col_start, col_start + n))
 
@@ -346,39 +383,69 @@ class DeviceArray:
         return kernels.wrap(y, cfg.acc_bits)
 
     def _cells(self, origin, levels, masks):
-        """(conductance, read-noise variance) of the window's cells, in level units; masked cells 0."""
+        """(conductance, read-noise variance or None) of the window's cells, in level units; masked cells 0."""
         m, c = self.model, self.cfg
         r0, c0 = origin
         nr, nc = levels.shape
         lv = np.where(masks, 0, levels).astype(np.float64)
         g = lv * self.gain[r0:r0 + nr, c0:c0 + nc]
+        var = None
         if m.read_sigma > 0:
             sd = m.read_sigma * c.max_level * ((g / c.max_level) ** m.read_exp if m.read_exp else 1.0)
             var = np.where(masks, 0.0, sd * sd)
-        else:
-            var = None
         return g, var
+
+    def _combine(self, geo: Geometry, wsigned: bool, cfg: TileConfig):
+        """(window columns x outputs) matrices that sum each output's columns with weights cw and cw**2."""
+        key = (geo, wsigned)
+        m = self._cw.get(key)
+        if m is None:
+            cw = kernels.column_weights(geo, cfg, wsigned).astype(np.float32)
+            eye = np.eye(geo.n_out, dtype=np.float32)
+            m = self._cw[key] = (np.kron(eye, cw[:, None]), np.kron(eye, (cw * cw)[:, None]))
+        return m
 
     def _mvm_fast(self, origin, raw, levels, masks, layer, geo, cfg) -> np.ndarray:
         """Output-referred model: the exact ideal MVM (with its clipping), plus the linear effect of drift and
         IR drop on every conversion, plus the sum of every conversion's read noise as one Gaussian per output
-        (exact variance); the ADC's rounding of the perturbation is not modelled."""
+        (its exact variance); the ADC's rounding of the perturbation is not modelled (docs/devices.md)."""
         u8 = raw if raw.dtype == np.uint8 else (raw.astype(np.int64) & 0xFF).astype(np.uint8)
-        y = kernels.mvm(u8, levels, masks, layer, geo, cfg).astype(np.float64)
-        g, var = self._cells(origin, levels, masks)
-        nr = levels.shape[0]
+        y = kernels.mvm(u8, levels, masks, layer, geo, cfg)
+        nr, nc = levels.shape
         if nr == 0 or geo.n_out == 0:
-            return y.astype(np.int64)
-        cw = kernels.column_weights(geo, cfg, layer.wsigned).astype(np.float64)
-        lv = np.where(masks, 0, levels)
-        dW = ((g - lv).reshape(nr, geo.n_out, geo.group) @ cw)
-        if np.any(dW):
-            y += _byte_table(layer.abits, layer.asigned, cfg.dac_bits, 1)[u8] @ dW
-        if var is not None:
-            s2 = var.reshape(nr, geo.n_out, geo.group) @ (cw * cw)
-            v = _byte_table(layer.abits, layer.asigned, cfg.dac_bits, 2)[u8] @ s2
-            y += np.sqrt(v) * self._read_rng.standard_normal(y.shape)
-        return np.floor(y + 0.5).astype(np.int64)
+            return y
+        r0, c0 = origin
+        cw1, cw2 = self._combine(geo, layer.wsigned, cfg)
+        extra = None
+        if self._gm1 is not None:  # drift and IR drop: x @ (G - levels), linear in the inputs
+            lv = levels.astype(np.float32)
+            if masks.any():
+                lv *= ~masks
+            lv *= self._gm1[r0:r0 + nr, c0:c0 + nc]
+            extra = kernels._values(u8, layer.abits, layer.asigned, np.float32) @ (lv @ cw1)
+        if self._rvar is not None:  # read noise: a sum of independent Gaussians, one Gaussian per output
+            var = self._rvar[r0:r0 + nr, c0:c0 + nc]
+            if self._lvl_pow is not None:
+                var = var * np.take(self._lvl_pow, levels)
+            if masks.any():
+                var = var * ~masks
+            v = _byte_table(layer.abits, layer.asigned, cfg.dac_bits, 2)[u8] @ (var @ cw2)
+            np.sqrt(v, out=v)
+            v *= self._normals(v.shape)
+            extra = v if extra is None else extra + v
+        if extra is None:
+            return y
+        return y + np.floor(extra + 0.5).astype(np.int64)
+
+    def _normals(self, shape) -> np.ndarray:
+        """Standard normal float32 draws of ``shape`` from the read stream (drawn in blocks: one call per MVM
+        cost more than the draws)."""
+        n = math.prod(shape)
+        buf, at = self._pool
+        if at + n > buf.size:
+            buf, at = self._read_rng.standard_normal(max(n, 1 << 18), dtype=np.float32), 0
+        self._pool = (buf, at + n)
+        return buf[at:at + n].reshape(shape)
 
     def _mvm_exact(self, origin, raw, levels, masks, layer, geo, cfg) -> np.ndarray:
         """Per-conversion model (the definition, mirroring :func:`cimtile.sim.kernels.mvm_sliced`): each
@@ -413,6 +480,11 @@ class DeviceArray:
 _tables: dict = {}
 
 
+def _phi(x: float) -> float:
+    """Standard normal CDF."""
+    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+
 def _byte_table(abits: int, asigned: bool, dac_bits: int, power: int) -> np.ndarray:
     """Per input byte: ``sum_k w_k * v_k`` (power 1: the input value) or ``sum_k w_k**2 * v_k**2`` (power 2:
     how the read noise of the slices of one input adds up), over its input slices ``(v_k, w_k)``."""
@@ -421,7 +493,7 @@ def _byte_table(abits: int, asigned: bool, dac_bits: int, power: int) -> np.ndar
     if t is None:
         sl = kernels.input_slices(np.arange(256), abits, asigned, dac_bits)
         t = sum((w ** power) * v.astype(np.float64) ** power for v, w in sl)
-        t = _tables[key] = np.asarray(t, dtype=np.float64)
+        t = _tables[key] = np.asarray(t, dtype=np.float32)
     return t
 
 
