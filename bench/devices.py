@@ -138,7 +138,22 @@ def study(b, x, y, fault_seeds: int, sweep_seeds: int, bar) -> dict:
     for name, dev in PRESETS.items():
         res["presets"][name] = [_acc(b, x, y, dev.replace(seed=s)) for s in range(sweep_seeds)]
         bar.update(sweep_seeds)
+    # every term at once: pcm (programming and read noise, one day of drift), IR drop 0.1, 1% stuck cells
+    combo = {"unmasked": [], "masked+remapped": []}
+    for s in range(sweep_seeds):
+        dev = _combined().replace(seed=s)
+        combo["unmasked"].append(_acc(b, x, y, dev))
+        combo["masked+remapped"].append(_acc(mask_faults(b, find_stuck(b.cfg, dev), remap=True), x, y, dev))
+        bar.update()
+    res["combined"] = combo
     return res
+
+
+def _combined():
+    from cimtile.sim.device import PRESETS
+
+    return PRESETS["pcm"].replace(name="combined", ir_drop=0.1, stuck_low=0.01 * (1 - HIGH_SHARE),
+                                  stuck_high=0.01 * HIGH_SHARE)
 
 
 #: The studied models: name -> (builder, fault seeds, sweep seeds).
@@ -151,7 +166,7 @@ def measure(progress: bool | None = None) -> dict:
     from tqdm import tqdm
 
     npts = sum(len(p) for _, _, p in _sweeps()) + len(PRESETS)
-    total = sum(len(RATES) * f + npts * s for _, f, s in MODELS.values())
+    total = sum(len(RATES) * f + npts * s + s for _, f, s in MODELS.values())
     bar = tqdm(total=total, desc="bench devices", disable=None if progress is None else not progress, leave=False)
     out = {}
     for name, (build, fseeds, sseeds) in MODELS.items():
@@ -218,6 +233,9 @@ def markdown(results: dict) -> str:
         out += ["", f"Presets ({ss} seeds; mean, min..max):", "", "| preset | accuracy |", "|---|---|"]
         for name, accs in res["presets"].items():
             out.append(f"| `{name}` | {_mean(accs):.2f}% ({min(accs):.1f}..{max(accs):.1f}) |")
+        for mode, accs in res["combined"].items():
+            out.append(f"| all at once: `pcm` + IR drop 0.1 + 1% stuck cells, {mode} | {_mean(accs):.2f}% "
+                       f"({min(accs):.1f}..{max(accs):.1f}) |")
         out.append("")
     if "cost" in results:
         c = results["cost"]
@@ -290,6 +308,8 @@ def run() -> dict[str, float]:
                 figs[f"{model}_fault_{100 * float(rate):g}pct_{m.replace('+', '_')}_acc"] = _mean(f["acc"][m])
         for name, accs in res["presets"].items():
             figs[f"{model}_device_{name.replace('-', '_')}_acc"] = _mean(accs)
+        for mode, accs in res["combined"].items():
+            figs[f"{model}_combined_{mode.replace('+', '_')}_acc"] = _mean(accs)
     one = results["digits_cnn"]["faults"][str(0.01)]["acc"]
     figs["fault_recovered_gap"] = results["digits_cnn"]["ideal"] - _mean(one["masked+remapped"])
     figs["fault_unmasked_loss"] = results["digits_cnn"]["ideal"] - _mean(one["unmasked"])

@@ -222,3 +222,19 @@ def test_rtl_with_the_same_stored_levels_equals_golden():
     y_r, st_r = compiler.run(bm, x, backend="rtl", stats=True, device=dev)
     np.testing.assert_array_equal(y_r, y_g)
     assert st_r.cycles == st_g.cycles == bm.report["totals"]["cycles"]
+
+
+@pytest.mark.slow
+def test_digits_cnn_one_percent_stuck_cells_recovered(tmp_path):
+    """CI-sized `python -m bench devices` goal: with 1% stuck cells (one seed) on the digits CNN (isaac), masking and
+    remapping recover the fault-free accuracy within 1 point; unmasked faults lose more."""
+    xtr, _, xte, yte = models.digits()
+    models.ort_quantize(models.float_onnx("cnn", models.train("cnn")), xtr[:256], tmp_path / "cnn.onnx",
+                        per_channel=True)
+    b = compiler.compile_model(tmp_path / "cnn.onnx", "isaac")
+    acc = lambda bundle, dev: 100 * (compiler.run(bundle, xte, device=dev).argmax(1) == yte).mean()
+    ideal = acc(b, None)
+    dev = DeviceModel(stuck_low=0.0016, stuck_high=0.0084, seed=0)
+    fm = find_stuck(b.cfg, dev)
+    unmasked, recovered = acc(b, dev), acc(mask_faults(b, fm, remap=True), dev)
+    assert ideal - recovered <= 1 < ideal - unmasked
