@@ -9,7 +9,7 @@ Models: the digits CNN (the goal's model) and a 784-64-10 MLP on the MNIST subse
 Figures: ``<model>_ideal_acc`` (fault-free accuracy, %), ``<model>_fault_<rate>_<mode>_acc`` (mean over seeds, %),
 ``<model>_device_<preset>_acc``, ``fault_recovered_gap`` (digits CNN: fault-free minus masked-and-remapped at
 1% stuck cells, points), ``fault_unmasked_loss`` (fault-free minus unmasked at 1%, points),
-``device_resnet18_ideal_s`` / ``device_resnet18_noisy_s`` (one image, best of 3, interleaved) and
+``device_resnet18_ideal_s`` / ``device_resnet18_noisy_s`` (one image, best of 5, interleaved) and
 ``device_model_cost_ratio`` (their ratio).
 """
 
@@ -179,7 +179,7 @@ def measure(progress: bool | None = None) -> dict:
 
 def cost_ratio() -> dict[str, float]:
     """One ResNet-18-shaped image through the golden model, ideal and with the ``pcm`` preset plus IR drop (every
-    golden-model-only term and programming variation on): best of 3 each, interleaved (the machine is shared)."""
+    golden-model-only term and programming variation on): best of 5 each, interleaved (the machine is shared)."""
     import onnx
     from cimtile.sim.device import PRESETS
 
@@ -193,7 +193,7 @@ def cost_ratio() -> dict[str, float]:
         b = compiler.compile_model(src, "isaac")
     img = np.random.default_rng(1).random((1, 3, 224, 224)).astype(np.float32)
     best = {"ideal": float("inf"), "noisy": float("inf")}
-    for _ in range(3):
+    for _ in range(5):
         for k, device in (("ideal", None), ("noisy", dev)):
             t = time.perf_counter()
             compiler.run(b, img, progress=False, device=device)
@@ -239,7 +239,7 @@ def markdown(results: dict) -> str:
         out.append("")
     if "cost" in results:
         c = results["cost"]
-        out += ["### Cost", "", f"ResNet-18-shaped image (isaac), golden model, best of 3: ideal "
+        out += ["### Cost", "", f"ResNet-18-shaped image (isaac), golden model, best of 5: ideal "
                 f"{c['device_resnet18_ideal_s']:.2f} s, `pcm` + IR drop 0.1 {c['device_resnet18_noisy_s']:.2f} s: "
                 f"ratio {c['device_model_cost_ratio']:.2f}.", ""]
     return "\n".join(out)

@@ -121,7 +121,8 @@ class DeviceModel:
             else:
                 ok = _is_num(v) and math.isfinite(v)
             if not ok:
-                raise DeviceError(f"DeviceModel.{f.name} = {v!r}: expected a number in {lo}..{hi}")
+                what = "an integer" if f.type in ("int", int) else "a number"
+                raise DeviceError(f"DeviceModel.{f.name} = {v!r}: expected {what} in {lo}..{hi}")
             if not lo <= v <= hi:
                 raise DeviceError(f"DeviceModel.{f.name} = {v}: allowed range is {lo}..{hi}")
         if self.stuck_low + self.stuck_high > 1:
@@ -438,7 +439,7 @@ class DeviceArray:
             extra = v if extra is None else extra + v
         if extra is None:
             return y
-        return y + np.floor(extra + 0.5).astype(np.int64)
+        return y + np.rint(extra).astype(np.int64)
 
     def _inputs(self, u8: np.ndarray, layer: Layer, cfg: TileConfig) -> tuple:
         """(input values, sum of the squared weighted input slices) of the vectors ``u8``, as float32; remembered
