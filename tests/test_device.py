@@ -95,6 +95,23 @@ def test_programming_effects_are_in_the_stored_levels():
     assert t.levels[r, c] == cfg.max_level
 
 
+def test_program_feed_follows_loops():
+    """The RTL's feed is perturbed block by block in execution order, loops included."""
+    cfg = TILES["tiny"]
+    dev = DeviceModel(prog_coeff=(0.2,), stuck_high=0.1, seed=1)
+    words = [E(Opcode.LOOP, count=2, body=2, stride_in=1, stride_acc=0, stride_out=0),
+             E(Opcode.LDIN, start=0, count=1), E(Opcode.LDW, start=2, count=3),
+             E(Opcode.RDW, start=0, count=cfg.cols), E(Opcode.HALT)]
+    r = np.random.default_rng(0)
+    feed = [r.integers(0, 256, (1, cfg.rows)), r.integers(0, 4, (cfg.rows, 3)),
+            r.integers(0, 256, (1, cfg.rows)), r.integers(0, 4, (cfg.rows, 3))]
+    golden = Tile(cfg, device=dev).run(words, feed).check().outputs[0]
+    fed = dev.array(cfg).program_feed(words, feed)
+    assert fed[0] is feed[0] and fed[2] is feed[2]  # inputs untouched
+    np.testing.assert_array_equal(Tile(cfg).run(words, fed).check().outputs[0], golden)
+    assert not np.array_equal(fed[3], feed[3])
+
+
 def test_programming_variation_is_the_rounded_gaussian():
     cfg = TILES["isaac"]
     sig = 0.4  # levels
