@@ -237,12 +237,29 @@ def markdown(results: dict) -> str:
             out.append(f"| all at once: `pcm` + IR drop 0.1 + 1% stuck cells, {mode} | {_mean(accs):.2f}% "
                        f"({min(accs):.1f}..{max(accs):.1f}) |")
         out.append("")
+    out += _moves()
     if "cost" in results:
         c = results["cost"]
         out += ["### Cost", "", f"ResNet-18-shaped image (isaac), golden model, best of 5: ideal "
                 f"{c['device_resnet18_ideal_s']:.2f} s, `pcm` + IR drop 0.1 {c['device_resnet18_noisy_s']:.2f} s: "
                 f"ratio {c['device_model_cost_ratio']:.2f}.", ""]
     return "\n".join(out)
+
+
+def _moves() -> list[str]:
+    """How often the rram preset's programming variation moves a written level (from the model itself)."""
+    from cimtile.hw.params import PRESETS as TILES
+    from cimtile.sim.device import PRESETS
+
+    out = ["### How far programming variation moves a level", "",
+           "Share of written cells stored at another level, per written level (`rram` preset, scaled):", "",
+           "| tile (cell bits) | scale | per written level 0, 1, ... |", "|---|---|---|"]
+    for tile, scales in (("isaac", (1.0, 2.0, 4.0)), ("cimaq", (1.0,))):
+        cfg = TILES[tile]
+        for sc in scales:
+            p = PRESETS["rram"].replace(prog_scale=sc).array(cfg)._p_change
+            out.append(f"| {tile} ({cfg.cell_bits}) | {sc:g} | " + ", ".join(f"{100 * v:.1f}%" for v in p) + " |")
+    return out + [""]
 
 
 def plots(results: dict, out: Path) -> None:
@@ -283,6 +300,8 @@ def plots(results: dict, out: Path) -> None:
             ax.fill_between(xs, [min(a) for a in acc], [max(a) for a in acc], alpha=0.25)
         ax.set_title(sw[i]["name"])
         ax.set_xlabel(sw[i]["xlabel"], fontsize=8)
+        if sw[i]["name"] == "drift":
+            ax.set_xscale("symlog", linthresh=0.01)
     axs[0].set_ylabel("test accuracy (%)")
     axs[0].legend(fontsize=8)
     fig.tight_layout()
