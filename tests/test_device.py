@@ -155,6 +155,8 @@ def test_masked_bundle_round_trips(tmp_path):
     assert back.row_maps.keys() == bm.row_maps.keys()
     x = np.random.default_rng(3).integers(0, 256, (1, 3, 5, 5)).astype(np.uint8)
     np.testing.assert_array_equal(compiler.run(back, x), compiler.run(bm, x))
+    with pytest.raises(CompileError, match=r"expected a \(128, 128\) boolean array"):
+        mask_faults(b, np.zeros((16, 16), bool))
     with pytest.raises(CompileError, match="rows_per_conv"):
         mask_faults(compiler.compile_model(models.qlinear_conv(cin=2, cout=4, hw=3), "tiny"),
                     np.zeros((16, 16), bool), remap=True)
