@@ -104,7 +104,11 @@ class RtlBackend(Backend):
 
 
 def get_backend(name: str, cfg: TileConfig, device=None) -> Backend:
-    """A backend by name; ``device`` a :class:`cimtile.sim.device.DeviceModel` or None (an ideal tile)."""
+    """A backend by name; ``device`` a :class:`cimtile.sim.device.DeviceModel`, preset name or JSON file, or None
+    (an ideal tile)."""
+    from cimtile.sim.device import load_device
+
+    device = load_device(device)
     if name == "golden":
         return GoldenBackend(cfg, device=device)
     if name == "rtl":

@@ -109,6 +109,9 @@ class Tile:
     Every opcode has one handler in :data:`HANDLERS`. Cycles are counted with :func:`cimtile.hw.isa.cycles`,
     the documented formulas. Loops whose iterations are provably independent (only MVM, REQ, NOP and
     nested loops in the body, disjoint addresses) run as one batched step per body instruction.
+
+    ``device``: a :class:`~cimtile.sim.device.DeviceModel` or :class:`~cimtile.sim.device.DeviceArray` (cell
+    non-idealities, docs/devices.md), or None for an ideal array.
     """
 
     def __init__(self, cfg: TileConfig, batch: int = 1, *, vectorize: bool = True, device=None):
