@@ -67,12 +67,16 @@ def mask_faults(bundle: Bundle, fault_map: np.ndarray, remap: bool = False) -> B
         for li, L in enumerate(model.layers):
             lv = bundle.levels[li].astype(np.float64)
             acw = _abs_column_weights(L, cfg)
+            fixes = set(map(tuple, L.fix_tiles))
             need = 0
             for rt, (r0, r1) in enumerate(L.row_tiles):
                 cost = np.zeros((r1 - r0, cfg.rows))
-                for c0, c1 in L.col_tiles:
+                for ct, (c0, c1) in enumerate(L.col_tiles):
                     blk = lv[r0:r1, c0 * L.group:c1 * L.group] * np.tile(acw, c1 - c0)
                     cost += blk @ F[:, :blk.shape[1]].T  # weight lost if logical row i sits on physical row p
+                    if (ct, rt) in fixes:  # the -128 correction tile (2-bit signed: column weights 1, 1)
+                        fix = bundle.levels_fix[li][r0:r1, 2 * c0:2 * c1].astype(np.float64)
+                        cost += fix @ F[:, :fix.shape[1]].T
                 rows = _row_map(cost)
                 if not np.array_equal(rows, np.arange(r1 - r0)):
                     row_maps[(li, rt)] = rows
