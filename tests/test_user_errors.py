@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from cimtile.cli import main, parser
 from cimtile.hw.isa import EncodeError, Opcode, encode
 from cimtile.hw.params import PRESETS, ConfigError, TileConfig, load_config
 from cimtile.sim.tile import ProgramError, Tile
 from onnx import TensorProto, helper, numpy_helper
 
 from cimtile import compiler
+from cimtile.cli import main, parser
 
 
 def conv_qdq() -> onnx.ModelProto:
