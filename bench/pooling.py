@@ -1,0 +1,74 @@
+"""Host pooling against onnxruntime: the share of output codes that differ after ``DequantizeLinear ->
+AveragePool 2x2 / GlobalAveragePool -> QuantizeLinear`` on the same input codes.
+
+The runtime sums pooling windows in the order of onnxruntime's x86-64 kernels, so with the graph's own
+semantics (onnxruntime with graph optimisations off) the codes are identical. With onnxruntime's default
+optimisations the QDQ pool is fused into its contrib op ``QLinearAveragePool``, which rounds differently;
+that rate is reported, not a goal. Inputs: 64 x 8 x 16 x 16 random uint8 codes, three (scale, zero point)
+pairs for input and output; figures are percentages over all three.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+GOALS = {"avgpool_codes_differ_pct_ort_graph": "== 0", "global_avgpool_codes_differ_pct_ort_graph": "== 0",
+         "avgpool_codes_differ_pct_ort_default": "(reported)",
+         "global_avgpool_codes_differ_pct_ort_default": "(reported)"}
+
+#: (input scale, input zero point, output scale, output zero point)
+QUANT = [(0.05, 0, 0.05, 0), (0.0371, 3, 0.0371, 3), (0.02, 0, 0.03, 5)]
+
+
+def qdq_pool(op: str, si: float, zi: int, so: float, zo: int, shape=(None, 8, 16, 16)):
+    """``q (uint8) -> DequantizeLinear -> op -> QuantizeLinear -> y (uint8)`` (op: AveragePool 2x2/2 or global)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.float32(si), "si"), numpy_helper.from_array(np.uint8(zi), "zi"),
+             numpy_helper.from_array(np.float32(so), "so"), numpy_helper.from_array(np.uint8(zo), "zo")]
+    attrs = {"kernel_shape": [2, 2], "strides": [2, 2]} if op == "AveragePool" else {}
+    nodes = [helper.make_node("DequantizeLinear", ["q", "si", "zi"], ["d"]),
+             helper.make_node(op, ["d"], ["p"], **attrs),
+             helper.make_node("QuantizeLinear", ["p", "so", "zo"], ["y"])]
+    g = helper.make_graph(nodes, "pool", [helper.make_tensor_value_info("q", TensorProto.UINT8, list(shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def host_qdq_pool(op: str, q: np.ndarray, si: float, zi: int, so: float, zo: int) -> np.ndarray:
+    """The same chain through the runtime's host ops."""
+    from cimtile.compiler.hostops import run_host
+    from cimtile.compiler.ir import HostStep, QSpec
+
+    attrs = {"kernel_shape": [2, 2], "strides": [2, 2]} if op == "AveragePool" else {}
+    d = run_host(HostStep("dq", "Dequantize", [], [], {"spec": QSpec(si, zi, 0, 255)}), [q])
+    p = run_host(HostStep("pool", op, [], [], attrs), [d])
+    return run_host(HostStep("q", "Quantize", [], [], {"spec": QSpec(so, zo, 0, 255)}), [p])
+
+
+def differ_pct(op: str, optimise: bool, seed: int = 0) -> float:
+    import onnxruntime as ort
+
+    q = np.random.default_rng(seed).integers(0, 256, (64, 8, 16, 16)).astype(np.uint8)
+    bad = total = 0
+    for si, zi, so, zo in QUANT:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimise
+                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+        sess = ort.InferenceSession(qdq_pool(op, si, zi, so, zo).SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+        ref = sess.run(None, {"q": q})[0].astype(np.int64)
+        got = host_qdq_pool(op, q, si, zi, so, zo)
+        bad += int((got != ref).sum())
+        total += ref.size
+    return 100 * bad / total
+
+
+def run() -> dict[str, float]:
+    out = {}
+    for op, key in (("AveragePool", "avgpool"), ("GlobalAveragePool", "global_avgpool")):
+        out[f"{key}_codes_differ_pct_ort_graph"] = differ_pct(op, optimise=False)
+        out[f"{key}_codes_differ_pct_ort_default"] = differ_pct(op, optimise=True)
+        print(f"  {op}: {out[f'{key}_codes_differ_pct_ort_graph']:.3f}% of codes differ from onnxruntime "
+              f"(optimisations off), {out[f'{key}_codes_differ_pct_ort_default']:.3f}% (default optimisations)")
+    return out
