@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ lives beside tests/, not in the wheel
-import bench  # noqa: E402
-import bench.__main__ as bench_main  # noqa: E402
+import bench
+import bench.__main__ as bench_main
 
 
 @pytest.mark.parametrize("value,goal,want", [

@@ -14,7 +14,7 @@ from cimtile.compiler.ir import HostStep
 from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ lives beside tests/, not in the wheel
-from bench.pooling import differ_pct  # noqa: E402
+from bench.pooling import differ_pct
 
 
 def ort_float(op: str, x: np.ndarray, **attrs) -> np.ndarray:
