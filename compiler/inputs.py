@@ -20,7 +20,7 @@ import numpy as np
 from .errors import CompileError
 from .ir import Tensor
 
-__all__ = ["check_input", "declared_shape"]
+__all__ = ["batch_hint", "check_input", "declared_shape"]
 
 _KIND_NAMES = {"U": "strings", "S": "byte strings", "O": "Python objects", "V": "records", "c": "complex numbers",
                "b": "booleans", "M": "dates", "m": "time deltas"}
@@ -32,6 +32,15 @@ def declared_shape(t: Tensor, meta: dict | None) -> str:
     if dims is None or len(dims) != len(t.shape):  # a bundle from before the declared shapes were kept
         dims = ["N", *t.shape[1:]] if t.shape else []
     return "[" + ", ".join(str(d) for d in dims) + "]"
+
+
+def batch_hint(t: Tensor, meta: dict | None, shape: tuple) -> str:
+    """A hint for a host step that failed: the model was exported for a fixed batch size other than the input's."""
+    dims = (meta or {}).get("input_shapes", {}).get(t.name)
+    if dims and isinstance(dims[0], int) and shape and dims[0] != shape[0]:
+        return (f" (the model declares a fixed batch size of {dims[0]}, input {declared_shape(t, meta)}, and the "
+                f"input has {shape[0]}: run batches of {dims[0]}, or export the model with a dynamic batch dimension)")
+    return ""
 
 
 def check_input(x, t: Tensor, meta: dict | None = None) -> np.ndarray:

@@ -14,7 +14,7 @@ from cimtile.progress import bar as progress_bar
 
 from .errors import CompileError
 from .hostops import run_host
-from .inputs import check_input
+from .inputs import batch_hint, check_input
 from .ir import Model, Program, TileLayer
 
 __all__ = ["Backend", "GoldenBackend", "RtlBackend", "RunStats", "execute", "get_backend", "im2col"]
@@ -279,7 +279,11 @@ def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: 
                 a, b = args
                 stats.host_macs += int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))) * \
                     a.shape[-2] * a.shape[-1] * b.shape[-1]
-            env[s.outputs[0]] = run_host(s, args)
+            try:
+                env[s.outputs[0]] = run_host(s, args)
+            except ValueError as e:  # e.g. a Reshape to a batch size fixed at export: one line, not a traceback
+                raise CompileError(f"host step {s.name!r} ({s.op}): {str(e).splitlines()[0]}"
+                                   f"{batch_hint(model.tensors[model.inputs[0]], model.meta, x.shape)}") from None
     bar.close()
     outs = {}
     for o in model.outputs:
