@@ -88,9 +88,10 @@ class Status:
 
 
 @contextmanager
-def status(desc: str, steps: int | None = None, progress: bool | None = None) -> Iterator[Status]:
-    """Context manager around a :class:`Status` line; the line is removed when the block ends."""
-    s = Status(desc, steps, progress)
+def status(desc: str, steps: int | None = None, progress: bool | None = None,
+           interval: float = 1.0) -> Iterator[Status]:
+    """Context manager around a :class:`Status` line (refreshed every ``interval`` s); removed when the block ends."""
+    s = Status(desc, steps, progress, interval)
     try:
         yield s
     finally:

@@ -271,7 +271,7 @@ def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: 
                        unit="run", progress=progress)
     for s in model.steps:
         if isinstance(s, TileLayer):
-            bar.set_postfix_str(f"layer {s.name}", refresh=False)
+            bar.set_postfix_str(f"layer {s.name}")  # shown at once: a layer can take long
             env[s.output] = run_layer(bundle, layer_index[id(s)], s, env[s.input], backend, images, stats, bar)
         else:
             args = [env[n] if n in env else model.consts[n] for n in s.inputs if n]

@@ -1,0 +1,76 @@
+"""Long steps say what they do on a terminal and stay quiet in logs and CI (cimtile.progress)."""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+
+import numpy as np
+import pytest
+from models import conv_qdq
+
+from cimtile import compiler, progress
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("ci,tty,forced,want", [
+    (None, True, None, True), ("true", True, None, False), ("1", True, None, False), (None, False, None, False),
+    ("true", False, True, True), (None, True, False, False),
+])
+def test_enabled(monkeypatch, ci, tty, forced, want):
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    monkeypatch.setattr(sys, "stderr", _Tty() if tty else io.StringIO())
+    assert progress.enabled(forced) is want
+
+
+def test_status_names_each_step_and_ticks(monkeypatch):
+    err = _Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.delenv("CI", raising=False)
+    with progress.status("synth tiny", steps=3, interval=0.05) as st:
+        st.step("yosys")
+        time.sleep(0.3)
+        st.step("nextpnr")
+    text = err.getvalue()
+    assert "synth tiny: yosys [0/3]" in text and "synth tiny: nextpnr [1/3]" in text
+    assert text.count("synth tiny: yosys") >= 3  # refreshed while the step ran (elapsed time moves)
+
+
+def test_quiet_when_not_a_terminal(monkeypatch):
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    with progress.status("synth tiny", steps=3) as st:
+        st.step("yosys")
+    for _ in progress.bar(range(3), desc="x"):
+        pass
+    assert err.getvalue() == ""
+
+
+def test_run_progress_counts_program_runs(monkeypatch):
+    """The run bar advances per program run (a layer's programs times its copies), not per network step."""
+    b = compiler.compile_model(conv_qdq(), "tiny")
+    L = b.model.layers[0]
+    x = np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32)
+    runs = len(L.programs) * -(-3 * L.positions // L.chunk)
+    assert runs > 1
+    import cimtile.compiler.runtime as runtime
+
+    bars = []
+
+    def keep(*a, **kw):
+        bars.append(progress.bar(*a, **kw))
+        return bars[-1]
+
+    monkeypatch.setattr(runtime, "progress_bar", keep)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    compiler.run(b, x, progress=True)
+    assert bars[0].total == runs and bars[0].n == runs
+    assert "layer conv" in sys.stderr.getvalue()
