@@ -54,6 +54,7 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(PYTHON) -m cimtile.hw.isa --doc > docs/isa.md
+	$(PYTHON) -m cimtile.hw.config_doc > docs/tile-config.md
 
 clean:
 	rm -rf build sim_build .pytest_cache .hypothesis .ruff_cache
