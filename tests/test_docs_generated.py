@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_tile_config_doc_is_current():
-    """docs/tile-config.md must equal `python -m cimtile.hw.config_doc` (run `make docs` after changing hw/params.py)."""
+    """docs/tile-config.md equals `python -m cimtile.hw.config_doc` (`make docs` after changing hw/params.py)."""
     assert (ROOT / "docs" / "tile-config.md").read_text() == config_doc.markdown()
 
 
