@@ -14,7 +14,7 @@ from cimtile.compiler.ir import HostStep
 from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ lives beside tests/, not in the wheel
-from bench.pooling import differ_pct
+from bench.agreement import differ_pct
 
 
 def ort_float(op: str, x: np.ndarray, **attrs) -> np.ndarray:
@@ -61,6 +61,6 @@ def test_global_average_pool_bit_identical(hw):
 
 def test_qdq_pool_codes_equal_onnxruntime_graph():
     """The bench's figures: 0% differing codes against the graph's semantics (the default-optimised
-    onnxruntime fuses QLinearAveragePool, whose rounding differs; bench/pooling.py reports that rate)."""
+    onnxruntime fuses QLinearAveragePool, whose rounding differs; bench/agreement.py reports that rate)."""
     assert differ_pct("AveragePool", optimise=False) == 0
     assert differ_pct("GlobalAveragePool", optimise=False) == 0
