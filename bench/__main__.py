@@ -122,7 +122,7 @@ def main(argv: list[str]) -> int:
     rows = []
     for k in figures:
         vs = samples[k]
-        shown = _fmt(vs[0]) if len(vs) == 1 else f"{_fmt(min(vs))} - {_fmt(max(vs))}"
+        shown = _fmt(vs[0]) if _fmt(min(vs)) == _fmt(max(vs)) else f"{_fmt(min(vs))} - {_fmt(max(vs))}"
         rows.append((k, shown, goals.get(k, ""), verdict(figures[k], goals.get(k, ""))))
     missed = [(k, figures[k], goals[k]) for k, *_, v in rows if v == "MISS"]
     print()
