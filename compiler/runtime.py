@@ -172,6 +172,25 @@ def _run_program(backend: Backend, prog: Program, feed: list, batch: int, what: 
     return res
 
 
+def _run_copies(backend: Backend, prog: Program, feed: list, B: int, what: str, bar=None):
+    """Run ``B`` copies of a program; with a progress bar shown on the golden backend, in up to 16 slices of
+    the batch (copies are independent: same outputs and cycles), so that the bar moves through a long program."""
+    if bar is None or bar.disable or backend.name != "golden" or B < 16:
+        res = _run_program(backend, prog, feed, B, what)
+        if bar is not None:
+            bar.update(B)
+        return res
+    edges = np.linspace(0, B, min(16, B // 8) + 1).astype(int)
+    parts = []
+    for b0, b1 in zip(edges[:-1], edges[1:]):
+        sub = [f[b0:b1] if item[0] == "in" else f for item, f in zip(prog.feed, feed)]
+        res = _run_program(backend, prog, sub, int(b1 - b0), what)
+        parts.append(res.outputs)
+        bar.update(int(b1 - b0))
+    res.outputs = [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(parts[0]))]
+    return res
+
+
 def _program_runs(model: Model, images: int) -> int:
     """Program runs of one :func:`execute` call on ``images`` inputs (the progress bar's total)."""
     return sum(len(L.programs) * max(1, math.ceil(images * L.positions / L.chunk)) for L in model.layers)
@@ -226,9 +245,7 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
                 feed.append(images.weights(L, li, item[1], item[2], fix=item[0] == "wf"))
             else:
                 feed.append(images.rq(L, li, item[1]))
-        res = _run_program(backend, prog, feed, B, f"layer {L.name!r}")
-        if bar is not None:
-            bar.update(B)
+        res = _run_copies(backend, prog, feed, B, f"layer {L.name!r}", bar)
         cycles += int(res.cycles) * B  # the golden model counts one copy of the batch; copies are runs
         for (kind, ct), blk in zip(prog.reads, res.outputs):
             c0, c1 = col_tiles[ct]

@@ -55,22 +55,29 @@ def test_quiet_when_not_a_terminal(monkeypatch):
 
 
 def test_run_progress_counts_program_runs(monkeypatch):
-    """The run bar advances per program run (a layer's programs times its copies), not per network step."""
-    b = compiler.compile_model(conv_qdq(), "tiny")
-    L = b.model.layers[0]
-    x = np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32)
-    runs = len(L.programs) * -(-3 * L.positions // L.chunk)
-    assert runs > 1
+    """The run bar advances per program run (a layer's programs times its copies), several times through a long
+    program, and shows the layer; results are bit-identical with and without the bar."""
     import cimtile.compiler.runtime as runtime
 
-    bars = []
+    b = compiler.compile_model(conv_qdq(), "tiny")
+    L = b.model.layers[0]
+    x = np.random.default_rng(0).random((40, 1, 8, 8), dtype=np.float32)
+    runs = len(L.programs) * -(-40 * L.positions // L.chunk)
+    assert runs >= 16 * len(L.programs)
+    bars, updates = [], []
 
     def keep(*a, **kw):
-        bars.append(progress.bar(*a, **kw))
-        return bars[-1]
+        bar = progress.bar(*a, **kw)
+        update = bar.update
+        bar.update = lambda n=1: (updates.append(n), update(n))[1]
+        bars.append(bar)
+        return bar
 
     monkeypatch.setattr(runtime, "progress_bar", keep)
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    compiler.run(b, x, progress=True)
+    y, st = compiler.run(b, x, progress=True, stats=True)
     assert bars[0].total == runs and bars[0].n == runs
+    assert len(updates) > 2 * len(L.programs)  # not one jump per program
     assert "layer conv" in sys.stderr.getvalue()
+    y0, st0 = compiler.run(b, x, progress=False, stats=True)
+    assert np.array_equal(y, y0) and st.cycles == st0.cycles == 40 * b.report["totals"]["cycles"] - 39 * st.init_cycles
