@@ -203,11 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.outdir) if a.outdir else build_dir(cfg.name)
     if a.action == "verilog":
         t = time.time()
-        v = generate(cfg, out)
+        with progress.status(f"verilog {cfg.name}") as st:
+            st.step("generating Verilog (Amaranth elaboration + yosys)")
+            v = generate(cfg, out)
         print(f"{v} ({v.stat().st_size / 1e3:.0f} kB, {time.time() - t:.1f} s) and {out / 'tile.json'}")
     elif a.action == "lint":
-        v = generate(cfg, out)
-        p = lint(v)
+        with progress.status(f"lint {cfg.name}") as st:
+            st.step("generating Verilog")
+            v = generate(cfg, out)
+            st.step("verilator --lint-only")
+            p = lint(v)
         print(p.stdout + p.stderr, end="")
         print(f"verilator lint of {v}: {'clean' if p.returncode == 0 else 'FAILED'}")
         return p.returncode
