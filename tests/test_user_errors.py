@@ -230,3 +230,27 @@ def test_cli_every_argument_has_help_and_tile_lists_presets(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.startswith("cimtile ")
+
+
+def test_fixed_batch_model_names_the_batch(tmp_path, capsys):
+    """A model exported for batch 2 that reshapes to (2, 64), run on 3 inputs: one line naming the step and
+    the fixed batch size, not a NumPy traceback from the host op."""
+    inits = {"xs": np.float32(1 / 64), "xz": np.uint8(0), "shape": np.array([2, 64], np.int64),
+             "w": np.ones((64, 10), np.int8), "ws": np.float32(0.01), "wz": np.int8(0)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("Reshape", ["xd", "shape"], ["r"], name="flat"),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"]),
+             helper.make_node("Gemm", ["r", "wd"], ["y"], name="fc")]
+    g = helper.make_graph(nodes, "fixed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 1, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 10])],
+                          [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    assert main(["compile", str(tmp_path / "m.onnx"), "--tile", "tiny", "-o", str(tmp_path / "b")]) == 0
+    x = _npy(tmp_path, "x.npy", np.zeros((3, 1, 8, 8), np.float32))
+    code = main(["run", str(tmp_path / "b"), "--input", x, "-o", str(tmp_path / "y.npy")])
+    one_line_error(code, capsys.readouterr().err, r"host step 'flat' \(Reshape\): .*fixed batch size of 2, input "
+                   r"\[2, 1, 8, 8\], and the input has 3")
+    assert not (tmp_path / "y.npy").exists()
+    assert main(["run", str(tmp_path / "b"), "--input", _npy(tmp_path, "x2.npy", np.zeros((2, 1, 8, 8), np.float32)),
+                 "-o", str(tmp_path / "y.npy")]) == 0
