@@ -163,11 +163,12 @@ MODELS = {"digits_cnn": (digits_cnn, 5, 3), "mnist_mlp": (mnist_mlp, 3, 2)}
 def measure(progress: bool | None = None) -> dict:
     """Every accuracy of the study, per model (a dict, also written to build/devices/results.json)."""
     from cimtile.sim.device import PRESETS
-    from tqdm import tqdm
+
+    from cimtile.progress import bar as progress_bar
 
     npts = sum(len(p) for _, _, p in _sweeps()) + len(PRESETS)
     total = sum(len(RATES) * f + npts * s + s for _, f, s in MODELS.values())
-    bar = tqdm(total=total, desc="bench devices", disable=None if progress is None else not progress, leave=False)
+    bar = progress_bar(total=total, desc="bench devices", unit="run", progress=progress)
     out = {}
     for name, (build, fseeds, sseeds) in MODELS.items():
         with tempfile.TemporaryDirectory() as d:
