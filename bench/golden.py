@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 from cimtile.hw import isa
+from cimtile.hw.encoding import encode_weights
 from cimtile.hw.isa import Opcode
 from cimtile.hw.params import PRESETS, TileConfig
 from cimtile.sim import kernels
@@ -52,16 +53,8 @@ def relu_activations(rng: np.random.Generator, m: int, rows: int) -> np.ndarray:
 
 
 def cell_levels(w: np.ndarray, cfg: TileConfig, wbits: int = 8) -> np.ndarray:
-    """Differential cell levels of signed weights (docs/isa.md, weight slicing): s0+ s0- s1+ s1- ..."""
-    nws = isa.weight_slices(wbits, True, cfg.cell_bits)
-    rows, n_out = w.shape
-    mag, pos = np.abs(w), w > 0
-    lv = np.zeros((rows, n_out, 2 * nws), dtype=np.int64)
-    for s in range(nws):
-        sl = (mag >> (s * cfg.cell_bits)) & cfg.max_level
-        lv[:, :, 2 * s] = np.where(pos, sl, 0)
-        lv[:, :, 2 * s + 1] = np.where(pos, 0, sl)
-    return lv.reshape(rows, n_out * 2 * nws)
+    """Differential cell levels of signed weights (:func:`cimtile.hw.encoding.encode_weights`)."""
+    return encode_weights(cfg, w, wbits, True).astype(np.int64)
 
 
 def clip_fraction(x: np.ndarray, levels: np.ndarray, cfg: TileConfig) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import isa
+from .encoding import group_size
 from .isa import Opcode, encode
 from .params import TileConfig
 
@@ -22,7 +23,7 @@ def mvm_shapes(cfg: TileConfig) -> list[tuple[int, int, int, int, int, int]]:
     for wbits, abits, ws, as_, rows in [(8, 8, 1, 0, cfg.rows), (3, 5, 1, 1, max(1, cfg.rows // 2 - 1)),
                                         (1, 1, 0, 0, 1), (5, 8, 0, 1, cfg.rows), (2, 4, 1, 0, cfg.rows - 3),
                                         (8, 2, 0, 0, 3)]:
-        g = isa.weight_slices(wbits, bool(ws), cfg.cell_bits) * (2 if ws else 1)
+        g = group_size(cfg, wbits, bool(ws))
         if g > cfg.cols or rows < 1:
             continue
         for nc in sorted({g, g * (cfg.cols // g)}):

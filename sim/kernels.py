@@ -12,11 +12,11 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from cimtile.hw.encoding import adc_range, column_weights, conversion_weights, paired
 from cimtile.hw.isa import Geometry
 from cimtile.hw.params import TileConfig
 
-__all__ = ["Layer", "effective_weights", "input_slices", "input_values", "mvm", "mvm_acc", "mvm_sliced", "requantise",
-           "wrap"]
+__all__ = ["Layer", "input_slices", "input_values", "mvm", "mvm_acc", "mvm_sliced", "requantise", "wrap"]
 
 F32_EXACT = 1 << 24
 F64_EXACT = 1 << 53
@@ -63,24 +63,6 @@ def input_slices(raw: np.ndarray, abits: int, asigned: bool, dac_bits: int) -> l
     return out
 
 
-def column_weights(geo: Geometry, cfg: TileConfig, wsigned: bool) -> np.ndarray:
-    """Signed weight of each physical column within a group: +-2**(slice*cell_bits)."""
-    if wsigned:
-        w = []
-        for s in range(geo.nws):
-            w += [1 << (s * cfg.cell_bits), -(1 << (s * cfg.cell_bits))]
-        return np.array(w, dtype=np.int64)
-    return np.array([1 << (s * cfg.cell_bits) for s in range(geo.nws)], dtype=np.int64)
-
-
-def effective_weights(levels: np.ndarray, masks: np.ndarray, geo: Geometry, cfg: TileConfig,
-                      wsigned: bool) -> np.ndarray:
-    """Integer weight matrix (rows x n_out) the window's cells represent (masked cells count 0)."""
-    lv = np.where(masks, 0, levels).astype(np.int64)
-    cw = column_weights(geo, cfg, wsigned)
-    return (lv.reshape(lv.shape[0], geo.n_out, geo.group) * cw).sum(axis=2)
-
-
 def _gemm(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
     """Exact integer product through float BLAS: float32 below 2**24, float64 below 2**53."""
     if bound < F32_EXACT:
@@ -88,13 +70,6 @@ def _gemm(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
     if bound < F64_EXACT:
         return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
     raise OverflowError("integer product exceeds the float64 exact range")
-
-
-def _code_range(layer: Layer, cfg: TileConfig) -> tuple[int, int]:
-    """Lowest and highest ADC code of one conversion."""
-    if layer.wsigned and cfg.analog_diff:
-        return -(1 << (cfg.adc_bits - 1)), (1 << (cfg.adc_bits - 1)) - 1
-    return 0, cfg.adc_max
 
 
 def mvm_sliced(raw: np.ndarray, levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
@@ -109,13 +84,11 @@ def mvm_sliced(raw: np.ndarray, levels: np.ndarray, masks: np.ndarray, layer: La
     lv = np.where(masks, 0, levels).astype(np.int64)
     nr = lv.shape[0]
     sh = layer.adc_shift
-    analog = layer.wsigned and cfg.analog_diff
-    lo_code, hi_code = _code_range(layer, cfg)
+    analog = paired(cfg, layer.wsigned)
+    lo_code, hi_code = adc_range(cfg, layer.wsigned)
     maxv = (1 << cfg.dac_bits) - 1
     P = cfg.rows_per_conv
-    cw = column_weights(geo, cfg, layer.wsigned)
-    if analog:
-        cw = cw[0::2]  # one conversion per pair, weighted like its positive column
+    cw = conversion_weights(cfg, layer.wbits, layer.wsigned)  # a pair converted once weighs as its + column
     per_out = cw.shape[0]
     y = np.zeros((M, geo.n_out), dtype=np.int64)
     for v, wk in input_slices(raw, layer.abits, layer.asigned, cfg.dac_bits):
@@ -179,14 +152,14 @@ class _Plan:
     """Everything :func:`mvm` derives from the programmed window and the layer, computed once."""
 
     def __init__(self, lv: np.ndarray, layer: Layer, geo: Geometry, cfg: TileConfig):
-        analog = layer.wsigned and cfg.analog_diff
+        analog = paired(cfg, layer.wsigned)
         nr = lv.shape[0]
         n_out = self.n_out = geo.n_out
         self.maxv = maxv = (1 << cfg.dac_bits) - 1
-        self.lo, self.hi = lo, hi = _code_range(layer, cfg)
+        self.lo, self.hi = lo, hi = adc_range(cfg, layer.wsigned)
         self.sh = sh = layer.adc_shift
         self.abits, self.asigned = layer.abits, layer.asigned
-        cw = column_weights(geo, cfg, layer.wsigned)
+        cw = column_weights(cfg, layer.wbits, layer.wsigned)
         W = (lv.reshape(nr, n_out, geo.group) * cw).sum(axis=2)
         if analog:
             e, cwc = lv[:, 0::2] - lv[:, 1::2], cw[0::2]
@@ -390,11 +363,11 @@ def _linear_consts(layer: Layer, geo: Geometry, cfg: TileConfig) -> tuple:
     conversion columns of one output. It is looser than the plan's exact bound, but it only chooses
     float types and whether a wrap is possible: every choice it makes is exact.
     """
-    cw = column_weights(geo, cfg, layer.wsigned)
+    cw = column_weights(cfg, layer.wbits, layer.wsigned)
     cwf = cw.astype(np.float32 if cfg.max_level * int(np.abs(cw).sum()) < F32_EXACT else np.float64)
-    lo, hi = _code_range(layer, cfg)
+    lo, hi = adc_range(cfg, layer.wsigned)
     maxv = (1 << cfg.dac_bits) - 1
-    analog = layer.wsigned and cfg.analog_diff
+    analog = paired(cfg, layer.wsigned)
     cap_pos, cap_neg = hi // maxv, (-lo) // maxv
     conv_cw = int(np.abs(cw[0::2] if analog else cw).sum())
     groups = -(-geo.nr // cfg.rows_per_conv)

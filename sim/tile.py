@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from cimtile.hw import isa
-from cimtile.hw.isa import Cause, Decoded, Opcode
+from cimtile.hw.isa import RQ_RECORD, RQ_VALUE_RANGE, Cause, Decoded, Opcode, field_range
 from cimtile.hw.params import TileConfig
+from cimtile.hw.program import Halted, Walker, WalkStop, decode_program
 
 from cimtile.errors import CimtileError
 
@@ -28,15 +29,6 @@ class FeedError(CimtileError, ValueError):
 
 class ProgramError(CimtileError, ValueError):
     """A program cannot be loaded (too long for the program memory, word out of range)."""
-
-
-class _Stop(Exception):
-    def __init__(self, cause: Cause, pc: int, detail: str = ""):
-        self.cause, self.pc, self.detail = cause, pc, detail
-
-
-class _Halt(Exception):
-    pass
 
 
 @dataclass
@@ -101,21 +93,28 @@ def _take(t: Tile, d: Decoded, pc: int, shapes: tuple, what: str, lo: int, hi: i
     return b
 
 
-class Tile:
+class Tile(Walker):
     """Golden model of one tile, batched: ``batch`` independent copies of the input, accumulator and
     output buffers share the cell array, the masks, the deltas and the configuration.
 
-    Every opcode has one handler in :data:`HANDLERS`. Cycles are counted with :func:`cimtile.hw.isa.cycles`,
-    the documented formulas. Loops whose iterations are provably independent (only MVM, REQ, NOP and
-    nested loops in the body, disjoint addresses) run as one batched step per body instruction.
+    Every opcode has one handler in :data:`HANDLERS`; the program is walked by
+    :class:`cimtile.hw.program.Walker` (pc, loop stack, offsets). Every cycle count comes from
+    :func:`cimtile.hw.isa.cycles`, the documented formulas. Loops whose iterations are provably
+    independent (only MVM, REQ, NOP and nested loops in the body, disjoint addresses) run as one
+    batched step per body instruction.
+
+    State persists between :meth:`run` calls (cells, buffers, configuration), as on the tile;
+    :meth:`reset` returns to the power-on state.
     """
 
     def __init__(self, cfg: TileConfig, batch: int = 1, *, vectorize: bool = True):
         if batch < 1:
             raise ValueError(f"batch = {batch}: must be >= 1")
+        super().__init__([], cfg.loop_depth)
         self.cfg = cfg
         self.batch = batch
         self.vectorize = vectorize
+        self._lanes = 1  # iterations one step stands for (a vectorised loop's lanes)
         self._ns = isa.cfg_namespace(cfg)
         self.program: list[Decoded] = []
         self._indep: dict = {}  # loop key -> whether its iterations are independent (see _independent)
@@ -135,13 +134,15 @@ class Tile:
         self.acc = np.zeros((B, c.acc_depth, c.cols), dtype=np.int64)
         self.out = np.zeros((B, c.out_depth, c.cols), dtype=np.uint8)
         self.delta = np.zeros((c.delta_depth, c.delta_len), dtype=np.int64)
-        self.rq_bias = np.zeros(c.cols, dtype=np.int64)
-        self.rq_mult = np.ones(c.cols, dtype=np.int64)
-        self.rq_shift = np.zeros(c.cols, dtype=np.int64)
-        self.layer = Layer()
-        self.window = (0, c.rows, 0, c.cols)
-        self.rq = (0, -128, 127, False)
-        self.sync_tag = 0
+        self.rq_bias = np.full(c.cols, isa.RESET_LANE["bias"], dtype=np.int64)
+        self.rq_mult = np.full(c.cols, isa.RESET_LANE["mult"], dtype=np.int64)
+        self.rq_shift = np.full(c.cols, isa.RESET_LANE["shift"], dtype=np.int64)
+        r = isa.RESET_CFG
+        self.layer = Layer(r["wbits"], r["abits"], bool(r["wsigned"]), bool(r["asigned"]), r["adc_shift"])
+        self.window = isa.reset_window(c)
+        q = isa.RESET_CFGRQ
+        self.rq = (q["zero_point"], q["clamp_lo"], q["clamp_hi"], bool(q["relu"]))
+        self.sync_tag = isa.RESET_SYNC_TAG
         self._geo_cache = {}
 
     def state(self) -> dict[str, np.ndarray]:
@@ -171,17 +172,7 @@ class Tile:
         for i, w in enumerate(words):
             if not 0 <= w < (1 << isa.WORD_BITS):
                 raise ProgramError(f"word {i} = {w:#x} does not fit {isa.WORD_BITS} bits")
-        # Decoded words are only read, never changed: a program repeats few distinct words, decode each once.
-        memo = _DECODED
-        if len(memo) > 1 << 16:
-            memo.clear()
-        prog = []
-        for w in words:
-            d = memo.get(w)
-            if d is None:
-                d = memo[w] = isa.decode(w)
-            prog.append(d)
-        self.program = prog
+        self.program = decode_program(words)
 
     def run(self, program: Sequence[int] | None = None, feed: Feed | Iterable | None = None, *,
             timing_only: bool = False) -> RunResult:
@@ -193,52 +184,39 @@ class Tile:
         self._cycles = 0
         self._instrs = 0
         self._outputs = []
+        self._lanes = 1
         halted, cause, pc, detail, text = False, Cause.NONE, None, "", ""
         try:
-            self._block(0, len(self.program), (0, 0, 0), 0, 1)
-            raise _Stop(Cause.PC_RANGE, len(self.program), "execution ran past the last loaded word")
-        except _Halt:
+            self.walk()
+        except Halted:
             halted = True
-        except _Stop as s:
+        except WalkStop as s:
             cause, pc, detail = s.cause, s.pc, s.detail
             self._cycles += 1
             self._instrs += 1
             text = self.program[pc].text() if pc < len(self.program) else "(end of program)"
         return RunResult(self._cycles, self._instrs, halted, cause, pc, detail, self._outputs, self.sync_tag, text)
 
-    def _block(self, start: int, end: int, offs, depth: int, lanes: int) -> None:
-        prog = self.program
-        pc = start
-        while pc < end:
-            d = prog[pc]
-            if d.cause is not Cause.NONE:
-                raise _Stop(d.cause, pc, "illegal word" if d.op is None else "reserved bits set")
-            if d.op is Opcode.LOOP:
-                self._loop(d, pc, end, offs, depth, lanes)
-                pc += 1 + d.args["body"]
-                continue
-            c = HANDLERS[d.op](self, d, pc, offs)
-            self._cycles += c * lanes
-            self._instrs += lanes
-            pc += 1
-
-    def _loop(self, d: Decoded, pc: int, end: int, offs, depth: int, lanes: int) -> None:
-        a = d.args
-        b0, b1 = pc + 1, pc + 1 + a["body"]
-        if depth + 1 > self.cfg.loop_depth:
-            raise _Stop(Cause.LOOP_DEPTH, pc, f"loop nesting exceeds loop_depth = {self.cfg.loop_depth}")
-        if b1 > end:
-            raise _Stop(Cause.LOOP_NEST, pc, f"body ends at {b1}, enclosing block ends at {end}")
-        self._cycles += _cost(self, d) * lanes
+    def step(self, pc: int, d: Decoded, offs) -> None:
+        """One instruction: its handler, and its cycles once per lane."""
+        lanes = self._lanes
+        self._cycles += HANDLERS[d.op](self, d, pc, offs) * lanes
         self._instrs += lanes
+
+    def loop(self, pc: int, d: Decoded, b1: int, offs, depth: int) -> None:
+        """A LOOP: in timing mode iterations 1.. are counted from one; independent iterations run as
+        one vectorised step per body instruction; otherwise one after the other."""
+        self.step(pc, d, offs)
+        a = d.args
+        b0 = pc + 1
         n = a["count"]
         strides = (a["stride_in"], a["stride_acc"], a["stride_out"])
-        if self._timing and n > 2 and self._last_iteration_ok(b0, b1, offs, strides, n, depth, lanes):
+        if self._timing and n > 2 and self._last_iteration_ok(b0, b1, offs, strides, n, depth):
             # Iteration 0 may differ (it sees the state before the loop); iterations 1.. repeat the
             # same work, and address checks cannot fail because the last iteration's did not.
-            self._block(b0, b1, offs, depth + 1, lanes)
+            self.block(b0, b1, offs, depth + 1)
             c1, i1 = self._cycles, self._instrs
-            self._block(b0, b1, tuple(o + s for o, s in zip(offs, strides)), depth + 1, lanes)
+            self.block(b0, b1, tuple(o + s for o, s in zip(offs, strides)), depth + 1)
             self._cycles += (self._cycles - c1) * (n - 2)
             self._instrs += (self._instrs - i1) * (n - 2)
             return
@@ -256,19 +234,22 @@ class Tile:
                     v.flags.writeable = False  # shared by every run of this loop
                 self._voffs[okey] = voffs
             if self._independent(b0, b1, voffs, okey, depth + 1):
-                self._block(b0, b1, voffs, depth + 1, lanes * n)
+                lanes = self._lanes
+                self._lanes = lanes * n
+                self.block(b0, b1, voffs, depth + 1)
+                self._lanes = lanes
                 return
         for i in range(n):
-            self._block(b0, b1, tuple(o + i * s for o, s in zip(offs, strides)), depth + 1, lanes)
+            self.block(b0, b1, tuple(o + i * s for o, s in zip(offs, strides)), depth + 1)
 
-    def _last_iteration_ok(self, b0, b1, offs, strides, n, depth, lanes) -> bool:
+    def _last_iteration_ok(self, b0, b1, offs, strides, n, depth) -> bool:
         """Timing mode: run the last iteration as a check (offsets only grow, so addresses that fit in
         the last iteration fit in all); on an error the caller runs the loop iteration by iteration."""
         saved = (self._cycles, self._instrs, self.layer, self.window, self.rq, self.sync_tag)
         try:
-            self._block(b0, b1, tuple(o + (n - 1) * s for o, s in zip(offs, strides)), depth + 1, lanes)
+            self.block(b0, b1, tuple(o + (n - 1) * s for o, s in zip(offs, strides)), depth + 1)
             ok = True
-        except (_Stop, _Halt):
+        except (WalkStop, Halted):
             ok = False
         self._cycles, self._instrs, self.layer, self.window, self.rq, self.sync_tag = saved
         return ok
@@ -370,20 +351,17 @@ class Tile:
         """
         top = (int(base[-1]) if isinstance(base, np.ndarray) else base) + count
         if top > depth:
-            raise _Stop(Cause.ADDR, pc, f"{what} {top - count}..{top - 1} outside 0..{depth - 1}")
+            raise WalkStop(Cause.ADDR, pc, f"{what} {top - count}..{top - 1} outside 0..{depth - 1}")
 
     def _aligned_geo(self, pc):
         g = self.geometry()
         if not g.aligned:
-            raise _Stop(Cause.WINDOW, pc, f"window of {g.nc} columns is not a whole number of "
+            raise WalkStop(Cause.WINDOW, pc, f"window of {g.nc} columns is not a whole number of "
                         f"{g.group}-column weight groups")
         return g
 
 
 # -- handlers: one per opcode ----------------------------------------------------------------------
-
-
-_DECODED: dict[int, Decoded] = {}  # word -> its decoding, shared by every Tile (Decoded is only read)
 
 
 def _cost(t: Tile, d: Decoded, g: isa.Geometry | None = None) -> int:
@@ -399,44 +377,42 @@ def _cost(t: Tile, d: Decoded, g: isa.Geometry | None = None) -> int:
 
 
 def _nop(t: Tile, d: Decoded, pc: int, offs) -> int:
-    return 1
-
-
-def _halt(t: Tile, d, pc, offs) -> int:
-    t._cycles += 1
-    t._instrs += 1
-    raise _Halt
+    """NOP, HALT and LOOP's own step: only their cycles (the walker ends the run after HALT and runs
+    LOOP's iterations)."""
+    return _cost(t, d)
 
 
 def _sync(t: Tile, d, pc, offs) -> int:
     t.sync_tag = d.args["tag"]
-    return 1
+    return _cost(t, d)
 
 
 def _cfg(t: Tile, d, pc, offs) -> int:
     a = d.args
     if a["wsigned"] and a["wbits"] < 2:
-        raise _Stop(Cause.CONFIG, pc, "signed weights need wbits >= 2")
+        raise WalkStop(Cause.CONFIG, pc, f"wbits = {a['wbits']} with wsigned = 1: signed weights need wbits >= 2")
     t.layer = Layer(a["wbits"], a["abits"], bool(a["wsigned"]), bool(a["asigned"]), a["adc_shift"])
-    return 1
+    return _cost(t, d)
 
 
 def _win(t: Tile, d, pc, offs) -> int:
     a, c = d.args, t.cfg
     if a["row_start"] + a["row_count"] > c.rows or a["col_start"] + a["col_count"] > c.cols:
-        raise _Stop(Cause.WINDOW, pc, f"window rows {a['row_start']}+{a['row_count']}, cols "
+        raise WalkStop(Cause.WINDOW, pc, f"window rows {a['row_start']}+{a['row_count']}, cols "
                     f"{a['col_start']}+{a['col_count']} outside the {c.rows}x{c.cols} array")
     t.window = (a["row_start"], a["row_count"], a["col_start"], a["col_count"])
-    return 1
+    return _cost(t, d)
 
 
 def _cfgrq(t: Tile, d, pc, offs) -> int:
     a = d.args
     zp, lo, hi = a["zero_point"], a["clamp_lo"], a["clamp_hi"]
-    if not (-128 <= lo <= hi <= 255 and -128 <= zp <= 255):
-        raise _Stop(Cause.CONFIG, pc, "need -128 <= clamp_lo <= clamp_hi <= 255 and zero_point in -128..255")
+    vlo, vhi = RQ_VALUE_RANGE
+    if not (vlo <= lo <= hi <= vhi and vlo <= zp <= vhi):
+        raise WalkStop(Cause.CONFIG, pc, f"zero_point = {zp}, clamp_lo = {lo}, clamp_hi = {hi}: each must lie in "
+                       f"{vlo}..{vhi} with clamp_lo <= clamp_hi")
     t.rq = (zp, lo, hi, bool(a["relu"]))
-    return 1
+    return _cost(t, d)
 
 
 def _ldw(t: Tile, d, pc, offs) -> int:
@@ -481,11 +457,14 @@ def _ldrq(t: Tile, d, pc, offs) -> int:
     s, n = a["start"], a["count"]
     t._addr(pc, s, n, c.cols, "lanes")
     if not t._timing:
-        b = _take(t, d, pc, ((n, 3),), "requantisation records (bias, multiplier, shift)", -(1 << 31),
-                  (1 << 31) - 1).astype(np.int64)
-        for col, what, lo, hi in ((1, "multipliers", 0, (1 << 16) - 1), (2, "shifts", 0, 63)):
+        blo, bhi = field_range(RQ_RECORD, "bias")
+        b = _take(t, d, pc, ((n, 3),), "requantisation records (bias, multiplier, shift)", blo, bhi).astype(np.int64)
+        for col, what in ((1, "mult"), (2, "shift")):
+            lo, hi = field_range(RQ_RECORD, what)
             if b.size and (b[:, col].min() < lo or b[:, col].max() > hi):
-                raise FeedError(f"pc {pc}: {d.text()}: {what} outside {lo}..{hi}")
+                bad = int(np.flatnonzero((b[:, col] < lo) | (b[:, col] > hi))[0])
+                raise FeedError(f"pc {pc}: {d.text()}: record {bad} has {what} = {int(b[bad, col])}, "
+                                f"outside {lo}..{hi}")
         t.rq_bias[s:s + n], t.rq_mult[s:s + n], t.rq_shift[s:s + n] = b[:, 0], b[:, 1], b[:, 2]
     return _cost(t, d)
 
@@ -570,10 +549,10 @@ def _cell(t: Tile, d, pc, offs) -> int:
     a, c = d.args, t.cfg
     r, col, v = a["row"], a["col"], a["value"]
     if r >= c.rows or col >= c.cols:
-        raise _Stop(Cause.ADDR, pc, f"cell ({r}, {col}) outside the {c.rows}x{c.cols} array")
+        raise WalkStop(Cause.ADDR, pc, f"cell ({r}, {col}) outside the {c.rows}x{c.cols} array")
     top = c.max_level if d.op is Opcode.WSET else 1
     if v > top:
-        raise _Stop(Cause.VALUE, pc, f"value {v} above {top}")
+        raise WalkStop(Cause.VALUE, pc, f"value {v} above {top}")
     if not t._timing:
         if d.op is Opcode.MSET:
             t.masks[r, col] = bool(v)
@@ -604,14 +583,10 @@ def _read(t: Tile, d, pc, offs) -> int:
     return _cost(t, d)
 
 
-def _loop_marker(t: Tile, d, pc, offs) -> int:  # pragma: no cover - LOOP is handled by Tile._loop
-    raise AssertionError("LOOP is executed by Tile._loop")
-
-
 #: One handler per opcode (tests check the table covers every Opcode).
 HANDLERS = {
-    Opcode.NOP: _nop, Opcode.HALT: _halt, Opcode.SYNC: _sync, Opcode.CFG: _cfg, Opcode.WIN: _win,
-    Opcode.CFGRQ: _cfgrq, Opcode.LOOP: _loop_marker, Opcode.LDW: _ldw, Opcode.LDM: _ldm, Opcode.LDIN: _ldin,
+    Opcode.NOP: _nop, Opcode.HALT: _nop, Opcode.SYNC: _sync, Opcode.CFG: _cfg, Opcode.WIN: _win,
+    Opcode.CFGRQ: _cfgrq, Opcode.LOOP: _nop, Opcode.LDW: _ldw, Opcode.LDM: _ldm, Opcode.LDIN: _ldin,
     Opcode.LDD: _ldd, Opcode.LDRQ: _ldrq, Opcode.MVM: _mvm, Opcode.REQ: _req, Opcode.VAUR: _vau,
     Opcode.VAUC: _vau, Opcode.WSET: _cell, Opcode.MSET: _cell, Opcode.RDOUT: _read, Opcode.RDACC: _read,
     Opcode.RDW: _read, Opcode.RDM: _read,

@@ -21,9 +21,6 @@ from .programs import executed
 
 __all__ = ["Expected", "Mismatch", "RtlResult", "Scoreboard", "pack_block", "rerun_command"]
 
-_READS = (Opcode.RDOUT, Opcode.RDACC, Opcode.RDW, Opcode.RDM)
-
-
 @dataclass
 class RtlResult:
     """What the RTL did in one run (read from the wrapper after ``tb_done``)."""
@@ -166,7 +163,7 @@ class Scoreboard:
         limbs = self.cfg.bus_bits // 64
         din = [pack_block(self.cfg, d.op, b) for _, d, b in rf.taken]
         din_words = np.concatenate(din) if din else np.zeros((0, limbs), dtype=np.uint64)
-        read_pcs = [(pc, d) for pc, d, _ in executed(words, self.cfg) if d.op in _READS]
+        read_pcs = [(pc, d) for pc, d, _ in executed(words, self.cfg) if d.op in isa.READS]
         reads = []
         for (pc, d), block in zip(read_pcs, res.outputs):
             reads.append((pc, d, pack_block(self.cfg, d.op, block)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cimtile.hw import isa
+from cimtile.hw.encoding import decode_weights
 from cimtile.hw.params import ENCODINGS, TileConfig
 from cimtile.sim import kernels
 from cimtile.sim.kernels import Layer
@@ -152,7 +153,7 @@ def test_lossless_adc_is_plain_product(kw, seed):
     raw, lv, masks, layer, geo, cfg = _setup(seed, **kw)
     got = kernels.mvm(raw, lv, masks, layer, geo, cfg)
     x = kernels.input_values(raw, layer.abits, layer.asigned)
-    w = kernels.effective_weights(lv, masks, geo, cfg, layer.wsigned)
+    w = decode_weights(cfg, lv, masks, layer.wbits, layer.wsigned)
     want = np.array([[sum(int(a) * int(b) for a, b in zip(row, col)) for col in w.T] for row in x],
                     dtype=np.int64).reshape(len(x), geo.n_out)
     np.testing.assert_array_equal(got, want)
@@ -323,5 +324,5 @@ def test_linear_check_equals_plan_lossless(kw, seed, wide):
         assert bound >= plan.lin_bound
         assert W.dtype == (np.float32 if bound < kernels.F32_EXACT else np.float64)
         x = kernels.input_values(raw, layer.abits, layer.asigned)
-        assert np.abs(x @ kernels.effective_weights(lv, masks, geo, cfg, layer.wsigned)).max(initial=0) <= bound
-        np.testing.assert_array_equal(W, kernels.effective_weights(lv, masks, geo, cfg, layer.wsigned))
+        assert np.abs(x @ decode_weights(cfg, lv, masks, layer.wbits, layer.wsigned)).max(initial=0) <= bound
+        np.testing.assert_array_equal(W, decode_weights(cfg, lv, masks, layer.wbits, layer.wsigned))

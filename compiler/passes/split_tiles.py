@@ -5,7 +5,7 @@ product); columns per tile hold whole weight groups."""
 from __future__ import annotations
 
 import numpy as np
-from cimtile.hw import isa
+from cimtile.hw.encoding import adc_range, encode_weights, group_size, paired
 from cimtile.hw.params import TileConfig
 
 from ..errors import node_error
@@ -13,36 +13,18 @@ from ..ir import Model, TileLayer
 
 
 def cell_levels(W: np.ndarray, wbits: int, wsigned: bool, cfg: TileConfig) -> tuple[np.ndarray, int]:
-    """Cell levels (K, N * group) of integer weights W (K, N), and the group (physical columns per output).
-
-    Signed: per slice s a positive and a negative column (``s0+ s0- s1+ s1- ...``), magnitude bits sliced
-    least significant first; unsigned: one column per slice.
-    """
-    nws = isa.weight_slices(wbits, wsigned, cfg.cell_bits)
-    K, N = W.shape
-    cb, ml = cfg.cell_bits, cfg.max_level
-    mag = np.abs(W).astype(np.uint8)  # |W| <= 255 (at most 8 bits)
-    if wsigned:
-        out = np.empty((K, N, nws, 2), dtype=np.uint8)
-        pos, neg = (W > 0).view(np.uint8), (W < 0).view(np.uint8)
-        for s in range(nws):
-            sl = (mag >> (s * cb)) & ml
-            np.multiply(sl, pos, out=out[:, :, s, 0])
-            np.multiply(sl, neg, out=out[:, :, s, 1])
-        return out.reshape(K, N * nws * 2), nws * 2
-    out = np.empty((K, N, nws), dtype=np.uint8)
-    for s in range(nws):
-        np.bitwise_and(mag >> (s * cb), ml, out=out[:, :, s])
-    return out.reshape(K, N * nws), nws
+    """Cell levels (K, N * group) of integer weights W (K, N) by :func:`cimtile.hw.encoding.encode_weights`,
+    and the group (physical columns per output)."""
+    return encode_weights(cfg, W, wbits, wsigned), group_size(cfg, wbits, wsigned)
 
 
 def _column_limits(cfg: TileConfig, group: int, ncols: int, wsigned: bool) -> np.ndarray:
-    """Largest column sum of levels (per physical column) a conversion takes without clipping."""
+    """Largest column sum of levels (per physical column) a conversion takes without clipping: the top of the
+    ADC range for a column converted alone; for a pair converted once, the positive column may reach the top
+    and the negative one the bottom of the signed range."""
     maxv = (1 << cfg.dac_bits) - 1
-    if wsigned and cfg.analog_diff:
-        per = np.tile(np.array([(1 << (cfg.adc_bits - 1)) - 1, 1 << (cfg.adc_bits - 1)]), group // 2)
-    else:
-        per = np.full(group, cfg.adc_max)
+    lo, hi = adc_range(cfg, wsigned)
+    per = np.tile(np.array([hi, -lo]), group // 2) if paired(cfg, wsigned) else np.full(group, hi)
     return np.tile(per, ncols // group) // maxv
 
 
