@@ -35,6 +35,7 @@ __all__ = [
     "RQ_VALUE_RANGE",
     "SPECS",
     "WORD_BITS",
+    "adc_bound",
     "assemble",
     "cycles",
     "decode",
@@ -466,6 +467,12 @@ def geometry(cfg: TileConfig, wbits: int, abits: int, wsigned: bool, asigned: bo
     return Geometry(nis, nws, group, n_out, nrg, nconv, nr, nc, aligned)
 
 
+def adc_bound(cfg: TileConfig, g: Geometry) -> int:
+    """The physical limit of one MVM, the ADC work MVM's formula adds its overhead to:
+    ``ceil(nis * nrg * nconv / n_adcs) * adc_cycles``."""
+    return -(-(g.nis * g.nrg * g.nconv) // cfg.n_adcs) * cfg.adc_cycles
+
+
 _CONSTS = {"MVM_LATENCY": MVM_LATENCY, "REQ_LATENCY": REQ_LATENCY, "VAU_LATENCY": VAU_LATENCY,
            "CELL_CYCLES": CELL_CYCLES, "ceil": math.ceil}
 _CYCLE_CODE = {op: compile(s.cycles, f"<cycles {op.name}>", "eval") for op, s in SPECS.items()}
@@ -548,8 +555,9 @@ def render_doc() -> str:
         "the cause and its program counter. Fields named `count` or `body` are stored minus one.",
         "",
         "When one instruction could raise several causes, the first in this order wins: `OPCODE`, `RESERVED`, "
-        "then `LOOP_DEPTH` before `LOOP_NEST`, `WINDOW` and `CONFIG` before `ADDR`, `ADDR` before `VALUE`. A "
-        "load that raises an error consumes no data.",
+        "then `LOOP_DEPTH` before `LOOP_NEST`, `WINDOW` and `CONFIG` before `ADDR`, `ADDR` before `VALUE`; of "
+        "two addresses of one instruction, the field listed first is checked first (MVM `in_addr` before "
+        "`acc_addr`, REQ `acc_addr` before `out_addr`). A load that raises an error consumes no data.",
         "",
         "## Execution model",
         "",

@@ -13,8 +13,9 @@ from cimtile.hw.program import Halted, Walker, WalkStop, decode_program
 
 from cimtile.errors import CimtileError
 
-from . import kernels
+from . import fastmvm, kernels
 from .kernels import Layer
+from .vectorise import Vectoriser
 
 __all__ = ["Feed", "FeedError", "ProgramError", "RunResult", "Tile", "TileError", "HANDLERS"]
 
@@ -117,10 +118,8 @@ class Tile(Walker):
         self._lanes = 1  # iterations one step stands for (a vectorised loop's lanes)
         self._ns = isa.cfg_namespace(cfg)
         self.program: list[Decoded] = []
-        self._indep: dict = {}  # loop key -> whether its iterations are independent (see _independent)
-        self._voffs: dict = {}  # (offsets, strides, count) -> the offset arrays of a vectorised loop
+        self._vec = Vectoriser(self)
         self._costs: dict = {}  # (word, geometry) -> cycles (see _cost)
-        self._runs: dict = {}  # id(lane offsets) -> (offsets, first lane if consecutive else None) (_lanes)
         self.reset()
 
     # -- state -------------------------------------------------------------------------------
@@ -221,19 +220,8 @@ class Tile(Walker):
             self._instrs += (self._instrs - i1) * (n - 2)
             return
         if self.vectorize and not self._timing and n > 1:
-            okey = (tuple(o if isinstance(o, int) else o.tobytes() for o in offs), strides, n)
-            voffs = self._voffs.get(okey)
-            if voffs is None:
-                if len(self._voffs) > 4096:
-                    self._voffs.clear()
-                # Inside an already vectorised loop ``o`` is an array of lanes: lane-major outer product.
-                # Strides are unsigned, so the last lane of every offset array is its largest (_addr).
-                voffs = tuple(np.add.outer(o, np.arange(n, dtype=np.int64) * s).reshape(-1)
-                              for o, s in zip(offs, strides))
-                for v in voffs:
-                    v.flags.writeable = False  # shared by every run of this loop
-                self._voffs[okey] = voffs
-            if self._independent(b0, b1, voffs, okey, depth + 1):
+            voffs = self._vec.plan(b0, b1, offs, strides, n, depth + 1)
+            if voffs is not None:
                 lanes = self._lanes
                 self._lanes = lanes * n
                 self.block(b0, b1, voffs, depth + 1)
@@ -254,100 +242,13 @@ class Tile(Walker):
         self._cycles, self._instrs, self.layer, self.window, self.rq, self.sync_tag = saved
         return ok
 
-    # -- loop vectorisation ------------------------------------------------------------------------
-
-    _VECTOR_OPS = frozenset({Opcode.NOP, Opcode.MVM, Opcode.REQ, Opcode.LOOP})
-
-    def _independent(self, b0: int, b1: int, voffs, okey, depth: int) -> bool:
-        """True if the iterations (offset arrays ``voffs``) touch disjoint buffer entries and run
-        without any error, so that executing them all at once equals executing them in order.
-
-        The answer depends only on the loop's words, the offsets (``okey`` identifies them), the depth,
-        the layer and the window (the configuration is fixed per Tile), so it is remembered under exactly
-        that key: a compiled layer repeats the same loop for every column tile.
-        """
-        key = (tuple(d.word for d in self.program[b0 - 1:b1]), okey, depth, self.layer, self.window)
-        hit = self._indep.get(key)
-        if hit is None:
-            if len(self._indep) > 4096:
-                self._indep.clear()
-            hit = self._indep[key] = self._independent_uncached(b0, b1, voffs, depth)
-        return hit
-
-    def _independent_uncached(self, b0: int, b1: int, voffs, depth: int) -> bool:
-        acc: dict[str, list] = {"in": [], "acc": [], "out": []}
-        if not self._probe(b0, b1, voffs, depth, acc):
-            return False
-        n = len(voffs[0])
-        it = np.arange(n)
-        for recs in acc.values():
-            writes = [addrs for addrs, is_write in recs if is_write]
-            if not writes:
-                continue
-            # Vectorised (a Python dict per address dominated loops of small MVMs): record one writer
-            # per address; any address whose recorded writer differs from one of its writers has two.
-            wa, wi = np.concatenate(writes), np.tile(it, len(writes))
-            if wa.min() < 0:
-                return False
-            writer = np.full(int(wa.max()) + 1, -1, dtype=np.int64)
-            writer[wa] = wi
-            if (writer[wa] != wi).any():
-                return False
-            for addrs, is_write in recs:
-                if is_write:
-                    continue
-                inside = (addrs >= 0) & (addrs < writer.size)
-                w = writer[addrs[inside]]
-                if ((w >= 0) & (w != it[inside])).any():
-                    return False
-        return True
-
-    def _probe(self, b0, b1, offs, depth, acc) -> bool:
-        c = self.cfg
-        pc = b0
-        while pc < b1:
-            d = self.program[pc]
-            if d.cause is not Cause.NONE or d.op not in self._VECTOR_OPS:
-                return False
-            a = d.args
-            if d.op is Opcode.LOOP:
-                e = pc + 1 + a["body"]
-                if depth + 1 > c.loop_depth or e > b1:
-                    return False
-                st = (a["stride_in"], a["stride_acc"], a["stride_out"])
-                for i in range(a["count"]):
-                    if not self._probe(pc + 1, e, tuple(o + i * s for o, s in zip(offs, st)), depth + 1, acc):
-                        return False
-                pc = e
-                continue
-            if d.op is Opcode.MVM:
-                if not self.geometry().aligned:
-                    return False
-                ia, aa = a["in_addr"] + offs[0], a["acc_addr"] + offs[1]
-                if ia.max() >= c.in_depth or aa.max() >= c.acc_depth:
-                    return False
-                acc["in"].append((ia, False))
-                if a["accumulate"]:
-                    acc["acc"].append((aa, False))
-                acc["acc"].append((aa, True))
-            elif d.op is Opcode.REQ:
-                if not self.geometry().aligned:
-                    return False
-                aa, oa = a["acc_addr"] + offs[1], a["out_addr"] + offs[2]
-                if aa.max() >= c.acc_depth or oa.max() >= c.out_depth:
-                    return False
-                acc["acc"].append((aa, False))
-                acc["out"].append((oa, True))
-            pc += 1
-        return True
-
     # -- helpers -----------------------------------------------------------------------------
 
     def _addr(self, pc, base, count, depth, what):
         """Check that entries base .. base+count-1 (base an int or array) lie below depth.
 
         An array is a field plus the lane offsets of vectorised loops, whose last lane is the largest
-        (see Tile._loop); those addresses were also checked by _probe before vectorising.
+        (see cimtile.sim.vectorise); those addresses were also checked before vectorising.
         """
         top = (int(base[-1]) if isinstance(base, np.ndarray) else base) + count
         if top > depth:
@@ -469,25 +370,6 @@ def _ldrq(t: Tile, d, pc, offs) -> int:
     return _cost(t, d)
 
 
-def _lanes(t: Tile, base: int, off):
-    """Index of the entries ``base + off``: ``off`` is an int, or the lane offsets of a vectorised loop.
-    Consecutive lanes (a loop of stride 1, the usual case) become a slice: indexing a buffer with a slice
-    is a view, with an array a gather or scatter that cost up to a millisecond per MVM at large batches.
-    """
-    if not isinstance(off, np.ndarray):
-        return base + off
-    e = t._runs.get(id(off))
-    if e is None or e[0] is not off:  # the entry holds ``off``, so its id cannot be reused meanwhile
-        if len(t._runs) > 4096:
-            t._runs.clear()
-        n = off.size
-        first = int(off[0]) if n and bool((off == off[0] + np.arange(n)).all()) else None
-        e = t._runs[id(off)] = (off, first)
-    if e[1] is None:
-        return base + off
-    return slice(base + e[1], base + e[1] + off.size)
-
-
 def _mvm(t: Tile, d, pc, offs) -> int:
     a, c = d.args, t.cfg
     g = t._aligned_geo(pc)
@@ -496,13 +378,13 @@ def _mvm(t: Tile, d, pc, offs) -> int:
     t._addr(pc, aa, 1, c.acc_depth, "accumulator vector")
     if not t._timing:
         r0, nr, c0, nc = t.window
-        ia, aa = _lanes(t, a["in_addr"], offs[0]), _lanes(t, a["acc_addr"], offs[1])
+        ia, aa = t._vec.lanes(a["in_addr"], offs[0]), t._vec.lanes(a["acc_addr"], offs[1])
         raw = t.inbuf[:, ia, r0:r0 + nr]
         n = g.n_out
         if a["accumulate"] and not isinstance(aa, np.ndarray):
             # acc = wrap(acc + y) = wrap(acc + wrap(y)): add the wrapped MVM in place (a view: no gather,
             # no scatter); |acc|, |wrap(y)| < 2**(acc_bits-1) <= 2**39, so the int64 sum is exact.
-            y = kernels.mvm_acc(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
+            y = fastmvm.mvm_acc(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
                                 t.masks[r0:r0 + nr, c0:c0 + nc], t.layer, g, c)
             view = t.acc[:, aa, :n]
             view += y.reshape(view.shape)
@@ -511,7 +393,7 @@ def _mvm(t: Tile, d, pc, offs) -> int:
                 view[...] = w
         else:
             prev = t.acc[:, aa, :n].reshape(-1, n) if a["accumulate"] else None
-            y = kernels.mvm_acc(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
+            y = fastmvm.mvm_acc(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
                                 t.masks[r0:r0 + nr, c0:c0 + nc], t.layer, g, c, prev)
             t.acc[:, aa, :n] = y.reshape(raw.shape[:-1] + (n,))
     return _cost(t, d, g)
@@ -525,7 +407,7 @@ def _req(t: Tile, d, pc, offs) -> int:
     t._addr(pc, oa, 1, c.out_depth, "output vector")
     if not t._timing:
         n = g.n_out
-        aa, oa = _lanes(t, a["acc_addr"], offs[1]), _lanes(t, a["out_addr"], offs[2])
+        aa, oa = t._vec.lanes(a["acc_addr"], offs[1]), t._vec.lanes(a["out_addr"], offs[2])
         q = kernels.requantise(t.acc[:, aa, :n], t.rq_bias[:n], t.rq_mult[:n], t.rq_shift[:n], *t.rq)
         t.out[:, oa, :n] = (q & 0xFF).astype(np.uint8)
     return _cost(t, d, g)

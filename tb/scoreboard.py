@@ -19,7 +19,7 @@ from cimtile.sim.tile import Tile as GoldenTile
 
 from .programs import executed
 
-__all__ = ["Expected", "Mismatch", "RtlResult", "Scoreboard", "pack_block", "rerun_command"]
+__all__ = ["Expected", "Mismatch", "RecordingFeed", "RtlResult", "Scoreboard", "pack_block", "rerun_command"]
 
 @dataclass
 class RtlResult:
@@ -41,7 +41,7 @@ class RtlResult:
     seconds: float  # wall time of the simulated run
 
 
-class _RecordingFeed(Feed):
+class RecordingFeed(Feed):
     """A Feed that remembers which load instruction took each block (for packing din words)."""
 
     def __init__(self, blocks):
@@ -153,7 +153,7 @@ class Scoreboard:
         import time
 
         t0 = time.perf_counter()
-        rf = _RecordingFeed(list(feed))
+        rf = RecordingFeed(list(feed))
         if words is None:
             res = self.golden.run(None, rf)
             words = [d.word for d in self.golden.program]
