@@ -25,11 +25,11 @@ import numpy as np
 from cimtile.hw.params import ConfigError, TileConfig
 
 from .errors import CompileError
-from .ir import HostStep, Model, Program, QSpec, Tensor, TileLayer
+from .ir import HostStep, Model, Program, QSpec, Tensor, TileLayer, feed_from_json, read_from_json, ref_to_json
 
 __all__ = ["Bundle", "save_bundle", "load_bundle", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: typed data references (ir.FeedRef, ir.OutputSlice) in the programs
 
 _LAYER_FIELDS = ("name", "op", "input", "output", "conv", "out_dtype", "relu", "in_shape", "out_shape", "wbits",
                  "wsigned", "wbits_declared", "abits", "asigned", "zp_out", "clamp", "group", "row_tile",
@@ -101,8 +101,8 @@ def to_json(b: Bundle) -> dict:
             steps.append(d)
     progs, off = [], 0
     for p in m.programs:
-        progs.append({"layer": p.layer, "offset": off, "length": len(p.words), "feed": [list(f) for f in p.feed],
-                      "reads": [list(r) for r in p.reads], "cycles": p.cycles})
+        progs.append({"layer": p.layer, "offset": off, "length": len(p.words), "feed": [ref_to_json(f) for f in p.feed],
+                      "reads": [ref_to_json(r) for r in p.reads], "cycles": p.cycles})
         off += len(p.words)
     tensors = {n: {"kind": t.kind, "shape": list(t.shape), "dtype": t.dtype,
                    "spec": None if t.spec is None else t.spec.to_json()} for n, t in m.tensors.items()}
@@ -183,8 +183,8 @@ def load_bundle(path: str | Path) -> Bundle:
     programs = []
     for d in net["programs"]:
         w = [int(x) for x in words[d["offset"]:d["offset"] + d["length"]]]
-        programs.append(Program(d["layer"], w, [tuple(f) for f in d["feed"]], [tuple(r) for r in d["reads"]],
-                                d["cycles"]))
+        programs.append(Program(d["layer"], w, [feed_from_json(f) for f in d["feed"]],
+                                [read_from_json(r) for r in d["reads"]], d["cycles"]))
     model = Model(tensors, steps, net["inputs"], net["outputs"], {k: cz[k] for k in cz.files}, programs,
                   net.get("meta", {}))
     return Bundle(cfg, model, levels, rq, report, levels_fix)

@@ -10,7 +10,7 @@ from cimtile.hw.isa import Opcode
 from cimtile.hw.params import TileConfig
 
 from .errors import node_error
-from .ir import Model, Program, TileLayer
+from .ir import InputBlock, LevelBlock, MaskBlock, Model, OutputSlice, Program, RqBlock, TileLayer
 
 __all__ = ["EmitPrograms", "init_program"]
 
@@ -27,7 +27,7 @@ def E(op: Opcode, **fields: int) -> int:
 def init_program(cfg: TileConfig) -> Program:
     """Clear every mask bit (the compiler never prunes; masks persist across runs, so start from a known state)."""
     words = [E(Opcode.LDM, start=0, count=cfg.cols), E(Opcode.HALT)]
-    return Program(-1, words, [("mask",)], [])
+    return Program(-1, words, [MaskBlock(cfg.rows, cfg.cols)], [])
 
 
 def _header(L: TileLayer) -> list[int]:
@@ -43,30 +43,31 @@ def input_groups(L: TileLayer, cfg: TileConfig) -> list[tuple[int, int]]:
     return [(g, min(g + per, n)) for g in range(0, n, per)]
 
 
-def _col_tile(L: TileLayer, ct: int, c0: int, c1: int, groups, resident: bool):
-    """Words, data-in plan and read plan of one column tile: per row tile (WIN when it changes) LDW, then the
-    position loop of MVMs accumulating over the row tiles; then REQ + RDOUT, or RDACC."""
+def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, resident: bool, row_tiles):
+    """Words, data-in references and read references of one column tile: per row tile (WIN when it changes)
+    LDW, then the position loop of MVMs accumulating over the row tiles; then REQ + RDOUT, or RDACC."""
     P = L.chunk
+    R = cfg.rows
     n_out = c1 - c0
     ncols = n_out * L.group
     words, feed, reads = [], [], []
     req = L.out_spec is not None
     if req:
         words.append(E(Opcode.LDRQ, start=0, count=n_out))
-        feed.append(("rq", ct))
+        feed.append(RqBlock(c0, c1))
     win = None
     fixes = set(map(tuple, L.fix_tiles))
     for g0, g1 in groups:
         if not resident:
             words.append(E(Opcode.LDIN, start=0, count=P * (g1 - g0)))
-            feed.append(("in", g0, g1))
+            feed.append(InputBlock(tuple(row_tiles[g0:g1]), P, R))
         for rt in range(g0, g1):
-            r0, r1 = L.row_tiles[rt]
+            r0, r1 = row_tiles[rt]
             if win != (r1 - r0, ncols):
                 win = (r1 - r0, ncols)
                 words.append(E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=ncols))
             words.append(E(Opcode.LDW, start=0, count=ncols))
-            feed.append(("w", ct, rt))
+            feed.append(LevelBlock(r0, r1, c0 * L.group, c1 * L.group, R))
             if P > 1:
                 words.append(E(Opcode.LOOP, count=P, body=1, stride_in=1, stride_acc=1, stride_out=0))
             words.append(E(Opcode.MVM, in_addr=(rt - g0) * P, acc_addr=0, accumulate=int(rt > 0)))
@@ -75,7 +76,7 @@ def _col_tile(L: TileLayer, ct: int, c0: int, c1: int, groups, resident: bool):
                 words += [E(Opcode.CFG, wbits=2, abits=L.abits, wsigned=1, asigned=int(L.asigned), adc_shift=0),
                           E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=2 * n_out),
                           E(Opcode.LDW, start=0, count=2 * n_out)]
-                feed.append(("wf", ct, rt))
+                feed.append(LevelBlock(r0, r1, 2 * c0, 2 * c1, R, fix=True))
                 if P > 1:
                     words.append(E(Opcode.LOOP, count=P, body=1, stride_in=1, stride_acc=1, stride_out=0))
                 words += [E(Opcode.MVM, in_addr=(rt - g0) * P, acc_addr=0, accumulate=1), _header(L)[0]]
@@ -84,10 +85,10 @@ def _col_tile(L: TileLayer, ct: int, c0: int, c1: int, groups, resident: bool):
         if P > 1:
             words.append(E(Opcode.LOOP, count=P, body=1, stride_in=0, stride_acc=1, stride_out=1))
         words += [E(Opcode.REQ, acc_addr=0, out_addr=0), E(Opcode.RDOUT, start=0, count=P)]
-        reads.append(("out", ct))
+        reads.append(OutputSlice("out", c0, c1, L.out_spec.signed))
     else:
         words.append(E(Opcode.RDACC, start=0, count=P))
-        reads.append(("acc", ct))
+        reads.append(OutputSlice("acc", c0, c1))
     return words, feed, reads
 
 
@@ -100,17 +101,18 @@ class EmitPrograms:
         model.programs = [init_program(cfg)]
         for li, L in enumerate(model.layers):
             groups = input_groups(L, cfg)
+            row_tiles = L.row_tiles
             # all inputs of a run fit the input buffer: load them once per program, reuse for every column tile
             resident = len(groups) == 1
             head = _header(L)
             head_feed = []
             if resident:
                 head.append(E(Opcode.LDIN, start=0, count=L.chunk * len(L.row_tiles)))
-                head_feed.append(("in", 0, len(L.row_tiles)))
+                head_feed.append(InputBlock(tuple(row_tiles), L.chunk, cfg.rows))
             cur = None
             L.programs = []
             for ct, (c0, c1) in enumerate(L.col_tiles):
-                words, feed, reads = _col_tile(L, ct, c0, c1, groups, resident)
+                words, feed, reads = _col_tile(L, cfg, ct, c0, c1, groups, resident, row_tiles)
                 if len(head) + len(words) + 1 > cfg.prog_depth:
                     raise node_error(L.name, L.op, f"layer cannot fit: one column tile needs "
                                      f"{len(head) + len(words) + 1} program words, prog_depth is {cfg.prog_depth}")

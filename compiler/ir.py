@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-__all__ = ["QSpec", "QConst", "Tensor", "HostStep", "TileLayer", "Program", "Model", "bits_of_range"]
+__all__ = ["QSpec", "QConst", "Tensor", "HostStep", "TileLayer", "Program", "Model", "bits_of_range", "FeedRef",
+           "MaskBlock", "RqBlock", "LevelBlock", "InputBlock", "OutputSlice", "ref_to_json", "feed_from_json",
+           "read_from_json"]
 
 
 def bits_of_range(lo: int, hi: int) -> int:
@@ -102,14 +104,103 @@ class HostStep:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
+# -- typed data references: what codegen decided each load takes and each read returns -----------------------
+#
+# Codegen emits one reference per load instruction (in execution order) and one per read instruction; each says
+# which data, in which layout. The runtime builds the blocks exactly as described and never re-derives a layout.
+
+
+@dataclass(frozen=True)
+class MaskBlock:
+    """LDM's block: every mask bit 0, shape ``(rows, cols)`` (the init program clears all masks)."""
+
+    rows: int
+    cols: int
+    kind = "mask"
+
+
+@dataclass(frozen=True)
+class RqBlock:
+    """LDRQ's block: the layer's requantisation records of outputs ``lo .. hi-1``, shape ``(hi - lo, 3)`` with
+    columns (bias, multiplier, shift), record j for lane j."""
+
+    lo: int
+    hi: int
+    kind = "rq"
+
+
+@dataclass(frozen=True)
+class LevelBlock:
+    """LDW's block: rows ``r0 .. r1-1`` and physical columns ``k0 .. k1-1`` of the layer's cell levels (of its
+    -128 correction when ``fix``), zero rows appended up to ``pad_rows``: shape ``(pad_rows, k1 - k0)``."""
+
+    r0: int
+    r1: int
+    k0: int
+    k1: int
+    pad_rows: int
+    fix: bool = False
+    kind = "w"
+
+
+@dataclass(frozen=True)
+class InputBlock:
+    """LDIN's block: for each row range of ``tiles`` (columns of the layer's input matrix, positions x K), the
+    ``chunk`` positions of a run, tile-major, each vector zero-padded to ``pad_rows`` bytes: shape
+    ``(batch, len(tiles) * chunk, pad_rows)``."""
+
+    tiles: tuple[tuple[int, int], ...]
+    chunk: int
+    pad_rows: int
+    kind = "in"
+
+
+@dataclass(frozen=True)
+class OutputSlice:
+    """What a read instruction returns: vectors of ``chunk`` positions whose lanes ``0 .. hi-lo-1`` are the layer's
+    outputs ``lo .. hi-1``; ``kind`` "out" (requantised bytes, two's complement when ``signed``) or "acc"
+    (accumulators)."""
+
+    kind: str
+    lo: int
+    hi: int
+    signed: bool = False
+
+
+FeedRef = MaskBlock | RqBlock | LevelBlock | InputBlock
+_FEED_TYPES = {t.kind: t for t in (MaskBlock, RqBlock, LevelBlock, InputBlock)}
+
+
+def ref_to_json(ref: FeedRef | OutputSlice) -> dict:
+    """A reference as plain JSON data (``kind`` plus its fields)."""
+    d = {"kind": ref.kind}
+    for f in fields(ref):
+        v = getattr(ref, f.name)
+        d[f.name] = [list(t) for t in v] if f.name == "tiles" else v
+    return d
+
+
+def feed_from_json(d: dict) -> FeedRef:
+    t = _FEED_TYPES[d["kind"]]
+    kw = {k: v for k, v in d.items() if k != "kind"}
+    if "tiles" in kw:
+        kw["tiles"] = tuple(tuple(x) for x in kw["tiles"])
+    return t(**kw)
+
+
+def read_from_json(d: dict) -> OutputSlice:
+    return OutputSlice(**d)
+
+
 @dataclass
 class Program:
-    """One tile program (ends in HALT): its words and the plan of data-in blocks, in execution order."""
+    """One tile program (ends in HALT): its words, the data-in block of every load instruction and the meaning of
+    every read instruction's block, in execution order."""
 
     layer: int
     words: list[int]
-    feed: list[tuple]  # ("rq", ct) | ("w", ct, rt) | ("in", rt)
-    reads: list[tuple]  # ("out", ct) | ("acc", ct): what each read instruction returns
+    feed: list[FeedRef]
+    reads: list[OutputSlice]
     cycles: int = 0  # cycles of one run (golden model, timing_only)
 
 

@@ -7,99 +7,14 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from cimtile.hw.params import TileConfig
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .backends import Backend, GoldenBackend, RtlBackend, get_backend
 from .errors import CompileError
 from .hostops import run_host
-from .ir import Model, Program, TileLayer
+from .ir import InputBlock, LevelBlock, MaskBlock, Model, Program, RqBlock, TileLayer
 
 __all__ = ["Backend", "GoldenBackend", "RtlBackend", "RunStats", "execute", "get_backend", "im2col"]
-
-
-class Backend:
-    """Runs one program on the tile: ``run(words, feed, batch)`` returns an object with ``cycles`` (of one
-    run), ``outputs`` (blocks of the read instructions, leading axis ``batch``), ``cause``, ``pc``."""
-
-    name = "?"
-
-    def run(self, words: list[int], feed: list, batch: int):  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-_blas = []  # [threadpoolctl controller or None], found once
-
-
-def _blas_controller():
-    """threadpoolctl's controller of the loaded BLAS libraries, or None without threadpoolctl."""
-    if not _blas:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # comes with scikit-learn; without it BLAS keeps its default threads
-            _blas.append(None)
-        else:
-            _blas.append(ThreadpoolController())
-    return _blas[0]
-
-
-class GoldenBackend(Backend):
-    """The golden model (:class:`cimtile.sim.tile.Tile`), one instance per batch size; loops run vectorised.
-
-    BLAS runs on ``blas_threads`` threads (default 1) while a program runs: the golden model's GEMMs are
-    narrow (a crossbar tile's 16-128 outputs) and short, so threads cost more in wake-ups than they save;
-    on a loaded machine, multi-threaded OpenBLAS made a ResNet-18 image 3x slower. (Needs threadpoolctl,
-    which scikit-learn brings; without it BLAS keeps its default.)
-    """
-
-    name = "golden"
-
-    def __init__(self, cfg: TileConfig, blas_threads: int | None = 1):
-        from cimtile.sim.tile import Tile
-
-        self.cfg = cfg
-        self._Tile = Tile
-        self._tiles: dict[int, object] = {}
-        self.blas_threads = blas_threads
-
-    def run(self, words, feed, batch):
-        t = self._tiles.get(batch)
-        if t is None:
-            t = self._tiles[batch] = self._Tile(self.cfg, batch=batch)
-        ctl = _blas_controller() if self.blas_threads is not None else None
-        if ctl is None:
-            return t.run(words, feed)
-        with ctl.limit(limits=self.blas_threads, user_api="blas"):
-            return t.run(words, feed)
-
-
-class RtlBackend(Backend):
-    """The RTL under cocotb/Verilator, through ``tb.backend.run``."""
-
-    name = "rtl"
-
-    def __init__(self, cfg: TileConfig):
-        try:
-            from cimtile.tb import backend as tb_backend
-        except ImportError:
-            raise CompileError("backend 'rtl' is not available: tb.backend (the RTL co-simulation runner) is "
-                               "not installed in this tree") from None
-        self.cfg = cfg
-        self._run = tb_backend.run
-
-    def run(self, words, feed, batch):
-        try:
-            return self._run(self.cfg, words, feed, batch=batch)
-        except Exception as e:
-            raise CompileError(f"backend 'rtl': {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") \
-                from None
-
-
-def get_backend(name: str, cfg: TileConfig) -> Backend:
-    if name == "golden":
-        return GoldenBackend(cfg)
-    if name == "rtl":
-        return RtlBackend(cfg)
-    raise CompileError(f"unknown backend {name!r} (golden, rtl)")
 
 
 @dataclass
@@ -130,34 +45,35 @@ def im2col(x: np.ndarray, conv: dict, pad_value: int) -> np.ndarray:
     return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(n * oh * ow, c * kh * kw), (n, oh, ow)
 
 
-class _Images:
-    """Per-program data-in blocks that do not depend on the input (weights, requantisation records)."""
+class _Blocks:
+    """Builds the data-in block each typed reference of codegen describes (:mod:`cimtile.compiler.ir`), exactly
+    as described; blocks that do not depend on the input (levels, requantisation records) are reused."""
 
     def __init__(self, bundle):
         self.b = bundle
-        self._tiles: dict[int, tuple] = {}
 
-    def tiles(self, L: TileLayer) -> tuple[list, list]:
-        """(row tiles, column tiles) of a layer (properties that build a list on every access)."""
-        t = self._tiles.get(id(L))
-        if t is None:
-            t = self._tiles[id(L)] = (L.row_tiles, L.col_tiles)
-        return t
-
-    def weights(self, L: TileLayer, li: int, ct: int, rt: int, fix: bool = False) -> np.ndarray:
-        cfg = self.b.cfg
-        lv, group = (self.b.levels_fix[li], 2) if fix else (self.b.levels[li], L.group)
-        row_tiles, col_tiles = self.tiles(L)
-        c0, c1 = col_tiles[ct]
-        r0, r1 = row_tiles[rt]
-        blk = np.zeros((cfg.rows, (c1 - c0) * group), dtype=np.uint8)
-        blk[: r1 - r0] = lv[r0:r1, c0 * group:c1 * group]
+    def levels(self, li: int, ref: LevelBlock) -> np.ndarray:
+        lv = self.b.levels_fix[li] if ref.fix else self.b.levels[li]
+        blk = np.zeros((ref.pad_rows, ref.k1 - ref.k0), dtype=np.uint8)
+        blk[: ref.r1 - ref.r0] = lv[ref.r0:ref.r1, ref.k0:ref.k1]
         return blk
 
-    def rq(self, L: TileLayer, li: int, ct: int) -> np.ndarray:
-        c0, c1 = self.tiles(L)[1][ct]
+    def rq(self, li: int, ref: RqBlock) -> np.ndarray:
         rq = self.b.rq[li]
-        return np.stack([rq["bias"][c0:c1], rq["mult"][c0:c1], rq["shift"][c0:c1]], axis=1)
+        return np.stack([rq["bias"][ref.lo:ref.hi], rq["mult"][ref.lo:ref.hi], rq["shift"][ref.lo:ref.hi]], axis=1)
+
+    @staticmethod
+    def masks(ref: MaskBlock) -> np.ndarray:
+        return np.zeros((ref.rows, ref.cols), dtype=np.int64)
+
+    @staticmethod
+    def inputs(A3: np.ndarray, ref: InputBlock) -> np.ndarray:
+        """``A3``: the layer's input matrix as (runs, chunk, K) bytes."""
+        B, P = A3.shape[0], ref.chunk
+        blk = np.zeros((B, len(ref.tiles), P, ref.pad_rows), dtype=np.uint8)
+        for j, (r0, r1) in enumerate(ref.tiles):
+            blk[:, j, :, : r1 - r0] = A3[:, :, r0:r1]
+        return blk.reshape(B, len(ref.tiles) * P, ref.pad_rows)
 
 
 def _run_program(backend: Backend, prog: Program, feed: list, batch: int, what: str):
@@ -169,10 +85,9 @@ def _run_program(backend: Backend, prog: Program, feed: list, batch: int, what: 
     return res
 
 
-def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, images: _Images,
+def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, images: _Blocks,
               stats: RunStats) -> np.ndarray:
     """Run one tile layer on input codes ``x``; returns output codes, or the accumulator's real (or int32) value."""
-    cfg = bundle.cfg
     zp_in = int(L.in_spec.zero_point)
     x = np.asarray(x)
     if L.conv is not None:
@@ -193,39 +108,31 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
     # (integer to uint8 keeps the low byte; a float array, if a host op ever gave one, goes through int64)
     Ap[:M] = (A if A.dtype.kind in "iu" else A.astype(np.int64)).astype(np.uint8)
     A3 = Ap.reshape(B, P, L.K)
-    inblk = {}
-    row_tiles, col_tiles = images.tiles(L)
-
-    def inputs(g0: int, g1: int) -> np.ndarray:
-        """LDIN block of row tiles g0..g1-1: (B, P * tiles, rows), row tile major."""
-        blk = inblk.get((g0, g1))
-        if blk is None:
-            blk = np.zeros((B, g1 - g0, P, cfg.rows), dtype=np.uint8)
-            for j, (r0, r1) in enumerate(row_tiles[g0:g1]):
-                blk[:, j, :, : r1 - r0] = A3[:, :, r0:r1]
-            blk = inblk[(g0, g1)] = blk.reshape(B, (g1 - g0) * P, cfg.rows)
-        return blk
-
+    inblk: dict[InputBlock, np.ndarray] = {}
     Y = np.zeros((B * P, L.N), dtype=np.int64)
     cycles = 0
     for pi in L.programs:
         prog = bundle.programs[pi]
         feed = []
-        for item in prog.feed:
-            if item[0] == "in":
-                feed.append(inputs(item[1], item[2]))
-            elif item[0] in ("w", "wf"):
-                feed.append(images.weights(L, li, item[1], item[2], fix=item[0] == "wf"))
+        for ref in prog.feed:
+            if isinstance(ref, InputBlock):
+                blk = inblk.get(ref)
+                if blk is None:
+                    blk = inblk[ref] = images.inputs(A3, ref)
+                feed.append(blk)
+            elif isinstance(ref, LevelBlock):
+                feed.append(images.levels(li, ref))
+            elif isinstance(ref, RqBlock):
+                feed.append(images.rq(li, ref))
             else:
-                feed.append(images.rq(L, li, item[1]))
+                raise CompileError(f"layer {L.name!r}: program {pi} loads {ref!r}, which no layer program takes")
         res = _run_program(backend, prog, feed, B, f"layer {L.name!r}")
         cycles += int(res.cycles) * B  # the golden model counts one copy of the batch; copies are runs
-        for (kind, ct), blk in zip(prog.reads, res.outputs):
-            c0, c1 = col_tiles[ct]
-            blk = np.asarray(blk).reshape(B * P, -1)[:, : c1 - c0]
-            if kind == "out" and L.out_spec.signed:
+        for ref, blk in zip(prog.reads, res.outputs):
+            blk = np.asarray(blk).reshape(B * P, -1)[:, : ref.hi - ref.lo]
+            if ref.kind == "out" and ref.signed:
                 blk = blk.astype(np.uint8).view(np.int8)
-            Y[:, c0:c1] = blk
+            Y[:, ref.lo:ref.hi] = blk
     stats.layer_cycles[L.name] = stats.layer_cycles.get(L.name, 0) + cycles
     Y = Y[:M]
     if L.out_spec is not None:
@@ -261,10 +168,10 @@ def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: 
         raise CompileError(f"input {t_in.name!r}: shape {x.shape} does not match the model's {t_in.shape}")
     stats = RunStats(images=int(x.shape[0]) if x.ndim else 1)
     init = bundle.programs[0]
-    res = _run_program(backend, init, [np.zeros((cfg.rows, cfg.cols), dtype=np.int64)], 1, "init")
+    res = _run_program(backend, init, [_Blocks.masks(ref) for ref in init.feed], 1, "init")
     stats.init_cycles = int(res.cycles)
     env = {model.inputs[0]: x}
-    images = _Images(bundle)
+    images = _Blocks(bundle)
     layer_index = {id(L): i for i, L in enumerate(model.layers)}
     steps = tqdm(model.steps, desc="cimtile run", unit="step", disable=None if progress is None else not progress,
                  leave=False)

@@ -17,7 +17,7 @@ from . import fastmvm, kernels
 from .kernels import Layer
 from .vectorise import Vectoriser
 
-__all__ = ["Feed", "FeedError", "ProgramError", "RunResult", "Tile", "TileError", "HANDLERS"]
+__all__ = ["Feed", "FeedError", "ProgramError", "RunResult", "Tile", "TileError", "HANDLERS", "check_program"]
 
 
 class TileError(CimtileError, RuntimeError):
@@ -94,6 +94,18 @@ def _take(t: Tile, d: Decoded, pc: int, shapes: tuple, what: str, lo: int, hi: i
     return b
 
 
+def check_program(cfg: TileConfig, program: Sequence[int]) -> list[int]:
+    """The words of a program the tile can load (as ints), else a one-line :class:`ProgramError`: at most
+    ``prog_depth`` words, each fitting the instruction word. Every backend makes this check."""
+    words = [int(w) for w in program]
+    if len(words) > cfg.prog_depth:
+        raise ProgramError(f"program of {len(words)} words exceeds prog_depth = {cfg.prog_depth} of tile {cfg.name}")
+    for i, w in enumerate(words):
+        if not 0 <= w < (1 << isa.WORD_BITS):
+            raise ProgramError(f"word {i} = {w:#x} does not fit {isa.WORD_BITS} bits")
+    return words
+
+
 class Tile(Walker):
     """Golden model of one tile, batched: ``batch`` independent copies of the input, accumulator and
     output buffers share the cell array, the masks, the deltas and the configuration.
@@ -110,7 +122,7 @@ class Tile(Walker):
 
     def __init__(self, cfg: TileConfig, batch: int = 1, *, vectorize: bool = True):
         if batch < 1:
-            raise ValueError(f"batch = {batch}: must be >= 1")
+            raise ValueError(f"Tile batch = {batch}: must be >= 1")
         super().__init__([], cfg.loop_depth)
         self.cfg = cfg
         self.batch = batch
@@ -165,13 +177,7 @@ class Tile(Walker):
 
     def load(self, program: Sequence[int]) -> None:
         """Write a program into program memory (as the instruction stream does)."""
-        words = [int(w) for w in program]
-        if len(words) > self.cfg.prog_depth:
-            raise ProgramError(f"program of {len(words)} words exceeds prog_depth = {self.cfg.prog_depth}")
-        for i, w in enumerate(words):
-            if not 0 <= w < (1 << isa.WORD_BITS):
-                raise ProgramError(f"word {i} = {w:#x} does not fit {isa.WORD_BITS} bits")
-        self.program = decode_program(words)
+        self.program = decode_program(check_program(self.cfg, program))
 
     def run(self, program: Sequence[int] | None = None, feed: Feed | Iterable | None = None, *,
             timing_only: bool = False) -> RunResult:

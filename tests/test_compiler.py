@@ -11,6 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from cimtile.cli import main
+from cimtile.compiler.ir import InputBlock, LevelBlock, RqBlock
 from cimtile.hw.params import PRESETS
 from cimtile.sim.tile import Tile
 from onnx import TensorProto, helper, numpy_helper
@@ -68,15 +69,16 @@ def test_report_cycles_equal_golden_run(tile):
         L = b.model.layers[p.layer]
         t = Tile(cfg)
         feed = []
-        for item in p.feed:
-            if item[0] == "in":
-                feed.append(np.zeros((L.chunk * (item[2] - item[1]), cfg.rows), dtype=np.int64))
-            elif item[0] == "w":
-                c0, c1 = L.col_tiles[item[1]]
-                feed.append(np.ones((cfg.rows, (c1 - c0) * L.group), dtype=np.int64))
+        for ref in p.feed:  # blocks of the shapes the typed references describe
+            if isinstance(ref, InputBlock):
+                assert ref.chunk == L.chunk and ref.pad_rows == cfg.rows
+                feed.append(np.zeros((L.chunk * len(ref.tiles), cfg.rows), dtype=np.int64))
+            elif isinstance(ref, LevelBlock):
+                assert ref.pad_rows == cfg.rows and (ref.k1 - ref.k0) % L.group == 0
+                feed.append(np.ones((ref.pad_rows, ref.k1 - ref.k0), dtype=np.int64))
             else:
-                c0, c1 = L.col_tiles[item[1]]
-                feed.append(np.tile([0, 1, 0], (c1 - c0, 1)))
+                assert isinstance(ref, RqBlock)
+                feed.append(np.tile([0, 1, 0], (ref.hi - ref.lo, 1)))
         real = t.run(p.words, feed)
         assert real.ok and real.cycles == p.cycles == Tile(cfg).run(p.words, timing_only=True).cycles
 
