@@ -25,15 +25,30 @@ import numpy as np
 from cimtile.hw.params import ConfigError, TileConfig
 
 from .errors import CompileError
-from .ir import HostStep, Model, Program, QSpec, Tensor, TileLayer, feed_from_json, read_from_json, ref_to_json
+from .ir import (
+    HostStep,
+    Model,
+    Program,
+    QSpec,
+    Requant,
+    Schedule,
+    Tensor,
+    TileLayer,
+    Tiling,
+    Weights,
+    feed_from_json,
+    read_from_json,
+    ref_to_json,
+)
 
 __all__ = ["Bundle", "save_bundle", "load_bundle", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 2  # 2: typed data references (ir.FeedRef, ir.OutputSlice) in the programs
+FORMAT_VERSION = 2  # 2: typed data references (ir.FeedRef, ir.OutputSlice) in the programs; stage records
 
-_LAYER_FIELDS = ("name", "op", "input", "output", "conv", "out_dtype", "relu", "in_shape", "out_shape", "wbits",
-                 "wsigned", "wbits_declared", "abits", "asigned", "zp_out", "clamp", "group", "row_tile",
-                 "outs_per_tile", "positions", "chunk", "programs", "K", "N", "fix_tiles")
+#: Graph fields of a tile layer, and the scalar fields of its stage records (their arrays go to weights.npz).
+_LAYER_FIELDS = ("name", "op", "input", "output", "conv", "out_dtype", "relu", "in_shape", "out_shape", "programs")
+_WEIGHTS_FIELDS = ("K", "N", "wbits", "wsigned", "wbits_declared", "abits", "asigned")
+_TILING_FIELDS = ("group", "row_tile", "outs_per_tile", "fix_tiles")
 
 
 @dataclass
@@ -97,7 +112,12 @@ def to_json(b: Bundle) -> dict:
         else:
             d = {k: _enc(getattr(s, k)) for k in _LAYER_FIELDS}
             d.update(type="tile", in_spec=s.in_spec.to_json(), out_spec=None if s.out_spec is None else
-                     s.out_spec.to_json())
+                     s.out_spec.to_json(),
+                     weights={k: _enc(getattr(s.weights, k)) for k in _WEIGHTS_FIELDS},
+                     requant=None if s.requant is None else {"zero_point": s.requant.zero_point,
+                                                             "clamp": list(s.requant.clamp)},
+                     tiling={k: _enc(getattr(s.tiling, k)) for k in _TILING_FIELDS},
+                     schedule={"positions": s.schedule.positions, "chunk": s.schedule.chunk})
             steps.append(d)
     progs, off = [], 0
     for p in m.programs:
@@ -171,14 +191,23 @@ def load_bundle(path: str | Path) -> Bundle:
             continue
         kw = {k: d[k] for k in _LAYER_FIELDS}
         kw["conv"] = _tuples(kw["conv"])
-        kw["fix_tiles"] = [tuple(t) for t in kw["fix_tiles"]]
-        kw["in_shape"], kw["out_shape"], kw["clamp"] = tuple(kw["in_shape"]), tuple(kw["out_shape"]), tuple(kw["clamp"])
+        kw["in_shape"], kw["out_shape"] = tuple(kw["in_shape"]), tuple(kw["out_shape"])
+        r = {k: wz[f"L{li}.{k}"] for k in ("bias", "mult", "shift", "acc_scale", "bias_f")}
+        w = d["weights"]
+        wt = Weights(None, None, **{k: w[k] for k in _WEIGHTS_FIELDS}, rq_bias=r["bias"], acc_scale=r["acc_scale"],
+                     bias_f=r["bias_f"])
+        q = d["requant"]
+        t = d["tiling"]
+        tiling = Tiling(None, t["group"], t["row_tile"], t["outs_per_tile"], Tiling.ranges(wt.K, t["row_tile"]),
+                        Tiling.ranges(wt.N, t["outs_per_tile"]), None, tuple(tuple(x) for x in t["fix_tiles"]))
         L = TileLayer(weight=None, in_spec=QSpec.from_json(d["in_spec"]),
-                      out_spec=None if d["out_spec"] is None else QSpec.from_json(d["out_spec"]), **kw)
+                      out_spec=None if d["out_spec"] is None else QSpec.from_json(d["out_spec"]), weights=wt,
+                      requant=None if q is None else Requant(r["mult"], r["shift"], q["zero_point"], tuple(q["clamp"])),
+                      tiling=tiling, schedule=Schedule(**d["schedule"]), **kw)
         steps.append(L)
         levels.append(wz[f"L{li}.levels"])
         levels_fix.append(wz[f"L{li}.fix"] if f"L{li}.fix" in wz.files else None)
-        rq.append({k: wz[f"L{li}.{k}"] for k in ("bias", "mult", "shift", "acc_scale", "bias_f")})
+        rq.append(r)
         li += 1
     programs = []
     for d in net["programs"]:

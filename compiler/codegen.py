@@ -31,32 +31,36 @@ def init_program(cfg: TileConfig) -> Program:
 
 
 def _header(L: TileLayer) -> list[int]:
-    w = [E(Opcode.CFG, wbits=L.wbits, abits=L.abits, wsigned=int(L.wsigned), asigned=int(L.asigned), adc_shift=0)]
+    wt = L.weights
+    w = [E(Opcode.CFG, wbits=wt.wbits, abits=wt.abits, wsigned=int(wt.wsigned), asigned=int(wt.asigned), adc_shift=0)]
     if L.out_spec is not None:
-        w.append(E(Opcode.CFGRQ, zero_point=L.zp_out, clamp_lo=L.clamp[0], clamp_hi=L.clamp[1], relu=int(L.relu)))
+        rq = L.need("requant", "codegen")
+        w.append(E(Opcode.CFGRQ, zero_point=rq.zero_point, clamp_lo=rq.clamp[0], clamp_hi=rq.clamp[1],
+                   relu=int(L.relu)))
     return w
 
 
 def input_groups(L: TileLayer, cfg: TileConfig) -> list[tuple[int, int]]:
     """Row tiles whose input vectors one LDIN loads together (as many as the input buffer holds)."""
-    n, per = len(L.row_tiles), max(1, cfg.in_depth // L.chunk)
+    n, per = len(L.tiling.row_tiles), max(1, cfg.in_depth // L.schedule.chunk)
     return [(g, min(g + per, n)) for g in range(0, n, per)]
 
 
 def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, resident: bool, row_tiles):
     """Words, data-in references and read references of one column tile: per row tile (WIN when it changes)
     LDW, then the position loop of MVMs accumulating over the row tiles; then REQ + RDOUT, or RDACC."""
-    P = L.chunk
+    P = L.schedule.chunk
     R = cfg.rows
+    group = L.tiling.group
     n_out = c1 - c0
-    ncols = n_out * L.group
+    ncols = n_out * group
     words, feed, reads = [], [], []
     req = L.out_spec is not None
     if req:
         words.append(E(Opcode.LDRQ, start=0, count=n_out))
         feed.append(RqBlock(c0, c1))
     win = None
-    fixes = set(map(tuple, L.fix_tiles))
+    fixes = set(L.tiling.fix_tiles)
     for g0, g1 in groups:
         if not resident:
             words.append(E(Opcode.LDIN, start=0, count=P * (g1 - g0)))
@@ -67,13 +71,14 @@ def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, 
                 win = (r1 - r0, ncols)
                 words.append(E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=ncols))
             words.append(E(Opcode.LDW, start=0, count=ncols))
-            feed.append(LevelBlock(r0, r1, c0 * L.group, c1 * L.group, R))
+            feed.append(LevelBlock(r0, r1, c0 * group, c1 * group, R))
             if P > 1:
                 words.append(E(Opcode.LOOP, count=P, body=1, stride_in=1, stride_acc=1, stride_out=0))
             words.append(E(Opcode.MVM, in_addr=(rt - g0) * P, acc_addr=0, accumulate=int(rt > 0)))
             if (ct, rt) in fixes:
                 # the -128 correction: a 2-bit signed MVM of the same inputs, accumulated
-                words += [E(Opcode.CFG, wbits=2, abits=L.abits, wsigned=1, asigned=int(L.asigned), adc_shift=0),
+                words += [E(Opcode.CFG, wbits=2, abits=L.weights.abits, wsigned=1, asigned=int(L.weights.asigned),
+                            adc_shift=0),
                           E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=2 * n_out),
                           E(Opcode.LDW, start=0, count=2 * n_out)]
                 feed.append(LevelBlock(r0, r1, 2 * c0, 2 * c1, R, fix=True))
@@ -100,18 +105,21 @@ class EmitPrograms:
         cfg = self.cfg
         model.programs = [init_program(cfg)]
         for li, L in enumerate(model.layers):
+            for stage in ("weights", "tiling", "schedule"):
+                L.need(stage, "codegen")
             groups = input_groups(L, cfg)
-            row_tiles = L.row_tiles
+            row_tiles = L.tiling.row_tiles
+            chunk = L.schedule.chunk
             # all inputs of a run fit the input buffer: load them once per program, reuse for every column tile
             resident = len(groups) == 1
             head = _header(L)
             head_feed = []
             if resident:
-                head.append(E(Opcode.LDIN, start=0, count=L.chunk * len(L.row_tiles)))
-                head_feed.append(InputBlock(tuple(row_tiles), L.chunk, cfg.rows))
+                head.append(E(Opcode.LDIN, start=0, count=chunk * len(row_tiles)))
+                head_feed.append(InputBlock(row_tiles, chunk, cfg.rows))
             cur = None
             L.programs = []
-            for ct, (c0, c1) in enumerate(L.col_tiles):
+            for ct, (c0, c1) in enumerate(L.tiling.col_tiles):
                 words, feed, reads = _col_tile(L, cfg, ct, c0, c1, groups, resident, row_tiles)
                 if len(head) + len(words) + 1 > cfg.prog_depth:
                     raise node_error(L.name, L.op, f"layer cannot fit: one column tile needs "

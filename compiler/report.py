@@ -81,27 +81,28 @@ def build_report(model: Model, cfg: TileConfig) -> dict:
     init = model.programs[0].cycles
     rows = []
     for L in model.layers:
-        chunks = math.ceil(L.positions / L.chunk)
+        wt, tl, sch = L.need("weights", "report"), L.need("tiling", "report"), L.need("schedule", "report")
+        chunks = math.ceil(sch.positions / sch.chunk)
         runs_cycles = sum(model.programs[i].cycles for i in L.programs)
         conv = 0
-        for c0, c1 in L.col_tiles:
-            for r0, r1 in L.row_tiles:
-                g = isa.geometry(cfg, L.wbits, L.abits, L.wsigned, L.asigned, r1 - r0, (c1 - c0) * L.group)
+        for c0, c1 in tl.col_tiles:
+            for r0, r1 in tl.row_tiles:
+                g = isa.geometry(cfg, wt.wbits, wt.abits, wt.wsigned, wt.asigned, r1 - r0, (c1 - c0) * tl.group)
                 conv += g.nis * g.nrg * g.nconv
-        for ct, rt in L.fix_tiles:
-            (c0, c1), (r0, r1) = L.col_tiles[ct], L.row_tiles[rt]
-            g = isa.geometry(cfg, 2, L.abits, True, L.asigned, r1 - r0, (c1 - c0) * 2)
+        for ct, rt in tl.fix_tiles:
+            (c0, c1), (r0, r1) = tl.col_tiles[ct], tl.row_tiles[rt]
+            g = isa.geometry(cfg, 2, wt.abits, True, wt.asigned, r1 - r0, (c1 - c0) * 2)
             conv += g.nis * g.nrg * g.nconv
-        n_tiles = len(L.row_tiles) * len(L.col_tiles) + len(L.fix_tiles)
-        mvms = n_tiles * L.chunk * chunks
+        n_tiles = len(tl.row_tiles) * len(tl.col_tiles) + len(tl.fix_tiles)
+        mvms = n_tiles * sch.chunk * chunks
         cycles = runs_cycles * chunks
-        conversions = conv * L.chunk * chunks
+        conversions = conv * sch.chunk * chunks
         rows.append({
             "name": L.name, "op": L.op, "shape": f"{_shape(L.in_shape)} -> {_shape(L.out_shape)}",
-            "K": L.K, "N": L.N, "wbits": L.wbits, "abits": L.abits, "wsigned": L.wsigned, "asigned": L.asigned,
-            "xbar_tiles": n_tiles, "row_tiles": len(L.row_tiles), "col_tiles": len(L.col_tiles),
-            "fix_tiles": len(L.fix_tiles),
-            "rows_per_tile": L.row_tile, "positions": L.positions, "chunk": L.chunk, "runs": chunks,
+            "K": wt.K, "N": wt.N, "wbits": wt.wbits, "abits": wt.abits, "wsigned": wt.wsigned, "asigned": wt.asigned,
+            "xbar_tiles": n_tiles, "row_tiles": len(tl.row_tiles), "col_tiles": len(tl.col_tiles),
+            "fix_tiles": len(tl.fix_tiles),
+            "rows_per_tile": tl.row_tile, "positions": sch.positions, "chunk": sch.chunk, "runs": chunks,
             "programs": len(L.programs), "words": sum(len(model.programs[i].words) for i in L.programs),
             "mvms": mvms, "adc_conversions": conversions, "cycles": cycles,
             "adc_util": conversions * cfg.adc_cycles / (cycles * cfg.n_adcs) if cycles else 0.0,

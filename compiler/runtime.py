@@ -88,28 +88,32 @@ def _run_program(backend: Backend, prog: Program, feed: list, batch: int, what: 
 def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, images: _Blocks,
               stats: RunStats) -> np.ndarray:
     """Run one tile layer on input codes ``x``; returns output codes, or the accumulator's real (or int32) value."""
+    K, N = L.weights.K, L.weights.N
     zp_in = int(L.in_spec.zero_point)
     x = np.asarray(x)
     if L.conv is not None:
-        if x.ndim != 4 or x.shape[1] * L.conv["kernel"][0] * L.conv["kernel"][1] != L.K:
-            raise CompileError(f"layer {L.name!r}: input shape {x.shape} does not match the compiled layer")
+        kh, kw = L.conv["kernel"]
+        if x.ndim != 4 or x.shape[1] * kh * kw != K:
+            raise CompileError(f"layer {L.name!r}: input shape {x.shape} does not match the compiled layer: expected "
+                               f"NCHW with C = {K // (kh * kw)} channels (C x {kh} x {kw} = {K})")
         A, (n, oh, ow) = im2col(x, L.conv, zp_in)
-        out_shape = (n, oh, ow, L.N)
+        out_shape = (n, oh, ow, N)
     else:
-        if x.shape[-1] != L.K:
-            raise CompileError(f"layer {L.name!r}: input shape {x.shape} does not match the compiled layer")
-        A = x.reshape(-1, L.K)
-        out_shape = tuple(x.shape[:-1]) + (L.N,)
+        if x.ndim == 0 or x.shape[-1] != K:
+            raise CompileError(f"layer {L.name!r}: input shape {x.shape} does not match the compiled layer: expected "
+                               f"a last axis of {K}")
+        A = x.reshape(-1, K)
+        out_shape = tuple(x.shape[:-1]) + (N,)
     M = A.shape[0]
-    P = L.chunk
+    P = L.schedule.chunk
     B = max(1, math.ceil(M / P))
     # Bytes as LDIN takes them (a signed code's two's complement byte): the tile then stores them as they are.
-    Ap = np.full((B * P, L.K), zp_in & 0xFF, dtype=np.uint8)
+    Ap = np.full((B * P, K), zp_in & 0xFF, dtype=np.uint8)
     # (integer to uint8 keeps the low byte; a float array, if a host op ever gave one, goes through int64)
     Ap[:M] = (A if A.dtype.kind in "iu" else A.astype(np.int64)).astype(np.uint8)
-    A3 = Ap.reshape(B, P, L.K)
+    A3 = Ap.reshape(B, P, K)
     inblk: dict[InputBlock, np.ndarray] = {}
-    Y = np.zeros((B * P, L.N), dtype=np.int64)
+    Y = np.zeros((B * P, N), dtype=np.int64)
     cycles = 0
     for pi in L.programs:
         prog = bundle.programs[pi]
@@ -161,8 +165,13 @@ def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: 
     if t_in.kind == "float":
         x = x.astype(np.float32)
     elif t_in.kind == "codes":
-        if x.dtype.kind not in "iu" or x.min(initial=0) < t_in.spec.lo or x.max(initial=0) > t_in.spec.hi:
-            raise CompileError(f"input {t_in.name!r}: expected {t_in.dtype} codes")
+        if x.dtype.kind not in "iu":
+            raise CompileError(f"input {t_in.name!r}: got {x.dtype} values, expected {t_in.dtype} codes "
+                               f"({t_in.spec.lo}..{t_in.spec.hi})")
+        if x.size and (x.min() < t_in.spec.lo or x.max() > t_in.spec.hi):
+            bad = int(x.min()) if x.min() < t_in.spec.lo else int(x.max())
+            raise CompileError(f"input {t_in.name!r}: code {bad} outside {t_in.spec.lo}..{t_in.spec.hi} "
+                               f"({t_in.dtype} codes expected)")
         x = x.astype(np.int64)
     if x.ndim != len(t_in.shape) or tuple(x.shape[1:]) != tuple(t_in.shape[1:]):
         raise CompileError(f"input {t_in.name!r}: shape {x.shape} does not match the model's {t_in.shape}")

@@ -71,10 +71,10 @@ def test_report_cycles_equal_golden_run(tile):
         feed = []
         for ref in p.feed:  # blocks of the shapes the typed references describe
             if isinstance(ref, InputBlock):
-                assert ref.chunk == L.chunk and ref.pad_rows == cfg.rows
-                feed.append(np.zeros((L.chunk * len(ref.tiles), cfg.rows), dtype=np.int64))
+                assert ref.chunk == L.schedule.chunk and ref.pad_rows == cfg.rows
+                feed.append(np.zeros((L.schedule.chunk * len(ref.tiles), cfg.rows), dtype=np.int64))
             elif isinstance(ref, LevelBlock):
-                assert ref.pad_rows == cfg.rows and (ref.k1 - ref.k0) % L.group == 0
+                assert ref.pad_rows == cfg.rows and (ref.k1 - ref.k0) % L.tiling.group == 0
                 feed.append(np.ones((ref.pad_rows, ref.k1 - ref.k0), dtype=np.int64))
             else:
                 assert isinstance(ref, RqBlock)
@@ -101,7 +101,7 @@ def test_weight_minus_128_is_corrected_exactly(tile):
     m.graph.initializer[2].CopyFrom(numpy_helper.from_array(np.int8(0), "wz"))
     b = compiler.compile_model(m, tile)
     L = b.model.layers[0]
-    assert L.wbits == 8 and len(L.fix_tiles) >= 1
+    assert L.weights.wbits == 8 and len(L.tiling.fix_tiles) >= 1
     x = r.integers(-128, 128, (16, 30)).astype(np.int8)
     ref = ort_run(m, x)
     np.testing.assert_array_equal(compiler.run(b, x), ref)
@@ -134,7 +134,7 @@ def test_7bit_minimum_uses_8_bits():
         if n.op_type == "DequantizeLinear" and n.input[0] == "w":
             n.input[0] = "wc"
     b = compiler.compile_model(m, "isaac")
-    assert b.model.layers[0].wbits == 8
+    assert b.model.layers[0].weights.wbits == 8
     x = np.random.default_rng(1).random((8, 20)).astype(np.float32) * 3
     y, ref = compiler.run(b, x), ort_run(m, x)
     assert np.abs(y - ref).max() <= 0.05 + 1e-6
@@ -305,7 +305,7 @@ def test_long_rows_on_tiny_fit_one_program():
     m = models.qdq_gemm(w, w_scale=0.002)
     b = compiler.compile_model(m, "tiny")
     L = b.model.layers[0]
-    assert len(L.row_tiles) > 20 and all(len(b.programs[i].words) <= PRESETS["tiny"].prog_depth for i in L.programs)
+    assert len(L.tiling.row_tiles) > 20 and all(len(b.programs[i].words) <= PRESETS["tiny"].prog_depth for i in L.programs)
     x = np.random.default_rng(7).random((6, 300)).astype(np.float32) * 3
     y, st = compiler.run(b, x[:1], stats=True)
     assert st.cycles == b.report["totals"]["cycles"]

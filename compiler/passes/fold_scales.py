@@ -8,7 +8,7 @@ import numpy as np
 from cimtile.hw.isa import RQ_RECORD, RQ_VALUE_RANGE, field_range
 
 from ..errors import node_error
-from ..ir import Model
+from ..ir import Model, Requant
 
 #: The lane record's multiplier width and largest shift (LDRQ's record, cimtile.hw.isa.RQ_RECORD).
 MULT_BITS = RQ_RECORD["mult"].width
@@ -33,20 +33,22 @@ def fixed_point(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class FoldScales:
+    """Makes the :class:`~cimtile.compiler.ir.Requant` of each layer with an output quantizer (needs Weights)."""
+
     def apply(self, model: Model) -> tuple[Model, bool]:
         for L in model.layers:
             if L.out_spec is None:
                 continue
-            m = L.acc_scale / float(L.out_spec.scale)
+            wt = L.need("weights", "FoldScales")
+            m = wt.acc_scale / float(L.out_spec.scale)
             mult, shift = fixed_point(m)
             if np.any(mult >= 1 << MULT_BITS):
                 raise node_error(L.name, L.op, f"requantisation factor {float(m.max()):.4g} too large for a "
                                  f"{MULT_BITS}-bit multiplier")
-            L.rq_mult, L.rq_shift = mult, shift
-            L.zp_out = int(L.out_spec.zero_point)
-            L.clamp = (int(L.out_spec.lo), int(L.out_spec.hi))
+            zp, clamp = int(L.out_spec.zero_point), (int(L.out_spec.lo), int(L.out_spec.hi))
             vlo, vhi = RQ_VALUE_RANGE
-            if not (vlo <= L.zp_out <= vhi and vlo <= L.clamp[0] <= L.clamp[1] <= vhi):
-                raise node_error(L.name, L.op, f"output zero point {L.zp_out} and range {L.clamp[0]}..{L.clamp[1]}: "
+            if not (vlo <= zp <= vhi and vlo <= clamp[0] <= clamp[1] <= vhi):
+                raise node_error(L.name, L.op, f"output zero point {zp} and range {clamp[0]}..{clamp[1]}: "
                                  f"the tile's requantisation needs both inside {vlo}..{vhi}")
+            L.requant = Requant(mult, shift, zp, clamp)
         return model, False

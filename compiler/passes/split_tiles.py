@@ -9,7 +9,7 @@ from cimtile.hw.encoding import adc_range, encode_weights, group_size, paired
 from cimtile.hw.params import TileConfig
 
 from ..errors import node_error
-from ..ir import Model, TileLayer
+from ..ir import Model, TileLayer, Tiling, Weights
 
 
 def cell_levels(W: np.ndarray, wbits: int, wsigned: bool, cfg: TileConfig) -> tuple[np.ndarray, int]:
@@ -45,9 +45,9 @@ def _fits(levels: np.ndarray, h: int, P: int, lim: np.ndarray) -> bool:
     return bool((sums.max(axis=0) <= lim).all())
 
 
-def row_height(L: TileLayer, cfg: TileConfig, lim: np.ndarray, levels: np.ndarray | None = None) -> int:
-    """Rows per crossbar tile: as many as fit the array with every conversion provably unclipped."""
-    levels = L.levels if levels is None else levels
+def row_height(L: TileLayer, cfg: TileConfig, lim: np.ndarray, levels: np.ndarray) -> int:
+    """Rows per crossbar tile: as many as fit the array with every conversion provably unclipped (``L`` only
+    names the layer in errors)."""
     K = levels.shape[0]
     hmax = min(cfg.rows, K)
     P = cfg.rows_per_conv
@@ -72,35 +72,45 @@ def row_height(L: TileLayer, cfg: TileConfig, lim: np.ndarray, levels: np.ndarra
 
 
 class SplitTiles:
+    """Makes each layer's :class:`~cimtile.compiler.ir.Tiling` (needs Weights)."""
+
     def __init__(self, cfg: TileConfig):
         self.cfg = cfg
 
     def apply(self, model: Model) -> tuple[Model, bool]:
-        cfg = self.cfg
         for L in model.layers:
-            L.levels, L.group = cell_levels(L.w_int, L.wbits, L.wsigned, cfg)
-            if L.group > cfg.cols:
-                raise node_error(L.name, L.op, f"layer cannot fit: one {L.wbits}-bit weight needs {L.group} columns, "
-                                 f"the crossbar has {cfg.cols}")
-            L.outs_per_tile = cfg.cols // L.group
-            lim = _column_limits(cfg, L.group, L.levels.shape[1], L.wsigned)
-            if L.w_fix is not None:
-                L.levels_fix, fgroup = cell_levels(L.w_fix, 2, True, cfg)
-                # the correction's columns must convert without clipping too: check them with the weights
-                lim = np.concatenate([lim, _column_limits(cfg, fgroup, L.levels_fix.shape[1], True)])
-                L.row_tile = row_height(L, cfg, lim, np.concatenate([L.levels, L.levels_fix], axis=1))
-                L.fix_tiles = [(ct, rt) for ct, (c0, c1) in enumerate(L.col_tiles)
-                               for rt, (r0, r1) in enumerate(L.row_tiles) if L.w_fix[r0:r1, c0:c1].any()]
-            else:
-                L.row_tile = row_height(L, cfg, lim)
-            # accumulator range: the exact sum must not wrap
-            lo, hi = L.in_spec.lo, L.in_spec.hi
-            xmax = max(abs(lo), abs(hi))
-            wabs = np.abs(L.w_int).sum(axis=0, dtype=np.int64)
-            if L.w_fix is not None:
-                wabs = wabs + np.abs(L.w_fix).sum(axis=0, dtype=np.int64)
-            bound = int(wabs.max(initial=0)) * xmax
-            if bound >= 1 << (cfg.acc_bits - 1):
-                raise node_error(L.name, L.op, f"layer cannot fit: sums up to {bound} overflow the {cfg.acc_bits}-bit "
-                                 "accumulator")
+            L.tiling = self.split(L, L.need("weights", "SplitTiles"))
         return model, False
+
+    def split(self, L: TileLayer, wt: Weights) -> Tiling:
+        cfg = self.cfg
+        levels, group = cell_levels(wt.w_int, wt.wbits, wt.wsigned, cfg)
+        if group > cfg.cols:
+            raise node_error(L.name, L.op, f"layer cannot fit: one {wt.wbits}-bit weight needs {group} columns, "
+                             f"the crossbar has {cfg.cols}")
+        outs_per_tile = cfg.cols // group
+        col_tiles = Tiling.ranges(wt.N, outs_per_tile)
+        lim = _column_limits(cfg, group, levels.shape[1], wt.wsigned)
+        levels_fix, fix_tiles = None, ()
+        if wt.w_fix is not None:
+            levels_fix, fgroup = cell_levels(wt.w_fix, 2, True, cfg)
+            # the correction's columns must convert without clipping too: check them with the weights
+            lim = np.concatenate([lim, _column_limits(cfg, fgroup, levels_fix.shape[1], True)])
+            row_tile = row_height(L, cfg, lim, np.concatenate([levels, levels_fix], axis=1))
+            row_tiles = Tiling.ranges(wt.K, row_tile)
+            fix_tiles = tuple((ct, rt) for ct, (c0, c1) in enumerate(col_tiles)
+                              for rt, (r0, r1) in enumerate(row_tiles) if wt.w_fix[r0:r1, c0:c1].any())
+        else:
+            row_tile = row_height(L, cfg, lim, levels)
+            row_tiles = Tiling.ranges(wt.K, row_tile)
+        # accumulator range: the exact sum must not wrap
+        lo, hi = L.in_spec.lo, L.in_spec.hi
+        xmax = max(abs(lo), abs(hi))
+        wabs = np.abs(wt.w_int).sum(axis=0, dtype=np.int64)
+        if wt.w_fix is not None:
+            wabs = wabs + np.abs(wt.w_fix).sum(axis=0, dtype=np.int64)
+        bound = int(wabs.max(initial=0)) * xmax
+        if bound >= 1 << (cfg.acc_bits - 1):
+            raise node_error(L.name, L.op, f"layer cannot fit: sums up to {bound} overflow the {cfg.acc_bits}-bit "
+                             "accumulator")
+        return Tiling(levels, group, row_tile, outs_per_tile, row_tiles, col_tiles, levels_fix, fix_tiles)
