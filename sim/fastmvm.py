@@ -36,7 +36,8 @@ def _bit_field(values: np.ndarray) -> tuple[int, int]:
     for sh in range(8):
         if np.array_equal((b >> sh) & top, values):
             return sh, top
-    raise AssertionError("an input slice is not a bit field of the input byte")  # input_slices changed
+    raise AssertionError(f"input slice values {values[:8].tolist()}... are not a bit field of the input byte "
+                         "(kernels.input_slices changed)")
 
 
 class _Group:
@@ -93,7 +94,8 @@ class _Plan:
         byte_vals = input_values(np.arange(256), layer.abits, layer.asigned)
         bound = int(np.abs(byte_vals).max()) * int(np.abs(W).sum(axis=0).max(initial=0))
         if bound >= F64_EXACT:
-            raise OverflowError("integer product exceeds the float64 exact range")
+            raise OverflowError(f"MVM of {layer} on a {nr}-row window: input x weight sums up to {bound} exceed the "
+                                f"float64 exact range (below 2**53 = {F64_EXACT})")
         self.lin_bound = bound
         self.lin_dtype = np.float32 if bound < F32_EXACT else np.float64
         self.W = W.astype(self.lin_dtype)
@@ -295,7 +297,8 @@ def _linear_consts(layer: Layer, geo: Geometry, cfg: TileConfig) -> tuple:
     groups = -(-geo.nr // cfg.rows_per_conv)
     bound = _max_abs_value(layer.abits, layer.asigned) * conv_cw * groups * (cap_pos + (cap_neg if analog else 0))
     if bound >= F64_EXACT:
-        raise OverflowError("integer product exceeds the float64 exact range")
+        raise OverflowError(f"MVM of {layer} on a {geo.nr}x{geo.nc} window: sums up to {bound} exceed the float64 "
+                            f"exact range (below 2**53 = {F64_EXACT})")
     return cwf, analog, cap_pos, cap_neg, bound, np.float32 if bound < F32_EXACT else np.float64
 
 

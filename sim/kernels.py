@@ -65,7 +65,8 @@ def _gemm(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
         return (a.astype(np.float32) @ b.astype(np.float32)).astype(np.int64)
     if bound < F64_EXACT:
         return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
-    raise OverflowError("integer product exceeds the float64 exact range")
+    raise OverflowError(f"GEMM of {a.shape} x {b.shape}: integer sums up to {bound} exceed the float64 exact "
+                        f"range (below 2**53 = {F64_EXACT})")
 
 
 def mvm_sliced(raw: np.ndarray, levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,

@@ -90,7 +90,8 @@ def _take(t: Tile, d: Decoded, pc: int, shapes: tuple, what: str, lo: int, hi: i
         raise FeedError(f"pc {pc}: {d.text()}: expected {what} of shape {want}, got shape {tuple(b.shape)}")
     # Bytes cannot be negative: a uint8 block (the runtime's usual input) skips the lower bound.
     if b.size and ((b.dtype != np.uint8 and b.min() < lo) or b.max() > hi):
-        raise FeedError(f"pc {pc}: {d.text()}: {what} outside {lo}..{hi}")
+        bad = tuple(int(i) for i in np.argwhere((b < lo) | (b > hi))[0])
+        raise FeedError(f"pc {pc}: {d.text()}: {what} outside {lo}..{hi}: {b[bad]} at index {bad}")
     return b
 
 
