@@ -160,6 +160,8 @@ MVM_LATENCY = 1
 REQ_LATENCY = 1
 VAU_LATENCY = 2
 CELL_CYCLES = 3
+#: Cycles of an instruction that stops the run with an error (it does no work).
+ERROR_CYCLES = 1
 
 
 @dataclass(frozen=True)
@@ -551,8 +553,8 @@ def render_doc() -> str:
         "",
         f"Instruction words are {WORD_BITS} bits: the opcode in bits 0-{OPCODE_BITS - 1}, the arguments from bit "
         f"{_ARGS_OFFSET}. Every bit outside an opcode's fields must be zero (else `RESERVED`); an undefined "
-        "opcode is `OPCODE`. On an error the tile stops at that instruction, which counts 1 cycle, and reports "
-        "the cause and its program counter. Fields named `count` or `body` are stored minus one.",
+        f"opcode is `OPCODE`. On an error the tile stops at that instruction, which counts {ERROR_CYCLES} cycle, "
+        "and reports the cause and its program counter. Fields named `count` or `body` are stored minus one.",
         "",
         "When one instruction could raise several causes, the first in this order wins: `OPCODE`, `RESERVED`, "
         "then `LOOP_DEPTH` before `LOOP_NEST`, `WINDOW` and `CONFIG` before `ADDR`, `ADDR` before `VALUE`; of "

@@ -436,6 +436,9 @@ class Tile(wiring.Component):
             in_shift = Mux(sign_slice, abits_m1, k * d)
             if self.mutation == "shift_add":
                 in_shift = Mux(k >= 1, in_shift + 1, in_shift)
+            # Column q of a weight group (hw/encoding.py): with signed weights converted per column the
+            # order is s0+ s0- s1+ s1- ..., so q's low bit is the sign and q >> 1 the slice; otherwise
+            # (unsigned, or a pair converted once) q is the slice.
             wneg = wsigned & ~g_analog & q[0]
             wsl = Mux(wsigned & ~g_analog, q >> 1, q)
             shift = Signal(6, name=f"lane{i}_shift")

@@ -198,7 +198,7 @@ class Tile(Walker):
             halted = True
         except WalkStop as s:
             cause, pc, detail = s.cause, s.pc, s.detail
-            self._cycles += 1
+            self._cycles += isa.ERROR_CYCLES
             self._instrs += 1
             text = self.program[pc].text() if pc < len(self.program) else "(end of program)"
         return RunResult(self._cycles, self._instrs, halted, cause, pc, detail, self._outputs, self.sync_tag, text)
