@@ -2,8 +2,9 @@
 
 Control flow in this ISA does not depend on data: loops have fixed counts and strides, there are no
 branches. :class:`Walker` is that sequencing, written once; the golden model
-(:class:`cimtile.sim.tile.Tile`), the compiler's cycle report (:mod:`cimtile.compiler.report`) and the
-testbench's trace (:func:`cimtile.tb.programs.executed`) subclass it and say only what an instruction
+(:class:`cimtile.sim.tile.Tile`, and its loop vectoriser's probe in :mod:`cimtile.sim.vectorise`), the
+compiler's cycle report (:mod:`cimtile.compiler.report`) and the testbench's trace
+(:func:`cimtile.tb.programs.executed`) subclass it and say only what an instruction
 does to them (:meth:`Walker.step`) and, where they shortcut iterations, how a loop runs
 (:meth:`Walker.loop`).
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from cimtile.hw.isa import Cause, Opcode
+from cimtile.hw.isa import Opcode
+from cimtile.hw.program import Halted, Walker, WalkStop
 
 if TYPE_CHECKING:  # pragma: no cover
     from .tile import Tile
@@ -22,6 +23,41 @@ __all__ = ["VECTOR_OPS", "Vectoriser"]
 
 #: Opcodes a vectorised loop body may contain.
 VECTOR_OPS = frozenset({Opcode.NOP, Opcode.MVM, Opcode.REQ, Opcode.LOOP})
+
+
+class _NotVector(Exception):
+    pass
+
+
+class _Probe(Walker):
+    """The accesses of a loop body's instructions, for :meth:`Vectoriser._probe`."""
+
+    def __init__(self, tile: Tile, acc: dict):
+        super().__init__(tile.program, tile.cfg.loop_depth)
+        self.t, self.acc = tile, acc
+
+    def step(self, pc, d, offs) -> None:
+        if d.op not in VECTOR_OPS:
+            raise _NotVector
+        c, a, acc = self.t.cfg, d.args, self.acc
+        if d.op is Opcode.MVM:
+            if not self.t.geometry().aligned:
+                raise _NotVector
+            ia, aa = a["in_addr"] + offs[0], a["acc_addr"] + offs[1]
+            if ia.max() >= c.in_depth or aa.max() >= c.acc_depth:
+                raise _NotVector
+            acc["in"].append((ia, False))
+            if a["accumulate"]:
+                acc["acc"].append((aa, False))
+            acc["acc"].append((aa, True))
+        elif d.op is Opcode.REQ:
+            if not self.t.geometry().aligned:
+                raise _NotVector
+            aa, oa = a["acc_addr"] + offs[1], a["out_addr"] + offs[2]
+            if aa.max() >= c.acc_depth or oa.max() >= c.out_depth:
+                raise _NotVector
+            acc["acc"].append((aa, False))
+            acc["out"].append((oa, True))
 
 
 class Vectoriser:
@@ -95,42 +131,12 @@ class Vectoriser:
         return True
 
     def _probe(self, b0, b1, offs, depth, acc) -> bool:
-        c = self.t.cfg
-        pc = b0
-        while pc < b1:
-            d = self.t.program[pc]
-            if d.cause is not Cause.NONE or d.op not in VECTOR_OPS:
-                return False
-            a = d.args
-            if d.op is Opcode.LOOP:
-                e = pc + 1 + a["body"]
-                if depth + 1 > c.loop_depth or e > b1:
-                    return False
-                st = (a["stride_in"], a["stride_acc"], a["stride_out"])
-                for i in range(a["count"]):
-                    if not self._probe(pc + 1, e, tuple(o + i * s for o, s in zip(offs, st)), depth + 1, acc):
-                        return False
-                pc = e
-                continue
-            if d.op is Opcode.MVM:
-                if not self.t.geometry().aligned:
-                    return False
-                ia, aa = a["in_addr"] + offs[0], a["acc_addr"] + offs[1]
-                if ia.max() >= c.in_depth or aa.max() >= c.acc_depth:
-                    return False
-                acc["in"].append((ia, False))
-                if a["accumulate"]:
-                    acc["acc"].append((aa, False))
-                acc["acc"].append((aa, True))
-            elif d.op is Opcode.REQ:
-                if not self.t.geometry().aligned:
-                    return False
-                aa, oa = a["acc_addr"] + offs[1], a["out_addr"] + offs[2]
-                if aa.max() >= c.acc_depth or oa.max() >= c.out_depth:
-                    return False
-                acc["acc"].append((aa, False))
-                acc["out"].append((oa, True))
-            pc += 1
+        """Walk the body (the one walk, :class:`cimtile.hw.program.Walker`) recording the buffer entries each
+        MVM and REQ reads and writes into ``acc``; False if any instruction is not vectorisable or could fail."""
+        try:
+            _Probe(self.t, acc).block(b0, b1, offs, depth)
+        except (WalkStop, Halted, _NotVector):
+            return False
         return True
 
     def lanes(self, base: int, off):
