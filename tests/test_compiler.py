@@ -305,7 +305,8 @@ def test_long_rows_on_tiny_fit_one_program():
     m = models.qdq_gemm(w, w_scale=0.002)
     b = compiler.compile_model(m, "tiny")
     L = b.model.layers[0]
-    assert len(L.tiling.row_tiles) > 20 and all(len(b.programs[i].words) <= PRESETS["tiny"].prog_depth for i in L.programs)
+    assert len(L.tiling.row_tiles) > 20
+    assert all(len(b.programs[i].words) <= PRESETS["tiny"].prog_depth for i in L.programs)
     x = np.random.default_rng(7).random((6, 300)).astype(np.float32) * 3
     y, st = compiler.run(b, x[:1], stats=True)
     assert st.cycles == b.report["totals"]["cycles"]
