@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from cimtile.progress import bar as progress_bar
+
 from .backends import Backend, GoldenBackend, RtlBackend, get_backend
 from .errors import CompileError
 from .hostops import run_host
+from .inputs import batch_hint, check_input
 from .ir import InputBlock, LevelBlock, MaskBlock, Model, Program, RqBlock, TileLayer
 
 __all__ = ["Backend", "GoldenBackend", "RtlBackend", "RunStats", "execute", "get_backend", "im2col"]
@@ -85,8 +88,33 @@ def _run_program(backend: Backend, prog: Program, feed: list, batch: int, what: 
     return res
 
 
+def _run_copies(backend: Backend, prog: Program, feed: list, B: int, what: str, bar=None):
+    """Run ``B`` copies of a program; with a progress bar shown on the golden backend, in up to 16 slices of
+    the batch (copies are independent: same outputs and cycles), so that the bar moves through a long program."""
+    if bar is None or bar.disable or backend.name != "golden" or B < 16:
+        res = _run_program(backend, prog, feed, B, what)
+        if bar is not None:
+            bar.update(B)
+        return res
+    edges = np.linspace(0, B, min(16, B // 8) + 1).astype(int)
+    parts = []
+    for b0, b1 in zip(edges[:-1], edges[1:]):
+        sub = [f[b0:b1] if isinstance(ref, InputBlock) else f for ref, f in zip(prog.feed, feed)]
+        res = _run_program(backend, prog, sub, int(b1 - b0), what)
+        parts.append(res.outputs)
+        bar.update(int(b1 - b0))
+    res.outputs = [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(parts[0]))]
+    return res
+
+
+def _program_runs(model: Model, images: int) -> int:
+    """Program runs of one :func:`execute` call on ``images`` inputs (the progress bar's total)."""
+    return sum(len(L.programs) * max(1, math.ceil(images * L.schedule.positions / L.schedule.chunk))
+               for L in model.layers)
+
+
 def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, images: _Blocks,
-              stats: RunStats) -> np.ndarray:
+              stats: RunStats, bar=None) -> np.ndarray:
     """Run one tile layer on input codes ``x``; returns output codes, or the accumulator's real (or int32) value."""
     K, N = L.weights.K, L.weights.N
     zp_in = int(L.in_spec.zero_point)
@@ -130,7 +158,7 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
                 feed.append(images.rq(li, ref))
             else:
                 raise CompileError(f"layer {L.name!r}: program {pi} loads {ref!r}, which no layer program takes")
-        res = _run_program(backend, prog, feed, B, f"layer {L.name!r}")
+        res = _run_copies(backend, prog, feed, B, f"layer {L.name!r}", bar)
         cycles += int(res.cycles) * B  # the golden model counts one copy of the batch; copies are runs
         for ref, blk in zip(prog.reads, res.outputs):
             blk = np.asarray(blk).reshape(B * P, -1)[:, : ref.hi - ref.lo]
@@ -154,27 +182,12 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
 
 def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: bool | None = None):
     """Run the network on ``x`` (its first input, as ONNX takes it); returns (outputs by name, RunStats)."""
-    from tqdm import tqdm
-
     model: Model = bundle.model
     cfg = bundle.cfg
+    # type, values and shape first (one-line errors), then the backend (whose first RTL use builds a model)
+    x = check_input(x, model.tensors[model.inputs[0]], model.meta)
     if isinstance(backend, str):
         backend = get_backend(backend, cfg)
-    t_in = model.tensors[model.inputs[0]]
-    x = np.asarray(x)
-    if t_in.kind == "float":
-        x = x.astype(np.float32)
-    elif t_in.kind == "codes":
-        if x.dtype.kind not in "iu":
-            raise CompileError(f"input {t_in.name!r}: got {x.dtype} values, expected {t_in.dtype} codes "
-                               f"({t_in.spec.lo}..{t_in.spec.hi})")
-        if x.size and (x.min() < t_in.spec.lo or x.max() > t_in.spec.hi):
-            bad = int(x.min()) if x.min() < t_in.spec.lo else int(x.max())
-            raise CompileError(f"input {t_in.name!r}: code {bad} outside {t_in.spec.lo}..{t_in.spec.hi} "
-                               f"({t_in.dtype} codes expected)")
-        x = x.astype(np.int64)
-    if x.ndim != len(t_in.shape) or tuple(x.shape[1:]) != tuple(t_in.shape[1:]):
-        raise CompileError(f"input {t_in.name!r}: shape {x.shape} does not match the model's {t_in.shape}")
     stats = RunStats(images=int(x.shape[0]) if x.ndim else 1)
     init = bundle.programs[0]
     res = _run_program(backend, init, [_Blocks.masks(ref) for ref in init.feed], 1, "init")
@@ -182,18 +195,25 @@ def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: 
     env = {model.inputs[0]: x}
     images = _Blocks(bundle)
     layer_index = {id(L): i for i, L in enumerate(model.layers)}
-    steps = tqdm(model.steps, desc="cimtile run", unit="step", disable=None if progress is None else not progress,
-                 leave=False)
-    for s in steps:
+    # The bar counts program runs (a layer's programs times its copies), so it moves through a long layer.
+    bar = progress_bar(total=_program_runs(model, int(x.shape[0])), desc=f"cimtile run ({backend.name})",
+                       unit="run", progress=progress)
+    for s in model.steps:
         if isinstance(s, TileLayer):
-            env[s.output] = run_layer(bundle, layer_index[id(s)], s, env[s.input], backend, images, stats)
+            bar.set_postfix_str(f"layer {s.name}")  # shown at once: a layer can take long
+            env[s.output] = run_layer(bundle, layer_index[id(s)], s, env[s.input], backend, images, stats, bar)
         else:
             args = [env[n] if n in env else model.consts[n] for n in s.inputs if n]
             if s.op == "HostMatMul":
                 a, b = args
                 stats.host_macs += int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))) * \
                     a.shape[-2] * a.shape[-1] * b.shape[-1]
-            env[s.outputs[0]] = run_host(s, args)
+            try:
+                env[s.outputs[0]] = run_host(s, args)
+            except ValueError as e:  # e.g. a Reshape to a batch size fixed at export: one line, not a traceback
+                raise CompileError(f"host step {s.name!r} ({s.op}): {str(e).splitlines()[0]}"
+                                   f"{batch_hint(model.tensors[model.inputs[0]], model.meta, x.shape)}") from None
+    bar.close()
     outs = {}
     for o in model.outputs:
         t = model.tensors[o]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -98,7 +99,16 @@ def _take(t: Tile, d: Decoded, pc: int, shapes: tuple, what: str, lo: int, hi: i
 def check_program(cfg: TileConfig, program: Sequence[int]) -> list[int]:
     """The words of a program the tile can load (as ints), else a one-line :class:`ProgramError`: at most
     ``prog_depth`` words, each fitting the instruction word. Every backend makes this check."""
-    words = [int(w) for w in program]
+    words = []
+    for i, w in enumerate(program):
+        # operator.index, not int(): int(1.5) would silently run word 1
+        if isinstance(w, bool):
+            raise ProgramError(f"word {i} = {w!r}: expected an integer instruction word")
+        try:
+            words.append(operator.index(w))
+        except TypeError:
+            raise ProgramError(f"word {i} = {w!r}: expected an integer instruction word, got "
+                               f"{type(w).__name__}") from None
     if len(words) > cfg.prog_depth:
         raise ProgramError(f"program of {len(words)} words exceeds prog_depth = {cfg.prog_depth} of tile {cfg.name}")
     for i, w in enumerate(words):
