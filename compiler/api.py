@@ -55,6 +55,8 @@ def compile_model(model: str | Path | onnx.ModelProto, tile: str | TileConfig = 
                    "shift": (q.shift if q is not None else np.zeros(n, np.int64)).astype(np.int64),
                    "acc_scale": np.asarray(wt.acc_scale, dtype=np.float64),
                    "bias_f": np.asarray(wt.bias_f, dtype=np.float64)})
+        if wt.zp_w is not None:  # the weight zero points the host corrects for (asymmetric weights)
+            rq[-1]["zp_w"] = np.asarray(wt.zp_w, dtype=np.int64)
         # the codes are folded into the levels, which the bundle keeps apart: do not keep two copies
         L.weight = None
         L.weights = dataclasses.replace(wt, w_int=None, w_fix=None)

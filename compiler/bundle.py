@@ -199,8 +199,10 @@ def load_bundle(path: str | Path) -> Bundle:
         kw["in_shape"], kw["out_shape"] = tuple(kw["in_shape"]), tuple(kw["out_shape"])
         r = {k: wz[f"L{li}.{k}"] for k in ("bias", "mult", "shift", "acc_scale", "bias_f")}
         w = d["weights"]
+        if f"L{li}.zp_w" in wz.files:
+            r["zp_w"] = wz[f"L{li}.zp_w"]
         wt = Weights(None, None, **{k: w[k] for k in _WEIGHTS_FIELDS}, rq_bias=r["bias"], acc_scale=r["acc_scale"],
-                     bias_f=r["bias_f"])
+                     bias_f=r["bias_f"], zp_w=r.get("zp_w"))
         q = d["requant"]
         t = d["tiling"]
         tiling = Tiling(None, t["group"], t["row_tile"], t["outs_per_tile"], Tiling.ranges(wt.K, t["row_tile"]),

@@ -33,7 +33,7 @@ def init_program(cfg: TileConfig) -> Program:
 def _header(L: TileLayer) -> list[int]:
     wt = L.weights
     w = [E(Opcode.CFG, wbits=wt.wbits, abits=wt.abits, wsigned=int(wt.wsigned), asigned=int(wt.asigned), adc_shift=0)]
-    if L.out_spec is not None:
+    if L.requant_on_tile:
         rq = L.need("requant", "codegen")
         w.append(E(Opcode.CFGRQ, zero_point=rq.zero_point, clamp_lo=rq.clamp[0], clamp_hi=rq.clamp[1],
                    relu=int(L.relu)))
@@ -55,7 +55,7 @@ def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, 
     n_out = c1 - c0
     ncols = n_out * group
     words, feed, reads = [], [], []
-    req = L.out_spec is not None
+    req = L.requant_on_tile
     if req:
         words.append(E(Opcode.LDRQ, start=0, count=n_out))
         feed.append(RqBlock(c0, c1))
@@ -87,6 +87,11 @@ def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, 
                 words += [E(Opcode.MVM, in_addr=(rt - g0) * P, acc_addr=0, accumulate=1), _header(L)[0]]
                 win = None
     if req:
+        if win is None:
+            # a -128 correction left its own 2-column window: REQ takes its lanes from the window (columns /
+            # weight group), so restore the layer's window first or only some outputs would be requantised
+            r0, r1 = row_tiles[groups[-1][1] - 1]
+            words.append(E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=ncols))
         if P > 1:
             words.append(E(Opcode.LOOP, count=P, body=1, stride_in=0, stride_acc=1, stride_out=1))
         words += [E(Opcode.REQ, acc_addr=0, out_addr=0), E(Opcode.RDOUT, start=0, count=P)]

@@ -235,10 +235,18 @@ class Weights:
     rq_bias: np.ndarray  # (N,) int: bias at accumulator scale, input zero point folded in
     acc_scale: np.ndarray  # (N,) float: real value of one accumulator unit
     bias_f: np.ndarray  # (N,) real bias the host adds in accumulator mode
+    # (N,) int weight zero points the host corrects for (asymmetric weights whose ``codes - zp`` do not fit the
+    # tile: the tile holds the codes, the host adds ``-zp_w[n] * sum_k (x_k - zp_in)``); None: nothing to correct
+    zp_w: np.ndarray | None = None
 
     @property
     def has_fix(self) -> bool:
         return self.w_fix is not None
+
+    @property
+    def host_corrected(self) -> bool:
+        """True if the host adds the weight zero point's term (the layer reads its accumulator back)."""
+        return self.zp_w is not None
 
 
 @dataclass(frozen=True, eq=False)
@@ -310,6 +318,12 @@ class TileLayer:
     tiling: Tiling | None = None
     schedule: Schedule | None = None
     programs: list[int] = field(default_factory=list)  # indices into Model.programs (codegen)
+
+    @property
+    def requant_on_tile(self) -> bool:
+        """True if the tile requantises this layer's outputs (REQ + RDOUT); False if it reads the accumulator
+        back (no output quantizer, or a weight zero point the host corrects for before requantising)."""
+        return self.out_spec is not None and not (self.weights is not None and self.weights.host_corrected)
 
     def need(self, stage: str, who: str):
         """The stage record ``stage`` ("weights", "requant", "tiling", "schedule"), which ``who`` needs; an

@@ -107,6 +107,9 @@ def build_report(model: Model, cfg: TileConfig) -> dict:
             "mvms": mvms, "adc_conversions": conversions, "cycles": cycles,
             "adc_util": conversions * cfg.adc_cycles / (cycles * cfg.n_adcs) if cycles else 0.0,
         })
+        if wt.host_corrected:
+            # the weight zero point's term on the host: K adds (sum of x) and N multiply-adds per position
+            rows[-1]["host_zp_ops"] = sch.positions * (wt.K + wt.N)
     host = []
     for s in model.steps:
         if isinstance(s, HostStep) and s.op not in ("Identity",):
@@ -122,6 +125,9 @@ def build_report(model: Model, cfg: TileConfig) -> dict:
               "adc_util": tot_conv * cfg.adc_cycles / (tot_c * cfg.n_adcs) if tot_c else 0.0,
               "words": sum(len(p.words) for p in model.programs), "programs": len(model.programs),
               "host_ops": len(host), "host_macs": sum(h.get("macs", 0) for h in host)}
+    zp_ops = sum(r.get("host_zp_ops", 0) for r in rows)
+    if zp_ops:
+        totals["host_zp_ops"] = zp_ops
     return {"tile": cfg.name, "tile_config": cfg.to_dict(), "images": 1, "layers": rows, "host": host,
             "totals": totals}
 
@@ -147,4 +153,8 @@ def format_report(rep: dict) -> str:
     host = ", ".join(sorted({h["op"] for h in rep["host"]}))
     lines.append(f"host ops: {t['host_ops']} ({host or 'none'}); host MACs (activation x activation): "
                  f"{t['host_macs']}; program: {t['words']} words in {t['programs']} programs")
+    if t.get("host_zp_ops"):
+        names = ", ".join(r["name"] for r in rep["layers"] if r.get("host_zp_ops"))
+        lines.append(f"asymmetric-weight correction on the host (zp_w * sum x, accumulators read back): "
+                     f"{t['host_zp_ops']} ops ({names})")
     return "\n".join(lines) + "\n"

@@ -28,10 +28,21 @@ class RunStats:
     init_cycles: int = 0
     layer_cycles: dict[str, int] = field(default_factory=dict)
     host_macs: int = 0
+    host_ops: int = 0  # host element operations of tile layers (the weight zero point's correction)
 
     @property
     def cycles(self) -> int:
         return self.init_cycles + sum(self.layer_cycles.values())
+
+
+def host_requant(L: TileLayer, acc: np.ndarray, acc_scale: np.ndarray) -> np.ndarray:
+    """Requantise accumulators on the host as onnxruntime does (float scale, round half to even, saturate; a
+    fused ReLU clamps at the zero point): for layers whose weight zero point the host corrects for."""
+    q = L.need("requant", "runtime")
+    real = acc.astype(np.float64) * np.asarray(acc_scale, dtype=np.float64)
+    v = np.rint(real / float(L.out_spec.scale)) + q.zero_point
+    lo = max(q.clamp[0], q.zero_point) if L.relu else q.clamp[0]
+    return np.clip(v, lo, q.clamp[1]).astype(np.int64)
 
 
 def im2col(x: np.ndarray, conv: dict, pad_value: int) -> np.ndarray:
@@ -179,12 +190,19 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
             Y[:, ref.lo:ref.hi] = blk
     stats.layer_cycles[L.name] = stats.layer_cycles.get(L.name, 0) + cycles
     Y = Y[:M]
-    if L.out_spec is not None:
+    rq = bundle.rq[li]
+    if L.weights.host_corrected:
+        # the weight zero point's term, exactly: -zp_w[n] * sum_k (x_k - zp_in) (padding adds 0)
+        S = A.sum(axis=1, dtype=np.int64) - K * zp_in
+        Y = Y - np.outer(S, np.asarray(rq["zp_w"], dtype=np.int64))
+        stats.host_ops += M * (K + N)
+    if L.requant_on_tile:
         out = Y
+    elif L.out_spec is not None:
+        out = host_requant(L, Y + rq["bias"], rq["acc_scale"])
     elif L.out_dtype == "int32":
-        out = (Y + bundle.rq[li]["bias"]).astype(np.int32)
+        out = (Y + rq["bias"]).astype(np.int32)
     else:
-        rq = bundle.rq[li]
         out = ((Y + rq["bias"]) * rq["acc_scale"] + rq["bias_f"]).astype(np.float32)
     out = out.reshape(out_shape)
     if L.conv is not None:

@@ -111,16 +111,6 @@ def test_weight_minus_128_is_corrected_exactly(tile):
     assert st.cycles == b.report["totals"]["cycles"]
 
 
-def test_weight_needing_nine_bits_is_an_error():
-    """uint8 weights with zero point 1: 255 - 1 = 254 next to negative values needs 9-bit signed weights."""
-    w = np.r_[np.full((1, 7), 255), np.zeros((29, 7))].astype(np.uint8)
-    m = models.matmul_integer()
-    m.graph.initializer[0].CopyFrom(numpy_helper.from_array(w, "w"))
-    m.graph.initializer[2].CopyFrom(numpy_helper.from_array(np.uint8(1), "wz"))
-    with pytest.raises(compiler.CompileError, match=r"node 'mmint' \(MatMulInteger\): weight value 254 needs 9-bit"):
-        compiler.compile_model(m, "isaac")
-
-
 def test_7bit_minimum_uses_8_bits():
     # 7-bit codes reaching -64: one more bit (8) for that layer, exact result
     w7 = np.random.default_rng(0).integers(-63, 64, (20, 6))

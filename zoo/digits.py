@@ -133,8 +133,10 @@ def float_onnx(kind: str, net) -> onnx.ModelProto:
     return m
 
 
-def ort_quantize(model: onnx.ModelProto, calib: np.ndarray, path, per_channel: bool = False) -> onnx.ModelProto:
-    """onnxruntime's static quantizer (QDQ, uint8 activations, int8 symmetric weights)."""
+def ort_quantize(model: onnx.ModelProto, calib: np.ndarray, path, per_channel: bool = False,
+                 weight_type: str = "QInt8") -> onnx.ModelProto:
+    """onnxruntime's static quantizer (QDQ, uint8 activations; ``weight_type`` "QInt8": int8 symmetric weights,
+    "QUInt8": uint8 asymmetric weights with a zero point)."""
     import tempfile
     from pathlib import Path
 
@@ -151,7 +153,7 @@ def ort_quantize(model: onnx.ModelProto, calib: np.ndarray, path, per_channel: b
         src = Path(d) / "float.onnx"
         onnx.save(model, src)
         quantize_static(str(src), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                        activation_type=QuantType.QUInt8, weight_type=QuantType[weight_type])
     return onnx.load(str(path))
 
 

@@ -25,6 +25,6 @@ class ChooseChunks:
         c = self.cfg
         for L in model.layers:
             positions = positions_per_image(L)
-            depth = min(c.in_depth, c.acc_depth, c.out_depth if L.out_spec is not None else c.acc_depth, 4096)
+            depth = min(c.in_depth, c.acc_depth, c.out_depth if L.requant_on_tile else c.acc_depth, 4096)
             L.schedule = Schedule(positions, max(1, min(depth, positions)))
         return model, False

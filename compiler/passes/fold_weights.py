@@ -9,11 +9,11 @@ from ..errors import node_error
 from ..ir import Model, TileLayer, Weights, bits_of_range
 
 
-def weight_matrix(L: TileLayer) -> np.ndarray:
-    """(K, N) integer weights ``codes - zero_point`` in im2col order (Conv: K = Cin*kh*kw)."""
+def weight_matrix(L: TileLayer, subtract_zero_point: bool = True) -> np.ndarray:
+    """(K, N) integer weights ``codes - zero_point`` (or the codes alone) in im2col order (Conv: K = Cin*kh*kw)."""
     w = L.weight
     codes = w.codes.astype(np.int32)
-    zp = w.spec.zero_point.astype(np.int32)
+    zp = w.spec.zero_point.astype(np.int32) if subtract_zero_point else np.int32(0)
     if L.conv is not None:
         zp = zp.reshape(-1, 1, 1, 1) if zp.ndim else zp
         return (codes - zp).reshape(codes.shape[0], -1).T.copy()
@@ -35,12 +35,26 @@ class FoldWeights:
         return model, False
 
 
+def _fits(W: np.ndarray) -> bool:
+    """Whether the tile holds ``W`` directly (unsigned up to 255, signed +-127 plus the -128 correction)."""
+    lo, hi = int(W.min(initial=0)), int(W.max(initial=0))
+    return (lo >= 0 and hi <= 255) or (lo >= -128 and hi <= 127)
+
+
 def fold(L: TileLayer) -> Weights:
-    W = weight_matrix(L)
-    K, N = W.shape
     spec = L.weight.spec
+    W = weight_matrix(L)
+    zp_w = None
+    if np.any(spec.zero_point) and not _fits(W):
+        # Asymmetric weights whose ``codes - zp_w`` need 9 bits (uint8 weights with a zero point far from 128):
+        # the tile holds the codes and the host adds the zero point's term exactly, as integer inference engines
+        # do: sum_k (w_k - zp_w)(x_k - zp) = sum_k w_k (x_k - zp) - zp_w * sum_k (x_k - zp).
+        W = weight_matrix(L, subtract_zero_point=False)
+        zp_w = np.broadcast_to(spec.zero_point.astype(np.int64).reshape(-1), (W.shape[1],)).copy() \
+            if spec.zero_point.size > 1 else np.full(W.shape[1], int(spec.zero_point), dtype=np.int64)
+    K, N = W.shape
     w_fix = None
-    if W.min(initial=0) >= 0 and not spec.signed and not np.any(spec.zero_point):
+    if W.min(initial=0) >= 0 and not spec.signed and (zp_w is not None or not np.any(spec.zero_point)):
         wsigned = False
         wbits = max(spec.bits, bits_of_range(0, int(W.max(initial=0))))
     else:
@@ -83,4 +97,4 @@ def fold(L: TileLayer) -> Weights:
         bad = int(np.argmax(np.abs(rq_bias)))
         raise node_error(L.name, L.op, f"folded bias {int(rq_bias[bad])} of output {bad} does not fit the 32-bit "
                          "requantisation bias")
-    return Weights(W, w_fix, K, N, wbits, wsigned, spec.bits, ins.bits, ins.lo < 0, rq_bias, s_in * s_w, bias_f)
+    return Weights(W, w_fix, K, N, wbits, wsigned, spec.bits, ins.bits, ins.lo < 0, rq_bias, s_in * s_w, bias_f, zp_w)
