@@ -49,7 +49,7 @@ FORMAT_VERSION = 2  # 2: typed data references (ir.FeedRef, ir.OutputSlice) in t
 #: Graph fields of a tile layer, and the scalar fields of its stage records (their arrays go to weights.npz).
 _LAYER_FIELDS = ("name", "op", "input", "output", "conv", "out_dtype", "relu", "in_shape", "out_shape", "programs")
 _WEIGHTS_FIELDS = ("K", "N", "wbits", "wsigned", "wbits_declared", "abits", "asigned")
-_TILING_FIELDS = ("group", "row_tile", "outs_per_tile", "fix_tiles")
+_TILING_FIELDS = ("group", "row_tile", "outs_per_tile", "fix_tiles", "col_rows")
 
 
 @dataclass
@@ -122,6 +122,7 @@ def to_json(b: Bundle) -> dict:
                      requant=None if s.requant is None else {"zero_point": s.requant.zero_point,
                                                              "clamp": list(s.requant.clamp)},
                      tiling={k: _enc(getattr(s.tiling, k)) for k in _TILING_FIELDS},
+                     groups=s.groups,
                      schedule={"positions": s.schedule.positions, "chunk": s.schedule.chunk})
             steps.append(d)
     progs, off = [], 0
@@ -195,6 +196,7 @@ def load_bundle(path: str | Path) -> Bundle:
             steps.append(HostStep(d["name"], d["op"], d["inputs"], d["outputs"], _dec(d["attrs"])))
             continue
         kw = {k: d[k] for k in _LAYER_FIELDS}
+        kw["groups"] = int(d.get("groups", 1))
         kw["conv"] = _tuples(kw["conv"])
         kw["in_shape"], kw["out_shape"] = tuple(kw["in_shape"]), tuple(kw["out_shape"])
         r = {k: wz[f"L{li}.{k}"] for k in ("bias", "mult", "shift", "acc_scale", "bias_f")}
@@ -206,7 +208,8 @@ def load_bundle(path: str | Path) -> Bundle:
         q = d["requant"]
         t = d["tiling"]
         tiling = Tiling(None, t["group"], t["row_tile"], t["outs_per_tile"], Tiling.ranges(wt.K, t["row_tile"]),
-                        Tiling.ranges(wt.N, t["outs_per_tile"]), None, tuple(tuple(x) for x in t["fix_tiles"]))
+                        Tiling.ranges(wt.N, t["outs_per_tile"]), None, tuple(tuple(x) for x in t["fix_tiles"]),
+                        tuple(tuple(x) for x in t.get("col_rows", ())))
         L = TileLayer(weight=None, in_spec=QSpec.from_json(d["in_spec"]),
                       out_spec=None if d["out_spec"] is None else QSpec.from_json(d["out_spec"]), weights=wt,
                       requant=None if q is None else Requant(r["mult"], r["shift"], q["zero_point"], tuple(q["clamp"])),

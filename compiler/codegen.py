@@ -61,11 +61,18 @@ def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, 
         feed.append(RqBlock(c0, c1))
     win = None
     fixes = set(L.tiling.fix_tiles)
-    for g0, g1 in groups:
+    ids = L.tiling.rows_of(ct)  # grouped layers: only the row tiles on this column tile's block diagonal
+    if resident:  # every row tile's inputs are in the buffer, row tile i at i * P
+        batches = [(ids, 0)]
+    else:  # as many of this column tile's row tiles as the input buffer holds, per LDIN
+        per = max(1, cfg.in_depth // P)
+        batches = [(ids[i:i + per], None) for i in range(0, len(ids), per)]
+    for batch, base in batches:
         if not resident:
-            words.append(E(Opcode.LDIN, start=0, count=P * (g1 - g0)))
-            feed.append(InputBlock(tuple(row_tiles[g0:g1]), P, R))
-        for rt in range(g0, g1):
+            words.append(E(Opcode.LDIN, start=0, count=P * len(batch)))
+            feed.append(InputBlock(tuple(row_tiles[rt] for rt in batch), P, R))
+        for j, rt in enumerate(batch):
+            slot = rt if base is not None else j  # where this row tile's inputs are in the buffer
             r0, r1 = row_tiles[rt]
             if win != (r1 - r0, ncols):
                 win = (r1 - r0, ncols)
@@ -74,7 +81,7 @@ def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, 
             feed.append(LevelBlock(r0, r1, c0 * group, c1 * group, R))
             if P > 1:
                 words.append(E(Opcode.LOOP, count=P, body=1, stride_in=1, stride_acc=1, stride_out=0))
-            words.append(E(Opcode.MVM, in_addr=(rt - g0) * P, acc_addr=0, accumulate=int(rt > 0)))
+            words.append(E(Opcode.MVM, in_addr=slot * P, acc_addr=0, accumulate=int(rt != ids[0])))
             if (ct, rt) in fixes:
                 # the -128 correction: a 2-bit signed MVM of the same inputs, accumulated
                 words += [E(Opcode.CFG, wbits=2, abits=L.weights.abits, wsigned=1, asigned=int(L.weights.asigned),
@@ -84,13 +91,13 @@ def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, 
                 feed.append(LevelBlock(r0, r1, 2 * c0, 2 * c1, R, fix=True))
                 if P > 1:
                     words.append(E(Opcode.LOOP, count=P, body=1, stride_in=1, stride_acc=1, stride_out=0))
-                words += [E(Opcode.MVM, in_addr=(rt - g0) * P, acc_addr=0, accumulate=1), _header(L)[0]]
+                words += [E(Opcode.MVM, in_addr=slot * P, acc_addr=0, accumulate=1), _header(L)[0]]
                 win = None
     if req:
         if win is None:
             # a -128 correction left its own 2-column window: REQ takes its lanes from the window (columns /
             # weight group), so restore the layer's window first or only some outputs would be requantised
-            r0, r1 = row_tiles[groups[-1][1] - 1]
+            r0, r1 = row_tiles[ids[-1]]
             words.append(E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=ncols))
         if P > 1:
             words.append(E(Opcode.LOOP, count=P, body=1, stride_in=0, stride_acc=1, stride_out=1))

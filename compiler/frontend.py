@@ -303,27 +303,56 @@ def _activation(ctx: _Ctx, node, name: str) -> Tensor:
 
 
 def _conv_geometry(node, x_shape, w_shape) -> tuple[dict, tuple]:
+    """The conv dict (kernel, strides, explicit pads, dilations) and the output shape; ``auto_pad`` is resolved
+    to explicit pads here as ONNX defines it (SAME_UPPER puts the odd pad at the end, SAME_LOWER at the start)."""
     a = _attrs(node)
-    if a.get("group", 1) != 1:
-        raise node_error(node.name, node.op_type, f"group = {a['group']} not supported (only 1)")
-    ap = a.get("auto_pad", b"NOTSET")
-    ap = ap.decode() if isinstance(ap, bytes) else ap
-    if ap not in ("NOTSET", "VALID"):
-        raise node_error(node.name, node.op_type, f"auto_pad = {ap} not supported (NOTSET, VALID)")
     if len(w_shape) != 4 or len(x_shape) != 4:
         raise node_error(node.name, node.op_type, "only 2-D convolutions (NCHW) are supported")
-    k = tuple(w_shape[2:])
-    strides = tuple(a.get("strides", (1, 1)))
-    dil = tuple(a.get("dilations", (1, 1)))
-    pads = tuple(a.get("pads", (0, 0, 0, 0)))
-    if x_shape[1] != w_shape[1]:
-        raise node_error(node.name, node.op_type, f"input channels {x_shape[1]} != weight channels {w_shape[1]}")
+    group = int(a.get("group", 1))
+    if group < 1 or x_shape[1] % group or w_shape[0] % group:
+        raise node_error(node.name, node.op_type, f"group = {group} does not divide the input channels {x_shape[1]} "
+                         f"and output channels {w_shape[0]}")
+    k = tuple(int(v) for v in w_shape[2:])
+    ks = a.get("kernel_shape")
+    if ks is not None and tuple(ks) != k:
+        raise node_error(node.name, node.op_type, f"kernel_shape {list(ks)} != weight kernel {list(k)}")
+    strides = tuple(int(v) for v in a.get("strides", (1, 1)))
+    dil = tuple(int(v) for v in a.get("dilations", (1, 1)))
+    if len(strides) != 2 or len(dil) != 2 or min(strides) < 1 or min(dil) < 1:
+        raise node_error(node.name, node.op_type, f"strides {list(strides)} and dilations {list(dil)} must be two "
+                         "positive integers each")
+    ap = a.get("auto_pad", b"NOTSET")
+    ap = ap.decode() if isinstance(ap, bytes) else ap
+    if ap in ("SAME_UPPER", "SAME_LOWER"):
+        pads = [0, 0, 0, 0]
+        for i in range(2):
+            out = -(-x_shape[2 + i] // strides[i])
+            total = max(0, (out - 1) * strides[i] + dil[i] * (k[i] - 1) + 1 - x_shape[2 + i])
+            small, big = total // 2, total - total // 2
+            pads[i], pads[i + 2] = (small, big) if ap == "SAME_UPPER" else (big, small)
+        pads = tuple(pads)
+    elif ap == "VALID":
+        pads = (0, 0, 0, 0)
+    elif ap == "NOTSET":
+        pads = tuple(int(v) for v in a.get("pads", (0, 0, 0, 0)))
+        if len(pads) != 4 or min(pads) < 0:
+            raise node_error(node.name, node.op_type, f"pads {list(pads)} must be four non-negative integers")
+    else:
+        raise node_error(node.name, node.op_type, f"auto_pad = {ap} not supported (NOTSET, VALID, SAME_UPPER, "
+                         "SAME_LOWER)")
+    if x_shape[1] != w_shape[1] * group:
+        raise node_error(node.name, node.op_type, f"input channels {x_shape[1]} != weight channels {w_shape[1]}"
+                         + (f" x group {group}" if group > 1 else ""))
     oh = (x_shape[2] + pads[0] + pads[2] - dil[0] * (k[0] - 1) - 1) // strides[0] + 1
     ow = (x_shape[3] + pads[1] + pads[3] - dil[1] * (k[1] - 1) - 1) // strides[1] + 1
     if oh < 1 or ow < 1:
         raise node_error(node.name, node.op_type, f"output size {oh}x{ow} is empty")
     return ({"kernel": k, "strides": strides, "pads": pads, "dilations": dil},
             (x_shape[0], w_shape[0], oh, ow))
+
+
+def _groups(node) -> int:
+    return int(_attrs(node).get("group", 1))
 
 
 def _bias(ctx: _Ctx, node, name: str | None) -> np.ndarray | None:
@@ -343,7 +372,7 @@ def _conv(ctx: _Ctx, node) -> None:
     bias = _bias(ctx, node, node.input[2] if len(node.input) > 2 else None)
     _require_weight_axis(node, w, 0)
     ctx.steps.append(TileLayer(node.name, "Conv", x.name, node.output[0], w, bias=bias, conv=conv,
-                               in_shape=x.shape, out_shape=out_shape))
+                               in_shape=x.shape, out_shape=out_shape, groups=_groups(node)))
     ctx.add(Tensor(node.output[0], "float", out_shape))
 
 
@@ -433,8 +462,13 @@ def _qlinear(ctx: _Ctx, node) -> None:
         if len(i) > 8 and i[8]:
             bias_int = np.asarray(ctx.const(node, i[8], "bias"), dtype=np.int64).reshape(-1)
         layer = TileLayer(node.name, node.op_type, x.name, node.output[0], w, bias_int=bias_int, conv=cg,
-                          in_spec=in_spec, out_spec=out_spec, in_shape=x.shape, out_shape=out_shape)
+                          in_spec=in_spec, out_spec=out_spec, in_shape=x.shape, out_shape=out_shape,
+                          groups=_groups(node))
     else:
+        if raw.ndim == 3:
+            _batched_matmul(ctx, node, x, w, dict(in_spec=in_spec, out_spec=out_spec), Tensor(
+                "", "codes", (), out_spec, dt))
+            return
         _require_weight_axis(node, w, 1)
         if raw.ndim != 2 or x.shape[-1] != raw.shape[0]:
             raise node_error(node.name, node.op_type, f"input shape {x.shape} does not match weight {raw.shape}")
@@ -443,6 +477,31 @@ def _qlinear(ctx: _Ctx, node) -> None:
                           in_shape=x.shape, out_shape=out_shape)
     ctx.steps.append(layer)
     ctx.add(Tensor(node.output[0], "codes", out_shape, out_spec, dt))
+
+
+def _batched_matmul(ctx: _Ctx, node, x: Tensor, w: QConst, fields: dict, out: Tensor) -> None:
+    """``x (G, M, K) @ w (G, K, N)`` with a constant 3-D weight: one tile layer with a block-diagonal weight
+    (``groups = G``) between host reshapes: (G, M, K) -> (M, G*K) -> tile -> (M, G*N) -> (G, M, N)."""
+    G, K, N = w.codes.shape
+    if len(x.shape) != 3 or x.shape[0] != G or x.shape[2] != K:
+        raise node_error(node.name, node.op_type, f"input shape {x.shape} does not match the batched weight "
+                         f"{w.codes.shape} (expected ({G}, M, {K}))")
+    if not w.spec.per_tensor:
+        raise node_error(node.name, node.op_type, "a batched (3-D) weight needs a per-tensor scale and zero point")
+    M = x.shape[1]
+    base = node.output[0]
+    t1, t2, t3, t4 = (f"{base}::{s}" for s in ("t", "flat", "mm", "split"))
+    ctx.steps.append(HostStep(node.name + "::t", "Transpose", [x.name], [t1], {"perm": [1, 0, 2]}))
+    ctx.add(Tensor(t1, x.kind, (M, G, K), x.spec, x.dtype))
+    ctx.steps.append(HostStep(node.name + "::flat", "Reshape", [t1], [t2], {"shape": [M, G * K]}))
+    ctx.add(Tensor(t2, x.kind, (M, G * K), x.spec, x.dtype))
+    ctx.steps.append(TileLayer(node.name, node.op_type, t2, t3, w, in_shape=(M, G * K), out_shape=(M, G * N),
+                               groups=G, **fields))
+    ctx.add(Tensor(t3, out.kind, (M, G * N), out.spec, out.dtype))
+    ctx.steps.append(HostStep(node.name + "::split", "Reshape", [t3], [t4], {"shape": [M, G, N]}))
+    ctx.add(Tensor(t4, out.kind, (M, G, N), out.spec, out.dtype))
+    ctx.steps.append(HostStep(node.name + "::tb", "Transpose", [t4], [base], {"perm": [1, 0, 2]}))
+    ctx.add(Tensor(base, out.kind, (G, M, N), out.spec, out.dtype))
 
 
 def _integer(ctx: _Ctx, node) -> None:
@@ -468,8 +527,12 @@ def _integer(ctx: _Ctx, node) -> None:
     if conv:
         cg, out_shape = _conv_geometry(node, x.shape, raw.shape)
         layer = TileLayer(node.name, node.op_type, x.name, node.output[0], w, conv=cg, in_spec=in_spec,
-                          out_dtype="int32", in_shape=x.shape, out_shape=out_shape)
+                          out_dtype="int32", in_shape=x.shape, out_shape=out_shape, groups=_groups(node))
     else:
+        if raw.ndim == 3:
+            _batched_matmul(ctx, node, x, w, dict(in_spec=in_spec, out_dtype="int32"),
+                            Tensor("", "int", (), None, "int32"))
+            return
         if raw.ndim != 2 or x.shape[-1] != raw.shape[0]:
             raise node_error(node.name, node.op_type, f"input shape {x.shape} does not match weight {raw.shape}")
         out_shape = tuple(x.shape[:-1]) + (raw.shape[1],)

@@ -273,6 +273,17 @@ class Tiling:
     col_tiles: tuple[tuple[int, int], ...]  # output ranges of the crossbar tiles
     levels_fix: np.ndarray | None = None  # (K, 2N) cell levels of w_fix as 2-bit signed weights
     fix_tiles: tuple[tuple[int, int], ...] = ()  # (col tile, row tile) crossbar tiles holding a -128 correction
+    # per column tile, the row tiles it uses (grouped layers: the others hold only zeros of the block-diagonal
+    # matrix and are skipped); () means every row tile for every column tile (dense layers)
+    col_rows: tuple[tuple[int, ...], ...] = ()
+
+    def rows_of(self, ct: int) -> tuple[int, ...]:
+        """Indices of the row tiles column tile ``ct`` uses."""
+        return self.col_rows[ct] if self.col_rows else tuple(range(len(self.row_tiles)))
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """(column tile, row tile) crossbar tiles the layer uses, in execution order."""
+        return [(ct, rt) for ct in range(len(self.col_tiles)) for rt in self.rows_of(ct)]
 
     @staticmethod
     def ranges(total: int, step: int) -> tuple[tuple[int, int], ...]:
@@ -312,6 +323,9 @@ class TileLayer:
     relu: bool = False
     in_shape: tuple = ()
     out_shape: tuple = ()
+    # block-diagonal groups: Conv ``group`` (weight (Cout, Cin/groups, kh, kw)) or a batched constant MatMul
+    # weight (groups, K/groups, N/groups); the weight matrix is block-diagonal with ``groups`` blocks
+    groups: int = 1
     # -- stage records --
     weights: Weights | None = None
     requant: Requant | None = None

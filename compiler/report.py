@@ -85,15 +85,15 @@ def build_report(model: Model, cfg: TileConfig) -> dict:
         chunks = math.ceil(sch.positions / sch.chunk)
         runs_cycles = sum(model.programs[i].cycles for i in L.programs)
         conv = 0
-        for c0, c1 in tl.col_tiles:
-            for r0, r1 in tl.row_tiles:
-                g = isa.geometry(cfg, wt.wbits, wt.abits, wt.wsigned, wt.asigned, r1 - r0, (c1 - c0) * tl.group)
-                conv += g.nis * g.nrg * g.nconv
+        for ct, rt in tl.pairs():  # grouped layers: only the tiles on the block diagonal
+            (c0, c1), (r0, r1) = tl.col_tiles[ct], tl.row_tiles[rt]
+            g = isa.geometry(cfg, wt.wbits, wt.abits, wt.wsigned, wt.asigned, r1 - r0, (c1 - c0) * tl.group)
+            conv += g.nis * g.nrg * g.nconv
         for ct, rt in tl.fix_tiles:
             (c0, c1), (r0, r1) = tl.col_tiles[ct], tl.row_tiles[rt]
             g = isa.geometry(cfg, 2, wt.abits, True, wt.asigned, r1 - r0, (c1 - c0) * 2)
             conv += g.nis * g.nrg * g.nconv
-        n_tiles = len(tl.row_tiles) * len(tl.col_tiles) + len(tl.fix_tiles)
+        n_tiles = len(tl.pairs()) + len(tl.fix_tiles)
         mvms = n_tiles * sch.chunk * chunks
         cycles = runs_cycles * chunks
         conversions = conv * sch.chunk * chunks
@@ -107,6 +107,8 @@ def build_report(model: Model, cfg: TileConfig) -> dict:
             "mvms": mvms, "adc_conversions": conversions, "cycles": cycles,
             "adc_util": conversions * cfg.adc_cycles / (cycles * cfg.n_adcs) if cycles else 0.0,
         })
+        if L.groups > 1:
+            rows[-1]["groups"] = L.groups
         if wt.host_corrected:
             # the weight zero point's term on the host: K adds (sum of x) and N multiply-adds per position
             rows[-1]["host_zp_ops"] = sch.positions * (wt.K + wt.N)

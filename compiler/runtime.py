@@ -193,8 +193,10 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
     rq = bundle.rq[li]
     if L.weights.host_corrected:
         # the weight zero point's term, exactly: -zp_w[n] * sum_k (x_k - zp_in) (padding adds 0)
-        S = A.sum(axis=1, dtype=np.int64) - K * zp_in
-        Y = Y - np.outer(S, np.asarray(rq["zp_w"], dtype=np.int64))
+        # (grouped layers: per group, over the group's own inputs only)
+        G = L.groups
+        S = A.reshape(M, G, K // G).sum(axis=2, dtype=np.int64) - (K // G) * zp_in  # (M, G)
+        Y = Y - np.repeat(S, N // G, axis=1) * np.asarray(rq["zp_w"], dtype=np.int64)
         stats.host_ops += M * (K + N)
     if L.requant_on_tile:
         out = Y

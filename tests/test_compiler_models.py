@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import numpy_helper
 
 from cimtile import compiler
 
@@ -127,3 +127,70 @@ def test_minus_128_correction_before_on_tile_requantisation(n):
     assert b.model.layers[0].tiling.fix_tiles and b.model.layers[0].requant_on_tile
     y = compiler.run(b, x)
     assert np.abs(y.astype(int) - ort_run(m, {"x": x}).astype(int)).max() <= 1
+
+
+# -- ONNX's conformance cases ---------------------------------------------------------------------------------
+
+_CONFORMANCE_OPS = ("qlinearconv", "qlinearmatmul", "convinteger", "matmulinteger")
+
+
+def _conformance_cases():
+    import warnings
+
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():  # other ops' case generators warn about overflows; not ours
+        warnings.simplefilter("ignore")
+        cases = collect_testcases(None)
+    return {c.name: c for c in cases if any(c.name.startswith(f"test_{op}") for op in _CONFORMANCE_OPS)}
+
+
+_CASES = _conformance_cases()
+
+
+def _frozen(case) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
+    """The case's model with every input but the first frozen into an initializer (weights, scales, zero
+    points); its first input and expected output."""
+    m = onnx.ModelProto()
+    m.CopyFrom(case.model)
+    ins, outs = case.data_sets[0]
+    g = m.graph
+    for vi, a in list(zip(g.input, ins))[1:]:
+        g.initializer.append(numpy_helper.from_array(np.asarray(a), vi.name))
+    del g.input[1:]
+    onnx.checker.check_model(m)
+    return m, np.asarray(ins[0]), np.asarray(outs[0])
+
+
+def test_conformance_cases_are_all_there():
+    """uint8 and int8 QLinearMatMul (2-D and batched 3-D weights), QLinearConv, ConvInteger, MatMulInteger."""
+    names = set(_CASES)
+    for op in _CONFORMANCE_OPS:
+        assert any(n.startswith(f"test_{op}") for n in names), op
+    assert {"test_qlinearmatmul_3D_int8_float32", "test_qlinearmatmul_2D_uint8_float32",
+            "test_convinteger_with_padding"} <= names
+
+
+@pytest.mark.parametrize("name", sorted(_CASES))
+def test_onnx_conformance_case_through_cli(name, tmp_path, capsys):
+    """`cimtile compile` / `cimtile run` on the case with its weights frozen: integer ops exactly, QLinear ops
+    within one output step, against the case's expected output and onnxruntime's."""
+    from cimtile.cli import main
+
+    m, x, expect = _frozen(_CASES[name])
+    onnx.save(m, tmp_path / "m.onnx")
+    np.save(tmp_path / "x.npy", x)
+    assert main(["compile", str(tmp_path / "m.onnx"), "--tile", "isaac", "-o", str(tmp_path / "b")]) == 0
+    assert main(["run", str(tmp_path / "b"), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")]) == 0
+    y = np.load(tmp_path / "y.npy", allow_pickle=False)
+    assert y.dtype == expect.dtype and y.shape == expect.shape
+    refs = [expect]
+    try:
+        refs.append(ort_run(m, {m.graph.input[0].name: x}))
+    except Exception as e:  # onnxruntime refuses some cases (float16 scales of QLinearMatMul, per-channel
+        # ConvInteger zero points): the case's expected output (the ONNX reference) is the oracle there
+        assert any(k in str(e) for k in ("NOT_IMPLEMENTED", "Could not find an implementation",
+                                          "Non per-tensor quantization is not supported")), e
+    for ref in refs:
+        d = np.abs(y.astype(np.int64) - ref.astype(np.int64)).max()
+        assert d == 0 if "integer" in name else d <= 1, (name, d)

@@ -16,9 +16,26 @@ def weight_matrix(L: TileLayer, subtract_zero_point: bool = True) -> np.ndarray:
     zp = w.spec.zero_point.astype(np.int32) if subtract_zero_point else np.int32(0)
     if L.conv is not None:
         zp = zp.reshape(-1, 1, 1, 1) if zp.ndim else zp
-        return (codes - zp).reshape(codes.shape[0], -1).T.copy()
-    zp = zp.reshape(1, -1) if zp.ndim else zp
-    return codes - zp
+        dense = (codes - zp).reshape(codes.shape[0], -1).T.copy()  # (Cin/groups*kh*kw, Cout)
+    elif L.groups > 1:  # batched weight (G, K/G, N/G), per-tensor zero point
+        return block_diagonal(list(codes - zp))
+    else:
+        zp = zp.reshape(1, -1) if zp.ndim else zp
+        return codes - zp
+    if L.groups == 1:
+        return dense
+    g, ng = L.groups, dense.shape[1] // L.groups
+    return block_diagonal([dense[:, i * ng:(i + 1) * ng] for i in range(g)])
+
+
+def block_diagonal(blocks: list[np.ndarray]) -> np.ndarray:
+    """The block-diagonal matrix of equal-shaped blocks (zeros elsewhere): a grouped layer's weight matrix, whose
+    row block g (group g's inputs, contiguous in im2col order) feeds only column block g (its outputs)."""
+    kg, ng = blocks[0].shape
+    out = np.zeros((kg * len(blocks), ng * len(blocks)), dtype=blocks[0].dtype)
+    for i, b in enumerate(blocks):
+        out[i * kg:(i + 1) * kg, i * ng:(i + 1) * ng] = b
+    return out
 
 
 def per_output(v: np.ndarray, n: int) -> np.ndarray:

@@ -103,6 +103,13 @@ class SplitTiles:
         else:
             row_tile = row_height(L, cfg, lim, levels)
             row_tiles = Tiling.ranges(wt.K, row_tile)
+        col_rows: tuple = ()
+        if L.groups > 1:
+            row_tile, outs_per_tile, col_tiles, row_tiles, col_rows = self.grouped(L, wt, row_tile, outs_per_tile, lim,
+                                                                                   levels, levels_fix)
+            if wt.w_fix is not None:
+                fix_tiles = tuple((ct, rt) for ct, (c0, c1) in enumerate(col_tiles) for rt in col_rows[ct]
+                                  if wt.w_fix[row_tiles[rt][0]:row_tiles[rt][1], c0:c1].any())
         # accumulator range: the exact sum must not wrap
         lo, hi = L.in_spec.lo, L.in_spec.hi
         xmax = max(abs(lo), abs(hi))
@@ -113,4 +120,28 @@ class SplitTiles:
         if bound >= 1 << (cfg.acc_bits - 1):
             raise node_error(L.name, L.op, f"layer cannot fit: sums up to {bound} overflow the {cfg.acc_bits}-bit "
                              "accumulator")
-        return Tiling(levels, group, row_tile, outs_per_tile, row_tiles, col_tiles, levels_fix, fix_tiles)
+        return Tiling(levels, group, row_tile, outs_per_tile, row_tiles, col_tiles, levels_fix, fix_tiles, col_rows)
+
+    def grouped(self, L: TileLayer, wt: Weights, row_tile: int, outs_per_tile: int, lim: np.ndarray,
+                levels: np.ndarray, levels_fix: np.ndarray | None):
+        """Tiles of a block-diagonal (grouped) weight matrix: ``gpt`` whole groups per crossbar tile on the diagonal
+        (``gpt * K/G`` rows, ``gpt * N/G`` outputs), so that column tile i uses row tile i only and no tile holds
+        only zeros; the largest ``gpt`` the rows, the columns and the ADC bound allow. If even one group's rows
+        do not fit a tile, dense tiles of the matrix with the all-zero ones skipped."""
+        cfg = self.cfg
+        G = L.groups
+        kg, ng = wt.K // G, wt.N // G
+        lv = levels if levels_fix is None else np.concatenate([levels, levels_fix], axis=1)
+        gpt = min(row_tile // kg, outs_per_tile // ng, G)
+        while gpt >= 1 and not _fits(lv, gpt * kg, cfg.rows_per_conv, lim):
+            gpt -= 1
+        if gpt >= 1:
+            rt_, ot_ = gpt * kg, gpt * ng
+            row_tiles, col_tiles = Tiling.ranges(wt.K, rt_), Tiling.ranges(wt.N, ot_)
+            return rt_, ot_, col_tiles, row_tiles, tuple((i,) for i in range(len(col_tiles)))
+        row_tiles, col_tiles = Tiling.ranges(wt.K, row_tile), Tiling.ranges(wt.N, outs_per_tile)
+        col_rows = []
+        for c0, c1 in col_tiles:
+            r0, r1 = (c0 // ng) * kg, ((c1 - 1) // ng + 1) * kg  # rows of the groups of outputs c0 .. c1-1
+            col_rows.append(tuple(i for i, (a, b) in enumerate(row_tiles) if a < r1 and b > r0))
+        return row_tile, outs_per_tile, col_tiles, row_tiles, tuple(col_rows)
