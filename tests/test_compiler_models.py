@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from cimtile import compiler
 
@@ -194,3 +194,74 @@ def test_onnx_conformance_case_through_cli(name, tmp_path, capsys):
     for ref in refs:
         d = np.abs(y.astype(np.int64) - ref.astype(np.int64)).max()
         assert d == 0 if "integer" in name else d <= 1, (name, d)
+
+
+# -- padding forms --------------------------------------------------------------------------------------------
+
+_PADDING = {
+    "same_upper_k3_s2": dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),
+    "same_lower_k3_s2": dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER"),
+    "same_upper_k4": dict(kernel_shape=[4, 4], auto_pad="SAME_UPPER"),
+    "same_lower_k4_d2": dict(kernel_shape=[4, 4], dilations=[2, 2], auto_pad="SAME_LOWER"),
+    "same_upper_k2x3_s_2x1": dict(kernel_shape=[2, 3], strides=[2, 1], auto_pad="SAME_UPPER"),
+    "asym_pads_dilated": dict(kernel_shape=[3, 3], pads=[0, 2, 1, 0], dilations=[2, 1]),
+    "asym_pads_strided_dilated": dict(kernel_shape=[3, 2], pads=[2, 0, 0, 1], strides=[2, 3], dilations=[1, 2]),
+    "valid": dict(kernel_shape=[3, 3], auto_pad="VALID"),
+}
+
+
+def _padded_conv(op: str, attrs: dict, seed: int = 0) -> onnx.ModelProto:
+    """uint8 x (N, 3, 9, 10) -> ConvInteger or QLinearConv with the given padding attributes; output shape
+    left to onnx's shape inference (so it is also checked against ours)."""
+    r = np.random.default_rng(seed)
+    kh, kw = attrs["kernel_shape"]
+    w = r.integers(-127, 128, (5, 3, kh, kw)).astype(np.int8)
+    if op == "ConvInteger":
+        inits = {"w": w, "xz": np.uint8(9)}
+        node = helper.make_node("ConvInteger", ["x", "w", "xz"], ["y"], name="c", **attrs)
+        yt = TensorProto.INT32
+    else:
+        inits = {"xs": np.float32(0.02), "xz": np.uint8(9), "w": w, "ws": np.float32(0.01), "wz": np.int8(0),
+                 "ys": np.float32(0.1), "yz": np.uint8(128)}
+        node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"], name="c",
+                                **attrs)
+        yt = TensorProto.UINT8
+    g = helper.make_graph([node], "pad", [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", 3, 9, 10])],
+                          [helper.make_tensor_value_info("y", yt, ["N", "C", "H", "W"])],
+                          [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(m)
+    return m
+
+
+@pytest.mark.parametrize("op", ["ConvInteger", "QLinearConv"])
+@pytest.mark.parametrize("pad", list(_PADDING))
+def test_padding_forms_equal_onnxruntime(pad, op):
+    """auto_pad SAME_UPPER / SAME_LOWER (odd total pads: the extra one at the end / the start), asymmetric
+    explicit pads, dilation and strides: the compiler's output shape equals onnxruntime's, the values
+    onnxruntime's (ConvInteger exactly, QLinearConv within one step; onnx.reference's for dilated SAME, which
+    onnxruntime refuses)."""
+    m = _padded_conv(op, _PADDING[pad])
+    x = np.random.default_rng(1).integers(0, 256, (2, 3, 9, 10)).astype(np.uint8)
+    b = compiler.compile_model(m, "isaac")
+    y = compiler.run(b, x)
+    if "dilations" in _PADDING[pad] and "auto_pad" in _PADDING[pad]:
+        # onnxruntime refuses dilation with SAME_*: onnx's reference implementation is the oracle there
+        with pytest.raises(Exception, match="Dilation not supported for AutoPadType::SAME"):
+            ort_run(m, {"x": x})
+        from onnx.reference import ReferenceEvaluator
+
+        ref = ReferenceEvaluator(m).run(None, {"x": x})[0]
+    else:
+        ref = ort_run(m, {"x": x})
+    assert tuple(b.model.layers[0].out_shape[1:]) == ref.shape[1:]  # our shape inference, before any run
+    assert y.shape == ref.shape and y.dtype == ref.dtype
+    d = np.abs(y.astype(np.int64) - ref.astype(np.int64)).max()
+    assert d == 0 if op == "ConvInteger" else d <= 1
+
+
+def test_unknown_auto_pad_is_a_one_line_error():
+    m = _padded_conv("ConvInteger", dict(kernel_shape=[3, 3]))
+    m.graph.node[0].attribute.append(helper.make_attribute("auto_pad", "SAME_MIDDLE"))
+    with pytest.raises(compiler.CompileError, match=r"node 'c' \(ConvInteger\): auto_pad = SAME_MIDDLE not supported"):
+        compiler.compile_model(m, "isaac")
