@@ -144,8 +144,11 @@ def format_report(rep: dict) -> str:
              "| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for r in rep["layers"]:
         fix = f"+{r['fix_tiles']}" if r.get("fix_tiles") else ""
+        grid = f"{r['row_tiles']}x{r['col_tiles']}"
+        if r.get("groups"):  # grouped: only the block-diagonal tiles of the grid are used
+            grid = f"{r['xbar_tiles'] - r.get('fix_tiles', 0)} of {grid} (g={r['groups']})"
         lines.append(f"| {r['name']} | {r['op']} | {r['shape']} | {r['wbits']} | {r['abits']} | "
-                     f"{r['row_tiles']}x{r['col_tiles']}{fix} | {r['mvms']} | {r['adc_conversions']} | {r['cycles']} | "
+                     f"{grid}{fix} | {r['mvms']} | {r['adc_conversions']} | {r['cycles']} | "
                      f"{100 * r['adc_util']:.1f}% |")
     t = rep["totals"]
     lines.append(f"| init (mask clear) | | | | | | | | {t['init_cycles']} | |")
