@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from cimtile.compiler.ir import HostStep
 from onnx import TensorProto, helper, numpy_helper
 
 from cimtile import compiler
-from cimtile.compiler.ir import HostStep
 
 
 def ort_run(m: onnx.ModelProto, feeds: dict) -> np.ndarray:
