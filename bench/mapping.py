@@ -39,9 +39,9 @@ def _quantized(path: Path, weight_type: str, per_channel: bool, channels: int = 
 def run() -> dict[str, float]:
     import onnx
     import onnxruntime as ort
+    from cimtile.zoo.mobilenet import densify_groups
 
     from cimtile import compiler
-    from cimtile.zoo.mobilenet import densify_groups
 
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
