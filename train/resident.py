@@ -35,7 +35,8 @@ from cimtile.sim.tile import RunResult, Tile
 
 from cimtile.errors import CimtileError
 
-__all__ = ["GoldenBackend", "Journal", "ResidentError", "ResidentTile", "RtlBackend", "make_backend"]
+__all__ = ["CompareBackend", "GoldenBackend", "Journal", "ReplayMismatch", "ResidentError", "ResidentTile", "RtlBackend",
+           "make_backend"]
 
 HALT = encode(Opcode.HALT)
 
@@ -161,13 +162,48 @@ class RtlBackend:
         self.close()
 
 
+class ReplayMismatch(CimtileError, AssertionError):
+    """The RTL and the golden model disagree on a program of a resident session."""
+
+
+class CompareBackend:
+    """Runs every program on the golden model and on the RTL (resident) and checks, program by program,
+    that read-outs (outputs, levels, masks) and cycles are equal; the golden result is returned."""
+
+    name = "compare"
+
+    def __init__(self, cfg: TileConfig):
+        self.golden = GoldenBackend(cfg)
+        self.rtl = RtlBackend(cfg)
+        self.programs = 0
+
+    def run(self, words, feed, batch: int = 1) -> RunResult:
+        g = self.golden.run(words, feed, batch)
+        r = self.rtl.run(words, feed, batch)
+        n = self.programs
+        self.programs += 1
+        if r.cycles != g.cycles:
+            raise ReplayMismatch(f"program {n}: RTL took {r.cycles} cycles, golden {g.cycles}")
+        if len(r.outputs) != len(g.outputs):
+            raise ReplayMismatch(f"program {n}: RTL sent {len(r.outputs)} blocks, golden {len(g.outputs)}")
+        for k, (a, b) in enumerate(zip(r.outputs, g.outputs)):
+            if not np.array_equal(np.asarray(a), np.asarray(b)):
+                raise ReplayMismatch(f"program {n}: read-out {k} differs between RTL and golden")
+        return g
+
+    def close(self) -> None:
+        self.rtl.close()
+
+
 def make_backend(cfg: TileConfig, backend: str):
-    """``golden`` or ``rtl``."""
+    """``golden``, ``rtl`` or ``compare`` (both, checked program by program)."""
     if backend == "golden":
         return GoldenBackend(cfg)
     if backend == "rtl":
         return RtlBackend(cfg)
-    raise ResidentError(f"backend {backend!r}: expected golden or rtl")
+    if backend == "compare":
+        return CompareBackend(cfg)
+    raise ResidentError(f"backend {backend!r}: expected golden, rtl or compare")
 
 
 # -- the resident layer -----------------------------------------------------------------------------
@@ -259,12 +295,17 @@ class ResidentTile:
         if K > self.cfg.rows or N * g > self.cfg.cols:
             raise ResidentError(f"layer {K}x{N} needs {K} rows and {N * g} columns; tile {self.cfg.name} has "
                                 f"{self.cfg.rows}x{self.cfg.cols}")
+        lv = encoding.encode(W, wbits, wsigned, self.cfg)
         if adc_shift is None:
-            top = min(K, self.cfg.rows_per_conv) * ((1 << self.cfg.dac_bits) - 1) * self.cfg.max_level
+            # The largest column sum these levels can give (every input slice at its top value, per row
+            # group): the smallest shift under which it cannot clip. Later updates may exceed it; the
+            # ADC then clips, as it would on the chip.
+            P = self.cfg.rows_per_conv
+            sums = [lv[i:i + P].sum(axis=0).max() for i in range(0, K, P)] if lv.size else [0]
+            top = int(max(sums)) * ((1 << self.cfg.dac_bits) - 1)
             adc_shift = max(0, math.ceil(math.log2((top + 1) / (self.cfg.adc_max + 1))))
         self.layer = dict(wbits=wbits, abits=abits, wsigned=wsigned, asigned=asigned, adc_shift=min(adc_shift, 15))
         self.shape = (K, N)
-        lv = encoding.encode(W, wbits, wsigned, self.cfg)
         levels = np.zeros((self.cfg.rows, self.ncols), dtype=np.int64)
         levels[:K] = lv
         masks = np.zeros((self.cfg.rows, self.ncols), dtype=np.int64)
@@ -357,6 +398,16 @@ class ResidentTile:
         rows, cols = np.nonzero((want != levels) & ~masks)
         words = [encode(Opcode.WSET, row=int(r), col=int(c), value=int(want[r, c])) for r, c in zip(rows, cols)]
         return self._cells("wset", words)
+
+    def zero(self, sel: np.ndarray) -> int:
+        """Set every cell of the selected weights (``sel`` K x N, True = clear) to level 0 (WSET, indexed:
+        used when regrown weights must start at 0); returns cycles."""
+        self._need()
+        cells = encoding.expand_mask(self._mask_arg(sel), self.layer["wbits"], self.layer["wsigned"], self.cfg)
+        levels, masks = self.read_cells()
+        rows, cols = np.nonzero(cells & (levels != 0) & ~masks)
+        words = [encode(Opcode.WSET, row=int(r), col=int(c), value=0) for r, c in zip(rows, cols)]
+        return self._cells("regrow", words)
 
     def _cells(self, kind: str, words: list[int]) -> int:
         total = 0

@@ -1,0 +1,85 @@
+"""``cimtile train-sparse``: the prune / survive / regrow schedule with every update method, tables and plots."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["register"]
+
+
+def _floats(text: str) -> list[float]:
+    from cimtile.errors import CimtileError
+
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise CimtileError(f"--sparsity {text!r}: expected comma-separated numbers such as 0.5,0.75") from None
+
+
+def register(sub) -> None:
+    """Add ``train-sparse`` to the ``cimtile`` command's subparsers."""
+    from .sparse import METHODS, Schedule
+
+    d = Schedule()
+    p = sub.add_parser("train-sparse", help="index-free sparse training on the tile (prune, survive with VAU, "
+                       "regrow), compared with exact updates and float SGD")
+    p.add_argument("--model", default=d.model, help="cnn (968 weights), mlp (fills isaac) or micro")
+    p.add_argument("--data", default=d.data, choices=("digits", "mnist"))
+    p.add_argument("--tile", default=d.tile, help=f"TileConfig preset or JSON file (default {d.tile})")
+    p.add_argument("--wbits", type=int, default=None, help="signed weight bits (default cell_bits + 1)")
+    p.add_argument("--abits", type=int, default=d.abits, help="activation bits on the tile")
+    p.add_argument("--sparsity", default="0.75", help="target sparsity, or a comma-separated list")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
+    p.add_argument("--pretrain-epochs", type=int, default=d.pretrain_epochs)
+    p.add_argument("--survive-epochs", type=int, default=d.survive_epochs)
+    p.add_argument("--regrow-fraction", type=float, default=d.regrow_fraction)
+    p.add_argument("--train-epochs", type=int, default=d.train_epochs)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--batch", type=int, default=d.batch)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--limit-train", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--backend", default="golden", choices=("golden", "rtl", "compare"))
+    p.add_argument("-o", "--out", default=None, help="output directory (default build/train-sparse)")
+    p.set_defaults(func=_main)
+
+
+def _main(args) -> int:
+    from pathlib import Path
+
+    from cimtile import paths
+    from cimtile.errors import CimtileError
+
+    from . import report
+    from .sparse import METHODS, Schedule, epochs_total, run
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        if m not in METHODS:
+            raise CimtileError(f"--methods: unknown method {m!r} (choose from {', '.join(METHODS)})")
+    sparsities = _floats(args.sparsity)
+    if not sparsities:
+        raise CimtileError("--sparsity: give at least one value")
+    out = Path(args.out) if args.out else paths.build_dir("train-sparse")
+    quiet = not sys.stderr.isatty() or os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    from tqdm import tqdm
+
+    results = {}
+    base = None
+    with tqdm(total=0, desc="train-sparse", unit="epoch", disable=quiet) as bar:
+        for sp in sparsities:
+            s = Schedule(model=args.model, data=args.data, tile=args.tile, wbits=args.wbits, abits=args.abits,
+                         sparsity=sp, pretrain_epochs=args.pretrain_epochs, survive_epochs=args.survive_epochs,
+                         regrow_fraction=args.regrow_fraction, train_epochs=args.train_epochs, lr=args.lr,
+                         batch=args.batch, seed=args.seed, limit_train=args.limit_train, backend=args.backend)
+            s.check()
+            bar.total += epochs_total(s, len(methods))
+            bar.refresh()
+            results[sp], _ = run(s, methods, progress=lambda: bar.update(1))
+            base = base or s
+    from dataclasses import asdict
+
+    files = report.write_outputs(out, results, asdict(base) | {"sparsities": sparsities, "methods": methods})
+    print(report.markdown_table(report.metrics_rows([r for rs in results.values() for r in rs])), end="")
+    print(f"wrote {', '.join(str(f) for f in files)}")
+    return 0
