@@ -35,8 +35,8 @@ from cimtile.sim.tile import RunResult, Tile
 
 from cimtile.errors import CimtileError
 
-__all__ = ["CompareBackend", "GoldenBackend", "Journal", "ReplayMismatch", "ResidentError", "ResidentTile", "RtlBackend",
-           "make_backend"]
+__all__ = ["CompareBackend", "GoldenBackend", "Journal", "ReplayMismatch", "ResidentError", "ResidentTile",
+           "RtlBackend", "make_backend"]
 
 HALT = encode(Opcode.HALT)
 
