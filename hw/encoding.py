@@ -47,13 +47,18 @@ def column_weights(cfg: TileConfig, wbits: int, wsigned: bool) -> np.ndarray:
     return np.array([1 << (s * cfg.cell_bits) for s in range(nws)], dtype=np.int64)
 
 
-def encode(W: np.ndarray, wbits: int, wsigned: bool, cfg: TileConfig) -> np.ndarray:
-    """Cell levels ``(K, N * group)`` of integer weights ``W`` ``(K, N)`` (canonical: one cell of a pair 0).
+def encode(W: np.ndarray, wbits: int, wsigned: bool, cfg: TileConfig, *, balanced: bool = False) -> np.ndarray:
+    """Cell levels ``(K, N * group)`` of integer weights ``W`` ``(K, N)``.
+
+    Canonical (default): one cell of a differential pair is 0. ``balanced`` (signed one-slice weights only):
+    both cells sit around the middle level, ``L+ = ceil((max_level + w) / 2)``, ``L- = L+ - w``, so a VAU
+    ``diff`` delta moves every weight by twice the delta in both directions until a cell saturates (the
+    canonical form moves a weight whose other cell is 0 by 1x one way and 2x the other).
 
     Raises
     ------
     EncodingError
-        A weight outside :func:`weight_range`.
+        A weight outside :func:`weight_range`, or ``balanced`` with unsigned or multi-slice weights.
     """
     W = np.asarray(W)
     if W.ndim != 2:
@@ -67,6 +72,14 @@ def encode(W: np.ndarray, wbits: int, wsigned: bool, cfg: TileConfig) -> np.ndar
     cb, ml = cfg.cell_bits, cfg.max_level
     K, N = W.shape
     mag = np.abs(W)
+    if balanced:
+        if not wsigned or nws != 1:
+            raise EncodingError(f"balanced encoding needs signed one-slice weights (wbits <= cell_bits + 1 = "
+                                f"{cb + 1}), got {'signed' if wsigned else 'unsigned'} {wbits}-bit")
+        out = np.empty((K, N, 2), dtype=np.int64)
+        out[:, :, 0] = (ml + W + 1) // 2
+        out[:, :, 1] = out[:, :, 0] - W
+        return out.reshape(K, N * 2)
     if wsigned:
         out = np.zeros((K, N, nws, 2), dtype=np.int64)
         for s in range(nws):

@@ -164,3 +164,19 @@ def test_bench_cost_model_counts_vau_as_one_sweep():
     rows = bt.vgg8_table(cfg)
     assert rows[-1]["index_free"]["upd"] < rows[-1]["indexed"]["upd"] < rows[-1]["dense"]["upd"]
     assert rows[-1]["index_free"]["fwd"] == rows[-1]["dense"]["fwd"]
+
+
+def test_docs_training_cost_tables_are_generated():
+    """docs/training.md's cost tables are exactly what ``python -m bench.training --markdown`` prints."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("bench_training_doc", root / "bench" / "training.py")
+    bt = importlib.util.module_from_spec(spec)
+    sys.modules["bench_training_doc"] = bt
+    spec.loader.exec_module(bt)
+    text = (root / "docs" / "training.md").read_text()
+    i, j = text.index(bt.COST_BEGIN) + len(bt.COST_BEGIN), text.index(bt.COST_END)
+    assert text[i:j] == "\n" + bt.markdown(), "regenerate: python -m bench.training --update-doc docs/training.md"

@@ -282,10 +282,14 @@ class ResidentTile:
     # -- operations -------------------------------------------------------------------------------
 
     def program(self, W: np.ndarray, *, wbits: int, abits: int = 8, wsigned: bool = True, asigned: bool = False,
-                adc_shift: int | None = None, mask: np.ndarray | None = None) -> int:
+                adc_shift: int | None = None, mask: np.ndarray | None = None, balanced: bool = False,
+                adc_headroom: int = 0) -> int:
         """Write integer weights ``W`` (K inputs x N outputs) and their mask (True = pruned); returns cycles.
 
-        ``adc_shift`` defaults to the smallest shift with which no conversion can clip.
+        ``adc_shift`` defaults to the smallest shift with which no conversion can clip, plus ``adc_headroom``
+        bits (room for the weights to grow under training). ``balanced`` programs
+        (and :meth:`write_weights`, :meth:`zero` later write) the balanced encoding of
+        :func:`cimtile.hw.encoding.encode`.
         """
         W = np.asarray(W)
         if W.ndim != 2:
@@ -295,7 +299,7 @@ class ResidentTile:
         if K > self.cfg.rows or N * g > self.cfg.cols:
             raise ResidentError(f"layer {K}x{N} needs {K} rows and {N * g} columns; tile {self.cfg.name} has "
                                 f"{self.cfg.rows}x{self.cfg.cols}")
-        lv = encoding.encode(W, wbits, wsigned, self.cfg)
+        lv = encoding.encode(W, wbits, wsigned, self.cfg, balanced=balanced)
         if adc_shift is None:
             # The largest column sum these levels can give (every input slice at its top value, per row
             # group): the smallest shift under which it cannot clip. Later updates may exceed it; the
@@ -303,8 +307,9 @@ class ResidentTile:
             P = self.cfg.rows_per_conv
             sums = [lv[i:i + P].sum(axis=0).max() for i in range(0, K, P)] if lv.size else [0]
             top = int(max(sums)) * ((1 << self.cfg.dac_bits) - 1)
-            adc_shift = max(0, math.ceil(math.log2((top + 1) / (self.cfg.adc_max + 1))))
-        self.layer = dict(wbits=wbits, abits=abits, wsigned=wsigned, asigned=asigned, adc_shift=min(adc_shift, 15))
+            adc_shift = max(0, math.ceil(math.log2((top + 1) / (self.cfg.adc_max + 1)))) + adc_headroom
+        self.layer = dict(wbits=wbits, abits=abits, wsigned=wsigned, asigned=asigned, adc_shift=min(adc_shift, 15),
+                          balanced=balanced)
         self.shape = (K, N)
         levels = np.zeros((self.cfg.rows, self.ncols), dtype=np.int64)
         levels[:K] = lv
@@ -393,20 +398,23 @@ class ResidentTile:
         if W.shape != self.shape:
             raise ResidentError(f"weights of shape {W.shape}: expected {self.shape}")
         L = self.layer
-        want = encoding.encode(W, L["wbits"], L["wsigned"], self.cfg)
+        want = encoding.encode(W, L["wbits"], L["wsigned"], self.cfg, balanced=L["balanced"])
         levels, masks = self.read_cells()
         rows, cols = np.nonzero((want != levels) & ~masks)
         words = [encode(Opcode.WSET, row=int(r), col=int(c), value=int(want[r, c])) for r, c in zip(rows, cols)]
         return self._cells("wset", words)
 
     def zero(self, sel: np.ndarray) -> int:
-        """Set every cell of the selected weights (``sel`` K x N, True = clear) to level 0 (WSET, indexed:
-        used when regrown weights must start at 0); returns cycles."""
+        """Set the selected weights (``sel`` K x N, True = clear) to weight 0 in the layer's encoding (WSET,
+        indexed: used when regrown weights must start at 0); returns cycles."""
         self._need()
-        cells = encoding.expand_mask(self._mask_arg(sel), self.layer["wbits"], self.layer["wsigned"], self.cfg)
+        L = self.layer
+        cells = encoding.expand_mask(self._mask_arg(sel), L["wbits"], L["wsigned"], self.cfg)
+        zero = encoding.encode(np.zeros(self.shape, dtype=np.int64), L["wbits"], L["wsigned"], self.cfg,
+                               balanced=L["balanced"])
         levels, masks = self.read_cells()
-        rows, cols = np.nonzero(cells & (levels != 0) & ~masks)
-        words = [encode(Opcode.WSET, row=int(r), col=int(c), value=0) for r, c in zip(rows, cols)]
+        rows, cols = np.nonzero(cells & (levels != zero) & ~masks)
+        words = [encode(Opcode.WSET, row=int(r), col=int(c), value=int(zero[r, c])) for r, c in zip(rows, cols)]
         return self._cells("regrow", words)
 
     def _cells(self, kind: str, words: list[int]) -> int:
