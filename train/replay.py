@@ -24,5 +24,5 @@ def replay(images: int = 64, methods=("exact", "vau-lsq", "vau-sign"), epochs: i
     program checked on the RTL; returns the results (equal to the golden model's by construction)."""
     s = Schedule(model="micro", data="digits", tile=REPLAY_TILE, abits=4, sparsity=0.75, pretrain_epochs=epochs,
                  survive_epochs=epochs, regrow_fraction=0.25, train_epochs=epochs, lr=lr, batch=32,
-                 limit_train=images, limit_test=32, backend="compare")
+                 limit_train=images, limit_test=32, backend="compare", vau_gain=1.0)
     return run(s, methods)[0]
