@@ -13,6 +13,7 @@ from .bundle import Bundle, load_bundle, save_bundle
 from .codegen import EmitPrograms
 from .errors import CompileError
 from .frontend import import_model, load_onnx
+from .outputs import check_bundle_target
 from .passes import pipeline
 from .report import build_report, format_report
 from .runtime import RunStats, execute
@@ -34,6 +35,8 @@ def compile_model(model: str | Path | onnx.ModelProto, tile: str | TileConfig = 
     Everything is checked and built in memory first; the bundle directory ``out`` (if given) is written only
     when compilation succeeded.
     """
+    if out is not None:
+        check_bundle_target(out)  # before the work: a bad -o fails in a moment, not after compiling
     cfg = _cfg(tile)
     proto = load_onnx(model) if not isinstance(model, onnx.ModelProto) else model
     ir = import_model(proto)

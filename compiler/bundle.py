@@ -15,9 +15,7 @@ Directory layout (all written together, or nothing):
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from cimtile.hw.params import ConfigError, TileConfig
 
 from .errors import CompileError
 from .ir import HostStep, Model, Program, QSpec, Tensor, TileLayer
+from .outputs import check_bundle_target, new_sibling_dir, replace_dir
 
 __all__ = ["Bundle", "save_bundle", "load_bundle", "FORMAT_VERSION"]
 
@@ -111,13 +110,13 @@ def to_json(b: Bundle) -> dict:
 
 
 def save_bundle(b: Bundle, out: str | Path) -> None:
-    """Write the bundle to directory ``out`` atomically: into a temporary sibling, then renamed."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CompileError(f"output {out} exists and is not a directory")
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".cimtile-", dir=parent))
+    """Write the bundle to directory ``out`` atomically: into a new sibling directory, then renamed.
+
+    ``out`` may be new, an empty directory or an existing bundle (replaced); anything else is a
+    :class:`CompileError` (see :mod:`cimtile.compiler.outputs`).
+    """
+    out = check_bundle_target(out)
+    tmp = new_sibling_dir(out)
     try:
         b.cfg.save(tmp / "tile.json")
         (tmp / "network.json").write_text(json.dumps(to_json(b)) + "\n")
@@ -136,12 +135,9 @@ def save_bundle(b: Bundle, out: str | Path) -> None:
         from .report import format_report
 
         (tmp / "report.txt").write_text(format_report(b.report))
-        if out.exists():
-            for f in tmp.iterdir():
-                os.replace(f, out / f.name)
-            tmp.rmdir()
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
+    except OSError as e:
+        raise CompileError(f"output {out}: cannot write: {e.strerror or type(e).__name__}") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -10,8 +10,11 @@ import numpy as np
 from cimtile.hw.params import TileConfig
 from numpy.lib.stride_tricks import sliding_window_view
 
+from cimtile.progress import bar as progress_bar
+
 from .errors import CompileError
 from .hostops import run_host
+from .inputs import batch_hint, check_input
 from .ir import Model, Program, TileLayer
 
 __all__ = ["Backend", "GoldenBackend", "RtlBackend", "RunStats", "execute", "get_backend", "im2col"]
@@ -169,8 +172,32 @@ def _run_program(backend: Backend, prog: Program, feed: list, batch: int, what: 
     return res
 
 
+def _run_copies(backend: Backend, prog: Program, feed: list, B: int, what: str, bar=None):
+    """Run ``B`` copies of a program; with a progress bar shown on the golden backend, in up to 16 slices of
+    the batch (copies are independent: same outputs and cycles), so that the bar moves through a long program."""
+    if bar is None or bar.disable or backend.name != "golden" or B < 16:
+        res = _run_program(backend, prog, feed, B, what)
+        if bar is not None:
+            bar.update(B)
+        return res
+    edges = np.linspace(0, B, min(16, B // 8) + 1).astype(int)
+    parts = []
+    for b0, b1 in zip(edges[:-1], edges[1:]):
+        sub = [f[b0:b1] if item[0] == "in" else f for item, f in zip(prog.feed, feed)]
+        res = _run_program(backend, prog, sub, int(b1 - b0), what)
+        parts.append(res.outputs)
+        bar.update(int(b1 - b0))
+    res.outputs = [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(parts[0]))]
+    return res
+
+
+def _program_runs(model: Model, images: int) -> int:
+    """Program runs of one :func:`execute` call on ``images`` inputs (the progress bar's total)."""
+    return sum(len(L.programs) * max(1, math.ceil(images * L.positions / L.chunk)) for L in model.layers)
+
+
 def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, images: _Images,
-              stats: RunStats) -> np.ndarray:
+              stats: RunStats, bar=None) -> np.ndarray:
     """Run one tile layer on input codes ``x``; returns output codes, or the accumulator's real (or int32) value."""
     cfg = bundle.cfg
     zp_in = int(L.in_spec.zero_point)
@@ -218,7 +245,7 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
                 feed.append(images.weights(L, li, item[1], item[2], fix=item[0] == "wf"))
             else:
                 feed.append(images.rq(L, li, item[1]))
-        res = _run_program(backend, prog, feed, B, f"layer {L.name!r}")
+        res = _run_copies(backend, prog, feed, B, f"layer {L.name!r}", bar)
         cycles += int(res.cycles) * B  # the golden model counts one copy of the batch; copies are runs
         for (kind, ct), blk in zip(prog.reads, res.outputs):
             c0, c1 = col_tiles[ct]
@@ -243,22 +270,12 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
 
 def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: bool | None = None):
     """Run the network on ``x`` (its first input, as ONNX takes it); returns (outputs by name, RunStats)."""
-    from tqdm import tqdm
-
     model: Model = bundle.model
     cfg = bundle.cfg
+    # type, values and shape first (one-line errors), then the backend (whose first RTL use builds a model)
+    x = check_input(x, model.tensors[model.inputs[0]], model.meta)
     if isinstance(backend, str):
         backend = get_backend(backend, cfg)
-    t_in = model.tensors[model.inputs[0]]
-    x = np.asarray(x)
-    if t_in.kind == "float":
-        x = x.astype(np.float32)
-    elif t_in.kind == "codes":
-        if x.dtype.kind not in "iu" or x.min(initial=0) < t_in.spec.lo or x.max(initial=0) > t_in.spec.hi:
-            raise CompileError(f"input {t_in.name!r}: expected {t_in.dtype} codes")
-        x = x.astype(np.int64)
-    if x.ndim != len(t_in.shape) or tuple(x.shape[1:]) != tuple(t_in.shape[1:]):
-        raise CompileError(f"input {t_in.name!r}: shape {x.shape} does not match the model's {t_in.shape}")
     stats = RunStats(images=int(x.shape[0]) if x.ndim else 1)
     init = bundle.programs[0]
     res = _run_program(backend, init, [np.zeros((cfg.rows, cfg.cols), dtype=np.int64)], 1, "init")
@@ -266,18 +283,25 @@ def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: 
     env = {model.inputs[0]: x}
     images = _Images(bundle)
     layer_index = {id(L): i for i, L in enumerate(model.layers)}
-    steps = tqdm(model.steps, desc="cimtile run", unit="step", disable=None if progress is None else not progress,
-                 leave=False)
-    for s in steps:
+    # The bar counts program runs (a layer's programs times its copies), so it moves through a long layer.
+    bar = progress_bar(total=_program_runs(model, int(x.shape[0])), desc=f"cimtile run ({backend.name})",
+                       unit="run", progress=progress)
+    for s in model.steps:
         if isinstance(s, TileLayer):
-            env[s.output] = run_layer(bundle, layer_index[id(s)], s, env[s.input], backend, images, stats)
+            bar.set_postfix_str(f"layer {s.name}")  # shown at once: a layer can take long
+            env[s.output] = run_layer(bundle, layer_index[id(s)], s, env[s.input], backend, images, stats, bar)
         else:
             args = [env[n] if n in env else model.consts[n] for n in s.inputs if n]
             if s.op == "HostMatMul":
                 a, b = args
                 stats.host_macs += int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))) * \
                     a.shape[-2] * a.shape[-1] * b.shape[-1]
-            env[s.outputs[0]] = run_host(s, args)
+            try:
+                env[s.outputs[0]] = run_host(s, args)
+            except ValueError as e:  # e.g. a Reshape to a batch size fixed at export: one line, not a traceback
+                raise CompileError(f"host step {s.name!r} ({s.op}): {str(e).splitlines()[0]}"
+                                   f"{batch_hint(model.tensors[model.inputs[0]], model.meta, x.shape)}") from None
+    bar.close()
     outs = {}
     for o in model.outputs:
         t = model.tensors[o]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -165,7 +166,16 @@ class Tile:
 
     def load(self, program: Sequence[int]) -> None:
         """Write a program into program memory (as the instruction stream does)."""
-        words = [int(w) for w in program]
+        words = []
+        for i, w in enumerate(program):
+            # operator.index, not int(): int(1.5) would silently run word 1
+            if isinstance(w, bool):
+                raise ProgramError(f"word {i} = {w!r}: expected an integer instruction word")
+            try:
+                words.append(operator.index(w))
+            except TypeError:
+                raise ProgramError(f"word {i} = {w!r}: expected an integer instruction word, got "
+                                   f"{type(w).__name__}") from None
         if len(words) > self.cfg.prog_depth:
             raise ProgramError(f"program of {len(words)} words exceeds prog_depth = {self.cfg.prog_depth}")
         for i, w in enumerate(words):
