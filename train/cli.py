@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 __all__ = ["register"]
 
 
@@ -61,12 +58,11 @@ def _main(args) -> int:
     if not sparsities:
         raise CimtileError("--sparsity: give at least one value")
     out = Path(args.out) if args.out else paths.build_dir("train-sparse")
-    quiet = not sys.stderr.isatty() or os.environ.get("CI", "").lower() in ("1", "true", "yes")
-    from tqdm import tqdm
+    from cimtile import progress
 
     results = {}
     base = None
-    with tqdm(total=0, desc="train-sparse", unit="epoch", disable=quiet) as bar:
+    with progress.bar(total=0, desc="train-sparse", unit="epoch") as bar:
         for sp in sparsities:
             s = Schedule(model=args.model, data=args.data, tile=args.tile, wbits=args.wbits, abits=args.abits,
                          sparsity=sp, pretrain_epochs=args.pretrain_epochs, survive_epochs=args.survive_epochs,
