@@ -90,6 +90,10 @@ class Schedule:
             raise TrainError(f"abits = {self.abits}: expected 1..8")
         if self.data not in ("digits", "mnist"):
             raise TrainError(f"data {self.data!r}: expected digits or mnist")
+        if self.encoding not in ("canonical", "balanced"):
+            raise TrainError(f"encoding {self.encoding!r}: expected canonical or balanced")
+        if self.vau_gain <= 0 or self.train_lr_scale <= 0 or not 0 <= self.adc_headroom <= 15:
+            raise TrainError("vau_gain and train_lr_scale must be positive, adc_headroom in 0..15")
 
 
 @dataclass
