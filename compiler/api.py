@@ -74,13 +74,17 @@ def save(bundle: Bundle, path: str | Path) -> None:
 
 
 def run(bundle: Bundle | str | Path, x: np.ndarray, backend: str = "golden", *, progress: bool | None = None,
-        stats: bool = False):
+        stats: bool = False, device=None):
     """Run a compiled network on ``x`` (the model's first input as ONNX takes it).
 
     Returns the first output as onnxruntime would (and a :class:`RunStats` with the cycles if ``stats``).
+    ``device``: a device model (:class:`cimtile.sim.device.DeviceModel`, a preset name or a JSON file; None:
+    an ideal tile). On the RTL backend only its programming effects are allowed (docs/devices.md).
     """
+    from cimtile.sim.device import load_device
+
     b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    outs, st = execute(b, x, backend, progress)
+    outs, st = execute(b, x, backend, progress, device=load_device(device))
     y = outs[b.model.outputs[0]]
     return (y, st) if stats else y
 

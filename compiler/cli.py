@@ -44,6 +44,8 @@ def register(sub) -> None:
                    help="golden: the NumPy golden model (default); rtl: the generated RTL under Verilator "
                    "(slow; the first use of a configuration builds its model, minutes)")
     r.add_argument("--stats", action="store_true", help="print the cycles per layer on stderr")
+    r.add_argument("--device", default=None, metavar="PRESET_OR_JSON",
+                   help="device non-idealities (sim.device preset name or DeviceModel JSON; default: ideal)")
     rep = sub.add_parser("report", help="per-layer cycle report",
                          description="The bundle's tile configuration and its per-layer cycle report.")
     rep.add_argument("bundle", help="bundle directory written by 'cimtile compile'")
@@ -71,7 +73,7 @@ def _main(args) -> int:
             raise CompileError(f"output {args.out} is a directory (expected a .npy file name)")
         b = api.load(args.bundle)
         x = _load_npy(args.input)
-        y, st = api.run(b, x, backend=args.backend, stats=True)
+        y, st = api.run(b, x, backend=args.backend, stats=True, device=args.device)
         save_npy(args.out, y)
         if args.stats:
             for name, c in st.layer_cycles.items():

@@ -56,10 +56,12 @@ class GoldenBackend(Backend):
 
     name = "golden"
 
-    def __init__(self, cfg: TileConfig, blas_threads: int | None = 1):
+    def __init__(self, cfg: TileConfig, blas_threads: int | None = 1, device=None):
         from cimtile.sim.tile import Tile
 
         self.cfg = cfg
+        # one physical array: every per-batch-size Tile shares its stuck cells and noise streams
+        self.device = device.array(cfg) if device is not None and not device.off else None
         self._Tile = Tile
         self._tiles: dict[int, object] = {}
         self.blas_threads = blas_threads
@@ -67,7 +69,7 @@ class GoldenBackend(Backend):
     def run(self, words, feed, batch):
         t = self._tiles.get(batch)
         if t is None:
-            t = self._tiles[batch] = self._Tile(self.cfg, batch=batch)
+            t = self._tiles[batch] = self._Tile(self.cfg, batch=batch, device=self.device)
         ctl = _blas_controller() if self.blas_threads is not None else None
         if ctl is None:
             return t.run(words, feed)
@@ -80,16 +82,23 @@ class RtlBackend(Backend):
 
     name = "rtl"
 
-    def __init__(self, cfg: TileConfig):
+    def __init__(self, cfg: TileConfig, device=None):
         try:
             from cimtile.tb import backend as tb_backend
         except ImportError:
             raise CompileError("backend 'rtl' is not available: tb.backend (the RTL co-simulation runner) is "
                                "not installed in this tree") from None
+        if device is not None and device.analog:
+            raise CompileError(f"device {device.name!r}: read noise, drift and IR drop are golden-model-only; "
+                               "use the golden backend, or a device with programming effects only")
         self.cfg = cfg
         self._run = tb_backend.run
+        # programming effects (variation, stuck cells) reach the RTL as the levels the cells store
+        self.device = device.array(cfg) if device is not None and not device.off else None
 
     def run(self, words, feed, batch):
+        if self.device is not None:
+            feed = self.device.program_feed(words, feed)
         try:
             return self._run(self.cfg, words, feed, batch=batch)
         except Exception as e:
@@ -97,11 +106,16 @@ class RtlBackend(Backend):
                 from None
 
 
-def get_backend(name: str, cfg: TileConfig) -> Backend:
+def get_backend(name: str, cfg: TileConfig, device=None) -> Backend:
+    """A backend by name; ``device`` a :class:`cimtile.sim.device.DeviceModel`, preset name or JSON file, or None
+    (an ideal tile)."""
+    from cimtile.sim.device import load_device
+
+    device = load_device(device)
     if name == "golden":
-        return GoldenBackend(cfg)
+        return GoldenBackend(cfg, device=device)
     if name == "rtl":
-        return RtlBackend(cfg)
+        return RtlBackend(cfg, device=device)
     raise CompileError(f"unknown backend {name!r} (golden, rtl)")
 
 
@@ -154,13 +168,21 @@ class _Images:
         c0, c1 = col_tiles[ct]
         r0, r1 = row_tiles[rt]
         blk = np.zeros((cfg.rows, (c1 - c0) * group), dtype=np.uint8)
-        blk[: r1 - r0] = lv[r0:r1, c0 * group:c1 * group]
+        rows = _rows(self.b, li, rt, r1 - r0)
+        blk[rows] = lv[r0:r1, c0 * group:c1 * group]
         return blk
 
     def rq(self, L: TileLayer, li: int, ct: int) -> np.ndarray:
         c0, c1 = self.tiles(L)[1][ct]
         rq = self.b.rq[li]
         return np.stack([rq["bias"][c0:c1], rq["mult"][c0:c1], rq["shift"][c0:c1]], axis=1)
+
+
+def _rows(bundle, li: int, rt: int, n: int):
+    """Physical rows of row tile ``rt`` of layer ``li``: the first ``n``, or the fault remapping's."""
+    m = getattr(bundle, "row_maps", None)
+    r = m.get((li, rt)) if m else None
+    return slice(0, n) if r is None else r
 
 
 def _run_program(backend: Backend, prog: Program, feed: list, batch: int, what: str):
@@ -175,7 +197,9 @@ def _run_program(backend: Backend, prog: Program, feed: list, batch: int, what: 
 def _run_copies(backend: Backend, prog: Program, feed: list, B: int, what: str, bar=None):
     """Run ``B`` copies of a program; with a progress bar shown on the golden backend, in up to 16 slices of
     the batch (copies are independent: same outputs and cycles), so that the bar moves through a long program."""
-    if bar is None or bar.disable or backend.name != "golden" or B < 16:
+    # (not with a device model: each slice would program the cells again and draw other noise, so results would
+    # depend on whether a bar is shown)
+    if bar is None or bar.disable or backend.name != "golden" or B < 16 or getattr(backend, "device", None):
         res = _run_program(backend, prog, feed, B, what)
         if bar is not None:
             bar.update(B)
@@ -229,7 +253,7 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
         if blk is None:
             blk = np.zeros((B, g1 - g0, P, cfg.rows), dtype=np.uint8)
             for j, (r0, r1) in enumerate(row_tiles[g0:g1]):
-                blk[:, j, :, : r1 - r0] = A3[:, :, r0:r1]
+                blk[:, j][..., _rows(bundle, li, g0 + j, r1 - r0)] = A3[:, :, r0:r1]
             blk = inblk[(g0, g1)] = blk.reshape(B, (g1 - g0) * P, cfg.rows)
         return blk
 
@@ -243,6 +267,8 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
                 feed.append(inputs(item[1], item[2]))
             elif item[0] in ("w", "wf"):
                 feed.append(images.weights(L, li, item[1], item[2], fix=item[0] == "wf"))
+            elif item[0] == "fmask":  # the fault mask (compiler/faults.py)
+                feed.append(bundle.fault_mask.astype(np.uint8))
             else:
                 feed.append(images.rq(L, li, item[1]))
         res = _run_copies(backend, prog, feed, B, f"layer {L.name!r}", bar)
@@ -268,14 +294,17 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
     return np.ascontiguousarray(out)
 
 
-def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: bool | None = None):
-    """Run the network on ``x`` (its first input, as ONNX takes it); returns (outputs by name, RunStats)."""
+def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: bool | None = None, device=None):
+    """Run the network on ``x`` (its first input, as ONNX takes it); returns (outputs by name, RunStats).
+
+    ``device``: a :class:`cimtile.sim.device.DeviceModel` for a backend given by name (None: an ideal tile).
+    """
     model: Model = bundle.model
     cfg = bundle.cfg
     # type, values and shape first (one-line errors), then the backend (whose first RTL use builds a model)
     x = check_input(x, model.tensors[model.inputs[0]], model.meta)
     if isinstance(backend, str):
-        backend = get_backend(backend, cfg)
+        backend = get_backend(backend, cfg, device)
     stats = RunStats(images=int(x.shape[0]) if x.ndim else 1)
     init = bundle.programs[0]
     res = _run_program(backend, init, [np.zeros((cfg.rows, cfg.cols), dtype=np.int64)], 1, "init")
