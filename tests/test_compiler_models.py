@@ -359,3 +359,17 @@ def test_relu6_clip_folds_into_on_tile_requantisation(tmp_path):
     y = compiler.run(b, x)
     ref = ort_run(m, {"x": x})
     assert np.abs(y - ref).max() <= _out_step(m) * (1 + 1e-5)
+
+
+def test_uint8_weights_above_their_zero_point_stay_unsigned():
+    """uint8 codes 10..255 with zero point 5: ``codes - zp`` = 5..250 is non-negative, so the tile holds it as
+    unsigned 8-bit weights (no 9-bit signed error, no host correction), bit-exact."""
+    r = np.random.default_rng(8)
+    w = r.integers(10, 256, (30, 7)).astype(np.uint8)
+    w[0, 0] = 255
+    m = _set(_set(models.matmul_integer(), "w", w), "wz", np.uint8(5))
+    x = r.integers(-128, 128, (4, 30)).astype(np.int8)
+    b = compiler.compile_model(m, "isaac")
+    L = b.model.layers[0]
+    assert not L.weights.wsigned and not L.weights.host_corrected
+    np.testing.assert_array_equal(compiler.run(b, x), ort_run(m, {"x": x}))

@@ -71,7 +71,7 @@ def fold(L: TileLayer) -> Weights:
             if spec.zero_point.size > 1 else np.full(W.shape[1], int(spec.zero_point), dtype=np.int64)
     K, N = W.shape
     w_fix = None
-    if W.min(initial=0) >= 0 and not spec.signed and (zp_w is not None or not np.any(spec.zero_point)):
+    if W.min(initial=0) >= 0 and not spec.signed:  # (also codes - zp_w >= 0: unsigned holds them exactly)
         wsigned = False
         wbits = max(spec.bits, bits_of_range(0, int(W.max(initial=0))))
     else:
