@@ -32,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from cimtile.errors import CimtileError
 from cimtile.hw import isa
 from cimtile.hw.isa import Opcode
 from cimtile.hw.params import ConfigError, TileConfig, load_config
+
+from cimtile.errors import CimtileError
 
 __all__ = ["CostModel", "CostResult", "LayerCost", "PolicyError", "apply_policy", "load_policy", "quantize_weights"]
 
