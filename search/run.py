@@ -1,7 +1,7 @@
 """The search: a zoo model, a data set, a tile, an accuracy budget, an agent and an evaluation budget.
 
-Every evaluated policy gets a short brevitas fine-tune from the float network (HAQ), its fake-quantised test
-accuracy and its exact tile cost (:class:`cimtile.search.cost.CostModel` with the policy's own fine-tuned integer
+Every evaluated policy gets a short brevitas fine-tune from the float network (HAQ), its fake-quantised accuracy
+on a validation split (the last quarter of the training split) and its exact tile cost (:class:`cimtile.search.cost.CostModel` with the policy's own fine-tuned integer
 weights). The best policy within the budget gets a longer fine-tune, is exported as QCDQ ONNX, compiled, and run
 on the golden model over the test split. Writes to the output directory:
 
@@ -60,7 +60,7 @@ class SearchResult:
 
     config: dict
     policy: list
-    acc_w8a8: float  # fake-quantised torch accuracy of W8A8 after the final fine-tune
+    acc_w8a8: float  # fake-quantised torch test accuracy of W8A8 after the final fine-tune
     acc_torch: float  # of the chosen policy, fake-quantised torch
     acc_golden: float  # of the chosen policy's compiled bundle on the golden model
     acc_golden_w8a8: float
@@ -105,6 +105,10 @@ def _context(model: str, data: str, tile: str, pretrain_epochs: int, seed: int):
     torch.set_num_threads(1)
     net, spec = mnist_nets.pretrained(model, data, epochs=pretrain_epochs, seed=seed, progress=False)
     xtr, ytr, xte, yte = mnist_nets.load_data(data)
+    # the search ranks policies on a validation split held out of the training set; the test split is only for
+    # the final figures, so they carry no selection bias
+    nval = len(xtr) // 4
+    xva, yva, xtr, ytr = xtr[-nval:], ytr[-nval:], xtr[:-nval], ytr[:-nval]
     ref = build_dir("search", f"{model}_{data}_s{seed}_e{pretrain_epochs}_w8a8.onnx")
     n = sum(1 for s in spec if s[0] != "pool")
     if not ref.exists():
@@ -113,7 +117,8 @@ def _context(model: str, data: str, tile: str, pretrain_epochs: int, seed: int):
         qat.export_qcdq(qat.build(spec, [(8, 8)] * n, net), xte, tmp)
         tmp.replace(ref)
     cm = CostModel(ref, tile)
-    _CTX[key] = ctx = {"net": net, "spec": spec, "data": (xtr, ytr, xte, yte), "cost": cm}
+    _CTX[key] = ctx = {"net": net, "spec": spec, "data": (xtr, ytr, xte, yte), "val": (xva, yva),
+                                "cost": cm}
     return ctx
 
 
@@ -127,10 +132,11 @@ def evaluate_policy(job: dict) -> dict:
 
     ctx = _context(job["model"], job["data"], job["tile"], job["pretrain_epochs"], job["seed"])
     pol = [tuple(p) for p in job["policy"]]
-    xtr, ytr, xte, yte = ctx["data"]
+    xtr, ytr, _, _ = ctx["data"]
+    xva, yva = ctx["val"]
     net = qat.build(ctx["spec"], pol, ctx["net"])
     qat.finetune(net, xtr, ytr, job["epochs"], _policy_seed(job["seed"], pol))
-    acc = qat.evaluate_acc(net, xte, yte)
+    acc = qat.evaluate_acc(net, xva, yva)
     r = ctx["cost"].query(pol, qat.int_weights(net))
     return {"policy": [list(p) for p in pol], "acc": acc, "compute": r.cost("compute"), "total": r.cost("total"),
             "batch": r.cost("batch")}
@@ -138,9 +144,12 @@ def evaluate_policy(job: dict) -> dict:
 
 # -- the search ------------------------------------------------------------------------------------------
 
-def search(cfg: SearchConfig, out: str | Path, executor=None) -> SearchResult:
+def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: bool = True):
     """Run a search and write its outputs to ``out`` (see the module doc). ``executor`` defaults to
-    :func:`cimtile.search.executor.make_executor` of ``cfg.workers`` / ``cfg.ray_address``."""
+    :func:`cimtile.search.executor.make_executor` of ``cfg.workers`` / ``cfg.ray_address``.
+
+    Returns a :class:`SearchResult`; with ``finalize=False`` only the search itself runs (no final fine-tune,
+    export or compilation, nothing written) and the result is ``(best policy, table of evaluations, target)``."""
     from cimtile.zoo import mnist_nets
     from tqdm import tqdm
 
@@ -155,7 +164,6 @@ def search(cfg: SearchConfig, out: str | Path, executor=None) -> SearchResult:
         raise SearchError(f"--budget {cfg.budget}: at least 1 policy")
     if cfg.cost not in ("compute", "total", "batch"):
         raise SearchError(f"--cost {cfg.cost!r}: expected compute, total or batch")
-    out = Path(out)
     t0 = time.time()
     ctx = _context(cfg.model, cfg.data, cfg.tile, cfg.pretrain_epochs, cfg.seed)
     cm = ctx["cost"]
@@ -190,8 +198,9 @@ def search(cfg: SearchConfig, out: str | Path, executor=None) -> SearchResult:
             ex.close()
     feasible = [t for t in table if t["acc"] >= target]
     best = min(feasible, key=lambda t: (t["ratio"], -t["acc"], t["index"]))["policy"] if feasible else [[8, 8]] * n
-    res = _finish(cfg, ctx, [tuple(p) for p in best], out, table, ref, target, time.time() - t0)
-    return res
+    if not finalize:
+        return best, table, target
+    return _finish(cfg, ctx, [tuple(p) for p in best], Path(out), table, ref, target, time.time() - t0)
 
 
 def _finish(cfg: SearchConfig, ctx, best, out: Path, table, ref, target, seconds) -> SearchResult:
@@ -274,7 +283,7 @@ def _plots(out: Path, res: SearchResult, table, ref, target, names, cfg) -> None
     ax.plot(sp[front], acc[front], "r-o", ms=3, label="Pareto front")
     ax.axhline(target, color="k", ls="--", lw=1, label=f"budget (W8A8 - {cfg.max_loss:g})")
     ax.set_xlabel(f"speedup over W8A8 ({cfg.cost} cycles)")
-    ax.set_ylabel("accuracy after short fine-tune (%)")
+    ax.set_ylabel("validation accuracy after short fine-tune (%)")
     ax.set_title(f"{cfg.agent}: {len(table)} policies")
     ax.legend(fontsize=7)
     fig.tight_layout()
