@@ -1,8 +1,9 @@
 """The search: a zoo model, a data set, a tile, an accuracy budget, an agent and an evaluation budget.
 
 Every evaluated policy gets a short brevitas fine-tune from the float network (HAQ), its fake-quantised accuracy
-on a validation split (the last quarter of the training split) and its exact tile cost (:class:`cimtile.search.cost.CostModel` with the policy's own fine-tuned integer
-weights). The best policy within the budget gets a longer fine-tune, is exported as QCDQ ONNX, compiled, and run
+on a validation split (the last quarter of the training split) and its exact tile cost
+(:class:`cimtile.search.cost.CostModel` with the policy's own fine-tuned integer weights). The best policy
+within the budget gets a longer fine-tune, is exported as QCDQ ONNX, compiled, and run
 on the golden model over the test split. Writes to the output directory:
 
 - ``best_policy.json``, ``evaluations.csv`` (every evaluated policy: bits, accuracy, cycles, reward),
@@ -70,6 +71,7 @@ class SearchResult:
     bundle_cycles: int  # cycles per image in the compiled bundle's report
     evaluations: int
     seconds: float
+    target: float = 0.0  # validation accuracy a policy had to reach in the search
     table: list = field(default_factory=list)
 
     @property
@@ -234,7 +236,7 @@ def _finish(cfg: SearchConfig, ctx, best, out: Path, table, ref, target, seconds
     res = SearchResult(asdict(cfg), [list(p) for p in best], finals["w8a8"]["acc"], finals["best"]["acc"],
                        finals["best"]["golden"], finals["w8a8"]["golden"], cyc, cyc8,
                        {k: cyc8[k] / cyc[k] for k in cyc}, finals["best"]["bundle_cycles"], len(table), seconds,
-                       table)
+                       target, table)
     (out / "best_policy.json").write_text(json.dumps(res.policy) + "\n")
     with open(out / "evaluations.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -244,8 +246,7 @@ def _finish(cfg: SearchConfig, ctx, best, out: Path, table, ref, target, seconds
             w.writerow([t["index"]] + [p[0] for p in t["policy"]] + [p[1] for p in t["policy"]] +
                        [f"{t['acc']:.2f}", t["compute"], t["total"], f"{1 / t['ratio']:.4f}", f"{t['reward']:.3f}"])
     summ = {k: v for k, v in asdict(res).items() if k != "table"}
-    summ.update(loss=res.loss, short_finetune_w8a8_acc=ref["acc"], target_acc=target,
-                names=cm.names)
+    summ.update(loss=res.loss, short_finetune_w8a8_acc=ref["acc"], target_acc=target, names=cm.names)
     (out / "summary.json").write_text(json.dumps(summ, indent=2) + "\n")
     _plots(out, res, table, ref, target, cm.names, cfg)
     return res
