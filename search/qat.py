@@ -21,44 +21,37 @@ def _quiet():
         yield
 
 
+class _Quant:
+    """Layer factory of the quantised twin: brevitas layers with per-tensor float scales, narrow-range signed
+    weights (what the tile stores) and unsigned activation quantisers (images in [0, 1], then ReLU outputs)."""
+
+    def __init__(self):
+        with _quiet():
+            import brevitas.nn as qnn
+            from brevitas.quant import Uint8ActPerTensorFloat
+        self.qnn, self.act = qnn, Uint8ActPerTensorFloat
+
+    def conv(self, cin, cout, k, stride, pad, w):
+        return self.qnn.QuantConv2d(cin, cout, k, stride=stride, padding=pad, weight_bit_width=w)
+
+    def fc(self, nin, nout, w):
+        return self.qnn.QuantLinear(nin, nout, bias=True, weight_bit_width=w)
+
+    def inq(self, a):
+        return self.qnn.QuantIdentity(act_quant=self.act, bit_width=a, return_quant_tensor=True)
+
+
 def build(spec: list[tuple], policy, float_net=None):
-    """The brevitas twin of a :mod:`cimtile.zoo.mnist_nets` layer list at ``policy`` ([(w, a)] per conv/fc layer,
+    """The brevitas twin of a :mod:`cimtile.zoo.mnist_nets` layer list at ``policy`` ([(w, a)] per weight layer,
     ``a`` being the bits of the layer's input), initialised from ``float_net``'s weights."""
-    import torch
-    from torch import nn
+    from cimtile.zoo.mnist_nets import torch_net
 
     with _quiet():
-        import brevitas.nn as qnn
-        from brevitas.quant import Uint8ActPerTensorFloat
-
-    mods = []
-    k = 0
-    n_w = sum(1 for s in spec if s[0] != "pool")
-    for s in spec:
-        if s[0] == "pool":
-            mods.append(nn.MaxPool2d(2))
-            continue
-        w, a = policy[k]
-        if s[0] == "fc" and not any(isinstance(x, nn.Flatten) for x in mods):
-            mods.append(nn.Flatten())
-        # the layer's input quantiser (unsigned: images in [0, 1], then ReLU outputs), right before it so that
-        # pooling and flattening never see a float the exporter cannot follow
-        mods.append(qnn.QuantIdentity(act_quant=Uint8ActPerTensorFloat, bit_width=a, return_quant_tensor=True))
-        if s[0] == "conv":
-            mods.append(qnn.QuantConv2d(s[1], s[2], s[3], padding=s[4], weight_bit_width=w))
-        else:
-            mods.append(qnn.QuantLinear(s[1], s[2], bias=True, weight_bit_width=w))
-        k += 1
-        if k < n_w:
-            mods.append(nn.ReLU())
-    net = nn.Sequential(*mods)
-    if float_net is not None:
-        src = [m for m in float_net if isinstance(m, (nn.Conv2d, nn.Linear))]
-        dst = [m for m in net if isinstance(m, (qnn.QuantConv2d, qnn.QuantLinear))]
-        with torch.no_grad():
-            for a_, b_ in zip(src, dst):
-                b_.weight.copy_(a_.weight)
-                b_.bias.copy_(a_.bias)
+        net = torch_net(spec, _Quant(), [tuple(p) for p in policy])
+        if float_net is not None:
+            missing, unexpected = net.load_state_dict(float_net.state_dict(), strict=False)
+            if unexpected or any("quant" not in m for m in missing):  # pragma: no cover - a layer-list bug
+                raise AssertionError(f"float and quantised networks differ: {unexpected or missing}")
     return net
 
 
@@ -105,7 +98,7 @@ def int_weights(net) -> list[np.ndarray]:
 
         out = []
         with torch.no_grad():
-            for m in net:
+            for m in net.layers:
                 if isinstance(m, (qnn.QuantConv2d, qnn.QuantLinear)):
                     q = m.quant_weight()
                     codes = torch.round(q.value / q.scale).to(torch.int64).numpy()

@@ -111,8 +111,8 @@ def _context(model: str, data: str, tile: str, pretrain_epochs: int, seed: int):
     # the final figures, so they carry no selection bias
     nval = len(xtr) // 4
     xva, yva, xtr, ytr = xtr[-nval:], ytr[-nval:], xtr[:-nval], ytr[:-nval]
-    ref = build_dir("search", f"{model}_{data}_s{seed}_e{pretrain_epochs}_w8a8.onnx")
-    n = sum(1 for s in spec if s[0] != "pool")
+    ref = build_dir("search", f"{model}_{data}_s{seed}_e{pretrain_epochs}_w8a8_v2.onnx")
+    n = mnist_nets.weight_layers(spec)
     if not ref.exists():
         ref.parent.mkdir(parents=True, exist_ok=True)
         tmp = ref.with_suffix(f".tmp{zlib.crc32(str(time.time()).encode())}.onnx")
