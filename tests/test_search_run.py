@@ -71,3 +71,28 @@ def test_bad_settings(tmp_path):
         search(_cfg("sgd"), tmp_path)
     with pytest.raises(SearchError, match="budget"):
         search(SearchConfig(budget=0), tmp_path)
+
+
+@pytest.mark.slow
+def test_resnet_policy_cycles_equal_compiled(tmp_path):
+    """The residual network's exported QCDQ model compiles to exactly the cycles the cost API gives for its
+    fine-tuned weights (the policy's layer order is the graph's)."""
+    from cimtile.search import qat
+    from cimtile.search.cost import CostModel
+    from cimtile.zoo import mnist_nets
+
+    spec = mnist_nets.layers("resnet", 8)
+    net = mnist_nets.torch_net(spec)  # untrained: the cycles need real integer weights, not good ones
+    xtr, ytr, xte, _ = load_data("digits")
+    n = mnist_nets.weight_layers(spec)
+    ref = qat.build(spec, [(8, 8)] * n, net)
+    qat.export_qcdq(ref, xte, tmp_path / "w8a8.onnx")
+    cm = CostModel(tmp_path / "w8a8.onnx", "isaac")
+    pol = [tuple(int(v) for v in p) for p in np.random.default_rng(5).integers(2, 9, (n, 2))]
+    q = qat.finetune(qat.build(spec, pol, net), xtr, ytr, 0.05, 0)
+    qat.export_qcdq(q, xte, tmp_path / "p.onnx")
+    b = compile_model(tmp_path / "p.onnx", "isaac")
+    assert [(L["wbits"], L["abits"]) for L in b.report["layers"]] == pol
+    r = cm.query(pol, qat.int_weights(q))
+    assert [x.cycles for x in r.layers] == [L["cycles"] for L in b.report["layers"]]
+    assert r.totals["cycles"] == b.report["totals"]["cycles"]
