@@ -117,3 +117,26 @@ def test_shapes_equal_compiled_worst_case(tmp_path, tile):
             assert (s["cycles"], s["program_cycles"], s["adc_conversions"], s["xbar_tiles"]) == \
                 (e.cycles, e.program_cycles, e.adc_conversions, e.xbar_tiles)
         assert shp[2]["cycles"] == 0 and shp[2]["host_macs"] == 2 * 2 * 3 * 7
+
+
+def test_cost_cli_onnx_exact(tmp_path, capsys):
+    """``cimtile cost MODEL.onnx --hw PRESET`` prints the cost API's exact figures (reference weights)."""
+    import onnx
+
+    f = tmp_path / "m.onnx"
+    onnx.save(_mlp(positions=3), f)
+    p = tmp_path / "p.json"
+    p.write_text("[[4, 5], [3, 2]]")
+    assert main(["cost", str(f), "--policy", str(p), "--hw", "isaac", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    r = CostModel(_mlp(positions=3), "isaac").query([(4, 5), (3, 2)])
+    assert out["total"]["cycles"] == r.totals["cycles"]
+    assert [x["cycles"] for x in out["layers"]] == [x.cycles for x in r.layers]
+    assert main(["cost", str(f), "--policy", str(p)]) == 1
+    assert "needs a CIM-AQ layer file" in capsys.readouterr().err
+
+
+def test_search_cli_bad_model(tmp_path, capsys):
+    assert main(["search", "--model", "alexnet", "-o", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "model 'alexnet'" in err and err.count("\n") == 1
