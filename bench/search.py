@@ -8,7 +8,7 @@ Figures:
   ``cost_query_cold_resnet18_ms``: the first query of a fresh cost model (nothing memoised).
 - ``cimaq_vgg16_formula_speedup``: CIM-AQ's formula on VGG-16 (ImageNet shapes) with the paper's policy;
   ``cimaq_vgg16_tile_speedup_compute`` / ``_total``: the same policy in isaac's exact cycles from shapes alone.
-- per model M in (lenet, vgg), a DDPG search (``--max-loss 0.1``, compute cycles) then the final fine-tune:
+- per model M in (lenet, vgg, resnet), a DDPG search (``--max-loss 0.1``, compute cycles) then the final fine-tune:
   ``mpq_speedup_M`` (compute cycles, W8A8 / policy), ``mpq_speedup_total_M`` (compute + weight loads, one image;
   a batch of 1,000 has the same ratio: the tile reloads weights on every run), ``mpq_loss_M`` (points below
   W8A8, both compiled and run on the golden model over the test split), ``mpq_sal_M`` (speedup / loss, the paper's
@@ -18,8 +18,9 @@ Figures:
   met the accuracy target on the validation split), for A in ddpg, tpe, random, greedy.
 
 ``BENCH_SEARCH_BUDGET`` (default 32) sets the evaluation budget per search; ``BENCH_SEARCH_WORKERS`` (default 2) the
-Ray workers for the batched agents (DDPG evaluates one episode at a time). ``python -m bench.search --markdown``
-prints the tables of docs/search.md from build/bench.json.
+Ray workers for the batched agents (DDPG evaluates one episode at a time); ``BENCH_SEARCH_MODELS`` (default
+``lenet,vgg,resnet``) the models searched (a partial run keeps the other models' figures in build/bench.json).
+``python -m bench.search --markdown`` prints the tables of docs/search.md from build/bench.json.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ GOALS = {"cost_query_resnet18_ms": "<= 5", "mpq_speedup_vgg": ">= 2.5", "mpq_los
          "cimaq_vgg16_formula_speedup": "2.482 (paper)"}
 
 AGENTS = ("ddpg", "tpe", "random", "greedy")
-MODELS = ("lenet", "vgg")
+MODELS = ("lenet", "vgg", "resnet")
 
 
 def _cost() -> dict[str, float]:
@@ -85,7 +86,7 @@ def _cimaq() -> dict[str, float]:
             "cimaq_vgg16_tile_speedup_total": tot(t8, "cycles") / tot(tp, "cycles")}
 
 
-def _searches(budget: int, workers: int) -> dict[str, float]:
+def _searches(budget: int, workers: int, models) -> dict[str, float]:
     from cimtile.search.executor import InProcessExecutor, RayExecutor
     from cimtile.search.run import SearchConfig, search
 
@@ -95,7 +96,7 @@ def _searches(budget: int, workers: int) -> dict[str, float]:
     out = build_dir("bench_search")
     ray_ex = RayExecutor(workers) if workers > 1 else None
     try:
-        for m in MODELS:
+        for m in models:
             for agent in AGENTS if m == "vgg" else ("ddpg",):
                 cfg = SearchConfig(model=m, data="mnist", tile="isaac", agent=agent, budget=budget, max_loss=0.1,
                                    finetune_epochs=0.5, final_epochs=3.0, seed=0, progress=False)
@@ -130,7 +131,8 @@ def run() -> dict[str, float]:
     workers = int(os.environ.get("BENCH_SEARCH_WORKERS", "2"))
     figs = _cost()
     figs.update(_cimaq())
-    figs.update(_searches(budget, workers))
+    models = [m for m in os.environ.get("BENCH_SEARCH_MODELS", ",".join(MODELS)).split(",") if m]
+    figs.update(_searches(budget, workers, models))
     figs["search_budget"] = budget
     return figs
 
