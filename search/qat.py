@@ -119,10 +119,16 @@ def export_qcdq(net, x: np.ndarray, path) -> None:
 
 def _dynamic_batch(path) -> None:
     """The exporter traces one image and writes Flatten as Reshape to (1, n): make that (-1, n) and the graph's
-    batch dimension symbolic, so the model takes any batch."""
+    batch dimension symbolic, so the model takes any batch. The weights go inside the file (the exporter may have
+    written them beside it), so a model is one file."""
+    from pathlib import Path
+
     import onnx
     from onnx import numpy_helper
 
+    shallow = onnx.load(str(path), load_external_data=False)
+    beside = {Path(path).parent / e.value for t in shallow.graph.initializer for e in t.external_data
+              if e.key == "location"} | {Path(str(path) + ".data")}  # torch's exporter writes one, unreferenced
     m = onnx.load(str(path))
     inits = {t.name: t for t in m.graph.initializer}
     for n in m.graph.node:
@@ -135,4 +141,6 @@ def _dynamic_batch(path) -> None:
         d = v.type.tensor_type.shape.dim
         if len(d):
             d[0].dim_param = "N"
-    onnx.save(m, str(path))
+    onnx.save(m, str(path), save_as_external_data=False)
+    for f in beside:
+        f.unlink(missing_ok=True)
