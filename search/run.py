@@ -282,6 +282,11 @@ def _plots(out: Path, res: SearchResult, table, ref, target, names, cfg) -> None
             front.append(i)
             best_acc = acc[i]
     ax.plot(sp[front], acc[front], "r-o", ms=3, label="Pareto front")
+    ax.scatter([1.0], [ref["acc"]], marker="s", c="k", s=25, label="W8A8")
+    chosen = [i for i, t in enumerate(table) if t["policy"] == res.policy]
+    if chosen:
+        ax.scatter(sp[chosen[:1]], acc[chosen[:1]], marker="*", c="gold", edgecolors="k", s=120, label="chosen",
+                   zorder=3)
     ax.axhline(target, color="k", ls="--", lw=1, label=f"budget (W8A8 - {cfg.max_loss:g})")
     ax.set_xlabel(f"speedup over W8A8 ({cfg.cost} cycles)")
     ax.set_ylabel("validation accuracy after short fine-tune (%)")
