@@ -160,7 +160,7 @@ def _ddpg(space: Space, evaluate: Callable, budget: int, seed: int, target: floa
     model = DDPG("MlpPolicy", env, learning_rate=1e-3, buffer_size=max(1000, budget * steps), gamma=1.0,
                  learning_starts=max(1, budget // 4) * steps, batch_size=min(64, max(8, budget * steps // 4)),
                  train_freq=(1, "episode"), gradient_steps=steps, seed=seed, verbose=0, device="cpu",
-                 action_noise=NormalActionNoise(np.zeros(1), 0.3 * np.ones(1)),
+                 action_noise=NormalActionNoise(np.zeros(1), 0.5 * np.ones(1)),  # HAQ's initial 0.5
                  policy_kwargs={"net_arch": [64, 64]})
     model.learn(total_timesteps=budget * steps)
 

@@ -106,12 +106,10 @@ def _context(model: str, data: str, tile: str, pretrain_epochs: int, seed: int):
 
     torch.set_num_threads(1)
     net, spec = mnist_nets.pretrained(model, data, epochs=pretrain_epochs, seed=seed, progress=False)
-    xtr, ytr, xte, yte = mnist_nets.load_data(data)
-    # the search ranks policies on a validation split held out of the training set; the test split is only for
-    # the final figures, so they carry no selection bias
-    nval = len(xtr) // 4
-    xva, yva, xtr, ytr = xtr[-nval:], ytr[-nval:], xtr[:-nval], ytr[:-nval]
-    ref = build_dir("search", f"{model}_{data}_s{seed}_e{pretrain_epochs}_w8a8_v2.onnx")
+    # the search ranks policies on a validation split held out of the training set (never trained on); the test
+    # split is only for the final figures, so they carry no selection bias
+    xtr, ytr, xva, yva, xte, yte = mnist_nets.splits(data)
+    ref = build_dir("search", f"{model}_{data}_s{seed}_e{pretrain_epochs}_w8a8_v3.onnx")
     n = mnist_nets.weight_layers(spec)
     if not ref.exists():
         ref.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from cimtile.paths import build_dir
 
 from .data import digits, mnist
 
-__all__ = ["MODELS", "accuracy", "layers", "load_data", "pretrained", "torch_net", "weight_layers"]
+__all__ = ["MODELS", "accuracy", "layers", "load_data", "pretrained", "splits", "torch_net", "weight_layers"]
 
 MODELS = ("lenet", "vgg", "resnet")
 
@@ -23,6 +23,14 @@ def load_data(name: str):
     if name == "mnist":
         return mnist()
     raise ValueError(f"data set {name!r}: expected digits or mnist")
+
+
+def splits(name: str):
+    """(x_fit, y_fit, x_val, y_val, x_test, y_test): the training split cut into a fitting part and a validation
+    part (its last quarter), which pre-training and fine-tuning never see, so a search can rank on it."""
+    xtr, ytr, xte, yte = load_data(name)
+    nval = len(xtr) // 4
+    return xtr[:-nval], ytr[:-nval], xtr[-nval:], ytr[-nval:], xte, yte
 
 
 def layers(model: str, size: int) -> list[tuple]:
@@ -146,14 +154,15 @@ def torch_net(spec: list[tuple], factory=None, policy=None):
 
 
 def pretrained(model: str, data: str, epochs: int = 8, seed: int = 0, progress: bool | None = None):
-    """The float network trained on ``data`` (cached state dict under ``build/zoo``); returns (net, spec)."""
+    """The float network trained on the fitting part of ``data`` (:func:`splits`; cached state dict under
+    ``build/zoo``); returns (net, spec)."""
     import torch
     from tqdm import tqdm
 
-    xtr, ytr, _, _ = load_data(data)
+    xtr, ytr, _, _, _, _ = splits(data)
     spec = layers(model, xtr.shape[-1])
     net = torch_net(spec)
-    path = build_dir("zoo", f"{model}_{data}_s{seed}_e{epochs}_v2.pt")
+    path = build_dir("zoo", f"{model}_{data}_s{seed}_e{epochs}_v3.pt")
     if path.exists():
         net.load_state_dict(torch.load(path, weights_only=True))
         return net.eval(), spec
