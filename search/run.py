@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -164,6 +165,10 @@ def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: b
         raise SearchError(f"--budget {cfg.budget}: at least 1 policy")
     if cfg.cost not in ("compute", "total", "batch"):
         raise SearchError(f"--cost {cfg.cost!r}: expected compute, total or batch")
+    if finalize:
+        o = Path(out)
+        if o.exists() and (not o.is_dir() or (any(o.iterdir()) and not (o / "summary.json").exists())):
+            raise SearchError(f"output {o} exists and is not a previous search's output directory")
     t0 = time.time()
     ctx = _context(cfg.model, cfg.data, cfg.tile, cfg.pretrain_epochs, cfg.seed)
     cm = ctx["cost"]
@@ -203,7 +208,7 @@ def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: b
     return _finish(cfg, ctx, [tuple(p) for p in best], Path(out), table, ref, target, time.time() - t0)
 
 
-def _finish(cfg: SearchConfig, ctx, best, out: Path, table, ref, target, seconds) -> SearchResult:
+def _finish(cfg: SearchConfig, ctx, best, final: Path, table, ref, target, seconds) -> SearchResult:
     from cimtile.compiler import compile_model, report, run, save
 
     from . import qat
@@ -211,7 +216,11 @@ def _finish(cfg: SearchConfig, ctx, best, out: Path, table, ref, target, seconds
     xtr, ytr, xte, yte = ctx["data"]
     cm = ctx["cost"]
     n = len(cm)
-    out.mkdir(parents=True, exist_ok=True)
+    # everything is written to DIR.partial and moved to DIR at the end: a failed run leaves no half-written output
+    out = final.with_name(final.name + ".partial")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     finals = {}
     for name, pol in (("w8a8", [(8, 8)] * n), ("best", best)):
         net = qat.build(ctx["spec"], pol, ctx["net"])
@@ -247,6 +256,9 @@ def _finish(cfg: SearchConfig, ctx, best, out: Path, table, ref, target, seconds
     summ.update(loss=res.loss, short_finetune_w8a8_acc=ref["acc"], target_acc=target, names=cm.names)
     (out / "summary.json").write_text(json.dumps(summ, indent=2) + "\n")
     _plots(out, res, table, ref, target, cm.names, cfg)
+    if final.exists():
+        shutil.rmtree(final)  # a previous search's output (checked at the start)
+    out.rename(final)
     return res
 
 

@@ -96,3 +96,10 @@ def test_resnet_policy_cycles_equal_compiled(tmp_path):
     r = cm.query(pol, qat.int_weights(q))
     assert [x.cycles for x in r.layers] == [L["cycles"] for L in b.report["layers"]]
     assert r.totals["cycles"] == b.report["totals"]["cycles"]
+
+
+def test_output_dir_guard(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep")
+    with pytest.raises(SearchError, match="not a previous search"):
+        search(_cfg("random"), tmp_path)
+    assert (tmp_path / "mine.txt").read_text() == "keep"
