@@ -123,8 +123,12 @@ def _context(model: str, data: str, tile: str, pretrain_epochs: int, seed: int):
     return ctx
 
 
-def _policy_seed(seed: int, pol) -> int:
-    return (seed * 1_000_003 + zlib.crc32(json.dumps([list(p) for p in pol]).encode())) % (2 ** 31)
+def _finetune_seed(seed: int, pol) -> int:
+    """The fine-tune's seed (data order): the same for every policy of a search. Common random numbers: two
+    policies then differ by their bits only, not by their batches, which cuts the noise between their accuracies
+    (with a seed per policy, W8A8 and W8A8-but-one-layer differed by up to 3 points on VGG/MNIST)."""
+    del pol
+    return seed
 
 
 def evaluate_policy(job: dict) -> dict:
@@ -136,7 +140,7 @@ def evaluate_policy(job: dict) -> dict:
     xtr, ytr, _, _ = ctx["data"]
     xva, yva = ctx["val"]
     net = qat.build(ctx["spec"], pol, ctx["net"])
-    qat.finetune(net, xtr, ytr, job["epochs"], _policy_seed(job["seed"], pol))
+    qat.finetune(net, xtr, ytr, job["epochs"], _finetune_seed(job["seed"], pol))
     acc = qat.evaluate_acc(net, xva, yva)
     r = ctx["cost"].query(pol, qat.int_weights(net))
     return {"policy": [list(p) for p in pol], "acc": acc, "compute": r.cost("compute"), "total": r.cost("total"),
@@ -224,7 +228,7 @@ def _finish(cfg: SearchConfig, ctx, best, final: Path, table, ref, target, secon
     finals = {}
     for name, pol in (("w8a8", [(8, 8)] * n), ("best", best)):
         net = qat.build(ctx["spec"], pol, ctx["net"])
-        qat.finetune(net, xtr, ytr, cfg.final_epochs, _policy_seed(cfg.seed + 1, pol))
+        qat.finetune(net, xtr, ytr, cfg.final_epochs, _finetune_seed(cfg.seed + 1, pol))
         acc = qat.evaluate_acc(net, xte, yte)
         onnx_path = out / ("model.onnx" if name == "best" else "w8a8.onnx")
         qat.export_qcdq(net, xte, onnx_path)
