@@ -13,6 +13,7 @@ from .bundle import Bundle, load_bundle, save_bundle
 from .codegen import EmitPrograms
 from .errors import CompileError
 from .frontend import import_model, load_onnx
+from .outputs import check_bundle_target
 from .passes import pipeline
 from .report import build_report, format_report
 from .runtime import RunStats, execute
@@ -34,6 +35,8 @@ def compile_model(model: str | Path | onnx.ModelProto, tile: str | TileConfig = 
     Everything is checked and built in memory first; the bundle directory ``out`` (if given) is written only
     when compilation succeeded.
     """
+    if out is not None:
+        check_bundle_target(out)  # before the work: a bad -o fails in a moment, not after compiling
     cfg = _cfg(tile)
     proto = load_onnx(model) if not isinstance(model, onnx.ModelProto) else model
     ir = import_model(proto)
@@ -71,13 +74,17 @@ def save(bundle: Bundle, path: str | Path) -> None:
 
 
 def run(bundle: Bundle | str | Path, x: np.ndarray, backend: str = "golden", *, progress: bool | None = None,
-        stats: bool = False):
+        stats: bool = False, device=None):
     """Run a compiled network on ``x`` (the model's first input as ONNX takes it).
 
     Returns the first output as onnxruntime would (and a :class:`RunStats` with the cycles if ``stats``).
+    ``device``: a device model (:class:`cimtile.sim.device.DeviceModel`, a preset name or a JSON file; None:
+    an ideal tile). On the RTL backend only its programming effects are allowed (docs/devices.md).
     """
+    from cimtile.sim.device import load_device
+
     b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    outs, st = execute(b, x, backend, progress)
+    outs, st = execute(b, x, backend, progress, device=load_device(device))
     y = outs[b.model.outputs[0]]
     return (y, st) if stats else y
 

@@ -7,7 +7,8 @@ Directory layout (all written together, or nothing):
   programs (offset and length in the microcode, layer, data-in plan, read plan, cycles of one run);
 - ``microcode.npy``: every program's 64-bit words, concatenated (uint64);
 - ``weights.npz``: per layer ``L<i>.levels`` (K x N*group cell levels), ``L<i>.bias``, ``.mult``, ``.shift``
-  (the LDRQ records) and ``.acc_scale``; ``masks`` (rows x cols, all 0: the init program loads it);
+  (the LDRQ records) and ``.acc_scale``; ``masks`` (rows x cols: all 0, or the fault mask every program
+  loads after fault masking); ``R<i>.<t>``: physical rows of row tile t of layer i, where remapped;
 - ``consts.npz``: constants of host steps (reshape targets, residual constants);
 - ``report.json`` and ``report.txt``: the per-layer cycle report.
 """
@@ -15,9 +16,7 @@ Directory layout (all written together, or nothing):
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from cimtile.hw.params import ConfigError, TileConfig
 
 from .errors import CompileError
 from .ir import HostStep, Model, Program, QSpec, Tensor, TileLayer
+from .outputs import check_bundle_target, new_sibling_dir, replace_dir
 
 __all__ = ["Bundle", "save_bundle", "load_bundle", "FORMAT_VERSION"]
 
@@ -46,6 +46,10 @@ class Bundle:
     rq: list[dict]
     report: dict = field(default_factory=dict)
     levels_fix: list = field(default_factory=list)  # per layer: -128 correction levels, or None
+    # fault masking (compiler/faults.py): the mask every program loads (rows x cols bool), or None; and the
+    # physical rows of a (layer, row tile), where remapped
+    fault_mask: np.ndarray | None = None
+    row_maps: dict = field(default_factory=dict)
 
     @property
     def programs(self) -> list[Program]:
@@ -111,18 +115,21 @@ def to_json(b: Bundle) -> dict:
 
 
 def save_bundle(b: Bundle, out: str | Path) -> None:
-    """Write the bundle to directory ``out`` atomically: into a temporary sibling, then renamed."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CompileError(f"output {out} exists and is not a directory")
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".cimtile-", dir=parent))
+    """Write the bundle to directory ``out`` atomically: into a new sibling directory, then renamed.
+
+    ``out`` may be new, an empty directory or an existing bundle (replaced); anything else is a
+    :class:`CompileError` (see :mod:`cimtile.compiler.outputs`).
+    """
+    out = check_bundle_target(out)
+    tmp = new_sibling_dir(out)
     try:
         b.cfg.save(tmp / "tile.json")
         (tmp / "network.json").write_text(json.dumps(to_json(b)) + "\n")
         np.save(tmp / "microcode.npy", b.words())
-        arrays = {"masks": np.zeros((b.cfg.rows, b.cfg.cols), dtype=np.uint8)}
+        arrays = {"masks": np.zeros((b.cfg.rows, b.cfg.cols), dtype=np.uint8) if b.fault_mask is None
+                  else b.fault_mask.astype(np.uint8)}
+        for (li, rt), rows in b.row_maps.items():
+            arrays[f"R{li}.{rt}"] = np.asarray(rows, dtype=np.int64)
         for i, (lv, rq) in enumerate(zip(b.levels, b.rq)):
             arrays[f"L{i}.levels"] = lv
             for k, v in rq.items():
@@ -136,12 +143,9 @@ def save_bundle(b: Bundle, out: str | Path) -> None:
         from .report import format_report
 
         (tmp / "report.txt").write_text(format_report(b.report))
-        if out.exists():
-            for f in tmp.iterdir():
-                os.replace(f, out / f.name)
-            tmp.rmdir()
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
+    except OSError as e:
+        raise CompileError(f"output {out}: cannot write: {e.strerror or type(e).__name__}") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -187,4 +191,8 @@ def load_bundle(path: str | Path) -> Bundle:
                                 d["cycles"]))
     model = Model(tensors, steps, net["inputs"], net["outputs"], {k: cz[k] for k in cz.files}, programs,
                   net.get("meta", {}))
-    return Bundle(cfg, model, levels, rq, report, levels_fix)
+    fault_mask = None
+    if "masks" in wz.files and any(f[0] == "fmask" for p in programs for f in p.feed):
+        fault_mask = wz["masks"].astype(bool)
+    row_maps = {tuple(int(x) for x in k[1:].split(".")): wz[k] for k in wz.files if k.startswith("R")}
+    return Bundle(cfg, model, levels, rq, report, levels_fix, fault_mask, row_maps)

@@ -16,23 +16,42 @@ from .errors import CompileError
 __all__ = ["register"]
 
 
+def _tile_help() -> str:
+    from cimtile.hw.params import PRESETS
+
+    return (f"tile configuration: a preset ({', '.join(PRESETS)}) or a TileConfig JSON file (format: "
+            "docs/tile-config.md) (default: %(default)s)")
+
+
 def register(sub) -> None:
     """Add the compiler's verbs (compile, run, report, disasm) to the ``cimtile`` command's subparsers."""
-    c = sub.add_parser("compile", help="compile MODEL.onnx to a program bundle directory")
-    c.add_argument("model", help="quantized ONNX model")
-    c.add_argument("--tile", default="isaac", help="TileConfig preset name or JSON file (default isaac)")
-    c.add_argument("-o", "--out", required=True, help="output bundle directory")
-    r = sub.add_parser("run", help="run a bundle on an input")
-    r.add_argument("bundle")
-    r.add_argument("--input", required=True, help="X.npy: the model's first input as ONNX takes it")
-    r.add_argument("-o", "--out", required=True, help="Y.npy: the first output as onnxruntime returns it")
-    r.add_argument("--backend", choices=("golden", "rtl"), default="golden")
+    c = sub.add_parser("compile", help="compile MODEL.onnx to a program bundle directory",
+                       description="Compile a quantized ONNX model into a bundle directory (microcode, weight "
+                       "images, the resolved tile configuration, the cycle report). Nothing is written unless "
+                       "compilation succeeds.")
+    c.add_argument("model", help="quantized ONNX model file (QDQ/QCDQ, QLinear*, *Integer or QONNX Quant)")
+    c.add_argument("--tile", default="isaac", help=_tile_help())
+    c.add_argument("-o", "--out", required=True, help="output bundle directory: new, empty, or an existing bundle "
+                   "(replaced); any other directory is refused")
+    r = sub.add_parser("run", help="run a bundle on an input",
+                       description="Run a compiled bundle on an input array; writes the model's first output.")
+    r.add_argument("bundle", help="bundle directory written by 'cimtile compile'")
+    r.add_argument("--input", required=True, help="X.npy: the model's first input as ONNX takes it (float32 for a "
+                   "float input, the batch first)")
+    r.add_argument("-o", "--out", required=True, help="Y.npy: the first output as onnxruntime returns it "
+                   "(written whole, by a rename, when the run succeeded)")
+    r.add_argument("--backend", choices=("golden", "rtl"), default="golden",
+                   help="golden: the NumPy golden model (default); rtl: the generated RTL under Verilator "
+                   "(slow; the first use of a configuration builds its model, minutes)")
     r.add_argument("--stats", action="store_true", help="print the cycles per layer on stderr")
-    rep = sub.add_parser("report", help="per-layer cycle report")
-    rep.add_argument("bundle")
-    rep.add_argument("--json", action="store_true")
-    d = sub.add_parser("disasm", help="readable microcode")
-    d.add_argument("bundle")
+    r.add_argument("--device", default=None, metavar="PRESET_OR_JSON",
+                   help="device non-idealities (sim.device preset name or DeviceModel JSON; default: ideal)")
+    rep = sub.add_parser("report", help="per-layer cycle report",
+                         description="The bundle's tile configuration and its per-layer cycle report.")
+    rep.add_argument("bundle", help="bundle directory written by 'cimtile compile'")
+    rep.add_argument("--json", action="store_true", help="print the report (with the tile configuration) as JSON")
+    d = sub.add_parser("disasm", help="readable microcode", description="Disassemble every program of a bundle.")
+    d.add_argument("bundle", help="bundle directory written by 'cimtile compile'")
     for p in (c, r, rep, d):
         p.set_defaults(func=_main)
 
@@ -47,23 +66,23 @@ def _main(args) -> int:
               f"{t['programs']} programs, {t['cycles']} cycles per image -> {args.out}")
         return 0
     if args.cmd == "run":
+        from .outputs import check_parent, save_npy
+
+        check_parent(args.out)  # a bad -o fails now, not after the run
+        if Path(args.out).is_dir():
+            raise CompileError(f"output {args.out} is a directory (expected a .npy file name)")
         b = api.load(args.bundle)
-        try:
-            x = np.load(args.input, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise CompileError(f"cannot read {args.input}: {str(e).splitlines()[0]}") from None
-        y, st = api.run(b, x, backend=args.backend, stats=True)
-        out = Path(args.out)
-        if out.parent and not out.parent.exists():
-            out.parent.mkdir(parents=True)
-        np.save(out, y)
+        x = _load_npy(args.input)
+        y, st = api.run(b, x, backend=args.backend, stats=True, device=args.device)
+        save_npy(args.out, y)
         if args.stats:
             for name, c in st.layer_cycles.items():
                 print(f"{name}: {c} cycles", file=sys.stderr)
         print(f"{args.backend}: {st.images} input(s), {st.cycles} cycles -> {args.out}", file=sys.stderr)
         return 0
     if args.cmd == "report":
-        rep = api.report(args.bundle, as_json=True)
+        b = api.load(args.bundle)
+        rep = dict(api.report(b, as_json=True), tile_config=b.cfg.to_dict())  # as resolved at compile time
         if args.json:
             print(json.dumps(rep, indent=1))
         else:
@@ -75,3 +94,20 @@ def _main(args) -> int:
         sys.stdout.write(api.disasm(args.bundle))
         return 0
     return 2  # pragma: no cover - argparse rejects other commands
+
+
+def _load_npy(path: str) -> np.ndarray:
+    """An array from a .npy file, never unpickled; one-line CompileError otherwise."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise CompileError(f"cannot read {path}: no such file") from None
+    except IsADirectoryError:
+        raise CompileError(f"cannot read {path}: it is a directory (expected a .npy file)") from None
+    except (OSError, ValueError, EOFError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CompileError(f"cannot read {path}: not a .npy array ({why})") from None
+    if not isinstance(x, np.ndarray):  # an .npz archive
+        x.close()
+        raise CompileError(f"cannot read {path}: an .npz archive; expected one array in a .npy file")
+    return x

@@ -64,11 +64,14 @@ class _Ctx:
         for init in model.graph.initializer:
             self.consts[init.name] = numpy_helper.to_array(init)
         self.inputs = []
+        self.declared = {}  # input name -> its shape as the model declares it (symbolic dims by name)
         for vi in model.graph.input:
             if vi.name in self.consts:
                 continue  # an input with an initializer is a constant
             t = vi.type.tensor_type
             shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in t.shape.dim)
+            self.declared[vi.name] = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else
+                                      (d.dim_param or "?") for d in t.shape.dim]
             et = t.elem_type
             if et in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
                 self.tensors[vi.name] = Tensor(vi.name, "float", shape)
@@ -600,6 +603,8 @@ def import_model(model: onnx.ModelProto) -> Model:
     for i, node in enumerate(model.graph.node):
         if not node.name:
             node.name = f"{node.op_type}_{i}"
+    _check_supported(model)
+    for node in model.graph.node:
         if node.domain and node.domain not in ("", "ai.onnx") and not (
                 node.op_type == "Quant" and node.domain in QONNX_DOMAINS):
             raise node_error(node.name, node.op_type, f"operator of domain {node.domain!r} not supported")
@@ -613,4 +618,23 @@ def import_model(model: onnx.ModelProto) -> Model:
     if not any(isinstance(s, TileLayer) for s in ctx.steps):
         raise CompileError("no Conv, Gemm or MatMul with a quantized constant weight: nothing runs on the tile")
     consts = {k: v for k, v in ctx.consts.items()}
-    return Model(ctx.tensors, ctx.steps, ctx.inputs, ctx.outputs, consts)
+    return Model(ctx.tensors, ctx.steps, ctx.inputs, ctx.outputs, consts,
+                 meta={"input_shapes": {n: ctx.declared[n] for n in ctx.inputs}})
+
+
+def _check_supported(model: onnx.ModelProto) -> None:
+    """Every unsupported op type of the model in one error (first node of each), so the whole gap shows."""
+    bad: dict[str, str] = {}
+    for node in model.graph.node:
+        key = node.op_type if not node.domain or node.domain == "ai.onnx" else f"{node.domain}.{node.op_type}"
+        foreign = node.domain and node.domain != "ai.onnx" and not (
+            node.op_type == "Quant" and node.domain in QONNX_DOMAINS)
+        if (foreign or node.op_type not in HANDLERS) and key not in bad:
+            bad[key] = node.name
+    if not bad:
+        return
+    if len(bad) == 1:
+        (op, name), = bad.items()
+        raise node_error(name, op, "unsupported operator")
+    raise CompileError(f"{len(bad)} unsupported operator types: "
+                       + ", ".join(f"{op} (first: node {name!r})" for op, name in bad.items()))

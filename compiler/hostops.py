@@ -54,7 +54,7 @@ def _maxpool(s, x):
 def _avgpool(s, x):
     x = np.asarray(x, dtype=np.float32)
     win, p, extra, out = _pool_windows(x, s.attrs, 0.0)
-    total = win.sum(axis=(-2, -1), dtype=np.float32)
+    total = _window_sum(win, tuple(s.attrs.get("strides", (1, 1)))[1])
     if s.attrs.get("count_include_pad", 0):
         ones = np.ones((1, 1) + x.shape[2:], dtype=np.float32)
         # padding counts, the ceil-mode overhang does not
@@ -69,6 +69,46 @@ def _avgpool(s, x):
     cnt = sliding_window_view(onesp, ek, axis=(2, 3))[:, :, ::st[0], ::st[1], ::d[0], ::d[1]]
     cnt = cnt[:, :, :out[0], :out[1]].sum(axis=(-2, -1))
     return (total / cnt).astype(np.float32)
+
+
+def _window_sum(win: np.ndarray, stride_w: int) -> np.ndarray:
+    """float32 sums of pooling windows ``(..., kh, kw)`` in onnxruntime's order (its x86-64 MLAS kernels), so that
+    a QuantizeLinear after the pool sees bit-identical averages: with a window stride of 1 or 2 along the width
+    (MLAS's vector kernel) each window column is summed over the rows first, then the column sums left to right;
+    otherwise (the scalar kernel) the elements row by row. Padding adds exact zeros."""
+    kh, kw = win.shape[-2:]
+    if stride_w <= 2:
+        cols = win[..., 0, :]
+        for i in range(1, kh):
+            cols = cols + win[..., i, :]
+        total = cols[..., 0]
+        for j in range(1, kw):
+            total = total + cols[..., j]
+        return total
+    total = win[..., 0, 0]
+    for i in range(kh):
+        for j in range(kw):
+            if i or j:
+                total = total + win[..., i, j]
+    return total
+
+
+def _global_avgpool(s, x):
+    """Mean over H x W in onnxruntime's order (MLAS: four float32 lanes over the flattened plane, the lanes
+    reduced pairwise ((0+2) + (1+3)), the remaining elements added in order, then divided by H*W)."""
+    x = np.asarray(x, dtype=np.float32)
+    n, c = x.shape[:2]
+    f = x.reshape(n, c, -1)
+    size = f.shape[-1]
+    m = size - size % 4
+    lanes = f[..., :m].reshape(n, c, -1, 4)
+    acc = np.zeros((n, c, 4), dtype=np.float32)
+    for i in range(lanes.shape[2]):
+        acc = acc + lanes[:, :, i]
+    total = (acc[..., 0] + acc[..., 2]) + (acc[..., 1] + acc[..., 3])
+    for i in range(m, size):
+        total = total + f[..., i]
+    return (total / np.float32(size)).astype(np.float32).reshape(n, c, *([1] * (x.ndim - 2)))
 
 
 def _softmax(s, x):
@@ -116,8 +156,7 @@ HOST = {
     "Add": _binary(np.add), "Sub": _binary(np.subtract), "Mul": _binary(np.multiply),
     "Div": _binary(lambda a, b: a / b if a.dtype.kind == "f" else np.floor_divide(a, b)),
     "MaxPool": _maxpool, "AveragePool": _avgpool,
-    "GlobalAveragePool": lambda s, x: np.asarray(x, dtype=np.float32).mean(axis=(2, 3), keepdims=True,
-                                                                           dtype=np.float32),
+    "GlobalAveragePool": _global_avgpool,
     "Flatten": _flatten, "Reshape": _reshape,
     "Transpose": lambda s, x: np.transpose(x, s.attrs["perm"]),
     "Concat": lambda s, *xs: np.concatenate(xs, axis=s.attrs["axis"]),

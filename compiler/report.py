@@ -115,13 +115,17 @@ def build_report(model: Model, cfg: TileConfig) -> dict:
               "adc_util": tot_conv * cfg.adc_cycles / (tot_c * cfg.n_adcs) if tot_c else 0.0,
               "words": sum(len(p.words) for p in model.programs), "programs": len(model.programs),
               "host_ops": len(host), "host_macs": sum(h.get("macs", 0) for h in host)}
-    return {"tile": cfg.name, "images": 1, "layers": rows, "host": host, "totals": totals}
+    return {"tile": cfg.name, "tile_config": cfg.to_dict(), "images": 1, "layers": rows, "host": host,
+            "totals": totals}
 
 
 def format_report(rep: dict) -> str:
     """The report as a Markdown table (what ``cimtile report`` prints)."""
     hdr = ["layer", "op", "shape", "w", "a", "xbar tiles", "MVMs", "ADC conv", "cycles", "ADC util"]
-    lines = [f"tile {rep['tile']}, cycles for one image (golden model count)", "",
+    lines = [f"tile {rep['tile']}, cycles for one image (golden model count)"]
+    if rep.get("tile_config"):  # the configuration as resolved at compile time (presets and JSON files alike)
+        lines.append("tile config: " + " ".join(f"{k}={v}" for k, v in rep["tile_config"].items() if k != "name"))
+    lines += ["",
              "| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for r in rep["layers"]:
         fix = f"+{r['fix_tiles']}" if r.get("fix_tiles") else ""

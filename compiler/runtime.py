@@ -10,8 +10,11 @@ import numpy as np
 from cimtile.hw.params import TileConfig
 from numpy.lib.stride_tricks import sliding_window_view
 
+from cimtile.progress import bar as progress_bar
+
 from .errors import CompileError
 from .hostops import run_host
+from .inputs import batch_hint, check_input
 from .ir import Model, Program, TileLayer
 
 __all__ = ["Backend", "GoldenBackend", "RtlBackend", "RunStats", "execute", "get_backend", "im2col"]
@@ -53,10 +56,12 @@ class GoldenBackend(Backend):
 
     name = "golden"
 
-    def __init__(self, cfg: TileConfig, blas_threads: int | None = 1):
+    def __init__(self, cfg: TileConfig, blas_threads: int | None = 1, device=None):
         from cimtile.sim.tile import Tile
 
         self.cfg = cfg
+        # one physical array: every per-batch-size Tile shares its stuck cells and noise streams
+        self.device = device.array(cfg) if device is not None and not device.off else None
         self._Tile = Tile
         self._tiles: dict[int, object] = {}
         self.blas_threads = blas_threads
@@ -64,7 +69,7 @@ class GoldenBackend(Backend):
     def run(self, words, feed, batch):
         t = self._tiles.get(batch)
         if t is None:
-            t = self._tiles[batch] = self._Tile(self.cfg, batch=batch)
+            t = self._tiles[batch] = self._Tile(self.cfg, batch=batch, device=self.device)
         ctl = _blas_controller() if self.blas_threads is not None else None
         if ctl is None:
             return t.run(words, feed)
@@ -77,16 +82,23 @@ class RtlBackend(Backend):
 
     name = "rtl"
 
-    def __init__(self, cfg: TileConfig):
+    def __init__(self, cfg: TileConfig, device=None):
         try:
             from cimtile.tb import backend as tb_backend
         except ImportError:
             raise CompileError("backend 'rtl' is not available: tb.backend (the RTL co-simulation runner) is "
                                "not installed in this tree") from None
+        if device is not None and device.analog:
+            raise CompileError(f"device {device.name!r}: read noise, drift and IR drop are golden-model-only; "
+                               "use the golden backend, or a device with programming effects only")
         self.cfg = cfg
         self._run = tb_backend.run
+        # programming effects (variation, stuck cells) reach the RTL as the levels the cells store
+        self.device = device.array(cfg) if device is not None and not device.off else None
 
     def run(self, words, feed, batch):
+        if self.device is not None:
+            feed = self.device.program_feed(words, feed)
         try:
             return self._run(self.cfg, words, feed, batch=batch)
         except Exception as e:
@@ -94,11 +106,16 @@ class RtlBackend(Backend):
                 from None
 
 
-def get_backend(name: str, cfg: TileConfig) -> Backend:
+def get_backend(name: str, cfg: TileConfig, device=None) -> Backend:
+    """A backend by name; ``device`` a :class:`cimtile.sim.device.DeviceModel`, preset name or JSON file, or None
+    (an ideal tile)."""
+    from cimtile.sim.device import load_device
+
+    device = load_device(device)
     if name == "golden":
-        return GoldenBackend(cfg)
+        return GoldenBackend(cfg, device=device)
     if name == "rtl":
-        return RtlBackend(cfg)
+        return RtlBackend(cfg, device=device)
     raise CompileError(f"unknown backend {name!r} (golden, rtl)")
 
 
@@ -151,13 +168,21 @@ class _Images:
         c0, c1 = col_tiles[ct]
         r0, r1 = row_tiles[rt]
         blk = np.zeros((cfg.rows, (c1 - c0) * group), dtype=np.uint8)
-        blk[: r1 - r0] = lv[r0:r1, c0 * group:c1 * group]
+        rows = _rows(self.b, li, rt, r1 - r0)
+        blk[rows] = lv[r0:r1, c0 * group:c1 * group]
         return blk
 
     def rq(self, L: TileLayer, li: int, ct: int) -> np.ndarray:
         c0, c1 = self.tiles(L)[1][ct]
         rq = self.b.rq[li]
         return np.stack([rq["bias"][c0:c1], rq["mult"][c0:c1], rq["shift"][c0:c1]], axis=1)
+
+
+def _rows(bundle, li: int, rt: int, n: int):
+    """Physical rows of row tile ``rt`` of layer ``li``: the first ``n``, or the fault remapping's."""
+    m = getattr(bundle, "row_maps", None)
+    r = m.get((li, rt)) if m else None
+    return slice(0, n) if r is None else r
 
 
 def _run_program(backend: Backend, prog: Program, feed: list, batch: int, what: str):
@@ -169,8 +194,34 @@ def _run_program(backend: Backend, prog: Program, feed: list, batch: int, what: 
     return res
 
 
+def _run_copies(backend: Backend, prog: Program, feed: list, B: int, what: str, bar=None):
+    """Run ``B`` copies of a program; with a progress bar shown on the golden backend, in up to 16 slices of
+    the batch (copies are independent: same outputs and cycles), so that the bar moves through a long program."""
+    # (not with a device model: each slice would program the cells again and draw other noise, so results would
+    # depend on whether a bar is shown)
+    if bar is None or bar.disable or backend.name != "golden" or B < 16 or getattr(backend, "device", None):
+        res = _run_program(backend, prog, feed, B, what)
+        if bar is not None:
+            bar.update(B)
+        return res
+    edges = np.linspace(0, B, min(16, B // 8) + 1).astype(int)
+    parts = []
+    for b0, b1 in zip(edges[:-1], edges[1:]):
+        sub = [f[b0:b1] if item[0] == "in" else f for item, f in zip(prog.feed, feed)]
+        res = _run_program(backend, prog, sub, int(b1 - b0), what)
+        parts.append(res.outputs)
+        bar.update(int(b1 - b0))
+    res.outputs = [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(parts[0]))]
+    return res
+
+
+def _program_runs(model: Model, images: int) -> int:
+    """Program runs of one :func:`execute` call on ``images`` inputs (the progress bar's total)."""
+    return sum(len(L.programs) * max(1, math.ceil(images * L.positions / L.chunk)) for L in model.layers)
+
+
 def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, images: _Images,
-              stats: RunStats) -> np.ndarray:
+              stats: RunStats, bar=None) -> np.ndarray:
     """Run one tile layer on input codes ``x``; returns output codes, or the accumulator's real (or int32) value."""
     cfg = bundle.cfg
     zp_in = int(L.in_spec.zero_point)
@@ -202,7 +253,7 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
         if blk is None:
             blk = np.zeros((B, g1 - g0, P, cfg.rows), dtype=np.uint8)
             for j, (r0, r1) in enumerate(row_tiles[g0:g1]):
-                blk[:, j, :, : r1 - r0] = A3[:, :, r0:r1]
+                blk[:, j][..., _rows(bundle, li, g0 + j, r1 - r0)] = A3[:, :, r0:r1]
             blk = inblk[(g0, g1)] = blk.reshape(B, (g1 - g0) * P, cfg.rows)
         return blk
 
@@ -216,9 +267,11 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
                 feed.append(inputs(item[1], item[2]))
             elif item[0] in ("w", "wf"):
                 feed.append(images.weights(L, li, item[1], item[2], fix=item[0] == "wf"))
+            elif item[0] == "fmask":  # the fault mask (compiler/faults.py)
+                feed.append(bundle.fault_mask.astype(np.uint8))
             else:
                 feed.append(images.rq(L, li, item[1]))
-        res = _run_program(backend, prog, feed, B, f"layer {L.name!r}")
+        res = _run_copies(backend, prog, feed, B, f"layer {L.name!r}", bar)
         cycles += int(res.cycles) * B  # the golden model counts one copy of the batch; copies are runs
         for (kind, ct), blk in zip(prog.reads, res.outputs):
             c0, c1 = col_tiles[ct]
@@ -241,24 +294,17 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
     return np.ascontiguousarray(out)
 
 
-def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: bool | None = None):
-    """Run the network on ``x`` (its first input, as ONNX takes it); returns (outputs by name, RunStats)."""
-    from tqdm import tqdm
+def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: bool | None = None, device=None):
+    """Run the network on ``x`` (its first input, as ONNX takes it); returns (outputs by name, RunStats).
 
+    ``device``: a :class:`cimtile.sim.device.DeviceModel` for a backend given by name (None: an ideal tile).
+    """
     model: Model = bundle.model
     cfg = bundle.cfg
+    # type, values and shape first (one-line errors), then the backend (whose first RTL use builds a model)
+    x = check_input(x, model.tensors[model.inputs[0]], model.meta)
     if isinstance(backend, str):
-        backend = get_backend(backend, cfg)
-    t_in = model.tensors[model.inputs[0]]
-    x = np.asarray(x)
-    if t_in.kind == "float":
-        x = x.astype(np.float32)
-    elif t_in.kind == "codes":
-        if x.dtype.kind not in "iu" or x.min(initial=0) < t_in.spec.lo or x.max(initial=0) > t_in.spec.hi:
-            raise CompileError(f"input {t_in.name!r}: expected {t_in.dtype} codes")
-        x = x.astype(np.int64)
-    if x.ndim != len(t_in.shape) or tuple(x.shape[1:]) != tuple(t_in.shape[1:]):
-        raise CompileError(f"input {t_in.name!r}: shape {x.shape} does not match the model's {t_in.shape}")
+        backend = get_backend(backend, cfg, device)
     stats = RunStats(images=int(x.shape[0]) if x.ndim else 1)
     init = bundle.programs[0]
     res = _run_program(backend, init, [np.zeros((cfg.rows, cfg.cols), dtype=np.int64)], 1, "init")
@@ -266,18 +312,25 @@ def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: 
     env = {model.inputs[0]: x}
     images = _Images(bundle)
     layer_index = {id(L): i for i, L in enumerate(model.layers)}
-    steps = tqdm(model.steps, desc="cimtile run", unit="step", disable=None if progress is None else not progress,
-                 leave=False)
-    for s in steps:
+    # The bar counts program runs (a layer's programs times its copies), so it moves through a long layer.
+    bar = progress_bar(total=_program_runs(model, int(x.shape[0])), desc=f"cimtile run ({backend.name})",
+                       unit="run", progress=progress)
+    for s in model.steps:
         if isinstance(s, TileLayer):
-            env[s.output] = run_layer(bundle, layer_index[id(s)], s, env[s.input], backend, images, stats)
+            bar.set_postfix_str(f"layer {s.name}")  # shown at once: a layer can take long
+            env[s.output] = run_layer(bundle, layer_index[id(s)], s, env[s.input], backend, images, stats, bar)
         else:
             args = [env[n] if n in env else model.consts[n] for n in s.inputs if n]
             if s.op == "HostMatMul":
                 a, b = args
                 stats.host_macs += int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))) * \
                     a.shape[-2] * a.shape[-1] * b.shape[-1]
-            env[s.outputs[0]] = run_host(s, args)
+            try:
+                env[s.outputs[0]] = run_host(s, args)
+            except ValueError as e:  # e.g. a Reshape to a batch size fixed at export: one line, not a traceback
+                raise CompileError(f"host step {s.name!r} ({s.op}): {str(e).splitlines()[0]}"
+                                   f"{batch_hint(model.tensors[model.inputs[0]], model.meta, x.shape)}") from None
+    bar.close()
     outs = {}
     for o in model.outputs:
         t = model.tensors[o]

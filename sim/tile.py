@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -13,6 +14,7 @@ from cimtile.hw.params import TileConfig
 from cimtile.errors import CimtileError
 
 from . import kernels
+from .device import DeviceArray
 from .kernels import Layer
 
 __all__ = ["Feed", "FeedError", "ProgramError", "RunResult", "Tile", "TileError", "HANDLERS"]
@@ -108,12 +110,21 @@ class Tile:
     Every opcode has one handler in :data:`HANDLERS`. Cycles are counted with :func:`cimtile.hw.isa.cycles`,
     the documented formulas. Loops whose iterations are provably independent (only MVM, REQ, NOP and
     nested loops in the body, disjoint addresses) run as one batched step per body instruction.
+
+    ``device``: a :class:`~cimtile.sim.device.DeviceModel` or :class:`~cimtile.sim.device.DeviceArray` (cell
+    non-idealities, docs/devices.md), or None for an ideal array.
     """
 
-    def __init__(self, cfg: TileConfig, batch: int = 1, *, vectorize: bool = True):
+    def __init__(self, cfg: TileConfig, batch: int = 1, *, vectorize: bool = True, device=None):
         if batch < 1:
             raise ValueError(f"batch = {batch}: must be >= 1")
         self.cfg = cfg
+        # -- device-model hook (sim/device.py): None, or a DeviceArray whose model is not off. Programming
+        # effects change stored levels at LDW/WSET/VAU; read effects (golden-model-only) replace the MVM kernel.
+        if device is not None and not isinstance(device, DeviceArray):
+            device = device.array(cfg)
+        self.device = device if device is not None and not device.model.off else None
+        self._analog = self.device if self.device is not None and self.device.model.analog else None
         self.batch = batch
         self.vectorize = vectorize
         self._ns = isa.cfg_namespace(cfg)
@@ -165,7 +176,16 @@ class Tile:
 
     def load(self, program: Sequence[int]) -> None:
         """Write a program into program memory (as the instruction stream does)."""
-        words = [int(w) for w in program]
+        words = []
+        for i, w in enumerate(program):
+            # operator.index, not int(): int(1.5) would silently run word 1
+            if isinstance(w, bool):
+                raise ProgramError(f"word {i} = {w!r}: expected an integer instruction word")
+            try:
+                words.append(operator.index(w))
+            except TypeError:
+                raise ProgramError(f"word {i} = {w!r}: expected an integer instruction word, got "
+                                   f"{type(w).__name__}") from None
         if len(words) > self.cfg.prog_depth:
             raise ProgramError(f"program of {len(words)} words exceeds prog_depth = {self.cfg.prog_depth}")
         for i, w in enumerate(words):
@@ -444,7 +464,8 @@ def _ldw(t: Tile, d, pc, offs) -> int:
     s, n = a["start"], a["count"]
     t._addr(pc, s, n, c.cols, "columns")
     if not t._timing:
-        t.levels[:, s:s + n] = _take(t, d, pc, ((c.rows, n),), "cell levels", 0, c.max_level)
+        b = _take(t, d, pc, ((c.rows, n),), "cell levels", 0, c.max_level)
+        t.levels[:, s:s + n] = b if t.device is None else t.device.program(b, s)  # device hook: stored levels
     return _cost(t, d)
 
 
@@ -520,7 +541,12 @@ def _mvm(t: Tile, d, pc, offs) -> int:
         ia, aa = _lanes(t, a["in_addr"], offs[0]), _lanes(t, a["acc_addr"], offs[1])
         raw = t.inbuf[:, ia, r0:r0 + nr]
         n = g.n_out
-        if a["accumulate"] and not isinstance(aa, np.ndarray):
+        if t._analog is not None:  # device hook: read noise, drift, IR drop (golden-model-only, sim/device.py)
+            prev = t.acc[:, aa, :n].reshape(-1, n) if a["accumulate"] else None
+            y = t._analog.mvm_acc((r0, c0), raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
+                                  t.masks[r0:r0 + nr, c0:c0 + nc], t.layer, g, c, prev)
+            t.acc[:, aa, :n] = y.reshape(raw.shape[:-1] + (n,))
+        elif a["accumulate"] and not isinstance(aa, np.ndarray):
             # acc = wrap(acc + y) = wrap(acc + wrap(y)): add the wrapped MVM in place (a view: no gather,
             # no scatter); |acc|, |wrap(y)| < 2**(acc_bits-1) <= 2**39, so the int64 sum is exact.
             y = kernels.mvm_acc(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
@@ -563,6 +589,8 @@ def _vau(t: Tile, d, pc, offs) -> int:
         region = t.levels[r0:r0 + nr, c0:c0 + nc]
         keep = t.masks[r0:r0 + nr, c0:c0 + nc]
         t.levels[r0:r0 + nr, c0:c0 + nc] = np.where(keep, region, np.clip(region + delta, 0, c.max_level))
+        if t.device is not None:  # device hook: stuck cells keep their level
+            t.device.hold(t.levels[r0:r0 + nr, c0:c0 + nc], slice(r0, r0 + nr), slice(c0, c0 + nc))
     return _cost(t, d, g)
 
 
@@ -579,6 +607,8 @@ def _cell(t: Tile, d, pc, offs) -> int:
             t.masks[r, col] = bool(v)
         elif not t.masks[r, col]:
             t.levels[r, col] = v
+            if t.device is not None:  # device hook: a stuck cell keeps its level
+                t.device.hold(t.levels[r:r + 1, col:col + 1], slice(r, r + 1), slice(col, col + 1))
     return _cost(t, d)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from cimtile.hw.params import TileConfig
 
-from cimtile import paths
+from cimtile import paths, progress
 from cimtile.errors import CimtileError
 
 from . import wrapper
@@ -353,7 +353,9 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
 
     bdir = build_dir_for(cfg, mutation, waves)
     t0 = time.perf_counter()
-    with _locked(bdir.parent / f".{bdir.name}.lock"):
+    # A first build takes minutes: say so on a terminal (cimtile.progress is quiet in logs and CI).
+    with progress.status(f"RTL model {bdir.name}") as st, _locked(bdir.parent / f".{bdir.name}.lock"):
+        st.step("generating Verilog (Amaranth)")
         bdir.mkdir(parents=True, exist_ok=True)
         tile_v = generate_rtl(cfg, bdir / "rtl", mutation)
         top_sv = bdir / "rtl" / f"{wrapper.TOP}.sv"
@@ -372,6 +374,7 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
             return Build(cfg, bdir, waves, mutation, False, time.perf_counter() - t0)
         stamp.unlink(missing_ok=True)
         log = bdir / "build.log"
+        st.step(f"Verilator build, first use of this configuration (minutes; cached in {bdir})")
         with _environ(verilator_env()):
             runner = get_runner("verilator")
             try:

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 OPSET = [helper.make_opsetid("", 17)]
 
-__all__ = ["OPSET", "brevitas_cnn", "conv_integer", "digits", "float_onnx", "matmul_integer", "mixed_cnn",
+__all__ = ["OPSET", "brevitas_cnn", "conv_integer", "conv_qdq", "digits", "float_onnx", "matmul_integer", "mixed_cnn",
            "ort_quantize", "qdq_gemm", "qlinear_conv", "qlinear_matmul", "qonnx_reference", "train"]
 
 
@@ -82,3 +82,21 @@ def qdq_gemm(w_codes: np.ndarray, w_scale: float = 0.01, name: str = "fc") -> on
              helper.make_node("QuantizeLinear", ["g", "ys", "yz"], ["gq"]),
              helper.make_node("DequantizeLinear", ["gq", "ys", "yz"], ["y"])]
     return _model(nodes, inits, TensorProto.FLOAT, ["N", k], TensorProto.FLOAT, ["N", n])
+
+
+def conv_qdq() -> onnx.ModelProto:
+    """float x [N, 1, 8, 8] -> Q -> DQ -> Conv 3x3 (int8 weights) -> Relu -> Q -> DQ -> y: one tile layer."""
+    r = np.random.default_rng(0)
+    inits = {"xs": np.float32(1 / 64), "xz": np.uint8(0), "w": r.integers(-90, 90, (4, 1, 3, 3)).astype(np.int8),
+             "ws": np.float32(0.02), "wz": np.int8(0), "ys": np.float32(0.05), "yz": np.uint8(0)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"]),
+             helper.make_node("Conv", ["xd", "wd"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["rq"]),
+             helper.make_node("DequantizeLinear", ["rq", "ys", "yz"], ["y"])]
+    g = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 8, 8])],
+                          [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    return helper.make_model(g, opset_imports=OPSET)

@@ -10,12 +10,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from cimtile.cli import main
 from cimtile.hw.params import PRESETS
 from cimtile.sim.tile import Tile
 from onnx import TensorProto, helper, numpy_helper
 
 from cimtile import compiler
+from cimtile.cli import main
 
 TILES = ["isaac", "tiny"]
 

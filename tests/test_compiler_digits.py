@@ -9,9 +9,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from cimtile.cli import main
 
 from cimtile import compiler
+from cimtile.cli import main
 
 pytestmark = pytest.mark.slow
 

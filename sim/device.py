@@ -1,0 +1,562 @@
+"""Device non-idealities of an RRAM tile, for the golden model: programming variation, stuck cells, read noise,
+conductance drift and IR drop (docs/devices.md).
+
+A :class:`DeviceModel` is a frozen, validated, JSON-round-tripping dataclass configured beside the
+:class:`~cimtile.hw.params.TileConfig` (the RTL's parameters do not change). Its runtime state for one
+physical array (which cells are stuck, each cell's drift exponent, the random streams) is a
+:class:`DeviceArray`, made by :meth:`DeviceModel.array`; a :class:`~cimtile.sim.tile.Tile` given a device
+calls two hooks:
+
+- **programming** (:meth:`DeviceArray.program`, at LDW; :meth:`DeviceArray.hold` at WSET and VAU): what is
+  fixed when a cell is written (variation, stuck cells) changes the *stored levels*, so the RTL fed the same
+  stored levels (:meth:`DeviceArray.program_feed`) computes the same outputs and cycles bit for bit;
+- **reading** (:meth:`DeviceArray.mvm_acc`, at MVM): read noise, drift and IR drop act on the analog column
+  sums, which the RTL (a digital model of the array) does not have: they are golden-model-only.
+
+With every term zero the model is off: the Tile does not call either hook (bit-exact, zero cost).
+Everything random is seeded by ``DeviceModel.seed``: the same model, programs and inputs give the same
+results.
+
+Conductances are in units of one cell level (``gmax = max_level``; ``ghat = level / max_level``); the
+off state is conductance 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+from cimtile.hw import isa
+from cimtile.hw.isa import Geometry, Opcode
+from cimtile.hw.params import TileConfig
+
+from cimtile.errors import CimtileError
+
+from . import kernels
+from .kernels import Layer
+
+__all__ = ["DeviceError", "DeviceModel", "DeviceArray", "PRESETS", "find_stuck", "load_device"]
+
+
+class DeviceError(CimtileError, ValueError):
+    """A DeviceModel field, preset name or JSON file is invalid (one-line message naming it)."""
+
+
+def _doc(text: str, lo: float | None = None, hi: float | None = None, **kw):
+    return field(metadata={"doc": text, "lo": lo, "hi": hi}, **kw)
+
+
+@dataclass(frozen=True)
+class DeviceModel:
+    """Non-idealities of the cells of a tile (all zero: an ideal tile, the default).
+
+    Attributes
+    ----------
+    name : str
+        Name of the model (a preset name or any identifier).
+    seed : int
+        Seed of every random draw (stuck-cell map, drift exponents, programming and read noise).
+    prog_coeff : tuple of float
+        Programming variation: a written level lands on ``level + max_level * sigma(ghat) * N(0, 1)``, rounded
+        to a stored level and clipped, with ``sigma(ghat) = sum_i prog_coeff[i] * ghat**i`` (relative to gmax;
+        the form of aihwkit's and CrossSim's programming-noise fits). Empty: off.
+    prog_scale : float
+        Multiplies ``sigma`` (a knob for sweeps; 1 is the published fit).
+    read_sigma, read_exp : float
+        Read noise of every unmasked cell in every conversion: Gaussian with standard deviation
+        ``max_level * read_sigma * ghat**read_exp`` (``read_exp`` 0: state-independent; aihwkit's PCM 1/f
+        noise is ``ghat**0.35``). The noise of a conversion is the sum over its driven cells.
+    stuck_low, stuck_high : float
+        Fractions of cells stuck at level 0 and at ``max_level``: whatever is written, they hold that level.
+    drift_nu, drift_nu_std, drift_t, drift_t0 : float
+        Conductance drift ``g(t) = g * (t / t0) ** -nu``, ``nu ~ N(drift_nu, drift_nu_std)`` per cell
+        (at least 0), ``t = drift_t0 + drift_t`` seconds after programming (aihwkit's PCM form). ``drift_t``
+        0: off.
+    ir_drop : float
+        IR-drop attenuation: a cell at physical row r, column c contributes ``1 - ir_drop * (r / (rows - 1) +
+        c / (cols - 1)) / 2`` of its conductance (the farthest cell from row drivers and sense amplifiers
+        loses ``ir_drop``). First order only: no dependence on the other cells' currents.
+    exact : bool
+        Per-conversion analog model (every conversion's noisy sum rounded, shifted and clipped by the ADC)
+        instead of the fast output-referred one (docs/devices.md, "Two evaluations"). Slower.
+    """
+
+    name: str = _doc("name of the model", default="custom")
+    seed: int = _doc("seed of every random draw", 0, (1 << 63) - 1, default=0)
+    prog_coeff: tuple = _doc("programming-noise polynomial sigma(ghat)/gmax, low order first", default=())
+    prog_scale: float = _doc("scale of the programming noise", 0.0, 100.0, default=1.0)
+    read_sigma: float = _doc("read noise per cell per conversion, relative to gmax", 0.0, 1.0, default=0.0)
+    read_exp: float = _doc("exponent of ghat in the read noise", 0.0, 2.0, default=0.0)
+    stuck_low: float = _doc("fraction of cells stuck at level 0", 0.0, 1.0, default=0.0)
+    stuck_high: float = _doc("fraction of cells stuck at max_level", 0.0, 1.0, default=0.0)
+    drift_nu: float = _doc("mean drift exponent", 0.0, 1.0, default=0.0)
+    drift_nu_std: float = _doc("cell-to-cell std of the drift exponent", 0.0, 1.0, default=0.0)
+    drift_t: float = _doc("seconds since programming (0: no drift)", 0.0, 1e10, default=0.0)
+    drift_t0: float = _doc("drift reference time in seconds", 1e-9, 1e6, default=20.0)
+    ir_drop: float = _doc("conductance lost by the farthest cell (IR drop)", 0.0, 0.9, default=0.0)
+    exact: bool = field(default=False, metadata={"doc": "per-conversion analog model (slow)", "lo": None,
+                                                 "hi": None})
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.replace("-", "_").isidentifier():
+            raise DeviceError(f"DeviceModel.name = {self.name!r}: expected an identifier (letters, digits, _, -)")
+        if not isinstance(self.exact, bool):
+            raise DeviceError(f"DeviceModel.exact = {self.exact!r}: expected true or false")
+        pc = self.prog_coeff
+        if isinstance(pc, list):
+            object.__setattr__(self, "prog_coeff", pc := tuple(pc))
+        if not isinstance(pc, tuple) or len(pc) > 4 or not all(_is_num(c) and math.isfinite(c) for c in pc):
+            raise DeviceError(f"DeviceModel.prog_coeff = {pc!r}: expected up to 4 numbers")
+        for f in fields(self):
+            lo, hi = f.metadata["lo"], f.metadata["hi"]
+            if lo is None:
+                continue
+            v = getattr(self, f.name)
+            if f.type in ("int", int):
+                ok = isinstance(v, int) and not isinstance(v, bool)
+            else:
+                ok = _is_num(v) and math.isfinite(v)
+            if not ok:
+                what = "an integer" if f.type in ("int", int) else "a number"
+                raise DeviceError(f"DeviceModel.{f.name} = {v!r}: expected {what} in {lo}..{hi}")
+            if not lo <= v <= hi:
+                raise DeviceError(f"DeviceModel.{f.name} = {v}: allowed range is {lo}..{hi}")
+        if self.stuck_low + self.stuck_high > 1:
+            raise DeviceError(f"DeviceModel.stuck_low + stuck_high = {self.stuck_low + self.stuck_high}: "
+                              "must be at most 1")
+
+    # -- what is on ---------------------------------------------------------------------------------
+
+    @property
+    def programming(self) -> bool:
+        """True when writes change the stored levels (variation or stuck cells)."""
+        return self.stuck_low > 0 or self.stuck_high > 0 or self._prog_on
+
+    @property
+    def _prog_on(self) -> bool:
+        return self.prog_scale > 0 and any(c != 0 for c in self.prog_coeff)
+
+    @property
+    def analog(self) -> bool:
+        """True when reads are perturbed (read noise, drift or IR drop): golden-model-only terms."""
+        return self.read_sigma > 0 or self.ir_drop > 0 or (self.drift_t > 0 and (self.drift_nu > 0 or
+                                                                                self.drift_nu_std > 0))
+
+    @property
+    def off(self) -> bool:
+        """True when the model changes nothing (an ideal tile)."""
+        return not (self.programming or self.analog)
+
+    def array(self, cfg: TileConfig) -> DeviceArray:
+        """The state of one physical array of ``cfg`` with these cells (see :class:`DeviceArray`)."""
+        return DeviceArray(self, cfg)
+
+    # -- serialisation ------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["prog_coeff"] = list(self.prog_coeff)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DeviceModel:
+        if not isinstance(d, dict):
+            raise DeviceError(f"DeviceModel: expected a JSON object, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise DeviceError(f"DeviceModel: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> DeviceModel:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DeviceError(f"DeviceModel: invalid JSON ({e.msg} at line {e.lineno})") from None
+        return cls.from_dict(d)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> DeviceModel:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise DeviceError(f"DeviceModel: cannot read {path}: {e.strerror}") from None
+        return cls.from_json(text)
+
+    def replace(self, **changes) -> DeviceModel:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def field_docs(cls) -> dict[str, str]:
+        return {f.name: f.metadata["doc"] for f in fields(cls)}
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# -- presets: published figures (docs/devices.md cites each) -------------------------------------------
+
+def _wan2022_prog() -> tuple:
+    """CrossSim's RRAMWan model: sigma_G(G) = 1.536e-4 G^3 - 1.167e-2 G^2 + 0.2374 G + 1.053 (uS), a cubic fit
+    to Extended Data Fig. 3 of Wan et al., Nature 2022, valid for Gmax <= 39.26 uS; rewritten in ghat with
+    Gmax = 39.26 uS and relative to Gmax."""
+    gmax = 39.26
+    a, b, c, d = 1.536e-4, -1.167e-2, 2.374e-1, 1.053
+    return (d / gmax, c, b * gmax, a * gmax ** 2)
+
+
+def _pcm_prog() -> tuple:
+    """aihwkit's PCMLikeNoiseModel: sigma_prog(g) = 0.26348 + 1.9650 ghat - 1.1731 ghat^2 (uS) at g_max 25 uS
+    (Nandakumar et al., 2019), relative to g_max."""
+    return tuple(c / 25.0 for c in (0.26348, 1.9650, -1.1731))
+
+
+def _pcm_read(t: float, t_read: float = 250e-9) -> float:
+    """aihwkit's PCM 1/f read noise, sigma/g = Q_s sqrt(ln((t + t_read) / (2 t_read))) with
+    Q_s = 0.0088 / ghat**0.65: relative to g_max that is 0.0088 sqrt(...) ghat**0.35."""
+    return 0.0088 * math.sqrt(math.log((t + t_read) / (2 * t_read)))
+
+
+_DAY = 86400.0
+
+#: Named device models. ``ideal``: nothing. ``rram``: programming variation of Wan et al. 2022 (CrossSim's
+#: RRAMWan). ``rram-faults``: stuck-at rates of Chen et al. 2015 (1.75% at low, 9.04% at high conductance).
+#: ``pcm``: aihwkit's PCMLikeNoiseModel one day after programming (programming noise, 1/f read noise,
+#: drift with nu = 0.049 +- 0.008, its value at g_max, t0 = 20 s).
+PRESETS: dict[str, DeviceModel] = {
+    "ideal": DeviceModel(name="ideal"),
+    "rram": DeviceModel(name="rram", prog_coeff=_wan2022_prog()),
+    "rram-faults": DeviceModel(name="rram-faults", stuck_low=0.0175, stuck_high=0.0904),
+    "pcm": DeviceModel(name="pcm", prog_coeff=_pcm_prog(), read_sigma=_pcm_read(_DAY), read_exp=0.35,
+                       drift_nu=0.049, drift_nu_std=0.008, drift_t=_DAY, drift_t0=20.0),
+}
+
+
+def load_device(spec: str | DeviceModel | None) -> DeviceModel | None:
+    """A preset name, a path to a JSON file, a DeviceModel itself, or None (no model)."""
+    if spec is None or isinstance(spec, DeviceModel):
+        return spec
+    if not isinstance(spec, str | Path):
+        raise DeviceError(f"device {spec!r}: expected a preset name, a JSON file or a DeviceModel")
+    if spec in PRESETS:
+        return PRESETS[spec]
+    p = Path(spec)
+    if p.suffix == ".json" or p.exists():
+        return DeviceModel.load(p)
+    raise DeviceError(f"device {str(spec)!r}: not a preset ({', '.join(PRESETS)}) nor a JSON file")
+
+
+# -- the state of one physical array -------------------------------------------------------------------
+
+_STUCK, _DRIFT, _PROG, _READ = 1, 2, 3, 4  # independent random streams of one seed
+
+
+class DeviceArray:
+    """One physical array of a tile with a :class:`DeviceModel`'s cells: the stuck-cell map, each cell's drift
+    exponent, the IR-drop attenuation, and the random streams of programming and read noise.
+
+    Share one DeviceArray between all golden-model Tiles that stand for the same physical array (the
+    runtime keeps one Tile per batch size). ``stuck`` is ``(rows, cols)`` int8: -1 none, 0 stuck at level 0,
+    1 stuck at ``max_level``.
+    """
+
+    def __init__(self, model: DeviceModel, cfg: TileConfig):
+        self.model, self.cfg = model, cfg
+        R, C, s = cfg.rows, cfg.cols, model.seed
+        u = np.random.default_rng([s, _STUCK]).random((R, C))
+        self.stuck = np.full((R, C), -1, dtype=np.int8)
+        self.stuck[u < model.stuck_low] = 0
+        self.stuck[(u >= model.stuck_low) & (u < model.stuck_low + model.stuck_high)] = 1
+        self._stuck_any = bool((self.stuck >= 0).any())
+        self._stuck_level = np.where(self.stuck == 1, cfg.max_level, 0).astype(np.int64)
+        # Conductance multiplier of each cell: drift and IR drop (1 where off).
+        gain = np.ones((R, C))
+        if model.drift_t > 0 and (model.drift_nu > 0 or model.drift_nu_std > 0):
+            nu = np.maximum(model.drift_nu + model.drift_nu_std * np.random.default_rng([s, _DRIFT]).standard_normal(
+                (R, C)), 0.0)
+            gain *= ((model.drift_t0 + model.drift_t) / model.drift_t0) ** -nu
+        if model.ir_drop > 0:
+            r = np.arange(R)[:, None] / max(R - 1, 1)
+            c = np.arange(C)[None, :] / max(C - 1, 1)
+            gain *= 1 - model.ir_drop * (r + c) / 2
+        self.gain = gain
+        L = np.arange(cfg.max_level + 1)
+        # Programming: a written level l is stored as k with P(k) = P(round(l + sigma(l) z) clipped = k),
+        # z ~ N(0, 1): a discrete distribution per level. Most cells keep their level, so only the cells that
+        # change are drawn: candidates at the largest change rate (geometric gaps), each accepted with its own
+        # level's rate, then its new level from that level's distribution given a change. Exact, and cheap.
+        self._p_change = None
+        if model._prog_on:
+            gh = L / cfg.max_level
+            sig = np.maximum(sum(a * gh ** i for i, a in enumerate(model.prog_coeff)), 0.0)
+            sig = sig * (model.prog_scale * cfg.max_level)
+            pk = np.zeros((L.size, L.size))  # pk[l, k] = P(stored k | written l)
+            for lv in L:
+                up = [_phi((k + 0.5 - lv) / sig[lv]) if sig[lv] > 0 else float(k >= lv) for k in L[:-1]] + [1.0]
+                pk[lv] = np.diff(np.concatenate([[0.0], up]))
+            change = 1 - pk[L, L]
+            if change.max() > 0:
+                self._p_change = change
+                self._p_max = float(change.max())
+                cond = pk.copy()
+                cond[L, L] = 0
+                cond /= np.where(change > 0, change, 1)[:, None]
+                self._cond_cdf = np.cumsum(cond, axis=1)[:, :-1]  # P(new <= k | change), k < max_level
+        # Reading (fast model): conductance change of every cell, and read-noise variance per cell and level.
+        self._gm1 = (gain - 1).astype(np.float32) if (gain != 1).any() else None
+        self._rvar = None
+        if model.read_sigma > 0:
+            e2 = 2 * model.read_exp
+            self._rvar = ((model.read_sigma * cfg.max_level) ** 2 * gain ** e2).astype(np.float32)
+            self._lvl_pow = ((L / cfg.max_level) ** e2).astype(np.float32) if e2 else None
+        self._cw: dict = {}
+        self._in_cache: dict = {}
+        self._prog_rng = np.random.default_rng([s, _PROG])
+        self._read_rng = np.random.default_rng([s, _READ])
+        self._pool = (np.empty(0, dtype=np.float32), 0)
+        self.writes = 0  # LDW blocks programmed so far
+
+    # -- programming: changes the stored levels (the RTL sees them through the feed) ----------------
+
+    def program(self, block: np.ndarray, col_start: int) -> np.ndarray:
+        """The levels cells store when LDW writes ``block`` (rows x n) to columns ``col_start ..``."""
+        self.writes += 1
+        lv = np.asarray(block).astype(np.int64)
+        if self._p_change is not None and lv.size:
+            rng, flat = self._prog_rng, lv.reshape(-1)
+            pos, at = [], -1
+            while True:  # Bernoulli(p_max) cells as geometric gaps
+                gaps = rng.geometric(self._p_max, size=int(flat.size * self._p_max * 1.2) + 16)
+                cand = at + np.cumsum(gaps)
+                pos.append(cand[cand < flat.size])
+                if cand[-1] >= flat.size:
+                    break
+                at = int(cand[-1])
+            pos = np.concatenate(pos)
+            old = flat[pos]
+            pos = pos[rng.random(pos.size) * self._p_max < self._p_change[old]]
+            old = flat[pos]
+            flat[pos] = (rng.random(pos.size)[:, None] >= self._cond_cdf[old]).sum(axis=1)
+        n = lv.shape[1]
+        return self.hold(lv, slice(None), slice(col_start, col_start + n))
+
+    def hold(self, levels: np.ndarray, rows, cols) -> np.ndarray:
+        """``levels`` of the cells ``[rows, cols]`` with the stuck cells at their stuck level (in place)."""
+        if self._stuck_any:
+            st = self.stuck[rows, cols]
+            np.copyto(levels, self._stuck_level[rows, cols], where=st >= 0)
+        return levels
+
+    def program_feed(self, words, feed: list) -> list:
+        """``feed`` with every LDW block replaced by the levels the cells store: what the RTL must be given to
+        equal a golden-model run with this device (the program's loads are matched to blocks in execution
+        order)."""
+        out = list(feed)
+        ops = _load_ops([isa.decode(int(w)) for w in words], 0, len(words))
+        for i, (op, start) in enumerate(ops[:len(out)]):
+            if op is Opcode.LDW:
+                out[i] = self.program(out[i], start)
+        return out
+
+    # -- reading: golden-model-only terms -------------------------------------------------------------
+
+    def mvm_acc(self, origin: tuple[int, int], raw: np.ndarray, levels: np.ndarray, masks: np.ndarray,
+                layer: Layer, geo: Geometry, cfg: TileConfig, prev: np.ndarray | None = None) -> np.ndarray:
+        """:func:`cimtile.sim.kernels.mvm_acc` of a window at physical ``origin`` (row, col) with read noise,
+        drift and IR drop (int64, wrapped to the accumulator width)."""
+        if self.model.exact:
+            y = self._mvm_exact(origin, raw, levels, masks, layer, geo, cfg)
+        else:
+            y = self._mvm_fast(origin, raw, levels, masks, layer, geo, cfg)
+        if prev is not None:
+            y += prev
+        return kernels.wrap(y, cfg.acc_bits)
+
+    def _cells(self, origin, levels, masks):
+        """(conductance, read-noise variance or None) of the window's cells, in level units; masked cells 0."""
+        m, c = self.model, self.cfg
+        r0, c0 = origin
+        nr, nc = levels.shape
+        lv = np.where(masks, 0, levels).astype(np.float64)
+        g = lv * self.gain[r0:r0 + nr, c0:c0 + nc]
+        var = None
+        if m.read_sigma > 0:
+            sd = m.read_sigma * c.max_level * ((g / c.max_level) ** m.read_exp if m.read_exp else 1.0)
+            var = np.where(masks, 0.0, sd * sd)
+        return g, var
+
+    def _combine(self, geo: Geometry, wsigned: bool, cfg: TileConfig):
+        """(window columns x outputs) matrices that sum each output's columns with weights cw and cw**2."""
+        key = (geo, wsigned)
+        m = self._cw.get(key)
+        if m is None:
+            cw = kernels.column_weights(geo, cfg, wsigned).astype(np.float32)
+            eye = np.eye(geo.n_out, dtype=np.float32)
+            m = self._cw[key] = (np.kron(eye, cw[:, None]), np.kron(eye, (cw * cw)[:, None]))
+        return m
+
+    def _mvm_fast(self, origin, raw, levels, masks, layer, geo, cfg) -> np.ndarray:
+        """Output-referred model: the exact ideal MVM (with its clipping), plus the linear effect of drift and
+        IR drop on every conversion, plus the sum of every conversion's read noise as one Gaussian per output
+        (its exact variance); the ADC's rounding of the perturbation is not modelled (docs/devices.md)."""
+        u8 = raw if raw.dtype == np.uint8 else (raw.astype(np.int64) & 0xFF).astype(np.uint8)
+        y = kernels.mvm(u8, levels, masks, layer, geo, cfg)
+        nr, nc = levels.shape
+        if nr == 0 or geo.n_out == 0:
+            return y
+        r0, c0 = origin
+        cw1, cw2 = self._combine(geo, layer.wsigned, cfg)
+        x1, x2 = self._inputs(u8, layer, cfg)
+        masked = masks.any()
+        extra = None
+        if self._gm1 is not None:  # drift and IR drop: x @ (G - levels), linear in the inputs
+            lv = levels.astype(np.float32)
+            if masked:
+                lv *= ~masks
+            lv *= self._gm1[r0:r0 + nr, c0:c0 + nc]
+            extra = x1 @ (lv @ cw1)
+        if self._rvar is not None:  # read noise: a sum of independent Gaussians, one Gaussian per output
+            var = self._rvar[r0:r0 + nr, c0:c0 + nc]
+            if self._lvl_pow is not None:
+                var = var * np.take(self._lvl_pow, levels)
+            if masked:
+                var = var * ~masks
+            v = x2 @ (var @ cw2)
+            np.sqrt(v, out=v)
+            v *= self._normals(v.shape)
+            extra = v if extra is None else extra + v
+        if extra is None:
+            return y
+        return y + np.rint(extra).astype(np.int64)
+
+    def _inputs(self, u8: np.ndarray, layer: Layer, cfg: TileConfig) -> tuple:
+        """(input values, sum of the squared weighted input slices) of the vectors ``u8``, as float32; remembered
+        for the last few input blocks (a layer's column tiles reuse the same inputs)."""
+        key = (u8.tobytes(), u8.shape, layer.abits, layer.asigned)
+        hit = self._in_cache.get(key)
+        if hit is None:
+            x1 = kernels._values(u8, layer.abits, layer.asigned, np.float32) if self._gm1 is not None else None
+            x2 = _byte_table(layer.abits, layer.asigned, cfg.dac_bits, 2)[u8] if self._rvar is not None else None
+            if len(self._in_cache) >= 8:
+                self._in_cache.pop(next(iter(self._in_cache)))
+            hit = self._in_cache[key] = (x1, x2)
+        return hit
+
+    def _normals(self, shape) -> np.ndarray:
+        """Standard normal float32 draws of ``shape`` from the read stream (drawn in blocks: one call per MVM
+        cost more than the draws)."""
+        n = math.prod(shape)
+        buf, at = self._pool
+        if at + n > buf.size:
+            buf, at = self._read_rng.standard_normal(max(n, 1 << 18), dtype=np.float32), 0
+        self._pool = (buf, at + n)
+        return buf[at:at + n].reshape(shape)
+
+    def _mvm_exact(self, origin, raw, levels, masks, layer, geo, cfg) -> np.ndarray:
+        """Per-conversion model (the definition, mirroring :func:`cimtile.sim.kernels.mvm_sliced`): each
+        conversion's analog sum plus its read noise is rounded to the nearest level sum, shifted and clipped."""
+        M = raw.shape[0]
+        g, var = self._cells(origin, levels, masks)
+        nr = g.shape[0]
+        sh = layer.adc_shift
+        analog = layer.wsigned and cfg.analog_diff
+        lo, hi = kernels._code_range(layer, cfg)
+        P = cfg.rows_per_conv
+        cw = kernels.column_weights(geo, cfg, layer.wsigned)
+        if analog:
+            cw = cw[0::2]
+        per_out = cw.shape[0]
+        y = np.zeros((M, geo.n_out), dtype=np.int64)
+        for v, wk in kernels.input_slices(raw, layer.abits, layer.asigned, cfg.dac_bits):
+            vf = v.astype(np.float64)
+            for a in range(0, nr, P):
+                b = min(a + P, nr)
+                S = vf[:, a:b] @ g[a:b]
+                if var is not None:
+                    sd = np.sqrt((vf[:, a:b] ** 2) @ var[a:b])
+                    S += sd * self._read_rng.standard_normal(S.shape)
+                if analog:
+                    S = S[:, 0::2] - S[:, 1::2]
+                code = np.clip(np.floor((S + 0.5) / (1 << sh)), lo, hi).astype(np.int64) << sh
+                y += wk * (code.reshape(M, geo.n_out, per_out) * cw).sum(axis=2)
+        return y
+
+
+_tables: dict = {}
+
+
+def _phi(x: float) -> float:
+    """Standard normal CDF."""
+    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+
+def _byte_table(abits: int, asigned: bool, dac_bits: int, power: int) -> np.ndarray:
+    """Per input byte: ``sum_k w_k * v_k`` (power 1: the input value) or ``sum_k w_k**2 * v_k**2`` (power 2:
+    how the read noise of the slices of one input adds up), over its input slices ``(v_k, w_k)``."""
+    key = (abits, asigned, dac_bits, power)
+    t = _tables.get(key)
+    if t is None:
+        sl = kernels.input_slices(np.arange(256), abits, asigned, dac_bits)
+        t = sum((w ** power) * v.astype(np.float64) ** power for v, w in sl)
+        t = _tables[key] = np.asarray(t, dtype=np.float32)
+    return t
+
+
+def _load_ops(prog, start: int, end: int) -> list[tuple]:
+    """(opcode, start field) of every load instruction of ``prog[start:end]`` in execution order (loops
+    repeated)."""
+    loads = (Opcode.LDW, Opcode.LDM, Opcode.LDIN, Opcode.LDD, Opcode.LDRQ)
+    out = []
+    pc = start
+    while pc < end:
+        d = prog[pc]
+        if d.op is Opcode.HALT:
+            break
+        if d.op is Opcode.LOOP:
+            b1 = pc + 1 + d.args["body"]
+            body = _load_ops(prog, pc + 1, min(b1, end))
+            out += body * d.args["count"]
+            pc = b1
+            continue
+        if d.op in loads:
+            out.append((d.op, d.args["start"]))
+        pc += 1
+    return out
+
+
+# -- fault detection ----------------------------------------------------------------------------------
+
+def find_stuck(cfg: TileConfig, device: DeviceModel | DeviceArray, repeats: int = 3) -> np.ndarray:
+    """Stuck cells found as a host would: program every cell to level 0 and to ``max_level`` (LDW), read them
+    back (RDW), ``repeats`` times each; a cell that never reads back what was written is stuck.
+
+    Returns ``(rows, cols)`` bool, True at a stuck cell. Programming variation alone rarely flags a cell (it
+    would have to miss in every repeat). Runs on the golden model; the program uses only LDW and RDW, which
+    are programming-time operations, so the RTL fed :meth:`DeviceArray.program_feed` reads the same.
+    """
+    from .tile import Tile
+
+    arr = device.array(cfg) if isinstance(device, DeviceModel) else device
+    words, feed = [], []
+    for level in (0, cfg.max_level):
+        for _ in range(repeats):
+            words += [isa.encode(Opcode.LDW, start=0, count=cfg.cols), isa.encode(Opcode.RDW, start=0, count=cfg.cols)]
+            feed.append(np.full((cfg.rows, cfg.cols), level, dtype=np.int64))
+    words.append(isa.encode(Opcode.HALT))
+    res = Tile(cfg, device=arr).run(words, feed).check()
+    reads = np.stack(res.outputs)  # (2 * repeats, rows, cols)
+    low_bad = (reads[:repeats] != 0).all(axis=0)
+    high_bad = (reads[repeats:] != cfg.max_level).all(axis=0)
+    return low_bad | high_bad
