@@ -333,10 +333,9 @@ class CostModel:
 
     def prepare(self, weights: str = "reference", progress: bool | None = None) -> None:
         """Fill the memo for every layer and every (w, a) in 2..8 (the one-time preparation)."""
-        from tqdm import tqdm
+        from cimtile.progress import bar
 
-        for i in tqdm(range(len(self)), desc="cost tables", unit="layer", leave=False,
-                      disable=None if progress is None else not progress):
+        for i in bar(range(len(self)), desc="cost tables", unit="layer", progress=progress):
             for wb in BITS:
                 for ab in BITS:
                     self.layer_cost(i, wb, ab, weights)

@@ -156,7 +156,8 @@ def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: b
     Returns a :class:`SearchResult`; with ``finalize=False`` only the search itself runs (no final fine-tune,
     export or compilation, nothing written) and the result is ``(best policy, table of evaluations, target)``."""
     from cimtile.zoo import mnist_nets
-    from tqdm import tqdm
+
+    from cimtile.progress import bar as progress_bar
 
     from .agents import AGENTS, Space, reward, run_agent
     from .executor import make_executor
@@ -184,8 +185,8 @@ def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: b
     try:
         ref = ex.map(evaluate_policy, [{**base, "policy": [(8, 8)] * n, "epochs": cfg.finetune_epochs}])[0]
         target = ref["acc"] - cfg.max_loss
-        bar = tqdm(total=cfg.budget, desc=f"search {cfg.agent}", unit="policy",
-                   disable=None if cfg.progress is None else not cfg.progress)
+        bar = progress_bar(total=cfg.budget, desc=f"search {cfg.agent}", unit="policy", progress=cfg.progress,
+                           leave=True)
 
         def evaluate(pols):
             res = ex.map(evaluate_policy, [{**base, "policy": p, "epochs": cfg.finetune_epochs} for p in pols])

@@ -157,7 +157,8 @@ def pretrained(model: str, data: str, epochs: int = 8, seed: int = 0, progress: 
     """The float network trained on the fitting part of ``data`` (:func:`splits`; cached state dict under
     ``build/zoo``); returns (net, spec)."""
     import torch
-    from tqdm import tqdm
+
+    from cimtile.progress import bar
 
     xtr, ytr, _, _, _, _ = splits(data)
     spec = layers(model, xtr.shape[-1])
@@ -170,8 +171,7 @@ def pretrained(model: str, data: str, epochs: int = 8, seed: int = 0, progress: 
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     X, Y = torch.from_numpy(xtr), torch.from_numpy(ytr)
     g = torch.Generator().manual_seed(seed)
-    for _ in tqdm(range(epochs), desc=f"train {model} on {data}", unit="epoch", leave=False,
-                  disable=None if progress is None else not progress):
+    for _ in bar(range(epochs), desc=f"train {model} on {data}", unit="epoch", progress=progress):
         perm = torch.randperm(len(X), generator=g)
         for i in range(0, len(X), 64):
             b = perm[i:i + 64]
