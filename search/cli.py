@@ -8,21 +8,29 @@ import sys
 __all__ = ["register"]
 
 
+def _tile_help() -> str:
+    from cimtile.hw.params import PRESETS
+
+    return (f"tile configuration: a preset ({', '.join(PRESETS)}) or a TileConfig JSON file (format: "
+            "docs/tile-config.md) (default: %(default)s)")
+
+
 def register(sub) -> None:
     """Add the search's verbs (cost, search) to the ``cimtile`` command's subparsers."""
     c = sub.add_parser("cost", help="cost of a mixed-precision policy: CIM-AQ's formula or the tile's exact cycles")
     c.add_argument("layers", help="CIM-AQ layer file (YAML, layer_dimensions) or a quantized ONNX model")
     c.add_argument("--policy", required=True, help="POLICY.npy or .json: [w_bits, a_bits] per layer, in order")
     c.add_argument("--hw", default="cimaq-formula",
-                   help="cimaq-formula (the paper's latency formula, default) or a TileConfig preset / JSON file "
-                        "(the tile's exact cycles)")
+                   help="cimaq-formula (the paper's latency formula, default) or a tile configuration, a preset or "
+                        "a TileConfig JSON file (the tile's exact cycles)")
     c.add_argument("--json", action="store_true", help="print JSON instead of a table")
     c.set_defaults(func=_cost)
     s = sub.add_parser("search", help="search per-layer weight/activation bits on the tile's exact cycles")
     s.add_argument("--model", default="lenet", help="zoo model: lenet, vgg, resnet (default lenet)")
     s.add_argument("--data", default="digits", choices=("digits", "mnist"), help="data set (default digits)")
-    s.add_argument("--tile", default="isaac", help="TileConfig preset or JSON file (default isaac)")
-    s.add_argument("--agent", default="ddpg", choices=("ddpg", "random", "tpe", "greedy"))
+    s.add_argument("--tile", default="isaac", help=_tile_help())
+    s.add_argument("--agent", default="ddpg", choices=("ddpg", "random", "tpe", "greedy"),
+                   help="ddpg (CIM-AQ's agent, default), random, tpe (optuna) or greedy (one step at a time)")
     s.add_argument("--budget", type=int, default=40, help="policies evaluated (default 40)")
     s.add_argument("--max-loss", type=float, default=1.0, help="accuracy budget in points below W8A8 (default 1)")
     s.add_argument("--cost", default="compute", choices=("compute", "total", "batch"),
@@ -35,7 +43,7 @@ def register(sub) -> None:
                    help="weight bits only multiples of the tile's cell bits (CIM-AQ's consider_cell_resolution)")
     s.add_argument("--workers", type=int, default=1, help="Ray workers (1: in-process)")
     s.add_argument("--ray-address", default=None, help="join an existing Ray cluster")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the agent and of every fine-tune (default 0)")
     s.add_argument("-o", "--out", required=True, help="output directory")
     s.set_defaults(func=_search)
 
