@@ -1,4 +1,5 @@
-"""Benchmarks: one module per area (``bench/<area>.py`` with ``run() -> dict[str, float]``).
+"""Benchmarks: one module per area (``bench/<area>.py`` with ``run() -> dict[str, float]``); ``bench/perf.py``
+holds the RTL speed helpers ``bench/rtl.py`` and tests/test_hw_perf.py share.
 
 ``python -m bench [area ...]`` runs them, writes ``build/bench.json`` (a flat object of named
 figures) and prints a table. A module may define ``GOALS: dict[str, str]`` (figure -> goal text,

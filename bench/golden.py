@@ -7,7 +7,7 @@ measured in this run, best of several interleaved repetitions. Weights are norma
 
 The golden model is timed through the instruction path: a :class:`cimtile.sim.tile.Tile` with batch 3136 is
 programmed once (CFG, WIN, LDW, LDIN), then a program ``MVM; HALT`` is run and timed (decode, the
-MVM handler, accumulator wrap and store). ``kernels.mvm`` alone and the straightforward loop
+MVM handler, accumulator wrap and store). ``fastmvm.mvm`` alone and the straightforward loop
 ``kernels.mvm_sliced`` on the same operands are printed alongside.
 
 BLAS runs single-threaded (``CIMTILE_BENCH_THREADS``, default 1) for the GEMM and the golden model
@@ -23,9 +23,10 @@ import time
 
 import numpy as np
 from cimtile.hw import isa
+from cimtile.hw.encoding import encode_weights
 from cimtile.hw.isa import Opcode
 from cimtile.hw.params import PRESETS, TileConfig
-from cimtile.sim import kernels
+from cimtile.sim import fastmvm, kernels
 from cimtile.sim.kernels import Layer
 from cimtile.sim.tile import Tile
 
@@ -52,16 +53,8 @@ def relu_activations(rng: np.random.Generator, m: int, rows: int) -> np.ndarray:
 
 
 def cell_levels(w: np.ndarray, cfg: TileConfig, wbits: int = 8) -> np.ndarray:
-    """Differential cell levels of signed weights (docs/isa.md, weight slicing): s0+ s0- s1+ s1- ..."""
-    nws = isa.weight_slices(wbits, True, cfg.cell_bits)
-    rows, n_out = w.shape
-    mag, pos = np.abs(w), w > 0
-    lv = np.zeros((rows, n_out, 2 * nws), dtype=np.int64)
-    for s in range(nws):
-        sl = (mag >> (s * cfg.cell_bits)) & cfg.max_level
-        lv[:, :, 2 * s] = np.where(pos, sl, 0)
-        lv[:, :, 2 * s + 1] = np.where(pos, 0, sl)
-    return lv.reshape(rows, n_out * 2 * nws)
+    """Differential cell levels of signed weights (:func:`cimtile.hw.encoding.encode_weights`)."""
+    return encode_weights(cfg, w, wbits, True).astype(np.int64)
 
 
 def clip_fraction(x: np.ndarray, levels: np.ndarray, cfg: TileConfig) -> float:
@@ -123,7 +116,7 @@ def case(name: str, cfg: TileConfig, w: np.ndarray, x: np.ndarray) -> dict[str, 
     run_tile()
     want = kernels.mvm_sliced(x, levels, masks, layer, geo, cfg)
     if not (np.array_equal(tile.acc[:, 0, :N_OUT], kernels.wrap(want, cfg.acc_bits))
-            and np.array_equal(kernels.mvm(x, levels, masks, layer, geo, cfg), want)):
+            and np.array_equal(fastmvm.mvm(x, levels, masks, layer, geo, cfg), want)):
         raise AssertionError(f"{name}: the golden model disagrees with mvm_sliced")
 
     xf, wf = x.astype(np.float32), w.astype(np.float32)
@@ -131,7 +124,7 @@ def case(name: str, cfg: TileConfig, w: np.ndarray, x: np.ndarray) -> dict[str, 
         # The same number of samples for each: the minimum of more samples is biased low.
         "gemm": (lambda: xf @ wf, 3),
         "tile": (run_tile, 3),
-        "mvm": (lambda: kernels.mvm(x, levels, masks, layer, geo, cfg), 3),
+        "mvm": (lambda: fastmvm.mvm(x, levels, masks, layer, geo, cfg), 3),
     }, REPS)
     t_sliced = _best({"sliced": (lambda: kernels.mvm_sliced(x, levels, masks, layer, geo, cfg), 1)},
                      max(2, REPS // 2))["sliced"]
@@ -140,7 +133,7 @@ def case(name: str, cfg: TileConfig, w: np.ndarray, x: np.ndarray) -> dict[str, 
     print(f"  {name}: {cfg.name} {rows}x{N_OUT} ({levels.shape[1]} columns, {cfg.cell_bits}-bit cells, "
           f"{cfg.dac_bits}-bit DAC, {cfg.adc_bits}-bit ADC, {cfg.rows_per_conv} rows/conversion), M={M}")
     print(f"    conversions that clip: {100 * frac:.2f}%")
-    print(f"    f32 GEMM {1e3 * g:.3f} ms | Tile MVM {t['tile'] / g:.1f}x | kernels.mvm {t['mvm'] / g:.1f}x | "
+    print(f"    f32 GEMM {1e3 * g:.3f} ms | Tile MVM {t['tile'] / g:.1f}x | fastmvm.mvm {t['mvm'] / g:.1f}x | "
           f"mvm_sliced {t_sliced / g:.1f}x", flush=True)
     return {"ratio": t["tile"] / g, "kernel": t["mvm"] / g, "sliced": t_sliced / g, "clip": frac}
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from cimtile.hw.params import PRESETS
-from cimtile.hw.perf import layer_utilisation, measure_mvm_cycles, vau_step_vs_cellwise
+
+from bench.perf import layer_utilisation, measure_mvm_cycles, vau_step_vs_cellwise
 
 #: Goals of issue 3.
 GOALS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -43,21 +44,21 @@ def compile_model(model: str | Path | onnx.ModelProto, tile: str | TileConfig = 
     ir = pipeline(ir, cfg)
     ir, _ = EmitPrograms(cfg).apply(ir)
     rep = build_report(ir, cfg)
-    levels = [L.levels for L in ir.layers]
-    levels_fix = [L.levels_fix for L in ir.layers]
+    levels = [L.tiling.levels for L in ir.layers]
+    levels_fix = [L.tiling.levels_fix for L in ir.layers]
     rq = []
     for L in ir.layers:
-        n = L.N
-        rq.append({"bias": L.rq_bias.astype(np.int64),
-                   "mult": (L.rq_mult if L.rq_mult is not None else np.ones(n, np.int64)).astype(np.int64),
-                   "shift": (L.rq_shift if L.rq_shift is not None else np.zeros(n, np.int64)).astype(np.int64),
-                   "acc_scale": np.asarray(L.acc_scale, dtype=np.float64),
-                   "bias_f": np.asarray(L.bias_f, dtype=np.float64)})
-        L.weight = None  # the codes are folded into the levels; do not keep two copies
-        L.w_int = None
-        L.levels = None
-        L.levels_fix = None
-        L.w_fix = None
+        wt, n = L.weights, L.weights.N
+        q = L.requant
+        rq.append({"bias": wt.rq_bias.astype(np.int64),
+                   "mult": (q.mult if q is not None else np.ones(n, np.int64)).astype(np.int64),
+                   "shift": (q.shift if q is not None else np.zeros(n, np.int64)).astype(np.int64),
+                   "acc_scale": np.asarray(wt.acc_scale, dtype=np.float64),
+                   "bias_f": np.asarray(wt.bias_f, dtype=np.float64)})
+        # the codes are folded into the levels, which the bundle keeps apart: do not keep two copies
+        L.weight = None
+        L.weights = dataclasses.replace(wt, w_int=None, w_fix=None)
+        L.tiling = dataclasses.replace(L.tiling, levels=None, levels_fix=None)
     b = Bundle(cfg, ir, levels, rq, rep, levels_fix)
     if out is not None:
         save_bundle(b, out)

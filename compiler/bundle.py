@@ -24,16 +24,32 @@ import numpy as np
 from cimtile.hw.params import ConfigError, TileConfig
 
 from .errors import CompileError
-from .ir import HostStep, Model, Program, QSpec, Tensor, TileLayer
+from .ir import (
+    FaultMaskBlock,
+    HostStep,
+    Model,
+    Program,
+    QSpec,
+    Requant,
+    Schedule,
+    Tensor,
+    TileLayer,
+    Tiling,
+    Weights,
+    feed_from_json,
+    read_from_json,
+    ref_to_json,
+)
 from .outputs import check_bundle_target, new_sibling_dir, replace_dir
 
 __all__ = ["Bundle", "save_bundle", "load_bundle", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: typed data references (ir.FeedRef, ir.OutputSlice) in the programs; stage records
 
-_LAYER_FIELDS = ("name", "op", "input", "output", "conv", "out_dtype", "relu", "in_shape", "out_shape", "wbits",
-                 "wsigned", "wbits_declared", "abits", "asigned", "zp_out", "clamp", "group", "row_tile",
-                 "outs_per_tile", "positions", "chunk", "programs", "K", "N", "fix_tiles")
+#: Graph fields of a tile layer, and the scalar fields of its stage records (their arrays go to weights.npz).
+_LAYER_FIELDS = ("name", "op", "input", "output", "conv", "out_dtype", "relu", "in_shape", "out_shape", "programs")
+_WEIGHTS_FIELDS = ("K", "N", "wbits", "wsigned", "wbits_declared", "abits", "asigned")
+_TILING_FIELDS = ("group", "row_tile", "outs_per_tile", "fix_tiles")
 
 
 @dataclass
@@ -47,7 +63,7 @@ class Bundle:
     report: dict = field(default_factory=dict)
     levels_fix: list = field(default_factory=list)  # per layer: -128 correction levels, or None
     # fault masking (compiler/faults.py): the mask every program loads (rows x cols bool), or None; and the
-    # physical rows of a (layer, row tile), where remapped
+    # physical rows of a (layer, first logical row of a row tile), where remapped
     fault_mask: np.ndarray | None = None
     row_maps: dict = field(default_factory=dict)
 
@@ -101,12 +117,17 @@ def to_json(b: Bundle) -> dict:
         else:
             d = {k: _enc(getattr(s, k)) for k in _LAYER_FIELDS}
             d.update(type="tile", in_spec=s.in_spec.to_json(), out_spec=None if s.out_spec is None else
-                     s.out_spec.to_json())
+                     s.out_spec.to_json(),
+                     weights={k: _enc(getattr(s.weights, k)) for k in _WEIGHTS_FIELDS},
+                     requant=None if s.requant is None else {"zero_point": s.requant.zero_point,
+                                                             "clamp": list(s.requant.clamp)},
+                     tiling={k: _enc(getattr(s.tiling, k)) for k in _TILING_FIELDS},
+                     schedule={"positions": s.schedule.positions, "chunk": s.schedule.chunk})
             steps.append(d)
     progs, off = [], 0
     for p in m.programs:
-        progs.append({"layer": p.layer, "offset": off, "length": len(p.words), "feed": [list(f) for f in p.feed],
-                      "reads": [list(r) for r in p.reads], "cycles": p.cycles})
+        progs.append({"layer": p.layer, "offset": off, "length": len(p.words), "feed": [ref_to_json(f) for f in p.feed],
+                      "reads": [ref_to_json(r) for r in p.reads], "cycles": p.cycles})
         off += len(p.words)
     tensors = {n: {"kind": t.kind, "shape": list(t.shape), "dtype": t.dtype,
                    "spec": None if t.spec is None else t.spec.to_json()} for n, t in m.tensors.items()}
@@ -175,24 +196,33 @@ def load_bundle(path: str | Path) -> Bundle:
             continue
         kw = {k: d[k] for k in _LAYER_FIELDS}
         kw["conv"] = _tuples(kw["conv"])
-        kw["fix_tiles"] = [tuple(t) for t in kw["fix_tiles"]]
-        kw["in_shape"], kw["out_shape"], kw["clamp"] = tuple(kw["in_shape"]), tuple(kw["out_shape"]), tuple(kw["clamp"])
+        kw["in_shape"], kw["out_shape"] = tuple(kw["in_shape"]), tuple(kw["out_shape"])
+        r = {k: wz[f"L{li}.{k}"] for k in ("bias", "mult", "shift", "acc_scale", "bias_f")}
+        w = d["weights"]
+        wt = Weights(None, None, **{k: w[k] for k in _WEIGHTS_FIELDS}, rq_bias=r["bias"], acc_scale=r["acc_scale"],
+                     bias_f=r["bias_f"])
+        q = d["requant"]
+        t = d["tiling"]
+        tiling = Tiling(None, t["group"], t["row_tile"], t["outs_per_tile"], Tiling.ranges(wt.K, t["row_tile"]),
+                        Tiling.ranges(wt.N, t["outs_per_tile"]), None, tuple(tuple(x) for x in t["fix_tiles"]))
         L = TileLayer(weight=None, in_spec=QSpec.from_json(d["in_spec"]),
-                      out_spec=None if d["out_spec"] is None else QSpec.from_json(d["out_spec"]), **kw)
+                      out_spec=None if d["out_spec"] is None else QSpec.from_json(d["out_spec"]), weights=wt,
+                      requant=None if q is None else Requant(r["mult"], r["shift"], q["zero_point"], tuple(q["clamp"])),
+                      tiling=tiling, schedule=Schedule(**d["schedule"]), **kw)
         steps.append(L)
         levels.append(wz[f"L{li}.levels"])
         levels_fix.append(wz[f"L{li}.fix"] if f"L{li}.fix" in wz.files else None)
-        rq.append({k: wz[f"L{li}.{k}"] for k in ("bias", "mult", "shift", "acc_scale", "bias_f")})
+        rq.append(r)
         li += 1
     programs = []
     for d in net["programs"]:
         w = [int(x) for x in words[d["offset"]:d["offset"] + d["length"]]]
-        programs.append(Program(d["layer"], w, [tuple(f) for f in d["feed"]], [tuple(r) for r in d["reads"]],
-                                d["cycles"]))
+        programs.append(Program(d["layer"], w, [feed_from_json(f) for f in d["feed"]],
+                                [read_from_json(r) for r in d["reads"]], d["cycles"]))
     model = Model(tensors, steps, net["inputs"], net["outputs"], {k: cz[k] for k in cz.files}, programs,
                   net.get("meta", {}))
     fault_mask = None
-    if "masks" in wz.files and any(f[0] == "fmask" for p in programs for f in p.feed):
+    if "masks" in wz.files and any(isinstance(f, FaultMaskBlock) for p in programs for f in p.feed):
         fault_mask = wz["masks"].astype(bool)
     row_maps = {tuple(int(x) for x in k[1:].split(".")): wz[k] for k in wz.files if k.startswith("R")}
     return Bundle(cfg, model, levels, rq, report, levels_fix, fault_mask, row_maps)

@@ -10,7 +10,7 @@ from cimtile.hw.isa import Opcode
 from cimtile.hw.params import TileConfig
 
 from .errors import node_error
-from .ir import Model, Program, TileLayer
+from .ir import InputBlock, LevelBlock, MaskBlock, Model, OutputSlice, Program, RqBlock, TileLayer
 
 __all__ = ["EmitPrograms", "init_program"]
 
@@ -27,55 +27,61 @@ def E(op: Opcode, **fields: int) -> int:
 def init_program(cfg: TileConfig) -> Program:
     """Clear every mask bit (the compiler never prunes; masks persist across runs, so start from a known state)."""
     words = [E(Opcode.LDM, start=0, count=cfg.cols), E(Opcode.HALT)]
-    return Program(-1, words, [("mask",)], [])
+    return Program(-1, words, [MaskBlock(cfg.rows, cfg.cols)], [])
 
 
 def _header(L: TileLayer) -> list[int]:
-    w = [E(Opcode.CFG, wbits=L.wbits, abits=L.abits, wsigned=int(L.wsigned), asigned=int(L.asigned), adc_shift=0)]
+    wt = L.weights
+    w = [E(Opcode.CFG, wbits=wt.wbits, abits=wt.abits, wsigned=int(wt.wsigned), asigned=int(wt.asigned), adc_shift=0)]
     if L.out_spec is not None:
-        w.append(E(Opcode.CFGRQ, zero_point=L.zp_out, clamp_lo=L.clamp[0], clamp_hi=L.clamp[1], relu=int(L.relu)))
+        rq = L.need("requant", "codegen")
+        w.append(E(Opcode.CFGRQ, zero_point=rq.zero_point, clamp_lo=rq.clamp[0], clamp_hi=rq.clamp[1],
+                   relu=int(L.relu)))
     return w
 
 
 def input_groups(L: TileLayer, cfg: TileConfig) -> list[tuple[int, int]]:
     """Row tiles whose input vectors one LDIN loads together (as many as the input buffer holds)."""
-    n, per = len(L.row_tiles), max(1, cfg.in_depth // L.chunk)
+    n, per = len(L.tiling.row_tiles), max(1, cfg.in_depth // L.schedule.chunk)
     return [(g, min(g + per, n)) for g in range(0, n, per)]
 
 
-def _col_tile(L: TileLayer, ct: int, c0: int, c1: int, groups, resident: bool):
-    """Words, data-in plan and read plan of one column tile: per row tile (WIN when it changes) LDW, then the
-    position loop of MVMs accumulating over the row tiles; then REQ + RDOUT, or RDACC."""
-    P = L.chunk
+def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, resident: bool, row_tiles):
+    """Words, data-in references and read references of one column tile: per row tile (WIN when it changes)
+    LDW, then the position loop of MVMs accumulating over the row tiles; then REQ + RDOUT, or RDACC."""
+    P = L.schedule.chunk
+    R = cfg.rows
+    group = L.tiling.group
     n_out = c1 - c0
-    ncols = n_out * L.group
+    ncols = n_out * group
     words, feed, reads = [], [], []
     req = L.out_spec is not None
     if req:
         words.append(E(Opcode.LDRQ, start=0, count=n_out))
-        feed.append(("rq", ct))
+        feed.append(RqBlock(c0, c1))
     win = None
-    fixes = set(map(tuple, L.fix_tiles))
+    fixes = set(L.tiling.fix_tiles)
     for g0, g1 in groups:
         if not resident:
             words.append(E(Opcode.LDIN, start=0, count=P * (g1 - g0)))
-            feed.append(("in", g0, g1))
+            feed.append(InputBlock(tuple(row_tiles[g0:g1]), P, R))
         for rt in range(g0, g1):
-            r0, r1 = L.row_tiles[rt]
+            r0, r1 = row_tiles[rt]
             if win != (r1 - r0, ncols):
                 win = (r1 - r0, ncols)
                 words.append(E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=ncols))
             words.append(E(Opcode.LDW, start=0, count=ncols))
-            feed.append(("w", ct, rt))
+            feed.append(LevelBlock(r0, r1, c0 * group, c1 * group, R))
             if P > 1:
                 words.append(E(Opcode.LOOP, count=P, body=1, stride_in=1, stride_acc=1, stride_out=0))
             words.append(E(Opcode.MVM, in_addr=(rt - g0) * P, acc_addr=0, accumulate=int(rt > 0)))
             if (ct, rt) in fixes:
                 # the -128 correction: a 2-bit signed MVM of the same inputs, accumulated
-                words += [E(Opcode.CFG, wbits=2, abits=L.abits, wsigned=1, asigned=int(L.asigned), adc_shift=0),
+                words += [E(Opcode.CFG, wbits=2, abits=L.weights.abits, wsigned=1, asigned=int(L.weights.asigned),
+                            adc_shift=0),
                           E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=2 * n_out),
                           E(Opcode.LDW, start=0, count=2 * n_out)]
-                feed.append(("wf", ct, rt))
+                feed.append(LevelBlock(r0, r1, 2 * c0, 2 * c1, R, fix=True))
                 if P > 1:
                     words.append(E(Opcode.LOOP, count=P, body=1, stride_in=1, stride_acc=1, stride_out=0))
                 words += [E(Opcode.MVM, in_addr=(rt - g0) * P, acc_addr=0, accumulate=1), _header(L)[0]]
@@ -84,10 +90,10 @@ def _col_tile(L: TileLayer, ct: int, c0: int, c1: int, groups, resident: bool):
         if P > 1:
             words.append(E(Opcode.LOOP, count=P, body=1, stride_in=0, stride_acc=1, stride_out=1))
         words += [E(Opcode.REQ, acc_addr=0, out_addr=0), E(Opcode.RDOUT, start=0, count=P)]
-        reads.append(("out", ct))
+        reads.append(OutputSlice("out", c0, c1, L.out_spec.signed))
     else:
         words.append(E(Opcode.RDACC, start=0, count=P))
-        reads.append(("acc", ct))
+        reads.append(OutputSlice("acc", c0, c1))
     return words, feed, reads
 
 
@@ -99,18 +105,22 @@ class EmitPrograms:
         cfg = self.cfg
         model.programs = [init_program(cfg)]
         for li, L in enumerate(model.layers):
+            for stage in ("weights", "tiling", "schedule"):
+                L.need(stage, "codegen")
             groups = input_groups(L, cfg)
+            row_tiles = L.tiling.row_tiles
+            chunk = L.schedule.chunk
             # all inputs of a run fit the input buffer: load them once per program, reuse for every column tile
             resident = len(groups) == 1
             head = _header(L)
             head_feed = []
             if resident:
-                head.append(E(Opcode.LDIN, start=0, count=L.chunk * len(L.row_tiles)))
-                head_feed.append(("in", 0, len(L.row_tiles)))
+                head.append(E(Opcode.LDIN, start=0, count=chunk * len(row_tiles)))
+                head_feed.append(InputBlock(row_tiles, chunk, cfg.rows))
             cur = None
             L.programs = []
-            for ct, (c0, c1) in enumerate(L.col_tiles):
-                words, feed, reads = _col_tile(L, ct, c0, c1, groups, resident)
+            for ct, (c0, c1) in enumerate(L.tiling.col_tiles):
+                words, feed, reads = _col_tile(L, cfg, ct, c0, c1, groups, resident, row_tiles)
                 if len(head) + len(words) + 1 > cfg.prog_depth:
                     raise node_error(L.name, L.op, f"layer cannot fit: one column tile needs "
                                      f"{len(head) + len(words) + 1} program words, prog_depth is {cfg.prog_depth}")

@@ -12,22 +12,21 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from cimtile.hw import isa
+from cimtile.hw import encoding, isa
 from cimtile.hw.isa import Opcode
 
 from .bundle import Bundle
 from .errors import CompileError
-from .ir import Program
+from .ir import FaultMaskBlock, Program
 from .report import build_report
 
 __all__ = ["mask_faults"]
 
 
 def _abs_column_weights(L, cfg) -> np.ndarray:
-    """|weight| of each physical column of one weight group (layout of kernels.column_weights)."""
-    if L.wsigned:
-        return np.repeat(1 << (cfg.cell_bits * np.arange(L.group // 2)), 2).astype(np.float64)
-    return (1 << (cfg.cell_bits * np.arange(L.group))).astype(np.float64)
+    """|weight| of each physical column of one weight group."""
+    W = L.need("weights", "mask_faults")
+    return np.abs(encoding.column_weights(cfg, W.wbits, W.wsigned)).astype(np.float64)
 
 
 def _row_map(cost: np.ndarray) -> np.ndarray:
@@ -67,19 +66,20 @@ def mask_faults(bundle: Bundle, fault_map: np.ndarray, remap: bool = False) -> B
         for li, L in enumerate(model.layers):
             lv = bundle.levels[li].astype(np.float64)
             acw = _abs_column_weights(L, cfg)
-            fixes = set(map(tuple, L.fix_tiles))
+            T = L.need("tiling", "mask_faults")
+            fixes = set(map(tuple, T.fix_tiles))
             need = 0
-            for rt, (r0, r1) in enumerate(L.row_tiles):
+            for rt, (r0, r1) in enumerate(T.row_tiles):
                 cost = np.zeros((r1 - r0, cfg.rows))
-                for ct, (c0, c1) in enumerate(L.col_tiles):
-                    blk = lv[r0:r1, c0 * L.group:c1 * L.group] * np.tile(acw, c1 - c0)
+                for ct, (c0, c1) in enumerate(T.col_tiles):
+                    blk = lv[r0:r1, c0 * T.group:c1 * T.group] * np.tile(acw, c1 - c0)
                     cost += blk @ F[:, :blk.shape[1]].T  # weight lost if logical row i sits on physical row p
                     if (ct, rt) in fixes:  # the -128 correction tile (2-bit signed: column weights 1, 1)
                         fix = bundle.levels_fix[li][r0:r1, 2 * c0:2 * c1].astype(np.float64)
                         cost += fix @ F[:, :fix.shape[1]].T
                 rows = _row_map(cost)
                 if not np.array_equal(rows, np.arange(r1 - r0)):
-                    row_maps[(li, rt)] = rows
+                    row_maps[(li, r0)] = rows
                 need = max(need, int(rows.max()) + 1)
             height[li] = need
     mask_word = isa.encode(Opcode.LDM, start=0, count=cfg.cols)
@@ -96,6 +96,6 @@ def mask_faults(bundle: Bundle, fault_map: np.ndarray, remap: bool = False) -> B
             raise CompileError(f"program of layer {model.layers[p.layer].name!r}: no room for the fault mask's LDM "
                                f"(prog_depth {cfg.prog_depth})")
         p.words = [mask_word] + words
-        p.feed = [("fmask",)] + p.feed
+        p.feed = [FaultMaskBlock(cfg.rows, cfg.cols)] + p.feed
     report = build_report(model, cfg)
     return Bundle(cfg, model, bundle.levels, bundle.rq, report, bundle.levels_fix, fm, row_maps)

@@ -7,7 +7,6 @@ naming the node.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import CompileError, node_error
+from .hostops import HOST, Typing, onnx_host_ops
 from .ir import HostStep, Model, QConst, QSpec, Tensor, TileLayer, bits_of_range
 
 __all__ = ["load_onnx", "import_model", "HOST_OPS"]
@@ -33,9 +33,10 @@ if hasattr(onnx.TensorProto, "UINT4"):
 _NP_RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127), np.dtype(np.uint16): (0, 65535),
               np.dtype(np.int16): (-32768, 32767), np.dtype(np.int32): (-(1 << 31), (1 << 31) - 1)}
 
-#: Ops the runtime runs on the host, with how they are checked.
-HOST_OPS = ("Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Sub", "Mul", "Div", "Flatten", "Reshape",
-            "Transpose", "Concat", "Softmax", "Identity", "Cast", "Clip", "MatMul")
+_HOST_BY_ONNX = onnx_host_ops()
+#: ONNX ops the runtime may run on the host (Clip also when it folds into a quantizer's range, MatMul only for
+#: activation x activation products).
+HOST_OPS = (*_HOST_BY_ONNX, "Clip")
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:
@@ -478,29 +479,14 @@ def _integer(ctx: _Ctx, node) -> None:
     ctx.add(Tensor(node.output[0], "int", out_shape, None, "int32"))
 
 
-# -- host ops: shapes ------------------------------------------------------------------------------
-
-def _pool_shape(node, shape, a):
-    k = tuple(a["kernel_shape"])
-    s = tuple(a.get("strides", (1,) * len(k)))
-    p = tuple(a.get("pads", (0,) * 2 * len(k)))
-    d = tuple(a.get("dilations", (1,) * len(k)))
-    ceil = a.get("ceil_mode", 0)
-    ap = a.get("auto_pad", b"NOTSET")
-    ap = ap.decode() if isinstance(ap, bytes) else ap
-    if ap not in ("NOTSET", "VALID") or len(k) != 2 or len(shape) != 4:
-        raise node_error(node.name, node.op_type, "only 2-D pooling with explicit pads is supported")
-    rnd = math.ceil if ceil else math.floor
-    out = [rnd((shape[2 + j] + p[j] + p[j + 2] - d[j] * (k[j] - 1) - 1) / s[j]) + 1 for j in range(2)]
-    return (shape[0], shape[1], *out)
-
+# -- host ops ----------------------------------------------------------------------------------------------
 
 def _host(ctx: _Ctx, node) -> None:
+    """A node the runtime executes on the host: the common checks here, the op's own shape inference in
+    :data:`cimtile.compiler.hostops.HOST`."""
     op = node.op_type
-    a = _attrs(node)
     ins = [n for n in node.input]
-    tens = [ctx.tensors.get(n) for n in ins if n]
-    acts = [t for t in tens if t is not None]
+    acts = [ctx.tensors[n] for n in ins if n and n in ctx.tensors]
     if not acts:
         raise node_error(node.name, op, "no activation input (constant subgraphs are not supported)")
     for n in ins:
@@ -510,80 +496,15 @@ def _host(ctx: _Ctx, node) -> None:
             else:
                 raise node_error(node.name, op, f"input {n!r} is not produced by any supported node")
     t0 = acts[0]
-    shape = t0.shape
-    kind, spec, dtype = t0.kind, t0.spec, t0.dtype
-    attrs = dict(a)
-    if op in ("Relu", "Identity", "Softmax"):
-        pass
-    elif op == "Cast":
-        to = a["to"]
-        kind = "float" if to in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE) else "int"
-        dtype = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64",
-                 onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT64: "int64"}.get(to)
-        if dtype is None:
-            raise node_error(node.name, op, f"cast to {onnx.TensorProto.DataType.Name(to)} not supported")
-        attrs = {"dtype": dtype}
-        spec = None
-    elif op in ("Add", "Sub", "Mul", "Div"):
-        shapes = [ctx.tensors[n].shape if n in ctx.tensors else np.shape(ctx.consts[n]) for n in ins]
-        try:
-            shape = tuple(np.broadcast_shapes(*shapes))
-        except ValueError:
-            raise node_error(node.name, op, f"shapes {shapes} do not broadcast") from None
-        if any(t.kind == "codes" for t in acts):
-            raise node_error(node.name, op, "arithmetic on quantized codes (dequantize first)")
-    elif op in ("MaxPool", "AveragePool"):
-        if len(node.output) > 1 and node.output[1]:
-            raise node_error(node.name, op, "the Indices output is not supported")
-        shape = _pool_shape(node, shape, a)
-        if op == "AveragePool" and kind == "codes":
-            raise node_error(node.name, op, "average of quantized codes (dequantize first)")
-    elif op == "GlobalAveragePool":
-        if len(shape) != 4:
-            raise node_error(node.name, op, "expects NCHW input")
-        shape = (shape[0], shape[1], 1, 1)
-        if kind == "codes":
-            raise node_error(node.name, op, "average of quantized codes (dequantize first)")
-    elif op == "Flatten":
-        ax = a.get("axis", 1)
-        ax = ax if ax >= 0 else ax + len(shape)
-        shape = (int(np.prod(shape[:ax])), int(np.prod(shape[ax:])))
-    elif op == "Reshape":
-        target = [int(v) for v in ctx.const(node, ins[1], "shape")]
-        out = [shape[i] if v == 0 and not a.get("allowzero", 0) else v for i, v in enumerate(target)]
-        if -1 in out:
-            rest = int(np.prod([v for v in out if v != -1]))
-            out[out.index(-1)] = int(np.prod(shape)) // max(rest, 1)
-        if int(np.prod(out)) != int(np.prod(shape)):
-            raise node_error(node.name, op, f"cannot reshape {shape} to {target}")
-        shape = tuple(out)
-        attrs = {"shape": target, "allowzero": a.get("allowzero", 0)}
-    elif op == "Transpose":
-        perm = a.get("perm", list(range(len(shape)))[::-1])
-        shape = tuple(shape[p] for p in perm)
-        attrs = {"perm": list(perm)}
-    elif op == "Concat":
-        ax = a["axis"] if a["axis"] >= 0 else a["axis"] + len(shape)
-        if len(acts) != len([n for n in ins if n]):
-            raise node_error(node.name, op, "constant inputs to Concat not supported")
-        if any(t.kind != kind for t in acts):
-            raise node_error(node.name, op, "mixes quantized codes and float values")
-        if kind == "codes" and any(t.spec.to_json() != spec.to_json() for t in acts):
-            raise node_error(node.name, op, "concatenates codes with different quantization")
-        shape = tuple(sum(t.shape[ax] for t in acts) if i == ax else v for i, v in enumerate(shape))
-        attrs = {"axis": ax}
-    elif op == "MatMul":
-        if any(t.kind != "float" for t in acts):
-            raise node_error(node.name, op, "activation x activation product of quantized codes (dequantize first)")
-        s1, s2 = acts[0].shape, acts[1].shape
-        shape = tuple(np.broadcast_shapes(s1[:-2], s2[:-2])) + (s1[-2], s2[-1])
-        op = "HostMatMul"
-    elif op == "Clip":
-        pass
-    else:  # pragma: no cover - dispatch table only routes the ops above here
-        raise node_error(node.name, op, "unsupported operator")
-    ctx.steps.append(HostStep(node.name, op, ins, [node.output[0]], attrs))
-    ctx.add(Tensor(node.output[0], kind, shape, spec, dtype))
+    attrs = _attrs(node)
+    t = Typing(node.name, op, attrs, ins, list(node.output), acts,
+               lambda n: ctx.tensors[n].shape if n in ctx.tensors else np.shape(ctx.consts[n]),
+               lambda n, what: ctx.const(node, n, what),
+               t0.shape, t0.kind, t0.spec, t0.dtype, dict(attrs))
+    name = _HOST_BY_ONNX[op]
+    HOST[name].infer(t)
+    ctx.steps.append(HostStep(node.name, name, ins, [node.output[0]], t.step_attrs))
+    ctx.add(Tensor(node.output[0], t.kind, t.shape, t.spec, t.dtype))
 
 
 #: Lowering table keyed by ONNX op_type.
@@ -591,7 +512,7 @@ HANDLERS = {
     "Constant": _constant, "QuantizeLinear": _quantize_linear, "DequantizeLinear": _dequantize_linear,
     "Quant": _quant, "Clip": _clip, "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul,
     "QLinearConv": _qlinear, "QLinearMatMul": _qlinear, "ConvInteger": _integer, "MatMulInteger": _integer,
-    **{op: _host for op in HOST_OPS if op not in ("Clip", "MatMul")},
+    **{op: _host for op in HOST_OPS if op not in ("Clip", "MatMul")},  # Clip, MatMul: their handlers decide
 }
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-__all__ = ["QSpec", "QConst", "Tensor", "HostStep", "TileLayer", "Program", "Model", "bits_of_range"]
+__all__ = ["QSpec", "QConst", "Tensor", "HostStep", "TileLayer", "Weights", "Requant", "Tiling", "Schedule", "Program",
+           "Model", "bits_of_range", "FeedRef",
+           "MaskBlock", "RqBlock", "LevelBlock", "InputBlock", "OutputSlice", "ref_to_json", "feed_from_json",
+           "read_from_json"]
 
 
 def bits_of_range(lo: int, hi: int) -> int:
@@ -102,26 +105,196 @@ class HostStep:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
+# -- typed data references: what codegen decided each load takes and each read returns -----------------------
+#
+# Codegen emits one reference per load instruction (in execution order) and one per read instruction; each says
+# which data, in which layout. The runtime builds the blocks exactly as described and never re-derives a layout.
+
+
+@dataclass(frozen=True)
+class MaskBlock:
+    """LDM's block: every mask bit 0, shape ``(rows, cols)`` (the init program clears all masks)."""
+
+    rows: int
+    cols: int
+    kind = "mask"
+
+
+@dataclass(frozen=True)
+class FaultMaskBlock:
+    """LDM's block of a fault-masked bundle (compiler/faults.py): the bundle's fault mask, shape ``(rows, cols)``
+    (1 = a stuck cell, masked so that it contributes zero)."""
+
+    rows: int
+    cols: int
+    kind = "fmask"
+
+
+@dataclass(frozen=True)
+class RqBlock:
+    """LDRQ's block: the layer's requantisation records of outputs ``lo .. hi-1``, shape ``(hi - lo, 3)`` with
+    columns (bias, multiplier, shift), record j for lane j."""
+
+    lo: int
+    hi: int
+    kind = "rq"
+
+
+@dataclass(frozen=True)
+class LevelBlock:
+    """LDW's block: rows ``r0 .. r1-1`` and physical columns ``k0 .. k1-1`` of the layer's cell levels (of its
+    -128 correction when ``fix``), zero rows appended up to ``pad_rows``: shape ``(pad_rows, k1 - k0)``."""
+
+    r0: int
+    r1: int
+    k0: int
+    k1: int
+    pad_rows: int
+    fix: bool = False
+    kind = "w"
+
+
+@dataclass(frozen=True)
+class InputBlock:
+    """LDIN's block: for each row range of ``tiles`` (columns of the layer's input matrix, positions x K), the
+    ``chunk`` positions of a run, tile-major, each vector zero-padded to ``pad_rows`` bytes: shape
+    ``(batch, len(tiles) * chunk, pad_rows)``."""
+
+    tiles: tuple[tuple[int, int], ...]
+    chunk: int
+    pad_rows: int
+    kind = "in"
+
+
+@dataclass(frozen=True)
+class OutputSlice:
+    """What a read instruction returns: vectors of ``chunk`` positions whose lanes ``0 .. hi-lo-1`` are the layer's
+    outputs ``lo .. hi-1``; ``kind`` "out" (requantised bytes, two's complement when ``signed``) or "acc"
+    (accumulators)."""
+
+    kind: str
+    lo: int
+    hi: int
+    signed: bool = False
+
+
+FeedRef = MaskBlock | FaultMaskBlock | RqBlock | LevelBlock | InputBlock
+_FEED_TYPES = {t.kind: t for t in (MaskBlock, FaultMaskBlock, RqBlock, LevelBlock, InputBlock)}
+
+
+def ref_to_json(ref: FeedRef | OutputSlice) -> dict:
+    """A reference as plain JSON data (``kind`` plus its fields)."""
+    d = {"kind": ref.kind}
+    for f in fields(ref):
+        v = getattr(ref, f.name)
+        d[f.name] = [list(t) for t in v] if f.name == "tiles" else v
+    return d
+
+
+def feed_from_json(d: dict) -> FeedRef:
+    t = _FEED_TYPES[d["kind"]]
+    kw = {k: v for k, v in d.items() if k != "kind"}
+    if "tiles" in kw:
+        kw["tiles"] = tuple(tuple(x) for x in kw["tiles"])
+    return t(**kw)
+
+
+def read_from_json(d: dict) -> OutputSlice:
+    return OutputSlice(**d)
+
+
 @dataclass
 class Program:
-    """One tile program (ends in HALT): its words and the plan of data-in blocks, in execution order."""
+    """One tile program (ends in HALT): its words, the data-in block of every load instruction and the meaning of
+    every read instruction's block, in execution order."""
 
     layer: int
     words: list[int]
-    feed: list[tuple]  # ("rq", ct) | ("w", ct, rt) | ("in", rt)
-    reads: list[tuple]  # ("out", ct) | ("acc", ct): what each read instruction returns
+    feed: list[FeedRef]
+    reads: list[OutputSlice]
     cycles: int = 0  # cycles of one run (golden model, timing_only)
+
+
+# -- what each middle-end pass hands the next: one frozen record per stage ---------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Weights:
+    """FoldWeights' output: the integer weight matrix, the precisions the tile runs the layer at, and the bias
+    folded to accumulator units. Arrays are None in a loaded bundle (they are folded into the levels)."""
+
+    w_int: np.ndarray | None  # (K, N) integer weights after the zero point (im2col order for Conv)
+    w_fix: np.ndarray | None  # (K, N) in {-1, 0}: the -128 codes of 8-bit weights, minus their -127; or None
+    K: int  # rows of the weight matrix (Cin*kh*kw or in_features)
+    N: int  # outputs
+    wbits: int
+    wsigned: bool
+    wbits_declared: int  # the bit width the model declares (wbits may be wider: the tile's symmetric range)
+    abits: int
+    asigned: bool
+    rq_bias: np.ndarray  # (N,) int: bias at accumulator scale, input zero point folded in
+    acc_scale: np.ndarray  # (N,) float: real value of one accumulator unit
+    bias_f: np.ndarray  # (N,) real bias the host adds in accumulator mode
+
+    @property
+    def has_fix(self) -> bool:
+        return self.w_fix is not None
+
+
+@dataclass(frozen=True, eq=False)
+class Requant:
+    """FoldScales' output, for a layer that requantises on the tile (it has an output quantizer):
+    per-output fixed-point multiplier and shift, and CFGRQ's zero point and clamp."""
+
+    mult: np.ndarray  # (N,) int
+    shift: np.ndarray  # (N,) int
+    zero_point: int
+    clamp: tuple[int, int]
+
+
+@dataclass(frozen=True, eq=False)
+class Tiling:
+    """SplitTiles' output: the cell levels and how the weight matrix is cut into crossbar tiles.
+    ``levels``/``levels_fix`` are None in a loaded bundle (the bundle keeps them apart)."""
+
+    levels: np.ndarray | None  # (K, N * group) cell levels
+    group: int  # physical columns per output
+    row_tile: int  # rows per crossbar tile
+    outs_per_tile: int  # outputs per crossbar tile
+    row_tiles: tuple[tuple[int, int], ...]  # row ranges of the crossbar tiles
+    col_tiles: tuple[tuple[int, int], ...]  # output ranges of the crossbar tiles
+    levels_fix: np.ndarray | None = None  # (K, 2N) cell levels of w_fix as 2-bit signed weights
+    fix_tiles: tuple[tuple[int, int], ...] = ()  # (col tile, row tile) crossbar tiles holding a -128 correction
+
+    @staticmethod
+    def ranges(total: int, step: int) -> tuple[tuple[int, int], ...]:
+        """``(start, end)`` ranges of ``step`` covering ``0 .. total-1``."""
+        return tuple((r, min(r + step, total)) for r in range(0, total, step))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """ChooseChunks' output: output positions per image and per run of the layer's programs."""
+
+    positions: int
+    chunk: int
 
 
 @dataclass
 class TileLayer:
-    """A matrix product with a constant quantised weight, run on the tile as crossbar MVMs."""
+    """A matrix product with a constant quantised weight, run on the tile as crossbar MVMs.
+
+    The graph fields come from the frontend (the graph passes may rewire ``input``/``output`` and set the
+    specs). Each middle-end stage then attaches its record: :class:`Weights` (FoldWeights), :class:`Requant`
+    (FoldScales), :class:`Tiling` (SplitTiles), :class:`Schedule` (ChooseChunks), and codegen the
+    ``programs``. A stage that needs an earlier one asks for it with :meth:`need`.
+    """
 
     name: str
     op: str
     input: str
     output: str
-    weight: QConst  # codes in ONNX layout: Conv (Cout, Cin, kh, kw); Gemm/MatMul (K, N)
+    weight: QConst | None  # codes in ONNX layout: Conv (Cout, Cin, kh, kw); Gemm/MatMul (K, N); None in a bundle
     bias: np.ndarray | None = None  # real-valued bias per output (float), or None
     bias_int: np.ndarray | None = None  # integer bias at scale s_in * s_w (QLinearConv), or None
     conv: dict | None = None  # kernel, strides, pads, dilations for Conv
@@ -131,42 +304,22 @@ class TileLayer:
     relu: bool = False
     in_shape: tuple = ()
     out_shape: tuple = ()
-    # -- filled by the passes --
-    w_int: np.ndarray | None = None  # (K, N) integer weights after the zero point
-    wbits: int = 0
-    wsigned: bool = True
-    wbits_declared: int = 0
-    abits: int = 0
-    asigned: bool = False
-    rq_bias: np.ndarray | None = None  # (N,) int
-    rq_mult: np.ndarray | None = None
-    rq_shift: np.ndarray | None = None
-    acc_scale: np.ndarray | None = None  # (N,) float: real value of one accumulator unit (acc mode)
-    bias_f: np.ndarray | None = None  # (N,) real bias the host adds in accumulator mode
-    zp_out: int = 0
-    clamp: tuple = (0, 0)
-    levels: np.ndarray | None = None  # (K, N * group) cell levels
-    group: int = 0
-    row_tile: int = 0  # rows per crossbar tile
-    outs_per_tile: int = 0
-    positions: int = 0  # MVM positions per image
-    chunk: int = 0  # positions per run (P)
-    programs: list[int] = field(default_factory=list)
-    K: int = 0  # rows of the weight matrix (Cin*kh*kw or in_features)
-    w_fix: np.ndarray | None = None  # (K, N) in {-1, 0}: the -128 codes of 8-bit weights, minus their -127
-    levels_fix: np.ndarray | None = None  # (K, 2N) cell levels of w_fix as 2-bit signed weights
-    fix_tiles: list = field(default_factory=list)  # (ct, rt) crossbar tiles that hold a -128 correction
-    N: int = 0  # outputs
+    # -- stage records --
+    weights: Weights | None = None
+    requant: Requant | None = None
+    tiling: Tiling | None = None
+    schedule: Schedule | None = None
+    programs: list[int] = field(default_factory=list)  # indices into Model.programs (codegen)
 
-    @property
-    def row_tiles(self) -> list[tuple[int, int]]:
-        h = self.row_tile
-        return [(r, min(r + h, self.K)) for r in range(0, self.K, h)]
+    def need(self, stage: str, who: str):
+        """The stage record ``stage`` ("weights", "requant", "tiling", "schedule"), which ``who`` needs; an
+        internal CompileError if the pass that makes it has not run."""
+        rec = getattr(self, stage)
+        if rec is None:
+            from .errors import CompileError
 
-    @property
-    def col_tiles(self) -> list[tuple[int, int]]:
-        n = self.outs_per_tile
-        return [(c, min(c + n, self.N)) for c in range(0, self.N, n)]
+            raise CompileError(f"internal: {who} needs the {stage} stage of layer {self.name!r}, which is not there")
+        return rec
 
 
 @dataclass

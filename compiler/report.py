@@ -8,6 +8,7 @@ import numpy as np
 from cimtile.hw import isa
 from cimtile.hw.isa import Opcode
 from cimtile.hw.params import TileConfig
+from cimtile.hw.program import Halted, Walker, WalkStop, decode_program
 
 from .errors import CompileError
 from .ir import HostStep, Model, Program
@@ -18,50 +19,55 @@ __all__ = ["program_cycles", "build_report", "format_report"]
 _GEO_OPS = (Opcode.MVM, Opcode.REQ, Opcode.VAUR, Opcode.VAUC)
 
 
+class _Timing(Walker):
+    """Cycles by the ISA's formulas along the one walk of a program; a loop's body is walked once and
+    counted ``count`` times (the compiler's loop bodies do not change CFG or WIN)."""
+
+    def __init__(self, cfg: TileConfig, program: list):
+        super().__init__(program, cfg.loop_depth)
+        self.cfg, self.ns = cfg, isa.cfg_namespace(cfg)
+        self.cost: dict[tuple, int] = {}
+        r = isa.RESET_CFG
+        self.layer = (r["wbits"], r["abits"], bool(r["wsigned"]), bool(r["asigned"]))
+        self.win = isa.reset_window(cfg)[1::2]
+        self.cycles = 0
+
+    def step(self, pc, d, offs) -> None:
+        op, a = d.op, d.args
+        if op is Opcode.CFG:
+            self.layer = (a["wbits"], a["abits"], bool(a["wsigned"]), bool(a["asigned"]))
+        elif op is Opcode.WIN:
+            self.win = (a["row_count"], a["col_count"])
+        key = (d.word, self.layer, self.win) if op in _GEO_OPS else (d.word,)
+        k = self.cost.get(key)
+        if k is None:
+            geo = isa.geometry(self.cfg, *self.layer, *self.win) if op in _GEO_OPS else None
+            k = self.cost[key] = isa.cycles(op, self.ns, a, geo)
+        self.cycles += k
+
+    def loop(self, pc, d, end, offs, depth) -> None:
+        self.step(pc, d, offs)
+        c0 = self.cycles
+        self.block(pc + 1, end, offs, depth + 1)
+        self.cycles += (d.args["count"] - 1) * (self.cycles - c0)
+
+
 def program_cycles(cfg: TileConfig, prog: Program) -> int:
-    """Cycles of one run of ``prog`` by the ISA's formulas (:func:`cimtile.hw.isa.cycles`), walking the program as the
-    golden model does: LOOP costs 1 plus ``count`` times its body. The tests check this equals the golden
-    model's count (``timing_only`` and real runs) for every program the compiler emits."""
-    ns = isa.cfg_namespace(cfg)
-    dec: dict[int, isa.Decoded] = {}
-    cost: dict[tuple, int] = {}
-    words = prog.words
-    state = {"cfg": (8, 8, True, False), "win": (cfg.rows, cfg.cols)}
-
-    def block(start: int, end: int) -> tuple[int, bool]:
-        c, pc = 0, start
-        while pc < end:
-            w = words[pc]
-            d = dec.get(w)
-            if d is None:
-                d = dec[w] = isa.decode(w)
-                if d.cause is not isa.Cause.NONE:
-                    raise CompileError(f"internal: illegal word at pc {pc} of a program of layer {prog.layer}")
-            op, a = d.op, d.args
-            if op is Opcode.LOOP:
-                body, halted = block(pc + 1, pc + 1 + a["body"])
-                c += isa.cycles(op, ns, a) + a["count"] * body
-                pc += 1 + a["body"]
-                continue
-            if op is Opcode.CFG:
-                state["cfg"] = (a["wbits"], a["abits"], bool(a["wsigned"]), bool(a["asigned"]))
-            elif op is Opcode.WIN:
-                state["win"] = (a["row_count"], a["col_count"])
-            key = (w, state["cfg"], state["win"]) if op in _GEO_OPS else (w,)
-            k = cost.get(key)
-            if k is None:
-                geo = isa.geometry(cfg, *state["cfg"], *state["win"]) if op in _GEO_OPS else None
-                k = cost[key] = isa.cycles(op, ns, a, geo)
-            c += k
-            if op is Opcode.HALT:
-                return c, True
-            pc += 1
-        return c, False
-
-    total, halted = block(0, len(words))
-    if not halted:
-        raise CompileError(f"internal: a program of layer {prog.layer} does not end in HALT")
-    return total
+    """Cycles of one run of ``prog`` by the ISA's formulas (:func:`cimtile.hw.isa.cycles`), walking the program
+    with the golden model's walker (:class:`cimtile.hw.program.Walker`): LOOP costs 1 plus ``count`` times its
+    body. The tests check this equals the golden model's count (``timing_only`` and real runs) for every program
+    the compiler emits."""
+    t = _Timing(cfg, decode_program(prog.words))
+    try:
+        t.walk()
+    except Halted:
+        return t.cycles
+    except WalkStop as e:
+        if e.cause is isa.Cause.PC_RANGE:
+            raise CompileError(f"internal: a program of layer {prog.layer} does not end in HALT") from None
+        raise CompileError(f"internal: {e.cause.name} at pc {e.pc} of a program of layer {prog.layer}: "
+                           f"{e.detail}") from None
+    raise AssertionError("unreachable: Walker.walk returns only by raising")  # pragma: no cover
 
 
 def _shape(s) -> str:
@@ -75,27 +81,28 @@ def build_report(model: Model, cfg: TileConfig) -> dict:
     init = model.programs[0].cycles
     rows = []
     for L in model.layers:
-        chunks = math.ceil(L.positions / L.chunk)
+        wt, tl, sch = L.need("weights", "report"), L.need("tiling", "report"), L.need("schedule", "report")
+        chunks = math.ceil(sch.positions / sch.chunk)
         runs_cycles = sum(model.programs[i].cycles for i in L.programs)
         conv = 0
-        for c0, c1 in L.col_tiles:
-            for r0, r1 in L.row_tiles:
-                g = isa.geometry(cfg, L.wbits, L.abits, L.wsigned, L.asigned, r1 - r0, (c1 - c0) * L.group)
+        for c0, c1 in tl.col_tiles:
+            for r0, r1 in tl.row_tiles:
+                g = isa.geometry(cfg, wt.wbits, wt.abits, wt.wsigned, wt.asigned, r1 - r0, (c1 - c0) * tl.group)
                 conv += g.nis * g.nrg * g.nconv
-        for ct, rt in L.fix_tiles:
-            (c0, c1), (r0, r1) = L.col_tiles[ct], L.row_tiles[rt]
-            g = isa.geometry(cfg, 2, L.abits, True, L.asigned, r1 - r0, (c1 - c0) * 2)
+        for ct, rt in tl.fix_tiles:
+            (c0, c1), (r0, r1) = tl.col_tiles[ct], tl.row_tiles[rt]
+            g = isa.geometry(cfg, 2, wt.abits, True, wt.asigned, r1 - r0, (c1 - c0) * 2)
             conv += g.nis * g.nrg * g.nconv
-        n_tiles = len(L.row_tiles) * len(L.col_tiles) + len(L.fix_tiles)
-        mvms = n_tiles * L.chunk * chunks
+        n_tiles = len(tl.row_tiles) * len(tl.col_tiles) + len(tl.fix_tiles)
+        mvms = n_tiles * sch.chunk * chunks
         cycles = runs_cycles * chunks
-        conversions = conv * L.chunk * chunks
+        conversions = conv * sch.chunk * chunks
         rows.append({
             "name": L.name, "op": L.op, "shape": f"{_shape(L.in_shape)} -> {_shape(L.out_shape)}",
-            "K": L.K, "N": L.N, "wbits": L.wbits, "abits": L.abits, "wsigned": L.wsigned, "asigned": L.asigned,
-            "xbar_tiles": n_tiles, "row_tiles": len(L.row_tiles), "col_tiles": len(L.col_tiles),
-            "fix_tiles": len(L.fix_tiles),
-            "rows_per_tile": L.row_tile, "positions": L.positions, "chunk": L.chunk, "runs": chunks,
+            "K": wt.K, "N": wt.N, "wbits": wt.wbits, "abits": wt.abits, "wsigned": wt.wsigned, "asigned": wt.asigned,
+            "xbar_tiles": n_tiles, "row_tiles": len(tl.row_tiles), "col_tiles": len(tl.col_tiles),
+            "fix_tiles": len(tl.fix_tiles),
+            "rows_per_tile": tl.row_tile, "positions": sch.positions, "chunk": sch.chunk, "runs": chunks,
             "programs": len(L.programs), "words": sum(len(model.programs[i].words) for i in L.programs),
             "mvms": mvms, "adc_conversions": conversions, "cycles": cycles,
             "adc_util": conversions * cfg.adc_cycles / (cycles * cfg.n_adcs) if cycles else 0.0,

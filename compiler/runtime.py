@@ -7,116 +7,17 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from cimtile.hw.params import TileConfig
 from numpy.lib.stride_tricks import sliding_window_view
 
 from cimtile.progress import bar as progress_bar
 
+from .backends import Backend, GoldenBackend, RtlBackend, get_backend
 from .errors import CompileError
 from .hostops import run_host
 from .inputs import batch_hint, check_input
-from .ir import Model, Program, TileLayer
+from .ir import FaultMaskBlock, InputBlock, LevelBlock, MaskBlock, Model, Program, RqBlock, TileLayer
 
 __all__ = ["Backend", "GoldenBackend", "RtlBackend", "RunStats", "execute", "get_backend", "im2col"]
-
-
-class Backend:
-    """Runs one program on the tile: ``run(words, feed, batch)`` returns an object with ``cycles`` (of one
-    run), ``outputs`` (blocks of the read instructions, leading axis ``batch``), ``cause``, ``pc``."""
-
-    name = "?"
-
-    def run(self, words: list[int], feed: list, batch: int):  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-_blas = []  # [threadpoolctl controller or None], found once
-
-
-def _blas_controller():
-    """threadpoolctl's controller of the loaded BLAS libraries, or None without threadpoolctl."""
-    if not _blas:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # comes with scikit-learn; without it BLAS keeps its default threads
-            _blas.append(None)
-        else:
-            _blas.append(ThreadpoolController())
-    return _blas[0]
-
-
-class GoldenBackend(Backend):
-    """The golden model (:class:`cimtile.sim.tile.Tile`), one instance per batch size; loops run vectorised.
-
-    BLAS runs on ``blas_threads`` threads (default 1) while a program runs: the golden model's GEMMs are
-    narrow (a crossbar tile's 16-128 outputs) and short, so threads cost more in wake-ups than they save;
-    on a loaded machine, multi-threaded OpenBLAS made a ResNet-18 image 3x slower. (Needs threadpoolctl,
-    which scikit-learn brings; without it BLAS keeps its default.)
-    """
-
-    name = "golden"
-
-    def __init__(self, cfg: TileConfig, blas_threads: int | None = 1, device=None):
-        from cimtile.sim.tile import Tile
-
-        self.cfg = cfg
-        # one physical array: every per-batch-size Tile shares its stuck cells and noise streams
-        self.device = device.array(cfg) if device is not None and not device.off else None
-        self._Tile = Tile
-        self._tiles: dict[int, object] = {}
-        self.blas_threads = blas_threads
-
-    def run(self, words, feed, batch):
-        t = self._tiles.get(batch)
-        if t is None:
-            t = self._tiles[batch] = self._Tile(self.cfg, batch=batch, device=self.device)
-        ctl = _blas_controller() if self.blas_threads is not None else None
-        if ctl is None:
-            return t.run(words, feed)
-        with ctl.limit(limits=self.blas_threads, user_api="blas"):
-            return t.run(words, feed)
-
-
-class RtlBackend(Backend):
-    """The RTL under cocotb/Verilator, through ``tb.backend.run``."""
-
-    name = "rtl"
-
-    def __init__(self, cfg: TileConfig, device=None):
-        try:
-            from cimtile.tb import backend as tb_backend
-        except ImportError:
-            raise CompileError("backend 'rtl' is not available: tb.backend (the RTL co-simulation runner) is "
-                               "not installed in this tree") from None
-        if device is not None and device.analog:
-            raise CompileError(f"device {device.name!r}: read noise, drift and IR drop are golden-model-only; "
-                               "use the golden backend, or a device with programming effects only")
-        self.cfg = cfg
-        self._run = tb_backend.run
-        # programming effects (variation, stuck cells) reach the RTL as the levels the cells store
-        self.device = device.array(cfg) if device is not None and not device.off else None
-
-    def run(self, words, feed, batch):
-        if self.device is not None:
-            feed = self.device.program_feed(words, feed)
-        try:
-            return self._run(self.cfg, words, feed, batch=batch)
-        except Exception as e:
-            raise CompileError(f"backend 'rtl': {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") \
-                from None
-
-
-def get_backend(name: str, cfg: TileConfig, device=None) -> Backend:
-    """A backend by name; ``device`` a :class:`cimtile.sim.device.DeviceModel`, preset name or JSON file, or None
-    (an ideal tile)."""
-    from cimtile.sim.device import load_device
-
-    device = load_device(device)
-    if name == "golden":
-        return GoldenBackend(cfg, device=device)
-    if name == "rtl":
-        return RtlBackend(cfg, device=device)
-    raise CompileError(f"unknown backend {name!r} (golden, rtl)")
 
 
 @dataclass
@@ -147,42 +48,43 @@ def im2col(x: np.ndarray, conv: dict, pad_value: int) -> np.ndarray:
     return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(n * oh * ow, c * kh * kw), (n, oh, ow)
 
 
-class _Images:
-    """Per-program data-in blocks that do not depend on the input (weights, requantisation records)."""
+class _Blocks:
+    """Builds the data-in block each typed reference of codegen describes (:mod:`cimtile.compiler.ir`), exactly
+    as described; blocks that do not depend on the input (levels, requantisation records) are reused."""
 
     def __init__(self, bundle):
         self.b = bundle
-        self._tiles: dict[int, tuple] = {}
 
-    def tiles(self, L: TileLayer) -> tuple[list, list]:
-        """(row tiles, column tiles) of a layer (properties that build a list on every access)."""
-        t = self._tiles.get(id(L))
-        if t is None:
-            t = self._tiles[id(L)] = (L.row_tiles, L.col_tiles)
-        return t
+    def rows(self, li: int, r0: int, n: int):
+        """Physical rows of the row tile starting at logical row ``r0`` of layer ``li`` (``n`` rows): the first
+        ``n``, or where fault remapping (compiler/faults.py) placed them."""
+        r = self.b.row_maps.get((li, r0)) if self.b.row_maps else None
+        return slice(0, n) if r is None else r
 
-    def weights(self, L: TileLayer, li: int, ct: int, rt: int, fix: bool = False) -> np.ndarray:
-        cfg = self.b.cfg
-        lv, group = (self.b.levels_fix[li], 2) if fix else (self.b.levels[li], L.group)
-        row_tiles, col_tiles = self.tiles(L)
-        c0, c1 = col_tiles[ct]
-        r0, r1 = row_tiles[rt]
-        blk = np.zeros((cfg.rows, (c1 - c0) * group), dtype=np.uint8)
-        rows = _rows(self.b, li, rt, r1 - r0)
-        blk[rows] = lv[r0:r1, c0 * group:c1 * group]
+    def levels(self, li: int, ref: LevelBlock) -> np.ndarray:
+        lv = self.b.levels_fix[li] if ref.fix else self.b.levels[li]
+        blk = np.zeros((ref.pad_rows, ref.k1 - ref.k0), dtype=np.uint8)
+        blk[self.rows(li, ref.r0, ref.r1 - ref.r0)] = lv[ref.r0:ref.r1, ref.k0:ref.k1]
         return blk
 
-    def rq(self, L: TileLayer, li: int, ct: int) -> np.ndarray:
-        c0, c1 = self.tiles(L)[1][ct]
+    def rq(self, li: int, ref: RqBlock) -> np.ndarray:
         rq = self.b.rq[li]
-        return np.stack([rq["bias"][c0:c1], rq["mult"][c0:c1], rq["shift"][c0:c1]], axis=1)
+        return np.stack([rq["bias"][ref.lo:ref.hi], rq["mult"][ref.lo:ref.hi], rq["shift"][ref.lo:ref.hi]], axis=1)
 
+    @staticmethod
+    def masks(ref: MaskBlock) -> np.ndarray:
+        return np.zeros((ref.rows, ref.cols), dtype=np.int64)
 
-def _rows(bundle, li: int, rt: int, n: int):
-    """Physical rows of row tile ``rt`` of layer ``li``: the first ``n``, or the fault remapping's."""
-    m = getattr(bundle, "row_maps", None)
-    r = m.get((li, rt)) if m else None
-    return slice(0, n) if r is None else r
+    def fault_mask(self, ref: FaultMaskBlock) -> np.ndarray:
+        return self.b.fault_mask.astype(np.uint8)
+
+    def inputs(self, li: int, A3: np.ndarray, ref: InputBlock) -> np.ndarray:
+        """``A3``: the layer's input matrix as (runs, chunk, K) bytes."""
+        B, P = A3.shape[0], ref.chunk
+        blk = np.zeros((B, len(ref.tiles), P, ref.pad_rows), dtype=np.uint8)
+        for j, (r0, r1) in enumerate(ref.tiles):
+            blk[:, j][..., self.rows(li, r0, r1 - r0)] = A3[:, :, r0:r1]
+        return blk.reshape(B, len(ref.tiles) * P, ref.pad_rows)
 
 
 def _run_program(backend: Backend, prog: Program, feed: list, batch: int, what: str):
@@ -207,7 +109,7 @@ def _run_copies(backend: Backend, prog: Program, feed: list, B: int, what: str, 
     edges = np.linspace(0, B, min(16, B // 8) + 1).astype(int)
     parts = []
     for b0, b1 in zip(edges[:-1], edges[1:]):
-        sub = [f[b0:b1] if item[0] == "in" else f for item, f in zip(prog.feed, feed)]
+        sub = [f[b0:b1] if isinstance(ref, InputBlock) else f for ref, f in zip(prog.feed, feed)]
         res = _run_program(backend, prog, sub, int(b1 - b0), what)
         parts.append(res.outputs)
         bar.update(int(b1 - b0))
@@ -217,68 +119,64 @@ def _run_copies(backend: Backend, prog: Program, feed: list, B: int, what: str, 
 
 def _program_runs(model: Model, images: int) -> int:
     """Program runs of one :func:`execute` call on ``images`` inputs (the progress bar's total)."""
-    return sum(len(L.programs) * max(1, math.ceil(images * L.positions / L.chunk)) for L in model.layers)
+    return sum(len(L.programs) * max(1, math.ceil(images * L.schedule.positions / L.schedule.chunk))
+               for L in model.layers)
 
 
-def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, images: _Images,
+def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, images: _Blocks,
               stats: RunStats, bar=None) -> np.ndarray:
     """Run one tile layer on input codes ``x``; returns output codes, or the accumulator's real (or int32) value."""
-    cfg = bundle.cfg
+    K, N = L.weights.K, L.weights.N
     zp_in = int(L.in_spec.zero_point)
     x = np.asarray(x)
     if L.conv is not None:
-        if x.ndim != 4 or x.shape[1] * L.conv["kernel"][0] * L.conv["kernel"][1] != L.K:
-            raise CompileError(f"layer {L.name!r}: input shape {x.shape} does not match the compiled layer")
+        kh, kw = L.conv["kernel"]
+        if x.ndim != 4 or x.shape[1] * kh * kw != K:
+            raise CompileError(f"layer {L.name!r}: input shape {x.shape} does not match the compiled layer: expected "
+                               f"NCHW with C = {K // (kh * kw)} channels (C x {kh} x {kw} = {K})")
         A, (n, oh, ow) = im2col(x, L.conv, zp_in)
-        out_shape = (n, oh, ow, L.N)
+        out_shape = (n, oh, ow, N)
     else:
-        if x.shape[-1] != L.K:
-            raise CompileError(f"layer {L.name!r}: input shape {x.shape} does not match the compiled layer")
-        A = x.reshape(-1, L.K)
-        out_shape = tuple(x.shape[:-1]) + (L.N,)
+        if x.ndim == 0 or x.shape[-1] != K:
+            raise CompileError(f"layer {L.name!r}: input shape {x.shape} does not match the compiled layer: expected "
+                               f"a last axis of {K}")
+        A = x.reshape(-1, K)
+        out_shape = tuple(x.shape[:-1]) + (N,)
     M = A.shape[0]
-    P = L.chunk
+    P = L.schedule.chunk
     B = max(1, math.ceil(M / P))
     # Bytes as LDIN takes them (a signed code's two's complement byte): the tile then stores them as they are.
-    Ap = np.full((B * P, L.K), zp_in & 0xFF, dtype=np.uint8)
+    Ap = np.full((B * P, K), zp_in & 0xFF, dtype=np.uint8)
     # (integer to uint8 keeps the low byte; a float array, if a host op ever gave one, goes through int64)
     Ap[:M] = (A if A.dtype.kind in "iu" else A.astype(np.int64)).astype(np.uint8)
-    A3 = Ap.reshape(B, P, L.K)
-    inblk = {}
-    row_tiles, col_tiles = images.tiles(L)
-
-    def inputs(g0: int, g1: int) -> np.ndarray:
-        """LDIN block of row tiles g0..g1-1: (B, P * tiles, rows), row tile major."""
-        blk = inblk.get((g0, g1))
-        if blk is None:
-            blk = np.zeros((B, g1 - g0, P, cfg.rows), dtype=np.uint8)
-            for j, (r0, r1) in enumerate(row_tiles[g0:g1]):
-                blk[:, j][..., _rows(bundle, li, g0 + j, r1 - r0)] = A3[:, :, r0:r1]
-            blk = inblk[(g0, g1)] = blk.reshape(B, (g1 - g0) * P, cfg.rows)
-        return blk
-
-    Y = np.zeros((B * P, L.N), dtype=np.int64)
+    A3 = Ap.reshape(B, P, K)
+    inblk: dict[InputBlock, np.ndarray] = {}
+    Y = np.zeros((B * P, N), dtype=np.int64)
     cycles = 0
     for pi in L.programs:
         prog = bundle.programs[pi]
         feed = []
-        for item in prog.feed:
-            if item[0] == "in":
-                feed.append(inputs(item[1], item[2]))
-            elif item[0] in ("w", "wf"):
-                feed.append(images.weights(L, li, item[1], item[2], fix=item[0] == "wf"))
-            elif item[0] == "fmask":  # the fault mask (compiler/faults.py)
-                feed.append(bundle.fault_mask.astype(np.uint8))
+        for ref in prog.feed:
+            if isinstance(ref, InputBlock):
+                blk = inblk.get(ref)
+                if blk is None:
+                    blk = inblk[ref] = images.inputs(li, A3, ref)
+                feed.append(blk)
+            elif isinstance(ref, LevelBlock):
+                feed.append(images.levels(li, ref))
+            elif isinstance(ref, RqBlock):
+                feed.append(images.rq(li, ref))
+            elif isinstance(ref, FaultMaskBlock):
+                feed.append(images.fault_mask(ref))
             else:
-                feed.append(images.rq(L, li, item[1]))
+                raise CompileError(f"layer {L.name!r}: program {pi} loads {ref!r}, which no layer program takes")
         res = _run_copies(backend, prog, feed, B, f"layer {L.name!r}", bar)
         cycles += int(res.cycles) * B  # the golden model counts one copy of the batch; copies are runs
-        for (kind, ct), blk in zip(prog.reads, res.outputs):
-            c0, c1 = col_tiles[ct]
-            blk = np.asarray(blk).reshape(B * P, -1)[:, : c1 - c0]
-            if kind == "out" and L.out_spec.signed:
+        for ref, blk in zip(prog.reads, res.outputs):
+            blk = np.asarray(blk).reshape(B * P, -1)[:, : ref.hi - ref.lo]
+            if ref.kind == "out" and ref.signed:
                 blk = blk.astype(np.uint8).view(np.int8)
-            Y[:, c0:c1] = blk
+            Y[:, ref.lo:ref.hi] = blk
     stats.layer_cycles[L.name] = stats.layer_cycles.get(L.name, 0) + cycles
     Y = Y[:M]
     if L.out_spec is not None:
@@ -307,10 +205,10 @@ def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: 
         backend = get_backend(backend, cfg, device)
     stats = RunStats(images=int(x.shape[0]) if x.ndim else 1)
     init = bundle.programs[0]
-    res = _run_program(backend, init, [np.zeros((cfg.rows, cfg.cols), dtype=np.int64)], 1, "init")
+    res = _run_program(backend, init, [_Blocks.masks(ref) for ref in init.feed], 1, "init")
     stats.init_cycles = int(res.cycles)
     env = {model.inputs[0]: x}
-    images = _Images(bundle)
+    images = _Blocks(bundle)
     layer_index = {id(L): i for i, L in enumerate(model.layers)}
     # The bar counts program runs (a layer's programs times its copies), so it moves through a long layer.
     bar = progress_bar(total=_program_runs(model, int(x.shape[0])), desc=f"cimtile run ({backend.name})",

@@ -6,6 +6,8 @@ from amaranth.hdl import Module, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .encoding import adc_code_range
+from .isa import ARGS
 from .params import TileConfig
 
 __all__ = ["Adc"]
@@ -14,8 +16,9 @@ __all__ = ["Adc"]
 class Adc(wiring.Component):
     """One shared ADC, combinational: ``code = clip(sum >> shift, lo, hi)``.
 
-    The unsigned range is ``0 .. 2**adc_bits - 1``; with ``diff`` (a differential pair converted
-    once, ``differential-analog``) the range is signed, ``-2**(adc_bits-1) .. 2**(adc_bits-1) - 1``.
+    The ranges are :func:`cimtile.hw.encoding.adc_code_range`'s: unsigned ``0 .. 2**adc_bits - 1``; with
+    ``diff`` (a differential pair converted once, ``differential-analog``) signed,
+    ``-2**(adc_bits-1) .. 2**(adc_bits-1) - 1``.
     ``>>`` is arithmetic. The code's contribution to the accumulator is ``code << shift`` (the range
     shift undone digitally), which the shift-and-add unit applies.
 
@@ -37,7 +40,7 @@ class Adc(wiring.Component):
         self.cfg = cfg
         super().__init__({
             "sum": In(signed(sum_bits)),
-            "shift": In(4),
+            "shift": In(ARGS["cfg"]["adc_shift"].shape),
             "diff": In(1),
             "code": Out(signed(cfg.adc_bits + 1)),
         })
@@ -46,7 +49,8 @@ class Adc(wiring.Component):
         m = Module()
         b = self.cfg.adc_bits
         v = self.sum >> self.shift
-        hi = Mux(self.diff, (1 << (b - 1)) - 1, (1 << b) - 1)
-        lo = Mux(self.diff, -(1 << (b - 1)), 0)
+        (plo, phi), (slo, shi) = adc_code_range(b, True), adc_code_range(b, False)
+        hi = Mux(self.diff, phi, shi)
+        lo = Mux(self.diff, plo, slo)
         m.d.comb += self.code.eq(Mux(v > hi, hi, Mux(v < lo, lo, v)))
         return m

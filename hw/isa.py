@@ -6,12 +6,14 @@ import math
 import operator
 import re
 from dataclasses import dataclass
+from types import MappingProxyType
 
-from amaranth.hdl import signed
+from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
 from cimtile.errors import CimtileError
 
+from .encoding import group_size, paired, weight_slices
 from .params import ADDR_BITS, TileConfig
 
 __all__ = [
@@ -21,17 +23,29 @@ __all__ = [
     "Decoded",
     "Geometry",
     "INSTR",
+    "LOADS",
     "Opcode",
+    "READS",
+    "RESET_CFG",
+    "RESET_CFGRQ",
+    "RESET_LANE",
+    "RESET_SYNC_TAG",
+    "RQ_RECORD",
+    "RQ_RECORD_BITS",
+    "RQ_VALUE_RANGE",
     "SPECS",
     "WORD_BITS",
+    "adc_bound",
     "assemble",
     "cycles",
     "decode",
     "describe",
     "disassemble",
     "encode",
+    "field_range",
     "geometry",
     "render_doc",
+    "weight_slices",
 ]
 
 WORD_BITS = 64
@@ -102,11 +116,52 @@ ARGS: dict[str, data.StructLayout] = {
 INSTR = data.StructLayout({"opcode": Opcode, "args": data.UnionLayout(ARGS)})
 assert INSTR.size <= WORD_BITS
 
+#: One requantisation lane as LDRQ loads it: a record of :data:`RQ_RECORD_BITS` bits (the bits above
+#: the layout are zero), ``rq_per_word`` records per bus word, record q in bits ``64*q ..``.
+RQ_RECORD = data.StructLayout({"bias": signed(32), "mult": unsigned(16), "shift": unsigned(6)})
+RQ_RECORD_BITS = 64
+assert RQ_RECORD.size <= RQ_RECORD_BITS  # TileConfig.rq_per_word counts records of this size
+
+#: Range of a requantised output before it is stored as a byte: CFGRQ's zero point and both clamp
+#: bounds must lie in it (else CONFIG), so that uint8 (0..255) and int8 (-128..127) outputs both fit.
+RQ_VALUE_RANGE = (-128, 255)
+
+#: Instructions that take data from the data-in stream, and those that send data to the data-out stream.
+LOADS = frozenset({Opcode.LDW, Opcode.LDM, Opcode.LDIN, Opcode.LDD, Opcode.LDRQ})
+READS = frozenset({Opcode.RDOUT, Opcode.RDACC, Opcode.RDW, Opcode.RDM})
+
+
+def field_range(layout: data.StructLayout, name: str) -> tuple[int, int]:
+    """Lowest and highest value field ``name`` of ``layout`` holds (``RQ_RECORD``, an ``ARGS`` family)."""
+    shape = layout[name].shape
+    shape = shape.as_shape() if isinstance(shape, data.Layout) else shape
+    w = shape.width
+    return (-(1 << (w - 1)), (1 << (w - 1)) - 1) if shape.signed else (0, (1 << w) - 1)
+
+
+# -- the tile's power-on state (docs/isa.md, Execution model) ---------------------------------------
+
+#: Reset values of the layer configuration (CFG fields, user values).
+RESET_CFG = MappingProxyType({"wbits": 8, "abits": 8, "wsigned": 1, "asigned": 0, "adc_shift": 0})
+#: Reset values of the requantisation output parameters (CFGRQ fields).
+RESET_CFGRQ = MappingProxyType({"zero_point": 0, "clamp_lo": -128, "clamp_hi": 127, "relu": 0})
+#: Reset values of every requantisation lane (:data:`RQ_RECORD` fields).
+RESET_LANE = MappingProxyType({"bias": 0, "mult": 1, "shift": 0})
+#: Reset value of the status output ``sync_tag``.
+RESET_SYNC_TAG = 0
+
+
+def reset_window(cfg: TileConfig) -> tuple[int, int, int, int]:
+    """The reset window, the whole array: ``(row_start, row_count, col_start, col_count)``."""
+    return (0, cfg.rows, 0, cfg.cols)
+
 # Latencies the RTL pipeline adds on top of the work itself; part of the cycle formulas.
 MVM_LATENCY = 1
 REQ_LATENCY = 1
 VAU_LATENCY = 2
 CELL_CYCLES = 3
+#: Cycles of an instruction that stops the run with an error (it does no work).
+ERROR_CYCLES = 1
 
 
 @dataclass(frozen=True)
@@ -119,6 +174,11 @@ class Spec:
     semantics: str
     cycles: str
     space: str = ""  # for ``range`` instructions: the memory the range addresses
+
+
+def _rq_fields_text() -> str:
+    names = {"bias": "signed bias", "mult": "unsigned multiplier", "shift": "shift"}
+    return "bits " + ", ".join(f"{f.offset}-{f.offset + f.width - 1} {names[n]}" for n, f in RQ_RECORD)
 
 
 SPECS: dict[Opcode, Spec] = {s.op: s for s in [
@@ -135,7 +195,8 @@ SPECS: dict[Opcode, Spec] = {s.op: s for s in [
          "Sets the row range and physical column range used by MVM, REQ, VAUR and VAUC. The range must lie "
          "inside the array (else WINDOW).", "1"),
     Spec(Opcode.CFGRQ, "cfgrq", "set requantisation output parameters",
-         "Sets the output zero point and clamp bounds (each in -128..255, `clamp_lo` <= `clamp_hi`, else "
+         f"Sets the output zero point and clamp bounds (each in {RQ_VALUE_RANGE[0]}..{RQ_VALUE_RANGE[1]}, "
+         "`clamp_lo` <= `clamp_hi`, else "
          "CONFIG) and optional ReLU (clamps below at the zero point).", "1"),
     Spec(Opcode.LOOP, "loop", "hardware loop",
          "Executes the next `body` words `count` times. After each iteration the input, accumulator and output "
@@ -158,8 +219,8 @@ SPECS: dict[Opcode, Spec] = {s.op: s for s in [
          "Writes `count` delta vectors (`delta_len` signed bytes each, `delta_words` words) from the data-in "
          "stream to the delta buffer at `start`.", "1 + count * delta_words", "delta"),
     Spec(Opcode.LDRQ, "range", "load per-lane requantisation parameters",
-         "Writes `count` lanes starting at lane `start` from the data-in stream; each lane is a 64-bit record "
-         "(bits 0-31 signed bias, 32-47 unsigned multiplier, 48-53 shift), `rq_per_word` records per word.",
+         "Writes `count` lanes starting at lane `start` from the data-in stream; each lane is a "
+         f"{RQ_RECORD_BITS}-bit record ({_rq_fields_text()}), `rq_per_word` records per word.",
          "1 + ceil(count / rq_per_word)", "lane"),
     Spec(Opcode.MVM, "mvm", "matrix-vector multiply over the window",
          "Multiplies input vector `in_addr` (array row r takes input byte r) by the window's weights, slicing "
@@ -397,20 +458,23 @@ def input_slices(abits: int, asigned: bool, dac_bits: int) -> int:
     return math.ceil(abits / dac_bits)
 
 
-def weight_slices(wbits: int, wsigned: bool, cell_bits: int) -> int:
-    """Weight slices: unsigned ceil(w/cell_bits); signed (magnitude w-1 bits) ceil((w-1)/cell_bits)."""
-    return math.ceil((wbits - 1 if wsigned else wbits) / cell_bits)
-
-
 def geometry(cfg: TileConfig, wbits: int, abits: int, wsigned: bool, asigned: bool, nr: int, nc: int) -> Geometry:
+    """How a layer (CFG) and a window of ``nr`` x ``nc`` map onto slices, groups and conversions; the
+    weight layout itself is :mod:`cimtile.hw.encoding`'s."""
     nis = input_slices(abits, asigned, cfg.dac_bits)
     nws = weight_slices(wbits, wsigned, cfg.cell_bits)
-    group = nws * (2 if wsigned else 1)
+    group = group_size(cfg, wbits, wsigned)
     aligned = group > 0 and nc % group == 0
     n_out = nc // group if aligned else 0
     nrg = math.ceil(nr / cfg.rows_per_conv)
-    nconv = nc // 2 if (wsigned and cfg.analog_diff) else nc
+    nconv = nc // 2 if paired(cfg, wsigned) else nc
     return Geometry(nis, nws, group, n_out, nrg, nconv, nr, nc, aligned)
+
+
+def adc_bound(cfg: TileConfig, g: Geometry) -> int:
+    """The physical limit of one MVM, the ADC work MVM's formula adds its overhead to:
+    ``ceil(nis * nrg * nconv / n_adcs) * adc_cycles``."""
+    return -(-(g.nis * g.nrg * g.nconv) // cfg.n_adcs) * cfg.adc_cycles
 
 
 _CONSTS = {"MVM_LATENCY": MVM_LATENCY, "REQ_LATENCY": REQ_LATENCY, "VAU_LATENCY": VAU_LATENCY,
@@ -440,9 +504,12 @@ def cycles(op: Opcode, cfg_ns: dict, args: dict, geo: Geometry | None = None) ->
 
 
 def describe() -> dict:
-    """The ISA as plain data: word size, opcodes, fields (bit offsets and widths), causes, formulas.
+    """The ISA as plain data, its one export: word size, opcodes (fields with bit offsets and widths,
+    used bits, cycle formula, stream direction), causes, latency constants, the LDRQ record, the
+    CFGRQ value range and the reset state.
 
-    Written beside generated Verilog (tile.json) and snapshotted by the tests.
+    Written beside generated Verilog (``tile.json``, key ``isa``, by :func:`cimtile.hw.build.generate`);
+    its layout part is snapshotted by the tests.
     """
     return {
         "word_bits": WORD_BITS,
@@ -456,11 +523,21 @@ def describe() -> dict:
                     for f in FIELDS[op]
                 ],
                 "cycles": s.cycles,
+                "used_mask": USED_MASK[op],
+                "stream": "in" if op in LOADS else "out" if op in READS else None,
             }
             for op, s in SPECS.items()
         },
         "causes": {c.name: c.value for c in Cause},
         "constants": {k: v for k, v in _CONSTS.items() if k != "ceil"},
+        "rq_record": {
+            "bits": RQ_RECORD_BITS,
+            "fields": [{"name": n, "offset": f.offset, "width": f.width, "signed": f.shape.signed}
+                       for n, f in RQ_RECORD],
+        },
+        "rq_value_range": list(RQ_VALUE_RANGE),
+        "reset": {"cfg": dict(RESET_CFG), "cfgrq": dict(RESET_CFGRQ), "lane": dict(RESET_LANE),
+                  "sync_tag": RESET_SYNC_TAG, "window": "the whole array"},
     }
 
 
@@ -478,12 +555,13 @@ def render_doc() -> str:
         "",
         f"Instruction words are {WORD_BITS} bits: the opcode in bits 0-{OPCODE_BITS - 1}, the arguments from bit "
         f"{_ARGS_OFFSET}. Every bit outside an opcode's fields must be zero (else `RESERVED`); an undefined "
-        "opcode is `OPCODE`. On an error the tile stops at that instruction, which counts 1 cycle, and reports "
-        "the cause and its program counter. Fields named `count` or `body` are stored minus one.",
+        f"opcode is `OPCODE`. On an error the tile stops at that instruction, which counts {ERROR_CYCLES} cycle, "
+        "and reports the cause and its program counter. Fields named `count` or `body` are stored minus one.",
         "",
         "When one instruction could raise several causes, the first in this order wins: `OPCODE`, `RESERVED`, "
-        "then `LOOP_DEPTH` before `LOOP_NEST`, `WINDOW` and `CONFIG` before `ADDR`, `ADDR` before `VALUE`. A "
-        "load that raises an error consumes no data.",
+        "then `LOOP_DEPTH` before `LOOP_NEST`, `WINDOW` and `CONFIG` before `ADDR`, `ADDR` before `VALUE`; of "
+        "two addresses of one instruction, the field listed first is checked first (MVM `in_addr` before "
+        "`acc_addr`, REQ `acc_addr` before `out_addr`). A load that raises an error consumes no data.",
         "",
         "## Execution model",
         "",
@@ -495,10 +573,11 @@ def render_doc() -> str:
         "costs exactly its formula below.",
         "",
         "State kept across runs: cell levels and masks, all buffers, the layer configuration (`CFG`, `WIN`, "
-        "`CFGRQ`) and the requantisation lanes. Reset values: levels, masks and buffers 0; `CFG wbits=8 abits=8 "
-        "wsigned=1 asigned=0 adc_shift=0`; the window is the whole array; `CFGRQ zero_point=0 clamp_lo=-128 "
-        "clamp_hi=127 relu=0`; every lane bias 0, multiplier 1, shift 0. Each run starts with the program "
-        "counter, loop stack and address offsets at 0.",
+        "`CFGRQ`) and the requantisation lanes. Reset values: levels, masks and buffers 0; `CFG "
+        + " ".join(f"{k}={v}" for k, v in RESET_CFG.items()) + "`; the window is the whole array; `CFGRQ "
+        + " ".join(f"{k}={v}" for k, v in RESET_CFGRQ.items()) + "`; every lane bias {bias}, multiplier {mult}, "
+        "shift {shift}. Each run starts with the program counter, loop stack and address offsets at 0.".format(
+            **RESET_LANE),
         "",
         "## Arithmetic",
         "",

@@ -148,8 +148,10 @@ class TileConfig:
 
     @property
     def adc_max(self) -> int:
-        """Largest single-ended ADC code."""
-        return (1 << self.adc_bits) - 1
+        """Largest single-ended ADC code (:func:`cimtile.hw.encoding.adc_code_range` defines the ranges)."""
+        from .encoding import adc_code_range  # encoding imports this module
+
+        return adc_code_range(self.adc_bits, False)[1]
 
     @property
     def delta_len(self) -> int:

@@ -6,12 +6,14 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .isa import ARGS, REQ_LATENCY, RQ_RECORD
 from .params import TileConfig
 
 __all__ = ["Requant", "LATENCY"]
 
-#: Cycles from presenting an accumulator to the output byte being valid.
-LATENCY = 1
+#: Cycles from presenting an accumulator to the output byte being valid: the latency REQ's cycle
+#: formula counts (:data:`cimtile.hw.isa.REQ_LATENCY`), which this unit's one register stage must equal.
+LATENCY = REQ_LATENCY
 
 
 class Requant(wiring.Component):
@@ -31,15 +33,17 @@ class Requant(wiring.Component):
 
     def __init__(self, cfg: TileConfig):
         self.cfg = cfg
+        rq = ARGS["cfgrq"]
         super().__init__({
             "acc": In(signed(cfg.acc_bits)),
-            "bias": In(signed(32)),
-            "mult": In(16),
-            "shift": In(6),
-            "zero_point": In(signed(9)),
-            "clamp_lo": In(signed(9)),
-            "clamp_hi": In(signed(9)),
-            "relu": In(1),
+            # the lane record (LDRQ) and the output parameters (CFGRQ), as their layouts define them
+            "bias": In(RQ_RECORD["bias"].shape),
+            "mult": In(RQ_RECORD["mult"].shape),
+            "shift": In(RQ_RECORD["shift"].shape),
+            "zero_point": In(rq["zero_point"].shape),
+            "clamp_lo": In(rq["clamp_lo"].shape),
+            "clamp_hi": In(rq["clamp_hi"].shape),
+            "relu": In(rq["relu"].shape),
             "q": Out(signed(10)),
         })
 
@@ -48,8 +52,8 @@ class Requant(wiring.Component):
         vb = max(self.cfg.acc_bits, 32) + 1
         # One register stage: p = (acc + bias) * mult (the multiplier maps to DSP blocks).
         p = Signal(signed(vb + 17))
-        sh2 = Signal(6)
-        outp2 = [Signal(signed(9)) for _ in range(3)]
+        sh2 = Signal(RQ_RECORD["shift"].shape)
+        outp2 = [Signal(ARGS["cfgrq"][n].shape) for n in ("zero_point", "clamp_lo", "clamp_hi")]
         relu2 = Signal()
         ins = [self.zero_point, self.clamp_lo, self.clamp_hi]
         m.d.sync += [p.eq((self.acc + self.bias) * self.mult), sh2.eq(self.shift), relu2.eq(self.relu)]
@@ -62,7 +66,7 @@ class Requant(wiring.Component):
         quo = Signal(signed(len(p)))
         m.d.comb += quo.eq(p >> sh2)
         rbit = Signal()
-        m.d.comb += rbit.eq(Mux(sh2 == 0, 0, (p >> (sh2 - 1).as_unsigned()[:6])[0]))
+        m.d.comb += rbit.eq(Mux(sh2 == 0, 0, (p >> (sh2 - 1).as_unsigned()[:len(sh2)])[0]))
         top = quo[10:]
         in_range = (top == 0) | (top == (1 << len(top)) - 1)
         qs = Signal(signed(11))

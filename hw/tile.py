@@ -12,7 +12,8 @@ from amaranth.lib.wiring import In, Out
 from . import isa
 from .adc import Adc
 from .crossbar import Crossbar, adder_tree
-from .isa import INSTR, Cause, Opcode
+from .encoding import group_size
+from .isa import ARGS, INSTR, RQ_RECORD, RQ_VALUE_RANGE, Cause, Opcode
 from .params import ADDR_BITS, TileConfig
 from .requant import LATENCY as RQ_LAT
 from .requant import Requant
@@ -22,7 +23,12 @@ __all__ = ["MUTATIONS", "Tile"]
 #: Deliberately wrong designs for testing the testbenches (never for real use).
 MUTATIONS = (None, "shift_add")
 
-CAUSE_BITS = 4  # width of a Cause (hw.isa: shape=4)
+#: Widths of the status outputs (docs/interface.md): ``error_cause`` holds a Cause, ``sync_tag`` SYNC's
+#: ``tag`` field; ``error_pc`` and ``cycles`` are the status counters' widths.
+CAUSE_BITS = Cause.as_shape().width
+TAG_BITS = ARGS["sync"]["tag"].width
+PC_BITS = 16
+CYCLE_BITS = 32
 OFF_BITS = 24  # loop address offsets: loop_depth x 255 x 4095 < 2**24
 SUM_BITS = OFF_BITS + 2  # start + offset + count
 
@@ -91,10 +97,10 @@ class Tile(wiring.Component):
             "busy": Out(1),
             "done": Out(1),
             "error": Out(1),
-            "error_cause": Out(4),
-            "error_pc": Out(16),
-            "cycles": Out(32),
-            "sync_tag": Out(16),
+            "error_cause": Out(CAUSE_BITS),
+            "error_pc": Out(PC_BITS),
+            "cycles": Out(CYCLE_BITS),
+            "sync_tag": Out(TAG_BITS),
         })
 
     # ------------------------------------------------------------------------------------------
@@ -137,11 +143,11 @@ class Tile(wiring.Component):
         load_ptr = Signal(range(cfg.prog_depth + 1))
         prog_len = Signal(range(cfg.prog_depth + 1))
         pc = Signal(PCB)
-        cyc = Signal(32)
+        cyc = Signal(CYCLE_BITS)
         done, error = Signal(), Signal()
         cause_r = Signal(Cause)
-        err_pc = Signal(16)
-        tag = Signal(16)
+        err_pc = Signal(PC_BITS)
+        tag = Signal(TAG_BITS, init=isa.RESET_SYNC_TAG)
         m.d.comb += [
             self.busy.eq(running), self.done.eq(done), self.error.eq(error),
             self.error_cause.eq(cause_r), self.error_pc.eq(err_pc), self.cycles.eq(cyc),
@@ -156,28 +162,31 @@ class Tile(wiring.Component):
         with m.If(self.instr.valid & self.instr.ready):
             m.d.sync += load_ptr.eq(load_ptr + 1)
 
-        # ---- layer configuration registers (reset values of docs/isa.md) ----------------------
-        wbits_m1 = Signal(3, init=7)
-        abits_m1 = Signal(3, init=7)
-        wsigned = Signal(init=1)
-        asigned = Signal()
-        adc_shift = Signal(4)
-        r0 = Signal(ADDR_BITS)
-        nr = Signal(ADDR_BITS + 1, init=R)
-        c0 = Signal(ADDR_BITS)
-        nc = Signal(ADDR_BITS + 1, init=C)
-        zp = Signal(signed(9))
-        clamp_lo = Signal(signed(9), init=-128)
-        clamp_hi = Signal(signed(9), init=127)
-        relu = Signal()
+        # ---- layer configuration registers (reset values of docs/isa.md: hw.isa.RESET_*) -------
+        rc, rq0 = isa.RESET_CFG, isa.RESET_CFGRQ
+        fc, fq = ARGS["cfg"], ARGS["cfgrq"]
+        wbits_m1 = Signal(fc["wbits_m1"].shape, init=rc["wbits"] - 1)
+        abits_m1 = Signal(fc["abits_m1"].shape, init=rc["abits"] - 1)
+        wsigned = Signal(fc["wsigned"].shape, init=rc["wsigned"])
+        asigned = Signal(fc["asigned"].shape, init=rc["asigned"])
+        adc_shift = Signal(fc["adc_shift"].shape, init=rc["adc_shift"])
+        win0 = isa.reset_window(cfg)
+        r0 = Signal(ADDR_BITS, init=win0[0])
+        nr = Signal(ADDR_BITS + 1, init=win0[1])
+        c0 = Signal(ADDR_BITS, init=win0[2])
+        nc = Signal(ADDR_BITS + 1, init=win0[3])
+        zp = Signal(fq["zero_point"].shape, init=rq0["zero_point"])
+        clamp_lo = Signal(fq["clamp_lo"].shape, init=rq0["clamp_lo"])
+        clamp_hi = Signal(fq["clamp_hi"].shape, init=rq0["clamp_hi"])
+        relu = Signal(fq["relu"].shape, init=rq0["relu"])
 
         # Geometry registers: derived from CFG and WIN when either executes (so a following MVM
         # sees them without a combinational divider on its own path).
-        g_nis = Signal(4, init=isa.input_slices(8, False, d))
-        g_nws = Signal(4, init=isa.weight_slices(8, True, cb))
-        g_group = Signal(5, init=2 * isa.weight_slices(8, True, cb))
-        g_nrg = Signal(ADDR_BITS + 1, init=_ceil_div(R, P))
-        g0 = isa.geometry(cfg, 8, 8, True, False, R, C)
+        g0 = isa.geometry(cfg, rc["wbits"], rc["abits"], bool(rc["wsigned"]), bool(rc["asigned"]), win0[1], win0[3])
+        g_nis = Signal(4, init=g0.nis)
+        g_nws = Signal(4, init=g0.nws)
+        g_group = Signal(5, init=g0.group)
+        g_nrg = Signal(ADDR_BITS + 1, init=g0.nrg)
         g_nout = Signal(ADDR_BITS + 1, init=g0.n_out)
         g_gconv = Signal(5, init=g0.nws if analog else g0.group)
         # Physical columns per conversion: 2 for a differential pair converted once.
@@ -203,7 +212,7 @@ class Tile(wiring.Component):
         x_group = Signal(5)
         m.d.comb += x_group.eq(Mux(n_ws, x_nws << 1, x_nws))
         x_nout, x_aligned = Signal(ADDR_BITS + 1), Signal()
-        groups = sorted({isa.weight_slices(w, s, cb) * (2 if s else 1)
+        groups = sorted({group_size(cfg, w, s)
                          for w in range(1, 9) for s in (False, True) if not (s and w < 2)})
         MAX_COLS = C
         with m.Switch(x_group):
@@ -232,9 +241,10 @@ class Tile(wiring.Component):
 
         # ---- requantisation lane parameters (registers; LDRQ writes, REQ reads a chunk) ------
         NCH = _ceil_div(C, RQ)
-        rq_bias = [Signal(signed(32), name=f"rq_bias{i}") for i in range(C)]
-        rq_mult = [Signal(16, init=1, name=f"rq_mult{i}") for i in range(C)]
-        rq_shift = [Signal(6, name=f"rq_shift{i}") for i in range(C)]
+        lane0 = isa.RESET_LANE
+        rq_bias = [Signal(RQ_RECORD["bias"].shape, init=lane0["bias"], name=f"rq_bias{i}") for i in range(C)]
+        rq_mult = [Signal(RQ_RECORD["mult"].shape, init=lane0["mult"], name=f"rq_mult{i}") for i in range(C)]
+        rq_shift = [Signal(RQ_RECORD["shift"].shape, init=lane0["shift"], name=f"rq_shift{i}") for i in range(C)]
 
         # ---- loop stack ----------------------------------------------------------------------
         lp_start = [Signal(PCB, name=f"lp_start{i}") for i in range(D)]
@@ -426,6 +436,9 @@ class Tile(wiring.Component):
             in_shift = Mux(sign_slice, abits_m1, k * d)
             if self.mutation == "shift_add":
                 in_shift = Mux(k >= 1, in_shift + 1, in_shift)
+            # Column q of a weight group (hw/encoding.py): with signed weights converted per column the
+            # order is s0+ s0- s1+ s1- ..., so q's low bit is the sign and q >> 1 the slice; otherwise
+            # (unsigned, or a pair converted once) q is the slice.
             wneg = wsigned & ~g_analog & q[0]
             wsl = Mux(wsigned & ~g_analog, q >> 1, q)
             shift = Signal(6, name=f"lane{i}_shift")
@@ -746,8 +759,9 @@ class Tile(wiring.Component):
             Opcode.VAUC: [(args.vau.delta_addr >= cfg.delta_depth, Cause.ADDR)],
         }
         q = args.cfgrq
-        static[Opcode.CFGRQ] = [(~((-128 <= q.clamp_lo) & (q.clamp_lo <= q.clamp_hi) & (q.clamp_hi <= 255) &
-                                   (-128 <= q.zero_point) & (q.zero_point <= 255)), Cause.CONFIG)]
+        vlo, vhi = RQ_VALUE_RANGE
+        static[Opcode.CFGRQ] = [(~((vlo <= q.clamp_lo) & (q.clamp_lo <= q.clamp_hi) & (q.clamp_hi <= vhi) &
+                                   (vlo <= q.zero_point) & (q.zero_point <= vhi)), Cause.CONFIG)]
         for op, top in ((Opcode.WSET, cfg.max_level), (Opcode.MSET, 1)):
             c = args.cell
             static[op] = [((c.row >= R) | (c.col >= C), Cause.ADDR), (c.value > top, Cause.VALUE)]
@@ -857,9 +871,12 @@ class Tile(wiring.Component):
                         m.d.comb += rel.eq(lane - e.addr_a)
                         for qq in range(per):
                             with m.If((rel == qq) & more[qq]):
-                                rec = din.payload[64 * qq:64 * qq + 64]
-                                m.d.sync += [e.rq_bias[lane].eq(rec[0:32]), e.rq_mult[lane].eq(rec[32:48]),
-                                             e.rq_shift[lane].eq(rec[48:54])]
+                                rb = isa.RQ_RECORD_BITS
+                                rec = din.payload[rb * qq:rb * qq + rb]
+                                fb, fm, fs = RQ_RECORD["bias"], RQ_RECORD["mult"], RQ_RECORD["shift"]
+                                m.d.sync += [e.rq_bias[lane].eq(rec[fb.offset:fb.offset + fb.width]),
+                                             e.rq_mult[lane].eq(rec[fm.offset:fm.offset + fm.width]),
+                                             e.rq_shift[lane].eq(rec[fs.offset:fs.offset + fs.width])]
         elif op is Opcode.MVM:
             self._mvm(m, e)
         elif op is Opcode.REQ:

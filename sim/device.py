@@ -30,13 +30,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
-from cimtile.hw import isa
+from cimtile.hw import encoding, isa
 from cimtile.hw.isa import Geometry, Opcode
 from cimtile.hw.params import TileConfig
 
 from cimtile.errors import CimtileError
 
-from . import kernels
+from . import fastmvm, kernels
 from .kernels import Layer
 
 __all__ = ["DeviceError", "DeviceModel", "DeviceArray", "PRESETS", "find_stuck", "load_device"]
@@ -374,7 +374,7 @@ class DeviceArray:
 
     def mvm_acc(self, origin: tuple[int, int], raw: np.ndarray, levels: np.ndarray, masks: np.ndarray,
                 layer: Layer, geo: Geometry, cfg: TileConfig, prev: np.ndarray | None = None) -> np.ndarray:
-        """:func:`cimtile.sim.kernels.mvm_acc` of a window at physical ``origin`` (row, col) with read noise,
+        """:func:`cimtile.sim.fastmvm.mvm_acc` of a window at physical ``origin`` (row, col) with read noise,
         drift and IR drop (int64, wrapped to the accumulator width)."""
         if self.model.exact:
             y = self._mvm_exact(origin, raw, levels, masks, layer, geo, cfg)
@@ -397,12 +397,12 @@ class DeviceArray:
             var = np.where(masks, 0.0, sd * sd)
         return g, var
 
-    def _combine(self, geo: Geometry, wsigned: bool, cfg: TileConfig):
+    def _combine(self, geo: Geometry, layer: Layer, cfg: TileConfig):
         """(window columns x outputs) matrices that sum each output's columns with weights cw and cw**2."""
-        key = (geo, wsigned)
+        key = (geo, layer.wsigned)
         m = self._cw.get(key)
         if m is None:
-            cw = kernels.column_weights(geo, cfg, wsigned).astype(np.float32)
+            cw = encoding.column_weights(cfg, layer.wbits, layer.wsigned).astype(np.float32)
             eye = np.eye(geo.n_out, dtype=np.float32)
             m = self._cw[key] = (np.kron(eye, cw[:, None]), np.kron(eye, (cw * cw)[:, None]))
         return m
@@ -412,12 +412,12 @@ class DeviceArray:
         IR drop on every conversion, plus the sum of every conversion's read noise as one Gaussian per output
         (its exact variance); the ADC's rounding of the perturbation is not modelled (docs/devices.md)."""
         u8 = raw if raw.dtype == np.uint8 else (raw.astype(np.int64) & 0xFF).astype(np.uint8)
-        y = kernels.mvm(u8, levels, masks, layer, geo, cfg)
+        y = fastmvm.mvm(u8, levels, masks, layer, geo, cfg)
         nr, nc = levels.shape
         if nr == 0 or geo.n_out == 0:
             return y
         r0, c0 = origin
-        cw1, cw2 = self._combine(geo, layer.wsigned, cfg)
+        cw1, cw2 = self._combine(geo, layer, cfg)
         x1, x2 = self._inputs(u8, layer, cfg)
         masked = masks.any()
         extra = None
@@ -447,7 +447,7 @@ class DeviceArray:
         key = (u8.tobytes(), u8.shape, layer.abits, layer.asigned)
         hit = self._in_cache.get(key)
         if hit is None:
-            x1 = kernels._values(u8, layer.abits, layer.asigned, np.float32) if self._gm1 is not None else None
+            x1 = fastmvm._values(u8, layer.abits, layer.asigned, np.float32) if self._gm1 is not None else None
             x2 = _byte_table(layer.abits, layer.asigned, cfg.dac_bits, 2)[u8] if self._rvar is not None else None
             if len(self._in_cache) >= 8:
                 self._in_cache.pop(next(iter(self._in_cache)))
@@ -472,9 +472,9 @@ class DeviceArray:
         nr = g.shape[0]
         sh = layer.adc_shift
         analog = layer.wsigned and cfg.analog_diff
-        lo, hi = kernels._code_range(layer, cfg)
+        lo, hi = encoding.adc_range(cfg, layer.wsigned)
         P = cfg.rows_per_conv
-        cw = kernels.column_weights(geo, cfg, layer.wsigned)
+        cw = encoding.column_weights(cfg, layer.wbits, layer.wsigned)
         if analog:
             cw = cw[0::2]
         per_out = cw.shape[0]

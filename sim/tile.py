@@ -8,16 +8,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from cimtile.hw import isa
-from cimtile.hw.isa import Cause, Decoded, Opcode
+from cimtile.hw.isa import RQ_RECORD, RQ_VALUE_RANGE, Cause, Decoded, Opcode, field_range
 from cimtile.hw.params import TileConfig
+from cimtile.hw.program import Halted, Walker, WalkStop, decode_program
 
 from cimtile.errors import CimtileError
 
-from . import kernels
+from . import fastmvm, kernels
 from .device import DeviceArray
 from .kernels import Layer
+from .vectorise import Vectoriser
 
-__all__ = ["Feed", "FeedError", "ProgramError", "RunResult", "Tile", "TileError", "HANDLERS"]
+__all__ = ["Feed", "FeedError", "ProgramError", "RunResult", "Tile", "TileError", "HANDLERS", "check_program"]
 
 
 class TileError(CimtileError, RuntimeError):
@@ -30,15 +32,6 @@ class FeedError(CimtileError, ValueError):
 
 class ProgramError(CimtileError, ValueError):
     """A program cannot be loaded (too long for the program memory, word out of range)."""
-
-
-class _Stop(Exception):
-    def __init__(self, cause: Cause, pc: int, detail: str = ""):
-        self.cause, self.pc, self.detail = cause, pc, detail
-
-
-class _Halt(Exception):
-    pass
 
 
 @dataclass
@@ -99,17 +92,44 @@ def _take(t: Tile, d: Decoded, pc: int, shapes: tuple, what: str, lo: int, hi: i
         raise FeedError(f"pc {pc}: {d.text()}: expected {what} of shape {want}, got shape {tuple(b.shape)}")
     # Bytes cannot be negative: a uint8 block (the runtime's usual input) skips the lower bound.
     if b.size and ((b.dtype != np.uint8 and b.min() < lo) or b.max() > hi):
-        raise FeedError(f"pc {pc}: {d.text()}: {what} outside {lo}..{hi}")
+        bad = tuple(int(i) for i in np.argwhere((b < lo) | (b > hi))[0])
+        raise FeedError(f"pc {pc}: {d.text()}: {what} outside {lo}..{hi}: {b[bad]} at index {bad}")
     return b
 
 
-class Tile:
+def check_program(cfg: TileConfig, program: Sequence[int]) -> list[int]:
+    """The words of a program the tile can load (as ints), else a one-line :class:`ProgramError`: at most
+    ``prog_depth`` words, each fitting the instruction word. Every backend makes this check."""
+    words = []
+    for i, w in enumerate(program):
+        # operator.index, not int(): int(1.5) would silently run word 1
+        if isinstance(w, bool):
+            raise ProgramError(f"word {i} = {w!r}: expected an integer instruction word")
+        try:
+            words.append(operator.index(w))
+        except TypeError:
+            raise ProgramError(f"word {i} = {w!r}: expected an integer instruction word, got "
+                               f"{type(w).__name__}") from None
+    if len(words) > cfg.prog_depth:
+        raise ProgramError(f"program of {len(words)} words exceeds prog_depth = {cfg.prog_depth} of tile {cfg.name}")
+    for i, w in enumerate(words):
+        if not 0 <= w < (1 << isa.WORD_BITS):
+            raise ProgramError(f"word {i} = {w:#x} does not fit {isa.WORD_BITS} bits")
+    return words
+
+
+class Tile(Walker):
     """Golden model of one tile, batched: ``batch`` independent copies of the input, accumulator and
     output buffers share the cell array, the masks, the deltas and the configuration.
 
-    Every opcode has one handler in :data:`HANDLERS`. Cycles are counted with :func:`cimtile.hw.isa.cycles`,
-    the documented formulas. Loops whose iterations are provably independent (only MVM, REQ, NOP and
-    nested loops in the body, disjoint addresses) run as one batched step per body instruction.
+    Every opcode has one handler in :data:`HANDLERS`; the program is walked by
+    :class:`cimtile.hw.program.Walker` (pc, loop stack, offsets). Every cycle count comes from
+    :func:`cimtile.hw.isa.cycles`, the documented formulas. Loops whose iterations are provably
+    independent (only MVM, REQ, NOP and nested loops in the body, disjoint addresses) run as one
+    batched step per body instruction.
+
+    State persists between :meth:`run` calls (cells, buffers, configuration), as on the tile;
+    :meth:`reset` returns to the power-on state.
 
     ``device``: a :class:`~cimtile.sim.device.DeviceModel` or :class:`~cimtile.sim.device.DeviceArray` (cell
     non-idealities, docs/devices.md), or None for an ideal array.
@@ -117,7 +137,8 @@ class Tile:
 
     def __init__(self, cfg: TileConfig, batch: int = 1, *, vectorize: bool = True, device=None):
         if batch < 1:
-            raise ValueError(f"batch = {batch}: must be >= 1")
+            raise ValueError(f"Tile batch = {batch}: must be >= 1")
+        super().__init__([], cfg.loop_depth)
         self.cfg = cfg
         # -- device-model hook (sim/device.py): None, or a DeviceArray whose model is not off. Programming
         # effects change stored levels at LDW/WSET/VAU; read effects (golden-model-only) replace the MVM kernel.
@@ -127,12 +148,11 @@ class Tile:
         self._analog = self.device if self.device is not None and self.device.model.analog else None
         self.batch = batch
         self.vectorize = vectorize
+        self._lanes = 1  # iterations one step stands for (a vectorised loop's lanes)
         self._ns = isa.cfg_namespace(cfg)
         self.program: list[Decoded] = []
-        self._indep: dict = {}  # loop key -> whether its iterations are independent (see _independent)
-        self._voffs: dict = {}  # (offsets, strides, count) -> the offset arrays of a vectorised loop
+        self._vec = Vectoriser(self)
         self._costs: dict = {}  # (word, geometry) -> cycles (see _cost)
-        self._runs: dict = {}  # id(lane offsets) -> (offsets, first lane if consecutive else None) (_lanes)
         self.reset()
 
     # -- state -------------------------------------------------------------------------------
@@ -146,13 +166,15 @@ class Tile:
         self.acc = np.zeros((B, c.acc_depth, c.cols), dtype=np.int64)
         self.out = np.zeros((B, c.out_depth, c.cols), dtype=np.uint8)
         self.delta = np.zeros((c.delta_depth, c.delta_len), dtype=np.int64)
-        self.rq_bias = np.zeros(c.cols, dtype=np.int64)
-        self.rq_mult = np.ones(c.cols, dtype=np.int64)
-        self.rq_shift = np.zeros(c.cols, dtype=np.int64)
-        self.layer = Layer()
-        self.window = (0, c.rows, 0, c.cols)
-        self.rq = (0, -128, 127, False)
-        self.sync_tag = 0
+        self.rq_bias = np.full(c.cols, isa.RESET_LANE["bias"], dtype=np.int64)
+        self.rq_mult = np.full(c.cols, isa.RESET_LANE["mult"], dtype=np.int64)
+        self.rq_shift = np.full(c.cols, isa.RESET_LANE["shift"], dtype=np.int64)
+        r = isa.RESET_CFG
+        self.layer = Layer(r["wbits"], r["abits"], bool(r["wsigned"]), bool(r["asigned"]), r["adc_shift"])
+        self.window = isa.reset_window(c)
+        q = isa.RESET_CFGRQ
+        self.rq = (q["zero_point"], q["clamp_lo"], q["clamp_hi"], bool(q["relu"]))
+        self.sync_tag = isa.RESET_SYNC_TAG
         self._geo_cache = {}
 
     def state(self) -> dict[str, np.ndarray]:
@@ -176,32 +198,7 @@ class Tile:
 
     def load(self, program: Sequence[int]) -> None:
         """Write a program into program memory (as the instruction stream does)."""
-        words = []
-        for i, w in enumerate(program):
-            # operator.index, not int(): int(1.5) would silently run word 1
-            if isinstance(w, bool):
-                raise ProgramError(f"word {i} = {w!r}: expected an integer instruction word")
-            try:
-                words.append(operator.index(w))
-            except TypeError:
-                raise ProgramError(f"word {i} = {w!r}: expected an integer instruction word, got "
-                                   f"{type(w).__name__}") from None
-        if len(words) > self.cfg.prog_depth:
-            raise ProgramError(f"program of {len(words)} words exceeds prog_depth = {self.cfg.prog_depth}")
-        for i, w in enumerate(words):
-            if not 0 <= w < (1 << isa.WORD_BITS):
-                raise ProgramError(f"word {i} = {w:#x} does not fit {isa.WORD_BITS} bits")
-        # Decoded words are only read, never changed: a program repeats few distinct words, decode each once.
-        memo = _DECODED
-        if len(memo) > 1 << 16:
-            memo.clear()
-        prog = []
-        for w in words:
-            d = memo.get(w)
-            if d is None:
-                d = memo[w] = isa.decode(w)
-            prog.append(d)
-        self.program = prog
+        self.program = decode_program(check_program(self.cfg, program))
 
     def run(self, program: Sequence[int] | None = None, feed: Feed | Iterable | None = None, *,
             timing_only: bool = False) -> RunResult:
@@ -213,172 +210,64 @@ class Tile:
         self._cycles = 0
         self._instrs = 0
         self._outputs = []
+        self._lanes = 1
         halted, cause, pc, detail, text = False, Cause.NONE, None, "", ""
         try:
-            self._block(0, len(self.program), (0, 0, 0), 0, 1)
-            raise _Stop(Cause.PC_RANGE, len(self.program), "execution ran past the last loaded word")
-        except _Halt:
+            self.walk()
+        except Halted:
             halted = True
-        except _Stop as s:
+        except WalkStop as s:
             cause, pc, detail = s.cause, s.pc, s.detail
-            self._cycles += 1
+            self._cycles += isa.ERROR_CYCLES
             self._instrs += 1
             text = self.program[pc].text() if pc < len(self.program) else "(end of program)"
         return RunResult(self._cycles, self._instrs, halted, cause, pc, detail, self._outputs, self.sync_tag, text)
 
-    def _block(self, start: int, end: int, offs, depth: int, lanes: int) -> None:
-        prog = self.program
-        pc = start
-        while pc < end:
-            d = prog[pc]
-            if d.cause is not Cause.NONE:
-                raise _Stop(d.cause, pc, "illegal word" if d.op is None else "reserved bits set")
-            if d.op is Opcode.LOOP:
-                self._loop(d, pc, end, offs, depth, lanes)
-                pc += 1 + d.args["body"]
-                continue
-            c = HANDLERS[d.op](self, d, pc, offs)
-            self._cycles += c * lanes
-            self._instrs += lanes
-            pc += 1
-
-    def _loop(self, d: Decoded, pc: int, end: int, offs, depth: int, lanes: int) -> None:
-        a = d.args
-        b0, b1 = pc + 1, pc + 1 + a["body"]
-        if depth + 1 > self.cfg.loop_depth:
-            raise _Stop(Cause.LOOP_DEPTH, pc, f"loop nesting exceeds loop_depth = {self.cfg.loop_depth}")
-        if b1 > end:
-            raise _Stop(Cause.LOOP_NEST, pc, f"body ends at {b1}, enclosing block ends at {end}")
-        self._cycles += _cost(self, d) * lanes
+    def step(self, pc: int, d: Decoded, offs) -> None:
+        """One instruction: its handler, and its cycles once per lane."""
+        lanes = self._lanes
+        self._cycles += HANDLERS[d.op](self, d, pc, offs) * lanes
         self._instrs += lanes
+
+    def loop(self, pc: int, d: Decoded, b1: int, offs, depth: int) -> None:
+        """A LOOP: in timing mode iterations 1.. are counted from one; independent iterations run as
+        one vectorised step per body instruction; otherwise one after the other."""
+        self.step(pc, d, offs)
+        a = d.args
+        b0 = pc + 1
         n = a["count"]
         strides = (a["stride_in"], a["stride_acc"], a["stride_out"])
-        if self._timing and n > 2 and self._last_iteration_ok(b0, b1, offs, strides, n, depth, lanes):
+        if self._timing and n > 2 and self._last_iteration_ok(b0, b1, offs, strides, n, depth):
             # Iteration 0 may differ (it sees the state before the loop); iterations 1.. repeat the
             # same work, and address checks cannot fail because the last iteration's did not.
-            self._block(b0, b1, offs, depth + 1, lanes)
+            self.block(b0, b1, offs, depth + 1)
             c1, i1 = self._cycles, self._instrs
-            self._block(b0, b1, tuple(o + s for o, s in zip(offs, strides)), depth + 1, lanes)
+            self.block(b0, b1, tuple(o + s for o, s in zip(offs, strides)), depth + 1)
             self._cycles += (self._cycles - c1) * (n - 2)
             self._instrs += (self._instrs - i1) * (n - 2)
             return
         if self.vectorize and not self._timing and n > 1:
-            okey = (tuple(o if isinstance(o, int) else o.tobytes() for o in offs), strides, n)
-            voffs = self._voffs.get(okey)
-            if voffs is None:
-                if len(self._voffs) > 4096:
-                    self._voffs.clear()
-                # Inside an already vectorised loop ``o`` is an array of lanes: lane-major outer product.
-                # Strides are unsigned, so the last lane of every offset array is its largest (_addr).
-                voffs = tuple(np.add.outer(o, np.arange(n, dtype=np.int64) * s).reshape(-1)
-                              for o, s in zip(offs, strides))
-                for v in voffs:
-                    v.flags.writeable = False  # shared by every run of this loop
-                self._voffs[okey] = voffs
-            if self._independent(b0, b1, voffs, okey, depth + 1):
-                self._block(b0, b1, voffs, depth + 1, lanes * n)
+            voffs = self._vec.plan(b0, b1, offs, strides, n, depth + 1)
+            if voffs is not None:
+                lanes = self._lanes
+                self._lanes = lanes * n
+                self.block(b0, b1, voffs, depth + 1)
+                self._lanes = lanes
                 return
         for i in range(n):
-            self._block(b0, b1, tuple(o + i * s for o, s in zip(offs, strides)), depth + 1, lanes)
+            self.block(b0, b1, tuple(o + i * s for o, s in zip(offs, strides)), depth + 1)
 
-    def _last_iteration_ok(self, b0, b1, offs, strides, n, depth, lanes) -> bool:
+    def _last_iteration_ok(self, b0, b1, offs, strides, n, depth) -> bool:
         """Timing mode: run the last iteration as a check (offsets only grow, so addresses that fit in
         the last iteration fit in all); on an error the caller runs the loop iteration by iteration."""
         saved = (self._cycles, self._instrs, self.layer, self.window, self.rq, self.sync_tag)
         try:
-            self._block(b0, b1, tuple(o + (n - 1) * s for o, s in zip(offs, strides)), depth + 1, lanes)
+            self.block(b0, b1, tuple(o + (n - 1) * s for o, s in zip(offs, strides)), depth + 1)
             ok = True
-        except (_Stop, _Halt):
+        except (WalkStop, Halted):
             ok = False
         self._cycles, self._instrs, self.layer, self.window, self.rq, self.sync_tag = saved
         return ok
-
-    # -- loop vectorisation ------------------------------------------------------------------------
-
-    _VECTOR_OPS = frozenset({Opcode.NOP, Opcode.MVM, Opcode.REQ, Opcode.LOOP})
-
-    def _independent(self, b0: int, b1: int, voffs, okey, depth: int) -> bool:
-        """True if the iterations (offset arrays ``voffs``) touch disjoint buffer entries and run
-        without any error, so that executing them all at once equals executing them in order.
-
-        The answer depends only on the loop's words, the offsets (``okey`` identifies them), the depth,
-        the layer and the window (the configuration is fixed per Tile), so it is remembered under exactly
-        that key: a compiled layer repeats the same loop for every column tile.
-        """
-        key = (tuple(d.word for d in self.program[b0 - 1:b1]), okey, depth, self.layer, self.window)
-        hit = self._indep.get(key)
-        if hit is None:
-            if len(self._indep) > 4096:
-                self._indep.clear()
-            hit = self._indep[key] = self._independent_uncached(b0, b1, voffs, depth)
-        return hit
-
-    def _independent_uncached(self, b0: int, b1: int, voffs, depth: int) -> bool:
-        acc: dict[str, list] = {"in": [], "acc": [], "out": []}
-        if not self._probe(b0, b1, voffs, depth, acc):
-            return False
-        n = len(voffs[0])
-        it = np.arange(n)
-        for recs in acc.values():
-            writes = [addrs for addrs, is_write in recs if is_write]
-            if not writes:
-                continue
-            # Vectorised (a Python dict per address dominated loops of small MVMs): record one writer
-            # per address; any address whose recorded writer differs from one of its writers has two.
-            wa, wi = np.concatenate(writes), np.tile(it, len(writes))
-            if wa.min() < 0:
-                return False
-            writer = np.full(int(wa.max()) + 1, -1, dtype=np.int64)
-            writer[wa] = wi
-            if (writer[wa] != wi).any():
-                return False
-            for addrs, is_write in recs:
-                if is_write:
-                    continue
-                inside = (addrs >= 0) & (addrs < writer.size)
-                w = writer[addrs[inside]]
-                if ((w >= 0) & (w != it[inside])).any():
-                    return False
-        return True
-
-    def _probe(self, b0, b1, offs, depth, acc) -> bool:
-        c = self.cfg
-        pc = b0
-        while pc < b1:
-            d = self.program[pc]
-            if d.cause is not Cause.NONE or d.op not in self._VECTOR_OPS:
-                return False
-            a = d.args
-            if d.op is Opcode.LOOP:
-                e = pc + 1 + a["body"]
-                if depth + 1 > c.loop_depth or e > b1:
-                    return False
-                st = (a["stride_in"], a["stride_acc"], a["stride_out"])
-                for i in range(a["count"]):
-                    if not self._probe(pc + 1, e, tuple(o + i * s for o, s in zip(offs, st)), depth + 1, acc):
-                        return False
-                pc = e
-                continue
-            if d.op is Opcode.MVM:
-                if not self.geometry().aligned:
-                    return False
-                ia, aa = a["in_addr"] + offs[0], a["acc_addr"] + offs[1]
-                if ia.max() >= c.in_depth or aa.max() >= c.acc_depth:
-                    return False
-                acc["in"].append((ia, False))
-                if a["accumulate"]:
-                    acc["acc"].append((aa, False))
-                acc["acc"].append((aa, True))
-            elif d.op is Opcode.REQ:
-                if not self.geometry().aligned:
-                    return False
-                aa, oa = a["acc_addr"] + offs[1], a["out_addr"] + offs[2]
-                if aa.max() >= c.acc_depth or oa.max() >= c.out_depth:
-                    return False
-                acc["acc"].append((aa, False))
-                acc["out"].append((oa, True))
-            pc += 1
-        return True
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -386,24 +275,21 @@ class Tile:
         """Check that entries base .. base+count-1 (base an int or array) lie below depth.
 
         An array is a field plus the lane offsets of vectorised loops, whose last lane is the largest
-        (see Tile._loop); those addresses were also checked by _probe before vectorising.
+        (see cimtile.sim.vectorise); those addresses were also checked before vectorising.
         """
         top = (int(base[-1]) if isinstance(base, np.ndarray) else base) + count
         if top > depth:
-            raise _Stop(Cause.ADDR, pc, f"{what} {top - count}..{top - 1} outside 0..{depth - 1}")
+            raise WalkStop(Cause.ADDR, pc, f"{what} {top - count}..{top - 1} outside 0..{depth - 1}")
 
     def _aligned_geo(self, pc):
         g = self.geometry()
         if not g.aligned:
-            raise _Stop(Cause.WINDOW, pc, f"window of {g.nc} columns is not a whole number of "
+            raise WalkStop(Cause.WINDOW, pc, f"window of {g.nc} columns is not a whole number of "
                         f"{g.group}-column weight groups")
         return g
 
 
 # -- handlers: one per opcode ----------------------------------------------------------------------
-
-
-_DECODED: dict[int, Decoded] = {}  # word -> its decoding, shared by every Tile (Decoded is only read)
 
 
 def _cost(t: Tile, d: Decoded, g: isa.Geometry | None = None) -> int:
@@ -419,44 +305,42 @@ def _cost(t: Tile, d: Decoded, g: isa.Geometry | None = None) -> int:
 
 
 def _nop(t: Tile, d: Decoded, pc: int, offs) -> int:
-    return 1
-
-
-def _halt(t: Tile, d, pc, offs) -> int:
-    t._cycles += 1
-    t._instrs += 1
-    raise _Halt
+    """NOP, HALT and LOOP's own step: only their cycles (the walker ends the run after HALT and runs
+    LOOP's iterations)."""
+    return _cost(t, d)
 
 
 def _sync(t: Tile, d, pc, offs) -> int:
     t.sync_tag = d.args["tag"]
-    return 1
+    return _cost(t, d)
 
 
 def _cfg(t: Tile, d, pc, offs) -> int:
     a = d.args
     if a["wsigned"] and a["wbits"] < 2:
-        raise _Stop(Cause.CONFIG, pc, "signed weights need wbits >= 2")
+        raise WalkStop(Cause.CONFIG, pc, f"wbits = {a['wbits']} with wsigned = 1: signed weights need wbits >= 2")
     t.layer = Layer(a["wbits"], a["abits"], bool(a["wsigned"]), bool(a["asigned"]), a["adc_shift"])
-    return 1
+    return _cost(t, d)
 
 
 def _win(t: Tile, d, pc, offs) -> int:
     a, c = d.args, t.cfg
     if a["row_start"] + a["row_count"] > c.rows or a["col_start"] + a["col_count"] > c.cols:
-        raise _Stop(Cause.WINDOW, pc, f"window rows {a['row_start']}+{a['row_count']}, cols "
+        raise WalkStop(Cause.WINDOW, pc, f"window rows {a['row_start']}+{a['row_count']}, cols "
                     f"{a['col_start']}+{a['col_count']} outside the {c.rows}x{c.cols} array")
     t.window = (a["row_start"], a["row_count"], a["col_start"], a["col_count"])
-    return 1
+    return _cost(t, d)
 
 
 def _cfgrq(t: Tile, d, pc, offs) -> int:
     a = d.args
     zp, lo, hi = a["zero_point"], a["clamp_lo"], a["clamp_hi"]
-    if not (-128 <= lo <= hi <= 255 and -128 <= zp <= 255):
-        raise _Stop(Cause.CONFIG, pc, "need -128 <= clamp_lo <= clamp_hi <= 255 and zero_point in -128..255")
+    vlo, vhi = RQ_VALUE_RANGE
+    if not (vlo <= lo <= hi <= vhi and vlo <= zp <= vhi):
+        raise WalkStop(Cause.CONFIG, pc, f"zero_point = {zp}, clamp_lo = {lo}, clamp_hi = {hi}: each must lie in "
+                       f"{vlo}..{vhi} with clamp_lo <= clamp_hi")
     t.rq = (zp, lo, hi, bool(a["relu"]))
-    return 1
+    return _cost(t, d)
 
 
 def _ldw(t: Tile, d, pc, offs) -> int:
@@ -502,32 +386,16 @@ def _ldrq(t: Tile, d, pc, offs) -> int:
     s, n = a["start"], a["count"]
     t._addr(pc, s, n, c.cols, "lanes")
     if not t._timing:
-        b = _take(t, d, pc, ((n, 3),), "requantisation records (bias, multiplier, shift)", -(1 << 31),
-                  (1 << 31) - 1).astype(np.int64)
-        for col, what, lo, hi in ((1, "multipliers", 0, (1 << 16) - 1), (2, "shifts", 0, 63)):
+        blo, bhi = field_range(RQ_RECORD, "bias")
+        b = _take(t, d, pc, ((n, 3),), "requantisation records (bias, multiplier, shift)", blo, bhi).astype(np.int64)
+        for col, what in ((1, "mult"), (2, "shift")):
+            lo, hi = field_range(RQ_RECORD, what)
             if b.size and (b[:, col].min() < lo or b[:, col].max() > hi):
-                raise FeedError(f"pc {pc}: {d.text()}: {what} outside {lo}..{hi}")
+                bad = int(np.flatnonzero((b[:, col] < lo) | (b[:, col] > hi))[0])
+                raise FeedError(f"pc {pc}: {d.text()}: record {bad} has {what} = {int(b[bad, col])}, "
+                                f"outside {lo}..{hi}")
         t.rq_bias[s:s + n], t.rq_mult[s:s + n], t.rq_shift[s:s + n] = b[:, 0], b[:, 1], b[:, 2]
     return _cost(t, d)
-
-
-def _lanes(t: Tile, base: int, off):
-    """Index of the entries ``base + off``: ``off`` is an int, or the lane offsets of a vectorised loop.
-    Consecutive lanes (a loop of stride 1, the usual case) become a slice: indexing a buffer with a slice
-    is a view, with an array a gather or scatter that cost up to a millisecond per MVM at large batches.
-    """
-    if not isinstance(off, np.ndarray):
-        return base + off
-    e = t._runs.get(id(off))
-    if e is None or e[0] is not off:  # the entry holds ``off``, so its id cannot be reused meanwhile
-        if len(t._runs) > 4096:
-            t._runs.clear()
-        n = off.size
-        first = int(off[0]) if n and bool((off == off[0] + np.arange(n)).all()) else None
-        e = t._runs[id(off)] = (off, first)
-    if e[1] is None:
-        return base + off
-    return slice(base + e[1], base + e[1] + off.size)
 
 
 def _mvm(t: Tile, d, pc, offs) -> int:
@@ -538,7 +406,7 @@ def _mvm(t: Tile, d, pc, offs) -> int:
     t._addr(pc, aa, 1, c.acc_depth, "accumulator vector")
     if not t._timing:
         r0, nr, c0, nc = t.window
-        ia, aa = _lanes(t, a["in_addr"], offs[0]), _lanes(t, a["acc_addr"], offs[1])
+        ia, aa = t._vec.lanes(a["in_addr"], offs[0]), t._vec.lanes(a["acc_addr"], offs[1])
         raw = t.inbuf[:, ia, r0:r0 + nr]
         n = g.n_out
         if t._analog is not None:  # device hook: read noise, drift, IR drop (golden-model-only, sim/device.py)
@@ -549,7 +417,7 @@ def _mvm(t: Tile, d, pc, offs) -> int:
         elif a["accumulate"] and not isinstance(aa, np.ndarray):
             # acc = wrap(acc + y) = wrap(acc + wrap(y)): add the wrapped MVM in place (a view: no gather,
             # no scatter); |acc|, |wrap(y)| < 2**(acc_bits-1) <= 2**39, so the int64 sum is exact.
-            y = kernels.mvm_acc(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
+            y = fastmvm.mvm_acc(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
                                 t.masks[r0:r0 + nr, c0:c0 + nc], t.layer, g, c)
             view = t.acc[:, aa, :n]
             view += y.reshape(view.shape)
@@ -558,7 +426,7 @@ def _mvm(t: Tile, d, pc, offs) -> int:
                 view[...] = w
         else:
             prev = t.acc[:, aa, :n].reshape(-1, n) if a["accumulate"] else None
-            y = kernels.mvm_acc(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
+            y = fastmvm.mvm_acc(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
                                 t.masks[r0:r0 + nr, c0:c0 + nc], t.layer, g, c, prev)
             t.acc[:, aa, :n] = y.reshape(raw.shape[:-1] + (n,))
     return _cost(t, d, g)
@@ -572,7 +440,7 @@ def _req(t: Tile, d, pc, offs) -> int:
     t._addr(pc, oa, 1, c.out_depth, "output vector")
     if not t._timing:
         n = g.n_out
-        aa, oa = _lanes(t, a["acc_addr"], offs[1]), _lanes(t, a["out_addr"], offs[2])
+        aa, oa = t._vec.lanes(a["acc_addr"], offs[1]), t._vec.lanes(a["out_addr"], offs[2])
         q = kernels.requantise(t.acc[:, aa, :n], t.rq_bias[:n], t.rq_mult[:n], t.rq_shift[:n], *t.rq)
         t.out[:, oa, :n] = (q & 0xFF).astype(np.uint8)
     return _cost(t, d, g)
@@ -598,10 +466,10 @@ def _cell(t: Tile, d, pc, offs) -> int:
     a, c = d.args, t.cfg
     r, col, v = a["row"], a["col"], a["value"]
     if r >= c.rows or col >= c.cols:
-        raise _Stop(Cause.ADDR, pc, f"cell ({r}, {col}) outside the {c.rows}x{c.cols} array")
+        raise WalkStop(Cause.ADDR, pc, f"cell ({r}, {col}) outside the {c.rows}x{c.cols} array")
     top = c.max_level if d.op is Opcode.WSET else 1
     if v > top:
-        raise _Stop(Cause.VALUE, pc, f"value {v} above {top}")
+        raise WalkStop(Cause.VALUE, pc, f"value {v} above {top}")
     if not t._timing:
         if d.op is Opcode.MSET:
             t.masks[r, col] = bool(v)
@@ -634,14 +502,10 @@ def _read(t: Tile, d, pc, offs) -> int:
     return _cost(t, d)
 
 
-def _loop_marker(t: Tile, d, pc, offs) -> int:  # pragma: no cover - LOOP is handled by Tile._loop
-    raise AssertionError("LOOP is executed by Tile._loop")
-
-
 #: One handler per opcode (tests check the table covers every Opcode).
 HANDLERS = {
-    Opcode.NOP: _nop, Opcode.HALT: _halt, Opcode.SYNC: _sync, Opcode.CFG: _cfg, Opcode.WIN: _win,
-    Opcode.CFGRQ: _cfgrq, Opcode.LOOP: _loop_marker, Opcode.LDW: _ldw, Opcode.LDM: _ldm, Opcode.LDIN: _ldin,
+    Opcode.NOP: _nop, Opcode.HALT: _nop, Opcode.SYNC: _sync, Opcode.CFG: _cfg, Opcode.WIN: _win,
+    Opcode.CFGRQ: _cfgrq, Opcode.LOOP: _nop, Opcode.LDW: _ldw, Opcode.LDM: _ldm, Opcode.LDIN: _ldin,
     Opcode.LDD: _ldd, Opcode.LDRQ: _ldrq, Opcode.MVM: _mvm, Opcode.REQ: _req, Opcode.VAUR: _vau,
     Opcode.VAUC: _vau, Opcode.WSET: _cell, Opcode.MSET: _cell, Opcode.RDOUT: _read, Opcode.RDACC: _read,
     Opcode.RDW: _read, Opcode.RDM: _read,

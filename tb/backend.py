@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from cimtile.hw.isa import Cause
 from cimtile.hw.params import TileConfig, load_config
-from cimtile.sim.tile import RunResult
+from cimtile.sim.tile import RunResult, check_program
 
 from cimtile.errors import CimtileError
 
@@ -59,10 +59,8 @@ def run(cfg: TileConfig | str, words: Sequence[int], feed_blocks: Sequence | Non
     """
     cfg = load_config(cfg)
     if batch < 1:
-        raise ValueError(f"batch = {batch}: must be >= 1")
-    words = [int(w) for w in words]
-    if len(words) > cfg.prog_depth:
-        raise ValueError(f"program of {len(words)} words exceeds prog_depth = {cfg.prog_depth}")
+        raise ValueError(f"RTL backend batch = {batch}: must be >= 1")  # as the golden Tile
+    words = check_program(cfg, words)  # the golden model's own check: ProgramError
     b = runner.build(cfg)
     jobs = b.build_dir / "jobs"
     jobs.mkdir(parents=True, exist_ok=True)
@@ -99,7 +97,7 @@ def split_feed(cfg: TileConfig, words: list[int], feed: list, batch: int, elemen
         a = np.asarray(blk)
         if a.ndim == 3:
             if a.shape[0] != batch:
-                raise ValueError(f"LDIN block of shape {a.shape}: leading axis must be the batch ({batch})")
+                raise BackendError(f"LDIN block of shape {a.shape}: its leading axis must be the batch ({batch})")
             a = a[element]
         out.append(a)
     return out

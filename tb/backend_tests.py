@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cimtile.hw import isa
+from cimtile.hw import dataformat, isa
 from cimtile.hw.isa import Cause, Opcode
 from cimtile.sim.tile import RunResult
 from cimtile.sim.tile import Tile as GoldenTile
@@ -18,13 +18,10 @@ from .programs import executed, reset_program
 from .scoreboard import pack_block, unpack_block
 from .testbench import TB
 
-_READS = (Opcode.RDOUT, Opcode.RDACC, Opcode.RDW, Opcode.RDM)
-_LOADS = (Opcode.LDW, Opcode.LDM, Opcode.LDIN, Opcode.LDD, Opcode.LDRQ)
-
 
 def _din(cfg, words, feed) -> np.ndarray:
     """Data-in words: the k-th executed load instruction takes the k-th block."""
-    loads = [d for _, d, _ in executed(words, cfg) if d.op in _LOADS]
+    loads = [d for _, d, _ in executed(words, cfg) if d.op in isa.LOADS]
     parts = [pack_block(cfg, d.op, b) for d, b in zip(loads, feed)]
     return np.concatenate(parts) if parts else np.zeros((0, cfg.bus_bits // 64), dtype=np.uint64)
 
@@ -49,12 +46,11 @@ async def _run_one(tb: TB, words, feed) -> RunResult:
     else:
         n_instr = len(trace)
     outs, pos = [], 0
+    fmt = dataformat.formats(cfg)
     for _, d, _ in trace:
-        if d.op not in _READS:
+        if d.op not in isa.READS:
             continue
-        f = {Opcode.RDOUT: cfg.out_words, Opcode.RDACC: cfg.acc_words, Opcode.RDW: cfg.col_words,
-             Opcode.RDM: cfg.mask_words}[d.op]
-        n = d.args["count"] * f
+        n = d.args["count"] * fmt[d.op].words
         if pos + n > len(rtl.dout):
             break
         blk = unpack_block(cfg, d.op, rtl.dout[pos:pos + n], d.args["count"])

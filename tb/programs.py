@@ -16,6 +16,7 @@ import numpy as np
 from cimtile.hw import isa
 from cimtile.hw.isa import Cause, Decoded, Opcode
 from cimtile.hw.params import TileConfig
+from cimtile.hw.program import Halted, Walker, WalkStop, decode_program
 
 __all__ = [
     "Program",
@@ -30,8 +31,7 @@ __all__ = [
 ]
 
 E = isa.encode
-LOADS = (Opcode.LDW, Opcode.LDM, Opcode.LDIN, Opcode.LDD, Opcode.LDRQ)
-READS = (Opcode.RDOUT, Opcode.RDACC, Opcode.RDW, Opcode.RDM)
+LOADS, READS = isa.LOADS, isa.READS
 #: Causes the generator can inject on purpose.
 ILLEGAL_CAUSES = tuple(c for c in Cause if c is not Cause.NONE)
 
@@ -56,50 +56,36 @@ class Program:
 # -- control flow --------------------------------------------------------------------------------
 
 
-class _End(Exception):
-    pass
+class _Trace(Walker):
+    """Records ``(pc, decoded, offsets)`` of every instruction the walk steps through."""
+
+    def __init__(self, program, loop_depth: int, limit: int):
+        super().__init__(program, loop_depth)
+        self.trace: list[tuple[int, Decoded, tuple]] = []
+        self.left = limit
+
+    def step(self, pc, d, offs) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise Halted
+        self.trace.append((pc, d, offs))
 
 
 def executed(words: Sequence[int], cfg: TileConfig, limit: int = 50_000_000) -> Iterator[tuple[int, Decoded, tuple]]:
     """Instructions in execution order as ``(pc, decoded, (in, acc, out) offsets)``.
 
-    Control flow in this ISA does not depend on data (loops have fixed counts), so this mirrors
-    the golden model's sequencing exactly; it stops at HALT, at an illegal word or loop error, and
-    at the end of the program. Data-dependent errors (ADDR, WINDOW, CONFIG, VALUE) are not
-    predicted: callers cut the trace at the golden model's error pc.
+    Control flow in this ISA does not depend on data (loops have fixed counts), so this is the golden
+    model's own walk (:class:`cimtile.hw.program.Walker`); it stops at HALT (included), at an illegal
+    word or loop error (excluded), at the end of the program and after ``limit`` instructions.
+    Data-dependent errors (ADDR, WINDOW, CONFIG, VALUE) are not predicted: callers cut the trace at
+    the golden model's error pc.
     """
-    prog = [isa.decode(int(w)) for w in words]
-    budget = [limit]
-
-    def block(start, end, offs, depth):
-        pc = start
-        while pc < end:
-            d = prog[pc]
-            if d.cause is not Cause.NONE:
-                raise _End
-            budget[0] -= 1
-            if budget[0] < 0:
-                raise _End
-            if d.op is Opcode.LOOP:
-                a = d.args
-                if depth + 1 > cfg.loop_depth or pc + 1 + a["body"] > end:
-                    raise _End
-                yield pc, d, offs
-                st = (a["stride_in"], a["stride_acc"], a["stride_out"])
-                for i in range(a["count"]):
-                    yield from block(pc + 1, pc + 1 + a["body"], tuple(o + i * s for o, s in zip(offs, st)),
-                                     depth + 1)
-                pc += 1 + a["body"]
-                continue
-            yield pc, d, offs
-            if d.op is Opcode.HALT:
-                raise _End
-            pc += 1
-
+    t = _Trace(decode_program([int(w) for w in words]), cfg.loop_depth, limit)
     try:
-        yield from block(0, len(prog), (0, 0, 0), 0)
-    except _End:
-        return
+        t.walk()
+    except (Halted, WalkStop):
+        pass
+    return iter(t.trace)
 
 
 def top_level(words: Sequence[int]) -> list[int]:
@@ -187,10 +173,11 @@ def reset_program(cfg: TileConfig) -> Program:
     reset signal, so this is how a test starts from a known state in a shared simulation.
     """
     R, C = cfg.rows, cfg.cols
+    lane = isa.RESET_LANE
     w = [
         E(Opcode.CFG, wbits=cfg.cell_bits, abits=1, wsigned=0, asigned=0, adc_shift=0),
-        E(Opcode.WIN, row_start=0, row_count=R, col_start=0, col_count=C),
-        E(Opcode.CFGRQ, zero_point=0, clamp_lo=-128, clamp_hi=127, relu=0),
+        E(Opcode.WIN, row_start=0, row_count=R, col_start=0, col_count=C),  # also the reset window
+        E(Opcode.CFGRQ, **isa.RESET_CFGRQ),
         E(Opcode.LDW, start=0, count=C),
         E(Opcode.LDM, start=0, count=C),
         E(Opcode.LDIN, start=0, count=cfg.in_depth),
@@ -200,8 +187,8 @@ def reset_program(cfg: TileConfig) -> Program:
         E(Opcode.MVM, in_addr=0, acc_addr=0, accumulate=0),
         E(Opcode.LOOP, count=cfg.out_depth, body=1, stride_in=0, stride_acc=0, stride_out=1),
         E(Opcode.REQ, acc_addr=0, out_addr=0),
-        E(Opcode.CFG, wbits=8, abits=8, wsigned=1, asigned=0, adc_shift=0),
-        E(Opcode.SYNC, tag=0),
+        E(Opcode.CFG, **isa.RESET_CFG),
+        E(Opcode.SYNC, tag=isa.RESET_SYNC_TAG),
         E(Opcode.HALT),
     ]
     feed = [
@@ -209,7 +196,7 @@ def reset_program(cfg: TileConfig) -> Program:
         np.zeros((R, C), dtype=np.int64),
         np.zeros((cfg.in_depth, R), dtype=np.int64),
         np.zeros((cfg.delta_depth, cfg.delta_len), dtype=np.int64),
-        np.stack([np.zeros(C, np.int64), np.ones(C, np.int64), np.zeros(C, np.int64)], axis=1),
+        np.stack([np.full(C, lane[k], np.int64) for k in ("bias", "mult", "shift")], axis=1),
     ]
     return Program(w, feed, None, "reset to the power-on state")
 
@@ -224,7 +211,8 @@ class _Gen:
     def __init__(self, cfg: TileConfig, rng: np.random.Generator):
         self.cfg, self.rng = cfg, rng
         self.words: list[int] = []
-        self.layer = (8, 8, 1, 0)  # reset CFG: wbits, abits, wsigned, asigned
+        r = isa.RESET_CFG
+        self.layer = (r["wbits"], r["abits"], r["wsigned"], r["asigned"])  # reset CFG
         self.aligned = self._aligned(self.layer, cfg.cols)
 
     def r(self, lo: int, hi: int) -> int:

@@ -19,10 +19,7 @@ from cimtile.sim.tile import Tile as GoldenTile
 
 from .programs import executed
 
-__all__ = ["Expected", "Mismatch", "RtlResult", "Scoreboard", "pack_block", "rerun_command"]
-
-_READS = (Opcode.RDOUT, Opcode.RDACC, Opcode.RDW, Opcode.RDM)
-
+__all__ = ["Expected", "Mismatch", "RecordingFeed", "RtlResult", "Scoreboard", "pack_block", "rerun_command"]
 
 @dataclass
 class RtlResult:
@@ -44,7 +41,7 @@ class RtlResult:
     seconds: float  # wall time of the simulated run
 
 
-class _RecordingFeed(Feed):
+class RecordingFeed(Feed):
     """A Feed that remembers which load instruction took each block (for packing din words)."""
 
     def __init__(self, blocks):
@@ -156,7 +153,7 @@ class Scoreboard:
         import time
 
         t0 = time.perf_counter()
-        rf = _RecordingFeed(list(feed))
+        rf = RecordingFeed(list(feed))
         if words is None:
             res = self.golden.run(None, rf)
             words = [d.word for d in self.golden.program]
@@ -166,7 +163,7 @@ class Scoreboard:
         limbs = self.cfg.bus_bits // 64
         din = [pack_block(self.cfg, d.op, b) for _, d, b in rf.taken]
         din_words = np.concatenate(din) if din else np.zeros((0, limbs), dtype=np.uint64)
-        read_pcs = [(pc, d) for pc, d, _ in executed(words, self.cfg) if d.op in _READS]
+        read_pcs = [(pc, d) for pc, d, _ in executed(words, self.cfg) if d.op in isa.READS]
         reads = []
         for (pc, d), block in zip(read_pcs, res.outputs):
             reads.append((pc, d, pack_block(self.cfg, d.op, block)))

@@ -20,6 +20,7 @@ seeded by ``seed`` (high three cycles out of four).
 from __future__ import annotations
 
 from cimtile.hw.params import TileConfig
+from cimtile.hw.tile import CAUSE_BITS, CYCLE_BITS, PC_BITS, TAG_BITS
 
 __all__ = ["PORTS", "TOP", "TILE_PORTS", "dout_depth", "din_depth", "render"]
 
@@ -50,6 +51,11 @@ def din_depth(cfg: TileConfig) -> int:
 def dout_depth(cfg: TileConfig) -> int:
     """Capacity of the capture memory in bus words."""
     return 1 << 16
+
+
+def _bits(n: int) -> str:
+    """A port's range, padded to the column of the port declarations above it."""
+    return f"[{n - 1}:0]".ljust(6)
 
 
 def render(cfg: TileConfig) -> str:
@@ -88,10 +94,10 @@ module {TOP} (
     output wire        busy,
     output wire        done,
     output wire        error,
-    output wire [3:0]  error_cause,
-    output wire [15:0] error_pc,
-    output wire [31:0] cycles,
-    output wire [15:0] sync_tag
+    output wire {_bits(CAUSE_BITS)} error_cause,
+    output wire {_bits(PC_BITS)} error_pc,
+    output wire {_bits(CYCLE_BITS)} cycles,
+    output wire {_bits(TAG_BITS)} sync_tag
 );
 `ifdef CIMTILE_HDL_CLOCK
     // The clock toggles in the model itself (Verilator --timing): no simulator callback per edge.

@@ -1,15 +1,18 @@
 """A deliberately simple reference model of the tile, written from docs/isa.md and docs/interface.md only.
 
-It is the oracle ``sim.tile.Tile`` is checked against (tests/test_golden.py), so it shares nothing with
-``sim/`` but the word decoder (``hw.isa.decode``), the named latency constants of the cycle formulas
-and the configuration (``hw.params.TileConfig``).
-Everything else -- input and weight slicing, the ADC, shift-and-add, requantisation, the VAU, masks,
-loops and address offsets, error causes and the cycle formulas -- is re-derived here from the text of
+It is the oracle ``sim.tile.Tile`` is checked against (tests/test_golden.py), so it is independent of
+the code it checks: it imports only the word decoder (``hw.isa.decode``, with ``Cause`` and ``Opcode``)
+and the configuration (``hw.params.TileConfig``). It deliberately does NOT import the other homes of
+hw/ (the latency constants, ``hw.isa.LOADS``, the CFGRQ range, the reset state, ``hw.encoding``, the
+program walker of ``hw.program``): it copies those facts from docs/isa.md on purpose, so that a wrong
+change to one of them in hw/ is caught here instead of being shared by the oracle.
+Everything -- input and weight slicing, the ADC, shift-and-add, requantisation, the VAU, masks, loops
+and address offsets, error causes and the cycle formulas -- is re-derived here from the text of
 docs/isa.md, with explicit Python loops over batch copies, input slices, row groups and columns and
 exact Python integers. It is slow on purpose: clarity is its only job.
 
-Where docs/isa.md leaves an order or a detail open, the choice made here is marked ``# doc:`` and
-listed in docs/testing.md.
+Where docs/isa.md pins an order or a detail the code might otherwise choose freely, the place is
+marked ``# doc:`` (docs/testing.md lists them); the order follows the doc, not sim/.
 """
 
 from __future__ import annotations
@@ -235,8 +238,7 @@ class RefTile:
         if op is Opcode.CFGRQ:
             lo, hi = a["clamp_lo"], a["clamp_hi"]
             self._check(-128 <= lo <= hi <= 255, Cause.CONFIG, pc)
-            # doc: the text gives -128..255 for the clamp bounds only; sim/ also requires it of the
-            # zero point (reported as an ambiguity of docs/isa.md, CFGRQ).
+            # doc: CFGRQ: the zero point and both clamp bounds each lie in -128..255.
             self._check(-128 <= a["zero_point"] <= 255, Cause.CONFIG, pc)
             self.rq = (a["zero_point"], lo, hi, bool(a["relu"]))
             return 1
@@ -340,8 +342,7 @@ class RefTile:
     def _mvm(self, d, pc: int, offs: list[int]) -> int:
         c, a, L = self.cfg, d.args, self.layer
         ia, aa = a["in_addr"] + offs[0], a["acc_addr"] + offs[1]
-        # doc: the order of the checks (WINDOW, then ADDR of the input, then of the accumulator) is
-        # not documented; this is sim/'s order.
+        # doc: WINDOW before ADDR; of the two addresses in_addr first (docs/isa.md, order of causes).
         n_out = self.n_out(pc)
         self._check(ia < c.in_depth, Cause.ADDR, pc)
         self._check(aa < c.acc_depth, Cause.ADDR, pc)
@@ -385,7 +386,7 @@ class RefTile:
     def _req(self, d, pc: int, offs: list[int]) -> int:
         c, a = self.cfg, d.args
         aa, oa = a["acc_addr"] + offs[1], a["out_addr"] + offs[2]
-        n_out = self.n_out(pc)  # doc: WINDOW before ADDR, as for MVM
+        n_out = self.n_out(pc)  # doc: WINDOW before ADDR; acc_addr before out_addr
         self._check(aa < c.acc_depth, Cause.ADDR, pc)
         self._check(oa < c.out_depth, Cause.ADDR, pc)
         zp, clamp_lo, clamp_hi, relu = self.rq

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from cimtile.compiler.ir import InputBlock, LevelBlock, RqBlock
 from cimtile.hw.params import PRESETS
 from cimtile.sim.tile import Tile
 from onnx import TensorProto, helper, numpy_helper
@@ -68,15 +69,16 @@ def test_report_cycles_equal_golden_run(tile):
         L = b.model.layers[p.layer]
         t = Tile(cfg)
         feed = []
-        for item in p.feed:
-            if item[0] == "in":
-                feed.append(np.zeros((L.chunk * (item[2] - item[1]), cfg.rows), dtype=np.int64))
-            elif item[0] == "w":
-                c0, c1 = L.col_tiles[item[1]]
-                feed.append(np.ones((cfg.rows, (c1 - c0) * L.group), dtype=np.int64))
+        for ref in p.feed:  # blocks of the shapes the typed references describe
+            if isinstance(ref, InputBlock):
+                assert ref.chunk == L.schedule.chunk and ref.pad_rows == cfg.rows
+                feed.append(np.zeros((L.schedule.chunk * len(ref.tiles), cfg.rows), dtype=np.int64))
+            elif isinstance(ref, LevelBlock):
+                assert ref.pad_rows == cfg.rows and (ref.k1 - ref.k0) % L.tiling.group == 0
+                feed.append(np.ones((ref.pad_rows, ref.k1 - ref.k0), dtype=np.int64))
             else:
-                c0, c1 = L.col_tiles[item[1]]
-                feed.append(np.tile([0, 1, 0], (c1 - c0, 1)))
+                assert isinstance(ref, RqBlock)
+                feed.append(np.tile([0, 1, 0], (ref.hi - ref.lo, 1)))
         real = t.run(p.words, feed)
         assert real.ok and real.cycles == p.cycles == Tile(cfg).run(p.words, timing_only=True).cycles
 
@@ -99,7 +101,7 @@ def test_weight_minus_128_is_corrected_exactly(tile):
     m.graph.initializer[2].CopyFrom(numpy_helper.from_array(np.int8(0), "wz"))
     b = compiler.compile_model(m, tile)
     L = b.model.layers[0]
-    assert L.wbits == 8 and len(L.fix_tiles) >= 1
+    assert L.weights.wbits == 8 and len(L.tiling.fix_tiles) >= 1
     x = r.integers(-128, 128, (16, 30)).astype(np.int8)
     ref = ort_run(m, x)
     np.testing.assert_array_equal(compiler.run(b, x), ref)
@@ -132,7 +134,7 @@ def test_7bit_minimum_uses_8_bits():
         if n.op_type == "DequantizeLinear" and n.input[0] == "w":
             n.input[0] = "wc"
     b = compiler.compile_model(m, "isaac")
-    assert b.model.layers[0].wbits == 8
+    assert b.model.layers[0].weights.wbits == 8
     x = np.random.default_rng(1).random((8, 20)).astype(np.float32) * 3
     y, ref = compiler.run(b, x), ort_run(m, x)
     assert np.abs(y - ref).max() <= 0.05 + 1e-6
@@ -303,7 +305,8 @@ def test_long_rows_on_tiny_fit_one_program():
     m = models.qdq_gemm(w, w_scale=0.002)
     b = compiler.compile_model(m, "tiny")
     L = b.model.layers[0]
-    assert len(L.row_tiles) > 20 and all(len(b.programs[i].words) <= PRESETS["tiny"].prog_depth for i in L.programs)
+    assert len(L.tiling.row_tiles) > 20
+    assert all(len(b.programs[i].words) <= PRESETS["tiny"].prog_depth for i in L.programs)
     x = np.random.default_rng(7).random((6, 300)).astype(np.float32) * 3
     y, st = compiler.run(b, x[:1], stats=True)
     assert st.cycles == b.report["totals"]["cycles"]

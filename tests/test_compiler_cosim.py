@@ -34,7 +34,7 @@ def test_rtl_backend_accumulator_mode_and_minus_128_correction():
     m.graph.initializer[0].CopyFrom(numpy_helper.from_array(w, "w"))
     m.graph.initializer[2].CopyFrom(numpy_helper.from_array(np.int8(0), "wz"))
     b = compiler.compile_model(m, "tiny")
-    assert b.model.layers[0].fix_tiles
+    assert b.model.layers[0].tiling.fix_tiles
     x = r.integers(-128, 128, (1, 30)).astype(np.int8)
     y_g, st_g = compiler.run(b, x, backend="golden", stats=True)
     y_r, st_r = compiler.run(b, x, backend="rtl", stats=True)

@@ -84,7 +84,7 @@ def test_digits_equal_oracle(zoo, data, name, tile):
     acc_ref, acc_tile = _check(y, oracle(xte), step, yte)
     assert acc_tile >= acc_ref - 0.005
     if name.startswith("mixed_a"):
-        assert [(L.wbits, L.abits) for L in b.model.layers] == MIXED["mixed_a"]
+        assert [(L.weights.wbits, L.weights.abits) for L in b.model.layers] == MIXED["mixed_a"]
 
 
 def test_digits_cli_end_to_end(zoo, data, tmp_path):
@@ -112,6 +112,6 @@ def test_brevitas_qcdq_export(tmp_path):
                                providers=["CPUExecutionProvider"]).run(None, {m.graph.input[0].name: x})[0]
     for tile in TILES:
         b = compiler.compile_model(m, tile)
-        assert [(L.wbits, L.abits) for L in b.model.layers] == [(4, 8), (3, 5), (6, 4)]
+        assert [(L.weights.wbits, L.weights.abits) for L in b.model.layers] == [(4, 8), (3, 5), (6, 4)]
         y = compiler.run(b, x)
         assert np.abs(y - ref).max() <= 1e-4 and (y.argmax(1) == ref.argmax(1)).all()

@@ -15,7 +15,7 @@ from cimtile.hw import isa
 from cimtile.hw.isa import Opcode
 from cimtile.hw.params import PRESETS as TILES
 from cimtile.hw.params import TileConfig
-from cimtile.sim import kernels
+from cimtile.sim import fastmvm
 from cimtile.sim.device import PRESETS, DeviceError, DeviceModel, find_stuck, load_device
 from cimtile.sim.kernels import Layer
 from cimtile.sim.tile import Tile
@@ -171,7 +171,7 @@ def test_fast_read_model_matches_per_conversion_statistics():
     levels = r.integers(0, 4, (32, 16))
     masks = r.random((32, 16)) < 0.1
     raw = np.repeat(r.integers(0, 256, (1, 32)).astype(np.uint8), 3000, axis=0)
-    ideal = kernels.mvm(raw[:1], levels, masks, layer, geo, cfg)[0]
+    ideal = fastmvm.mvm(raw[:1], levels, masks, layer, geo, cfg)[0]
     dev = DeviceModel(read_sigma=0.3, read_exp=0.35, drift_nu=0.05, drift_t=1000.0, ir_drop=0.2)
     fast = dev.array(cfg).mvm_acc((0, 0), raw, levels, masks, layer, geo, cfg) - ideal
     exact = dev.replace(exact=True).array(cfg).mvm_acc((0, 0), raw, levels, masks, layer, geo, cfg) - ideal
@@ -182,7 +182,7 @@ def test_fast_read_model_matches_per_conversion_statistics():
     # with every read term off, the per-conversion model is the ideal MVM
     arr = DeviceModel(exact=True, stuck_high=0.0).array(cfg)
     np.testing.assert_array_equal(arr._mvm_exact((0, 0), raw[:5], levels, masks, layer, geo, cfg),
-                                  kernels.mvm(raw[:5], levels, masks, layer, geo, cfg))
+                                  fastmvm.mvm(raw[:5], levels, masks, layer, geo, cfg))
 
 
 def test_json_round_trip_and_one_line_errors(tmp_path, capsys):
@@ -271,7 +271,7 @@ def test_remapping_moves_signed_inputs_and_the_minus_128_correction():
     m.graph.initializer[0].CopyFrom(numpy_helper.from_array(w, "w"))
     m.graph.initializer[2].CopyFrom(numpy_helper.from_array(np.int8(0), "wz"))
     b = compiler.compile_model(m, "isaac")
-    assert b.model.layers[0].fix_tiles
+    assert b.model.layers[0].tiling.fix_tiles
     x = r.integers(-128, 128, (16, 30)).astype(np.int8)
     dev = DeviceModel(stuck_high=0.004, seed=11)
     fm = find_stuck(b.cfg, dev)

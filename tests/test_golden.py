@@ -16,12 +16,12 @@ import pytest
 from cimtile.hw.isa import Cause, Opcode, decode, encode
 from cimtile.hw.params import TileConfig
 from cimtile.sim.tile import HANDLERS, FeedError, ProgramError, Tile
+from helpers import HALT, assert_same
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from reference import RefTile, input_values, logical_weights, wrap
 from strategies import BITS_1_8, RandomFeed, configs, group_of, programs
 
-HALT = encode(Opcode.HALT)
 #: Multiplies every example count, for a deeper search than CI's (``GOLDEN_SCALE=50 pytest ...``).
 SCALE = int(os.environ.get("GOLDEN_SCALE", "1"))
 
@@ -31,26 +31,6 @@ def examples(n: int) -> settings:
 
 
 FAST = examples(60)
-
-
-def assert_same(res, ref, tile: Tile, rtile: RefTile, what: str) -> None:
-    """Every observable of a sim run equals the reference's."""
-    got = (res.cycles, res.instructions, res.halted, res.cause, res.pc, res.sync_tag)
-    want = (ref.cycles, ref.instructions, ref.halted, ref.cause, ref.pc, ref.sync_tag)
-    names = "cycles instructions halted cause pc sync_tag".split()
-    for n, g, w in zip(names, got, want):
-        assert g == w, f"{what}: {n} = {g}, reference {w} (sim stopped at: {res.text} {res.detail})"
-    n, m = len(res.outputs), len(ref.outputs)
-    assert n == m, f"{what}: {n} output blocks, reference {m}"
-    for i, (g, w) in enumerate(zip(res.outputs, ref.outputs)):
-        g = np.asarray(g).astype(np.int64)
-        assert g.shape == w.shape, f"{what}: output block {i} shape {g.shape}, reference {w.shape}"
-        assert np.array_equal(g, w), f"{what}: output block {i} differs:\n{g}\nreference\n{w}"
-    sim_state, ref_state = tile.state(), rtile.state()
-    assert sim_state.keys() == ref_state.keys()
-    for k, w in ref_state.items():
-        g = np.asarray(sim_state[k]).astype(np.int64)
-        assert np.array_equal(g, w), f"{what}: state {k!r} differs:\n{g}\nreference\n{w}"
 
 
 def run_all(cfg: TileConfig, batch: int, program: list[int], seeds: list[int]) -> None:

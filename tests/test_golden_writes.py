@@ -1,7 +1,7 @@
 """Writes to the cell array between MVMs, and repeated instruction words, on the golden model's fast paths.
 
 The fast MVM keeps nothing between MVMs that could go stale: it checks every window for the lossless
-column bound afresh (``sim.kernels._linear``), and the general path compares cached analyses with the
+column bound afresh (``sim.fastmvm._linear``), and the general path compares cached analyses with the
 current levels and masks. The Tile remembers decodings, cycle counts and loop independence per
 instruction word (and geometry). These tests change cells with every write path (LDW, LDM, VAUR, VAUC,
 WSET, MSET) between MVMs of the same words, on a lossless and on a clipping ADC, and run the same loop
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from cimtile.hw.isa import Opcode, encode
 from cimtile.hw.params import TileConfig
-from cimtile.sim import kernels
+from cimtile.sim import fastmvm
 from cimtile.sim.tile import Tile
+from helpers import HALT, assert_same
 from reference import RefTile
-from test_golden import HALT, assert_same
 
 E = encode
 
@@ -83,7 +83,7 @@ def test_writes_between_mvms_match_reference(adc_bits, high, lossless, dtype):
         assert all(not np.array_equal(acc[:, i], acc[:, i + 1]) for i in range(9)), acc
         # The first MVM ran on the path the case is meant for (lossless: one GEMM; else corrections).
         t = tiles[0]
-        linear = kernels._linear(feed[0].astype(np.int64), np.zeros((8, 8), bool), t.layer, t.geometry(), cfg)
+        linear = fastmvm._linear(feed[0].astype(np.int64), np.zeros((8, 8), bool), t.layer, t.geometry(), cfg)
         assert (linear is not None) == lossless
 
 

@@ -27,10 +27,11 @@ def test_generate_writes_tile_v_and_json(tiny_v):
         assert re.search(rf"\b(input|output)\b[^;]*\b{port}\b", text), port
     meta = json.loads((tiny_v.parent / "tile.json").read_text())
     assert meta["config"] == PRESETS["tiny"].to_dict()
-    assert meta["isa"]["opcodes"] == {op.name: op.value for op in isa.Opcode}
-    assert meta["isa"]["cycles"]["MVM"] == isa.SPECS[isa.Opcode.MVM].cycles
-    ldw = {f["name"]: f for f in meta["isa"]["fields"]["LDW"]}
-    assert ldw["count"]["bias"] == 1 and ldw["start"]["offset"] == 5
+    assert meta["isa"] == json.loads(json.dumps(isa.describe()))
+    assert {k: v["value"] for k, v in meta["isa"]["opcodes"].items()} == {op.name: op.value for op in isa.Opcode}
+    assert meta["isa"]["opcodes"]["MVM"]["cycles"] == isa.SPECS[isa.Opcode.MVM].cycles
+    ldw = {f["name"]: f for f in meta["isa"]["opcodes"]["LDW"]["fields"]}
+    assert ldw["count_m1"]["bias"] == 1 and ldw["start"]["offset"] == 5
 
 
 def test_ports_match_interface_doc():
@@ -40,6 +41,7 @@ def test_ports_match_interface_doc():
     assert names == {"instr", "start", "din", "dout", "busy", "done", "error", "error_cause", "error_pc",
                      "cycles", "sync_tag"}
     assert len(t.din.payload) == PRESETS["tiny"].bus_bits and len(t.cycles) == 32 and len(t.error_pc) == 16
+    assert len(t.error_cause) == 4 and len(t.sync_tag) == 16  # docs/interface.md
 
 
 def test_verilator_lint_is_clean(tiny_v):

@@ -9,11 +9,13 @@ import threading
 import numpy as np
 import pytest
 from cimtile.hw import isa
-from cimtile.hw.isa import Opcode, encode
+from cimtile.hw.isa import Opcode, adc_bound, encode
 from cimtile.hw.params import PRESETS
-from cimtile.hw.perf import adc_bound, layer_program, layer_utilisation, mvm_shapes
-from cimtile.hw.simrun import golden_runs, run_rtl
-from test_hw_tile import TINY, VARIANT
+from cimtile.tb.amaranth_sim import golden_runs, run_rtl
+from helpers import TINY, VARIANT, bench_module
+
+perf = bench_module("perf")
+layer_program, layer_utilisation, mvm_shapes = perf.layer_program, perf.layer_utilisation, perf.mvm_shapes
 
 HALT = encode(Opcode.HALT)
 

@@ -7,19 +7,14 @@ import os
 import numpy as np
 import pytest
 from cimtile.hw.isa import Opcode, encode
-from cimtile.hw.params import PRESETS, TileConfig
-from cimtile.hw.simrun import golden_runs, run_rtl
+from cimtile.hw.params import TileConfig
+from cimtile.tb.amaranth_sim import golden_runs, run_rtl
+from helpers import TINY, VARIANT
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from reference import RefTile
 from strategies import RandomFeed, programs
 
-TINY = PRESETS["tiny"]
-#: Different slice counts and ADC sharing: 2-bit DAC, 3 ADCs of 2 cycles over 16 columns, row
-#: groups of 5 (a partial last group), differential pairs converted once, 3 requant lanes, a
-#: 128-bit bus (two LDRQ records a word), two loop levels.
-VARIANT = TINY.replace(name="variant", dac_bits=2, n_adcs=3, adc_cycles=2, rows_per_conv=5,
-                       weight_encoding="differential-analog", rq_lanes=3, bus_bits=128, loop_depth=2)
 CONFIGS = {"tiny": TINY, "variant": VARIANT}
 SCALE = int(os.environ.get("RTL_SCALE", "1"))
 #: No shrinking: each example costs seconds of RTL simulation; a failure prints the drawn program.

@@ -1,4 +1,4 @@
-"""The fast MVM (``sim.kernels.mvm``) equals the straightforward bit-sliced loop (``mvm_sliced``) exactly.
+"""The fast MVM (``sim.fastmvm.mvm``) equals the straightforward bit-sliced loop (``mvm_sliced``) exactly.
 
 Every fast path is forced at least once by a targeted case that also asserts the path was taken
 (lossless, corrections on all rows or on gathered rows, direct conversion under an ADC shift, slices
@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cimtile.hw import isa
+from cimtile.hw.encoding import decode_weights
 from cimtile.hw.params import ENCODINGS, TileConfig
-from cimtile.sim import kernels
+from cimtile.sim import fastmvm, kernels
 from cimtile.sim.kernels import Layer
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -48,19 +49,19 @@ def _setup(seed: int, *, cell_bits: int, dac_bits: int, adc_bits: int, rows_per_
     return raw, lv, masks, layer, geo, cfg
 
 
-def _check(ops) -> kernels._Plan:
+def _check(ops) -> fastmvm._Plan:
     raw, lv, masks, layer, geo, cfg = ops
-    got = kernels.mvm(raw, lv, masks, layer, geo, cfg)
+    got = fastmvm.mvm(raw, lv, masks, layer, geo, cfg)
     want = kernels.mvm_sliced(raw, lv, masks, layer, geo, cfg)
     assert got.dtype == np.int64 and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
-    return kernels._plan(lv, masks, layer, geo, cfg)
+    return fastmvm._plan(lv, masks, layer, geo, cfg)
 
 
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of a few vectors, so that multi-chunk and gathered-row paths run on small batches."""
-    monkeypatch.setattr(kernels, "CHUNK", 7)
+    monkeypatch.setattr(fastmvm, "CHUNK", 7)
 
 
 BASE = dict(cell_bits=2, dac_bits=1, adc_bits=4, rows_per_conv=8, encoding="differential", wbits=8, abits=8,
@@ -103,13 +104,13 @@ def test_fast_paths(name, kw, path, small_chunks):
 def test_gather_really_gathers(small_chunks, monkeypatch):
     """The gathered-row branch of ``_Plan.correct`` runs (rows selected, not the whole chunk)."""
     calls = []
-    orig = kernels._Plan._segment
+    orig = fastmvm._Plan._segment
 
     def spy(self, Xg, rows, *a):
         calls.append(rows is None)
         return orig(self, Xg, rows, *a)
 
-    monkeypatch.setattr(kernels._Plan, "_segment", spy)
+    monkeypatch.setattr(fastmvm._Plan, "_segment", spy)
     for seed in range(3):
         _check(_setup(seed, **_case(adc_bits=4, nr=24, rows_per_conv=24, levels="mixed", inputs="relu", m=60)))
     assert False in calls and True in calls
@@ -135,13 +136,13 @@ def mvm_cases(draw):
 
 
 @settings(deadline=None, max_examples=150)
-@given(kw=mvm_cases(), seed=st.integers(0, 2**32 - 1), chunk=st.sampled_from([3, 7, kernels.CHUNK]))
+@given(kw=mvm_cases(), seed=st.integers(0, 2**32 - 1), chunk=st.sampled_from([3, 7, fastmvm.CHUNK]))
 def test_mvm_equals_sliced(kw, seed, chunk):
-    saved, kernels.CHUNK = kernels.CHUNK, chunk
+    saved, fastmvm.CHUNK = fastmvm.CHUNK, chunk
     try:
         _check(_setup(seed, **kw))
     finally:
-        kernels.CHUNK = saved
+        fastmvm.CHUNK = saved
 
 
 @settings(deadline=None, max_examples=60)
@@ -150,9 +151,9 @@ def test_lossless_adc_is_plain_product(kw, seed):
     """An ADC that cannot clip (and no shift) makes the MVM the integer product x @ W."""
     kw = {**kw, "adc_bits": 14, "adc_shift": 0, "rows_per_conv": min(kw["rows_per_conv"], 8)}
     raw, lv, masks, layer, geo, cfg = _setup(seed, **kw)
-    got = kernels.mvm(raw, lv, masks, layer, geo, cfg)
+    got = fastmvm.mvm(raw, lv, masks, layer, geo, cfg)
     x = kernels.input_values(raw, layer.abits, layer.asigned)
-    w = kernels.effective_weights(lv, masks, geo, cfg, layer.wsigned)
+    w = decode_weights(cfg, lv, masks, layer.wbits, layer.wsigned)
     want = np.array([[sum(int(a) * int(b) for a, b in zip(row, col)) for col in w.T] for row in x],
                     dtype=np.int64).reshape(len(x), geo.n_out)
     np.testing.assert_array_equal(got, want)
@@ -162,26 +163,26 @@ def test_plan_cache_sees_changed_levels():
     """A cached analysis is reused only for equal levels and masks."""
     raw, lv, masks, layer, geo, cfg = _setup(0, **_case())
     lv[:] = 0
-    assert kernels._plan(lv, masks, layer, geo, cfg).lossless
+    assert fastmvm._plan(lv, masks, layer, geo, cfg).lossless
     lv[:] = cfg.max_level  # in place, as a Tile's VAU does
-    assert not kernels._plan(lv, masks, layer, geo, cfg).lossless
-    np.testing.assert_array_equal(kernels.mvm(raw, lv, masks, layer, geo, cfg),
+    assert not fastmvm._plan(lv, masks, layer, geo, cfg).lossless
+    np.testing.assert_array_equal(fastmvm.mvm(raw, lv, masks, layer, geo, cfg),
                                   kernels.mvm_sliced(raw, lv, masks, layer, geo, cfg))
     masks[:] = True
-    assert not kernels.mvm(raw, lv, masks, layer, geo, cfg).any()
+    assert not fastmvm.mvm(raw, lv, masks, layer, geo, cfg).any()
 
 
 def test_input_dtypes_agree():
     """uint8 bytes and signed integers of the same bytes give the same result."""
     raw, lv, masks, layer, geo, cfg = _setup(1, **_case(asigned=True, levels="high"))
     u8 = (raw & 0xFF).astype(np.uint8)
-    np.testing.assert_array_equal(kernels.mvm(raw, lv, masks, layer, geo, cfg),
-                                  kernels.mvm(u8, lv, masks, layer, geo, cfg))
+    np.testing.assert_array_equal(fastmvm.mvm(raw, lv, masks, layer, geo, cfg),
+                                  fastmvm.mvm(u8, lv, masks, layer, geo, cfg))
 
 
 def test_empty_batch():
     raw, lv, masks, layer, geo, cfg = _setup(2, **_case(levels="high"))
-    assert kernels.mvm(raw[:0], lv, masks, layer, geo, cfg).shape == (0, geo.n_out)
+    assert fastmvm.mvm(raw[:0], lv, masks, layer, geo, cfg).shape == (0, geo.n_out)
 
 
 @settings(deadline=None, max_examples=50)
@@ -204,12 +205,12 @@ def test_plan_cache_keeps_windows_apart():
     assert ops_a[3:] == ops_b[3:]  # same layer, geometry and TileConfig: one cache key
     for _ in range(2):
         for raw, lv, masks, layer, geo, cfg in (ops_a, ops_b):
-            np.testing.assert_array_equal(kernels.mvm(raw, lv, masks, layer, geo, cfg),
+            np.testing.assert_array_equal(fastmvm.mvm(raw, lv, masks, layer, geo, cfg),
                                           kernels.mvm_sliced(raw, lv, masks, layer, geo, cfg))
-    pa = kernels._plan(*ops_a[1:])
-    pb = kernels._plan(*ops_b[1:])
+    pa = fastmvm._plan(*ops_a[1:])
+    pb = fastmvm._plan(*ops_b[1:])
     assert pa is not pb and not pa.lossless and pb.lossless
-    assert kernels._plan(*ops_a[1:]) is pa
+    assert fastmvm._plan(*ops_a[1:]) is pa
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
@@ -221,7 +222,7 @@ def test_slice_rows_match_tables(encoding):
             for dac_bits in (1, 2, 3, 4):
                 raw, lv, masks, layer, geo, cfg = _setup(0, **_case(abits=abits, asigned=asigned, dac_bits=dac_bits,
                                                                     encoding=encoding))
-                plan = kernels._plan(lv, masks, layer, geo, cfg)
+                plan = fastmvm._plan(lv, masks, layer, geo, cfg)
                 sl = kernels.input_slices(u8[0], abits, asigned, dac_bits)
                 step = 2 if plan.s else 1
                 for i, (_, bits) in enumerate(plan.units):
@@ -239,7 +240,7 @@ def test_mvm_acc_is_wrapped_sum(kw, seed, acc_bits, accumulate):
     rng = np.random.default_rng(seed)
     half = 1 << (acc_bits - 1)
     prev = rng.integers(-half, half, (raw.shape[0], geo.n_out)) if accumulate else None
-    got = kernels.mvm_acc(raw, lv, masks, layer, geo, cfg, prev)
+    got = fastmvm.mvm_acc(raw, lv, masks, layer, geo, cfg, prev)
     want = kernels.mvm_sliced(raw, lv, masks, layer, geo, cfg) + (0 if prev is None else prev)
     want = ((want + half) % (2 * half)) - half
     assert np.issubdtype(got.dtype, np.integer)
@@ -315,13 +316,13 @@ def test_linear_check_equals_plan_lossless(kw, seed, wide):
     raw, lv, masks, layer, geo, cfg = _setup(seed, **kw)
     if lv.shape[0] == 0 or geo.n_out == 0:
         return
-    lin = kernels._linear(lv, masks, layer, geo, cfg)
-    plan = kernels._Plan(np.where(masks, 0, lv).astype(np.int64), layer, geo, cfg)
+    lin = fastmvm._linear(lv, masks, layer, geo, cfg)
+    plan = fastmvm._Plan(np.where(masks, 0, lv).astype(np.int64), layer, geo, cfg)
     assert (lin is not None) == plan.lossless
     if lin is not None:
         W, bound = lin
         assert bound >= plan.lin_bound
         assert W.dtype == (np.float32 if bound < kernels.F32_EXACT else np.float64)
         x = kernels.input_values(raw, layer.abits, layer.asigned)
-        assert np.abs(x @ kernels.effective_weights(lv, masks, geo, cfg, layer.wsigned)).max(initial=0) <= bound
-        np.testing.assert_array_equal(W, kernels.effective_weights(lv, masks, geo, cfg, layer.wsigned))
+        assert np.abs(x @ decode_weights(cfg, lv, masks, layer.wbits, layer.wsigned)).max(initial=0) <= bound
+        np.testing.assert_array_equal(W, decode_weights(cfg, lv, masks, layer.wbits, layer.wsigned))

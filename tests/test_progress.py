@@ -64,7 +64,7 @@ def test_run_progress_counts_program_runs(monkeypatch):
     b = compiler.compile_model(conv_qdq(), "tiny")
     L = b.model.layers[0]
     x = np.random.default_rng(0).random((40, 1, 8, 8), dtype=np.float32)
-    runs = len(L.programs) * -(-40 * L.positions // L.chunk)
+    runs = len(L.programs) * -(-40 * L.schedule.positions // L.schedule.chunk)
     assert runs >= 16 * len(L.programs)
     bars, updates = [], []
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from cimtile.hw.params import TileConfig
 
-from ..ir import Model, TileLayer
+from ..ir import Model, Schedule, TileLayer
 
 
 def positions_per_image(L: TileLayer) -> int:
@@ -16,13 +16,15 @@ def positions_per_image(L: TileLayer) -> int:
 
 
 class ChooseChunks:
+    """Makes each layer's :class:`~cimtile.compiler.ir.Schedule` (from its graph fields only)."""
+
     def __init__(self, cfg: TileConfig):
         self.cfg = cfg
 
     def apply(self, model: Model) -> tuple[Model, bool]:
         c = self.cfg
         for L in model.layers:
-            L.positions = positions_per_image(L)
+            positions = positions_per_image(L)
             depth = min(c.in_depth, c.acc_depth, c.out_depth if L.out_spec is not None else c.acc_depth, 4096)
-            L.chunk = max(1, min(depth, L.positions))
+            L.schedule = Schedule(positions, max(1, min(depth, positions)))
         return model, False

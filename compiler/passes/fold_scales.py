@@ -1,15 +1,18 @@
 """Float scales to the tile's fixed-point requantisation: ``s_in * s_w / s_out ~= mult / 2^shift`` per output
-channel, with a 16-bit multiplier and a 6-bit shift; output zero point, clamp and ReLU go to CFGRQ."""
+channel, with the multiplier and shift of the lane record (cimtile.hw.isa.RQ_RECORD); output zero point, clamp and ReLU
+go to CFGRQ."""
 
 from __future__ import annotations
 
 import numpy as np
+from cimtile.hw.isa import RQ_RECORD, RQ_VALUE_RANGE, field_range
 
 from ..errors import node_error
-from ..ir import Model
+from ..ir import Model, Requant
 
-MULT_BITS = 16
-MAX_SHIFT = 63
+#: The lane record's multiplier width and largest shift (LDRQ's record, cimtile.hw.isa.RQ_RECORD).
+MULT_BITS = RQ_RECORD["mult"].width
+MAX_SHIFT = field_range(RQ_RECORD, "shift")[1]
 
 
 def fixed_point(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -30,18 +33,22 @@ def fixed_point(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class FoldScales:
+    """Makes the :class:`~cimtile.compiler.ir.Requant` of each layer with an output quantizer (needs Weights)."""
+
     def apply(self, model: Model) -> tuple[Model, bool]:
         for L in model.layers:
             if L.out_spec is None:
                 continue
-            m = L.acc_scale / float(L.out_spec.scale)
+            wt = L.need("weights", "FoldScales")
+            m = wt.acc_scale / float(L.out_spec.scale)
             mult, shift = fixed_point(m)
             if np.any(mult >= 1 << MULT_BITS):
                 raise node_error(L.name, L.op, f"requantisation factor {float(m.max()):.4g} too large for a "
-                                 "16-bit multiplier")
-            L.rq_mult, L.rq_shift = mult, shift
-            L.zp_out = int(L.out_spec.zero_point)
-            L.clamp = (int(L.out_spec.lo), int(L.out_spec.hi))
-            if not (-128 <= L.zp_out <= 255 and -128 <= L.clamp[0] <= L.clamp[1] <= 255):
-                raise node_error(L.name, L.op, "output zero point or range outside -128..255")
+                                 f"{MULT_BITS}-bit multiplier")
+            zp, clamp = int(L.out_spec.zero_point), (int(L.out_spec.lo), int(L.out_spec.hi))
+            vlo, vhi = RQ_VALUE_RANGE
+            if not (vlo <= zp <= vhi and vlo <= clamp[0] <= clamp[1] <= vhi):
+                raise node_error(L.name, L.op, f"output zero point {zp} and range {clamp[0]}..{clamp[1]}: "
+                                 f"the tile's requantisation needs both inside {vlo}..{vhi}")
+            L.requant = Requant(mult, shift, zp, clamp)
         return model, False

@@ -5,44 +5,26 @@ product); columns per tile hold whole weight groups."""
 from __future__ import annotations
 
 import numpy as np
-from cimtile.hw import isa
+from cimtile.hw.encoding import adc_range, encode_weights, group_size, paired
 from cimtile.hw.params import TileConfig
 
 from ..errors import node_error
-from ..ir import Model, TileLayer
+from ..ir import Model, TileLayer, Tiling, Weights
 
 
 def cell_levels(W: np.ndarray, wbits: int, wsigned: bool, cfg: TileConfig) -> tuple[np.ndarray, int]:
-    """Cell levels (K, N * group) of integer weights W (K, N), and the group (physical columns per output).
-
-    Signed: per slice s a positive and a negative column (``s0+ s0- s1+ s1- ...``), magnitude bits sliced
-    least significant first; unsigned: one column per slice.
-    """
-    nws = isa.weight_slices(wbits, wsigned, cfg.cell_bits)
-    K, N = W.shape
-    cb, ml = cfg.cell_bits, cfg.max_level
-    mag = np.abs(W).astype(np.uint8)  # |W| <= 255 (at most 8 bits)
-    if wsigned:
-        out = np.empty((K, N, nws, 2), dtype=np.uint8)
-        pos, neg = (W > 0).view(np.uint8), (W < 0).view(np.uint8)
-        for s in range(nws):
-            sl = (mag >> (s * cb)) & ml
-            np.multiply(sl, pos, out=out[:, :, s, 0])
-            np.multiply(sl, neg, out=out[:, :, s, 1])
-        return out.reshape(K, N * nws * 2), nws * 2
-    out = np.empty((K, N, nws), dtype=np.uint8)
-    for s in range(nws):
-        np.bitwise_and(mag >> (s * cb), ml, out=out[:, :, s])
-    return out.reshape(K, N * nws), nws
+    """Cell levels (K, N * group) of integer weights W (K, N) by :func:`cimtile.hw.encoding.encode_weights`,
+    and the group (physical columns per output)."""
+    return encode_weights(cfg, W, wbits, wsigned), group_size(cfg, wbits, wsigned)
 
 
 def _column_limits(cfg: TileConfig, group: int, ncols: int, wsigned: bool) -> np.ndarray:
-    """Largest column sum of levels (per physical column) a conversion takes without clipping."""
+    """Largest column sum of levels (per physical column) a conversion takes without clipping: the top of the
+    ADC range for a column converted alone; for a pair converted once, the positive column may reach the top
+    and the negative one the bottom of the signed range."""
     maxv = (1 << cfg.dac_bits) - 1
-    if wsigned and cfg.analog_diff:
-        per = np.tile(np.array([(1 << (cfg.adc_bits - 1)) - 1, 1 << (cfg.adc_bits - 1)]), group // 2)
-    else:
-        per = np.full(group, cfg.adc_max)
+    lo, hi = adc_range(cfg, wsigned)
+    per = np.tile(np.array([hi, -lo]), group // 2) if paired(cfg, wsigned) else np.full(group, hi)
     return np.tile(per, ncols // group) // maxv
 
 
@@ -63,9 +45,9 @@ def _fits(levels: np.ndarray, h: int, P: int, lim: np.ndarray) -> bool:
     return bool((sums.max(axis=0) <= lim).all())
 
 
-def row_height(L: TileLayer, cfg: TileConfig, lim: np.ndarray, levels: np.ndarray | None = None) -> int:
-    """Rows per crossbar tile: as many as fit the array with every conversion provably unclipped."""
-    levels = L.levels if levels is None else levels
+def row_height(L: TileLayer, cfg: TileConfig, lim: np.ndarray, levels: np.ndarray) -> int:
+    """Rows per crossbar tile: as many as fit the array with every conversion provably unclipped (``L`` only
+    names the layer in errors)."""
     K = levels.shape[0]
     hmax = min(cfg.rows, K)
     P = cfg.rows_per_conv
@@ -90,35 +72,45 @@ def row_height(L: TileLayer, cfg: TileConfig, lim: np.ndarray, levels: np.ndarra
 
 
 class SplitTiles:
+    """Makes each layer's :class:`~cimtile.compiler.ir.Tiling` (needs Weights)."""
+
     def __init__(self, cfg: TileConfig):
         self.cfg = cfg
 
     def apply(self, model: Model) -> tuple[Model, bool]:
-        cfg = self.cfg
         for L in model.layers:
-            L.levels, L.group = cell_levels(L.w_int, L.wbits, L.wsigned, cfg)
-            if L.group > cfg.cols:
-                raise node_error(L.name, L.op, f"layer cannot fit: one {L.wbits}-bit weight needs {L.group} columns, "
-                                 f"the crossbar has {cfg.cols}")
-            L.outs_per_tile = cfg.cols // L.group
-            lim = _column_limits(cfg, L.group, L.levels.shape[1], L.wsigned)
-            if L.w_fix is not None:
-                L.levels_fix, fgroup = cell_levels(L.w_fix, 2, True, cfg)
-                # the correction's columns must convert without clipping too: check them with the weights
-                lim = np.concatenate([lim, _column_limits(cfg, fgroup, L.levels_fix.shape[1], True)])
-                L.row_tile = row_height(L, cfg, lim, np.concatenate([L.levels, L.levels_fix], axis=1))
-                L.fix_tiles = [(ct, rt) for ct, (c0, c1) in enumerate(L.col_tiles)
-                               for rt, (r0, r1) in enumerate(L.row_tiles) if L.w_fix[r0:r1, c0:c1].any()]
-            else:
-                L.row_tile = row_height(L, cfg, lim)
-            # accumulator range: the exact sum must not wrap
-            lo, hi = L.in_spec.lo, L.in_spec.hi
-            xmax = max(abs(lo), abs(hi))
-            wabs = np.abs(L.w_int).sum(axis=0, dtype=np.int64)
-            if L.w_fix is not None:
-                wabs = wabs + np.abs(L.w_fix).sum(axis=0, dtype=np.int64)
-            bound = int(wabs.max(initial=0)) * xmax
-            if bound >= 1 << (cfg.acc_bits - 1):
-                raise node_error(L.name, L.op, f"layer cannot fit: sums up to {bound} overflow the {cfg.acc_bits}-bit "
-                                 "accumulator")
+            L.tiling = self.split(L, L.need("weights", "SplitTiles"))
         return model, False
+
+    def split(self, L: TileLayer, wt: Weights) -> Tiling:
+        cfg = self.cfg
+        levels, group = cell_levels(wt.w_int, wt.wbits, wt.wsigned, cfg)
+        if group > cfg.cols:
+            raise node_error(L.name, L.op, f"layer cannot fit: one {wt.wbits}-bit weight needs {group} columns, "
+                             f"the crossbar has {cfg.cols}")
+        outs_per_tile = cfg.cols // group
+        col_tiles = Tiling.ranges(wt.N, outs_per_tile)
+        lim = _column_limits(cfg, group, levels.shape[1], wt.wsigned)
+        levels_fix, fix_tiles = None, ()
+        if wt.w_fix is not None:
+            levels_fix, fgroup = cell_levels(wt.w_fix, 2, True, cfg)
+            # the correction's columns must convert without clipping too: check them with the weights
+            lim = np.concatenate([lim, _column_limits(cfg, fgroup, levels_fix.shape[1], True)])
+            row_tile = row_height(L, cfg, lim, np.concatenate([levels, levels_fix], axis=1))
+            row_tiles = Tiling.ranges(wt.K, row_tile)
+            fix_tiles = tuple((ct, rt) for ct, (c0, c1) in enumerate(col_tiles)
+                              for rt, (r0, r1) in enumerate(row_tiles) if wt.w_fix[r0:r1, c0:c1].any())
+        else:
+            row_tile = row_height(L, cfg, lim, levels)
+            row_tiles = Tiling.ranges(wt.K, row_tile)
+        # accumulator range: the exact sum must not wrap
+        lo, hi = L.in_spec.lo, L.in_spec.hi
+        xmax = max(abs(lo), abs(hi))
+        wabs = np.abs(wt.w_int).sum(axis=0, dtype=np.int64)
+        if wt.w_fix is not None:
+            wabs = wabs + np.abs(wt.w_fix).sum(axis=0, dtype=np.int64)
+        bound = int(wabs.max(initial=0)) * xmax
+        if bound >= 1 << (cfg.acc_bits - 1):
+            raise node_error(L.name, L.op, f"layer cannot fit: sums up to {bound} overflow the {cfg.acc_bits}-bit "
+                             "accumulator")
+        return Tiling(levels, group, row_tile, outs_per_tile, row_tiles, col_tiles, levels_fix, fix_tiles)

@@ -1,18 +1,15 @@
-"""Speed figures of the tile from the cycle formulas the RTL follows: ADC bound, layer utilisation, VAU."""
+"""Speed figures of the tile from the cycle formulas the RTL follows: layer utilisation, MVM cycles over the
+ADC bound (:func:`cimtile.hw.isa.adc_bound`), VAU step vs per-cell writes. Used by bench/rtl.py and
+tests/test_hw_perf.py."""
 
 from __future__ import annotations
 
-from . import isa
-from .isa import Opcode, encode
-from .params import TileConfig
+from cimtile.hw import isa
+from cimtile.hw.encoding import group_size
+from cimtile.hw.isa import Opcode, adc_bound, encode
+from cimtile.hw.params import TileConfig
 
-__all__ = ["adc_bound", "layer_program", "layer_utilisation", "measure_mvm_cycles", "mvm_shapes",
-           "vau_step_vs_cellwise"]
-
-
-def adc_bound(cfg: TileConfig, g: isa.Geometry) -> int:
-    """The physical limit of one MVM: ceil(input slices x row groups x conversions / ADCs) x adc_cycles."""
-    return -(-(g.nis * g.nrg * g.nconv) // cfg.n_adcs) * cfg.adc_cycles
+__all__ = ["layer_program", "layer_utilisation", "measure_mvm_cycles", "mvm_shapes", "vau_step_vs_cellwise"]
 
 
 def mvm_shapes(cfg: TileConfig) -> list[tuple[int, int, int, int, int, int]]:
@@ -22,7 +19,7 @@ def mvm_shapes(cfg: TileConfig) -> list[tuple[int, int, int, int, int, int]]:
     for wbits, abits, ws, as_, rows in [(8, 8, 1, 0, cfg.rows), (3, 5, 1, 1, max(1, cfg.rows // 2 - 1)),
                                         (1, 1, 0, 0, 1), (5, 8, 0, 1, cfg.rows), (2, 4, 1, 0, cfg.rows - 3),
                                         (8, 2, 0, 0, 3)]:
-        g = isa.weight_slices(wbits, bool(ws), cfg.cell_bits) * (2 if ws else 1)
+        g = group_size(cfg, wbits, bool(ws))
         if g > cfg.cols or rows < 1:
             continue
         for nc in sorted({g, g * (cfg.cols // g)}):
@@ -80,7 +77,7 @@ def measure_mvm_cycles(cfg: TileConfig) -> list[tuple[tuple, int, int]]:
     """Run one MVM of every :func:`mvm_shapes` shape on the RTL (Amaranth's simulator) and return
     (shape, measured MVM cycles, ADC bound). The MVM's cycles are the run's count minus those of
     the surrounding instructions (CFG, WIN, HALT: one each)."""
-    from .simrun import golden_runs, run_rtl
+    from cimtile.tb.amaranth_sim import golden_runs, run_rtl
 
     shapes = mvm_shapes(cfg)
     runs = []

@@ -1,4 +1,8 @@
-"""Run programs on the Amaranth tile in Amaranth's simulator and on the golden model, and compare."""
+"""Test driver for the Amaranth tile in Amaranth's simulator (no Verilator), beside the golden model.
+
+Used by the unit tests of the RTL (tests/test_hw_tile.py) and by the RTL speed figures (bench/perf.py).
+Stream words are packed with the co-simulation's own pieces (:mod:`cimtile.tb.scoreboard`).
+"""
 
 from __future__ import annotations
 
@@ -6,63 +10,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from cimtile.hw import dataformat as df
+from cimtile.hw.isa import Cause, Opcode
+from cimtile.hw.params import TileConfig
 
-from . import dataformat as df
-from .isa import Cause, Opcode
-from .params import TileConfig
+from .scoreboard import RecordingFeed, pack_block
 
-__all__ = ["RtlResult", "RecordingFeed", "din_words", "dout_words", "golden_runs", "run_rtl"]
-
-
-class RecordingFeed:
-    """A ``sim.tile.Feed`` that also records the opcode of the instruction taking each block."""
-
-    def __init__(self, blocks):
-        from cimtile.sim.tile import Feed
-
-        class _F(Feed):
-            def take(inner, pc, d):
-                b = Feed.take(inner, pc, d)
-                self.taken.append((d.op, b))
-                return b
-
-        self.taken: list[tuple[Opcode, np.ndarray]] = []
-        self.feed = _F(blocks)
+__all__ = ["RtlResult", "din_words", "dout_words", "golden_runs", "run_rtl"]
 
 
-def din_words(cfg: TileConfig, taken: Sequence[tuple[Opcode, np.ndarray]]) -> list[int]:
-    """Data-in bus words (Python ints) for the blocks the load instructions took, in order."""
-    f = df.formats(cfg)
+def din_words(cfg: TileConfig, taken: Sequence[tuple]) -> list[int]:
+    """Data-in bus words (Python ints) for the blocks the load instructions took, in order
+    (``taken``: a :class:`cimtile.tb.scoreboard.RecordingFeed`'s ``(pc, decoded, block)`` records)."""
     out: list[int] = []
-    for op, b in taken:
-        b = np.asarray(b, dtype=np.int64)
-        if op in (Opcode.LDW, Opcode.LDM):
-            w = df.pack(b.T, f[op].bits, f[op].words, cfg.bus_bits)
-        elif op is Opcode.LDIN:
-            w = df.pack(b.reshape(-1, cfg.rows) & 0xFF, 8, f[op].words, cfg.bus_bits)
-        elif op is Opcode.LDD:
-            w = df.pack(b, 8, f[op].words, cfg.bus_bits)
-        elif op is Opcode.LDRQ:
-            w = df.pack_rq(b[:, 0], b[:, 1], b[:, 2], cfg)
-        else:  # pragma: no cover
-            raise ValueError(f"{op} takes no data-in block")
-        out += df.words_to_ints(w)
+    for _, d, b in taken:
+        out += df.words_to_ints(pack_block(cfg, d.op, b))
     return out
 
 
 def dout_words(cfg: TileConfig, outputs: Sequence[np.ndarray]) -> list[int]:
     """Data-out bus words the golden model's output blocks correspond to (batch 1)."""
-    f = df.formats(cfg)
     out: list[int] = []
     for b in outputs:
         b = np.asarray(b)
         if b.ndim == 3:  # RDOUT (uint8) or RDACC (int64), batch x count x cols
             op = Opcode.RDOUT if b.dtype == np.uint8 else Opcode.RDACC
-            w = df.pack(b[0].astype(np.int64), f[op].bits, f[op].words, cfg.bus_bits)
         else:  # RDW (levels) or RDM (bool masks), rows x count
             op = Opcode.RDM if b.dtype == bool else Opcode.RDW
-            w = df.pack(b.T.astype(np.int64), f[op].bits, f[op].words, cfg.bus_bits)
-        out += df.words_to_ints(w)
+        out += df.words_to_ints(pack_block(cfg, op, b[:1] if b.ndim == 3 else b))
     return out
 
 
@@ -87,7 +62,7 @@ def golden_runs(cfg: TileConfig, runs: Sequence[tuple[Sequence[int], Sequence]])
     out = []
     for prog, blocks in runs:
         rec = RecordingFeed(blocks)
-        res = t.run(list(prog), rec.feed)
+        res = t.run(list(prog), rec)
         out.append((res, din_words(cfg, rec.taken), dout_words(cfg, res.outputs)))
     return out
 
@@ -100,8 +75,7 @@ def run_rtl(cfg: TileConfig, runs: Sequence[tuple[Sequence[int], Sequence[int]]]
     count must not change).
     """
     from amaranth.sim import Simulator
-
-    from .tile import Tile
+    from cimtile.hw.tile import Tile
 
     dut = Tile(cfg, mutation=mutation)
     rng = np.random.default_rng(stall_seed) if stall_seed is not None else None

@@ -1,0 +1,402 @@
+"""The golden model's fast bit-sliced MVM: the same integers as :func:`cimtile.sim.kernels.mvm_sliced`, much faster.
+
+One GEMM for everything that provably cannot clip, and exact per-conversion corrections only where a cheap
+bound says a conversion may clip; the analysis of a programmed window (:class:`_Plan`) is cached.
+docs/golden-model.md gives the exactness argument; tests/test_kernels.py checks it against the definition.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from cimtile.hw.encoding import adc_range, column_weights, paired
+from cimtile.hw.isa import Geometry
+from cimtile.hw.params import TileConfig
+
+from .kernels import F32_EXACT, F64_EXACT, Layer, input_slices, input_values, wrap
+
+__all__ = ["mvm", "mvm_acc"]
+
+#: Vectors per correction chunk: keeps the temporaries of one chunk in the L2 cache.
+CHUNK = 512
+#: Programmed windows whose analysis (:class:`_Plan`) is kept; a Tile reuses one window for many MVMs.
+PLAN_CACHE = 16
+
+
+def _pow2_above(n: int) -> int:
+    """Smallest power of two strictly greater than ``n`` (n >= 0)."""
+    return 1 << int(n).bit_length()
+
+
+def _bit_field(values: np.ndarray) -> tuple[int, int]:
+    """(shift, mask) with ``(byte >> shift) & mask == values[byte]`` for every byte."""
+    b = np.arange(256)
+    top = int(values.max())
+    for sh in range(8):
+        if np.array_equal((b >> sh) & top, values):
+            return sh, top
+    raise AssertionError(f"input slice values {values[:8].tolist()}... are not a bit field of the input byte "
+                         "(kernels.input_slices changed)")
+
+
+class _Group:
+    """One row group of the window: conversion columns sorted by how easily they clip."""
+
+    def __init__(self, a: int, b: int, e: np.ndarray, cwc: np.ndarray, n_out: int, maxv: int,
+                 lo: int, hi: int, sh: int):
+        per_out = cwc.shape[0]
+        self.a, self.b, self.rows = a, b, b - a
+        ep, en = np.maximum(e, 0), np.maximum(-e, 0)
+        if sh == 0:
+            # Largest number of active rows (each driven at most maxv) for which no input vector
+            # can push a column outside lo..hi: the top-n levels of the column decide.
+            top_p = np.cumsum(-np.sort(-ep, axis=0), axis=0) * maxv
+            top_n = np.cumsum(-np.sort(-en, axis=0), axis=0) * maxv
+            t_col = ((top_p <= hi) & (-top_n >= lo)).sum(axis=0)
+        else:
+            # A shift drops low bits of every non-zero sum: only an all-zero slice is linear.
+            t_col = np.zeros(e.shape[1], dtype=np.int64)
+        t_class = t_col.reshape(n_out, per_out).min(axis=0)
+        order = np.argsort(t_class, kind="stable")
+        self.T = t_class[order]
+        self.never = bool(self.T[0] >= self.rows)
+        self.always = bool(self.T[-1] == 0)
+        # Columns class-major in threshold order, so a prefix of classes is a prefix of columns.
+        es = e.reshape(self.rows, n_out, per_out)[:, :, order].transpose(0, 2, 1).reshape(self.rows, -1)
+        self.E = np.asfortranarray(es.astype(np.float32))
+        # Python floats: a NumPy float64 scalar would promote float32 temporaries.
+        self.cw = [float(c) for c in cwc[order]]
+        self.amax = maxv * int(np.abs(e).sum(axis=0).max(initial=0))
+        self.signed = bool(en.any())
+
+
+class _Plan:
+    """Everything :func:`mvm` derives from the programmed window and the layer, computed once."""
+
+    def __init__(self, lv: np.ndarray, layer: Layer, geo: Geometry, cfg: TileConfig):
+        analog = paired(cfg, layer.wsigned)
+        nr = lv.shape[0]
+        n_out = self.n_out = geo.n_out
+        self.maxv = maxv = (1 << cfg.dac_bits) - 1
+        self.lo, self.hi = lo, hi = adc_range(cfg, layer.wsigned)
+        self.sh = sh = layer.adc_shift
+        self.abits, self.asigned = layer.abits, layer.asigned
+        cw = column_weights(cfg, layer.wbits, layer.wsigned)
+        W = (lv.reshape(nr, n_out, geo.group) * cw).sum(axis=2)
+        if analog:
+            e, cwc = lv[:, 0::2] - lv[:, 1::2], cw[0::2]
+        else:
+            e, cwc = lv, cw
+        self.per_out = cwc.shape[0]
+
+        # Linear part: x @ W, in float32 when every partial sum stays below 2**24.
+        byte_vals = input_values(np.arange(256), layer.abits, layer.asigned)
+        bound = int(np.abs(byte_vals).max()) * int(np.abs(W).sum(axis=0).max(initial=0))
+        if bound >= F64_EXACT:
+            raise OverflowError(f"MVM of {layer} on a {nr}-row window: input x weight sums up to {bound} exceed the "
+                                f"float64 exact range (below 2**53 = {F64_EXACT})")
+        self.lin_bound = bound
+        self.lin_dtype = np.float32 if bound < F32_EXACT else np.float64
+        self.W = W.astype(self.lin_dtype)
+        self.byte_vals = byte_vals.astype(self.lin_dtype)
+
+        P = cfg.rows_per_conv
+        self.groups = [_Group(a, min(a + P, nr), e[a:a + P], cwc, n_out, maxv, lo, hi, sh)
+                       for a in range(0, nr, P)]
+        self.starts = np.array([g.a for g in self.groups])
+        self.lossless = all(g.never for g in self.groups)
+        # Every non-zero slice must be converted anyway: sum codes directly, skip the linear GEMM.
+        self.direct = all(g.always for g in self.groups)
+
+        # Input slices, packed two per float32 GEMM row when the spacing s keeps both exact.
+        sl = input_slices(np.arange(256), layer.abits, layer.asigned, cfg.dac_bits)
+        amax = max(g.amax for g in self.groups)
+        signed = any(g.signed for g in self.groups)
+        vmax = P * maxv  # largest sum of one slice over one row group
+        s = _pow2_above(max(2 * amax + 1 if signed else amax, vmax))
+        pack = len(sl) > 1 and amax + s * amax + s < F32_EXACT and vmax * (s + 1) < F32_EXACT
+        self.s = s if pack else 0
+        self.units = []
+        step = 2 if pack else 1
+        # |y| when conversions clip: every code is at most max(-lo, hi) << sh in magnitude.
+        self.out_bound = (sum(abs(w) for _, w in sl) * len(self.groups) * int(np.abs(cwc).sum())
+                          * (max(-lo, hi) << sh))
+        # Every slice of every input format is a bit field of the byte: (byte >> shift) & mask.
+        fields = [_bit_field(v) for v, _ in sl]
+        for i in range(0, len(sl), step):
+            self.units.append(([w for _, w in sl[i:i + step]], fields[i:i + step]))
+        vsum = vmax * ((s + 1) if pack else 1)
+        self.sum_dtype = np.float32 if vsum < F32_EXACT else np.float64
+        # Bound on one row of class-reduced corrections: float32 when it provably stays exact.
+        cmax = amax + (max(-lo, hi) << sh) + 1
+        rmax = 1 << (cfg.dac_bits + (1 if layer.asigned else 0))
+        self.red_dtype = (np.float32 if cmax * (1 + rmax) * int(np.abs(cwc).sum()) < F32_EXACT
+                          else np.float64)
+
+    # -- pieces of mvm ---------------------------------------------------------------------------
+
+    def values(self, u8: np.ndarray) -> np.ndarray:
+        """Input values as floats (lin_dtype)."""
+        if self.abits == 8:
+            return (u8.view(np.int8) if self.asigned else u8).astype(self.lin_dtype)
+        return np.take(self.byte_vals, u8)
+
+    def convert(self, D: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Into ``out``: the conversion codes of sums ``D`` (direct), or codes minus ``D`` (corrections)."""
+        if self.sh == 0:
+            np.clip(D, self.lo, self.hi, out=out)
+        else:
+            # D * 2**-sh is exact (a power of two), so floor() is the arithmetic shift.
+            np.multiply(D, 1.0 / (1 << self.sh), out=out)
+            np.floor(out, out=out)
+            np.clip(out, self.lo, self.hi, out=out)
+            out *= 1 << self.sh
+        if not self.direct:
+            out -= D
+        return out
+
+    def correct(self, u8: np.ndarray, acc: np.ndarray) -> None:
+        """Add to ``acc`` (n x n_out, float64) the conversions' codes minus what the linear part counted."""
+        n = u8.shape[0]
+        s, maxv, per_out = self.s, self.maxv, self.per_out
+        many = 0.8 * n  # above this many rows, computing all rows is cheaper than gathering them
+        for wks, bits in self.units:
+            X = self._slice_rows(u8, bits)
+            if len(self.groups) == 1:
+                sums = X.sum(axis=1, keepdims=True, dtype=self.sum_dtype)
+            else:
+                sums = np.add.reduceat(X, self.starts, axis=1, dtype=self.sum_dtype)
+            if len(wks) == 2:
+                vb = np.floor(sums * (1.0 / s))
+                counts = [sums - s * vb, vb]
+            else:
+                counts = [sums]
+            if maxv > 1:
+                counts = [np.ceil(c / maxv) for c in counts]
+            for gi, g in enumerate(self.groups):
+                if g.never:
+                    continue
+                ell = np.searchsorted(g.T, counts[0][:, gi], side="left")
+                for c in counts[1:]:
+                    np.maximum(ell, np.searchsorted(g.T, c[:, gi], side="left"), out=ell)
+                # Class i (threshold order) is needed by the rows with ell > i: nested row sets.
+                need = np.bincount(ell, minlength=per_out + 1)[::-1].cumsum()[::-1]
+                Xg = X[:, g.a:g.b]
+                i = 0
+                while i < per_out and need[i + 1]:
+                    j = i + 1
+                    if need[i + 1] > many:
+                        while j < per_out and need[j + 1] > many:
+                            j += 1
+                        self._segment(Xg, None, g, i, j, wks, acc)
+                    else:
+                        while j < per_out and need[j + 1] == need[i + 1]:
+                            j += 1
+                        self._segment(Xg, np.flatnonzero(ell > i), g, i, j, wks, acc)
+                    i = j
+
+    def _slice_rows(self, u8: np.ndarray, bits) -> np.ndarray:
+        """GEMM input rows ``v_a + s * v_b`` from bit fields of the bytes (cheaper than a table lookup)."""
+        (sa, ma) = bits[0]
+        a = np.right_shift(u8, sa)
+        a &= ma
+        if len(bits) == 1:
+            return a.astype(np.float32)
+        (sb, mb) = bits[1]
+        b = np.right_shift(u8, sb)
+        b &= mb
+        w = b.astype(np.uint32)
+        w <<= self.s.bit_length() - 1
+        w |= a
+        return w.astype(np.float32)
+
+    def _segment(self, Xg, rows, g: _Group, i0: int, i1: int, wks, acc) -> None:
+        """Classes i0..i1-1 of group ``g`` for the chunk rows ``rows`` (None: all) of slice unit ``wks``."""
+        n_out, s = self.n_out, self.s
+        Pm = (Xg if rows is None else Xg[rows]) @ g.E[:, i0 * n_out:i1 * n_out]
+        if len(wks) == 2:
+            # Unpack P = D_a + s * D_b (signed sums: D_a in -s/2 .. s/2-1).
+            if g.signed:
+                B = np.add(Pm, s // 2)
+                B *= 1.0 / s
+            else:
+                B = np.multiply(Pm, 1.0 / s)
+            np.floor(B, out=B)
+            T = np.multiply(B, s)
+            Pm -= T
+            u = self.convert(Pm, T)
+            cb = self.convert(B, Pm)
+            cb *= wks[1] / wks[0]
+            u += cb
+        else:
+            u = self.convert(Pm, np.empty_like(Pm))
+        if self.red_dtype is np.float64:
+            u = u.astype(np.float64)
+        wa = wks[0]
+        red = np.multiply(u[:, :n_out], g.cw[i0] * wa)
+        for p in range(1, i1 - i0):
+            red += u[:, p * n_out:(p + 1) * n_out] * (g.cw[i0 + p] * wa)
+        if rows is None:
+            acc += red
+        else:
+            acc[rows] += red
+
+
+_plans: list = []  # most recently used last: (key, levels, masks, plan)
+
+
+def _plan(levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry, cfg: TileConfig) -> _Plan:
+    """The cached :class:`_Plan` of this window; reused only when levels and masks are equal.
+
+    Several entries may share a layer and geometry (equal-sized windows at different places of
+    the array, used in turn by one layer), so every entry is compared, most recent first.
+    """
+    key = (layer, geo, cfg)
+    for i in range(len(_plans) - 1, -1, -1):
+        k, lv, mk, plan = _plans[i]
+        if k == key and np.array_equal(lv, levels) and np.array_equal(mk, masks):
+            _plans.append(_plans.pop(i))
+            return plan
+    plan = _Plan(np.where(masks, 0, levels).astype(np.int64), layer, geo, cfg)
+    _plans.append((key, levels.copy(), masks.copy(), plan))
+    if len(_plans) > PLAN_CACHE:
+        _plans.pop(0)
+    return plan
+
+
+@functools.lru_cache(maxsize=64)
+def _max_abs_value(abits: int, asigned: bool) -> int:
+    """Largest ``|value|`` of an input byte."""
+    return int(np.abs(input_values(np.arange(256), abits, asigned)).max())
+
+
+@functools.lru_cache(maxsize=256)
+def _linear_consts(layer: Layer, geo: Geometry, cfg: TileConfig) -> tuple:
+    """What :func:`_linear` needs that depends only on the layer, the geometry and the configuration.
+
+    ``cw`` (group,): the column weights as floats, so that ``(levels.reshape(-1, group) @ cw)`` is the
+    effective weight matrix (one matrix-vector product instead of a multiply and a reduction over the
+    short group axis); float32 when ``max_level * sum|cw|``, a bound on every partial sum of a ``W``
+    entry, is below 2**24 (the levels are then exact in float32 too), else float64.
+
+    ``bound`` bounds ``|x @ W|`` whenever the window passes the lossless check, from the check itself:
+    every row group's column sums are at most ``cap_pos = hi // maxv`` (positive levels) and
+    ``cap_neg = -lo // maxv`` (negative parts of analog pair differences), so
+    ``sum_r |W[r, j]| <= sum_p |cw_p| * groups * (cap_pos + cap_neg)``, where the sum runs over the
+    conversion columns of one output. It is looser than the plan's exact bound, but it only chooses
+    float types and whether a wrap is possible: every choice it makes is exact.
+    """
+    cw = column_weights(cfg, layer.wbits, layer.wsigned)
+    cwf = cw.astype(np.float32 if cfg.max_level * int(np.abs(cw).sum()) < F32_EXACT else np.float64)
+    lo, hi = adc_range(cfg, layer.wsigned)
+    maxv = (1 << cfg.dac_bits) - 1
+    analog = paired(cfg, layer.wsigned)
+    cap_pos, cap_neg = hi // maxv, (-lo) // maxv
+    conv_cw = int(np.abs(cw[0::2] if analog else cw).sum())
+    groups = -(-geo.nr // cfg.rows_per_conv)
+    bound = _max_abs_value(layer.abits, layer.asigned) * conv_cw * groups * (cap_pos + (cap_neg if analog else 0))
+    if bound >= F64_EXACT:
+        raise OverflowError(f"MVM of {layer} on a {geo.nr}x{geo.nc} window: sums up to {bound} exceed the float64 "
+                            f"exact range (below 2**53 = {F64_EXACT})")
+    return cwf, analog, cap_pos, cap_neg, bound, np.float32 if bound < F32_EXACT else np.float64
+
+
+def _linear(levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
+            cfg: TileConfig) -> tuple[np.ndarray, int] | None:
+    """``(W, bound)`` when no conversion of this window can clip, whatever the inputs, else None.
+
+    The column bound of docs/golden-model.md, without building a :class:`_Plan`: with no ADC shift, if
+    ``maxv`` times the sum of the positive (negative) signed levels of every conversion column over
+    every row group stays within the code range, the MVM is the linear product ``x @ W``. ``W`` (float32
+    or float64, whichever keeps every partial sum exact) and a bound on ``|x @ W|`` are returned.
+    This is exactly the ``_Plan.lossless`` condition (a test checks both agree), but costs a few passes
+    over the window instead of sorts and cumulative sums, and needs no cache: a compiled network loads
+    new weights before nearly every MVM. Levels must be cell levels (``0..cfg.max_level``).
+    """
+    if layer.adc_shift or levels.shape[0] != geo.nr:
+        return None
+    cw, analog, cap_pos, cap_neg, bound, dtype = _linear_consts(layer, geo, cfg)
+    # Levels are cell levels (0..max_level, as a Tile guarantees): exact in cw's float type, and every
+    # sum below stays exact (a column sum above the ADC range fails the check whatever its rounding).
+    lv = np.where(masks, cw.dtype.type(0), levels).astype(cw.dtype, copy=False) if masks.any() \
+        else levels.astype(cw.dtype)
+    nr = lv.shape[0]
+    P = cfg.rows_per_conv
+    if analog:
+        e = lv[:, 0::2] - lv[:, 1::2]
+        ep, en = np.maximum(e, 0), np.maximum(-e, 0)
+    elif lv.min() >= 0:
+        ep, en = lv, None
+    else:  # not a level a cell can hold; leave it to the general path
+        return None
+    for part, cap in ((ep, cap_pos), (en, cap_neg)):
+        if part is None:
+            continue
+        sums = part.sum(axis=0) if nr <= P else np.add.reduceat(part, np.arange(0, nr, P), axis=0)
+        if sums.size and float(sums.max()) > cap:
+            return None
+    W = (lv.reshape(-1, geo.group) @ cw).reshape(nr, geo.n_out)
+    return W.astype(dtype, copy=False), bound
+
+
+def _values(u8: np.ndarray, abits: int, asigned: bool, dtype) -> np.ndarray:
+    """Input values of bytes as floats of ``dtype``."""
+    if abits == 8:
+        return (u8.view(np.int8) if asigned else u8).astype(dtype)
+    return np.take(_byte_values(abits, asigned, np.dtype(dtype)), u8)
+
+
+@functools.lru_cache(maxsize=64)
+def _byte_values(abits: int, asigned: bool, dtype: np.dtype) -> np.ndarray:
+    return input_values(np.arange(256), abits, asigned).astype(dtype)
+
+
+def _mvm_float(raw: np.ndarray, levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
+               cfg: TileConfig) -> tuple[np.ndarray, int]:
+    """The MVM as an integer-valued float array (M x n_out), and a bound on its magnitude."""
+    u8 = raw if raw.dtype == np.uint8 else (raw.astype(np.int64) & 0xFF).astype(np.uint8)
+    if levels.shape[0] == 0 or geo.n_out == 0:
+        return np.zeros((u8.shape[0], geo.n_out), dtype=np.float32), 0
+    lin = _linear(levels, masks, layer, geo, cfg)
+    if lin is not None:
+        W, bound = lin
+        return _values(u8, layer.abits, layer.asigned, W.dtype) @ W, bound
+    plan = _plan(levels, masks, layer, geo, cfg)
+    if plan.lossless:
+        return plan.values(u8) @ plan.W, plan.lin_bound
+    M = u8.shape[0]
+    acc = np.zeros((M, plan.n_out), dtype=np.float64)
+    for i in range(0, M, CHUNK):
+        plan.correct(u8[i:i + CHUNK], acc[i:i + CHUNK])
+    if not plan.direct:
+        acc += plan.values(u8) @ plan.W
+    return acc, plan.out_bound
+
+
+def mvm(raw: np.ndarray, levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
+        cfg: TileConfig) -> np.ndarray:
+    """Bit-sliced MVM of input bytes ``raw`` (M x window rows) over window cells (rows x cols).
+
+    Equal, integer for integer, to :func:`mvm_sliced` (see docs/golden-model.md).
+    Returns (M x n_out) int64, before wrapping to the accumulator width.
+    """
+    return _mvm_float(raw, levels, masks, layer, geo, cfg)[0].astype(np.int64)
+
+
+def mvm_acc(raw: np.ndarray, levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
+            cfg: TileConfig, prev: np.ndarray | None = None) -> np.ndarray:
+    """What an MVM writes to the accumulators: :func:`mvm` (plus ``prev`` when accumulating), wrapped
+    to ``cfg.acc_bits``.
+
+    An integer array (M x n_out); int32 when a bound proves every value fits and nothing wraps (the
+    float-to-int32 conversion is several times cheaper than to int64), else int64. Store it, don't
+    compute with it.
+    """
+    y, bound = _mvm_float(raw, levels, masks, layer, geo, cfg)
+    if prev is None and bound < (1 << (cfg.acc_bits - 1)):
+        return y.astype(np.int32 if bound < (1 << 31) else np.int64)
+    y = y.astype(np.int64)
+    if prev is not None:
+        y += prev
+    return wrap(y, cfg.acc_bits)
