@@ -144,7 +144,7 @@ def tile_cost_from_shapes(layers: list[LayerDim], policy, tile) -> list[dict]:
     """
     import numpy as np
     from cimtile.compiler.codegen import EmitPrograms
-    from cimtile.compiler.ir import Model, QConst, QSpec, Tensor, TileLayer
+    from cimtile.compiler.ir import Model, QConst, QSpec, Requant, Tensor, TileLayer, Tiling, Weights
     from cimtile.compiler.passes.choose_chunks import ChooseChunks
     from cimtile.compiler.passes.split_tiles import _column_limits, cell_levels, row_height
     from cimtile.compiler.report import build_report
@@ -175,10 +175,14 @@ def tile_cost_from_shapes(layers: list[LayerDim], policy, tile) -> list[dict]:
         T = TileLayer(f"layer{i}", "MatMul", "x", "y", QConst(np.zeros((1, 1), np.int32), spec),
                       in_spec=spec, out_spec=None if i == last else QSpec(np.float64(1.0), np.int64(0), 0, 255),
                       relu=i != last, in_shape=(1, L.mvm_invocations, K), out_shape=(1, L.mvm_invocations, N))
-        T.K, T.N, T.wbits, T.abits, T.wsigned, T.asigned = K, N, w, a, True, False
-        T.group, T.outs_per_tile = group, cfg.cols // group
-        T.row_tile = row_height(T, cfg, _column_limits(cfg, group, group, True), levels)
-        T.clamp = (0, 255)
+        # the stage records the compiler's passes would make for such weights (only what codegen and the report
+        # read: bit widths, tiles; the weight matrix itself is never built)
+        T.weights = Weights(None, None, K, N, w, True, w, a, False, np.zeros(N, np.int64), np.ones(N), np.zeros(N))
+        row_tile = row_height(T, cfg, _column_limits(cfg, group, group, True), levels)
+        outs = cfg.cols // group
+        T.tiling = Tiling(None, group, row_tile, outs, Tiling.ranges(K, row_tile), Tiling.ranges(N, outs))
+        if i != last:
+            T.requant = Requant(np.ones(N, np.int64), np.zeros(N, np.int64), 0, (0, 255))
         m = Model({"x": Tensor("x", "codes", T.in_shape, spec), "y": Tensor("y", "codes", T.out_shape)}, [T],
                   ["x"], ["y"])
         m, _ = ChooseChunks(cfg).apply(m)
@@ -197,6 +201,6 @@ def tile_cost_from_shapes(layers: list[LayerDim], policy, tile) -> list[dict]:
             p = m.programs[pi]
             q = type(p)(p.layer, [x for x in p.words if isa.decode(x).op is not Opcode.LDW], p.feed, p.reads)
             ldw += program_cycles(cfg, p) - program_cycles(cfg, q)
-        out[-1]["program_cycles"] = L.repeat_factor * ldw * math.ceil(T.positions / T.chunk)
+        out[-1]["program_cycles"] = L.repeat_factor * ldw * math.ceil(T.schedule.positions / T.schedule.chunk)
         del out[-1]["_model"]
     return out

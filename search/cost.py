@@ -189,9 +189,10 @@ class CostModel:
         self._templates = []
         self._w_real = []
         for L in ir.layers:
-            w = L.w_int.astype(np.float64)
-            if L.w_fix is not None:
-                w = w + L.w_fix
+            wt = L.weights
+            w = wt.w_int.astype(np.float64)
+            if wt.w_fix is not None:
+                w = w + wt.w_fix
             s = np.asarray(L.weight.spec.scale, dtype=np.float64).reshape(-1)
             self._w_real.append(w * (s if s.size == w.shape[1] else s[0]))
             self._templates.append(L)
@@ -215,9 +216,10 @@ class CostModel:
         for i, L in enumerate(self._templates):
             k = L.conv["kernel"][0] if L.conv is not None and "kernel" in L.conv else 1
             st = L.conv["strides"][0] if L.conv is not None and "strides" in L.conv else 1
-            cin = L.K // (k * k)
-            out.append({"index": i, "name": L.name, "op": L.op, "conv": L.conv is not None, "cin": cin, "cout": L.N,
-                        "kernel": k, "stride": st, "params": L.K * L.N, "positions": L.positions, "K": L.K, "N": L.N})
+            cin = L.weights.K // (k * k)
+            K, N = L.weights.K, L.weights.N
+            out.append({"index": i, "name": L.name, "op": L.op, "conv": L.conv is not None, "cin": cin, "cout": N,
+                        "kernel": k, "stride": st, "params": K * N, "positions": L.schedule.positions, "K": K, "N": N})
         return out
 
     def harmonise(self, policy) -> list[tuple[int, int]]:
@@ -256,7 +258,7 @@ class CostModel:
         if T.bias_int is not None:
             # an integer bias is at scale s_in * s_w; keep its real value under the new scales
             bi = np.asarray(T.bias_int, dtype=np.float64).reshape(-1)
-            s_old = np.asarray(T.acc_scale, dtype=np.float64).reshape(-1)
+            s_old = np.asarray(T.weights.acc_scale, dtype=np.float64).reshape(-1)
             L.bias_int = None
             L.bias = bi * s_old
         tensors = {T.input: Tensor(T.input, "codes", T.in_shape, in_spec, "int64"),
@@ -310,8 +312,9 @@ class CostModel:
             W, scale = self._weights(i, wb, weights)
         m = pipeline(self._layer_model(i, W, scale, wb, ab), self.cfg)
         L = m.layers[0]
-        if L.row_tile != rows or L.wbits != wb or L.abits != ab:  # pragma: no cover - a compiler change broke this
-            raise AssertionError(f"layer {L.name}: compiled as w{L.wbits}a{L.abits} rows {L.row_tile}, "
+        wt, tl, sch = L.weights, L.tiling, L.schedule
+        if tl.row_tile != rows or wt.wbits != wb or wt.abits != ab:  # pragma: no cover - a compiler change broke it
+            raise AssertionError(f"layer {L.name}: compiled as w{wt.wbits}a{wt.abits} rows {tl.row_tile}, "
                                  f"expected w{wb}a{ab} rows {rows}")
         m, _ = EmitPrograms(self.cfg).apply(m)
         row = build_report(m, self.cfg)["layers"][0]
@@ -323,9 +326,9 @@ class CostModel:
             q = copy.copy(p)
             q.words = [w for w in p.words if isa.decode(w).op is not Opcode.LDW]
             ldw += program_cycles(self.cfg, p) - program_cycles(self.cfg, q)
-        runs = math.ceil(L.positions / L.chunk)
+        runs = math.ceil(sch.positions / sch.chunk)
         lc = LayerCost(L.name, wb, ab, int(row["cycles"]), ldw * runs, int(row["adc_conversions"]),
-                       int(row["xbar_tiles"]), int(L.row_tile))
+                       int(row["xbar_tiles"]), int(tl.row_tile))
         self._memo[key] = lc
         return lc
 
