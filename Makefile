@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q "torch==2.13.0"
-	$(PYTHON) -m pip install -q -e ".[sim,fpga,train,dev]"
+	$(PYTHON) -m pip install -q -e ".[sim,fpga,train,search,dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)

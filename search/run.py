@@ -1,0 +1,312 @@
+"""The search: a zoo model, a data set, a tile, an accuracy budget, an agent and an evaluation budget.
+
+Every evaluated policy gets a short brevitas fine-tune from the float network (HAQ), its fake-quantised accuracy
+on a validation split (the last quarter of the training split) and its exact tile cost
+(:class:`cimtile.search.cost.CostModel` with the policy's own fine-tuned integer weights). The best policy
+within the budget gets a longer fine-tune, is exported as QCDQ ONNX, compiled, and run
+on the golden model over the test split. Writes to the output directory:
+
+- ``best_policy.json``, ``evaluations.csv`` (every evaluated policy: bits, accuracy, cycles, reward),
+- ``model.onnx`` (the fine-tuned model), ``bundle/`` and ``report.md`` (its compiled program and cycle report),
+- ``bits.png`` (bits per layer), ``pareto.png`` (accuracy vs speedup, Pareto front, budget line),
+- ``summary.json`` (the figures: accuracies, speedups in compute and compute + weight-programming cycles).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cimtile.errors import CimtileError
+from cimtile.paths import build_dir
+
+__all__ = ["SearchConfig", "SearchResult", "search"]
+
+
+class SearchError(CimtileError, ValueError):
+    """Bad search settings."""
+
+
+@dataclass
+class SearchConfig:
+    """Settings of one search (the ``cimtile search`` options)."""
+
+    model: str = "lenet"
+    data: str = "digits"
+    tile: str = "isaac"
+    agent: str = "ddpg"
+    budget: int = 40
+    max_loss: float = 1.0
+    cost: str = "compute"
+    finetune_epochs: float = 0.5
+    final_epochs: float = 3.0
+    pin_first_last: bool = False
+    cell_multiples: bool = False
+    workers: int = 1
+    ray_address: str | None = None
+    seed: int = 0
+    pretrain_epochs: int = 8
+    progress: bool | None = None
+
+
+@dataclass
+class SearchResult:
+    """What a search found and measured (also in ``summary.json``)."""
+
+    config: dict
+    policy: list
+    acc_w8a8: float  # fake-quantised torch test accuracy of W8A8 after the final fine-tune
+    acc_torch: float  # of the chosen policy, fake-quantised torch
+    acc_golden: float  # of the chosen policy's compiled bundle on the golden model
+    acc_golden_w8a8: float
+    cycles: dict  # chosen policy: compute, total (one image), batch (1,000 images)
+    cycles_w8a8: dict
+    speedup: dict  # W8A8 / policy for each cost kind
+    bundle_cycles: int  # cycles per image in the compiled bundle's report
+    evaluations: int
+    seconds: float
+    target: float = 0.0  # validation accuracy a policy had to reach in the search
+    table: list = field(default_factory=list)
+
+    @property
+    def loss(self) -> float:
+        return self.acc_golden_w8a8 - self.acc_golden
+
+    def summary(self) -> str:
+        s = self.speedup
+        return (f"best policy {self.policy}\n"
+                f"accuracy: golden {self.acc_golden:.2f}% (W8A8 {self.acc_golden_w8a8:.2f}%, loss {self.loss:.2f} "
+                f"points); fake-quantised torch {self.acc_torch:.2f}% (W8A8 {self.acc_w8a8:.2f}%)\n"
+                f"speedup over W8A8 in tile cycles: compute {s['compute']:.3f}x, compute + weight loads "
+                f"{s['total']:.3f}x (one image), {s['batch']:.3f}x (1,000 images)\n"
+                f"{self.evaluations} policies evaluated in {self.seconds:.0f} s")
+
+
+# -- one evaluation (runs in a worker) ---------------------------------------------------------------------
+
+_CTX: dict = {}
+
+
+def _context(model: str, data: str, tile: str, pretrain_epochs: int, seed: int):
+    """Per process: the float network, the data and the cost model (prepared from a W8A8 export, cached on disk)."""
+    key = (model, data, tile, pretrain_epochs, seed)
+    if key in _CTX:
+        return _CTX[key]
+    import torch
+    from cimtile.zoo import mnist_nets
+
+    from . import qat
+    from .cost import CostModel
+
+    torch.set_num_threads(1)
+    net, spec = mnist_nets.pretrained(model, data, epochs=pretrain_epochs, seed=seed, progress=False)
+    # the search ranks policies on a validation split held out of the training set (never trained on); the test
+    # split is only for the final figures, so they carry no selection bias
+    xtr, ytr, xva, yva, xte, yte = mnist_nets.splits(data)
+    ref = build_dir("search", f"{model}_{data}_s{seed}_e{pretrain_epochs}_w8a8_v3.onnx")
+    n = mnist_nets.weight_layers(spec)
+    if not ref.exists():
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ref.with_suffix(f".tmp{zlib.crc32(str(time.time()).encode())}.onnx")
+        qat.export_qcdq(qat.build(spec, [(8, 8)] * n, net), xte, tmp)
+        tmp.replace(ref)
+    cm = CostModel(ref, tile)
+    _CTX[key] = ctx = {"net": net, "spec": spec, "data": (xtr, ytr, xte, yte), "val": (xva, yva),
+                                "cost": cm}
+    return ctx
+
+
+def _finetune_seed(seed: int, pol) -> int:
+    """The fine-tune's seed (data order): the same for every policy of a search. Common random numbers: two
+    policies then differ by their bits only, not by their batches, which cuts the noise between their accuracies
+    (with a seed per policy, W8A8 and W8A8-but-one-layer differed by up to 3 points on VGG/MNIST)."""
+    del pol
+    return seed
+
+
+def evaluate_policy(job: dict) -> dict:
+    """Fine-tune ``job['policy']`` briefly and measure it (accuracy, exact cycles with its own weights)."""
+    from . import qat
+
+    ctx = _context(job["model"], job["data"], job["tile"], job["pretrain_epochs"], job["seed"])
+    pol = [tuple(p) for p in job["policy"]]
+    xtr, ytr, _, _ = ctx["data"]
+    xva, yva = ctx["val"]
+    net = qat.build(ctx["spec"], pol, ctx["net"])
+    qat.finetune(net, xtr, ytr, job["epochs"], _finetune_seed(job["seed"], pol))
+    acc = qat.evaluate_acc(net, xva, yva)
+    r = ctx["cost"].query(pol, qat.int_weights(net))
+    return {"policy": [list(p) for p in pol], "acc": acc, "compute": r.cost("compute"), "total": r.cost("total"),
+            "batch": r.cost("batch")}
+
+
+# -- the search ------------------------------------------------------------------------------------------
+
+def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: bool = True):
+    """Run a search and write its outputs to ``out`` (see the module doc). ``executor`` defaults to
+    :func:`cimtile.search.executor.make_executor` of ``cfg.workers`` / ``cfg.ray_address``.
+
+    Returns a :class:`SearchResult`; with ``finalize=False`` only the search itself runs (no final fine-tune,
+    export or compilation, nothing written) and the result is ``(best policy, table of evaluations, target)``."""
+    from cimtile.zoo import mnist_nets
+
+    from cimtile.progress import bar as progress_bar
+
+    from .agents import AGENTS, Space, reward, run_agent
+    from .executor import make_executor
+
+    if cfg.agent not in AGENTS:
+        raise SearchError(f"agent {cfg.agent!r}: expected one of {', '.join(AGENTS)}")
+    if cfg.model not in mnist_nets.MODELS:
+        raise SearchError(f"model {cfg.model!r}: expected one of {', '.join(mnist_nets.MODELS)}")
+    if cfg.budget < 1:
+        raise SearchError(f"--budget {cfg.budget}: at least 1 policy")
+    if cfg.cost not in ("compute", "total", "batch"):
+        raise SearchError(f"--cost {cfg.cost!r}: expected compute, total or batch")
+    if finalize:
+        o = Path(out)
+        if o.exists() and (not o.is_dir() or (any(o.iterdir()) and not (o / "summary.json").exists())):
+            raise SearchError(f"output {o} exists and is not a previous search's output directory")
+    t0 = time.time()
+    ctx = _context(cfg.model, cfg.data, cfg.tile, cfg.pretrain_epochs, cfg.seed)
+    cm = ctx["cost"]
+    n = len(cm)
+    space = Space(n, cm.cfg.cell_bits, cfg.cell_multiples, cfg.pin_first_last)
+    ex = executor if executor is not None else make_executor(cfg.workers, cfg.ray_address)
+    base = dict(model=cfg.model, data=cfg.data, tile=cfg.tile, pretrain_epochs=cfg.pretrain_epochs, seed=cfg.seed)
+    table: list[dict] = []
+    try:
+        ref = ex.map(evaluate_policy, [{**base, "policy": [(8, 8)] * n, "epochs": cfg.finetune_epochs}])[0]
+        target = ref["acc"] - cfg.max_loss
+        bar = progress_bar(total=cfg.budget, desc=f"search {cfg.agent}", unit="policy", progress=cfg.progress,
+                           leave=True)
+
+        def evaluate(pols):
+            res = ex.map(evaluate_policy, [{**base, "policy": p, "epochs": cfg.finetune_epochs} for p in pols])
+            for r in res:
+                r["ratio"] = r[cfg.cost] / ref[cfg.cost]
+                r["reward"] = reward(r["acc"], r["ratio"], target)
+                r["index"] = len(table)
+                table.append(r)
+            bar.update(len(res))
+            best = max((t for t in table if t["acc"] >= target), key=lambda t: -t["ratio"], default=None)
+            if best is not None:
+                bar.set_postfix_str(f"best {1 / best['ratio']:.2f}x at {best['acc']:.1f}%")
+            return res
+
+        run_agent(cfg.agent, space, evaluate, cfg.budget, cfg.seed, target, cm.layer_table())
+        bar.close()
+    finally:
+        if executor is None:
+            ex.close()
+    feasible = [t for t in table if t["acc"] >= target]
+    best = min(feasible, key=lambda t: (t["ratio"], -t["acc"], t["index"]))["policy"] if feasible else [[8, 8]] * n
+    if not finalize:
+        return best, table, target
+    return _finish(cfg, ctx, [tuple(p) for p in best], Path(out), table, ref, target, time.time() - t0)
+
+
+def _finish(cfg: SearchConfig, ctx, best, final: Path, table, ref, target, seconds) -> SearchResult:
+    from cimtile.compiler import compile_model, report, run, save
+
+    from . import qat
+
+    xtr, ytr, xte, yte = ctx["data"]
+    cm = ctx["cost"]
+    n = len(cm)
+    # everything is written to DIR.partial and moved to DIR at the end: a failed run leaves no half-written output
+    out = final.with_name(final.name + ".partial")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    finals = {}
+    for name, pol in (("w8a8", [(8, 8)] * n), ("best", best)):
+        net = qat.build(ctx["spec"], pol, ctx["net"])
+        qat.finetune(net, xtr, ytr, cfg.final_epochs, _finetune_seed(cfg.seed + 1, pol))
+        acc = qat.evaluate_acc(net, xte, yte)
+        onnx_path = out / ("model.onnx" if name == "best" else "w8a8.onnx")
+        qat.export_qcdq(net, xte, onnx_path)
+        b = compile_model(onnx_path, cm.cfg)
+        y = run(b, xte, progress=False)
+        golden = float((np.asarray(y).argmax(1) == yte).mean() * 100)
+        r = cm.query(pol, qat.int_weights(net))
+        if b.report["totals"]["cycles"] != r.totals["cycles"]:  # pragma: no cover - the cost API's contract
+            raise AssertionError(f"cost API {r.totals['cycles']} != compiled {b.report['totals']['cycles']} cycles")
+        if name == "best":
+            save(b, out / "bundle")
+            (out / "report.md").write_text(report(b))
+        finals[name] = {"acc": acc, "golden": golden, "bundle_cycles": b.report["totals"]["cycles"],
+                        "cycles": {k: r.cost(k) for k in ("compute", "total", "batch")}}
+    cyc, cyc8 = finals["best"]["cycles"], finals["w8a8"]["cycles"]
+    res = SearchResult(asdict(cfg), [list(p) for p in best], finals["w8a8"]["acc"], finals["best"]["acc"],
+                       finals["best"]["golden"], finals["w8a8"]["golden"], cyc, cyc8,
+                       {k: cyc8[k] / cyc[k] for k in cyc}, finals["best"]["bundle_cycles"], len(table), seconds,
+                       target, table)
+    (out / "best_policy.json").write_text(json.dumps(res.policy) + "\n")
+    with open(out / "evaluations.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index"] + [f"w{i}" for i in range(n)] + [f"a{i}" for i in range(n)] +
+                   ["acc", "compute_cycles", "total_cycles", "speedup", "reward"])
+        for t in table:
+            w.writerow([t["index"]] + [p[0] for p in t["policy"]] + [p[1] for p in t["policy"]] +
+                       [f"{t['acc']:.2f}", t["compute"], t["total"], f"{1 / t['ratio']:.4f}", f"{t['reward']:.3f}"])
+    summ = {k: v for k, v in asdict(res).items() if k != "table"}
+    summ.update(loss=res.loss, short_finetune_w8a8_acc=ref["acc"], target_acc=target, names=cm.names)
+    (out / "summary.json").write_text(json.dumps(summ, indent=2) + "\n")
+    _plots(out, res, table, ref, target, cm.names, cfg)
+    if final.exists():
+        shutil.rmtree(final)  # a previous search's output (checked at the start)
+    out.rename(final)
+    return res
+
+
+def _plots(out: Path, res: SearchResult, table, ref, target, names, cfg) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pol = np.array(res.policy)
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(pol) + 2), 3))
+    x = np.arange(len(pol))
+    ax.bar(x - 0.2, pol[:, 0], 0.4, label="weight bits")
+    ax.bar(x + 0.2, pol[:, 1], 0.4, label="activation bits")
+    ax.set_xticks(x, [f"L{i}" for i in x])
+    ax.set_ylim(0, 8.5)
+    ax.set_ylabel("bits")
+    ax.set_title(f"{cfg.model} on {cfg.data}, {cfg.tile}: chosen policy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "bits.png", dpi=120)
+    plt.close(fig)
+    sp = np.array([1 / t["ratio"] for t in table])
+    acc = np.array([t["acc"] for t in table])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.scatter(sp, acc, s=12, alpha=0.6, label="evaluated policies")
+    order = np.argsort(-sp)
+    front, best_acc = [], -1.0
+    for i in order:
+        if acc[i] > best_acc:
+            front.append(i)
+            best_acc = acc[i]
+    ax.plot(sp[front], acc[front], "r-o", ms=3, label="Pareto front")
+    ax.scatter([1.0], [ref["acc"]], marker="s", c="k", s=25, label="W8A8")
+    chosen = [i for i, t in enumerate(table) if t["policy"] == res.policy]
+    if chosen:
+        ax.scatter(sp[chosen[:1]], acc[chosen[:1]], marker="*", c="gold", edgecolors="k", s=120, label="chosen",
+                   zorder=3)
+    ax.axhline(target, color="k", ls="--", lw=1, label=f"budget (W8A8 - {cfg.max_loss:g})")
+    ax.set_xlabel(f"speedup over W8A8 ({cfg.cost} cycles)")
+    ax.set_ylabel("validation accuracy after short fine-tune (%)")
+    ax.set_title(f"{cfg.agent}: {len(table)} policies")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "pareto.png", dpi=120)
+    plt.close(fig)

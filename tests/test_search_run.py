@@ -1,0 +1,105 @@
+"""search.run: a CI-sized search (a few policies on digits, in-process executor) checked for behaviour: the budget
+is respected, the chosen policy's reported cycles equal its compiled bundle's, the exported model compiles and
+matches its reported accuracy, and results do not depend on the order evaluations run in."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from cimtile.compiler import compile_model, load, run
+from cimtile.search.executor import Executor, InProcessExecutor
+from cimtile.search.run import SearchConfig, SearchError, search
+from cimtile.zoo.mnist_nets import load_data
+
+
+class Reversed(Executor):
+    """Runs a batch's evaluations last to first (as a pool of workers may finish them)."""
+
+    def map(self, fn, items):
+        return [fn(x) for x in reversed(items)][::-1]
+
+
+def _cfg(agent, **kw):
+    return SearchConfig(model="lenet", data="digits", agent=agent, budget=5, max_loss=2.0, finetune_epochs=0.2,
+                        final_epochs=0.3, progress=False, **kw)
+
+
+@pytest.mark.slow
+def test_ci_search_ddpg(tmp_path):
+    out = tmp_path / "ddpg"
+    r = search(_cfg("ddpg", pin_first_last=True), out, InProcessExecutor())
+    summ = json.loads((out / "summary.json").read_text())
+    with open(out / "evaluations.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == r.evaluations == 5  # the evaluation budget
+    pol = json.loads((out / "best_policy.json").read_text())
+    assert pol[0] == [8, 8] and pol[-1] == [8, 8]  # pinned
+    for row in rows:
+        assert int(row["w0"]) == 8 and int(row["a0"]) == 8
+    # the chosen policy met the accuracy target in the search (or is the W8A8 fallback)
+    chosen = [t for t in r.table if t["policy"] == pol]
+    assert pol == [[8, 8]] * len(pol) or all(t["acc"] >= summ["target_acc"] for t in chosen)
+    # reported cycles = the compiled bundle's; the exported model compiles and gives the reported accuracy
+    b = load(out / "bundle")
+    assert b.report["totals"]["cycles"] == r.cycles["total"] == r.bundle_cycles
+    assert [[L["wbits"], L["abits"]] for L in b.report["layers"]] == pol
+    _, _, xte, yte = load_data("digits")
+    b2 = compile_model(out / "model.onnx", "isaac")
+    assert b2.report["totals"] == b.report["totals"]
+    acc = float((np.asarray(run(b2, xte)).argmax(1) == yte).mean() * 100)
+    assert acc == pytest.approx(r.acc_golden)
+    assert abs(r.acc_golden - r.acc_torch) <= 1.0  # the tile computes what fake quantisation predicts, within 1 point
+    assert r.speedup["compute"] == r.cycles_w8a8["compute"] / r.cycles["compute"]
+    for f in ("bits.png", "pareto.png", "report.md"):
+        assert (out / f).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_results_do_not_depend_on_execution_order(tmp_path):
+    pa, ta, _ = search(_cfg("random", seed=3), None, InProcessExecutor(), finalize=False)
+    pb, tb, _ = search(_cfg("random", seed=3), None, Reversed(), finalize=False)
+    assert [t["policy"] for t in ta] == [t["policy"] for t in tb]
+    assert [(t["acc"], t["compute"]) for t in ta] == [(t["acc"], t["compute"]) for t in tb]
+    assert pa == pb
+
+
+def test_bad_settings(tmp_path):
+    with pytest.raises(SearchError, match="agent"):
+        search(_cfg("sgd"), tmp_path)
+    with pytest.raises(SearchError, match="budget"):
+        search(SearchConfig(budget=0), tmp_path)
+
+
+@pytest.mark.slow
+def test_resnet_policy_cycles_equal_compiled(tmp_path):
+    """The residual network's exported QCDQ model compiles to exactly the cycles the cost API gives for its
+    fine-tuned weights (the policy's layer order is the graph's)."""
+    from cimtile.search import qat
+    from cimtile.search.cost import CostModel
+    from cimtile.zoo import mnist_nets
+
+    spec = mnist_nets.layers("resnet", 8)
+    net = mnist_nets.torch_net(spec)  # untrained: the cycles need real integer weights, not good ones
+    xtr, ytr, xte, _ = load_data("digits")
+    n = mnist_nets.weight_layers(spec)
+    ref = qat.build(spec, [(8, 8)] * n, net)
+    qat.export_qcdq(ref, xte, tmp_path / "w8a8.onnx")
+    cm = CostModel(tmp_path / "w8a8.onnx", "isaac")
+    pol = [tuple(int(v) for v in p) for p in np.random.default_rng(5).integers(2, 9, (n, 2))]
+    q = qat.finetune(qat.build(spec, pol, net), xtr, ytr, 0.05, 0)
+    qat.export_qcdq(q, xte, tmp_path / "p.onnx")
+    b = compile_model(tmp_path / "p.onnx", "isaac")
+    assert [(L["wbits"], L["abits"]) for L in b.report["layers"]] == pol
+    r = cm.query(pol, qat.int_weights(q))
+    assert [x.cycles for x in r.layers] == [L["cycles"] for L in b.report["layers"]]
+    assert r.totals["cycles"] == b.report["totals"]["cycles"]
+
+
+def test_output_dir_guard(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep")
+    with pytest.raises(SearchError, match="not a previous search"):
+        search(_cfg("random"), tmp_path)
+    assert (tmp_path / "mine.txt").read_text() == "keep"
