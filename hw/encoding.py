@@ -46,6 +46,7 @@ __all__ = [
     "expand_mask",
     "adc_code_range",
     "adc_range",
+    "column_role",
     "column_weights",
     "conversion_weights",
     "decode_weights",
@@ -87,6 +88,12 @@ def group_size(cfg: TileConfig, wbits: int, wsigned: bool) -> int:
 def paired(cfg: TileConfig, wsigned: bool) -> bool:
     """True when a signed column pair is converted once (``differential-analog`` with signed weights)."""
     return bool(wsigned) and cfg.analog_diff
+
+
+def column_role(q: int, wsigned: bool) -> tuple[int, bool]:
+    """``(weight slice, negative column)`` of column ``q`` of a group: signed ``(q // 2, q odd)``
+    (``s0+ s0- s1+ s1- ...``), unsigned ``(q, False)``."""
+    return (q >> 1, bool(q & 1)) if wsigned else (q, False)
 
 
 def column_weights(cfg: TileConfig, wbits: int, wsigned: bool) -> np.ndarray:

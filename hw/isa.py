@@ -13,7 +13,7 @@ from amaranth.lib import data, enum
 
 from cimtile.errors import CimtileError
 
-from .encoding import group_size, paired, weight_slices
+from .encoding import column_role, group_size, paired, weight_slices
 from .params import ADDR_BITS, TileConfig
 
 __all__ = [
@@ -497,9 +497,7 @@ def vau_column_sign(pair: int, only: int, slice_: int, wsigned: bool, group: int
     Unsigned layers have only positive columns. A window that is not a whole number of groups uses
     the same rule (columns counted from the window's first column).
     """
-    q = rel_col % group if group else 0
-    neg = bool(wsigned) and q % 2 == 1
-    sl = q // 2 if wsigned else q
+    sl, neg = column_role(rel_col % group if group else 0, wsigned)
     if only and sl != slice_:
         return 0
     if pair == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -48,7 +49,12 @@ def test_every_module_imports_through_the_namespace(tmp_path):
 def test_wheel_installs_one_namespace(tmp_path):
     """Build the wheel, install it into a fresh virtual environment, and use it from there."""
     wheels = tmp_path / "wheels"
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
+    # Build from a copy of the sources: setuptools keeps a build/lib/ inside the source tree, whose stale
+    # modules (from files since removed) would otherwise end up in the wheel.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__",
+                                                             ".pytest_cache", ".hypothesis", ".ruff_cache"))
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(src)],
                        env=_clean_env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     (whl,) = wheels.glob("cimtile-*.whl")
