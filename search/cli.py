@@ -44,6 +44,10 @@ def register(sub) -> None:
     s.add_argument("--workers", type=int, default=1, help="Ray workers (1: in-process)")
     s.add_argument("--ray-address", default=None, help="join an existing Ray cluster")
     s.add_argument("--seed", type=int, default=0, help="seed of the agent and of every fine-tune (default 0)")
+    s.add_argument("--device", default=None,
+                   help="device model (a preset: ideal, rram, rram-faults, pcm; or a DeviceModel JSON file): every "
+                        "evaluated policy's accuracy is its compiled bundle's on the golden model with this device "
+                        "(docs/devices.md; default: fake-quantised accuracy, ideal tile)")
     s.add_argument("-o", "--out", required=True, help="output directory")
     s.set_defaults(func=_search)
 
@@ -147,7 +151,7 @@ def _search(args) -> int:
                        max_loss=args.max_loss, cost=args.cost, finetune_epochs=args.finetune_epochs,
                        final_epochs=args.final_epochs, pin_first_last=args.pin_first_last,
                        cell_multiples=args.cell_multiples, workers=args.workers, ray_address=args.ray_address,
-                       seed=args.seed)
+                       seed=args.seed, device=args.device)
     res = search(cfg, args.out)
     print(res.summary())
     return 0

@@ -4,7 +4,10 @@ Every evaluated policy gets a short brevitas fine-tune from the float network (H
 on a validation split (the last quarter of the training split) and its exact tile cost
 (:class:`cimtile.search.cost.CostModel` with the policy's own fine-tuned integer weights). The best policy
 within the budget gets a longer fine-tune, is exported as QCDQ ONNX, compiled, and run
-on the golden model over the test split. Writes to the output directory:
+on the golden model over the test split. With a device model (``SearchConfig.device``, ``--device``), every
+evaluated policy's accuracy is instead its compiled bundle's on the golden model with that device (seeded; the
+same draws for every policy), and the final figures are measured with it too (docs/devices.md). Writes to the
+output directory:
 
 - ``best_policy.json``, ``evaluations.csv`` (every evaluated policy: bits, accuracy, cycles, reward),
 - ``model.onnx`` (the fine-tuned model), ``bundle/`` and ``report.md`` (its compiled program and cycle report),
@@ -54,6 +57,7 @@ class SearchConfig:
     seed: int = 0
     pretrain_epochs: int = 8
     progress: bool | None = None
+    device: str | dict | None = None  # a DeviceModel preset, JSON file or dict (docs/devices.md); None: ideal tile
 
 
 @dataclass
@@ -74,6 +78,9 @@ class SearchResult:
     seconds: float
     target: float = 0.0  # validation accuracy a policy had to reach in the search
     table: list = field(default_factory=list)
+    device: dict | None = None  # the device model every golden accuracy was measured with (None: ideal tile)
+    acc_golden_ideal: float | None = None  # with a device: the chosen policy's golden accuracy on an ideal tile
+    acc_golden_w8a8_ideal: float | None = None
 
     @property
     def loss(self) -> float:
@@ -81,7 +88,11 @@ class SearchResult:
 
     def summary(self) -> str:
         s = self.speedup
-        return (f"best policy {self.policy}\n"
+        dev = ""
+        if self.device is not None:
+            dev = (f"device {self.device.get('name', '?')} (seed {self.device.get('seed', 0)}): golden accuracy on an "
+                   f"ideal tile {self.acc_golden_ideal:.2f}% (W8A8 {self.acc_golden_w8a8_ideal:.2f}%)\n")
+        return (f"best policy {self.policy}\n" + dev +
                 f"accuracy: golden {self.acc_golden:.2f}% (W8A8 {self.acc_golden_w8a8:.2f}%, loss {self.loss:.2f} "
                 f"points); fake-quantised torch {self.acc_torch:.2f}% (W8A8 {self.acc_w8a8:.2f}%)\n"
                 f"speedup over W8A8 in tile cycles: compute {s['compute']:.3f}x, compute + weight loads "
@@ -131,8 +142,37 @@ def _finetune_seed(seed: int, pol) -> int:
     return seed
 
 
+def _device(spec):
+    """The search's device model (a preset name, JSON file, dict or DeviceModel) or None for an ideal tile."""
+    from cimtile.sim.device import DeviceModel, load_device
+
+    dev = DeviceModel.from_dict(spec) if isinstance(spec, dict) else load_device(spec)
+    return None if dev is None or dev.off else dev
+
+
+def golden_accuracy(net, x: np.ndarray, y: np.ndarray, cfg, device=None) -> float:
+    """Accuracy (%) of ``net`` exported (QCDQ), compiled for ``cfg`` and run on the golden model with ``device``
+    (a :class:`~cimtile.sim.device.DeviceModel`; None: an ideal tile)."""
+    import tempfile
+
+    from cimtile.compiler import compile_model, run
+
+    from . import qat
+
+    with tempfile.TemporaryDirectory(prefix="cimtile-search-") as d:
+        path = Path(d) / "policy.onnx"
+        qat.export_qcdq(net, x, path)
+        b = compile_model(path, cfg)
+    y_hat = run(b, x, progress=False, device=device)
+    return float((np.asarray(y_hat).argmax(1) == y).mean() * 100)
+
+
 def evaluate_policy(job: dict) -> dict:
-    """Fine-tune ``job['policy']`` briefly and measure it (accuracy, exact cycles with its own weights)."""
+    """Fine-tune ``job['policy']`` briefly and measure it (accuracy, exact cycles with its own weights).
+
+    With ``job['device']`` (a DeviceModel as a dict) the accuracy is the compiled policy's on the golden model with
+    that device (every policy sees the same seed: common random numbers, and results independent of the workers);
+    ``acc_torch`` keeps the fake-quantised accuracy."""
     from . import qat
 
     ctx = _context(job["model"], job["data"], job["tile"], job["pretrain_epochs"], job["seed"])
@@ -141,10 +181,13 @@ def evaluate_policy(job: dict) -> dict:
     xva, yva = ctx["val"]
     net = qat.build(ctx["spec"], pol, ctx["net"])
     qat.finetune(net, xtr, ytr, job["epochs"], _finetune_seed(job["seed"], pol))
-    acc = qat.evaluate_acc(net, xva, yva)
+    acc = acc_torch = qat.evaluate_acc(net, xva, yva)
+    dev = _device(job.get("device"))
+    if dev is not None:
+        acc = golden_accuracy(net, xva, yva, ctx["cost"].cfg, dev)
     r = ctx["cost"].query(pol, qat.int_weights(net))
-    return {"policy": [list(p) for p in pol], "acc": acc, "compute": r.cost("compute"), "total": r.cost("total"),
-            "batch": r.cost("batch")}
+    return {"policy": [list(p) for p in pol], "acc": acc, "acc_torch": acc_torch, "compute": r.cost("compute"),
+            "total": r.cost("total"), "batch": r.cost("batch")}
 
 
 # -- the search ------------------------------------------------------------------------------------------
@@ -174,13 +217,15 @@ def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: b
         o = Path(out)
         if o.exists() and (not o.is_dir() or (any(o.iterdir()) and not (o / "summary.json").exists())):
             raise SearchError(f"output {o} exists and is not a previous search's output directory")
+    dev = _device(cfg.device)  # checked (one-line error) before any work
     t0 = time.time()
     ctx = _context(cfg.model, cfg.data, cfg.tile, cfg.pretrain_epochs, cfg.seed)
     cm = ctx["cost"]
     n = len(cm)
     space = Space(n, cm.cfg.cell_bits, cfg.cell_multiples, cfg.pin_first_last)
     ex = executor if executor is not None else make_executor(cfg.workers, cfg.ray_address)
-    base = dict(model=cfg.model, data=cfg.data, tile=cfg.tile, pretrain_epochs=cfg.pretrain_epochs, seed=cfg.seed)
+    base = dict(model=cfg.model, data=cfg.data, tile=cfg.tile, pretrain_epochs=cfg.pretrain_epochs, seed=cfg.seed,
+                device=None if dev is None else dev.to_dict())
     table: list[dict] = []
     try:
         ref = ex.map(evaluate_policy, [{**base, "policy": [(8, 8)] * n, "epochs": cfg.finetune_epochs}])[0]
@@ -210,10 +255,10 @@ def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: b
     best = min(feasible, key=lambda t: (t["ratio"], -t["acc"], t["index"]))["policy"] if feasible else [[8, 8]] * n
     if not finalize:
         return best, table, target
-    return _finish(cfg, ctx, [tuple(p) for p in best], Path(out), table, ref, target, time.time() - t0)
+    return _finish(cfg, ctx, [tuple(p) for p in best], Path(out), table, ref, target, time.time() - t0, dev)
 
 
-def _finish(cfg: SearchConfig, ctx, best, final: Path, table, ref, target, seconds) -> SearchResult:
+def _finish(cfg: SearchConfig, ctx, best, final: Path, table, ref, target, seconds, dev=None) -> SearchResult:
     from cimtile.compiler import compile_model, report, run, save
 
     from . import qat
@@ -235,28 +280,34 @@ def _finish(cfg: SearchConfig, ctx, best, final: Path, table, ref, target, secon
         qat.export_qcdq(net, xte, onnx_path)
         b = compile_model(onnx_path, cm.cfg)
         y = run(b, xte, progress=False)
-        golden = float((np.asarray(y).argmax(1) == yte).mean() * 100)
+        golden = ideal = float((np.asarray(y).argmax(1) == yte).mean() * 100)
+        if dev is not None:
+            golden = float((np.asarray(run(b, xte, progress=False, device=dev)).argmax(1) == yte).mean() * 100)
         r = cm.query(pol, qat.int_weights(net))
         if b.report["totals"]["cycles"] != r.totals["cycles"]:  # pragma: no cover - the cost API's contract
             raise AssertionError(f"cost API {r.totals['cycles']} != compiled {b.report['totals']['cycles']} cycles")
         if name == "best":
             save(b, out / "bundle")
             (out / "report.md").write_text(report(b))
-        finals[name] = {"acc": acc, "golden": golden, "bundle_cycles": b.report["totals"]["cycles"],
+        finals[name] = {"acc": acc, "golden": golden, "ideal": ideal, "bundle_cycles": b.report["totals"]["cycles"],
                         "cycles": {k: r.cost(k) for k in ("compute", "total", "batch")}}
     cyc, cyc8 = finals["best"]["cycles"], finals["w8a8"]["cycles"]
     res = SearchResult(asdict(cfg), [list(p) for p in best], finals["w8a8"]["acc"], finals["best"]["acc"],
                        finals["best"]["golden"], finals["w8a8"]["golden"], cyc, cyc8,
                        {k: cyc8[k] / cyc[k] for k in cyc}, finals["best"]["bundle_cycles"], len(table), seconds,
                        target, table)
+    if dev is not None:
+        res.device = dev.to_dict()
+        res.acc_golden_ideal, res.acc_golden_w8a8_ideal = finals["best"]["ideal"], finals["w8a8"]["ideal"]
     (out / "best_policy.json").write_text(json.dumps(res.policy) + "\n")
     with open(out / "evaluations.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index"] + [f"w{i}" for i in range(n)] + [f"a{i}" for i in range(n)] +
-                   ["acc", "compute_cycles", "total_cycles", "speedup", "reward"])
+                   ["acc", "acc_torch", "compute_cycles", "total_cycles", "speedup", "reward"])
         for t in table:
             w.writerow([t["index"]] + [p[0] for p in t["policy"]] + [p[1] for p in t["policy"]] +
-                       [f"{t['acc']:.2f}", t["compute"], t["total"], f"{1 / t['ratio']:.4f}", f"{t['reward']:.3f}"])
+                       [f"{t['acc']:.2f}", f"{t['acc_torch']:.2f}", t["compute"], t["total"], f"{1 / t['ratio']:.4f}",
+                        f"{t['reward']:.3f}"])
     summ = {k: v for k, v in asdict(res).items() if k != "table"}
     summ.update(loss=res.loss, short_finetune_w8a8_acc=ref["acc"], target_acc=target, names=cm.names)
     (out / "summary.json").write_text(json.dumps(summ, indent=2) + "\n")
@@ -304,7 +355,8 @@ def _plots(out: Path, res: SearchResult, table, ref, target, names, cfg) -> None
                    zorder=3)
     ax.axhline(target, color="k", ls="--", lw=1, label=f"budget (W8A8 - {cfg.max_loss:g})")
     ax.set_xlabel(f"speedup over W8A8 ({cfg.cost} cycles)")
-    ax.set_ylabel("validation accuracy after short fine-tune (%)")
+    where = "fake-quantised" if res.device is None else f"golden model, device {res.device.get('name', '?')}"
+    ax.set_ylabel(f"val. accuracy, short fine-tune ({where}) (%)", fontsize=8)
     ax.set_title(f"{cfg.agent}: {len(table)} policies")
     ax.legend(fontsize=7)
     fig.tight_layout()

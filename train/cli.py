@@ -52,6 +52,10 @@ def register(sub) -> None:
     p.add_argument("--limit-test", type=int, default=None, help="use only the first N test images")
     p.add_argument("--backend", default="golden", choices=("golden", "rtl", "compare"),
                    help="golden model, RTL under Verilator, or both checked program by program")
+    p.add_argument("--device", default=None,
+                   help="device model (a preset: ideal, rram, rram-faults, pcm; or a DeviceModel JSON file): the "
+                        "golden tiles program and read with it, and every schedule also runs on ideal tiles for a "
+                        "comparison (device.md, device.json; docs/devices.md)")
     p.add_argument("-o", "--out", default=None, help="output directory (default build/train-sparse)")
     p.set_defaults(func=_main)
 
@@ -73,9 +77,11 @@ def _main(args) -> int:
     if not sparsities:
         raise CimtileError("--sparsity: give at least one value")
     out = Path(args.out) if args.out else paths.build_dir("train-sparse")
+    from dataclasses import replace
+
     from cimtile import progress
 
-    results = {}
+    results, ideal = {}, {}
     base = None
     with progress.bar(total=0, desc="train-sparse", unit="epoch") as bar:
         for sp in sparsities:
@@ -85,15 +91,22 @@ def _main(args) -> int:
                          batch=args.batch, seed=args.seed, limit_train=args.limit_train, backend=args.backend,
                          pretrain_lr=args.pretrain_lr, vau_gain=args.vau_gain, encoding=args.encoding,
                          adc_headroom=args.adc_headroom, train_lr_scale=args.train_lr_scale,
-                         limit_test=args.limit_test)
+                         limit_test=args.limit_test, device=args.device)
             s.check()
-            bar.total += epochs_total(s, len(methods))
+            noisy = s.device_model() is not None
+            bar.total += epochs_total(s, len(methods)) * (2 if noisy else 1)
             bar.refresh()
             results[sp], _ = run(s, methods, progress=lambda: bar.update(1))
+            if noisy:
+                ideal[sp], _ = run(replace(s, device=None), methods, progress=lambda: bar.update(1))
             base = base or s
     from dataclasses import asdict
 
     files = report.write_outputs(out, results, asdict(base) | {"sparsities": sparsities, "methods": methods})
+    if ideal:
+        dev = base.device_model()
+        files += report.write_device(out, ideal, results, dev.to_dict())
+        print(report.markdown_table(report.device_rows(ideal, results), report.DEVICE_COLUMNS), end="")
     print(report.markdown_table(report.metrics_rows([r for rs in results.values() for r in rs])), end="")
     print(f"wrote {', '.join(str(f) for f in files)}")
     return 0

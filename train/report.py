@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["metrics_rows", "markdown_table", "write_outputs"]
+__all__ = ["metrics_rows", "markdown_table", "write_outputs", "device_rows", "write_device"]
 
 COLUMNS = ("method", "sparsity", "measured_sparsity", "final_acc", "steps", "update_cycles",
            "update_cycles_per_step", "forward_cycles", "mask_cycles", "fit_error", "seconds")
@@ -31,10 +31,10 @@ def metrics_rows(results) -> list[dict]:
     return rows
 
 
-def markdown_table(rows: list[dict]) -> str:
-    out = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+def markdown_table(rows: list[dict], columns=COLUMNS) -> str:
+    out = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for row in rows:
-        out.append("| " + " | ".join("" if row[c] is None else str(row[c]) for c in COLUMNS) + " |")
+        out.append("| " + " | ".join("" if row[c] is None else str(row[c]) for c in columns) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -113,3 +113,56 @@ def write_outputs(out: Path, results_by_sparsity: dict, schedule: dict) -> list[
     plt.close(fig)
     written.append(p)
     return written
+
+
+DEVICE_COLUMNS = ("method", "sparsity", "ideal_acc", "device_acc", "change", "ideal_update_cycles",
+                  "device_update_cycles")
+
+
+def device_rows(ideal: dict, noisy: dict) -> list[dict]:
+    """One row per (sparsity, method): final accuracy trained on ideal tiles and on tiles with the device model."""
+    rows = []
+    for sp, rs in noisy.items():
+        by = {r.method: r for r in ideal[sp]}
+        for r in rs:
+            i = by[r.method]
+            rows.append({"method": r.method, "sparsity": sp, "ideal_acc": round(i.final_acc, 4),
+                         "device_acc": round(r.final_acc, 4), "change": round(r.final_acc - i.final_acc, 4),
+                         "ideal_update_cycles": i.update_cycles, "device_update_cycles": r.update_cycles})
+    return rows
+
+
+def write_device(out: Path, ideal: dict, noisy: dict, device: dict) -> list[Path]:
+    """device.md and device.json: ideal against noisy training, method by method; device_accuracy.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = device_rows(ideal, noisy)
+    files = []
+    p = out / "device.md"
+    _write(p, f"Training on ideal tiles and with device model `{device.get('name', '?')}` "
+              f"(seed {device.get('seed', 0)})\n\n" + markdown_table(rows, DEVICE_COLUMNS))
+    files.append(p)
+    p = out / "device.json"
+    _write(p, json.dumps({"device": device, "rows": rows,
+                          "ideal": [r.to_dict() for rs in ideal.values() for r in rs]}, indent=1))
+    files.append(p)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for sp, rs in noisy.items():
+        by = {r.method: r for r in ideal[sp]}
+        for r in rs:
+            line = ax.plot([e["acc"] for e in r.epochs], label=f"{r.method} {sp:g} device")[0]
+            ax.plot([e["acc"] for e in by[r.method].epochs], ls="--", color=line.get_color(),
+                    label=f"{r.method} {sp:g} ideal")
+    ax.set_xlabel("evaluation (pre-train epochs, then quantise, prune, survive, regrow, train)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"ideal (dashed) vs device {device.get('name', '?')} (solid)")
+    ax.legend(fontsize=6, ncol=2)
+    p = out / "device_accuracy.png"
+    _save_fig(fig, p)
+    plt.close(fig)
+    files.append(p)
+    return files

@@ -63,9 +63,12 @@ class GoldenBackend:
 
     name = "golden"
 
-    def __init__(self, cfg: TileConfig):
+    def __init__(self, cfg: TileConfig, device=None):
+        """``device``: a :class:`~cimtile.sim.device.DeviceModel` (None: an ideal array). One physical array: the
+        resident tile and its batched copies share its stuck-cell map, drift exponents and random streams."""
         self.cfg = cfg
-        self.tile = Tile(cfg, 1)
+        self.device = None if device is None or device.off else device.array(cfg)
+        self.tile = Tile(cfg, 1, device=self.device)
         self._batched: dict[int, Tile] = {}
 
     def run(self, words, feed, batch: int = 1) -> RunResult:
@@ -74,7 +77,7 @@ class GoldenBackend:
         t = self._batched.get(batch)
         if t is None:
             self._batched.clear()  # keep one batched tile: its buffers scale with the batch
-            t = self._batched[batch] = Tile(self.cfg, batch)
+            t = self._batched[batch] = Tile(self.cfg, batch, device=self.device)
         # The cell array and masks are the resident ones; every forward program sets CFG/WIN itself.
         t.levels, t.masks = self.tile.levels, self.tile.masks
         return t.run(words, list(feed)).check()
@@ -195,10 +198,13 @@ class CompareBackend:
         self.rtl.close()
 
 
-def make_backend(cfg: TileConfig, backend: str):
-    """``golden``, ``rtl`` or ``compare`` (both, checked program by program)."""
+def make_backend(cfg: TileConfig, backend: str, device=None):
+    """``golden``, ``rtl`` or ``compare`` (both, checked program by program). ``device`` (a DeviceModel, golden
+    only: read noise has no RTL counterpart, docs/devices.md) makes the golden array non-ideal."""
+    if device is not None and not device.off and backend != "golden":
+        raise ResidentError(f"backend {backend!r} with a device model: only the golden backend models devices")
     if backend == "golden":
-        return GoldenBackend(cfg)
+        return GoldenBackend(cfg, device)
     if backend == "rtl":
         return RtlBackend(cfg)
     if backend == "compare":
@@ -229,15 +235,16 @@ class ResidentTile:
     cfg : TileConfig or preset name
     backend : ``"golden"``, ``"rtl"`` or a backend object (``run(words, feed, batch)``).
     journal : record every program and result (for a replay on another backend).
+    device : a :class:`~cimtile.sim.device.DeviceModel` for the golden backend (None: an ideal array).
 
     Notes
     -----
     Every public operation returns its cycles on the tile (``stats`` keeps the totals per kind).
     """
 
-    def __init__(self, cfg: TileConfig | str, backend="golden", *, journal: bool = False):
+    def __init__(self, cfg: TileConfig | str, backend="golden", *, journal: bool = False, device=None):
         self.cfg = load_config(cfg)
-        self.backend = make_backend(self.cfg, backend) if isinstance(backend, str) else backend
+        self.backend = make_backend(self.cfg, backend, device) if isinstance(backend, str) else backend
         self.journal = Journal() if journal else None
         self.stats = OpStats()
         self.shape: tuple[int, int] | None = None

@@ -75,6 +75,15 @@ class Schedule:
     encoding: str = "canonical"  # how the VAU methods program weights: canonical | balanced
     adc_headroom: int = 0  # extra ADC range-shift bits over the programmed levels' worst case
     train_lr_scale: float = 1.0  # the train phase (after regrowth) uses lr * train_lr_scale
+    # a DeviceModel preset, JSON file or dict (docs/devices.md): the golden tiles program and read with it
+    device: str | dict | None = None
+
+    def device_model(self):
+        """The schedule's :class:`~cimtile.sim.device.DeviceModel`, or None for ideal tiles."""
+        from cimtile.sim.device import DeviceModel, load_device
+
+        dev = DeviceModel.from_dict(self.device) if isinstance(self.device, dict) else load_device(self.device)
+        return None if dev is None or dev.off else dev
 
     def check(self) -> None:
         if not 0.0 <= self.sparsity < 1.0:
@@ -94,6 +103,8 @@ class Schedule:
             raise TrainError(f"encoding {self.encoding!r}: expected canonical or balanced")
         if self.vau_gain <= 0 or self.train_lr_scale <= 0 or not 0 <= self.adc_headroom <= 15:
             raise TrainError("vau_gain and train_lr_scale must be positive, adc_headroom in 0..15")
+        if self.device_model() is not None and self.backend != "golden":
+            raise TrainError(f"backend {self.backend!r} with a device model: only the golden backend models devices")
 
 
 @dataclass
@@ -195,10 +206,13 @@ class _Method:
             from cimtile.hw import encoding
 
             _, wmax = encoding.weight_range(self.wbits, True)
-            for w in net.weights:
+            dev = s.device_model()
+            for i, w in enumerate(net.weights):
                 wf = w.detach().numpy().astype(np.float64)
                 sc = float(np.abs(wf).max()) / wmax or 1.0
-                t = ResidentTile(self.cfg, s.backend)
+                # one physical array per layer: its own stuck cells and noise (seed + layer), the same for every
+                # method (common random numbers)
+                t = ResidentTile(self.cfg, s.backend, device=None if dev is None else dev.replace(seed=dev.seed + i))
                 # Exact updates write canonical levels; VAU methods use the schedule's encoding.
                 balanced = name.startswith("vau") and s.encoding == "balanced"
                 t.program(np.clip(np.round(wf / sc), -wmax, wmax).astype(np.int64), wbits=self.wbits,
