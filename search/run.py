@@ -57,7 +57,7 @@ class SearchConfig:
     seed: int = 0
     pretrain_epochs: int = 8
     progress: bool | None = None
-    device: str | dict | None = None  # a DeviceModel preset, JSON file or dict (docs/devices.md); None: ideal tile
+    device: object = None  # a DeviceModel, its preset name, JSON file or dict (docs/devices.md); None: ideal tile
 
 
 @dataclass
