@@ -94,3 +94,32 @@ def test_train_sparse_cli_with_a_device(tmp_path):
     assert rows["vau-lsq"]["device_acc"] < rows["vau-lsq"]["ideal_acc"]  # the harsh tile costs accuracy
     again = json.loads((tmp_path / "b" / "device.json").read_text())["rows"]
     assert again == list(rows.values())  # reproducible for a seed
+
+
+@pytest.mark.slow
+def test_search_final_figures_with_the_device(tmp_path):
+    """The chosen policy's final figures are measured with the device (and on an ideal tile beside them)."""
+    import csv
+
+    from cimtile.compiler import load, run
+    from cimtile.search.executor import InProcessExecutor
+    from cimtile.search.run import SearchConfig, search
+    from cimtile.zoo.mnist_nets import load_data
+
+    out = tmp_path / "s"
+    r = search(SearchConfig(model="lenet", data="digits", agent="random", budget=2, max_loss=2.0, finetune_epochs=0.2,
+                            final_epochs=0.3, progress=False, device=HARSH), out, InProcessExecutor())
+    summ = json.loads((out / "summary.json").read_text())
+    assert summ["device"] == HARSH.to_dict() and summ["config"]["device"]["name"] == "harsh"
+    _, _, xte, yte = load_data("digits")
+    b = load(out / "bundle")
+
+    def acc(device):
+        return float((np.asarray(run(b, xte, device=device)).argmax(1) == yte).mean() * 100)
+
+    assert summ["acc_golden"] == pytest.approx(acc(HARSH)) == pytest.approx(r.acc_golden)
+    assert summ["acc_golden_ideal"] == pytest.approx(acc(None))
+    assert r.acc_golden < r.acc_golden_ideal
+    with open(out / "evaluations.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(float(row["acc"]) < float(row["acc_torch"]) for row in rows)
