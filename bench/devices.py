@@ -70,6 +70,7 @@ def mnist_mlp(workdir: Path, epochs: int = 10, seed: int = 0):
     import onnx
     import torch
     from cimtile.zoo import data, digits
+    from cimtile.zoo.fit import fit
     from onnx import TensorProto, helper, numpy_helper
 
     from cimtile import compiler
@@ -78,16 +79,7 @@ def mnist_mlp(workdir: Path, epochs: int = 10, seed: int = 0):
     torch.manual_seed(seed)
     torch.set_num_threads(1)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    X, Y = torch.from_numpy(xtr), torch.from_numpy(ytr)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        perm = torch.randperm(len(X), generator=g)
-        for i in range(0, len(X), 64):
-            idx = perm[i:i + 64]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(X[idx]), Y[idx]).backward()
-            opt.step()
+    fit(net, xtr, ytr, epochs=epochs, lr=2e-3, seed=seed)
     p = {k: v.detach().numpy().astype(np.float32) for k, v in net.state_dict().items()}
     inits = [numpy_helper.from_array(v, k) for k, v in p.items()]
     nodes = [helper.make_node("Flatten", ["x"], ["f"], name="flat"),

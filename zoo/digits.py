@@ -11,6 +11,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .data import digits
+from .fit import fit
 
 __all__ = ["brevitas_cnn", "float_onnx", "mixed_cnn", "ort_quantize", "train"]
 
@@ -65,18 +66,7 @@ def train(kind: str, epochs: int = 12, seed: int = 0):
     torch.set_num_threads(1)  # tiny networks: threads only contend with the other test workers
     xtr, ytr, _, _ = digits()
     net = _torch_nets()[kind]()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    X, Y = torch.from_numpy(xtr), torch.from_numpy(ytr)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        perm = torch.randperm(len(X), generator=g)
-        for i in range(0, len(X), 64):
-            b = perm[i:i + 64]
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(net(X[b]), Y[b])
-            loss.backward()
-            opt.step()
-    return net.eval()
+    return fit(net, xtr, ytr, epochs=epochs, lr=1e-2, seed=seed)
 
 
 def _p(net, name):

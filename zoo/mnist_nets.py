@@ -10,6 +10,7 @@ import numpy as np
 from cimtile.paths import build_dir
 
 from .data import digits, mnist
+from .fit import fit
 
 __all__ = ["MODELS", "accuracy", "layers", "load_data", "pretrained", "splits", "torch_net", "weight_layers"]
 
@@ -158,7 +159,6 @@ def pretrained(model: str, data: str, epochs: int = 8, seed: int = 0, progress: 
     ``build/zoo``); returns (net, spec)."""
     import torch
 
-    from cimtile.progress import bar
 
     xtr, ytr, _, _, _, _ = splits(data)
     spec = layers(model, xtr.shape[-1])
@@ -168,16 +168,7 @@ def pretrained(model: str, data: str, epochs: int = 8, seed: int = 0, progress: 
         net.load_state_dict(torch.load(path, weights_only=True))
         return net.eval(), spec
     torch.manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    X, Y = torch.from_numpy(xtr), torch.from_numpy(ytr)
-    g = torch.Generator().manual_seed(seed)
-    for _ in bar(range(epochs), desc=f"train {model} on {data}", unit="epoch", progress=progress):
-        perm = torch.randperm(len(X), generator=g)
-        for i in range(0, len(X), 64):
-            b = perm[i:i + 64]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(X[b]), Y[b]).backward()
-            opt.step()
+    fit(net, xtr, ytr, epochs=epochs, lr=2e-3, seed=seed, desc=f"train {model} on {data}", progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(net.state_dict(), tmp)
