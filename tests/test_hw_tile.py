@@ -9,6 +9,7 @@ import pytest
 from cimtile.hw.isa import Opcode, encode
 from cimtile.hw.params import TileConfig
 from cimtile.tb.amaranth_sim import golden_runs, run_rtl
+from cimtile.tb.programs import random_program
 from helpers import TINY, VARIANT
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
@@ -72,6 +73,17 @@ def test_legal_programs_match_golden_with_stalls(name, data):
     cfg = CONFIGS[name]
     program, blocks = random_case(data, cfg, errors=False)
     compare(cfg, program, blocks, stall_seed=data.draw(st.integers(0, 1000), "stall_seed"))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_generated_programs_match_golden(name):
+    """tb.programs' generator (the co-simulation's and ``make regress``'s): layer prologues make MVMs
+    with loaded weights, aligned windows and unclipped conversions common, which the hypothesis
+    programs above rarely produce."""
+    cfg = CONFIGS[name]
+    for seed in range(4 * SCALE):
+        p = random_program(cfg, 9000 + seed, length=16)
+        compare(cfg, p.words, p.feed)
 
 
 def test_shift_add_mutation_is_caught():
