@@ -21,6 +21,8 @@ from cimtile.hw.program import Halted, Walker, WalkStop, decode_program
 __all__ = [
     "Program",
     "conv_layer_program",
+    "DIRECTED",
+    "directed_programs",
     "dump_program",
     "executed",
     "feed_for",
@@ -575,3 +577,121 @@ def conv_layer_program(cfg: TileConfig, seed: int, *, pixels: int | None = None,
         feed.append(rng.integers(0, 1 << abits, (chunk, c.rows)))
     return Program(words, feed, seed, f"conv layer: {n_chunks * chunk} pixels x {n_out} channels, "
                    f"w{wbits}a{abits} (seed {seed})")
+
+
+# -- directed programs ----------------------------------------------------------------------------------
+
+
+def _layer_head(cfg: TileConfig, wbits: int, wsigned: int, abits: int = 8, asigned: int = 0, shift: int = 0,
+                max_out: int | None = None) -> tuple[list[int], int, int]:
+    """CFG and a full-height window of as many whole weight groups as fit; returns (words, nc, n_out)."""
+    g = isa.geometry(cfg, wbits, abits, bool(wsigned), bool(asigned), 1, 1).group
+    n_out = cfg.cols // g if max_out is None else min(cfg.cols // g, max_out)
+    return ([E(Opcode.CFG, wbits=wbits, abits=abits, wsigned=wsigned, asigned=asigned, adc_shift=shift),
+             E(Opcode.WIN, row_start=0, row_count=cfg.rows, col_start=0, col_count=n_out * g)], n_out * g, n_out)
+
+
+def _sparse_levels(cfg: TileConfig, rng: np.random.Generator, shape) -> np.ndarray:
+    p = _layer_density(cfg)
+    return np.where(rng.random(shape) < p, rng.integers(0, cfg.max_level + 1, shape), 0)
+
+
+def directed_programs(cfg: TileConfig, seed: int = 0) -> dict[str, Program]:
+    """The directed programs of the verification plan (docs/testing.md), by name.
+
+    Each runs from the power-on state on the Amaranth simulator (tests/test_hw_tile.py) and under
+    cocotb (``make sim TESTS=directed``), against the golden model:
+
+    - ``vau_partial_mask``: VAUR and VAUC with a partial mask and large deltas (+-(max_level+1),
+      -128, 127) on shrinking windows, every level and mask read back with RDW / RDM;
+    - ``signed_inputs``: MVM with signed inputs 0x80, 0xFF, 0x7F (and random) for activation widths
+      2, 4, 7 and 8, each result read back;
+    - ``looped_req``: MVMs then REQ in a LOOP with ``stride_out != stride_acc``, then every output read;
+    - ``adc_shift_sweep``: the same MVM under ``adc_shift`` 0..15 (dense weights: large sums), each read;
+    - ``masked_mvm``: MVM on a partly masked array (whole rows, whole columns and scattered cells);
+    - ``narrow_overwrite``: an MVM on a narrower window without accumulate over an accumulator a wider
+      one wrote (lanes >= n_out keep their value).
+    """
+    c = cfg
+    rng = np.random.default_rng(seed)
+    R, C = c.rows, c.cols
+    out: dict[str, Program] = {}
+
+    # VAU with a partial mask and large deltas.
+    L = c.delta_len
+    big = c.max_level + 1
+    deltas = np.stack([np.full(L, 127), np.full(L, -128), (np.arange(L) % 2 * 2 - 1) * big,
+                       rng.choice(np.array([-big, big, -128, 127, 1, -1]), L)])[: c.delta_depth]
+    w = [E(Opcode.LDW, start=0, count=C), E(Opcode.LDM, start=0, count=C), E(Opcode.LDD, start=0, count=len(deltas))]
+    for k in range(len(deltas)):
+        for op in (Opcode.VAUR, Opcode.VAUC):
+            r0, c0 = int(rng.integers(0, R // 2 + 1)), int(rng.integers(0, C // 2 + 1))
+            w += [E(Opcode.WIN, row_start=r0, row_count=R - r0, col_start=c0, col_count=C - c0), E(op, delta_addr=k),
+                  E(Opcode.RDW, start=0, count=C)]
+    w += [E(Opcode.RDM, start=0, count=C), E(Opcode.HALT)]
+    out["vau_partial_mask"] = Program(w, [rng.integers(0, c.max_level + 1, (R, C)),
+                                          (rng.random((R, C)) < 0.4).astype(np.int64), deltas], seed,
+                                      "VAU with a partial mask and large deltas")
+
+    # Signed inputs at the extremes, several activation widths.
+    head, nc, _ = _layer_head(c, 4, 1)
+    ins = np.stack([np.full(R, 0x80), np.full(R, 0xFF), np.full(R, 0x7F), rng.integers(0, 256, R)])
+    w = head + [E(Opcode.LDW, start=0, count=nc), E(Opcode.LDIN, start=0, count=4)]
+    for k, abits in enumerate((2, 4, 7, 8)):
+        w.append(E(Opcode.CFG, wbits=4, abits=abits, wsigned=1, asigned=1, adc_shift=0))
+        for v in range(4):
+            w.append(E(Opcode.MVM, in_addr=v, acc_addr=(4 * k + v) % c.acc_depth))
+            w.append(E(Opcode.RDACC, start=(4 * k + v) % c.acc_depth, count=1))
+    out["signed_inputs"] = Program(w + [E(Opcode.HALT)], [_sparse_levels(c, rng, (R, nc)), ins], seed,
+                                   "MVM with signed inputs 0x80, 0xFF, 0x7F for abits 2, 4, 7, 8")
+
+    # A looped REQ whose output stride differs from its accumulator stride, then every output read.
+    head, nc, n_out = _layer_head(c, 4, 1)
+    n = min(4, c.in_depth, c.acc_depth)
+    s_out = 2 if c.out_depth >= 2 * n else 0
+    w = head + [E(Opcode.LDW, start=0, count=nc), E(Opcode.LDIN, start=0, count=n),
+                E(Opcode.LDRQ, start=0, count=n_out),
+                E(Opcode.CFGRQ, zero_point=5, clamp_lo=-128, clamp_hi=255, relu=0),
+                E(Opcode.LOOP, count=n, body=1, stride_in=1, stride_acc=1, stride_out=0),
+                E(Opcode.MVM, in_addr=0, acc_addr=0, accumulate=0),
+                E(Opcode.LOOP, count=n, body=1, stride_in=0, stride_acc=1, stride_out=s_out),
+                E(Opcode.REQ, acc_addr=0, out_addr=min(1, c.out_depth - 1 - (n - 1) * s_out)),
+                E(Opcode.RDOUT, start=0, count=c.out_depth), E(Opcode.HALT)]
+    rq = np.stack([rng.integers(-200, 200, n_out), rng.integers(1, 400, n_out), rng.integers(4, 10, n_out)], 1)
+    out["looped_req"] = Program(w, [_sparse_levels(c, rng, (R, nc)), rng.integers(0, 256, (n, R)), rq], seed,
+                                f"looped REQ with stride_acc 1, stride_out {s_out}, every output read")
+
+    # adc_shift 0..15 on dense weights (large sums: every shift clips or truncates differently).
+    head, nc, _ = _layer_head(c, 8, 0)
+    w = head[1:] + [E(Opcode.LDW, start=0, count=nc), E(Opcode.LDIN, start=0, count=1)]
+    for s in range(16):
+        w += [E(Opcode.CFG, wbits=8, abits=8, wsigned=0, asigned=0, adc_shift=s),
+              E(Opcode.MVM, in_addr=0, acc_addr=s % c.acc_depth), E(Opcode.RDACC, start=s % c.acc_depth, count=1)]
+    out["adc_shift_sweep"] = Program(w + [E(Opcode.HALT)], [rng.integers(0, c.max_level + 1, (R, nc)),
+                                                            rng.integers(128, 256, (1, R))], seed,
+                                     "the same MVM under adc_shift 0..15")
+
+    # MVM on a partly masked array: masked rows, masked columns and scattered cells.
+    head, nc, _ = _layer_head(c, 4, 1)
+    mask = (rng.random((R, nc)) < 0.2)
+    mask[rng.integers(0, R)] = True
+    mask[:, rng.integers(0, nc)] = True
+    w = head + [E(Opcode.LDW, start=0, count=nc), E(Opcode.LDM, start=0, count=nc), E(Opcode.LDIN, start=0, count=2),
+                E(Opcode.MVM, in_addr=0, acc_addr=0), E(Opcode.MVM, in_addr=1, acc_addr=1),
+                E(Opcode.RDACC, start=0, count=2), E(Opcode.HALT)]
+    out["masked_mvm"] = Program(w, [rng.integers(0, c.max_level + 1, (R, nc)), mask.astype(np.int64),
+                                    rng.integers(0, 256, (2, R))], seed, "MVM on a partly masked array")
+
+    # Overwrite with a narrower window: lanes >= n_out keep what the wider MVM wrote.
+    head, nc, _ = _layer_head(c, 2, 1)
+    head2, _, _ = _layer_head(c, 2, 1, max_out=max(1, (C // 2) // 2))
+    w = head + [E(Opcode.LDW, start=0, count=nc), E(Opcode.LDIN, start=0, count=2),
+                E(Opcode.MVM, in_addr=0, acc_addr=0)] + head2 + [
+                E(Opcode.MVM, in_addr=1, acc_addr=0, accumulate=0), E(Opcode.RDACC, start=0, count=1), E(Opcode.HALT)]
+    out["narrow_overwrite"] = Program(w, [_sparse_levels(c, rng, (R, nc)), rng.integers(0, 256, (2, R))], seed,
+                                      "MVM without accumulate on a narrower window")
+    return out
+
+
+#: Names of :func:`directed_programs`.
+DIRECTED = ("vau_partial_mask", "signed_inputs", "looped_req", "adc_shift_sweep", "masked_mvm", "narrow_overwrite")

@@ -76,23 +76,23 @@ def _batches(n: int, configs: list[TileConfig], first_seed: int, batch: int) -> 
 
 
 def run_regress(n: int, configs: list[TileConfig] | None = None, *, first_seed: int = 0, jobs: int = 2,
-                batch: int = 200, mutation: str | None = None) -> RegressResult:
+                batch: int = 200, mutation: str | None = None, waves: bool = False) -> RegressResult:
     """Run ``n`` random programs (seeds ``first_seed`` ... ``first_seed + n - 1``) on the RTL."""
     configs = configs or default_configs()
     t0 = time.perf_counter()
     for c in configs:  # build first (serially: a first build takes minutes and its own cores)
-        runner.build(c, mutation=mutation)
+        runner.build(c, mutation=mutation, waves=waves)
     todo = _batches(n, configs, first_seed, batch)
     res = RegressResult(n, 0.0)
 
     def one(item):
         cfg, first, count, step = item
-        b = runner.build(cfg, mutation=mutation)
+        b = runner.build(cfg, mutation=mutation, waves=waves)
         d = b.build_dir / "regress" / f"{first}-{step}x{count}"
         d.mkdir(parents=True, exist_ok=True)
         out = d / "regress.json"
         out.unlink(missing_ok=True)
-        runner.run(b, MODULE, test_dir=d, log_file=d / "sim.log",
+        runner.run(b, MODULE, test_dir=d, log_file=d / "sim.log", waves=waves,
                    extra_env={"CIMTILE_REGRESS": f"{first}:{count}:{step}", "CIMTILE_REGRESS_OUT": str(out)})
         return cfg, first, count, d, (json.loads(out.read_text()) if out.exists() else None)
 

@@ -34,12 +34,12 @@ async def regress(dut):
     failures = []
     for seed in range(first, first + count * step, step):
         p = random_program(tb.cfg, seed, length=LENGTH)
+        tb.rerun = rerun_line(tb.cfg.name, seed)
         try:
             await tb.power_on_state()
             await tb.execute(p, what=f"program seed {seed}", dump=True)
         except TestFailure as e:
-            text = str(e).replace("make sim TESTS=regress", "(see below)")
-            failures.append({"seed": seed, "report": text, "rerun": rerun_line(tb.cfg.name, seed)})
+            failures.append({"seed": seed, "report": str(e), "rerun": tb.rerun})
     out = os.environ.get("CIMTILE_REGRESS_OUT")
     if out:
         with open(out, "w") as f:

@@ -73,6 +73,7 @@ class TB:
         self.cpu_seconds = 0.0
         self.max_cycles = 50_000_000
         self.expect_failure = False
+        self.rerun = ""  # the rerun command of mismatch reports, when not ``make sim TESTS=...`` (regress)
         self._clean = False  # True right after the reset program (a bisection can start there)
         self._t0 = time.perf_counter()
 
@@ -241,7 +242,7 @@ class TB:
         return mm is None
 
     def fail(self, mm: Mismatch, what: str = "") -> None:
-        rerun = rerun_command(self.test, self.cfg.name, self.seed)
+        rerun = self.rerun or rerun_command(self.test, self.cfg.name, self.seed)
         text = (f"{self.test} on {self.label}" + (f", {what}" if what else "") + "\n" + mm.report(rerun))
         wave = os.environ.get("CIMTILE_WAVES")
         if wave:

@@ -9,7 +9,7 @@ import pytest
 from cimtile.hw.isa import Opcode, encode
 from cimtile.hw.params import TileConfig
 from cimtile.tb.amaranth_sim import golden_runs, run_rtl
-from cimtile.tb.programs import random_program
+from cimtile.tb.programs import DIRECTED, directed_programs, random_program
 from helpers import TINY, VARIANT
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
@@ -84,6 +84,17 @@ def test_generated_programs_match_golden(name):
     for seed in range(4 * SCALE):
         p = random_program(cfg, 9000 + seed, length=16)
         compare(cfg, p.words, p.feed)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.slow
+@pytest.mark.parametrize("which", DIRECTED)
+def test_directed_programs_match_golden(name, which):
+    """The directed programs (VAU with a partial mask, signed inputs at the extremes, a looped REQ,
+    the adc_shift sweep, a masked MVM, a narrower overwrite), then a read-back of every memory."""
+    cfg = CONFIGS[name]
+    p = directed_programs(cfg)[which]
+    compare(cfg, p.words, p.feed)
 
 
 def test_shift_add_mutation_is_caught():
