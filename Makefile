@@ -42,6 +42,11 @@ regress: $(STAMP)
 	$(PYTHON) -m cimtile.tb --regress $(N) --jobs $(JOBS) $(if $(SEED),--seed $(SEED)) \
 		$(if $(filter command line environment,$(origin CONFIG)),--config $(CONFIG))
 
+# Named mutants of the RTL (tb/mutants.py) against the test suites: which suites kill which mutant.
+SUITES ?= pytest,sim
+mutate: $(STAMP)
+	$(PYTHON) -m cimtile.tb.mutate --suites $(SUITES) $(if $(MUTANTS),--mutants $(MUTANTS))
+
 # Verilog for FPGA prototyping: build/<name>/tile.v and tile.json (CONFIG = preset or JSON file).
 verilog: $(STAMP)
 	$(PYTHON) -m cimtile.hw.build verilog --config $(CONFIG)

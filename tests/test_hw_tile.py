@@ -31,8 +31,13 @@ def dump_program(cfg: TileConfig) -> list[int]:
     ]
 
 
+#: ``make mutate`` runs this module on a named mutant of the RTL (tb/mutants.py) through this variable.
+MUTANT = os.environ.get("CIMTILE_MUTANT") or None
+
+
 def compare(cfg: TileConfig, program: list[int], blocks: list, *, stall_seed=None, mutation=None) -> None:
     """Run ``program`` then a dump of the state on the golden model and on the RTL; all must agree."""
+    mutation = mutation or MUTANT
     runs = [(program, blocks), (dump_program(cfg), [])]
     gold = golden_runs(cfg, runs)
     rtl = run_rtl(cfg, [(p, din) for (p, _), (_, din, _) in zip(runs, gold)], stall_seed=stall_seed,
