@@ -15,7 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cimtile.tb",
                                  description="cocotb + Verilator: RTL against the golden model")
     ap.add_argument("--tests", default="", help="regular expression over test names (e.g. 'random|layer')")
-    ap.add_argument("--config", default="tiny,isaac", help="comma-separated presets or JSON files (default tiny,isaac)")
+    ap.add_argument("--config", default="", help="comma-separated presets or JSON files (default tiny,isaac; "
+                    "with --regress tiny,isaac,variant)")
     ap.add_argument("--seed", default="", help="seed for the random tests (each prints the one it used)")
     ap.add_argument("--waves", action="store_true", help="dump FST waves (separate build with tracing)")
     ap.add_argument("--jobs", type=int, default=2, help="configurations simulated in parallel (default 2)")
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.regress:
         return _regress(a)
+    a.config = a.config or "tiny,isaac"
     try:
         configs = [load_config(c.strip()) for c in a.config.split(",") if c.strip()]
         seed = int(a.seed) if str(a.seed).strip() else None
@@ -84,8 +86,7 @@ def _regress(a) -> int:
     from .regress import format_result, resolve, run_regress
 
     try:
-        names = [c.strip() for c in a.config.split(",") if c.strip()] if a.config != "tiny,isaac" else \
-            ["tiny", "isaac", "variant"]
+        names = [c.strip() for c in (a.config or "tiny,isaac,variant").split(",") if c.strip()]
         configs = [resolve(c) for c in names]
         seed = int(a.seed) if str(a.seed).strip() else 0
         if a.regress < 0 or a.batch < 1:
