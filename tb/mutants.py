@@ -58,6 +58,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("diff_column_index", "crossbar", "m.d.comb += [lp.addr.eq(self.col[i] + k), mp.addr.eq(self.col[i] + k)]",
            "m.d.comb += [lp.addr.eq(self.col[i] + 2 * k), mp.addr.eq(self.col[i] + 2 * k)]",
            "differential-analog pairs subtract the column two to the right instead of the next one"),
+    Mutant("diff_sign_column", "tile", "wneg = wsigned & ~g_analog & q[0]", "wneg = wsigned & ~g_analog & q[0] & ~q[1]",
+           "digital differential weights: the negative columns of odd slices count positively"),
     Mutant("cfg_decode", "tile", "e.adc_shift.eq(a.adc_shift)]", "e.adc_shift.eq(a.adc_shift[:3])]",
            "CFG's adc_shift loses its top bit"),
 ]}
