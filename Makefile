@@ -27,12 +27,12 @@ test: $(STAMP)
 	$(VENV)/bin/pytest -n 2 -q
 
 # RTL co-simulation (cocotb + Verilator) against the golden model; filters: TESTS=<regex> CONFIG=<name>
-# SEED=<n> WAVES=1. Then the compiler's RTL backend on a small model.
+# SEED=<n> WAVES=1. Then the compiler's RTL backend on a small model and a sparse-training run replayed on the RTL.
 SIM_CONFIGS ?= tiny,isaac
 sim: $(STAMP)
 	$(PYTHON) -m cimtile.tb --config $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),$(SIM_CONFIGS)) \
 		$(if $(TESTS),--tests '$(TESTS)') $(if $(SEED),--seed $(SEED)) $(if $(filter 1 yes true,$(WAVES)),--waves)
-	$(if $(TESTS)$(filter command line environment,$(origin CONFIG)),,$(VENV)/bin/pytest -q -p no:xdist -m cosim tests/test_compiler_cosim.py)
+	$(if $(TESTS)$(filter command line environment,$(origin CONFIG)),,CIMTILE_TRAIN_REPLAY=full $(VENV)/bin/pytest -q -p no:xdist -m cosim tests/test_compiler_cosim.py tests/test_train_cosim.py)
 
 # Constrained-random programs at volume on the RTL (Verilator) against the golden model, over tiny,
 # isaac and a variant configuration (docs/cosim.md): N programs, JOBS simulator processes at once.

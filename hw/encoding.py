@@ -20,7 +20,7 @@ the difference of its currents (codes ``-2**(adc_bits-1) .. 2**(adc_bits-1) - 1`
 
 This module is the only place that knows this layout: the compiler's weight splitting, the golden
 model's MVM, the performance figures and the tests all call it. All functions are vectorised NumPy
-and raise ``ValueError`` (a one-line message naming the value) on a weight outside its range.
+and raise :class:`EncodingError` (a ``ValueError``; a one-line message naming the value) on a weight outside its range.
 
 Examples
 --------
@@ -37,9 +37,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from cimtile.errors import CimtileError
+
 from .params import TileConfig
 
 __all__ = [
+    "EncodingError",
+    "expand_mask",
     "adc_code_range",
     "adc_range",
     "column_weights",
@@ -53,6 +57,10 @@ __all__ = [
 ]
 
 
+class EncodingError(CimtileError, ValueError):
+    """Weights outside the range of their bits, or levels that are not a whole number of groups."""
+
+
 def weight_slices(wbits: int, wsigned: bool, cell_bits: int) -> int:
     """Weight slices: unsigned ``ceil(wbits / cell_bits)``; signed (magnitude ``wbits - 1`` bits)
     ``ceil((wbits - 1) / cell_bits)``."""
@@ -63,11 +71,11 @@ def weight_range(wbits: int, wsigned: bool) -> tuple[int, int]:
     """Lowest and highest logical weight of ``wbits`` bits (signed: symmetric, no ``-2**(wbits-1)``)."""
     if wsigned:
         if wbits < 2:
-            raise ValueError(f"wbits = {wbits}: signed weights need at least 2 bits")
+            raise EncodingError(f"wbits = {wbits}: signed weights need at least 2 bits")
         top = (1 << (wbits - 1)) - 1
         return -top, top
     if wbits < 1:
-        raise ValueError(f"wbits = {wbits}: weights need at least 1 bit")
+        raise EncodingError(f"wbits = {wbits}: weights need at least 1 bit")
     return 0, (1 << wbits) - 1
 
 
@@ -114,7 +122,7 @@ def adc_range(cfg: TileConfig, wsigned: bool) -> tuple[int, int]:
     return adc_code_range(cfg.adc_bits, paired(cfg, wsigned))
 
 
-def encode_weights(cfg: TileConfig, w, wbits: int, wsigned: bool) -> np.ndarray:
+def encode_weights(cfg: TileConfig, w, wbits: int, wsigned: bool, *, balanced: bool = False) -> np.ndarray:
     """Cell levels of logical weights.
 
     Parameters
@@ -126,6 +134,11 @@ def encode_weights(cfg: TileConfig, w, wbits: int, wsigned: bool) -> np.ndarray:
     wbits : int
         Weight precision (1..8 unsigned, 2..8 signed, as CFG allows).
     wsigned : bool
+    balanced : bool
+        Canonical (default): one cell of a signed pair is 0. ``balanced`` (signed one-slice weights only,
+        ``wbits <= cell_bits + 1``): both cells sit around the middle level, ``L+ = ceil((max_level + w) / 2)``,
+        ``L- = L+ - w``, so a VAU ``diff`` delta (docs/isa.md, VAU polarity) moves every weight by twice the
+        delta in both directions until a cell saturates. Decodes to the same weights.
 
     Returns
     -------
@@ -141,11 +154,19 @@ def encode_weights(cfg: TileConfig, w, wbits: int, wsigned: bool) -> np.ndarray:
     lo, hi = weight_range(wbits, wsigned)
     if w.size and (w.min() < lo or w.max() > hi):
         bad = np.argwhere((w < lo) | (w > hi))[0]
-        raise ValueError(f"weight {int(w[tuple(bad)])} at index {tuple(int(i) for i in bad)} is outside "
+        raise EncodingError(f"weight {int(w[tuple(bad)])} at index {tuple(int(i) for i in bad)} is outside "
                          f"{lo}..{hi} ({'signed' if wsigned else 'unsigned'} {wbits}-bit)")
     nws = weight_slices(wbits, wsigned, cfg.cell_bits)
     cb, ml = cfg.cell_bits, cfg.max_level
     lead = w.shape
+    if balanced:
+        if not wsigned or nws != 1:
+            raise EncodingError(f"balanced encoding needs signed one-slice weights (wbits <= cell_bits + 1 = "
+                                f"{cb + 1}), got {'signed' if wsigned else 'unsigned'} {wbits}-bit")
+        wi = w.astype(np.int64)
+        pos = (ml + wi + 1) // 2
+        return np.stack([pos, pos - wi], axis=-1).astype(np.uint8).reshape(
+            lead[:-1] + (lead[-1] * 2,) if lead else (-1,))
     mag = np.abs(w).astype(np.uint8)  # |w| <= 255 (at most 8 bits)
     if wsigned:
         out = np.empty(lead + (nws, 2), dtype=np.uint8)
@@ -187,5 +208,11 @@ def decode_weights(cfg: TileConfig, levels, masks, wbits: int, wsigned: bool) ->
     cw = column_weights(cfg, wbits, wsigned)
     g = cw.shape[0]
     if lv.ndim == 0 or lv.shape[-1] % g:
-        raise ValueError(f"levels of shape {lv.shape}: the last axis is not a whole number of {g}-column groups")
+        raise EncodingError(f"levels of shape {lv.shape}: the last axis is not a whole number of {g}-column groups")
     return (lv.reshape(lv.shape[:-1] + (lv.shape[-1] // g, g)) * cw).sum(axis=-1)
+
+
+def expand_mask(cfg: TileConfig, mask, wbits: int, wsigned: bool) -> np.ndarray:
+    """Per-cell mask bits ``(..., N * group)`` of a per-weight mask ``(..., N)``: a pruned weight masks every
+    cell of its group."""
+    return np.repeat(np.asarray(mask, dtype=bool), group_size(cfg, wbits, wsigned), axis=-1)

@@ -24,6 +24,7 @@ __all__ = [
     "Geometry",
     "INSTR",
     "LOADS",
+    "VAU_PAIR_MODES",
     "Opcode",
     "READS",
     "RESET_CFG",
@@ -46,6 +47,7 @@ __all__ = [
     "geometry",
     "render_doc",
     "weight_slices",
+    "vau_column_sign",
 ]
 
 WORD_BITS = 64
@@ -108,7 +110,7 @@ ARGS: dict[str, data.StructLayout] = {
     "range": data.StructLayout({"start": A, "count_m1": A}),
     "mvm": data.StructLayout({"in_addr": A, "acc_addr": A, "accumulate": 1}),
     "req": data.StructLayout({"acc_addr": A, "out_addr": A}),
-    "vau": data.StructLayout({"delta_addr": A}),
+    "vau": data.StructLayout({"delta_addr": A, "pair": 2, "only": 1, "slice": 3}),
     "cell": data.StructLayout({"row": A, "col": A, "value": 4}),
 }
 
@@ -233,12 +235,14 @@ SPECS: dict[Opcode, Spec] = {s.op: s for s in [
          "zero point, clamped (and ReLU); stores the bytes to output vector `out_addr`.",
          "1 + ceil(n_out / rq_lanes) + REQ_LATENCY"),
     Spec(Opcode.VAUR, "vau", "VAU row update",
-         "Adds delta[`delta_addr`][r] to every unmasked cell of every window row r (window columns only); "
-         "levels saturate at 0 and max_level. Masked cells never change.",
+         "Adds delta[`delta_addr`][r] times the column's VAU sign (see *VAU polarity*) to every unmasked cell of "
+         "every window row r in the selected window columns; levels saturate at 0 and max_level. Masked cells "
+         "never change.",
          "1 + nc + VAU_LATENCY"),
     Spec(Opcode.VAUC, "vau", "VAU column update",
-         "Adds delta[`delta_addr`][c] to every unmasked cell of every window column c (window rows only); "
-         "levels saturate at 0 and max_level. Masked cells never change.",
+         "Adds delta[`delta_addr`][c] times the column's VAU sign (see *VAU polarity*) to every unmasked cell of "
+         "every selected window column c (window rows only); levels saturate at 0 and max_level. Masked cells "
+         "never change.",
          "1 + nc + VAU_LATENCY"),
     Spec(Opcode.WSET, "cell", "write one cell level",
          "Sets cell (`row`, `col`) to level `value` (> max_level is VALUE) unless the cell is masked: the exact "
@@ -477,6 +481,36 @@ def adc_bound(cfg: TileConfig, g: Geometry) -> int:
     return -(-(g.nis * g.nrg * g.nconv) // cfg.n_adcs) * cfg.adc_cycles
 
 
+#: VAU ``pair`` modes: how a row or column delta reaches the two columns of a signed weight.
+VAU_PAIR_MODES = ("same", "diff", "pos", "neg")
+
+
+def vau_column_sign(pair: int, only: int, slice_: int, wsigned: bool, group: int, rel_col: int) -> int:
+    """The factor (+1, -1 or 0 = column untouched) a VAU applies to window column ``rel_col``.
+
+    The column's place in its weight group (``q = rel_col % group``) says whether it is a negative
+    column (signed weights: ``q`` odd) and which weight slice it holds (``q // 2`` signed, ``q``
+    unsigned). ``pair``: 0 ``same`` adds the delta to every column (the raw physical update); 1
+    ``diff`` adds it to positive and subtracts it from negative columns, so a positive delta raises
+    the logical weight; 2 ``pos`` updates positive columns only; 3 ``neg`` subtracts it from negative
+    columns only. ``only`` restricts the update to the columns of weight slice ``slice_``.
+    Unsigned layers have only positive columns. A window that is not a whole number of groups uses
+    the same rule (columns counted from the window's first column).
+    """
+    q = rel_col % group if group else 0
+    neg = bool(wsigned) and q % 2 == 1
+    sl = q // 2 if wsigned else q
+    if only and sl != slice_:
+        return 0
+    if pair == 0:
+        return 1
+    if pair == 2:
+        return 0 if neg else 1
+    if pair == 3:
+        return -1 if neg else 0
+    return -1 if neg else 1
+
+
 _CONSTS = {"MVM_LATENCY": MVM_LATENCY, "REQ_LATENCY": REQ_LATENCY, "VAU_LATENCY": VAU_LATENCY,
            "CELL_CYCLES": CELL_CYCLES, "ceil": math.ceil}
 _CYCLE_CODE = {op: compile(s.cycles, f"<cycles {op.name}>", "eval") for op, s in SPECS.items()}
@@ -603,6 +637,18 @@ def render_doc() -> str:
         "`lo = max(clamp_lo, zero_point)` under ReLU, else `clamp_lo`; stored as a byte (two's complement).",
         "- **Indexing.** Rows and columns are array indices: MVM applies input byte r to array row r, VAUR and "
         "VAUC take delta entry r (row) or c (column) of the delta vector, lanes count from 0 in every window.",
+        "- **VAU polarity.** A VAU step changes cell levels, but training wants to move *logical* weights. "
+        "Window column p (counted from `col_start`) sits at place `q = p mod group` of its weight group "
+        "(`group` of the current CFG; weight slices least significant first, signed weights `s0+ s0- s1+ s1- "
+        "...`): it is a negative column when the weights are signed and q is odd, and it holds weight slice "
+        "`q div 2` (signed) or `q` (unsigned). Field `pair` gives each column a sign: 0 `same` +1 on every "
+        "column (the raw physical update; with differential columns it moves both cells of a weight alike, "
+        "leaving the weight unchanged); 1 `diff` +1 on positive, -1 on negative columns (a positive delta "
+        "raises every weight of the row or column by up to twice the delta); 2 `pos` +1 on positive columns "
+        "only; 3 `neg` -1 on negative columns only. With `only` = 1 only the columns of weight slice `slice` "
+        "change (the others keep their levels), so a delta moves a weight by `2^(slice*cell_bits)` per level. "
+        "A cell's new level is `clip(level + sign x delta, 0, max_level)`; columns with sign 0 and masked cells "
+        "keep their levels. The cost stays one sweep of the window columns.",
         "- **Masks.** A masked cell contributes 0 to every column sum and is never changed by VAUR, VAUC or "
         "WSET; with differential columns a weight whose cells are all masked is exactly 0.",
         "",

@@ -529,18 +529,24 @@ class Tile(wiring.Component):
         vau_wcol = Signal(ADDR_BITS + 2)
         vau_wen = Signal()
         is_vaur = Signal()
+        # VAU polarity (docs/isa.md): the column's place in its weight group, counted as the sweep
+        # issues columns (no divider), decides whether it changes and whether the delta is negated.
+        vau_q = Signal(5)  # place in the weight group of the column issued next
+        vau_act_q = Signal()  # the column on rd_levels changes
+        vau_neg_q = Signal()  # ... by the negated delta
         dvec = dl_r.data
         vnew = []
         cdelta = Signal(signed(8))
         m.d.comb += cdelta.eq(dvec.word_select(vau_col_q[:max(1, (cfg.delta_len - 1).bit_length())], 8))
         for r in range(R):
             old = xbar.rd_levels[r * cb:(r + 1) * cb]
-            dr = Mux(is_vaur, dvec[8 * r:8 * r + 8].as_signed(), cdelta)
+            dr = Signal(signed(9), name=f"vau_delta{r}")
+            m.d.comb += dr.eq(Mux(is_vaur, dvec[8 * r:8 * r + 8].as_signed(), cdelta))
             s_ = Signal(signed(10), name=f"vau_sum{r}")
-            m.d.comb += s_.eq(old + dr)
+            m.d.comb += s_.eq(Mux(vau_neg_q, old - dr, old + dr))
             sat = Mux(s_ < 0, 0, Mux(s_ > cfg.max_level, cfg.max_level, s_))
             inwin = (r0 <= r) & (r0 + nr > r)
-            keep = xbar.rd_mask[r] | ~inwin
+            keep = xbar.rd_mask[r] | ~inwin | ~vau_act_q
             vnew.append(Mux(keep, old, sat[:cb]))
         m.d.sync += vau_wen.eq(0)
         m.d.sync += vau_v1.eq(0)
@@ -903,12 +909,19 @@ class Tile(wiring.Component):
         elif op in (Opcode.VAUR, Opcode.VAUC):
             a = args.vau
             with m.If(first):
-                m.d.sync += [e.cur.eq(0), e.drain.eq(0)]
+                m.d.sync += [e.cur.eq(0), e.drain.eq(0), e.vau_q.eq(0)]
             with m.Else():
                 m.d.comb += e.is_vaur.eq(op is Opcode.VAUR)
                 with m.If(e.cur < e.nc):
                     m.d.comb += xbar.col[0].eq(e.c0 + e.cur)
                     m.d.sync += [e.cur.eq(e.cur + 1), e.vau_col_q.eq(e.c0 + e.cur), e.vau_v1.eq(1)]
+                    # Sign of this column: isa.vau_column_sign with q = vau_q.
+                    neg = e.wsigned & e.vau_q[0]
+                    wsl = Mux(e.wsigned, e.vau_q >> 1, e.vau_q)
+                    sel = ~a.only | (wsl == a.slice)
+                    act = sel & ~((a.pair == 2) & neg) & ~((a.pair == 3) & ~neg)
+                    m.d.sync += [e.vau_act_q.eq(act), e.vau_neg_q.eq(neg & (a.pair != 0)),
+                                 e.vau_q.eq(Mux(e.vau_q + 1 == e.g_group, 0, e.vau_q + 1))]
                 with m.Else():
                     m.d.sync += e.drain.eq(e.drain + 1)
                     with m.If(e.drain == isa.VAU_LATENCY - 1):

@@ -454,12 +454,29 @@ def _vau(t: Tile, d, pc, offs) -> int:
         r0, nr, c0, nc = t.window
         dv = t.delta[a["delta_addr"]]
         delta = dv[r0:r0 + nr, None] if d.op is Opcode.VAUR else dv[None, c0:c0 + nc]
+        sign = _vau_signs(a["pair"], a["only"], a["slice"], t.layer.wsigned, g.group, nc)
         region = t.levels[r0:r0 + nr, c0:c0 + nc]
-        keep = t.masks[r0:r0 + nr, c0:c0 + nc]
-        t.levels[r0:r0 + nr, c0:c0 + nc] = np.where(keep, region, np.clip(region + delta, 0, c.max_level))
+        keep = t.masks[r0:r0 + nr, c0:c0 + nc] | (sign == 0)[None, :]
+        t.levels[r0:r0 + nr, c0:c0 + nc] = np.where(keep, region,
+                                                    np.clip(region + delta * sign[None, :], 0, c.max_level))
         if t.device is not None:  # device hook: stuck cells keep their level
             t.device.hold(t.levels[r0:r0 + nr, c0:c0 + nc], slice(r0, r0 + nr), slice(c0, c0 + nc))
     return _cost(t, d, g)
+
+
+_SIGNS: dict = {}
+
+
+def _vau_signs(pair: int, only: int, slice_: int, wsigned: bool, group: int, nc: int) -> np.ndarray:
+    """Per window column sign of a VAU (:func:`cimtile.hw.isa.vau_column_sign`), remembered per key."""
+    key = (pair, only, slice_, wsigned, group, nc)
+    s = _SIGNS.get(key)
+    if s is None:
+        if len(_SIGNS) > 1024:
+            _SIGNS.clear()
+        s = _SIGNS[key] = np.array([isa.vau_column_sign(pair, only, slice_, wsigned, group, p)
+                                    for p in range(nc)], dtype=np.int64)
+    return s
 
 
 def _cell(t: Tile, d, pc, offs) -> int:

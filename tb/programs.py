@@ -361,7 +361,8 @@ class _Gen:
         elif k == "sync":
             self.words.append(E(Opcode.SYNC, tag=self.r(0, 65535)))
         elif k in ("vaur", "vauc"):
-            self.words.append(E(Opcode.VAUR if k == "vaur" else Opcode.VAUC, delta_addr=self.r(0, c.delta_depth - 1)))
+            self.words.append(E(Opcode.VAUR if k == "vaur" else Opcode.VAUC, delta_addr=self.r(0, c.delta_depth - 1),
+                                pair=self.r(0, 3), only=self.r(0, 1), slice=self.r(0, 3)))
         elif k == "ldw":
             self.range_op(Opcode.LDW, c.cols, 0, max(2, c.cols // 2))
         elif k == "ldm":

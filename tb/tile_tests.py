@@ -201,6 +201,31 @@ async def level_saturation(tb: TB):
 
 
 @tile_test()
+async def vau_polarity(tb: TB):
+    """VAU pair modes and slice selection on signed and unsigned, sliced weights, in shifted windows."""
+    c = tb.cfg
+    rng = np.random.default_rng(seed_from_env(6100))
+    await tb.power_on_state()
+    L = c.delta_len
+    deltas = np.stack([rng.integers(-c.max_level - 1, c.max_level + 2, L) for _ in range(c.delta_depth)])
+    prog = [E(Opcode.LDW, start=0, count=c.cols), E(Opcode.LDM, start=0, count=c.cols),
+            E(Opcode.LDD, start=0, count=len(deltas))]
+    feed = [rng.integers(0, c.max_level + 1, (c.rows, c.cols)), (rng.random((c.rows, c.cols)) < 0.2).astype(int),
+            deltas]
+    for wbits, wsigned in ((2, 1), (5, 1), (8, 1), (3, 0), (8, 0)):
+        prog.append(E(Opcode.CFG, wbits=wbits, abits=8, wsigned=wsigned, asigned=0, adc_shift=0))
+        for pair in range(4):
+            only = int(rng.integers(0, 2))
+            c0 = int(rng.integers(0, c.cols // 2))
+            prog += [E(Opcode.WIN, row_start=int(rng.integers(0, c.rows // 2)), row_count=c.rows // 2,
+                       col_start=c0, col_count=c.cols - c0),
+                     E(Opcode.VAUR if pair % 2 else Opcode.VAUC, delta_addr=int(rng.integers(0, len(deltas))),
+                       pair=pair, only=only, slice=int(rng.integers(0, 3))),
+                     E(Opcode.RDW, start=0, count=c.cols)]
+    await tb.execute(prog + [E(Opcode.HALT)], feed, dump=True)
+
+
+@tile_test()
 async def accumulate_vs_overwrite(tb: TB):
     """MVM accumulate=0 overwrites, accumulate=1 adds; repeated accumulation wraps at acc_bits."""
     c = tb.cfg

@@ -414,9 +414,28 @@ class RefTile:
                         continue
                     # Row updates index the delta vector by row, column updates by column.
                     dv = self.delta[da][r] if d.op is Opcode.VAUR else self.delta[da][col]
-                    self.levels[r][col] = min(max(self.levels[r][col] + dv, 0), c.max_level)
+                    sign = self._vau_sign(a, col - c0)
+                    if sign == 0:
+                        continue
+                    self.levels[r][col] = min(max(self.levels[r][col] + sign * dv, 0), c.max_level)
         # One window column per cycle (docs/isa.md, VAUR/VAUC).
         return 1 + nc + VAU_LATENCY
+
+    def _vau_sign(self, a, p: int) -> int:
+        """docs/isa.md, VAU polarity: the column's place in its weight group decides its sign."""
+        q = p % self.group()
+        neg = self.layer.wsigned and q % 2 == 1
+        weight_slice = q // 2 if self.layer.wsigned else q
+        if a["only"] and weight_slice != a["slice"]:
+            return 0
+        pair = a["pair"]
+        if pair == 0:  # same: every column +delta
+            return 1
+        if pair == 2:  # pos: positive columns only
+            return 0 if neg else 1
+        if pair == 3:  # neg: negative columns only, negated
+            return -1 if neg else 0
+        return -1 if neg else 1  # diff
 
     def _cell(self, d, pc: int) -> int:
         c, a = self.cfg, d.args

@@ -182,7 +182,8 @@ def instruction(draw, ctx: _Ctx, op: Opcode) -> int:
     if op is Opcode.REQ:
         return encode(op, acc_addr=_addr(draw, ctx, ctx.room(1)), out_addr=_addr(draw, ctx, ctx.room(2)))
     if op in (Opcode.VAUR, Opcode.VAUC):
-        return encode(op, delta_addr=_addr(draw, ctx, c.delta_depth))
+        return encode(op, delta_addr=_addr(draw, ctx, c.delta_depth), pair=_pick(draw, 0, 3),
+                      only=int(draw(st.booleans())), slice=_pick(draw, 0, 3))
     if op in (Opcode.WSET, Opcode.MSET):
         return _cell_word(draw, ctx, op)
     raise AssertionError(op)
