@@ -32,6 +32,10 @@ class TestFailure(AssertionError):
     """The RTL disagreed with the golden model (the message is the mismatch report)."""
 
 
+#: True until the first reset program of this simulator process ran (see TB.power_on_state).
+_FRESH = True
+
+
 def config_from_env() -> TileConfig:
     return TileConfig.from_json(os.environ["CIMTILE_CONFIG_JSON"])
 
@@ -73,7 +77,6 @@ class TB:
         self.cpu_seconds = 0.0
         self.max_cycles = 50_000_000
         self.expect_failure = False
-        self._reset_checked = False  # the first power_on_state checks the reset program step by step
         self.rerun = ""  # the rerun command of mismatch reports, when not ``make sim TESTS=...`` (regress)
         self._clean = False  # True right after the reset program (a bisection can start there)
         self._t0 = time.perf_counter()
@@ -231,11 +234,14 @@ class TB:
     async def power_on_state(self) -> None:
         """Bring RTL and golden model to the power-on state (memories survive the reset signal)."""
         p = reset_program(self.cfg)
-        if not self._reset_checked:
-            # The first time, instruction by instruction with a read-back of every memory after
-            # each: a bug that corrupts the reset program is reported there, not blamed on the
-            # test's program (whose bisection starts from the reset program's state).
-            self._reset_checked = True
+        global _FRESH
+        if _FRESH:
+            # The first reset of the simulator process starts where RTL (memories initialised to
+            # zero) and golden model (power-on state) agree: run it instruction by instruction with
+            # a read-back of every memory after each, so that a bug that corrupts the reset program
+            # is reported there, not blamed on a test's program. Later tests start from whatever
+            # the previous test left in the RTL's memories, where this check cannot run.
+            _FRESH = False
             mm = await self._locate_in_reset()
             if mm is not None:
                 self.fail(mm, "reset program")
