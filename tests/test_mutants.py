@@ -32,3 +32,11 @@ def test_cfg_decode_mutant_changes_the_adc_shift_sweep():
     bad, = run_rtl(TINY, [(p.words, din)], mutation="cfg_decode")
     assert good.dout == dout
     assert bad.dout != dout
+
+
+def test_looped_req_kills_requant_rounding():
+    """The directed looped_req program alone tells REQ's rounding from truncation."""
+    p = directed_programs(TINY)["looped_req"]
+    (res, din, dout), = golden_runs(TINY, [(p.words, p.feed)])
+    bad, = run_rtl(TINY, [(p.words, din)], mutation="requant_rounding")
+    assert bad.dout != dout
