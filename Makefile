@@ -9,7 +9,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Two pytest workers on two cores: multi-threaded BLAS inside each would oversubscribe them.
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install test sim verilog lint-verilog synth bench lint docs clean
+.PHONY: install test sim regress mutate verilog lint-verilog synth bench lint docs clean
 
 # The environment is a file target: built from nothing (CPU torch pinned first so no CUDA build is
 # pulled), then the project in editable mode with its extras.
@@ -33,6 +33,19 @@ sim: $(STAMP)
 	$(PYTHON) -m cimtile.tb --config $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),$(SIM_CONFIGS)) \
 		$(if $(TESTS),--tests '$(TESTS)') $(if $(SEED),--seed $(SEED)) $(if $(filter 1 yes true,$(WAVES)),--waves)
 	$(if $(TESTS)$(filter command line environment,$(origin CONFIG)),,CIMTILE_TRAIN_REPLAY=full $(VENV)/bin/pytest -q -p no:xdist -m cosim tests/test_compiler_cosim.py tests/test_train_cosim.py)
+
+# Constrained-random programs at volume on the RTL (Verilator) against the golden model, over tiny,
+# isaac and a variant configuration (docs/cosim.md): N programs, JOBS simulator processes at once.
+N    ?= 10000
+JOBS ?= 2
+regress: $(STAMP)
+	$(PYTHON) -m cimtile.tb --regress $(N) --jobs $(JOBS) $(if $(SEED),--seed $(SEED)) \
+		$(if $(filter command line environment,$(origin CONFIG)),--config $(CONFIG))
+
+# Named mutants of the RTL (tb/mutants.py) against the test suites: which suites kill which mutant.
+SUITES ?= pytest,sim
+mutate: $(STAMP)
+	$(PYTHON) -m cimtile.tb.mutate --suites $(SUITES) $(if $(MUTANTS),--mutants $(MUTANTS))
 
 # Verilog for FPGA prototyping: build/<name>/tile.v and tile.json (CONFIG = preset or JSON file).
 verilog: $(STAMP)

@@ -986,7 +986,8 @@ class Tile(wiring.Component):
             # Operands arrived: results start from the old accumulator (lanes >= n_out keep it).
             for j in range(cfg.cols):
                 m.d.sync += e.res[j].eq(e.acc_r.data[j * cfg.acc_bits:(j + 1) * cfg.acc_bits])
-            m.d.sync += e.fresh.eq(Mux(e.accum, 0, (1 << cfg.cols) - 1))
+            # Without accumulate only lanes 0..n_out-1 start from zero (docs/isa.md, MVM).
+            m.d.sync += e.fresh.eq(Mux(e.accum, 0, Cat(*[j < e.g_nout for j in range(cfg.cols)])))
         lane0_valid = e.lane_req[0]["valid"]
         with m.If(e.acyc == 0):
             with m.If(lane0_valid):

@@ -15,12 +15,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cimtile.tb",
                                  description="cocotb + Verilator: RTL against the golden model")
     ap.add_argument("--tests", default="", help="regular expression over test names (e.g. 'random|layer')")
-    ap.add_argument("--config", default="tiny,isaac", help="comma-separated presets or JSON files (default tiny,isaac)")
+    ap.add_argument("--config", default="", help="comma-separated presets or JSON files (default tiny,isaac; "
+                    "with --regress tiny,isaac,variant)")
     ap.add_argument("--seed", default="", help="seed for the random tests (each prints the one it used)")
     ap.add_argument("--waves", action="store_true", help="dump FST waves (separate build with tracing)")
     ap.add_argument("--jobs", type=int, default=2, help="configurations simulated in parallel (default 2)")
     ap.add_argument("--no-mutant", action="store_true", help="skip the mutated-design check")
+    ap.add_argument("--regress", type=int, default=0, metavar="N",
+                    help="instead of the suite: N constrained-random programs (seeds SEED.. SEED+N-1, default "
+                         "SEED 0) over --config (default here tiny,isaac,variant), batched per simulator process")
+    ap.add_argument("--batch", type=int, default=200, help="programs per simulator process with --regress")
     a = ap.parse_args(argv)
+    if a.regress:
+        return _regress(a)
+    a.config = a.config or "tiny,isaac"
     try:
         configs = [load_config(c.strip()) for c in a.config.split(",") if c.strip()]
         seed = int(a.seed) if str(a.seed).strip() else None
@@ -72,6 +80,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"simulator log ({name}): {log}")
     print(f"\n{len(records) - len(failed)}/{len(records)} passed in {res.seconds:.1f} s")
     return 1 if failed or not records else 0
+
+
+def _regress(a) -> int:
+    from .regress import format_result, resolve, run_regress
+
+    try:
+        names = [c.strip() for c in (a.config or "tiny,isaac,variant").split(",") if c.strip()]
+        configs = [resolve(c) for c in names]
+        seed = int(a.seed) if str(a.seed).strip() else 0
+        if a.regress < 0 or a.batch < 1:
+            raise ValueError("--regress and --batch must be positive")
+    except (ConfigError, ValueError) as e:
+        print(f"python -m cimtile.tb: {e}", file=sys.stderr)
+        return 2
+    try:
+        res = run_regress(a.regress, configs, first_seed=seed, jobs=a.jobs, batch=a.batch, waves=a.waves)
+    except SimBuildError as e:
+        print(f"python -m cimtile.tb: {e}", file=sys.stderr)
+        return 1
+    print(format_result(res))
+    return 0 if res.ok else 1
 
 
 if __name__ == "__main__":

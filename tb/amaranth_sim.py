@@ -75,9 +75,14 @@ def run_rtl(cfg: TileConfig, runs: Sequence[tuple[Sequence[int], Sequence[int]]]
     count must not change).
     """
     from amaranth.sim import Simulator
-    from cimtile.hw.tile import Tile
+    from cimtile.hw.tile import MUTATIONS, Tile
 
-    dut = Tile(cfg, mutation=mutation)
+    if mutation is not None and mutation not in MUTATIONS:  # a named mutant of tb/mutants.py
+        from .mutants import tile_class
+
+        dut = tile_class(mutation)(cfg)
+    else:
+        dut = Tile(cfg, mutation=mutation)
     rng = np.random.default_rng(stall_seed) if stall_seed is not None else None
     results: list[RtlResult] = []
 

@@ -21,6 +21,8 @@ from cimtile.hw.program import Halted, Walker, WalkStop, decode_program
 __all__ = [
     "Program",
     "conv_layer_program",
+    "DIRECTED",
+    "directed_programs",
     "dump_program",
     "executed",
     "feed_for",
@@ -101,23 +103,43 @@ def top_level(words: Sequence[int]) -> list[int]:
 # -- data -----------------------------------------------------------------------------------------
 
 
-def feed_for(words: Sequence[int], cfg: TileConfig, rng: np.random.Generator, style: str = "mixed") -> list:
+def feed_for(words: Sequence[int], cfg: TileConfig, rng: np.random.Generator, style: str = "mixed",
+             hints: dict[int, str] | None = None) -> list:
     """Random data-in blocks for every load the program executes, in execution order.
 
     ``style`` biases the values: ``"mixed"`` picks per block between dense, sparse and extreme
     values (so that ADC clipping and level saturation both happen), ``"small"`` keeps sums small.
+    ``hints`` overrides the style of the loads at given program counters (``"layer"``: weights and
+    inputs of a plausible layer, whose conversions mostly stay inside the ADC's range).
     """
     blocks = []
-    for _, d, _ in executed(words, cfg):
+    hints = hints or {}
+    for pc, d, _ in executed(words, cfg):
         if d.op not in LOADS:
             continue
-        blocks.append(random_block(cfg, d, rng, style))
+        blocks.append(random_block(cfg, d, rng, hints.get(pc, style)))
     return blocks
+
+
+def _layer_density(cfg: TileConfig) -> float:
+    """Fraction of non-zero cells that keeps a conversion's expected sum near a quarter of the ADC's
+    range: (rows per conversion) x (mean level) x (mean input slice) x density ~ 2**adc_bits / 4."""
+    mean = cfg.rows_per_conv * (cfg.max_level / 2) * (((1 << cfg.dac_bits) - 1) / 2)
+    return float(min(1.0, max(0.05, (1 << cfg.adc_bits) / 4 / max(mean, 1e-9))))
 
 
 def random_block(cfg: TileConfig, d: Decoded, rng: np.random.Generator, style: str = "mixed") -> np.ndarray:
     n = d.args["count"]
     R = cfg.rows
+    if style == "layer":
+        if d.op is Opcode.LDW:
+            p = _layer_density(cfg)
+            return np.where(rng.random((R, n)) < p, rng.integers(0, cfg.max_level + 1, (R, n)), 0)
+        if d.op is Opcode.LDM:  # a partly pruned array
+            return (rng.random((R, n)) < 0.25).astype(np.int64)
+        if d.op is Opcode.LDIN:
+            return rng.integers(0, 256, (n, R))
+        style = "small"
     kind = rng.integers(3) if style == "mixed" else 0
     if d.op is Opcode.LDW:
         if kind == 1:  # sparse: sums stay small, no clipping
@@ -214,6 +236,8 @@ class _Gen:
         r = isa.RESET_CFG
         self.layer = (r["wbits"], r["abits"], r["wsigned"], r["asigned"])  # reset CFG
         self.aligned = self._aligned(self.layer, cfg.cols)
+        self.window = (0, cfg.rows, 0, cfg.cols)  # row_start, row_count, col_start, col_count
+        self.hints: dict[int, str] = {}  # pc -> data style of that load (feed_for)
 
     def r(self, lo: int, hi: int) -> int:
         """Uniform integer in lo..hi inclusive."""
@@ -230,7 +254,8 @@ class _Gen:
 
     # Each emitter appends words and returns nothing; offsets bound addresses inside loops.
 
-    def cfg_win(self) -> None:
+    def cfg_win(self, shift: int | None = None) -> None:
+        """CFG (every field drawn over its whole legal range) and a window of whole weight groups."""
         c, rng = self.cfg, self.rng
         while True:
             wsigned = self.r(0, 1)
@@ -241,7 +266,8 @@ class _Gen:
             g = self.group(layer)
             if g <= c.cols:
                 break
-        shift = int(rng.choice([0, 0, 0, 1, 2, 3, self.r(0, 15)]))
+        if shift is None:
+            shift = int(rng.choice([0, 0, 0, 1, 2, 3, self.r(0, 15)]))
         self.words.append(E(Opcode.CFG, wbits=wbits, abits=abits, wsigned=wsigned, asigned=asigned,
                             adc_shift=shift))
         self.layer = layer
@@ -257,6 +283,41 @@ class _Gen:
         r0 = self.r(0, c.rows - nr)
         self.words.append(E(Opcode.WIN, row_start=r0, row_count=nr, col_start=c0, col_count=nc))
         self.aligned = True
+        self.window = (r0, nr, c0, nc)
+
+    def load(self, op: Opcode, start: int, count: int, style: str | None = None) -> None:
+        if style:
+            self.hints[len(self.words)] = style
+        self.words.append(E(op, start=start, count=count))
+
+    def layer_prologue(self) -> None:
+        """What a compiled layer does: CFG, WIN, LDW of the window's columns (sometimes LDM: a partly
+        pruned array), LDIN, one to three MVMs (accumulating), RDACC, and often REQ and RDOUT.
+
+        The data of these loads is drawn in the ``"layer"`` style, and ``adc_shift`` is mostly small,
+        so these MVMs have loaded weights, an aligned window and conversions mostly inside the ADC's
+        range: the results depend on every bit of the datapath.
+        """
+        c = self.cfg
+        self.cfg_win(shift=int(self.rng.choice([0, 0, 0, 0, 1, 2, self.r(0, 15)])))
+        _, _, c0, nc = self.window
+        self.load(Opcode.LDW, c0, nc, "layer")
+        if self.rng.random() < 0.4:
+            self.load(Opcode.LDM, c0, nc, "layer")
+        n_in = self.r(1, min(4, c.in_depth))
+        s_in = self.r(0, c.in_depth - n_in)
+        self.load(Opcode.LDIN, s_in, n_in, "layer")
+        acc = self.r(0, c.acc_depth - 1)
+        for k in range(self.r(1, 3)):
+            self.words.append(E(Opcode.MVM, in_addr=self.r(s_in, s_in + n_in - 1), acc_addr=acc,
+                                accumulate=int(k > 0 and self.rng.random() < 0.8)))
+        self.words.append(E(Opcode.RDACC, start=acc, count=1))
+        if self.rng.random() < 0.6:
+            if self.rng.random() < 0.5:
+                self.cfgrq()
+            out = self.r(0, c.out_depth - 1)
+            self.words.append(E(Opcode.REQ, acc_addr=acc, out_addr=out))
+            self.words.append(E(Opcode.RDOUT, start=out, count=1))
 
     def cfgrq(self) -> None:
         lo = self.r(-128, 100)
@@ -347,31 +408,44 @@ class _Gen:
         self.words[at] = E(Opcode.LOOP, count=count, body=body, stride_in=st[0], stride_acc=st[1], stride_out=st[2])
 
 
+#: Share of the top-level items of a random program that are realistic layer prologues.
+LAYER_SHARE = 0.2
+
+
 def random_program(cfg: TileConfig, seed: int, *, length: int = 40, inject: Cause | None = None,
-                   style: str = "mixed") -> Program:
+                   style: str = "mixed", layer_share: float = LAYER_SHARE) -> Program:
     """A constrained-random program of about ``length`` top-level instructions, with its data.
 
-    The program starts by setting a layer configuration, a window, the requantisation output and
-    some weights, masks, inputs, deltas and lanes, then mixes every opcode (loops included). With
-    ``inject``, one illegal word or construct of that cause is placed at a random point (for
-    PC_RANGE: the final HALT is left out); execution must stop there with that cause.
+    The program starts by setting the requantisation output, deltas and lanes, then (for most
+    seeds: four in five) a realistic layer prologue (CFG, WIN, LDW, LDIN, MVM, RDACC: see
+    :meth:`_Gen.layer_prologue`), or else a random layer, window and weights. It then mixes every
+    opcode (loops included) with further layer prologues (``layer_share`` of the top-level items).
+    Over many seeds every CFG field takes every legal value. With ``inject``, one illegal word or
+    construct of that cause is placed at a random point (for PC_RANGE: the final HALT is left out);
+    execution must stop there with that cause.
     """
     rng = np.random.default_rng(seed)
     g = _Gen(cfg, rng)
     c = cfg
-    g.cfg_win()
     g.cfgrq()
-    g.words.append(E(Opcode.LDW, start=0, count=c.cols))
-    if rng.random() < 0.7:
-        g.range_op(Opcode.LDM, c.cols, 0, c.cols)
-    g.range_op(Opcode.LDIN, c.in_depth, 0, min(8, c.in_depth))
-    g.words.append(E(Opcode.LDIN, start=0, count=1))
     g.range_op(Opcode.LDD, c.delta_depth, 0, c.delta_depth)
     g.range_op(Opcode.LDRQ, c.cols, 0, c.cols)
+    if rng.random() < 0.8:
+        g.layer_prologue()
+    else:
+        g.cfg_win()
+        g.words.append(E(Opcode.LDW, start=0, count=c.cols))
+        if rng.random() < 0.7:
+            g.range_op(Opcode.LDM, c.cols, 0, c.cols)
+    g.range_op(Opcode.LDIN, c.in_depth, 0, min(8, c.in_depth))
+    g.words.append(E(Opcode.LDIN, start=0, count=1))
     tops = [len(g.words)]  # top-level instruction boundaries (where an injected word may go)
     while len(g.words) < length:
         tops.append(len(g.words))
-        if rng.random() < 0.15:
+        u = rng.random()
+        if u < layer_share:
+            g.layer_prologue()
+        elif u < layer_share + 0.15:
             g.loop()
         else:
             g.simple()
@@ -382,12 +456,13 @@ def random_program(cfg: TileConfig, seed: int, *, length: int = 40, inject: Caus
     if inject is not None and inject is not Cause.PC_RANGE:
         illegal = _illegal(cfg, rng, inject, g, at)
         g.words[at:at] = illegal
+        g.hints = {pc + (len(illegal) if pc >= at else 0): h for pc, h in g.hints.items()}
     if inject is not Cause.PC_RANGE:
         g.words.append(E(Opcode.HALT))
     words = g.words
     if len(words) > cfg.prog_depth:
         words = words[: cfg.prog_depth - 1] + [E(Opcode.HALT)]
-    feed = feed_for(words, cfg, rng, style)
+    feed = feed_for(words, cfg, rng, style, g.hints)
     return Program(words, feed, seed, f"random program (seed {seed})" + (f", injected {inject.name}" if inject else ""),
                    inject)
 
@@ -503,3 +578,123 @@ def conv_layer_program(cfg: TileConfig, seed: int, *, pixels: int | None = None,
         feed.append(rng.integers(0, 1 << abits, (chunk, c.rows)))
     return Program(words, feed, seed, f"conv layer: {n_chunks * chunk} pixels x {n_out} channels, "
                    f"w{wbits}a{abits} (seed {seed})")
+
+
+# -- directed programs ----------------------------------------------------------------------------------
+
+
+def _layer_head(cfg: TileConfig, wbits: int, wsigned: int, abits: int = 8, asigned: int = 0, shift: int = 0,
+                max_out: int | None = None) -> tuple[list[int], int, int]:
+    """CFG and a full-height window of as many whole weight groups as fit; returns (words, nc, n_out)."""
+    g = isa.geometry(cfg, wbits, abits, bool(wsigned), bool(asigned), 1, 1).group
+    n_out = cfg.cols // g if max_out is None else min(cfg.cols // g, max_out)
+    return ([E(Opcode.CFG, wbits=wbits, abits=abits, wsigned=wsigned, asigned=asigned, adc_shift=shift),
+             E(Opcode.WIN, row_start=0, row_count=cfg.rows, col_start=0, col_count=n_out * g)], n_out * g, n_out)
+
+
+def _sparse_levels(cfg: TileConfig, rng: np.random.Generator, shape) -> np.ndarray:
+    p = _layer_density(cfg)
+    return np.where(rng.random(shape) < p, rng.integers(0, cfg.max_level + 1, shape), 0)
+
+
+def directed_programs(cfg: TileConfig, seed: int = 0) -> dict[str, Program]:
+    """The directed programs of the verification plan (docs/testing.md), by name.
+
+    Each runs from the power-on state on the Amaranth simulator (tests/test_hw_tile.py) and under
+    cocotb (``make sim TESTS=directed``), against the golden model:
+
+    - ``vau_partial_mask``: VAUR and VAUC with a partial mask and large deltas (+-(max_level+1),
+      -128, 127) on shrinking windows, every level and mask read back with RDW / RDM;
+    - ``signed_inputs``: MVM with signed inputs 0x80, 0xFF, 0x7F (and random) for activation widths
+      2, 4, 7 and 8, each result read back;
+    - ``looped_req``: MVMs then REQ in a LOOP with ``stride_out != stride_acc``, then every output read;
+    - ``adc_shift_sweep``: the same MVM under ``adc_shift`` 0..15 (dense weights: large sums), each read;
+    - ``masked_mvm``: MVM on a partly masked array (whole rows, whole columns and scattered cells);
+    - ``narrow_overwrite``: an MVM on a narrower window without accumulate over an accumulator a wider
+      one wrote (lanes >= n_out keep their value).
+    """
+    c = cfg
+    rng = np.random.default_rng(seed)
+    R, C = c.rows, c.cols
+    out: dict[str, Program] = {}
+
+    # VAU with a partial mask and large deltas.
+    L = c.delta_len
+    big = c.max_level + 1
+    deltas = np.stack([np.full(L, 127), np.full(L, -128), (np.arange(L) % 2 * 2 - 1) * big,
+                       rng.choice(np.array([-big, big, -128, 127, 1, -1]), L)])[: c.delta_depth]
+    w = [E(Opcode.LDW, start=0, count=C), E(Opcode.LDM, start=0, count=C), E(Opcode.LDD, start=0, count=len(deltas))]
+    for k in range(len(deltas)):
+        for op in (Opcode.VAUR, Opcode.VAUC):
+            r0, c0 = int(rng.integers(0, R // 2 + 1)), int(rng.integers(0, C // 2 + 1))
+            w += [E(Opcode.WIN, row_start=r0, row_count=R - r0, col_start=c0, col_count=C - c0), E(op, delta_addr=k),
+                  E(Opcode.RDW, start=0, count=C)]
+    w += [E(Opcode.RDM, start=0, count=C), E(Opcode.HALT)]
+    out["vau_partial_mask"] = Program(w, [rng.integers(0, c.max_level + 1, (R, C)),
+                                          (rng.random((R, C)) < 0.4).astype(np.int64), deltas], seed,
+                                      "VAU with a partial mask and large deltas")
+
+    # Signed inputs at the extremes, several activation widths.
+    head, nc, _ = _layer_head(c, 4, 1)
+    ins = np.stack([np.full(R, 0x80), np.full(R, 0xFF), np.full(R, 0x7F), rng.integers(0, 256, R)])
+    w = head + [E(Opcode.LDW, start=0, count=nc), E(Opcode.LDIN, start=0, count=4)]
+    for k, abits in enumerate((2, 4, 7, 8)):
+        w.append(E(Opcode.CFG, wbits=4, abits=abits, wsigned=1, asigned=1, adc_shift=0))
+        for v in range(4):
+            w.append(E(Opcode.MVM, in_addr=v, acc_addr=(4 * k + v) % c.acc_depth))
+            w.append(E(Opcode.RDACC, start=(4 * k + v) % c.acc_depth, count=1))
+    out["signed_inputs"] = Program(w + [E(Opcode.HALT)], [_sparse_levels(c, rng, (R, nc)), ins], seed,
+                                   "MVM with signed inputs 0x80, 0xFF, 0x7F for abits 2, 4, 7, 8")
+
+    # A looped REQ whose output stride differs from its accumulator stride, then every output read.
+    head, nc, n_out = _layer_head(c, 4, 1)
+    n = min(4, c.in_depth, c.acc_depth)
+    s_out = 2 if c.out_depth >= 2 * n else 0
+    w = head + [E(Opcode.LDW, start=0, count=nc), E(Opcode.LDIN, start=0, count=n),
+                E(Opcode.LDRQ, start=0, count=n_out),
+                E(Opcode.CFGRQ, zero_point=5, clamp_lo=-128, clamp_hi=255, relu=0),
+                E(Opcode.LOOP, count=n, body=1, stride_in=1, stride_acc=1, stride_out=0),
+                E(Opcode.MVM, in_addr=0, acc_addr=0, accumulate=0),
+                E(Opcode.LOOP, count=n, body=1, stride_in=0, stride_acc=1, stride_out=s_out),
+                E(Opcode.REQ, acc_addr=0, out_addr=min(1, c.out_depth - 1 - (n - 1) * s_out)),
+                E(Opcode.RDOUT, start=0, count=c.out_depth), E(Opcode.HALT)]
+    # Small multipliers and moderate shifts: most results land inside the clamp, so the rounding of
+    # every lane shows (large ones would saturate them all).
+    rq = np.stack([rng.integers(-50, 50, n_out), rng.integers(1, 4, n_out), rng.integers(3, 9, n_out)], 1)
+    out["looped_req"] = Program(w, [_sparse_levels(c, rng, (R, nc)), rng.integers(0, 256, (n, R)), rq], seed,
+                                f"looped REQ with stride_acc 1, stride_out {s_out}, every output read")
+
+    # adc_shift 0..15 on dense weights (large sums: every shift clips or truncates differently).
+    head, nc, _ = _layer_head(c, 8, 0)
+    w = head[1:] + [E(Opcode.LDW, start=0, count=nc), E(Opcode.LDIN, start=0, count=1)]
+    for s in range(16):
+        w += [E(Opcode.CFG, wbits=8, abits=8, wsigned=0, asigned=0, adc_shift=s),
+              E(Opcode.MVM, in_addr=0, acc_addr=s % c.acc_depth), E(Opcode.RDACC, start=s % c.acc_depth, count=1)]
+    out["adc_shift_sweep"] = Program(w + [E(Opcode.HALT)], [rng.integers(0, c.max_level + 1, (R, nc)),
+                                                            rng.integers(128, 256, (1, R))], seed,
+                                     "the same MVM under adc_shift 0..15")
+
+    # MVM on a partly masked array: masked rows, masked columns and scattered cells.
+    head, nc, _ = _layer_head(c, 4, 1)
+    mask = (rng.random((R, nc)) < 0.2)
+    mask[rng.integers(0, R)] = True
+    mask[:, rng.integers(0, nc)] = True
+    w = head + [E(Opcode.LDW, start=0, count=nc), E(Opcode.LDM, start=0, count=nc), E(Opcode.LDIN, start=0, count=2),
+                E(Opcode.MVM, in_addr=0, acc_addr=0), E(Opcode.MVM, in_addr=1, acc_addr=1),
+                E(Opcode.RDACC, start=0, count=2), E(Opcode.HALT)]
+    out["masked_mvm"] = Program(w, [rng.integers(0, c.max_level + 1, (R, nc)), mask.astype(np.int64),
+                                    rng.integers(0, 256, (2, R))], seed, "MVM on a partly masked array")
+
+    # Overwrite with a narrower window: lanes >= n_out keep what the wider MVM wrote.
+    head, nc, _ = _layer_head(c, 2, 1)
+    head2, _, _ = _layer_head(c, 2, 1, max_out=max(1, (C // 2) // 2))
+    w = head + [E(Opcode.LDW, start=0, count=nc), E(Opcode.LDIN, start=0, count=2),
+                E(Opcode.MVM, in_addr=0, acc_addr=0)] + head2 + [
+                E(Opcode.MVM, in_addr=1, acc_addr=0, accumulate=0), E(Opcode.RDACC, start=0, count=1), E(Opcode.HALT)]
+    out["narrow_overwrite"] = Program(w, [_sparse_levels(c, rng, (R, nc)), rng.integers(0, 256, (2, R))], seed,
+                                      "MVM without accumulate on a narrower window")
+    return out
+
+
+#: Names of :func:`directed_programs`.
+DIRECTED = ("vau_partial_mask", "signed_inputs", "looped_req", "adc_shift_sweep", "masked_mvm", "narrow_overwrite")

@@ -153,13 +153,20 @@ def generate_rtl(cfg: TileConfig, outdir: Path, mutation: str | None = None) -> 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     tile_v = outdir / "tile.v"
-    key = _sha(_generator_hash(), cfg.to_json(), mutation or "")
+    from .mutants import MUTANTS, mutant_key, tile_class
+
+    named = mutation in MUTANTS  # a mutant of tb/mutants.py, applied to a copy of the RTL source
+    key = _sha(_generator_hash(), cfg.to_json(), mutant_key(mutation) if named else (mutation or ""))
     stamp = outdir / "tile.v.key"
     if tile_v.exists() and stamp.exists() and stamp.read_text() == key:
         return tile_v
     build_mod, tile_mod = _rtl_module()
     _ensure_yosys()
-    if mutation is None:
+    if named:
+        from amaranth.back import verilog
+
+        tile_v.write_text(verilog.convert(tile_class(mutation)(cfg), name="tile", emit_src=False))
+    elif mutation is None:
         build_mod.generate(cfg, outdir)
     elif "mutation" in inspect.signature(build_mod.generate).parameters:
         build_mod.generate(cfg, outdir, mutation=mutation)

@@ -107,12 +107,14 @@ class Mismatch:
     details: list[str] = field(default_factory=list)
     origin: tuple[int, str] | None = None  # (pc, disassembly) found by bisection, if it ran
     program: str = ""  # which program ``pc`` belongs to, when not the test's own (e.g. the read-back)
+    origin_program: str = ""  # which program ``origin`` belongs to, when not the test's own (the reset program)
 
     def report(self, rerun: str = "") -> str:
         lines = [f"MISMATCH: {self.what}"]
         if self.origin is not None:
-            lines.append(f"  first diverging instruction: pc {self.origin[0]}: {self.origin[1]}")
-            if self.pc is not None and (self.pc != self.origin[0] or self.program):
+            oof = f" of the {self.origin_program}" if self.origin_program else ""
+            lines.append(f"  first diverging instruction: pc {self.origin[0]}{oof}: {self.origin[1]}")
+            if self.pc is not None and (self.pc != self.origin[0] or self.program or self.origin_program):
                 of = f" of the {self.program}" if self.program else ""
                 lines.append(f"  (first observed at pc {self.pc}{of}: {self.instruction})")
         elif self.pc is not None:

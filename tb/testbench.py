@@ -18,7 +18,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from .drivers import DinDriver, DoutMonitor, InstrDriver, Pattern
-from .programs import Program, dump_program, reset_program, top_level
+from .programs import LOADS, Program, dump_program, reset_program, top_level
 from .scoreboard import Expected, Mismatch, RtlResult, Scoreboard, rerun_command
 
 __all__ = ["TB", "TestFailure", "config_from_env", "seed_from_env"]
@@ -30,6 +30,10 @@ class _NoBisect(Exception):
 
 class TestFailure(AssertionError):
     """The RTL disagreed with the golden model (the message is the mismatch report)."""
+
+
+#: True until the first reset program of this simulator process ran (see TB.power_on_state).
+_FRESH = True
 
 
 def config_from_env() -> TileConfig:
@@ -73,6 +77,7 @@ class TB:
         self.cpu_seconds = 0.0
         self.max_cycles = 50_000_000
         self.expect_failure = False
+        self.rerun = ""  # the rerun command of mismatch reports, when not ``make sim TESTS=...`` (regress)
         self._clean = False  # True right after the reset program (a bisection can start there)
         self._t0 = time.perf_counter()
 
@@ -211,8 +216,8 @@ class TB:
                     hi = mid
                 else:
                     lo = mid + 1
-        except _NoBisect:  # the reset program itself diverges: no bisection possible
-            mm.details.append("(bisection impossible: the reset program diverges)")
+        except _NoBisect:  # the reset program itself diverges (its first run in this test did not)
+            mm.details.append("(bisection impossible: the reset program diverges after this program)")
             return
         pc = tops[lo]
         end = tops[lo + 1] if lo + 1 < len(tops) else len(golden_words)
@@ -229,19 +234,56 @@ class TB:
     async def power_on_state(self) -> None:
         """Bring RTL and golden model to the power-on state (memories survive the reset signal)."""
         p = reset_program(self.cfg)
+        global _FRESH
+        if _FRESH:
+            # The first reset of the simulator process starts where RTL (memories initialised to
+            # zero) and golden model (power-on state) agree: run it instruction by instruction with
+            # a read-back of every memory after each, so that a bug that corrupts the reset program
+            # is reported there, not blamed on a test's program. Later tests start from whatever
+            # the previous test left in the RTL's memories, where this check cannot run.
+            _FRESH = False
+            mm = await self._locate_in_reset()
+            if mm is not None:
+                self.fail(mm, "reset program")
         exp, rtl, mm = await self._run_compare(p.words, p.feed)
         if mm is not None:
+            mm.program = "reset program"
             self.fail(mm, "reset program")
         self._clean = True
 
     async def _reset_quiet(self) -> bool:
+        """The reset program and a read-back of every memory (a reset that corrupts memories
+        shows here, not in the test's program); True when both match the golden model."""
         p = reset_program(self.cfg)
         _, _, mm = await self._run_compare(p.words, p.feed)
+        if mm is None:
+            _, _, mm = await self._run_compare(dump_program(self.cfg), [])
         self._clean = mm is None
         return mm is None
 
+    async def _locate_in_reset(self) -> Mismatch | None:
+        """Runs the reset program's prefixes in increasing length, each followed by a read-back of
+        all memories; each starts from a state in which RTL and golden model still agree. Returns
+        the first mismatch, its ``origin`` naming the reset program's instruction, or None."""
+        from cimtile.hw.isa import Opcode, decode, disassemble, encode
+
+        p = reset_program(self.cfg)
+        tops = top_level(p.words)
+        for k, pc in enumerate(tops):
+            end = tops[k + 1] if k + 1 < len(tops) else len(p.words)
+            n_loads = sum(decode(w).op in LOADS for w in p.words[:end])  # no loads inside its loops
+            _, _, m = await self._run_compare(p.words[:end] + [encode(Opcode.HALT)], p.feed[:n_loads])
+            if m is None:
+                _, _, m = await self._run_compare(dump_program(self.cfg), [])
+            if m is not None:
+                m.origin = (pc, disassemble(p.words[pc:end]).strip().replace("\n", " | "))
+                m.origin_program = "reset program (tb.programs.reset_program, run before the test's program)"
+                m.program = m.program or "reset program"
+                return m
+        return None
+
     def fail(self, mm: Mismatch, what: str = "") -> None:
-        rerun = rerun_command(self.test, self.cfg.name, self.seed)
+        rerun = self.rerun or rerun_command(self.test, self.cfg.name, self.seed)
         text = (f"{self.test} on {self.label}" + (f", {what}" if what else "") + "\n" + mm.report(rerun))
         wave = os.environ.get("CIMTILE_WAVES")
         if wave:

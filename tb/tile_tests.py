@@ -11,9 +11,11 @@ import numpy as np
 from cimtile.hw import isa
 from cimtile.hw.isa import Cause, Opcode
 from cimtile.tb.programs import (
+    DIRECTED,
     ILLEGAL_CAUSES,
     Program,
     conv_layer_program,
+    directed_programs,
     dump_program,
     random_program,
     top_level,
@@ -146,6 +148,14 @@ async def adc_clipping(tb: TB):
     prog += head2 + [E(Opcode.MVM, in_addr=0, acc_addr=20 % c.acc_depth), E(Opcode.RDACC, start=20 % c.acc_depth,
                                                                              count=1)]
     await tb.execute(prog + [E(Opcode.HALT)], feed, dump=True)
+
+
+@tile_test(which=list(DIRECTED))
+async def directed(tb: TB, which: str):
+    """The directed programs of tb.programs.directed_programs, each from the power-on state, then
+    a read-back of every memory."""
+    await tb.power_on_state()
+    await tb.execute(directed_programs(tb.cfg)[which], dump=True)
 
 
 @tile_test()

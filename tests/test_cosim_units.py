@@ -38,6 +38,43 @@ def test_injected_illegal_programs_stop_with_their_cause(cfg, cause):
         assert r.cause is cause, f"seed {seed}: injected {cause.name}, golden says {r.cause.name} ({r.detail})"
 
 
+def test_random_programs_sweep_every_cfg_field():
+    """Over a few hundred seeds every CFG field takes every legal value (adc_shift 0..15 included)."""
+    cfg = PRESETS["tiny"]
+    seen: dict[str, set] = {}
+    for seed in range(300):
+        for w in programs.random_program(cfg, seed, length=20).words:
+            d = isa.decode(w)
+            if d.op is Opcode.CFG:
+                for k, v in d.args.items():
+                    seen.setdefault(k, set()).add(v)
+    assert seen["wbits"] == set(range(1, 9)) and seen["abits"] == set(range(1, 9))
+    assert seen["wsigned"] == {0, 1} and seen["asigned"] == {0, 1}
+    assert seen["adc_shift"] == set(range(16))
+
+
+@pytest.mark.parametrize("cfg", CFGS + [PRESETS["tiny"].replace(name="variant", dac_bits=2, n_adcs=3, adc_cycles=2,
+                                                                 rows_per_conv=5,
+                                                                 weight_encoding="differential-analog")],
+                         ids=lambda c: c.name)
+def test_layer_prologues_give_unclipped_mvms(cfg):
+    """Most programs open with a layer prologue whose MVM (loaded weights, aligned window) gives a
+    non-zero result that no conversion clipped: the same program on a 14-bit ADC gives the same sums."""
+    wide = cfg.replace(adc_bits=14)
+    prologues = useful = 0
+    n = 60
+    for seed in range(n):
+        p = programs.random_program(cfg, seed, length=0)
+        if not any(isa.decode(w).op is Opcode.MVM for w in p.words):
+            continue
+        prologues += 1
+        a, b = Tile(cfg).run(p.words, p.feed), Tile(wide).run(p.words, p.feed)
+        assert a.ok and b.ok
+        useful += bool(np.any(a.outputs[0]) and np.array_equal(a.outputs[0], b.outputs[0]))
+    assert prologues >= 0.65 * n
+    assert useful >= 0.5 * prologues, f"only {useful} of {prologues} prologue MVMs are non-zero and unclipped"
+
+
 def test_random_programs_reproduce_from_their_seed():
     cfg = PRESETS["tiny"]
     a, b = programs.random_program(cfg, 42), programs.random_program(cfg, 42)

@@ -9,6 +9,7 @@ import pytest
 from cimtile.hw.isa import Opcode, encode
 from cimtile.hw.params import TileConfig
 from cimtile.tb.amaranth_sim import golden_runs, run_rtl
+from cimtile.tb.programs import DIRECTED, directed_programs, random_program
 from helpers import TINY, VARIANT
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
@@ -30,8 +31,13 @@ def dump_program(cfg: TileConfig) -> list[int]:
     ]
 
 
+#: ``make mutate`` runs this module on a named mutant of the RTL (tb/mutants.py) through this variable.
+MUTANT = os.environ.get("CIMTILE_MUTANT") or None
+
+
 def compare(cfg: TileConfig, program: list[int], blocks: list, *, stall_seed=None, mutation=None) -> None:
     """Run ``program`` then a dump of the state on the golden model and on the RTL; all must agree."""
+    mutation = mutation or MUTANT
     runs = [(program, blocks), (dump_program(cfg), [])]
     gold = golden_runs(cfg, runs)
     rtl = run_rtl(cfg, [(p, din) for (p, _), (_, din, _) in zip(runs, gold)], stall_seed=stall_seed,
@@ -72,6 +78,28 @@ def test_legal_programs_match_golden_with_stalls(name, data):
     cfg = CONFIGS[name]
     program, blocks = random_case(data, cfg, errors=False)
     compare(cfg, program, blocks, stall_seed=data.draw(st.integers(0, 1000), "stall_seed"))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_generated_programs_match_golden(name):
+    """tb.programs' generator (the co-simulation's and ``make regress``'s): layer prologues make MVMs
+    with loaded weights, aligned windows and unclipped conversions common, which the hypothesis
+    programs above rarely produce."""
+    cfg = CONFIGS[name]
+    for seed in range(4 * SCALE):
+        p = random_program(cfg, 9000 + seed, length=16)
+        compare(cfg, p.words, p.feed)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.slow
+@pytest.mark.parametrize("which", DIRECTED)
+def test_directed_programs_match_golden(name, which):
+    """The directed programs (VAU with a partial mask, signed inputs at the extremes, a looped REQ,
+    the adc_shift sweep, a masked MVM, a narrower overwrite), then a read-back of every memory."""
+    cfg = CONFIGS[name]
+    p = directed_programs(cfg)[which]
+    compare(cfg, p.words, p.feed)
 
 
 def test_shift_add_mutation_is_caught():

@@ -1,0 +1,120 @@
+"""Named mutants of the RTL: deliberate, realistic bugs, each applied to a copy of the RTL generator's
+source (never to ``hw/`` itself), for measuring which test suites catch which bug (``make mutate``).
+
+A mutant replaces one exact piece of text (which must occur exactly once) in one module of
+``cimtile.hw`` (``tile``, ``adc``, ``crossbar``, ``requant``); :func:`tile_class` loads the mutated
+copy (and a copy of ``tile`` that imports it) as private modules and returns its ``Tile`` class.
+The same class drives the Amaranth simulator (``tb.amaranth_sim.run_rtl(..., mutation=name)``) and
+the generated Verilog of a mutated Verilator build (``tb.runner.build(cfg, mutation=name)``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["MUTANTS", "Mutant", "MutantError", "mutant_key", "tile_class"]
+
+
+class MutantError(RuntimeError):
+    """A mutant no longer applies: its text is not found exactly once in the RTL source."""
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    module: str  # module of cimtile.hw the text lives in
+    old: str
+    new: str
+    what: str
+
+
+MUTANTS: dict[str, Mutant] = {m.name: m for m in [
+    Mutant("shift_off_by_one", "tile", "in_shift = Mux(sign_slice, abits_m1, k * d)",
+           "in_shift = Mux(sign_slice, abits_m1, k * d + (k >= 3))",
+           "input slices 3 and up are shifted one bit too far"),
+    Mutant("adc_clip_bound", "adc", "hi = Mux(self.diff, phi, shi)", "hi = Mux(self.diff, phi, shi - 1)",
+           "the unsigned ADC clips one code too low"),
+    Mutant("vau_mask_ignored", "tile", "keep = xbar.rd_mask[r] | ~inwin", "keep = ~inwin",
+           "VAUR/VAUC update masked cells"),
+    Mutant("mvm_mask_ignored", "crossbar",
+           "m.d.comb += lv.eq(lp.data & ~Cat(*[mp.data[r].replicate(cb) for r in range(R)]))",
+           "m.d.comb += lv.eq(lp.data)", "masked cells contribute to MVM column sums"),
+    Mutant("vau_saturation", "tile", "sat = Mux(s_ < 0, 0, Mux(s_ > cfg.max_level, cfg.max_level, s_))",
+           "sat = Mux(s_ < 0, 0, s_)", "VAU levels wrap instead of saturating at max_level"),
+    Mutant("sign_slice", "tile", "neg=sign_slice ^ wneg", "neg=wneg",
+           "the sign slice of signed inputs counts positively"),
+    Mutant("requant_rounding", "requant", "m.d.comb += rbit.eq(Mux(sh2 == 0, 0,",
+           "m.d.comb += rbit.eq(Mux(sh2 >= 0, 0,", "REQ truncates instead of rounding half up"),
+    Mutant("loop_stride_space", "tile",
+           "e.lp_stride[i][1].eq(a.stride_acc),\n                                 e.lp_stride[i][2].eq(a.stride_out)",
+           "e.lp_stride[i][1].eq(a.stride_out),\n                                 e.lp_stride[i][2].eq(a.stride_acc)",
+           "LOOP applies stride_out to accumulator addresses and stride_acc to output addresses"),
+    Mutant("latency_cycle", "tile", "with m.If(e.drain == isa.MVM_LATENCY):",
+           "with m.If(e.drain == isa.MVM_LATENCY + 1):", "MVM takes one cycle more than its formula"),
+    Mutant("diff_column_index", "crossbar", "m.d.comb += [lp.addr.eq(self.col[i] + k), mp.addr.eq(self.col[i] + k)]",
+           "m.d.comb += [lp.addr.eq(self.col[i] + 2 * k), mp.addr.eq(self.col[i] + 2 * k)]",
+           "differential-analog pairs subtract the column two to the right instead of the next one"),
+    Mutant("diff_sign_column", "tile", "wneg = wsigned & ~g_analog & q[0]", "wneg = wsigned & ~g_analog & q[0] & ~q[1]",
+           "digital differential weights: the negative columns of odd slices count positively"),
+    Mutant("cfg_decode", "tile", "e.adc_shift.eq(a.adc_shift)]", "e.adc_shift.eq(a.adc_shift[:3])]",
+           "CFG's adc_shift loses its top bit"),
+]}
+
+_HW = Path(importlib.util.find_spec("cimtile.hw").submodule_search_locations[0])
+_cache: dict[str, type] = {}
+
+
+def _source(module: str) -> str:
+    return (_HW / f"{module}.py").read_text()
+
+
+def _mutated(m: Mutant) -> str:
+    text = _source(m.module)
+    n = text.count(m.old)
+    if n != 1:
+        raise MutantError(f"mutant {m.name}: its text occurs {n} times in hw/{m.module}.py (expected once); "
+                          "update tb/mutants.py to the RTL")
+    return text.replace(m.old, m.new)
+
+
+def mutant_key(name: str) -> str:
+    """A key that changes with the mutant's definition and the source it mutates (for build caches)."""
+    m = MUTANTS[name]
+    return name + ":" + hashlib.sha256((m.old + "\0" + m.new + "\0" + _source(m.module)).encode()).hexdigest()[:16]
+
+
+def _load(modname: str, text: str):
+    full = f"cimtile.hw.{modname}"
+    spec = importlib.util.spec_from_loader(full, loader=None)
+    mod = importlib.util.module_from_spec(spec)
+    mod.__package__ = "cimtile.hw"
+    mod.__file__ = str(_HW / f"{modname}.py")
+    sys.modules[full] = mod
+    exec(compile(text, f"<mutant {modname}>", "exec"), mod.__dict__)
+    return mod
+
+
+def tile_class(name: str) -> type:
+    """The ``Tile`` class of the RTL with mutant ``name`` applied (cached per process)."""
+    if name not in MUTANTS:
+        raise MutantError(f"unknown mutant {name!r}: expected one of {', '.join(MUTANTS)}")
+    if name in _cache:
+        return _cache[name]
+    m = MUTANTS[name]
+    tag = f"_mutant_{name}"
+    if m.module == "tile":
+        tile_text = _mutated(m)
+    else:
+        _load(f"{m.module}{tag}", _mutated(m))
+        tile_text = _source("tile")
+        old = f"from .{m.module} import "
+        if tile_text.count(old) < 1:
+            raise MutantError(f"mutant {name}: hw/tile.py does not import hw/{m.module}.py as `{old}...`")
+        tile_text = tile_text.replace(old, f"from .{m.module}{tag} import ")
+    cls = _load(f"tile{tag}", tile_text).Tile
+    _cache[name] = cls
+    return cls
