@@ -45,7 +45,7 @@ def register(sub) -> None:
     s.add_argument("--ray-address", default=None, help="join an existing Ray cluster")
     s.add_argument("--seed", type=int, default=0, help="seed of the agent and of every fine-tune (default 0)")
     s.add_argument("--device", default=None,
-                   help="device model (a preset: ideal, rram, rram-faults, pcm; or a DeviceModel JSON file): every "
+                   help="device model (a preset of docs/devices.md or a DeviceModel JSON file): every "
                         "evaluated policy's accuracy is its compiled bundle's on the golden model with this device "
                         "(docs/devices.md; default: fake-quantised accuracy, ideal tile)")
     s.add_argument("-o", "--out", required=True, help="output directory")

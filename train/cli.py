@@ -53,7 +53,7 @@ def register(sub) -> None:
     p.add_argument("--backend", default="golden", choices=("golden", "rtl", "compare"),
                    help="golden model, RTL under Verilator, or both checked program by program")
     p.add_argument("--device", default=None,
-                   help="device model (a preset: ideal, rram, rram-faults, pcm; or a DeviceModel JSON file): the "
+                   help="device model (a preset of docs/devices.md or a DeviceModel JSON file): the "
                         "golden tiles program and read with it, and every schedule also runs on ideal tiles for a "
                         "comparison (device.md, device.json; docs/devices.md)")
     p.add_argument("-o", "--out", default=None, help="output directory (default build/train-sparse)")
