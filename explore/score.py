@@ -1,0 +1,167 @@
+"""Scoring one candidate: accuracy, latency, energy and area (runs in a worker of the executor).
+
+- **Accuracy**: the candidate network is trained briefly in float (:func:`cimtile.zoo.fit.fit`), given its
+  quantised twin at the candidate's per-layer bits (:func:`cimtile.search.qat.build`), optionally pruned, fine-tuned
+  with quantisation-aware training (:func:`cimtile.search.qat.finetune`), exported as QCDQ ONNX, compiled for the
+  candidate's tile and run on the golden model over the validation split (never trained on). With a device model
+  the same bundle is also run with the device (seeded; the same draws for every candidate).
+- **Latency**: exact tile cycles per image from the cost API (:class:`cimtile.search.cost.CostModel` with the
+  candidate's own fine-tuned integer weights), checked equal to the compiled bundle's report and to the golden
+  model's run. Weight-stationary: when the network's crossbar tiles fit in ``n_tiles`` tiles, weight programming
+  (and the mask-clear program) is paid once per batch of ``batch`` images; otherwise for every image.
+- **Energy**: :func:`cimtile.sim.energy.energy_pj` of the bundle's operation counts (cited constants), with the
+  same weight-stationary rule for the programming energy.
+- **Area**: analog parts of ``n_tiles`` tiles from cited constants (:func:`cimtile.sim.energy.analog_area_mm2`);
+  the synthesised controller's LUTs/FFs/BRAMs are added by :mod:`cimtile.explore.synth` when asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cimtile.errors import CimtileError
+
+__all__ = ["MAPPINGS", "evaluate"]
+
+#: Compiler ADC mapping modes the scorer can ask for; ``exact`` exists today, ``calibrated`` when the compiler has it.
+MAPPINGS = ("exact", "calibrated")
+
+_DATA: dict = {}
+
+
+def _data(name: str):
+    if name not in _DATA:
+        from cimtile.zoo import mnist_nets
+
+        xf, yf, xv, yv, _, _ = mnist_nets.splits(name)
+        _DATA[name] = (xf, yf, xv, yv)
+    return _DATA[name]
+
+
+def _compile(path: Path, cfg, mapping: str, x_cal: np.ndarray):
+    from cimtile.compiler import compile_model
+
+    if mapping == "exact":
+        return compile_model(path, cfg)
+    if "mapping" not in inspect.signature(compile_model).parameters:
+        raise CimtileError(f"mapping {mapping!r}: this compiler has no ADC mapping modes (only exact)")
+    return compile_model(path, cfg, mapping=mapping, calibration=x_cal)
+
+
+def _prune(net, sparsity: float) -> None:
+    """Magnitude pruning of every weight layer to ``sparsity`` (torch's pruning hooks: the mask stays applied
+    through the fine-tune; :func:`_unprune` makes it permanent)."""
+    import torch.nn.utils.prune as prune
+
+    for m in net.layers:
+        prune.l1_unstructured(m, "weight", amount=sparsity)
+
+
+def _unprune(net) -> None:
+    import torch.nn.utils.prune as prune
+
+    for m in net.layers:
+        if prune.is_pruned(m):
+            prune.remove(m, "weight")
+
+
+def evaluate(job: dict) -> dict:
+    """Score ``job['candidate']`` (a full candidate dict). ``job`` also carries the settings: ``data``, ``seed``,
+    ``float_epochs``, ``qat_epochs``, ``batch``, ``mapping``, ``device`` (a DeviceModel dict or None), ``space``
+    (overrides, sparsity flag, base preset), ``table`` (return the cost model's layer table too).
+
+    Returns a record: the candidate, ``status`` (``ok`` or ``infeasible`` with ``reason``: the compiler refused
+    the network on that tile), accuracies, cycles, operation counts, energy and area."""
+    import torch
+    from cimtile.search import qat
+    from cimtile.search.cost import CostModel
+    from cimtile.zoo import mnist_nets
+    from cimtile.zoo.fit import fit
+
+    from cimtile.compiler import run
+    from cimtile.sim.energy import analog_area_mm2, energy_pj, operation_counts
+
+    from .space import Space
+
+    t0 = time.time()
+    torch.set_num_threads(1)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed": not ours
+    sp = Space(**job["space"])
+    c = job["candidate"]
+    cfg = sp.tile(c)
+    xf, yf, xv, yv = _data(job["data"])
+    spec = sp.layers(c, xf.shape[-1])
+    n = mnist_nets.weight_layers(spec)
+    pol = sp.policy(c, n)
+    rec = {"key": sp.key(c), "candidate": c, "tile": cfg.name, "layers": n,
+           "params": int(sum(s[1] * s[2] * (s[3] ** 2 if s[0] == "conv" else 1) for s in spec if s[0] in ("conv",
+                                                                                                             "fc")))}
+    seed = job["seed"]
+    # one float net per network (torch_net seeds its own initial weights), trained with the search's seed
+    net = mnist_nets.torch_net(spec)
+    fit(net, xf, yf, epochs=job["float_epochs"], lr=2e-3, seed=seed)
+    q = qat.build(spec, pol, net)
+    if c["sparsity"] > 0:
+        _prune(q, c["sparsity"])
+    qat.finetune(q, xf, yf, job["qat_epochs"], seed)
+    _unprune(q)
+    rec["acc_torch"] = qat.evaluate_acc(q, xv, yv)
+    with tempfile.TemporaryDirectory(prefix="cimtile-explore-") as d:
+        path = Path(d) / "candidate.onnx"
+        with contextlib.redirect_stdout(io.StringIO()):  # torch's exporter narrates its steps on stdout
+            qat.export_qcdq(q, xv, path)
+        try:
+            b = _compile(path, cfg, job["mapping"], xf[:256])
+            cm = CostModel(path, cfg)
+        except CimtileError as e:
+            rec.update(status="infeasible", reason=str(e)[:200], seconds=time.time() - t0)
+            return rec
+    cost = cm.query(pol, qat.int_weights(q))
+    y, st = run(b, xv, progress=False, stats=True)
+    rec["acc_ideal"] = float((np.asarray(y).argmax(1) == yv).mean() * 100)
+    rec["acc"] = rec["acc_ideal"]
+    if job.get("device") is not None:
+        from cimtile.sim.device import DeviceModel
+
+        dev = DeviceModel.from_dict(job["device"])
+        rec["acc_device"] = float((np.asarray(run(b, xv, progress=False, device=dev)).argmax(1) == yv).mean() * 100)
+        rec["acc"] = rec["acc_device"]
+    t = cost.totals
+    rep = b.report["totals"]
+    if rep["cycles"] != t["cycles"]:  # the cost API's contract with the compiler (tested)
+        raise AssertionError(f"cost API {t['cycles']} != compiled bundle {rep['cycles']} cycles")
+    # the golden model ran the mask-clear program once and every layer program for each image
+    golden = (st.cycles - st.init_cycles) / len(xv) + st.init_cycles
+    if golden != rep["cycles"]:  # pragma: no cover - the compiler's report and the golden model agree (tested)
+        raise AssertionError(f"golden model {golden} != compiled bundle {rep['cycles']} cycles per image")
+    batch = job["batch"]
+    fits = t["xbar_tiles"] <= c["n_tiles"]
+    # weight programming as compiled (LDW in every run of each layer) plus the mask-clear program
+    prog = t["program_cycles"] + cost.init_cycles
+    prog_once = sum(lc.program_cycles // max(1, r["runs"]) for lc, r in zip(cost.layers, b.report["layers"]))
+    prog_once += cost.init_cycles
+    latency = t["compute_cycles"] - cost.init_cycles + (prog_once / batch if fits else prog)
+    counts = operation_counts(b)
+    if counts["adc_conversions"] != rep["adc_conversions"]:  # pragma: no cover - energy.py's count drifted
+        raise AssertionError("operation_counts disagrees with the report's ADC conversions")
+    share = 1.0 / batch if fits else 1.0
+    if fits:  # weight-stationary: each crossbar tile's cells written once per batch, not once per run
+        counts = dict(counts, cell_writes=counts["cells_stored"])
+    energy = energy_pj(counts, cfg, share)
+    area = analog_area_mm2(cfg, c["n_tiles"])
+    rec.update(status="ok", cycles=t["cycles"], compute_cycles=t["compute_cycles"], program_cycles=t["program_cycles"],
+               init_cycles=cost.init_cycles, bundle_cycles=rep["cycles"], golden_cycles=golden,
+               xbar_tiles=t["xbar_tiles"], fits=fits, latency=latency, counts=counts,
+               energy=energy, energy_pj=energy["total"], area=area, area_mm2=area["total"],
+               policy=[list(p) for p in pol], seconds=time.time() - t0)
+    if job.get("table"):
+        rec["layer_table"] = cm.layer_table()
+    return rec
