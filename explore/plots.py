@@ -38,7 +38,8 @@ def plots(out: Path, per: dict, fronts: dict, ref: dict) -> None:
                             xs.append(r[k])
                             ys.append(r["acc"])
                     ax.step(xs, ys, where="post", color=col, lw=1)
-            ax.scatter([ref[k]], [ref["acc"]], marker="s", color="k", s=30, label="reference" if ax is axes[0] else None)
+            ax.scatter([ref[k]], [ref["acc"]], marker="s", color="k", s=30,
+                       label="reference" if ax is axes[0] else None)
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel(label)

@@ -208,8 +208,9 @@ def explore(cfg: ExploreConfig, out: str | Path, executor=None) -> dict:
 
     ``executor`` defaults to :func:`cimtile.search.executor.make_executor` of ``cfg.workers`` /
     ``cfg.ray_address``."""
-    from cimtile.progress import bar as progress_bar
     from cimtile.search.executor import make_executor
+
+    from cimtile.progress import bar as progress_bar
 
     _check(cfg)
     if isinstance(cfg.space, (str, Path)):

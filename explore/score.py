@@ -46,6 +46,35 @@ def _data(name: str):
     return _DATA[name]
 
 
+def _registry_once() -> None:
+    """torch's ONNX exporter rebuilds its operator registry from onnxscript on every export (about 3 s, most
+    of a small candidate's export): build it once per process and give each export its own copy of the table
+    (an export may register custom ops into it). The exported model is unchanged (checked in
+    tests/test_explore.py). Skipped if this torch has no such registry."""
+    try:
+        from torch.onnx._internal.exporter import _registration as R
+    except ImportError:  # pragma: no cover - another torch
+        return
+    cls = getattr(R, "ONNXRegistry", None)
+    if cls is None or getattr(cls, "_cimtile_once", False) or not hasattr(cls, "from_torchlib"):
+        return
+    orig = cls.from_torchlib.__func__
+    built: dict = {}
+
+    def from_torchlib(klass, *args, **kw):
+        key = (klass, args, tuple(sorted(kw.items())))
+        if key not in built:
+            built[key] = orig(klass, *args, **kw)
+        base = built[key]
+        reg = klass.__new__(klass)
+        reg.__dict__.update(base.__dict__)
+        reg.functions = {k: list(v) for k, v in base.functions.items()}
+        return reg
+
+    cls.from_torchlib = classmethod(from_torchlib)
+    cls._cimtile_once = True
+
+
 def _compile(path: Path, cfg, mapping: str, x_cal: np.ndarray):
     from cimtile.compiler import compile_model
 
@@ -81,19 +110,19 @@ def evaluate(job: dict) -> dict:
     Returns a record: the candidate, ``status`` (``ok`` or ``infeasible`` with ``reason``: the compiler refused
     the network on that tile), accuracies, cycles, operation counts, energy and area."""
     import torch
+    from cimtile.compiler import run
     from cimtile.search import qat
     from cimtile.search.cost import CostModel
+    from cimtile.sim.energy import analog_area_mm2, energy_pj, operation_counts
     from cimtile.zoo import mnist_nets
     from cimtile.zoo.fit import fit
-
-    from cimtile.compiler import run
-    from cimtile.sim.energy import analog_area_mm2, energy_pj, operation_counts
 
     from .space import Space
 
     t0 = time.time()
     torch.set_num_threads(1)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed": not ours
+    _registry_once()
     sp = Space(**job["space"])
     c = job["candidate"]
     cfg = sp.tile(c)

@@ -15,8 +15,9 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from cimtile.errors import CimtileError
 from cimtile.hw.params import ConfigError, TileConfig, load_config
+
+from cimtile.errors import CimtileError
 
 __all__ = ["DIMENSIONS", "Dimension", "ExploreError", "Space", "MAX_LAYERS"]
 

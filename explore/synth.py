@@ -8,6 +8,7 @@ import hashlib
 import json
 
 from cimtile.hw.params import TileConfig
+
 from cimtile.paths import build_dir
 
 __all__ = ["config_hash", "controller"]

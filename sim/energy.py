@@ -98,12 +98,12 @@ def operation_counts(bundle) -> dict:
         wt, tl, sch = L.weights, L.tiling, L.schedule
         runs = math.ceil(sch.positions / sch.chunk)
         mvm_per_tile = sch.chunk * runs  # one MVM per tile per output position (padded to whole chunks)
-        # (column tile, row tile, weight bits, signed, physical columns): the layer's tiles, then the 2-bit
-        # correction tiles of weights that do not fit the encoding (as the report counts them)
-        tiles = [(ct, rt, wt.wbits, wt.wsigned, (tl.col_tiles[ct][1] - tl.col_tiles[ct][0]) * tl.group)
+        # (row tile, weight bits, signed, physical columns): the layer's tiles, then the 2-bit correction tiles
+        # of weights that do not fit the encoding (as the report counts them)
+        tiles = [(rt, wt.wbits, wt.wsigned, (tl.col_tiles[ct][1] - tl.col_tiles[ct][0]) * tl.group)
                  for ct, rt in tl.pairs()]
-        tiles += [(ct, rt, 2, True, (tl.col_tiles[ct][1] - tl.col_tiles[ct][0]) * 2) for ct, rt in tl.fix_tiles]
-        for ct, rt, wb, ws, nc in tiles:
+        tiles += [(rt, 2, True, (tl.col_tiles[ct][1] - tl.col_tiles[ct][0]) * 2) for ct, rt in tl.fix_tiles]
+        for rt, wb, ws, nc in tiles:
             r0, r1 = tl.row_tiles[rt]
             g = isa.geometry(cfg, wb, wt.abits, ws, wt.asigned, r1 - r0, nc)
             c["adc_conversions"] += g.nis * g.nrg * g.nconv * mvm_per_tile
