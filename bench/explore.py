@@ -14,8 +14,8 @@ Figures (``python -m bench explore``; outputs under ``build/explore/bench`` and 
   ``explore_device_mean_acc_drop`` (points).
 
 ``BENCH_EXPLORE_WORKERS`` (default 2) sets the Ray workers. ``python -m bench.explore --markdown`` prints the
-tables of docs/explore.md (the space, the constants, and the figures from build/bench.json and the run's
-summary).
+tables of docs/explore.md (the space, the constants, and the figures from build/bench.json);
+``--update-doc`` writes them into docs/explore.md.
 """
 
 from __future__ import annotations
@@ -105,8 +105,23 @@ def markdown(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def update_doc(doc: Path = ROOT / "docs" / "explore.md") -> None:
+    """Write :func:`markdown` into docs/explore.md between its ``generated: explore`` markers."""
+    import re
+
+    text = doc.read_text()
+    start, end = "<!-- generated: explore (python -m bench.explore --markdown) -->\n", "<!-- end: explore -->"
+    new, n = re.subn(re.escape(start) + r".*?" + re.escape(end),
+                     lambda _: start + markdown(ROOT / "build" / "bench.json") + end, text, flags=re.S)
+    if n != 1:
+        raise SystemExit(f"{doc}: no generated: explore block")
+    doc.write_text(new)
+
+
 if __name__ == "__main__":
     if "--markdown" in sys.argv:
         print(markdown(ROOT / "build" / "bench.json"), end="")
+    elif "--update-doc" in sys.argv:
+        update_doc()
     else:
         print(json.dumps(run(), indent=2))

@@ -79,6 +79,13 @@ def _check(cfg: ExploreConfig):
         raise ExploreError(f"strategy {bad[0] if bad else ''!r}: expected some of {', '.join(STRATEGIES)}")
     if cfg.mapping not in MAPPINGS:
         raise ExploreError(f"mapping {cfg.mapping!r}: expected one of {', '.join(MAPPINGS)}")
+    if cfg.mapping != "exact":
+        import inspect
+
+        from cimtile.compiler import compile_model
+
+        if "mapping" not in inspect.signature(compile_model).parameters:
+            raise ExploreError(f"mapping {cfg.mapping!r}: this compiler has only the exact ADC mapping")
     if cfg.precision_agent not in AGENTS:
         raise ExploreError(f"precision agent {cfg.precision_agent!r}: expected one of {', '.join(AGENTS)}")
     if cfg.synth not in ("none", "front"):
@@ -279,7 +286,7 @@ def _finish(cfg: ExploreConfig, out: Path, per: dict, ref: dict, space: Space, e
         best = max(singles, key=lambda s: singles[s])
         summary["best_single_sided"] = best
         summary["explore_hv_ratio"] = hv["joint"] / singles[best] if singles[best] > 0 else float("inf")
-    if cfg.device is not None and "joint" in per:
+    if "joint" in per and any("acc_device" in r for r in per["joint"]):
         summary["device"] = _device_change(per["joint"], box)
     if cfg.synth == "front" and "joint" in fronts:
         from .synth import controller

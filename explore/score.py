@@ -49,8 +49,8 @@ def _data(name: str):
 def _registry_once() -> None:
     """torch's ONNX exporter rebuilds its operator registry from onnxscript on every export (about 3 s, most
     of a small candidate's export): build it once per process and give each export its own copy of the table
-    (an export may register custom ops into it). The exported model is unchanged (checked in
-    tests/test_explore.py). Skipped if this torch has no such registry."""
+    (an export may register custom ops into it): each copy holds the same table a fresh build does
+    (tests/test_explore.py). Skipped if this torch has no such registry."""
     try:
         from torch.onnx._internal.exporter import _registration as R
     except ImportError:  # pragma: no cover - another torch
@@ -73,6 +73,7 @@ def _registry_once() -> None:
 
     cls.from_torchlib = classmethod(from_torchlib)
     cls._cimtile_once = True
+    cls._cimtile_fresh = classmethod(orig)
 
 
 def _compile(path: Path, cfg, mapping: str, x_cal: np.ndarray):

@@ -81,6 +81,19 @@ def test_energy_table_has_one_home():
     assert energy.adc_energy_pj(6) == energy.adc_energy_pj(8) / 4
 
 
+def test_registry_copies_equal_a_fresh_build():
+    from cimtile.explore.score import _registry_once
+    from torch.onnx._internal.exporter import _registration as R
+
+    _registry_once()
+    a, b = R.ONNXRegistry.from_torchlib(), R.ONNXRegistry.from_torchlib()
+    fresh = R.ONNXRegistry._cimtile_fresh()
+    assert a is not b and a.functions is not b.functions
+    assert {k: len(v) for k, v in a.functions.items()} == {k: len(v) for k, v in fresh.functions.items()}
+    a.functions.clear()  # an export registering into its copy leaves the next export's copy whole
+    assert len(R.ONNXRegistry.from_torchlib().functions) == len(fresh.functions)
+
+
 @pytest.mark.slow
 def test_small_exploration_is_consistent_and_resumes(tmp_path):
     out = tmp_path / "x"
@@ -123,10 +136,16 @@ def test_small_exploration_is_consistent_and_resumes(tmp_path):
     (["--budget", "0"], "budget 0: at least 1"),
     (["--strategies", "joint,magic"], "strategy 'magic'"),
     (["--mapping", "fuzzy"], "mapping 'fuzzy'"),
+    (["--synth", "all"], None),
     (["--device", "nosuch"], "nosuch"),
     (["--precision-agent", "oracle"], "precision agent 'oracle'"),
 ])
 def test_cli_bad_input_one_line(tmp_path, capsys, args, msg):
+    if msg is None:  # an argparse choice: a usage error (exit 2)
+        with pytest.raises(SystemExit) as e:
+            main(["explore", "-o", str(tmp_path / "o"), *args])
+        assert e.value.code == 2 and not (tmp_path / "o").exists()
+        return
     assert main(["explore", "-o", str(tmp_path / "o"), *args]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("cimtile: error:") and msg in err and "\n" not in err
