@@ -31,7 +31,7 @@ class Counting(InProcessExecutor):
 
 def _cfg(budget: int, **kw) -> ExploreConfig:
     return ExploreConfig(budget=budget, strategies=("joint", "precision"), float_epochs=1, qat_epochs=0.25,
-                         precision_agent="random", space=SMALL, population=2, progress=False, **kw)
+                         precision_agent="random", space=SMALL, population=2, progress=False, sparsity=True, **kw)
 
 
 def test_space_dimensions_are_checked_against_tile_config():
