@@ -315,7 +315,8 @@ def _device_change(recs: list[dict], box) -> dict:
 
 def _brief(r: dict) -> dict:
     keys = ("key", "tile", "layers", "params", "status", "acc", "acc_ideal", "acc_device", "acc_torch", "latency",
-            "cycles", "compute_cycles", "program_cycles", "bundle_cycles", "golden_cycles", "xbar_tiles", "fits",
+            "cycles", "compute_cycles", "program_cycles", "bundle_cycles", "batch_cycles", "golden_cycles",
+            "golden_images", "report_batch_cycles", "xbar_tiles", "fits",
             "energy_pj", "area_mm2", "controller")
     return {k: r[k] for k in keys if k in r}
 
@@ -331,8 +332,8 @@ def _write(out: Path, per: dict, fronts: dict, summary: dict) -> None:
     tmp.write_text(json.dumps(rows, indent=1) + "\n")
     tmp.replace(out / "candidates.json")
     cols = ["strategy", "index", "status"] + list(DIMENSIONS) + [
-        "layers", "params", "acc", "acc_ideal", "acc_device", "latency", "cycles", "compute_cycles", "program_cycles",
-        "xbar_tiles", "fits", "energy_pj", "area_mm2"]
+        "layers", "params", "acc", "acc_ideal", "acc_device", "latency", "batch_cycles", "cycles", "compute_cycles",
+        "program_cycles", "xbar_tiles", "fits", "energy_pj", "area_mm2"]
     with open(out / "candidates.csv.tmp", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)

@@ -85,7 +85,8 @@ def operation_counts(bundle) -> dict:
     """Events of one image of a compiled bundle (:class:`cimtile.compiler.Bundle`): ADC conversions, row DAC
     drives (one per active row per input slice), cell reads (one per cell of the active window per input slice),
     cell writes (every cell an LDW programs, as compiled: weights loaded once per run of each layer's programs;
-    ``cells_stored``: each crossbar tile's cells once, what weight-stationary tiles program),
+    ``cells_stored``: each crossbar tile's cells once, what weight-stationary tiles program; ``layers``: per
+    layer its ``cells_stored`` and ``runs`` per image),
     buffer bytes (input bytes loaded and output/accumulator bytes read back), MVMs.
 
     The conversions are counted the way :func:`cimtile.compiler.report.build_report` counts them (the count the
@@ -93,8 +94,9 @@ def operation_counts(bundle) -> dict:
     report's ``adc_conversions`` (tested)."""
     cfg = bundle.cfg
     c = {"adc_conversions": 0, "dac_drives": 0, "cell_reads": 0, "cell_writes": 0, "cells_stored": 0,
-         "buffer_bytes": 0, "mvms": 0}
+         "buffer_bytes": 0, "mvms": 0, "layers": []}
     for L in bundle.model.layers:
+        stored = c["cells_stored"]
         wt, tl, sch = L.weights, L.tiling, L.schedule
         runs = math.ceil(sch.positions / sch.chunk)
         mvm_per_tile = sch.chunk * runs  # one MVM per tile per output position (padded to whole chunks)
@@ -113,13 +115,13 @@ def operation_counts(bundle) -> dict:
             c["cells_stored"] += g.nr * g.nc
             c["mvms"] += mvm_per_tile
             c["buffer_bytes"] += (g.nr + g.n_out) * mvm_per_tile
+        c["layers"].append({"name": L.name, "cells_stored": c["cells_stored"] - stored, "runs": runs})
     return c
 
 
 def energy_pj(counts: dict, cfg: TileConfig, program_share: float = 1.0) -> dict:
     """Energy (pJ) of one image's ``counts`` on tiles ``cfg``, by component; ``program_share`` scales the cell
-    writes (1: weights programmed for every image as compiled; ``1/B``: programmed once for a batch of B images
-    on weight-stationary tiles)."""
+    writes (1: ``counts["cell_writes"]`` are one image's; ``1/B``: they are a batch of B images')."""
     e = {"adc": counts["adc_conversions"] * adc_energy_pj(cfg.adc_bits),
          "dac": counts["dac_drives"] * dac_energy_pj(cfg.dac_bits),
          "array": counts["cell_reads"] * ENERGY["cell_read"][0],

@@ -106,12 +106,13 @@ def test_small_exploration_is_consistent_and_resumes(tmp_path):
     for r in rows:
         if r["status"] != "ok":
             continue
-        # the reported cycles are the cost API's, equal to the compiled bundle's report and the golden model's run
-        assert r["cycles"] == r["bundle_cycles"] == r["golden_cycles"]
-        # weight-stationary latency: programming amortised only when the crossbar tiles fit
-        n_tiles = r["candidate"]["n_tiles"]
-        assert r["fits"] == (r["xbar_tiles"] <= n_tiles)
-        assert (r["latency"] < r["cycles"]) == r["fits"]
+        # the reported cycles are the cost API's, equal to the compiled bundle's report; the golden model's run of
+        # the validation batch equals the report's count for that batch
+        assert r["cycles"] == r["bundle_cycles"]
+        assert r["golden_cycles"] == r["report_batch_cycles"] and r["golden_images"] > 100
+        # weight-stationary on n_tiles tiles when the crossbar tiles fit; the latency is a batch's cycles per image
+        assert r["fits"] == (r["xbar_tiles"] <= r["candidate"]["n_tiles"])
+        assert r["latency"] == pytest.approx(r["batch_cycles"] / 1000)
         assert 0 <= r["acc_device"] <= 100 and r["acc"] == r["acc_device"]
     assert set(s["hypervolume"]) == {"joint", "precision"} and "explore_hv_ratio" in s
     assert {"hv_ideal", "hv_device", "left_front"} <= set(s["device"])
