@@ -162,3 +162,17 @@ def test_cli_bad_space_file(tmp_path, capsys):
     f.write_text("{not json")
     assert main(["explore", "-o", str(tmp_path / "o"), "--space", str(f)]) == 1
     assert "space file" in capsys.readouterr().err
+
+
+def test_synth_cache_key_and_netlist_counts(tmp_path):
+    from cimtile.explore.synth import config_hash, netlist_resources
+
+    sp = Space()
+    cfg = sp.tile(sp.complete({}, {}))
+    assert config_hash(cfg) == config_hash(cfg.replace(name="other"))  # one synthesis per tile, whatever its name
+    assert config_hash(cfg) != config_hash(cfg.replace(adc_bits=cfg.adc_bits + 1))
+    cells = {f"c{i}": {"type": t} for i, t in enumerate(["LUT4"] * 3 + ["TRELLIS_FF"] * 2 + ["DP16KD", "PFUMX"])}
+    net = tmp_path / "tile_synth.json"
+    net.write_text(json.dumps({"modules": {"tile": {"cells": cells}}}))
+    assert netlist_resources(net) == {"luts": 3, "ffs": 2, "brams": 1, "mults": 0,
+                                      "source": "yosys synth_ecp5 netlist"}
