@@ -15,10 +15,10 @@ from cimtile.hw.isa import Opcode
 from cimtile.zoo import digits as zd
 from cimtile.zoo.data import digits
 
-pytestmark = pytest.mark.slow  # a digits CNN is trained once (about 10 s on an idle machine)
-
 from cimtile import compiler
 from cimtile.cli import main
+
+pytestmark = pytest.mark.slow  # a digits CNN is trained once (about 10 s on an idle machine)
 
 
 @pytest.fixture(scope="module")
