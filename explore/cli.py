@@ -19,7 +19,8 @@ def register(sub) -> None:
     e.add_argument("--qat-epochs", type=float, default=1.0, help="QAT fine-tune epochs per candidate (default 1)")
     e.add_argument("--batch", type=int, default=1000,
                    help="images per batch: weight-stationary tiles program once per batch (default 1000)")
-    e.add_argument("--mapping", default="exact", help="compiler ADC mapping: exact (default) or calibrated")
+    e.add_argument("--mapping", default="calibrated",
+                   help="compiler ADC mapping: calibrated (default: ADC clipping costs accuracy) or exact")
     e.add_argument("--device", default=None,
                    help="device model (a preset of docs/devices.md or a DeviceModel JSON file): accuracy is measured "
                         "with it, and the summary says how the joint front changes against an ideal tile")

@@ -51,7 +51,7 @@ class ExploreConfig:
     float_epochs: int = 4
     qat_epochs: float = 1.0
     batch: int = 1000
-    mapping: str = "exact"
+    mapping: str = "calibrated"
     device: object = None  # a DeviceModel, preset name, JSON path or dict; None: ideal tile
     precision_agent: str = "ddpg"
     max_loss: float = 1.0

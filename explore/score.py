@@ -35,7 +35,9 @@ from cimtile.errors import CimtileError
 
 __all__ = ["MAPPINGS", "evaluate"]
 
-#: Compiler ADC mapping modes the scorer can ask for; ``exact`` exists today, ``calibrated`` when the compiler has it.
+#: Compiler ADC mapping modes (:func:`cimtile.compiler.compile_model`): ``calibrated`` (the explorer's default: a
+#: smaller ADC clips, and so costs accuracy as in hardware) or ``exact`` (no conversion can clip: a smaller ADC
+#: costs rows per crossbar tile, so latency).
 MAPPINGS = ("exact", "calibrated")
 
 _DATA: dict = {}
@@ -87,7 +89,7 @@ def _compile(path: Path, cfg, mapping: str, x_cal: np.ndarray):
         return compile_model(path, cfg)
     if "mapping" not in inspect.signature(compile_model).parameters:
         raise CimtileError(f"mapping {mapping!r}: this compiler has no ADC mapping modes (only exact)")
-    return compile_model(path, cfg, mapping=mapping, calibration=x_cal)
+    return compile_model(path, cfg, mapping=mapping, calibration=x_cal, progress=False)
 
 
 def _prune(net, sparsity: float) -> None:
@@ -155,7 +157,7 @@ def evaluate(job: dict) -> dict:
             qat.export_qcdq(q, xv, path)
         try:
             b = _compile(path, cfg, job["mapping"], xf[:256])
-            cm = CostModel(path, cfg)
+            cm = CostModel(path, cfg, mapping=job["mapping"])
         except CimtileError as e:
             rec.update(status="infeasible", reason=str(e)[:200], seconds=time.time() - t0)
             return rec
