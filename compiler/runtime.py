@@ -244,7 +244,11 @@ def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: 
                 stats.host_macs += int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))) * \
                     a.shape[-2] * a.shape[-1] * b.shape[-1]
             try:
-                env[s.outputs[0]] = run_host(s, args)
+                res = run_host(s, args)
+                if len(s.outputs) > 1:  # Split
+                    env.update(zip(s.outputs, res))
+                else:
+                    env[s.outputs[0]] = res
             except ValueError as e:  # e.g. a Reshape to a batch size fixed at export: one line, not a traceback
                 raise CompileError(f"host step {s.name!r} ({s.op}): {str(e).splitlines()[0]}"
                                    f"{batch_hint(model.tensors[model.inputs[0]], model.meta, x.shape)}") from None
