@@ -669,8 +669,10 @@ HANDLERS = {
 }
 
 
-def import_model(model: onnx.ModelProto) -> Model:
-    """Build the layer IR of a quantised ONNX model (raises :class:`CompileError` on anything unsupported)."""
+def import_model(model: onnx.ModelProto, require_tile: bool = True) -> Model:
+    """Build the layer IR of a quantised ONNX model (raises :class:`CompileError` on anything unsupported).
+
+    ``require_tile``: refuse a model with no layer for the tile (False: host steps only, for testing them)."""
     ctx = _Ctx(model)
     if not ctx.inputs:
         raise CompileError("the model has no (non-constant) input")
@@ -688,7 +690,7 @@ def import_model(model: onnx.ModelProto) -> Model:
     for o in ctx.outputs:
         if o not in ctx.tensors:
             raise CompileError(f"graph output {o!r} is not computed from the input (constant outputs not supported)")
-    if not any(isinstance(s, TileLayer) for s in ctx.steps):
+    if require_tile and not any(isinstance(s, TileLayer) for s in ctx.steps):
         raise CompileError("no Conv, Gemm or MatMul with a quantized constant weight: nothing runs on the tile")
     consts = {k: v for k, v in ctx.consts.items()}
     return Model(ctx.tensors, ctx.steps, ctx.inputs, ctx.outputs, consts,
