@@ -360,17 +360,18 @@ def _layernorm_shape(t: Typing) -> None:
 
 
 def _layernorm(s, x, scale, bias=None):
-    """onnxruntime's LayerNormalization: mean and mean of squares over the axes, in float32 (its kernel
-    accumulates in double for float input and rounds once; here float64 sums rounded to float32)."""
+    """LayerNormalization: ``(x - mean) / sqrt(mean(x^2) - mean^2 + eps) * scale + bias`` as onnxruntime writes
+    it (layer_norm_impl.cc), evaluated in double and rounded to float32 once. onnxruntime's float32 build
+    (its accumulation order, vectorised) differs by an ulp or so on some elements: these host ops agree with it
+    to float rounding, not bit for bit (docs/compiler.md)."""
     x = np.asarray(x, np.float32)
     axes = tuple(range(s.attrs["axis"], x.ndim))
     xd = x.astype(np.float64)
     mean = xd.mean(axis=axes, keepdims=True)
-    var = (xd * xd).mean(axis=axes, keepdims=True) - mean * mean
-    inv = 1.0 / np.sqrt(np.maximum(var, 0.0) + s.attrs["epsilon"])
-    y = ((xd - mean) * inv).astype(np.float32) * np.asarray(scale, np.float32)
+    msq = np.sqrt((xd * xd).mean(axis=axes, keepdims=True) - mean * mean + s.attrs["epsilon"])
+    y = (xd - mean) / msq * np.asarray(scale, np.float32).astype(np.float64)
     if bias is not None:
-        y = y + np.asarray(bias, np.float32)
+        y = y + np.asarray(bias, np.float32).astype(np.float64)
     return y.astype(np.float32)
 
 
@@ -604,6 +605,28 @@ def _int_arith(t: Typing) -> None:
         t.kind, t.dtype = "int", "int64"
 
 
+def _int_values(t: Typing, fn) -> None:
+    """An op on integer shape values (Equal, Where): typed "int", its compile-time value computed."""
+    shapes = [tuple(t.shape_of(n)) for n in t.inputs]
+    try:
+        t.shape = tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise t.error(f"shapes {shapes} do not broadcast") from None
+    if any(a.kind != "int" for a in t.acts):
+        raise t.error("only on integer shape values (not on activations)")
+    vals = [t.value_of(n) if t.value_of(n) is not None else np.asarray(t.const(n, "operand")) for n in t.inputs]
+    t.value = np.asarray(fn(*vals))
+    t.kind, t.spec, t.dtype = "int", None, str(t.value.dtype)
+
+
+def _equal_shape(t: Typing) -> None:
+    _int_values(t, np.equal)
+
+
+def _where_shape(t: Typing) -> None:
+    _int_values(t, np.where)
+
+
 def _pow_shape(t: Typing) -> None:
     _arith(t)
 
@@ -782,6 +805,8 @@ HOST: dict[str, HostOp] = {
     "Squeeze": HostOp(lambda s, x: np.squeeze(x, tuple(s.attrs["axes"])), _squeeze_shape, "Squeeze"),
     "Expand": HostOp(_expand, _expand_shape, "Expand"),
     "Shape": HostOp(_shape, _shape_shape, "Shape"),
+    "Equal": HostOp(lambda s, a, b: np.equal(a, b), _equal_shape, "Equal"),
+    "Where": HostOp(lambda s, c, a, b: np.where(c, a, b), _where_shape, "Where"),
     "ConstantOfShape": HostOp(_const_of_shape, _const_of_shape_shape, "ConstantOfShape"),
     # activation x activation (attention-style) products; MatMul with a constant weight runs on the tile
     "HostMatMul": HostOp(lambda s, a, b: np.matmul(np.asarray(a, np.float32), np.asarray(b, np.float32)),
