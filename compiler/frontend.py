@@ -630,6 +630,14 @@ def _host(ctx: _Ctx, node) -> None:
     op = node.op_type
     ins = [n for n in node.input]
     acts = [ctx.tensors[n] for n in ins if n and n in ctx.tensors]
+    if op == "Transpose" and ins[0] in ctx.qconsts:  # a quantized weight transposed (torch's dynamo export)
+        qc = ctx.qconsts[ins[0]]
+        perm = list(_attrs(node).get("perm", range(qc.codes.ndim)[::-1]))
+        ax = None if qc.spec.axis is None else perm.index(qc.spec.axis)
+        sp = qc.spec
+        ctx.qconsts[node.output[0]] = QConst(np.transpose(qc.codes, perm), QSpec(sp.scale, sp.zero_point, sp.lo,
+                                                                                 sp.hi, ax))
+        return
     if not acts:
         _fold_constant(ctx, node)
         return

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["ViTConfig", "DIGITS_VIT", "vit_b32", "vit_net", "weight_layers", "export_onnx"]
+__all__ = ["ViTConfig", "DIGITS_VIT", "vit_b32", "vit_net", "weight_layers", "export_onnx", "export_qcdq", "pretrained"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class _Float:
 
         return nn.Linear(nin, nout)
 
-    def inq(self, a):
+    def inq(self, a, signed: bool = False):
         from torch import nn
 
         return nn.Identity()
@@ -102,7 +102,9 @@ def vit_net(cfg: ViTConfig, factory=None, policy=None, seed: int = 0):
 
             def add(kind, *args):
                 w, a = pol[len(self.layers)]
-                self.inq.append(fac.inq(a))
+                # the image is non-negative; every other weight layer's input (LayerNorm, attention, GELU
+                # outputs) is signed
+                self.inq.append(fac.inq(a, signed=bool(self.layers)))
                 self.layers.append(fac.conv(*args, w) if kind == "conv" else fac.fc(*args, w))
 
             add("conv", cfg.channels, D, cfg.patch, cfg.patch, 0)
@@ -157,3 +159,37 @@ def export_onnx(net, cfg: ViTConfig, path, opset: int = 17, dynamo: bool = False
         else:
             torch.onnx.export(net.eval(), (x,), str(path), dynamo=False, opset_version=opset,
                               input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+
+
+def export_qcdq(qnet, cfg: ViTConfig, path, x: np.ndarray) -> None:
+    """brevitas' QCDQ export of the ViT's quantised twin (:func:`cimtile.search.qat.build`) with a dynamic batch:
+    through torch's TorchScript exporter (opset 17), whose trace keeps the batch's shape arithmetic (Shape,
+    Gather, Concat feeding Reshape and Expand) where the dynamo exporter would fix the traced batch size."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        from brevitas.export import export_onnx_qcdq
+
+        export_onnx_qcdq(qnet.eval(), args=torch.from_numpy(np.ascontiguousarray(x[:2])), export_path=str(path),
+                         opset_version=17, dynamo=False, input_names=["x"], output_names=["y"],
+                         dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+
+
+def pretrained(data: str = "digits", epochs: int = 16, seed: int = 0):
+    """The zoo's ViT trained on ``data`` through :func:`cimtile.zoo.fit` (via
+    :func:`cimtile.zoo.mnist_nets.pretrained`: cached under ``build/zoo``), on one thread (a small network: more
+    threads only contend); returns (net, config)."""
+    import torch
+
+    from . import mnist_nets
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        net, spec = mnist_nets.pretrained("vit", data, epochs=epochs, seed=seed)
+    finally:
+        torch.set_num_threads(threads)
+    return net, ViTConfig.from_spec(spec[0])
