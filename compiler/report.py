@@ -11,6 +11,7 @@ from cimtile.hw.params import TileConfig
 from cimtile.hw.program import Halted, Walker, WalkStop, decode_program
 
 from .errors import CompileError
+from .hostops import host_cost
 from .ir import HostStep, Model, Program
 
 __all__ = ["program_cycles", "build_report", "format_report"]
@@ -116,9 +117,12 @@ def build_report(model: Model, cfg: TileConfig) -> dict:
     for s in model.steps:
         if isinstance(s, HostStep) and s.op not in ("Identity",):
             entry = {"name": s.name, "op": s.op}
-            if s.op == "HostMatMul":
-                a, b = (model.tensors[n].shape for n in s.inputs[:2])
-                entry["macs"] = int(np.prod(np.broadcast_shapes(a[:-2], b[:-2]))) * a[-2] * a[-1] * b[-1]
+            shape = (lambda n: model.tensors[n].shape if n in model.tensors else np.shape(model.consts.get(n)))
+            macs, elem = host_cost(s, [shape(n) for n in s.inputs if n], [shape(n) for n in s.outputs if n])
+            if macs:
+                entry["macs"] = macs
+            if elem:
+                entry["elem_ops"] = elem
             host.append(entry)
     tot_c = sum(r["cycles"] for r in rows) + init
     tot_conv = sum(r["adc_conversions"] for r in rows)
@@ -126,7 +130,8 @@ def build_report(model: Model, cfg: TileConfig) -> dict:
               "adc_conversions": tot_conv, "xbar_tiles": sum(r["xbar_tiles"] for r in rows),
               "adc_util": tot_conv * cfg.adc_cycles / (tot_c * cfg.n_adcs) if tot_c else 0.0,
               "words": sum(len(p.words) for p in model.programs), "programs": len(model.programs),
-              "host_ops": len(host), "host_macs": sum(h.get("macs", 0) for h in host)}
+              "host_ops": len(host), "host_macs": sum(h.get("macs", 0) for h in host),
+              "host_elem_ops": sum(h.get("elem_ops", 0) for h in host)}
     zp_ops = sum(r.get("host_zp_ops", 0) for r in rows)
     if zp_ops:
         totals["host_zp_ops"] = zp_ops
@@ -157,7 +162,8 @@ def format_report(rep: dict) -> str:
     lines.append("")
     host = ", ".join(sorted({h["op"] for h in rep["host"]}))
     lines.append(f"host ops: {t['host_ops']} ({host or 'none'}); host MACs (activation x activation): "
-                 f"{t['host_macs']}; program: {t['words']} words in {t['programs']} programs")
+                 f"{t['host_macs']}; host element ops: {t.get('host_elem_ops', 0)}; program: {t['words']} words in "
+                 f"{t['programs']} programs")
     if t.get("host_zp_ops"):
         names = ", ".join(r["name"] for r in rep["layers"] if r.get("host_zp_ops"))
         lines.append(f"asymmetric-weight correction on the host (zp_w * sum x, accumulators read back): "
