@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["ViTConfig", "DIGITS_VIT", "vit_b32", "vit_net", "weight_layers", "export_onnx", "export_qcdq", "pretrained"]
+__all__ = ["ViTConfig", "DIGITS_VIT", "vit_b32", "vit_net", "weight_layers", "export_onnx", "export_qcdq", "pretrained",
+           "quantize_weight_layers"]
 
 
 @dataclass(frozen=True)
@@ -193,3 +194,74 @@ def pretrained(data: str = "digits", epochs: int = 16, seed: int = 0):
     finally:
         torch.set_num_threads(threads)
     return net, ViTConfig.from_spec(spec[0])
+
+
+def quantize_weight_layers(model, x: np.ndarray):
+    """A plain QDQ quantization for large models, where onnxruntime's quantizer takes minutes: every Conv,
+    MatMul and Gemm with a float constant weight gets int8 symmetric per-output-channel weight codes
+    (DequantizeLinear) and an int8 symmetric per-tensor QuantizeLinear/DequantizeLinear on its input, scaled to
+    the input's largest magnitude on ``x`` (one onnxruntime run of the float model). Everything else stays float:
+    the host runs it. Returns the quantized ModelProto."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    layers = [n for n in g.node if n.op_type in ("Conv", "MatMul", "Gemm") and n.input[1] in inits]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    have = {o.name for o in probe.graph.output}
+    for n in layers:
+        if n.input[0] not in have:
+            probe.graph.output.append(helper.make_tensor_value_info(n.input[0], onnx.TensorProto.FLOAT, None))
+            have.add(n.input[0])
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    vals = dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x})))
+    new_inits = []
+    for n in layers:
+        w = numpy_helper.to_array(inits[n.input[1]]).astype(np.float32)
+        trans_b = n.op_type == "Gemm" and any(a.name == "transB" and a.i for a in n.attribute)
+        axis = 0 if n.op_type == "Conv" or trans_b else 1
+        red = tuple(i for i in range(w.ndim) if i != axis)
+        s = np.maximum(np.abs(w).max(axis=red), 1e-12) / 127
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        codes = np.clip(np.rint(w / s.reshape(shape)), -127, 127).astype(np.int8)
+        base = n.name or n.output[0]
+        new_inits += [numpy_helper.from_array(codes, f"{base}.wq"), numpy_helper.from_array(s.astype(np.float32),
+                                                                                            f"{base}.ws"),
+                      numpy_helper.from_array(np.zeros(len(s), np.int8), f"{base}.wz")]
+        g.node.append(helper.make_node("DequantizeLinear", [f"{base}.wq", f"{base}.ws", f"{base}.wz"],
+                                       [f"{base}.wdq"], axis=axis))
+        amax = max(float(np.abs(vals[n.input[0]]).max()), 1e-6)
+        new_inits += [numpy_helper.from_array(np.float32(amax / 127), f"{base}.xs"),
+                      numpy_helper.from_array(np.int8(0), f"{base}.xz")]
+        g.node.append(helper.make_node("QuantizeLinear", [n.input[0], f"{base}.xs", f"{base}.xz"], [f"{base}.xq"]))
+        g.node.append(helper.make_node("DequantizeLinear", [f"{base}.xq", f"{base}.xs", f"{base}.xz"],
+                                       [f"{base}.xdq"]))
+        n.input[0], n.input[1] = f"{base}.xdq", f"{base}.wdq"
+    g.initializer.extend(new_inits)
+    used = {i for node in g.node for i in node.input}
+    keep = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    # topological order: the new Q/DQ nodes were appended at the end
+    order, done, pending = [], {i.name for i in g.input} | {i.name for i in g.initializer} | {""}, list(g.node)
+    while pending:
+        rest = []
+        for node in pending:
+            if all(i in done for i in node.input):
+                order.append(node)
+                done.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise ValueError("graph has a cycle")
+        pending = rest
+    del g.node[:]
+    g.node.extend(order)
+    return m
