@@ -12,7 +12,8 @@ digits images (against onnxruntime with its default optimisations), and the shar
 output quantization step of onnxruntime running the graph as written (basic optimisations) and with its
 default ones (which fuse the transformer's QDQ graph into kernels of other arithmetic).
 
-``python -m bench models --markdown`` prints the table of docs/compiler.md.
+``python bench/models.py --markdown`` prints the tables of docs/compiler.md (``--json``: from the figures of
+the last ``python -m bench models`` run in build/bench.json instead of measuring again).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def _compare(prefix: str, path: Path, xall: np.ndarray, yte: np.ndarray) -> dict
     if step is not None:
         out["within_step_graph_pct"] = 100 * float((np.abs(got - ref_graph) <= step * 1.0001).mean())
         out["within_step_default_pct"] = 100 * float((np.abs(got - ref) <= step * 1.0001).mean())
-        out["max_steps"] = float(np.abs(got - ref).max() / step)
+        out["max_steps"] = round(float(np.abs(got - ref).max() / step), 4)  # float32 step multiples
     else:
         tol = 1e-4 * float(np.abs(ref_graph).max())
         out["within_rounding_graph_pct"] = 100 * float((np.abs(got - ref_graph) <= tol).mean())
@@ -138,7 +139,12 @@ def markdown(fig: dict[str, float]) -> str:
 
 
 if __name__ == "__main__":
-    f = run()
+    if "--json" in sys.argv:  # the figures of the last ``python -m bench models`` run (build/bench.json)
+        import json
+
+        f = json.loads((Path(__file__).resolve().parent.parent / "build" / "bench.json").read_text())
+    else:
+        f = run()
     if "--markdown" in sys.argv:
         print(markdown(f), end="")
     else:
