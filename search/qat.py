@@ -112,6 +112,12 @@ def export_qcdq(net, x: np.ndarray, path) -> None:
     """QCDQ ONNX (QuantizeLinear -> Clip -> DequantizeLinear) by brevitas' exporter."""
     import torch
 
+    if getattr(net, "vit_config", None) is not None:  # the zoo's ViT: its own export keeps the batch dynamic
+        from cimtile.zoo.vit import export_qcdq as export_vit
+
+        export_vit(net, net.vit_config, path, x)
+        return
+
     with _quiet():
         from brevitas.export import export_onnx_qcdq
 

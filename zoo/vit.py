@@ -117,6 +117,7 @@ def vit_net(cfg: ViTConfig, factory=None, policy=None, seed: int = 0):
             add("fc", D, cfg.classes)
             self.norms = nn.ModuleList([nn.LayerNorm(D) for _ in range(2 * cfg.depth + 1)])
             self.cls = nn.Parameter(torch.zeros(1, 1, D))
+            self.vit_config = cfg  # (a plain attribute: not a parameter) what exporters need to know
             self.pos = nn.Parameter(torch.randn(1, T, D) * 0.02)
 
         def _apply(self, k, x):
