@@ -14,7 +14,7 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import CompileError, node_error
-from .hostops import HOST, Typing, onnx_host_ops
+from .hostops import HOST, Typing, onnx_host_domains, onnx_host_ops
 from .ir import HostStep, Model, QConst, QSpec, Tensor, TileLayer, bits_of_range
 
 __all__ = ["load_onnx", "import_model", "HOST_OPS"]
@@ -34,6 +34,10 @@ _NP_RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127), np.d
               np.dtype(np.int16): (-32768, 32767), np.dtype(np.int32): (-(1 << 31), (1 << 31) - 1)}
 
 _HOST_BY_ONNX = onnx_host_ops()
+_HOST_DOMAIN = onnx_host_domains()
+MS_DOMAIN = "com.microsoft"
+#: onnxruntime contrib operators the frontend accepts (QGemm runs on the tile, the others on the host)
+MS_OPS = ("QGemm", *(op for op, d in _HOST_DOMAIN.items() if d == MS_DOMAIN))
 #: ONNX ops the runtime may run on the host (Clip also when it folds into a quantizer's range, MatMul only for
 #: activation x activation products).
 HOST_OPS = (*_HOST_BY_ONNX, "Clip")
@@ -479,6 +483,55 @@ def _qlinear(ctx: _Ctx, node) -> None:
     ctx.add(Tensor(node.output[0], "codes", out_shape, out_spec, dt))
 
 
+def _qgemm(ctx: _Ctx, node) -> None:
+    """onnxruntime's QGemm (A, a_scale, a_zp, B, b_scale, b_zp, C, y_scale, y_zp; alpha, transA, transB): the
+    int32 bias C at scale ``a_scale * b_scale`` added to the accumulator, the output requantised with
+    ``alpha * a_scale * b_scale / y_scale`` (quant_gemm.cc), or read back as float without y_scale."""
+    i = list(node.input) + [""] * 9
+    a = _attrs(node)
+    if a.get("transA", 0):
+        raise node_error(node.name, node.op_type, "transA = 1 not supported")
+    x = _activation(ctx, node, i[0])
+    if x.kind != "codes":
+        raise node_error(node.name, node.op_type, f"input {i[0]!r} is not quantized codes")
+    xs, xz = ctx.const(node, i[1], "scale"), ctx.const(node, i[2], "zero point")
+    raw = np.asarray(ctx.const(node, i[3], "weight"))
+    if raw.dtype not in _NP_RANGES or raw.ndim != 2:
+        raise node_error(node.name, node.op_type, f"weight must be 2-D integer codes, got {raw.dtype} {raw.shape}")
+    ws, wz = np.asarray(ctx.const(node, i[4], "scale")), ctx.const(node, i[5], "zero point")
+    alpha = float(a.get("alpha", 1.0))
+    wlo, whi = _NP_RANGES[raw.dtype]
+    w = QConst(raw.astype(np.int32), _spec(node, ws * alpha, wz, wlo, whi, 0 if a.get("transB", 0) else 1, raw.ndim))
+    if a.get("transB", 0):
+        w = _transpose_qconst(w)
+    _require_weight_axis(node, w, 1)
+    if len(x.shape) != 2 or x.shape[1] != w.codes.shape[0]:
+        raise node_error(node.name, node.op_type, f"input shape {x.shape} does not match weight {w.codes.shape}")
+    N = w.codes.shape[1]
+    bias_int = None
+    if i[6]:
+        c = np.asarray(ctx.const(node, i[6], "bias C"), dtype=np.int64)
+        if c.size not in (1, N) or (c.ndim == 2 and c.shape[0] != 1):
+            raise node_error(node.name, node.op_type,
+                             f"bias C of shape {c.shape}: only a scalar or ({N},) is supported")
+        bias_int = np.broadcast_to(c.reshape(-1), (N,)).copy()
+    in_spec = _spec(node, xs, xz, x.spec.lo, x.spec.hi, 0, 2)
+    out_shape = (x.shape[0], N)
+    if bool(i[7]) != bool(i[8]):
+        raise node_error(node.name, node.op_type, "y_scale and y_zero_point must be given together")
+    if i[7]:
+        ys, yz = ctx.const(node, i[7], "scale"), ctx.const(node, i[8], "zero point")
+        ylo, yhi = _NP_RANGES[np.asarray(yz).dtype]
+        out_spec = _spec(node, ys, yz, ylo, yhi, 0, 1)
+        ctx.steps.append(TileLayer(node.name, node.op_type, x.name, node.output[0], w, bias_int=bias_int,
+                                   in_spec=in_spec, out_spec=out_spec, in_shape=x.shape, out_shape=out_shape))
+        ctx.add(Tensor(node.output[0], "codes", out_shape, out_spec, "uint8" if ylo >= 0 else "int8"))
+    else:
+        ctx.steps.append(TileLayer(node.name, node.op_type, x.name, node.output[0], w, bias_int=bias_int,
+                                   in_spec=in_spec, in_shape=x.shape, out_shape=out_shape))
+        ctx.add(Tensor(node.output[0], "float", out_shape))
+
+
 def _batched_matmul(ctx: _Ctx, node, x: Tensor, w: QConst, fields: dict, out: Tensor) -> None:
     """``x (G, M, K) @ w (G, K, N)`` with a constant 3-D weight: one tile layer with a block-diagonal weight
     (``groups = G``) between host reshapes: (G, M, K) -> (M, G*K) -> tile -> (M, G*N) -> (G, M, N)."""
@@ -544,14 +597,50 @@ def _integer(ctx: _Ctx, node) -> None:
 
 # -- host ops ----------------------------------------------------------------------------------------------
 
+def _fold_constant(ctx: _Ctx, node) -> None:
+    """A node whose inputs are all constants: evaluated once here (onnx's reference implementation)."""
+    from onnx.reference import ReferenceEvaluator
+
+    vals = {}
+    for n in node.input:
+        if not n:
+            continue
+        if n in ctx.consts:
+            vals[n] = np.asarray(ctx.consts[n])
+        elif n in ctx.qconsts:
+            vals[n] = ctx.qconsts[n].real().astype(np.float32)
+        else:
+            raise node_error(node.name, node.op_type, f"input {n!r} is not produced by any supported node")
+    ins = [onnx.helper.make_tensor_value_info(n, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+           for n, v in vals.items()]
+    outs = [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output if o]
+    g = onnx.helper.make_graph([node], "fold", ins, outs)
+    try:
+        res = ReferenceEvaluator(onnx.helper.make_model(g)).run(None, vals)
+    except Exception as e:  # the reference implementation's own message, on one line
+        raise node_error(node.name, node.op_type, f"cannot evaluate on its constant inputs: "
+                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    for o, v in zip([o for o in node.output if o], res):
+        ctx.consts[o] = np.asarray(v)
+
+
 def _host(ctx: _Ctx, node) -> None:
     """A node the runtime executes on the host: the common checks here, the op's own shape inference in
-    :data:`cimtile.compiler.hostops.HOST`."""
+    :data:`cimtile.compiler.hostops.HOST`. A node of constants only is evaluated here instead."""
     op = node.op_type
     ins = [n for n in node.input]
     acts = [ctx.tensors[n] for n in ins if n and n in ctx.tensors]
+    if op == "Transpose" and ins[0] in ctx.qconsts:  # a quantized weight transposed (torch's dynamo export)
+        qc = ctx.qconsts[ins[0]]
+        perm = list(_attrs(node).get("perm", range(qc.codes.ndim)[::-1]))
+        ax = None if qc.spec.axis is None else perm.index(qc.spec.axis)
+        sp = qc.spec
+        ctx.qconsts[node.output[0]] = QConst(np.transpose(qc.codes, perm), QSpec(sp.scale, sp.zero_point, sp.lo,
+                                                                                 sp.hi, ax))
+        return
     if not acts:
-        raise node_error(node.name, op, "no activation input (constant subgraphs are not supported)")
+        _fold_constant(ctx, node)
+        return
     for n in ins:
         if n and n not in ctx.tensors and n not in ctx.consts:
             if n in ctx.qconsts:
@@ -563,24 +652,35 @@ def _host(ctx: _Ctx, node) -> None:
     t = Typing(node.name, op, attrs, ins, list(node.output), acts,
                lambda n: ctx.tensors[n].shape if n in ctx.tensors else np.shape(ctx.consts[n]),
                lambda n, what: ctx.const(node, n, what),
-               t0.shape, t0.kind, t0.spec, t0.dtype, dict(attrs))
+               t0.shape, t0.kind, t0.spec, t0.dtype, dict(attrs),
+               value_of=lambda n: ctx.tensors[n].value if n in ctx.tensors else None)
     name = _HOST_BY_ONNX[op]
     HOST[name].infer(t)
-    ctx.steps.append(HostStep(node.name, name, ins, [node.output[0]], t.step_attrs))
-    ctx.add(Tensor(node.output[0], t.kind, t.shape, t.spec, t.dtype))
+    outs = [o for o in node.output]
+    if t.out_shapes is None and len([o for o in outs if o]) > 1:
+        raise node_error(node.name, op, "only the first output is supported")
+    if t.out_shapes is None:
+        outs = outs[:1]
+    ctx.steps.append(HostStep(node.name, name, t.step_inputs if t.step_inputs is not None else ins, outs,
+                              t.step_attrs))
+    for o, shape in zip(outs, t.out_shapes or [t.shape]):
+        ctx.add(Tensor(o, t.kind, tuple(shape), t.spec, t.dtype, value=t.value if len(outs) == 1 else None))
 
 
 #: Lowering table keyed by ONNX op_type.
 HANDLERS = {
     "Constant": _constant, "QuantizeLinear": _quantize_linear, "DequantizeLinear": _dequantize_linear,
     "Quant": _quant, "Clip": _clip, "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul,
-    "QLinearConv": _qlinear, "QLinearMatMul": _qlinear, "ConvInteger": _integer, "MatMulInteger": _integer,
+    "QLinearConv": _qlinear, "QLinearMatMul": _qlinear, "QGemm": _qgemm,
+    "ConvInteger": _integer, "MatMulInteger": _integer,
     **{op: _host for op in HOST_OPS if op not in ("Clip", "MatMul")},  # Clip, MatMul: their handlers decide
 }
 
 
-def import_model(model: onnx.ModelProto) -> Model:
-    """Build the layer IR of a quantised ONNX model (raises :class:`CompileError` on anything unsupported)."""
+def import_model(model: onnx.ModelProto, require_tile: bool = True) -> Model:
+    """Build the layer IR of a quantised ONNX model (raises :class:`CompileError` on anything unsupported).
+
+    ``require_tile``: refuse a model with no layer for the tile (False: host steps only, for testing them)."""
     ctx = _Ctx(model)
     if not ctx.inputs:
         raise CompileError("the model has no (non-constant) input")
@@ -589,8 +689,7 @@ def import_model(model: onnx.ModelProto) -> Model:
             node.name = f"{node.op_type}_{i}"
     _check_supported(model)
     for node in model.graph.node:
-        if node.domain and node.domain not in ("", "ai.onnx") and not (
-                node.op_type == "Quant" and node.domain in QONNX_DOMAINS):
+        if _foreign(node):
             raise node_error(node.name, node.op_type, f"operator of domain {node.domain!r} not supported")
         h = HANDLERS.get(node.op_type)
         if h is None:
@@ -599,11 +698,24 @@ def import_model(model: onnx.ModelProto) -> Model:
     for o in ctx.outputs:
         if o not in ctx.tensors:
             raise CompileError(f"graph output {o!r} is not computed from the input (constant outputs not supported)")
-    if not any(isinstance(s, TileLayer) for s in ctx.steps):
+    if require_tile and not any(isinstance(s, TileLayer) for s in ctx.steps):
         raise CompileError("no Conv, Gemm or MatMul with a quantized constant weight: nothing runs on the tile")
     consts = {k: v for k, v in ctx.consts.items()}
     return Model(ctx.tensors, ctx.steps, ctx.inputs, ctx.outputs, consts,
                  meta={"input_shapes": {n: ctx.declared[n] for n in ctx.inputs}})
+
+
+def _foreign(node) -> bool:
+    """True for an operator of a domain the frontend does not take (QONNX's Quant and onnxruntime's
+    com.microsoft operators of :data:`MS_OPS` are taken; a standard op type in another domain is not)."""
+    d = node.domain
+    if not d or d == "ai.onnx":
+        return node.op_type in MS_OPS
+    if d in QONNX_DOMAINS:
+        return node.op_type != "Quant"
+    if d == MS_DOMAIN:
+        return node.op_type not in MS_OPS
+    return True
 
 
 def _check_supported(model: onnx.ModelProto) -> None:
@@ -611,9 +723,7 @@ def _check_supported(model: onnx.ModelProto) -> None:
     bad: dict[str, str] = {}
     for node in model.graph.node:
         key = node.op_type if not node.domain or node.domain == "ai.onnx" else f"{node.domain}.{node.op_type}"
-        foreign = node.domain and node.domain != "ai.onnx" and not (
-            node.op_type == "Quant" and node.domain in QONNX_DOMAINS)
-        if (foreign or node.op_type not in HANDLERS) and key not in bad:
+        if (_foreign(node) or node.op_type not in HANDLERS) and key not in bad:
             bad[key] = node.name
     if not bad:
         return

@@ -92,6 +92,9 @@ class Tensor:
     shape: tuple
     spec: QSpec | None = None
     dtype: str = "float32"
+    # compile-time value of an integer tensor of shape arithmetic (computed at the nominal batch size of 1;
+    # the runtime computes it again from the real input), None otherwise; not kept in a bundle
+    value: np.ndarray | None = None
 
 
 @dataclass

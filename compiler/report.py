@@ -12,6 +12,7 @@ from cimtile.hw.params import TileConfig
 from cimtile.hw.program import Halted, Walker, WalkStop, decode_program
 
 from .errors import CompileError
+from .hostops import host_cost
 from .ir import HostStep, Model, Program
 
 __all__ = ["program_cycles", "ldw_cycles", "build_report", "format_report", "for_batch"]
@@ -180,13 +181,17 @@ def build_report(model: Model, cfg: TileConfig, images: int = 1) -> dict:
     for s in model.steps:
         if isinstance(s, HostStep) and s.op not in ("Identity",):
             entry = {"name": s.name, "op": s.op}
-            if s.op == "HostMatMul":
-                a, b = (model.tensors[n].shape for n in s.inputs[:2])
-                entry["macs"] = int(np.prod(np.broadcast_shapes(a[:-2], b[:-2]))) * a[-2] * a[-1] * b[-1]
+            shape = (lambda n: model.tensors[n].shape if n in model.tensors else np.shape(model.consts.get(n)))
+            macs, elem = host_cost(s, [shape(n) for n in s.inputs if n], [shape(n) for n in s.outputs if n])
+            if macs:
+                entry["macs"] = macs
+            if elem:
+                entry["elem_ops"] = elem
             host.append(entry)
     totals = {"init_cycles": init, "xbar_tiles": sum(r["xbar_tiles"] for r in rows),
               "words": sum(len(p.words) for p in model.programs), "programs": len(model.programs),
-              "host_ops": len(host), "host_macs": sum(h.get("macs", 0) for h in host)}
+              "host_ops": len(host), "host_macs": sum(h.get("macs", 0) for h in host),
+              "host_elem_ops": sum(h.get("elem_ops", 0) for h in host)}
     zp_ops = sum(r.get("host_zp_ops", 0) for r in rows)
     if zp_ops:
         totals["host_zp_ops"] = zp_ops
@@ -225,7 +230,8 @@ def format_report(rep: dict) -> str:
     lines.append("")
     host = ", ".join(sorted({h["op"] for h in rep["host"]}))
     lines.append(f"host ops: {t['host_ops']} ({host or 'none'}); host MACs (activation x activation): "
-                 f"{t['host_macs']}; program: {t['words']} words in {t['programs']} programs")
+                 f"{t['host_macs']}; host element ops: {t.get('host_elem_ops', 0)}; program: {t['words']} words in "
+                 f"{t['programs']} programs")
     lines.append(f"mapping: {rep.get('mapping', 'exact')}" + (
         " (rows per crossbar tile chosen so that no ADC conversion can clip)" if rep.get("mapping", "exact") == "exact"
         else " (up to the array's rows per crossbar tile; ADC range shift per layer)"))

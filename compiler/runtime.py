@@ -13,7 +13,7 @@ from cimtile.progress import bar as progress_bar
 
 from .backends import Backend, GoldenBackend, RtlBackend, get_backend
 from .errors import CompileError
-from .hostops import run_host
+from .hostops import host_cost, run_host
 from .inputs import batch_hint, check_input
 from .ir import FaultMaskBlock, InputBlock, LevelBlock, MaskBlock, Model, Program, RqBlock, TileLayer
 
@@ -32,6 +32,7 @@ class RunStats:
     program_cycles: dict[str, int] = field(default_factory=dict)
     host_macs: int = 0
     host_ops: int = 0  # host element operations of tile layers (the weight zero point's correction)
+    host_elem_ops: int = 0  # element operations of host steps (compiler.hostops.host_cost)
 
     @property
     def cycles(self) -> int:
@@ -290,12 +291,13 @@ def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: 
             env[s.output] = run_layer(bundle, layer_index[id(s)], s, env[s.input], backend, images, stats, bar)
         else:
             args = [env[n] if n in env else model.consts[n] for n in s.inputs if n]
-            if s.op == "HostMatMul":
-                a, b = args
-                stats.host_macs += int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))) * \
-                    a.shape[-2] * a.shape[-1] * b.shape[-1]
             try:
-                env[s.outputs[0]] = run_host(s, args)
+                res = run_host(s, args)
+                outs = res if len(s.outputs) > 1 else (res,)  # Split has several
+                env.update(zip(s.outputs, outs))
+                macs, elem = host_cost(s, [np.shape(a) for a in args], [np.shape(o) for o in outs])
+                stats.host_macs += macs
+                stats.host_elem_ops += elem
             except ValueError as e:  # e.g. a Reshape to a batch size fixed at export: one line, not a traceback
                 raise CompileError(f"host step {s.name!r} ({s.op}): {str(e).splitlines()[0]}"
                                    f"{batch_hint(model.tensors[model.inputs[0]], model.meta, x.shape)}") from None

@@ -26,7 +26,7 @@ def register(sub) -> None:
     c.add_argument("--json", action="store_true", help="print JSON instead of a table")
     c.set_defaults(func=_cost)
     s = sub.add_parser("search", help="search per-layer weight/activation bits on the tile's exact cycles")
-    s.add_argument("--model", default="lenet", help="zoo model: lenet, vgg, resnet (default lenet)")
+    s.add_argument("--model", default="lenet", help="zoo model: lenet, vgg, resnet, vit (default lenet)")
     s.add_argument("--data", default="digits", choices=("digits", "mnist"), help="data set (default digits)")
     s.add_argument("--tile", default="isaac", help=_tile_help())
     s.add_argument("--agent", default="ddpg", choices=("ddpg", "random", "tpe", "greedy"),

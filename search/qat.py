@@ -28,8 +28,8 @@ class _Quant:
     def __init__(self):
         with _quiet():
             import brevitas.nn as qnn
-            from brevitas.quant import Uint8ActPerTensorFloat
-        self.qnn, self.act = qnn, Uint8ActPerTensorFloat
+            from brevitas.quant import Int8ActPerTensorFloat, Uint8ActPerTensorFloat
+        self.qnn, self.act, self.sact = qnn, Uint8ActPerTensorFloat, Int8ActPerTensorFloat
 
     def conv(self, cin, cout, k, stride, pad, w):
         return self.qnn.QuantConv2d(cin, cout, k, stride=stride, padding=pad, weight_bit_width=w)
@@ -37,8 +37,10 @@ class _Quant:
     def fc(self, nin, nout, w):
         return self.qnn.QuantLinear(nin, nout, bias=True, weight_bit_width=w)
 
-    def inq(self, a):
-        return self.qnn.QuantIdentity(act_quant=self.act, bit_width=a, return_quant_tensor=True)
+    def inq(self, a, signed: bool = False):
+        # signed: inputs that go negative (the ViT's LayerNorm, attention and GELU outputs)
+        return self.qnn.QuantIdentity(act_quant=self.sact if signed else self.act, bit_width=a,
+                                      return_quant_tensor=True)
 
 
 def build(spec: list[tuple], policy, float_net=None):
@@ -109,6 +111,12 @@ def int_weights(net) -> list[np.ndarray]:
 def export_qcdq(net, x: np.ndarray, path) -> None:
     """QCDQ ONNX (QuantizeLinear -> Clip -> DequantizeLinear) by brevitas' exporter."""
     import torch
+
+    if getattr(net, "vit_config", None) is not None:  # the zoo's ViT: its own export keeps the batch dynamic
+        from cimtile.zoo.vit import export_qcdq as export_vit
+
+        export_vit(net, net.vit_config, path, x)
+        return
 
     with _quiet():
         from brevitas.export import export_onnx_qcdq

@@ -134,20 +134,21 @@ def test_compile_replaces_a_bundle_with_usual_permissions(work, tmp_path, capsys
 
 
 def test_every_unsupported_op_in_one_line(tmp_path, capsys):
-    """An LSTM model exported by torch starts with Shape/Gather...: the error names all the op types."""
+    """A model with several op types the compiler does not take (an LSTM after NonZero/TopK): the error names
+    all the op types, each with its first node."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])
-    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape0"),
-             helper.make_node("Gather", ["s", "i"], ["g"], name="gather0"),
+    nodes = [helper.make_node("NonZero", ["x"], ["nz"], name="nonzero0"),
+             helper.make_node("TopK", ["x", "k"], ["v", "idx"], name="topk0"),
              helper.make_node("LSTM", ["x", "W", "R"], ["y"], name="lstm0", hidden_size=2),
-             helper.make_node("Shape", ["y"], ["s2"], name="shape1")]
+             helper.make_node("NonZero", ["y"], ["nz2"], name="nonzero1")]
     g = helper.make_graph(nodes, "lstm", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                          [numpy_helper.from_array(np.int64(0), "i"),
+                          [numpy_helper.from_array(np.array([1], np.int64), "k"),
                            numpy_helper.from_array(np.zeros((1, 8, 4), np.float32), "W"),
                            numpy_helper.from_array(np.zeros((1, 8, 2), np.float32), "R")])
     onnx.save(helper.make_model(g), tmp_path / "lstm.onnx")
     code = main(["compile", str(tmp_path / "lstm.onnx"), "-o", str(tmp_path / "out")])
-    one_line_error(code, capsys.readouterr().err, r"3 unsupported operator types: Shape \(first: node 'shape0'\), "
-                   r"Gather \(first: node 'gather0'\), LSTM \(first: node 'lstm0'\)")
+    one_line_error(code, capsys.readouterr().err, r"3 unsupported operator types: NonZero \(first: node 'nonzero0'\), "
+                   r"TopK \(first: node 'topk0'\), LSTM \(first: node 'lstm0'\)")
     assert not (tmp_path / "out").exists()
 
 

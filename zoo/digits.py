@@ -55,7 +55,27 @@ def _torch_nets():
             x = torch.relu(self.down(x))
             return self.fc(x.mean(dim=(2, 3)))
 
-    return {"mlp": MLP, "cnn": CNN, "resnet": ResNet}
+    class Mix(nn.Module):
+        """A residual CNN with the ops onnxruntime's QOperator format turns into com.microsoft kernels: a
+        residual Add, an average-pool branch beside a strided-conv branch with a sigmoid, their Concat, a leaky
+        ReLU and a global average pool."""
+
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 8, 3, padding=1)
+            self.a, self.b = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+            self.down = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+            self.mix = nn.Conv2d(16, 16, 3, padding=1)
+            self.fc = nn.Linear(16, 10)
+
+        def forward(self, x):
+            s = nn.functional.leaky_relu(self.stem(x), 0.1)
+            h = torch.relu(s + self.b(torch.relu(self.a(s))))
+            h = torch.cat([nn.functional.avg_pool2d(h, 2), torch.sigmoid(self.down(h))], dim=1)
+            h = torch.relu(self.mix(h))
+            return self.fc(h.mean(dim=(2, 3)))
+
+    return {"mlp": MLP, "cnn": CNN, "resnet": ResNet, "mix": Mix}
 
 
 def train(kind: str, epochs: int = 12, seed: int = 0):
@@ -114,6 +134,15 @@ def float_onnx(kind: str, net) -> onnx.ModelProto:
         h = op("Relu", [conv(h, "down", "down_out", stride=2)], "relu3")
         h = op("GlobalAveragePool", [h], "gap")
         gemm(op("Flatten", [h], "flat"), "fc", "y")
+    elif kind == "mix":
+        s = op("LeakyRelu", [conv("x", "stem", "stem_out")], "lrelu0", alpha=0.1)
+        h = op("Relu", [conv(s, "a", "a_out")], "relu1")
+        h = op("Relu", [op("Add", [s, conv(h, "b", "b_out")], "res")], "relu2")
+        p = op("AveragePool", [h], "avg", kernel_shape=[2, 2], strides=[2, 2])
+        d = op("Sigmoid", [conv(h, "down", "down_out", stride=2)], "sig")
+        h = op("Relu", [conv(op("Concat", [p, d], "cat", axis=1), "mix", "mix_out")], "relu3")
+        h = op("GlobalAveragePool", [h], "gap")
+        gemm(op("Flatten", [h], "flat"), "fc", "y")
     else:
         raise ValueError(kind)
     g = helper.make_graph(nodes, kind, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
@@ -124,9 +153,12 @@ def float_onnx(kind: str, net) -> onnx.ModelProto:
 
 
 def ort_quantize(model: onnx.ModelProto, calib: np.ndarray, path, per_channel: bool = False,
-                 weight_type: str = "QInt8") -> onnx.ModelProto:
-    """onnxruntime's static quantizer (QDQ, uint8 activations; ``weight_type`` "QInt8": int8 symmetric weights,
-    "QUInt8": uint8 asymmetric weights with a zero point)."""
+                 weight_type: str = "QInt8", quant_format: str = "QDQ", input_name: str = "x") -> onnx.ModelProto:
+    """onnxruntime's static quantizer (uint8 activations; ``weight_type`` "QInt8": int8 symmetric weights,
+    "QUInt8": uint8 asymmetric weights with a zero point), every op type it quantizes by default.
+
+    ``quant_format``: "QDQ" (QuantizeLinear/DequantizeLinear pairs) or "QOperator" (QLinearConv, and
+    onnxruntime's ``com.microsoft`` QLinearAdd, QGemm, QLinearConcat, QLinear*Pool, QLinearSigmoid, ...)."""
     import tempfile
     from pathlib import Path
 
@@ -134,7 +166,7 @@ def ort_quantize(model: onnx.ModelProto, calib: np.ndarray, path, per_channel: b
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.it = iter([{"x": calib[i:i + 64]} for i in range(0, len(calib), 64)])
+            self.it = iter([{input_name: calib[i:i + 64]} for i in range(0, len(calib), 64)])
 
         def get_next(self):
             return next(self.it, None)
@@ -142,7 +174,8 @@ def ort_quantize(model: onnx.ModelProto, calib: np.ndarray, path, per_channel: b
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "float.onnx"
         onnx.save(model, src)
-        quantize_static(str(src), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+        quantize_static(str(src), str(path), Reader(), quant_format=QuantFormat[quant_format],
+                        per_channel=per_channel,
                         activation_type=QuantType.QUInt8, weight_type=QuantType[weight_type])
     return onnx.load(str(path))
 

@@ -14,7 +14,7 @@ from .fit import fit
 
 __all__ = ["MODELS", "accuracy", "layers", "load_data", "pretrained", "splits", "torch_net", "weight_layers"]
 
-MODELS = ("lenet", "vgg", "resnet")
+MODELS = ("lenet", "vgg", "resnet", "vit")
 
 
 def load_data(name: str):
@@ -60,11 +60,21 @@ def layers(model: str, size: int) -> list[tuple]:
     if model == "resnet":
         return [("conv", 1, 16, 3, 1), ("block", 16, 16, 1), ("block", 16, 32, 2), ("block", 32, 64, 2), ("gap",),
                 ("fc", 64, 10)]
+    if model == "vit":  # one entry: the whole transformer (cimtile.zoo.vit), 2x2 patches on digits, 4x4 on MNIST
+        from .vit import DIGITS_VIT, ViTConfig
+
+        return [DIGITS_VIT.spec() if size == 8 else ViTConfig(size=size, patch=4, dim=48, depth=2, heads=4,
+                                                                mlp=96).spec()]
     raise ValueError(f"model {model!r}: expected one of {', '.join(MODELS)}")
 
 
 def weight_layers(spec: list[tuple]) -> int:
     """Conv and fc layers of a layer list (the policy's length)."""
+    if spec and spec[0][0] == "vit":
+        from .vit import ViTConfig
+        from .vit import weight_layers as vit_layers
+
+        return vit_layers(ViTConfig.from_spec(spec[0]))
     return sum({"conv": 1, "fc": 1, "block": 3 if _has_down(s) else 2}.get(s[0], 0) for s in spec)
 
 
@@ -98,6 +108,10 @@ def torch_net(spec: list[tuple], factory=None, policy=None):
     import torch
     from torch import nn
 
+    if spec and spec[0][0] == "vit":
+        from .vit import ViTConfig, vit_net
+
+        return vit_net(ViTConfig.from_spec(spec[0]), factory, policy)
     fac = factory or _Float()
     n = weight_layers(spec)
     pol = policy or [(8, 8)] * n
