@@ -18,8 +18,34 @@ from cimtile.zoo.mnist_nets import load_data
 class Reversed(Executor):
     """Runs a batch's evaluations last to first (as a pool of workers may finish them)."""
 
-    def map(self, fn, items):
-        return [fn(x) for x in reversed(items)][::-1]
+    def map(self, fn, items, on_result=None):
+        out = [fn(x) for x in reversed(items)][::-1]
+        for i in reversed(range(len(out))):
+            if on_result is not None:
+                on_result(i, out[i])
+        return out
+
+
+class Interrupted(Exception):
+    pass
+
+
+class Counting(Executor):
+    """In-process, counting evaluations; raises Interrupted (as Ctrl-C would) after ``stop`` of them."""
+
+    def __init__(self, stop=None):
+        self.count, self.stop = 0, stop
+
+    def map(self, fn, items, on_result=None):
+        out = []
+        for i, x in enumerate(items):
+            if self.stop is not None and self.count >= self.stop:
+                raise Interrupted
+            out.append(fn(x))
+            self.count += 1
+            if on_result is not None:
+                on_result(i, out[-1])
+        return out
 
 
 def _cfg(agent, **kw):
@@ -103,3 +129,41 @@ def test_output_dir_guard(tmp_path):
     with pytest.raises(SearchError, match="not a previous search"):
         search(_cfg("random"), tmp_path)
     assert (tmp_path / "mine.txt").read_text() == "keep"
+
+
+@pytest.mark.slow
+def test_interrupted_search_resumes_without_repeating(tmp_path):
+    """A search interrupted in the middle of a batch, rerun on its output directory, evaluates only what it had not
+    finished and ends with the table of an uninterrupted run; a third run repeats nothing."""
+    cfg = _cfg("random", seed=1)
+    cfg.budget = 7
+    whole = Counting()
+    full = search(cfg, tmp_path / "whole", whole)
+    assert whole.count == 8  # W8A8 and 7 policies
+    first = Counting(stop=5)  # W8A8, one batch of 4... interrupted before the second batch's first policy
+    with pytest.raises(Interrupted):
+        search(cfg, tmp_path / "cut", first)
+    assert not (tmp_path / "cut").exists()  # nothing half-written where the output goes
+    second = Counting()
+    res = search(cfg, tmp_path / "cut", second)
+    assert second.count == 8 - 5 and res.evaluated == 3
+    assert [(t["policy"], t["acc"], t["compute"]) for t in res.table] == \
+        [(t["policy"], t["acc"], t["compute"]) for t in full.table]
+    assert res.policy == full.policy and res.acc_golden == full.acc_golden
+    third = Counting()
+    again = search(cfg, tmp_path / "cut", third)  # a finished search's directory: all from its journal
+    assert third.count == 0 and again.evaluated == 0 and again.policy == full.policy
+    assert len((tmp_path / "cut" / "evaluations.jsonl").read_text().splitlines()) == 8
+
+
+def test_journal_survives_a_cut_line(tmp_path):
+    from cimtile.search.journal import Journal
+
+    j = Journal(tmp_path / "j.jsonl")
+    j.add({"policy": [[8, 8]]}, {"acc": 1.5})
+    with open(tmp_path / "j.jsonl", "a") as f:
+        f.write('{"key": "abc", "res')  # killed while writing
+    j2 = Journal(tmp_path / "j.jsonl")
+    assert j2.get({"policy": [[8, 8]]}) == {"acc": 1.5} and len(j2) == 1
+    j2.add({"policy": [[4, 4]]}, {"acc": 2.0})
+    assert Journal(tmp_path / "j.jsonl").get({"policy": [[4, 4]]}) == {"acc": 2.0}
