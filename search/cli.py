@@ -38,6 +38,9 @@ def register(sub) -> None:
                         "image, or for a batch of 1,000")
     s.add_argument("--finetune-epochs", type=float, default=0.5, help="short fine-tune per evaluated policy")
     s.add_argument("--final-epochs", type=float, default=3.0, help="final fine-tune of the chosen policy")
+    s.add_argument("--screen-loss", type=float, default=None,
+                   help="the search's own target, points below W8A8 after the short fine-tune (default: --max-loss); "
+                        "a looser screen leaves --max-loss to the final candidates' long fine-tune")
     s.add_argument("--final-candidates", type=int, default=1,
                    help="the K cheapest policies within the budget get the final fine-tune; the cheapest whose "
                         "validation accuracy stays within --max-loss of W8A8's (same fine-tune) is chosen (default 1)")
@@ -161,7 +164,7 @@ def _search(args) -> int:
                        final_epochs=args.final_epochs, pin_first_last=args.pin_first_last,
                        cell_multiples=args.cell_multiples, workers=args.workers, ray_address=args.ray_address,
                        seed=args.seed, device=args.device, final_candidates=args.final_candidates,
-                       final_seeds=args.final_seeds)
+                       final_seeds=args.final_seeds, screen_loss=args.screen_loss)
     res = search(cfg, args.out)
     print(res.summary())
     return 0

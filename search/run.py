@@ -50,6 +50,7 @@ class SearchConfig:
     agent: str = "ddpg"
     budget: int = 40
     max_loss: float = 1.0
+    screen_loss: float | None = None  # the search's target: W8A8 - screen_loss on the short fine-tune (None: max_loss)
     cost: str = "compute"
     finetune_epochs: float = 0.5
     final_epochs: float = 3.0
@@ -237,6 +238,8 @@ def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: b
         raise SearchError(f"--budget {cfg.budget}: at least 1 policy")
     if cfg.cost not in COSTS:
         raise SearchError(f"--cost {cfg.cost!r}: expected compute, total or batch")
+    if cfg.screen_loss is not None and cfg.screen_loss < 0:
+        raise SearchError(f"--screen-loss {cfg.screen_loss}: at least 0 points")
     if cfg.final_candidates < 1 or cfg.final_seeds < 1:
         raise SearchError(f"--final-candidates {cfg.final_candidates}, --final-seeds {cfg.final_seeds}: at least 1")
     journal = None
@@ -282,7 +285,7 @@ def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: b
 
     try:
         ref = run_jobs([{**base, "policy": [[8, 8]] * n, "epochs": cfg.finetune_epochs}])[0]
-        target = ref["acc"] - cfg.max_loss
+        target = ref["acc"] - (cfg.max_loss if cfg.screen_loss is None else cfg.screen_loss)
         bar = progress_bar(total=cfg.budget, desc=f"search {cfg.agent}", unit="policy", progress=cfg.progress,
                            leave=True)
 
@@ -472,7 +475,8 @@ def _plots(out: Path, res: SearchResult, table, ref, target, names, cfg) -> None
     if chosen:
         ax.scatter(sp[chosen[:1]], acc[chosen[:1]], marker="*", c="gold", edgecolors="k", s=120, label="chosen",
                    zorder=3)
-    ax.axhline(target, color="k", ls="--", lw=1, label=f"budget (W8A8 - {cfg.max_loss:g})")
+    screen = cfg.max_loss if cfg.screen_loss is None else cfg.screen_loss
+    ax.axhline(target, color="k", ls="--", lw=1, label=f"search target (W8A8 - {screen:g})")
     ax.set_xlabel(f"speedup over W8A8 ({cfg.cost} cycles)")
     where = "fake-quantised" if res.device is None else f"golden model, device {res.device.get('name', '?')}"
     ax.set_ylabel(f"val. accuracy, short fine-tune ({where}) (%)", fontsize=8)

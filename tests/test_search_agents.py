@@ -46,8 +46,8 @@ def test_budget_and_determinism(agent):
 
 
 def test_ddpg_warmup_in_batches_same_policies():
-    budget = 24  # warm-up: 6 random episodes
+    budget = 20  # warm-up: 5 random episodes
     batched, seq = _run("ddpg", budget, seed=2), _run("ddpg", budget, seed=2, batch_warmup=False)
-    assert batched.batches == [BATCH, 2] + [1] * (budget - 6)
+    assert batched.batches == [BATCH, 1] + [1] * (budget - 5)
     assert seq.batches == [1] * budget
     assert batched.table == seq.table  # same policies and rewards, so the same actor after the warm-up
