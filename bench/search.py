@@ -36,6 +36,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -95,39 +96,49 @@ def _cimaq() -> dict[str, float]:
             "cimaq_vgg16_tile_speedup_total": tot(t8, "cycles") / tot(tp, "cycles")}
 
 
-def _searches(budget: int, workers: int, models, agent: str) -> dict[str, float]:
-    """Per model, the documented search (docs/search.md): ``agent``, ``budget`` policies, ``--max-loss 0.1``, the 4
-    cheapest feasible policies checked after the long fine-tune, 3 final seeds."""
+def _searches(budget: int, workers: int, models, agent: str, reuse: bool) -> dict[str, float]:
+    """Per model, the documented search (docs/search.md) into its documented output directory ``build/s_M_AGENT``:
+    ``agent``, ``budget`` policies, ``--max-loss 0.1 --screen-loss 1.0``, 4 final candidates, 3 final seeds. The
+    search resumes from the directory's journal; with ``reuse`` a finished search of the same settings there is
+    read instead of run again (its final step included)."""
     from cimtile.search.executor import InProcessExecutor, RayExecutor
     from cimtile.search.run import SearchConfig, search
 
     from cimtile.paths import build_dir
 
     figs: dict[str, float] = {}
-    out = build_dir("bench_search")
     ex = RayExecutor(workers) if workers > 1 else InProcessExecutor()
     try:
         for m in models:
             cfg = SearchConfig(model=m, data="mnist", tile="isaac", agent=agent, budget=budget, max_loss=0.1,
-                               finetune_epochs=0.5, final_epochs=3.0, final_candidates=4, final_seeds=3, seed=0,
-                               progress=False)
-            t0 = time.time()
-            r = search(cfg, out / f"{m}_{agent}", ex)
-            loss = r.loss
-            figs.update({f"mpq_speedup_{m}": r.speedup["compute"], f"mpq_speedup_total_{m}": r.speedup["total"],
-                         f"mpq_speedup_batch_{m}": r.speedup["batch"], f"mpq_loss_{m}": loss,
-                         f"mpq_loss_std_{m}": r.loss_std,
-                         f"mpq_sal_{m}": r.speedup["compute"] / loss if loss > 0 else float("inf"),
-                         f"mpq_acc_{m}": r.acc_golden, f"mpq_acc_w8a8_{m}": r.acc_golden_w8a8,
-                         f"mpq_acc_torch_{m}": r.acc_torch, f"mpq_acc_torch_w8a8_{m}": r.acc_w8a8,
-                         f"mpq_search_s_{m}": r.seconds, f"mpq_wall_s_{m}": time.time() - t0,
-                         f"mpq_evaluated_{m}": r.evaluated})
-            print(f"{m} {agent}: {r.summary()}")
+                               screen_loss=1.0, finetune_epochs=0.5, final_epochs=3.0, final_candidates=4,
+                               final_seeds=3, seed=0, progress=False)
+            d = build_dir(f"s_{m}_{agent}")
+            if not (reuse and (d / "summary.json").exists() and _same(json.loads((d / "summary.json").read_text())[
+                    "config"], asdict(cfg))):
+                search(cfg, d, ex)
+            r = json.loads((d / "summary.json").read_text())
+            loss, sp = r["loss"], r["speedup"]
+            figs.update({f"mpq_speedup_{m}": sp["compute"], f"mpq_speedup_total_{m}": sp["total"],
+                         f"mpq_speedup_batch_{m}": sp["batch"], f"mpq_loss_{m}": loss,
+                         f"mpq_loss_std_{m}": r["loss_std"],
+                         f"mpq_sal_{m}": sp["compute"] / loss if loss > 0 else float("inf"),
+                         f"mpq_acc_{m}": r["acc_golden"], f"mpq_acc_w8a8_{m}": r["acc_golden_w8a8"],
+                         f"mpq_acc_torch_{m}": r["acc_torch"], f"mpq_acc_torch_w8a8_{m}": r["acc_w8a8"],
+                         f"mpq_search_s_{m}": r["seconds"], f"mpq_wall_s_{m}": r.get("wall_seconds", float("nan")),
+                         f"mpq_evaluated_{m}": r["evaluated"], f"mpq_budget_{m}": budget})
+            print(f"{m} {agent}: policy {r['policy']}, loss {loss:.2f} +- {r['loss_std']:.2f} points, speedup "
+                  + ", ".join(f"{k} {v:.3f}x" for k, v in sp.items()))
     finally:
         ex.close()
-    figs["search_budget"] = budget
     figs["search_agent_" + agent] = 1
     return figs
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Two search configurations that give the same results (the executor does not change them)."""
+    keep = ("progress", "workers", "ray_address")
+    return {k: v for k, v in a.items() if k not in keep} == {k: v for k, v in b.items() if k not in keep}
 
 
 def _agents(model: str, budget: int, seeds, workers: int) -> dict[str, float]:
@@ -273,7 +284,7 @@ def run() -> dict[str, float]:
     if "models" in parts:
         models = [m for m in env("BENCH_SEARCH_MODELS", ",".join(MODELS)).split(",") if m]
         figs.update(_searches(int(env("BENCH_SEARCH_BUDGET", "64")), workers, models,
-                              env("BENCH_SEARCH_AGENT", "random")))
+                              env("BENCH_SEARCH_AGENT", "random"), env("BENCH_SEARCH_REUSE", "0") == "1"))
     if "agents" in parts:
         seeds = range(int(env("BENCH_SEARCH_AGENT_SEEDS", "3")))
         figs.update(_agents(env("BENCH_SEARCH_AGENT_MODEL", "lenet"), int(env("BENCH_SEARCH_AGENT_BUDGET", "32")),
@@ -294,18 +305,19 @@ def markdown(path: Path) -> str:
               "cimaq_vgg16_tile_speedup_total"):
         lines.append(f"| `{k}` | {g(k)} | {GOALS.get(k, '')} |")
     agent = next((k[len("search_agent_"):] for k in f if k.startswith("search_agent_")), "?")
-    lines += ["", f"Searches on MNIST, isaac, agent {agent}, budget {g('search_budget', '{:.0f}')} policies, "
-              "--max-loss 0.1, 4 final candidates, accuracies the mean of 3 final fine-tune seeds (golden model, "
+    lines += ["", f"Searches on MNIST, isaac, agent {agent}, --max-loss 0.1 --screen-loss 1.0, 4 final candidates, "
+              "accuracies the mean of 3 final fine-tune seeds (golden model, "
               "1,000 test images); speedups W8A8 / policy in compute cycles, compute + weight programming for one "
               "image, and for a batch of 1,000 images:", "",
-              "| model | golden W8A8 % | golden policy % | loss (points) | loss std | torch W8A8 % | torch policy % | "
-              "speedup compute | + weights, 1 image | + weights, 1,000 images | S/AL | evaluated | wall s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| model | budget | golden W8A8 % | golden policy % | loss (points) | loss std | torch W8A8 % | "
+              "torch policy % | speedup compute | + weights, 1 image | + weights, 1,000 images | S/AL | evaluated | "
+              "wall s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in MODELS:
         if f"mpq_speedup_{m}" not in f:
-            lines.append(f"| {m} | not measured |" + " |" * 11)
+            lines.append(f"| {m} | not measured |" + " |" * 12)
             continue
-        lines.append(f"| {m} | {g(f'mpq_acc_w8a8_{m}', '{:.2f}')} | {g(f'mpq_acc_{m}', '{:.2f}')} | "
+        lines.append(f"| {m} | {g(f'mpq_budget_{m}', '{:.0f}')} | {g(f'mpq_acc_w8a8_{m}', '{:.2f}')} | "
+                     f"{g(f'mpq_acc_{m}', '{:.2f}')} | "
                      f"{g(f'mpq_loss_{m}', '{:.2f}')} | {g(f'mpq_loss_std_{m}', '{:.2f}')} | "
                      f"{g(f'mpq_acc_torch_w8a8_{m}', '{:.2f}')} | {g(f'mpq_acc_torch_{m}', '{:.2f}')} | "
                      f"{g(f'mpq_speedup_{m}')}x | {g(f'mpq_speedup_total_{m}')}x | {g(f'mpq_speedup_batch_{m}')}x | "

@@ -320,7 +320,7 @@ def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: b
     res = _finish(cfg, ctx, cands, Path(out), table, ref, target, time.time() - t0, dev)
     res.evaluated = ran[0]
     summ = json.loads((Path(out) / "summary.json").read_text())
-    summ["evaluated"] = ran[0]
+    summ["evaluated"], summ["wall_seconds"] = ran[0], time.time() - t0
     (Path(out) / "summary.json").write_text(json.dumps(summ, indent=2) + "\n")
     return res
 

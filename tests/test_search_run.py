@@ -106,6 +106,10 @@ def test_bad_settings(tmp_path):
         search(_cfg("sgd"), tmp_path)
     with pytest.raises(SearchError, match="budget"):
         search(SearchConfig(budget=0), tmp_path)
+    with pytest.raises(SearchError, match="final-seeds 0"):
+        search(SearchConfig(final_seeds=0), tmp_path)
+    with pytest.raises(SearchError, match="screen-loss -1"):
+        search(SearchConfig(screen_loss=-1.0), tmp_path)
 
 
 @pytest.mark.slow
