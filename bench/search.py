@@ -10,10 +10,13 @@ run keeps the other figures in build/bench.json):
 - ``cimaq``: ``cimaq_vgg16_formula_speedup``, CIM-AQ's formula on VGG-16 (ImageNet shapes) with the paper's policy;
   ``cimaq_vgg16_tile_speedup_compute`` / ``_total``: the same policy in isaac's exact cycles from shapes alone.
 - ``models``: per model M in ``BENCH_SEARCH_MODELS`` (default lenet, vgg, resnet) the documented search
-  (``BENCH_SEARCH_AGENT``, default random; ``BENCH_SEARCH_BUDGET``, default 64; ``--max-loss 0.1``, compute cycles,
-  4 final candidates, 3 final seeds): ``mpq_speedup_M`` (compute cycles, W8A8 / policy), ``mpq_speedup_total_M``
+  (``BENCH_SEARCH_AGENT``, default random; ``--max-loss 0.1 --screen-loss 1.0``, compute cycles; budget, final
+  candidates and final seeds per model in ``SETTINGS``, ``BENCH_SEARCH_BUDGET`` overrides the budget; into the
+  documented commands' output directories ``build/s_M_AGENT``, resumed from their journals, or with
+  ``BENCH_SEARCH_REUSE=1`` read from a finished search of the same settings there): ``mpq_speedup_M`` (compute
+  cycles, W8A8 / policy), ``mpq_speedup_total_M``
   (compute + weight programming, one image), ``mpq_speedup_batch_M`` (the same for 1,000 images), ``mpq_loss_M``
-  (points below W8A8, both compiled and run on the golden model over the 1,000 test images, mean of the 3 seeds),
+  (points below W8A8, both compiled and run on the golden model over the 1,000 test images, mean over the final seeds),
   ``mpq_loss_std_M``, ``mpq_sal_M`` (speedup / loss, the paper's S/AL; inf when the loss is 0 or negative),
   ``mpq_acc_M``, ``mpq_acc_w8a8_M``, ``mpq_acc_torch_M``, ``mpq_acc_torch_w8a8_M``, ``mpq_search_s_M``,
   ``mpq_wall_s_M``, ``mpq_evaluated_M`` (evaluations run, not taken from the output directory's journal).
@@ -46,6 +49,10 @@ GOALS = {"cost_query_resnet18_ms": "<= 5", "mpq_speedup_vgg": ">= 2.5", "mpq_los
 
 AGENTS = ("ddpg", "tpe", "random", "greedy")
 MODELS = ("lenet", "vgg", "resnet")
+#: per model: the documented search's budget, final candidates and final seeds (what 2 shared cores allowed)
+SETTINGS = {"lenet": {"budget": 32, "final_candidates": 4, "final_seeds": 3},
+            "vgg": {"budget": 40, "final_candidates": 3, "final_seeds": 2},
+            "resnet": {"budget": 24, "final_candidates": 3, "final_seeds": 2}}
 PARTS = ("cost", "cimaq", "models", "agents", "device")
 OUT_DIR = Path(__file__).resolve().parent.parent / "build" / "bench_search"
 
@@ -96,11 +103,12 @@ def _cimaq() -> dict[str, float]:
             "cimaq_vgg16_tile_speedup_total": tot(t8, "cycles") / tot(tp, "cycles")}
 
 
-def _searches(budget: int, workers: int, models, agent: str, reuse: bool) -> dict[str, float]:
+def _searches(budget: int | None, workers: int, models, agent: str, reuse: bool) -> dict[str, float]:
     """Per model, the documented search (docs/search.md) into its documented output directory ``build/s_M_AGENT``:
-    ``agent``, ``budget`` policies, ``--max-loss 0.1 --screen-loss 1.0``, 4 final candidates, 3 final seeds. The
-    search resumes from the directory's journal; with ``reuse`` a finished search of the same settings there is
-    read instead of run again (its final step included)."""
+    ``agent``, ``--max-loss 0.1 --screen-loss 1.0``, the budget, final candidates and final seeds of
+    :data:`SETTINGS` (``budget``, if given, for every model). The search resumes from the directory's journal; with
+    ``reuse`` a finished search of the same settings there is read instead of run again (its final step
+    included)."""
     from cimtile.search.executor import InProcessExecutor, RayExecutor
     from cimtile.search.run import SearchConfig, search
 
@@ -110,9 +118,9 @@ def _searches(budget: int, workers: int, models, agent: str, reuse: bool) -> dic
     ex = RayExecutor(workers) if workers > 1 else InProcessExecutor()
     try:
         for m in models:
-            cfg = SearchConfig(model=m, data="mnist", tile="isaac", agent=agent, budget=budget, max_loss=0.1,
-                               screen_loss=1.0, finetune_epochs=0.5, final_epochs=3.0, final_candidates=4,
-                               final_seeds=3, seed=0, progress=False)
+            st = {**SETTINGS[m], **({"budget": budget} if budget else {})}
+            cfg = SearchConfig(model=m, data="mnist", tile="isaac", agent=agent, max_loss=0.1, screen_loss=1.0,
+                               finetune_epochs=0.5, final_epochs=3.0, seed=0, progress=False, **st)
             d = build_dir(f"s_{m}_{agent}")
             if not (reuse and (d / "summary.json").exists() and _same(json.loads((d / "summary.json").read_text())[
                     "config"], asdict(cfg))):
@@ -126,7 +134,8 @@ def _searches(budget: int, workers: int, models, agent: str, reuse: bool) -> dic
                          f"mpq_acc_{m}": r["acc_golden"], f"mpq_acc_w8a8_{m}": r["acc_golden_w8a8"],
                          f"mpq_acc_torch_{m}": r["acc_torch"], f"mpq_acc_torch_w8a8_{m}": r["acc_w8a8"],
                          f"mpq_search_s_{m}": r["seconds"], f"mpq_wall_s_{m}": r.get("wall_seconds", float("nan")),
-                         f"mpq_evaluated_{m}": r["evaluated"], f"mpq_budget_{m}": budget})
+                         f"mpq_evaluated_{m}": r["evaluated"], f"mpq_budget_{m}": cfg.budget,
+                         f"mpq_final_candidates_{m}": cfg.final_candidates, f"mpq_final_seeds_{m}": cfg.final_seeds})
             print(f"{m} {agent}: policy {r['policy']}, loss {loss:.2f} +- {r['loss_std']:.2f} points, speedup "
                   + ", ".join(f"{k} {v:.3f}x" for k, v in sp.items()))
     finally:
@@ -283,7 +292,7 @@ def run() -> dict[str, float]:
         figs.update(_cimaq())
     if "models" in parts:
         models = [m for m in env("BENCH_SEARCH_MODELS", ",".join(MODELS)).split(",") if m]
-        figs.update(_searches(int(env("BENCH_SEARCH_BUDGET", "64")), workers, models,
+        figs.update(_searches(int(env("BENCH_SEARCH_BUDGET", "0")) or None, workers, models,
                               env("BENCH_SEARCH_AGENT", "random"), env("BENCH_SEARCH_REUSE", "0") == "1"))
     if "agents" in parts:
         seeds = range(int(env("BENCH_SEARCH_AGENT_SEEDS", "3")))
@@ -305,18 +314,20 @@ def markdown(path: Path) -> str:
               "cimaq_vgg16_tile_speedup_total"):
         lines.append(f"| `{k}` | {g(k)} | {GOALS.get(k, '')} |")
     agent = next((k[len("search_agent_"):] for k in f if k.startswith("search_agent_")), "?")
-    lines += ["", f"Searches on MNIST, isaac, agent {agent}, --max-loss 0.1 --screen-loss 1.0, 4 final candidates, "
-              "accuracies the mean of 3 final fine-tune seeds (golden model, "
+    lines += ["", f"Searches on MNIST, isaac, agent {agent}, --max-loss 0.1 --screen-loss 1.0; accuracies the "
+              "mean over the final fine-tune seeds (golden model, "
               "1,000 test images); speedups W8A8 / policy in compute cycles, compute + weight programming for one "
               "image, and for a batch of 1,000 images:", "",
-              "| model | budget | golden W8A8 % | golden policy % | loss (points) | loss std | torch W8A8 % | "
+              "| model | budget | final candidates, seeds | golden W8A8 % | golden policy % | loss (points) | "
+              "loss std | torch W8A8 % | "
               "torch policy % | speedup compute | + weights, 1 image | + weights, 1,000 images | S/AL | evaluated | "
-              "wall s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "wall s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in MODELS:
         if f"mpq_speedup_{m}" not in f:
-            lines.append(f"| {m} | not measured |" + " |" * 12)
+            lines.append(f"| {m} | not measured |" + " |" * 13)
             continue
-        lines.append(f"| {m} | {g(f'mpq_budget_{m}', '{:.0f}')} | {g(f'mpq_acc_w8a8_{m}', '{:.2f}')} | "
+        lines.append(f"| {m} | {g(f'mpq_budget_{m}', '{:.0f}')} | {g(f'mpq_final_candidates_{m}', '{:.0f}')}, "
+                     f"{g(f'mpq_final_seeds_{m}', '{:.0f}')} | {g(f'mpq_acc_w8a8_{m}', '{:.2f}')} | "
                      f"{g(f'mpq_acc_{m}', '{:.2f}')} | "
                      f"{g(f'mpq_loss_{m}', '{:.2f}')} | {g(f'mpq_loss_std_{m}', '{:.2f}')} | "
                      f"{g(f'mpq_acc_torch_w8a8_{m}', '{:.2f}')} | {g(f'mpq_acc_torch_{m}', '{:.2f}')} | "
