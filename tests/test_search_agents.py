@@ -45,6 +45,7 @@ def test_budget_and_determinism(agent):
     assert max(a.batches) <= BATCH
 
 
+@pytest.mark.slow
 def test_ddpg_warmup_in_batches_same_policies():
     budget = 20  # warm-up: 5 random episodes
     batched, seq = _run("ddpg", budget, seed=2), _run("ddpg", budget, seed=2, batch_warmup=False)
