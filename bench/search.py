@@ -136,6 +136,8 @@ def _searches(budget: int | None, workers: int, models, agent: str, reuse: bool)
                          f"mpq_search_s_{m}": r["seconds"], f"mpq_wall_s_{m}": r.get("wall_seconds", float("nan")),
                          f"mpq_evaluated_{m}": r["evaluated"], f"mpq_budget_{m}": cfg.budget,
                          f"mpq_final_candidates_{m}": cfg.final_candidates, f"mpq_final_seeds_{m}": cfg.final_seeds})
+            for k, run_ in enumerate(r["final_runs"]):
+                figs[f"mpq_loss_seed{k + 1}_{m}"] = run_["golden_w8a8"] - run_["golden"]
             print(f"{m} {agent}: policy {r['policy']}, loss {loss:.2f} +- {r['loss_std']:.2f} points, speedup "
                   + ", ".join(f"{k} {v:.3f}x" for k, v in sp.items()))
     finally:
@@ -319,17 +321,19 @@ def markdown(path: Path) -> str:
               "1,000 test images); speedups W8A8 / policy in compute cycles, compute + weight programming for one "
               "image, and for a batch of 1,000 images:", "",
               "| model | budget | final candidates, seeds | golden W8A8 % | golden policy % | loss (points) | "
-              "loss std | torch W8A8 % | "
+              "loss std | loss per final seed | torch W8A8 % | "
               "torch policy % | speedup compute | + weights, 1 image | + weights, 1,000 images | S/AL | evaluated | "
-              "search s | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "search s | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in MODELS:
         if f"mpq_speedup_{m}" not in f:
-            lines.append(f"| {m} | not measured |" + " |" * 14)
+            lines.append(f"| {m} | not measured |" + " |" * 15)
             continue
         lines.append(f"| {m} | {g(f'mpq_budget_{m}', '{:.0f}')} | {g(f'mpq_final_candidates_{m}', '{:.0f}')}, "
                      f"{g(f'mpq_final_seeds_{m}', '{:.0f}')} | {g(f'mpq_acc_w8a8_{m}', '{:.2f}')} | "
                      f"{g(f'mpq_acc_{m}', '{:.2f}')} | "
                      f"{g(f'mpq_loss_{m}', '{:.2f}')} | {g(f'mpq_loss_std_{m}', '{:.2f}')} | "
+                     + ", ".join(f"{f[k]:.1f}" for k in sorted(x for x in f if x.startswith("mpq_loss_seed")
+                                                                  and x.endswith(f"_{m}"))) + " | "
                      f"{g(f'mpq_acc_torch_w8a8_{m}', '{:.2f}')} | {g(f'mpq_acc_torch_{m}', '{:.2f}')} | "
                      f"{g(f'mpq_speedup_{m}')}x | {g(f'mpq_speedup_total_{m}')}x | {g(f'mpq_speedup_batch_{m}')}x | "
                      f"{g(f'mpq_sal_{m}', '{:.1f}')} | {g(f'mpq_evaluated_{m}', '{:.0f}')} | "
