@@ -211,7 +211,7 @@ def _agent_plot(model: str, budget: int, seeds, runs) -> None:
     for k, agent in enumerate(AGENTS):
         v = np.array([[runs[f"{agent}/{s}"]["curve"][b] for b in bs] for s in seeds])
         x = np.array(bs) * (1 + 0.03 * (k - 1.5))
-        ax.errorbar(x, v.mean(0), yerr=v.std(0), marker="o", capsize=3, label=agent)
+        ax.errorbar(x, v.mean(0), yerr=v.std(0, ddof=1) if len(v) > 1 else 0, marker="o", capsize=3, label=agent)
     ax.set_xscale("log", base=2)
     ax.set_xticks(bs, [str(b) for b in bs])
     ax.set_xlabel("evaluations")
