@@ -126,7 +126,7 @@ def _searches(budget: int | None, workers: int, models, agent: str, reuse: bool)
                     "config"], asdict(cfg))):
                 search(cfg, d, ex)
             r = json.loads((d / "summary.json").read_text())
-            loss, sp = r["loss"], r["speedup"]
+            loss, sp = r["loss"], _speedups(d, cfg.tile)
             figs.update({f"mpq_speedup_{m}": sp["compute"], f"mpq_speedup_total_{m}": sp["total"],
                          f"mpq_speedup_batch_{m}": sp["batch"], f"mpq_loss_{m}": loss,
                          f"mpq_loss_std_{m}": r["loss_std"],
@@ -144,6 +144,21 @@ def _searches(budget: int | None, workers: int, models, agent: str, reuse: bool)
         ex.close()
     figs["search_agent_" + agent] = 1
     return figs
+
+
+def _speedups(d: Path, tile: str) -> dict[str, float]:
+    """W8A8 / policy cycles of a finished search's shipped models (``w8a8.onnx``, ``model.onnx``, the first final
+    seed's), compiled now: compute cycles, compute + weight programming for one image and for 1,000 images, by the
+    compiler's report (the cost arithmetic of this checkout, whenever the search ran)."""
+    from cimtile.compiler import compile_model
+    from cimtile.compiler.report import for_batch
+
+    cyc = {}
+    for name in ("w8a8", "model"):
+        rep = compile_model(d / f"{name}.onnx", tile).report
+        cyc[name] = {"compute": rep["totals"]["compute_cycles"], "total": rep["totals"]["cycles"],
+                     "batch": for_batch(rep, 1000)["totals"]["cycles"]}
+    return {k: cyc["w8a8"][k] / cyc["model"][k] for k in cyc["model"]}
 
 
 def _same(a: dict, b: dict) -> bool:
