@@ -86,7 +86,8 @@ def test_ci_search_ddpg(tmp_path):
     assert 1 <= len(r.candidates) <= 2
     ok = [c for c in r.candidates if c["val_acc"] >= c["val_acc_w8a8"] - 2.0]
     assert pol == (ok[0]["policy"] if ok else max(r.candidates, key=lambda c: c["val_acc"])["policy"])
-    assert abs(r.final_runs[0]["golden"] - r.final_runs[0]["torch"]) <= 1.0  # the tile computes what fake quantisation predicts, within 1 point
+    # the tile computes what fake quantisation predicts, within 1 point
+    assert abs(r.final_runs[0]["golden"] - r.final_runs[0]["torch"]) <= 1.0
     assert r.speedup["compute"] == r.cycles_w8a8["compute"] / r.cycles["compute"]
     for f in ("bits.png", "pareto.png", "report.md"):
         assert (out / f).stat().st_size > 0
