@@ -109,13 +109,22 @@ def _greedy(space: Space, evaluate: Callable, budget: int, seed: int, target: fl
         cur = min(ok, key=lambda t: t[0])[1][1]
 
 
-def _ddpg(space: Space, evaluate: Callable, budget: int, seed: int, target: float, table: list[dict], **_):
+def _ddpg(space: Space, evaluate: Callable, budget: int, seed: int, target: float, table: list[dict],
+          batch_warmup: bool = True, **_):
     """stable-baselines3 DDPG on a gymnasium environment: one episode walks the layers, one action per layer for
     weights then activations, HAQ's normalised 10-dim layer embedding as state, CIM-AQ's reward at the episode's end
-    (discount 1, as HAQ). The first quarter of the budget is random warm-up (HAQ: 100 of 600 episodes)."""
+    (discount 1, as HAQ). The first quarter of the budget is random warm-up (HAQ: 100 of 600 episodes).
+
+    Parallel where the algorithm allows: a warm-up episode's actions are random draws that no reward influences and
+    nothing is learnt before the warm-up ends, so warm-up episodes are evaluated in batches of :data:`BATCH` (their
+    rewards written into the replay buffer before any training step reads it); after the warm-up each episode's
+    actions come from an actor updated with the previous episode's reward, so episodes run one after the other.
+    The policies and rewards are the same as with every episode evaluated at once (``batch_warmup=False``; tested).
+    """
     import gymnasium as gym
     import torch
     from stable_baselines3 import DDPG
+    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.noise import NormalActionNoise
 
     torch.set_num_threads(1)
@@ -131,7 +140,8 @@ def _ddpg(space: Space, evaluate: Callable, budget: int, seed: int, target: floa
 
         def __init__(self):
             self.t, self.prev, self.bits = 0, 1.0, []
-            self.count = 0
+            self.pending: list = []  # warm-up episodes awaiting their batch: (policy, replay buffer index)
+            self.model = None
 
         def _obs(self):
             i, kind = divmod(self.t, 2)
@@ -151,24 +161,51 @@ def _ddpg(space: Space, evaluate: Callable, budget: int, seed: int, target: floa
             if self.t < 2 * n:
                 return self._obs(), 0.0, False, False, {}
             pol = space.fix([(self.bits[2 * j], self.bits[2 * j + 1]) for j in range(n)])
+            if batch_warmup and self.model.num_timesteps < warmup:
+                # a random warm-up episode: its reward is filled in when its batch is evaluated (Flush), before the
+                # first training step; the transition is stored at the replay buffer's current position
+                self.pending.append((pol, self.model.replay_buffer.pos))
+                return self._obs(), 0.0, True, False, {}
             r = evaluate([pol])[0]
-            self.count += 1
             return self._obs(), float(reward(r["acc"], r["ratio"], target)), True, False, {}
+
+    class Flush(BaseCallback):
+        """Evaluates the pending warm-up episodes once there are BATCH of them or the warm-up is over."""
+
+        def _on_step(self) -> bool:
+            return True
+
+        def flush(self):
+            if env.pending:
+                pols = [p for p, _ in env.pending]
+                for (_, pos), r in zip(env.pending, evaluate(pols)):
+                    self.model.replay_buffer.rewards[pos, 0] = reward(r["acc"], r["ratio"], target)
+                env.pending = []
+
+        def _on_rollout_end(self) -> None:
+            if len(env.pending) >= BATCH or self.model.num_timesteps >= warmup:
+                self.flush()
+
+        def _on_training_end(self) -> None:
+            self.flush()
 
     env = Env()
     steps = 2 * n
+    warmup = max(1, budget // 4) * steps
     model = DDPG("MlpPolicy", env, learning_rate=1e-3, buffer_size=max(1000, budget * steps), gamma=1.0,
-                 learning_starts=max(1, budget // 4) * steps, batch_size=min(64, max(8, budget * steps // 4)),
+                 learning_starts=warmup, batch_size=min(64, max(8, budget * steps // 4)),
                  train_freq=(1, "episode"), gradient_steps=steps, seed=seed, verbose=0, device="cpu",
                  action_noise=NormalActionNoise(np.zeros(1), 0.5 * np.ones(1)),  # HAQ's initial 0.5
                  policy_kwargs={"net_arch": [64, 64]})
-    model.learn(total_timesteps=budget * steps)
+    env.model = model
+    model.learn(total_timesteps=budget * steps, callback=Flush())
 
 
 AGENTS = {"ddpg": _ddpg, "random": _random, "tpe": _tpe, "greedy": _greedy}
 
 
 def run_agent(name: str, space: Space, evaluate: Callable, budget: int, seed: int, target: float,
-              table: list[dict]) -> None:
-    """Run agent ``name`` until it has evaluated ``budget`` policies."""
-    AGENTS[name](space, evaluate, budget, seed, target=target, table=table)
+              table: list[dict], **options) -> None:
+    """Run agent ``name`` until it has evaluated ``budget`` policies (``options``: the agent's own, e.g.
+    ``batch_warmup`` of DDPG)."""
+    AGENTS[name](space, evaluate, budget, seed, target=target, table=table, **options)

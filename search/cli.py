@@ -38,6 +38,15 @@ def register(sub) -> None:
                         "image, or for a batch of 1,000")
     s.add_argument("--finetune-epochs", type=float, default=0.5, help="short fine-tune per evaluated policy")
     s.add_argument("--final-epochs", type=float, default=3.0, help="final fine-tune of the chosen policy")
+    s.add_argument("--screen-loss", type=float, default=None,
+                   help="the search's own target, points below W8A8 after the short fine-tune (default: --max-loss); "
+                        "a looser screen leaves --max-loss to the final candidates' long fine-tune")
+    s.add_argument("--final-candidates", type=int, default=1,
+                   help="the K cheapest policies within the budget get the final fine-tune; the cheapest whose "
+                        "validation accuracy stays within --max-loss of W8A8's (same fine-tune) is chosen (default 1)")
+    s.add_argument("--final-seeds", type=int, default=1,
+                   help="final fine-tunes (seeds) of W8A8 and the chosen policy; the reported accuracies and loss "
+                        "are their means over the test split, golden model (default 1)")
     s.add_argument("--pin-first-last", action="store_true", help="first and last layers W8A8 (CIM-AQ option)")
     s.add_argument("--cell-multiples", action="store_true",
                    help="weight bits only multiples of the tile's cell bits (CIM-AQ's consider_cell_resolution)")
@@ -48,7 +57,10 @@ def register(sub) -> None:
                    help="device model (a preset of docs/devices.md or a DeviceModel JSON file): every "
                         "evaluated policy's accuracy is its compiled bundle's on the golden model with this device "
                         "(docs/devices.md; default: fake-quantised accuracy, ideal tile)")
-    s.add_argument("-o", "--out", required=True, help="output directory")
+    s.add_argument("-o", "--out", required=True,
+                   help="output directory; a search rerun on it (after an interruption, or to extend it) takes the "
+                        "evaluations it has already made from its journal (evaluations.jsonl) instead of repeating "
+                        "them")
     s.set_defaults(func=_search)
 
 
@@ -151,7 +163,8 @@ def _search(args) -> int:
                        max_loss=args.max_loss, cost=args.cost, finetune_epochs=args.finetune_epochs,
                        final_epochs=args.final_epochs, pin_first_last=args.pin_first_last,
                        cell_multiples=args.cell_multiples, workers=args.workers, ray_address=args.ray_address,
-                       seed=args.seed, device=args.device)
+                       seed=args.seed, device=args.device, final_candidates=args.final_candidates,
+                       final_seeds=args.final_seeds, screen_loss=args.screen_loss)
     res = search(cfg, args.out)
     print(res.summary())
     return 0

@@ -1,7 +1,9 @@
 """One small executor interface for evaluations: in-process (tests) or Ray (local by default, or a cluster).
 
-``map(fn, items)`` returns ``[fn(x) for x in items]`` in order. Evaluations are seeded from their own inputs, so a
-search's results for a seed do not depend on the executor or the number of workers.
+``map(fn, items, on_result)`` returns ``[fn(x) for x in items]`` in order and calls ``on_result(i, result)`` as each
+item finishes (the search journals every finished evaluation at once, so an interrupted search loses none).
+Evaluations are seeded from their own inputs, so a search's results for a seed do not depend on the executor or
+the number of workers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ class Executor:
 
     workers = 1
 
-    def map(self, fn: Callable, items: Sequence) -> list:  # pragma: no cover - interface
+    def map(self, fn: Callable, items: Sequence, on_result: Callable | None = None) -> list:  # pragma: no cover
         raise NotImplementedError
 
     def close(self) -> None:
@@ -26,8 +28,13 @@ class Executor:
 class InProcessExecutor(Executor):
     """Evaluates one item after the other in this process."""
 
-    def map(self, fn: Callable, items: Sequence) -> list:
-        return [fn(x) for x in items]
+    def map(self, fn: Callable, items: Sequence, on_result: Callable | None = None) -> list:
+        out = []
+        for i, x in enumerate(items):
+            out.append(fn(x))
+            if on_result is not None:
+                on_result(i, out[-1])
+        return out
 
 
 class RayExecutor(Executor):
@@ -45,10 +52,20 @@ class RayExecutor(Executor):
                 ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         self.workers = workers
 
-    def map(self, fn: Callable, items: Sequence) -> list:
+    def map(self, fn: Callable, items: Sequence, on_result: Callable | None = None) -> list:
         ray = self._ray
         task = ray.remote(num_cpus=1)(fn)
-        return ray.get([task.remote(x) for x in items])
+        refs = [task.remote(x) for x in items]
+        where = {r: i for i, r in enumerate(refs)}
+        out: list = [None] * len(refs)
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for r in ready:
+                out[where[r]] = ray.get(r)
+                if on_result is not None:
+                    on_result(where[r], out[where[r]])
+        return out
 
     def close(self) -> None:
         if self._own:

@@ -30,7 +30,10 @@ import numpy as np
 from cimtile.errors import CimtileError
 from cimtile.paths import build_dir
 
-__all__ = ["SearchConfig", "SearchResult", "search"]
+__all__ = ["COSTS", "SearchConfig", "SearchResult", "search"]
+
+#: what a search can minimise (``--cost``): compute cycles, compute + weight programming for one image, for 1,000
+COSTS = ("compute", "total", "batch")
 
 
 class SearchError(CimtileError, ValueError):
@@ -47,6 +50,7 @@ class SearchConfig:
     agent: str = "ddpg"
     budget: int = 40
     max_loss: float = 1.0
+    screen_loss: float | None = None  # the search's target: W8A8 - screen_loss on the short fine-tune (None: max_loss)
     cost: str = "compute"
     finetune_epochs: float = 0.5
     final_epochs: float = 3.0
@@ -56,6 +60,8 @@ class SearchConfig:
     ray_address: str | None = None
     seed: int = 0
     pretrain_epochs: int = 8
+    final_candidates: int = 1  # the cheapest policies within the budget that get the long fine-tune (choice on val)
+    final_seeds: int = 1  # long fine-tunes (seeds) of W8A8 and the chosen policy the final figures average over
     progress: bool | None = None
     device: object = None  # a DeviceModel, its preset name, JSON file or dict (docs/devices.md); None: ideal tile
 
@@ -81,10 +87,20 @@ class SearchResult:
     device: dict | None = None  # the device model every golden accuracy was measured with (None: ideal tile)
     acc_golden_ideal: float | None = None  # with a device: the chosen policy's golden accuracy on an ideal tile
     acc_golden_w8a8_ideal: float | None = None
+    evaluated: int = 0  # evaluations run by this call (the others came from the output directory's journal)
+    final_runs: list = field(default_factory=list)  # per final seed: golden and torch accuracies, W8A8 and policy
+    candidates: list = field(default_factory=list)  # the long fine-tune's validation check of each candidate
 
     @property
     def loss(self) -> float:
+        """Points below W8A8 on the golden model over the test split (mean over the final seeds)."""
         return self.acc_golden_w8a8 - self.acc_golden
+
+    @property
+    def loss_std(self) -> float:
+        """Standard deviation of the loss over the final seeds (0 for one seed)."""
+        d = [r["golden_w8a8"] - r["golden"] for r in self.final_runs]
+        return float(np.std(d, ddof=1)) if len(d) > 1 else 0.0
 
     def summary(self) -> str:
         s = self.speedup
@@ -92,12 +108,15 @@ class SearchResult:
         if self.device is not None:
             dev = (f"device {self.device.get('name', '?')} (seed {self.device.get('seed', 0)}): golden accuracy on an "
                    f"ideal tile {self.acc_golden_ideal:.2f}% (W8A8 {self.acc_golden_w8a8_ideal:.2f}%)\n")
+        k = len(self.final_runs)
+        seeds = (f" (mean of {k} final fine-tune seeds, loss std {self.loss_std:.2f})" if k > 1 else "")
         return (f"best policy {self.policy}\n" + dev +
                 f"accuracy: golden {self.acc_golden:.2f}% (W8A8 {self.acc_golden_w8a8:.2f}%, loss {self.loss:.2f} "
-                f"points); fake-quantised torch {self.acc_torch:.2f}% (W8A8 {self.acc_w8a8:.2f}%)\n"
+                f"points){seeds}; fake-quantised torch {self.acc_torch:.2f}% (W8A8 {self.acc_w8a8:.2f}%)\n"
                 f"speedup over W8A8 in tile cycles: compute {s['compute']:.3f}x, compute + weight loads "
                 f"{s['total']:.3f}x (one image), {s['batch']:.3f}x (1,000 images)\n"
-                f"{self.evaluations} policies evaluated in {self.seconds:.0f} s")
+                f"{self.evaluations} policies evaluated ({self.evaluated} by this run, the others from the "
+                f"journal) in {self.seconds:.0f} s")
 
 
 # -- one evaluation (runs in a worker) ---------------------------------------------------------------------
@@ -186,8 +205,8 @@ def evaluate_policy(job: dict) -> dict:
     if dev is not None:
         acc = golden_accuracy(net, xva, yva, ctx["cost"].cfg, dev)
     r = ctx["cost"].query(pol, qat.int_weights(net))
-    return {"policy": [list(p) for p in pol], "acc": acc, "acc_torch": acc_torch, "compute": r.cost("compute"),
-            "total": r.cost("total"), "batch": r.cost("batch")}
+    return {"policy": [list(p) for p in pol], "acc": float(acc), "acc_torch": float(acc_torch),
+            **{k: int(r.cost(k)) for k in COSTS}}
 
 
 # -- the search ------------------------------------------------------------------------------------------
@@ -196,14 +215,20 @@ def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: b
     """Run a search and write its outputs to ``out`` (see the module doc). ``executor`` defaults to
     :func:`cimtile.search.executor.make_executor` of ``cfg.workers`` / ``cfg.ray_address``.
 
+    Every finished evaluation is journalled (``evaluations.jsonl``, in ``DIR.partial`` while the search runs, then
+    in ``DIR``): rerun on the same output directory, an interrupted (or finished) search takes the evaluations it
+    already has from the journal instead of running them again (:mod:`cimtile.search.journal`).
+
     Returns a :class:`SearchResult`; with ``finalize=False`` only the search itself runs (no final fine-tune,
-    export or compilation, nothing written) and the result is ``(best policy, table of evaluations, target)``."""
+    export or compilation; ``out``, if given, only holds the journal) and the result is
+    ``(best policy, table of evaluations, target)``."""
     from cimtile.zoo import mnist_nets
 
     from cimtile.progress import bar as progress_bar
 
     from .agents import AGENTS, Space, reward, run_agent
     from .executor import make_executor
+    from .journal import Journal
 
     if cfg.agent not in AGENTS:
         raise SearchError(f"agent {cfg.agent!r}: expected one of {', '.join(AGENTS)}")
@@ -211,12 +236,26 @@ def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: b
         raise SearchError(f"model {cfg.model!r}: expected one of {', '.join(mnist_nets.MODELS)}")
     if cfg.budget < 1:
         raise SearchError(f"--budget {cfg.budget}: at least 1 policy")
-    if cfg.cost not in ("compute", "total", "batch"):
+    if cfg.cost not in COSTS:
         raise SearchError(f"--cost {cfg.cost!r}: expected compute, total or batch")
-    if finalize:
+    if cfg.screen_loss is not None and cfg.screen_loss < 0:
+        raise SearchError(f"--screen-loss {cfg.screen_loss}: at least 0 points")
+    if cfg.final_candidates < 1 or cfg.final_seeds < 1:
+        raise SearchError(f"--final-candidates {cfg.final_candidates}, --final-seeds {cfg.final_seeds}: at least 1")
+    journal = None
+    if out is not None:
         o = Path(out)
-        if o.exists() and (not o.is_dir() or (any(o.iterdir()) and not (o / "summary.json").exists())):
-            raise SearchError(f"output {o} exists and is not a previous search's output directory")
+        if finalize:
+            if o.exists() and (not o.is_dir() or (any(o.iterdir()) and not (o / "summary.json").exists())):
+                raise SearchError(f"output {o} exists and is not a previous search's output directory")
+            work = _partial(o)
+            if work.exists() and not work.is_dir():
+                raise SearchError(f"{work} exists and is not a directory (the search's work directory)")
+            journal = Journal(work / "evaluations.jsonl", also=[o / "evaluations.jsonl"])
+        else:
+            if o.exists() and not o.is_dir():
+                raise SearchError(f"output {o} exists and is not a directory")
+            journal = Journal(o / "evaluations.jsonl")
     dev = _device(cfg.device)  # checked (one-line error) before any work
     t0 = time.time()
     ctx = _context(cfg.model, cfg.data, cfg.tile, cfg.pretrain_epochs, cfg.seed)
@@ -227,14 +266,32 @@ def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: b
     base = dict(model=cfg.model, data=cfg.data, tile=cfg.tile, pretrain_epochs=cfg.pretrain_epochs, seed=cfg.seed,
                 device=None if dev is None else dev.to_dict())
     table: list[dict] = []
+    ran = [0]
+
+    def run_jobs(jobs: list[dict]) -> list[dict]:
+        """Results of ``jobs`` in order: from the journal, or evaluated (and journalled as each finishes)."""
+        res = [journal.get(j) if journal is not None else None for j in jobs]
+        todo = [i for i, r in enumerate(res) if r is None]
+
+        def done(k, r):
+            if journal is not None:
+                journal.add(jobs[todo[k]], r)
+
+        if todo:
+            for i, r in zip(todo, ex.map(evaluate_policy, [jobs[i] for i in todo], on_result=done)):
+                res[i] = r
+            ran[0] += len(todo)
+        return res
+
     try:
-        ref = ex.map(evaluate_policy, [{**base, "policy": [(8, 8)] * n, "epochs": cfg.finetune_epochs}])[0]
-        target = ref["acc"] - cfg.max_loss
+        ref = run_jobs([{**base, "policy": [[8, 8]] * n, "epochs": cfg.finetune_epochs}])[0]
+        target = ref["acc"] - (cfg.max_loss if cfg.screen_loss is None else cfg.screen_loss)
         bar = progress_bar(total=cfg.budget, desc=f"search {cfg.agent}", unit="policy", progress=cfg.progress,
                            leave=True)
 
         def evaluate(pols):
-            res = ex.map(evaluate_policy, [{**base, "policy": p, "epochs": cfg.finetune_epochs} for p in pols])
+            res = run_jobs([{**base, "policy": [list(x) for x in p], "epochs": cfg.finetune_epochs}
+                            for p in pols])
             for r in res:
                 r["ratio"] = r[cfg.cost] / ref[cfg.cost]
                 r["reward"] = reward(r["acc"], r["ratio"], target)
@@ -251,69 +308,134 @@ def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: b
     finally:
         if executor is None:
             ex.close()
-    feasible = [t for t in table if t["acc"] >= target]
-    best = min(feasible, key=lambda t: (t["ratio"], -t["acc"], t["index"]))["policy"] if feasible else [[8, 8]] * n
+    feasible = sorted((t for t in table if t["acc"] >= target), key=lambda t: (t["ratio"], -t["acc"], t["index"]))
+    best = feasible[0]["policy"] if feasible else [[8, 8]] * n
     if not finalize:
         return best, table, target
-    return _finish(cfg, ctx, [tuple(p) for p in best], Path(out), table, ref, target, time.time() - t0, dev)
+    cands: list = []
+    for t in feasible:
+        if t["policy"] not in cands:
+            cands.append(t["policy"])
+    cands = [[tuple(p) for p in c] for c in cands[:cfg.final_candidates]] or [[(8, 8)] * n]
+    res = _finish(cfg, ctx, cands, Path(out), table, ref, target, time.time() - t0, dev)
+    res.evaluated = ran[0]
+    summ = json.loads((Path(out) / "summary.json").read_text())
+    summ["evaluated"], summ["wall_seconds"] = ran[0], time.time() - t0
+    (Path(out) / "summary.json").write_text(json.dumps(summ, indent=2) + "\n")
+    return res
 
 
-def _finish(cfg: SearchConfig, ctx, best, final: Path, table, ref, target, seconds, dev=None) -> SearchResult:
+def _partial(final: Path) -> Path:
+    return final.with_name(final.name + ".partial")
+
+
+def _long_finetune(cfg: SearchConfig, ctx, pol, seed: int):
+    from . import qat
+
+    xtr, ytr, _, _ = ctx["data"]
+    net = qat.build(ctx["spec"], pol, ctx["net"])
+    return qat.finetune(net, xtr, ytr, cfg.final_epochs, _finetune_seed(seed, pol))
+
+
+def _val_acc(net, ctx, dev) -> float:
+    from . import qat
+
+    xva, yva = ctx["val"]
+    return qat.evaluate_acc(net, xva, yva) if dev is None else golden_accuracy(net, xva, yva, ctx["cost"].cfg, dev)
+
+
+def _finish(cfg: SearchConfig, ctx, cands, final: Path, table, ref, target, seconds, dev=None) -> SearchResult:
+    """The final step. W8A8 and each candidate (cheapest first) get the long fine-tune (seed ``cfg.seed + 1``, the
+    same recipe for all); the chosen policy is the cheapest whose validation accuracy is within ``max_loss`` of
+    W8A8's (or, if none is, the most accurate candidate). Then W8A8 and the chosen policy get ``final_seeds`` long
+    fine-tunes (seeds ``cfg.seed + 1 ...``; the first is the one already made), each exported, compiled and run on
+    the golden model over the test split; the accuracies are the means over those seeds, and the exported model,
+    bundle and cycles are the first seed's."""
     from cimtile.compiler import compile_model, report, run, save
 
     from . import qat
 
-    xtr, ytr, xte, yte = ctx["data"]
+    _, _, xte, yte = ctx["data"]
     cm = ctx["cost"]
     n = len(cm)
-    # everything is written to DIR.partial and moved to DIR at the end: a failed run leaves no half-written output
-    out = final.with_name(final.name + ".partial")
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    finals = {}
-    for name, pol in (("w8a8", [(8, 8)] * n), ("best", best)):
-        net = qat.build(ctx["spec"], pol, ctx["net"])
-        qat.finetune(net, xtr, ytr, cfg.final_epochs, _finetune_seed(cfg.seed + 1, pol))
-        acc = qat.evaluate_acc(net, xte, yte)
-        onnx_path = out / ("model.onnx" if name == "best" else "w8a8.onnx")
-        qat.export_qcdq(net, xte, onnx_path)
-        b = compile_model(onnx_path, cm.cfg)
-        y = run(b, xte, progress=False)
-        golden = ideal = float((np.asarray(y).argmax(1) == yte).mean() * 100)
-        if dev is not None:
-            golden = float((np.asarray(run(b, xte, progress=False, device=dev)).argmax(1) == yte).mean() * 100)
-        r = cm.query(pol, qat.int_weights(net))
-        if b.report["totals"]["cycles"] != r.totals["cycles"]:  # pragma: no cover - the cost API's contract
-            raise AssertionError(f"cost API {r.totals['cycles']} != compiled {b.report['totals']['cycles']} cycles")
-        if name == "best":
-            save(b, out / "bundle")
-            (out / "report.md").write_text(report(b))
-        finals[name] = {"acc": acc, "golden": golden, "ideal": ideal, "bundle_cycles": b.report["totals"]["cycles"],
-                        "cycles": {k: r.cost(k) for k in ("compute", "total", "batch")}}
+    # everything is written to DIR.partial (beside the search's journal) and moved to DIR at the end: a failed run
+    # leaves no half-written output
+    out = _partial(final)
+    out.mkdir(parents=True, exist_ok=True)
+    w8 = [(8, 8)] * n
+    net8 = _long_finetune(cfg, ctx, w8, cfg.seed + 1)
+    val8 = _val_acc(net8, ctx, dev)
+    checks, best, best_net = [], None, None
+    for pol in cands:
+        net = _long_finetune(cfg, ctx, pol, cfg.seed + 1) if list(pol) != w8 else net8
+        v = _val_acc(net, ctx, dev)
+        short = next((t for t in table if t["policy"] == [list(p) for p in pol]), None)
+        checks.append({"policy": [list(p) for p in pol], "val_acc": v, "val_acc_w8a8": val8,
+                       "search_speedup": None if short is None else 1 / short["ratio"]})
+        if v >= val8 - cfg.max_loss:
+            best, best_net = pol, net
+            break
+    if best is None:  # no candidate kept the budget after the long fine-tune: the most accurate one
+        i = int(np.argmax([c["val_acc"] for c in checks]))
+        best = cands[i]
+        best_net = _long_finetune(cfg, ctx, best, cfg.seed + 1) if list(best) != w8 else net8
+    runs, finals = [], {}
+    for k in range(cfg.final_seeds):
+        pair = {"w8a8": (w8, net8), "best": (best, best_net)} if k == 0 else {
+            "w8a8": (w8, _long_finetune(cfg, ctx, w8, cfg.seed + 1 + k)),
+            "best": (best, _long_finetune(cfg, ctx, best, cfg.seed + 1 + k))}
+        row = {"seed": cfg.seed + 1 + k}
+        for name, (pol, net) in pair.items():
+            acc = qat.evaluate_acc(net, xte, yte)
+            onnx_path = out / ("model.onnx" if name == "best" else "w8a8.onnx")
+            if k > 0:
+                onnx_path = out / f"seed{k}_{onnx_path.name}"
+            qat.export_qcdq(net, xte, onnx_path)
+            b = compile_model(onnx_path, cm.cfg)
+            y = run(b, xte, progress=False)
+            golden = ideal = float((np.asarray(y).argmax(1) == yte).mean() * 100)
+            if dev is not None:
+                golden = float((np.asarray(run(b, xte, progress=False, device=dev)).argmax(1) == yte).mean() * 100)
+            sfx = "" if name == "best" else "_w8a8"
+            row.update({f"golden{sfx}": golden, f"ideal{sfx}": ideal, f"torch{sfx}": acc})
+            if k > 0:
+                onnx_path.unlink()  # only the first seed's models are kept (the others are measured, not shipped)
+                continue
+            r = cm.query(pol, qat.int_weights(net))
+            if b.report["totals"]["cycles"] != r.totals["cycles"]:  # pragma: no cover - the cost API's contract
+                raise AssertionError(f"cost API {r.totals['cycles']} != compiled {b.report['totals']['cycles']} cycles")
+            if name == "best":
+                save(b, out / "bundle")
+                (out / "report.md").write_text(report(b))
+            finals[name] = {"bundle_cycles": b.report["totals"]["cycles"], "cycles": {c: r.cost(c) for c in COSTS}}
+        runs.append(row)
+    mean = lambda key: float(np.mean([r[key] for r in runs]))
     cyc, cyc8 = finals["best"]["cycles"], finals["w8a8"]["cycles"]
-    res = SearchResult(asdict(cfg), [list(p) for p in best], finals["w8a8"]["acc"], finals["best"]["acc"],
-                       finals["best"]["golden"], finals["w8a8"]["golden"], cyc, cyc8,
-                       {k: cyc8[k] / cyc[k] for k in cyc}, finals["best"]["bundle_cycles"], len(table), seconds,
-                       target, table)
+    res = SearchResult(asdict(cfg), [list(p) for p in best], mean("torch_w8a8"), mean("torch"), mean("golden"),
+                       mean("golden_w8a8"), cyc, cyc8, {k: cyc8[k] / cyc[k] for k in cyc},
+                       finals["best"]["bundle_cycles"], len(table), seconds, target, table)
+    res.final_runs, res.candidates = runs, checks
     if dev is not None:
         res.device = dev.to_dict()
-        res.acc_golden_ideal, res.acc_golden_w8a8_ideal = finals["best"]["ideal"], finals["w8a8"]["ideal"]
+        res.acc_golden_ideal, res.acc_golden_w8a8_ideal = mean("ideal"), mean("ideal_w8a8")
     (out / "best_policy.json").write_text(json.dumps(res.policy) + "\n")
     with open(out / "evaluations.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index"] + [f"w{i}" for i in range(n)] + [f"a{i}" for i in range(n)] +
-                   ["acc", "acc_torch", "compute_cycles", "total_cycles", "speedup", "reward"])
+                   ["acc", "acc_torch", "compute_cycles", "total_cycles", "batch_cycles", "speedup", "reward"])
         for t in table:
             w.writerow([t["index"]] + [p[0] for p in t["policy"]] + [p[1] for p in t["policy"]] +
-                       [f"{t['acc']:.2f}", f"{t['acc_torch']:.2f}", t["compute"], t["total"], f"{1 / t['ratio']:.4f}",
-                        f"{t['reward']:.3f}"])
+                       [f"{t['acc']:.2f}", f"{t['acc_torch']:.2f}", t["compute"], t["total"], t["batch"],
+                        f"{1 / t['ratio']:.4f}", f"{t['reward']:.3f}"])
     summ = {k: v for k, v in asdict(res).items() if k != "table"}
-    summ.update(loss=res.loss, short_finetune_w8a8_acc=ref["acc"], target_acc=target, names=cm.names)
+    summ.update(loss=res.loss, loss_std=res.loss_std, short_finetune_w8a8_acc=ref["acc"], target_acc=target,
+                names=cm.names, cost_kinds={"compute": "compute cycles (no weight programming), one image",
+                                            "total": "compute + weight programming cycles, one image",
+                                            "batch": "compute + weight programming cycles, 1,000 images"})
     (out / "summary.json").write_text(json.dumps(summ, indent=2) + "\n")
     _plots(out, res, table, ref, target, cm.names, cfg)
     if final.exists():
-        shutil.rmtree(final)  # a previous search's output (checked at the start)
+        shutil.rmtree(final)  # a previous search's output (checked at the start; its journal was read)
     out.rename(final)
     return res
 
@@ -353,7 +475,8 @@ def _plots(out: Path, res: SearchResult, table, ref, target, names, cfg) -> None
     if chosen:
         ax.scatter(sp[chosen[:1]], acc[chosen[:1]], marker="*", c="gold", edgecolors="k", s=120, label="chosen",
                    zorder=3)
-    ax.axhline(target, color="k", ls="--", lw=1, label=f"budget (W8A8 - {cfg.max_loss:g})")
+    screen = cfg.max_loss if cfg.screen_loss is None else cfg.screen_loss
+    ax.axhline(target, color="k", ls="--", lw=1, label=f"search target (W8A8 - {screen:g})")
     ax.set_xlabel(f"speedup over W8A8 ({cfg.cost} cycles)")
     where = "fake-quantised" if res.device is None else f"golden model, device {res.device.get('name', '?')}"
     ax.set_ylabel(f"val. accuracy, short fine-tune ({where}) (%)", fontsize=8)

@@ -5,6 +5,8 @@ built from one description. Trained once per (model, data set, seed) and cached 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from cimtile.paths import build_dir
@@ -184,7 +186,7 @@ def pretrained(model: str, data: str, epochs: int = 8, seed: int = 0, progress: 
     torch.manual_seed(seed)
     fit(net, xtr, ytr, epochs=epochs, lr=2e-3, seed=seed, desc=f"train {model} on {data}", progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".tmp{os.getpid()}")  # one per process: two searches may train the same model at once
     torch.save(net.state_dict(), tmp)
     tmp.replace(path)
     return net.eval(), spec
