@@ -75,6 +75,9 @@ class Schedule:
     encoding: str = "canonical"  # how the VAU methods program weights: canonical | balanced
     adc_headroom: int = 0  # extra ADC range-shift bits over the programmed levels' worst case
     train_lr_scale: float = 1.0  # the train phase (after regrowth) uses lr * train_lr_scale
+    # multi-slice weights (wbits > cell_bits + 1) under VAU: the host's carry (ResidentTile.carry: read the
+    # levels, re-encode with signed digits, write back) after every ``carry_every`` VAU steps
+    carry_every: int = 8
     # a DeviceModel preset, JSON file or dict (docs/devices.md): the golden tiles program and read with it
     device: str | dict | None = None
 
@@ -101,6 +104,8 @@ class Schedule:
             raise TrainError(f"data {self.data!r}: expected digits or mnist")
         if self.encoding not in ("canonical", "balanced"):
             raise TrainError(f"encoding {self.encoding!r}: expected canonical or balanced")
+        if self.carry_every < 1:
+            raise TrainError(f"carry_every = {self.carry_every}: expected >= 1")
         if self.vau_gain <= 0 or self.train_lr_scale <= 0 or not 0 <= self.adc_headroom <= 15:
             raise TrainError("vau_gain and train_lr_scale must be positive, adc_headroom in 0..15")
         if self.device_model() is not None and self.backend != "golden":
@@ -127,7 +132,7 @@ class SparseResult:
 
     @property
     def update_cycles(self) -> int:
-        return int(self.cycles.get("vau", 0) + self.cycles.get("wset", 0))
+        return int(self.cycles.get("vau", 0) + self.cycles.get("wset", 0) + self.cycles.get("carry", 0))
 
 
 def _torch():
@@ -202,6 +207,7 @@ class _Method:
         self.wscale: list[float] = []
         self.fit_errors: list[float] = []
         self.carry = [rules.Carry(w.shape[0], w.shape[1]) for w in net.weights]
+        self.vau_steps = 0
         if name != "float":
             from cimtile.hw import encoding
 
@@ -214,9 +220,11 @@ class _Method:
                 # method (common random numbers)
                 t = ResidentTile(self.cfg, s.backend, device=None if dev is None else dev.replace(seed=dev.seed + i))
                 # Exact updates write canonical levels; VAU methods use the schedule's encoding.
+                # Multi-slice weights under VAU start with signed digits (room both ways in every slice).
                 balanced = name.startswith("vau") and s.encoding == "balanced"
                 t.program(np.clip(np.round(wf / sc), -wmax, wmax).astype(np.int64), wbits=self.wbits,
-                          abits=s.abits, balanced=balanced, adc_headroom=s.adc_headroom)
+                          abits=s.abits, balanced=balanced, adc_headroom=s.adc_headroom,
+                          signed_digits=name.startswith("vau") and not balanced)
                 self.tiles.append(t)
                 self.wscale.append(sc)
         self.torch = torch
@@ -274,6 +282,12 @@ class _Method:
             else:
                 r, c = rules.sign_pulses(D, m, self.rng)
                 t.vau(r if r.any() else None, c if c.any() else None)
+        if self.name.startswith("vau") and self.tiles and self.tiles[0].slices > 1:
+            # Slice cells saturate without carrying (docs/isa.md): the host carries every carry_every steps.
+            self.vau_steps += 1
+            if self.vau_steps % self.s.carry_every == 0:
+                for t in self.tiles:
+                    t.carry()
 
     # -- masks --------------------------------------------------------------------------------------
 
