@@ -189,6 +189,25 @@ def test_ci_sized_schedule_on_digits():
     assert len(q) == 1
 
 
+def test_schedule_with_multi_slice_weights_carries():
+    """Two-slice weights (5 bits on 2-bit cells): the VAU methods carry every carry_every steps and the carry
+    counts in their update cycles; the exact method writes cells and never carries."""
+    from cimtile.train import sparse
+
+    s = sparse.Schedule(model="micro", data="digits", tile=TINY8.replace(cols=48), wbits=5, sparsity=0.5,
+                        pretrain_epochs=1, survive_epochs=1, regrow_fraction=0.25, train_epochs=1, lr=2.0,
+                        limit_train=64, batch=16, limit_test=40, carry_every=2)
+    results, _ = sparse.run(s, ("exact", "vau-lsq"))
+    by = {r.method: r for r in results}
+    vau = by["vau-lsq"]
+    assert vau.steps == 8 and vau.calls["carry"] == 2 * 2 * (8 // 2)  # two layers, a read and a write each
+    assert vau.update_cycles == vau.cycles["vau"] + vau.cycles["carry"]
+    assert "carry" not in by["exact"].cycles and by["exact"].cycles["wset"] > 0
+    assert abs(vau.measured_sparsity - 0.5) < 0.02
+    with pytest.raises(sparse.TrainError, match="carry_every"):
+        sparse.Schedule(carry_every=0).check()
+
+
 def test_train_sparse_cli_writes_tables_and_plots(tmp_path):
     from cimtile.cli import main
 
