@@ -197,8 +197,9 @@ def test_schedule_with_multi_slice_weights_carries():
     s = sparse.Schedule(model="micro", data="digits", tile=TINY8.replace(cols=48), wbits=5, sparsity=0.5,
                         pretrain_epochs=1, survive_epochs=1, regrow_fraction=0.25, train_epochs=1, lr=2.0,
                         limit_train=64, batch=16, limit_test=40, carry_every=2)
-    results, _ = sparse.run(s, ("exact", "vau-lsq"))
+    results, _ = sparse.run(s, ("exact", "vau-lsq", "exact-fit"))
     by = {r.method: r for r in results}
+    assert by["exact-fit"].cycles["wset"] > 0 and "carry" not in by["exact-fit"].cycles
     vau = by["vau-lsq"]
     assert vau.steps == 8 and vau.calls["carry"] == 2 * 2 * (8 // 2)  # two layers, a read and a write each
     assert vau.update_cycles == vau.cycles["vau"] + vau.cycles["carry"]

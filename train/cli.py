@@ -18,7 +18,7 @@ def register(sub) -> None:
     """Add ``train-sparse`` to the ``cimtile`` command's subparsers."""
     from cimtile.hw.params import PRESETS
 
-    from .sparse import METHODS, Schedule
+    from .sparse import ALL_METHODS, METHODS, Schedule
 
     d = Schedule()
     p = sub.add_parser("train-sparse", help="index-free sparse training on the tile (prune, survive with VAU, "
@@ -32,7 +32,8 @@ def register(sub) -> None:
                    help="signed weight bits (default cell_bits + 1, one slice; more: multi-slice VAU with carries)")
     p.add_argument("--abits", type=int, default=d.abits, help="activation bits on the tile")
     p.add_argument("--sparsity", default="0.75", help="target sparsity, or a comma-separated list")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(ALL_METHODS)
+                   + f" (default {','.join(METHODS)})")
     p.add_argument("--pretrain-epochs", type=int, default=d.pretrain_epochs, help="float pre-training epochs")
     p.add_argument("--survive-epochs", type=int, default=d.survive_epochs,
                    help="epochs after pruning, before regrowth")
@@ -70,12 +71,12 @@ def _main(args) -> int:
     from cimtile.errors import CimtileError
 
     from . import report
-    from .sparse import METHODS, Schedule, epochs_total, run
+    from .sparse import ALL_METHODS, Schedule, epochs_total, run
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
-        if m not in METHODS:
-            raise CimtileError(f"--methods: unknown method {m!r} (choose from {', '.join(METHODS)})")
+        if m not in ALL_METHODS:
+            raise CimtileError(f"--methods: unknown method {m!r} (choose from {', '.join(ALL_METHODS)})")
     sparsities = _floats(args.sparsity)
     if not sparsities:
         raise CimtileError("--sparsity: give at least one value")
