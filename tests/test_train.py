@@ -81,15 +81,17 @@ def test_multi_slice_vau_moves_weights_by_slice_digits():
         assert sum(int(x) << (2 * s) for s, x in enumerate(t.slice_digits(np.int64(d)))) == d
 
 
-def test_multi_slice_cells_saturate_and_the_host_carries():
+@pytest.mark.parametrize("write_cycles", [0, 500])  # the carry writes by LDW, or by WSET of the changed cells
+def test_multi_slice_cells_saturate_and_the_host_carries(write_cycles):
     """Without a carry a slice saturates (the cells never carry, docs/isa.md); the host's carry re-encodes
     the same weights with signed digits, so later steps move them again."""
-    t = ResidentTile(TINY8)
+    cfg = TINY8.replace(write_cycles=write_cycles)
+    t = ResidentTile(cfg)
     t.program(np.zeros((4, 2), dtype=int), wbits=5, abits=4)
     for _ in range(5):
         t.vau(np.ones(4, dtype=int))
     assert np.array_equal(t.read()[0], np.full((4, 2), 3)), "the low slice saturates at max_level"
-    u = ResidentTile(TINY8)
+    u = ResidentTile(cfg)
     u.program(np.zeros((4, 2), dtype=int), wbits=5, abits=4)
     u.write_mask(np.array([[True, False]] * 4))
     for k in range(5):

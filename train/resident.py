@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from cimtile.hw import encoding
+from cimtile.hw import encoding, isa
 from cimtile.hw.isa import Opcode, encode
 from cimtile.hw.params import TileConfig, load_config
 from cimtile.sim.tile import RunResult, Tile
@@ -422,11 +422,11 @@ class ResidentTile:
         return self._run("vau", words + [HALT], feed).cycles
 
     def carry(self) -> int:
-        """The host's carry for multi-slice weights: read every cell level (RDW), re-encode each unmasked
+        """The host's carry for multi-slice weights: read every cell level (RDW, RDM), re-encode each unmasked
         weight with signed digits (:func:`cimtile.hw.encoding.encode_weights`, ``signed_digits``: the same
-        weight, lower slices back in the middle of their range) and write the window back (LDW); masked
-        cells and masks are unchanged. Column-wise reads and writes: no index. Returns cycles (kind
-        ``carry``).
+        weight, lower slices back in the middle of their range) and write the cells that change, with WSET
+        of exactly those cells or LDW of the window (write-and-verify of every column), whichever the ISA's
+        cycle formulas make cheaper. Masked cells and masks are unchanged. Returns cycles (kind ``carry``).
 
         A weight whose cells sum beyond the weight range (possible when ``wbits - 1`` is not a multiple of
         ``cell_bits``) is clipped to it.
@@ -442,6 +442,17 @@ class ResidentTile:
         lo, hi = self.weight_range
         new = encoding.encode_weights(self.cfg, np.clip(W, lo, hi), L["wbits"], L["wsigned"],
                                       signed_digits=True).astype(np.int64)
+        rows, cols = np.nonzero((new != levels[:K]) & ~masks[:K])
+        if not rows.size:
+            return res.cycles
+        ns = isa.cfg_namespace(self.cfg)
+        # the two programs' cycles by the ISA's formulas: WSETs (one HALT per program of prog_depth - 1
+        # words) against CFG, WIN, LDW and HALT
+        wset = rows.size * isa.cycles(Opcode.WSET, ns, {}) + -(-rows.size // (self.cfg.prog_depth - 1))
+        ldw = isa.cycles(Opcode.LDW, ns, {"start": 0, "count": self.ncols}) + 3
+        if wset <= ldw:
+            words = [encode(Opcode.WSET, row=int(r), col=int(c), value=int(new[r, c])) for r, c in zip(rows, cols)]
+            return res.cycles + self._cells("carry", words)
         out = levels.copy()
         out[:K] = np.where(masks[:K], levels[:K], new)
         cyc = self._run("carry", self._head() + [encode(Opcode.LDW, start=0, count=self.ncols), HALT],
