@@ -7,4 +7,5 @@ e.g. ``"<= 25"``) for the table's goal column.
 """
 
 #: Areas in the order they run; a missing module is skipped (its issue has not landed yet).
-AREAS = ("golden", "rtl", "cosim", "regress", "compiler", "agreement", "devices", "training", "search", "mapping")
+AREAS = ("golden", "rtl", "cosim", "regress", "compiler", "agreement", "devices", "training", "search", "mapping",
+         "explore")

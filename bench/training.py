@@ -1,7 +1,7 @@
 """Sparse training on the tile: what VAU updates cost against per-cell writes, what index-free sparsity saves
 on VGG-8 / CIFAR-10 layer shapes, and how VAU training compares with exact updates and float SGD on MNIST.
 
-Figures (golden-model cycles; energies from the cited constants in :data:`ENERGY`):
+Figures (golden-model cycles; energies from the cited constants in :data:`cimtile.sim.energy.ENERGY`):
 
 - ``vau_update_speedup`` (isaac) and ``vau_update_speedup_cimaq``: one training step's weight update of a
   layer filling the tile at 75% sparsity, every unmasked weight changing by one step: the exact per-cell
@@ -34,24 +34,14 @@ import numpy as np
 from cimtile.hw import encoding, isa
 from cimtile.hw.isa import Opcode, encode
 from cimtile.hw.params import PRESETS, TileConfig
+from cimtile.sim.energy import ENERGY
 from cimtile.sim.tile import Tile
 
 GOALS = {"vau_acc_gap": "<= 1.0", "vau_update_speedup": ">= 50"}
 
 SPARSITY = 0.75
 
-#: Energy per event (pJ). Sources: ISAAC = Shafiee et al., ISCA 2016, Table 6 (8-bit 1.28 GS/s ADC 2 mW;
-#: 1,024 1-bit DACs 4 mW and eight 128x128 arrays 2.4 mW at a 100 ns read cycle); Horowitz, ISSCC 2014
-#: (8 KB SRAM, 64-bit access ~10 pJ) for the index memory. The cell write energy is an assumption of the
-#: order reported for RRAM programming pulses (0.1-10 pJ, e.g. Yu, Proc. IEEE 106(2), 2018); every
-#: programming pulse (WSET, or one VAU pulse reaching a cell) counts one write.
-ENERGY = {
-    "adc_conversion": (2e-3 / 1.28e9 * 1e12, "ISAAC: 2 mW / 1.28 GS/s"),
-    "dac_drive": (4e-3 / 1024 / 10e6 * 1e12, "ISAAC: 4 mW / 1,024 DACs / 10 MHz"),
-    "cell_read": (2.4e-3 / 8 / (128 * 128) / 10e6 * 1e12, "ISAAC: 2.4 mW / 8 arrays / 16,384 cells / 10 MHz"),
-    "cell_write": (1.0, "assumed (RRAM programming pulse, 0.1-10 pJ)"),
-    "index_access": (10.0, "Horowitz ISSCC 2014: 8 KB SRAM 64-bit access"),
-}
+#: Energy per event (pJ) with its source: the one table, :data:`cimtile.sim.energy.ENERGY`.
 
 #: VGG-8 for CIFAR-10 (the NeuroSim benchmark network): (name, K = cin*9 or fin, N, output positions).
 VGG8 = [

@@ -18,7 +18,7 @@ from .errors import CimtileError
 __all__ = ["PARTS", "main", "parser"]
 
 #: Modules whose ``register(subparsers)`` adds verbs, in the order ``cimtile --help`` lists them.
-PARTS = ("cimtile.compiler.cli", "cimtile.train.cli", "cimtile.search.cli")
+PARTS = ("cimtile.compiler.cli", "cimtile.train.cli", "cimtile.search.cli", "cimtile.explore.cli")
 
 
 def parser() -> argparse.ArgumentParser:

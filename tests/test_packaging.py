@@ -17,7 +17,7 @@ import pytest
 import cimtile
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("hw", "sim", "compiler", "tb", "zoo", "search", "train")
+PARTS = ("hw", "sim", "compiler", "tb", "zoo", "search", "train", "explore")
 
 
 def _clean_env() -> dict[str, str]:

@@ -1,0 +1,217 @@
+"""Scoring one candidate: accuracy, latency, energy and area (runs in a worker of the executor).
+
+- **Accuracy**: the candidate network is trained briefly in float (:func:`cimtile.zoo.fit.fit`), given its
+  quantised twin at the candidate's per-layer bits (:func:`cimtile.search.qat.build`), optionally pruned, fine-tuned
+  with quantisation-aware training (:func:`cimtile.search.qat.finetune`), exported as QCDQ ONNX, compiled for the
+  candidate's tile and run on the golden model over the validation split (never trained on). With a device model
+  the same bundle is also run with the device (seeded; the same draws for every candidate).
+- **Latency**: tile cycles per image of a batch of ``batch`` images from the cost API
+  (:class:`cimtile.search.cost.CostModel` with the candidate's own fine-tuned integer weights), checked equal to
+  the compiled bundle's report and, for the validation batch, to the golden model's run. When the network's
+  crossbar tiles do not fit in ``n_tiles`` tiles the batch runs as the compiled programs run it on one tile (the
+  compiler's schedule: weights programmed once per batch for crossbar tiles that stay in the array, reloaded
+  every run for the others). When they fit, every crossbar tile has a tile of its own: each is programmed once
+  per batch and no run reloads (the reload LDWs' exact cycles are removed from every run but the first).
+- **Energy**: :func:`cimtile.sim.energy.energy_pj` of the bundle's operation counts (cited constants); cell
+  writes follow the same programming rule, spread over the batch.
+- **Area**: analog parts of ``n_tiles`` tiles from cited constants (:func:`cimtile.sim.energy.analog_area_mm2`);
+  the synthesised controller's LUTs/FFs/BRAMs are added by :mod:`cimtile.explore.synth` when asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cimtile.errors import CimtileError
+
+__all__ = ["MAPPINGS", "evaluate"]
+
+#: Compiler ADC mapping modes (:func:`cimtile.compiler.compile_model`): ``calibrated`` (the explorer's default: a
+#: smaller ADC clips, and so costs accuracy as in hardware) or ``exact`` (no conversion can clip: a smaller ADC
+#: costs rows per crossbar tile, so latency).
+MAPPINGS = ("exact", "calibrated")
+
+_DATA: dict = {}
+
+
+def _data(name: str):
+    if name not in _DATA:
+        from cimtile.zoo import mnist_nets
+
+        xf, yf, xv, yv, _, _ = mnist_nets.splits(name)
+        _DATA[name] = (xf, yf, xv, yv)
+    return _DATA[name]
+
+
+def _registry_once() -> None:
+    """torch's ONNX exporter rebuilds its operator registry from onnxscript on every export (about 3 s, most
+    of a small candidate's export): build it once per process and give each export its own copy of the table
+    (an export may register custom ops into it): each copy holds the same table a fresh build does
+    (tests/test_explore.py). Skipped if this torch has no such registry."""
+    try:
+        from torch.onnx._internal.exporter import _registration as R
+    except ImportError:  # pragma: no cover - another torch
+        return
+    cls = getattr(R, "ONNXRegistry", None)
+    if cls is None or getattr(cls, "_cimtile_once", False) or not hasattr(cls, "from_torchlib"):
+        return
+    orig = cls.from_torchlib.__func__
+    built: dict = {}
+
+    def from_torchlib(klass, *args, **kw):
+        key = (klass, args, tuple(sorted(kw.items())))
+        if key not in built:
+            built[key] = orig(klass, *args, **kw)
+        base = built[key]
+        reg = klass.__new__(klass)
+        reg.__dict__.update(base.__dict__)
+        reg.functions = {k: list(v) for k, v in base.functions.items()}
+        return reg
+
+    cls.from_torchlib = classmethod(from_torchlib)
+    cls._cimtile_once = True
+    cls._cimtile_fresh = classmethod(orig)
+
+
+def _compile(path: Path, cfg, mapping: str, x_cal: np.ndarray):
+    from cimtile.compiler import compile_model
+
+    if mapping == "exact":
+        return compile_model(path, cfg)
+    if "mapping" not in inspect.signature(compile_model).parameters:
+        raise CimtileError(f"mapping {mapping!r}: this compiler has no ADC mapping modes (only exact)")
+    return compile_model(path, cfg, mapping=mapping, calibration=x_cal, progress=False)
+
+
+def _prune(net, sparsity: float) -> None:
+    """Magnitude pruning of every weight layer to ``sparsity`` (torch's pruning hooks: the mask stays applied
+    through the fine-tune; :func:`_unprune` makes it permanent)."""
+    import torch.nn.utils.prune as prune
+
+    for m in net.layers:
+        prune.l1_unstructured(m, "weight", amount=sparsity)
+
+
+def _unprune(net) -> None:
+    import torch.nn.utils.prune as prune
+
+    for m in net.layers:
+        if prune.is_pruned(m):
+            prune.remove(m, "weight")
+
+
+def evaluate(job: dict) -> dict:
+    """Score ``job['candidate']`` (a full candidate dict). ``job`` also carries the settings: ``data``, ``seed``,
+    ``float_epochs``, ``qat_epochs``, ``batch``, ``mapping``, ``device`` (a DeviceModel dict or None), ``space``
+    (overrides, sparsity flag, base preset), ``table`` (return the cost model's layer table too).
+
+    Returns a record: the candidate, ``status`` (``ok`` or ``infeasible`` with ``reason``: the compiler refused
+    the network on that tile), accuracies, cycles, operation counts, energy and area."""
+    import torch
+    from cimtile.compiler import run
+    from cimtile.compiler.report import for_batch
+    from cimtile.search import qat
+    from cimtile.search.cost import CostModel
+    from cimtile.sim.energy import analog_area_mm2, energy_pj, operation_counts
+    from cimtile.zoo import mnist_nets
+    from cimtile.zoo.fit import fit
+
+    from .space import Space
+
+    t0 = time.time()
+    torch.set_num_threads(1)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed": not ours
+    _registry_once()
+    sp = Space(**job["space"])
+    c = job["candidate"]
+    cfg = sp.tile(c)
+    xf, yf, xv, yv = _data(job["data"])
+    spec = sp.layers(c, xf.shape[-1])
+    n = mnist_nets.weight_layers(spec)
+    pol = sp.policy(c, n)
+    rec = {"key": sp.key(c), "candidate": c, "tile": cfg.name, "layers": n,
+           "params": int(sum(s[1] * s[2] * (s[3] ** 2 if s[0] == "conv" else 1) for s in spec if s[0] in ("conv",
+                                                                                                             "fc")))}
+    seed = job["seed"]
+    # one float net per network (torch_net seeds its own initial weights), trained with the search's seed
+    net = mnist_nets.torch_net(spec)
+    fit(net, xf, yf, epochs=job["float_epochs"], lr=2e-3, seed=seed)
+    q = qat.build(spec, pol, net)
+    if c["sparsity"] > 0:
+        _prune(q, c["sparsity"])
+    qat.finetune(q, xf, yf, job["qat_epochs"], seed)
+    _unprune(q)
+    rec["acc_torch"] = qat.evaluate_acc(q, xv, yv)
+    with tempfile.TemporaryDirectory(prefix="cimtile-explore-") as d:
+        path = Path(d) / "candidate.onnx"
+        with contextlib.redirect_stdout(io.StringIO()):  # torch's exporter narrates its steps on stdout
+            qat.export_qcdq(q, xv, path)
+        try:
+            b = _compile(path, cfg, job["mapping"], xf[:256])
+            cm = CostModel(path, cfg, mapping=job["mapping"])
+        except CimtileError as e:
+            rec.update(status="infeasible", reason=str(e)[:200], seconds=time.time() - t0)
+            return rec
+    cost = cm.query(pol, qat.int_weights(q))
+    y, st = run(b, xv, progress=False, stats=True)
+    rec["acc_ideal"] = float((np.asarray(y).argmax(1) == yv).mean() * 100)
+    rec["acc"] = rec["acc_ideal"]
+    if job.get("device") is not None:
+        from cimtile.sim.device import DeviceModel
+
+        dev = DeviceModel.from_dict(job["device"])
+        rec["acc_device"] = float((np.asarray(run(b, xv, progress=False, device=dev)).argmax(1) == yv).mean() * 100)
+        rec["acc"] = rec["acc_device"]
+    t = cost.totals
+    rep = b.report["totals"]
+    if rep["cycles"] != t["cycles"]:  # the cost API's contract with the compiler (tested)
+        raise AssertionError(f"cost API {t['cycles']} != compiled bundle {rep['cycles']} cycles")
+    # the golden model ran the validation split as one batch: the report for that batch counts the same cycles
+    golden = for_batch(b.report, len(xv))["totals"]["cycles"]
+    if st.cycles != golden or cost.cost("batch", len(xv)) != golden:  # pragma: no cover - tested
+        raise AssertionError(f"golden model {st.cycles} != report {golden} cycles for {len(xv)} images")
+    batch = job["batch"]
+    fits = t["xbar_tiles"] <= c["n_tiles"]
+    if fits:
+        # weight-stationary on n_tiles tiles: every crossbar tile has a tile of its own, so each is programmed once
+        # per batch (the weights programs and one run's reload LDWs) and the runs do not reload
+        per_batch = cost.init_cycles + sum(
+            lc.prog_once + lc.reload_cycles + lc.batch_cycles(batch)[0] - lc.prog_once
+            - math.ceil(batch * lc.positions / lc.chunk) * lc.reload_cycles for lc in cost.layers)
+    else:  # one tile at a time, as the compiled programs run a batch (the compiler's schedule)
+        per_batch = cost.cost("batch", batch)
+    latency = per_batch / batch
+    counts = operation_counts(b)
+    if counts["adc_conversions"] != rep["adc_conversions"]:  # pragma: no cover - energy.py's count drifted
+        raise AssertionError("operation_counts disagrees with the report's ADC conversions")
+    # cell writes per image of a batch: each cell once per batch when it stays programmed (every layer when the
+    # network fits in n_tiles; else the layers the compiler keeps stationary), once per run for reloaded layers
+    writes = 0
+    for lc, lay in zip(cost.layers, counts["layers"]):
+        if fits or lc.reload_cycles == 0:
+            writes += lay["cells_stored"]
+        else:
+            writes += lay["cells_stored"] * math.ceil(batch * lc.positions / lc.chunk)
+    counts = dict(counts, cell_writes=writes)
+    share = 1.0 / batch
+    energy = energy_pj(counts, cfg, share)
+    area = analog_area_mm2(cfg, c["n_tiles"])
+    rec.update(status="ok", cycles=t["cycles"], compute_cycles=t["compute_cycles"], program_cycles=t["program_cycles"],
+               init_cycles=cost.init_cycles, bundle_cycles=rep["cycles"], golden_cycles=st.cycles,
+               golden_images=len(xv), report_batch_cycles=golden,
+               xbar_tiles=t["xbar_tiles"], fits=fits, latency=latency, batch_cycles=per_batch,
+               counts={k: v for k, v in counts.items() if k != "layers"},
+               energy=energy, energy_pj=energy["total"], area=area, area_mm2=area["total"],
+               policy=[list(p) for p in pol], seconds=time.time() - t0)
+    if job.get("table"):
+        rec["layer_table"] = cm.layer_table()
+    return rec
