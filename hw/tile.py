@@ -72,6 +72,7 @@ class _Parts:
     left: Signal  # words left in a load/read
     stage: list  # staged bus words of a multi-word item
     read_col: Signal  # the crossbar column RDW/RDM reads
+    program_wait: Signal  # LDW: cycles left of a column's programming (write_cycles)
 
 
 class Tile(wiring.Component):
@@ -270,7 +271,8 @@ class Tile(wiring.Component):
             word=Signal(range(max(max_words, cfg.acc_words, cfg.out_words, 1) + 1), name="word"),
             left=Signal(ADDR_BITS + 12, name="left"),
             stage=[Signal(cfg.bus_bits, name=f"stage{i}") for i in range(max_words - 1)],
-            read_col=Signal(ADDR_BITS, name="read_col"), **units)
+            read_col=Signal(ADDR_BITS, name="read_col"),
+            program_wait=Signal(range(cfg.write_cycles + 1), name="program_wait"), **units)
         args = p.view.args
         m.d.comb += [shift_add.accumulate.eq(p.accumulate), vau.fields.eq(args.vau), vau.cell.eq(args.cell),
                      p.layer_regs.cfg_fields.eq(args.cfg), p.layer_regs.win_fields.eq(args.win),
@@ -418,7 +420,8 @@ class Tile(wiring.Component):
             self._error_if(m, p, (p.view.args.range.start + cnt) > p.room[space], Cause.ADDR)
 
     def _load(self, m, op, p: _Parts):
-        """LDW/LDM/LDIN/LDD: cycle 0 checks and latches; then count x words bus words from din."""
+        """LDW/LDM/LDIN/LDD: cycle 0 checks and latches; then count x words bus words from din (and,
+        for LDW, ``write_cycles`` after each column: the array's programming time)."""
         cfg, rng, xbar, ports = self.cfg, p.view.args.range, p.xbar, p.ports
         nwords, depth, space = {Opcode.LDW: (cfg.col_words, cfg.cols, None),
                                 Opcode.LDM: (cfg.mask_words, cfg.cols, None),
@@ -435,20 +438,34 @@ class Tile(wiring.Component):
                 w = ports["in_w" if op is Opcode.LDIN else "delta_w"]
                 m.d.comb += [w.addr.eq(addr), w.data.eq(item), w.en.eq(1)]
 
+        # progcost (issue 10): LDW waits write_cycles after each column's data while the array programs it
+        # (write-and-verify); the wait counts as cycles (it is not a stall: the tile, not the host, is busy).
+        wait = cfg.write_cycles if op is Opcode.LDW else 0
+
+        def item_done():
+            if wait:
+                m.d.sync += p.program_wait.eq(wait)
+
         with m.If(p.first):
             self._range_check(m, p, space, depth)
             base = rng.start + (p.offsets[space] if space is not None else 0)
             m.d.sync += [p.addr_a.eq(base), p.item.eq(0), p.word.eq(0), p.left.eq(cnt * nwords)]
+        with m.Elif(p.program_wait != 0 if wait else Const(0, 1)):
+            m.d.sync += p.program_wait.eq(p.program_wait - 1)
+            with m.If((p.program_wait == 1) & (p.left == 0)):
+                m.d.comb += p.fin.eq(1)
         with m.Else():
             m.d.comb += [self.din.ready.eq(1), p.stall.eq(~self.din.valid), p.xfer.eq(self.din.valid)]
             with m.If(p.xfer):
                 m.d.sync += p.left.eq(p.left - 1)
-                with m.If(p.left == 1):
-                    m.d.comb += p.fin.eq(1)
+                if not wait:
+                    with m.If(p.left == 1):
+                        m.d.comb += p.fin.eq(1)
                 if nwords > 1:
                     with m.If(p.word == nwords - 1):
                         m.d.sync += [p.word.eq(0), p.item.eq(p.item + 1)]
                         write(p.addr_a + p.item, Cat(*p.stage[:nwords - 1], self.din.payload))
+                        item_done()
                     with m.Else():
                         m.d.sync += p.word.eq(p.word + 1)
                         with m.Switch(p.word):
@@ -458,6 +475,7 @@ class Tile(wiring.Component):
                 else:
                     m.d.sync += p.item.eq(p.item + 1)
                     write(p.addr_a + p.item, self.din.payload)
+                    item_done()
 
     def _ldrq(self, m, p: _Parts):
         """LDRQ: rq_per_word records per bus word into the requantisation bank."""
