@@ -124,51 +124,57 @@ class LayerRegisters(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, now = self.cfg, self.layer
-        nxt = Signal(layer_layout(cfg))
-        m.d.comb += nxt.eq(now)
+        # The next CFG/WIN fields (``fields``), then the whole next layer with its derived geometry
+        # (``nxt``): two signals, so that no signal feeds itself (Verilator's UNOPTFLAT).
+        fields, nxt = Signal(layer_layout(cfg)), Signal(layer_layout(cfg))
+        m.d.comb += fields.eq(now)
         with m.If(self.cfg_write):
             f = self.cfg_fields
-            m.d.comb += [nxt.wbits_m1.eq(f.wbits_m1), nxt.abits_m1.eq(f.abits_m1), nxt.wsigned.eq(f.wsigned),
-                         nxt.asigned.eq(f.asigned), nxt.adc_shift.eq(f.adc_shift)]
+            m.d.comb += [fields.wbits_m1.eq(f.wbits_m1), fields.abits_m1.eq(f.abits_m1),
+                         fields.wsigned.eq(f.wsigned), fields.asigned.eq(f.asigned), fields.adc_shift.eq(f.adc_shift)]
         with m.If(self.win_write):
             w = self.win_fields
-            m.d.comb += [nxt.row_start.eq(w.row_start), nxt.row_count.eq(w.row_count_m1 + 1),
-                         nxt.col_start.eq(w.col_start), nxt.col_count.eq(w.col_count_m1 + 1)]
-        self._geometry(m, nxt)
+            m.d.comb += [fields.row_start.eq(w.row_start), fields.row_count.eq(w.row_count_m1 + 1),
+                         fields.col_start.eq(w.col_start), fields.col_count.eq(w.col_count_m1 + 1)]
+        m.d.comb += nxt.eq(fields)
+        self._geometry(m, fields, nxt)
         with m.If(self.commit):
             m.d.sync += now.eq(nxt)
         self._lane_chain(m, nxt)
         return m
 
-    def _geometry(self, m, nxt):
-        """The derived fields of ``nxt`` from its CFG and WIN fields: small constant tables."""
+    def _geometry(self, m, src, nxt):
+        """The derived fields of ``nxt`` from the CFG and WIN fields of ``src``: small constant tables."""
         cfg = self.cfg
-        with m.Switch(Cat(nxt.abits_m1, nxt.asigned)):
+        nws = Signal(4)
+        m.d.comb += nxt.nws.eq(nws)
+        with m.Switch(Cat(src.abits_m1, src.asigned)):
             for a in range(8):
                 for s in range(2):
                     with m.Case(a | (s << 3)):
                         m.d.comb += nxt.nis.eq(isa.input_slices(a + 1, bool(s), cfg.dac_bits))
-        with m.Switch(Cat(nxt.wbits_m1, nxt.wsigned)):
+        with m.Switch(Cat(src.wbits_m1, src.wsigned)):
             for w in range(8):
                 for s in range(2):
                     with m.Case(w | (s << 3)):
-                        m.d.comb += nxt.nws.eq(isa.weight_slices(w + 1, bool(s), cfg.cell_bits) if (w or not s) else 0)
-        m.d.comb += nxt.group.eq(Mux(nxt.wsigned, nxt.nws << 1, nxt.nws))
+                        m.d.comb += nws.eq(isa.weight_slices(w + 1, bool(s), cfg.cell_bits) if (w or not s) else 0)
+        group = Signal(5)
+        m.d.comb += [group.eq(Mux(src.wsigned, nws << 1, nws)), nxt.group.eq(group)]
         groups = sorted({group_size(cfg, w, s) for w in range(1, 9) for s in (False, True) if not (s and w < 2)})
         m.d.comb += [nxt.n_out.eq(0), nxt.aligned.eq(0)]
-        with m.Switch(nxt.group):
+        with m.Switch(group):
             for size in groups:
                 with m.Case(size):
-                    quotient, exact = div_table(nxt.col_count[:cfg.cols.bit_length()], size, cfg.cols)
+                    quotient, exact = div_table(src.col_count[:cfg.cols.bit_length()], size, cfg.cols)
                     m.d.comb += [nxt.n_out.eq(quotient), nxt.aligned.eq(exact)]
         per = cfg.rows_per_conv
         if cfg.rows <= 256:
             table = Array(Const(_ceil_div(n, per), ADDR_BITS + 1) for n in range(cfg.rows + 1))
-            m.d.comb += nxt.nrg.eq(table[nxt.row_count[:cfg.rows.bit_length()]])
+            m.d.comb += nxt.nrg.eq(table[src.row_count[:cfg.rows.bit_length()]])
         else:
-            m.d.comb += nxt.nrg.eq(const_div(nxt.row_count + (per - 1), per, cfg.rows + per - 1))
-        analog = nxt.wsigned if cfg.analog_diff else Const(0, 1)
-        m.d.comb += [nxt.analog.eq(analog), nxt.gconv.eq(Mux(analog, nxt.nws, nxt.group)),
+            m.d.comb += nxt.nrg.eq(const_div(src.row_count + (per - 1), per, cfg.rows + per - 1))
+        analog = src.wsigned if cfg.analog_diff else Const(0, 1)
+        m.d.comb += [nxt.analog.eq(analog), nxt.gconv.eq(Mux(analog, nws, group)),
                      nxt.step.eq(Mux(analog, 2, 1))]
 
     def _lane_chain(self, m, nxt):

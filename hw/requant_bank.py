@@ -102,7 +102,8 @@ class RequantBank(wiring.Component):
                          left.eq(Mux(left > per, left - per, 0))]
         for b, mem in enumerate(memories):
             port = mem.write_port()
-            ahead = b >= bank  # this memory's column is in the current row, else in the next one
+            # this memory's column is in the current row, else in the next one (the last memory: always)
+            ahead = (b >= bank) if b < len(memories) - 1 else Const(1, 1)
             record = Signal(range(banks), name=f"record_for{b}")
             m.d.comb += record.eq(Mux(ahead, b - bank, b + banks - bank))
             m.d.comb += [port.addr.eq(Mux(ahead, row, row + 1)),
@@ -116,7 +117,7 @@ class RequantBank(wiring.Component):
         parts = len(memories) // lanes  # chunks per memory address
         chunk = Signal(range(-(-cfg.cols // lanes) + 1))
         first_col = Signal(ADDR_BITS + 2)
-        row, part = Signal(range(-(-cfg.cols // len(memories)) + 1)), Signal(range(parts))
+        row, part = Signal(range(-(-cfg.cols // len(memories)) + 1)), Signal(max(1, (parts - 1).bit_length()))
         row_next, part_next = Signal.like(row), Signal.like(part)
         m.d.comb += [row_next.eq(row), part_next.eq(part), self.chunks_left.eq(first_col < self.n_out)]
         with m.If(self.req_start):

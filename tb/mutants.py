@@ -60,7 +60,7 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            "differential-analog pairs subtract the column two to the right instead of the next one"),
     Mutant("diff_sign_column", "mvm_lanes", "(per_column_sign & d.q[0])", "(per_column_sign & d.q[0] & ~d.q[1])",
            "digital differential weights: the negative columns of odd slices count positively"),
-    Mutant("cfg_decode", "layer", "nxt.adc_shift.eq(f.adc_shift)]", "nxt.adc_shift.eq(f.adc_shift[:3])]",
+    Mutant("cfg_decode", "layer", "fields.adc_shift.eq(f.adc_shift)]", "fields.adc_shift.eq(f.adc_shift[:3])]",
            "CFG's adc_shift loses its top bit"),
 ]}
 
