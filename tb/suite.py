@@ -17,10 +17,14 @@ from cimtile.hw.params import TileConfig, load_config
 
 from . import runner
 
-__all__ = ["MODULE", "MUTANT_TESTS", "SuiteResult", "format_table", "run_mutant", "run_suite"]
+__all__ = ["MODULE", "MUTANT_TESTS", "SIM_CONFIGS", "SuiteResult", "format_table", "run_mutant", "run_suite"]
 
 #: The cocotb test module of the suite.
 MODULE = "cimtile.tb.tile_tests"
+#: ``make sim``'s configurations (and ``make regress``'s): the two presets with digital differential weights
+#: and ``variant`` (tb.regress.VARIANT: differential-analog weights, 2-bit DAC, 3 ADCs of 2 cycles, row groups
+#: of 5, ...), without which a bug in the analog pair path (mutant ``diff_column_index``) is invisible.
+SIM_CONFIGS = ("tiny", "isaac", "variant")
 #: Tests a mutated design is run against (fast ones that exercise the shift-and-add).
 MUTANT_TESTS = r"\.(bit_widths|signed_inputs|random_programs/style=small)"
 
