@@ -160,7 +160,9 @@ class Tile(Walker):
     def reset(self) -> None:
         """Power-on state (see docs/isa.md, Execution model)."""
         c, B = self.cfg, self.batch
-        self.levels = np.zeros((c.rows, c.cols), dtype=np.int64)
+        # uint8 (levels are 0..max_level <= 15): LDW copies and the MVM's reads of a window move an eighth of
+        # the bytes of int64. Reads (RDW, state) give int64.
+        self.levels = np.zeros((c.rows, c.cols), dtype=np.uint8)
         self.masks = np.zeros((c.rows, c.cols), dtype=bool)
         self.inbuf = np.zeros((B, c.in_depth, c.rows), dtype=np.uint8)
         # int32 when every accumulator value fits (acc_bits <= 32, all presets): an MVM's store moves half the
@@ -182,7 +184,7 @@ class Tile(Walker):
     def state(self) -> dict[str, np.ndarray]:
         """Copies of every memory, for comparison with the RTL."""
         return {
-            "levels": self.levels.copy(), "masks": self.masks.copy(), "inbuf": self.inbuf.copy(),
+            "levels": self.levels.astype(np.int64), "masks": self.masks.copy(), "inbuf": self.inbuf.copy(),
             "acc": self.acc.astype(np.int64), "out": self.out.copy(), "delta": self.delta.copy(),
             "rq_bias": self.rq_bias.copy(), "rq_mult": self.rq_mult.copy(), "rq_shift": self.rq_shift.copy(),
         }
@@ -515,7 +517,7 @@ def _read(t: Tile, d, pc, offs) -> int:
         block = lambda: t.acc[:, s:s + n, :].astype(np.int64)
     elif op is Opcode.RDW:
         t._addr(pc, s, n, c.cols, "columns")
-        block = lambda: t.levels[:, s:s + n].copy()
+        block = lambda: t.levels[:, s:s + n].astype(np.int64)
     else:
         t._addr(pc, s, n, c.cols, "columns")
         block = lambda: t.masks[:, s:s + n].copy()
