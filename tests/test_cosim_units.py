@@ -201,3 +201,22 @@ def test_patterns():
     assert Pattern.of(None).register() == (1, 1)
     with pytest.raises(ValueError, match="pattern"):
         Pattern.of([0, 0])
+
+
+def test_wrapper_inputs_are_registered():
+    """No logic of the testbench top reads an input port except the registers that sample it (Verilator would
+    evaluate such logic in every eval(), twice per clock cycle); the legacy top (the speed baseline) does."""
+    import re
+
+    cfg = PRESETS["tiny"]
+    names = [n for n, _ in wrapper._INPUTS]
+    for registered in (True, False):
+        text = wrapper.render(cfg, registered_inputs=registered)
+        body = text.partition("localparam S_IDLE")[2]
+        readers = [n for n in names if re.search(rf"(?<![.\w]){n}\b", body)]
+        if registered:
+            assert readers == [] and ".rst(rst_q)" in body
+            for n in names:
+                assert re.search(rf"^\s*{n}_q <= {n};$", text, re.M)
+        else:
+            assert "rst" in readers and "go" in readers and "_q" not in text
