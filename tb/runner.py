@@ -376,7 +376,7 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
         top_sv = bdir / "rtl" / f"{wrapper.TOP}.sv"
         vlt = bdir / "rtl" / "ports.vlt"
         _write_if_changed(top_sv, wrapper.render(cfg, registered_inputs=not legacy))
-        _write_if_changed(vlt, wrapper.render_vlt())
+        _write_if_changed(vlt, wrapper.render_vlt(registered_inputs=not legacy))
         args = list(BUILD_ARGS) + (_trace_args() if waves else [])
         if CLOCK == "hdl":
             # The wheel's verilated.mk does not add the coroutine flag that --timing needs.

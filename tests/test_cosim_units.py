@@ -187,10 +187,13 @@ def test_wrapper_text_and_control_file():
     text = wrapper.render(cfg)
     assert f"module {wrapper.TOP}" in text and "tile dut" in text and f"[{cfg.bus_bits - 1}:0]" in text
     vlt = wrapper.render_vlt()
-    for p in wrapper.TILE_PORTS:
-        assert f'public_flat_rw -module "tile" -var "{p}"' in vlt
+    for p in wrapper.TILE_PORTS:  # read-only: a writable signal's logic runs in every eval() (render_vlt)
+        assert f'public_flat_rd -module "tile" -var "{p}"' in vlt
     for p in wrapper.PORTS:
         assert f'-module "{wrapper.TOP}" -var "{p}"' in vlt
+    assert 'public_flat_rw -module "cimtile_tb" -var "rst"' in vlt
+    assert 'public_flat_rd -module "cimtile_tb" -var "din_used"' in vlt
+    assert 'public_flat_rw -module "tile" -var "rst"' in wrapper.render_vlt(registered_inputs=False)
 
 
 def test_patterns():
