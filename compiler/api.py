@@ -92,10 +92,13 @@ def run(bundle: Bundle | str | Path, x: np.ndarray, backend: str = "golden", *, 
     return (y, st) if stats else y
 
 
-def report(bundle: Bundle | str | Path, as_json: bool = False):
-    """The per-layer cycle report (dict if ``as_json``, else the formatted table)."""
+def report(bundle: Bundle | str | Path, as_json: bool = False, batch: int = 1):
+    """The per-layer cycle report for ``batch`` images (dict if ``as_json``, else the formatted table)."""
+    from .report import for_batch
+
     b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    return b.report if as_json else format_report(b.report)
+    rep = b.report if batch == b.report.get("images", 1) else for_batch(b.report, batch)
+    return rep if as_json else format_report(rep)
 
 
 def disasm(bundle: Bundle | str | Path) -> str:
@@ -105,6 +108,10 @@ def disasm(bundle: Bundle | str | Path) -> str:
     out = []
     for i, p in enumerate(b.programs):
         owner = "init" if p.layer < 0 else f"layer {names[p.layer]}"
+        if p.role == "weights":
+            owner += ", weights program (once per batch)"
+        elif p.setup is not None:
+            owner += f", weights in program {p.setup}"
         out.append(f"; program {i}: {owner}, {len(p.words)} words, {p.cycles} cycles per run")
         out.append(isa.disassemble(p.words, addresses=True).rstrip("\n"))
     return "\n".join(out) + "\n"

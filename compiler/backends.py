@@ -13,8 +13,13 @@ What persists between calls is part of the interface, :attr:`Backend.persistent`
 - :class:`RtlBackend` (``persistent = False``): every call starts a fresh simulation from the power-on state
   (and returns the tile to it between the elements of a batch).
 
-The runtime relies on nothing more than one call's own effects (each layer program loads what it uses), so it
-runs the same on both. A backend that keeps state (for example an RTL simulation kept resident across calls
+A layer program either loads what it uses, or names a weights program (``Program.setup``, the batch schedule of
+docs/compiler.md) that programs its crossbar tile once per batch. The runtime gives a persistent backend the weights
+program as a call of its own before the layer program's batch (same batch size: the same tile); any other backend
+gets it as ``run(words, feed, batch, setup=(weights_words, weights_feed))``, runs it before the program (for the
+RTL: before every element of the batch, each of which starts from the power-on state) and reports its cycles once
+in ``RunResult.setup_cycles``. So both
+run the same. A backend that keeps state (for example an RTL simulation kept resident across calls
 for on-tile training) declares ``persistent = True`` and is added with :func:`register_backend`; it may
 release resources in :meth:`Backend.close`.
 
@@ -60,7 +65,8 @@ class Backend(ABC):
     @abstractmethod
     def run(self, words: Sequence[int], feed: Sequence, batch: int):
         """Run ``words`` (ending in HALT) on ``batch`` copies of the per-vector buffers; returns a
-        :class:`cimtile.sim.tile.RunResult`."""
+        :class:`cimtile.sim.tile.RunResult`. A non-persistent backend also takes ``setup=(words, feed)``: a
+        weights program run first, its cycles in ``RunResult.setup_cycles``."""
 
     def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release what the backend holds (simulator processes, tiles). The default holds nothing."""
@@ -104,15 +110,27 @@ class GoldenBackend(Backend):
         self._tiles: dict[int, object] = {}
         self.blas_threads = blas_threads
 
-    def run(self, words, feed, batch):
+    def run(self, words, feed, batch, setup=None):
         t = self._tiles.get(batch)
         if t is None:
             t = self._tiles[batch] = self._Tile(self.cfg, batch=batch, device=self.device)
         ctl = _blas_controller() if self.blas_threads is not None else None
         if ctl is None:
-            return t.run(words, feed)
+            return self._run(t, words, feed, setup)
         with ctl.limit(limits=self.blas_threads, user_api="blas"):
-            return t.run(words, feed)
+            return self._run(t, words, feed, setup)
+
+    @staticmethod
+    def _run(t, words, feed, setup):
+        sc = 0
+        if setup is not None:
+            s = t.run(*setup)
+            if not s.ok:
+                return s
+            sc = s.cycles
+        res = t.run(words, feed)
+        res.setup_cycles = sc
+        return res
 
     def close(self) -> None:
         self._tiles.clear()
@@ -139,11 +157,13 @@ class RtlBackend(Backend):
         # programming effects (variation, stuck cells) reach the RTL as the levels the cells store
         self.device = device.array(cfg) if device is not None and not device.off else None
 
-    def run(self, words, feed, batch):
+    def run(self, words, feed, batch, setup=None):
         if self.device is not None:
             feed = self.device.program_feed(words, feed)
+            if setup is not None:
+                setup = (setup[0], self.device.program_feed(*setup))
         try:
-            return self._tb.run(self.cfg, words, feed, batch=batch)
+            return self._tb.run(self.cfg, words, feed, batch=batch, setup=setup)
         except CimtileError:
             raise
         except Exception as e:  # a failure inside the simulation machinery: still a one-line backend error

@@ -44,7 +44,9 @@ from .outputs import check_bundle_target, new_sibling_dir, replace_dir
 
 __all__ = ["Bundle", "save_bundle", "load_bundle", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 2  # 2: typed data references (ir.FeedRef, ir.OutputSlice) in the programs; stage records
+# 3: weights programs (Program.role, .setup), batch terms in the report;
+# 2: typed data references (ir.FeedRef, ir.OutputSlice) in the programs; stage records
+FORMAT_VERSION = 3
 
 #: Graph fields of a tile layer, and the scalar fields of its stage records (their arrays go to weights.npz).
 _LAYER_FIELDS = ("name", "op", "input", "output", "conv", "out_dtype", "relu", "in_shape", "out_shape", "programs")
@@ -128,7 +130,8 @@ def to_json(b: Bundle) -> dict:
     progs, off = [], 0
     for p in m.programs:
         progs.append({"layer": p.layer, "offset": off, "length": len(p.words), "feed": [ref_to_json(f) for f in p.feed],
-                      "reads": [ref_to_json(r) for r in p.reads], "cycles": p.cycles})
+                      "reads": [ref_to_json(r) for r in p.reads], "cycles": p.cycles, "role": p.role,
+                      "setup": p.setup})
         off += len(p.words)
     tensors = {n: {"kind": t.kind, "shape": list(t.shape), "dtype": t.dtype,
                    "spec": None if t.spec is None else t.spec.to_json()} for n, t in m.tensors.items()}
@@ -223,7 +226,7 @@ def load_bundle(path: str | Path) -> Bundle:
     for d in net["programs"]:
         w = [int(x) for x in words[d["offset"]:d["offset"] + d["length"]]]
         programs.append(Program(d["layer"], w, [feed_from_json(f) for f in d["feed"]],
-                                [read_from_json(r) for r in d["reads"]], d["cycles"]))
+                                [read_from_json(r) for r in d["reads"]], d["cycles"], d["role"], d["setup"]))
     model = Model(tensors, steps, net["inputs"], net["outputs"], {k: cz[k] for k in cz.files}, programs,
                   net.get("meta", {}))
     fault_mask = None

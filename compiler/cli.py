@@ -50,6 +50,9 @@ def register(sub) -> None:
                          description="The bundle's tile configuration and its per-layer cycle report.")
     rep.add_argument("bundle", help="bundle directory written by 'cimtile compile'")
     rep.add_argument("--json", action="store_true", help="print the report (with the tile configuration) as JSON")
+    rep.add_argument("--batch", type=int, default=1, metavar="N",
+                     help="cycles for a batch of N images: weights programmed once per crossbar tile that stays in "
+                     "the array, compute N times (docs/compiler.md, Batch schedule; default 1)")
     d = sub.add_parser("disasm", help="readable microcode", description="Disassemble every program of a bundle.")
     d.add_argument("bundle", help="bundle directory written by 'cimtile compile'")
     for p in (c, r, rep, d):
@@ -63,7 +66,8 @@ def _main(args) -> int:
         b = api.compile_model(args.model, args.tile, out=args.out)
         t = b.report["totals"]
         print(f"compiled {args.model} for {b.cfg.name}: {len(b.model.layers)} tile layers, {t['words']} words in "
-              f"{t['programs']} programs, {t['cycles']} cycles per image -> {args.out}")
+              f"{t['programs']} programs, {t['cycles']} cycles per image ({t['program_cycles']} weight programming, "
+              f"{t['compute_cycles']} compute) -> {args.out}")
         return 0
     if args.cmd == "run":
         from .outputs import check_parent, save_npy
@@ -77,12 +81,12 @@ def _main(args) -> int:
         save_npy(args.out, y)
         if args.stats:
             for name, c in st.layer_cycles.items():
-                print(f"{name}: {c} cycles", file=sys.stderr)
+                print(f"{name}: {c} cycles ({st.program_cycles.get(name, 0)} weight programming)", file=sys.stderr)
         print(f"{args.backend}: {st.images} input(s), {st.cycles} cycles -> {args.out}", file=sys.stderr)
         return 0
     if args.cmd == "report":
         b = api.load(args.bundle)
-        rep = dict(api.report(b, as_json=True), tile_config=b.cfg.to_dict())  # as resolved at compile time
+        rep = dict(api.report(b, as_json=True, batch=args.batch), tile_config=b.cfg.to_dict())  # as compiled
         if args.json:
             print(json.dumps(rep, indent=1))
         else:

@@ -32,7 +32,8 @@ def init_program(cfg: TileConfig) -> Program:
 
 def _header(L: TileLayer) -> list[int]:
     wt = L.weights
-    w = [E(Opcode.CFG, wbits=wt.wbits, abits=wt.abits, wsigned=int(wt.wsigned), asigned=int(wt.asigned), adc_shift=0)]
+    w = [E(Opcode.CFG, wbits=wt.wbits, abits=wt.abits, wsigned=int(wt.wsigned), asigned=int(wt.asigned),
+           adc_shift=0)]
     if L.requant_on_tile:
         rq = L.need("requant", "codegen")
         w.append(E(Opcode.CFGRQ, zero_point=rq.zero_point, clamp_lo=rq.clamp[0], clamp_hi=rq.clamp[1],
@@ -46,9 +47,18 @@ def input_groups(L: TileLayer, cfg: TileConfig) -> list[tuple[int, int]]:
     return [(g, min(g + per, n)) for g in range(0, n, per)]
 
 
-def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, resident: bool, row_tiles):
+def stationary(L: TileLayer, ct: int) -> bool:
+    """Column tile ``ct`` is one crossbar tile (one row tile on its diagonal, no -128 correction tile): its weights
+    stay in the array for a whole batch, so a separate weights program programs them once per batch."""
+    ids = L.tiling.rows_of(ct)
+    return len(ids) == 1 and (ct, ids[0]) not in set(L.tiling.fix_tiles)
+
+
+def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, resident: bool, row_tiles,
+              inline_ldw: bool = True):
     """Words, data-in references and read references of one column tile: per row tile (WIN when it changes)
-    LDW, then the position loop of MVMs accumulating over the row tiles; then REQ + RDOUT, or RDACC."""
+    LDW, then the position loop of MVMs accumulating over the row tiles; then REQ + RDOUT, or RDACC.
+    Without ``inline_ldw`` (a stationary column tile) the LDW is left to its weights program."""
     P = L.schedule.chunk
     R = cfg.rows
     group = L.tiling.group
@@ -77,8 +87,9 @@ def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, 
             if win != (r1 - r0, ncols):
                 win = (r1 - r0, ncols)
                 words.append(E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=ncols))
-            words.append(E(Opcode.LDW, start=0, count=ncols))
-            feed.append(LevelBlock(r0, r1, c0 * group, c1 * group, R))
+            if inline_ldw:
+                words.append(E(Opcode.LDW, start=0, count=ncols))
+                feed.append(LevelBlock(r0, r1, c0 * group, c1 * group, R))
             if P > 1:
                 words.append(E(Opcode.LOOP, count=P, body=1, stride_in=1, stride_acc=1, stride_out=0))
             words.append(E(Opcode.MVM, in_addr=slot * P, acc_addr=0, accumulate=int(rt != ids[0])))
@@ -132,6 +143,28 @@ class EmitPrograms:
             cur = None
             L.programs = []
             for ct, (c0, c1) in enumerate(L.tiling.col_tiles):
+                if stationary(L, ct):
+                    # Batch schedule (docs/compiler.md): a column tile that is one crossbar tile gets a weights
+                    # program (LDW, HALT), run once per batch, and its own compute program, run once per chunk
+                    # of positions of the whole batch: programming once per crossbar tile + runs x compute.
+                    (r0, r1), = [row_tiles[rt] for rt in L.tiling.rows_of(ct)]
+                    g = L.tiling.group
+                    wprog = Program(li, [E(Opcode.LDW, start=0, count=(c1 - c0) * g), E(Opcode.HALT)],
+                                    [LevelBlock(r0, r1, c0 * g, c1 * g, cfg.rows)], [], role="weights")
+                    model.programs.append(wprog)
+                    words, feed, reads = _col_tile(L, cfg, ct, c0, c1, groups, resident, row_tiles, False)
+                    if len(head) + len(words) + 1 > cfg.prog_depth:
+                        raise node_error(L.name, L.op, f"layer cannot fit: one column tile needs "
+                                         f"{len(head) + len(words) + 1} program words, prog_depth is "
+                                         f"{cfg.prog_depth}")
+                    if cur is not None:
+                        cur.words.append(E(Opcode.HALT))
+                    prog = Program(li, list(head) + words + [E(Opcode.HALT)], list(head_feed) + feed, reads,
+                                   setup=len(model.programs) - 1)
+                    L.programs.append(len(model.programs))
+                    model.programs.append(prog)
+                    cur = None
+                    continue
                 words, feed, reads = _col_tile(L, cfg, ct, c0, c1, groups, resident, row_tiles)
                 if len(head) + len(words) + 1 > cfg.prog_depth:
                     raise node_error(L.name, L.op, f"layer cannot fit: one column tile needs "
@@ -145,5 +178,6 @@ class EmitPrograms:
                 cur.words += words
                 cur.feed += feed
                 cur.reads += reads
-            cur.words.append(E(Opcode.HALT))
+            if cur is not None:
+                cur.words.append(E(Opcode.HALT))
         return model, False

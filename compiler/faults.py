@@ -57,8 +57,8 @@ def mask_faults(bundle: Bundle, fault_map: np.ndarray, remap: bool = False) -> B
         raise CompileError(f"tile {cfg.name}: remapping rows needs rows_per_conv == rows (it would change which rows "
                            "share a conversion)")
     model = copy.copy(bundle.model)
-    model.programs = [Program(p.layer, list(p.words), list(p.feed), list(p.reads), p.cycles) for p in
-                      bundle.programs]
+    model.programs = [Program(p.layer, list(p.words), list(p.feed), list(p.reads), p.cycles, p.role, p.setup)
+                      for p in bundle.programs]
     row_maps: dict = {}
     height: dict[int, int] = {}  # layer -> rows its windows must span
     if remap:
@@ -84,7 +84,7 @@ def mask_faults(bundle: Bundle, fault_map: np.ndarray, remap: bool = False) -> B
             height[li] = need
     mask_word = isa.encode(Opcode.LDM, start=0, count=cfg.cols)
     for p in model.programs:
-        if p.layer < 0:
+        if p.layer < 0 or p.role == "weights":  # masks persist: the run program that follows loads them
             continue
         words = p.words
         if height.get(p.layer):

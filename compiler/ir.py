@@ -213,6 +213,10 @@ class Program:
     feed: list[FeedRef]
     reads: list[OutputSlice]
     cycles: int = 0  # cycles of one run (golden model, timing_only)
+    #: ``"run"``: a layer program, run once per chunk of positions; ``"weights"``: a weights program (LDW, HALT) a
+    #: run program names as its ``setup``, run once per batch before that program's runs (docs/compiler.md)
+    role: str = "run"
+    setup: int | None = None  # index of this program's weights program in ``Model.programs``, or None
 
 
 # -- what each middle-end pass hands the next: one frozen record per stage ---------------------------------------

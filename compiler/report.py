@@ -1,4 +1,5 @@
-"""Per-layer cycle report: the cycles are those the golden model counts when it runs the programs (one image)."""
+"""Per-layer cycle report: the cycles are those the golden model counts when it runs the programs, for a batch of
+images (one by default), with weight programming apart from compute (docs/compiler.md, "Batch schedule")."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from cimtile.hw.program import Halted, Walker, WalkStop, decode_program
 from .errors import CompileError
 from .ir import HostStep, Model, Program
 
-__all__ = ["program_cycles", "build_report", "format_report"]
+__all__ = ["program_cycles", "ldw_cycles", "build_report", "format_report", "for_batch"]
 
 
 _GEO_OPS = (Opcode.MVM, Opcode.REQ, Opcode.VAUR, Opcode.VAUC)
@@ -70,20 +71,81 @@ def program_cycles(cfg: TileConfig, prog: Program) -> int:
     raise AssertionError("unreachable: Walker.walk returns only by raising")  # pragma: no cover
 
 
+def ldw_cycles(cfg: TileConfig, prog: Program) -> int:
+    """Cycles of the LDW (weight programming) instructions of one run of ``prog``, by the ISA's formula (the
+    compiler never puts LDW inside a hardware loop)."""
+    ns = isa.cfg_namespace(cfg)
+    total = 0
+    for w in prog.words:
+        d = isa.decode(w)
+        if d.op is Opcode.LDW:
+            total += isa.cycles(Opcode.LDW, ns, d.args)
+    return total
+
+
+def _runs(row: dict, images: int) -> int:
+    """Runs of a layer's programs for ``images`` images: the runtime runs chunks of the whole batch's positions."""
+    return max(1, math.ceil(images * row["positions"] / row["chunk"]))
+
+
+def _batch_fields(row: dict, images: int, cfg_adc: tuple[int, int]) -> None:
+    """Fill a layer row's batch-dependent figures from its per-run ones: cycles = programming once per batch
+    (weights programs) + runs x (run programs)."""
+    runs = _runs(row, images)
+    row["runs"] = runs
+    row["cycles"] = row["prog_once"] + runs * row["run_cycles"]
+    row["program_cycles"] = row["prog_once"] + runs * row["reload_cycles"]
+    row["compute_cycles"] = row["cycles"] - row["program_cycles"]
+    row["mvms"] = runs * row["mvms_per_run"]
+    row["adc_conversions"] = runs * row["conv_per_run"]
+    adc_cycles, n_adcs = cfg_adc
+    row["adc_util"] = row["adc_conversions"] * adc_cycles / (row["cycles"] * n_adcs) if row["cycles"] else 0.0
+
+
+def _totals(rep: dict, cfg_adc: tuple[int, int]) -> dict:
+    rows, init = rep["layers"], rep["totals"]["init_cycles"]
+    adc_cycles, n_adcs = cfg_adc
+    tot_c = sum(r["cycles"] for r in rows) + init
+    tot_conv = sum(r["adc_conversions"] for r in rows)
+    prog = sum(r["program_cycles"] for r in rows)
+    t = dict(rep["totals"])
+    t.update({"cycles": tot_c, "program_cycles": prog, "compute_cycles": tot_c - prog,
+              "mvms": sum(r["mvms"] for r in rows), "adc_conversions": tot_conv,
+              "adc_util": tot_conv * adc_cycles / (tot_c * n_adcs) if tot_c else 0.0})
+    return t
+
+
+def for_batch(rep: dict, images: int) -> dict:
+    """The report ``rep`` (of any batch size) for a batch of ``images`` images: programming once per crossbar
+    tile that stays in the array for the batch, the rest once per run (``cimtile report --batch N``)."""
+    if not isinstance(images, int) or isinstance(images, bool) or images < 1:
+        raise CompileError(f"batch = {images!r}: expected a whole number of images >= 1")
+    cfg_adc = (rep["tile_config"]["adc_cycles"], rep["tile_config"]["n_adcs"])
+    out = dict(rep, images=images, layers=[dict(r) for r in rep["layers"]])
+    for r in out["layers"]:
+        _batch_fields(r, images, cfg_adc)
+    out["totals"] = _totals(out, cfg_adc)
+    return out
+
+
 def _shape(s) -> str:
     return "x".join(str(int(v)) for v in s[1:]) if len(s) > 1 else str(s)
 
 
-def build_report(model: Model, cfg: TileConfig) -> dict:
-    """Fill ``Program.cycles`` and return the report (per layer, host steps, totals) for one image."""
+def build_report(model: Model, cfg: TileConfig, images: int = 1) -> dict:
+    """Fill ``Program.cycles`` and return the report (per layer, host steps, totals) for ``images`` images.
+
+    Per layer: ``prog_once`` (weights programs, once per batch), ``run_cycles`` (the layer's run programs, one
+    run each) of which ``reload_cycles`` are LDWs inside run programs (column tiles of several crossbar tiles
+    reload their weights every run); ``runs`` = ceil(images x positions / chunk); ``cycles`` = prog_once + runs x
+    run_cycles, split into ``program_cycles`` and ``compute_cycles``."""
     for p in model.programs:
         p.cycles = program_cycles(cfg, p)
     init = model.programs[0].cycles
     rows = []
     for L in model.layers:
         wt, tl, sch = L.need("weights", "report"), L.need("tiling", "report"), L.need("schedule", "report")
-        chunks = math.ceil(sch.positions / sch.chunk)
-        runs_cycles = sum(model.programs[i].cycles for i in L.programs)
+        progs = [model.programs[i] for i in L.programs]
         conv = 0
         for ct, rt in tl.pairs():  # grouped layers: only the tiles on the block diagonal
             (c0, c1), (r0, r1) = tl.col_tiles[ct], tl.row_tiles[rt]
@@ -94,19 +156,20 @@ def build_report(model: Model, cfg: TileConfig) -> dict:
             g = isa.geometry(cfg, 2, wt.abits, True, wt.asigned, r1 - r0, (c1 - c0) * 2)
             conv += g.nis * g.nrg * g.nconv
         n_tiles = len(tl.pairs()) + len(tl.fix_tiles)
-        mvms = n_tiles * sch.chunk * chunks
-        cycles = runs_cycles * chunks
-        conversions = conv * sch.chunk * chunks
         rows.append({
             "name": L.name, "op": L.op, "shape": f"{_shape(L.in_shape)} -> {_shape(L.out_shape)}",
             "K": wt.K, "N": wt.N, "wbits": wt.wbits, "abits": wt.abits, "wsigned": wt.wsigned, "asigned": wt.asigned,
             "xbar_tiles": n_tiles, "row_tiles": len(tl.row_tiles), "col_tiles": len(tl.col_tiles),
             "fix_tiles": len(tl.fix_tiles),
-            "rows_per_tile": tl.row_tile, "positions": sch.positions, "chunk": sch.chunk, "runs": chunks,
-            "programs": len(L.programs), "words": sum(len(model.programs[i].words) for i in L.programs),
-            "mvms": mvms, "adc_conversions": conversions, "cycles": cycles,
-            "adc_util": conversions * cfg.adc_cycles / (cycles * cfg.n_adcs) if cycles else 0.0,
+            "rows_per_tile": tl.row_tile, "positions": sch.positions, "chunk": sch.chunk,
+            "programs": len(L.programs), "words": sum(len(p.words) for p in progs),
+            "prog_once": sum(model.programs[p.setup].cycles for p in progs if p.setup is not None),
+            "stationary_tiles": sum(1 for p in progs if p.setup is not None),
+            "run_cycles": sum(p.cycles for p in progs),
+            "reload_cycles": sum(ldw_cycles(cfg, p) for p in progs),
+            "mvms_per_run": n_tiles * sch.chunk, "conv_per_run": conv * sch.chunk,
         })
+        _batch_fields(rows[-1], images, (cfg.adc_cycles, cfg.n_adcs))
         if L.groups > 1:
             rows[-1]["groups"] = L.groups
         if wt.host_corrected:
@@ -120,24 +183,26 @@ def build_report(model: Model, cfg: TileConfig) -> dict:
                 a, b = (model.tensors[n].shape for n in s.inputs[:2])
                 entry["macs"] = int(np.prod(np.broadcast_shapes(a[:-2], b[:-2]))) * a[-2] * a[-1] * b[-1]
             host.append(entry)
-    tot_c = sum(r["cycles"] for r in rows) + init
-    tot_conv = sum(r["adc_conversions"] for r in rows)
-    totals = {"cycles": tot_c, "init_cycles": init, "mvms": sum(r["mvms"] for r in rows),
-              "adc_conversions": tot_conv, "xbar_tiles": sum(r["xbar_tiles"] for r in rows),
-              "adc_util": tot_conv * cfg.adc_cycles / (tot_c * cfg.n_adcs) if tot_c else 0.0,
+    totals = {"init_cycles": init, "xbar_tiles": sum(r["xbar_tiles"] for r in rows),
               "words": sum(len(p.words) for p in model.programs), "programs": len(model.programs),
               "host_ops": len(host), "host_macs": sum(h.get("macs", 0) for h in host)}
     zp_ops = sum(r.get("host_zp_ops", 0) for r in rows)
     if zp_ops:
         totals["host_zp_ops"] = zp_ops
-    return {"tile": cfg.name, "tile_config": cfg.to_dict(), "images": 1, "layers": rows, "host": host,
-            "totals": totals}
+    rep = {"tile": cfg.name, "tile_config": cfg.to_dict(), "images": images, "layers": rows, "host": host,
+           "totals": totals}
+    rep["totals"] = _totals(rep, (cfg.adc_cycles, cfg.n_adcs))
+    return rep
 
 
 def format_report(rep: dict) -> str:
     """The report as a Markdown table (what ``cimtile report`` prints)."""
-    hdr = ["layer", "op", "shape", "w", "a", "xbar tiles", "MVMs", "ADC conv", "cycles", "ADC util"]
-    lines = [f"tile {rep['tile']}, cycles for one image (golden model count)"]
+    hdr = ["layer", "op", "shape", "w", "a", "xbar tiles", "MVMs", "ADC conv", "programming", "compute", "cycles",
+           "ADC util"]
+    n = rep.get("images", 1)
+    lines = [f"tile {rep['tile']}, cycles for {'one image' if n == 1 else f'a batch of {n} images'} (golden model "
+             "count; programming: weight loads and write-and-verify, once per batch for crossbar tiles that stay "
+             "in the array, every run for the others)"]
     if rep.get("tile_config"):  # the configuration as resolved at compile time (presets and JSON files alike)
         lines.append("tile config: " + " ".join(f"{k}={v}" for k, v in rep["tile_config"].items() if k != "name"))
     lines += ["",
@@ -148,12 +213,13 @@ def format_report(rep: dict) -> str:
         if r.get("groups"):  # grouped: only the block-diagonal tiles of the grid are used
             grid = f"{r['xbar_tiles'] - r.get('fix_tiles', 0)} of {grid} (g={r['groups']})"
         lines.append(f"| {r['name']} | {r['op']} | {r['shape']} | {r['wbits']} | {r['abits']} | "
-                     f"{grid}{fix} | {r['mvms']} | {r['adc_conversions']} | {r['cycles']} | "
+                     f"{grid}{fix} | {r['mvms']} | {r['adc_conversions']} | {r['program_cycles']} | "
+                     f"{r['compute_cycles']} | {r['cycles']} | "
                      f"{100 * r['adc_util']:.1f}% |")
     t = rep["totals"]
-    lines.append(f"| init (mask clear) | | | | | | | | {t['init_cycles']} | |")
+    lines.append(f"| init (mask clear) | | | | | | | | | {t['init_cycles']} | {t['init_cycles']} | |")
     lines.append(f"| **total** | | | | | {t['xbar_tiles']} | {t['mvms']} | {t['adc_conversions']} | "
-                 f"{t['cycles']} | {100 * t['adc_util']:.1f}% |")
+                 f"{t['program_cycles']} | {t['compute_cycles']} | {t['cycles']} | {100 * t['adc_util']:.1f}% |")
     lines.append("")
     host = ", ".join(sorted({h["op"] for h in rep["host"]}))
     lines.append(f"host ops: {t['host_ops']} ({host or 'none'}); host MACs (activation x activation): "

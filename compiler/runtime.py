@@ -27,12 +27,20 @@ class RunStats:
     images: int = 0
     init_cycles: int = 0
     layer_cycles: dict[str, int] = field(default_factory=dict)
+    #: of ``layer_cycles``, the weight-programming cycles (LDW: weights programs once per batch, and the LDWs
+    #: inside run programs, once per run)
+    program_cycles: dict[str, int] = field(default_factory=dict)
     host_macs: int = 0
     host_ops: int = 0  # host element operations of tile layers (the weight zero point's correction)
 
     @property
     def cycles(self) -> int:
         return self.init_cycles + sum(self.layer_cycles.values())
+
+    @property
+    def compute_cycles(self) -> int:
+        """Cycles other than weight programming (the mask-clearing init program included)."""
+        return self.cycles - sum(self.program_cycles.values())
 
 
 def host_requant(L: TileLayer, acc: np.ndarray, acc_scale: np.ndarray) -> np.ndarray:
@@ -98,8 +106,11 @@ class _Blocks:
         return blk.reshape(B, len(ref.tiles) * P, ref.pad_rows)
 
 
-def _run_program(backend: Backend, prog: Program, feed: list, batch: int, what: str):
-    res = backend.run(prog.words, feed, batch)
+def _run_program(backend: Backend, prog: Program, feed: list, batch: int, what: str, setup=None):
+    if setup is None:
+        res = backend.run(prog.words, feed, batch)
+    else:
+        res = backend.run(prog.words, feed, batch, setup=setup)
     cause = getattr(res, "cause", None)
     if cause is not None and getattr(cause, "name", "NONE") != "NONE":
         raise CompileError(f"{what}: the tile stopped with {cause.name} at pc {res.pc} "
@@ -107,31 +118,78 @@ def _run_program(backend: Backend, prog: Program, feed: list, batch: int, what: 
     return res
 
 
-def _run_copies(backend: Backend, prog: Program, feed: list, B: int, what: str, bar=None):
+def _run_setup(backend: Backend, words, feed, batch: int, what: str) -> int:
+    """Run a weights program before a run program's batch; its cycles (once). A persistent backend keeps the
+    levels for the next call of the same batch size; another takes it as the ``setup`` of that call."""
+    res = backend.run(words, feed, batch)
+    cause = getattr(res, "cause", None)
+    if cause is not None and getattr(cause, "name", "NONE") != "NONE":
+        raise CompileError(f"{what} (weights program): the tile stopped with {cause.name} at pc {res.pc}")
+    return int(res.cycles)
+
+
+def _run_copies(backend: Backend, prog: Program, feed: list, B: int, what: str, bar=None, setup=None):
     """Run ``B`` copies of a program; with a progress bar shown on the golden backend, in up to 16 slices of
-    the batch (copies are independent: same outputs and cycles), so that the bar moves through a long program."""
+    the batch (copies are independent: same outputs and cycles), so that the bar moves through a long program.
+
+    ``setup``: ``(words, feed)`` of the program's weights program, run once before the copies (on a persistent
+    backend before each slice's batch size, counted once). Returns the result and the setup's cycles."""
     # (not with a device model: each slice would program the cells again and draw other noise, so results would
     # depend on whether a bar is shown)
+    persistent = getattr(backend, "persistent", False)
     if bar is None or bar.disable or backend.name != "golden" or B < 16 or getattr(backend, "device", None):
-        res = _run_program(backend, prog, feed, B, what)
+        if setup is None:
+            res, sc = _run_program(backend, prog, feed, B, what), 0
+        elif persistent:
+            sc = _run_setup(backend, *setup, B, what)
+            res = _run_program(backend, prog, feed, B, what)
+        else:
+            res = _run_program(backend, prog, feed, B, what, setup=setup)
+            sc = int(res.setup_cycles)
         if bar is not None:
             bar.update(B)
-        return res
+        return res, sc
     edges = np.linspace(0, B, min(16, B // 8) + 1).astype(int)
-    parts = []
+    parts, sc, done = [], 0, set()
     for b0, b1 in zip(edges[:-1], edges[1:]):
         sub = [f[b0:b1] if isinstance(ref, InputBlock) else f for ref, f in zip(prog.feed, feed)]
+        if setup is not None and int(b1 - b0) not in done:  # the golden tile of this batch size gets the weights
+            done.add(int(b1 - b0))
+            c = _run_setup(backend, *setup, int(b1 - b0), what)
+            sc = sc or c
         res = _run_program(backend, prog, sub, int(b1 - b0), what)
         parts.append(res.outputs)
         bar.update(int(b1 - b0))
     res.outputs = [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(parts[0]))]
-    return res
+    return res, sc
 
 
 def _program_runs(model: Model, images: int) -> int:
     """Program runs of one :func:`execute` call on ``images`` inputs (the progress bar's total)."""
     return sum(len(L.programs) * max(1, math.ceil(images * L.schedule.positions / L.schedule.chunk))
                for L in model.layers)
+
+
+def _feed_block(images: _Blocks, li: int, L: TileLayer, A3: np.ndarray, ref, inblk: dict, pi: int):
+    if isinstance(ref, InputBlock):
+        blk = inblk.get(ref)
+        if blk is None:
+            blk = inblk[ref] = images.inputs(li, A3, ref)
+        return blk
+    if isinstance(ref, LevelBlock):
+        return images.levels(li, ref)
+    if isinstance(ref, RqBlock):
+        return images.rq(li, ref)
+    if isinstance(ref, FaultMaskBlock):
+        return images.fault_mask(ref)
+    raise CompileError(f"layer {L.name!r}: program {pi} loads {ref!r}, which no layer program takes")
+
+
+def _ldw_cycles(bundle, prog: Program) -> int:
+    """Cycles of the LDW instructions of one run of ``prog`` (the ISA's formula; LDW is never inside a loop)."""
+    from .report import ldw_cycles
+
+    return ldw_cycles(bundle.cfg, prog)
 
 
 def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, images: _Blocks,
@@ -164,31 +222,24 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
     inblk: dict[InputBlock, np.ndarray] = {}
     Y = np.zeros((B * P, N), dtype=np.int64)
     cycles = 0
+    program = 0
     for pi in L.programs:
         prog = bundle.programs[pi]
-        feed = []
-        for ref in prog.feed:
-            if isinstance(ref, InputBlock):
-                blk = inblk.get(ref)
-                if blk is None:
-                    blk = inblk[ref] = images.inputs(li, A3, ref)
-                feed.append(blk)
-            elif isinstance(ref, LevelBlock):
-                feed.append(images.levels(li, ref))
-            elif isinstance(ref, RqBlock):
-                feed.append(images.rq(li, ref))
-            elif isinstance(ref, FaultMaskBlock):
-                feed.append(images.fault_mask(ref))
-            else:
-                raise CompileError(f"layer {L.name!r}: program {pi} loads {ref!r}, which no layer program takes")
-        res = _run_copies(backend, prog, feed, B, f"layer {L.name!r}", bar)
-        cycles += int(res.cycles) * B  # the golden model counts one copy of the batch; copies are runs
+        feed = [_feed_block(images, li, L, A3, ref, inblk, pi) for ref in prog.feed]
+        setup = None
+        if prog.setup is not None:
+            wp = bundle.programs[prog.setup]
+            setup = (wp.words, [_feed_block(images, li, L, A3, ref, inblk, prog.setup) for ref in wp.feed])
+        res, sc = _run_copies(backend, prog, feed, B, f"layer {L.name!r}", bar, setup)
+        cycles += int(res.cycles) * B + sc  # the golden model counts one copy of the batch; copies are runs
+        program += sc + B * _ldw_cycles(bundle, prog)
         for ref, blk in zip(prog.reads, res.outputs):
             blk = np.asarray(blk).reshape(B * P, -1)[:, : ref.hi - ref.lo]
             if ref.kind == "out" and ref.signed:
                 blk = blk.astype(np.uint8).view(np.int8)
             Y[:, ref.lo:ref.hi] = blk
     stats.layer_cycles[L.name] = stats.layer_cycles.get(L.name, 0) + cycles
+    stats.program_cycles[L.name] = stats.program_cycles.get(L.name, 0) + program
     Y = Y[:M]
     rq = bundle.rq[li]
     if L.weights.host_corrected:

@@ -208,9 +208,10 @@ SPECS: dict[Opcode, Spec] = {s.op: s for s in [
          "enclosing body and the loaded program (else LOOP_NEST). Iterations add no cycles of their own.", "1"),
     Spec(Opcode.LDW, "range", "load cell levels",
          "Writes the cell levels of `count` columns starting at `start` from the data-in stream, column by "
-         "column (`col_words` words each: row r at bits r*cell_bits). Masked cells are written too; masks are "
-         "not changed.",
-         "1 + count * col_words", "col"),
+         "column (`col_words` words each: row r at bits r*cell_bits), then waits `write_cycles` while the array "
+         "programs the column (write-and-verify; the tile takes no data meanwhile). Masked cells are written "
+         "too; masks are not changed.",
+         "1 + count * (col_words + write_cycles)", "col"),
     Spec(Opcode.LDM, "range", "load sparsity masks",
          "Writes the mask bits of `count` columns starting at `start` from the data-in stream (`mask_words` "
          "words each: bit r is row r; 1 = pruned).", "1 + count * mask_words", "col"),
@@ -513,7 +514,7 @@ _CONSTS = {"MVM_LATENCY": MVM_LATENCY, "REQ_LATENCY": REQ_LATENCY, "VAU_LATENCY"
            "CELL_CYCLES": CELL_CYCLES, "ceil": math.ceil}
 _CYCLE_CODE = {op: compile(s.cycles, f"<cycles {op.name}>", "eval") for op, s in SPECS.items()}
 _CFG_NAMES = ("rows", "cols", "n_adcs", "adc_cycles", "rq_lanes", "in_words", "col_words", "mask_words",
-              "delta_words", "out_words", "acc_words", "rq_per_word")
+              "delta_words", "out_words", "acc_words", "rq_per_word", "write_cycles")
 
 
 def cfg_namespace(cfg: TileConfig) -> dict:

@@ -12,6 +12,10 @@ from cimtile.errors import CimtileError
 
 __all__ = [
     "ADDR_BITS",
+    "PRESET_CLOCK_MHZ",
+    "WRITE_US_PER_XBAR",
+    "WRITE_XBAR_COLS",
+    "write_cycles_for",
     "MAX_DIM",
     "ConfigError",
     "ENCODINGS",
@@ -36,6 +40,26 @@ ENCODINGS = ("differential", "differential-analog")
 
 class ConfigError(CimtileError, ValueError):
     """A TileConfig field is out of its allowed range (one-line message naming the field)."""
+
+
+#: CIM-AQ's cost of writing one 256x256 crossbar (write-and-verify), in microseconds: the programming time
+#: the presets' ``write_cycles`` come from (CIM-AQ, arXiv 2601.21737: 56 us per crossbar write
+#: against 1.4 us per MVM step; search/cimaq.py uses the same figures).
+WRITE_US_PER_XBAR = 56.0
+#: Columns of the crossbar CIM-AQ's write time is for.
+WRITE_XBAR_COLS = 256
+#: The clock at which the presets turn that time into cycles (a 1 GHz tile clock, ISAAC's class of clock).
+PRESET_CLOCK_MHZ = 1000.0
+
+
+def write_cycles_for(clock_mhz: float = PRESET_CLOCK_MHZ, us_per_xbar: float = WRITE_US_PER_XBAR,
+                     xbar_cols: int = WRITE_XBAR_COLS) -> int:
+    """Cycles per programmed column for a crossbar write of ``us_per_xbar`` microseconds over ``xbar_cols``
+    columns at ``clock_mhz``: ``round(us * MHz / cols)`` (219 for CIM-AQ's 56 us per 256 columns at 1 GHz).
+
+    Columns are programmed one after another (the write-and-verify loop drives one bitline's cells at a time),
+    so a tile that programs only some columns of its array pays only for those."""
+    return int(round(us_per_xbar * clock_mhz / xbar_cols))
 
 
 def _doc(text: str, lo: int | None = None, hi: int | None = None, **kw):
@@ -81,6 +105,10 @@ class TileConfig:
         Accumulator lanes the requantisation unit processes per cycle.
     bus_bits : int
         Width of the data-in and data-out streams (a multiple of 64).
+    write_cycles : int
+        Cycles the analog array takes to program one column (write-and-verify of its cells), after the
+        column's data arrived: an ``LDW`` of ``count`` columns waits ``count * write_cycles`` cycles
+        (:data:`WRITE_US_PER_XBAR` and :func:`write_cycles_for` give the cited defaults).
     """
 
     name: str = _doc("name of the configuration", default="custom")
@@ -105,6 +133,10 @@ class TileConfig:
     loop_depth: int = _doc("hardware loop nesting depth", 1, 8, default=3)
     rq_lanes: int = _doc("requantisation lanes per cycle", 1, MAX_DIM, default=2)
     bus_bits: int = _doc("data stream width in bits (multiple of 64)", 64, 4096, default=64)
+    # progcost: programming the analog array is part of the cost (issue 10); cited default, see WRITE_US_PER_XBAR
+    write_cycles: int = _doc("cycles of write-and-verify per programmed column (LDW waits this per column); "
+                             "default: CIM-AQ's 56 us per 256-column crossbar write at 1 GHz", 0, 1 << 16,
+                             default=write_cycles_for())
 
     def __post_init__(self):
         for f in fields(self):
@@ -261,18 +293,22 @@ PRESETS: dict[str, TileConfig] = {
         name="tiny", rows=16, cols=16, cell_bits=2, dac_bits=1, adc_bits=4, n_adcs=2, adc_cycles=1,
         rows_per_conv=8, weight_encoding="differential", acc_bits=24, in_depth=32, acc_depth=32,
         out_depth=32, delta_depth=4, prog_depth=256, loop_depth=3, rq_lanes=2, bus_bits=64,
+        # not a physical device: a short wait keeps RTL simulations fast while exercising it
+        write_cycles=3,
     ),
     # ISAAC-like: 128x128 crossbar, 2-bit cells, 1-bit DAC, 8-bit ADC, 8 shared ADCs.
     "isaac": TileConfig(
         name="isaac", rows=128, cols=128, cell_bits=2, dac_bits=1, adc_bits=8, n_adcs=8, adc_cycles=1,
         rows_per_conv=128, weight_encoding="differential", acc_bits=32, in_depth=64, acc_depth=64,
         out_depth=64, delta_depth=4, prog_depth=1024, loop_depth=4, rq_lanes=8, bus_bits=256,
+        write_cycles=write_cycles_for(),  # ISAAC charges no programming; the RRAM write time of CIM-AQ per column
     ),
     # CIM-AQ-like: 256x256 crossbar, 4-bit cells, 1-bit DAC, differential columns.
     "cimaq": TileConfig(
         name="cimaq", rows=256, cols=256, cell_bits=4, dac_bits=1, adc_bits=8, n_adcs=16, adc_cycles=1,
         rows_per_conv=256, weight_encoding="differential", acc_bits=32, in_depth=64, acc_depth=64,
         out_depth=64, delta_depth=4, prog_depth=1024, loop_depth=4, rq_lanes=16, bus_bits=512,
+        write_cycles=write_cycles_for(),  # 56 us per 256-column crossbar at 1 GHz (CIM-AQ)
     ),
 }
 

@@ -598,24 +598,36 @@ class Tile(wiring.Component):
             assert depth == space_depth[space]
             return field >= room[space]
 
-        def range_load(nwords, depth, space, write):
-            """LDW/LDM/LDIN/LDD: cycle 0 checks and latches; then count*nwords words from din."""
+        # progcost (issue 10): LDW waits write_cycles after each column's data while the array programs it
+        # (write-and-verify); the wait counts as cycles (it is not a stall: the tile, not the host, is busy).
+        prog_wait = Signal(range(cfg.write_cycles + 1)) if cfg.write_cycles else None
+
+        def range_load(nwords, depth, space, write, wait=0):
+            """LDW/LDM/LDIN/LDD: cycle 0 checks and latches; then count*nwords words from din (and ``wait``
+            cycles after each item: LDW's programming time)."""
             cnt = args.range.count_m1 + 1
             base = args.range.start + (off[space] if space is not None else 0)
             with m.If(first):
                 if space is not None:  # else a static check (Tile._static_cause)
                     error_if(addr_check(args.range.start, cnt, depth, space), Cause.ADDR)
                 m.d.sync += [addr_a.eq(base), it.eq(0), wd.eq(0), left.eq(cnt * nwords)]
-            with m.Else():
+
+            def item_done():
+                if wait:
+                    m.d.sync += prog_wait.eq(wait)
+
+            def transfer():
                 m.d.comb += [self.din.ready.eq(1), stall.eq(~self.din.valid), xfer.eq(self.din.valid)]
                 with m.If(xfer):
                     m.d.sync += left.eq(left - 1)
-                    with m.If(left == 1):
-                        m.d.comb += fin.eq(1)
+                    if not wait:
+                        with m.If(left == 1):
+                            m.d.comb += fin.eq(1)
                     if nwords > 1:
                         with m.If(wd == nwords - 1):
                             m.d.sync += [wd.eq(0), it.eq(it + 1)]
                             write(addr_a + it, item_of(nwords))
+                            item_done()
                         with m.Else():
                             m.d.sync += wd.eq(wd + 1)
                             with m.Switch(wd):
@@ -625,6 +637,14 @@ class Tile(wiring.Component):
                     else:
                         m.d.sync += it.eq(it + 1)
                         write(addr_a + it, self.din.payload)
+                        item_done()
+
+            with m.Elif(prog_wait != 0 if wait else Const(0, 1)):
+                m.d.sync += prog_wait.eq(prog_wait - 1)
+                with m.If((prog_wait == 1) & (left == 0)):
+                    m.d.comb += fin.eq(1)
+            with m.Else():
+                transfer()
 
         def range_read(nwords, depth, space, set_addr, item):
             """RDOUT/RDACC/RDW/RDM: cycle 0 checks and reads item 0; then count*nwords words out."""
@@ -849,7 +869,7 @@ class Tile(wiring.Component):
                     m.d.comb += [xbar.wr_levels.eq(item), xbar.wr_levels_en.eq(1)]
                 else:
                     m.d.comb += [xbar.wr_mask.eq(item), xbar.wr_mask_en.eq(1)]
-            e.range_load(nwords, C, None, write)
+            e.range_load(nwords, C, None, write, cfg.write_cycles if is_w else 0)
         elif op is Opcode.LDIN:
             def write(addr, item):
                 m.d.comb += [e.in_w.addr.eq(addr), e.in_w.data.eq(item), e.in_w.en.eq(1)]

@@ -188,19 +188,10 @@ def tile_cost_from_shapes(layers: list[LayerDim], policy, tile) -> list[dict]:
         m, _ = ChooseChunks(cfg).apply(m)
         m, _ = EmitPrograms(cfg).apply(m)
         row = build_report(m, cfg)["layers"][0]
-        out.append({"cycles": L.repeat_factor * row["cycles"], "program_cycles": 0,
+        out.append({"cycles": L.repeat_factor * row["cycles"],
+                    # weight programming as the compiler's report counts it (weights programs and reloads)
+                    "program_cycles": L.repeat_factor * row["program_cycles"],
                     "adc_conversions": L.repeat_factor * row["adc_conversions"],
                     "xbar_tiles": row["xbar_tiles"], "host_macs": 0, "_model": m})
-        # weight-programming cycles: the LDW words of the layer's programs, as in CostModel
-        from cimtile.compiler.report import program_cycles
-        from cimtile.hw import isa
-        from cimtile.hw.isa import Opcode
-
-        ldw = 0
-        for pi in T.programs:
-            p = m.programs[pi]
-            q = type(p)(p.layer, [x for x in p.words if isa.decode(x).op is not Opcode.LDW], p.feed, p.reads)
-            ldw += program_cycles(cfg, p) - program_cycles(cfg, q)
-        out[-1]["program_cycles"] = L.repeat_factor * ldw * math.ceil(T.schedule.positions / T.schedule.chunk)
         del out[-1]["_model"]
     return out

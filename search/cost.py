@@ -2,8 +2,9 @@
 
 A :class:`CostModel` is prepared once from a quantised ONNX model (its layer table: the compiler's IR after the
 middle end) and a TileConfig. A query takes a policy (one ``(weight bits, activation bits)`` pair per tile layer,
-in execution order) and returns per-layer and total cycles, weight-programming cycles (the LDW loads, as the tile
-counts them today), ADC conversions and crossbar tiles. Each layer is compiled alone by the compiler's own
+in execution order) and returns per-layer and total cycles, weight-programming cycles (the LDW loads and their
+write-and-verify time, as the compiler's report and the tile count them), ADC conversions and crossbar
+tiles. Each layer is compiled alone by the compiler's own
 middle end, code generator and report (:func:`cimtile.compiler.passes.pipeline`,
 :class:`cimtile.compiler.codegen.EmitPrograms`, :func:`cimtile.compiler.report.build_report`) on a one-layer model
 with the policy's bits, so the figures are those of the whole compiled network, layer by layer, and equal what the
@@ -32,8 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from cimtile.hw import isa
-from cimtile.hw.isa import Opcode
 from cimtile.hw.params import ConfigError, TileConfig, load_config
 
 from cimtile.errors import CimtileError
@@ -59,6 +58,18 @@ class LayerCost:
     adc_conversions: int
     xbar_tiles: int
     rows_per_tile: int
+    # the report's per-batch terms (compiler/report.py): cycles of N images = prog_once + ceil(N*positions/chunk)
+    # x run_cycles
+    prog_once: int = 0
+    run_cycles: int = 0
+    reload_cycles: int = 0
+    positions: int = 1
+    chunk: int = 1
+
+    def batch_cycles(self, images: int) -> tuple[int, int]:
+        """(cycles, programming cycles) of ``images`` images, as the runtime schedules a batch."""
+        runs = max(1, math.ceil(images * self.positions / self.chunk))
+        return self.prog_once + runs * self.run_cycles, self.prog_once + runs * self.reload_cycles
 
     @property
     def compute_cycles(self) -> int:
@@ -82,16 +93,17 @@ class CostResult:
                        "xbar_tiles": sum(x.xbar_tiles for x in self.layers)}
 
     def cost(self, kind: str = "compute", batch: int = 1000) -> int:
-        """The scalar a search minimises: ``compute`` (cycles without weight loads), ``total`` (one image, weights
-        loaded as the compiled program loads them), or ``batch`` (``batch`` images, ``batch`` x total: the tile
-        reloads weights on every run today)."""
+        """The scalar a search minimises: ``compute`` (cycles without weight programming), ``total`` (one image,
+        weights programmed as the compiled programs do), or ``batch`` (``batch`` images as the runtime schedules a
+        batch: weights programmed once per crossbar tile that stays in the array, the rest per run; the mask-clear
+        init once)."""
         t = self.totals
         if kind == "compute":
             return t["compute_cycles"]
         if kind == "total":
             return t["cycles"]
         if kind == "batch":
-            return batch * t["cycles"]
+            return self.init_cycles + sum(x.batch_cycles(batch)[0] for x in self.layers)
         raise PolicyError(f"cost kind {kind!r}: expected compute, total or batch")
 
     def to_json(self) -> dict:
@@ -292,7 +304,7 @@ class CostModel:
         """Cost of layer ``i`` at ``wb``/``ab`` bits for one image (see the module doc for ``weights``)."""
         from cimtile.compiler.codegen import EmitPrograms
         from cimtile.compiler.passes import pipeline
-        from cimtile.compiler.report import build_report, program_cycles
+        from cimtile.compiler.report import build_report
 
         named = isinstance(weights, str)
         rkey = (i, wb, weights) if named else None
@@ -318,17 +330,9 @@ class CostModel:
                                  f"expected w{wb}a{ab} rows {rows}")
         m, _ = EmitPrograms(self.cfg).apply(m)
         row = build_report(m, self.cfg)["layers"][0]
-        ldw = 0
-        for pi in L.programs:
-            p = m.programs[pi]
-            # a program without its LDW words: the difference is the weight-programming cycles (LDW is never in a
-            # hardware loop, and every instruction's cost depends only on its fields and the CFG/WIN state)
-            q = copy.copy(p)
-            q.words = [w for w in p.words if isa.decode(w).op is not Opcode.LDW]
-            ldw += program_cycles(self.cfg, p) - program_cycles(self.cfg, q)
-        runs = math.ceil(sch.positions / sch.chunk)
-        lc = LayerCost(L.name, wb, ab, int(row["cycles"]), ldw * runs, int(row["adc_conversions"]),
-                       int(row["xbar_tiles"]), int(tl.row_tile))
+        lc = LayerCost(L.name, wb, ab, int(row["cycles"]), int(row["program_cycles"]), int(row["adc_conversions"]),
+                       int(row["xbar_tiles"]), int(tl.row_tile), int(row["prog_once"]), int(row["run_cycles"]),
+                       int(row["reload_cycles"]), int(sch.positions), int(sch.chunk))
         self._memo[key] = lc
         return lc
 

@@ -47,6 +47,7 @@ class RunResult:
     outputs: list = field(default_factory=list)
     sync_tag: int = 0
     text: str = ""  # disassembly of the instruction that stopped the run with an error
+    setup_cycles: int = 0  # cycles of a weights program run before this run (compiler backends' ``setup``)
 
     @property
     def ok(self) -> bool:

@@ -38,7 +38,7 @@ class BackendError(CimtileError, RuntimeError):
 
 
 def run(cfg: TileConfig | str, words: Sequence[int], feed_blocks: Sequence | None = None, batch: int = 1, *,
-        keep: bool = False) -> RunResult:
+        keep: bool = False, setup: tuple | None = None) -> RunResult:
     """Run ``words`` with the data-in blocks ``feed_blocks`` on the RTL; the result of the last element
     of the batch, with the outputs of all elements.
 
@@ -50,6 +50,8 @@ def run(cfg: TileConfig | str, words: Sequence[int], feed_blocks: Sequence | Non
         may carry a leading batch axis ``(batch, count, rows)``.
     batch : number of batch elements.
     keep : keep the job directory (for debugging) instead of deleting it.
+    setup : ``(words, feed_blocks)`` of a program run before ``words`` in every element (a compiled layer's
+        weights program); its cycles (the first element's) are ``RunResult.setup_cycles``.
 
     Returns
     -------
@@ -61,12 +63,15 @@ def run(cfg: TileConfig | str, words: Sequence[int], feed_blocks: Sequence | Non
     if batch < 1:
         raise ValueError(f"RTL backend batch = {batch}: must be >= 1")  # as the golden Tile
     words = check_program(cfg, words)  # the golden model's own check: ProgramError
+    if setup is not None:
+        setup = (check_program(cfg, setup[0]), [np.asarray(x) for x in (setup[1] or [])])
     b = runner.build(cfg)
     jobs = b.build_dir / "jobs"
     jobs.mkdir(parents=True, exist_ok=True)
     d = Path(tempfile.mkdtemp(prefix="job-", dir=jobs))
     try:
-        job = {"words": words, "feed": [np.asarray(x) for x in (feed_blocks or [])], "batch": batch}
+        job = {"words": words, "feed": [np.asarray(x) for x in (feed_blocks or [])], "batch": batch,
+               "setup": setup}
         (d / "job.pkl").write_bytes(pickle.dumps(job))
         sr = runner.run(b, "cimtile.tb.backend_tests", test_dir=d, log_file=d / "sim.log",
                         extra_env={"CIMTILE_JOB": str(d / "job.pkl")})

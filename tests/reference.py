@@ -266,7 +266,7 @@ class RefTile:
                 for j in range(n):
                     for r in range(c.rows):
                         self.levels[r][s + j] = int(block[r][j])
-            return 1 + n * c.col_words
+            return 1 + n * (c.col_words + c.write_cycles)
         if op is Opcode.LDM:
             self._check(s + n <= c.cols, Cause.ADDR, pc)
             if not self._timing:

@@ -8,6 +8,7 @@ import tempfile
 import numpy as np
 import pytest
 from cimtile.compiler import compile_model, run
+from cimtile.compiler.report import for_batch
 from cimtile.search.cost import CostModel, PolicyError, apply_policy
 from cimtile.zoo import digits as zd
 from cimtile.zoo.data import digits
@@ -40,13 +41,17 @@ def test_cost_equals_compiled_and_golden(quantized, kind, tile):
         assert [(L["wbits"], L["abits"]) for L in rep["layers"]] == pol
         _, st = run(b, x, stats=True)
         assert st.init_cycles == r.init_cycles
-        for lc, row in zip(r.layers, rep["layers"]):
+        rep2 = for_batch(rep, 2)  # two images: weights programmed once per stationary crossbar tile
+        for lc, row, row2 in zip(r.layers, rep["layers"], rep2["layers"]):
             assert lc.name == row["name"]
-            assert st.layer_cycles[lc.name] == 2 * lc.cycles == 2 * row["cycles"]  # two images
+            assert lc.cycles == row["cycles"] and lc.program_cycles == row["program_cycles"]
+            assert st.layer_cycles[lc.name] == lc.batch_cycles(2)[0] == row2["cycles"]
+            assert st.program_cycles[lc.name] == lc.batch_cycles(2)[1] == row2["program_cycles"]
             assert lc.adc_conversions == row["adc_conversions"]
             assert lc.xbar_tiles == row["xbar_tiles"]
             assert 0 < lc.program_cycles < lc.cycles
         assert r.totals["cycles"] == rep["totals"]["cycles"]
+        assert r.cost("batch", 2) == st.cycles == rep2["totals"]["cycles"]
 
 
 def test_worst_case_weights_bound_rows(quantized):
