@@ -6,6 +6,21 @@ Figures: ``compile_resnet18_s`` (ONNX file to bundle directory, as ``cimtile com
 ``golden_resnet18_img_cpu_s`` (the same runs' CPU time of this process, all threads: what the wall time would be
 on an idle machine with one BLAS thread; on a shared machine the wall time mostly measures the other jobs),
 ``resnet18_program_words`` (microcode words of all programs), ``resnet18_cycles`` (tile cycles per image).
+
+Weight programming (issue 10): ``resnet18_program_cycles`` (of the cycles per image, weight programming: LDW and
+write-and-verify), ``resnet18_cycles_per_image_batch16`` (cycles of a batch of 16 images / 16, the batch
+schedule of docs/compiler.md).
+
+Calibrated mapping (issue 10; docs/compiler.md): ``calibrated_cycles_ratio_isaac_resnet18`` and
+``calibrated_cycles_ratio_isaac_digits`` (exact-mapping cycles / calibrated-mapping cycles, one image; cycles do
+not depend on the chosen shifts); for the trained digits models (mlp, cnn, resnet of ``zoo.digits``, 12 epochs,
+onnxruntime static quantisation), the test-set accuracy of onnxruntime, of exact and of calibrated mapping on
+``isaac`` (``acc_<mode>_digits_<model>``, percent; calibration: 256 training images) and
+``calibrated_acc_loss_digits`` (onnxruntime's accuracy minus calibrated mapping's, in points, the largest over the
+models); the ADC sweep: ``isaac`` variants with 8 down to 3 ADC bits, calibrated mapping, and
+``calibrated_min_adc_bits_digits``: the fewest ADC bits at which every model stays within 0.5 points of
+onnxruntime (``acc_calibrated_digits_<model>_adc<b>`` for each; ``calibrated_cycles_ratio_digits_cnn_adc<b>``
+exact / calibrated cycles of the CNN at that resolution).
 """
 
 from __future__ import annotations
@@ -18,7 +33,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-GOALS = {"compile_resnet18_s": "< 3", "golden_resnet18_img_s": "<= 0.3"}
+GOALS = {"compile_resnet18_s": "< 3", "golden_resnet18_img_s": "<= 0.3", "calibrated_acc_loss_digits": "<= 0.5"}
+DIGITS_MODELS = ("mlp", "cnn", "resnet")
+ADC_SWEEP = (8, 7, 6, 5, 4, 3)
 
 
 def resnet18_qdq(seed: int = 0, size: int = 224, classes: int = 1000) -> onnx.ModelProto:
@@ -120,9 +137,72 @@ def run() -> dict[str, float]:
         print(f"resnet18 on isaac: {len(b.model.layers)} tile layers, {b.report['totals']['xbar_tiles']} crossbar "
               f"tiles, {words} words in {b.report['totals']['programs']} programs, {st.cycles} cycles per image")
         assert st.cycles == b.report["totals"]["cycles"]
-    return {"compile_resnet18_s": best_c, "golden_resnet18_img_s": golden,
-            "golden_resnet18_img_cpu_s": golden_cpu, "resnet18_program_words": float(words),
-            "resnet18_cycles": float(st.cycles)}
+        out = {"compile_resnet18_s": best_c, "golden_resnet18_img_s": golden, "golden_resnet18_img_cpu_s": golden_cpu,
+               "resnet18_program_words": float(words),
+               "resnet18_cycles": float(st.cycles),
+               "resnet18_program_cycles": float(b.report["totals"]["program_cycles"]),
+               "resnet18_cycles_per_image_batch16": compiler.report(b, as_json=True, batch=16)["totals"]["cycles"] / 16}
+        # calibrated mapping: the cycles depend on the rows per tile only, so shift 0 everywhere gives them
+        names = [L.name for L in b.model.layers]
+        cal = compiler.compile_model(src, "isaac", mapping="calibrated", adc={n: {"shift": 0} for n in names})
+        out["calibrated_cycles_ratio_isaac_resnet18"] = b.report["totals"]["cycles"] / cal.report["totals"]["cycles"]
+    out.update(digits_calibrated())
+    return out
+
+
+def digits_calibrated() -> dict[str, float]:
+    """Exact vs calibrated mapping on the trained digits models (cycles, accuracies beside onnxruntime's, the ADC
+    sweep)."""
+    import onnxruntime as ort
+    from cimtile.hw.params import PRESETS
+    from cimtile.zoo import digits as zd
+    from cimtile.zoo.data import digits
+
+    from cimtile import compiler
+
+    xtr, _, xte, yte = digits()
+    cal = xtr[:256]
+    out: dict[str, float] = {}
+    loss, ok_bits = 0.0, {}
+    with tempfile.TemporaryDirectory() as d:
+        for kind in DIGITS_MODELS:
+            path = Path(d) / f"{kind}.onnx"
+            zd.ort_quantize(zd.float_onnx(kind, zd.train(kind)), xtr[:256], path, per_channel=kind != "mlp")
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            acc = {"ort": 100 * float(np.mean(sess.run(None, {"x": xte})[0].argmax(1) == yte))}
+            ex = compiler.compile_model(path, "isaac")
+            cb = compiler.compile_model(path, "isaac", mapping="calibrated", calibration=cal, progress=False)
+            for mode, b in (("exact", ex), ("calibrated", cb)):
+                acc[mode] = 100 * float(np.mean(compiler.run(b, xte, progress=False).argmax(1) == yte))
+                out[f"acc_{mode}_digits_{kind}"] = acc[mode]
+            out[f"acc_ort_digits_{kind}"] = acc["ort"]
+            if kind == "cnn":
+                r = ex.report["totals"]["cycles"] / cb.report["totals"]["cycles"]
+                out["calibrated_cycles_ratio_isaac_digits"] = r
+            loss = max(loss, acc["ort"] - acc["calibrated"])
+            print(f"digits {kind}: onnxruntime {acc['ort']:.2f}%, exact {acc['exact']:.2f}%, calibrated "
+                  f"{acc['calibrated']:.2f}% (isaac, 8-bit ADC)")
+            for bits in ADC_SWEEP:
+                cfg = PRESETS["isaac"].replace(name=f"isaac_adc{bits}", adc_bits=bits)
+                b = cb if bits == PRESETS["isaac"].adc_bits else compiler.compile_model(
+                    path, cfg, mapping="calibrated", calibration=cal, progress=False)
+                a = 100 * float(np.mean(compiler.run(b, xte, progress=False).argmax(1) == yte))
+                out[f"acc_calibrated_digits_{kind}_adc{bits}"] = a
+                if kind == "cnn":  # the cost side of the knob: exact mapping splits rows as the ADC narrows
+                    e = compiler.compile_model(path, cfg)
+                    out[f"calibrated_cycles_ratio_digits_cnn_adc{bits}"] = (e.report["totals"]["cycles"] /
+                                                                            b.report["totals"]["cycles"])
+                ok_bits.setdefault(bits, True)
+                ok_bits[bits] &= abs(acc["ort"] - a) <= 0.5
+    out["calibrated_acc_loss_digits"] = loss
+    # the fewest bits of the sweep from which every larger resolution also stays within 0.5 points
+    best = None
+    for bits in ADC_SWEEP:  # descending
+        if not ok_bits[bits]:
+            break
+        best = bits
+    out["calibrated_min_adc_bits_digits"] = float(best) if best is not None else float("nan")
+    return out
 
 
 if __name__ == "__main__":

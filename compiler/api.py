@@ -11,11 +11,13 @@ from cimtile.hw import isa
 from cimtile.hw.params import ConfigError, TileConfig, load_config
 
 from .bundle import Bundle, load_bundle, save_bundle
+from .calibrate import _set_shift, calibrate
 from .codegen import EmitPrograms
 from .errors import CompileError
 from .frontend import import_model, load_onnx
 from .outputs import check_bundle_target
 from .passes import pipeline
+from .passes.split_tiles import MAPPINGS
 from .report import build_report, format_report
 from .runtime import RunStats, execute
 
@@ -30,18 +32,63 @@ def _cfg(tile) -> TileConfig:
 
 
 def compile_model(model: str | Path | onnx.ModelProto, tile: str | TileConfig = "isaac",
-                  out: str | Path | None = None) -> Bundle:
+                  out: str | Path | None = None, *, mapping: str = "exact", calibration: np.ndarray | None = None,
+                  adc: dict | None = None, progress: bool | None = None) -> Bundle:
     """Compile a quantised ONNX model (path or ModelProto) for a tile (preset name, JSON path or TileConfig).
 
     Everything is checked and built in memory first; the bundle directory ``out`` (if given) is written only
     when compilation succeeded.
+
+    Parameters
+    ----------
+    mapping : {"exact", "calibrated"}
+        ``exact`` (default): rows per crossbar tile such that no ADC conversion can clip (the tile computes the
+        exact integer product). ``calibrated``: up to the array's rows per crossbar tile, each layer's ADC range
+        shift chosen from ``calibration`` (docs/compiler.md, Calibrated mapping).
+    calibration : ndarray, optional
+        Calibration inputs (a batch of the model's first input, as :func:`run` takes it); needed in calibrated
+        mode unless ``adc`` gives every layer's shift.
+    adc : dict, optional
+        Per-layer ADC choice in calibrated mode, ``{layer name: {"shift": s, "rows": r}}``: a given ``shift``
+        (0..15) is used as it is, a given ``rows`` (rows per crossbar tile, 1..rows) replaces the array's rows.
+    progress : bool, optional
+        A progress bar for the calibration (default: on a terminal).
     """
     if out is not None:
         check_bundle_target(out)  # before the work: a bad -o fails in a moment, not after compiling
     cfg = _cfg(tile)
+    if mapping not in MAPPINGS:
+        raise CompileError(f"mapping {mapping!r}: expected one of {', '.join(MAPPINGS)}")
+    if mapping == "exact" and calibration is not None:
+        raise CompileError("calibration inputs are for mapping='calibrated' (exact mode never clips)")
     proto = load_onnx(model) if not isinstance(model, onnx.ModelProto) else model
+    b = _build(proto, cfg, mapping, adc)
+    if mapping == "calibrated":
+        fixed = {n: d["shift"] for n, d in (adc or {}).items() if "shift" in d}
+        missing = [L.name for L in b.model.layers if L.name not in fixed]
+        if missing and calibration is None:
+            raise CompileError(f"mapping='calibrated' needs calibration inputs (--calibrate X.npy) or a shift for "
+                               f"every tile layer in adc (none for {missing[0]!r})")
+        if missing:
+            exact = _build(proto, cfg, "exact", None)
+            stats = calibrate(b, exact, calibration, fixed, progress)
+        else:
+            stats = [{"name": n, "adc_shift": fixed[n], "chosen_by": "given"} for n in (L.name for L in b.model.layers)]
+            for i, L in enumerate(b.model.layers):
+                _set_shift(b.model, i, fixed[L.name])
+        b.report = build_report(b.model, cfg)
+        b.report["calibration"] = {"images": None if calibration is None else int(np.asarray(calibration).shape[0])}
+        for row, st in zip(b.report["layers"], stats):
+            row.update({k: v for k, v in st.items() if k != "name"})
+        b.model.meta["mapping"] = "calibrated"
+    if out is not None:
+        save_bundle(b, out)
+    return b
+
+
+def _build(proto: onnx.ModelProto, cfg: TileConfig, mapping: str, adc: dict | None) -> Bundle:
     ir = import_model(proto)
-    ir = pipeline(ir, cfg)
+    ir = pipeline(ir, cfg, mapping, adc)
     ir, _ = EmitPrograms(cfg).apply(ir)
     rep = build_report(ir, cfg)
     levels = [L.tiling.levels for L in ir.layers]
@@ -61,10 +108,7 @@ def compile_model(model: str | Path | onnx.ModelProto, tile: str | TileConfig = 
         L.weight = None
         L.weights = dataclasses.replace(wt, w_int=None, w_fix=None)
         L.tiling = dataclasses.replace(L.tiling, levels=None, levels_fix=None)
-    b = Bundle(cfg, ir, levels, rq, rep, levels_fix)
-    if out is not None:
-        save_bundle(b, out)
-    return b
+    return Bundle(cfg, ir, levels, rq, rep, levels_fix)
 
 
 def load(path: str | Path) -> Bundle:

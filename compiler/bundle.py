@@ -51,7 +51,7 @@ FORMAT_VERSION = 3
 #: Graph fields of a tile layer, and the scalar fields of its stage records (their arrays go to weights.npz).
 _LAYER_FIELDS = ("name", "op", "input", "output", "conv", "out_dtype", "relu", "in_shape", "out_shape", "programs")
 _WEIGHTS_FIELDS = ("K", "N", "wbits", "wsigned", "wbits_declared", "abits", "asigned")
-_TILING_FIELDS = ("group", "row_tile", "outs_per_tile", "fix_tiles", "col_rows")
+_TILING_FIELDS = ("group", "row_tile", "outs_per_tile", "fix_tiles", "col_rows", "mapping", "adc_shift")
 
 
 @dataclass
@@ -212,7 +212,7 @@ def load_bundle(path: str | Path) -> Bundle:
         t = d["tiling"]
         tiling = Tiling(None, t["group"], t["row_tile"], t["outs_per_tile"], Tiling.ranges(wt.K, t["row_tile"]),
                         Tiling.ranges(wt.N, t["outs_per_tile"]), None, tuple(tuple(x) for x in t["fix_tiles"]),
-                        tuple(tuple(x) for x in t.get("col_rows", ())))
+                        tuple(tuple(x) for x in t.get("col_rows", ())), t["mapping"], int(t["adc_shift"]))
         L = TileLayer(weight=None, in_spec=QSpec.from_json(d["in_spec"]),
                       out_spec=None if d["out_spec"] is None else QSpec.from_json(d["out_spec"]), weights=wt,
                       requant=None if q is None else Requant(r["mult"], r["shift"], q["zero_point"], tuple(q["clamp"])),

@@ -33,6 +33,10 @@ def register(sub) -> None:
     c.add_argument("--tile", default="isaac", help=_tile_help())
     c.add_argument("-o", "--out", required=True, help="output bundle directory: new, empty, or an existing bundle "
                    "(replaced); any other directory is refused")
+    c.add_argument("--calibrate", metavar="X.npy", default=None,
+                   help="calibrated mapping: up to the array's rows per crossbar tile, each layer's ADC range shift "
+                   "chosen on these inputs (a batch of the model's first input; docs/compiler.md). Default: exact "
+                   "mapping (no conversion can clip)")
     r = sub.add_parser("run", help="run a bundle on an input",
                        description="Run a compiled bundle on an input array; writes the model's first output.")
     r.add_argument("bundle", help="bundle directory written by 'cimtile compile'")
@@ -63,11 +67,18 @@ def _main(args) -> int:
     from . import api
 
     if args.cmd == "compile":
-        b = api.compile_model(args.model, args.tile, out=args.out)
+        if args.calibrate is not None:
+            from .outputs import check_bundle_target
+
+            check_bundle_target(args.out)  # a bad -o fails before the calibration inputs are read
+            cal = _load_npy(args.calibrate)
+            b = api.compile_model(args.model, args.tile, out=args.out, mapping="calibrated", calibration=cal)
+        else:
+            b = api.compile_model(args.model, args.tile, out=args.out)
         t = b.report["totals"]
         print(f"compiled {args.model} for {b.cfg.name}: {len(b.model.layers)} tile layers, {t['words']} words in "
               f"{t['programs']} programs, {t['cycles']} cycles per image ({t['program_cycles']} weight programming, "
-              f"{t['compute_cycles']} compute) -> {args.out}")
+              f"{t['compute_cycles']} compute), {b.report['mapping']} mapping -> {args.out}")
         return 0
     if args.cmd == "run":
         from .outputs import check_parent, save_npy

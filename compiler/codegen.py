@@ -33,7 +33,7 @@ def init_program(cfg: TileConfig) -> Program:
 def _header(L: TileLayer) -> list[int]:
     wt = L.weights
     w = [E(Opcode.CFG, wbits=wt.wbits, abits=wt.abits, wsigned=int(wt.wsigned), asigned=int(wt.asigned),
-           adc_shift=0)]
+           adc_shift=L.tiling.adc_shift)]
     if L.requant_on_tile:
         rq = L.need("requant", "codegen")
         w.append(E(Opcode.CFGRQ, zero_point=rq.zero_point, clamp_lo=rq.clamp[0], clamp_hi=rq.clamp[1],
@@ -96,7 +96,7 @@ def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, 
             if (ct, rt) in fixes:
                 # the -128 correction: a 2-bit signed MVM of the same inputs, accumulated
                 words += [E(Opcode.CFG, wbits=2, abits=L.weights.abits, wsigned=1, asigned=int(L.weights.asigned),
-                            adc_shift=0),
+                            adc_shift=L.tiling.adc_shift),
                           E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=2 * n_out),
                           E(Opcode.LDW, start=0, count=2 * n_out)]
                 feed.append(LevelBlock(r0, r1, 2 * c0, 2 * c1, R, fix=True))

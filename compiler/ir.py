@@ -280,6 +280,10 @@ class Tiling:
     # per column tile, the row tiles it uses (grouped layers: the others hold only zeros of the block-diagonal
     # matrix and are skipped); () means every row tile for every column tile (dense layers)
     col_rows: tuple[tuple[int, ...], ...] = ()
+    #: ``"exact"``: rows per tile chosen so that no conversion can clip; ``"calibrated"``: up to the array's rows,
+    #: with the ADC range shift ``adc_shift`` (CFG) chosen from calibration inputs (docs/compiler.md)
+    mapping: str = "exact"
+    adc_shift: int = 0
 
     def rows_of(self, ct: int) -> tuple[int, ...]:
         """Indices of the row tiles column tile ``ct`` uses."""

@@ -168,6 +168,7 @@ def build_report(model: Model, cfg: TileConfig, images: int = 1) -> dict:
             "run_cycles": sum(p.cycles for p in progs),
             "reload_cycles": sum(ldw_cycles(cfg, p) for p in progs),
             "mvms_per_run": n_tiles * sch.chunk, "conv_per_run": conv * sch.chunk,
+            "mapping": tl.mapping, "adc_shift": tl.adc_shift,
         })
         _batch_fields(rows[-1], images, (cfg.adc_cycles, cfg.n_adcs))
         if L.groups > 1:
@@ -189,8 +190,9 @@ def build_report(model: Model, cfg: TileConfig, images: int = 1) -> dict:
     zp_ops = sum(r.get("host_zp_ops", 0) for r in rows)
     if zp_ops:
         totals["host_zp_ops"] = zp_ops
-    rep = {"tile": cfg.name, "tile_config": cfg.to_dict(), "images": images, "layers": rows, "host": host,
-           "totals": totals}
+    mapping = "calibrated" if any(r["mapping"] == "calibrated" for r in rows) else "exact"
+    rep = {"tile": cfg.name, "tile_config": cfg.to_dict(), "images": images, "mapping": mapping, "layers": rows,
+           "host": host, "totals": totals}
     rep["totals"] = _totals(rep, (cfg.adc_cycles, cfg.n_adcs))
     return rep
 
@@ -224,6 +226,17 @@ def format_report(rep: dict) -> str:
     host = ", ".join(sorted({h["op"] for h in rep["host"]}))
     lines.append(f"host ops: {t['host_ops']} ({host or 'none'}); host MACs (activation x activation): "
                  f"{t['host_macs']}; program: {t['words']} words in {t['programs']} programs")
+    lines.append(f"mapping: {rep.get('mapping', 'exact')}" + (
+        " (rows per crossbar tile chosen so that no ADC conversion can clip)" if rep.get("mapping", "exact") == "exact"
+        else " (up to the array's rows per crossbar tile; ADC range shift per layer)"))
+    if rep.get("mapping") == "calibrated":
+        cal = rep.get("calibration", {}).get("images")
+        for r in rep["layers"]:
+            line = f"- {r['name']}: adc_shift {r['adc_shift']} ({r.get('chosen_by', 'given')})"
+            if "clip_fraction" in r:
+                line += (f", {100 * r['clip_fraction']:.2f}% of conversions clipped on the {cal} calibration inputs, "
+                         f"output MSE {r['mse']:.4g} vs exact mapping (relative error {100 * r['rel_err']:.2f}%)")
+            lines.append(line)
     if t.get("host_zp_ops"):
         names = ", ".join(r["name"] for r in rep["layers"] if r.get("host_zp_ops"))
         lines.append(f"asymmetric-weight correction on the host (zp_w * sum x, accumulators read back): "

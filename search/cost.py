@@ -176,6 +176,9 @@ class CostModel:
         A quantised ONNX model the compiler accepts (its bit widths do not matter: the policy sets them).
     tile : str or TileConfig
         Preset name, JSON path or TileConfig.
+    mapping : {"exact", "calibrated"}
+        The compiler's mapping mode (:func:`cimtile.compiler.compile_model`): ``calibrated`` uses the array's rows
+        per crossbar tile whatever the weights (its cycles do not depend on the ADC shifts calibration picks).
 
     Attributes
     ----------
@@ -186,7 +189,8 @@ class CostModel:
         :meth:`harmonise` copies the first one's to the others).
     """
 
-    def __init__(self, model: str | Path | onnx.ModelProto, tile: str | TileConfig = "isaac"):
+    def __init__(self, model: str | Path | onnx.ModelProto, tile: str | TileConfig = "isaac",
+                 mapping: str = "exact"):
         from cimtile.compiler.codegen import init_program
         from cimtile.compiler.frontend import import_model, load_onnx
         from cimtile.compiler.passes import pipeline
@@ -196,6 +200,9 @@ class CostModel:
             self.cfg = load_config(tile)
         except ConfigError as e:
             raise PolicyError(str(e)) from None
+        if mapping not in ("exact", "calibrated"):
+            raise PolicyError(f"mapping {mapping!r}: expected exact or calibrated")
+        self.mapping = mapping
         proto = load_onnx(model) if not isinstance(model, onnx.ModelProto) else model
         ir = pipeline(import_model(proto), self.cfg)
         self._templates = []
@@ -296,6 +303,8 @@ class CostModel:
         from cimtile.compiler.passes.split_tiles import _column_limits, cell_levels, row_height
 
         cfg = self.cfg
+        if self.mapping == "calibrated":
+            return min(cfg.rows, W.shape[0])
         levels, group = cell_levels(W, wb, True, cfg)
         lim = _column_limits(cfg, group, levels.shape[1], True)
         return row_height(self._templates[i], cfg, lim, levels)
@@ -322,7 +331,7 @@ class CostModel:
             return hit
         if W is None:
             W, scale = self._weights(i, wb, weights)
-        m = pipeline(self._layer_model(i, W, scale, wb, ab), self.cfg)
+        m = pipeline(self._layer_model(i, W, scale, wb, ab), self.cfg, self.mapping)
         L = m.layers[0]
         wt, tl, sch = L.weights, L.tiling, L.schedule
         if tl.row_tile != rows or wt.wbits != wb or wt.abits != ab:  # pragma: no cover - a compiler change broke it

@@ -35,8 +35,10 @@ def run_passes(model: Model, passes, *, fixed_point: bool = False) -> Model:
     return model
 
 
-def pipeline(model: Model, cfg: TileConfig) -> Model:
-    """The whole middle end: fusion to a fixed point, checks, folding, tiling, scheduling."""
+def pipeline(model: Model, cfg: TileConfig, mapping: str = "exact", adc: dict | None = None) -> Model:
+    """The whole middle end: fusion to a fixed point, checks, folding, tiling, scheduling. ``mapping`` and ``adc``:
+    :class:`~cimtile.compiler.passes.split_tiles.SplitTiles`."""
     model = run_passes(model, [MoveDequantDown(), FuseInputDequant(), FuseOutputQuant(), FoldClip()], fixed_point=True)
-    model = run_passes(model, [CheckLayers(), FoldWeights(), FoldScales(), SplitTiles(cfg), ChooseChunks(cfg)])
+    model = run_passes(model, [CheckLayers(), FoldWeights(), FoldScales(), SplitTiles(cfg, mapping, adc),
+                               ChooseChunks(cfg)])
     return model

@@ -1,15 +1,24 @@
 """Split each layer into crossbar tiles: weight slicing and the signed (differential) encoding give the cell
 levels; rows per tile are chosen so that no ADC conversion can clip (the tile then computes the exact integer
-product); columns per tile hold whole weight groups."""
+product; mapping ``exact``) or are the array's rows (mapping ``calibrated``: conversions may clip, the ADC range
+shift is chosen from calibration data, :mod:`cimtile.compiler.calibrate`); columns per tile hold whole weight
+groups."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 from cimtile.hw.encoding import adc_range, encode_weights, group_size, paired
 from cimtile.hw.params import TileConfig
 
-from ..errors import node_error
+from ..errors import CompileError, node_error
 from ..ir import Model, TileLayer, Tiling, Weights
+
+#: Mapping modes (docs/compiler.md): ``exact`` (default) never clips; ``calibrated`` uses the array's rows.
+MAPPINGS = ("exact", "calibrated")
+#: Keys of a layer's entry in the per-layer ADC choice (``adc={layer name: {...}}``).
+ADC_KEYS = ("shift", "rows")
 
 
 def cell_levels(W: np.ndarray, wbits: int, wsigned: bool, cfg: TileConfig) -> tuple[np.ndarray, int]:
@@ -71,19 +80,60 @@ def row_height(L: TileLayer, cfg: TileConfig, lim: np.ndarray, levels: np.ndarra
                      f" exceeds the {cfg.adc_bits}-bit ADC range")
 
 
-class SplitTiles:
-    """Makes each layer's :class:`~cimtile.compiler.ir.Tiling` (needs Weights)."""
+def check_adc(adc, names: list[str], cfg: TileConfig) -> dict[str, dict]:
+    """A per-layer ADC choice ``{layer name: {"shift": s, "rows": r}}`` checked against the model's tile layers
+    (one-line :class:`CompileError` naming the offending entry): ``shift`` the CFG ADC range shift (0..15),
+    ``rows`` the rows per crossbar tile (1..rows of the array); either may be left out."""
+    if adc is None:
+        return {}
+    if not isinstance(adc, dict):
+        raise CompileError(f"adc: expected a dict of tile layer name -> {{'shift': s, 'rows': r}}, got "
+                           f"{type(adc).__name__}")
+    out = {}
+    for name, d in adc.items():
+        if name not in names:
+            raise CompileError(f"adc: {name!r} is not a tile layer (tile layers: {', '.join(names)})")
+        if not isinstance(d, dict) or set(d) - set(ADC_KEYS):
+            raise CompileError(f"adc[{name!r}]: expected a dict with keys among {', '.join(ADC_KEYS)}, got {d!r}")
+        for k, hi in (("shift", 15), ("rows", cfg.rows)):
+            v = d.get(k)
+            if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not
+                                  (0 if k == "shift" else 1) <= v <= hi):
+                raise CompileError(f"adc[{name!r}][{k!r}] = {v!r}: expected an integer in "
+                                   f"{0 if k == 'shift' else 1}..{hi}")
+        out[name] = {k: int(d[k]) for k in ADC_KEYS if d.get(k) is not None}
+    return out
 
-    def __init__(self, cfg: TileConfig):
-        self.cfg = cfg
+
+class SplitTiles:
+    """Makes each layer's :class:`~cimtile.compiler.ir.Tiling` (needs Weights).
+
+    ``mapping``: ``exact`` (no conversion can clip) or ``calibrated`` (rows per tile up to the array's rows; the
+    ADC shift is set later by calibration, or by ``adc``). ``adc``: per-layer choice, see :func:`check_adc`;
+    its ``rows``/``shift`` apply in calibrated mode only."""
+
+    def __init__(self, cfg: TileConfig, mapping: str = "exact", adc: dict | None = None):
+        if mapping not in MAPPINGS:
+            raise CompileError(f"mapping {mapping!r}: expected one of {', '.join(MAPPINGS)}")
+        if adc is not None and mapping != "calibrated":
+            raise CompileError("adc: a per-layer ADC choice needs mapping='calibrated' (exact mode never clips)")
+        self.cfg, self.mapping, self.adc = cfg, mapping, adc
 
     def apply(self, model: Model) -> tuple[Model, bool]:
+        adc = check_adc(self.adc, [L.name for L in model.layers], self.cfg)
         for L in model.layers:
-            L.tiling = self.split(L, L.need("weights", "SplitTiles"))
+            L.tiling = self.split(L, L.need("weights", "SplitTiles"), adc.get(L.name, {}))
         return model, False
 
-    def split(self, L: TileLayer, wt: Weights) -> Tiling:
+    def split(self, L: TileLayer, wt: Weights, choice: dict | None = None) -> Tiling:
+        t = self._split(L, wt, (choice or {}).get("rows"))
+        if self.mapping == "calibrated":
+            t = dataclasses.replace(t, mapping="calibrated", adc_shift=(choice or {}).get("shift", 0))
+        return t
+
+    def _split(self, L: TileLayer, wt: Weights, rows: int | None) -> Tiling:
         cfg = self.cfg
+        calibrated = self.mapping == "calibrated"
         levels, group = cell_levels(wt.w_int, wt.wbits, wt.wsigned, cfg)
         if group > cfg.cols:
             raise node_error(L.name, L.op, f"layer cannot fit: one {wt.wbits}-bit weight needs {group} columns, "
@@ -96,12 +146,13 @@ class SplitTiles:
             levels_fix, fgroup = cell_levels(wt.w_fix, 2, True, cfg)
             # the correction's columns must convert without clipping too: check them with the weights
             lim = np.concatenate([lim, _column_limits(cfg, fgroup, levels_fix.shape[1], True)])
-            row_tile = row_height(L, cfg, lim, np.concatenate([levels, levels_fix], axis=1))
+            row_tile = (min(rows or cfg.rows, wt.K) if calibrated else
+                        row_height(L, cfg, lim, np.concatenate([levels, levels_fix], axis=1)))
             row_tiles = Tiling.ranges(wt.K, row_tile)
             fix_tiles = tuple((ct, rt) for ct, (c0, c1) in enumerate(col_tiles)
                               for rt, (r0, r1) in enumerate(row_tiles) if wt.w_fix[r0:r1, c0:c1].any())
         else:
-            row_tile = row_height(L, cfg, lim, levels)
+            row_tile = min(rows or cfg.rows, wt.K) if calibrated else row_height(L, cfg, lim, levels)
             row_tiles = Tiling.ranges(wt.K, row_tile)
         col_rows: tuple = ()
         if L.groups > 1:
@@ -133,7 +184,7 @@ class SplitTiles:
         kg, ng = wt.K // G, wt.N // G
         lv = levels if levels_fix is None else np.concatenate([levels, levels_fix], axis=1)
         gpt = min(row_tile // kg, outs_per_tile // ng, G)
-        while gpt >= 1 and not _fits(lv, gpt * kg, cfg.rows_per_conv, lim):
+        while gpt >= 1 and self.mapping == "exact" and not _fits(lv, gpt * kg, cfg.rows_per_conv, lim):
             gpt -= 1
         if gpt >= 1:
             rt_, ot_ = gpt * kg, gpt * ng
