@@ -374,13 +374,16 @@ class DeviceArray:
     # -- reading: golden-model-only terms -------------------------------------------------------------
 
     def mvm_acc(self, origin: tuple[int, int], raw: np.ndarray, levels: np.ndarray, masks: np.ndarray,
-                layer: Layer, geo: Geometry, cfg: TileConfig, prev: np.ndarray | None = None) -> np.ndarray:
+                layer: Layer, geo: Geometry, cfg: TileConfig, prev: np.ndarray | None = None, *,
+                inputs_key=None) -> np.ndarray:
         """:func:`cimtile.sim.fastmvm.mvm_acc` of a window at physical ``origin`` (row, col) with read noise,
-        drift and IR drop (int64, wrapped to the accumulator width)."""
+        drift and IR drop (int64, wrapped to the accumulator width). ``inputs_key``, when given, names ``raw``'s
+        contents (the caller changes it whenever they may change): the input-derived arrays are remembered by
+        it instead of by the bytes of ``raw``."""
         if self.model.exact:
             y = self._mvm_exact(origin, raw, levels, masks, layer, geo, cfg)
         else:
-            y = self._mvm_fast(origin, raw, levels, masks, layer, geo, cfg)
+            y = self._mvm_fast(origin, raw, levels, masks, layer, geo, cfg, inputs_key)
         if prev is not None:
             y += prev
         return kernels.wrap(y, cfg.acc_bits)
@@ -408,7 +411,7 @@ class DeviceArray:
             m = self._cw[key] = (np.kron(eye, cw[:, None]), np.kron(eye, (cw * cw)[:, None]))
         return m
 
-    def _mvm_fast(self, origin, raw, levels, masks, layer, geo, cfg) -> np.ndarray:
+    def _mvm_fast(self, origin, raw, levels, masks, layer, geo, cfg, inputs_key=None) -> np.ndarray:
         """Output-referred model: the exact ideal MVM (with its clipping), plus the linear effect of drift and
         IR drop on every conversion, plus the sum of every conversion's read noise as one Gaussian per output
         (its exact variance); the ADC's rounding of the perturbation is not modelled (docs/devices.md)."""
@@ -419,7 +422,7 @@ class DeviceArray:
             return y
         r0, c0 = origin
         cw1, cw2 = self._combine(geo, layer, cfg)
-        x1, x2 = self._inputs(u8, layer, cfg)
+        x1, x2 = self._inputs(u8, layer, cfg, inputs_key)
         masked = masks.any()
         extra = None
         if self._gm1 is not None:  # drift and IR drop: x @ (G - levels), linear in the inputs
@@ -442,10 +445,11 @@ class DeviceArray:
             return y
         return y + np.rint(extra).astype(np.int64)
 
-    def _inputs(self, u8: np.ndarray, layer: Layer, cfg: TileConfig) -> tuple:
+    def _inputs(self, u8: np.ndarray, layer: Layer, cfg: TileConfig, inputs_key=None) -> tuple:
         """(input values, sum of the squared weighted input slices) of the vectors ``u8``, as float32; remembered
-        for the last few input blocks (a layer's column tiles reuse the same inputs)."""
-        key = (u8.tobytes(), u8.shape, layer.abits, layer.asigned)
+        for the last few input blocks (a layer's column tiles reuse the same inputs), by ``inputs_key`` when the
+        caller names the contents, else by the bytes themselves."""
+        key = (u8.tobytes() if inputs_key is None else inputs_key, u8.shape, layer.abits, layer.asigned)
         hit = self._in_cache.get(key)
         if hit is None:
             x1 = fastmvm._values(u8, layer.abits, layer.asigned, np.float32) if self._gm1 is not None else None

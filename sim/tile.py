@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -166,6 +167,7 @@ class Tile(Walker):
         self.levels = np.zeros((c.rows, c.cols), dtype=np.uint8)
         self.masks = np.zeros((c.rows, c.cols), dtype=bool)
         self.inbuf = np.zeros((B, c.in_depth, c.rows), dtype=np.uint8)
+        self.inbuf_version = next(_INBUF_VERSIONS)  # new on every write of inbuf: a device model's cache key
         # int32 when every accumulator value fits (acc_bits <= 32, all presets): an MVM's store moves half the
         # bytes, and a large batch's accumulators are written from main memory. Reads (RDACC, state) give int64.
         self.acc = np.zeros((B, c.acc_depth, c.cols), dtype=np.int32 if c.acc_bits <= 32 else np.int64)
@@ -374,6 +376,7 @@ def _ldin(t: Tile, d, pc, offs) -> int:
     if not t._timing:
         b = _take(t, d, pc, ((n, c.rows), (t.batch, n, c.rows)), "input bytes", -128, 255)
         t.inbuf[:, s:s + n, :] = b if b.dtype == np.uint8 else (b.astype(np.int64) & 0xFF).astype(np.uint8)
+        t.inbuf_version = next(_INBUF_VERSIONS)
     return _cost(t, d)
 
 
@@ -403,6 +406,26 @@ def _ldrq(t: Tile, d, pc, offs) -> int:
     return _cost(t, d)
 
 
+def _store_acc(t: Tile, aa, n: int, y: np.ndarray, accumulate: bool) -> None:
+    """Write an MVM's wrapped result ``y`` (batch x addresses x n) to accumulator lanes ``aa``, or add it
+    (acc = wrap(acc + y), in place when ``aa`` is one address: a view, no gather or scatter)."""
+    c = t.cfg
+    if not accumulate:
+        t.acc[:, aa, :n] = y
+    elif not isinstance(aa, np.ndarray):
+        # acc = wrap(acc + y) = wrap(acc + wrap(y)); |acc|, |wrap(y)| < 2**(acc_bits-1) <= 2**39, so the int64
+        # sum is exact. In int32 storage the sum wraps at 32 bits by itself (NumPy's integer arithmetic is
+        # modulo 2**32 there), which is the wrap when acc_bits == 32; below 32 bits it cannot overflow int32.
+        view = t.acc[:, aa, :n]
+        view += y.reshape(view.shape)
+        if c.acc_bits < 8 * view.itemsize:
+            w = kernels.wrap(view, c.acc_bits)
+            if w is not view:
+                view[...] = w
+    else:
+        t.acc[:, aa, :n] = kernels.wrap(t.acc[:, aa, :n] + y, c.acc_bits)
+
+
 def _mvm(t: Tile, d, pc, offs) -> int:
     a, c = d.args, t.cfg
     g = t._aligned_geo(pc)
@@ -413,30 +436,14 @@ def _mvm(t: Tile, d, pc, offs) -> int:
         r0, nr, c0, nc = t.window
         ia, aa = t._vec.lanes(a["in_addr"], offs[0]), t._vec.lanes(a["acc_addr"], offs[1])
         raw = t.inbuf[:, ia, r0:r0 + nr]
-        n = g.n_out
+        cells = (t.levels[r0:r0 + nr, c0:c0 + nc], t.masks[r0:r0 + nr, c0:c0 + nc], t.layer, g, c)
         if t._analog is not None:  # device hook: read noise, drift, IR drop (golden-model-only, sim/device.py)
-            prev = t.acc[:, aa, :n].reshape(-1, n) if a["accumulate"] else None
-            y = t._analog.mvm_acc((r0, c0), raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
-                                  t.masks[r0:r0 + nr, c0:c0 + nc], t.layer, g, c, prev)
-            t.acc[:, aa, :n] = y.reshape(raw.shape[:-1] + (n,))
-        elif a["accumulate"] and not isinstance(aa, np.ndarray):
-            # acc = wrap(acc + y) = wrap(acc + wrap(y)): add the wrapped MVM in place (a view: no gather,
-            # no scatter); |acc|, |wrap(y)| < 2**(acc_bits-1) <= 2**39, so the int64 sum is exact. In int32
-            # storage the sum wraps at 32 bits by itself (NumPy's integer arithmetic is modulo 2**32 there),
-            # which is the wrap when acc_bits == 32; below 32 bits the sum cannot overflow int32.
-            y = fastmvm.mvm_acc(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
-                                t.masks[r0:r0 + nr, c0:c0 + nc], t.layer, g, c)
-            view = t.acc[:, aa, :n]
-            view += y.reshape(view.shape)
-            if c.acc_bits < 8 * view.itemsize:
-                w = kernels.wrap(view, c.acc_bits)
-                if w is not view:
-                    view[...] = w
+            where = (ia.start, ia.stop, ia.step) if isinstance(ia, slice) else np.asarray(ia).tobytes()
+            key = (t.inbuf_version, where, r0, nr)
+            y = t._analog.mvm_acc((r0, c0), raw.reshape(-1, nr), *cells, inputs_key=key)
         else:
-            prev = t.acc[:, aa, :n].reshape(-1, n) if a["accumulate"] else None
-            y = fastmvm.mvm_acc(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
-                                t.masks[r0:r0 + nr, c0:c0 + nc], t.layer, g, c, prev)
-            t.acc[:, aa, :n] = y.reshape(raw.shape[:-1] + (n,))
+            y = fastmvm.mvm_acc(raw.reshape(-1, nr), *cells)
+        _store_acc(t, aa, g.n_out, y.reshape(raw.shape[:-1] + (g.n_out,)), a["accumulate"])
     return _cost(t, d, g)
 
 
@@ -472,6 +479,8 @@ def _vau(t: Tile, d, pc, offs) -> int:
     return _cost(t, d, g)
 
 
+#: Versions of input buffers, unique across tiles: (version, address, rows) names the inputs an MVM reads.
+_INBUF_VERSIONS = itertools.count()
 _SIGNS: dict = {}
 
 
