@@ -28,7 +28,7 @@ test: $(STAMP)
 
 # RTL co-simulation (cocotb + Verilator) against the golden model; filters: TESTS=<regex> CONFIG=<name>
 # SEED=<n> WAVES=1. Then the compiler's RTL backend on a small model and a sparse-training run replayed on the RTL.
-SIM_CONFIGS ?= tiny,isaac
+SIM_CONFIGS ?= tiny,isaac,variant
 sim: $(STAMP)
 	$(PYTHON) -m cimtile.tb --config $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),$(SIM_CONFIGS)) \
 		$(if $(TESTS),--tests '$(TESTS)') $(if $(SEED),--seed $(SEED)) $(if $(filter 1 yes true,$(WAVES)),--waves)

@@ -3,6 +3,8 @@ onnx.helper) for the ``isaac`` preset, and run one image through the golden back
 
 Figures: ``compile_resnet18_s`` (ONNX file to bundle directory, as ``cimtile compile`` does),
 ``golden_resnet18_img_s`` (one image, bundle already loaded, as ``cimtile run`` does after loading; best of 3),
+``golden_resnet18_img_cpu_s`` (the same runs' CPU time of this process, all threads: what the wall time would be
+on an idle machine with one BLAS thread; on a shared machine the wall time mostly measures the other jobs),
 ``resnet18_program_words`` (microcode words of all programs), ``resnet18_cycles`` (tile cycles per image).
 
 Weight programming (issue 10): ``resnet18_program_cycles`` (of the cycles per image, weight programming: LDW and
@@ -31,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-GOALS = {"compile_resnet18_s": "< 3", "golden_resnet18_img_s": "< 2", "calibrated_acc_loss_digits": "<= 0.5"}
+GOALS = {"compile_resnet18_s": "< 3", "golden_resnet18_img_s": "<= 0.3", "calibrated_acc_loss_digits": "<= 0.5"}
 DIGITS_MODELS = ("mlp", "cnn", "resnet")
 ADC_SWEEP = (8, 7, 6, 5, 4, 3)
 
@@ -125,16 +127,18 @@ def run() -> dict[str, float]:
         x = np.random.default_rng(1).random((1, 3, 224, 224)).astype(np.float32)
         # Each run builds its own backend and tiles, as `cimtile run` does; best of 3 because the machine is
         # shared (a first run in a fresh process is as fast: only small tables such as decoded words are kept).
-        golden = float("inf")
+        golden = golden_cpu = float("inf")
         for _ in range(3):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             _, st = compiler.run(b, x, stats=True, progress=False)
             golden = min(golden, time.perf_counter() - t)
+            golden_cpu = min(golden_cpu, time.process_time() - c)
         words = b.report["totals"]["words"]
         print(f"resnet18 on isaac: {len(b.model.layers)} tile layers, {b.report['totals']['xbar_tiles']} crossbar "
               f"tiles, {words} words in {b.report['totals']['programs']} programs, {st.cycles} cycles per image")
         assert st.cycles == b.report["totals"]["cycles"]
-        out = {"compile_resnet18_s": best_c, "golden_resnet18_img_s": golden, "resnet18_program_words": float(words),
+        out = {"compile_resnet18_s": best_c, "golden_resnet18_img_s": golden, "golden_resnet18_img_cpu_s": golden_cpu,
+               "resnet18_program_words": float(words),
                "resnet18_cycles": float(st.cycles),
                "resnet18_program_cycles": float(b.report["totals"]["program_cycles"]),
                "resnet18_cycles_per_image_batch16": compiler.report(b, as_json=True, batch=16)["totals"]["cycles"] / 16}

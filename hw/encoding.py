@@ -129,7 +129,8 @@ def adc_range(cfg: TileConfig, wsigned: bool) -> tuple[int, int]:
     return adc_code_range(cfg.adc_bits, paired(cfg, wsigned))
 
 
-def encode_weights(cfg: TileConfig, w, wbits: int, wsigned: bool, *, balanced: bool = False) -> np.ndarray:
+def encode_weights(cfg: TileConfig, w, wbits: int, wsigned: bool, *, balanced: bool = False,
+                   signed_digits: bool = False) -> np.ndarray:
     """Cell levels of logical weights.
 
     Parameters
@@ -146,6 +147,13 @@ def encode_weights(cfg: TileConfig, w, wbits: int, wsigned: bool, *, balanced: b
         ``wbits <= cell_bits + 1``): both cells sit around the middle level, ``L+ = ceil((max_level + w) / 2)``,
         ``L- = L+ - w``, so a VAU ``diff`` delta (docs/isa.md, VAU polarity) moves every weight by twice the
         delta in both directions until a cell saturates. Decodes to the same weights.
+    signed_digits : bool
+        Signed multi-slice weights only: every slice but the top holds a *signed digit* in
+        ``-B/2 .. B/2 - 1`` (``B = 2**cell_bits``; a negative digit in the slice's negative column), the top
+        slice the rest; a weight whose rest does not fit the top slice keeps its canonical levels. Such
+        levels leave every lower slice room to move both ways under VAU (``only``/``slice``, docs/isa.md):
+        the cells themselves saturate and never carry, so training re-encodes them this way from time to
+        time (the host's carry). Decodes to the same weights.
 
     Returns
     -------
@@ -174,6 +182,19 @@ def encode_weights(cfg: TileConfig, w, wbits: int, wsigned: bool, *, balanced: b
         pos = (ml + wi + 1) // 2
         return np.stack([pos, pos - wi], axis=-1).astype(np.uint8).reshape(
             lead[:-1] + (lead[-1] * 2,) if lead else (-1,))
+    if signed_digits and wsigned and nws > 1:
+        B, half = 1 << cb, 1 << (cb - 1)
+        rest = w.astype(np.int64)
+        dig = np.empty(lead + (nws,), dtype=np.int64)
+        for s in range(nws - 1):
+            dig[..., s] = (rest + half) % B - half
+            rest = (rest - dig[..., s]) // B
+        dig[..., nws - 1] = rest
+        lv = np.stack([np.maximum(dig, 0), np.maximum(-dig, 0)], axis=-1).astype(np.uint8)
+        canon = encode_weights(cfg, w, wbits, wsigned).reshape(lead + (nws, 2))
+        fits = (np.abs(rest) <= ml)[..., None, None]
+        out = np.where(fits, lv, canon)
+        return out.reshape(lead[:-1] + (lead[-1] * 2 * nws,)) if lead else out.reshape(-1)
     mag = np.abs(w).astype(np.uint8)  # |w| <= 255 (at most 8 bits)
     if wsigned:
         out = np.empty(lead + (nws, 2), dtype=np.uint8)

@@ -483,19 +483,7 @@ def _prune(g) -> None:
 
 def _toposort(g) -> None:
     """Reorder ``g.node`` topologically (appended nodes go before their consumers)."""
-    have = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
-    nodes = list(g.node)
-    out = []
-    while nodes:
-        rest = []
-        for n in nodes:
-            if all(x in have for x in n.input):
-                out.append(n)
-                have.update(n.output)
-            else:
-                rest.append(n)
-        if len(rest) == len(nodes):
-            raise PolicyError("apply_policy: the graph has a cycle or a dangling input")
-        nodes = rest
-    del g.node[:]
-    g.node.extend(out)
+    from cimtile.compiler.frontend import sort_nodes
+
+    if not sort_nodes(g):
+        raise PolicyError("apply_policy: the graph has a cycle or a dangling input")

@@ -356,7 +356,8 @@ class DeviceArray:
         """``levels`` of the cells ``[rows, cols]`` with the stuck cells at their stuck level (in place)."""
         if self._stuck_any:
             st = self.stuck[rows, cols]
-            np.copyto(levels, self._stuck_level[rows, cols], where=st >= 0)
+            # (unsafe: a Tile's levels are uint8, the stuck levels 0..max_level)
+            np.copyto(levels, self._stuck_level[rows, cols], where=st >= 0, casting="unsafe")
         return levels
 
     def program_feed(self, words, feed: list) -> list:

@@ -326,7 +326,7 @@ def _linear(levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
     if analog:
         e = lv[:, 0::2] - lv[:, 1::2]
         ep, en = np.maximum(e, 0), np.maximum(-e, 0)
-    elif lv.min() >= 0:
+    elif levels.dtype.kind == "u" or lv.min() >= 0:  # (a Tile's levels are uint8)
         ep, en = lv, None
     else:  # not a level a cell can hold; leave it to the general path
         return None

@@ -100,11 +100,12 @@ def mvm_sliced(raw: np.ndarray, levels: np.ndarray, masks: np.ndarray, layer: La
 
 
 def wrap(v: np.ndarray, bits: int) -> np.ndarray:
-    """Two's complement wrap to ``bits`` (int64; ``v`` itself when it is int64 and already in range)."""
+    """Two's complement wrap to ``bits`` (int64; ``v`` itself when it is int64, or int32 as a Tile's accumulators
+    may be, and already in range)."""
     v = np.asarray(v)
     half = 1 << (bits - 1)
     # Two read-only passes usually prove that nothing wraps, saving three full int64 passes.
-    if v.dtype == np.int64 and (v.size == 0 or (v.min() >= -half and v.max() < half)):
+    if v.dtype in (np.int64, np.int32) and (v.size == 0 or (v.min() >= -half and v.max() < half)):
         return v
     m = (v.astype(np.int64) + half) & ((1 << bits) - 1)
     m -= half

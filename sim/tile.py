@@ -161,10 +161,14 @@ class Tile(Walker):
     def reset(self) -> None:
         """Power-on state (see docs/isa.md, Execution model)."""
         c, B = self.cfg, self.batch
-        self.levels = np.zeros((c.rows, c.cols), dtype=np.int64)
+        # uint8 (levels are 0..max_level <= 15): LDW copies and the MVM's reads of a window move an eighth of
+        # the bytes of int64. Reads (RDW, state) give int64.
+        self.levels = np.zeros((c.rows, c.cols), dtype=np.uint8)
         self.masks = np.zeros((c.rows, c.cols), dtype=bool)
         self.inbuf = np.zeros((B, c.in_depth, c.rows), dtype=np.uint8)
-        self.acc = np.zeros((B, c.acc_depth, c.cols), dtype=np.int64)
+        # int32 when every accumulator value fits (acc_bits <= 32, all presets): an MVM's store moves half the
+        # bytes, and a large batch's accumulators are written from main memory. Reads (RDACC, state) give int64.
+        self.acc = np.zeros((B, c.acc_depth, c.cols), dtype=np.int32 if c.acc_bits <= 32 else np.int64)
         self.out = np.zeros((B, c.out_depth, c.cols), dtype=np.uint8)
         self.delta = np.zeros((c.delta_depth, c.delta_len), dtype=np.int64)
         self.rq_bias = np.full(c.cols, isa.RESET_LANE["bias"], dtype=np.int64)
@@ -181,8 +185,8 @@ class Tile(Walker):
     def state(self) -> dict[str, np.ndarray]:
         """Copies of every memory, for comparison with the RTL."""
         return {
-            "levels": self.levels.copy(), "masks": self.masks.copy(), "inbuf": self.inbuf.copy(),
-            "acc": self.acc.copy(), "out": self.out.copy(), "delta": self.delta.copy(),
+            "levels": self.levels.astype(np.int64), "masks": self.masks.copy(), "inbuf": self.inbuf.copy(),
+            "acc": self.acc.astype(np.int64), "out": self.out.copy(), "delta": self.delta.copy(),
             "rq_bias": self.rq_bias.copy(), "rq_mult": self.rq_mult.copy(), "rq_shift": self.rq_shift.copy(),
         }
 
@@ -417,14 +421,17 @@ def _mvm(t: Tile, d, pc, offs) -> int:
             t.acc[:, aa, :n] = y.reshape(raw.shape[:-1] + (n,))
         elif a["accumulate"] and not isinstance(aa, np.ndarray):
             # acc = wrap(acc + y) = wrap(acc + wrap(y)): add the wrapped MVM in place (a view: no gather,
-            # no scatter); |acc|, |wrap(y)| < 2**(acc_bits-1) <= 2**39, so the int64 sum is exact.
+            # no scatter); |acc|, |wrap(y)| < 2**(acc_bits-1) <= 2**39, so the int64 sum is exact. In int32
+            # storage the sum wraps at 32 bits by itself (NumPy's integer arithmetic is modulo 2**32 there),
+            # which is the wrap when acc_bits == 32; below 32 bits the sum cannot overflow int32.
             y = fastmvm.mvm_acc(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
                                 t.masks[r0:r0 + nr, c0:c0 + nc], t.layer, g, c)
             view = t.acc[:, aa, :n]
             view += y.reshape(view.shape)
-            w = kernels.wrap(view, c.acc_bits)
-            if w is not view:
-                view[...] = w
+            if c.acc_bits < 8 * view.itemsize:
+                w = kernels.wrap(view, c.acc_bits)
+                if w is not view:
+                    view[...] = w
         else:
             prev = t.acc[:, aa, :n].reshape(-1, n) if a["accumulate"] else None
             y = fastmvm.mvm_acc(raw.reshape(-1, nr), t.levels[r0:r0 + nr, c0:c0 + nc],
@@ -508,10 +515,10 @@ def _read(t: Tile, d, pc, offs) -> int:
     elif op is Opcode.RDACC:
         s += offs[1]
         t._addr(pc, s, n, c.acc_depth, "accumulator vectors")
-        block = lambda: t.acc[:, s:s + n, :].copy()
+        block = lambda: t.acc[:, s:s + n, :].astype(np.int64)
     elif op is Opcode.RDW:
         t._addr(pc, s, n, c.cols, "columns")
-        block = lambda: t.levels[:, s:s + n].copy()
+        block = lambda: t.levels[:, s:s + n].astype(np.int64)
     else:
         t._addr(pc, s, n, c.cols, "columns")
         block = lambda: t.masks[:, s:s + n].copy()

@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cimtile.hw.params import ConfigError, load_config
+from cimtile.hw.params import ConfigError
 
 from .runner import SimBuildError
-from .suite import format_table, run_mutant, run_suite
+from .suite import SIM_CONFIGS, format_table, run_mutant, run_suite
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cimtile.tb",
                                  description="cocotb + Verilator: RTL against the golden model")
     ap.add_argument("--tests", default="", help="regular expression over test names (e.g. 'random|layer')")
-    ap.add_argument("--config", default="", help="comma-separated presets or JSON files (default tiny,isaac; "
-                    "with --regress tiny,isaac,variant)")
+    ap.add_argument("--config", default="", help="comma-separated presets, JSON files or `variant` "
+                    "(default tiny,isaac,variant, also with --regress)")
     ap.add_argument("--seed", default="", help="seed for the random tests (each prints the one it used)")
     ap.add_argument("--waves", action="store_true", help="dump FST waves (separate build with tracing)")
     ap.add_argument("--jobs", type=int, default=2, help="configurations simulated in parallel (default 2)")
@@ -28,9 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.regress:
         return _regress(a)
-    a.config = a.config or "tiny,isaac"
+    from .regress import resolve
+
+    a.config = a.config or ",".join(SIM_CONFIGS)
     try:
-        configs = [load_config(c.strip()) for c in a.config.split(",") if c.strip()]
+        configs = [resolve(c.strip()) for c in a.config.split(",") if c.strip()]
         seed = int(a.seed) if str(a.seed).strip() else None
     except (ConfigError, ValueError) as e:
         print(f"python -m cimtile.tb: {e}", file=sys.stderr)
@@ -86,7 +88,7 @@ def _regress(a) -> int:
     from .regress import format_result, resolve, run_regress
 
     try:
-        names = [c.strip() for c in (a.config or "tiny,isaac,variant").split(",") if c.strip()]
+        names = [c.strip() for c in (a.config or ",".join(SIM_CONFIGS)).split(",") if c.strip()]
         configs = [resolve(c) for c in names]
         seed = int(a.seed) if str(a.seed).strip() else 0
         if a.regress < 0 or a.batch < 1:

@@ -2,8 +2,8 @@
 source (never to ``hw/`` itself), for measuring which test suites catch which bug (``make mutate``).
 
 A mutant replaces one exact piece of text (which must occur exactly once) in one module of
-``cimtile.hw`` (``tile``, ``adc``, ``crossbar``, ``requant``); :func:`tile_class` loads the mutated
-copy (and a copy of ``tile`` that imports it) as private modules and returns its ``Tile`` class.
+``cimtile.hw`` (``tile`` or one of its components); :func:`tile_class` loads the mutated copy (and
+copies of the modules that import it, up to ``tile``) as private modules and returns its ``Tile`` class.
 The same class drives the Amaranth simulator (``tb.amaranth_sim.run_rtl(..., mutation=name)``) and
 the generated Verilog of a mutated Verilator build (``tb.runner.build(cfg, mutation=name)``).
 """
@@ -33,34 +33,34 @@ class Mutant:
 
 
 MUTANTS: dict[str, Mutant] = {m.name: m for m in [
-    Mutant("shift_off_by_one", "tile", "in_shift = Mux(sign_slice, abits_m1, k * d)",
-           "in_shift = Mux(sign_slice, abits_m1, k * d + (k >= 3))",
+    Mutant("shift_off_by_one", "mvm_lanes", "in_shift = Mux(sign_slice, ly.abits_m1, d.k * cfg.dac_bits)",
+           "in_shift = Mux(sign_slice, ly.abits_m1, d.k * cfg.dac_bits + (d.k >= 3))",
            "input slices 3 and up are shifted one bit too far"),
     Mutant("adc_clip_bound", "adc", "hi = Mux(self.diff, phi, shi)", "hi = Mux(self.diff, phi, shi - 1)",
            "the unsigned ADC clips one code too low"),
-    Mutant("vau_mask_ignored", "tile", "keep = xbar.rd_mask[r] | ~inwin", "keep = ~inwin",
+    Mutant("vau_mask_ignored", "vau", "keep = self.mask[r] | ~in_window", "keep = ~in_window",
            "VAUR/VAUC update masked cells"),
     Mutant("mvm_mask_ignored", "crossbar",
            "m.d.comb += lv.eq(lp.data & ~Cat(*[mp.data[r].replicate(cb) for r in range(R)]))",
            "m.d.comb += lv.eq(lp.data)", "masked cells contribute to MVM column sums"),
-    Mutant("vau_saturation", "tile", "sat = Mux(s_ < 0, 0, Mux(s_ > cfg.max_level, cfg.max_level, s_))",
-           "sat = Mux(s_ < 0, 0, s_)", "VAU levels wrap instead of saturating at max_level"),
-    Mutant("sign_slice", "tile", "neg=sign_slice ^ wneg", "neg=wneg",
-           "the sign slice of signed inputs counts positively"),
+    Mutant("vau_saturation", "vau", "clipped = Mux(total < 0, 0, Mux(total > cfg.max_level, cfg.max_level, total))",
+           "clipped = Mux(total < 0, 0, total)", "VAU levels wrap instead of saturating at max_level"),
+    Mutant("sign_slice", "mvm_lanes", "req.conv.neg.eq(sign_slice ^ (per_column_sign & d.q[0]))",
+           "req.conv.neg.eq(per_column_sign & d.q[0])", "the sign slice of signed inputs counts positively"),
     Mutant("requant_rounding", "requant", "m.d.comb += rbit.eq(Mux(sh2 == 0, 0,",
            "m.d.comb += rbit.eq(Mux(sh2 >= 0, 0,", "REQ truncates instead of rounding half up"),
     Mutant("loop_stride_space", "tile",
-           "e.lp_stride[i][1].eq(a.stride_acc),\n                                 e.lp_stride[i][2].eq(a.stride_out)",
-           "e.lp_stride[i][1].eq(a.stride_out),\n                                 e.lp_stride[i][2].eq(a.stride_acc)",
+           "loops.push_strides[1].eq(a.stride_acc),\n                     loops.push_strides[2].eq(a.stride_out)",
+           "loops.push_strides[1].eq(a.stride_out),\n                     loops.push_strides[2].eq(a.stride_acc)",
            "LOOP applies stride_out to accumulator addresses and stride_acc to output addresses"),
-    Mutant("latency_cycle", "tile", "with m.If(e.drain == isa.MVM_LATENCY):",
-           "with m.If(e.drain == isa.MVM_LATENCY + 1):", "MVM takes one cycle more than its formula"),
+    Mutant("latency_cycle", "tile", "with m.If(p.drain == isa.MVM_LATENCY):",
+           "with m.If(p.drain == isa.MVM_LATENCY + 1):", "MVM takes one cycle more than its formula"),
     Mutant("diff_column_index", "crossbar", "m.d.comb += [lp.addr.eq(self.col[i] + k), mp.addr.eq(self.col[i] + k)]",
            "m.d.comb += [lp.addr.eq(self.col[i] + 2 * k), mp.addr.eq(self.col[i] + 2 * k)]",
            "differential-analog pairs subtract the column two to the right instead of the next one"),
-    Mutant("diff_sign_column", "tile", "wneg = wsigned & ~g_analog & q[0]", "wneg = wsigned & ~g_analog & q[0] & ~q[1]",
+    Mutant("diff_sign_column", "mvm_lanes", "(per_column_sign & d.q[0])", "(per_column_sign & d.q[0] & ~d.q[1])",
            "digital differential weights: the negative columns of odd slices count positively"),
-    Mutant("cfg_decode", "tile", "e.adc_shift.eq(a.adc_shift)]", "e.adc_shift.eq(a.adc_shift[:3])]",
+    Mutant("cfg_decode", "layer", "fields.adc_shift.eq(f.adc_shift)]", "fields.adc_shift.eq(f.adc_shift[:3])]",
            "CFG's adc_shift loses its top bit"),
 ]}
 
@@ -98,23 +98,52 @@ def _load(modname: str, text: str):
     return mod
 
 
+def _importers(module: str) -> list[str]:
+    """``module`` and every module of ``cimtile.hw`` that imports it, directly or through others, in
+    an order where each comes after what it imports (the copies a mutant needs)."""
+    texts = {p.stem: p.read_text() for p in _HW.glob("*.py")}
+    chain = [module]
+    changed = True
+    while changed:
+        changed = False
+        for name, text in sorted(texts.items()):
+            if name not in chain and any(f"from .{d} import " in text for d in chain):
+                chain.append(name)
+                changed = True
+    # only what hw/tile.py needs: the modules it imports, directly or through others
+    needed, todo = {"tile"}, ["tile"]
+    while todo:
+        text = texts[todo.pop()]
+        for d in texts:
+            if d not in needed and f"from .{d} import " in text:
+                needed.add(d)
+                todo.append(d)
+    chain = [n for n in chain if n in needed]
+    if "tile" not in chain:
+        raise MutantError(f"hw/{module}.py is not imported by hw/tile.py, directly or through other modules")
+    ordered: list[str] = []
+    while len(ordered) < len(chain):
+        ordered += [n for n in chain if n not in ordered and
+                    all(d == n or d in ordered or f"from .{d} import " not in texts[n] for d in chain)]
+    return ordered
+
+
 def tile_class(name: str) -> type:
-    """The ``Tile`` class of the RTL with mutant ``name`` applied (cached per process)."""
+    """The ``Tile`` class of the RTL with mutant ``name`` applied (cached per process): the mutated
+    module and copies of the modules that import it (up to ``tile``) load as private modules."""
     if name not in MUTANTS:
         raise MutantError(f"unknown mutant {name!r}: expected one of {', '.join(MUTANTS)}")
     if name in _cache:
         return _cache[name]
     m = MUTANTS[name]
     tag = f"_mutant_{name}"
-    if m.module == "tile":
-        tile_text = _mutated(m)
-    else:
-        _load(f"{m.module}{tag}", _mutated(m))
-        tile_text = _source("tile")
-        old = f"from .{m.module} import "
-        if tile_text.count(old) < 1:
-            raise MutantError(f"mutant {name}: hw/tile.py does not import hw/{m.module}.py as `{old}...`")
-        tile_text = tile_text.replace(old, f"from .{m.module}{tag} import ")
-    cls = _load(f"tile{tag}", tile_text).Tile
+    chain = _importers(m.module)
+    loaded = None
+    for mod in chain:
+        text = _mutated(m) if mod == m.module else _source(mod)
+        for dep in chain:
+            text = text.replace(f"from .{dep} import ", f"from .{dep}{tag} import ")
+        loaded = _load(f"{mod}{tag}", text)
+    cls = loaded.Tile
     _cache[name] = cls
     return cls

@@ -4,10 +4,13 @@ Suites:
 
 - ``pytest``: ``make test``'s RTL tests on the Amaranth simulator (``tests/test_hw_tile.py``, the
   mutant selected through ``CIMTILE_MUTANT``), stopped at the first failure;
-- ``sim``: ``make sim``'s cocotb suite on ``tiny`` (a Verilator build of the mutated design per mutant);
+- ``sim``: ``make sim``'s cocotb suite over ``make sim``'s configurations (``tb.suite.SIM_CONFIGS``: tiny,
+  then the differential-analog variant, then isaac), one Verilator build of the mutated design per
+  configuration, stopped at the first configuration on which a test fails;
 - ``regress``: ``make regress`` programs (``--regress-n`` of them) on ``tiny`` and the variant.
 
-A mutant is killed by a suite when some test of it fails; the table says which test failed first.
+A mutant is killed by a suite when some test of it fails; the table says which test failed first, and a
+summary line per suite says how many mutants it killed (the goal: every mutant, by each suite on its own).
 """
 
 from __future__ import annotations
@@ -39,14 +42,29 @@ def run_pytest(name: str, jobs: int) -> tuple[bool, str]:
     return False, "every test passed"
 
 
-def run_sim(name: str) -> tuple[bool, str]:
-    from cimtile.hw.params import PRESETS
+def sim_order() -> list:
+    """``make sim``'s configurations, cheapest first (isaac's Verilator build of a mutant costs minutes)."""
+    from .regress import resolve
+    from .suite import SIM_CONFIGS
 
+    cfgs = [resolve(c) for c in SIM_CONFIGS]
+    return sorted(cfgs, key=lambda c: c.rows * c.cols)
+
+
+def run_sim(name: str) -> tuple[bool, str]:
     from .suite import _one
 
-    recs, _, _ = _one(PRESETS["tiny"], None, None, False, mutation=name, tag="mutate")
-    failed = [r["test"] for r in recs if r["result"] != "PASS"]
-    return bool(failed), (f"{failed[0]} (+{len(failed) - 1} more)" if failed else f"0 of {len(recs)} tests failed")
+    ran = []
+    for cfg in sim_order():
+        recs, _, _ = _one(cfg, None, None, False, mutation=name, tag="mutate")
+        # Killed means a test reported a mismatch with the golden model; a test that crashed (a testbench or
+        # environment error) kills nothing.
+        failed = [r["test"] for r in recs if r["result"] != "PASS" and "MISMATCH" in r.get("report", "")]
+        if failed:
+            return True, f"{failed[0]} on {cfg.name} (+{len(failed) - 1} more)"
+        crashed = [r["test"] for r in recs if r["result"] != "PASS"]
+        ran.append(f"{len(recs)} on {cfg.name}" + (f", {len(crashed)} crashed without a mismatch" if crashed else ""))
+    return False, "no test reported a mismatch (" + ", ".join(ran) + ")"
 
 
 def run_regress_suite(name: str, n: int, jobs: int) -> tuple[bool, str]:
@@ -75,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m cimtile.tb.mutate: unknown mutant or suite: {', '.join(bad)}", file=sys.stderr)
         return 2
     rows, survived = [], 0
+    kills = dict.fromkeys(suites, 0)
     for name in names:
         row = [name]
         for s in suites:
@@ -86,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 killed, how = run_regress_suite(name, a.regress_n, a.jobs)
             survived += not killed
+            kills[s] += killed
             row.append(f"{'killed' if killed else 'SURVIVED'} ({how}; {time.perf_counter() - t0:.0f} s)")
             print(f"{name} / {s}: {row[-1]}", flush=True)
         rows.append(row)
@@ -95,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(f"| `{row[0]}` | {MUTANTS[row[0]].what} | " + " | ".join(row[1:]) + " |")
     total = len(names) * len(suites)
-    print(f"\n{total - survived}/{total} (mutant, suite) pairs killed")
+    print()
+    for s in suites:
+        print(f"{s}: {kills[s]}/{len(names)} mutants killed" + ("" if kills[s] == len(names) else " (NOT all)"))
+    print(f"{total - survived}/{total} (mutant, suite) pairs killed")
     return 1 if survived else 0
 
 

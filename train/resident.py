@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from cimtile.hw import encoding
+from cimtile.hw import encoding, isa
 from cimtile.hw.isa import Opcode, encode
 from cimtile.hw.params import TileConfig, load_config
 from cimtile.sim.tile import RunResult, Tile
@@ -290,11 +290,12 @@ class ResidentTile:
 
     def program(self, W: np.ndarray, *, wbits: int, abits: int = 8, wsigned: bool = True, asigned: bool = False,
                 adc_shift: int | None = None, mask: np.ndarray | None = None, balanced: bool = False,
-                adc_headroom: int = 0) -> int:
+                adc_headroom: int = 0, signed_digits: bool = False) -> int:
         """Write integer weights ``W`` (K inputs x N outputs) and their mask (True = pruned); returns cycles.
 
         ``adc_shift`` defaults to the smallest shift with which no conversion can clip, plus ``adc_headroom``
-        bits (room for the weights to grow under training). ``balanced`` programs
+        bits (room for the weights to grow under training). ``signed_digits`` programs multi-slice weights
+        with a signed digit per slice (room to move both ways under VAU; see :meth:`carry`). ``balanced`` programs
         (and :meth:`write_weights`, :meth:`zero` later write) the balanced encoding of
         :func:`cimtile.hw.encoding.encode_weights`.
         """
@@ -306,7 +307,7 @@ class ResidentTile:
         if K > self.cfg.rows or N * g > self.cfg.cols:
             raise ResidentError(f"layer {K}x{N} needs {K} rows and {N * g} columns; tile {self.cfg.name} has "
                                 f"{self.cfg.rows}x{self.cfg.cols}")
-        lv = encoding.encode_weights(self.cfg, W, wbits, wsigned, balanced=balanced)
+        lv = encoding.encode_weights(self.cfg, W, wbits, wsigned, balanced=balanced, signed_digits=signed_digits)
         if adc_shift is None:
             # The largest column sum these levels can give (every input slice at its top value, per row
             # group): the smallest shift under which it cannot clip. Later updates may exceed it; the
@@ -360,32 +361,103 @@ class ResidentTile:
         acc = np.asarray(res.outputs[0]).reshape(nb * c, self.cfg.cols)
         return acc[:n, :N].astype(np.int64)
 
+    @property
+    def slices(self) -> int:
+        """Weight slices of the programmed layer (``ceil((wbits - 1) / cell_bits)`` for signed weights)."""
+        self._need()
+        return encoding.weight_slices(self.layer["wbits"], self.layer["wsigned"], self.cfg.cell_bits)
+
+    def slice_digits(self, d: np.ndarray) -> list[np.ndarray]:
+        """Integer deltas (weight units) as one signed digit per weight slice, least significant first:
+        ``d = sum_s digit_s * 2**(s * cell_bits)``, every digit but the top in ``-B/2 .. B/2 - 1``."""
+        B, half = 1 << self.cfg.cell_bits, 1 << (self.cfg.cell_bits - 1)
+        rest, out = np.asarray(d, dtype=np.int64), []
+        for _ in range(self.slices - 1):
+            dig = (rest + half) % B - half
+            out.append(dig)
+            rest = (rest - dig) // B
+        return out + [rest]
+
     def vau(self, row_delta: np.ndarray | None = None, col_delta: np.ndarray | None = None, *, pair: int = 1,
             weight_slice: int | None = None) -> int:
         """VAU row update (one delta per input row) then column update (one per output); returns cycles.
 
-        ``pair`` is the VAU pair mode (1 = ``diff``: a positive delta raises the weights);
-        ``weight_slice`` restricts the update to one weight slice. Deltas are integers in -128..127.
+        ``pair`` is the VAU pair mode (1 = ``diff``: a positive delta raises the weights). Deltas are integers
+        in -128..127, in weight units. With one weight slice they are the cells' level steps. With several
+        slices and ``weight_slice`` None, each delta is cut into one signed digit per slice
+        (:meth:`slice_digits`) and every slice with a non-zero digit gets its own VAUR and VAUC (``only=1``,
+        ``slice=s``): the cells saturate and never carry (docs/isa.md), see :meth:`carry`.
+        ``weight_slice`` restricts the update to that slice with the deltas as its level steps. Row and
+        column deltas go in with one LDD.
         """
         self._need()
         K, N = self.shape
+        r = None if row_delta is None else self._delta(row_delta, K, "row")
+        cd = None if col_delta is None else self._delta(col_delta, N, "column")
+        if r is None and cd is None:
+            return 0
+        if weight_slice is not None or self.slices == 1:
+            plan = [(weight_slice, r, cd)]
+        else:
+            rs = self.slice_digits(r) if r is not None else [None] * self.slices
+            cs = self.slice_digits(cd) if cd is not None else [None] * self.slices
+            plan = [(s, a, b) for s, (a, b) in enumerate(zip(rs, cs))
+                    if (a is not None and a.any()) or (b is not None and b.any())]
         words, feed = self._head(), []
-        fields = dict(pair=pair, only=int(weight_slice is not None), slice=weight_slice or 0)
-        if row_delta is not None:
-            r = self._delta(row_delta, K, "row")
-            dv = np.zeros((1, self.cfg.delta_len), dtype=np.int64)
-            dv[0, :K] = r
-            words += [encode(Opcode.LDD, start=0, count=1), encode(Opcode.VAUR, delta_addr=0, **fields)]
-            feed.append(dv)
-        if col_delta is not None:
-            cd = self._delta(col_delta, N, "column")
-            dv = np.zeros((1, self.cfg.delta_len), dtype=np.int64)
-            dv[0, :self.ncols] = np.repeat(cd, self.group)
-            words += [encode(Opcode.LDD, start=0, count=1), encode(Opcode.VAUC, delta_addr=0, **fields)]
+        for sl, a, b in plan:
+            fields = dict(pair=pair, only=int(sl is not None), slice=sl or 0)
+            dv = np.zeros(((a is not None) + (b is not None), self.cfg.delta_len), dtype=np.int64)
+            if a is not None:
+                dv[0, :K] = a
+            if b is not None:
+                dv[-1, :self.ncols] = np.repeat(b, self.group)
+            words.append(encode(Opcode.LDD, start=0, count=len(dv)))
+            if a is not None:
+                words.append(encode(Opcode.VAUR, delta_addr=0, **fields))
+            if b is not None:
+                words.append(encode(Opcode.VAUC, delta_addr=len(dv) - 1, **fields))
             feed.append(dv)
         if not feed:
             return 0
         return self._run("vau", words + [HALT], feed).cycles
+
+    def carry(self) -> int:
+        """The host's carry for multi-slice weights: read every cell level (RDW, RDM), re-encode each unmasked
+        weight with signed digits (:func:`cimtile.hw.encoding.encode_weights`, ``signed_digits``: the same
+        weight, lower slices back in the middle of their range) and write the cells that change, with WSET
+        of exactly those cells or LDW of the window (write-and-verify of every column), whichever the ISA's
+        cycle formulas make cheaper. Masked cells and masks are unchanged. Returns cycles (kind ``carry``).
+
+        A weight whose cells sum beyond the weight range (possible when ``wbits - 1`` is not a multiple of
+        ``cell_bits``) is clipped to it.
+        """
+        self._need()
+        L = self.layer
+        res = self._run("carry", [encode(Opcode.RDW, start=0, count=self.ncols),
+                                  encode(Opcode.RDM, start=0, count=self.ncols), HALT], [])
+        K = self.shape[0]
+        levels = np.asarray(res.outputs[0]).astype(np.int64)
+        masks = np.asarray(res.outputs[1]).astype(bool)
+        W = encoding.decode_weights(self.cfg, levels[:K], None, L["wbits"], L["wsigned"])
+        lo, hi = self.weight_range
+        new = encoding.encode_weights(self.cfg, np.clip(W, lo, hi), L["wbits"], L["wsigned"],
+                                      signed_digits=True).astype(np.int64)
+        rows, cols = np.nonzero((new != levels[:K]) & ~masks[:K])
+        if not rows.size:
+            return res.cycles
+        ns = isa.cfg_namespace(self.cfg)
+        # the two programs' cycles by the ISA's formulas: WSETs (one HALT per program of prog_depth - 1
+        # words) against CFG, WIN, LDW and HALT
+        wset = rows.size * isa.cycles(Opcode.WSET, ns, {}) + -(-rows.size // (self.cfg.prog_depth - 1))
+        ldw = isa.cycles(Opcode.LDW, ns, {"start": 0, "count": self.ncols}) + 3
+        if wset <= ldw:
+            words = [encode(Opcode.WSET, row=int(r), col=int(c), value=int(new[r, c])) for r, c in zip(rows, cols)]
+            return res.cycles + self._cells("carry", words)
+        out = levels.copy()
+        out[:K] = np.where(masks[:K], levels[:K], new)
+        cyc = self._run("carry", self._head() + [encode(Opcode.LDW, start=0, count=self.ncols), HALT],
+                        [out]).cycles
+        return res.cycles + cyc
 
     def _delta(self, d, n: int, what: str) -> np.ndarray:
         d = np.asarray(d)

@@ -38,9 +38,15 @@ from cimtile.errors import CimtileError
 from . import rules
 from .resident import ResidentTile
 
-__all__ = ["METHODS", "Schedule", "SparseResult", "TrainError", "run", "run_method"]
+__all__ = ["ALL_METHODS", "DIAGNOSTIC_METHODS", "METHODS", "Schedule", "SparseResult", "TrainError", "run",
+           "run_method"]
 
 METHODS = ("float", "exact", "vau-lsq", "vau-sign")
+#: Methods run only when asked for: ``exact-fit`` writes the least-squares row+column fit that ``vau-lsq``
+#: applies, but per cell (WSET, stochastically rounded per weight). It separates the fit's error from the
+#: VAU's level steps (every weight of a row or column moving at once).
+DIAGNOSTIC_METHODS = ("exact-fit",)
+ALL_METHODS = METHODS + DIAGNOSTIC_METHODS
 
 
 class TrainError(CimtileError, ValueError):
@@ -75,6 +81,9 @@ class Schedule:
     encoding: str = "canonical"  # how the VAU methods program weights: canonical | balanced
     adc_headroom: int = 0  # extra ADC range-shift bits over the programmed levels' worst case
     train_lr_scale: float = 1.0  # the train phase (after regrowth) uses lr * train_lr_scale
+    # multi-slice weights (wbits > cell_bits + 1) under VAU: the host's carry (ResidentTile.carry: read the
+    # levels, re-encode with signed digits, write back) after every ``carry_every`` VAU steps
+    carry_every: int = 8
     # a DeviceModel preset, JSON file or dict (docs/devices.md): the golden tiles program and read with it
     device: str | dict | None = None
 
@@ -101,6 +110,8 @@ class Schedule:
             raise TrainError(f"data {self.data!r}: expected digits or mnist")
         if self.encoding not in ("canonical", "balanced"):
             raise TrainError(f"encoding {self.encoding!r}: expected canonical or balanced")
+        if self.carry_every < 1:
+            raise TrainError(f"carry_every = {self.carry_every}: expected >= 1")
         if self.vau_gain <= 0 or self.train_lr_scale <= 0 or not 0 <= self.adc_headroom <= 15:
             raise TrainError("vau_gain and train_lr_scale must be positive, adc_headroom in 0..15")
         if self.device_model() is not None and self.backend != "golden":
@@ -127,7 +138,7 @@ class SparseResult:
 
     @property
     def update_cycles(self) -> int:
-        return int(self.cycles.get("vau", 0) + self.cycles.get("wset", 0))
+        return int(self.cycles.get("vau", 0) + self.cycles.get("wset", 0) + self.cycles.get("carry", 0))
 
 
 def _torch():
@@ -202,6 +213,7 @@ class _Method:
         self.wscale: list[float] = []
         self.fit_errors: list[float] = []
         self.carry = [rules.Carry(w.shape[0], w.shape[1]) for w in net.weights]
+        self.vau_steps = 0
         if name != "float":
             from cimtile.hw import encoding
 
@@ -214,9 +226,11 @@ class _Method:
                 # method (common random numbers)
                 t = ResidentTile(self.cfg, s.backend, device=None if dev is None else dev.replace(seed=dev.seed + i))
                 # Exact updates write canonical levels; VAU methods use the schedule's encoding.
+                # Multi-slice weights under VAU start with signed digits (room both ways in every slice).
                 balanced = name.startswith("vau") and s.encoding == "balanced"
                 t.program(np.clip(np.round(wf / sc), -wmax, wmax).astype(np.int64), wbits=self.wbits,
-                          abits=s.abits, balanced=balanced, adc_headroom=s.adc_headroom)
+                          abits=s.abits, balanced=balanced, adc_headroom=s.adc_headroom,
+                          signed_digits=name.startswith("vau") and not balanced)
                 self.tiles.append(t)
                 self.wscale.append(sc)
         self.torch = torch
@@ -259,7 +273,10 @@ class _Method:
         for i, (t, g) in enumerate(zip(self.tiles, grads)):
             D = -lr * g.numpy().astype(np.float64) / self.wscale[i]
             m = self.masks[i]
-            if self.name == "exact":
+            if self.name in ("exact", "exact-fit"):
+                if self.name == "exact-fit":
+                    r, c = rules.lsq_fit(D, m)
+                    D = r[:, None] + c[None, :]
                 W = t.read()[0]
                 lo, hi = t.weight_range
                 new = np.clip(W + rules.stochastic_round(D, self.rng), lo, hi)
@@ -274,6 +291,12 @@ class _Method:
             else:
                 r, c = rules.sign_pulses(D, m, self.rng)
                 t.vau(r if r.any() else None, c if c.any() else None)
+        if self.name.startswith("vau") and self.tiles and self.tiles[0].slices > 1:
+            # Slice cells saturate without carrying (docs/isa.md): the host carries every carry_every steps.
+            self.vau_steps += 1
+            if self.vau_steps % self.s.carry_every == 0:
+                for t in self.tiles:
+                    t.carry()
 
     # -- masks --------------------------------------------------------------------------------------
 
@@ -358,8 +381,8 @@ def run_method(name: str, s: Schedule, net, pre_hist: list, calib: list[float],
 
     torch = _torch()
 
-    if name not in METHODS:
-        raise TrainError(f"method {name!r}: expected one of {', '.join(METHODS)}")
+    if name not in ALL_METHODS:
+        raise TrainError(f"method {name!r}: expected one of {', '.join(ALL_METHODS)}")
     t0 = time.perf_counter()
     xtr, ytr, xte, yte = load_data(s)
     net = copy.deepcopy(net)
@@ -437,8 +460,8 @@ def run(s: Schedule, methods=METHODS, progress: Callable | None = None) -> tuple
     pre-training history."""
     s.check()
     for m in methods:
-        if m not in METHODS:
-            raise TrainError(f"method {m!r}: expected one of {', '.join(METHODS)}")
+        if m not in ALL_METHODS:
+            raise TrainError(f"method {m!r}: expected one of {', '.join(ALL_METHODS)}")
     net, hist = pretrain(s, progress)
     xtr = load_data(s)[0]
     calib = calibrate(net, xtr)

@@ -251,18 +251,8 @@ def quantize_weight_layers(model, x: np.ndarray):
     del g.initializer[:]
     g.initializer.extend(keep)
     # topological order: the new Q/DQ nodes were appended at the end
-    order, done, pending = [], {i.name for i in g.input} | {i.name for i in g.initializer} | {""}, list(g.node)
-    while pending:
-        rest = []
-        for node in pending:
-            if all(i in done for i in node.input):
-                order.append(node)
-                done.update(node.output)
-            else:
-                rest.append(node)
-        if len(rest) == len(pending):
-            raise ValueError("graph has a cycle")
-        pending = rest
-    del g.node[:]
-    g.node.extend(order)
+    from cimtile.compiler.frontend import sort_nodes
+
+    if not sort_nodes(g):
+        raise ValueError("graph has a cycle")
     return m

@@ -1,0 +1,200 @@
+"""Layer registers: CFG and WIN state and the geometry derived from it (slices, groups, conversions)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .encoding import group_size
+from .isa import ARGS
+from .params import ADDR_BITS, TileConfig
+
+__all__ = ["DIGITS", "LayerRegisters", "const_div", "div_table", "layer_layout", "step_digits"]
+
+#: A conversion index of an MVM as mixed-radix digits: input slice ``k``, row group ``g``, output
+#: ``o``, conversion within the output's weight group ``q`` (radices nis, nrg, n_out, gconv).
+DIGITS = data.StructLayout({"k": 12, "g": ADDR_BITS + 2, "o": ADDR_BITS + 2, "q": 6})
+
+
+def layer_layout(cfg: TileConfig) -> data.StructLayout:
+    """The layer state every data path reads: CFG and WIN registers and their derived geometry
+    (:func:`cimtile.hw.isa.geometry`: ``nis``, ``nws``, ``group``, ``nrg``, ``n_out``, ``aligned``), plus
+    ``gconv`` (conversions per output group), ``step`` (physical columns per conversion, 2 for a
+    differential pair converted once) and ``analog`` (such pairs are in use)."""
+    fc = ARGS["cfg"]
+    return data.StructLayout({
+        "wbits_m1": fc["wbits_m1"].shape, "abits_m1": fc["abits_m1"].shape,
+        "wsigned": fc["wsigned"].shape, "asigned": fc["asigned"].shape, "adc_shift": fc["adc_shift"].shape,
+        "row_start": ADDR_BITS, "row_count": ADDR_BITS + 1, "col_start": ADDR_BITS, "col_count": ADDR_BITS + 1,
+        "nis": 4, "nws": 4, "group": 5, "nrg": ADDR_BITS + 1, "n_out": ADDR_BITS + 1, "gconv": 5, "step": 2,
+        "aligned": 1, "analog": 1,
+    })
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def div_table(value, divisor: int, limit: int):
+    """``(value // divisor, value % divisor == 0)`` for 0 <= value <= limit: constant tables (a few
+    LUT levels) for arrays up to 256 wide, else a multiply by a reciprocal."""
+    if limit <= 256:
+        w = max(1, (limit // divisor).bit_length())
+        q = Array(Const(n // divisor, w) for n in range(limit + 1))[value]
+        z = Array(Const(int(n % divisor == 0), 1) for n in range(limit + 1))[value]
+        return q, z
+    q = const_div(value, divisor, limit)
+    return q, q * divisor == value
+
+
+def const_div(value, divisor: int, limit: int):
+    """``value // divisor`` for 0 <= value <= limit as a multiply by a reciprocal and a shift:
+    a few adders deep instead of a divider (checked exhaustively here, at elaboration)."""
+    if divisor & (divisor - 1) == 0:
+        return value >> (divisor.bit_length() - 1)
+    nbits = limit.bit_length()
+    for s in range(nbits, 3 * nbits + 8):
+        mult = -(-(1 << s) // divisor)
+        if all((n * mult) >> s == n // divisor for n in range(limit + 1)):
+            return (value * mult) >> s
+    raise AssertionError(f"no reciprocal for {divisor} up to {limit}")  # pragma: no cover
+
+
+def step_digits(digits, gconv, n_out, nrg, mux=Mux):
+    """The digits of the next conversion index (single carries); works on ints with ``mux`` a
+    Python conditional, so the reset values come from the same code."""
+    k, g, o, q = digits
+    q1 = q + 1
+    carry_q = q1 >= gconv
+    o1 = o + carry_q
+    carry_o = carry_q & (o1 >= n_out)
+    g1 = g + carry_o
+    carry_g = carry_o & (g1 >= nrg)
+    return (k + carry_g, mux(carry_g, 0, g1), mux(carry_o, 0, o1), mux(carry_q, 0, q1))
+
+
+def _py_mux(cond, a, b):
+    return a if cond else b
+
+
+class LayerRegisters(wiring.Component):
+    """CFG and WIN registers, their derived geometry, and the MVM lanes' starting digits.
+
+    Timing contract: in a cycle with ``cfg_write`` (``win_write``) the CFG (WIN) fields on ``cfg_fields``
+    (``win_fields``) are the next layer; with ``commit`` high (no error in this cycle) every register takes
+    its next value at the clock edge, so an instruction in the following cycle sees the new
+    ``layer``, ``lane_start`` and ``lane_step`` with no divider on its own path. The geometry is
+    computed from the fields before the instruction's checks: an error only lowers ``commit``.
+    ``lane_start[i]`` holds the digits of conversion ``i`` and ``lane_step`` those of ``n_adcs``
+    (the amount every lane advances per round); the values at reset are those of the reset layer
+    (``hw.isa.RESET_CFG`` and the whole array as window).
+
+    Parameters
+    ----------
+    cfg : TileConfig
+    """
+
+    def __init__(self, cfg: TileConfig):
+        self.cfg = cfg
+        super().__init__({
+            "cfg_fields": In(ARGS["cfg"]),
+            "cfg_write": In(1),
+            "win_fields": In(ARGS["win"]),
+            "win_write": In(1),
+            "commit": In(1),
+            "layer": Out(layer_layout(cfg), init=self._reset_layer(cfg)),
+            "lane_start": Out(DIGITS).array(cfg.n_adcs),
+            "lane_step": Out(DIGITS),
+        })
+
+    @staticmethod
+    def _reset_layer(cfg: TileConfig) -> dict:
+        rc = isa.RESET_CFG
+        r0, nr, c0, nc = isa.reset_window(cfg)
+        g = isa.geometry(cfg, rc["wbits"], rc["abits"], bool(rc["wsigned"]), bool(rc["asigned"]), nr, nc)
+        analog = cfg.analog_diff and bool(rc["wsigned"])
+        return {"wbits_m1": rc["wbits"] - 1, "abits_m1": rc["abits"] - 1, "wsigned": rc["wsigned"],
+                "asigned": rc["asigned"], "adc_shift": rc["adc_shift"], "row_start": r0, "row_count": nr,
+                "col_start": c0, "col_count": nc, "nis": g.nis, "nws": g.nws, "group": g.group, "nrg": g.nrg,
+                "n_out": g.n_out, "gconv": g.nws if analog else g.group, "step": 2 if analog else 1,
+                "aligned": int(g.aligned), "analog": int(analog)}
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, now = self.cfg, self.layer
+        # The next CFG/WIN fields (``fields``), then the whole next layer with its derived geometry
+        # (``nxt``): two signals, so that no signal feeds itself (Verilator's UNOPTFLAT).
+        fields, nxt = Signal(layer_layout(cfg)), Signal(layer_layout(cfg))
+        m.d.comb += fields.eq(now)
+        with m.If(self.cfg_write):
+            f = self.cfg_fields
+            m.d.comb += [fields.wbits_m1.eq(f.wbits_m1), fields.abits_m1.eq(f.abits_m1),
+                         fields.wsigned.eq(f.wsigned), fields.asigned.eq(f.asigned), fields.adc_shift.eq(f.adc_shift)]
+        with m.If(self.win_write):
+            w = self.win_fields
+            m.d.comb += [fields.row_start.eq(w.row_start), fields.row_count.eq(w.row_count_m1 + 1),
+                         fields.col_start.eq(w.col_start), fields.col_count.eq(w.col_count_m1 + 1)]
+        m.d.comb += nxt.eq(fields)
+        self._geometry(m, fields, nxt)
+        with m.If(self.commit):
+            m.d.sync += now.eq(nxt)
+        self._lane_chain(m, nxt)
+        return m
+
+    def _geometry(self, m, src, nxt):
+        """The derived fields of ``nxt`` from the CFG and WIN fields of ``src``: small constant tables."""
+        cfg = self.cfg
+        nws = Signal(4)
+        m.d.comb += nxt.nws.eq(nws)
+        with m.Switch(Cat(src.abits_m1, src.asigned)):
+            for a in range(8):
+                for s in range(2):
+                    with m.Case(a | (s << 3)):
+                        m.d.comb += nxt.nis.eq(isa.input_slices(a + 1, bool(s), cfg.dac_bits))
+        with m.Switch(Cat(src.wbits_m1, src.wsigned)):
+            for w in range(8):
+                for s in range(2):
+                    with m.Case(w | (s << 3)):
+                        m.d.comb += nws.eq(isa.weight_slices(w + 1, bool(s), cfg.cell_bits) if (w or not s) else 0)
+        group = Signal(5)
+        m.d.comb += [group.eq(Mux(src.wsigned, nws << 1, nws)), nxt.group.eq(group)]
+        groups = sorted({group_size(cfg, w, s) for w in range(1, 9) for s in (False, True) if not (s and w < 2)})
+        m.d.comb += [nxt.n_out.eq(0), nxt.aligned.eq(0)]
+        with m.Switch(group):
+            for size in groups:
+                with m.Case(size):
+                    quotient, exact = div_table(src.col_count[:cfg.cols.bit_length()], size, cfg.cols)
+                    m.d.comb += [nxt.n_out.eq(quotient), nxt.aligned.eq(exact)]
+        per = cfg.rows_per_conv
+        if cfg.rows <= 256:
+            table = Array(Const(_ceil_div(n, per), ADDR_BITS + 1) for n in range(cfg.rows + 1))
+            m.d.comb += nxt.nrg.eq(table[src.row_count[:cfg.rows.bit_length()]])
+        else:
+            m.d.comb += nxt.nrg.eq(const_div(src.row_count + (per - 1), per, cfg.rows + per - 1))
+        analog = src.wsigned if cfg.analog_diff else Const(0, 1)
+        m.d.comb += [nxt.analog.eq(analog), nxt.gconv.eq(Mux(analog, nws, group)),
+                     nxt.step.eq(Mux(analog, 2, 1))]
+
+    def _lane_chain(self, m, nxt):
+        """``lane_start`` / ``lane_step`` as registers loaded with the layer (same next values and
+        enable), so that no chain of incrementers precedes the MVM's per-round digit adders."""
+        cfg = self.cfg
+        reset = self._reset_layer(cfg)
+        radices_reset = (reset["gconv"], reset["n_out"], reset["nrg"])
+        digits = (Const(0, 12), Const(0, ADDR_BITS + 2), Const(0, ADDR_BITS + 2), Const(0, 6))
+        values = (0, 0, 0, 0)
+        outs = [*self.lane_start[1:], self.lane_step]
+        for i, out in enumerate(outs):
+            values = step_digits(values, *radices_reset, mux=_py_mux)
+            step = step_digits(digits, nxt.gconv, nxt.n_out, nxt.nrg)
+            digits = tuple(Signal(len(f), name=f"chain{i + 1}_next_{n}") for f, n in zip(
+                (out.k, out.g, out.o, out.q), "kgoq"))
+            m.d.comb += [s.eq(v) for s, v in zip(digits, step)]
+            reg = Signal(DIGITS, name=f"chain{i + 1}", init=dict(zip("kgoq", (int(v) for v in values))))
+            with m.If(self.commit):
+                m.d.sync += reg.eq(Cat(*digits))
+            m.d.comb += out.eq(reg)
+        m.d.comb += self.lane_start[0].eq(0)
+

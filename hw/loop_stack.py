@@ -1,0 +1,125 @@
+"""The hardware loop stack: LOOP pushes a level, the end of a body wraps or pops, iterations cost no cycles."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .params import TileConfig
+
+__all__ = ["LoopStack", "OFFSET_BITS", "SPACES", "pc_bits"]
+
+#: The address spaces a loop level strides (LOOP's ``stride_in``, ``stride_acc``, ``stride_out``).
+SPACES = ("in", "acc", "out")
+#: Width of a loop address offset: loop_depth x 255 x 4095 < 2**24.
+OFFSET_BITS = 24
+#: LOOP's iteration count field is 12 bits wide (count_m1 + 1 <= 4096).
+COUNT_BITS = 13
+STRIDE_BITS = 8
+
+
+def pc_bits(cfg: TileConfig) -> int:
+    """Width of a program address that can also hold ``prog_depth`` (one past the last word)."""
+    return cfg.prog_depth.bit_length()
+
+
+class LoopStack(wiring.Component):
+    """``loop_depth`` levels of (body start, body end, iterations left, strides, offsets).
+
+    Timing contract: ``next_pc`` is combinational from ``pc`` and the stack (``pc + 1``, or the
+    start of the innermost level whose body ends at ``pc + 1`` and has iterations left; an
+    exhausted level pops and the enclosing one looks at the same address, so several levels can
+    end together). ``offsets`` (per address space of :data:`SPACES`) and ``enclosing_end`` are
+    combinational from the registers (the innermost level's, 0 and ``prog_len`` on an empty stack).
+    In a cycle with ``advance`` (the instruction's last cycle) the wraps and pops that
+    ``next_pc`` used take effect at the clock edge (a wrap adds the level's strides to its
+    offsets). ``push`` (LOOP's cycle) pushes ``push_start`` .. ``push_end`` with ``push_count``
+    iterations and ``push_strides``, taking the current offsets; ``next_pc`` is then ``pc + 1``.
+    ``clear`` empties the stack (a run's start).
+
+    Parameters
+    ----------
+    cfg : TileConfig
+    """
+
+    def __init__(self, cfg: TileConfig):
+        self.cfg = cfg
+        pcb = pc_bits(cfg)
+        super().__init__({
+            "pc": In(pcb),
+            "prog_len": In(pcb + 1),
+            "advance": In(1),
+            "push": In(1),
+            "push_start": In(pcb),
+            "push_end": In(pcb + 1),
+            "push_count": In(COUNT_BITS),
+            "push_strides": In(STRIDE_BITS).array(len(SPACES)),
+            "clear": In(1),
+            "next_pc": Out(pcb),
+            "offsets": Out(OFFSET_BITS).array(len(SPACES)),
+            "enclosing_end": Out(pcb + 1),
+            "loop_room": Out(signed(pcb + 3)),
+            "levels": Out(range(cfg.loop_depth + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        depth, pcb, n_spaces = self.cfg.loop_depth, pc_bits(self.cfg), len(SPACES)
+        start = [Signal(pcb, name=f"start{i}") for i in range(depth)]
+        end = [Signal(pcb + 1, name=f"end{i}") for i in range(depth)]
+        left = [Signal(COUNT_BITS, name=f"left{i}") for i in range(depth)]
+        stride = [[Signal(STRIDE_BITS, name=f"stride{i}_{s}") for s in SPACES] for i in range(depth)]
+        offset = [[Signal(OFFSET_BITS, name=f"offset{i}_{s}") for s in SPACES] for i in range(depth)]
+        levels = self.levels
+
+        m.d.comb += [o.eq(0) for o in self.offsets]
+        m.d.comb += self.enclosing_end.eq(self.prog_len)
+        for i in range(depth):
+            with m.If(levels == i + 1):
+                m.d.comb += [self.offsets[k].eq(offset[i][k]) for k in range(n_spaces)]
+                m.d.comb += self.enclosing_end.eq(end[i])
+        # LOOP's nesting check compares its body with this (from registers only).
+        m.d.comb += self.loop_room.eq(self.enclosing_end - self.pc - 2)
+
+        # The loop-end chain, innermost level first.
+        sequential = Signal(pcb + 1)
+        m.d.comb += sequential.eq(self.pc + 1)
+        m.d.comb += self.next_pc.eq(sequential)
+        carry_on = Const(1, 1)
+        wraps, pops = [], []
+        for i in reversed(range(depth)):
+            active = levels > i
+            at_end = active & (end[i] == sequential)
+            wrap, pop, cont = Signal(name=f"wrap{i}"), Signal(name=f"pop{i}"), Signal(name=f"cont{i}")
+            m.d.comb += [wrap.eq(carry_on & at_end & (left[i] > 1)),
+                         pop.eq(carry_on & at_end & (left[i] <= 1)),
+                         cont.eq(carry_on & (~active | pop))]
+            wraps.insert(0, wrap)
+            pops.insert(0, pop)
+            carry_on = cont
+        for i in range(depth):
+            with m.If(wraps[i] & ~self.push):
+                m.d.comb += self.next_pc.eq(start[i])
+
+        with m.If(self.clear):
+            m.d.sync += levels.eq(0)
+        with m.Elif(self.push):
+            # The push happens even when LOOP's checks fail: the run stops then, and every run
+            # starts with an empty stack.
+            m.d.sync += levels.eq(levels + 1)
+            for i in range(depth):
+                with m.If(levels == i):
+                    m.d.sync += [start[i].eq(self.push_start), end[i].eq(self.push_end),
+                                 left[i].eq(self.push_count)]
+                    m.d.sync += [stride[i][k].eq(self.push_strides[k]) for k in range(n_spaces)]
+                    m.d.sync += [offset[i][k].eq(self.offsets[k]) for k in range(n_spaces)]
+        with m.Elif(self.advance):
+            for i in reversed(range(depth)):
+                with m.If(pops[i]):
+                    m.d.sync += levels.eq(i)
+            for i in range(depth):
+                with m.If(wraps[i]):
+                    m.d.sync += [levels.eq(i + 1), left[i].eq(left[i] - 1)]
+                    m.d.sync += [offset[i][k].eq(offset[i][k] + stride[i][k]) for k in range(n_spaces)]
+        return m

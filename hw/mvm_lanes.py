@@ -1,0 +1,177 @@
+"""The MVM lane sequencer: n_adcs lanes walking an MVM's conversions, requests to the crossbar."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layer import DIGITS, layer_layout
+from .params import ADDR_BITS, TileConfig
+
+__all__ = ["CONVERSION", "MvmLanes"]
+
+#: What the shift-and-add needs of a conversion when its ADC code arrives: whether the lane
+#: converts, the output it belongs to, the code's shift (adc_shift + input-slice + weight-slice
+#: weight), whether it is subtracted (negative column or sign slice) and whether it was a
+#: differential pair converted once (a signed ADC range).
+CONVERSION = data.StructLayout({"valid": 1, "o": ADDR_BITS + 2, "shift": 6, "neg": 1, "diff": 1})
+
+#: A request in flight between issue and word-line drive (adds the slice and the row range).
+_REQUEST = data.StructLayout({"conv": CONVERSION, "k": 4, "lo": ADDR_BITS + 1, "hi": ADDR_BITS + 1, "sign": 1})
+
+
+class MvmLanes(wiring.Component):
+    """Conversion j of an MVM goes to lane ``j mod n_adcs`` in round ``j div n_adcs``.
+
+    Each lane keeps its conversion index as mixed-radix digits (:data:`cimtile.hw.layer.DIGITS`);
+    a round adds ``lane_step`` to every lane (single carries).
+
+    Timing contract (cycle t a round issues): with ``start`` (the MVM's first cycle) the lanes
+    issue from ``lane_start``, else from their registers. In a cycle with ``run`` and no
+    conversion cycle in progress, a round issues if lane 0 has a conversion left (``issuing``):
+    ``col[i]`` / ``pair[i]`` go to the crossbar in cycle t (combinational), the input vector ``x``
+    must be on its input in cycle t+1 (the input buffer's read data), when ``wl[i]`` drives the
+    word lines (the lane's slice bit plane masked to its row group); in cycle t+2 ``conversion[i]``
+    describes the column sum the crossbar presents then. With ``adc_cycles`` = A > 1 a round
+    occupies A cycles of ``run``. ``finished`` is high when ``run`` would issue but nothing is
+    left. ``abort`` (an error) resets the round counter.
+
+    Parameters
+    ----------
+    cfg : TileConfig
+    mutation : str or None
+        ``"shift_add"`` (test-only) weights input slices k >= 1 one bit too high.
+    """
+
+    def __init__(self, cfg: TileConfig, mutation: str | None = None):
+        self.cfg = cfg
+        self.mutation = mutation
+        rows, lanes = cfg.rows, cfg.n_adcs
+        super().__init__({
+            "layer": In(layer_layout(cfg)),
+            "lane_start": In(DIGITS).array(lanes),
+            "lane_step": In(DIGITS),
+            "x": In(8 * rows),
+            "start": In(1),
+            "run": In(1),
+            "abort": In(1),
+            "issuing": Out(1),
+            "finished": Out(1),
+            "col": Out(ADDR_BITS + 2).array(lanes),
+            "pair": Out(1).array(lanes),
+            "wl": Out(rows * cfg.dac_bits).array(lanes),
+            "conversion": Out(CONVERSION).array(lanes),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        lanes, adc_cycles = cfg.n_adcs, cfg.adc_cycles
+        requests = [Signal(_REQUEST, name=f"lane{i}_request") for i in range(lanes)]
+        issued = [Signal(_REQUEST, name=f"lane{i}_issued") for i in range(lanes)]
+        lane_digits = [Signal(DIGITS, name=f"lane{i}_digits") for i in range(lanes)]
+        current = [Signal(DIGITS, name=f"lane{i}_current") for i in range(lanes)]
+        conv_cycle = Signal(range(max(adc_cycles, 2)))
+        slices, sign_slice = self._planes(m)
+        for i in range(lanes):
+            m.d.comb += current[i].eq(Mux(self.start, self.lane_start[i], lane_digits[i]))
+            col = self._request(m, current[i], requests[i], i)
+            m.d.comb += [self.col[i].eq(col), self.pair[i].eq(self.layer.analog)]
+            m.d.sync += [self.conversion[i].eq(issued[i].conv), issued[i].conv.valid.eq(0)]
+            m.d.comb += self.wl[i].eq(self._word_lines(m, issued[i], i, slices, sign_slice))
+
+        idle = conv_cycle == 0
+        m.d.comb += [self.issuing.eq(self.run & idle & requests[0].conv.valid),
+                     self.finished.eq(idle & ~requests[0].conv.valid)]
+        with m.If(self.issuing):
+            for i in range(lanes):
+                m.d.sync += [issued[i].eq(requests[i]), lane_digits[i].eq(self._add_step(current[i]))]
+            if adc_cycles > 1:
+                m.d.sync += conv_cycle.eq(1)
+        if adc_cycles > 1:
+            with m.If(self.run & ~idle):
+                m.d.sync += conv_cycle.eq(Mux(conv_cycle == adc_cycles - 1, 0, conv_cycle + 1))
+        with m.If(self.abort):
+            m.d.sync += conv_cycle.eq(0)
+        return m
+
+    def _add_step(self, d):
+        """``d + lane_step`` in the mixed radix of the layer (each digit carries at most once)."""
+        s, ly = self.lane_step, self.layer
+        q1 = d.q + s.q
+        carry_q = q1 >= ly.gconv
+        o1 = d.o + s.o + carry_q
+        carry_o = o1 >= ly.n_out
+        g1 = d.g + s.g + carry_o
+        carry_g = g1 >= ly.nrg
+        # each digit truncated to its field's width
+        return Cat(*[(v)[:len(f)] for v, f in zip(
+            (d.k + s.k + carry_g, Mux(carry_g, g1 - ly.nrg, g1), Mux(carry_o, o1 - ly.n_out, o1),
+             Mux(carry_q, q1 - ly.gconv, q1)), (d.k, d.g, d.o, d.q))])
+
+    def _request(self, m, d, req, lane: int):
+        """Drive ``req`` (the shift-and-add descriptor and row range of conversion ``d``) and
+        return its crossbar column."""
+        cfg, ly = self.cfg, self.layer
+        per = cfg.rows_per_conv
+        lo_row = Signal.like(req.lo, name=f"lane{lane}_lo_row")
+        m.d.comb += lo_row.eq(ly.row_start + d.g * per)
+        window_end = ly.row_start + ly.row_count
+        sign_slice = ly.asigned & (d.k == ly.nis - 1)
+        in_shift = Mux(sign_slice, ly.abits_m1, d.k * cfg.dac_bits)
+        if self.mutation == "shift_add":
+            in_shift = Mux(d.k >= 1, in_shift + 1, in_shift)
+        # Column q of a weight group (hw/encoding.py): signed weights converted per column are in the
+        # order s0+ s0- s1+ s1- ..., so q's low bit is the sign and q >> 1 the slice; otherwise
+        # (unsigned, or a pair converted once) q is the slice.
+        per_column_sign = ly.wsigned & ~ly.analog
+        weight_slice = Mux(per_column_sign, d.q >> 1, d.q)
+        m.d.comb += [
+            req.conv.valid.eq(d.k < ly.nis),
+            req.conv.o.eq(d.o),
+            req.conv.shift.eq(ly.adc_shift + in_shift + weight_slice * cfg.cell_bits),
+            req.conv.neg.eq(sign_slice ^ (per_column_sign & d.q[0])),
+            req.conv.diff.eq(ly.analog),
+            req.k.eq(d.k[:4]),
+            req.lo.eq(lo_row),
+            req.hi.eq(Mux(lo_row + per < window_end, lo_row + per, window_end)),
+            req.sign.eq(sign_slice),
+        ]
+        col = Signal(ADDR_BITS + 2, name=f"lane{lane}_col")
+        m.d.comb += col.eq(ly.col_start + d.o * ly.group + d.q * ly.step)
+        return col
+
+    def _word_lines(self, m, issued, lane: int, slices, sign_slice):
+        """The word-line drive of the request issued last cycle: its slice plane of ``x``, masked
+        to the rows of its row group."""
+        rows, dac = self.cfg.rows, self.cfg.dac_bits
+        rows_on = Signal(rows, name=f"lane{lane}_rows")
+        # rows lo..hi-1: ones shifted up by lo, minus ones shifted up by hi (no wide subtraction)
+        rb = rows.bit_length()
+        ones = Const((1 << rows) - 1, rows)
+        m.d.comb += rows_on.eq(Mux(issued.conv.valid,
+                                   (ones << issued.lo[:rb])[:rows] & ~(ones << issued.hi[:rb])[:rows], 0))
+        sel = Mux(issued.sign, sign_slice, slices.word_select(issued.k, rows * dac))
+        return sel & Cat(*[rows_on[r].replicate(dac) for r in range(rows)])
+
+    def _planes(self, m):
+        """The input vector's slices (``rows`` x ``dac_bits`` each) and its sign slice, shared by all
+        lanes: plane b holds bit b of every row's byte; magnitude planes at or above the magnitude
+        width are zero (signed inputs keep the sign bit apart)."""
+        cfg, ly = self.cfg, self.layer
+        rows, dac = cfg.rows, cfg.dac_bits
+        mag_bits = Signal(4)
+        m.d.comb += mag_bits.eq(Mux(ly.asigned, ly.abits_m1, ly.abits_m1 + 1))
+        planes = [Cat(*[self.x[8 * r + b] for r in range(rows)]) for b in range(8)]
+        mag = [Signal(rows, name=f"mag_plane{b}") for b in range(8)]
+        m.d.comb += [p.eq(Mux(b < mag_bits, pl, 0)) for b, (p, pl) in enumerate(zip(mag, planes))]
+        n_slices = -(-8 // dac)
+        slices = Cat(*[
+            Cat(*[Cat(*[(mag[k * dac + j][r] if k * dac + j < 8 else Const(0, 1)) for j in range(dac)])
+                  for r in range(rows)])
+            for k in range(n_slices)])
+        sign_plane = Signal(rows)
+        m.d.comb += sign_plane.eq(Cat(*planes).word_select(ly.abits_m1, rows))
+        sign_slice = Cat(*[Cat(sign_plane[r], Const(0, dac - 1)) if dac > 1 else sign_plane[r] for r in range(rows)])
+        return slices, sign_slice

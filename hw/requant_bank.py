@@ -1,0 +1,175 @@
+"""The requantisation bank: lane parameters in block memories, CFGRQ registers, rq_lanes Requant lanes."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .isa import ARGS, RQ_RECORD, RQ_RECORD_BITS
+from .layer import const_div
+from .params import ADDR_BITS, TileConfig
+from .requant import LATENCY, Requant
+
+__all__ = ["RequantBank", "bank_count"]
+
+
+def bank_count(cfg: TileConfig) -> int:
+    """Parameter memories: a multiple of ``rq_lanes`` that is at least ``rq_per_word``, so that the
+    records of one LDRQ bus word land in distinct memories (column c in memory ``c % banks``, at
+    address ``c // banks``) and a REQ chunk of ``rq_lanes`` columns is one address of
+    ``rq_lanes`` of them."""
+    return cfg.rq_lanes * -(-cfg.rq_per_word // cfg.rq_lanes)
+
+
+class RequantBank(wiring.Component):
+    """Per-column requantisation parameters (bias, multiplier, shift) and the REQ data path.
+
+    The parameters live in :func:`bank_count` memories of ``RQ_RECORD`` words (block RAM, not
+    flip-flops), initialised to ``hw.isa.RESET_LANE``; the output parameters of CFGRQ (zero point,
+    clamp bounds, ReLU) are registers.
+
+    Timing contract:
+
+    - LDRQ: ``ldrq_start`` (its first cycle) latches ``ldrq_column`` and ``ldrq_count``; each
+      later cycle with ``ldrq_word`` writes the ``rq_per_word`` records of ``ldrq_data`` (fewer
+      on the last word) to consecutive columns.
+    - CFGRQ: with ``cfgrq_write`` and ``commit`` the fields on ``cfgrq`` are taken at the clock edge.
+    - REQ: ``req_start`` (its first cycle, while the accumulator vector is read) selects chunk 0;
+      ``chunks_left`` says whether the current chunk's first column is below ``n_out``. In a cycle
+      with ``req_advance`` the current chunk of ``rq_lanes`` accumulators (from ``acc``, the
+      accumulator vector, held by the caller) enters the lanes, and the next chunk becomes
+      current. :data:`cimtile.hw.requant.LATENCY` cycles later ``out_en`` enables the chunk's bytes
+      (columns below ``n_out``) of ``out_data`` (the lanes' bytes repeated over the vector).
+
+    Parameters
+    ----------
+    cfg : TileConfig
+    """
+
+    def __init__(self, cfg: TileConfig):
+        self.cfg = cfg
+        super().__init__({
+            "ldrq_start": In(1),
+            "ldrq_column": In(ADDR_BITS),
+            "ldrq_count": In(ADDR_BITS + 1),
+            "ldrq_word": In(1),
+            "ldrq_data": In(cfg.bus_bits),
+            "cfgrq": In(ARGS["cfgrq"]),
+            "cfgrq_write": In(1),
+            "commit": In(1),
+            "req_start": In(1),
+            "req_advance": In(1),
+            "chunks_left": Out(1),
+            "acc": In(cfg.acc_bits * cfg.cols),
+            "n_out": In(ADDR_BITS + 1),
+            "out_data": Out(8 * cfg.cols),
+            "out_en": Out(cfg.cols),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        banks = bank_count(cfg)
+        depth = -(-cfg.cols // banks)
+        reset = RQ_RECORD.const(dict(isa.RESET_LANE)).as_bits()
+        memories = []
+        for b in range(banks):
+            mem = Memory(shape=unsigned(RQ_RECORD.size), depth=depth, init=[reset] * depth)
+            m.submodules[f"lane_params{b}"] = mem
+            memories.append(mem)
+        self._ldrq(m, memories)
+        chunk, params = self._chunk_params(m, memories)
+        self._lanes(m, chunk, params, self._cfgrq(m))
+        return m
+
+    def _ldrq(self, m, memories):
+        """LDRQ's writes: record q of a bus word goes to column ``column + q``."""
+        cfg = self.cfg
+        banks, per = len(memories), cfg.rq_per_word
+        row = Signal(range(-(-cfg.cols // banks) + 2))
+        bank = Signal(range(banks))
+        left = Signal(ADDR_BITS + 1)
+        with m.If(self.ldrq_start):
+            m.d.sync += [row.eq(const_div(self.ldrq_column, banks, cfg.cols)),
+                         bank.eq(self.ldrq_column - const_div(self.ldrq_column, banks, cfg.cols) * banks),
+                         left.eq(self.ldrq_count)]
+        with m.Elif(self.ldrq_word):
+            wrapped = bank + per >= banks
+            m.d.sync += [bank.eq(Mux(wrapped, bank + per - banks, bank + per)), row.eq(row + wrapped),
+                         left.eq(Mux(left > per, left - per, 0))]
+        for b, mem in enumerate(memories):
+            port = mem.write_port()
+            # this memory's column is in the current row, else in the next one (the last memory: always)
+            ahead = (b >= bank) if b < len(memories) - 1 else Const(1, 1)
+            record = Signal(range(banks), name=f"record_for{b}")
+            m.d.comb += record.eq(Mux(ahead, b - bank, b + banks - bank))
+            m.d.comb += [port.addr.eq(Mux(ahead, row, row + 1)),
+                         port.data.eq(self.ldrq_data.word_select(record, RQ_RECORD_BITS)[:RQ_RECORD.size]),
+                         port.en.eq(self.ldrq_word & (record < per) & (record < left))]
+
+    def _chunk_params(self, m, memories):
+        """The current chunk's number and its lanes' parameter records (read a cycle ahead)."""
+        cfg = self.cfg
+        lanes = cfg.rq_lanes
+        parts = len(memories) // lanes  # chunks per memory address
+        chunk = Signal(range(-(-cfg.cols // lanes) + 1))
+        first_col = Signal(ADDR_BITS + 2)
+        row, part = Signal(range(-(-cfg.cols // len(memories)) + 1)), Signal(max(1, (parts - 1).bit_length()))
+        row_next, part_next = Signal.like(row), Signal.like(part)
+        m.d.comb += [row_next.eq(row), part_next.eq(part), self.chunks_left.eq(first_col < self.n_out)]
+        with m.If(self.req_start):
+            m.d.comb += [row_next.eq(0), part_next.eq(0)]
+            m.d.sync += [chunk.eq(0), first_col.eq(0)]
+        with m.Elif(self.req_advance):
+            last_part = part == parts - 1
+            m.d.comb += [row_next.eq(row + last_part), part_next.eq(Mux(last_part, 0, part + 1))]
+            m.d.sync += [chunk.eq(chunk + 1), first_col.eq(first_col + lanes)]
+        m.d.sync += [row.eq(row_next), part.eq(part_next)]
+        records = []
+        for mem in memories:
+            port = mem.read_port()
+            m.d.comb += port.addr.eq(row_next)
+            records.append(port.data)
+        chosen = [Signal(RQ_RECORD, name=f"lane{li}_params") for li in range(lanes)]
+        for li, sig in enumerate(chosen):
+            m.d.comb += sig.eq(Cat(*records[li::lanes]).word_select(part, RQ_RECORD.size) if parts > 1
+                               else records[li])
+        return chunk, chosen
+
+    def _cfgrq(self, m):
+        """CFGRQ's output parameters as registers (reset values ``hw.isa.RESET_CFGRQ``)."""
+        reg = Signal(ARGS["cfgrq"], init=dict(isa.RESET_CFGRQ))
+        with m.If(self.cfgrq_write & self.commit):
+            m.d.sync += reg.eq(self.cfgrq)
+        return reg
+
+    def _lanes(self, m, chunk, params, output):
+        """The Requant lanes on the current chunk, and the byte enables of their outputs."""
+        cfg = self.cfg
+        lanes, width, cols = cfg.rq_lanes, cfg.acc_bits, cfg.cols
+        n_chunks = -(-cols // lanes)
+        pad = n_chunks * lanes - cols
+        acc = Cat(self.acc, Const(0, width * pad)) if pad else self.acc
+        units = []
+        for li in range(lanes):
+            unit = Requant(cfg)
+            m.submodules[f"requant{li}"] = unit
+            units.append(unit)
+            p = params[li]
+            m.d.comb += [unit.acc.eq(acc.word_select(chunk, lanes * width)[li * width:(li + 1) * width]),
+                         unit.bias.eq(p.bias), unit.mult.eq(p.mult), unit.shift.eq(p.shift),
+                         unit.zero_point.eq(output.zero_point), unit.clamp_lo.eq(output.clamp_lo),
+                         unit.clamp_hi.eq(output.clamp_hi), unit.relu.eq(output.relu)]
+        # Which chunk the lanes' outputs belong to: chunk and "in flight" delayed by LATENCY.
+        in_flight = Signal(LATENCY)
+        delayed = [Signal.like(chunk, name=f"chunk_delayed{i}") for i in range(LATENCY)]
+        m.d.sync += [in_flight.eq(Cat(self.req_advance, in_flight)), delayed[0].eq(chunk)]
+        m.d.sync += [delayed[i + 1].eq(delayed[i]) for i in range(LATENCY - 1)]
+        data_bytes = Cat(*[u.q[:8] for u in units])
+        m.d.comb += self.out_data.eq(Cat(*([data_bytes] * n_chunks))[:8 * cols])
+        written = delayed[LATENCY - 1]
+        with m.If(in_flight[LATENCY - 1]):
+            m.d.comb += self.out_en.eq(Cat(*[(written == col // lanes) & (col < self.n_out) for col in range(cols)]))

@@ -1,0 +1,76 @@
+"""hw.layer.LayerRegisters against hw.isa.geometry (the golden model's geometry) and the mixed-radix
+digits of conversion indices (docs/microarchitecture.md, MVM)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cimtile.hw import isa
+from cimtile.hw.layer import LayerRegisters
+from helpers import TINY, VARIANT
+from hw_sim import digits, simulate
+
+CONFIGS = {"tiny": TINY, "variant": VARIANT}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_geometry_and_lane_digits_follow_cfg_and_win(name):
+    cfg = CONFIGS[name]
+    rng = np.random.default_rng(3)
+    cases = []
+    for _ in range(40):
+        wsigned = int(rng.integers(0, 2))
+        wbits = int(rng.integers(2 if wsigned else 1, 9))
+        abits, asigned = int(rng.integers(1, 9)), int(rng.integers(0, 2))
+        r0 = int(rng.integers(0, cfg.rows))
+        nr = int(rng.integers(1, cfg.rows - r0 + 1))
+        group = isa.geometry(cfg, wbits, abits, bool(wsigned), bool(asigned), 1, 1).group
+        n_out = int(rng.integers(1, cfg.cols // group + 1))
+        nc = n_out * group if rng.random() < 0.8 else int(rng.integers(1, cfg.cols + 1))
+        c0 = int(rng.integers(0, cfg.cols - nc + 1))
+        cases.append((wbits, abits, wsigned, asigned, int(rng.integers(0, 16)), r0, nr, c0, nc))
+    dut = LayerRegisters(cfg)
+
+    async def bench(ctx):
+        # the reset layer first
+        rc = isa.RESET_CFG
+        checks = [(rc["wbits"], rc["abits"], rc["wsigned"], rc["asigned"], rc["adc_shift"], *isa.reset_window(cfg))]
+        got = [await read(ctx)]
+        for wbits, abits, wsigned, asigned, shift, r0, nr, c0, nc in cases:
+            ctx.set(dut.cfg_fields, {"wbits_m1": wbits - 1, "abits_m1": abits - 1, "wsigned": wsigned,
+                                     "asigned": asigned, "adc_shift": shift})
+            ctx.set(dut.win_fields, {"row_start": r0, "row_count_m1": nr - 1, "col_start": c0, "col_count_m1": nc - 1})
+            ctx.set(dut.cfg_write, 1)
+            ctx.set(dut.win_write, 1)
+            ctx.set(dut.commit, 1)
+            await ctx.tick()
+            # an uncommitted write (an error in that cycle) changes nothing
+            ctx.set(dut.commit, 0)
+            ctx.set(dut.win_fields.col_count_m1, 0)
+            await ctx.tick()
+            checks.append((wbits, abits, wsigned, asigned, shift, r0, nr, c0, nc))
+            got.append(await read(ctx))
+        for want, have in zip(checks, got):
+            wbits, abits, wsigned, asigned, shift, r0, nr, c0, nc = want
+            g = isa.geometry(cfg, wbits, abits, bool(wsigned), bool(asigned), nr, nc)
+            layer, start, step = have
+            analog = bool(wsigned) and cfg.analog_diff
+            gconv = g.nws if analog else g.group
+            assert gconv * g.n_out == g.nconv or not g.aligned
+            expect = {"wbits_m1": wbits - 1, "abits_m1": abits - 1, "wsigned": wsigned, "asigned": asigned,
+                      "adc_shift": shift, "row_start": r0, "row_count": nr, "col_start": c0, "col_count": nc,
+                      "nis": g.nis, "nws": g.nws, "group": g.group, "nrg": g.nrg, "n_out": g.n_out,
+                      "aligned": int(g.aligned), "gconv": gconv, "step": 2 if analog else 1, "analog": int(analog)}
+            if not g.aligned:  # MVM and REQ refuse the window: n_out is the golden model's 0, the RTL's floor
+                expect["n_out"] = layer["n_out"] = nc // g.group
+            assert layer == expect, want
+            if g.aligned:
+                assert start == [digits(i, g.n_out, g.nrg, gconv) for i in range(cfg.n_adcs)], want
+                assert step == digits(cfg.n_adcs, g.n_out, g.nrg, gconv), want
+
+    async def read(ctx):
+        layer = {f: ctx.get(getattr(dut.layer, f)) for f in dut.layer.shape().members}
+        lanes = [tuple(ctx.get(getattr(s, f)) for f in "kgoq") for s in dut.lane_start]
+        return layer, lanes, tuple(ctx.get(getattr(dut.lane_step, f)) for f in "kgoq")
+
+    simulate(dut, bench)

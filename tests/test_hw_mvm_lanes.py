@@ -1,0 +1,86 @@
+"""hw.mvm_lanes.MvmLanes: the crossbar requests, word lines and conversion descriptors of every
+conversion of an MVM, against sim.kernels.input_slices, hw.encoding.column_role and hw.isa.adc_bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cimtile.hw import isa
+from cimtile.hw.encoding import column_role
+from cimtile.hw.mvm_lanes import MvmLanes
+from cimtile.sim.kernels import input_slices
+from helpers import TINY, VARIANT
+from hw_sim import digits, simulate
+
+CONFIGS = {"tiny": TINY, "variant": VARIANT}
+#: (wbits, abits, wsigned, asigned, row_start, rows, col_start, outputs)
+SHAPES = [(8, 8, 1, 0, 0, 16, 0, 2), (3, 5, 1, 1, 3, 11, 2, 3), (2, 8, 0, 1, 0, 16, 0, 16), (1, 1, 0, 0, 5, 4, 7, 9)]
+
+
+def expected(cfg, shape, raw):
+    """Per conversion j: (column, word lines per row, (o, shift, neg)) by the golden model's definitions."""
+    wbits, abits, wsigned, asigned, r0, nr, c0, n_out = shape
+    g = isa.geometry(cfg, wbits, abits, bool(wsigned), bool(asigned), nr, 1)
+    analog = bool(wsigned) and cfg.analog_diff
+    gconv, step = (g.nws, 2) if analog else (g.group, 1)
+    slices = input_slices(raw, abits, bool(asigned), cfg.dac_bits)
+    out = []
+    for j in range(g.nis * g.nrg * n_out * gconv):
+        k, rg, o, q = digits(j, n_out, g.nrg, gconv)
+        values, weight = slices[k]
+        lo, hi = r0 + rg * cfg.rows_per_conv, min(r0 + (rg + 1) * cfg.rows_per_conv, r0 + nr)
+        wl = [int(values[r]) if lo <= r < hi else 0 for r in range(cfg.rows)]
+        wslice, negcol = (q, False) if analog else column_role(q, bool(wsigned))
+        shift = abs(weight).bit_length() - 1 + 1 + wslice * cfg.cell_bits  # adc_shift = 1
+        out.append((c0 + o * g.group + q * step, wl, (o, shift, int((weight < 0) ^ negcol))))
+    return g, gconv, step, analog, out
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("shape", SHAPES, ids=range(len(SHAPES)))
+def test_lanes_issue_every_conversion_once(name, shape):
+    cfg = CONFIGS[name]
+    wbits, abits, wsigned, asigned, r0, nr, c0, n_out = shape
+    raw = np.random.default_rng(8).integers(0, 256, cfg.rows)
+    g, gconv, step, analog, want = expected(cfg, shape, raw)
+    dut = MvmLanes(cfg)
+    lanes = cfg.n_adcs
+    seen, rounds, cycles = [], [0], [0]
+
+    async def bench(ctx):
+        ctx.set(dut.layer, {"wbits_m1": wbits - 1, "abits_m1": abits - 1, "wsigned": wsigned, "asigned": asigned,
+                            "adc_shift": 1, "row_start": r0, "row_count": nr, "col_start": c0,
+                            "col_count": n_out * g.group, "nis": g.nis, "nws": g.nws, "group": g.group,
+                            "nrg": g.nrg, "n_out": n_out, "gconv": gconv, "step": step, "aligned": 1,
+                            "analog": int(analog)})
+        for i in range(lanes):
+            ctx.set(dut.lane_start[i], dict(zip("kgoq", digits(i, n_out, g.nrg, gconv))))
+        ctx.set(dut.lane_step, dict(zip("kgoq", digits(lanes, n_out, g.nrg, gconv))))
+        ctx.set(dut.x, sum(int(v) << (8 * r) for r, v in enumerate(raw)))
+        ctx.set(dut.run, 1)
+        ctx.set(dut.start, 1)
+        pending = []  # (cycle issued, lane, column)
+        for t in range(len(want) * cfg.adc_cycles + 8):
+            if ctx.get(dut.issuing):
+                rounds[0] += 1
+                pending += [(t, i, ctx.get(dut.col[i])) for i in range(lanes)]
+            if not ctx.get(dut.finished):
+                cycles[0] = t + 1
+            wl_now = {i: ctx.get(dut.wl[i]) for i in range(lanes)}
+            for t0, i, col in [p for p in pending if p[0] == t - 1]:
+                d = cfg.dac_bits
+                wl = [(wl_now[i] >> (r * d)) & ((1 << d) - 1) for r in range(cfg.rows)]
+                pending.append((t0, i, (col, wl)))
+            for _t0, i, (col, wl) in [p for p in pending if p[0] == t - 2 and isinstance(p[2], tuple)]:
+                c = ctx.get(dut.conversion[i])
+                if c["valid"]:
+                    seen.append((col, wl, (c["o"], c["shift"], c["neg"])))
+                assert c["diff"] == int(analog)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+
+    simulate(dut, bench)
+    assert seen == want
+    assert rounds[0] == -(-len(want) // lanes)
+    geo = isa.geometry(cfg, wbits, abits, bool(wsigned), bool(asigned), nr, n_out * g.group)
+    assert cycles[0] == isa.adc_bound(cfg, geo)

@@ -1,0 +1,63 @@
+"""hw.build's synthesis bookkeeping without running the tools: critical path from a nextpnr report, area
+from yosys cell counts, synth.json reuse keyed by the Verilog's hash, the markdown report."""
+
+from __future__ import annotations
+
+import json
+
+from cimtile.hw import build
+from helpers import TINY
+
+
+def test_critical_path_takes_the_slowest_path():
+    rep = {"critical_paths": [
+        {"path": [{"from": {"cell": "a"}, "to": {"cell": "b"}, "delay": 1.0},
+                  {"from": {"cell": "b"}, "to": {"cell": "c"}, "delay": 2.0}]},
+        {"path": [{"from": {"cell": "x"}, "to": {"cell": "y"}, "delay": 4.5}]},
+    ]}
+    assert build.critical_path(rep) == {"critical_from": "x", "critical_to": "y", "critical_ns": 4.5}
+    assert build.critical_path({})["critical_from"] is None
+
+
+def test_yosys_area_counts_carry_and_ram_cells():
+    got = build.yosys_area({"LUT4": 10, "CCU2C": 3, "TRELLIS_DPR16X4": 2, "TRELLIS_FF": 7, "DP16KD": 1,
+                            "MULT18X18D": 4, "PFUMX": 9})
+    assert got == {"luts": 10 + 6 + 8, "ffs": 7, "brams": 1, "dsps": 4}
+
+
+def test_synth_reuses_a_result_of_the_same_verilog(tmp_path):
+    vpath = build.generate(TINY, tmp_path)
+    prev = {"config": "tiny", "source": "nextpnr", "luts": 1, "ffs": 2, "brams": 3, "dsps": 4, "fmax_mhz": 5.0,
+            "verilog_sha256": build.verilog_hash(vpath)}
+    (tmp_path / "synth.json").write_text(json.dumps(prev))
+    assert build.synth(TINY, tmp_path, reuse=True) == prev  # no tool runs: it would take minutes
+
+
+def test_report_markdown_names_missing_results(tmp_path):
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "synth.json").write_text(json.dumps(
+        {"source": "nextpnr", "luts": 11, "ffs": 22, "brams": 3, "dsps": 4, "fmax_mhz": 55.5,
+         "critical_from": "p", "critical_to": "q", "critical_ns": 18.0}))
+    (tmp_path / "tiny" / "area.json").write_text(json.dumps(
+        {"components": {"tile.py": {"luts": 5, "ffs": 6, "brams": 1, "dsps": 0},
+                        "shift_add.py": {"luts": 6, "ffs": 16, "brams": 0, "dsps": 0}}}))
+    text = build.report_markdown(["tiny", "isaac"], root=tmp_path)
+    assert "| tiny | nextpnr | 11 | 22 | 3 | 4 | 55.5 MHz | `p` -> `q` (18.0 ns) |" in text
+    assert "| isaac | (no synth.json" in text
+    assert "| `hw/shift_add.py` | 6 | 16 | 0 | 0 |" in text and "| total | 11 | 22 | 1 | 0 |" in text
+
+
+def test_area_of_netlist_sums_modules_by_component_file(tmp_path):
+    cell = lambda t: {"type": t}
+    mods = {"LUT4": {"cells": {}}, "TRELLIS_FF": {"cells": {}},
+            "tile": {"cells": {"a": cell("LUT4"), "b": cell("tile.lanes"), "c": cell("DP16KD")}},
+            "tile.lanes": {"cells": {"a": cell("LUT4"), "b": cell("CCU2C"), "c": cell("TRELLIS_FF")}},
+            "tile.requant": {"cells": {"a": cell("LUT4"), "b": cell("tile.requant.requant0")}},
+            "tile.requant.requant0": {"cells": {"a": cell("MULT18X18D"), "b": cell("LUT4")}}}
+    (tmp_path / "n.json").write_text(json.dumps({"modules": mods}))
+    got = build.area_of_netlist(TINY, tmp_path / "n.json")
+    assert got == {"tile.py": {"luts": 1, "ffs": 0, "brams": 1, "dsps": 0},
+                   "mvm_lanes.py": {"luts": 3, "ffs": 1, "brams": 0, "dsps": 0},
+                   "requant_bank.py": {"luts": 1, "ffs": 0, "brams": 0, "dsps": 0},
+                   "requant.py": {"luts": 1, "ffs": 0, "brams": 0, "dsps": 1}}
+    assert json.loads((tmp_path / "area.json").read_text())["components"] == got
