@@ -9,7 +9,7 @@ run keeps the other figures in build/bench.json):
   it (mean of 200); ``cost_query_cold_resnet18_ms``: the first query of a fresh cost model (nothing memoised).
 - ``cimaq``: ``cimaq_vgg16_formula_speedup``, CIM-AQ's formula on VGG-16 (ImageNet shapes) with the paper's policy;
   ``cimaq_vgg16_tile_speedup_compute`` / ``_total``: the same policy in isaac's exact cycles from shapes alone.
-- ``models``: per model M in ``BENCH_SEARCH_MODELS`` (default lenet, vgg, resnet) the documented search
+- ``models``: per model M in ``BENCH_SEARCH_MODELS`` (default lenet, vgg, resnet, vit) the documented search
   (``BENCH_SEARCH_AGENT``, default random; ``--max-loss 0.1 --screen-loss 1.0``, compute cycles; budget, final
   candidates and final seeds per model in ``SETTINGS``, ``BENCH_SEARCH_BUDGET`` overrides the budget; into the
   documented commands' output directories ``build/s_M_AGENT``, resumed from their journals, or with
@@ -48,11 +48,12 @@ GOALS = {"cost_query_resnet18_ms": "<= 5", "mpq_speedup_vgg": ">= 2.5", "mpq_los
          "cimaq_vgg16_formula_speedup": "2.482 (paper)"}
 
 AGENTS = ("ddpg", "tpe", "random", "greedy")
-MODELS = ("lenet", "vgg", "resnet")
+MODELS = ("lenet", "vgg", "resnet", "vit")
 #: per model: the documented search's budget, final candidates and final seeds (what 2 shared cores allowed)
 SETTINGS = {"lenet": {"budget": 32, "final_candidates": 4, "final_seeds": 3},
             "vgg": {"budget": 40, "final_candidates": 3, "final_seeds": 2},
-            "resnet": {"budget": 24, "final_candidates": 3, "final_seeds": 2}}
+            "resnet": {"budget": 12, "final_candidates": 2, "final_seeds": 2},
+            "vit": {"budget": 12, "final_candidates": 2, "final_seeds": 2}}
 PARTS = ("cost", "cimaq", "models", "agents", "device")
 OUT_DIR = Path(__file__).resolve().parent.parent / "build" / "bench_search"
 
