@@ -119,6 +119,16 @@ class SearchResult:
                 f"journal) in {self.seconds:.0f} s")
 
 
+def budget_floor(reference_acc: float, max_loss: float) -> float:
+    """The lowest accuracy (percent) within ``max_loss`` points of ``reference_acc``.
+
+    Accuracies are percentages of a finite test set, so a candidate can sit exactly at the budget; the float
+    subtraction (88.2 - 0.1 = 88.10000000000001) must not reject it: the floor is lowered by far less than one
+    image of any test set.
+    """
+    return reference_acc - max_loss - 1e-9
+
+
 # -- one evaluation (runs in a worker) ---------------------------------------------------------------------
 
 _CTX: dict = {}
@@ -285,7 +295,7 @@ def search(cfg: SearchConfig, out: str | Path | None, executor=None, finalize: b
 
     try:
         ref = run_jobs([{**base, "policy": [[8, 8]] * n, "epochs": cfg.finetune_epochs}])[0]
-        target = ref["acc"] - (cfg.max_loss if cfg.screen_loss is None else cfg.screen_loss)
+        target = budget_floor(ref["acc"], cfg.max_loss if cfg.screen_loss is None else cfg.screen_loss)
         bar = progress_bar(total=cfg.budget, desc=f"search {cfg.agent}", unit="policy", progress=cfg.progress,
                            leave=True)
 
@@ -372,7 +382,7 @@ def _finish(cfg: SearchConfig, ctx, cands, final: Path, table, ref, target, seco
         short = next((t for t in table if t["policy"] == [list(p) for p in pol]), None)
         checks.append({"policy": [list(p) for p in pol], "val_acc": v, "val_acc_w8a8": val8,
                        "search_speedup": None if short is None else 1 / short["ratio"]})
-        if v >= val8 - cfg.max_loss:
+        if v >= budget_floor(val8, cfg.max_loss):
             best, best_net = pol, net
             break
     if best is None:  # no candidate kept the budget after the long fine-tune: the most accurate one

@@ -181,3 +181,11 @@ def test_journal_survives_a_cut_line(tmp_path):
     assert j2.get({"policy": [[8, 8]]}) == {"acc": 1.5} and len(j2) == 1
     j2.add({"policy": [[4, 4]]}, {"acc": 2.0})
     assert Journal(tmp_path / "j.jsonl").get({"policy": [[4, 4]]}) == {"acc": 2.0}
+
+
+def test_a_candidate_exactly_at_the_loss_budget_is_within_it():
+    from cimtile.search.run import budget_floor
+
+    assert 88.1 >= budget_floor(88.2, 0.1)  # 88.2 - 0.1 is 88.10000000000001 in floats
+    assert 100 * 881 / 1000 >= budget_floor(100 * 882 / 1000, 0.1)
+    assert not 88.0 >= budget_floor(88.2, 0.1)
