@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(VENV)/bin/pytest -n 2 -q
+	$(VENV)/bin/pytest -n 2 -q --durations=15
 
 # RTL co-simulation (cocotb + Verilator) against the golden model; filters: TESTS=<regex> CONFIG=<name>
 # SEED=<n> WAVES=1. Then the compiler's RTL backend on a small model and a sparse-training run replayed on the RTL.
