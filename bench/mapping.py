@@ -84,9 +84,6 @@ def markdown(fig: dict[str, float]) -> str:
 
 
 if __name__ == "__main__":
-    f = run()
-    if "--markdown" in sys.argv:
-        print(markdown(f), end="")
-    else:
-        for k, v in f.items():
-            print(f"{k}: {v:.4g}")
+    from bench import area_main
+
+    area_main(run, markdown, sys.argv)

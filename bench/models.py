@@ -140,14 +140,6 @@ def markdown(fig: dict[str, float]) -> str:
 
 
 if __name__ == "__main__":
-    if "--json" in sys.argv:  # the figures of the last ``python -m bench models`` run (build/bench.json)
-        import json
+    from bench import area_main
 
-        f = json.loads((Path(__file__).resolve().parent.parent / "build" / "bench.json").read_text())
-    else:
-        f = run()
-    if "--markdown" in sys.argv:
-        print(markdown(f), end="")
-    else:
-        for k, v in f.items():
-            print(f"{k}: {v:.4g}")
+    area_main(run, markdown, sys.argv)
