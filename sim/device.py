@@ -323,6 +323,7 @@ class DeviceArray:
             self._lvl_pow = ((L / cfg.max_level) ** e2).astype(np.float32) if e2 else None
         self._cw: dict = {}
         self._in_cache: dict = {}
+        self._in_bytes = 0
         self._prog_rng = np.random.default_rng([s, _PROG])
         self._read_rng = np.random.default_rng([s, _READ])
         self._pool = (np.empty(0, dtype=np.float32), 0)
@@ -374,16 +375,13 @@ class DeviceArray:
     # -- reading: golden-model-only terms -------------------------------------------------------------
 
     def mvm_acc(self, origin: tuple[int, int], raw: np.ndarray, levels: np.ndarray, masks: np.ndarray,
-                layer: Layer, geo: Geometry, cfg: TileConfig, prev: np.ndarray | None = None, *,
-                inputs_key=None) -> np.ndarray:
+                layer: Layer, geo: Geometry, cfg: TileConfig, prev: np.ndarray | None = None) -> np.ndarray:
         """:func:`cimtile.sim.fastmvm.mvm_acc` of a window at physical ``origin`` (row, col) with read noise,
-        drift and IR drop (int64, wrapped to the accumulator width). ``inputs_key``, when given, names ``raw``'s
-        contents (the caller changes it whenever they may change): the input-derived arrays are remembered by
-        it instead of by the bytes of ``raw``."""
+        drift and IR drop (int64, wrapped to the accumulator width)."""
         if self.model.exact:
             y = self._mvm_exact(origin, raw, levels, masks, layer, geo, cfg)
         else:
-            y = self._mvm_fast(origin, raw, levels, masks, layer, geo, cfg, inputs_key)
+            y = self._mvm_fast(origin, raw, levels, masks, layer, geo, cfg)
         if prev is not None:
             y += prev
         return kernels.wrap(y, cfg.acc_bits)
@@ -411,7 +409,7 @@ class DeviceArray:
             m = self._cw[key] = (np.kron(eye, cw[:, None]), np.kron(eye, (cw * cw)[:, None]))
         return m
 
-    def _mvm_fast(self, origin, raw, levels, masks, layer, geo, cfg, inputs_key=None) -> np.ndarray:
+    def _mvm_fast(self, origin, raw, levels, masks, layer, geo, cfg) -> np.ndarray:
         """Output-referred model: the exact ideal MVM (with its clipping), plus the linear effect of drift and
         IR drop on every conversion, plus the sum of every conversion's read noise as one Gaussian per output
         (its exact variance); the ADC's rounding of the perturbation is not modelled (docs/devices.md)."""
@@ -422,7 +420,7 @@ class DeviceArray:
             return yf.astype(np.int64)
         r0, c0 = origin
         cw1, cw2 = self._combine(geo, layer, cfg)
-        x1, x2 = self._inputs(u8, layer, cfg, inputs_key)
+        x1, x2 = self._inputs(u8, layer, cfg)
         masked = masks.any()
         extra = None
         if self._gm1 is not None:  # drift and IR drop: x @ (G - levels), linear in the inputs
@@ -446,20 +444,25 @@ class DeviceArray:
             y += np.rint(extra).astype(np.int64)
         return y
 
-    def _inputs(self, u8: np.ndarray, layer: Layer, cfg: TileConfig, inputs_key=None) -> tuple:
-        """(input values, sum of the squared weighted input slices) of the vectors ``u8``, as float32; remembered
-        for the last few input blocks (a layer's column tiles reuse the same inputs), by ``inputs_key`` when the
-        caller names the contents, else by the bytes themselves."""
-        key = (u8.tobytes() if inputs_key is None else inputs_key, u8.shape, layer.abits, layer.asigned)
+    def _inputs(self, u8: np.ndarray, layer: Layer, cfg: TileConfig) -> tuple:
+        """(input values, sum of the squared weighted input slices) of the vectors ``u8``, as float32.
+
+        Remembered by the bytes themselves, up to ``_IN_CACHE_BYTES``: a layer's column and row tiles run as
+        separate programs that load the same input blocks again (ResNet-18: 251 distinct blocks in 5,724
+        MVMs), far apart, so a short cache misses nearly always."""
+        key = (u8.tobytes(), u8.shape, layer.abits, layer.asigned)
         hit = self._in_cache.get(key)
         if hit is None:
             x1 = fastmvm._values(u8, layer.abits, layer.asigned, np.float32) if self._gm1 is not None else None
             x2 = None
             if self._rvar is not None:  # np.take: about twice as fast as indexing with the byte array
                 x2 = np.take(_byte_table(layer.abits, layer.asigned, cfg.dac_bits, 2), u8)
-            if len(self._in_cache) >= 8:
-                self._in_cache.pop(next(iter(self._in_cache)))
+            size = sum(x.nbytes for x in (x1, x2) if x is not None)
+            while self._in_cache and self._in_bytes + size > _IN_CACHE_BYTES:
+                old = self._in_cache.pop(next(iter(self._in_cache)))
+                self._in_bytes -= sum(x.nbytes for x in old if x is not None)
             hit = self._in_cache[key] = (x1, x2)
+            self._in_bytes += size
         return hit
 
     def _normals(self, shape) -> np.ndarray:
@@ -509,6 +512,9 @@ def _phi(x: float) -> float:
     """Standard normal CDF."""
     return 0.5 * (1 + math.erf(x / math.sqrt(2)))
 
+
+#: Memory the remembered input-derived arrays of one device array may hold (oldest dropped first).
+_IN_CACHE_BYTES = 256 << 20
 
 def _byte_table(abits: int, asigned: bool, dac_bits: int, power: int) -> np.ndarray:
     """Per input byte: ``sum_k w_k * v_k`` (power 1: the input value) or ``sum_k w_k**2 * v_k**2`` (power 2:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -167,7 +166,6 @@ class Tile(Walker):
         self.levels = np.zeros((c.rows, c.cols), dtype=np.uint8)
         self.masks = np.zeros((c.rows, c.cols), dtype=bool)
         self.inbuf = np.zeros((B, c.in_depth, c.rows), dtype=np.uint8)
-        self.inbuf_version = next(_INBUF_VERSIONS)  # new on every write of inbuf: a device model's cache key
         # int32 when every accumulator value fits (acc_bits <= 32, all presets): an MVM's store moves half the
         # bytes, and a large batch's accumulators are written from main memory. Reads (RDACC, state) give int64.
         self.acc = np.zeros((B, c.acc_depth, c.cols), dtype=np.int32 if c.acc_bits <= 32 else np.int64)
@@ -376,7 +374,6 @@ def _ldin(t: Tile, d, pc, offs) -> int:
     if not t._timing:
         b = _take(t, d, pc, ((n, c.rows), (t.batch, n, c.rows)), "input bytes", -128, 255)
         t.inbuf[:, s:s + n, :] = b if b.dtype == np.uint8 else (b.astype(np.int64) & 0xFF).astype(np.uint8)
-        t.inbuf_version = next(_INBUF_VERSIONS)
     return _cost(t, d)
 
 
@@ -438,9 +435,7 @@ def _mvm(t: Tile, d, pc, offs) -> int:
         raw = t.inbuf[:, ia, r0:r0 + nr]
         cells = (t.levels[r0:r0 + nr, c0:c0 + nc], t.masks[r0:r0 + nr, c0:c0 + nc], t.layer, g, c)
         if t._analog is not None:  # device hook: read noise, drift, IR drop (golden-model-only, sim/device.py)
-            where = (ia.start, ia.stop, ia.step) if isinstance(ia, slice) else np.asarray(ia).tobytes()
-            key = (t.inbuf_version, where, r0, nr)
-            y = t._analog.mvm_acc((r0, c0), raw.reshape(-1, nr), *cells, inputs_key=key)
+            y = t._analog.mvm_acc((r0, c0), raw.reshape(-1, nr), *cells)
         else:
             y = fastmvm.mvm_acc(raw.reshape(-1, nr), *cells)
         _store_acc(t, aa, g.n_out, y.reshape(raw.shape[:-1] + (g.n_out,)), a["accumulate"])
@@ -479,8 +474,6 @@ def _vau(t: Tile, d, pc, offs) -> int:
     return _cost(t, d, g)
 
 
-#: Versions of input buffers, unique across tiles: (version, address, rows) names the inputs an MVM reads.
-_INBUF_VERSIONS = itertools.count()
 _SIGNS: dict = {}
 
 
