@@ -70,6 +70,14 @@ def matmul_integer(seed: int = 0) -> onnx.ModelProto:
     return _model(nodes, inits, TensorProto.INT8, ["N", 30], TensorProto.INT32, ["N", 7], opset=13)
 
 
+def matmul_integer_int8(w: np.ndarray) -> onnx.ModelProto:
+    """int8 x -> MatMulInteger (the given int8 weights, zero point 0) -> int32 y."""
+    k, n = w.shape
+    inits = {"w": w.astype(np.int8), "xz": np.int8(-3), "wz": np.int8(0)}
+    nodes = [helper.make_node("MatMulInteger", ["x", "w", "xz", "wz"], ["y"], name="mmint")]
+    return _model(nodes, inits, TensorProto.INT8, ["N", k], TensorProto.INT32, ["N", n], opset=13)
+
+
 def qdq_gemm(w_codes: np.ndarray, w_scale: float = 0.01, name: str = "fc") -> onnx.ModelProto:
     """float x -> Q -> DQ -> Gemm(DQ(int8 w)) -> Q -> DQ -> y: a one-layer QDQ model with given weight codes."""
     k, n = w_codes.shape

@@ -98,9 +98,7 @@ def test_weight_minus_128_is_corrected_exactly(tile):
     r = np.random.default_rng(0)
     w = r.integers(-127, 128, (30, 7)).astype(np.int8)
     w[3, 2] = w[20, 5] = w[21, 5] = -128
-    m = models.matmul_integer()
-    m.graph.initializer[0].CopyFrom(numpy_helper.from_array(w, "w"))
-    m.graph.initializer[2].CopyFrom(numpy_helper.from_array(np.int8(0), "wz"))
+    m = models.matmul_integer_int8(w)
     b = compiler.compile_model(m, tile)
     L = b.model.layers[0]
     assert L.weights.wbits == 8 and len(L.tiling.fix_tiles) >= 1

@@ -28,11 +28,7 @@ def test_rtl_backend_accumulator_mode_and_minus_128_correction():
     r = np.random.default_rng(0)
     w = r.integers(-127, 128, (30, 7)).astype(np.int8)
     w[3, 2] = -128
-    m = models.matmul_integer()
-    from onnx import numpy_helper
-
-    m.graph.initializer[0].CopyFrom(numpy_helper.from_array(w, "w"))
-    m.graph.initializer[2].CopyFrom(numpy_helper.from_array(np.int8(0), "wz"))
+    m = models.matmul_integer_int8(w)
     b = compiler.compile_model(m, "tiny")
     assert b.model.layers[0].tiling.fix_tiles
     x = r.integers(-128, 128, (1, 30)).astype(np.int8)

@@ -262,14 +262,10 @@ def test_digits_cnn_one_percent_stuck_cells_recovered(tmp_path):
 def test_remapping_moves_signed_inputs_and_the_minus_128_correction():
     """Remapped rows carry their inputs (signed here) and the -128 correction tile along: with faults only where
     a spare row can take over, the remapped, masked bundle under the device equals the ideal tile exactly."""
-    from onnx import numpy_helper
-
     r = np.random.default_rng(0)
     w = r.integers(-127, 128, (30, 7)).astype(np.int8)
     w[3, 2] = w[20, 5] = -128
-    m = models.matmul_integer()
-    m.graph.initializer[0].CopyFrom(numpy_helper.from_array(w, "w"))
-    m.graph.initializer[2].CopyFrom(numpy_helper.from_array(np.int8(0), "wz"))
+    m = models.matmul_integer_int8(w)
     b = compiler.compile_model(m, "isaac")
     assert b.model.layers[0].tiling.fix_tiles
     x = r.integers(-128, 128, (16, 30)).astype(np.int8)
