@@ -519,6 +519,11 @@ def _unsqueeze_shape(t: Typing) -> None:
     for a in ax:
         shape.insert(a, 1)
     t.shape = tuple(shape)
+    _axes_step(t, ax)
+
+
+def _axes_step(t: Typing, ax: list[int]) -> None:
+    """The step of an Unsqueeze/Squeeze to ``t.shape`` (its axes normalised; a known value reshaped along)."""
     t.step_attrs = {"axes": ax}
     t.step_inputs = t.inputs[:1]
     v = t.value_of(t.inputs[0])
@@ -533,11 +538,7 @@ def _squeeze_shape(t: Typing) -> None:
     if any(t.shape[a] != 1 for a in ax):
         raise t.error(f"cannot squeeze axes {ax} of shape {t.shape}")
     t.shape = tuple(d for i, d in enumerate(t.shape) if i not in ax)
-    t.step_attrs = {"axes": ax}
-    t.step_inputs = t.inputs[:1]
-    v = t.value_of(t.inputs[0])
-    if v is not None:
-        t.value = np.reshape(v, t.shape)
+    _axes_step(t, ax)
 
 
 def _expand_shape(t: Typing) -> None:
