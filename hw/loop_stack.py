@@ -36,7 +36,8 @@ class LoopStack(wiring.Component):
     ``next_pc`` used take effect at the clock edge (a wrap adds the level's strides to its
     offsets). ``push`` (LOOP's cycle) pushes ``push_start`` .. ``push_end`` with ``push_count``
     iterations and ``push_strides``, taking the current offsets; ``next_pc`` is then ``pc + 1``.
-    ``clear`` empties the stack (a run's start).
+    ``clear`` empties the stack (a run's start). ``wrap[i]`` (combinational, at most one high) says
+    that ``next_pc`` is level ``i``'s body start unless ``push``: the fetch unit's taken branch.
 
     Parameters
     ----------
@@ -61,6 +62,7 @@ class LoopStack(wiring.Component):
             "enclosing_end": Out(pcb + 1),
             "loop_room": Out(signed(pcb + 3)),
             "levels": Out(range(cfg.loop_depth + 1)),
+            "wrap": Out(1).array(cfg.loop_depth),
         })
 
     def elaborate(self, platform):
@@ -98,6 +100,7 @@ class LoopStack(wiring.Component):
             wraps.insert(0, wrap)
             pops.insert(0, pop)
             carry_on = cont
+        m.d.comb += [self.wrap[i].eq(wraps[i]) for i in range(depth)]
         for i in range(depth):
             with m.If(wraps[i] & ~self.push):
                 m.d.comb += self.next_pc.eq(start[i])

@@ -27,8 +27,11 @@ class MvmLanes(wiring.Component):
     Each lane keeps its conversion index as mixed-radix digits (:data:`cimtile.hw.layer.DIGITS`);
     a round adds ``lane_step`` to every lane (single carries).
 
-    Timing contract (cycle t a round issues): with ``start`` (the MVM's first cycle) the lanes
-    issue from ``lane_start``, else from their registers. In a cycle with ``run`` and no
+    Timing contract (cycle t a round issues): the lanes issue from their digit registers. In a
+    cycle with ``rewind`` and no round issuing, they load ``lane_start`` (the start digits as they
+    will be after this clock edge: ``LayerRegisters.lane_start_next``), so the tile rewinds them
+    in every cycle outside an MVM and in an MVM's last cycle, and an MVM's round 0 issues from
+    registers in its first cycle. In a cycle with ``run`` and no
     conversion cycle in progress, a round issues if lane 0 has a conversion left (``issuing``):
     ``col[i]`` / ``pair[i]`` go to the crossbar in cycle t (combinational), the input vector ``x``
     must be on its input in cycle t+1 (the input buffer's read data), when ``wl[i]`` drives the
@@ -53,7 +56,7 @@ class MvmLanes(wiring.Component):
             "lane_start": In(DIGITS).array(lanes),
             "lane_step": In(DIGITS),
             "x": In(8 * rows),
-            "start": In(1),
+            "rewind": In(1),
             "run": In(1),
             "abort": In(1),
             "issuing": Out(1),
@@ -75,7 +78,9 @@ class MvmLanes(wiring.Component):
         conv_cycle = Signal(range(max(adc_cycles, 2)))
         slices, sign_slice = self._planes(m)
         for i in range(lanes):
-            m.d.comb += current[i].eq(Mux(self.start, self.lane_start[i], lane_digits[i]))
+            # The digits are registers ready at the MVM's first cycle (``rewind`` loaded the start
+            # digits), so no decode precedes the round's column, request and digit adders.
+            m.d.comb += current[i].eq(lane_digits[i])
             col = self._request(m, current[i], requests[i], i)
             m.d.comb += [self.col[i].eq(col), self.pair[i].eq(self.layer.analog)]
             m.d.sync += [self.conversion[i].eq(issued[i].conv), issued[i].conv.valid.eq(0)]
@@ -86,9 +91,11 @@ class MvmLanes(wiring.Component):
                      self.finished.eq(idle & ~requests[0].conv.valid)]
         with m.If(self.issuing):
             for i in range(lanes):
-                m.d.sync += [issued[i].eq(requests[i]), lane_digits[i].eq(self._add_step(current[i]))]
+                m.d.sync += [issued[i].eq(requests[i]), lane_digits[i].eq(self._add_step(m, current[i], i))]
             if adc_cycles > 1:
                 m.d.sync += conv_cycle.eq(1)
+        with m.Elif(self.rewind):
+            m.d.sync += [lane_digits[i].eq(self.lane_start[i]) for i in range(lanes)]
         if adc_cycles > 1:
             with m.If(self.run & ~idle):
                 m.d.sync += conv_cycle.eq(Mux(conv_cycle == adc_cycles - 1, 0, conv_cycle + 1))
@@ -96,19 +103,30 @@ class MvmLanes(wiring.Component):
             m.d.sync += conv_cycle.eq(0)
         return m
 
-    def _add_step(self, d):
-        """``d + lane_step`` in the mixed radix of the layer (each digit carries at most once)."""
+    def _add_step(self, m, d, lane: int):
+        """``d + lane_step`` in the mixed radix of the layer (each digit carries at most once).
+
+        Carry-select: every digit is added for both carries in, in parallel from registers; the
+        carries then only ripple through one multiplexer per digit."""
         s, ly = self.lane_step, self.layer
-        q1 = d.q + s.q
-        carry_q = q1 >= ly.gconv
-        o1 = d.o + s.o + carry_q
-        carry_o = o1 >= ly.n_out
-        g1 = d.g + s.g + carry_o
-        carry_g = g1 >= ly.nrg
-        # each digit truncated to its field's width
-        return Cat(*[(v)[:len(f)] for v, f in zip(
-            (d.k + s.k + carry_g, Mux(carry_g, g1 - ly.nrg, g1), Mux(carry_o, o1 - ly.n_out, o1),
-             Mux(carry_q, q1 - ly.gconv, q1)), (d.k, d.g, d.o, d.q))])
+        out = []
+        carry = Const(0, 1)
+        for name, radix in (("q", ly.gconv), ("o", ly.n_out), ("g", ly.nrg)):
+            digit, step = getattr(d, name), getattr(s, name)
+            width = len(digit)
+            sums, carries = [], []
+            for c in (0, 1):
+                total = Signal(width + 2, name=f"lane{lane}_{name}_sum{c}")
+                wrapped = Signal(width + 2, name=f"lane{lane}_{name}_wrap{c}")
+                m.d.comb += [total.eq(digit + step + c), wrapped.eq(total - radix)]
+                over = total >= radix
+                sums.append(Mux(over, wrapped, total)[:width])
+                carries.append(over)
+            out.append(Mux(carry, sums[1], sums[0]))
+            carry = Mux(carry, carries[1], carries[0]) if name != "q" else carries[0]
+        k = (d.k + s.k + carry)[:len(d.k)]
+        q, o, g = out
+        return Cat(k, g, o, q)
 
     def _request(self, m, d, req, lane: int):
         """Drive ``req`` (the shift-and-add descriptor and row range of conversion ``d``) and

@@ -12,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 from . import isa
 from .adc import Adc
 from .crossbar import Crossbar
+from .fetch import Fetch
 from .isa import ARGS, INSTR, RQ_VALUE_RANGE, Cause, Opcode
 from .layer import LayerRegisters
 from .loop_stack import OFFSET_BITS, LoopStack, pc_bits
@@ -61,6 +62,7 @@ class _Parts:
     requant: RequantBank
     vau: Vau
     xbar: Crossbar
+    fetch: Fetch
     ports: dict  # memory ports by name
     # per-instruction registers
     addr_a: Signal  # base address of the instruction's item range
@@ -137,20 +139,25 @@ class Tile(wiring.Component):
 
         # Program loading while idle (start has priority over a word in the same cycle). Each
         # word is stored with its pre-decoded "static" error cause (the checks on the word alone).
-        pm_w, pm_r = ports["prog_w"], ports["prog_r"]
+        fetch = p.fetch
         loading = self.instr.valid & self.instr.ready
         m.d.comb += self.instr.ready.eq(~running & ~self.start & (load_ptr < cfg.prog_depth))
         stored = Cat(self.instr.payload, self._static_cause(m, self.instr.payload))
-        m.d.comb += [pm_w.addr.eq(load_ptr), pm_w.data.eq(stored), pm_w.en.eq(loading)]
+        m.d.comb += [fetch.load_addr.eq(load_ptr), fetch.load_data.eq(stored), fetch.load_en.eq(loading)]
         with m.If(loading):
             m.d.sync += load_ptr.eq(load_ptr + 1)
         m.d.comb += ports["out_w"].addr.eq(p.addr_b)  # REQ's output vector
         static_cause = Signal(Cause)
-        m.d.comb += static_cause.eq(pm_r.data[isa.WORD_BITS:])
-        # The next word is on the port when an instruction ends: single-cycle ones run back to back.
-        m.d.comb += pm_r.addr.eq(Mux(running, Mux(p.fin, p.loops.next_pc, p.pc), 0))
+        m.d.comb += static_cause.eq(fetch.word[isa.WORD_BITS:])
+        # The next word is registered when an instruction ends: single-cycle ones run back to back.
+        m.d.comb += [fetch.start.eq(self.start), fetch.running.eq(running), fetch.fin.eq(p.fin),
+                     fetch.pc.eq(p.pc), fetch.next_pc.eq(p.loops.next_pc), fetch.push.eq(p.loops.push),
+                     fetch.levels.eq(p.loops.levels),
+                     *[fetch.wrap[i].eq(p.loops.wrap[i]) for i in range(cfg.loop_depth)]]
         m.d.comb += [p.loops.pc.eq(p.pc), p.loops.prog_len.eq(prog_len), p.loops.clear.eq(~running & self.start)]
 
+        # The MVM lanes rewind to the layer's start digits outside an MVM and in its last cycle.
+        m.d.comb += p.lanes.rewind.eq(~p.lanes.run | p.fin)
         with m.If(running & ~p.stall):
             m.d.sync += cycles.eq(cycles + 1)
             with m.If(p.fin | p.err | p.halt):
@@ -194,10 +201,10 @@ class Tile(wiring.Component):
 
     # ------------------------------------------------------------------------------------------
     def _buffers(self, m) -> dict:
-        """The tile's buffers (program, input, accumulator, output, delta memories) and their ports."""
+        """The tile's buffers (input, accumulator, output, delta memories) and their ports (the program
+        memory is in :class:`~cimtile.hw.fetch.Fetch`)."""
         cfg = self.cfg
         mems = {
-            "prog": Memory(shape=unsigned(isa.WORD_BITS + CAUSE_BITS), depth=cfg.prog_depth, init=[]),
             "in": Memory(shape=unsigned(8 * cfg.rows), depth=cfg.in_depth, init=[]),
             "acc": Memory(shape=unsigned(cfg.acc_bits * cfg.cols), depth=cfg.acc_depth, init=[]),
             "out": Memory(shape=unsigned(8 * cfg.cols), depth=cfg.out_depth, init=[]),
@@ -207,8 +214,7 @@ class Tile(wiring.Component):
         for name, mem in mems.items():
             m.submodules[f"{name}_buffer"] = mem
             ports[f"{name}_w"] = mem.write_port(granularity=8 if name == "out" else None)
-            transparent = (ports["prog_w"],) if name == "prog" else ()
-            ports[f"{name}_r"] = mem.read_port(transparent_for=transparent)
+            ports[f"{name}_r"] = mem.read_port()
         for name in ("in", "acc", "out", "delta"):
             # Read ports hold their data unless enabled: a multi-cycle instruction reads its
             # operand vectors once in its first cycle.
@@ -221,6 +227,7 @@ class Tile(wiring.Component):
         units = {
             "layer_regs": LayerRegisters(cfg), "loops": LoopStack(cfg), "lanes": MvmLanes(cfg, self.mutation),
             "shift_add": ShiftAdd(cfg), "requant": RequantBank(cfg), "vau": Vau(cfg), "xbar": Crossbar(cfg),
+            "fetch": Fetch(cfg),
         }
         for name, unit in units.items():
             m.submodules[name] = unit
@@ -229,7 +236,7 @@ class Tile(wiring.Component):
         vau, rq = units["vau"], units["requant"]
         m.d.comb += [lanes.layer.eq(layer), vau.layer.eq(layer), lanes.x.eq(ports["in_r"].data),
                      lanes.lane_step.eq(units["layer_regs"].lane_step),
-                     *[lanes.lane_start[i].eq(units["layer_regs"].lane_start[i]) for i in range(cfg.n_adcs)]]
+                     *[lanes.lane_start[i].eq(units["layer_regs"].lane_start_next[i]) for i in range(cfg.n_adcs)]]
         for i in range(cfg.n_adcs):
             adc = Adc(cfg, xbar.sbits)
             m.submodules[f"adc{i}"] = adc
@@ -255,7 +262,7 @@ class Tile(wiring.Component):
             m.d.comb += rm.eq(Mux(offsets[k] > depth, -1, depth - offsets[k]))
             room.append(rm)
         word = Signal(isa.WORD_BITS)
-        m.d.comb += word.eq(ports["prog_r"].data[:isa.WORD_BITS])
+        m.d.comb += word.eq(units["fetch"].word[:isa.WORD_BITS])
         step = Signal(2)
         first = Signal()
         m.d.comb += first.eq(step == 0)
@@ -509,7 +516,7 @@ class Tile(wiring.Component):
         adc_cycles cycles; shift-and-add two cycles after a round issues; the accumulator vector is
         written in the last cycle."""
         cfg, a, lanes = self.cfg, p.view.args.mvm, p.lanes
-        m.d.comb += [lanes.start.eq(p.first), lanes.run.eq(1)]
+        m.d.comb += lanes.run.eq(1)
         with m.If(p.first):
             self._alignment_and_addresses(m, p, [(a.in_addr, 0, cfg.in_depth), (a.acc_addr, 1, cfg.acc_depth)])
             m.d.sync += [p.addr_b.eq(a.acc_addr + p.offsets[1]), p.accumulate.eq(a.accumulate), p.drain.eq(0)]

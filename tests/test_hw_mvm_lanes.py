@@ -57,8 +57,11 @@ def test_lanes_issue_every_conversion_once(name, shape):
             ctx.set(dut.lane_start[i], dict(zip("kgoq", digits(i, n_out, g.nrg, gconv))))
         ctx.set(dut.lane_step, dict(zip("kgoq", digits(lanes, n_out, g.nrg, gconv))))
         ctx.set(dut.x, sum(int(v) << (8 * r) for r, v in enumerate(raw)))
+        # Outside an MVM the tile rewinds the lanes to their start digits (one cycle suffices).
+        ctx.set(dut.rewind, 1)
+        await ctx.tick()
+        ctx.set(dut.rewind, 0)
         ctx.set(dut.run, 1)
-        ctx.set(dut.start, 1)
         pending = []  # (cycle issued, lane, column)
         for t in range(len(want) * cfg.adc_cycles + 8):
             if ctx.get(dut.issuing):
@@ -77,7 +80,6 @@ def test_lanes_issue_every_conversion_once(name, shape):
                     seen.append((col, wl, (c["o"], c["shift"], c["neg"])))
                 assert c["diff"] == int(analog)
             await ctx.tick()
-            ctx.set(dut.start, 0)
 
     simulate(dut, bench)
     assert seen == want

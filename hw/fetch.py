@@ -1,0 +1,96 @@
+"""Instruction fetch: the program memory and a registered instruction word, fetched a cycle ahead."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .isa import Cause
+from .loop_stack import pc_bits
+from .params import TileConfig
+
+__all__ = ["STORED_BITS", "Fetch"]
+
+#: A program word as stored: the 64-bit instruction and its pre-decoded static error cause above it.
+STORED_BITS = isa.WORD_BITS + Cause.as_shape().width
+
+
+class Fetch(wiring.Component):
+    """The program memory and the instruction register ``word``.
+
+    The block RAM's clock-to-out (5.6 ns on ECP5, no output register) is kept out of the decode:
+    ``word`` is a register, and the memory is always reading the word *after* the executing one,
+    so that the next instruction is ready to be registered when the current one ends.
+
+    Timing contract. Loading (``load_en`` while the tile is idle) writes ``load_data`` at
+    ``load_addr``; word 0 is also kept in a register, since a run's first word must be in
+    ``word`` in the run's first cycle. In the cycle with ``start`` (idle), ``word`` takes word 0
+    at the clock edge and the memory reads word 1. While ``running``, in every cycle the memory's
+    read data is the word at ``pc + 1`` (the sequential successor); in a cycle with ``fin`` (the
+    instruction's last cycle) ``word`` takes the word at ``next_pc``: the read data, or after a
+    taken loop branch (``wrap[i]``: level ``i`` wraps to its body start) the body's first word,
+    which this component registered when level ``i`` was pushed (``push``, LOOP's cycle, when the
+    read data is the word at LOOP's ``pc + 1``, the body's start); the memory then reads the word at
+    ``next_pc + 1``. Words at or past the program's length are fetched like any other: the sequencer
+    stops the run there (``PC_RANGE``) without looking at them.
+
+    Parameters
+    ----------
+    cfg : TileConfig
+    """
+
+    def __init__(self, cfg: TileConfig):
+        self.cfg = cfg
+        pcb = pc_bits(cfg)
+        super().__init__({
+            "load_en": In(1),
+            "load_addr": In(range(cfg.prog_depth)),
+            "load_data": In(STORED_BITS),
+            "start": In(1),
+            "running": In(1),
+            "fin": In(1),
+            "pc": In(pcb),
+            "next_pc": In(pcb),
+            "push": In(1),
+            "levels": In(range(cfg.loop_depth + 1)),
+            "wrap": In(1).array(cfg.loop_depth),
+            "word": Out(STORED_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        mem = Memory(shape=unsigned(STORED_BITS), depth=cfg.prog_depth, init=[])
+        m.submodules.prog_buffer = mem
+        wr, rd = mem.write_port(), mem.read_port()
+        word0 = Signal(STORED_BITS)
+        m.d.comb += [wr.addr.eq(self.load_addr), wr.data.eq(self.load_data), wr.en.eq(self.load_en)]
+        with m.If(self.load_en & (self.load_addr == 0)):
+            m.d.sync += word0.eq(self.load_data)
+
+        # The address after the clock edge is the next executing pc + 1 (1 when a run starts).
+        following = Mux(self.fin, self.next_pc, self.pc) + 1
+        m.d.comb += rd.addr.eq(Mux(self.running, following, 1))
+
+        # Loop body starts: level i's first word, captured in the LOOP cycle that pushes it.
+        body_start = [Signal(STORED_BITS, name=f"body_start{i}") for i in range(cfg.loop_depth)]
+        with m.If(self.push):
+            for i in range(cfg.loop_depth):
+                with m.If(self.levels == i):
+                    m.d.sync += body_start[i].eq(rd.data)
+
+        taken = Signal()
+        branch_word = Signal(STORED_BITS)
+        m.d.comb += taken.eq(~self.push & Cat(*self.wrap).any())
+        for i in range(cfg.loop_depth):
+            with m.If(self.wrap[i]):
+                m.d.comb += branch_word.eq(body_start[i])
+        with m.If(~self.running):
+            with m.If(self.start):
+                m.d.sync += self.word.eq(word0)
+        with m.Elif(self.fin):
+            m.d.sync += self.word.eq(Mux(taken, branch_word, rd.data))
+        return m
