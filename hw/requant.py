@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -19,7 +19,8 @@ LATENCY = REQ_LATENCY
 class Requant(wiring.Component):
     """Pipelined requantisation of one accumulator lane, exactly ``sim.kernels.requantise``.
 
-    One register stage holds ``p = (acc + bias) * mult``; the output is combinational from it:
+    One register stage holds ``p = (acc + bias) * mult`` (and the masks and clamp bounds derived from
+    the parameters alone); the output is combinational from it:
     ``r = (p + 2**(shift-1)) >> shift`` (no rounding term when shift is 0; computed as
     ``(p >> shift) + bit shift-1 of p``), then
     ``q = min(max(r + zero_point, lo), clamp_hi)`` with ``lo = max(clamp_lo, zero_point)`` under
@@ -50,31 +51,50 @@ class Requant(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         vb = max(self.cfg.acc_bits, 32) + 1
-        # One register stage: p = (acc + bias) * mult (the multiplier maps to DSP blocks).
+        # One register stage: p = (acc + bias) * mult (the multiplier maps to DSP blocks), and
+        # everything of the output stage that depends on the parameters alone.
         p = Signal(signed(vb + 17))
+        width = len(p)
         sh2 = Signal(RQ_RECORD["shift"].shape)
-        outp2 = [Signal(ARGS["cfgrq"][n].shape) for n in ("zero_point", "clamp_lo", "clamp_hi")]
-        relu2 = Signal()
-        ins = [self.zero_point, self.clamp_lo, self.clamp_hi]
-        m.d.sync += [p.eq((self.acc + self.bias) * self.mult), sh2.eq(self.shift), relu2.eq(self.relu)]
-        m.d.sync += [a.eq(b) for a, b in zip(outp2, ins)]
-        zp, clo, chi = outp2
-        # Round half up without a wide adder: floor((p + 2**(s-1)) / 2**s) = (p >> s) + bit s-1 of p.
-        # The quotient is saturated to 11 bits first (a reduction over its high bits, no carry
-        # chain); that keeps every result, because the clamp bounds and the zero point lie in
-        # -256..255, so any quotient beyond +-1023 clamps to the same byte.
-        quo = Signal(signed(len(p)))
-        m.d.comb += quo.eq(p >> sh2)
+        m.d.sync += [p.eq((self.acc + self.bias) * self.mult), sh2.eq(self.shift)]
+        # The quotient p >> shift saturates to 11 bits unless p's bits from shift + 10 up all equal
+        # its sign: a mask of those bits. Rounding adds bit shift - 1 of p (the sign bit beyond p's
+        # width, none when shift is 0): a one-hot select.
+        sat_mask = Signal(width)
+        round_sel = Signal(width)
+        round_sign = Signal()
+        ones = Const((1 << width) - 1, width)
+        m.d.sync += [sat_mask.eq((ones << (self.shift + 10))[:width]),
+                     round_sel.eq(Mux(self.shift == 0, 0, (Const(1, width) << (self.shift - 1).as_unsigned())[:width])),
+                     round_sign.eq((self.shift != 0) & (self.shift - 1 >= width))]
+        # Clamp: q = min(max(t, lo), hi) with t = quotient + rbit + zp, as "t < lo" -> min(lo, hi),
+        # "t > hi" -> hi, else t; the comparisons are made on the quotient against lo - zp and
+        # hi - zp (and those minus one for rbit), registered here, so they run beside t's adder.
+        zp, lo, hi = self.zero_point, self.clamp_lo, self.clamp_hi
+        lo_eff = Signal(signed(10))
+        m.d.comb += lo_eff.eq(Mux(self.relu & (zp > lo), zp, lo))
+        zp2, hi2, lo_hi2 = Signal(signed(10)), Signal(signed(10)), Signal(signed(10))
+        below0, below1, above0, above1 = (Signal(signed(12), name=n)
+                                          for n in ("lo_zp", "lo_zp_m1", "hi_zp", "hi_zp_m1"))
+        m.d.sync += [zp2.eq(zp), hi2.eq(hi), lo_hi2.eq(Mux(lo_eff > hi, hi, lo_eff)),
+                     below0.eq(lo_eff - zp), below1.eq(lo_eff - zp - 1),
+                     above0.eq(hi - zp), above1.eq(hi - zp - 1)]
+
+        sign = p[-1]
+        in_range = Signal()
+        m.d.comb += in_range.eq(~((p ^ sign.replicate(width)) & sat_mask).any())
         rbit = Signal()
-        m.d.comb += rbit.eq(Mux(sh2 == 0, 0, (p >> (sh2 - 1).as_unsigned()[:len(sh2)])[0]))
-        top = quo[10:]
-        in_range = (top == 0) | (top == (1 << len(top)) - 1)
+        m.d.comb += rbit.eq((p & round_sel).any() | (round_sign & sign))
+        window = Signal(signed(11))
+        m.d.comb += window.eq((p >> sh2)[:11])
+        # Round half up without a wide adder: floor((p + 2**(s-1)) / 2**s) = (p >> s) + bit s-1 of p.
+        # The quotient is saturated to 11 bits first; that keeps every result, because the clamp
+        # bounds and the zero point lie in -256..255, so any quotient beyond +-1023 clamps to the same byte.
         qs = Signal(signed(11))
-        m.d.comb += qs.eq(Mux(in_range, quo[:11].as_signed(), Mux(quo[-1], -1024, 1023)))
+        m.d.comb += qs.eq(Mux(in_range, window, Mux(sign, -1024, 1023)))
         t = Signal(signed(13))
-        m.d.comb += t.eq(qs + rbit + zp)
-        lo = Mux(relu2 & (zp > clo), zp, clo)
-        # min(max(t, lo), hi), in this order: with ReLU lo can exceed hi, and hi wins (as np.clip).
-        y = Mux(t < lo, lo, t)
-        m.d.comb += self.q.eq(Mux(y > chi, chi, y))
+        m.d.comb += t.eq(qs + rbit + zp2)
+        below = Mux(rbit, qs < below1, qs < below0)
+        above = Mux(rbit, qs > above1, qs > above0)
+        m.d.comb += self.q.eq(Mux(below, lo_hi2, Mux(above, hi2, t)))
         return m
