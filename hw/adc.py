@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -14,7 +14,9 @@ __all__ = ["Adc"]
 
 
 class Adc(wiring.Component):
-    """One shared ADC, combinational: ``code = clip(sum >> shift, lo, hi)``.
+    """One shared ADC: ``code = clip(sum >> shift, lo, hi)``, combinational from ``sum``; ``shift`` and
+    ``diff`` (the layer's, constant over an MVM) are registered: they must be on their inputs from the
+    cycle before the first ``sum`` they apply to.
 
     The ranges are :func:`cimtile.hw.encoding.adc_code_range`'s: unsigned ``0 .. 2**adc_bits - 1``; with
     ``diff`` (a differential pair converted once, ``differential-analog``) signed,
@@ -48,9 +50,20 @@ class Adc(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         b = self.cfg.adc_bits
-        v = self.sum >> self.shift
+        sbits = len(self.sum)
         (plo, phi), (slo, shi) = adc_code_range(b, True), adc_code_range(b, False)
-        hi = Mux(self.diff, phi, shi)
-        lo = Mux(self.diff, plo, slo)
-        m.d.comb += self.code.eq(Mux(v > hi, hi, Mux(v < lo, lo, v)))
+        # The clip decisions compare the sum itself with the range's bounds shifted up (registered
+        # from shift and diff), beside the shift of the sum: v > hi <=> sum >= (hi + 1) << shift and
+        # v < lo <=> sum < lo << shift. Bounds beyond the sum's range are held at its ends.
+        hi, lo = Signal(signed(b + 1)), Signal(signed(b + 1))
+        top, bottom = 1 << (sbits - 1), -(1 << (sbits - 1))
+        over_at, under_at = Signal(signed(sbits + 1)), Signal(signed(sbits + 1))
+        next_hi, next_lo = Mux(self.diff, phi, shi), Mux(self.diff, plo, slo)
+        full_over = (next_hi + 1) << self.shift
+        full_under = next_lo << self.shift
+        m.d.sync += [hi.eq(next_hi), lo.eq(next_lo),
+                     over_at.eq(Mux(full_over > top, top, full_over)),
+                     under_at.eq(Mux(full_under < bottom, bottom, full_under))]
+        v = self.sum >> self.shift
+        m.d.comb += self.code.eq(Mux(self.sum >= over_at, hi, Mux(self.sum < under_at, lo, v)))
         return m

@@ -10,7 +10,13 @@ from .crossbar import adder_tree
 from .mvm_lanes import CONVERSION
 from .params import ADDR_BITS, TileConfig
 
-__all__ = ["ShiftAdd"]
+__all__ = ["CARRY_SAVE_LANES", "ShiftAdd"]
+
+#: Up to this many ADC lanes, a result register's adder is carry-save (the register and the two halves
+#: of the lanes' sum reduced to two operands by a layer of full adders, then one carry chain): it
+#: shortens the MVM's accumulation cycle by one carry chain for about 2 x acc_bits LUTs per output,
+#: which wide tiles (isaac: 128 outputs) do not spend.
+CARRY_SAVE_LANES = 4
 
 
 class ShiftAdd(wiring.Component):
@@ -62,7 +68,16 @@ class ShiftAdd(wiring.Component):
         for j in range(cols):
             nxt = Signal(signed(width), name=f"result_next{j}")
             terms = [Mux(hit[j], value, 0) for value, hit in zip(contributions, one_hots)]
-            m.d.comb += nxt.eq(Mux(fresh[j], 0, registers[j]) + adder_tree(terms))
+            base = Mux(fresh[j], 0, registers[j])
+            if 2 <= len(terms) <= CARRY_SAVE_LANES:
+                # base + left + right as one carry-save level and one carry chain (not two chains).
+                half = len(terms) // 2
+                ops = [Signal(width, name=f"result{j}_{n}") for n in ("base", "left", "right")]
+                m.d.comb += [o.eq(v) for o, v in zip(ops, (base, adder_tree(terms[:half]), adder_tree(terms[half:])))]
+                a, b, c = ops
+                m.d.comb += nxt.eq((a ^ b ^ c) + Cat(Const(0, 1), ((a & b) | (a & c) | (b & c))[:width - 1]))
+            else:
+                m.d.comb += nxt.eq(base + adder_tree(terms))
             nexts.append(nxt)
             any_hit.append(Cat(*[hit[j] for hit in one_hots]).any())
         m.d.comb += self.result.eq(Cat(*nexts))

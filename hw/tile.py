@@ -241,7 +241,7 @@ class Tile(wiring.Component):
             adc = Adc(cfg, xbar.sbits)
             m.submodules[f"adc{i}"] = adc
             m.d.comb += [xbar.col[i].eq(lanes.col[i]), xbar.pair[i].eq(lanes.pair[i]), xbar.wl[i].eq(lanes.wl[i]),
-                         adc.sum.eq(xbar.sum[i]), adc.shift.eq(layer.adc_shift), adc.diff.eq(lanes.conversion[i].diff),
+                         adc.sum.eq(xbar.sum[i]), adc.shift.eq(layer.adc_shift), adc.diff.eq(layer.analog),
                          shift_add.conversion[i].eq(lanes.conversion[i]), shift_add.code[i].eq(adc.code)]
         m.d.comb += [shift_add.old.eq(ports["acc_r"].data), shift_add.n_out.eq(layer.n_out)]
         m.d.comb += [vau.deltas.eq(ports["delta_r"].data), vau.levels.eq(xbar.rd_levels), vau.mask.eq(xbar.rd_mask)]

@@ -74,11 +74,12 @@ def test_adc_clips_after_range_shift(diff):
     async def bench(ctx):
         ctx.set(dut.diff, diff)
         for s, k, w in zip(sums, shifts, want):
+            ctx.set(dut.shift, int(k))  # the range (a layer's): registered, a cycle before the sum
+            await ctx.tick()
             ctx.set(dut.sum, int(s))
-            ctx.set(dut.shift, int(k))
             assert ctx.get(dut.code) == w, f"sum {s} >> {k}: code {ctx.get(dut.code)}, expected {w}"
 
-    simulate(dut, bench, clock=False)
+    simulate(dut, bench)
 
 
 @pytest.mark.parametrize("encoding", ["differential", "differential-analog"])
