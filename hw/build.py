@@ -173,9 +173,13 @@ def yosys_area(counts: dict) -> dict:
 
 
 def critical_path(report: dict) -> dict:
-    """Start and end cells and delay (ns) of the worst critical path in a nextpnr ``--report`` JSON."""
+    """Start and end cells and delay (ns) of the worst critical path in a nextpnr ``--report`` JSON: of the
+    paths between clock edges (the ones ``fmax_mhz`` measures) if there are any, else of all (paths from
+    or to the unconstrained top-level ports are reported as ``<async>``)."""
     worst = None
-    for cp in report.get("critical_paths", []):
+    paths = report.get("critical_paths", [])
+    clocked = [cp for cp in paths if "<async>" not in (cp.get("from"), cp.get("to"))]
+    for cp in clocked or paths:
         path = cp.get("path", [])
         if not path:
             continue

@@ -17,6 +17,12 @@ def test_critical_path_takes_the_slowest_path():
     ]}
     assert build.critical_path(rep) == {"critical_from": "x", "critical_to": "y", "critical_ns": 4.5}
     assert build.critical_path({})["critical_from"] is None
+    # a slower path from a top-level port does not set the clock's figure: the register-to-register one does
+    port = {"from": "<async>", "to": "posedge clk",
+            "path": [{"from": {"cell": "pin"}, "to": {"cell": "r"}, "delay": 9.0}]}
+    clocked = {"from": "posedge clk", "to": "posedge clk", **rep["critical_paths"][0]}
+    assert build.critical_path({"critical_paths": [port, clocked]}) == {
+        "critical_from": "a", "critical_to": "c", "critical_ns": 3.0}
 
 
 def test_yosys_area_counts_carry_and_ram_cells():
