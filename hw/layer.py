@@ -83,14 +83,14 @@ class LayerRegisters(wiring.Component):
     """CFG and WIN registers, their derived geometry, and the MVM lanes' starting digits.
 
     Timing contract: in a cycle with ``cfg_write`` (``win_write``) the CFG (WIN) fields on ``cfg_fields``
-    (``win_fields``) are the next layer; with ``commit`` high (no error in this cycle) every register takes
+    (``win_fields``) are the next layer (the tile decodes these from the opcode alone, so they may be
+    high in cycles that do not commit); with ``commit`` high (a CFG or WIN executing with no error in
+    this cycle; in other cycles committing is harmless: the layer is recomputed unchanged) every register takes
     its next value at the clock edge, so an instruction in the following cycle sees the new
     ``layer``, ``lane_start`` and ``lane_step`` with no divider on its own path. The geometry is
     computed from the fields before the instruction's checks: an error only lowers ``commit``.
     ``lane_start[i]`` holds the digits of conversion ``i`` and ``lane_step`` those of ``n_adcs``
-    (the amount every lane advances per round); ``lane_start_next[i]`` is what ``lane_start[i]`` holds
-    after the clock edge (its register's next value, combinational), for the lanes to load their
-    digits in the same edge; the values at reset are those of the reset layer
+    (the amount every lane advances per round); the values at reset are those of the reset layer
     (``hw.isa.RESET_CFG`` and the whole array as window).
 
     Parameters
@@ -109,7 +109,6 @@ class LayerRegisters(wiring.Component):
             "layer": Out(layer_layout(cfg), init=self._reset_layer(cfg)),
             "lane_start": Out(DIGITS).array(cfg.n_adcs),
             "lane_step": Out(DIGITS),
-            "lane_start_next": Out(DIGITS).array(cfg.n_adcs),
         })
 
     @staticmethod
@@ -196,11 +195,8 @@ class LayerRegisters(wiring.Component):
                 (out.k, out.g, out.o, out.q), "kgoq"))
             m.d.comb += [s.eq(v) for s, v in zip(digits, step)]
             reg = Signal(DIGITS, name=f"chain{i + 1}", init=dict(zip("kgoq", (int(v) for v in values))))
-            reg_next = Signal(DIGITS, name=f"chain{i + 1}_d")
-            m.d.comb += reg_next.eq(Mux(self.commit, Cat(*digits), reg))
-            m.d.sync += reg.eq(reg_next)
+            with m.If(self.commit):
+                m.d.sync += reg.eq(Cat(*digits))
             m.d.comb += out.eq(reg)
-            if i + 1 < cfg.n_adcs:
-                m.d.comb += self.lane_start_next[i + 1].eq(reg_next)
-        m.d.comb += [self.lane_start[0].eq(0), self.lane_start_next[0].eq(0)]
+        m.d.comb += self.lane_start[0].eq(0)
 

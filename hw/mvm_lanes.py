@@ -27,11 +27,11 @@ class MvmLanes(wiring.Component):
     Each lane keeps its conversion index as mixed-radix digits (:data:`cimtile.hw.layer.DIGITS`);
     a round adds ``lane_step`` to every lane (single carries).
 
-    Timing contract (cycle t a round issues): the lanes issue from their digit registers. In a
-    cycle with ``rewind`` and no round issuing, they load ``lane_start`` (the start digits as they
-    will be after this clock edge: ``LayerRegisters.lane_start_next``), so the tile rewinds them
-    in every cycle outside an MVM and in an MVM's last cycle, and an MVM's round 0 issues from
-    registers in its first cycle. In a cycle with ``run`` and no
+    Timing contract (cycle t a round issues): after a cycle with ``rewind`` and no round issuing,
+    the lanes issue from ``lane_start`` (the layer's registers, read when the round issues), else
+    from their digit registers; the tile rewinds them in every cycle outside an MVM and in an
+    MVM's last cycle, so an MVM's round 0 issues from registers selected by a register. In a
+    cycle with ``run`` and no
     conversion cycle in progress, a round issues if lane 0 has a conversion left (``issuing``):
     ``col[i]`` / ``pair[i]`` go to the crossbar in cycle t (combinational), the input vector ``x``
     must be on its input in cycle t+1 (the input buffer's read data), when ``wl[i]`` drives the
@@ -77,10 +77,12 @@ class MvmLanes(wiring.Component):
         current = [Signal(DIGITS, name=f"lane{i}_current") for i in range(lanes)]
         conv_cycle = Signal(range(max(adc_cycles, 2)))
         slices, sign_slice = self._planes(m)
+        # ``fresh``: the lanes are at the layer's start digits (``lane_start``, registers), set by
+        # ``rewind`` and cleared by the first round; a register selects, so no decode of the
+        # instruction precedes the round's column, request and digit adders.
+        fresh = Signal(init=1)
         for i in range(lanes):
-            # The digits are registers ready at the MVM's first cycle (``rewind`` loaded the start
-            # digits), so no decode precedes the round's column, request and digit adders.
-            m.d.comb += current[i].eq(lane_digits[i])
+            m.d.comb += current[i].eq(Mux(fresh, self.lane_start[i], lane_digits[i]))
             col = self._request(m, current[i], requests[i], i)
             m.d.comb += [self.col[i].eq(col), self.pair[i].eq(self.layer.analog)]
             m.d.sync += [self.conversion[i].eq(issued[i].conv), issued[i].conv.valid.eq(0)]
@@ -94,8 +96,9 @@ class MvmLanes(wiring.Component):
                 m.d.sync += [issued[i].eq(requests[i]), lane_digits[i].eq(self._add_step(m, current[i], i))]
             if adc_cycles > 1:
                 m.d.sync += conv_cycle.eq(1)
+            m.d.sync += fresh.eq(0)
         with m.Elif(self.rewind):
-            m.d.sync += [lane_digits[i].eq(self.lane_start[i]) for i in range(lanes)]
+            m.d.sync += fresh.eq(1)
         if adc_cycles > 1:
             with m.If(self.run & ~idle):
                 m.d.sync += conv_cycle.eq(Mux(conv_cycle == adc_cycles - 1, 0, conv_cycle + 1))

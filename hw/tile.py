@@ -165,14 +165,22 @@ class Tile(wiring.Component):
             with m.Else():
                 m.d.sync += p.step.eq(Mux(p.step == 3, 3, p.step + 1))
 
+        # The layer registers' next values are computed whenever the word is a CFG or WIN (decoded
+        # from the opcode alone, not behind the sequencer's checks); ``commit`` decides.
+        opcode = p.view.opcode
+        layer_op = (opcode == Opcode.CFG) | (opcode == Opcode.WIN)
+        m.d.comb += [p.layer_regs.cfg_write.eq(opcode == Opcode.CFG), p.layer_regs.win_write.eq(opcode == Opcode.WIN)]
+        # ``beyond``: pc >= the program's length (PC_RANGE), a register updated with pc.
+        beyond = Signal()
         with m.If(~running):
             with m.If(self.start):
                 m.d.sync += [running.eq(1), p.pc.eq(0), cycles.eq(0), done.eq(0), error.eq(0),
-                             cause.eq(Cause.NONE), err_pc.eq(0), p.step.eq(0), load_ptr.eq(0)]
+                             cause.eq(Cause.NONE), err_pc.eq(0), p.step.eq(0), load_ptr.eq(0),
+                             beyond.eq((load_ptr == 0) & (prog_len == 0))]
                 with m.If(load_ptr != 0):
                     m.d.sync += prog_len.eq(load_ptr)
         with m.Else():
-            with m.If(p.pc >= prog_len):
+            with m.If(beyond):
                 self._error_if(m, p, 1, Cause.PC_RANGE)
             with m.Else():
                 with m.Switch(p.view.opcode):
@@ -184,7 +192,8 @@ class Tile(wiring.Component):
                 # statements above do not wait for it: the run stops in this first cycle and every
                 # visible first-cycle update is gated by ~err.
                 self._error_if(m, p, p.first & (static_cause != Cause.NONE), static_cause)
-            m.d.comb += [p.layer_regs.commit.eq(~p.err), p.requant.commit.eq(~p.err)]
+            m.d.comb += [p.layer_regs.commit.eq(~p.err & layer_op),
+                         p.requant.commit.eq(~p.err)]
             self._operand_reads(m, p)
             with m.If(p.err):
                 m.d.sync += [running.eq(0), done.eq(1), error.eq(1), cause.eq(p.err_cause), err_pc.eq(p.pc)]
@@ -196,7 +205,7 @@ class Tile(wiring.Component):
             # address and range checks out of these registers' enables.
             m.d.comb += p.loops.advance.eq(p.fin)
             with m.If(p.fin):
-                m.d.sync += p.pc.eq(p.loops.next_pc)
+                m.d.sync += [p.pc.eq(p.loops.next_pc), beyond.eq(p.loops.next_pc >= prog_len)]
         return m
 
     # ------------------------------------------------------------------------------------------
@@ -236,7 +245,7 @@ class Tile(wiring.Component):
         vau, rq = units["vau"], units["requant"]
         m.d.comb += [lanes.layer.eq(layer), vau.layer.eq(layer), lanes.x.eq(ports["in_r"].data),
                      lanes.lane_step.eq(units["layer_regs"].lane_step),
-                     *[lanes.lane_start[i].eq(units["layer_regs"].lane_start_next[i]) for i in range(cfg.n_adcs)]]
+                     *[lanes.lane_start[i].eq(units["layer_regs"].lane_start[i]) for i in range(cfg.n_adcs)]]
         for i in range(cfg.n_adcs):
             adc = Adc(cfg, xbar.sbits)
             m.submodules[f"adc{i}"] = adc
@@ -384,10 +393,8 @@ class Tile(wiring.Component):
                     m.d.sync += p.tag.eq(args.sync.tag)
         elif op is Opcode.HALT:
             m.d.comb += p.halt.eq(1)
-        elif op is Opcode.CFG:
-            m.d.comb += [p.layer_regs.cfg_write.eq(1), p.fin.eq(1)]
-        elif op is Opcode.WIN:
-            m.d.comb += [p.layer_regs.win_write.eq(1), p.fin.eq(1)]
+        elif op in (Opcode.CFG, Opcode.WIN):  # the layer registers' writes: see elaborate()
+            m.d.comb += p.fin.eq(1)
         elif op is Opcode.CFGRQ:
             m.d.comb += [p.requant.cfgrq_write.eq(1), p.fin.eq(1)]
         elif op is Opcode.LOOP:
