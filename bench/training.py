@@ -4,11 +4,12 @@ on VGG-8 / CIFAR-10 layer shapes, and how VAU training compares with exact updat
 Figures (golden-model cycles; energies from the cited constants in :data:`cimtile.sim.energy.ENERGY`):
 
 - ``vau_update_speedup`` (isaac) and ``vau_update_speedup_cimaq``: one training step's weight update of a
-  layer filling the tile at 75% sparsity, every unmasked weight changing by one step: the exact per-cell
-  update (WSET of exactly the cells that change: one per weight with the canonical encoding, the cheapest
-  per-cell sequence) against one VAU step (LDD + VAUR + VAUC), both through the resident-tile API
-  (:func:`update_costs`); ``_dense`` variants at 0%; ``_bound``: the ISA's ceiling for this ratio
-  (:func:`speedup_bound`); ``_both_cells``: the earlier model writing both cells of every weight;
+  layer filling the tile at 75% sparsity, every unmasked weight changing by one step: the exact update (only
+  the cells that change, one per weight with the canonical encoding; per column WSETs of them or LDW of the
+  column, whichever the ISA's formulas make cheaper, each a write-and-verify of ``write_cycles``: the best
+  exact update the tile allows) against one VAU step (LDD + VAUR + VAUC with their pulse phases), both
+  through the resident-tile API (:func:`update_costs`); ``_dense`` variants at 0%; ``_bound``: the ISA's
+  ceiling for this ratio (:func:`speedup_bound`); ``_wset``: against WSETs of every changed cell;
   ``vau_vs_ldw``: a VAU step against rewriting the whole window with LDW (dense, no index).
 - ``vau_update_speedup_measured``: the same ratio per training step as measured in the MNIST run below
   (the exact rule writes only the cells whose rounded level changes).

@@ -154,8 +154,8 @@ class TileConfig:
     rq_lanes: int = _doc("requantisation lanes per cycle", 1, MAX_DIM, default=2)
     bus_bits: int = _doc("data stream width in bits (multiple of 64)", 64, 4096, default=64)
     # progcost: programming the analog array is part of the cost (issue 10); cited default, see WRITE_US_PER_XBAR
-    write_cycles: int = _doc("cycles of write-and-verify per programmed column (LDW waits this per column, WSET per cell); "
-                             "default: CIM-AQ's 56 us per 256-column crossbar write at 1 GHz", 0, 1 << 16,
+    write_cycles: int = _doc("cycles of write-and-verify per programmed column (LDW waits this per column, WSET "
+                             "per cell); default: CIM-AQ's 56 us per 256-column crossbar write at 1 GHz", 0, 1 << 16,
                              default=write_cycles_for())
     # vau-timing (issue 12): a VAU update is open-loop pulses on whole rows/columns, not a write-and-verify
     pulse_cycles: int = _doc("cycles of one open-loop programming pulse of the array (VAUR and VAUC wait one per pulse "
