@@ -455,3 +455,28 @@ def test_tile_int_path_equals_float_path(preset, adc_shift):
         fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS = saved
     assert runs[0][0] == runs[1][0]
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+@needs_i8mm
+@pytest.mark.parametrize("kw, form", [
+    (_case(levels="high", inputs="high"), "_correct_int_min"),  # codes min(S, hi): the two-pass form
+    (_case(levels="high", asigned=True, abits=6, dac_bits=2), "_correct_int_min"),  # a negative sign slice
+    (_case(cell_bits=4, levels="high", nr=40, rows_per_conv=40, dac_bits=1), "_correct_int_min"),  # 2 segments
+    (_case(adc_shift=1), "_correct_int"),
+    (_case(encoding="differential-analog", adc_bits=3), "_correct_int"),
+])
+def test_int_correction_forms(kw, form, int_forced, monkeypatch):
+    """Both correction forms of the integer path run where meant to, and stay exact."""
+    calls = []
+    orig = getattr(fastmvm._Plan, form)
+
+    def spy(self, *a):
+        calls.append(form)
+        return orig(self, *a)
+
+    monkeypatch.setattr(fastmvm._Plan, form, spy)
+    for seed in range(3):
+        raw, lv, masks, layer, geo, cfg = _setup(seed, **kw)
+        y, _ = fastmvm._mvm_int(raw, lv, masks, layer, geo, cfg)
+        np.testing.assert_array_equal(y.astype(np.int64), kernels.mvm_sliced(raw, lv, masks, layer, geo, cfg))
+    assert calls
