@@ -37,9 +37,9 @@ def _pow2_above(n: int) -> int:
 
 #: Smallest ``M * rows * n_out`` (vectors x window rows x logical outputs) for which an MVM goes through the
 #: int8 GEMM: below it, the float GEMM's smaller call overhead wins (a ResNet-18 layer's 49 x 128 x 16 MVMs
-#: took 4.5 us as int8, 2.4 us as float32; 256 x 128 x 16 took 6.7 and 8.4 us). Tests set it to 0 to force
-#: the integer path on small cases.
-INT_MIN_MACS = 1 << 18
+#: took 4.5 us as int8, 2.4 us as float32; 256 x 128 x 16 took 6.7 and 8.4 us, before the few microseconds
+#: of checking that ``W`` fits int8). Tests set it to 0 to force the integer path on small cases.
+INT_MIN_MACS = 1 << 20
 #: Use the int8 GEMM at all (tests switch it off to compare both paths).
 INT_GEMM = True
 
@@ -576,6 +576,9 @@ def _linear_consts(layer: Layer, geo: Geometry, cfg: TileConfig) -> tuple:
     return cwf, analog, cap_pos, cap_neg, bound, np.float32 if bound < F32_EXACT else np.float64
 
 
+_last_consts: list = []  # (layer, geo, cfg, _linear_consts(...)) of the last call, compared by identity
+
+
 def _linear(levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
             cfg: TileConfig) -> tuple[np.ndarray, int] | None:
     """``(W, bound)`` when no conversion of this window can clip, whatever the inputs, else None.
@@ -590,7 +593,13 @@ def _linear(levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
     """
     if layer.adc_shift or levels.shape[0] != geo.nr:
         return None
-    cw, analog, cap_pos, cap_neg, bound, dtype = _linear_consts(layer, geo, cfg)
+    last = _last_consts
+    if last and last[0] is layer and last[1] is geo and last[2] is cfg:
+        consts = last[3]
+    else:  # (hashing the three records for the lru_cache cost a quarter of a small MVM's check)
+        consts = _linear_consts(layer, geo, cfg)
+        _last_consts[:] = (layer, geo, cfg, consts)
+    cw, analog, cap_pos, cap_neg, bound, dtype = consts
     # Levels are cell levels (0..max_level, as a Tile guarantees): exact in cw's float type, and every
     # sum below stays exact (a column sum above the ADC range fails the check whatever its rounding).
     lv = np.where(masks, cw.dtype.type(0), levels).astype(cw.dtype, copy=False) if masks.any() \
