@@ -576,6 +576,11 @@ def _linear_consts(layer: Layer, geo: Geometry, cfg: TileConfig) -> tuple:
     return cwf, analog, cap_pos, cap_neg, bound, np.float32 if bound < F32_EXACT else np.float64
 
 
+@functools.lru_cache(maxsize=64)
+def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+    return np.ones(n, dtype=dtype)
+
+
 _last_consts: list = []  # (layer, geo, cfg, _linear_consts(...)) of the last call, compared by identity
 
 
@@ -616,7 +621,9 @@ def _linear(levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
     for part, cap in ((ep, cap_pos), (en, cap_neg)):
         if part is None:
             continue
-        sums = part.sum(axis=0) if nr <= P else np.add.reduceat(part, np.arange(0, nr, P), axis=0)
+        # (one group: a matrix-vector product with ones, a third of the cost of sum(axis=0) on a 128 x 128 window;
+        # exact, or above 2**24 and then far above the cap whatever the rounding)
+        sums = _ones(nr, part.dtype) @ part if nr <= P else np.add.reduceat(part, np.arange(0, nr, P), axis=0)
         if sums.size and float(sums.max()) > cap:
             return None
     W = (lv.reshape(-1, geo.group) @ cw).reshape(nr, geo.n_out)
