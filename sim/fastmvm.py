@@ -26,6 +26,9 @@ __all__ = ["mvm", "mvm_acc"]
 
 #: Vectors per correction chunk: keeps the temporaries of one chunk in the L2 cache.
 CHUNK = 512
+#: Vectors per chunk of the integer path's corrections: its int32 temporaries (chunk x classes x outputs) stay
+#: in the L2 cache (256 was 10% faster than 512 on the clip benchmark, 128 no better).
+INT_CHUNK = 256
 #: Programmed windows whose analysis (:class:`_Plan`) is kept; a Tile reuses one window for many MVMs.
 PLAN_CACHE = 16
 
@@ -341,8 +344,8 @@ class _Plan:
         if self.lossless:
             return y
         correct = self._correct_int_min if self.segments is not None else self._correct_int
-        for i in range(0, M, CHUNK):
-            correct(np.ascontiguousarray(u8[i:i + CHUNK]), y[i:i + CHUNK], mm)
+        for i in range(0, M, INT_CHUNK):
+            correct(np.ascontiguousarray(u8[i:i + INT_CHUNK]), y[i:i + INT_CHUNK], mm)
         return y
 
     def _correct_int_min(self, u8: np.ndarray, acc: np.ndarray, mm) -> None:

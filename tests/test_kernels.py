@@ -56,16 +56,16 @@ def _setup(seed: int, *, cell_bits: int, dac_bits: int, adc_bits: int, rows_per_
 
 def _paths(raw, lv, masks, layer, geo, cfg) -> dict[str, np.ndarray]:
     """``fastmvm.mvm`` through the float path (int8 GEMM off) and through the integer path (forced on every
-    size); the integer path's entry is missing when this PyTorch has no int8 GEMM."""
-    saved = fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS
+    size, in chunks of 7 vectors); the integer path's entry is missing when this PyTorch has no int8 GEMM."""
+    saved = fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS, fastmvm.INT_CHUNK
     try:
         fastmvm.INT_GEMM = False
         out = {"float": fastmvm.mvm(raw, lv, masks, layer, geo, cfg)}
-        fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS = True, 0
+        fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS, fastmvm.INT_CHUNK = True, 0, 7
         if fastmvm._i8mm() is not None:
             out["int"] = fastmvm.mvm(raw, lv, masks, layer, geo, cfg)
     finally:
-        fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS = saved
+        fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS, fastmvm.INT_CHUNK = saved
     return out
 
 
@@ -358,7 +358,7 @@ def int_forced(monkeypatch):
     """The integer path on every MVM size, chunks of a few vectors (several chunks per MVM)."""
     monkeypatch.setattr(fastmvm, "INT_GEMM", True)
     monkeypatch.setattr(fastmvm, "INT_MIN_MACS", 0)
-    monkeypatch.setattr(fastmvm, "CHUNK", 7)
+    monkeypatch.setattr(fastmvm, "INT_CHUNK", 7)
 
 
 @needs_i8mm
@@ -403,14 +403,14 @@ def test_mvm_acc_int_equals_float(kw, seed, acc_bits, accumulate):
     cfg = cfg.replace(acc_bits=acc_bits)
     half = 1 << (acc_bits - 1)
     prev = np.random.default_rng(seed).integers(-half, half, (raw.shape[0], geo.n_out)) if accumulate else None
-    saved = fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS, fastmvm.CHUNK
+    saved = fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS, fastmvm.INT_CHUNK
     try:
         fastmvm.INT_GEMM = False
         want = fastmvm.mvm_acc(raw, lv, masks, layer, geo, cfg, prev).astype(np.int64)
-        fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS, fastmvm.CHUNK = True, 0, 5
+        fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS, fastmvm.INT_CHUNK = True, 0, 5
         got = fastmvm.mvm_acc(raw, lv, masks, layer, geo, cfg, prev)
     finally:
-        fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS, fastmvm.CHUNK = saved
+        fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS, fastmvm.INT_CHUNK = saved
     np.testing.assert_array_equal(got.astype(np.int64), want)
 
 
