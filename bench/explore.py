@@ -8,7 +8,7 @@ Figures (``python -m bench explore``; outputs under ``build/explore/bench/seed<k
   ``explore_hv_ratio_min`` / ``_max`` / ``_sd`` and ``explore_hv_ratio_seed<k>``;
 - ``explore_hv_<strategy>``: each strategy's normalised hypervolume (accuracy, latency, energy, area) over one
   reference point (:mod:`cimtile.explore.pareto`), mean over the seeds;
-- ``explore_hv_ratio_random_init``: the ablation, mean over the seeds: a joint search whose first NSGA-II generation
+- ``explore_hv_ratio_random_init``: the ablation, mean over its seeds: a joint search whose first NSGA-II generation
   is NSGA-II's uniform sampling (``seeding="random"``, what the first session measured) against the same best
   baseline, both measured in one box holding every candidate of the seed (the seeded joint's ratio in that box
   is ``explore_hv_ratio_box_all``);
@@ -21,9 +21,10 @@ Figures (``python -m bench explore``; outputs under ``build/explore/bench/seed<k
   accuracy), ``explore_device_left_front`` (candidates of the ideal front not on the device front),
   ``explore_device_mean_acc_drop`` (points).
 
-``BENCH_EXPLORE_WORKERS`` (default 2) sets the Ray workers. ``python -m bench.explore --markdown`` prints the
-tables of docs/explore.md (the space, the constants, and the figures from build/bench.json);
-``--update-doc`` writes them into docs/explore.md.
+``BENCH_EXPLORE_WORKERS`` (default 2) sets the Ray workers, ``BENCH_EXPLORE_ABLATION_SEEDS`` the seeds the
+ablation runs on (default the first), ``BENCH_EXPLORE_DEVICE=0`` skips the device run.
+``python -m bench.explore --markdown`` prints the tables of docs/explore.md (the space, the constants, and the
+figures from build/bench.json); ``--update-doc`` writes them into docs/explore.md.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def _records(out: Path) -> dict[str, list[dict]]:
     return per
 
 
-def _seed(seed: int, budget: int, workers: int) -> dict:
-    """One seed: the four strategies, then the unseeded joint search (the ablation) in the same evaluation cache."""
+def _seed(seed: int, budget: int, workers: int, ablation: bool) -> dict:
+    """One seed: the four strategies, then (``ablation``) the unseeded joint search, measured in one box."""
     from cimtile.explore import explore
     from cimtile.explore.pareto import Box, hypervolume
 
@@ -66,10 +67,16 @@ def _seed(seed: int, budget: int, workers: int) -> dict:
     out = build_dir("explore", "bench", f"seed{seed}")
     shutil.rmtree(out, ignore_errors=True)  # a fresh run: the timing is the exploration's, not a resume's
     s = explore(_cfg(budget, workers, seed=seed), out)
+    s["out"] = out
+    per = _records(out)
+    s["low_acc"] = {k: sum(r["acc"] < 80 for r in rs if r["status"] == "ok") / max(1, sum(r["status"] == "ok"
+                                                                                           for r in rs))
+                    for k, rs in per.items()}
+    if not ablation:
+        return s
     aout = build_dir("explore", "bench", f"seed{seed}_random_init")
     shutil.rmtree(aout, ignore_errors=True)
     explore(_cfg(budget, workers, seed=seed, seeding="random", strategies=("joint",)), aout)
-    per = _records(out)
     ref = s["reference"]
     rand = [r for r in _records(aout)["joint"]]
     box = Box([r for rs in per.values() for r in rs if r["status"] == "ok"] + [ref]
@@ -78,10 +85,8 @@ def _seed(seed: int, budget: int, workers: int) -> dict:
     hb = hypervolume(per[best], box)
     s["ratio_box_all"] = hypervolume(per["joint"], box) / hb
     s["ratio_random_init"] = hypervolume(rand, box) / hb
-    s["low_acc"] = {k: sum(r["acc"] < 80 for r in rs if r["status"] == "ok") / max(1, sum(r["status"] == "ok"
-                                                                                           for r in rs))
-                    for k, rs in {**per, "joint_random_init": rand}.items()}
-    s["out"] = out
+    s["low_acc"]["joint_random_init"] = (sum(r["acc"] < 80 for r in rand if r["status"] == "ok")
+                                         / max(1, sum(r["status"] == "ok" for r in rand)))
     return s
 
 
@@ -96,9 +101,11 @@ def run() -> dict[str, float]:
     seeds = [int(x) for x in os.environ.get("BENCH_EXPLORE_SEEDS", "0,1,2").split(",") if x.strip()]
     figs: dict[str, float] = {"explore_budget": budget, "explore_seeds": len(seeds)}
     t = time.time()
-    runs = [_seed(k, budget, workers) for k in seeds]
+    abl = os.environ.get("BENCH_EXPLORE_ABLATION_SEEDS")
+    abl = {int(x) for x in abl.split(",") if x.strip()} if abl is not None else set(seeds[:1])
+    runs = [_seed(k, budget, workers, k in abl) for k in seeds]
     figs["explore_s"] = round(time.time() - t, 1)
-    n = sum(sum(s["evaluations"].values()) + 1 + budget for s in runs)
+    n = sum(sum(s["evaluations"].values()) + 1 + budget * ("ratio_random_init" in s) for s in runs)
     figs["explore_s_per_candidate"] = round(figs["explore_s"] / n, 2)
     mean = lambda xs: sum(xs) / len(xs)
     ratios = [s["explore_hv_ratio"] for s in runs]
@@ -109,9 +116,14 @@ def run() -> dict[str, float]:
         figs[f"explore_hv_ratio_seed{k}"] = round(s["explore_hv_ratio"], 3)
     for k in runs[0]["hypervolume"]:
         figs[f"explore_hv_{k}"] = round(mean([s["hypervolume"][k] for s in runs]), 4)
-    figs["explore_hv_ratio_box_all"] = round(mean([s["ratio_box_all"] for s in runs]), 3)
-    figs["explore_hv_ratio_random_init"] = round(mean([s["ratio_random_init"] for s in runs]), 3)
-    for k in runs[0]["low_acc"]:
+    ab = [s for s in runs if "ratio_random_init" in s]
+    if ab:
+        figs["explore_ablation_seeds"] = len(ab)
+        figs["explore_hv_ratio_box_all"] = round(mean([s["ratio_box_all"] for s in ab]), 3)
+        figs["explore_hv_ratio_random_init"] = round(mean([s["ratio_random_init"] for s in ab]), 3)
+        figs["explore_low_acc_share_joint_random_init"] = round(mean([s["low_acc"]["joint_random_init"] for s in ab]),
+                                                                3)
+    for k in runs[0]["hypervolume"]:
         figs[f"explore_low_acc_share_{k}"] = round(mean([s["low_acc"][k] for s in runs]), 3)
     first = runs[0]
     figs["explore_front_joint"] = first["front_sizes"]["joint"]
@@ -120,6 +132,8 @@ def run() -> dict[str, float]:
     joint = _records(first["out"])["joint"]
     figs["explore_vit_candidates_joint"] = sum(r["candidate"]["family"] == "vit" for r in joint)
     figs["explore_ref_acc"] = round(first["reference"]["acc"], 2)
+    if os.environ.get("BENCH_EXPLORE_DEVICE", "1") == "0":
+        return figs
     dout = build_dir("explore", "bench_device")
     shutil.rmtree(dout, ignore_errors=True)
     d = explore(_cfg(budget, workers, seed=seeds[0], strategies=("joint",), device="rram"), dout)["device"]
