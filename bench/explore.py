@@ -162,13 +162,32 @@ def markdown(path: Path) -> str:
     lines += [f"| {k} | {v:.4g} | {src} |" for k, (v, src) in AREA.items()]
     f = json.loads(path.read_text()) if path.exists() else {}
     g = lambda k, fmt="{:.4f}": fmt.format(f[k]) if k in f else "not measured"
-    lines += ["", f"### Strategies at the same budget ({g('explore_budget', '{:.0f}')} candidates each, digits, "
-              "`python -m bench explore`)", "", "| strategy | hypervolume |", "|---|---|"]
-    for s in ("joint", "hardware", "network", "precision"):
-        lines.append(f"| {s} | {g(f'explore_hv_{s}')} |")
+    lines += ["", f"### Strategies at the same budget ({g('explore_budget', '{:.0f}')} candidates each, "
+              f"{g('explore_seeds', '{:.0f}')} seeds, digits, calibrated mapping, `python -m bench explore`)", "",
+              "Per seed (from each seed's `build/explore/bench/seed<k>/summary.json` of that run):", "",
+              "| seed | joint | hardware | network | precision | best single-sided | `explore_hv_ratio` |",
+              "|---|---|---|---|---|---|---|"]
+    for d in sorted(path.parent.glob("explore/bench/seed*/summary.json")):
+        if "_" in d.parent.name or f"explore_hv_ratio_{d.parent.name}" not in f:
+            continue  # the ablation's directories, or a seed of another run
+        sm = json.loads(d.read_text())
+        hv = sm["hypervolume"]
+        lines.append(f"| {d.parent.name[4:]} | " + " | ".join(f"{hv.get(k, float('nan')):.4f}" for k in
+                                                              ("joint", "hardware", "network", "precision"))
+                     + f" | {sm['best_single_sided']} | {sm['explore_hv_ratio']:.3f} |")
+    lines += ["", "Mean over the seeds:", "", "| strategy | hypervolume | candidates below 80% accuracy |",
+              "|---|---|---|"]
+    for k in ("joint", "hardware", "network", "precision", "joint_random_init"):
+        if k == "joint_random_init" and f"explore_low_acc_share_{k}" not in f:
+            continue
+        lines.append(f"| {k} | {g(f'explore_hv_{k}')} | {g(f'explore_low_acc_share_{k}', '{:.0%}')} |")
     lines += ["", "| figure | value | goal |", "|---|---|---|"]
-    for k, fmt in (("explore_hv_ratio", "{:.3f}"), ("explore_front_joint", "{:.0f}"),
-                   ("explore_best_acc_joint", "{:.2f}"), ("explore_ref_acc", "{:.2f}"), ("explore_s", "{:.0f}"),
+    for k, fmt in (("explore_hv_ratio", "{:.3f}"), ("explore_hv_ratio_sd", "{:.3f}"),
+                   ("explore_hv_ratio_min", "{:.3f}"), ("explore_hv_ratio_max", "{:.3f}"),
+                   ("explore_ablation_seeds", "{:.0f}"), ("explore_hv_ratio_box_all", "{:.3f}"),
+                   ("explore_hv_ratio_random_init", "{:.3f}"), ("explore_front_joint", "{:.0f}"),
+                   ("explore_best_acc_joint", "{:.2f}"), ("explore_vit_candidates_joint", "{:.0f}"),
+                   ("explore_ref_acc", "{:.2f}"), ("explore_s", "{:.0f}"),
                    ("explore_s_per_candidate", "{:.2f}"), ("explore_device_hv_ideal", "{:.4f}"),
                    ("explore_device_hv_device", "{:.4f}"), ("explore_device_front_ideal", "{:.0f}"),
                    ("explore_device_left_front", "{:.0f}"), ("explore_device_mean_acc_drop", "{:.2f}"),
