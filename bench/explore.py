@@ -8,10 +8,11 @@ Figures (``python -m bench explore``; outputs under ``build/explore/bench/seed<k
   ``explore_hv_ratio_min`` / ``_max`` / ``_sd`` and ``explore_hv_ratio_seed<k>``;
 - ``explore_hv_<strategy>``: each strategy's normalised hypervolume (accuracy, latency, energy, area) over one
   reference point (:mod:`cimtile.explore.pareto`), mean over the seeds;
-- ``explore_hv_ratio_random_init``: the ablation, mean over its seeds: a joint search whose first NSGA-II generation
-  is NSGA-II's uniform sampling (``seeding="random"``, what the first session measured) against the same best
-  baseline, both measured in one box holding every candidate of the seed (the seeded joint's ratio in that box
-  is ``explore_hv_ratio_box_all``);
+- ``explore_hv_ratio_random_init`` and ``explore_hv_ratio_cnn_only``: the ablations (:data:`ABLATIONS`), mean
+  over their seeds: a joint search whose first NSGA-II generation is NSGA-II's uniform sampling
+  (``seeding="random"``, as the first session ran it), and one without the ViT in the network space, each against
+  the same best baseline, all measured in one box holding every candidate of the seed (the seeded joint's ratio
+  in that box is ``explore_hv_ratio_box_all``);
 - ``explore_low_acc_share_<strategy>``: share of a strategy's feasible candidates below 80% accuracy (why a
   joint search loses hypervolume), mean over the seeds;
 - ``explore_front_joint``, ``explore_best_acc_joint``, ``explore_ref_acc`` (first seed); ``explore_s``: wall time
@@ -57,8 +58,19 @@ def _records(out: Path) -> dict[str, list[dict]]:
     return per
 
 
+#: The ablations of the joint search (each a joint search alone, measured in its seed's box): NSGA-II's own uniform
+#: first generation instead of the reference seeding; the CNN family alone (no ViT in the network space).
+ABLATIONS = {"random_init": {"seeding": "random"}, "cnn_only": {"space": {"family": ["cnn"]}}}
+
+
+def _low_acc(rs: list[dict]) -> float:
+    ok = [r for r in rs if r["status"] == "ok"]
+    return sum(r["acc"] < 80 for r in ok) / max(1, len(ok))
+
+
 def _seed(seed: int, budget: int, workers: int, ablation: bool) -> dict:
-    """One seed: the four strategies, then (``ablation``) the unseeded joint search, measured in one box."""
+    """One seed: the four strategies, then (``ablation``) the joint search's :data:`ABLATIONS`, all measured in one
+    box holding every candidate of the seed."""
     from cimtile.explore import explore
     from cimtile.explore.pareto import Box, hypervolume
 
@@ -69,24 +81,21 @@ def _seed(seed: int, budget: int, workers: int, ablation: bool) -> dict:
     s = explore(_cfg(budget, workers, seed=seed), out)
     s["out"] = out
     per = _records(out)
-    s["low_acc"] = {k: sum(r["acc"] < 80 for r in rs if r["status"] == "ok") / max(1, sum(r["status"] == "ok"
-                                                                                           for r in rs))
-                    for k, rs in per.items()}
+    s["low_acc"] = {k: _low_acc(rs) for k, rs in per.items()}
     if not ablation:
         return s
-    aout = build_dir("explore", "bench", f"seed{seed}_random_init")
-    shutil.rmtree(aout, ignore_errors=True)
-    explore(_cfg(budget, workers, seed=seed, seeding="random", strategies=("joint",)), aout)
-    ref = s["reference"]
-    rand = [r for r in _records(aout)["joint"]]
-    box = Box([r for rs in per.values() for r in rs if r["status"] == "ok"] + [ref]
-              + [r for r in rand if r["status"] == "ok"])
-    best = s["best_single_sided"]
-    hb = hypervolume(per[best], box)
+    abl = {}
+    for name, kw in ABLATIONS.items():
+        aout = build_dir("explore", "bench", f"seed{seed}_{name}")
+        shutil.rmtree(aout, ignore_errors=True)
+        explore(_cfg(budget, workers, seed=seed, strategies=("joint",), **kw), aout)
+        abl[name] = _records(aout)["joint"]
+    box = Box([r for rs in [*per.values(), *abl.values()] for r in rs if r["status"] == "ok"] + [s["reference"]])
+    hb = hypervolume(per[s["best_single_sided"]], box)
     s["ratio_box_all"] = hypervolume(per["joint"], box) / hb
-    s["ratio_random_init"] = hypervolume(rand, box) / hb
-    s["low_acc"]["joint_random_init"] = (sum(r["acc"] < 80 for r in rand if r["status"] == "ok")
-                                         / max(1, sum(r["status"] == "ok" for r in rand)))
+    for name, rs in abl.items():
+        s[f"ratio_{name}"] = hypervolume(rs, box) / hb
+        s["low_acc"][f"joint_{name}"] = _low_acc(rs)
     return s
 
 
@@ -105,7 +114,7 @@ def run() -> dict[str, float]:
     abl = {int(x) for x in abl.split(",") if x.strip()} if abl is not None else set(seeds[:1])
     runs = [_seed(k, budget, workers, k in abl) for k in seeds]
     figs["explore_s"] = round(time.time() - t, 1)
-    n = sum(sum(s["evaluations"].values()) + 1 + budget * ("ratio_random_init" in s) for s in runs)
+    n = sum(sum(s["evaluations"].values()) + 1 + budget * len(ABLATIONS) * ("ratio_box_all" in s) for s in runs)
     figs["explore_s_per_candidate"] = round(figs["explore_s"] / n, 2)
     mean = lambda xs: sum(xs) / len(xs)
     ratios = [s["explore_hv_ratio"] for s in runs]
@@ -116,13 +125,13 @@ def run() -> dict[str, float]:
         figs[f"explore_hv_ratio_seed{k}"] = round(s["explore_hv_ratio"], 3)
     for k in runs[0]["hypervolume"]:
         figs[f"explore_hv_{k}"] = round(mean([s["hypervolume"][k] for s in runs]), 4)
-    ab = [s for s in runs if "ratio_random_init" in s]
+    ab = [s for s in runs if "ratio_box_all" in s]
     if ab:
         figs["explore_ablation_seeds"] = len(ab)
         figs["explore_hv_ratio_box_all"] = round(mean([s["ratio_box_all"] for s in ab]), 3)
-        figs["explore_hv_ratio_random_init"] = round(mean([s["ratio_random_init"] for s in ab]), 3)
-        figs["explore_low_acc_share_joint_random_init"] = round(mean([s["low_acc"]["joint_random_init"] for s in ab]),
-                                                                3)
+        for name in ABLATIONS:
+            figs[f"explore_hv_ratio_{name}"] = round(mean([s[f"ratio_{name}"] for s in ab]), 3)
+            figs[f"explore_low_acc_share_joint_{name}"] = round(mean([s["low_acc"][f"joint_{name}"] for s in ab]), 3)
     for k in runs[0]["hypervolume"]:
         figs[f"explore_low_acc_share_{k}"] = round(mean([s["low_acc"][k] for s in runs]), 3)
     first = runs[0]
@@ -177,15 +186,17 @@ def markdown(path: Path) -> str:
                      + f" | {sm['best_single_sided']} | {sm['explore_hv_ratio']:.3f} |")
     lines += ["", "Mean over the seeds:", "", "| strategy | hypervolume | candidates below 80% accuracy |",
               "|---|---|---|"]
-    for k in ("joint", "hardware", "network", "precision", "joint_random_init"):
-        if k == "joint_random_init" and f"explore_low_acc_share_{k}" not in f:
+    for k in ("joint", "hardware", "network", "precision", *(f"joint_{a}" for a in ABLATIONS)):
+        if k.startswith("joint_") and f"explore_low_acc_share_{k}" not in f:
             continue
         lines.append(f"| {k} | {g(f'explore_hv_{k}')} | {g(f'explore_low_acc_share_{k}', '{:.0%}')} |")
+    lines += _why(path.parent / "explore" / "bench", f)
     lines += ["", "| figure | value | goal |", "|---|---|---|"]
     for k, fmt in (("explore_hv_ratio", "{:.3f}"), ("explore_hv_ratio_sd", "{:.3f}"),
                    ("explore_hv_ratio_min", "{:.3f}"), ("explore_hv_ratio_max", "{:.3f}"),
                    ("explore_ablation_seeds", "{:.0f}"), ("explore_hv_ratio_box_all", "{:.3f}"),
-                   ("explore_hv_ratio_random_init", "{:.3f}"), ("explore_front_joint", "{:.0f}"),
+                   ("explore_hv_ratio_random_init", "{:.3f}"), ("explore_hv_ratio_cnn_only", "{:.3f}"),
+                   ("explore_front_joint", "{:.0f}"),
                    ("explore_best_acc_joint", "{:.2f}"), ("explore_vit_candidates_joint", "{:.0f}"),
                    ("explore_ref_acc", "{:.2f}"), ("explore_s", "{:.0f}"),
                    ("explore_s_per_candidate", "{:.2f}"), ("explore_device_hv_ideal", "{:.4f}"),
@@ -194,6 +205,30 @@ def markdown(path: Path) -> str:
                    ("load_avg_explore", "{:.1f}")):
         lines.append(f"| `{k}` | {g(k, fmt)} | {GOALS.get(k, '')} |")
     return "\n".join(lines) + "\n"
+
+
+def _why(root: Path, f: dict) -> list[str]:
+    """What each strategy's candidates were, summed over the seeds of the last run (each seed's candidates.json;
+    the ablations' under ``seed<k>_<ablation>``): why a front is small."""
+    rows: dict[str, list] = {}
+    for d in sorted(root.glob("seed*/candidates.json")):
+        seed = d.parent.name.split("_")[0]
+        if f"explore_hv_ratio_{seed}" not in f:
+            continue
+        for r in json.loads(d.read_text()):
+            k = r["strategy"] + (d.parent.name[len(seed):] if "_" in d.parent.name else "")
+            rows.setdefault(k, []).append(r)
+    if not rows:
+        return []
+    out = ["", "What the candidates were (all seeds; each seed's `candidates.json`):", "",
+           "| strategy | candidates | infeasible | below 80% accuracy | not fitting `n_tiles` (re-programmed) | ViT "
+           "| best accuracy |", "|---|---|---|---|---|---|---|"]
+    for k, rs in rows.items():
+        ok = [r for r in rs if r["status"] == "ok"]
+        out.append(f"| {k} | {len(rs)} | {len(rs) - len(ok)} | {sum(r['acc'] < 80 for r in ok)} | "
+                   f"{sum(not r['fits'] for r in ok)} | {sum(r['candidate']['family'] == 'vit' for r in rs)} | "
+                   f"{max((r['acc'] for r in ok), default=float('nan')):.1f} |")
+    return out
 
 
 def update_doc(doc: Path = ROOT / "docs" / "explore.md") -> None:
