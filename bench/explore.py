@@ -16,14 +16,16 @@ Figures (``python -m bench explore``; outputs under ``build/explore/bench/seed<k
 - ``explore_low_acc_share_<strategy>``: share of a strategy's feasible candidates below 80% accuracy (why a
   joint search loses hypervolume), mean over the seeds;
 - ``explore_front_joint``, ``explore_best_acc_joint``, ``explore_ref_acc`` (first seed); ``explore_s``: wall time
-  of all seeds' explorations, ``explore_s_per_candidate``;
+  of all seeds' explorations, ``explore_evaluations`` (evaluations performed: a candidate met again is answered
+  from the cache), ``explore_s_per_candidate`` (seconds per evaluation performed);
 - with the ``rram`` device model (docs/devices.md), a joint search alone on the same budget (first seed):
   ``explore_device_hv_ideal`` / ``explore_device_hv_device`` (its candidates' front on ideal-tile and on device
   accuracy), ``explore_device_left_front`` (candidates of the ideal front not on the device front),
   ``explore_device_mean_acc_drop`` (points).
 
 ``BENCH_EXPLORE_WORKERS`` (default 2) sets the Ray workers, ``BENCH_EXPLORE_ABLATION_SEEDS`` the seeds the
-ablation runs on (default the first), ``BENCH_EXPLORE_DEVICE=0`` skips the device run.
+ablation runs on (default the first), ``BENCH_EXPLORE_DEVICE=0`` skips the device run, ``BENCH_EXPLORE_RESUME=1``
+resumes an interrupted bench run's directories instead of starting them again.
 ``python -m bench.explore --markdown`` prints the tables of docs/explore.md (the space, the constants, and the
 figures from build/bench.json); ``--update-doc`` writes them into docs/explore.md.
 """
@@ -63,6 +65,12 @@ def _records(out: Path) -> dict[str, list[dict]]:
 ABLATIONS = {"random_init": {"seeding": "random"}, "cnn_only": {"space": {"family": ["cnn"]}}}
 
 
+#: ``BENCH_EXPLORE_RESUME=1``: keep the output directories of an interrupted bench run and resume them (same
+#: results: a study resumes where it stopped, and no candidate is evaluated twice); ``explore_s_per_candidate`` is
+#: then the time per evaluation performed in this run.
+RESUME = os.environ.get("BENCH_EXPLORE_RESUME", "0") == "1"
+
+
 def _low_acc(rs: list[dict]) -> float:
     ok = [r for r in rs if r["status"] == "ok"]
     return sum(r["acc"] < 80 for r in ok) / max(1, len(ok))
@@ -77,9 +85,10 @@ def _seed(seed: int, budget: int, workers: int, ablation: bool) -> dict:
     from cimtile.paths import build_dir
 
     out = build_dir("explore", "bench", f"seed{seed}")
-    shutil.rmtree(out, ignore_errors=True)  # a fresh run: the timing is the exploration's, not a resume's
+    if not RESUME:
+        shutil.rmtree(out, ignore_errors=True)
     s = explore(_cfg(budget, workers, seed=seed), out)
-    s["out"] = out
+    s["out"], s["performed"] = out, s["performed_this_run"]
     per = _records(out)
     s["low_acc"] = {k: _low_acc(rs) for k, rs in per.items()}
     if not ablation:
@@ -87,8 +96,10 @@ def _seed(seed: int, budget: int, workers: int, ablation: bool) -> dict:
     abl = {}
     for name, kw in ABLATIONS.items():
         aout = build_dir("explore", "bench", f"seed{seed}_{name}")
-        shutil.rmtree(aout, ignore_errors=True)
-        explore(_cfg(budget, workers, seed=seed, strategies=("joint",), **kw), aout)
+        if not RESUME:
+            shutil.rmtree(aout, ignore_errors=True)
+        s["performed"] += explore(_cfg(budget, workers, seed=seed, strategies=("joint",), **kw),
+                                  aout)["performed_this_run"]
         abl[name] = _records(aout)["joint"]
     box = Box([r for rs in [*per.values(), *abl.values()] for r in rs if r["status"] == "ok"] + [s["reference"]])
     hb = hypervolume(per[s["best_single_sided"]], box)
@@ -114,8 +125,9 @@ def run() -> dict[str, float]:
     abl = {int(x) for x in abl.split(",") if x.strip()} if abl is not None else set(seeds[:1])
     runs = [_seed(k, budget, workers, k in abl) for k in seeds]
     figs["explore_s"] = round(time.time() - t, 1)
-    n = sum(sum(s["evaluations"].values()) + 1 + budget * len(ABLATIONS) * ("ratio_box_all" in s) for s in runs)
-    figs["explore_s_per_candidate"] = round(figs["explore_s"] / n, 2)
+    n = sum(s["performed"] for s in runs)
+    figs["explore_evaluations"] = n
+    figs["explore_s_per_candidate"] = round(figs["explore_s"] / max(n, 1), 2)
     mean = lambda xs: sum(xs) / len(xs)
     ratios = [s["explore_hv_ratio"] for s in runs]
     figs["explore_hv_ratio"] = round(mean(ratios), 3)
@@ -198,7 +210,7 @@ def markdown(path: Path) -> str:
                    ("explore_hv_ratio_random_init", "{:.3f}"), ("explore_hv_ratio_cnn_only", "{:.3f}"),
                    ("explore_front_joint", "{:.0f}"),
                    ("explore_best_acc_joint", "{:.2f}"), ("explore_vit_candidates_joint", "{:.0f}"),
-                   ("explore_ref_acc", "{:.2f}"), ("explore_s", "{:.0f}"),
+                   ("explore_ref_acc", "{:.2f}"), ("explore_s", "{:.0f}"), ("explore_evaluations", "{:.0f}"),
                    ("explore_s_per_candidate", "{:.2f}"), ("explore_device_hv_ideal", "{:.4f}"),
                    ("explore_device_hv_device", "{:.4f}"), ("explore_device_front_ideal", "{:.0f}"),
                    ("explore_device_left_front", "{:.0f}"), ("explore_device_mean_acc_drop", "{:.2f}"),
