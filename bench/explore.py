@@ -201,21 +201,27 @@ def markdown(path: Path) -> str:
     for k in ("joint", "hardware", "network", "precision", *(f"joint_{a}" for a in ABLATIONS)):
         if k.startswith("joint_") and f"explore_low_acc_share_{k}" not in f:
             continue
-        lines.append(f"| {k} | {g(f'explore_hv_{k}')} | {g(f'explore_low_acc_share_{k}', '{:.0%}')} |")
+        hv = g(f"explore_hv_{k}") if not k.startswith("joint_") else f"ablation: `explore_hv_ratio_{k[6:]}`"
+        lines.append(f"| {k} | {hv} | {g(f'explore_low_acc_share_{k}', '{:.0%}')} |")
     lines += _why(path.parent / "explore" / "bench", f)
-    lines += ["", "| figure | value | goal |", "|---|---|---|"]
-    for k, fmt in (("explore_hv_ratio", "{:.3f}"), ("explore_hv_ratio_sd", "{:.3f}"),
-                   ("explore_hv_ratio_min", "{:.3f}"), ("explore_hv_ratio_max", "{:.3f}"),
-                   ("explore_ablation_seeds", "{:.0f}"), ("explore_hv_ratio_box_all", "{:.3f}"),
-                   ("explore_hv_ratio_random_init", "{:.3f}"), ("explore_hv_ratio_cnn_only", "{:.3f}"),
-                   ("explore_front_joint", "{:.0f}"),
-                   ("explore_best_acc_joint", "{:.2f}"), ("explore_vit_candidates_joint", "{:.0f}"),
-                   ("explore_ref_acc", "{:.2f}"), ("explore_s", "{:.0f}"), ("explore_evaluations", "{:.0f}"),
-                   ("explore_s_per_candidate", "{:.2f}"), ("explore_device_hv_ideal", "{:.4f}"),
-                   ("explore_device_hv_device", "{:.4f}"), ("explore_device_front_ideal", "{:.0f}"),
-                   ("explore_device_left_front", "{:.0f}"), ("explore_device_mean_acc_drop", "{:.2f}"),
-                   ("load_avg_explore", "{:.1f}")):
-        lines.append(f"| `{k}` | {g(k, fmt)} | {GOALS.get(k, '')} |")
+    lines += ["", "| figure | value | goal | note |", "|---|---|---|---|"]
+    for k, fmt, note in (
+            ("explore_hv_ratio", "{:.3f}", "mean over the seeds"), ("explore_hv_ratio_sd", "{:.3f}", "over the seeds"),
+            ("explore_hv_ratio_min", "{:.3f}", ""), ("explore_hv_ratio_max", "{:.3f}", ""),
+            ("explore_ablation_seeds", "{:.0f}", "seeds the ablations ran on"),
+            ("explore_hv_ratio_box_all", "{:.3f}", "seeded joint, in the box with the ablations"),
+            ("explore_hv_ratio_random_init", "{:.3f}", "ablation: NSGA-II's uniform first generation"),
+            ("explore_hv_ratio_cnn_only", "{:.3f}", "ablation: no ViT in the space"),
+            ("explore_front_joint", "{:.0f}", "first seed"), ("explore_best_acc_joint", "{:.2f}", "first seed"),
+            ("explore_vit_candidates_joint", "{:.0f}", "first seed"), ("explore_ref_acc", "{:.2f}", "the reference"),
+            ("explore_s", "{:.0f}", "this run's wall time (resumed directories are not timed again)"),
+            ("explore_evaluations", "{:.0f}", "evaluations this run performed"),
+            ("explore_s_per_candidate", "{:.2f}", "seconds per evaluation performed, 2 Ray workers"),
+            ("explore_device_hv_ideal", "{:.4f}", "first seed, joint, `rram`"),
+            ("explore_device_hv_device", "{:.4f}", ""), ("explore_device_front_ideal", "{:.0f}", ""),
+            ("explore_device_left_front", "{:.0f}", ""), ("explore_device_mean_acc_drop", "{:.2f}", "points"),
+            ("load_avg_explore", "{:.1f}", "1-minute load average at the end")):
+        lines.append(f"| `{k}` | {g(k, fmt)} | {GOALS.get(k, '')} | {note} |")
     return "\n".join(lines) + "\n"
 
 
