@@ -186,16 +186,21 @@ def markdown(path: Path) -> str:
     lines += ["", f"### Strategies at the same budget ({g('explore_budget', '{:.0f}')} candidates each, "
               f"{g('explore_seeds', '{:.0f}')} seeds, digits, calibrated mapping, `python -m bench explore`)", "",
               "Per seed (from each seed's `build/explore/bench/seed<k>/summary.json` of that run):", "",
-              "| seed | joint | hardware | network | precision | best single-sided | `explore_hv_ratio` |",
-              "|---|---|---|---|---|---|---|"]
+              "| seed | joint | hardware | network | precision | best single-sided | `explore_hv_ratio` | joint: ViTs "
+              "| joint: >= 85% accuracy | best single-sided: >= 85% accuracy |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for d in sorted(path.parent.glob("explore/bench/seed*/summary.json")):
         if "_" in d.parent.name or f"explore_hv_ratio_{d.parent.name}" not in f:
             continue  # the ablation's directories, or a seed of another run
         sm = json.loads(d.read_text())
         hv = sm["hypervolume"]
+        per = _records(d.parent)
+        good = {k: sum(r["status"] == "ok" and r["acc"] >= 85 for r in rs) for k, rs in per.items()}
         lines.append(f"| {d.parent.name[4:]} | " + " | ".join(f"{hv.get(k, float('nan')):.4f}" for k in
                                                               ("joint", "hardware", "network", "precision"))
-                     + f" | {sm['best_single_sided']} | {sm['explore_hv_ratio']:.3f} |")
+                     + f" | {sm['best_single_sided']} | {sm['explore_hv_ratio']:.3f} | "
+                     f"{sum(r['candidate']['family'] == 'vit' for r in per['joint'])} | {good['joint']} | "
+                     f"{good[sm['best_single_sided']]} |")
     lines += ["", "Mean over the seeds:", "", "| strategy | hypervolume | candidates below 80% accuracy |",
               "|---|---|---|"]
     for k in ("joint", "hardware", "network", "precision", *(f"joint_{a}" for a in ABLATIONS)):
