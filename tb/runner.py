@@ -200,6 +200,7 @@ class Build:
     mutation: str | None
     built: bool  # False when an existing build was reused
     seconds: float
+    legacy: bool = False  # the former testbench (the speed baseline of python -m bench cosim)
 
     @property
     def label(self) -> str:
@@ -367,7 +368,9 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
 
     Waves need their own build (``--trace-fst``) so that the normal build stays fast. ``legacy`` builds
     the former testbench top (inputs not registered, :func:`cimtile.tb.wrapper.render`) with the former
-    C++ optimisation (``LEGACY_OPT``) in ``<name>-legacy/``: the baseline of ``python -m bench cosim``.
+    Verilator arguments (``LEGACY_BUILD_ARGS``, no ``CIMTILE_VERILATOR_ARGS``) and C++ optimisation
+    (``LEGACY_OPT``) in ``<name>-legacy/``, and :func:`run` runs it as the former testbench did (BLAS
+    threads not limited): the baseline of ``python -m bench cosim``. The RTL is the current one.
     """
     from cocotb_tools.runner import get_runner
 
@@ -392,7 +395,7 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
         stamp = bdir / "build.key"
         exe = bdir / wrapper.TOP
         if exe.exists() and stamp.exists() and stamp.read_text() == key:
-            return Build(cfg, bdir, waves, mutation, False, time.perf_counter() - t0)
+            return Build(cfg, bdir, waves, mutation, False, time.perf_counter() - t0, legacy)
         stamp.unlink(missing_ok=True)
         log = bdir / "build.log"
         st.step(f"Verilator build, first use of this configuration (minutes; cached in {bdir})")
@@ -408,7 +411,7 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
         if not exe.exists():
             raise SimBuildError(f"Verilator build of {cfg.name} produced no {exe.name}; see {log}")
         stamp.write_text(key)
-    return Build(cfg, bdir, waves, mutation, True, time.perf_counter() - t0)
+    return Build(cfg, bdir, waves, mutation, True, time.perf_counter() - t0, legacy)
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -467,10 +470,12 @@ def run(b: Build, modules: str | list[str], *, testcase: str | None = None, seed
         "CIMTILE_RECORDS": str(records_file),
         "CIMTILE_WAVES": str(test_dir / f"dump.{wave_format()}") if waves else "",
         "CIMTILE_CLOCK": CLOCK,
-        # The golden model's NumPy needs no BLAS threads; idle OpenBLAS threads spin for a while after a
-        # call, burning the other core (and counted in the CPU-time speed figures).
-        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1"),
     }
+    if not b.legacy:
+        # The golden model needs no BLAS threads, and OpenBLAS threads spin for a while after each call:
+        # they took CPU from the model (and from the other simulator process of make sim), counted in the
+        # CPU-time speed figures too. The legacy baseline runs as the former testbench did.
+        env["OPENBLAS_NUM_THREADS"] = os.environ.get("OPENBLAS_NUM_THREADS", "1")
     if seed is not None:
         env["CIMTILE_SEED"] = str(seed)
     env.update(extra_env or {})
