@@ -6,7 +6,6 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .crossbar import adder_tree
 from .mvm_lanes import CONVERSION
 from .params import ADDR_BITS, TileConfig
 
@@ -17,6 +16,23 @@ __all__ = ["CARRY_SAVE_LANES", "ShiftAdd"]
 #: shortens the MVM's accumulation cycle by one carry chain for about 2 x acc_bits LUTs per output,
 #: which wide tiles (isaac: 128 outputs) do not spend.
 CARRY_SAVE_LANES = 4
+
+
+def _sum_mod(terms: list, width: int):
+    """Balanced sum of unsigned ``width``-bit ``terms`` modulo ``2**width``.
+
+    Every partial sum is cut back to ``width`` bits, which leaves the sum modulo ``2**width`` unchanged.
+    A tree that widens by a bit per level (``crossbar.adder_tree``) makes Verilator sign-extend an
+    odd-width 64-bit value at every add; at ``cols`` x ``n_adcs`` terms per cycle (isaac: 1,024)
+    that was the largest part of the co-simulation's time (docs/cosim.md).
+    """
+    terms = list(terms)
+    while len(terms) > 1:
+        nxt = [(terms[i] + terms[i + 1])[:width] for i in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+    return terms[0]
 
 
 class ShiftAdd(wiring.Component):
@@ -67,17 +83,20 @@ class ShiftAdd(wiring.Component):
         nexts, any_hit = [], []
         for j in range(cols):
             nxt = Signal(signed(width), name=f"result_next{j}")
-            terms = [Mux(hit[j], value, 0) for value, hit in zip(contributions, one_hots)]
-            base = Mux(fresh[j], 0, registers[j])
+            # Arithmetic wraps at acc_bits: summed as unsigned words modulo 2**acc_bits (same bits).
+            terms = [Mux(hit[j], value.as_unsigned(), 0) for value, hit in zip(contributions, one_hots)]
+            base = Mux(fresh[j], 0, registers[j].as_unsigned())
             if 2 <= len(terms) <= CARRY_SAVE_LANES:
                 # base + left + right as one carry-save level and one carry chain (not two chains).
                 half = len(terms) // 2
                 ops = [Signal(width, name=f"result{j}_{n}") for n in ("base", "left", "right")]
-                m.d.comb += [o.eq(v) for o, v in zip(ops, (base, adder_tree(terms[:half]), adder_tree(terms[half:])))]
+                m.d.comb += [o.eq(v) for o, v in zip(ops, (base, _sum_mod(terms[:half], width),
+                                                           _sum_mod(terms[half:], width)))]
                 a, b, c = ops
-                m.d.comb += nxt.eq((a ^ b ^ c) + Cat(Const(0, 1), ((a & b) | (a & c) | (b & c))[:width - 1]))
+                carry = Cat(Const(0, 1), ((a & b) | (a & c) | (b & c))[:width - 1])
+                m.d.comb += nxt.eq(((a ^ b ^ c) + carry)[:width])
             else:
-                m.d.comb += nxt.eq(base + adder_tree(terms))
+                m.d.comb += nxt.eq(_sum_mod([base, *terms], width))
             nexts.append(nxt)
             any_hit.append(Cat(*[hit[j] for hit in one_hots]).any())
         m.d.comb += self.result.eq(Cat(*nexts))
