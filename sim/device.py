@@ -310,7 +310,7 @@ class DeviceArray:
                 pk[lv] = np.diff(np.concatenate([[0.0], up]))
             change = 1 - pk[L, L]
             if change.max() > 0:
-                self._p_change = change
+                self._p_change, self._p_change_list = change, change.tolist()
                 self._p_max = float(change.max())
                 cond = pk.copy()
                 cond[L, L] = 0
@@ -333,6 +333,7 @@ class DeviceArray:
         # the first entry -1 is a sentinel) with their uniforms, the first unused one and its position
         self._written, self._cand_at = 0, 1
         self._cand_pos, self._cand_u = np.array([-1], dtype=np.int64), np.zeros((1, 2))
+        self._cand_list, self._cand_ulist = [-1], [[0.0, 0.0]]  # the same as Python lists (few-candidate path)
         self._next_cand = -1 if self._p_change is not None else 1 << 62
         self._read_rng = np.random.default_rng([s, _READ])
         self._pool = (np.empty(0, dtype=np.float32), 0)
@@ -341,30 +342,49 @@ class DeviceArray:
     # -- programming: changes the stored levels (the RTL sees them through the feed) ----------------
 
     def program(self, block: np.ndarray, col_start: int) -> np.ndarray:
-        """The levels cells store when LDW writes ``block`` (rows x n) to columns ``col_start ..``."""
+        """The levels cells store when LDW writes ``block`` (rows x n) to columns ``col_start ..``: ``block`` itself
+        when no cell changes (``block`` is never modified), else a new int64 array."""
         self.writes += 1
-        lv = np.asarray(block).astype(np.int64)
+        lv = np.asarray(block)
+        copied = False
         if self._p_change is not None and lv.size:
             hit = self._prog_candidates(lv.size)
             if hit is not None:
-                pos, accept, pick = hit
-                flat = lv.reshape(-1)
-                old = flat[pos]
-                keep = accept * self._p_max < self._p_change[old]
-                pos, old = pos[keep], old[keep]
-                flat[pos] = (pick[keep][:, None] >= self._cond_cdf[old]).sum(axis=1)
-        n = lv.shape[1]
-        return self.hold(lv, slice(None), slice(col_start, col_start + n))
+                start, i, j = hit
+                if j - i <= 8:  # the usual case at published spreads: a few candidates, cheaper in Python
+                    flat, changes = lv.reshape(-1), []
+                    for k in range(i, j):
+                        p = self._cand_list[k] - start
+                        old = int(flat[p])
+                        acc, pick = self._cand_ulist[k]
+                        if acc * self._p_max < self._p_change_list[old]:
+                            changes.append((p, int((pick >= self._cond_cdf[old]).sum())))
+                    if changes:
+                        lv, copied = lv.astype(np.int64), True
+                        for p, new in changes:
+                            lv.reshape(-1)[p] = new
+                else:
+                    pos, u = self._cand_pos[i:j] - start, self._cand_u[i:j]
+                    old = lv.reshape(-1)[pos]
+                    keep = u[:, 0] * self._p_max < self._p_change[old]
+                    lv, copied = lv.astype(np.int64), True
+                    pos, old = pos[keep], old[keep]
+                    lv.reshape(-1)[pos] = (u[keep, 1][:, None] >= self._cond_cdf[old]).sum(axis=1)
+        if not self._stuck_any:
+            return lv
+        if not copied:
+            lv = lv.astype(np.int64)
+        return self.hold(lv, slice(None), slice(col_start, col_start + lv.shape[1]))
 
     def _prog_candidates(self, n: int) -> tuple | None:
-        """The candidate cells among the next ``n`` cells written (offsets into them, and each one's two
-        uniforms), or None when there is none.
+        """``(start, i, j)``: the candidate cells among the next ``n`` cells written are entries ``i .. j-1`` of
+        the candidate buffer (absolute positions; ``start`` is the first of the ``n``), or None when there is none.
 
         The programming stream (docs/devices.md, Seeds): every cell written by LDW, block after block and row-major
         within a block, is one position of a single sequence; candidates are a Bernoulli(``p_max``) process on
-        it, drawn as geometric gaps in chunks of ``_PROG_CHUNK`` (gaps, then an acceptance uniform and a new-level
-        uniform per candidate). So a block with no candidate, nearly every block at published spreads, costs one
-        comparison, and the draws do not depend on how the writes are split into blocks."""
+        it, drawn as geometric gaps in chunks of ``_PROG_CHUNK`` (the gaps, then an acceptance uniform and a
+        new-level uniform per candidate). A block with no candidate costs one comparison, and the draws do not
+        depend on how the writes are split into blocks."""
         start, end = self._written, self._written + n
         self._written = end
         if self._next_cand >= end:
@@ -376,12 +396,16 @@ class DeviceArray:
             self._cand_pos = np.concatenate([self._cand_pos[self._cand_at:], pos])
             self._cand_u = np.concatenate([self._cand_u[self._cand_at:], rng.random((_PROG_CHUNK, 2))])
             self._cand_at = 0
-        i = self._cand_at
-        j = i + int(np.searchsorted(self._cand_pos[i:], end))
+            self._cand_list, self._cand_ulist = self._cand_pos.tolist(), self._cand_u.tolist()
+        i = j = self._cand_at
+        if self._cand_list[min(i + 8, len(self._cand_list) - 1)] < end:
+            j += int(np.searchsorted(self._cand_pos[i:], end))
+        else:  # a few candidates, the usual case: scanning costs less than a search
+            while self._cand_list[j] < end:
+                j += 1
         self._cand_at = j
         self._next_cand = int(self._cand_pos[j])
-        u = self._cand_u[i:j]
-        return self._cand_pos[i:j] - start, u[:, 0], u[:, 1]
+        return start, i, j
 
     def hold(self, levels: np.ndarray, rows, cols) -> np.ndarray:
         """``levels`` of the cells ``[rows, cols]`` with the stuck cells at their stuck level (in place)."""
