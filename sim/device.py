@@ -539,7 +539,7 @@ class DeviceArray:
         if self._lvl_pow2 is not None and levels.dtype == np.uint8 and not levels.shape[1] % 2 \
                 and levels.strides[1] == 1 and not levels.strides[0] % 2:
             return np.take(self._lvl_pow2, levels.view("<u2"), axis=0).reshape(levels.shape)
-        return _lookup(self._lvl_pow, levels)
+        return np.take(self._lvl_pow, levels)
 
     def _inputs(self, u8: np.ndarray, layer: Layer, cfg: TileConfig) -> tuple:
         """(input values, sum of the squared weighted input slices) of the vectors ``u8``, as float32.
@@ -644,26 +644,11 @@ _Z_MAX = 5.8
 #: Normals drawn at a time from the read stream.
 _READ_BLOCK = 1 << 16
 
-def _lookup(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``table[idx]`` for a float32 table of at most 256 entries and an index array (levels or input bytes).
-
-    uint8 indices are looked up two at a time, through a 65,536-entry table of pairs indexed by a little-endian
-    uint16 view: NumPy's take converts every index to intp first, which costs more than the lookup itself."""
-    nr, nc = idx.shape
-    if idx.dtype != np.uint8 or nc % 2 or idx.strides[1] != 1 or idx.strides[0] % 2:
-        return np.take(table, idx)
-    key = (table.tobytes(), table.dtype.str)
-    pairs = _pair_tables.get(key)
-    if pairs is None:
-        pairs = _pair_tables[key] = _pair_table(table)
-    return np.take(pairs, idx.view("<u2"), axis=0).reshape(nr, nc)
-
-
-_pair_tables: dict = {}
-
 
 def _pair_table(table: np.ndarray) -> np.ndarray:
-    """(65536, 2): ``table`` of the low and of the high byte of every uint16 (see :func:`_lookup`)."""
+    """(65536, 2): ``table`` of the low and of the high byte of every uint16, to look up uint8 indices two at a
+    time through a little-endian uint16 view (NumPy's take converts every index to intp first, which costs more
+    than the lookup itself)."""
     full = np.zeros(256, dtype=table.dtype)
     full[:table.size] = table  # indices past the table never occur (levels <= max_level)
     b = np.arange(1 << 16)

@@ -334,3 +334,13 @@ def test_fast_model_folds_drift_into_the_ideal_gemm():
     diff = y - want
     assert np.abs(diff).max() <= 1 and (diff != 0).mean() < 0.01
     assert not np.array_equal(y, fastmvm.mvm(raw, levels, masks, layer, geo, cfg))
+
+
+def test_level_power_pair_lookup_equals_the_table():
+    """The read-noise level factor looked up two uint8 cells at a time equals the per-level table, on any window."""
+    cfg = TILES["isaac"]
+    arr = DeviceModel(read_sigma=0.05, read_exp=0.35).array(cfg)
+    levels = np.random.default_rng(0).integers(0, cfg.max_level + 1, (cfg.rows, cfg.cols)).astype(np.uint8)
+    for win in (levels, levels[3:40, 8:72], levels[:, 1:9], levels[:, :7]):  # paired and fallback paths
+        np.testing.assert_array_equal(arr._level_power(win), arr._lvl_pow[win])
+    assert arr._lvl_pow[0] == 0 and arr._lvl_pow[-1] == 1
