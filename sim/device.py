@@ -456,10 +456,11 @@ class DeviceArray:
 
     def _col_weights(self, layer: Layer, cfg: TileConfig) -> tuple[np.ndarray, np.ndarray]:
         """(cw, cw**2) as float32: ``cells.reshape(-1, group) @ cw`` sums each output's columns."""
-        m = self._cw.get(layer.wsigned)
+        key = (layer.wbits, layer.wsigned)
+        m = self._cw.get(key)
         if m is None:
             cw = encoding.column_weights(cfg, layer.wbits, layer.wsigned).astype(np.float32)
-            m = self._cw[layer.wsigned] = (cw, cw * cw)
+            m = self._cw[key] = (cw, cw * cw)
         return m
 
     def _mvm_fast(self, origin, raw, levels, masks, layer, geo, cfg) -> np.ndarray:
