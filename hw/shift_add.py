@@ -6,11 +6,27 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .crossbar import adder_tree
 from .mvm_lanes import CONVERSION
 from .params import ADDR_BITS, TileConfig
 
 __all__ = ["ShiftAdd"]
+
+
+def _sum_mod(terms: list, width: int):
+    """Balanced sum of unsigned ``width``-bit ``terms`` modulo ``2**width``.
+
+    Every partial sum is cut back to ``width`` bits, which leaves the sum modulo ``2**width`` unchanged.
+    A tree that widens by a bit per level (``crossbar.adder_tree``) makes Verilator sign-extend an
+    odd-width 64-bit value at every add; at ``cols`` x ``n_adcs`` terms per cycle (isaac: 1,024)
+    that was the largest part of the co-simulation's time (docs/cosim.md).
+    """
+    terms = list(terms)
+    while len(terms) > 1:
+        nxt = [(terms[i] + terms[i + 1])[:width] for i in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+    return terms[0]
 
 
 class ShiftAdd(wiring.Component):
@@ -61,8 +77,9 @@ class ShiftAdd(wiring.Component):
         nexts, any_hit = [], []
         for j in range(cols):
             nxt = Signal(signed(width), name=f"result_next{j}")
-            terms = [Mux(hit[j], value, 0) for value, hit in zip(contributions, one_hots)]
-            m.d.comb += nxt.eq(Mux(fresh[j], 0, registers[j]) + adder_tree(terms))
+            # Arithmetic wraps at acc_bits: summed as unsigned words modulo 2**acc_bits (same bits).
+            terms = [Mux(hit[j], value.as_unsigned(), 0) for value, hit in zip(contributions, one_hots)]
+            m.d.comb += nxt.eq(_sum_mod([Mux(fresh[j], 0, registers[j].as_unsigned()), *terms], width))
             nexts.append(nxt)
             any_hit.append(Cat(*[hit[j] for hit in one_hots]).any())
         m.d.comb += self.result.eq(Cat(*nexts))
