@@ -10,7 +10,9 @@ Figures: ``<model>_ideal_acc`` (fault-free accuracy, %), ``<model>_fault_<rate>_
 ``<model>_device_<preset>_acc``, ``fault_recovered_gap`` (digits CNN: fault-free minus masked-and-remapped at
 1% stuck cells, points), ``fault_unmasked_loss`` (fault-free minus unmasked at 1%, points),
 ``device_resnet18_ideal_s`` / ``device_resnet18_noisy_s`` (one image, best of 5, interleaved) and
-``device_model_cost_ratio`` (their ratio).
+``device_model_cost_ratio`` (their ratio; the goal's figure), and the same three by the process's CPU time
+(``device_resnet18_ideal_cpu_s``, ``device_resnet18_noisy_cpu_s``, ``device_model_cost_ratio_cpu``: less
+inflated by other jobs on a shared machine).
 """
 
 from __future__ import annotations
@@ -186,13 +188,19 @@ def cost_ratio() -> dict[str, float]:
         b = compiler.compile_model(src, "isaac")
     img = np.random.default_rng(1).random((1, 3, 224, 224)).astype(np.float32)
     best = {"ideal": float("inf"), "noisy": float("inf")}
+    cpu = dict(best)
     for _ in range(5):
         for k, device in (("ideal", None), ("noisy", dev)):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             compiler.run(b, img, progress=False, device=device)
             best[k] = min(best[k], time.perf_counter() - t)
+            cpu[k] = min(cpu[k], time.process_time() - c)
+    # The goal is on wall time (best of 5); the CPU time of this process is reported beside it because other
+    # jobs on a shared machine inflate wall time far more than it.
     return {"device_resnet18_ideal_s": best["ideal"], "device_resnet18_noisy_s": best["noisy"],
-            "device_model_cost_ratio": best["noisy"] / best["ideal"]}
+            "device_model_cost_ratio": best["noisy"] / best["ideal"],
+            "device_resnet18_ideal_cpu_s": cpu["ideal"], "device_resnet18_noisy_cpu_s": cpu["noisy"],
+            "device_model_cost_ratio_cpu": cpu["noisy"] / cpu["ideal"]}
 
 
 def _mean(v) -> float:
@@ -235,7 +243,10 @@ def markdown(results: dict) -> str:
         c = results["cost"]
         out += ["### Cost", "", f"ResNet-18-shaped image (isaac), golden model, best of 5: ideal "
                 f"{c['device_resnet18_ideal_s']:.2f} s, `pcm` + IR drop 0.1 {c['device_resnet18_noisy_s']:.2f} s: "
-                f"ratio {c['device_model_cost_ratio']:.2f}.", ""]
+                f"ratio {c['device_model_cost_ratio']:.2f}"
+                + (f" (CPU time of the process: {c['device_resnet18_ideal_cpu_s']:.2f} s and "
+                   f"{c['device_resnet18_noisy_cpu_s']:.2f} s, ratio {c['device_model_cost_ratio_cpu']:.2f})"
+                   if "device_model_cost_ratio_cpu" in c else "") + ".", ""]
     return "\n".join(out)
 
 

@@ -261,6 +261,7 @@ def load_device(spec: str | DeviceModel | None) -> DeviceModel | None:
 # -- the state of one physical array -------------------------------------------------------------------
 
 _STUCK, _DRIFT, _PROG, _READ = 1, 2, 3, 4  # independent random streams of one seed
+_PROG_CHUNK = 4096  # candidate cells drawn at a time from the programming stream (part of its definition)
 
 
 class DeviceArray:
@@ -308,7 +309,7 @@ class DeviceArray:
                 pk[lv] = np.diff(np.concatenate([[0.0], up]))
             change = 1 - pk[L, L]
             if change.max() > 0:
-                self._p_change = change
+                self._p_change, self._p_change_list = change, change.tolist()
                 self._p_max = float(change.max())
                 cond = pk.copy()
                 cond[L, L] = 0
@@ -316,15 +317,23 @@ class DeviceArray:
                 self._cond_cdf = np.cumsum(cond, axis=1)[:, :-1]  # P(new <= k | change), k < max_level
         # Reading (fast model): conductance change of every cell, and read-noise variance per cell and level.
         self._gm1 = (gain - 1).astype(np.float32) if (gain != 1).any() else None
-        self._rvar = None
+        self._rvar = self._lvl_pow = self._lvl_pow2 = None
         if model.read_sigma > 0:
             e2 = 2 * model.read_exp
             self._rvar = ((model.read_sigma * cfg.max_level) ** 2 * gain ** e2).astype(np.float32)
             self._lvl_pow = ((L / cfg.max_level) ** e2).astype(np.float32) if e2 else None
+            self._lvl_pow2 = _pair_table(self._lvl_pow) if e2 else None
         self._cw: dict = {}
+        self._bound_cache: dict = {}
         self._in_cache: dict = {}
         self._in_bytes = 0
         self._prog_rng = np.random.default_rng([s, _PROG])
+        # programming stream state: cells written so far, buffered candidate positions (absolute, increasing;
+        # the first entry -1 is a sentinel) with their uniforms, the first unused one and its position
+        self._written, self._cand_at = 0, 1
+        self._cand_pos, self._cand_u = np.array([-1], dtype=np.int64), np.zeros((1, 2))
+        self._cand_list, self._cand_ulist = [-1], [[0.0, 0.0]]  # the same as Python lists (few-candidate path)
+        self._next_cand = -1 if self._p_change is not None else 1 << 62
         self._read_rng = np.random.default_rng([s, _READ])
         self._pool = (np.empty(0, dtype=np.float32), 0)
         self.writes = 0  # LDW blocks programmed so far
@@ -332,26 +341,70 @@ class DeviceArray:
     # -- programming: changes the stored levels (the RTL sees them through the feed) ----------------
 
     def program(self, block: np.ndarray, col_start: int) -> np.ndarray:
-        """The levels cells store when LDW writes ``block`` (rows x n) to columns ``col_start ..``."""
+        """The levels cells store when LDW writes ``block`` (rows x n) to columns ``col_start ..``: ``block`` itself
+        when no cell changes (``block`` is never modified), else a new int64 array."""
         self.writes += 1
-        lv = np.asarray(block).astype(np.int64)
+        lv = np.asarray(block)
+        copied = False
         if self._p_change is not None and lv.size:
-            rng, flat = self._prog_rng, lv.reshape(-1)
-            pos, at = [], -1
-            while True:  # Bernoulli(p_max) cells as geometric gaps
-                gaps = rng.geometric(self._p_max, size=int(flat.size * self._p_max * 1.2) + 16)
-                cand = at + np.cumsum(gaps)
-                pos.append(cand[cand < flat.size])
-                if cand[-1] >= flat.size:
-                    break
-                at = int(cand[-1])
-            pos = np.concatenate(pos)
-            old = flat[pos]
-            pos = pos[rng.random(pos.size) * self._p_max < self._p_change[old]]
-            old = flat[pos]
-            flat[pos] = (rng.random(pos.size)[:, None] >= self._cond_cdf[old]).sum(axis=1)
-        n = lv.shape[1]
-        return self.hold(lv, slice(None), slice(col_start, col_start + n))
+            hit = self._prog_candidates(lv.size)
+            if hit is not None:
+                start, i, j = hit
+                if j - i <= 8:  # the usual case at published spreads: a few candidates, cheaper in Python
+                    flat, changes = lv.reshape(-1), []
+                    for k in range(i, j):
+                        p = self._cand_list[k] - start
+                        old = int(flat[p])
+                        acc, pick = self._cand_ulist[k]
+                        if acc * self._p_max < self._p_change_list[old]:
+                            changes.append((p, int((pick >= self._cond_cdf[old]).sum())))
+                    if changes:
+                        lv, copied = lv.astype(np.int64), True
+                        for p, new in changes:
+                            lv.reshape(-1)[p] = new
+                else:
+                    pos, u = self._cand_pos[i:j] - start, self._cand_u[i:j]
+                    old = lv.reshape(-1)[pos]
+                    keep = u[:, 0] * self._p_max < self._p_change[old]
+                    lv, copied = lv.astype(np.int64), True
+                    pos, old = pos[keep], old[keep]
+                    lv.reshape(-1)[pos] = (u[keep, 1][:, None] >= self._cond_cdf[old]).sum(axis=1)
+        if not self._stuck_any:
+            return lv
+        if not copied:
+            lv = lv.astype(np.int64)
+        return self.hold(lv, slice(None), slice(col_start, col_start + lv.shape[1]))
+
+    def _prog_candidates(self, n: int) -> tuple | None:
+        """``(start, i, j)``: the candidate cells among the next ``n`` cells written are entries ``i .. j-1`` of
+        the candidate buffer (absolute positions; ``start`` is the first of the ``n``), or None when there is none.
+
+        The programming stream (docs/devices.md, Seeds): every cell written by LDW, block after block and row-major
+        within a block, is one position of a single sequence; candidates are a Bernoulli(``p_max``) process on
+        it, drawn as geometric gaps in chunks of ``_PROG_CHUNK`` (the gaps, then an acceptance uniform and a
+        new-level uniform per candidate). A block with no candidate costs one comparison, and the draws do not
+        depend on how the writes are split into blocks."""
+        start, end = self._written, self._written + n
+        self._written = end
+        if self._next_cand >= end:
+            return None
+        rng = self._prog_rng
+        while self._cand_pos[-1] < end:  # extend the candidate buffer past this block
+            gaps = rng.geometric(self._p_max, size=_PROG_CHUNK)
+            pos = int(self._cand_pos[-1]) + np.cumsum(gaps)
+            self._cand_pos = np.concatenate([self._cand_pos[self._cand_at:], pos])
+            self._cand_u = np.concatenate([self._cand_u[self._cand_at:], rng.random((_PROG_CHUNK, 2))])
+            self._cand_at = 0
+            self._cand_list, self._cand_ulist = self._cand_pos.tolist(), self._cand_u.tolist()
+        i = j = self._cand_at
+        if self._cand_list[min(i + 8, len(self._cand_list) - 1)] < end:
+            j += int(np.searchsorted(self._cand_pos[i:], end))
+        else:  # a few candidates, the usual case: scanning costs less than a search
+            while self._cand_list[j] < end:
+                j += 1
+        self._cand_at = j
+        self._next_cand = int(self._cand_pos[j])
+        return start, i, j
 
     def hold(self, levels: np.ndarray, rows, cols) -> np.ndarray:
         """``levels`` of the cells ``[rows, cols]`` with the stuck cells at their stuck level (in place)."""
@@ -382,6 +435,8 @@ class DeviceArray:
             y = self._mvm_exact(origin, raw, levels, masks, layer, geo, cfg)
         else:
             y = self._mvm_fast(origin, raw, levels, masks, layer, geo, cfg)
+            if prev is None and y.dtype == np.int32 and cfg.acc_bits >= 32:
+                return y  # a bound proved it fits (see _mvm_fast)
         if prev is not None:
             y += prev
         return kernels.wrap(y, cfg.acc_bits)
@@ -399,81 +454,151 @@ class DeviceArray:
             var = np.where(masks, 0.0, sd * sd)
         return g, var
 
-    def _combine(self, geo: Geometry, layer: Layer, cfg: TileConfig):
-        """(window columns x outputs) matrices that sum each output's columns with weights cw and cw**2."""
-        key = (geo, layer.wsigned)
+    def _col_weights(self, layer: Layer, cfg: TileConfig) -> tuple[np.ndarray, np.ndarray]:
+        """(cw, cw**2) as float32: ``cells.reshape(-1, group) @ cw`` sums each output's columns."""
+        key = (layer.wbits, layer.wsigned)
         m = self._cw.get(key)
         if m is None:
             cw = encoding.column_weights(cfg, layer.wbits, layer.wsigned).astype(np.float32)
-            eye = np.eye(geo.n_out, dtype=np.float32)
-            m = self._cw[key] = (np.kron(eye, cw[:, None]), np.kron(eye, (cw * cw)[:, None]))
+            m = self._cw[key] = (cw, cw * cw)
         return m
 
     def _mvm_fast(self, origin, raw, levels, masks, layer, geo, cfg) -> np.ndarray:
-        """Output-referred model: the exact ideal MVM (with its clipping), plus the linear effect of drift and
-        IR drop on every conversion, plus the sum of every conversion's read noise as one Gaussian per output
-        (its exact variance); the ADC's rounding of the perturbation is not modelled (docs/devices.md)."""
+        """Output-referred model: the nearest integer to the ideal MVM (exact, with its clipping) plus the linear
+        effect of drift and IR drop on every conversion plus the sum of every conversion's read noise as one
+        Gaussian per output (its exact variance); the ADC's rounding of the perturbation is not modelled
+        (docs/devices.md).
+
+        Cost: when no conversion of the window can clip (``fastmvm._linear``), drift and IR drop are folded into
+        the weight matrix, so ideal and drift are one float32 GEMM; the read-noise variance is a second GEMM of
+        the inputs' squared slices; one normal per output. Everything else is per window (a few passes over
+        its cells), not per input vector."""
         u8 = raw if raw.dtype == np.uint8 else (raw.astype(np.int64) & 0xFF).astype(np.uint8)
-        yf = fastmvm._mvm_float(u8, levels, masks, layer, geo, cfg)[0]  # integer-valued floats
         nr, nc = levels.shape
         if nr == 0 or geo.n_out == 0:
-            return yf.astype(np.int64)
+            return fastmvm._mvm_float(u8, levels, masks, layer, geo, cfg)[0].astype(np.int64)
         r0, c0 = origin
-        cw1, cw2 = self._combine(geo, layer, cfg)
+        win = (slice(r0, r0 + nr), slice(c0, c0 + nc))
+        cw1, cw2 = self._col_weights(layer, cfg)
         x1, x2 = self._inputs(u8, layer, cfg)
         masked = masks.any()
-        extra = None
-        if self._gm1 is not None:  # drift and IR drop: x @ (G - levels), linear in the inputs
-            lv = levels.astype(np.float32)
+        wd = None
+        if self._gm1 is not None:  # drift and IR drop: (G - levels) summed per output, linear in the inputs
+            lv = np.multiply(levels, self._gm1[win], dtype=np.float32)
             if masked:
-                lv *= ~masks
-            lv *= self._gm1[r0:r0 + nr, c0:c0 + nc]
-            extra = x1 @ (lv @ cw1)
+                lv[masks] = 0
+            wd = np.dot(lv.reshape(-1, cw1.size), cw1).reshape(nr, geo.n_out)
+        lin = fastmvm._linear(levels, masks, layer, geo, cfg)
+        bound = None  # on |y|, when one is known
+        if lin is not None and lin[0].dtype == np.float32:  # no clipping: one GEMM for ideal + drift
+            w = lin[0] if wd is None else lin[0] + wd
+            y = np.dot(x1, w)  # (np.dot: less overhead per call than the @ operator)
+            bound = self._bounds(layer, nr, cfg)[0]
+        else:
+            y = fastmvm._mvm_float(u8, levels, masks, layer, geo, cfg)[0]
+            if wd is not None:
+                y = y + np.dot(x1, wd)
         if self._rvar is not None:  # read noise: a sum of independent Gaussians, one Gaussian per output
-            var = self._rvar[r0:r0 + nr, c0:c0 + nc]
+            var = self._rvar[win]
             if self._lvl_pow is not None:
-                var = var * np.take(self._lvl_pow, levels)
+                var = self._level_power(levels) * var
+            elif masked:
+                var = var.copy()
             if masked:
-                var = var * ~masks
-            v = x2 @ (var @ cw2)
-            np.sqrt(v, out=v)
-            v *= self._normals(v.shape)
-            extra = v if extra is None else extra + v
-        y = yf.astype(np.int64)
-        if extra is not None:
-            y += np.rint(extra).astype(np.int64)
-        return y
+                var[masks] = 0
+            wv = np.dot(var.reshape(-1, cw2.size), cw2).reshape(nr, geo.n_out)
+            sd = np.dot(x2, wv)
+            np.sqrt(sd, out=sd)
+            sd *= self._normals(sd.shape)
+            y += sd
+            if bound is not None:
+                bound += self._bounds(layer, nr, cfg)[1]
+        np.rint(y, out=y)
+        if bound is not None and bound * (1 + 2 ** -20) + 1 < 1 << 31:  # (with room for float32 rounding)
+            return y.astype(np.int32)
+        return y.astype(np.int64)
+
+    def _bounds(self, layer: Layer, nr: int, cfg: TileConfig) -> tuple[float, float]:
+        """Bounds on ``|x @ (W + Wd)|`` and on the read noise of one output, for ``nr`` window rows: every level
+        is at most ``max_level`` and every cell's gain at most 1 (drift and IR drop only lose conductance); the
+        read stream's normals are at most ``_Z_MAX`` in magnitude."""
+        key = (layer.abits, layer.asigned, layer.wbits, layer.wsigned, nr)
+        b = self._bound_cache.get(key)
+        if b is None:
+            cw1, cw2 = self._col_weights(layer, cfg)
+            xmax = fastmvm._max_abs_value(layer.abits, layer.asigned)
+            mean = xmax * nr * cfg.max_level * float(np.abs(cw1).sum())
+            noise = 0.0
+            if self._rvar is not None:
+                x2max = float(_byte_table(layer.abits, layer.asigned, cfg.dac_bits, 2).max())
+                noise = _Z_MAX * math.sqrt(x2max * nr * float(self._rvar.max()) * float(cw2.sum()))
+            b = self._bound_cache[key] = (mean, noise)
+        return b
+
+    def _level_power(self, levels: np.ndarray) -> np.ndarray:
+        """``(level / max_level) ** (2 read_exp)`` of every cell (float32): two cells per lookup for uint8 levels."""
+        if self._lvl_pow2 is not None and levels.dtype == np.uint8 and not levels.shape[1] % 2 \
+                and levels.strides[1] == 1 and not levels.strides[0] % 2:
+            return np.take(self._lvl_pow2, levels.view("<u2"), axis=0).reshape(levels.shape)
+        return np.take(self._lvl_pow, levels)
 
     def _inputs(self, u8: np.ndarray, layer: Layer, cfg: TileConfig) -> tuple:
         """(input values, sum of the squared weighted input slices) of the vectors ``u8``, as float32.
 
-        Remembered by the bytes themselves, up to ``_IN_CACHE_BYTES``: a layer's column and row tiles run as
-        separate programs that load the same input blocks again (ResNet-18: 251 distinct blocks in 5,724
-        MVMs), far apart, so a short cache misses nearly always."""
+        Remembered by the bytes themselves (a dict keyed by them: hashed once, compared with memcmp on a hit),
+        up to ``_IN_CACHE_BYTES``: a layer's column and row tiles run as separate programs that load the same
+        input blocks again (ResNet-18: 251 distinct blocks in 5,724 MVMs), far apart, so a short cache misses
+        nearly always. A hit costs about a fifth of building the arrays."""
         key = (u8.tobytes(), u8.shape, layer.abits, layer.asigned)
         hit = self._in_cache.get(key)
-        if hit is None:
-            x1 = fastmvm._values(u8, layer.abits, layer.asigned, np.float32) if self._gm1 is not None else None
-            x2 = None
-            if self._rvar is not None:  # np.take: about twice as fast as indexing with the byte array
-                x2 = np.take(_byte_table(layer.abits, layer.asigned, cfg.dac_bits, 2), u8)
-            size = sum(x.nbytes for x in (x1, x2) if x is not None)
-            while self._in_cache and self._in_bytes + size > _IN_CACHE_BYTES:
-                old = self._in_cache.pop(next(iter(self._in_cache)))
-                self._in_bytes -= sum(x.nbytes for x in old if x is not None)
-            hit = self._in_cache[key] = (x1, x2)
-            self._in_bytes += size
+        if hit is not None:
+            return hit
+        x1 = fastmvm._values(u8, layer.abits, layer.asigned, np.float32)
+        x2 = None
+        if self._rvar is not None:  # (a plain take: input bytes are too varied for the pair table's cache)
+            x2 = np.take(_byte_table(layer.abits, layer.asigned, cfg.dac_bits, 2), u8)
+        size = u8.size + sum(x.nbytes for x in (x1, x2) if x is not None)
+        while self._in_cache and self._in_bytes + size > _IN_CACHE_BYTES:
+            k, old = next(iter(self._in_cache.items()))
+            del self._in_cache[k]
+            self._in_bytes -= len(k[0]) + sum(x.nbytes for x in old if x is not None)
+        self._in_cache[key] = hit = (x1, x2)
+        self._in_bytes += size
         return hit
 
     def _normals(self, shape) -> np.ndarray:
-        """Standard normal float32 draws of ``shape`` from the read stream (drawn in blocks: one call per MVM
-        cost more than the draws)."""
+        """The next standard normal float32 draws of the read stream, as an array of ``shape``.
+
+        The read stream is one sequence of normals (docs/devices.md, Seeds): each noisy MVM takes the next
+        ``vectors x outputs`` of it in row-major order. It is made in blocks of ``_READ_BLOCK`` normals, each from
+        the next ``_READ_BLOCK`` float32 uniforms of the generator by the Box-Muller transform (first half of the
+        block: radii ``sqrt(-2 ln(1 - u))``, second half: angles ``2 pi u``; cosines, then sines). About twice as
+        fast as NumPy's float32 ziggurat; 24-bit uniforms bound ``|z|`` by 5.77."""
         n = math.prod(shape)
         buf, at = self._pool
         if at + n > buf.size:
-            buf, at = self._read_rng.standard_normal(max(n, 1 << 18), dtype=np.float32), 0
+            rest = buf[at:]
+            more = self._box_muller(-(-(n - rest.size) // _READ_BLOCK))
+            buf, at = (np.concatenate([rest, more]) if rest.size else more), 0
         self._pool = (buf, at + n)
         return buf[at:at + n].reshape(shape)
+
+    def _box_muller(self, blocks: int) -> np.ndarray:
+        """``blocks`` blocks of the read stream's normals (see :meth:`_normals`), flat."""
+        h = _READ_BLOCK // 2
+        u = self._read_rng.random((blocks, _READ_BLOCK), dtype=np.float32)
+        r, th = u[:, :h], u[:, h:]
+        np.subtract(np.float32(1), r, out=r)
+        np.log(r, out=r)
+        r *= np.float32(-2)
+        np.sqrt(r, out=r)
+        th *= np.float32(2 * math.pi)
+        z = np.empty_like(u)
+        np.cos(th, out=z[:, :h])
+        np.sin(th, out=z[:, h:])
+        z[:, :h] *= r
+        z[:, h:] *= r
+        return z.reshape(-1)
 
     def _mvm_exact(self, origin, raw, levels, masks, layer, geo, cfg) -> np.ndarray:
         """Per-conversion model (the definition, mirroring :func:`cimtile.sim.kernels.mvm_sliced`): each
@@ -515,6 +640,21 @@ def _phi(x: float) -> float:
 
 #: Memory the remembered input-derived arrays of one device array may hold (oldest dropped first).
 _IN_CACHE_BYTES = 256 << 20
+#: Bound on the read stream's normals: Box-Muller radii from 24-bit uniforms are below sqrt(48 ln 2) = 5.77.
+_Z_MAX = 5.8
+#: Normals drawn at a time from the read stream.
+_READ_BLOCK = 1 << 16
+
+
+def _pair_table(table: np.ndarray) -> np.ndarray:
+    """(65536, 2): ``table`` of the low and of the high byte of every uint16, to look up uint8 indices two at a
+    time through a little-endian uint16 view (NumPy's take converts every index to intp first, which costs more
+    than the lookup itself)."""
+    full = np.zeros(256, dtype=table.dtype)
+    full[:table.size] = table  # indices past the table never occur (levels <= max_level)
+    b = np.arange(1 << 16)
+    return np.stack([full[b & 0xFF], full[b >> 8]], axis=1)
+
 
 def _byte_table(abits: int, asigned: bool, dac_bits: int, power: int) -> np.ndarray:
     """Per input byte: ``sum_k w_k * v_k`` (power 1: the input value) or ``sum_k w_k**2 * v_k**2`` (power 2:

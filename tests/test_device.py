@@ -275,3 +275,72 @@ def test_remapping_moves_signed_inputs_and_the_minus_128_correction():
     bm = mask_faults(b, fm, remap=True)
     assert bm.row_maps
     np.testing.assert_array_equal(compiler.run(bm, x, device=dev), compiler.run(b, x))
+
+
+def test_read_stream_is_one_sequence_of_standard_normals():
+    """The read stream (docs/devices.md, Seeds): Box-Muller normals taken in order, whatever the MVM sizes."""
+    from cimtile.sim.device import _Z_MAX
+
+    cfg = TILES["isaac"]
+    a, b = (DeviceModel(read_sigma=0.1, seed=3).array(cfg) for _ in range(2))
+    parts = [a._normals((3, 5)), a._normals((70000,)), a._normals((2, 40000))]  # across block boundaries
+    z = b._normals((150015,))
+    np.testing.assert_array_equal(np.concatenate([p.ravel() for p in parts]), z)
+    assert z.dtype == np.float32 and np.abs(z).max() <= _Z_MAX
+    n = z.size
+    assert abs(z.mean()) < 5 / np.sqrt(n) and abs(z.std() - 1) < 0.01
+    assert abs((z.astype(np.float64) ** 4).mean() - 3) < 0.1  # Gaussian kurtosis
+    tail = (np.abs(z) > 2).mean()  # 2 * (1 - Phi(2)) = 0.0455
+    assert abs(tail - 0.0455) < 5 * np.sqrt(0.0455 / n)
+    assert not np.array_equal(DeviceModel(read_sigma=0.1, seed=4).array(cfg)._normals((10,)), z[:10])
+
+
+def test_programming_stream_does_not_depend_on_how_writes_are_split():
+    """Programming variation is drawn on the sequence of written cells: blocks of one column (a few candidates each,
+    the Python path) and one wide block (many candidates, the array path) store the same levels."""
+    cfg = TILES["isaac"]
+    dev = DeviceModel(prog_coeff=(0.08,), seed=2)  # p_max about 0.03: a few candidates per column
+    r = np.random.default_rng(5)
+    blocks = [r.integers(0, cfg.max_level + 1, (cfg.rows, n)) for n in (1, 1, 90, 1, 37)]
+    a, b = dev.array(cfg), dev.array(cfg)
+    split = np.concatenate([a.program(blk, 0).ravel() for blk in blocks])
+    whole = np.concatenate([blk.ravel() for blk in blocks]).reshape(cfg.rows, -1)
+    stored = b.program(whole, 0)
+    np.testing.assert_array_equal(split, stored.ravel())
+    assert 0.005 < (stored != whole).mean() < 0.1  # the variation did act
+    assert a._p_max * cfg.rows < 8 < a._p_max * cfg.rows * 90  # both paths were taken
+    untouched = np.zeros((cfg.rows, 3), dtype=np.int64)
+    assert DeviceModel(prog_coeff=(1e-3,)).array(cfg).program(untouched, 0) is untouched  # nothing moved: no copy
+
+
+def test_fast_model_folds_drift_into_the_ideal_gemm():
+    """With drift and IR drop only, the output is the nearest integer to ideal + x @ (G - L) (float32 rounding of
+    the one folded GEMM moves a rare output by one), returned as int32 when a bound proves it fits."""
+    cfg = TILES["isaac"]
+    geo = isa.geometry(cfg, 8, 8, True, False, cfg.rows, cfg.cols)
+    layer = Layer(8, 8, True, False, 0)
+    r = np.random.default_rng(2)
+    levels = (r.random((cfg.rows, cfg.cols)) < 0.1).astype(np.uint8)  # sparse: no conversion can clip
+    masks = np.zeros_like(levels, dtype=bool)
+    assert fastmvm._linear(levels, masks, layer, geo, cfg) is not None
+    raw = r.integers(0, 256, (200, cfg.rows)).astype(np.uint8)
+    arr = DeviceModel(drift_nu=0.05, drift_nu_std=0.01, drift_t=86400.0, ir_drop=0.2, seed=1).array(cfg)
+    y = arr.mvm_acc((0, 0), raw, levels, masks, layer, geo, cfg)
+    assert y.dtype == np.int32
+    from cimtile.hw import encoding
+    cw = encoding.column_weights(cfg, layer.wbits, layer.wsigned)
+    G = ((levels * arr.gain).reshape(-1, cw.size) @ cw).reshape(cfg.rows, geo.n_out)
+    want = np.rint(raw.astype(np.float64) @ G)
+    diff = y - want
+    assert np.abs(diff).max() <= 1 and (diff != 0).mean() < 0.01
+    assert not np.array_equal(y, fastmvm.mvm(raw, levels, masks, layer, geo, cfg))
+
+
+def test_level_power_pair_lookup_equals_the_table():
+    """The read-noise level factor looked up two uint8 cells at a time equals the per-level table, on any window."""
+    cfg = TILES["isaac"]
+    arr = DeviceModel(read_sigma=0.05, read_exp=0.35).array(cfg)
+    levels = np.random.default_rng(0).integers(0, cfg.max_level + 1, (cfg.rows, cfg.cols)).astype(np.uint8)
+    for win in (levels, levels[3:40, 8:72], levels[:, 1:9], levels[:, :7]):  # paired and fallback paths
+        np.testing.assert_array_equal(arr._level_power(win), arr._lvl_pow[win])
+    assert arr._lvl_pow[0] == 0 and arr._lvl_pow[-1] == 1
