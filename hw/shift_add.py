@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -19,6 +22,12 @@ class ShiftAdd(wiring.Component):
     A lane's contribution is ``(-code if neg else code) << shift`` (the narrow code is negated
     before the shift: ``-(c << s) == (-c) << s`` modulo ``2**acc_bits``); lane i hits output
     ``conversion[i].o`` when ``conversion[i].valid``. Arithmetic wraps at ``acc_bits``.
+
+    The lanes are summed per output in lane space first: the lowest lane hitting an output (its
+    leader) carries the sum of all lanes hitting that output, so each result register sees at most
+    one leader and needs one adder and a one-hot select, not an ``n_adcs``-input adder (which
+    would cost ``cols x n_adcs`` adders: the bulk of isaac's logic). Sums wrap modulo
+    ``2**acc_bits`` in any order, so the results are the same.
 
     Timing contract: in a cycle with ``load`` the registers take the old accumulator vector
     ``old`` (lanes >= ``n_out`` keep it), and a "fresh" bit per output is set for outputs below
@@ -50,19 +59,14 @@ class ShiftAdd(wiring.Component):
         cols, width = self.cfg.cols, self.cfg.acc_bits
         registers = [Signal(signed(width), name=f"result{j}") for j in range(cols)]
         fresh = Signal(cols)
-        contributions, one_hots = [], []
-        for i, (conv, code) in enumerate(zip(self.conversion, self.code)):
-            value = Signal(signed(width), name=f"lane{i}_contribution")
-            m.d.comb += value.eq(Mux(conv.neg, -code, code) << conv.shift)
-            hit = Signal(cols, name=f"lane{i}_one_hot")
-            m.d.comb += hit.eq(Mux(conv.valid, (Const(1, cols) << conv.o[:(cols - 1).bit_length() or 1])[:cols], 0))
-            contributions.append(value)
-            one_hots.append(hit)
+        group_sums, one_hots = self._lane_groups(m)
         nexts, any_hit = [], []
         for j in range(cols):
             nxt = Signal(signed(width), name=f"result_next{j}")
-            terms = [Mux(hit[j], value, 0) for value, hit in zip(contributions, one_hots)]
-            m.d.comb += nxt.eq(Mux(fresh[j], 0, registers[j]) + adder_tree(terms))
+            # at most one leader hits output j: a one-hot select (an OR), then one adder
+            added = Signal(signed(width), name=f"added{j}")
+            m.d.comb += added.eq(reduce(or_, [Mux(hit[j], total, 0) for total, hit in zip(group_sums, one_hots)]))
+            m.d.comb += nxt.eq(Mux(fresh[j], 0, registers[j]) + added)
             nexts.append(nxt)
             any_hit.append(Cat(*[hit[j] for hit in one_hots]).any())
         m.d.comb += self.result.eq(Cat(*nexts))
@@ -73,3 +77,33 @@ class ShiftAdd(wiring.Component):
             m.d.sync += [r.eq(n) for r, n in zip(registers, nexts)]
             m.d.sync += fresh.eq(fresh & ~Cat(*any_hit))
         return m
+
+    def _lane_groups(self, m):
+        """Per lane: the sum of the contributions of every lane hitting the same output (meaningful for
+        the group's leader, the lowest such lane) and the leader's one-hot output (zero for the others)."""
+        cols, width = self.cfg.cols, self.cfg.acc_bits
+        index_bits = (cols - 1).bit_length() or 1
+        values, targets, lands = [], [], []
+        for i, (conv, code) in enumerate(zip(self.conversion, self.code)):
+            value = Signal(signed(width), name=f"lane{i}_contribution")
+            m.d.comb += value.eq(Mux(conv.neg, -code, code) << conv.shift)
+            target = Signal(index_bits, name=f"lane{i}_output")
+            m.d.comb += target.eq(conv.o[:index_bits])
+            land = Signal(name=f"lane{i}_lands")  # as a one-hot of cols bits: an output index below cols
+            m.d.comb += land.eq(conv.valid & (target < cols))
+            values.append(value)
+            targets.append(target)
+            lands.append(land)
+        lanes = len(values)
+        group_sums, one_hots = [], []
+        for i in range(lanes):
+            same = [lands[k] & (targets[k] == targets[i]) for k in range(lanes)]
+            leader = Signal(name=f"lane{i}_leads")
+            m.d.comb += leader.eq(lands[i] & ~Cat(*same[:i]).any() if i else lands[i])
+            total = Signal(signed(width), name=f"lane{i}_group_sum")
+            m.d.comb += total.eq(adder_tree([Mux(same[k], values[k], 0) for k in range(i, lanes)]))
+            hit = Signal(cols, name=f"lane{i}_one_hot")
+            m.d.comb += hit.eq(Mux(leader, (Const(1, cols) << targets[i])[:cols], 0))
+            group_sums.append(total)
+            one_hots.append(hit)
+        return group_sums, one_hots
