@@ -10,7 +10,6 @@ from cimtile.sim.kernels import wrap
 from helpers import TINY, VARIANT
 from hw_sim import simulate
 
-
 #: Eight lanes on twelve outputs (not a power of two): lanes often share an output, which the
 #: lane-space grouping (one leader per output) must sum exactly once.
 EIGHT_LANES = TINY.replace(name="eight_lanes", cols=12, n_adcs=8, rq_lanes=2)
