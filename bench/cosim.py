@@ -10,8 +10,9 @@ the other jobs) and the CPU time of the simulator process (``*_per_cpu_s*``: the
 Python run in that one process, so this is the speed the model would have on an idle core).
 
 On ``isaac`` the same program also runs on the former build of the testbench (``legacy``: top-level
-inputs not registered, see :func:`cimtile.tb.wrapper.render`; ``tb.runner.LEGACY_OPT``), built in
-``<sim dir>/isaac-legacy/``, in the same run: ``cosim_speedup_isaac`` is the ratio of CPU-time rates.
+inputs not registered, see :func:`cimtile.tb.wrapper.render`; ``tb.runner.LEGACY_BUILD_ARGS`` and
+``LEGACY_OPT``; BLAS threads not limited), built in ``<sim dir>/isaac-legacy/`` from the current RTL, in
+the same run: ``cosim_speedup_isaac`` is the ratio of CPU-time rates.
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ programmed once (CFG, WIN, LDW, LDIN), then a program ``MVM; HALT`` is run and t
 MVM handler, accumulator wrap and store). ``fastmvm.mvm`` alone and the straightforward loop
 ``kernels.mvm_sliced`` on the same operands are printed alongside.
 
+``golden_resnet18_cpu_s``: one image of the ResNet-18-shaped model of :mod:`bench.compiler` (compiled for ``isaac``,
+bundle loaded, as ``cimtile run`` runs it), best CPU time of 3, with the int8 GEMMs (``fastmvm.INT_GEMM``); the
+same with them off (``golden_resnet18_float_cpu_s``, the float path) alternates with it in the same run.
+``golden_resnet18_img_s`` (wall time) stays in ``python -m bench compiler``.
+
 BLAS runs single-threaded (``CIMTILE_BENCH_THREADS``, default 1) for the GEMM and the golden model
 alike: NumPy's element-wise work is single-threaded, and the machine's other jobs make multi-threaded
 BLAS timings erratic. Times are CPU times of this process (see :func:`_best`).
@@ -37,7 +42,8 @@ N_OUT = 128
 REPS = int(os.environ.get("CIMTILE_BENCH_REPS", "9"))
 THREADS = int(os.environ.get("CIMTILE_BENCH_THREADS", "1"))
 
-GOALS = {"golden_clip_vs_f32": "<= 15", "golden_lossless_vs_f32": "<= 1.5", "golden_worst_vs_f32": "(reported)"}
+GOALS = {"golden_clip_vs_f32": "<= 15", "golden_lossless_vs_f32": "<= 1.5", "golden_worst_vs_f32": "(reported)",
+         "golden_resnet18_cpu_s": "<= 0.3"}
 
 
 def quantised_weights(rng: np.random.Generator, rows: int, n_out: int) -> np.ndarray:
@@ -113,6 +119,13 @@ def case(name: str, cfg: TileConfig, w: np.ndarray, x: np.ndarray) -> dict[str, 
     def run_tile():
         tile.run().check()
 
+    def run_tile_float():  # the float path (int8 GEMMs off): the baseline of this change, in the same run
+        fastmvm.INT_GEMM = False
+        try:
+            tile.run().check()
+        finally:
+            fastmvm.INT_GEMM = True
+
     run_tile()
     want = kernels.mvm_sliced(x, levels, masks, layer, geo, cfg)
     if not (np.array_equal(tile.acc[:, 0, :N_OUT], kernels.wrap(want, cfg.acc_bits))
@@ -124,6 +137,7 @@ def case(name: str, cfg: TileConfig, w: np.ndarray, x: np.ndarray) -> dict[str, 
         # The same number of samples for each: the minimum of more samples is biased low.
         "gemm": (lambda: xf @ wf, 3),
         "tile": (run_tile, 3),
+        "tile_float": (run_tile_float, 3),
         "mvm": (lambda: fastmvm.mvm(x, levels, masks, layer, geo, cfg), 3),
     }, REPS)
     t_sliced = _best({"sliced": (lambda: kernels.mvm_sliced(x, levels, masks, layer, geo, cfg), 1)},
@@ -133,9 +147,48 @@ def case(name: str, cfg: TileConfig, w: np.ndarray, x: np.ndarray) -> dict[str, 
     print(f"  {name}: {cfg.name} {rows}x{N_OUT} ({levels.shape[1]} columns, {cfg.cell_bits}-bit cells, "
           f"{cfg.dac_bits}-bit DAC, {cfg.adc_bits}-bit ADC, {cfg.rows_per_conv} rows/conversion), M={M}")
     print(f"    conversions that clip: {100 * frac:.2f}%")
-    print(f"    f32 GEMM {1e3 * g:.3f} ms | Tile MVM {t['tile'] / g:.1f}x | fastmvm.mvm {t['mvm'] / g:.1f}x | "
+    print(f"    f32 GEMM {1e3 * g:.3f} ms | Tile MVM {t['tile'] / g:.1f}x (float path {t['tile_float'] / g:.1f}x) | "
+          f"fastmvm.mvm {t['mvm'] / g:.1f}x | "
           f"mvm_sliced {t_sliced / g:.1f}x", flush=True)
-    return {"ratio": t["tile"] / g, "kernel": t["mvm"] / g, "sliced": t_sliced / g, "clip": frac}
+    return {"ratio": t["tile"] / g, "float": t["tile_float"] / g, "kernel": t["mvm"] / g, "sliced": t_sliced / g,
+            "clip": frac}
+
+
+def resnet18_image(runs: int = 3) -> dict[str, float]:
+    """CPU seconds of one ResNet-18 image on the golden backend, with and without the int8 GEMMs (alternating)."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+
+    from bench.compiler import resnet18_qdq
+    from cimtile import compiler
+
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "resnet18.onnx"
+        onnx.save(resnet18_qdq(), src)
+        compiler.compile_model(src, "isaac", out=Path(d) / "out")
+        b = compiler.load(Path(d) / "out")
+    x = np.random.default_rng(1).random((1, 3, 224, 224)).astype(np.float32)
+    fastmvm._i8mm()  # (PyTorch's import, once per process, is not an image's time)
+    best = {True: float("inf"), False: float("inf")}
+    outs = {}
+    saved = fastmvm.INT_GEMM
+    try:
+        for _ in range(runs):
+            for on in (True, False):
+                fastmvm.INT_GEMM = on
+                c = time.process_time()
+                y, st = compiler.run(b, x, stats=True, progress=False)
+                best[on] = min(best[on], time.process_time() - c)
+                outs[on] = (np.asarray(y).tobytes(), st.cycles)
+    finally:
+        fastmvm.INT_GEMM = saved
+    if outs[True] != outs[False]:
+        raise AssertionError("resnet18: the int8 and float paths give different outputs or cycles")
+    print(f"  resnet18 on isaac, one image: {best[True]:.3f} s CPU (float path {best[False]:.3f} s), "
+          f"{outs[True][1]} cycles")
+    return {"golden_resnet18_cpu_s": best[True], "golden_resnet18_float_cpu_s": best[False]}
 
 
 def run() -> dict[str, float]:
@@ -152,16 +205,20 @@ def run() -> dict[str, float]:
         out = {}
         cimaq = PRESETS["cimaq"]
         r = case("clip", cimaq, quantised_weights(rng, cimaq.rows, N_OUT), relu_activations(rng, M, cimaq.rows))
-        out.update(golden_clip_vs_f32=r["ratio"], golden_clip_sliced_vs_f32=r["sliced"],
+        out.update(golden_clip_vs_f32=r["ratio"], golden_clip_float_vs_f32=r["float"],
+                   golden_clip_sliced_vs_f32=r["sliced"],
                    golden_clip_fraction=r["clip"])
         isaac = PRESETS["isaac"]
         r = case("lossless", isaac, quantised_weights(rng, isaac.rows, N_OUT), relu_activations(rng, M, isaac.rows))
-        out.update(golden_lossless_vs_f32=r["ratio"], golden_lossless_sliced_vs_f32=r["sliced"],
+        out.update(golden_lossless_vs_f32=r["ratio"], golden_lossless_float_vs_f32=r["float"],
+                   golden_lossless_sliced_vs_f32=r["sliced"],
                    golden_lossless_fraction=r["clip"])
         # Worst case: weight magnitudes 112..127 (cell levels near their maxima) and inputs 192..255.
         w = rng.choice([-1, 1], (cimaq.rows, N_OUT)) * rng.integers(112, 128, (cimaq.rows, N_OUT))
         x = rng.integers(192, 256, (M, cimaq.rows)).astype(np.uint8)
         r = case("worst", cimaq, w, x)
-        out.update(golden_worst_vs_f32=r["ratio"], golden_worst_sliced_vs_f32=r["sliced"],
+        out.update(golden_worst_vs_f32=r["ratio"], golden_worst_float_vs_f32=r["float"],
+                   golden_worst_sliced_vs_f32=r["sliced"],
                    golden_worst_fraction=r["clip"])
+        out.update(resnet18_image())
     return out

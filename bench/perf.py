@@ -64,12 +64,14 @@ def layer_utilisation(cfg: TileConfig, vectors: int = 64, *, load: bool = False)
 
 
 def vau_step_vs_cellwise(cfg: TileConfig) -> float:
-    """Cycles of updating every cell with WSET over cycles of one VAU step (VAUR + VAUC over the
-    whole array)."""
+    """Cycles of an exact write of every cell over cycles of one VAU step (VAUR + VAUC over the whole array),
+    both with the array's programming time: the cheaper of a WSET per cell and an LDW of every column (each a
+    write-and-verify of ``write_cycles``), against the two sweeps with their pulse phases."""
     ns = isa.cfg_namespace(cfg)
     g = isa.geometry(cfg, 8, 8, True, False, cfg.rows, cfg.cols)
     step = isa.cycles(Opcode.VAUR, ns, {}, g) + isa.cycles(Opcode.VAUC, ns, {}, g)
-    cellwise = cfg.rows * cfg.cols * isa.cycles(Opcode.WSET, ns, {})
+    cellwise = min(cfg.rows * cfg.cols * isa.cycles(Opcode.WSET, ns, {}),
+                   isa.cycles(Opcode.LDW, ns, {"start": 0, "count": cfg.cols}))
     return cellwise / step
 
 

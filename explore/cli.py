@@ -27,6 +27,9 @@ def register(sub) -> None:
     e.add_argument("--precision-agent", default="ddpg", help="agent of the precision-only baseline (cimtile search's: "
                    "ddpg, random, tpe, greedy; default ddpg)")
     e.add_argument("--population", type=int, default=8, help="NSGA-II population size (default 8)")
+    e.add_argument("--seeding", default="reference", choices=("reference", "random"),
+                   help="NSGA-II's first generation: reference (default: the reference point, and for the joint search "
+                        "one group varied at a time from it) or random (NSGA-II's uniform sampling)")
     e.add_argument("--sparsity", action="store_true", help="search the pruned share of weights too")
     e.add_argument("--space", default=None, help="JSON file {dimension: [choices]} narrowing the declared space")
     e.add_argument("--base", default="isaac", help="tile preset the fields outside the space come from")
@@ -46,7 +49,8 @@ def _explore(a) -> int:
                                                                        if s.strip()),
                         seed=a.seed, float_epochs=a.float_epochs, qat_epochs=a.qat_epochs, batch=a.batch,
                         mapping=a.mapping, device=a.device, precision_agent=a.precision_agent,
-                        population=a.population, sparsity=a.sparsity, space=a.space or {}, base=a.base,
+                        population=a.population, seeding=a.seeding,
+                        sparsity=a.sparsity, space=a.space or {}, base=a.base,
                         synth=a.synth, workers=a.workers, ray_address=a.ray_address)
     s = explore(cfg, a.out)
     print(f"{sum(s['evaluations'].values())} candidates ({s['performed_this_run']} evaluated in this run) in "

@@ -56,6 +56,7 @@ class ExploreConfig:
     precision_agent: str = "ddpg"
     max_loss: float = 1.0
     population: int = 8
+    seeding: str = "reference"  # reference: NSGA-II starts from the reference (initial_population); random: not
     sparsity: bool = False
     space: dict = field(default_factory=dict)  # {dimension: [choices]} narrowing the declared space
     base: str = "isaac"
@@ -88,6 +89,8 @@ def _check(cfg: ExploreConfig):
             raise ExploreError(f"mapping {cfg.mapping!r}: this compiler has only the exact ADC mapping")
     if cfg.precision_agent not in AGENTS:
         raise ExploreError(f"precision agent {cfg.precision_agent!r}: expected one of {', '.join(AGENTS)}")
+    if cfg.seeding not in ("reference", "random"):
+        raise ExploreError(f"seeding {cfg.seeding!r}: expected reference or random")
     if cfg.synth not in ("none", "front"):
         raise ExploreError(f"synth {cfg.synth!r}: expected none or front")
     if cfg.float_epochs < 0 or cfg.qat_epochs < 0 or cfg.batch < 1 or cfg.population < 2:
@@ -169,6 +172,9 @@ def _nsga(name: str, cfg: ExploreConfig, space: Space, ev: Evaluator, out: Path)
     if ev.bar is not None:
         ev.bar.update(len(recs))
     dists = {n: CategoricalDistribution(list(space.choices[n])) for n in names}
+    if not study.get_trials(deepcopy=False) and cfg.seeding == "reference":
+        for params in initial_population(name, space, cfg.population, cfg.seed):
+            study.enqueue_trial(params)
     while len(recs) < cfg.budget:
         # reseeded per round from the number of candidates so far: a resumed run asks what an uninterrupted one would
         study.sampler = optuna.samplers.NSGAIISampler(population_size=cfg.population,
@@ -184,6 +190,32 @@ def _nsga(name: str, cfg: ExploreConfig, space: Space, ev: Evaluator, out: Path)
                 study.tell(t, state=TrialState.FAIL)
             recs.append(r)
     return recs
+
+
+def initial_population(strategy: str, space: Space, population: int, seed: int) -> list[dict]:
+    """The first NSGA-II generation of ``strategy`` (``--seeding reference``, the default).
+
+    Every NSGA-II strategy starts from the reference, the point each single-sided baseline fixes its other
+    dimensions at. A single-sided strategy fills the rest of its first generation with NSGA-II's own uniform
+    sampling of its group (which is a variation of the reference in that group). The joint search fills it the
+    same way, one group at a time: individual ``i`` draws group ``i mod 3`` (tile, network, precision) uniformly
+    and keeps the reference's other groups, so its first generation is drawn from the union of the baselines'
+    spaces, and crossover then combines what each group found. Seeded by ``seed``: a resumed or re-run study
+    enqueues the same points."""
+    import random
+
+    names = space.names(_GROUPS[strategy])
+    fixed = _fixed(space)
+    first = {n: fixed[n] for n in names}
+    if strategy != "joint":
+        return [first]
+    rng = random.Random(f"explore-init-{seed}")
+    out = [first]
+    groups = [g for g in _GROUPS["joint"] if space.names((g,))]
+    for i in range(1, population):
+        g = groups[(i - 1) % len(groups)] if groups else None
+        out.append({n: (rng.choice(space.choices[n]) if DIMENSIONS[n].group == g else fixed[n]) for n in names})
+    return out
 
 
 def _precision(cfg: ExploreConfig, space: Space, ev: Evaluator, ref: dict) -> list[dict]:
@@ -230,6 +262,7 @@ def explore(cfg: ExploreConfig, out: str | Path, executor=None) -> dict:
                 "batch": cfg.batch, "mapping": cfg.mapping, "device": None if dev is None else dev.to_dict(),
                 "space": {"overrides": {k: list(v) for k, v in space.choices.items()}, "sparsity": cfg.sparsity,
                           "base": space.base.name}, "population": cfg.population,
+                "seeding": cfg.seeding,
                 "precision_agent": cfg.precision_agent, "max_loss": cfg.max_loss}
     sfile = out / "settings.json"
     if out.exists():

@@ -138,12 +138,11 @@ def evaluate(job: dict) -> dict:
     spec = sp.layers(c, xf.shape[-1])
     n = mnist_nets.weight_layers(spec)
     pol = sp.policy(c, n)
-    rec = {"key": sp.key(c), "candidate": c, "tile": cfg.name, "layers": n,
-           "params": int(sum(s[1] * s[2] * (s[3] ** 2 if s[0] == "conv" else 1) for s in spec if s[0] in ("conv",
-                                                                                                             "fc")))}
     seed = job["seed"]
     # one float net per network (torch_net seeds its own initial weights), trained with the search's seed
     net = mnist_nets.torch_net(spec)
+    rec = {"key": sp.key(c), "candidate": c, "tile": cfg.name, "layers": n,
+           "params": int(sum(m.weight.numel() for m in net.layers))}  # the weights the tiles hold
     fit(net, xf, yf, epochs=job["float_epochs"], lr=2e-3, seed=seed)
     q = qat.build(spec, pol, net)
     if c["sparsity"] > 0:

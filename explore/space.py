@@ -36,10 +36,16 @@ class Dimension:
     doc: str
 
 
-#: Stages and convolutions per stage at most (the precision genes cover this many weight layers).
+#: Stages and convolutions per stage at most.
 MAX_STAGES = 3
 MAX_CONVS = 2
-MAX_LAYERS = MAX_STAGES * MAX_CONVS + 1
+#: Encoder blocks of the small ViT at most (each has four weight layers: qkv, projection, two MLP linears).
+MAX_VIT_DEPTH = 2
+#: Weight layers at most (the precision genes cover this many): a CNN's stages x convs + 1, a ViT's patch
+#: embedding, 4 per block and the head.
+MAX_LAYERS = max(MAX_STAGES * MAX_CONVS + 1, 2 + 4 * MAX_VIT_DEPTH)
+#: Attention heads of the ViT (fixed: every searched width is a multiple of it).
+VIT_HEADS = 4
 
 _TILE = [
     Dimension("rows", "tile", (32, 64, 128, 256), "crossbar rows (wordlines): the rows one MVM sums"),
@@ -56,9 +62,15 @@ _TILE = [
               "once per batch; one that does not is re-programmed for every image"),
 ]
 _NET = [
+    Dimension("family", "network", ("cnn", "vit"),
+              "network family: the CNN below, or the small ViT of cimtile.zoo.vit (patch embedding, encoder blocks "
+              f"of {VIT_HEADS}-head self-attention and an MLP of twice the width, a head on the class token)"),
     Dimension("stages", "network", (1, 2, 3), "CNN stages (each: convolutions, then 2x2 max pooling)"),
     Dimension("convs", "network", (1, 2), "3x3 convolutions per stage (depth = stages x convs + 1 layers)"),
-] + [Dimension(f"width{i}", "network", (4, 8, 16, 32), f"output channels of stage {i}") for i in range(MAX_STAGES)]
+] + [Dimension(f"width{i}", "network", (4, 8, 16, 32), f"output channels of stage {i}") for i in range(MAX_STAGES)] + [
+    Dimension("vit_dim", "network", (16, 32, 48), "ViT width (token dimension; a multiple of the heads)"),
+    Dimension("vit_depth", "network", tuple(range(1, MAX_VIT_DEPTH + 1)), "ViT encoder blocks"),
+]
 _PREC = ([Dimension(f"w{i}", "precision", (2, 3, 4, 5, 6, 7, 8), f"weight bits of weight layer {i}")
           for i in range(MAX_LAYERS)]
          + [Dimension(f"a{i}", "precision", (2, 3, 4, 5, 6, 7, 8), f"input activation bits of weight layer {i}")
@@ -72,7 +84,9 @@ DIMENSIONS: dict[str, Dimension] = {d.name: d for d in _TILE + _NET + _PREC}
 
 #: The reference point every baseline fixes the other side at: a mid-size network at W8A8 on isaac-like tiles.
 REFERENCE = {"rows": 128, "cols": 128, "cell_bits": 2, "dac_bits": 1, "adc_bits": 8, "n_adcs": 8,
-             "rows_per_conv": 128, "n_tiles": 4, "stages": 2, "convs": 1, "width0": 8, "width1": 16, "width2": 16,
+             "rows_per_conv": 128, "n_tiles": 4, "family": "cnn", "stages": 2, "convs": 1, "width0": 8, "width1": 16,
+             "width2": 16,
+             "vit_dim": 32, "vit_depth": 2,
              **{f"w{i}": 8 for i in range(MAX_LAYERS)}, **{f"a{i}": 8 for i in range(MAX_LAYERS)}, "sparsity": 0.0}
 
 _TILE_FIELDS = {f.name: f for f in fields(TileConfig)}
@@ -83,6 +97,11 @@ def _check_choices(d: Dimension, values) -> tuple:
         raise ExploreError(f"space dimension {d.name!r}: expected a non-empty list of choices")
     out = []
     for v in values:
+        if d.name == "family":
+            if v not in DIMENSIONS["family"].choices:
+                raise ExploreError(f"space dimension 'family': choice {v!r} is not one of cnn, vit")
+            out.append(v)
+            continue
         if d.name == "sparsity":
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
                 raise ExploreError(f"space dimension 'sparsity': choice {v!r} outside 0 <= s < 1")
@@ -106,6 +125,11 @@ def _check_choices(d: Dimension, values) -> tuple:
             raise ExploreError(f"space dimension 'convs': choice {v} outside 1..{MAX_CONVS}")
         elif d.name.startswith("width") and not 1 <= v <= 256:
             raise ExploreError(f"space dimension {d.name!r}: choice {v} outside 1..256 channels")
+        elif d.name == "vit_dim" and not (VIT_HEADS <= v <= 256 and v % VIT_HEADS == 0):
+            raise ExploreError(f"space dimension 'vit_dim': choice {v} is not a multiple of {VIT_HEADS} in "
+                               f"{VIT_HEADS}..256")
+        elif d.name == "vit_depth" and not 1 <= v <= MAX_VIT_DEPTH:
+            raise ExploreError(f"space dimension 'vit_depth': choice {v} outside 1..{MAX_VIT_DEPTH}")
         out.append(v)
     return tuple(dict.fromkeys(out))
 
@@ -174,10 +198,25 @@ class Space:
             raise ExploreError(f"candidate tile: {e}") from None
 
     @staticmethod
+    def n_layers(c: dict) -> int:
+        """Weight layers of the candidate's network (the precision genes it uses)."""
+        if c.get("family", "cnn") == "vit":
+            return 2 + 4 * c["vit_depth"]
+        return c["stages"] * c["convs"] + 1
+
+    @staticmethod
     def layers(c: dict, size: int) -> list[tuple]:
         """The candidate's layer list (:func:`cimtile.zoo.mnist_nets.torch_net`'s format) for ``size`` x
-        ``size`` one-channel images: per stage ``convs`` 3x3 convolutions (padding 1), then 2x2 max pooling
-        while the image is at least 2 wide; one fully connected layer to 10 classes."""
+        ``size`` one-channel images. A CNN: per stage ``convs`` 3x3 convolutions (padding 1), then 2x2 max
+        pooling while the image is at least 2 wide; one fully connected layer to 10 classes. A ViT: the one
+        ``("vit", ...)`` entry of :class:`cimtile.zoo.vit.ViTConfig` (2x2 patches on 8x8 digits, 4x4 on 28x28
+        MNIST), ``vit_dim`` wide, ``vit_depth`` blocks, MLP twice the width."""
+        if c.get("family", "cnn") == "vit":
+            from cimtile.zoo.vit import ViTConfig
+
+            d = c["vit_dim"]
+            return [ViTConfig(size=size, patch=2 if size <= 16 else 4, dim=d, depth=c["vit_depth"], heads=VIT_HEADS,
+                              mlp=2 * d).spec()]
         out, cin, s = [], 1, size
         for i in range(c["stages"]):
             w = c[f"width{i}"]
@@ -197,10 +236,12 @@ class Space:
     @staticmethod
     def key(c: dict) -> str:
         """A canonical string of the candidate's values (the evaluation cache's key; unused genes dropped)."""
-        n = c["stages"] * c["convs"] + 1
+        n = Space.n_layers(c)
+        vit = c.get("family", "cnn") == "vit"
         used = {k: v for k, v in c.items()
                 if not (k[0] in "wa" and k[1:].isdigit() and int(k[1:]) >= n)
-                and not (k.startswith("width") and int(k[5:]) >= c["stages"])}
+                and not (k.startswith("width") and (vit or int(k[5:]) >= c["stages"]))
+                and not (k in ("stages", "convs") and vit) and not (k.startswith("vit_") and not vit)}
         return json.dumps(used, sort_keys=True)
 
 

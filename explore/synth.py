@@ -49,11 +49,14 @@ def controller(cfg: TileConfig, run: bool = True) -> dict | None:
 
 
 def netlist_resources(netlist) -> dict:
-    """LUTs (LUT4), FFs (TRELLIS_FF), BRAMs (DP16KD) and multipliers (MULT18X18D) of a yosys ``synth_ecp5``
-    netlist's top module ``tile``, counted from its cells."""
+    """LUTs, FFs, BRAMs and multipliers of a yosys ``synth_ecp5`` netlist's top module ``tile``, counted from its
+    cells by :func:`cimtile.hw.build.yosys_area` (the one rule: a LUT4 one LUT, a CCU2C carry cell two, a
+    distributed RAM four)."""
     from collections import Counter
 
+    from cimtile.hw.build import yosys_area
+
     cells = json.loads(Path(netlist).read_text())["modules"]["tile"]["cells"]
-    n = Counter(c["type"] for c in cells.values())
-    return {"luts": n["LUT4"], "ffs": n["TRELLIS_FF"], "brams": n["DP16KD"], "mults": n["MULT18X18D"],
+    a = yosys_area(Counter(c["type"] for c in cells.values()))
+    return {"luts": a["luts"], "ffs": a["ffs"], "brams": a["brams"], "mults": a["dsps"],
             "source": "yosys synth_ecp5 netlist"}

@@ -162,6 +162,14 @@ MVM_LATENCY = 1
 REQ_LATENCY = 1
 VAU_LATENCY = 2
 CELL_CYCLES = 3
+#: Pulse phases of a VAU update (each ``pulse_cycles`` long, after the sweep): the array applies a VAU step as
+#: open-loop pulses on whole rows and columns at once (no verify), but a half-select scheme drives cells of one
+#: polarity on a chosen set of rows and columns per phase. VAUC: the cells that rise, then those that fall (a
+#: column's change has one sign). VAUR: one phase per (sign of the row's delta, sign of the column) pair, since
+#: with ``pair`` diff the rising cells lie in two such blocks, which one phase cannot drive without disturbing
+#: the other two.
+VAUR_PHASES = 4
+VAUC_PHASES = 2
 #: Cycles of an instruction that stops the run with an error (it does no work).
 ERROR_CYCLES = 1
 
@@ -238,19 +246,24 @@ SPECS: dict[Opcode, Spec] = {s.op: s for s in [
     Spec(Opcode.VAUR, "vau", "VAU row update",
          "Adds delta[`delta_addr`][r] times the column's VAU sign (see *VAU polarity*) to every unmasked cell of "
          "every window row r in the selected window columns; levels saturate at 0 and max_level. Masked cells "
-         "never change.",
-         "1 + nc + VAU_LATENCY"),
+         "never change. After the sweep the tile waits `VAUR_PHASES` pulses of `pulse_cycles` while the array "
+         "applies the update (open loop, every selected cell at once; see *Programming time*).",
+         "1 + nc + VAU_LATENCY + VAUR_PHASES * pulse_cycles"),
     Spec(Opcode.VAUC, "vau", "VAU column update",
          "Adds delta[`delta_addr`][c] times the column's VAU sign (see *VAU polarity*) to every unmasked cell of "
          "every selected window column c (window rows only); levels saturate at 0 and max_level. Masked cells "
-         "never change.",
-         "1 + nc + VAU_LATENCY"),
+         "never change. After the sweep the tile waits `VAUC_PHASES` pulses of `pulse_cycles` (see "
+         "*Programming time*).",
+         "1 + nc + VAU_LATENCY + VAUC_PHASES * pulse_cycles"),
     Spec(Opcode.WSET, "cell", "write one cell level",
          "Sets cell (`row`, `col`) to level `value` (> max_level is VALUE) unless the cell is masked: the exact "
-         "per-weight update VAU is compared with.", "CELL_CYCLES"),
+         "per-weight update VAU is compared with. The write is a write-and-verify like LDW's: the tile waits "
+         "`write_cycles` after it (for a masked cell too: the cycles depend on no data; see *Programming time*).",
+         "CELL_CYCLES + write_cycles"),
     Spec(Opcode.MSET, "cell", "write one mask bit",
          "Sets the mask bit of cell (`row`, `col`) to `value` (0 = active, 1 = pruned; > 1 is VALUE): prune and "
-         "regrow, the only indexed operations.", "CELL_CYCLES"),
+         "regrow, the only indexed operations. The mask bit is a digital storage bit: no analog programming "
+         "time.", "CELL_CYCLES"),
     Spec(Opcode.RDOUT, "range", "read output vectors",
          "Sends `count` output vectors (`cols` bytes each) from `start` + output offset to the data-out stream.",
          "1 + count * out_words", "out"),
@@ -511,10 +524,10 @@ def vau_column_sign(pair: int, only: int, slice_: int, wsigned: bool, group: int
 
 
 _CONSTS = {"MVM_LATENCY": MVM_LATENCY, "REQ_LATENCY": REQ_LATENCY, "VAU_LATENCY": VAU_LATENCY,
-           "CELL_CYCLES": CELL_CYCLES, "ceil": math.ceil}
+           "CELL_CYCLES": CELL_CYCLES, "VAUR_PHASES": VAUR_PHASES, "VAUC_PHASES": VAUC_PHASES, "ceil": math.ceil}
 _CYCLE_CODE = {op: compile(s.cycles, f"<cycles {op.name}>", "eval") for op, s in SPECS.items()}
 _CFG_NAMES = ("rows", "cols", "n_adcs", "adc_cycles", "rq_lanes", "in_words", "col_words", "mask_words",
-              "delta_words", "out_words", "acc_words", "rq_per_word", "write_cycles")
+              "delta_words", "out_words", "acc_words", "rq_per_word", "write_cycles", "pulse_cycles")
 
 
 def cfg_namespace(cfg: TileConfig) -> dict:
@@ -650,6 +663,28 @@ def render_doc() -> str:
         "keep their levels. The cost stays one sweep of the window columns.",
         "- **Masks.** A masked cell contributes 0 to every column sum and is never changed by VAUR, VAUC or "
         "WSET; with differential columns a weight whose cells are all masked is exactly 0.",
+        "",
+        "## Programming time",
+        "",
+        "The analog array is programmed in two ways; the cycle formulas charge each its time (TileConfig "
+        "`write_cycles` and `pulse_cycles`, cited defaults in docs/tile-config.md). The tile takes no other "
+        "instruction meanwhile.",
+        "",
+        "- **Write-and-verify** (LDW, WSET): program-and-read iterations until every cell holds its level. The "
+        "array runs the loop on the cells of one column at once, so LDW waits `write_cycles` per column, and "
+        "WSET, which programs one cell, waits the same `write_cycles` (one cell needs as many iterations as a "
+        "column's cells). An exact update of many cells of a column is therefore cheaper as one LDW of the "
+        "column than as WSETs.",
+        "- **Open-loop pulses** (VAUR, VAUC): no verify. After the sweep (the periphery computes every column's "
+        "new levels, one column per cycle), the drivers pulse all selected rows and columns at once; a "
+        "half-select scheme drives one polarity on a chosen set of rows and columns per phase, so VAUC takes "
+        f"`VAUC_PHASES = {VAUC_PHASES}` phases (the cells that rise, those that fall: a column's change has one "
+        f"sign) and VAUR `VAUR_PHASES = {VAUR_PHASES}` (the sign of the row's delta times the sign of the "
+        "column; with `pair` diff the rising cells lie in two such blocks, which one phase cannot drive without "
+        "disturbing the other two), each `pulse_cycles` long. A delta of several levels lands as an exact level "
+        "step in one phase: an idealisation, like the exact level steps themselves (a device stepped by "
+        "identical pulses needs one pulse per level); for one-level deltas both views agree.",
+        "- **Masks** (LDM, MSET) are digital bits beside the cells: no programming time.",
         "",
         "## Cycle formulas",
         "",

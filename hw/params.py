@@ -16,6 +16,8 @@ __all__ = [
     "WRITE_US_PER_XBAR",
     "WRITE_XBAR_COLS",
     "write_cycles_for",
+    "PULSE_NS",
+    "pulse_cycles_for",
     "MAX_DIM",
     "ConfigError",
     "ENCODINGS",
@@ -60,6 +62,18 @@ def write_cycles_for(clock_mhz: float = PRESET_CLOCK_MHZ, us_per_xbar: float = W
     Columns are programmed one after another (the write-and-verify loop drives one bitline's cells at a time),
     so a tile that programs only some columns of its array pays only for those."""
     return int(round(us_per_xbar * clock_mhz / xbar_cols))
+
+
+#: Width of one open-loop programming pulse of an analog cell, in nanoseconds: the pulse a VAU update applies
+#: (``pulse_cycles``). NeuroSim's ideal analog synaptic device takes one 10 ns write pulse per conductance level
+#: (neurosim/MLP_NeuroSim_V3.0, Cell.cpp, ``IdealDevice``: ``writePulseWidthLTP = writePulseWidthLTD = 10e-9``).
+PULSE_NS = 10.0
+
+
+def pulse_cycles_for(clock_mhz: float = PRESET_CLOCK_MHZ, pulse_ns: float = PULSE_NS) -> int:
+    """Cycles of one programming pulse of ``pulse_ns`` nanoseconds at ``clock_mhz``: ``ceil(ns * MHz / 1000)``
+    (10 for NeuroSim's 10 ns pulse at 1 GHz). Rounded up: a pulse shorter than a cycle still takes one."""
+    return max(1, math.ceil(pulse_ns * clock_mhz / 1000.0 - 1e-9))
 
 
 def _doc(text: str, lo: int | None = None, hi: int | None = None, **kw):
@@ -108,7 +122,13 @@ class TileConfig:
     write_cycles : int
         Cycles the analog array takes to program one column (write-and-verify of its cells), after the
         column's data arrived: an ``LDW`` of ``count`` columns waits ``count * write_cycles`` cycles
-        (:data:`WRITE_US_PER_XBAR` and :func:`write_cycles_for` give the cited defaults).
+        (:data:`WRITE_US_PER_XBAR` and :func:`write_cycles_for` give the cited defaults). A ``WSET`` (one cell,
+        exact) runs the same write-and-verify loop and waits ``write_cycles`` too.
+    pulse_cycles : int
+        Cycles of one open-loop programming pulse of the array (no verify): a ``VAUR`` applies its row deltas in
+        ``VAUR_PHASES`` pulse phases, a ``VAUC`` its column deltas in ``VAUC_PHASES`` (:mod:`cimtile.hw.isa`),
+        every selected cell of the window at once (:data:`PULSE_NS` and :func:`pulse_cycles_for` give the cited
+        default).
     """
 
     name: str = _doc("name of the configuration", default="custom")
@@ -134,9 +154,13 @@ class TileConfig:
     rq_lanes: int = _doc("requantisation lanes per cycle", 1, MAX_DIM, default=2)
     bus_bits: int = _doc("data stream width in bits (multiple of 64)", 64, 4096, default=64)
     # progcost: programming the analog array is part of the cost (issue 10); cited default, see WRITE_US_PER_XBAR
-    write_cycles: int = _doc("cycles of write-and-verify per programmed column (LDW waits this per column); "
-                             "default: CIM-AQ's 56 us per 256-column crossbar write at 1 GHz", 0, 1 << 16,
+    write_cycles: int = _doc("cycles of write-and-verify per programmed column (LDW waits this per column, WSET "
+                             "per cell); default: CIM-AQ's 56 us per 256-column crossbar write at 1 GHz", 0, 1 << 16,
                              default=write_cycles_for())
+    # vau-timing (issue 12): a VAU update is open-loop pulses on whole rows/columns, not a write-and-verify
+    pulse_cycles: int = _doc("cycles of one open-loop programming pulse of the array (VAUR and VAUC wait one per pulse "
+                             "phase, docs/isa.md); default: NeuroSim's 10 ns analog write pulse at 1 GHz", 0, 1 << 12,
+                             default=pulse_cycles_for())
 
     def __post_init__(self):
         for f in fields(self):
@@ -294,7 +318,7 @@ PRESETS: dict[str, TileConfig] = {
         rows_per_conv=8, weight_encoding="differential", acc_bits=24, in_depth=32, acc_depth=32,
         out_depth=32, delta_depth=4, prog_depth=256, loop_depth=3, rq_lanes=2, bus_bits=64,
         # not a physical device: a short wait keeps RTL simulations fast while exercising it
-        write_cycles=3,
+        write_cycles=3, pulse_cycles=2,
     ),
     # ISAAC-like: 128x128 crossbar, 2-bit cells, 1-bit DAC, 8-bit ADC, 8 shared ADCs.
     "isaac": TileConfig(
@@ -302,6 +326,7 @@ PRESETS: dict[str, TileConfig] = {
         rows_per_conv=128, weight_encoding="differential", acc_bits=32, in_depth=64, acc_depth=64,
         out_depth=64, delta_depth=4, prog_depth=1024, loop_depth=4, rq_lanes=8, bus_bits=256,
         write_cycles=write_cycles_for(),  # ISAAC charges no programming; the RRAM write time of CIM-AQ per column
+        pulse_cycles=pulse_cycles_for(),  # NeuroSim's 10 ns analog write pulse
     ),
     # CIM-AQ-like: 256x256 crossbar, 4-bit cells, 1-bit DAC, differential columns.
     "cimaq": TileConfig(
@@ -309,6 +334,7 @@ PRESETS: dict[str, TileConfig] = {
         rows_per_conv=256, weight_encoding="differential", acc_bits=32, in_depth=64, acc_depth=64,
         out_depth=64, delta_depth=4, prog_depth=1024, loop_depth=4, rq_lanes=16, bus_bits=512,
         write_cycles=write_cycles_for(),  # 56 us per 256-column crossbar at 1 GHz (CIM-AQ)
+        pulse_cycles=pulse_cycles_for(),  # NeuroSim's 10 ns analog write pulse
     ),
 }
 

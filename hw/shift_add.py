@@ -9,11 +9,26 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .crossbar import adder_tree
 from .mvm_lanes import CONVERSION
 from .params import ADDR_BITS, TileConfig
 
 __all__ = ["ShiftAdd"]
+
+
+def _sum_mod(terms: list, width: int):
+    """Balanced sum of unsigned ``width``-bit ``terms`` modulo ``2**width``.
+
+    Every partial sum is cut back to ``width`` bits, which leaves the sum modulo ``2**width`` unchanged.
+    A tree that widens by a bit per level (``crossbar.adder_tree``) makes Verilator sign-extend an
+    odd-width 64-bit value at every add (docs/cosim.md).
+    """
+    terms = list(terms)
+    while len(terms) > 1:
+        nxt = [(terms[i] + terms[i + 1])[:width] for i in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+    return terms[0]
 
 
 class ShiftAdd(wiring.Component):
@@ -66,7 +81,8 @@ class ShiftAdd(wiring.Component):
             # at most one leader hits output j: a one-hot select (an OR), then one adder
             added = Signal(signed(width), name=f"added{j}")
             m.d.comb += added.eq(reduce(or_, [Mux(hit[j], total, 0) for total, hit in zip(group_sums, one_hots)]))
-            m.d.comb += nxt.eq(Mux(fresh[j], 0, registers[j]) + added)
+            # wraps at acc_bits: summed as unsigned words modulo 2**acc_bits (same bits)
+            m.d.comb += nxt.eq(_sum_mod([Mux(fresh[j], 0, registers[j].as_unsigned()), added.as_unsigned()], width))
             nexts.append(nxt)
             any_hit.append(Cat(*[hit[j] for hit in one_hots]).any())
         m.d.comb += self.result.eq(Cat(*nexts))
@@ -101,7 +117,7 @@ class ShiftAdd(wiring.Component):
             leader = Signal(name=f"lane{i}_leads")
             m.d.comb += leader.eq(lands[i] & ~Cat(*same[:i]).any() if i else lands[i])
             total = Signal(signed(width), name=f"lane{i}_group_sum")
-            m.d.comb += total.eq(adder_tree([Mux(same[k], values[k], 0) for k in range(i, lanes)]))
+            m.d.comb += total.eq(_sum_mod([Mux(same[k], values[k].as_unsigned(), 0) for k in range(i, lanes)], width))
             hit = Signal(cols, name=f"lane{i}_one_hot")
             m.d.comb += hit.eq(Mux(leader, (Const(1, cols) << targets[i])[:cols], 0))
             group_sums.append(total)

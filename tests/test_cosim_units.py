@@ -223,3 +223,26 @@ def test_wrapper_inputs_are_registered():
                 assert re.search(rf"^\s*{n}_q <= {n};$", text, re.M)
         else:
             assert "rst" in readers and "go" in readers and "_q" not in text
+
+
+def test_simulator_process_runs_without_blas_threads_except_the_baseline(monkeypatch, tmp_path):
+    """The simulator process gets OPENBLAS_NUM_THREADS=1 (spinning BLAS threads took CPU from the model);
+    the legacy baseline of ``python -m bench cosim`` runs as the former testbench did."""
+    import cocotb_tools.runner
+    from cimtile.tb import runner
+
+    seen = []
+
+    class FakeRunner:
+        def test(self, *, extra_env, **kw):
+            seen.append(dict(extra_env))
+
+    monkeypatch.setattr(cocotb_tools.runner, "get_runner", lambda sim: FakeRunner())
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    for legacy in (False, True):
+        b = runner.Build(PRESETS["tiny"], tmp_path, False, None, False, 0.0, legacy)
+        runner.run(b, "cimtile.tb.tile_tests", test_dir=tmp_path / str(legacy))
+    assert seen[0]["OPENBLAS_NUM_THREADS"] == "1" and "OPENBLAS_NUM_THREADS" not in seen[1]
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # a user's own setting wins
+    runner.run(runner.Build(PRESETS["tiny"], tmp_path, False, None, False, 0.0), "m", test_dir=tmp_path / "u")
+    assert seen[2]["OPENBLAS_NUM_THREADS"] == "2"

@@ -14,8 +14,8 @@ from cimtile.search.executor import InProcessExecutor
 from cimtile.cli import main
 
 # a narrow space of tiny networks and small tiles: each candidate trains and compiles in a second or two
-SMALL = {"rows": [32, 64], "cols": [32, 64], "adc_bits": [4, 6, 8], "stages": [1, 2], "convs": [1],
-         "width0": [4, 8], "width1": [4, 8], "n_tiles": [1, 8]}
+SMALL = {"rows": [32, 64], "cols": [32, 64], "adc_bits": [4, 6, 8], "family": ["cnn"], "stages": [1, 2],
+         "convs": [1], "width0": [4, 8], "width1": [4, 8], "n_tiles": [1, 8]}
 
 
 class Counting(InProcessExecutor):
@@ -133,6 +133,72 @@ def test_small_exploration_is_consistent_and_resumes(tmp_path):
         explore(_cfg(2), out, executor=Counting())
 
 
+def test_initial_population_starts_at_the_reference():
+    from cimtile.explore.run import _fixed, initial_population
+    from cimtile.explore.space import DIMENSIONS
+
+    sp = Space(SMALL, sparsity=True)
+    ref = _fixed(sp)
+    pop = initial_population("joint", sp, 7, seed=3)
+    assert pop == initial_population("joint", sp, 7, seed=3) != initial_population("joint", sp, 7, seed=4)
+    assert len(pop) == 7 and pop[0] == {n: ref[n] for n in sp.names()}
+    # every later individual varies one group (tile, network, precision in turn) and keeps the reference's others
+    for i, p in enumerate(pop[1:]):
+        group = ("tile", "network", "precision")[i % 3]
+        assert all(v == ref[n] for n, v in p.items() if DIMENSIONS[n].group != group)
+    # a single-sided strategy starts at the reference too, then NSGA-II's own sampling of its group
+    assert initial_population("hardware", sp, 7, seed=3) == [{n: ref[n] for n in sp.names(("tile",))}]
+
+
+def test_vit_in_the_space():
+    sp = Space()
+    assert set(sp.choices["family"]) == {"cnn", "vit"}
+    c = sp.complete({"family": "vit", "vit_dim": 16, "vit_depth": 2}, {})
+    (spec,) = sp.layers(c, 8)
+    assert spec[0] == "vit" and spec[1:7] == (8, 2, 16, 2, 4, 32) and Space.n_layers(c) == 10
+    # the key drops the CNN genes of a ViT and the ViT genes of a CNN (one evaluation each)
+    assert Space.key(c) == Space.key({**c, "stages": 3, "width0": 32})
+    assert Space.key(c) != Space.key({**c, "w9": 8}) and "vit_dim" not in Space.key(sp.complete({}, {}))
+    with pytest.raises(ExploreError, match="'vit_dim': choice 18 is not a multiple of 4"):
+        Space({"vit_dim": [16, 18]})
+    with pytest.raises(ExploreError, match="'family': choice 'rnn'"):
+        Space({"family": ["rnn"]})
+
+
+@pytest.mark.slow
+def test_vit_candidate_is_scored_consistently():
+    from cimtile.explore.score import evaluate
+
+    sp = Space()
+    c = sp.complete({"family": "vit", "vit_dim": 16, "vit_depth": 1, "rows": 64, "cols": 64}, {})
+    r = evaluate({"data": "digits", "seed": 0, "float_epochs": 1, "qat_epochs": 0.25, "batch": 1000,
+                  "mapping": "calibrated", "device": None, "candidate": c,
+                  "space": {"overrides": {}, "sparsity": False, "base": "isaac"}})
+    assert r["status"] == "ok" and r["layers"] == 6
+    assert r["cycles"] == r["bundle_cycles"] and r["golden_cycles"] == r["report_batch_cycles"]
+    assert r["counts"]["adc_conversions"] > 0 and 0 <= r["acc"] <= 100
+
+
+@pytest.mark.slow
+def test_results_do_not_depend_on_the_number_of_workers(tmp_path):
+    from cimtile.search.executor import RayExecutor
+
+    cfg = ExploreConfig(budget=3, strategies=("joint",), float_epochs=1, qat_epochs=0.25, space=SMALL,
+                        population=2, progress=False, seed=5)
+    explore(cfg, tmp_path / "one", executor=InProcessExecutor())
+    ray = RayExecutor(workers=2)
+    try:
+        explore(cfg, tmp_path / "two", executor=ray)
+    finally:
+        ray.close()
+    keep = ("key", "status", "acc", "acc_torch", "latency", "cycles", "energy_pj", "area_mm2")
+    one, two = ([{k: r.get(k) for k in keep} for r in json.loads((tmp_path / d / "candidates.json").read_text())]
+                for d in ("one", "two"))
+    assert len(one) == 3 and one == two
+    assert json.loads((tmp_path / "one" / "summary.json").read_text())["hypervolume"] == \
+        json.loads((tmp_path / "two" / "summary.json").read_text())["hypervolume"]
+
+
 @pytest.mark.parametrize("args, msg", [
     (["--budget", "0"], "budget 0: at least 1"),
     (["--strategies", "joint,magic"], "strategy 'magic'"),
@@ -140,6 +206,7 @@ def test_small_exploration_is_consistent_and_resumes(tmp_path):
     (["--synth", "all"], None),
     (["--device", "nosuch"], "nosuch"),
     (["--precision-agent", "oracle"], "precision agent 'oracle'"),
+    (["--seeding", "magic"], None),
 ])
 def test_cli_bad_input_one_line(tmp_path, capsys, args, msg):
     if msg is None:  # an argparse choice: a usage error (exit 2)
@@ -171,8 +238,10 @@ def test_synth_cache_key_and_netlist_counts(tmp_path):
     cfg = sp.tile(sp.complete({}, {}))
     assert config_hash(cfg) == config_hash(cfg.replace(name="other"))  # one synthesis per tile, whatever its name
     assert config_hash(cfg) != config_hash(cfg.replace(adc_bits=cfg.adc_bits + 1))
-    cells = {f"c{i}": {"type": t} for i, t in enumerate(["LUT4"] * 3 + ["TRELLIS_FF"] * 2 + ["DP16KD", "PFUMX"])}
+    cells = {f"c{i}": {"type": t} for i, t in enumerate(["LUT4"] * 3 + ["TRELLIS_FF"] * 2 + ["DP16KD", "PFUMX"]
+                                                       + ["CCU2C"])}
     net = tmp_path / "tile_synth.json"
     net.write_text(json.dumps({"modules": {"tile": {"cells": cells}}}))
-    assert netlist_resources(net) == {"luts": 3, "ffs": 2, "brams": 1, "mults": 0,
+    # hw.build's one counting rule: a carry cell is two LUTs (make synth's pnr=False figures count the same)
+    assert netlist_resources(net) == {"luts": 5, "ffs": 2, "brams": 1, "mults": 0,
                                       "source": "yosys synth_ecp5 netlist"}

@@ -35,6 +35,11 @@ def _setup(seed: int, *, cell_bits: int, dac_bits: int, adc_bits: int, rows_per_
         lv = rng.integers(max(top - 1, 0), top + 1, (nr, nc))
     elif levels == "low":  # mostly zero: column bounds often show no clipping
         lv = np.where(rng.random((nr, nc)) < 0.9, 0, rng.integers(0, top + 1, (nr, nc)))
+    elif levels == "encoded":  # the one encoder's levels of random logical weights (x @ W fits int8 at 8 bits)
+        from cimtile.hw.encoding import encode_weights, weight_range
+
+        lo_w, hi_w = weight_range(wbits, wsigned)
+        lv = encode_weights(cfg, rng.integers(lo_w, hi_w + 1, (nr, n_out)), wbits, wsigned)
     else:  # one heavy column type, the rest light: some classes clip, others never do
         lv = rng.integers(0, top + 1, (nr, nc))
         lv[:, 1:] = np.where(rng.random((nr, nc - 1)) < 0.8, 0, lv[:, 1:])
@@ -49,12 +54,27 @@ def _setup(seed: int, *, cell_bits: int, dac_bits: int, adc_bits: int, rows_per_
     return raw, lv, masks, layer, geo, cfg
 
 
+def _paths(raw, lv, masks, layer, geo, cfg) -> dict[str, np.ndarray]:
+    """``fastmvm.mvm`` through the float path (int8 GEMM off) and through the integer path (forced on every
+    size, in chunks of 7 vectors); the integer path's entry is missing when this PyTorch has no int8 GEMM."""
+    saved = fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS, fastmvm.INT_CHUNK
+    try:
+        fastmvm.INT_GEMM = False
+        out = {"float": fastmvm.mvm(raw, lv, masks, layer, geo, cfg)}
+        fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS, fastmvm.INT_CHUNK = True, 0, 7
+        if fastmvm._i8mm() is not None:
+            out["int"] = fastmvm.mvm(raw, lv, masks, layer, geo, cfg)
+    finally:
+        fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS, fastmvm.INT_CHUNK = saved
+    return out
+
+
 def _check(ops) -> fastmvm._Plan:
     raw, lv, masks, layer, geo, cfg = ops
-    got = fastmvm.mvm(raw, lv, masks, layer, geo, cfg)
     want = kernels.mvm_sliced(raw, lv, masks, layer, geo, cfg)
-    assert got.dtype == np.int64 and got.shape == want.shape
-    np.testing.assert_array_equal(got, want)
+    for path, got in _paths(raw, lv, masks, layer, geo, cfg).items():
+        assert got.dtype == np.int64 and got.shape == want.shape, path
+        np.testing.assert_array_equal(got, want, err_msg=path)
     return fastmvm._plan(lv, masks, layer, geo, cfg)
 
 
@@ -151,12 +171,12 @@ def test_lossless_adc_is_plain_product(kw, seed):
     """An ADC that cannot clip (and no shift) makes the MVM the integer product x @ W."""
     kw = {**kw, "adc_bits": 14, "adc_shift": 0, "rows_per_conv": min(kw["rows_per_conv"], 8)}
     raw, lv, masks, layer, geo, cfg = _setup(seed, **kw)
-    got = fastmvm.mvm(raw, lv, masks, layer, geo, cfg)
     x = kernels.input_values(raw, layer.abits, layer.asigned)
     w = decode_weights(cfg, lv, masks, layer.wbits, layer.wsigned)
     want = np.array([[sum(int(a) * int(b) for a, b in zip(row, col)) for col in w.T] for row in x],
                     dtype=np.int64).reshape(len(x), geo.n_out)
-    np.testing.assert_array_equal(got, want)
+    for path, got in _paths(raw, lv, masks, layer, geo, cfg).items():
+        np.testing.assert_array_equal(got, want, err_msg=path)
 
 
 def test_plan_cache_sees_changed_levels():
@@ -326,3 +346,137 @@ def test_linear_check_equals_plan_lossless(kw, seed, wide):
         x = kernels.input_values(raw, layer.abits, layer.asigned)
         assert np.abs(x @ decode_weights(cfg, lv, masks, layer.wbits, layer.wsigned)).max(initial=0) <= bound
         np.testing.assert_array_equal(W, decode_weights(cfg, lv, masks, layer.wbits, layer.wsigned))
+
+
+# -- the integer path (int8 GEMMs, sim.fastmvm._mvm_int) ------------------------------------------------------
+
+needs_i8mm = pytest.mark.skipif(fastmvm._i8mm_probe() is None, reason="this PyTorch has no int8 GEMM")
+
+
+@pytest.fixture
+def int_forced(monkeypatch):
+    """The integer path on every MVM size, chunks of a few vectors (several chunks per MVM)."""
+    monkeypatch.setattr(fastmvm, "INT_GEMM", True)
+    monkeypatch.setattr(fastmvm, "INT_MIN_MACS", 0)
+    monkeypatch.setattr(fastmvm, "INT_CHUNK", 7)
+
+
+@needs_i8mm
+@pytest.mark.parametrize("name, kw, lossless", [
+    ("lossless 8-bit unsigned inputs", _case(adc_bits=8, levels="encoded"), True),
+    ("lossless signed inputs", _case(adc_bits=8, levels="encoded", asigned=True), True),
+    ("lossless 5-bit inputs", _case(adc_bits=8, levels="encoded", abits=5), True),
+    ("clipping", _case(levels="high", inputs="high"), False),
+    ("clipping relu inputs", _case(adc_bits=4, nr=24, rows_per_conv=24, levels="mixed", inputs="relu"), False),
+    ("shift", _case(adc_shift=2), False),
+    ("analog", _case(encoding="differential-analog", adc_bits=3, mask_p=0.2), False),
+    ("analog shift signed", _case(encoding="differential-analog", adc_shift=3, asigned=True), False),
+    ("unsigned weights", _case(wsigned=False, wbits=5, levels="high"), False),
+    ("2-bit DAC signed 6-bit inputs", _case(dac_bits=2, abits=6, asigned=True, levels="high"), False),
+    ("4-bit DAC", _case(dac_bits=4, cell_bits=4, adc_bits=6, levels="high"), False),
+    ("masked", _case(mask_p=0.5, inputs="high", levels="high"), False),
+    ("masked lossless", _case(mask_p=0.3, adc_bits=8, levels="encoded"), True),
+    ("many groups", _case(nr=37, rows_per_conv=5, levels="high", adc_bits=3), False),
+    ("many groups relu", _case(nr=37, rows_per_conv=5, levels="mixed", inputs="relu", adc_bits=3), False),
+])
+def test_int_path_taken_and_exact(name, kw, lossless, int_forced):
+    """The integer path runs (not the float fallback) and equals ``mvm_sliced`` integer for integer, on every
+    kind of window: lossless, clipping, ADC shift, analog pairs, masks, several DACs, row groups."""
+    for seed in range(3):
+        raw, lv, masks, layer, geo, cfg = _setup(seed, **{**kw, "m": 30})
+        r = fastmvm._mvm_int(raw, lv, masks, layer, geo, cfg)
+        assert r is not None, f"{name}: the integer path was not taken"
+        y, bound = r
+        want = kernels.mvm_sliced(raw, lv, masks, layer, geo, cfg)
+        np.testing.assert_array_equal(y.astype(np.int64), want, err_msg=name)
+        assert np.abs(want).max(initial=0) <= bound
+        assert fastmvm._plan(lv, masks, layer, geo, cfg).lossless == lossless
+
+
+@needs_i8mm
+@settings(deadline=None, max_examples=80)
+@given(kw=mvm_cases(), seed=st.integers(0, 2**32 - 1), acc_bits=st.sampled_from([16, 24, 32, 40]),
+       accumulate=st.booleans())
+def test_mvm_acc_int_equals_float(kw, seed, acc_bits, accumulate):
+    """What MVM stores is the same through the integer and the float path (wrap, accumulate, dtype aside)."""
+    raw, lv, masks, layer, geo, cfg = _setup(seed, **kw)
+    cfg = cfg.replace(acc_bits=acc_bits)
+    half = 1 << (acc_bits - 1)
+    prev = np.random.default_rng(seed).integers(-half, half, (raw.shape[0], geo.n_out)) if accumulate else None
+    saved = fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS, fastmvm.INT_CHUNK
+    try:
+        fastmvm.INT_GEMM = False
+        want = fastmvm.mvm_acc(raw, lv, masks, layer, geo, cfg, prev).astype(np.int64)
+        fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS, fastmvm.INT_CHUNK = True, 0, 5
+        got = fastmvm.mvm_acc(raw, lv, masks, layer, geo, cfg, prev)
+    finally:
+        fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS, fastmvm.INT_CHUNK = saved
+    np.testing.assert_array_equal(got.astype(np.int64), want)
+
+
+@needs_i8mm
+@pytest.mark.parametrize("preset", ["tiny", "isaac", "cimaq"])
+@pytest.mark.parametrize("adc_shift", [0, 2])
+def test_tile_int_path_equals_float_path(preset, adc_shift):
+    """A Tile on a preset (8-bit signed weights from the one encoder, ReLU-like and full-range inputs, a partly
+    masked window) stores the same accumulators and counts the same cycles with the int8 GEMMs as without."""
+    from cimtile.hw.encoding import encode_weights
+    from cimtile.hw.isa import Opcode, encode
+    from cimtile.hw.params import PRESETS
+    from cimtile.sim.tile import Tile
+
+    base = PRESETS[preset]
+    rng = np.random.default_rng(adc_shift)
+    n_out = max(1, base.cols // 4)
+    w = rng.integers(-127, 128, (base.rows, n_out))
+    lv = encode_weights(base, w, 8, True)
+    cfg = base.replace(cols=max(base.cols, lv.shape[1]), in_depth=2, acc_depth=2, out_depth=1)
+    nc = lv.shape[1]
+    x = np.stack([np.where(rng.random((300, base.rows)) < 0.5, 0, rng.integers(0, 256, (300, base.rows))),
+                  rng.integers(0, 256, (300, base.rows))], axis=1)
+    masks = (rng.random((cfg.rows, nc)) < 0.05).astype(np.int64)
+    prog = [encode(Opcode.CFG, wbits=8, abits=8, wsigned=1, asigned=0, adc_shift=adc_shift),
+            encode(Opcode.WIN, row_start=0, row_count=base.rows, col_start=0, col_count=nc),
+            encode(Opcode.LDW, start=0, count=nc), encode(Opcode.LDM, start=0, count=nc),
+            encode(Opcode.LDIN, start=0, count=2),
+            encode(Opcode.MVM, in_addr=0, acc_addr=0, accumulate=0),
+            encode(Opcode.MVM, in_addr=1, acc_addr=1, accumulate=0),
+            encode(Opcode.MVM, in_addr=0, acc_addr=1, accumulate=1),
+            encode(Opcode.RDACC, start=0, count=2), encode(Opcode.HALT)]
+    runs = []
+    saved = fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS
+    try:
+        for on in (False, True):
+            fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS = on, 0
+            t = Tile(cfg, batch=300)
+            r = t.run(prog, [lv, masks, x]).check()
+            runs.append((r.cycles, r.outputs[0]))
+    finally:
+        fastmvm.INT_GEMM, fastmvm.INT_MIN_MACS = saved
+    assert runs[0][0] == runs[1][0]
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+@needs_i8mm
+@pytest.mark.parametrize("kw, form", [
+    (_case(levels="high", inputs="high"), "_correct_int_min"),  # codes min(S, hi): the two-pass form
+    (_case(levels="high", asigned=True, abits=6, dac_bits=2), "_correct_int_min"),  # a negative sign slice
+    (_case(cell_bits=4, levels="high", nr=40, rows_per_conv=40, dac_bits=1), "_correct_int_min"),  # 2 segments
+    (_case(adc_shift=1), "_correct_int"),
+    (_case(encoding="differential-analog", adc_bits=3), "_correct_int"),
+])
+def test_int_correction_forms(kw, form, int_forced, monkeypatch):
+    """Both correction forms of the integer path run where meant to, and stay exact."""
+    calls = []
+    orig = getattr(fastmvm._Plan, form)
+
+    def spy(self, *a):
+        calls.append(form)
+        return orig(self, *a)
+
+    monkeypatch.setattr(fastmvm._Plan, form, spy)
+    for seed in range(3):
+        raw, lv, masks, layer, geo, cfg = _setup(seed, **kw)
+        y, _ = fastmvm._mvm_int(raw, lv, masks, layer, geo, cfg)
+        np.testing.assert_array_equal(y.astype(np.int64), kernels.mvm_sliced(raw, lv, masks, layer, geo, cfg))
+    assert calls

@@ -64,3 +64,34 @@ def test_batch_must_be_positive():
     b = compiler.compile_model(models.qlinear_conv(hw=5), "tiny")
     with pytest.raises(CimtileError, match="batch = 0"):
         for_batch(b.report, 0)
+
+
+@pytest.mark.parametrize("wc,pc", [(0, 0), (7, 1), (2, 5)])
+def test_wset_and_vau_wait_their_programming_time_on_golden_and_rtl(wc, pc):
+    """WSET waits write_cycles (write-and-verify of one cell), VAUR / VAUC wait VAUR_PHASES / VAUC_PHASES
+    pulses of pulse_cycles, MSET (a digital mask bit) nothing: the formulas of docs/isa.md, counted equally by
+    the golden model and the RTL (Amaranth's simulator), with the levels they write."""
+    from cimtile.tb.amaranth_sim import golden_runs, run_rtl
+
+    cfg = PRESETS["tiny"].replace(name="t", write_cycles=wc, pulse_cycles=pc)
+    E = isa.encode
+    prog = [E(Opcode.LDD, start=0, count=2), E(Opcode.VAUR, delta_addr=0, pair=0),
+            E(Opcode.VAUC, delta_addr=1, pair=1), E(Opcode.WSET, row=3, col=2, value=0),
+            E(Opcode.MSET, row=4, col=2, value=1), E(Opcode.WSET, row=4, col=2, value=2), E(Opcode.HALT)]
+    deltas = np.zeros((2, cfg.delta_len), dtype=np.int64)
+    deltas[0, :6], deltas[1, :4] = 1, [1, -1, 2, 0]
+    read = [E(Opcode.RDW, start=0, count=cfg.cols), E(Opcode.HALT)]
+    runs = [(prog, [deltas]), (read, [])]
+    gold = golden_runs(cfg, runs)
+    res, levels = gold[0][0], np.asarray(gold[1][0].outputs[0])
+    nc = cfg.cols  # the reset window: the whole array
+    want = (1 + 2 * cfg.delta_words) + (1 + nc + isa.VAU_LATENCY + isa.VAUR_PHASES * pc) \
+        + (1 + nc + isa.VAU_LATENCY + isa.VAUC_PHASES * pc) + 2 * (isa.CELL_CYCLES + wc) + isa.CELL_CYCLES + 1
+    assert res.cycles == want == Tile(cfg).run(prog, timing_only=True).cycles
+    # reset CFG: 8-bit signed weights, groups of 8 columns (s0+ s0- s1+ ...): columns 0 and 2 positive, 1
+    # negative; rows 0-5 +1 (same), then columns 0, 1, 2 by +1, -(-1), +2 (diff); WSET of a masked cell ignored
+    assert levels[0, 0] == 2 and levels[0, 1] == 2 and levels[7, 0] == 1
+    assert levels[3, 2] == 0 and levels[4, 2] == 3
+    rtl = run_rtl(cfg, [(p, din) for (p, _), (_, din, _) in zip(runs, gold)])
+    assert [r.cycles for r in rtl] == [g[0].cycles for g in gold]
+    assert rtl[1].dout == gold[1][2]

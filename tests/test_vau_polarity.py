@@ -104,4 +104,5 @@ def test_vau_cost_is_one_sweep_of_columns():
     prog = [encode(Opcode.VAUR, delta_addr=0, pair=1), HALT]
     a = Tile(cfg).run(prog, [], timing_only=True).cycles
     prog = [encode(Opcode.VAUR, delta_addr=0, pair=3, only=1, slice=2), HALT]
-    assert Tile(cfg).run(prog, [], timing_only=True).cycles == a == 1 + 64 + 2 + 1
+    # one sweep of the 64 columns, the write-back latency, 4 pulse phases of pulse_cycles, HALT
+    assert Tile(cfg).run(prog, [], timing_only=True).cycles == a == 1 + 64 + 2 + 4 * cfg.pulse_cycles + 1

@@ -421,17 +421,20 @@ class ResidentTile:
             return 0
         return self._run("vau", words + [HALT], feed).cycles
 
-    def carry(self) -> int:
+    def carry(self, *, via: str = "cheapest") -> int:
         """The host's carry for multi-slice weights: read every cell level (RDW, RDM), re-encode each unmasked
         weight with signed digits (:func:`cimtile.hw.encoding.encode_weights`, ``signed_digits``: the same
-        weight, lower slices back in the middle of their range) and write the cells that change, with WSET
-        of exactly those cells or LDW of the window (write-and-verify of every column), whichever the ISA's
-        cycle formulas make cheaper. Masked cells and masks are unchanged. Returns cycles (kind ``carry``).
+        weight, lower slices back in the middle of their range) and write the cells that change
+        (:meth:`_write_levels`: per column WSET of those cells or LDW of the column, whichever the ISA's cycle
+        formulas make cheaper; ``via="wset"``: every changed cell by WSET, as in :meth:`write_weights`). Masked
+        cells and masks are unchanged. Returns cycles (kind ``carry``).
 
         A weight whose cells sum beyond the weight range (possible when ``wbits - 1`` is not a multiple of
         ``cell_bits``) is clipped to it.
         """
         self._need()
+        if via not in self.WRITE_PATHS:
+            raise ResidentError(f"write path {via!r}: expected one of {', '.join(self.WRITE_PATHS)}")
         L = self.layer
         res = self._run("carry", [encode(Opcode.RDW, start=0, count=self.ncols),
                                   encode(Opcode.RDM, start=0, count=self.ncols), HALT], [])
@@ -442,22 +445,7 @@ class ResidentTile:
         lo, hi = self.weight_range
         new = encoding.encode_weights(self.cfg, np.clip(W, lo, hi), L["wbits"], L["wsigned"],
                                       signed_digits=True).astype(np.int64)
-        rows, cols = np.nonzero((new != levels[:K]) & ~masks[:K])
-        if not rows.size:
-            return res.cycles
-        ns = isa.cfg_namespace(self.cfg)
-        # the two programs' cycles by the ISA's formulas: WSETs (one HALT per program of prog_depth - 1
-        # words) against CFG, WIN, LDW and HALT
-        wset = rows.size * isa.cycles(Opcode.WSET, ns, {}) + -(-rows.size // (self.cfg.prog_depth - 1))
-        ldw = isa.cycles(Opcode.LDW, ns, {"start": 0, "count": self.ncols}) + 3
-        if wset <= ldw:
-            words = [encode(Opcode.WSET, row=int(r), col=int(c), value=int(new[r, c])) for r, c in zip(rows, cols)]
-            return res.cycles + self._cells("carry", words)
-        out = levels.copy()
-        out[:K] = np.where(masks[:K], levels[:K], new)
-        cyc = self._run("carry", self._head() + [encode(Opcode.LDW, start=0, count=self.ncols), HALT],
-                        [out]).cycles
-        return res.cycles + cyc
+        return res.cycles + self._write_levels("carry", new, levels, masks, ldw=via == "cheapest")
 
     def _delta(self, d, n: int, what: str) -> np.ndarray:
         d = np.asarray(d)
@@ -467,21 +455,61 @@ class ResidentTile:
             raise ResidentError(f"{what} deltas outside -128..127")
         return d.astype(np.int64)
 
-    def write_weights(self, W: np.ndarray) -> int:
-        """Exact per-weight update: WSET every cell whose canonical level differs; returns cycles.
+    #: How :meth:`write_weights` writes: the cheaper of WSET and LDW per column, or every changed cell by WSET.
+    WRITE_PATHS = ("cheapest", "wset")
 
-        Masked cells are skipped by the tile (WSET ignores them) and not sent.
+    def write_weights(self, W: np.ndarray, *, via: str = "cheapest") -> int:
+        """Exact per-weight update to the canonical levels of ``W``; returns cycles (kind ``wset``).
+
+        Only the cells whose level differs are written; masked cells are never changed. ``via="cheapest"``
+        (:meth:`_write_levels`): per column, WSET of its changed cells or LDW of the whole column
+        (write-and-verify of all its cells at once), whichever the ISA's cycle formulas make cheaper: the best
+        exact update the tile allows. ``via="wset"``: every changed cell by WSET.
         """
         self._need()
+        if via not in self.WRITE_PATHS:
+            raise ResidentError(f"write path {via!r}: expected one of {', '.join(self.WRITE_PATHS)}")
         W = np.asarray(W)
         if W.shape != self.shape:
             raise ResidentError(f"weights of shape {W.shape}: expected {self.shape}")
         L = self.layer
         want = encoding.encode_weights(self.cfg, W, L["wbits"], L["wsigned"], balanced=L["balanced"])
-        levels, masks = self.read_cells()
-        rows, cols = np.nonzero((want != levels) & ~masks)
-        words = [encode(Opcode.WSET, row=int(r), col=int(c), value=int(want[r, c])) for r, c in zip(rows, cols)]
-        return self._cells("wset", words)
+        levels, masks = self._read_all("read")
+        return self._write_levels("wset", want, levels, masks, ldw=via == "cheapest")
+
+    def _write_levels(self, kind: str, want: np.ndarray, levels: np.ndarray, masks: np.ndarray, *,
+                      ldw: bool = True) -> int:
+        """Write the layer's cells (rows ``0..K-1``) to levels ``want`` where they differ from ``levels`` (every
+        row of the layer's columns, as read back), masked cells unchanged; returns cycles.
+
+        Per column, the changed cells by WSET (one write-and-verify each) or, with ``ldw``, the whole column by
+        LDW (one write-and-verify of all its cells; masked and unchanged cells rewritten with their level)
+        when the ISA's formulas make that cheaper; adjacent LDW columns share one LDW. Programs of at most
+        ``prog_depth`` words.
+        """
+        K = self.shape[0]
+        changed = (want != levels[:K]) & ~masks[:K]
+        if not changed.any():
+            return 0
+        ns = isa.cfg_namespace(self.cfg)
+        by_ldw = np.zeros(changed.shape[1], dtype=bool)
+        if ldw:
+            by_ldw = changed.sum(axis=0) * isa.cycles(Opcode.WSET, ns, {}) > isa.cycles(
+                Opcode.LDW, ns, {"start": 0, "count": 1})
+        new = levels.copy()
+        new[:K] = np.where(masks[:K], levels[:K], want)
+        items = []  # (word, LDW data or None)
+        cols = np.flatnonzero(by_ldw)
+        for run in (np.split(cols, np.flatnonzero(np.diff(cols) != 1) + 1) if cols.size else []):
+            s, n = int(run[0]), len(run)
+            items.append((encode(Opcode.LDW, start=s, count=n), new[:, s:s + n]))
+        rows, cs = np.nonzero(changed & ~by_ldw)
+        items += [(encode(Opcode.WSET, row=int(r), col=int(c), value=int(want[r, c])), None) for r, c in zip(rows, cs)]
+        total, per = 0, self.cfg.prog_depth - 1
+        for i in range(0, len(items), per):
+            chunk = items[i:i + per]
+            total += self._run(kind, [w for w, _ in chunk] + [HALT], [d for _, d in chunk if d is not None]).cycles
+        return total
 
     def zero(self, sel: np.ndarray) -> int:
         """Set the selected weights (``sel`` K x N, True = clear) to weight 0 in the layer's encoding (WSET,
@@ -491,10 +519,9 @@ class ResidentTile:
         cells = encoding.expand_mask(self.cfg, self._mask_arg(sel), L["wbits"], L["wsigned"])
         zero = encoding.encode_weights(self.cfg, np.zeros(self.shape, dtype=np.int64), L["wbits"], L["wsigned"],
                                        balanced=L["balanced"])
-        levels, masks = self.read_cells()
-        rows, cols = np.nonzero(cells & (levels != zero) & ~masks)
-        words = [encode(Opcode.WSET, row=int(r), col=int(c), value=int(zero[r, c])) for r, c in zip(rows, cols)]
-        return self._cells("regrow", words)
+        levels, masks = self._read_all("read")
+        K = self.shape[0]
+        return self._write_levels("regrow", np.where(cells, zero, levels[:K]), levels, masks)
 
     def _cells(self, kind: str, words: list[int]) -> int:
         total = 0
@@ -513,13 +540,18 @@ class ResidentTile:
         words = [encode(Opcode.MSET, row=int(r), col=int(c), value=int(want[r, c])) for r, c in zip(rows, cols)]
         return self._cells("mask", words)
 
+    def _read_all(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """Cell levels and mask bits of every row of the layer's columns ``(rows, N*group)`` (RDW, RDM)."""
+        res = self._run(kind, [encode(Opcode.RDW, start=0, count=self.ncols),
+                               encode(Opcode.RDM, start=0, count=self.ncols), HALT], [])
+        return np.asarray(res.outputs[0]).astype(np.int64), np.asarray(res.outputs[1]).astype(bool)
+
     def read_cells(self) -> tuple[np.ndarray, np.ndarray]:
         """Cell levels and mask bits ``(K, N*group)`` of the layer (RDW, RDM)."""
         self._need()
-        res = self._run("read", [encode(Opcode.RDW, start=0, count=self.ncols),
-                                 encode(Opcode.RDM, start=0, count=self.ncols), HALT], [])
+        levels, masks = self._read_all("read")
         K = self.shape[0]
-        return np.asarray(res.outputs[0])[:K].astype(np.int64), np.asarray(res.outputs[1])[:K].astype(bool)
+        return levels[:K], masks[:K]
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
         """Logical weights ``(K, N)`` (masked = 0) and the per-weight mask (a weight is pruned when all
