@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -11,10 +14,11 @@ from .params import ADDR_BITS, TileConfig
 
 __all__ = ["CARRY_SAVE_LANES", "ShiftAdd"]
 
-#: Up to this many ADC lanes, a result register's adder is carry-save (the register and the two halves
-#: of the lanes' sum reduced to two operands by a layer of full adders, then one carry chain): it
-#: shortens the MVM's accumulation cycle by one carry chain for about 2 x acc_bits LUTs per output,
-#: which wide tiles (isaac: 128 outputs) do not spend.
+#: Up to this many ADC lanes, each result register adds every lane's term directly, as one carry-save
+#: level (the register and the two halves of the lanes' sum reduced to two operands by full adders)
+#: and one carry chain: the shortest accumulation cycle, for small tiles (tiny). Wider tiles (isaac:
+#: 8 lanes, 128 outputs) sum lanes per output in lane space first (one adder per register), since
+#: ``cols x n_adcs`` adders were the bulk of their logic.
 CARRY_SAVE_LANES = 4
 
 
@@ -23,8 +27,7 @@ def _sum_mod(terms: list, width: int):
 
     Every partial sum is cut back to ``width`` bits, which leaves the sum modulo ``2**width`` unchanged.
     A tree that widens by a bit per level (``crossbar.adder_tree``) makes Verilator sign-extend an
-    odd-width 64-bit value at every add; at ``cols`` x ``n_adcs`` terms per cycle (isaac: 1,024)
-    that was the largest part of the co-simulation's time (docs/cosim.md).
+    odd-width 64-bit value at every add (docs/cosim.md).
     """
     terms = list(terms)
     while len(terms) > 1:
@@ -41,6 +44,14 @@ class ShiftAdd(wiring.Component):
     A lane's contribution is ``(-code if neg else code) << shift`` (the narrow code is negated
     before the shift: ``-(c << s) == (-c) << s`` modulo ``2**acc_bits``); lane i hits output
     ``conversion[i].o`` when ``conversion[i].valid``. Arithmetic wraps at ``acc_bits``.
+
+    With more than ``CARRY_SAVE_LANES`` lanes, the lanes are summed per output in lane space first:
+    the lowest lane hitting an output (its leader) carries the sum of all lanes hitting that output,
+    so each result register sees at most one leader and needs one adder and a one-hot select, not an
+    ``n_adcs``-input adder (which would cost ``cols x n_adcs`` adders: the bulk of isaac's logic).
+    With 2 to ``CARRY_SAVE_LANES`` lanes every register adds every lane's term through one
+    carry-save level and one carry chain (the shorter cycle; tiny). Sums wrap modulo
+    ``2**acc_bits`` in any order, so both give the same results.
 
     Timing contract: in a cycle with ``load`` the registers take the old accumulator vector
     ``old`` (lanes >= ``n_out`` keep it), and a "fresh" bit per output is set for outputs below
@@ -72,21 +83,15 @@ class ShiftAdd(wiring.Component):
         cols, width = self.cfg.cols, self.cfg.acc_bits
         registers = [Signal(signed(width), name=f"result{j}") for j in range(cols)]
         fresh = Signal(cols)
-        contributions, one_hots = [], []
-        for i, (conv, code) in enumerate(zip(self.conversion, self.code)):
-            value = Signal(signed(width), name=f"lane{i}_contribution")
-            m.d.comb += value.eq(Mux(conv.neg, -code, code) << conv.shift)
-            hit = Signal(cols, name=f"lane{i}_one_hot")
-            m.d.comb += hit.eq(Mux(conv.valid, (Const(1, cols) << conv.o[:(cols - 1).bit_length() or 1])[:cols], 0))
-            contributions.append(value)
-            one_hots.append(hit)
+        carry_save = 2 <= self.cfg.n_adcs <= CARRY_SAVE_LANES
+        terms_of, one_hots = self._lane_terms(m) if carry_save else self._lane_groups(m)
         nexts, any_hit = [], []
         for j in range(cols):
             nxt = Signal(signed(width), name=f"result_next{j}")
             # Arithmetic wraps at acc_bits: summed as unsigned words modulo 2**acc_bits (same bits).
-            terms = [Mux(hit[j], value.as_unsigned(), 0) for value, hit in zip(contributions, one_hots)]
+            terms = [Mux(hit[j], value.as_unsigned(), 0) for value, hit in zip(terms_of, one_hots)]
             base = Mux(fresh[j], 0, registers[j].as_unsigned())
-            if 2 <= len(terms) <= CARRY_SAVE_LANES:
+            if carry_save:
                 # base + left + right as one carry-save level and one carry chain (not two chains).
                 half = len(terms) // 2
                 ops = [Signal(width, name=f"result{j}_{n}") for n in ("base", "left", "right")]
@@ -96,7 +101,10 @@ class ShiftAdd(wiring.Component):
                 carry = Cat(Const(0, 1), ((a & b) | (a & c) | (b & c))[:width - 1])
                 m.d.comb += nxt.eq(((a ^ b ^ c) + carry)[:width])
             else:
-                m.d.comb += nxt.eq(_sum_mod([base, *terms], width))
+                # at most one leader hits output j: a one-hot select (an OR), then one adder
+                added = Signal(width, name=f"added{j}")
+                m.d.comb += added.eq(reduce(or_, terms))
+                m.d.comb += nxt.eq(_sum_mod([base, added], width))
             nexts.append(nxt)
             any_hit.append(Cat(*[hit[j] for hit in one_hots]).any())
         m.d.comb += self.result.eq(Cat(*nexts))
@@ -107,3 +115,46 @@ class ShiftAdd(wiring.Component):
             m.d.sync += [r.eq(n) for r, n in zip(registers, nexts)]
             m.d.sync += fresh.eq(fresh & ~Cat(*any_hit))
         return m
+
+    def _lane_terms(self, m):
+        """Per lane: its own contribution and its one-hot output (every lane added where it lands)."""
+        cols, width = self.cfg.cols, self.cfg.acc_bits
+        contributions, one_hots = [], []
+        for i, (conv, code) in enumerate(zip(self.conversion, self.code)):
+            value = Signal(signed(width), name=f"lane{i}_contribution")
+            m.d.comb += value.eq(Mux(conv.neg, -code, code) << conv.shift)
+            hit = Signal(cols, name=f"lane{i}_one_hot")
+            m.d.comb += hit.eq(Mux(conv.valid, (Const(1, cols) << conv.o[:(cols - 1).bit_length() or 1])[:cols], 0))
+            contributions.append(value)
+            one_hots.append(hit)
+        return contributions, one_hots
+
+    def _lane_groups(self, m):
+        """Per lane: the sum of the contributions of every lane hitting the same output (meaningful for
+        the group's leader, the lowest such lane) and the leader's one-hot output (zero for the others)."""
+        cols, width = self.cfg.cols, self.cfg.acc_bits
+        index_bits = (cols - 1).bit_length() or 1
+        values, targets, lands = [], [], []
+        for i, (conv, code) in enumerate(zip(self.conversion, self.code)):
+            value = Signal(signed(width), name=f"lane{i}_contribution")
+            m.d.comb += value.eq(Mux(conv.neg, -code, code) << conv.shift)
+            target = Signal(index_bits, name=f"lane{i}_output")
+            m.d.comb += target.eq(conv.o[:index_bits])
+            land = Signal(name=f"lane{i}_lands")  # as a one-hot of cols bits: an output index below cols
+            m.d.comb += land.eq(conv.valid & (target < cols))
+            values.append(value)
+            targets.append(target)
+            lands.append(land)
+        lanes = len(values)
+        group_sums, one_hots = [], []
+        for i in range(lanes):
+            same = [lands[k] & (targets[k] == targets[i]) for k in range(lanes)]
+            leader = Signal(name=f"lane{i}_leads")
+            m.d.comb += leader.eq(lands[i] & ~Cat(*same[:i]).any() if i else lands[i])
+            total = Signal(signed(width), name=f"lane{i}_group_sum")
+            m.d.comb += total.eq(_sum_mod([Mux(same[k], values[k].as_unsigned(), 0) for k in range(i, lanes)], width))
+            hit = Signal(cols, name=f"lane{i}_one_hot")
+            m.d.comb += hit.eq(Mux(leader, (Const(1, cols) << targets[i])[:cols], 0))
+            group_sums.append(total)
+            one_hots.append(hit)
+        return group_sums, one_hots

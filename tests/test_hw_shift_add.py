@@ -10,8 +10,12 @@ from cimtile.sim.kernels import wrap
 from helpers import TINY, VARIANT
 from hw_sim import simulate
 
+#: Eight lanes on twelve outputs (not a power of two): lanes often share an output, which the
+#: lane-space grouping (one leader per output) must sum exactly once.
+EIGHT_LANES = TINY.replace(name="eight_lanes", cols=12, n_adcs=8, rq_lanes=2)
 
-@pytest.mark.parametrize("cfg", [TINY, VARIANT], ids=["tiny", "variant"])
+
+@pytest.mark.parametrize("cfg", [TINY, VARIANT, EIGHT_LANES], ids=["tiny", "variant", "eight_lanes"])
 @pytest.mark.parametrize("accumulate", [0, 1])
 def test_shift_add_sums_codes_into_outputs(cfg, accumulate):
     rng = np.random.default_rng(4 + accumulate)
