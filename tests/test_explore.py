@@ -114,6 +114,9 @@ def test_small_exploration_is_consistent_and_resumes(tmp_path):
         assert r["fits"] == (r["xbar_tiles"] <= r["candidate"]["n_tiles"])
         assert r["latency"] == pytest.approx(r["batch_cycles"] / 1000)
         assert 0 <= r["acc_device"] <= 100 and r["acc"] == r["acc_device"]
+        # the area objective: the analog parts plus n_tiles controllers, whose source is recorded
+        assert r["area_source"] in ("synthesised", "model") and r["controller"]["mm2"] > 0
+        assert r["area_mm2"] == pytest.approx(r["area_analog_mm2"] + r["controller"]["mm2"] * r["candidate"]["n_tiles"])
     assert set(s["hypervolume"]) == {"joint", "precision"} and "explore_hv_ratio" in s
     assert {"hv_ideal", "hv_device", "left_front"} <= set(s["device"])
     assert (out / "objectives.png").stat().st_size > 0 and (out / "fronts.png").stat().st_size > 0
@@ -204,6 +207,7 @@ def test_results_do_not_depend_on_the_number_of_workers(tmp_path):
     (["--strategies", "joint,magic"], "strategy 'magic'"),
     (["--mapping", "fuzzy"], "mapping 'fuzzy'"),
     (["--synth", "all"], None),
+    (["--area", "die"], None),
     (["--device", "nosuch"], "nosuch"),
     (["--precision-agent", "oracle"], "precision agent 'oracle'"),
     (["--seeding", "magic"], None),
@@ -231,17 +235,94 @@ def test_cli_bad_space_file(tmp_path, capsys):
     assert "space file" in capsys.readouterr().err
 
 
-def test_synth_cache_key_and_netlist_counts(tmp_path):
-    from cimtile.explore.synth import config_hash, netlist_resources
+def _netlist(path, luts: int, ffs: int, brams: int, xbar_luts: int) -> None:
+    """A tiny yosys ``synth_ecp5 -noflatten`` netlist: the top module instantiating a shift-and-add, a crossbar
+    model and an ADC (each its own module of library cells)."""
+    cell = lambda t, n: {f"{t}{i}": {"type": t} for i in range(n)}
+    mods = {"tile": {"cells": {**cell("LUT4", luts), "sa": {"type": "tile.shift_add"}, "x": {"type": "tile.xbar"},
+                               "a": {"type": "tile.adc0"}}},
+            "tile.shift_add": {"cells": {**cell("TRELLIS_FF", ffs), **cell("CCU2C", 1), **cell("DP16KD", brams)}},
+            "tile.xbar": {"cells": {**cell("LUT4", xbar_luts), **cell("DP16KD", 3)}},
+            "tile.adc0": {"cells": cell("LUT4", 7)},
+            "LUT4": {"cells": {}}}
+    path.write_text(json.dumps({"modules": mods}))
+
+
+def test_controller_area_cache_and_fallback_model(tmp_path):
+    from cimtile.explore.synth import FPGA_AREA, ControllerModel, controller_area, entries, held_out, lookup, mm2, store
+    from cimtile.hw.build import area_of_netlist
 
     sp = Space()
     cfg = sp.tile(sp.complete({}, {}))
-    assert config_hash(cfg) == config_hash(cfg.replace(name="other"))  # one synthesis per tile, whatever its name
-    assert config_hash(cfg) != config_hash(cfg.replace(adc_bits=cfg.adc_bits + 1))
-    cells = {f"c{i}": {"type": t} for i, t in enumerate(["LUT4"] * 3 + ["TRELLIS_FF"] * 2 + ["DP16KD", "PFUMX"]
-                                                       + ["CCU2C"])}
-    net = tmp_path / "tile_synth.json"
-    net.write_text(json.dumps({"modules": {"tile": {"cells": cells}}}))
-    # hw.build's one counting rule: a carry cell is two LUTs (make synth's pnr=False figures count the same)
-    assert netlist_resources(net) == {"luts": 5, "ffs": 2, "brams": 1, "mults": 0,
-                                      "source": "yosys synth_ecp5 netlist"}
+    root = tmp_path / "cache"
+    net = tmp_path / "n" / "tile_area.json"
+    net.parent.mkdir()
+    _netlist(net, luts=10, ffs=4, brams=1, xbar_luts=50)
+    comps = area_of_netlist(cfg, net)
+    assert lookup(cfg, root) is None
+    e = store(cfg, "ab" * 32, comps, 1.0, root)
+    # the crossbar's and the ADCs' RTL models are the analog parts' (counted from cited constants): not controller
+    assert e["controller"] == {"luts": 10 + 2, "ffs": 4, "brams": 1, "dsps": 0}
+    assert e["controller_mm2"] == pytest.approx(12 * FPGA_AREA["lut"][0] + 4 * FPGA_AREA["ff"][0]
+                                                + FPGA_AREA["bram"][0])
+    # keyed by the tile (not its name) and the hw/ sources; the entry lives under the Verilog's hash
+    assert lookup(cfg.replace(name="other"), root)["verilog_sha256"] == "ab" * 32
+    assert lookup(cfg.replace(adc_bits=cfg.adc_bits - 1), root) is None
+    assert (root / ("ab" * 8) / "controller.json").exists()
+    got = controller_area(cfg, root=root)
+    assert got["source"] == "synthesised" and got["mm2"] == pytest.approx(e["controller_mm2"])
+    # the fallback: fitted on synthesised tiles whose LUTs follow a linear law in the dimensions, it predicts a
+    # held-out tile of the same law exactly; a tile not in the cache says its area came from the model
+    law = lambda c: {"luts": 500 + 40 * c.cols + 3 * c.rows + 25 * c.n_adcs, "ffs": 100 + 8 * c.cols, "brams": 2,
+                     "dsps": 0}
+    tiles = [cfg.replace(name=f"t{i}", rows=r, cols=c, n_adcs=n)
+             for i, (r, c, n) in enumerate([(32, 32, 2), (64, 32, 4), (32, 128, 8), (128, 64, 16), (64, 256, 2)])]
+    root2 = tmp_path / "fit"
+    for i, t in enumerate(tiles):
+        store(t, f"{i:02d}" * 32, {"tile.py": law(t)}, None, root2)
+    ents = entries(root2)
+    assert len(ents) == 5
+    assert all(abs(r["error_mm2"]) < 1e-9 for r in held_out(ents))
+    m = ControllerModel.fit(ents)
+    new = cfg.replace(rows=256, cols=64, n_adcs=2)
+    assert m.predict(new)["luts"] == pytest.approx(law(new)["luts"])
+    got = controller_area(new, m, root=root2)
+    assert got["source"] == "model" and got["mm2"] == pytest.approx(mm2(law(new)))
+    assert ControllerModel.from_json(json.loads(json.dumps(m.to_json()))).coef == m.coef
+    # the committed model (python -m cimtile.explore.synth fit) loads and predicts a positive area
+    assert controller_area(new, root=root2)["mm2"] > 0
+
+
+def test_synth_option_synthesises_each_new_tile_once_on_the_executor(tmp_path, monkeypatch):
+    import cimtile.explore.synth as synth
+    from cimtile.explore.run import Evaluator
+
+    monkeypatch.setenv("CIMTILE_BUILD_DIR", str(tmp_path / "build"))
+    done = []
+
+    def fake(cfg):  # stands in for yosys: a cache entry whose controller grows with the columns
+        t = cfg if not isinstance(cfg, dict) else synth.TileConfig(**cfg)
+        done.append(t.name)
+        return synth.store(t, f"{len(done):02d}" * 32, {"tile.py": {"luts": 100 * t.cols, "ffs": 10, "brams": 1,
+                                                                    "dsps": 0}})
+
+    monkeypatch.setattr(synth, "synthesise", fake)
+    sp = Space(SMALL, sparsity=True)
+    job = {"space": {"overrides": {k: list(v) for k, v in sp.choices.items()}, "sparsity": True, "base": sp.base}}
+    ev = Evaluator(InProcessExecutor(), job, tmp_path / "e.jsonl", synth=True, progress=False)
+    a = sp.complete({"rows": 32, "cols": 32}, {})
+    b = sp.complete({"rows": 32, "cols": 32, "width0": 8, "n_tiles": 8}, {})  # same tile, another network
+    c = sp.complete({"rows": 64, "cols": 64}, {})
+    ev._synthesise([a, b, c])
+    assert sorted(done) == sorted({sp.tile(a).name, sp.tile(c).name})  # one synthesis per distinct tile
+    ev._synthesise([a, c])
+    assert len(done) == 2  # cached: not again
+    # the area objective adds n_tiles controllers to the analog parts, and the record names the source
+    rec = {"status": "ok", "candidate": b, "area": {"array": 1e-3, "total": 1e-3}, "area_mm2": 1e-3}
+    r = ev._with_controller(rec)
+    ctl = synth.mm2({"luts": 3200, "ffs": 10, "brams": 1})
+    assert r["area_source"] == "synthesised" and r["controller"]["luts"] == 3200
+    assert r["area_mm2"] == pytest.approx(1e-3 + 8 * ctl) == r["area"]["total"]
+    assert r["area_analog_mm2"] == 1e-3
+    ev.area = "analog"
+    assert ev._with_controller(rec)["area_mm2"] == 1e-3
