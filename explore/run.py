@@ -108,6 +108,11 @@ def _check(cfg: ExploreConfig):
         raise ExploreError(f"accuracy floor {cfg.acc_floor}: expected 0 to 100 (%)")
 
 
+#: Settings an earlier version's ``settings.json`` lacks, at the values that version ran with (no accuracy floor, the
+#: analog area objective, no synthesis), so its output directories resume as what they are.
+_EARLIER = {"acc_floor": 0.0, "area": "analog", "synth": False}
+
+
 def _device(spec):
     if spec is None:
         return None
@@ -151,6 +156,8 @@ class Evaluator:
                 self._synthesise(list(todo.values()))
             res = [self._with_controller(r)
                    for r in self.ex.map(evaluate, [{**self.job, "candidate": c} for c in todo.values()])]
+            for r in res:
+                self.cache[r["key"]] = r
             with open(self.path, "a") as f:
                 for r in res:
                     self.cache[r["key"]] = r
@@ -158,7 +165,7 @@ class Evaluator:
             self.performed += len(res)
         if self.bar is not None:
             self.bar.update(len(cands))
-        return [self.cache[k] for k in keys]
+        return [self._with_controller(self.cache[k]) for k in keys]
 
 
     def _synthesise(self, cands: list[dict]) -> None:
@@ -182,6 +189,8 @@ class Evaluator:
         objective (``area_mm2``); the record's ``area_source`` says where the controller came from."""
         if r.get("status") != "ok":
             return r
+        if "area_source" in r:  # already has its controller (a record of this or an earlier run): the objective only
+            return {**r, "area_mm2": r["area_total_mm2"] if self.area == "total" else r["area_analog_mm2"]}
         from .synth import ControllerModel, controller_area, lookup
 
         c = r["candidate"]
@@ -238,6 +247,11 @@ def _nsga(name: str, cfg: ExploreConfig, space: Space, ev: Evaluator, out: Path)
                                                           constraints_func=floor)
         k = min(BATCH, cfg.budget - len(recs))
         trials = [study.ask(dists) for _ in range(k)]
+        for t in trials:
+            if "fixed_params" in study._storage.get_trial_system_attrs(t._trial_id):
+                # an enqueued trial (the seeded first generation) gets no NSGA-II generation of its own: optuna would
+                # count it in none, draw a second, uniform first generation after it and breed from that one
+                study._storage.set_trial_system_attr(t._trial_id, _GENERATION_KEY, 0)
         cands = [space.complete(t.params, fixed) for t in trials]
         for t, r in zip(trials, ev(cands)):
             t.set_user_attr("key", r["key"])
@@ -248,6 +262,10 @@ def _nsga(name: str, cfg: ExploreConfig, space: Space, ev: Evaluator, out: Path)
                 study.tell(t, state=TrialState.FAIL)
             recs.append(r)
     return recs
+
+
+#: optuna's NSGA-II generation attribute (``NSGAIISampler._get_generation_key()``).
+_GENERATION_KEY = "NSGAIISampler:generation"
 
 
 def accuracy_floor(floor: float):
@@ -345,8 +363,8 @@ def explore(cfg: ExploreConfig, out: str | Path, executor=None) -> dict:
             raise ExploreError(f"output {out} exists and is not a directory")
         if any(out.iterdir()) and not sfile.exists():
             raise ExploreError(f"output {out} exists and is not an exploration's output directory")
-        if sfile.exists() and json.loads(sfile.read_text()) != json.loads(json.dumps(settings)):
-            old = json.loads(sfile.read_text())
+        old = {**_EARLIER, **json.loads(sfile.read_text())} if sfile.exists() else None
+        if old is not None and old != json.loads(json.dumps(settings)):
             diff = next(k for k in settings if json.loads(json.dumps(settings[k])) != old.get(k))
             raise ExploreError(f"output {out} holds an exploration with other settings ({diff}); use another "
                                "directory to start a new one")

@@ -120,6 +120,11 @@ def test_small_exploration_is_consistent_and_resumes(tmp_path):
     assert set(s["hypervolume"]) == {"joint", "precision"} and "explore_hv_ratio" in s
     assert {"hv_ideal", "hv_device", "left_front"} <= set(s["device"])
     assert (out / "objectives.png").stat().st_size > 0 and (out / "fronts.png").stat().st_size > 0
+    # the seeded first generation is NSGA-II's generation 0 (enqueued trials get none of their own in optuna)
+    import optuna
+
+    st = optuna.load_study(study_name="joint", storage=f"sqlite:///{out / 'study.db'}")
+    assert [t.system_attrs.get("NSGAIISampler:generation") for t in st.trials] == [0]
     # resumed with a larger budget: only the new candidates are evaluated
     ex2 = Counting()
     s2 = explore(_cfg(2, device="rram-faults"), out, executor=ex2)
