@@ -23,9 +23,10 @@ Figures (``python -m bench explore``; outputs under ``build/explore/bench/seed<k
   accuracy), ``explore_device_left_front`` (candidates of the ideal front not on the device front),
   ``explore_device_mean_acc_drop`` (points).
 
-``BENCH_EXPLORE_AREA`` (``total``, the default, or ``analog``) the area objective, ``BENCH_EXPLORE_ACC_FLOOR``
-(default 80; 0: none) the NSGA-II strategies' accuracy floor, ``BENCH_EXPLORE_WORKERS`` (default 2) the Ray
-workers, ``BENCH_EXPLORE_ABLATION_SEEDS`` the seeds the ablation runs on (default the first), ``BENCH_EXPLORE_DEVICE=0`` skips the device run, ``BENCH_EXPLORE_RESUME=1``
+``BENCH_EXPLORE_AREA`` (``total``, the default, or ``analog``) sets the area objective,
+``BENCH_EXPLORE_ACC_FLOOR`` (default 80; 0: none) the NSGA-II strategies' accuracy floor,
+``BENCH_EXPLORE_WORKERS`` (default 2) the Ray workers, ``BENCH_EXPLORE_ABLATION_SEEDS`` the seeds the ablation
+runs on (default the first); ``BENCH_EXPLORE_DEVICE=0`` skips the device run, ``BENCH_EXPLORE_RESUME=1``
 resumes an interrupted bench run's directories instead of starting them again.
 ``python -m bench.explore --markdown`` prints the tables of docs/explore.md (the space, the constants, and the
 figures from build/bench.json); ``--update-doc`` writes them into docs/explore.md.
