@@ -278,7 +278,7 @@ def test_controller_area_cache_and_fallback_model(tmp_path):
     assert got["source"] == "synthesised" and got["mm2"] == pytest.approx(e["controller_mm2"])
     # the fallback: fitted on synthesised tiles whose LUTs follow a linear law in the dimensions, it predicts a
     # held-out tile of the same law exactly; a tile not in the cache says its area came from the model
-    law = lambda c: {"luts": 500 + 40 * c.cols + 3 * c.rows + 25 * c.n_adcs, "ffs": 100 + 8 * c.cols, "brams": 2,
+    law = lambda c: {"luts": 500 + 40 * c.cols + 3 * c.rows, "ffs": 100 + 8 * c.cols, "brams": 2,
                      "dsps": 0}
     tiles = [cfg.replace(name=f"t{i}", rows=r, cols=c, n_adcs=n)
              for i, (r, c, n) in enumerate([(32, 32, 2), (64, 32, 4), (32, 128, 8), (128, 64, 16), (64, 256, 2)])]
