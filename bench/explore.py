@@ -249,9 +249,9 @@ def _controller() -> list[str]:
     out += ["", f"Synthesised tiles (`yosys synth_ecp5 -noflatten`, controller without the crossbar's and ADCs' RTL "
                 f"models) and the fallback model's error on each when held out (fitted on the others; features "
                 f"{', '.join(m['model']['features'])}; `{m['command']}`):", "",
-            "| tile | controller mm^2 | held out: predicted | error |", "|---|---|---|---|"]
-    out += [f"| {r['tile']} | {r['mm2']:.4f} | {r['predicted_mm2']:.4f} | {100 * r['error_mm2']:+.1f}% |"
-            for r in m["held_out"]]
+            "| tile | yosys s | controller mm^2 | held out: predicted | error |", "|---|---|---|---|---|"]
+    out += [f"| {r['tile']} | {r.get('synth_s') or ''} | {r['mm2']:.4f} | {r['predicted_mm2']:.4f} | "
+            f"{100 * r['error_mm2']:+.1f}% |" for r in m["held_out"]]
     if m.get("mean_abs_error_mm2") is not None:
         out += ["", f"Mean absolute held-out error: {100 * m['mean_abs_error_mm2']:.1f}% of the controller's mm^2."]
     return out
@@ -281,6 +281,37 @@ def _why(root: Path, f: dict) -> list[str]:
     return out
 
 
+#: The runs of session 4's changes to the joint search (seed 0 unless named; budget 20, digits, calibrated mapping,
+#: 2 Ray workers): (label, commit that ran it, area objective, directory under build/explore). Each is a bench seed
+#: (:func:`_cfg`); the runs after the first started from the evaluation cache of an earlier run of the same seed
+#: (evaluations are deterministic per seed and candidate, so the figures equal an empty cache's).
+CHANGES = (
+    ("accuracy floor 80%, seeded first generation not counted as NSGA-II's (the bug)", "5cce571", "analog",
+     "floor_nofix/seed0"),
+    ("+ the seeded first generation counted as generation 0, and the controller in the area objective", "81e2b4c",
+     "total", "exp/seed0_fix_floor_total"),
+    ("+ one expected mutation per group", "20986af", "total", "bench/seed0"),
+    ("the same, seed 1", "20986af", "total", "bench/seed1"),
+    ("+ one expected mutation per group, analog area objective", "20986af", "analog", "exp/seed0_analog"),
+)
+
+
+def changes_markdown(root: Path = ROOT / "build" / "explore") -> str:
+    """The table of :data:`CHANGES` from each run's ``summary.json`` (rows whose run is missing say so)."""
+    lines = ["| change | commit | area objective | joint | best single-sided | its hypervolume | `explore_hv_ratio` |",
+             "|---|---|---|---|---|---|---|"]
+    for label, commit, area, d in CHANGES:
+        f = root / d / "summary.json"
+        if not f.exists():
+            lines.append(f"| {label} | {commit} | {area} | not run | | | |")
+            continue
+        sm = json.loads(f.read_text())
+        b = sm["best_single_sided"]
+        lines.append(f"| {label} | {commit} | {area} | {sm['hypervolume']['joint']:.4f} | {b} | "
+                     f"{sm['hypervolume'][b]:.4f} | {sm['explore_hv_ratio']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def update_doc(doc: Path = ROOT / "docs" / "explore.md") -> None:
     """Write :func:`markdown` into docs/explore.md between its ``generated: explore`` markers."""
     import re
@@ -291,11 +322,17 @@ def update_doc(doc: Path = ROOT / "docs" / "explore.md") -> None:
                      lambda _: start + markdown(ROOT / "build" / "bench.json") + end, text, flags=re.S)
     if n != 1:
         raise SystemExit(f"{doc}: no generated: explore block")
+    start = "<!-- generated: explore-changes (python -m bench.explore --changes) -->\n"
+    end = "<!-- end: explore-changes -->"
+    new, n = re.subn(re.escape(start) + r".*?" + re.escape(end), lambda _: start + changes_markdown() + end, new,
+                     flags=re.S)
     doc.write_text(new)
 
 
 if __name__ == "__main__":
-    if "--markdown" in sys.argv:
+    if "--changes" in sys.argv:
+        print(changes_markdown(), end="")
+    elif "--markdown" in sys.argv:
         print(markdown(ROOT / "build" / "bench.json"), end="")
     elif "--update-doc" in sys.argv:
         update_doc()

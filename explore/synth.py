@@ -195,7 +195,7 @@ def held_out(ents: list[dict]) -> list[dict]:
         m = ControllerModel.fit(ents[:i] + ents[i + 1:])
         p = m.predict(e["config"])
         true = e["controller"]
-        row = {"tile": e["config"]["name"], "mm2": mm2(true), "predicted_mm2": mm2(p),
+        row = {"tile": e["config"]["name"], "synth_s": e.get("synth_s"), "mm2": mm2(true), "predicted_mm2": mm2(p),
                "error_mm2": mm2(p) / mm2(true) - 1 if mm2(true) else None}
         for k in RESOURCES:
             row[f"error_{k}"] = p[k] / true[k] - 1 if true[k] else None
