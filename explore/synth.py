@@ -244,9 +244,14 @@ def main(argv=None) -> int:
         for spec in a.tile:
             try:
                 kv = dict(item.split("=", 1) for item in spec.split(",") if item)
-                c = sp.complete({k: int(v) for k, v in kv.items()}, dict(REFERENCE))
+                vals = {k: int(v) for k, v in kv.items()}
             except ValueError:
                 raise CimtileError(f"tile {spec!r}: expected dimension=integer pairs, comma-separated") from None
+            bad = [k for k, v in vals.items() if k not in sp.choices or v not in sp.choices[k]]
+            if bad:
+                raise CimtileError(f"tile {spec!r}: {bad[0]}={vals[bad[0]]} is not a choice of the space "
+                                   f"({', '.join(map(str, sp.choices.get(bad[0], ())) ) or 'no such dimension'})")
+            c = sp.complete(vals, dict(REFERENCE))
             e = synthesise(sp.tile(c), a.root)
             print(f"{sp.tile(c).name}: {e['controller']} ({e['controller_mm2']:.4f} mm^2), {e['synth_s']} s")
         return 0
