@@ -186,11 +186,11 @@ class Evaluator:
 
     def _with_controller(self, r: dict) -> dict:
         """Add the controller's area (n_tiles controllers: the cache, else the fallback model) and set the area
-        objective (``area_mm2``); the record's ``area_source`` says where the controller came from."""
+        objective (``area_mm2``); the record's ``area_source`` says where the controller came from. Recomputed for
+        records answered from the cache too, so that every candidate of a run is measured with the same cache and
+        model (a resumed run after a refit re-measures the earlier candidates with the new model)."""
         if r.get("status") != "ok":
             return r
-        if "area_source" in r:  # already has its controller (a record of this or an earlier run): the objective only
-            return {**r, "area_mm2": r["area_total_mm2"] if self.area == "total" else r["area_analog_mm2"]}
         from .synth import ControllerModel, controller_area, lookup
 
         c = r["candidate"]
@@ -198,8 +198,8 @@ class Evaluator:
         if self.model is None and lookup(tile) is None:
             self.model = ControllerModel.load()
         ctl = controller_area(tile, self.model)
-        area = dict(r["area"])
-        analog = area.pop("total")
+        area = {k: v for k, v in r["area"].items() if k not in ("analog", "controller", "total")}
+        analog = sum(area.values())  # the analog parts (cimtile.sim.energy.analog_area_mm2)
         area.update(analog=analog, controller=ctl["mm2"] * c["n_tiles"])
         area["total"] = analog + area["controller"]
         return {**r, "area": area, "controller": ctl, "area_source": ctl["source"],
