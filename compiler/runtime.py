@@ -176,12 +176,12 @@ def _run_copies(backend: Backend, prog: Program, feed: list, B: int, what: str, 
     return res, sc
 
 
-def _program_runs(bundle, images: int) -> int:
+def _program_runs(bundle, images: int, backend: Backend) -> int:
     """Program runs of one :func:`execute` call on ``images`` inputs (the progress bar's total)."""
     total = 0
     for L in bundle.model.layers:
         n = len(L.programs)
-        if uses_stationary(L, images):  # (the golden backend's equivalent runs are counted alike)
+        if uses_stationary(L, images) and not _equivalent(backend):
             n = sum(1 for i in L.programs if bundle.programs[i].setup is not None) + len(_fused(bundle, L))
         total += n * max(1, math.ceil(images * L.schedule.positions / L.schedule.chunk))
     return total
@@ -256,6 +256,11 @@ def _fused(bundle, L: TileLayer) -> list[tuple[Program, int]]:
     return out
 
 
+def _equivalent(backend: Backend) -> bool:
+    """True if ``backend`` computes the stationary schedule's outputs with the single-run programs (run_layer)."""
+    return isinstance(backend, GoldenBackend) and not backend.run_stationary
+
+
 _COUNTED: dict = {}  # (cfg, words) -> the golden model's timing-mode count of a stationary group's cycles
 
 
@@ -314,7 +319,7 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
     # single-run schedule's programs, which give the same codes (tested), and counts the stationary programs' cycles
     # in timing mode: its copies share one array, so a single-run program on B copies programs each crossbar tile
     # once too, and it reads back no partial sums.
-    equivalent = stationary and isinstance(backend, GoldenBackend) and not backend.run_stationary
+    equivalent = stationary and _equivalent(backend)
     for pi in L.programs:
         prog = bundle.programs[pi]
         counted = not stationary or prog.setup is not None
@@ -405,7 +410,7 @@ def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: 
     images = _Blocks(bundle)
     layer_index = {id(L): i for i, L in enumerate(model.layers)}
     # The bar counts program runs (a layer's programs times its copies), so it moves through a long layer.
-    bar = progress_bar(total=_program_runs(bundle, int(x.shape[0])), desc=f"cimtile run ({backend.name})",
+    bar = progress_bar(total=_program_runs(bundle, int(x.shape[0]), backend), desc=f"cimtile run ({backend.name})",
                        unit="run", progress=progress)
     for s in model.steps:
         if isinstance(s, TileLayer):

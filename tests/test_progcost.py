@@ -227,3 +227,30 @@ def test_cell_writing_instructions_are_programming():
     p = Program(0, prog, [], [])
     assert program_cycles(cfg, p) == full
     assert write_cycles(cfg, p) == full - rest + n_nops * isa.cycles(Opcode.NOP, isa.cfg_namespace(cfg), {}) > 0
+
+
+@pytest.mark.parametrize("run_stationary", [False, True])
+def test_progress_bar_counts_the_stationary_schedules_runs(monkeypatch, run_stationary):
+    """The run bar's total is the program runs the batch makes, on either golden path of the stationary schedule."""
+    import io
+    import sys
+
+    import cimtile.compiler.runtime as runtime
+    from cimtile.compiler.backends import GoldenBackend
+
+    from cimtile import progress
+
+    b = compiler.compile_model(models.qlinear_conv(hw=5), "tiny")
+    x = np.random.default_rng(3).integers(0, 256, (20, 3, 5, 5)).astype(np.uint8)
+    bars = []
+
+    def keep(*a, **kw):
+        bars.append(progress.bar(*a, **kw))
+        return bars[-1]
+
+    monkeypatch.setattr(runtime, "progress_bar", keep)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    out, st = runtime.execute(b, x, GoldenBackend(b.cfg, run_stationary=run_stationary), progress=True)
+    assert st.schedules[b.model.layers[0].name] == "stationary"
+    assert bars[0].total == bars[0].n > 0
+    assert np.array_equal(next(iter(out.values())), compiler.run(b, x, progress=False))
