@@ -176,8 +176,8 @@ def test_batch_rule_programming_once_plus_n_compute(n):
     assert "batch schedule: " + ("stationary for qconv1" if n > 1 else "single-run") in compiler.report(b, batch=n)
 
 
-@pytest.mark.parametrize("make", ["conv", "int32_minus_128"])
-def test_golden_runs_the_stationary_programs_themselves_alike(make):
+@pytest.mark.parametrize("make", ["conv", "int32_minus_128", "fault_mask", "saved"])
+def test_golden_runs_the_stationary_programs_themselves_alike(make, tmp_path):
     """The golden backend's default (single-run programs for the outputs, the stationary programs' cycles counted in
     timing mode) equals running the stationary programs themselves: outputs (the host's sums of partial sums and its
     requantisation with the tile's REQ arithmetic) and cycles; the -128 correction tiles and accumulator mode too."""
@@ -185,8 +185,17 @@ def test_golden_runs_the_stationary_programs_themselves_alike(make):
     from cimtile.compiler.runtime import execute
 
     r = np.random.default_rng(7)
-    if make == "conv":
-        b = compiler.compile_model(models.qlinear_conv(hw=5), "tiny")
+    if make != "int32_minus_128":
+        b = compiler.compile_model(models.qlinear_conv(hw=5), "tiny", out=tmp_path / "b" if make == "saved" else None)
+        if make == "fault_mask":  # the stationary programs load the fault mask too
+            from cimtile.compiler.faults import mask_faults
+
+            fm = np.zeros((b.cfg.rows, b.cfg.cols), dtype=bool)
+            fm[2, 3] = fm[9, 12] = True
+            b = mask_faults(b, fm)
+        elif make == "saved":  # the bundle keeps the stationary schedule's programs
+            b = compiler.load(tmp_path / "b")
+            assert b.model.batch_programs and "batch program" in compiler.disasm(b)
         x = r.integers(0, 256, (3, 3, 5, 5)).astype(np.uint8)
     else:
         w = r.integers(-127, 128, (40, 5)).astype(np.int8)
@@ -201,7 +210,7 @@ def test_golden_runs_the_stationary_programs_themselves_alike(make):
     assert st_d.layer_cycles == st_s.layer_cycles and st_d.program_cycles == st_s.program_cycles
     assert st_s.host_psum_ops == st_d.host_psum_ops > 0
     assert st_d.cycles == for_batch(b.report, 3)["totals"]["cycles"]
-    if make != "conv":  # exact: (x - zero point) @ w
+    if make == "int32_minus_128":  # exact: (x - zero point) @ w
         assert np.array_equal(out_s[k], (x.astype(np.int64) + 3) @ w.astype(np.int64))
 
 
