@@ -608,8 +608,10 @@ class DeviceArray:
         n = geo.n_out
         got: list = [None] * len(wins)
         keys = []
+        # (the layer and geometry as a small integer: hashing the two records once per call, not per window)
+        pre = (self._token, r0, _TOKENS.setdefault((layer, geo), len(_TOKENS)))
         for j, w in enumerate(wins):
-            key = (self._token, r0, c0s[j], layer, geo, w.__array_interface__["data"][0], w.strides)
+            key = (pre, c0s[j], w.__array_interface__["data"][0], w.strides)
             keys.append(key)
             e = _WEIGHTS.get(key)
             if e is not None and _equal(w, e[0]) and (e[1] is None if masks is None else
@@ -674,9 +676,9 @@ class DeviceArray:
             if sd is None:
                 y = mean.copy()
             else:
-                zg = np.concatenate([z[starts[i]:starts[i + 1]].reshape(Mv, n) for i in idx], axis=1) \
-                    if len(idx) > 1 else z[starts[idx[0]]:starts[idx[0] + 1]].reshape(Mv, n)
-                y = zg * sd
+                y = np.concatenate([z[starts[i]:starts[i + 1]].reshape(Mv, n) for i in idx], axis=1) \
+                    if len(idx) > 1 else z[starts[idx[0]]:starts[idx[0] + 1]].reshape(Mv, n) * 1
+                y *= sd  # (in place: y is a new array, never the stream's pool)
                 y += mean
             np.rint(y, out=y)
             if bound * (1 + 2 ** -20) + 1 < 1 << 31:

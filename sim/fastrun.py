@@ -328,7 +328,7 @@ def _equal(a: np.ndarray, b: np.ndarray) -> bool:
     if a.shape != b.shape:
         return False
     if a.dtype == b.dtype == np.uint8 and a.ndim == 2 and a.strides[1] == 1 and a.shape[1] % 8 == 0:
-        return bool(np.array_equal(a.view(np.uint64), b.view(np.uint64)))
+        return bool((a.view(np.uint64) == b.view(np.uint64)).all())
     return bool(np.array_equal(a, b))
 
 

@@ -198,7 +198,7 @@ def test_device_read_noise_matches_the_instruction_path():
     rng = np.random.default_rng(7)
     dev = DeviceModel(read_sigma=0.05, drift_nu=0.05, drift_t=86400.0, ir_drop=0.1, seed=2)
     diffs = total = 0
-    for case in range(4):
+    for _ in range(4):
         words, feed, _ = layer_program(cfg, rng, batch=3)
         ra = Tile(cfg, 3, device=dev).run(words, list(feed)).check()
         rb = Tile(cfg, 3, device=dev, fast=False).run(words, list(feed)).check()
