@@ -522,12 +522,14 @@ def run(t: Tile, p: Plan, feed) -> bool:
         if totals is None:
             return False
     feed._pos += len(p.loads)
+    written = list(blocks)
     for k, (op, s, _) in enumerate(p.loads):
         if op is Opcode.LDW:
             b = blocks[k] if dev is None else dev.program(blocks[k], s)  # device hook: in load order
             blocks[k] = b if b.dtype == np.uint8 else b.astype(np.uint8)
     if dev is not None:
-        totals = _totals(t, p, blocks, set()) if t._analog is None else _chain_sums(p, t._analog.mvm_many(t, p, blocks))
+        totals = _totals(t, p, blocks, set()) if t._analog is None else \
+            _chain_sums(p, t._analog.mvm_many(t, p, blocks, written))
     half = 1 << (c.acc_bits - 1)
     for st in p.steps:
         kind = st[0]
