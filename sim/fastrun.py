@@ -206,7 +206,7 @@ def cached_plan(t: Tile) -> Plan | None:
     """:func:`plan`, remembered under everything it depends on: the configuration, the program words and the
     starting layer, window, requantisation setting and sync tag (a runtime makes new Tiles for every network run,
     so the cache is shared by all Tiles). Plans are only read; the cache is cleared when it grows past 4,096."""
-    key = (t.cfg, t._words, t.layer, t.window, t.rq, t.sync_tag)
+    key = (t.cfg, tuple(d.word for d in t.program), t.layer, t.window, t.rq, t.sync_tag)
     p = _PLANS.get(key, False)
     if p is False:
         if len(_PLANS) > 4096:

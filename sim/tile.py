@@ -176,7 +176,6 @@ class Tile(Walker):
         self.batch = batch
         self.vectorize = vectorize
         self.fast = fast
-        self._words: tuple = ()
         self._lanes = 1  # iterations one step stands for (a vectorised loop's lanes)
         self._ns = isa.cfg_namespace(cfg)
         self.program: list[Decoded] = []
@@ -231,9 +230,7 @@ class Tile(Walker):
 
     def load(self, program: Sequence[int]) -> None:
         """Write a program into program memory (as the instruction stream does)."""
-        words = check_program(self.cfg, program)
-        self.program = decode_program(words)
-        self._words = tuple(words)
+        self.program = decode_program(check_program(self.cfg, program))
 
     def run(self, program: Sequence[int] | None = None, feed: Feed | Iterable | None = None, *,
             timing_only: bool = False) -> RunResult:
@@ -246,8 +243,10 @@ class Tile(Walker):
         self._instrs = 0
         self._outputs = []
         self._lanes = 1
-        if self.fast and FAST and self.vectorize and not timing_only:
+        if self.fast and FAST and self.vectorize and not timing_only and type(self._feed).take is Feed.take:
             # The program-level fast path (sim/fastrun.py): the same results, state and cycles, MVMs batched.
+            # (Not with a Feed whose take() is overridden, e.g. one recording which load took each block: the fast
+            # path reads the blocks without calling it.)
             p = fastrun.cached_plan(self)
             if p is not None and fastrun.run(self, p, self._feed):
                 self._cycles, self._instrs = p.cycles, p.instrs
