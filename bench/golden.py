@@ -11,8 +11,11 @@ MVM handler, accumulator wrap and store). ``fastmvm.mvm`` alone and the straight
 ``kernels.mvm_sliced`` on the same operands are printed alongside.
 
 ``golden_resnet18_cpu_s``: one image of the ResNet-18-shaped model of :mod:`bench.compiler` (compiled for ``isaac``,
-bundle loaded, as ``cimtile run`` runs it), best CPU time of 3, with the int8 GEMMs (``fastmvm.INT_GEMM``); the
-same with them off (``golden_resnet18_float_cpu_s``, the float path) alternates with it in the same run.
+bundle loaded, as ``cimtile run`` runs it), best CPU time of 3, through the program-level fast path
+(:mod:`cimtile.sim.fastrun`) with the int8 GEMMs; alternating with it in the same run, the instruction path
+(``golden_resnet18_instr_cpu_s``, ``sim.tile.FAST`` off: the baseline of the fast path) and the fast path without
+the int8 GEMMs (``golden_resnet18_float_cpu_s``); ``golden_resnet18_first_cpu_s`` is the first image of the run
+(it traces the programs and analyses the cells that later images reuse).
 ``golden_resnet18_img_s`` (wall time) stays in ``python -m bench compiler``.
 
 BLAS runs single-threaded (``CIMTILE_BENCH_THREADS``, default 1) for the GEMM and the golden model
@@ -31,7 +34,7 @@ from cimtile.hw import isa
 from cimtile.hw.encoding import encode_weights
 from cimtile.hw.isa import Opcode
 from cimtile.hw.params import PRESETS, TileConfig
-from cimtile.sim import fastmvm, kernels
+from cimtile.sim import fastmvm, fastrun, kernels
 from cimtile.sim.kernels import Layer
 from cimtile.sim.tile import Tile
 
@@ -155,11 +158,14 @@ def case(name: str, cfg: TileConfig, w: np.ndarray, x: np.ndarray) -> dict[str, 
 
 
 def resnet18_image(runs: int = 3) -> dict[str, float]:
-    """CPU seconds of one ResNet-18 image on the golden backend, with and without the int8 GEMMs (alternating)."""
+    """CPU seconds of one ResNet-18 image on the golden backend: the program-level fast path (``sim.fastrun``, the
+    default), the instruction path (``Tile.fast`` off: the path the fast one replaced) and the fast path with the
+    int8 GEMMs off, alternating; and the first image's (traces and analyses of the cells made then)."""
     import tempfile
     from pathlib import Path
 
     import onnx
+    from cimtile.sim import tile as tile_mod
 
     from bench.compiler import resnet18_qdq
     from cimtile import compiler
@@ -171,24 +177,31 @@ def resnet18_image(runs: int = 3) -> dict[str, float]:
         b = compiler.load(Path(d) / "out")
     x = np.random.default_rng(1).random((1, 3, 224, 224)).astype(np.float32)
     fastmvm._i8mm()  # (PyTorch's import, once per process, is not an image's time)
-    best = {True: float("inf"), False: float("inf")}
+    fastrun._PLANS.clear()  # the first image starts cold, also when the area runs again in this process
+    fastrun._ANALYSES.clear()
+    paths = {"fast": (True, True), "instr": (False, True), "float": (True, False)}  # (Tile fast path, int8 GEMMs)
+    best = dict.fromkeys(paths, float("inf"))
     outs = {}
-    saved = fastmvm.INT_GEMM
+    first = None
+    saved = fastmvm.INT_GEMM, tile_mod.FAST
     try:
         for _ in range(runs):
-            for on in (True, False):
-                fastmvm.INT_GEMM = on
+            for k, (fast, i8) in paths.items():
+                tile_mod.FAST, fastmvm.INT_GEMM = fast, i8
                 c = time.process_time()
                 y, st = compiler.run(b, x, stats=True, progress=False)
-                best[on] = min(best[on], time.process_time() - c)
-                outs[on] = (np.asarray(y).tobytes(), st.cycles)
+                t = time.process_time() - c
+                first = t if first is None else first
+                best[k] = min(best[k], t)
+                outs[k] = (np.asarray(y).tobytes(), st.cycles)
     finally:
-        fastmvm.INT_GEMM = saved
-    if outs[True] != outs[False]:
-        raise AssertionError("resnet18: the int8 and float paths give different outputs or cycles")
-    print(f"  resnet18 on isaac, one image: {best[True]:.3f} s CPU (float path {best[False]:.3f} s), "
-          f"{outs[True][1]} cycles")
-    return {"golden_resnet18_cpu_s": best[True], "golden_resnet18_float_cpu_s": best[False]}
+        fastmvm.INT_GEMM, tile_mod.FAST = saved
+    if len({outs[k] for k in paths}) != 1:
+        raise AssertionError("resnet18: the fast, instruction and float paths give different outputs or cycles")
+    print(f"  resnet18 on isaac, one image: {best['fast']:.3f} s CPU (instruction path {best['instr']:.3f} s, "
+          f"without int8 GEMMs {best['float']:.3f} s, first image {first:.3f} s), {outs['fast'][1]} cycles")
+    return {"golden_resnet18_cpu_s": best["fast"], "golden_resnet18_instr_cpu_s": best["instr"],
+            "golden_resnet18_float_cpu_s": best["float"], "golden_resnet18_first_cpu_s": first}
 
 
 def run() -> dict[str, float]:

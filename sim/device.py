@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -337,6 +338,9 @@ class DeviceArray:
         self._read_rng = np.random.default_rng([s, _READ])
         self._pool = (np.empty(0, dtype=np.float32), 0)
         self.writes = 0  # LDW blocks programmed so far
+        # (model, cfg) as a small integer for _WEIGHTS' keys (hashing the two records per window cost more than
+        # the lookup); every array of the same model and configuration has the same cells' gains and variances
+        self._token = _TOKENS.setdefault((model, cfg), len(_TOKENS))
 
     # -- programming: changes the stored levels (the RTL sees them through the feed) ----------------
 
@@ -518,6 +522,215 @@ class DeviceArray:
             return y.astype(np.int32)
         return y.astype(np.int64)
 
+    def mvm_many(self, t, p, blocks: list, written: list | None = None) -> list:
+        """Every MVM of a :mod:`cimtile.sim.fastrun` plan ``p`` on Tile ``t`` with this array: ``(value, bound)``
+        (bound None: unknown), the read noise taken from the read stream in program order, as the instruction
+        path's :meth:`mvm_acc` would one MVM at a time.
+
+        The same output-referred model as :meth:`_mvm_fast`, batched: MVMs over the same input block (a layer's
+        column tiles) share one GEMM for ideal plus drift and one for the read-noise variance, over their
+        concatenated weight columns. Only float32 rounding can differ from MVM-by-MVM GEMMs (an output at a
+        rounding boundary may move by one level). Windows that may clip take :meth:`_mvm_fast` itself."""
+        cfg = t.cfg
+        mv = p.mvms
+        pre: dict = {}  # mvm index -> (mean, sd or None, bound)
+        inputs: dict = {}
+        any_mask = bool(t.masks.any())
+        from .fastrun import _inputs, groups
+
+        grouped: list = []  # (mvm indices, mean, sd or None, bound, n_out) per group of precomputed MVMs
+        for idx in (groups(p, blocks) if not self.model.exact else [[i] for i in range(len(mv))]):
+            g = len(grouped)
+            m0 = mv[idx[0]]
+            u8 = _inputs(t, blocks[m0.in_load], m0)
+            r0, nr, _, nc = m0.window
+            layer, geo = m0.layer, m0.geo
+            for i in idx:
+                inputs[i] = u8
+            wins = [blocks[mv[i].ldw_load][r0:r0 + nr, mv[i].col_off:mv[i].col_off + nc] for i in idx]
+            if self.model.exact:
+                continue
+            mlist = [t.masks[r0:r0 + nr, mv[i].window[2]:mv[i].window[2] + nc] for i in idx] if any_mask else None
+            c0s = [mv[i].window[2] for i in idx]
+            if written is None:
+                got = self._weights(wins, mlist, r0, c0s, layer, geo, cfg)
+            else:  # the levels LDW was given (views of the same arrays every image), and what programming changed
+                fed = [written[mv[i].ldw_load][r0:r0 + nr, mv[i].col_off:mv[i].col_off + nc] for i in idx]
+                moved = [j for j, i in enumerate(idx) if blocks[mv[i].ldw_load] is not written[mv[i].ldw_load]]
+                got = self._weights(fed, mlist, r0, c0s, layer, geo, cfg, wins, moved)
+            if got is None:
+                continue  # (windows that may clip: _mvm_fast one by one, below)
+            w, wv = got
+            n = geo.n_out
+            x1, x2 = self._inputs(u8, layer, cfg)
+            mean = np.dot(x1, w)
+            bound = self._bounds(layer, nr, cfg)[0]
+            sd = None
+            if wv is not None:
+                sd = np.dot(x2, wv)
+                np.sqrt(sd, out=sd)
+                bound += self._bounds(layer, nr, cfg)[1]
+            for j, i in enumerate(idx):
+                pre[i] = (g, j)
+            grouped.append((idx, mean, sd, bound, n))
+        if len(pre) == len(mv) and grouped:
+            return self._noisy_groups(mv, grouped)
+        pre = {i: (mean[:, j * n:(j + 1) * n], None if sd is None else sd[:, j * n:(j + 1) * n], bound)
+               for idx, mean, sd, bound, n in grouped for j, i in enumerate(idx)}
+        out = []
+        for i, m in enumerate(mv):  # program order: the read stream's order
+            hit = pre.get(i)
+            if hit is None:
+                r0, nr, c0, nc = m.window
+                win = blocks[m.ldw_load][r0:r0 + nr, m.col_off:m.col_off + nc]
+                y = self.mvm_acc((r0, c0), inputs[i], win, t.masks[r0:r0 + nr, c0:c0 + nc], m.layer, m.geo, cfg)
+                out.append((y, None))  # (wrapped to the accumulator width: the chain wraps its sum again)
+                continue
+            mean, sd, bound = hit
+            if sd is None:
+                y = mean.copy()
+            else:
+                y = self._normals(sd.shape) * sd  # (a new array: the normals are a view of the stream's pool)
+                y += mean
+            np.rint(y, out=y)
+            if bound * (1 + 2 ** -20) + 1 < 1 << 31:
+                out.append((y.astype(np.int32), int(bound * (1 + 2 ** -20)) + 1))
+            else:
+                out.append((y.astype(np.int64), None))
+        return out
+
+    def _weights(self, wins: list, masks: list | None, r0: int, c0s: list, layer: Layer, geo: Geometry,
+                 cfg: TileConfig, stored: list | None = None, moved: tuple = ()) -> tuple | None:
+        """The folded weights (ideal plus drift and IR drop) and the read-noise variance weights of windows of one
+        shape at physical rows ``r0 ..`` and columns ``c0s``, side by side (``(rows, k * n_out)`` each, the second
+        None without read noise), or None when a window may clip.
+
+        ``wins`` are the levels LDW was given; with programming variation or stuck cells, ``stored[j]`` are the levels
+        the cells took for the windows ``moved`` (the others stored what they were given). The weights of ``wins``
+        are remembered (:data:`_WEIGHTS`, under the model, the configuration, the windows' place in the array and in
+        memory: a runtime gives the same level blocks for every image) with a copy of their levels and masks, and
+        reused only while they are equal; the few cells programming moved are then corrected one by one (their
+        column sums checked against the ADC range as :func:`fastmvm._linear` does)."""
+        from .fastrun import _equal, side_by_side
+
+        nr, nc = wins[0].shape
+        n, k = geo.n_out, len(wins)
+        key = ((self._token, r0, _TOKENS.setdefault((layer, geo), len(_TOKENS))),
+               tuple((c, w.__array_interface__["data"][0], w.strides) for c, w in zip(c0s, wins)))
+        side = side_by_side(wins)
+        msk = None if masks is None else side_by_side(masks)
+        e = _WEIGHTS.get(key)
+        if e is not None and _equal(side, e[0]) and (e[1] is None if msk is None else
+                                                     e[1] is not None and _equal(msk, e[1])):
+            _WEIGHTS.move_to_end(key)
+        else:
+            got = self._fold(side, msk, k, r0, c0s, layer, geo, cfg)
+            if got is None:
+                return None
+            e = (side.copy(), None if msk is None else msk.copy()) + got
+            old = _WEIGHTS.pop(key, None)
+            if old is not None:
+                _WEIGHTS_BYTES[0] -= sum(a.nbytes for a in old if a is not None)
+            _WEIGHTS[key] = e
+            _WEIGHTS_BYTES[0] += sum(a.nbytes for a in e if a is not None)
+            while len(_WEIGHTS) > 1 and _WEIGHTS_BYTES[0] > WEIGHTS_BYTES:
+                _, old = _WEIGHTS.popitem(last=False)
+                _WEIGHTS_BYTES[0] -= sum(a.nbytes for a in old if a is not None)
+        w, wv, sums = e[2:]
+        if not moved:
+            return w, wv
+        if sums is None:  # (analog pairs: no per-cell correction; the stored windows from scratch)
+            got = self._fold(side_by_side(stored), msk, k, r0, c0s, layer, geo, cfg)
+            return None if got is None else got[:2]
+        cap = fastmvm._linear_consts(layer, geo, cfg)[2]
+        cw1, cw2 = self._col_weights(layer, cfg)
+        P, grp = cfg.rows_per_conv, geo.group
+        w = w.copy()
+        wv = None if wv is None else wv.copy()
+        for j in moved:
+            rr, cc = np.nonzero(stored[j] != wins[j])
+            if masks is not None:
+                keep = ~masks[j][rr, cc]
+                rr, cc = rr[keep], cc[keep]
+            if not rr.size:
+                continue
+            l0, l1 = wins[j][rr, cc].astype(np.int64), stored[j][rr, cc].astype(np.int64)
+            d = l1 - l0
+            s = sums[:, j * nc:(j + 1) * nc].astype(np.int64)
+            np.add.at(s, (rr // P, cc), d)
+            if s.max() > cap:
+                return None  # (a stored window that may clip)
+            o = j * n + cc // grp
+            np.add.at(w, (rr, o), (cw1[cc % grp] * d * self.gain[r0 + rr, c0s[j] + cc]).astype(np.float32))
+            if wv is not None and self._lvl_pow is not None:
+                dv = cw2[cc % grp] * self._rvar[r0 + rr, c0s[j] + cc] * (self._lvl_pow[l1] - self._lvl_pow[l0])
+                np.add.at(wv, (rr, o), dv.astype(np.float32))
+        return w, wv
+
+    def _fold(self, side: np.ndarray, msk: np.ndarray | None, k: int, r0: int, c0s: list, layer: Layer,
+              geo: Geometry, cfg: TileConfig) -> tuple | None:
+        """(folded weights, variance weights or None, column sums per row group or None) of ``k`` windows side by
+        side (see :meth:`_mvm_fast`), or None when one may clip (or its weights are not float32). The column sums
+        (of the levels, masked cells 0; not for analog pairs) let :meth:`_weights` check a few changed cells."""
+        nr = side.shape[0]
+        nc, n = side.shape[1] // k, geo.n_out
+        lin = fastmvm.linear_many(side, msk, k, layer, geo, cfg)
+        if lin is None or lin[0].dtype != np.float32 or not lin[1].all():
+            return None
+        w = lin[0]
+        cw1, cw2 = self._col_weights(layer, cfg)
+        rows = slice(r0, r0 + nr)
+
+        def cells(a):  # the windows' cells of a per-cell array, side by side
+            return np.concatenate([a[rows, c:c + nc] for c in c0s], axis=1) if k > 1 else a[rows, c0s[0]:c0s[0] + nc]
+
+        if self._gm1 is not None:  # drift and IR drop folded into the weights (see _mvm_fast)
+            lv = np.multiply(side, cells(self._gm1), dtype=np.float32)
+            if msk is not None:
+                lv[msk] = 0
+            w = w + np.dot(lv.reshape(-1, cw1.size), cw1).reshape(nr, k * n)
+        wv = None
+        if self._rvar is not None:
+            var = cells(self._rvar)
+            var = self._level_power(side) * var if self._lvl_pow is not None else var.copy()
+            if msk is not None:
+                var[msk] = 0
+            wv = np.dot(var.reshape(-1, cw2.size), cw2).reshape(nr, k * n)
+        sums = None
+        if not fastmvm.paired(cfg, layer.wsigned):
+            lv = side if msk is None else np.where(msk, np.uint8(0), side)
+            sums = np.add.reduceat(lv, np.arange(0, nr, cfg.rows_per_conv), axis=0, dtype=np.int32)
+        return w, wv, sums
+
+    def _noisy_groups(self, mv: list, grouped: list) -> list:
+        """:meth:`mvm_many`'s values when every MVM's mean and deviation are precomputed: the read stream's normals of
+        the whole run at once (MVM by MVM in program order, each ``vectors x outputs`` row-major), then each group's
+        noise, rounding and conversion in one pass over its columns."""
+        per = [0] * len(mv)
+        for idx, mean, *_ in grouped:
+            for i in idx:
+                per[i] = mean.shape[0] * mv[i].geo.n_out
+        starts = np.concatenate([[0], np.cumsum(per)]).tolist()
+        z = self._normals((starts[-1],))
+        out: list = [None] * len(mv)
+        for idx, mean, sd, bound, n in grouped:
+            Mv = mean.shape[0]
+            if sd is None:
+                y = mean.copy()
+            else:
+                y = np.concatenate([z[starts[i]:starts[i + 1]].reshape(Mv, n) for i in idx], axis=1) \
+                    if len(idx) > 1 else z[starts[idx[0]]:starts[idx[0] + 1]].reshape(Mv, n) * 1
+                y *= sd  # (in place: y is a new array, never the stream's pool)
+                y += mean
+            np.rint(y, out=y)
+            if bound * (1 + 2 ** -20) + 1 < 1 << 31:
+                y, b = y.astype(np.int32), int(bound * (1 + 2 ** -20)) + 1
+            else:
+                y, b = y.astype(np.int64), None
+            for j, i in enumerate(idx):
+                out[i] = (y[:, j * n:(j + 1) * n], b)
+        return out
+
     def _bounds(self, layer: Layer, nr: int, cfg: TileConfig) -> tuple[float, float]:
         """Bounds on ``|x @ (W + Wd)|`` and on the read noise of one output, for ``nr`` window rows: every level
         is at most ``max_level`` and every cell's gain at most 1 (drift and IR drop only lose conductance); the
@@ -631,6 +844,13 @@ class DeviceArray:
 
 
 _tables: dict = {}
+
+#: Folded and variance weights of windows, with copies of their levels and masks (DeviceArray._weights), least
+#: recently used first, and the bytes they hold (at most WEIGHTS_BYTES).
+_WEIGHTS: OrderedDict = OrderedDict()
+_WEIGHTS_BYTES = [0]
+WEIGHTS_BYTES = 256 << 20
+_TOKENS: dict = {}
 
 
 def _phi(x: float) -> float:

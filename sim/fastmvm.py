@@ -633,6 +633,47 @@ def _linear(levels: np.ndarray, masks: np.ndarray, layer: Layer, geo: Geometry,
     return W.astype(dtype, copy=False), bound
 
 
+def linear_many(levels: np.ndarray, masks: np.ndarray | None, k: int, layer: Layer, geo: Geometry,
+                cfg: TileConfig) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """:func:`_linear` of ``k`` windows of one shape at once, side by side: ``levels`` and ``masks`` are
+    ``(rows, k * cols)``, window ``i`` in columns ``i * cols ..`` (masks None when no cell is masked). Returns
+    ``(W, ok, bound)``: ``W`` the ``(rows, k * n_out)`` effective weights (window ``i``'s outputs in columns
+    ``i * n_out ..``), ``ok`` whether each window is lossless (``_linear`` would return its ``W``; one that is
+    not must take :func:`mvm`) and ``bound`` the bound on ``|x @ W|`` of one window; or None when no window can
+    be lossless (an ADC shift).
+
+    The same check, window by window, as :func:`_linear`, in a few passes over all of them (the fast path of
+    :mod:`cimtile.sim.fastrun` checks every window over the same inputs at once). Levels must be cell levels."""
+    nr = levels.shape[0]
+    if layer.adc_shift or nr != geo.nr:
+        return None
+    last = _last_consts
+    if last and last[0] is layer and last[1] is geo and last[2] is cfg:
+        consts = last[3]
+    else:
+        consts = _linear_consts(layer, geo, cfg)
+        _last_consts[:] = (layer, geo, cfg, consts)
+    cw, analog, cap_pos, cap_neg, bound, dtype = consts
+    if masks is not None:
+        levels = np.where(masks, np.uint8(0), levels)
+    P = cfg.rows_per_conv
+    if analog:  # (pairs never straddle two windows: a window is whole weight groups)
+        e = levels[:, 0::2].astype(np.int32) - levels[:, 1::2]
+        parts = ((np.maximum(e, 0), cap_pos), (np.maximum(-e, 0), cap_neg))
+    else:  # cell levels are never negative
+        parts = ((levels, cap_pos),)
+    ok = np.ones(k, dtype=bool)
+    # Column sums per row group, exact in uint16 for uint8 levels (rows * max_level <= 4096 * 15 < 2**16; several
+    # times faster than summing across rows in int32 or float), else int32.
+    acc = np.uint16 if levels.dtype == np.uint8 and not analog and nr * cfg.max_level < 1 << 16 else np.int32
+    for part, cap in parts:
+        sums = part.sum(axis=0, dtype=acc) if nr <= P else np.add.reduceat(part, np.arange(0, nr, P), axis=0, dtype=acc)
+        if sums.size:
+            ok &= np.moveaxis(sums.reshape(-1, k, sums.shape[-1] // k), 1, 0).reshape(k, -1).max(axis=1) <= cap
+    W = levels.reshape(nr, -1, geo.group).astype(cw.dtype) @ cw
+    return W.astype(dtype, copy=False), ok, bound
+
+
 def _values(u8: np.ndarray, abits: int, asigned: bool, dtype) -> np.ndarray:
     """Input values of bytes as floats of ``dtype``."""
     if abits == 8:

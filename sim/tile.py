@@ -14,12 +14,17 @@ from cimtile.hw.program import Halted, Walker, WalkStop, decode_program
 
 from cimtile.errors import CimtileError
 
-from . import fastmvm, kernels
+from . import fastmvm, fastrun, kernels
 from .device import DeviceArray
 from .kernels import Layer
 from .vectorise import Vectoriser
 
 __all__ = ["Feed", "FeedError", "ProgramError", "RunResult", "Tile", "TileError", "HANDLERS", "check_program"]
+
+
+#: Run eligible programs through the program-level fast path (:mod:`cimtile.sim.fastrun`); tests and benches
+#: switch it off to compare with the instruction path.
+FAST = True
 
 
 class TileError(CimtileError, RuntimeError):
@@ -85,16 +90,34 @@ class Feed:
         return np.asarray(b)
 
 
-def _take(t: Tile, d: Decoded, pc: int, shapes: tuple, what: str, lo: int, hi: int) -> np.ndarray:
-    """The next feed block for a load: one of ``shapes``, every value in lo..hi, else a one-line FeedError."""
-    b = t._feed.take(pc, d)
+def block_error(b: np.ndarray, shapes: tuple, what: str, lo: int, hi: int) -> str | None:
+    """Why a feed block cannot be loaded (not one of ``shapes``, or a value outside lo..hi), or None."""
     if b.shape not in shapes:
         want = " or ".join(str(tuple(x)) for x in shapes)
-        raise FeedError(f"pc {pc}: {d.text()}: expected {what} of shape {want}, got shape {tuple(b.shape)}")
+        return f"expected {what} of shape {want}, got shape {tuple(b.shape)}"
     # Bytes cannot be negative: a uint8 block (the runtime's usual input) skips the lower bound.
     if b.size and ((b.dtype != np.uint8 and b.min() < lo) or b.max() > hi):
         bad = tuple(int(i) for i in np.argwhere((b < lo) | (b > hi))[0])
-        raise FeedError(f"pc {pc}: {d.text()}: {what} outside {lo}..{hi}: {b[bad]} at index {bad}")
+        return f"{what} outside {lo}..{hi}: {b[bad]} at index {bad}"
+    return None
+
+
+def rq_error(b: np.ndarray) -> str | None:
+    """Why an LDRQ block (already of shape ``(n, 3)``, biases in range) holds a bad multiplier or shift, or None."""
+    for col, what in ((1, "mult"), (2, "shift")):
+        lo, hi = field_range(RQ_RECORD, what)
+        if b.size and (b[:, col].min() < lo or b[:, col].max() > hi):
+            bad = int(np.flatnonzero((b[:, col] < lo) | (b[:, col] > hi))[0])
+            return f"record {bad} has {what} = {int(b[bad, col])}, outside {lo}..{hi}"
+    return None
+
+
+def _take(t: Tile, d: Decoded, pc: int, shapes: tuple, what: str, lo: int, hi: int) -> np.ndarray:
+    """The next feed block for a load: one of ``shapes``, every value in lo..hi, else a one-line FeedError."""
+    b = t._feed.take(pc, d)
+    err = block_error(b, shapes, what, lo, hi)
+    if err is not None:
+        raise FeedError(f"pc {pc}: {d.text()}: {err}")
     return b
 
 
@@ -134,9 +157,12 @@ class Tile(Walker):
 
     ``device``: a :class:`~cimtile.sim.device.DeviceModel` or :class:`~cimtile.sim.device.DeviceArray` (cell
     non-idealities, docs/devices.md), or None for an ideal array.
+
+    ``fast``: run eligible programs through the program-level fast path (:mod:`cimtile.sim.fastrun`; same
+    results, state and cycles); False runs every program instruction by instruction.
     """
 
-    def __init__(self, cfg: TileConfig, batch: int = 1, *, vectorize: bool = True, device=None):
+    def __init__(self, cfg: TileConfig, batch: int = 1, *, vectorize: bool = True, device=None, fast: bool = True):
         if batch < 1:
             raise ValueError(f"Tile batch = {batch}: must be >= 1")
         super().__init__([], cfg.loop_depth)
@@ -149,6 +175,7 @@ class Tile(Walker):
         self._analog = self.device if self.device is not None and self.device.model.analog else None
         self.batch = batch
         self.vectorize = vectorize
+        self.fast = fast
         self._lanes = 1  # iterations one step stands for (a vectorised loop's lanes)
         self._ns = isa.cfg_namespace(cfg)
         self.program: list[Decoded] = []
@@ -216,6 +243,14 @@ class Tile(Walker):
         self._instrs = 0
         self._outputs = []
         self._lanes = 1
+        if self.fast and FAST and self.vectorize and not timing_only and type(self._feed).take is Feed.take:
+            # The program-level fast path (sim/fastrun.py): the same results, state and cycles, MVMs batched.
+            # (Not with a Feed whose take() is overridden, e.g. one recording which load took each block: the fast
+            # path reads the blocks without calling it.)
+            p = fastrun.cached_plan(self)
+            if p is not None and fastrun.run(self, p, self._feed):
+                self._cycles, self._instrs = p.cycles, p.instrs
+                return RunResult(p.cycles, p.instrs, True, Cause.NONE, None, "", self._outputs, self.sync_tag, "")
         halted, cause, pc, detail, text = False, Cause.NONE, None, "", ""
         try:
             self.walk()
@@ -386,19 +421,19 @@ def _ldd(t: Tile, d, pc, offs) -> int:
     return _cost(t, d)
 
 
+RQ_WHAT = "requantisation records (bias, multiplier, shift)"
+
+
 def _ldrq(t: Tile, d, pc, offs) -> int:
     a, c = d.args, t.cfg
     s, n = a["start"], a["count"]
     t._addr(pc, s, n, c.cols, "lanes")
     if not t._timing:
         blo, bhi = field_range(RQ_RECORD, "bias")
-        b = _take(t, d, pc, ((n, 3),), "requantisation records (bias, multiplier, shift)", blo, bhi).astype(np.int64)
-        for col, what in ((1, "mult"), (2, "shift")):
-            lo, hi = field_range(RQ_RECORD, what)
-            if b.size and (b[:, col].min() < lo or b[:, col].max() > hi):
-                bad = int(np.flatnonzero((b[:, col] < lo) | (b[:, col] > hi))[0])
-                raise FeedError(f"pc {pc}: {d.text()}: record {bad} has {what} = {int(b[bad, col])}, "
-                                f"outside {lo}..{hi}")
+        b = _take(t, d, pc, ((n, 3),), RQ_WHAT, blo, bhi).astype(np.int64)
+        err = rq_error(b)
+        if err is not None:
+            raise FeedError(f"pc {pc}: {d.text()}: {err}")
         t.rq_bias[s:s + n], t.rq_mult[s:s + n], t.rq_shift[s:s + n] = b[:, 0], b[:, 1], b[:, 2]
     return _cost(t, d)
 
