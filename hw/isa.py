@@ -158,8 +158,12 @@ def reset_window(cfg: TileConfig) -> tuple[int, int, int, int]:
     return (0, cfg.rows, 0, cfg.cols)
 
 # Latencies the RTL pipeline adds on top of the work itself; part of the cycle formulas.
-MVM_LATENCY = 1
-REQ_LATENCY = 1
+#: MVM: after the last round issues, its column sum (registered), the ADC's range shift and clip
+#: (registered code, ``hw/adc.py``), then the shift-and-add, whose result is written in the last cycle.
+MVM_LATENCY = 2
+#: REQ: after the last chunk enters, ``(acc + bias) * mult`` (registered), the rounded shift and
+#: saturation (registered), then zero point and clamp, written in the last cycle (``hw/requant.py``).
+REQ_LATENCY = 2
 VAU_LATENCY = 2
 CELL_CYCLES = 3
 #: Pulse phases of a VAU update (each ``pulse_cycles`` long, after the sweep): the array applies a VAU step as
