@@ -7,15 +7,16 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .encoding import adc_code_range
-from .isa import ARGS, MVM_LATENCY
+from .isa import ARGS, MVM_LATENCY, WRITE_BEHIND
 from .params import TileConfig
 
 __all__ = ["Adc", "LATENCY"]
 
 #: Register stages between the crossbar's column sum and the code: the MVM's pipeline is column
 #: address, crossbar sum (registered), these stages, then the shift-and-add, whose last
-#: accumulation falls in the MVM's last cycle; so :data:`cimtile.hw.isa.MVM_LATENCY` = 1 + this.
-LATENCY = MVM_LATENCY - 1
+#: accumulation falls in the cycle after the MVM's last (:data:`cimtile.hw.isa.WRITE_BEHIND`);
+#: so ``MVM_LATENCY + WRITE_BEHIND`` = 1 + this.
+LATENCY = MVM_LATENCY + WRITE_BEHIND - 1
 
 
 class Adc(wiring.Component):

@@ -6,16 +6,17 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import ARGS, REQ_LATENCY, RQ_RECORD
+from .isa import ARGS, REQ_LATENCY, RQ_RECORD, WRITE_BEHIND
 from .params import TileConfig
 
 __all__ = ["Requant", "LATENCY"]
 
 #: Cycles from presenting an accumulator to the output byte being valid: the latency REQ's cycle
-#: formula counts (:data:`cimtile.hw.isa.REQ_LATENCY`), which this unit's two register stages must equal.
-LATENCY = REQ_LATENCY
+#: formula counts (:data:`cimtile.hw.isa.REQ_LATENCY`) plus the cycle its last chunk's write runs on
+#: into the next instruction (:data:`cimtile.hw.isa.WRITE_BEHIND`); this unit's two register stages.
+LATENCY = REQ_LATENCY + WRITE_BEHIND
 if LATENCY != 2:  # pragma: no cover - the stages below are written out for this latency
-    raise AssertionError(f"hw/requant.py has 2 register stages; isa.REQ_LATENCY is {REQ_LATENCY}")
+    raise AssertionError(f"hw/requant.py has 2 register stages; REQ_LATENCY + WRITE_BEHIND is {LATENCY}")
 
 
 class Requant(wiring.Component):

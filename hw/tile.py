@@ -18,7 +18,6 @@ from .layer import LayerRegisters
 from .loop_stack import OFFSET_BITS, LoopStack, pc_bits
 from .mvm_lanes import MvmLanes
 from .params import ADDR_BITS, TileConfig
-from .requant import LATENCY as RQ_LAT
 from .requant_bank import RequantBank
 from .shift_add import ShiftAdd
 from .vau import Vau
@@ -69,6 +68,7 @@ class _Parts:
     addr_b: Signal  # the MVM's accumulator / REQ's output address
     accumulate: Signal
     drain: Signal
+    acc_write: Signal  # the MVM's accumulator vector is written this cycle (the next instruction's first)
     item: Signal  # item index within a load
     word: Signal  # word index within an item
     left: Signal  # words left in a load/read
@@ -147,6 +147,12 @@ class Tile(wiring.Component):
         with m.If(loading):
             m.d.sync += load_ptr.eq(load_ptr + 1)
         m.d.comb += ports["out_w"].addr.eq(p.addr_b)  # REQ's output vector
+        # The MVM's result, written in the cycle after its last (isa.WRITE_BEHIND): the shift-and-add's
+        # last contributions arrive then, no instruction's first cycle moves its registers, and addr_b
+        # (set by MVM and REQ in their first cycle) still holds the MVM's accumulator address.
+        m.d.sync += p.acc_write.eq(0)
+        m.d.comb += [ports["acc_w"].addr.eq(p.addr_b), ports["acc_w"].data.eq(p.shift_add.result),
+                     ports["acc_w"].en.eq(p.acc_write)]
         static_cause = Signal(Cause)
         m.d.comb += static_cause.eq(fetch.word[isa.WORD_BITS:])
         # The next word is registered when an instruction ends: single-cycle ones run back to back.
@@ -192,8 +198,15 @@ class Tile(wiring.Component):
                 # statements above do not wait for it: the run stops in this first cycle and every
                 # visible first-cycle update is gated by ~err.
                 self._error_if(m, p, p.first & (static_cause != Cause.NONE), static_cause)
-            m.d.comb += [p.layer_regs.commit.eq(~p.err & layer_op),
-                         p.requant.commit.eq(~p.err)]
+            # CFG, WIN and CFGRQ have no run-time checks: their only errors are PC_RANGE and the
+            # stored static cause. Committing on those alone (not on ``err``, the OR of every
+            # instruction's checks) keeps the loop offsets, address checks and error logic out of
+            # the layer and requantisation registers' enables. (A single-cycle instruction is always
+            # in its first cycle, where the static cause applies.)
+            word_ok = Signal()
+            m.d.comb += word_ok.eq(~beyond & (static_cause == Cause.NONE))
+            m.d.comb += [p.layer_regs.commit.eq(word_ok & layer_op),
+                         p.requant.commit.eq(word_ok)]
             self._operand_reads(m, p)
             with m.If(p.err):
                 m.d.sync += [running.eq(0), done.eq(1), error.eq(1), cause.eq(p.err_cause), err_pc.eq(p.pc)]
@@ -223,7 +236,11 @@ class Tile(wiring.Component):
         for name, mem in mems.items():
             m.submodules[f"{name}_buffer"] = mem
             ports[f"{name}_w"] = mem.write_port(granularity=8 if name == "out" else None)
-            ports[f"{name}_r"] = mem.read_port()
+            # The MVM's accumulator write and REQ's last output write land in the next instruction's
+            # first cycle (isa.WRITE_BEHIND), when that instruction may read the same vector: a read
+            # port transparent to the write returns the written data.
+            behind = (ports[f"{name}_w"],) if name in ("acc", "out") else ()
+            ports[f"{name}_r"] = mem.read_port(transparent_for=behind)
         for name in ("in", "acc", "out", "delta"):
             # Read ports hold their data unless enabled: a multi-cycle instruction reads its
             # operand vectors once in its first cycle.
@@ -261,6 +278,7 @@ class Tile(wiring.Component):
                      xbar.wr_mask_en.eq(vau.wr_mask_en)]
         out_w = ports["out_w"]
         m.d.comb += [out_w.data.eq(rq.out_data), out_w.en.eq(rq.out_en)]
+
         m.d.comb += [self.din.ready.eq(0), self.dout.valid.eq(0)]
         offsets = units["loops"].offsets
         room = []
@@ -283,6 +301,7 @@ class Tile(wiring.Component):
             tag=Signal(TAG_BITS, init=isa.RESET_SYNC_TAG, name="tag"), offsets=offsets, room=room, ports=ports,
             addr_a=Signal(SUM_BITS, name="addr_a"), addr_b=Signal(SUM_BITS, name="addr_b"),
             accumulate=Signal(name="accumulate"), drain=Signal(3, name="drain"),
+            acc_write=Signal(name="acc_write"),
             item=Signal(ADDR_BITS + 1, name="item"),
             word=Signal(range(max(max_words, cfg.acc_words, cfg.out_words, 1) + 1), name="word"),
             left=Signal(ADDR_BITS + 12, name="left"),
@@ -532,12 +551,12 @@ class Tile(wiring.Component):
         # Operands arrive in cycle 1: results start from the old accumulator (lanes >= n_out keep it).
         m.d.comb += [p.shift_add.load.eq(p.step == 1), p.shift_add.run.eq(p.step >= 2)]
         with m.If(lanes.finished):
-            # All conversions issued: the pipeline drains in MVM_LATENCY cycles.
+            # All conversions issued: the pipeline drains in MVM_LATENCY cycles, and WRITE_BEHIND more
+            # into the next instruction, where the accumulator vector is written (acc_write).
             m.d.sync += p.drain.eq(p.drain + 1)
             with m.If(p.drain == isa.MVM_LATENCY):
                 m.d.comb += p.fin.eq(1)
-        acc_w = p.ports["acc_w"]
-        m.d.comb += [acc_w.addr.eq(p.addr_b), acc_w.data.eq(p.shift_add.result), acc_w.en.eq(p.fin & (p.step >= 2))]
+                m.d.sync += p.acc_write.eq(p.step >= 2)
 
     def _req(self, m, p: _Parts):
         """REQ: checks and the accumulator read in cycle 0, then a chunk of rq_lanes per cycle."""
@@ -551,7 +570,8 @@ class Tile(wiring.Component):
                 m.d.comb += rq.req_advance.eq(1)
             with m.Else():
                 m.d.sync += p.drain.eq(p.drain + 1)
-                with m.If(p.drain == RQ_LAT - 1):
+                # the last chunk's output is written WRITE_BEHIND cycles later, in the next instruction
+                with m.If(p.drain == isa.REQ_LATENCY - 1):
                     m.d.comb += p.fin.eq(1)
 
     @staticmethod

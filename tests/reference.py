@@ -25,8 +25,8 @@ from cimtile.hw.isa import Cause, Opcode, decode
 from cimtile.hw.params import TileConfig
 
 # Constants of the cycle formulas (docs/isa.md, "Cycle formulas").
-MVM_LATENCY = 2  # the RTL overlaps round 0 with the MVM's issue cycle (issue 3); ADC stage registered (issue 14)
-REQ_LATENCY = 2  # the RTL's requantisation lane has two register stages (issues 3, 14)
+MVM_LATENCY = 1  # the RTL overlaps round 0 with the MVM's issue cycle (issue 3)
+REQ_LATENCY = 1  # the RTL's requantisation lane has one register stage (issue 3)
 VAU_LATENCY = 2
 CELL_CYCLES = 3
 VAUR_PHASES = 4
