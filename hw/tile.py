@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -68,6 +68,7 @@ class _Parts:
     addr_b: Signal  # the MVM's accumulator / REQ's output address
     accumulate: Signal
     drain: Signal
+    word_ok: Signal  # no PC_RANGE and no static cause: CFG, WIN, CFGRQ, SYNC commit on this alone
     acc_write: Signal  # the MVM's accumulator vector is written this cycle (the next instruction's first)
     item: Signal  # item index within a load
     word: Signal  # word index within an item
@@ -186,6 +187,8 @@ class Tile(wiring.Component):
                 with m.If(load_ptr != 0):
                     m.d.sync += prog_len.eq(load_ptr)
         with m.Else():
+            # the word's own checks passed (for instructions with no run-time checks: no error)
+            m.d.comb += p.word_ok.eq(~beyond & (static_cause == Cause.NONE))
             with m.If(beyond):
                 self._error_if(m, p, 1, Cause.PC_RANGE)
             with m.Else():
@@ -203,10 +206,8 @@ class Tile(wiring.Component):
             # instruction's checks) keeps the loop offsets, address checks and error logic out of
             # the layer and requantisation registers' enables. (A single-cycle instruction is always
             # in its first cycle, where the static cause applies.)
-            word_ok = Signal()
-            m.d.comb += word_ok.eq(~beyond & (static_cause == Cause.NONE))
-            m.d.comb += [p.layer_regs.commit.eq(word_ok & layer_op),
-                         p.requant.commit.eq(word_ok)]
+            m.d.comb += [p.layer_regs.commit.eq(p.word_ok & layer_op),
+                         p.requant.commit.eq(p.word_ok)]
             self._operand_reads(m, p)
             with m.If(p.err):
                 m.d.sync += [running.eq(0), done.eq(1), error.eq(1), cause.eq(p.err_cause), err_pc.eq(p.pc)]
@@ -281,13 +282,10 @@ class Tile(wiring.Component):
 
         m.d.comb += [self.din.ready.eq(0), self.dout.valid.eq(0)]
         offsets = units["loops"].offsets
-        room = []
         # Address checks "field + off + extra > depth" are "field + extra > room" with room =
-        # depth - off from registers only, so the word meets a narrow adder and comparator.
-        for k, depth in enumerate((cfg.in_depth, cfg.acc_depth, cfg.out_depth)):
-            rm = Signal(signed(max(cfg.in_depth, cfg.acc_depth, cfg.out_depth).bit_length() + 2), name=f"room_{k}")
-            m.d.comb += rm.eq(Mux(offsets[k] > depth, -1, depth - offsets[k]))
-            room.append(rm)
+        # depth - off, a register of the loop stack's innermost level, so the word meets a narrow
+        # adder and comparator.
+        room = list(units["loops"].room)
         word = Signal(isa.WORD_BITS)
         m.d.comb += word.eq(units["fetch"].word[:isa.WORD_BITS])
         step = Signal(2)
@@ -301,7 +299,7 @@ class Tile(wiring.Component):
             tag=Signal(TAG_BITS, init=isa.RESET_SYNC_TAG, name="tag"), offsets=offsets, room=room, ports=ports,
             addr_a=Signal(SUM_BITS, name="addr_a"), addr_b=Signal(SUM_BITS, name="addr_b"),
             accumulate=Signal(name="accumulate"), drain=Signal(3, name="drain"),
-            acc_write=Signal(name="acc_write"),
+            acc_write=Signal(name="acc_write"), word_ok=Signal(name="word_ok"),
             item=Signal(ADDR_BITS + 1, name="item"),
             word=Signal(range(max(max_words, cfg.acc_words, cfg.out_words, 1) + 1), name="word"),
             left=Signal(ADDR_BITS + 12, name="left"),
@@ -410,7 +408,8 @@ class Tile(wiring.Component):
         if op in (Opcode.NOP, Opcode.SYNC):
             m.d.comb += p.fin.eq(1)
             if op is Opcode.SYNC:
-                with m.If(~p.err):
+                # SYNC has no run-time checks: only PC_RANGE and the stored static cause (word_ok)
+                with m.If(p.word_ok):
                     m.d.sync += p.tag.eq(args.sync.tag)
         elif op is Opcode.HALT:
             m.d.comb += p.halt.eq(1)
