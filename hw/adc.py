@@ -7,16 +7,24 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .encoding import adc_code_range
-from .isa import ARGS
+from .isa import ARGS, MVM_LATENCY, WRITE_BEHIND
 from .params import TileConfig
 
-__all__ = ["Adc"]
+__all__ = ["Adc", "LATENCY"]
+
+#: Register stages between the crossbar's column sum and the code: the MVM's pipeline is column
+#: address, crossbar sum (registered), these stages, then the shift-and-add, whose last
+#: accumulation falls in the cycle after the MVM's last (:data:`cimtile.hw.isa.WRITE_BEHIND`);
+#: so ``MVM_LATENCY + WRITE_BEHIND`` = 1 + this.
+LATENCY = MVM_LATENCY + WRITE_BEHIND - 1
 
 
 class Adc(wiring.Component):
-    """One shared ADC: ``code = clip(sum >> shift, lo, hi)``, combinational from ``sum``; ``shift`` and
-    ``diff`` (the layer's, constant over an MVM) are registered: they must be on their inputs from the
-    cycle before the first ``sum`` they apply to.
+    """One shared ADC: ``code = clip(sum >> shift, lo, hi)``, :data:`LATENCY` cycles after ``sum`` (a
+    registered code: the ADC's range shift and clip are a pipeline stage of their own, between the
+    crossbar's registered sum and the shift-and-add). ``shift`` and ``diff`` (the layer's, constant
+    over an MVM) are registered too: they must be on their inputs from the cycle before the first
+    ``sum`` they apply to.
 
     The ranges are :func:`cimtile.hw.encoding.adc_code_range`'s: unsigned ``0 .. 2**adc_bits - 1``; with
     ``diff`` (a differential pair converted once, ``differential-analog``) signed,
@@ -65,5 +73,11 @@ class Adc(wiring.Component):
                      over_at.eq(Mux(full_over > top, top, full_over)),
                      under_at.eq(Mux(full_under < bottom, bottom, full_under))]
         v = self.sum >> self.shift
-        m.d.comb += self.code.eq(Mux(self.sum >= over_at, hi, Mux(self.sum < under_at, lo, v)))
+        code = Signal.like(self.code, name="code_now")
+        m.d.comb += code.eq(Mux(self.sum >= over_at, hi, Mux(self.sum < under_at, lo, v)))
+        for stage in range(LATENCY):
+            registered = Signal.like(self.code, name=f"code_stage{stage}")
+            m.d.sync += registered.eq(code)
+            code = registered
+        m.d.comb += self.code.eq(code)
         return m

@@ -160,6 +160,14 @@ def reset_window(cfg: TileConfig) -> tuple[int, int, int, int]:
 # Latencies the RTL pipeline adds on top of the work itself; part of the cycle formulas.
 MVM_LATENCY = 1
 REQ_LATENCY = 1
+#: Cycles of an MVM's or a REQ's pipeline that run on into the next instruction, beyond the cycles their
+#: formulas count: the MVM's accumulator vector and REQ's last output chunk are written in the first
+#: cycle of the next instruction. Nothing can observe it: the accumulator and output memories' read
+#: ports are transparent to those writes (a read in that cycle returns the written data), and no
+#: instruction's first cycle writes either memory. So the pipelines are ``MVM_LATENCY + WRITE_BEHIND``
+#: and ``REQ_LATENCY + WRITE_BEHIND`` register stages deep (the ADC's code and the requantisation's
+#: saturated quotient are registered; ``hw/adc.py``, ``hw/requant.py``) at the cycles of the formulas.
+WRITE_BEHIND = 1
 VAU_LATENCY = 2
 CELL_CYCLES = 3
 #: Pulse phases of a VAU update (each ``pulse_cycles`` long, after the sweep): the array applies a VAU step as

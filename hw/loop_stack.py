@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import TileConfig
 
-__all__ = ["LoopStack", "OFFSET_BITS", "SPACES", "pc_bits"]
+__all__ = ["LoopStack", "OFFSET_BITS", "SPACES", "pc_bits", "room_shape"]
 
 #: The address spaces a loop level strides (LOOP's ``stride_in``, ``stride_acc``, ``stride_out``).
 SPACES = ("in", "acc", "out")
@@ -24,6 +24,16 @@ def pc_bits(cfg: TileConfig) -> int:
     return cfg.prog_depth.bit_length()
 
 
+def space_depths(cfg: TileConfig) -> tuple[int, ...]:
+    """The depth of each address space of :data:`SPACES`."""
+    return (cfg.in_depth, cfg.acc_depth, cfg.out_depth)
+
+
+def room_shape(cfg: TileConfig):
+    """Shape of a space's room, ``depth - offset`` or -1 when the offset alone exceeds the depth."""
+    return signed(max(space_depths(cfg)).bit_length() + 2)
+
+
 class LoopStack(wiring.Component):
     """``loop_depth`` levels of (body start, body end, iterations left, strides, offsets).
 
@@ -36,6 +46,9 @@ class LoopStack(wiring.Component):
     ``next_pc`` used take effect at the clock edge (a wrap adds the level's strides to its
     offsets). ``push`` (LOOP's cycle) pushes ``push_start`` .. ``push_end`` with ``push_count``
     iterations and ``push_strides``, taking the current offsets; ``next_pc`` is then ``pc + 1``.
+    ``room`` (per space) is ``depth - offset`` (-1 when the offset exceeds the depth), kept in a
+    register per level beside its offsets (computed from the level's offsets and strides, so the
+    address checks see a register through the level multiplexer, with no subtraction).
     ``clear`` empties the stack (a run's start). ``wrap[i]`` (combinational, at most one high) says
     that ``next_pc`` is level ``i``'s body start unless ``push``: the fetch unit's taken branch.
 
@@ -59,6 +72,7 @@ class LoopStack(wiring.Component):
             "clear": In(1),
             "next_pc": Out(pcb),
             "offsets": Out(OFFSET_BITS).array(len(SPACES)),
+            "room": Out(room_shape(cfg)).array(len(SPACES)),
             "enclosing_end": Out(pcb + 1),
             "loop_room": Out(signed(pcb + 3)),
             "levels": Out(range(cfg.loop_depth + 1)),
@@ -74,12 +88,19 @@ class LoopStack(wiring.Component):
         stride = [[Signal(STRIDE_BITS, name=f"stride{i}_{s}") for s in SPACES] for i in range(depth)]
         offset = [[Signal(OFFSET_BITS, name=f"offset{i}_{s}") for s in SPACES] for i in range(depth)]
         levels = self.levels
+        depths = space_depths(self.cfg)
+        room = [[Signal(room_shape(self.cfg), name=f"room{i}_{s}") for s in SPACES] for i in range(depth)]
+
+        def room_of(off, k):
+            return Mux(off > depths[k], -1, depths[k] - off)
 
         m.d.comb += [o.eq(0) for o in self.offsets]
+        m.d.comb += [r.eq(depths[k]) for k, r in enumerate(self.room)]
         m.d.comb += self.enclosing_end.eq(self.prog_len)
         for i in range(depth):
             with m.If(levels == i + 1):
                 m.d.comb += [self.offsets[k].eq(offset[i][k]) for k in range(n_spaces)]
+                m.d.comb += [self.room[k].eq(room[i][k]) for k in range(n_spaces)]
                 m.d.comb += self.enclosing_end.eq(end[i])
         # LOOP's nesting check compares its body with this (from registers only).
         m.d.comb += self.loop_room.eq(self.enclosing_end - self.pc - 2)
@@ -117,6 +138,7 @@ class LoopStack(wiring.Component):
                                  left[i].eq(self.push_count)]
                     m.d.sync += [stride[i][k].eq(self.push_strides[k]) for k in range(n_spaces)]
                     m.d.sync += [offset[i][k].eq(self.offsets[k]) for k in range(n_spaces)]
+                    m.d.sync += [room[i][k].eq(self.room[k]) for k in range(n_spaces)]
         with m.Elif(self.advance):
             for i in reversed(range(depth)):
                 with m.If(pops[i]):
@@ -125,4 +147,9 @@ class LoopStack(wiring.Component):
                 with m.If(wraps[i]):
                     m.d.sync += [levels.eq(i + 1), left[i].eq(left[i] - 1)]
                     m.d.sync += [offset[i][k].eq(offset[i][k] + stride[i][k]) for k in range(n_spaces)]
+                    # the room of the new offset, from registers only (the wrap only enables it)
+                    for k in range(n_spaces):
+                        stepped = Signal(OFFSET_BITS, name=f"stepped{i}_{SPACES[k]}")
+                        m.d.comb += stepped.eq(offset[i][k] + stride[i][k])
+                        m.d.sync += room[i][k].eq(room_of(stepped, k))
         return m

@@ -6,6 +6,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .isa import MVM_LATENCY, WRITE_BEHIND
 from .layer import DIGITS, layer_layout
 from .params import ADDR_BITS, TileConfig
 
@@ -35,8 +36,10 @@ class MvmLanes(wiring.Component):
     conversion cycle in progress, a round issues if lane 0 has a conversion left (``issuing``):
     ``col[i]`` / ``pair[i]`` go to the crossbar in cycle t (combinational), the input vector ``x``
     must be on its input in cycle t+1 (the input buffer's read data), when ``wl[i]`` drives the
-    word lines (the lane's slice bit plane masked to its row group); in cycle t+2 ``conversion[i]``
-    describes the column sum the crossbar presents then. With ``adc_cycles`` = A > 1 a round
+    word lines (the lane's slice bit plane masked to its row group); the crossbar presents the
+    column sum in cycle t+2 and the ADC its code in cycle t+2+ADC latency
+    (:data:`cimtile.hw.adc.LATENCY` = ``MVM_LATENCY + WRITE_BEHIND - 1``, :mod:`cimtile.hw.isa`),
+    when ``conversion[i]`` describes it. With ``adc_cycles`` = A > 1 a round
     occupies A cycles of ``run``. ``finished`` is high when ``run`` would issue but nothing is
     left. ``abort`` (an error) resets the round counter.
 
@@ -85,7 +88,13 @@ class MvmLanes(wiring.Component):
             m.d.comb += current[i].eq(Mux(fresh, self.lane_start[i], lane_digits[i]))
             col = self._request(m, current[i], requests[i], i)
             m.d.comb += [self.col[i].eq(col), self.pair[i].eq(self.layer.analog)]
-            m.d.sync += [self.conversion[i].eq(issued[i].conv), issued[i].conv.valid.eq(0)]
+            # the descriptor follows the sum through the ADC's register stages
+            conv = issued[i].conv
+            for stage in range(MVM_LATENCY + WRITE_BEHIND - 1):
+                held = Signal(CONVERSION, name=f"lane{i}_adc_stage{stage}")
+                m.d.sync += held.eq(conv)
+                conv = held
+            m.d.sync += [self.conversion[i].eq(conv), issued[i].conv.valid.eq(0)]
             m.d.comb += self.wl[i].eq(self._word_lines(m, issued[i], i, slices, sign_slice))
 
         idle = conv_cycle == 0

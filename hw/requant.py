@@ -6,21 +6,25 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import ARGS, REQ_LATENCY, RQ_RECORD
+from .isa import ARGS, REQ_LATENCY, RQ_RECORD, WRITE_BEHIND
 from .params import TileConfig
 
 __all__ = ["Requant", "LATENCY"]
 
 #: Cycles from presenting an accumulator to the output byte being valid: the latency REQ's cycle
-#: formula counts (:data:`cimtile.hw.isa.REQ_LATENCY`), which this unit's one register stage must equal.
-LATENCY = REQ_LATENCY
+#: formula counts (:data:`cimtile.hw.isa.REQ_LATENCY`) plus the cycle its last chunk's write runs on
+#: into the next instruction (:data:`cimtile.hw.isa.WRITE_BEHIND`); this unit's two register stages.
+LATENCY = REQ_LATENCY + WRITE_BEHIND
+if LATENCY != 2:  # pragma: no cover - the stages below are written out for this latency
+    raise AssertionError(f"hw/requant.py has 2 register stages; REQ_LATENCY + WRITE_BEHIND is {LATENCY}")
 
 
 class Requant(wiring.Component):
     """Pipelined requantisation of one accumulator lane, exactly ``sim.kernels.requantise``.
 
-    One register stage holds ``p = (acc + bias) * mult`` (and the masks and clamp bounds derived from
-    the parameters alone); the output is combinational from it:
+    A first register stage holds ``p = (acc + bias) * mult`` (and the masks and clamp bounds derived
+    from the parameters alone), a second the saturated quotient and the rounding bit; the output is
+    combinational from the second:
     ``r = (p + 2**(shift-1)) >> shift`` (no rounding term when shift is 0; computed as
     ``(p >> shift) + bit shift-1 of p``), then
     ``q = min(max(r + zero_point, lo), clamp_hi)`` with ``lo = max(clamp_lo, zero_point)`` under
@@ -90,11 +94,19 @@ class Requant(wiring.Component):
         # Round half up without a wide adder: floor((p + 2**(s-1)) / 2**s) = (p >> s) + bit s-1 of p.
         # The quotient is saturated to 11 bits first; that keeps every result, because the clamp
         # bounds and the zero point lie in -256..255, so any quotient beyond +-1023 clamps to the same byte.
-        qs = Signal(signed(11))
-        m.d.comb += qs.eq(Mux(in_range, window, Mux(sign, -1024, 1023)))
+        # The saturated quotient and the rounding bit are the second register stage (with the output
+        # parameters carried beside them), so the wide shift and the narrow adds and compares of the
+        # output stage are in different cycles.
+        qs, rb = Signal(signed(11)), Signal()
+        m.d.sync += [qs.eq(Mux(in_range, window, Mux(sign, -1024, 1023))), rb.eq(rbit)]
+        zp3, hi3, lo_hi3 = Signal(signed(10)), Signal(signed(10)), Signal(signed(10))
+        below0_3, below1_3, above0_3, above1_3 = (Signal(signed(12), name=f"{n}_out")
+                                                  for n in ("lo_zp", "lo_zp_m1", "hi_zp", "hi_zp_m1"))
+        m.d.sync += [zp3.eq(zp2), hi3.eq(hi2), lo_hi3.eq(lo_hi2), below0_3.eq(below0), below1_3.eq(below1),
+                     above0_3.eq(above0), above1_3.eq(above1)]
         t = Signal(signed(13))
-        m.d.comb += t.eq(qs + rbit + zp2)
-        below = Mux(rbit, qs < below1, qs < below0)
-        above = Mux(rbit, qs > above1, qs > above0)
-        m.d.comb += self.q.eq(Mux(below, lo_hi2, Mux(above, hi2, t)))
+        m.d.comb += t.eq(qs + rb + zp3)
+        below = Mux(rb, qs < below1_3, qs < below0_3)
+        above = Mux(rb, qs > above1_3, qs > above0_3)
+        m.d.comb += self.q.eq(Mux(below, lo_hi3, Mux(above, hi3, t)))
         return m

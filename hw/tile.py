@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -18,7 +18,6 @@ from .layer import LayerRegisters
 from .loop_stack import OFFSET_BITS, LoopStack, pc_bits
 from .mvm_lanes import MvmLanes
 from .params import ADDR_BITS, TileConfig
-from .requant import LATENCY as RQ_LAT
 from .requant_bank import RequantBank
 from .shift_add import ShiftAdd
 from .vau import Vau
@@ -69,6 +68,8 @@ class _Parts:
     addr_b: Signal  # the MVM's accumulator / REQ's output address
     accumulate: Signal
     drain: Signal
+    word_ok: Signal  # no PC_RANGE and no static cause: CFG, WIN, CFGRQ, SYNC commit on this alone
+    acc_write: Signal  # the MVM's accumulator vector is written this cycle (the next instruction's first)
     item: Signal  # item index within a load
     word: Signal  # word index within an item
     left: Signal  # words left in a load/read
@@ -147,6 +148,12 @@ class Tile(wiring.Component):
         with m.If(loading):
             m.d.sync += load_ptr.eq(load_ptr + 1)
         m.d.comb += ports["out_w"].addr.eq(p.addr_b)  # REQ's output vector
+        # The MVM's result, written in the cycle after its last (isa.WRITE_BEHIND): the shift-and-add's
+        # last contributions arrive then, no instruction's first cycle moves its registers, and addr_b
+        # (set by MVM and REQ in their first cycle) still holds the MVM's accumulator address.
+        m.d.sync += p.acc_write.eq(0)
+        m.d.comb += [ports["acc_w"].addr.eq(p.addr_b), ports["acc_w"].data.eq(p.shift_add.result),
+                     ports["acc_w"].en.eq(p.acc_write)]
         static_cause = Signal(Cause)
         m.d.comb += static_cause.eq(fetch.word[isa.WORD_BITS:])
         # The next word is registered when an instruction ends: single-cycle ones run back to back.
@@ -180,6 +187,8 @@ class Tile(wiring.Component):
                 with m.If(load_ptr != 0):
                     m.d.sync += prog_len.eq(load_ptr)
         with m.Else():
+            # the word's own checks passed (for instructions with no run-time checks: no error)
+            m.d.comb += p.word_ok.eq(~beyond & (static_cause == Cause.NONE))
             with m.If(beyond):
                 self._error_if(m, p, 1, Cause.PC_RANGE)
             with m.Else():
@@ -192,8 +201,13 @@ class Tile(wiring.Component):
                 # statements above do not wait for it: the run stops in this first cycle and every
                 # visible first-cycle update is gated by ~err.
                 self._error_if(m, p, p.first & (static_cause != Cause.NONE), static_cause)
-            m.d.comb += [p.layer_regs.commit.eq(~p.err & layer_op),
-                         p.requant.commit.eq(~p.err)]
+            # CFG, WIN and CFGRQ have no run-time checks: their only errors are PC_RANGE and the
+            # stored static cause. Committing on those alone (not on ``err``, the OR of every
+            # instruction's checks) keeps the loop offsets, address checks and error logic out of
+            # the layer and requantisation registers' enables. (A single-cycle instruction is always
+            # in its first cycle, where the static cause applies.)
+            m.d.comb += [p.layer_regs.commit.eq(p.word_ok & layer_op),
+                         p.requant.commit.eq(p.word_ok)]
             self._operand_reads(m, p)
             with m.If(p.err):
                 m.d.sync += [running.eq(0), done.eq(1), error.eq(1), cause.eq(p.err_cause), err_pc.eq(p.pc)]
@@ -223,7 +237,11 @@ class Tile(wiring.Component):
         for name, mem in mems.items():
             m.submodules[f"{name}_buffer"] = mem
             ports[f"{name}_w"] = mem.write_port(granularity=8 if name == "out" else None)
-            ports[f"{name}_r"] = mem.read_port()
+            # The MVM's accumulator write and REQ's last output write land in the next instruction's
+            # first cycle (isa.WRITE_BEHIND), when that instruction may read the same vector: a read
+            # port transparent to the write returns the written data.
+            behind = (ports[f"{name}_w"],) if name in ("acc", "out") else ()
+            ports[f"{name}_r"] = mem.read_port(transparent_for=behind)
         for name in ("in", "acc", "out", "delta"):
             # Read ports hold their data unless enabled: a multi-cycle instruction reads its
             # operand vectors once in its first cycle.
@@ -261,15 +279,13 @@ class Tile(wiring.Component):
                      xbar.wr_mask_en.eq(vau.wr_mask_en)]
         out_w = ports["out_w"]
         m.d.comb += [out_w.data.eq(rq.out_data), out_w.en.eq(rq.out_en)]
+
         m.d.comb += [self.din.ready.eq(0), self.dout.valid.eq(0)]
         offsets = units["loops"].offsets
-        room = []
         # Address checks "field + off + extra > depth" are "field + extra > room" with room =
-        # depth - off from registers only, so the word meets a narrow adder and comparator.
-        for k, depth in enumerate((cfg.in_depth, cfg.acc_depth, cfg.out_depth)):
-            rm = Signal(signed(max(cfg.in_depth, cfg.acc_depth, cfg.out_depth).bit_length() + 2), name=f"room_{k}")
-            m.d.comb += rm.eq(Mux(offsets[k] > depth, -1, depth - offsets[k]))
-            room.append(rm)
+        # depth - off, a register of the loop stack's innermost level, so the word meets a narrow
+        # adder and comparator.
+        room = list(units["loops"].room)
         word = Signal(isa.WORD_BITS)
         m.d.comb += word.eq(units["fetch"].word[:isa.WORD_BITS])
         step = Signal(2)
@@ -283,6 +299,7 @@ class Tile(wiring.Component):
             tag=Signal(TAG_BITS, init=isa.RESET_SYNC_TAG, name="tag"), offsets=offsets, room=room, ports=ports,
             addr_a=Signal(SUM_BITS, name="addr_a"), addr_b=Signal(SUM_BITS, name="addr_b"),
             accumulate=Signal(name="accumulate"), drain=Signal(3, name="drain"),
+            acc_write=Signal(name="acc_write"), word_ok=Signal(name="word_ok"),
             item=Signal(ADDR_BITS + 1, name="item"),
             word=Signal(range(max(max_words, cfg.acc_words, cfg.out_words, 1) + 1), name="word"),
             left=Signal(ADDR_BITS + 12, name="left"),
@@ -391,7 +408,8 @@ class Tile(wiring.Component):
         if op in (Opcode.NOP, Opcode.SYNC):
             m.d.comb += p.fin.eq(1)
             if op is Opcode.SYNC:
-                with m.If(~p.err):
+                # SYNC has no run-time checks: only PC_RANGE and the stored static cause (word_ok)
+                with m.If(p.word_ok):
                     m.d.sync += p.tag.eq(args.sync.tag)
         elif op is Opcode.HALT:
             m.d.comb += p.halt.eq(1)
@@ -532,12 +550,12 @@ class Tile(wiring.Component):
         # Operands arrive in cycle 1: results start from the old accumulator (lanes >= n_out keep it).
         m.d.comb += [p.shift_add.load.eq(p.step == 1), p.shift_add.run.eq(p.step >= 2)]
         with m.If(lanes.finished):
-            # All conversions issued: the pipeline drains in MVM_LATENCY cycles.
+            # All conversions issued: the pipeline drains in MVM_LATENCY cycles, and WRITE_BEHIND more
+            # into the next instruction, where the accumulator vector is written (acc_write).
             m.d.sync += p.drain.eq(p.drain + 1)
             with m.If(p.drain == isa.MVM_LATENCY):
                 m.d.comb += p.fin.eq(1)
-        acc_w = p.ports["acc_w"]
-        m.d.comb += [acc_w.addr.eq(p.addr_b), acc_w.data.eq(p.shift_add.result), acc_w.en.eq(p.fin & (p.step >= 2))]
+                m.d.sync += p.acc_write.eq(p.step >= 2)
 
     def _req(self, m, p: _Parts):
         """REQ: checks and the accumulator read in cycle 0, then a chunk of rq_lanes per cycle."""
@@ -551,7 +569,8 @@ class Tile(wiring.Component):
                 m.d.comb += rq.req_advance.eq(1)
             with m.Else():
                 m.d.sync += p.drain.eq(p.drain + 1)
-                with m.If(p.drain == RQ_LAT - 1):
+                # the last chunk's output is written WRITE_BEHIND cycles later, in the next instruction
+                with m.If(p.drain == isa.REQ_LATENCY - 1):
                     m.d.comb += p.fin.eq(1)
 
     @staticmethod

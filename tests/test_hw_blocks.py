@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from cimtile.hw.adc import LATENCY as ADC_LATENCY
 from cimtile.hw.adc import Adc
 from cimtile.hw.crossbar import Crossbar
 from cimtile.hw.params import PRESETS
@@ -77,6 +78,8 @@ def test_adc_clips_after_range_shift(diff):
             ctx.set(dut.shift, int(k))  # the range (a layer's): registered, a cycle before the sum
             await ctx.tick()
             ctx.set(dut.sum, int(s))
+            for _ in range(ADC_LATENCY):  # the code is registered: it follows the sum by ADC_LATENCY cycles
+                await ctx.tick()
             assert ctx.get(dut.code) == w, f"sum {s} >> {k}: code {ctx.get(dut.code)}, expected {w}"
 
     simulate(dut, bench)

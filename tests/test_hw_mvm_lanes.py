@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cimtile.hw import isa
+from cimtile.hw.adc import LATENCY as ADC_LATENCY
 from cimtile.hw.encoding import column_role
 from cimtile.hw.mvm_lanes import MvmLanes
 from cimtile.sim.kernels import input_slices
@@ -63,7 +64,7 @@ def test_lanes_issue_every_conversion_once(name, shape):
         ctx.set(dut.rewind, 0)
         ctx.set(dut.run, 1)
         pending = []  # (cycle issued, lane, column)
-        for t in range(len(want) * cfg.adc_cycles + 8):
+        for t in range(len(want) * cfg.adc_cycles + 8 + ADC_LATENCY):
             if ctx.get(dut.issuing):
                 rounds[0] += 1
                 pending += [(t, i, ctx.get(dut.col[i])) for i in range(lanes)]
@@ -74,7 +75,9 @@ def test_lanes_issue_every_conversion_once(name, shape):
                 d = cfg.dac_bits
                 wl = [(wl_now[i] >> (r * d)) & ((1 << d) - 1) for r in range(cfg.rows)]
                 pending.append((t0, i, (col, wl)))
-            for _t0, i, (col, wl) in [p for p in pending if p[0] == t - 2 and isinstance(p[2], tuple)]:
+            # the descriptor arrives with the ADC's code, 2 + ADC_LATENCY cycles after the issue
+            for _t0, i, (col, wl) in [p for p in pending if p[0] == t - 2 - ADC_LATENCY
+                                      and isinstance(p[2], tuple)]:
                 c = ctx.get(dut.conversion[i])
                 if c["valid"]:
                     seen.append((col, wl, (c["o"], c["shift"], c["neg"])))

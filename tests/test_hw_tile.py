@@ -102,6 +102,29 @@ def test_directed_programs_match_golden(name, which):
     compare(cfg, p.words, p.feed)
 
 
+@pytest.mark.parametrize("ending", ["halt", "error"])
+def test_write_behind_is_invisible(ending):
+    """The MVM's accumulator write and REQ's last output write land in the next instruction's first
+    cycle (hw.isa.WRITE_BEHIND): an instruction right after reading that vector (MVM accumulating
+    onto it, REQ, RDACC, RDOUT), and HALT or an error right after, see what the golden model sees."""
+    cfg = TINY
+    mvm = [encode(Opcode.MVM, in_addr=i, acc_addr=0, accumulate=int(i > 0)) for i in range(3)]
+    prog = [encode(Opcode.CFG, wbits=4, abits=8, wsigned=1, asigned=0, adc_shift=1),
+            encode(Opcode.WIN, row_start=0, row_count=16, col_start=0, col_count=16),
+            encode(Opcode.CFGRQ, zero_point=3, clamp_lo=-100, clamp_hi=100, relu=0),
+            encode(Opcode.LDW, start=0, count=16), encode(Opcode.LDIN, start=0, count=3),
+            *mvm,  # back to back onto the same accumulator vector
+            encode(Opcode.RDACC, start=0, count=1),
+            encode(Opcode.MVM, in_addr=1, acc_addr=1), encode(Opcode.REQ, acc_addr=1, out_addr=2),
+            encode(Opcode.RDOUT, start=2, count=1),
+            encode(Opcode.MVM, in_addr=2, acc_addr=1, accumulate=1), encode(Opcode.REQ, acc_addr=1, out_addr=3),
+            encode(Opcode.REQ, acc_addr=0, out_addr=3),
+            encode(Opcode.MVM, in_addr=0, acc_addr=2)]
+    prog.append(encode(Opcode.HALT) if ending == "halt" else encode(Opcode.RDACC, start=cfg.acc_depth - 1, count=2))
+    rng = np.random.default_rng(11)
+    compare(cfg, prog, [rng.integers(0, 4, (16, 16)), rng.integers(0, 256, (3, 16))])
+
+
 def test_shift_add_mutation_is_caught():
     """The test-only mutation (a wrong shift in the shift-and-add) changes MVM results."""
     cfg = TINY
