@@ -46,5 +46,42 @@ def run() -> dict[str, float]:
             "cosim_speedup_isaac": cpu / old_cpu}
 
 
+def layer_on_build(build_dir: str, config: str) -> tuple[float, float]:
+    """(cycles per wall second, cycles per CPU second) of ``layer_conv`` on an existing Verilator build of
+    ``config`` in ``build_dir``, run as is (no rebuild, whatever the current hw/ sources): for A/B
+    comparisons of two RTL versions, e.g. a copy of main's ``build/sim/isaac`` against this branch's."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from cimtile.hw.params import load_config
+    from cimtile.tb import runner
+    from cimtile.tb.suite import MODULE
+
+    b = runner.Build(load_config(config), Path(build_dir), False, None, False, 0.0)
+    with tempfile.TemporaryDirectory() as d:
+        runner.run(b, MODULE, testcase=r"\.layer_conv$", test_dir=Path(d), log_file=Path(d) / "sim.log")
+        mf = Path(d) / "records.jsonl.metrics"
+        m = {x["name"]: x["value"] for x in map(json.loads, mf.read_text().splitlines())} if mf.exists() else {}
+    return float(m.get("layer_cycles_per_s", float("nan"))), float(m.get("layer_cycles_per_cpu_s", float("nan")))
+
+
+def _ab(argv: list[str]) -> int:
+    """``python -m bench.cosim --ab CONFIG DIR_A DIR_B [ROUNDS]``: the two builds alternately, per CPU second."""
+    import os
+
+    config, dirs, rounds = argv[0], argv[1:3], int(argv[3]) if len(argv) > 3 else 2
+    for r in range(rounds):
+        for d in dirs:
+            wall, cpu = layer_on_build(d, config)
+            print(f"bench.cosim: round {r + 1} {d}: {wall:,.0f} simulated cycles/s, {cpu:,.0f} per CPU second "
+                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    return 0
+
+
 if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["--ab"]:
+        sys.exit(_ab(sys.argv[2:]))
     print(run())

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from functools import reduce
-from operator import or_
-
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,18 +44,20 @@ class ShiftAdd(wiring.Component):
 
     With more than ``CARRY_SAVE_LANES`` lanes, the lanes are summed per output in lane space first:
     the lowest lane hitting an output (its leader) carries the sum of all lanes hitting that output,
-    so each result register sees at most one leader and needs one adder and a one-hot select, not an
-    ``n_adcs``-input adder (which would cost ``cols x n_adcs`` adders: the bulk of isaac's logic).
+    and each leader reads its register by index, adds its sum and writes it back by index: leaders
+    hit distinct outputs, so ``n_adcs`` adders in all, not an ``n_adcs``-input adder per register
+    (``cols x n_adcs`` adders, formerly the bulk of isaac's logic and of its co-simulation time).
     With 2 to ``CARRY_SAVE_LANES`` lanes every register adds every lane's term through one
     carry-save level and one carry chain (the shorter cycle; tiny). Sums wrap modulo
     ``2**acc_bits`` in any order, so both give the same results.
 
     Timing contract: in a cycle with ``load`` the registers take the old accumulator vector
-    ``old`` (lanes >= ``n_out`` keep it), and a "fresh" bit per output is set for outputs below
-    ``n_out`` unless ``accumulate``: the first contribution to a fresh output replaces rather than
-    adds. In each cycle with ``run`` the registers take ``result``, which is combinational:
-    the registers (zero where fresh) plus this cycle's contributions (``conversion`` and ``code``
-    of the same cycle). So ``result`` in the MVM's last cycle is the accumulator vector to write.
+    ``old`` (lanes >= ``n_out`` keep it); unless ``accumulate``, outputs below ``n_out`` start
+    fresh: their first contribution replaces rather than adds (with carry-save, a "fresh" bit per
+    output; with leaders, the register is loaded as zero, which gives the same sums). In each cycle
+    with ``run`` the registers take ``result``, which is combinational: the registers (zero where
+    fresh) plus this cycle's contributions (``conversion`` and ``code`` of the same cycle). So
+    ``result`` in the MVM's last cycle is the accumulator vector to write.
 
     Parameters
     ----------
@@ -80,31 +79,33 @@ class ShiftAdd(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        if 2 <= self.cfg.n_adcs <= CARRY_SAVE_LANES:
+            self._carry_save(m)
+        else:
+            self._leaders(m)
+        return m
+
+    def _carry_save(self, m):
+        """Every register adds every lane's term (one carry-save level, one carry chain); a "fresh"
+        bit per output makes its first contribution replace rather than add."""
         cols, width = self.cfg.cols, self.cfg.acc_bits
         registers = [Signal(signed(width), name=f"result{j}") for j in range(cols)]
         fresh = Signal(cols)
-        carry_save = 2 <= self.cfg.n_adcs <= CARRY_SAVE_LANES
-        terms_of, one_hots = self._lane_terms(m) if carry_save else self._lane_groups(m)
+        terms_of, one_hots = self._lane_terms(m)
         nexts, any_hit = [], []
         for j in range(cols):
             nxt = Signal(signed(width), name=f"result_next{j}")
             # Arithmetic wraps at acc_bits: summed as unsigned words modulo 2**acc_bits (same bits).
             terms = [Mux(hit[j], value.as_unsigned(), 0) for value, hit in zip(terms_of, one_hots)]
             base = Mux(fresh[j], 0, registers[j].as_unsigned())
-            if carry_save:
-                # base + left + right as one carry-save level and one carry chain (not two chains).
-                half = len(terms) // 2
-                ops = [Signal(width, name=f"result{j}_{n}") for n in ("base", "left", "right")]
-                m.d.comb += [o.eq(v) for o, v in zip(ops, (base, _sum_mod(terms[:half], width),
-                                                           _sum_mod(terms[half:], width)))]
-                a, b, c = ops
-                carry = Cat(Const(0, 1), ((a & b) | (a & c) | (b & c))[:width - 1])
-                m.d.comb += nxt.eq(((a ^ b ^ c) + carry)[:width])
-            else:
-                # at most one leader hits output j: a one-hot select (an OR), then one adder
-                added = Signal(width, name=f"added{j}")
-                m.d.comb += added.eq(reduce(or_, terms))
-                m.d.comb += nxt.eq(_sum_mod([base, added], width))
+            # base + left + right as one carry-save level and one carry chain (not two chains).
+            half = len(terms) // 2
+            ops = [Signal(width, name=f"result{j}_{n}") for n in ("base", "left", "right")]
+            m.d.comb += [o.eq(v) for o, v in zip(ops, (base, _sum_mod(terms[:half], width),
+                                                       _sum_mod(terms[half:], width)))]
+            a, b, c = ops
+            carry = Cat(Const(0, 1), ((a & b) | (a & c) | (b & c))[:width - 1])
+            m.d.comb += nxt.eq(((a ^ b ^ c) + carry)[:width])
             nexts.append(nxt)
             any_hit.append(Cat(*[hit[j] for hit in one_hots]).any())
         m.d.comb += self.result.eq(Cat(*nexts))
@@ -114,7 +115,31 @@ class ShiftAdd(wiring.Component):
         with m.Elif(self.run):
             m.d.sync += [r.eq(n) for r, n in zip(registers, nexts)]
             m.d.sync += fresh.eq(fresh & ~Cat(*any_hit))
-        return m
+
+    def _leaders(self, m):
+        """The registers as one vector; each cycle at most ``n_adcs`` group leaders add their group's sum
+        to the one register they hit (an indexed read and an indexed write, not a sum per register).
+
+        A fresh output (below ``n_out`` without ``accumulate``) is loaded as zero, which is what its
+        first contribution replacing the old value amounts to. Why this shape: Verilator evaluates
+        every combinational term in every cycle, so a sum per register (``cols`` x ``n_adcs`` masked
+        terms) cost a third of isaac's co-simulation time; indexed accesses become a branch on the
+        index, and the load's masking an expression used once, in the load's branch (docs/cosim.md).
+        """
+        cols, width = self.cfg.cols, self.cfg.acc_bits
+        registers = Signal(cols * width)
+        words = Array(registers.word_select(j, width) for j in range(cols))
+        group_sums, targets, leads = self._lane_groups(m)
+        m.d.comb += self.result.eq(registers)
+        for total, target, leader in zip(group_sums, targets, leads):
+            # leaders hit distinct outputs: the writes never overlap
+            with m.If(leader):
+                m.d.comb += self.result.word_select(target, width).eq(_sum_mod([words[target], total], width))
+        with m.If(self.load):
+            keep = Cat(*[(self.accumulate | (j >= self.n_out)).replicate(width) for j in range(cols)])
+            m.d.sync += registers.eq(self.old & keep)
+        with m.Elif(self.run):
+            m.d.sync += registers.eq(self.result)
 
     def _lane_terms(self, m):
         """Per lane: its own contribution and its one-hot output (every lane added where it lands)."""
@@ -131,7 +156,7 @@ class ShiftAdd(wiring.Component):
 
     def _lane_groups(self, m):
         """Per lane: the sum of the contributions of every lane hitting the same output (meaningful for
-        the group's leader, the lowest such lane) and the leader's one-hot output (zero for the others)."""
+        the group's leader, the lowest such lane), its output index, and whether it leads a group."""
         cols, width = self.cfg.cols, self.cfg.acc_bits
         index_bits = (cols - 1).bit_length() or 1
         values, targets, lands = [], [], []
@@ -140,21 +165,19 @@ class ShiftAdd(wiring.Component):
             m.d.comb += value.eq(Mux(conv.neg, -code, code) << conv.shift)
             target = Signal(index_bits, name=f"lane{i}_output")
             m.d.comb += target.eq(conv.o[:index_bits])
-            land = Signal(name=f"lane{i}_lands")  # as a one-hot of cols bits: an output index below cols
+            land = Signal(name=f"lane{i}_lands")  # an output index below cols
             m.d.comb += land.eq(conv.valid & (target < cols))
             values.append(value)
             targets.append(target)
             lands.append(land)
         lanes = len(values)
-        group_sums, one_hots = [], []
+        group_sums, leads = [], []
         for i in range(lanes):
             same = [lands[k] & (targets[k] == targets[i]) for k in range(lanes)]
             leader = Signal(name=f"lane{i}_leads")
             m.d.comb += leader.eq(lands[i] & ~Cat(*same[:i]).any() if i else lands[i])
-            total = Signal(signed(width), name=f"lane{i}_group_sum")
+            total = Signal(width, name=f"lane{i}_group_sum")
             m.d.comb += total.eq(_sum_mod([Mux(same[k], values[k].as_unsigned(), 0) for k in range(i, lanes)], width))
-            hit = Signal(cols, name=f"lane{i}_one_hot")
-            m.d.comb += hit.eq(Mux(leader, (Const(1, cols) << targets[i])[:cols], 0))
             group_sums.append(total)
-            one_hots.append(hit)
-        return group_sums, one_hots
+            leads.append(leader)
+        return group_sums, targets, leads
