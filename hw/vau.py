@@ -82,43 +82,29 @@ class Vau(wiring.Component):
                          changes.eq(act), negated.eq(neg & (f.pair != 0)),
                          place.eq(Mux(place + 1 == ly.group, 0, place + 1))]
         with m.If(arriving):
-            self._update(m, arriving_col, changes, negated)
-            m.d.sync += [self.wr_col.eq(arriving_col), self.wr_levels_en.eq(1)]
+            m.d.sync += [self.wr_levels.eq(self._updated(m, arriving_col, changes, negated)),
+                         self.wr_col.eq(arriving_col), self.wr_levels_en.eq(1)]
         self._cell_write(m)
         return m
 
-    def _update(self, m, col, changes, negated):
-        """Register the swept column after the update (called under ``If(arriving)``).
-
-        Each row's sum is used once, as the selector of a ``Switch`` that saturates it: Verilator
-        evaluates a combinational value used in several places in every cycle, and one used once only
-        where it is used, here in the cycles a VAU column arrives (docs/cosim.md).
-        """
+    def _updated(self, m, col, changes, negated):
+        """The swept column after the update."""
         cfg, ly = self.cfg, self.layer
         cell = cfg.cell_bits
         col_delta = Signal(signed(8))
         m.d.comb += col_delta.eq(self.deltas.word_select(col[:max(1, (cfg.delta_len - 1).bit_length())], 8))
+        new = []
         for r in range(cfg.rows):
             old = self.levels[r * cell:(r + 1) * cell]
-            new = self.wr_levels[r * cell:(r + 1) * cell]
             delta = Signal(signed(9), name=f"delta{r}")
             m.d.comb += delta.eq(Mux(self.rows_mode, self.deltas[8 * r:8 * r + 8].as_signed(), col_delta))
             total = Signal(signed(10), name=f"sum{r}")
             m.d.comb += total.eq(Mux(negated, old - delta, old + delta))
+            clipped = Mux(total < 0, 0, Mux(total > cfg.max_level, cfg.max_level, total))
             in_window = (ly.row_start <= r) & (ly.row_start + ly.row_count > r)
             keep = self.mask[r] | ~in_window | ~changes
-            with m.If(keep):
-                m.d.sync += new.eq(old)
-            with m.Else():
-                # clip(total, 0, max_level)
-                with m.Switch(total):
-                    for level in range(cfg.max_level + 1):
-                        with m.Case(level):
-                            m.d.sync += new.eq(level)
-                    with m.Case("1" + "-" * (len(total) - 1)):  # negative
-                        m.d.sync += new.eq(0)
-                    with m.Default():
-                        m.d.sync += new.eq(cfg.max_level)
+            new.append(Mux(keep, old, clipped[:cell]))
+        return Cat(*new)
 
     def _cell_write(self, m):
         """WSET / MSET: the column word with one cell replaced (a masked cell keeps its level)."""
