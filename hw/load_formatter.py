@@ -1,0 +1,99 @@
+"""The load stream formatter: bus words from ``din`` packed into the records of LDW, LDM, LDIN and LDD."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .dataformat import formats
+from .isa import Opcode
+from .params import ADDR_BITS, TileConfig
+
+__all__ = ["LOAD_OPCODES", "LoadFormatter"]
+
+#: The loads whose items this formatter assembles (LDRQ's records run on across words and go to the
+#: requantisation bank word by word: :class:`cimtile.hw.requant_bank.RequantBank`).
+LOAD_OPCODES = (Opcode.LDW, Opcode.LDM, Opcode.LDIN, Opcode.LDD)
+
+
+class LoadFormatter(wiring.Component):
+    """Packs the bus words of a load into items: a column of cell levels (LDW) or mask bits (LDM), an
+    input vector (LDIN), a delta vector (LDD).
+
+    An item is ``formats(cfg)[opcode].words`` bus words (:func:`cimtile.hw.dataformat.formats`, the
+    layout the host's :func:`~cimtile.hw.dataformat.pack` writes): word ``w`` of an item holds its bits
+    ``[w * bus_bits, (w + 1) * bus_bits)``. The first ``words - 1`` words wait in staging registers;
+    the item is complete with its last word.
+
+    Timing contract. ``opcode`` is the load being executed (held for the whole instruction). In the
+    cycle with ``start`` (the load's first cycle), ``base`` (the address of item 0, loop offset
+    included) and ``count`` (items) are latched; no word is taken in that cycle. In each later cycle
+    with ``take``, ``word`` is one bus word of the load, in order. In a cycle whose ``take`` brings
+    an item's last word, ``item_valid`` is high with the whole item on ``item`` (the staged words and
+    ``word``, the unused high bits of ``item`` undefined) and its address on ``item_addr`` (``base``
+    plus the item's index, modulo ``2**ADDR_BITS``), combinationally, for a memory write port that
+    writes at this clock edge. ``last`` is high while the next word taken is the load's last one
+    (``count x words - 1`` taken), ``empty`` once every word was taken (both from registers).
+
+    Parameters
+    ----------
+    cfg : TileConfig
+    """
+
+    def __init__(self, cfg: TileConfig):
+        self.cfg = cfg
+        self.words = {op: formats(cfg)[op].words for op in LOAD_OPCODES}
+        self.max_words = max(self.words.values())
+        super().__init__({
+            "opcode": In(Opcode),
+            "start": In(1),
+            "base": In(ADDR_BITS),
+            "count": In(ADDR_BITS + 1),
+            "take": In(1),
+            "word": In(cfg.bus_bits),
+            "item_valid": Out(1),
+            "item_addr": Out(ADDR_BITS),
+            "item": Out(self.max_words * cfg.bus_bits),
+            "last": Out(1),
+            "empty": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.cfg.bus_bits
+        words_left = Signal(range(self.max_words * (1 << (ADDR_BITS + 1)) + 1))
+        word_index = Signal(range(max(self.max_words, 2)))  # the word of the item that comes next
+        item_addr = Signal(ADDR_BITS)  # the address of the item being assembled
+        staged = [Signal(bus, name=f"staged{i}") for i in range(self.max_words - 1)]
+
+        # The index of an item's last word, and the load's length in words, by opcode.
+        last_index = Signal.like(word_index)
+        total_words = Signal.like(words_left)
+        with m.Switch(self.opcode):
+            for op, words in self.words.items():
+                with m.Case(op):
+                    m.d.comb += [last_index.eq(words - 1), total_words.eq(self.count * words)]
+
+        item_complete = Signal()
+        m.d.comb += [item_complete.eq(self.take & (word_index == last_index)),
+                     self.item_valid.eq(item_complete), self.item_addr.eq(item_addr),
+                     self.last.eq(words_left == 1), self.empty.eq(words_left == 0)]
+        # Word w of the item is staged[w], except the one arriving now (the item's last, at its own
+        # slot: an item shorter than max_words leaves the slots above it unused).
+        m.d.comb += self.item.eq(Cat(*[Mux(word_index == w, self.word, staged[w]) for w in range(self.max_words - 1)],
+                                     self.word))
+
+        with m.If(self.start):
+            m.d.sync += [item_addr.eq(self.base), word_index.eq(0), words_left.eq(total_words)]
+        with m.Elif(self.take):
+            m.d.sync += words_left.eq(words_left - 1)
+            with m.If(item_complete):
+                m.d.sync += [word_index.eq(0), item_addr.eq(item_addr + 1)]
+            with m.Else():
+                m.d.sync += word_index.eq(word_index + 1)
+                with m.Switch(word_index):
+                    for w in range(self.max_words - 1):
+                        with m.Case(w):
+                            m.d.sync += staged[w].eq(self.word)
+        return m
