@@ -238,7 +238,8 @@ def yosys_cells(netlist: str | Path, top: str = "tile") -> int:
 #: by their submodule path in :class:`cimtile.hw.tile.Tile` (``tile.lanes``, ``tile.requant.requant0``).
 COMPONENT_FILES = {"layer_regs": "layer.py", "loops": "loop_stack.py", "lanes": "mvm_lanes.py",
                    "shift_add": "shift_add.py", "requant": "requant_bank.py", "vau": "vau.py",
-                   "xbar": "crossbar.py", "adc": "adc.py", "fetch": "fetch.py"}
+                   "xbar": "crossbar.py", "adc": "adc.py", "fetch": "fetch.py", "loader": "load_formatter.py",
+                   "reader": "read_formatter.py"}
 
 
 def _component_of(module: str) -> str:

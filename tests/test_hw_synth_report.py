@@ -67,3 +67,24 @@ def test_area_of_netlist_sums_modules_by_component_file(tmp_path):
                    "requant_bank.py": {"luts": 1, "ffs": 0, "brams": 0, "dsps": 0},
                    "requant.py": {"luts": 1, "ffs": 0, "brams": 0, "dsps": 1}}
     assert json.loads((tmp_path / "area.json").read_text())["components"] == got
+
+
+def test_every_component_of_the_tile_is_counted_in_its_own_file():
+    """The area table names each component's file: every submodule of Tile that is a component of
+    hw/ maps (hw.build.COMPONENT_FILES) to the file its class is defined in, so that a new component
+    is not counted silently as hw/tile.py."""
+    from amaranth.hdl import Fragment
+    from amaranth.lib import wiring
+    from cimtile.hw.tile import Tile
+
+    def walk(fragment, path):
+        for sub, name, _ in fragment.subfragments:
+            owner = next((o for o in sub.origins or [] if isinstance(o, wiring.Component)
+                          and type(o).__module__.startswith("cimtile.hw.")), None)
+            if owner is not None:  # (memories are counted in the component that holds them)
+                yield f"{path}.{name}", type(owner).__module__.rsplit(".", 1)[1] + ".py"
+                yield from walk(sub, f"{path}.{name}")
+
+    seen = dict(walk(Fragment.get(Tile(TINY), None), "tile"))
+    assert {"tile.loader", "tile.reader", "tile.requant.requant0", "tile.adc1"} <= set(seen)
+    assert {m: build._component_of(m) for m in seen} == seen
