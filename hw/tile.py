@@ -426,15 +426,15 @@ class Tile(wiring.Component):
 
     def _range_check(self, m, p: _Parts, space: int | None, depth: int):
         """The run-time range check of a load or read in a strided space (others are static)."""
-        cnt = p.view.args.range.count_m1 + 1
+        item_range = p.view.args.range
         if space is not None:
-            self._error_if(m, p, (p.view.args.range.start + cnt) > p.room[space], Cause.ADDR)
+            self._error_if(m, p, (item_range.start + item_range.count_m1 + 1) > p.room[space], Cause.ADDR)
 
     def _load(self, m, op, p: _Parts):
         """LDW/LDM/LDIN/LDD: cycle 0 checks and starts the load formatter; then count x words bus words
         from din, each item written when its last word arrives (and, for LDW, ``write_cycles`` after
         each column: the array's programming time)."""
-        cfg, rng, xbar, ports, loader = self.cfg, p.view.args.range, p.xbar, p.ports, p.loader
+        cfg, item_range, xbar, ports, loader = self.cfg, p.view.args.range, p.xbar, p.ports, p.loader
         depth, space = {Opcode.LDW: (cfg.cols, None), Opcode.LDM: (cfg.cols, None),
                         Opcode.LDIN: (cfg.in_depth, 0), Opcode.LDD: (cfg.delta_depth, None)}[op]
         # progcost (issue 10): LDW waits write_cycles after each column's data while the array programs it
@@ -443,8 +443,8 @@ class Tile(wiring.Component):
 
         with m.If(p.first):
             self._range_check(m, p, space, depth)
-            base = rng.start + (p.offsets[space] if space is not None else 0)
-            m.d.comb += [loader.start.eq(1), loader.base.eq(base), loader.count.eq(rng.count_m1 + 1)]
+            base = item_range.start + (p.offsets[space] if space is not None else 0)
+            m.d.comb += [loader.start.eq(1), loader.base.eq(base), loader.count.eq(item_range.count_m1 + 1)]
         with m.Elif(p.program_wait != 0 if wait else Const(0, 1)):
             m.d.sync += p.program_wait.eq(p.program_wait - 1)
             with m.If((p.program_wait == 1) & loader.empty):
@@ -462,8 +462,9 @@ class Tile(wiring.Component):
                                  (xbar.wr_levels if levels else xbar.wr_mask).eq(loader.item),
                                  (xbar.wr_levels_en if levels else xbar.wr_mask_en).eq(1)]
                 else:
-                    w = ports["in_w" if op is Opcode.LDIN else "delta_w"]
-                    m.d.comb += [w.addr.eq(loader.item_addr), w.data.eq(loader.item), w.en.eq(1)]
+                    write_port = ports["in_w" if op is Opcode.LDIN else "delta_w"]
+                    m.d.comb += [write_port.addr.eq(loader.item_addr), write_port.data.eq(loader.item),
+                                 write_port.en.eq(1)]
                 if wait:
                     m.d.sync += p.program_wait.eq(wait)
 
@@ -577,7 +578,7 @@ class Tile(wiring.Component):
         count x words bus words out. RDOUT/RDACC's port address and enable come from
         :meth:`_operand_reads`; RDW/RDM read through lane 0's crossbar port, which always reads: the
         formatter holds the column between words."""
-        cfg, rng, xbar, reader = self.cfg, p.view.args.range, p.xbar, p.reader
+        cfg, item_range, xbar, reader = self.cfg, p.view.args.range, p.xbar, p.reader
         space, depth, item = {
             Opcode.RDOUT: (2, cfg.out_depth, p.ports["out_r"].data),
             Opcode.RDACC: (1, cfg.acc_depth, p.ports["acc_r"].data),
@@ -587,8 +588,8 @@ class Tile(wiring.Component):
             m.d.comb += xbar.col[0].eq(reader.read_addr)
         with m.If(p.first):
             self._range_check(m, p, space, depth)
-            base = rng.start + (p.offsets[space] if space is not None else 0)
-            m.d.comb += [reader.start.eq(1), reader.base.eq(base), reader.count.eq(rng.count_m1 + 1)]
+            base = item_range.start + (p.offsets[space] if space is not None else 0)
+            m.d.comb += [reader.start.eq(1), reader.base.eq(base), reader.count.eq(item_range.count_m1 + 1)]
         with m.Else():
             m.d.comb += [self.dout.valid.eq(1), p.stall.eq(~self.dout.ready), p.xfer.eq(self.dout.ready),
                          reader.sent.eq(self.dout.ready), reader.item.eq(item), self.dout.payload.eq(reader.word)]
