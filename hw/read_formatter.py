@@ -22,7 +22,7 @@ class ReadFormatter(wiring.Component):
 
     An item is ``formats(cfg)[opcode].words`` bus words (:func:`cimtile.hw.dataformat.formats`, the
     layout the host's :func:`~cimtile.hw.dataformat.unpack` reads): word ``w`` carries the item's bits
-    ``[w * bus_bits, (w + 1) * bus_bits)``, the item zero-extended to whole words.
+    ``[w * bus_bits, (w + 1) * bus_bits)`` (the tile zero-extends each source to ``item``'s width).
 
     Timing contract. ``opcode`` is the read being executed (held for the whole instruction). In the
     cycle with ``start`` (the read's first cycle) ``base`` (the address of item 0, loop offset
