@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dataformat import formats
@@ -24,14 +24,16 @@ class LoadFormatter(wiring.Component):
     An item is ``formats(cfg)[opcode].words`` bus words (:func:`cimtile.hw.dataformat.formats`, the
     layout the host's :func:`~cimtile.hw.dataformat.pack` writes): word ``w`` of an item holds its bits
     ``[w * bus_bits, (w + 1) * bus_bits)``. The first ``words - 1`` words wait in staging registers;
-    the item is complete with its last word.
+    the item is complete with its last word. ``items`` has a field per load, named after its opcode
+    (``items.ldin``: ``words x bus_bits`` bits): the staged words and the incoming one, wired, with
+    no multiplexer between the bus and the memories' write data.
 
     Timing contract. ``opcode`` is the load being executed (held for the whole instruction). In the
     cycle with ``start`` (the load's first cycle), ``base`` (the address of item 0, loop offset
     included) and ``count`` (items) are latched; no word is taken in that cycle. In each later cycle
     with ``take``, ``word`` is one bus word of the load, in order. In a cycle whose ``take`` brings
-    an item's last word, ``item_valid`` is high with the whole item on ``item`` (the staged words and
-    ``word``, the unused high bits of ``item`` undefined) and its address on ``item_addr`` (``base``
+    an item's last word, ``item_valid`` is high with the whole item on the load's field of ``items``
+    (the other fields undefined) and its address on ``item_addr`` (``base``
     plus the item's index, modulo ``2**ADDR_BITS``), combinationally, for a memory write port that
     writes at this clock edge. ``last`` is high while the next word taken is the load's last one
     (``count x words - 1`` taken), ``empty`` once every word was taken (both from registers).
@@ -54,7 +56,8 @@ class LoadFormatter(wiring.Component):
             "word": In(cfg.bus_bits),
             "item_valid": Out(1),
             "item_addr": Out(ADDR_BITS),
-            "item": Out(self.max_words * cfg.bus_bits),
+            "items": Out(data.StructLayout({op.name.lower(): unsigned(words * cfg.bus_bits)
+                                            for op, words in self.words.items()})),
             "last": Out(1),
             "empty": Out(1),
         })
@@ -79,10 +82,8 @@ class LoadFormatter(wiring.Component):
         m.d.comb += [item_complete.eq(self.take & (word_index == last_index)),
                      self.item_valid.eq(item_complete), self.item_addr.eq(item_addr),
                      self.last.eq(words_left == 1), self.empty.eq(words_left == 0)]
-        # Word w of the item is staged[w], except the one arriving now (the item's last, at its own
-        # slot: an item shorter than max_words leaves the slots above it unused).
-        m.d.comb += self.item.eq(Cat(*[Mux(word_index == w, self.word, staged[w]) for w in range(self.max_words - 1)],
-                                     self.word))
+        for op, words in self.words.items():
+            m.d.comb += getattr(self.items, op.name.lower()).eq(Cat(*staged[:words - 1], self.word))
 
         with m.If(self.start):
             m.d.sync += [item_addr.eq(self.base), word_index.eq(0), words_left.eq(total_words)]

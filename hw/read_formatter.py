@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dataformat import formats
@@ -22,14 +22,16 @@ class ReadFormatter(wiring.Component):
 
     An item is ``formats(cfg)[opcode].words`` bus words (:func:`cimtile.hw.dataformat.formats`, the
     layout the host's :func:`~cimtile.hw.dataformat.unpack` reads): word ``w`` carries the item's bits
-    ``[w * bus_bits, (w + 1) * bus_bits)`` (the tile zero-extends each source to ``item``'s width).
+    ``[w * bus_bits, (w + 1) * bus_bits)``, zeros above the item. ``items`` has a field per read, named
+    after its opcode (``items.rdacc``: ``elems x bits`` of the format), each wired to its source; the
+    word is selected within each field, and only the bus-wide results are multiplexed by opcode.
 
     Timing contract. ``opcode`` is the read being executed (held for the whole instruction). In the
     cycle with ``start`` (the read's first cycle) ``base`` (the address of item 0, loop offset
     included) and ``count`` (items) are latched, and ``read_addr`` is ``base`` with ``read_en`` high:
     the source memory reads item 0 at that clock edge, so that ``item`` holds it from the next cycle
-    on. In every later cycle ``word`` is the current bus word of ``item`` (combinational from
-    ``item``); ``sent`` says the host takes it at this clock edge. When ``sent`` takes an item's last
+    on. In every later cycle ``word`` is the current bus word of the read's field of ``items``
+    (combinational); ``sent`` says the host takes it at this clock edge. When ``sent`` takes an item's last
     word, ``read_en`` is high and ``read_addr`` is the next item's address (one item beyond the last
     after the read's last word, which is harmless: nothing uses it); otherwise ``read_addr`` holds
     the address of the item being sent, for a source such as the crossbar's lane-0 port, which reads
@@ -50,7 +52,8 @@ class ReadFormatter(wiring.Component):
             "start": In(1),
             "base": In(ADDR_BITS),
             "count": In(ADDR_BITS + 1),
-            "item": In(self.max_words * cfg.bus_bits),
+            "items": In(data.StructLayout({op.name.lower(): unsigned(fmt.elems * fmt.bits)
+                                           for op, fmt in formats(cfg).items() if op in READ_OPCODES})),
             "sent": In(1),
             "word": Out(cfg.bus_bits),
             "read_addr": Out(ADDR_BITS),
@@ -67,15 +70,19 @@ class ReadFormatter(wiring.Component):
 
         last_index = Signal.like(word_index)
         total_words = Signal.like(words_left)
+        bus = self.cfg.bus_bits
         with m.Switch(self.opcode):
             for op, words in self.words.items():
                 with m.Case(op):
-                    m.d.comb += [last_index.eq(words - 1), total_words.eq(self.count * words)]
+                    item = getattr(self.items, op.name.lower())
+                    pad = words * bus - len(item)
+                    padded = Cat(item, Const(0, pad)) if pad else item
+                    m.d.comb += [last_index.eq(words - 1), total_words.eq(self.count * words),
+                                 self.word.eq(padded.word_select(word_index[:max(1, (words - 1).bit_length())], bus)
+                                              if words > 1 else padded)]
 
         advance = Signal()  # the item's last word leaves: the next item is read
         m.d.comb += [advance.eq(self.sent & (word_index == last_index)),
-                     self.word.eq(self.item.word_select(word_index, self.cfg.bus_bits) if self.max_words > 1
-                                  else self.item),
                      self.last.eq(words_left == 1),
                      self.read_en.eq(self.start | advance),
                      self.read_addr.eq(Mux(self.start, self.base, Mux(advance, next_addr, held_addr)))]

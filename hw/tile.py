@@ -286,9 +286,12 @@ class Tile(wiring.Component):
                                           isa.VAUC_PHASES * cfg.pulse_cycles) + 1), name="program_wait"),
             **units)
         args = p.view.args
-        # The stream formatters see every instruction; they act on their loads' / reads' strobes only.
+        # The stream formatters see every instruction and their sources; they act on their strobes only.
+        reader = p.reader
         m.d.comb += [p.loader.opcode.eq(p.view.opcode), p.loader.word.eq(self.din.payload),
-                     p.reader.opcode.eq(p.view.opcode)]
+                     reader.opcode.eq(p.view.opcode), reader.items.rdout.eq(ports["out_r"].data),
+                     reader.items.rdacc.eq(ports["acc_r"].data), reader.items.rdw.eq(xbar.rd_levels),
+                     reader.items.rdm.eq(xbar.rd_mask)]
         m.d.comb += [shift_add.accumulate.eq(p.accumulate), vau.fields.eq(args.vau), vau.cell.eq(args.cell),
                      p.layer_regs.cfg_fields.eq(args.cfg), p.layer_regs.win_fields.eq(args.win),
                      rq.cfgrq.eq(args.cfgrq)]
@@ -455,15 +458,16 @@ class Tile(wiring.Component):
             if not wait:
                 with m.If(p.xfer & loader.last):
                     m.d.comb += p.fin.eq(1)
+            item = getattr(loader.items, op.name.lower())
             with m.If(loader.item_valid):
                 if op in (Opcode.LDW, Opcode.LDM):
                     levels = op is Opcode.LDW
                     m.d.comb += [xbar.wr_col.eq(loader.item_addr),
-                                 (xbar.wr_levels if levels else xbar.wr_mask).eq(loader.item),
+                                 (xbar.wr_levels if levels else xbar.wr_mask).eq(item),
                                  (xbar.wr_levels_en if levels else xbar.wr_mask_en).eq(1)]
                 else:
                     write_port = ports["in_w" if op is Opcode.LDIN else "delta_w"]
-                    m.d.comb += [write_port.addr.eq(loader.item_addr), write_port.data.eq(loader.item),
+                    m.d.comb += [write_port.addr.eq(loader.item_addr), write_port.data.eq(item),
                                  write_port.en.eq(1)]
                 if wait:
                     m.d.sync += p.program_wait.eq(wait)
@@ -579,11 +583,8 @@ class Tile(wiring.Component):
         :meth:`_operand_reads`; RDW/RDM read through lane 0's crossbar port, which always reads: the
         formatter holds the column between words."""
         cfg, item_range, xbar, reader = self.cfg, p.view.args.range, p.xbar, p.reader
-        space, depth, item = {
-            Opcode.RDOUT: (2, cfg.out_depth, p.ports["out_r"].data),
-            Opcode.RDACC: (1, cfg.acc_depth, p.ports["acc_r"].data),
-            Opcode.RDW: (None, cfg.cols, xbar.rd_levels),
-            Opcode.RDM: (None, cfg.cols, xbar.rd_mask)}[op]
+        space, depth = {Opcode.RDOUT: (2, cfg.out_depth), Opcode.RDACC: (1, cfg.acc_depth),
+                        Opcode.RDW: (None, cfg.cols), Opcode.RDM: (None, cfg.cols)}[op]
         if op in (Opcode.RDW, Opcode.RDM):
             m.d.comb += xbar.col[0].eq(reader.read_addr)
         with m.If(p.first):
@@ -592,6 +593,6 @@ class Tile(wiring.Component):
             m.d.comb += [reader.start.eq(1), reader.base.eq(base), reader.count.eq(item_range.count_m1 + 1)]
         with m.Else():
             m.d.comb += [self.dout.valid.eq(1), p.stall.eq(~self.dout.ready), p.xfer.eq(self.dout.ready),
-                         reader.sent.eq(self.dout.ready), reader.item.eq(item), self.dout.payload.eq(reader.word)]
+                         reader.sent.eq(self.dout.ready), self.dout.payload.eq(reader.word)]
             with m.If(p.xfer & reader.last):
                 m.d.comb += p.fin.eq(1)

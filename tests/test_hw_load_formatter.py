@@ -37,7 +37,8 @@ def test_load_items_are_the_packed_values(name, op):
     item_bits = fmt.elems * fmt.bits
     dut = LoadFormatter(cfg)
     assert dut.words == {o: formats(cfg)[o].words for o in LOAD_OPCODES}
-    assert len(dut.item) == max(dut.words.values()) * cfg.bus_bits
+    item = getattr(dut.items, op.name.lower())
+    assert len(item) == fmt.words * cfg.bus_bits
     got = []
 
     async def bench(ctx):
@@ -56,7 +57,7 @@ def test_load_items_are_the_packed_values(name, op):
             assert ctx.get(dut.last) == (sent == len(words) - 1)
             if ctx.get(dut.item_valid):
                 assert take and (sent + 1) % fmt.words == 0  # only with an item's last word
-                got.append((ctx.get(dut.item_addr), ctx.get(dut.item) & ((1 << item_bits) - 1)))
+                got.append((ctx.get(dut.item_addr), ctx.get(item) & ((1 << item_bits) - 1)))
             sent += take
             await ctx.tick()
         ctx.set(dut.take, 0)
@@ -88,7 +89,8 @@ def test_a_short_item_after_a_long_one_is_its_own_words():
             for _ in range(n_words):
                 ctx.set(dut.word, word)
                 if ctx.get(dut.item_valid):
-                    got.append(ctx.get(dut.item) & ((1 << (short.words * cfg.bus_bits)) - 1))
+                    got.append(ctx.get(getattr(dut.items, op.name.lower()))
+                               & ((1 << (short.words * cfg.bus_bits)) - 1))
                 await ctx.tick()
             ctx.set(dut.take, 0)
 

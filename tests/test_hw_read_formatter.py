@@ -33,7 +33,8 @@ def test_read_words_unpack_to_the_items(name, op, always_reads):
     memory = {a: rng.integers(lo, hi, fmt.elems) for a in range(1 << ADDR_BITS)}
     dut = ReadFormatter(cfg)
     assert dut.words == {o: formats(cfg)[o].words for o in READ_OPCODES}
-    assert len(dut.item) == max(dut.words.values()) * cfg.bus_bits
+    item = getattr(dut.items, op.name.lower())
+    assert len(item) == fmt.elems * fmt.bits
     words, reads = [], []
 
     async def bench(ctx):
@@ -47,7 +48,7 @@ def test_read_words_unpack_to_the_items(name, op, always_reads):
         ctx.set(dut.start, 0)
         data = item_value(memory[addr], fmt.bits)
         while len(words) < count * fmt.words:
-            ctx.set(dut.item, data)
+            ctx.set(item, data)
             sent = bool(rng.random() < 0.7)  # the host's back-pressure: dout not ready
             ctx.set(dut.sent, sent)
             assert ctx.get(dut.last) == (len(words) == count * fmt.words - 1)
