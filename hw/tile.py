@@ -427,7 +427,7 @@ class Tile(wiring.Component):
                      loops.push_strides[0].eq(a.stride_in), loops.push_strides[1].eq(a.stride_acc),
                      loops.push_strides[2].eq(a.stride_out)]
 
-    def _range_check(self, m, p: _Parts, space: int | None, depth: int):
+    def _range_check(self, m, p: _Parts, space: int | None):
         """The run-time range check of a load or read in a strided space (others are static)."""
         item_range = p.view.args.range
         if space is not None:
@@ -438,14 +438,13 @@ class Tile(wiring.Component):
         from din, each item written when its last word arrives (and, for LDW, ``write_cycles`` after
         each column: the array's programming time)."""
         cfg, item_range, xbar, ports, loader = self.cfg, p.view.args.range, p.xbar, p.ports, p.loader
-        depth, space = {Opcode.LDW: (cfg.cols, None), Opcode.LDM: (cfg.cols, None),
-                        Opcode.LDIN: (cfg.in_depth, 0), Opcode.LDD: (cfg.delta_depth, None)}[op]
+        space = 0 if op is Opcode.LDIN else None  # the input space's loop offset applies (others: static checks)
         # progcost (issue 10): LDW waits write_cycles after each column's data while the array programs it
         # (write-and-verify); the wait counts as cycles (it is not a stall: the tile, not the host, is busy).
         wait = cfg.write_cycles if op is Opcode.LDW else 0
 
         with m.If(p.first):
-            self._range_check(m, p, space, depth)
+            self._range_check(m, p, space)
             base = item_range.start + (p.offsets[space] if space is not None else 0)
             m.d.comb += [loader.start.eq(1), loader.base.eq(base), loader.count.eq(item_range.count_m1 + 1)]
         with m.Elif(p.program_wait != 0 if wait else Const(0, 1)):
@@ -582,13 +581,12 @@ class Tile(wiring.Component):
         count x words bus words out. RDOUT/RDACC's port address and enable come from
         :meth:`_operand_reads`; RDW/RDM read through lane 0's crossbar port, which always reads: the
         formatter holds the column between words."""
-        cfg, item_range, xbar, reader = self.cfg, p.view.args.range, p.xbar, p.reader
-        space, depth = {Opcode.RDOUT: (2, cfg.out_depth), Opcode.RDACC: (1, cfg.acc_depth),
-                        Opcode.RDW: (None, cfg.cols), Opcode.RDM: (None, cfg.cols)}[op]
+        item_range, xbar, reader = p.view.args.range, p.xbar, p.reader
+        space = {Opcode.RDOUT: 2, Opcode.RDACC: 1}.get(op)  # the output / accumulator space's loop offset
         if op in (Opcode.RDW, Opcode.RDM):
             m.d.comb += xbar.col[0].eq(reader.read_addr)
         with m.If(p.first):
-            self._range_check(m, p, space, depth)
+            self._range_check(m, p, space)
             base = item_range.start + (p.offsets[space] if space is not None else 0)
             m.d.comb += [reader.start.eq(1), reader.base.eq(base), reader.count.eq(item_range.count_m1 + 1)]
         with m.Else():
