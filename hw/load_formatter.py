@@ -36,7 +36,7 @@ class LoadFormatter(wiring.Component):
     (the other fields undefined) and its address on ``item_addr`` (``base``
     plus the item's index, modulo ``2**ADDR_BITS``), combinationally, for a memory write port that
     writes at this clock edge. ``last`` is high while the next word taken is the load's last one
-    (``count x words - 1`` taken), ``empty`` once every word was taken (both from registers).
+    (``count x words - 1`` taken), ``empty`` once every item is complete (both from registers).
 
     Parameters
     ----------
@@ -65,32 +65,30 @@ class LoadFormatter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bus = self.cfg.bus_bits
-        words_left = Signal(range(self.max_words * (1 << (ADDR_BITS + 1)) + 1))
+        items_left = Signal(ADDR_BITS + 1)  # items not yet complete
         word_index = Signal(range(max(self.max_words, 2)))  # the word of the item that comes next
         item_addr = Signal(ADDR_BITS)  # the address of the item being assembled
         staged = [Signal(bus, name=f"staged{i}") for i in range(self.max_words - 1)]
 
-        # The index of an item's last word, and the load's length in words, by opcode.
-        last_index = Signal.like(word_index)
-        total_words = Signal.like(words_left)
+        last_index = Signal.like(word_index)  # the index of an item's last word, by opcode
         with m.Switch(self.opcode):
             for op, words in self.words.items():
                 with m.Case(op):
-                    m.d.comb += [last_index.eq(words - 1), total_words.eq(self.count * words)]
+                    m.d.comb += last_index.eq(words - 1)
+        for op, words in self.words.items():
+            m.d.comb += getattr(self.items, op.name.lower()).eq(Cat(*staged[:words - 1], self.word))
 
         item_complete = Signal()
         m.d.comb += [item_complete.eq(self.take & (word_index == last_index)),
                      self.item_valid.eq(item_complete), self.item_addr.eq(item_addr),
-                     self.last.eq(words_left == 1), self.empty.eq(words_left == 0)]
-        for op, words in self.words.items():
-            m.d.comb += getattr(self.items, op.name.lower()).eq(Cat(*staged[:words - 1], self.word))
+                     self.last.eq((items_left == 1) & (word_index == last_index)),
+                     self.empty.eq(items_left == 0)]
 
         with m.If(self.start):
-            m.d.sync += [item_addr.eq(self.base), word_index.eq(0), words_left.eq(total_words)]
+            m.d.sync += [item_addr.eq(self.base), word_index.eq(0), items_left.eq(self.count)]
         with m.Elif(self.take):
-            m.d.sync += words_left.eq(words_left - 1)
             with m.If(item_complete):
-                m.d.sync += [word_index.eq(0), item_addr.eq(item_addr + 1)]
+                m.d.sync += [word_index.eq(0), item_addr.eq(item_addr + 1), items_left.eq(items_left - 1)]
             with m.Else():
                 m.d.sync += word_index.eq(word_index + 1)
                 with m.Switch(word_index):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,19 +24,19 @@ class ReadFormatter(wiring.Component):
     layout the host's :func:`~cimtile.hw.dataformat.unpack` reads): word ``w`` carries the item's bits
     ``[w * bus_bits, (w + 1) * bus_bits)``, zeros above the item. ``items`` has a field per read, named
     after its opcode (``items.rdacc``: ``elems x bits`` of the format), each wired to its source; the
-    word is selected within each field, and only the bus-wide results are multiplexed by opcode.
+    word is a constant slice of its field, selected by opcode and word index (no shifter).
 
     Timing contract. ``opcode`` is the read being executed (held for the whole instruction). In the
     cycle with ``start`` (the read's first cycle) ``base`` (the address of item 0, loop offset
     included) and ``count`` (items) are latched, and ``read_addr`` is ``base`` with ``read_en`` high:
-    the source memory reads item 0 at that clock edge, so that ``item`` holds it from the next cycle
-    on. In every later cycle ``word`` is the current bus word of the read's field of ``items``
-    (combinational); ``sent`` says the host takes it at this clock edge. When ``sent`` takes an item's last
-    word, ``read_en`` is high and ``read_addr`` is the next item's address (one item beyond the last
+    the source memory reads item 0 at that clock edge, so that its field of ``items`` holds it from
+    the next cycle on. In every later cycle ``word`` is the current bus word of the read's field of ``items``
+    (combinational); ``sent`` says the host takes it at this clock edge. When ``sent`` takes an
+    item's last word, ``read_en`` is high and ``read_addr`` is the next item's address (one item beyond the last
     after the read's last word, which is harmless: nothing uses it); otherwise ``read_addr`` holds
     the address of the item being sent, for a source such as the crossbar's lane-0 port, which reads
     the address it is given in every cycle. ``last`` is high while the word on ``word`` is the read's
-    last one (from a register). Addresses are modulo ``2**ADDR_BITS``.
+    last one (from registers). Addresses are modulo ``2**ADDR_BITS``.
 
     Parameters
     ----------
@@ -63,38 +63,38 @@ class ReadFormatter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        words_left = Signal(range(self.max_words * (1 << (ADDR_BITS + 1)) + 1))
+        bus = self.cfg.bus_bits
+        items_left = Signal(ADDR_BITS + 1)  # items not completely sent
         word_index = Signal(range(max(self.max_words, 2)))  # the word of the item being sent
         next_addr = Signal(ADDR_BITS)  # the address of the item after the one being sent
         held_addr = Signal(ADDR_BITS)  # the address last presented with read_en
 
+        # Each (read, word) pair is a constant slice of its source (the top word of an item zero-extended):
+        # one multiplexer of bus-wide words, no shifter.
         last_index = Signal.like(word_index)
-        total_words = Signal.like(words_left)
-        bus = self.cfg.bus_bits
         with m.Switch(self.opcode):
             for op, words in self.words.items():
                 with m.Case(op):
                     item = getattr(self.items, op.name.lower())
-                    pad = words * bus - len(item)
-                    padded = Cat(item, Const(0, pad)) if pad else item
-                    m.d.comb += [last_index.eq(words - 1), total_words.eq(self.count * words),
-                                 self.word.eq(padded.word_select(word_index[:max(1, (words - 1).bit_length())], bus)
-                                              if words > 1 else padded)]
+                    m.d.comb += last_index.eq(words - 1)
+                    with m.Switch(word_index):
+                        for w in range(words):
+                            with m.Case(w):
+                                m.d.comb += self.word.eq(item[w * bus:(w + 1) * bus])
 
         advance = Signal()  # the item's last word leaves: the next item is read
         m.d.comb += [advance.eq(self.sent & (word_index == last_index)),
-                     self.last.eq(words_left == 1),
+                     self.last.eq((items_left == 1) & (word_index == last_index)),
                      self.read_en.eq(self.start | advance),
                      self.read_addr.eq(Mux(self.start, self.base, Mux(advance, next_addr, held_addr)))]
         with m.If(self.read_en):
             m.d.sync += held_addr.eq(self.read_addr)
 
         with m.If(self.start):
-            m.d.sync += [next_addr.eq(self.base + 1), word_index.eq(0), words_left.eq(total_words)]
+            m.d.sync += [next_addr.eq(self.base + 1), word_index.eq(0), items_left.eq(self.count)]
         with m.Elif(self.sent):
-            m.d.sync += words_left.eq(words_left - 1)
             with m.If(advance):
-                m.d.sync += [word_index.eq(0), next_addr.eq(next_addr + 1)]
+                m.d.sync += [word_index.eq(0), next_addr.eq(next_addr + 1), items_left.eq(items_left - 1)]
             with m.Else():
                 m.d.sync += word_index.eq(word_index + 1)
         return m
