@@ -9,7 +9,12 @@ on an idle machine with one BLAS thread; on a shared machine the wall time mostl
 
 Weight programming (issue 10): ``resnet18_program_cycles`` (of the cycles per image, weight programming: LDW and
 write-and-verify), ``resnet18_cycles_per_image_batch16`` (cycles of a batch of 16 images / 16, the batch
-schedule of docs/compiler.md).
+schedule of docs/compiler.md: every crossbar tile programmed once per batch), ``resnet18_program_cycles_batch16``
+(of those cycles, programming, per batch: every crossbar tile once), ``resnet18_cycles_batch2_golden`` (two images
+run as one batch on the golden model, checked equal to the report's ``batch=2`` figure),
+``golden_resnet18_batch2_img_s`` (the wall time of that batch run per image, best of 2) and
+``golden_batch2_vs_single_img`` (it over ``golden_resnet18_img_s`` of the same run: at most 1 when a batch is not
+slower per image than single images).
 
 Calibrated mapping (issue 10; docs/compiler.md): ``calibrated_cycles_ratio_isaac_resnet18`` and
 ``calibrated_cycles_ratio_isaac_digits`` (exact-mapping cycles / calibrated-mapping cycles, one image; cycles do
@@ -142,6 +147,19 @@ def run() -> dict[str, float]:
                "resnet18_cycles": float(st.cycles),
                "resnet18_program_cycles": float(b.report["totals"]["program_cycles"]),
                "resnet18_cycles_per_image_batch16": compiler.report(b, as_json=True, batch=16)["totals"]["cycles"] / 16}
+        out["resnet18_program_cycles_batch16"] = float(
+            compiler.report(b, as_json=True, batch=16)["totals"]["program_cycles"])
+        # the batch schedule on the golden model: two images as one batch cost what the report says
+        x2 = np.random.default_rng(2).random((2, 3, 224, 224)).astype(np.float32)
+        golden2 = float("inf")
+        for _ in range(2):
+            t = time.perf_counter()
+            _, st2 = compiler.run(b, x2, stats=True, progress=False)
+            golden2 = min(golden2, (time.perf_counter() - t) / 2)
+        if st2.cycles != compiler.report(b, as_json=True, batch=2)["totals"]["cycles"]:  # pragma: no cover
+            raise AssertionError(f"golden model: {st2.cycles} cycles for a batch of 2, the report says otherwise")
+        out.update(resnet18_cycles_batch2_golden=float(st2.cycles), golden_resnet18_batch2_img_s=golden2,
+                   golden_batch2_vs_single_img=golden2 / golden)
         # calibrated mapping: the cycles depend on the rows per tile only, so shift 0 everywhere gives them
         names = [L.name for L in b.model.layers]
         cal = compiler.compile_model(src, "isaac", mapping="calibrated", adc={n: {"shift": 0} for n in names})

@@ -158,6 +158,12 @@ def disasm(bundle: Bundle | str | Path) -> str:
             owner += f", weights in program {p.setup}"
         out.append(f"; program {i}: {owner}, {len(p.words)} words, {p.cycles} cycles per run")
         out.append(isa.disassemble(p.words, addresses=True).rstrip("\n"))
+    for i, p in enumerate(b.model.batch_programs):  # the stationary batch schedule (docs/compiler.md)
+        owner = f"layer {names[p.layer]}, " + ("weights program (once per batch)" if p.role == "weights" else
+                                               f"crossbar tile run, weights in batch program {p.setup}")
+        out.append(f"; batch program {i} (batches of more than one image): {owner}, {len(p.words)} words, "
+                   f"{p.cycles} cycles per run")
+        out.append(isa.disassemble(p.words, addresses=True).rstrip("\n"))
     return "\n".join(out) + "\n"
 
 

@@ -100,7 +100,7 @@ class GoldenBackend(Backend):
     name = "golden"
     persistent = True
 
-    def __init__(self, cfg: TileConfig, blas_threads: int | None = 1, device=None):
+    def __init__(self, cfg: TileConfig, blas_threads: int | None = 1, device=None, run_stationary: bool = False):
         from cimtile.sim.tile import Tile
 
         super().__init__(cfg)
@@ -109,6 +109,10 @@ class GoldenBackend(Backend):
         self._Tile = Tile
         self._tiles: dict[int, object] = {}
         self.blas_threads = blas_threads
+        #: run the stationary batch schedule's programs themselves; by default the runtime computes the outputs of
+        #: those column tiles with the single-run schedule's programs (the same codes, faster on the golden model)
+        #: and counts the stationary programs' cycles with :meth:`count` (docs/compiler.md, "Batch schedule")
+        self.run_stationary = run_stationary
 
     def run(self, words, feed, batch, setup=None):
         t = self._tiles.get(batch)
@@ -131,6 +135,17 @@ class GoldenBackend(Backend):
         res = t.run(words, feed)
         res.setup_cycles = sc
         return res
+
+    def count(self, words, feed) -> int:
+        """Cycles of one run of ``words`` counted by the golden model without its data (``timing_only``, on a tile
+        of its own, so the state of the batch's tiles is untouched)."""
+        t = self._tiles.get("timing")
+        if t is None:
+            t = self._tiles["timing"] = self._Tile(self.cfg, batch=1)
+        res = t.run(words, feed, timing_only=True)
+        if not res.ok:
+            raise CompileError(f"internal: {res.cause.name} at pc {res.pc} counting a program's cycles: {res.detail}")
+        return int(res.cycles)
 
     def close(self) -> None:
         self._tiles.clear()

@@ -50,6 +50,8 @@ FORMAT_VERSION = 3
 
 #: Graph fields of a tile layer, and the scalar fields of its stage records (their arrays go to weights.npz).
 _LAYER_FIELDS = ("name", "op", "input", "output", "conv", "out_dtype", "relu", "in_shape", "out_shape", "programs")
+# fields a bundle of an earlier build may lack, with their defaults
+_LAYER_OPTIONAL = {"batch_programs": []}
 _WEIGHTS_FIELDS = ("K", "N", "wbits", "wsigned", "wbits_declared", "abits", "asigned")
 _TILING_FIELDS = ("group", "row_tile", "outs_per_tile", "fix_tiles", "col_rows", "mapping", "adc_shift")
 
@@ -117,7 +119,7 @@ def to_json(b: Bundle) -> dict:
             steps.append({"type": "host", "name": s.name, "op": s.op, "inputs": s.inputs, "outputs": s.outputs,
                           "attrs": _enc(s.attrs)})
         else:
-            d = {k: _enc(getattr(s, k)) for k in _LAYER_FIELDS}
+            d = {k: _enc(getattr(s, k)) for k in (*_LAYER_FIELDS, *_LAYER_OPTIONAL)}
             d.update(type="tile", in_spec=s.in_spec.to_json(), out_spec=None if s.out_spec is None else
                      s.out_spec.to_json(),
                      weights={k: _enc(getattr(s.weights, k)) for k in _WEIGHTS_FIELDS},
@@ -133,10 +135,15 @@ def to_json(b: Bundle) -> dict:
                       "reads": [ref_to_json(r) for r in p.reads], "cycles": p.cycles, "role": p.role,
                       "setup": p.setup})
         off += len(p.words)
+    # the stationary batch schedule's programs (small: LDW or one crossbar tile's run), words kept inline
+    batch = [{"layer": p.layer, "words": [int(w) for w in p.words], "feed": [ref_to_json(f) for f in p.feed],
+              "reads": [ref_to_json(r) for r in p.reads], "cycles": p.cycles, "role": p.role, "setup": p.setup}
+             for p in m.batch_programs]
     tensors = {n: {"kind": t.kind, "shape": list(t.shape), "dtype": t.dtype,
                    "spec": None if t.spec is None else t.spec.to_json()} for n, t in m.tensors.items()}
     return {"format": "cimtile-bundle", "version": FORMAT_VERSION, "tile": b.cfg.name, "inputs": m.inputs,
-            "outputs": m.outputs, "tensors": tensors, "steps": steps, "programs": progs, "meta": _enc(m.meta)}
+            "outputs": m.outputs, "tensors": tensors, "steps": steps, "programs": progs, "batch_programs": batch,
+            "meta": _enc(m.meta)}
 
 
 def save_bundle(b: Bundle, out: str | Path) -> None:
@@ -199,6 +206,7 @@ def load_bundle(path: str | Path) -> Bundle:
             steps.append(HostStep(d["name"], d["op"], d["inputs"], d["outputs"], _dec(d["attrs"])))
             continue
         kw = {k: d[k] for k in _LAYER_FIELDS}
+        kw.update({k: d.get(k, v) for k, v in _LAYER_OPTIONAL.items()})
         kw["groups"] = int(d.get("groups", 1))
         kw["conv"] = _tuples(kw["conv"])
         kw["in_shape"], kw["out_shape"] = tuple(kw["in_shape"]), tuple(kw["out_shape"])
@@ -227,8 +235,11 @@ def load_bundle(path: str | Path) -> Bundle:
         w = [int(x) for x in words[d["offset"]:d["offset"] + d["length"]]]
         programs.append(Program(d["layer"], w, [feed_from_json(f) for f in d["feed"]],
                                 [read_from_json(r) for r in d["reads"]], d["cycles"], d["role"], d["setup"]))
+    batch = [Program(d["layer"], [int(w) for w in d["words"]], [feed_from_json(f) for f in d["feed"]],
+                     [read_from_json(r) for r in d["reads"]], d["cycles"], d["role"], d["setup"])
+             for d in net.get("batch_programs", [])]
     model = Model(tensors, steps, net["inputs"], net["outputs"], {k: cz[k] for k in cz.files}, programs,
-                  net.get("meta", {}))
+                  net.get("meta", {}), batch)
     fault_mask = None
     if "masks" in wz.files and any(isinstance(f, FaultMaskBlock) for p in programs for f in p.feed):
         fault_mask = wz["masks"].astype(bool)

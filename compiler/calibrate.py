@@ -54,8 +54,7 @@ def _set_shift(model: Model, li: int, shift: int) -> None:
     """Layer ``li``'s ADC shift: its Tiling and the CFG words of its programs."""
     L = model.layers[li]
     L.tiling = dataclasses.replace(L.tiling, adc_shift=shift)
-    for pi in L.programs:
-        p = model.programs[pi]
+    for p in [model.programs[i] for i in L.programs] + [model.batch_programs[i] for i in L.batch_programs]:
         for i, w in enumerate(p.words):
             d = isa.decode(w)
             if d.op is Opcode.CFG and d.args["adc_shift"] != shift:

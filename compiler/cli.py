@@ -55,8 +55,9 @@ def register(sub) -> None:
     rep.add_argument("bundle", help="bundle directory written by 'cimtile compile'")
     rep.add_argument("--json", action="store_true", help="print the report (with the tile configuration) as JSON")
     rep.add_argument("--batch", type=int, default=1, metavar="N",
-                     help="cycles for a batch of N images: weights programmed once per crossbar tile that stays in "
-                     "the array, compute N times (docs/compiler.md, Batch schedule; default 1)")
+                     help="cycles for a batch of N images, each layer on the schedule the runtime uses for N: for "
+                     "N > 1 every crossbar tile programmed once, compute N times (docs/compiler.md, Batch schedule; "
+                     "default 1)")
     d = sub.add_parser("disasm", help="readable microcode", description="Disassemble every program of a bundle.")
     d.add_argument("bundle", help="bundle directory written by 'cimtile compile'")
     for p in (c, r, rep, d):

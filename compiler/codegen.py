@@ -1,5 +1,9 @@
 """Emit microcode: one program (ending in HALT) per group of a layer's column tiles, with hardware loops
-over the output positions of a run, so a program's size grows with crossbar tiles, not with positions."""
+over the output positions of a run, so a program's size grows with crossbar tiles, not with positions.
+
+A layer with a column tile of several crossbar tiles also gets the programs of the stationary batch schedule
+(:func:`batch_programs`; docs/compiler.md, "Batch schedule"), which the runtime uses for batches of more than one
+image."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from cimtile.hw.params import TileConfig
 from .errors import node_error
 from .ir import InputBlock, LevelBlock, MaskBlock, Model, OutputSlice, Program, RqBlock, TileLayer
 
-__all__ = ["EmitPrograms", "init_program"]
+__all__ = ["EmitPrograms", "batch_programs", "init_program", "psum_ops", "stationary"]
 
 @functools.lru_cache(maxsize=4096)
 def _encode(op: Opcode, items: tuple) -> int:
@@ -127,6 +131,7 @@ class EmitPrograms:
     def apply(self, model: Model) -> tuple[Model, bool]:
         cfg = self.cfg
         model.programs = [init_program(cfg)]
+        model.batch_programs = []
         for li, L in enumerate(model.layers):
             for stage in ("weights", "tiling", "schedule"):
                 L.need(stage, "codegen")
@@ -180,4 +185,74 @@ class EmitPrograms:
                 cur.reads += reads
             if cur is not None:
                 cur.words.append(E(Opcode.HALT))
+            L.batch_programs = []
+            for wprog, prog in batch_programs(L, cfg, li):
+                model.batch_programs.append(wprog)
+                prog.setup = len(model.batch_programs) - 1
+                L.batch_programs.append(len(model.batch_programs))
+                model.batch_programs.append(prog)
         return model, False
+
+
+def _weights_program(L: TileLayer, cfg: TileConfig, li: int, ct: int, rt: int, fix: bool = False) -> Program:
+    """``LDW ; HALT`` of crossbar tile (``ct``, ``rt``) (its -128 correction tile when ``fix``: 2-bit signed
+    weights, 2 columns per output), run once per batch before the runs of the program that names it as ``setup``."""
+    (c0, c1), (r0, r1) = L.tiling.col_tiles[ct], L.tiling.row_tiles[rt]
+    g = 2 if fix else L.tiling.group
+    return Program(li, [E(Opcode.LDW, start=0, count=(c1 - c0) * g), E(Opcode.HALT)],
+                   [LevelBlock(r0, r1, c0 * g, c1 * g, cfg.rows, fix=fix)], [], role="weights")
+
+
+def _psum_program(L: TileLayer, cfg: TileConfig, li: int, ct: int, rt: int, fix: bool) -> Program:
+    """The run program of crossbar tile (``ct``, ``rt``) of a column tile of several crossbar tiles (its -128
+    correction tile when ``fix``): the row tile's inputs, the position loop of MVMs into fresh accumulators, and
+    RDACC: a partial sum of every output of the column tile, which the host adds up (:func:`psum_ops`)."""
+    P = L.schedule.chunk
+    (c0, c1), (r0, r1) = L.tiling.col_tiles[ct], L.tiling.row_tiles[rt]
+    wt = L.weights
+    cfgw = (E(Opcode.CFG, wbits=2, abits=wt.abits, wsigned=1, asigned=int(wt.asigned), adc_shift=L.tiling.adc_shift)
+            if fix else _header(L)[0])
+    ncols = (c1 - c0) * (2 if fix else L.tiling.group)
+    words = [cfgw, E(Opcode.LDIN, start=0, count=P),
+             E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=ncols)]
+    if P > 1:
+        words.append(E(Opcode.LOOP, count=P, body=1, stride_in=1, stride_acc=1, stride_out=0))
+    words += [E(Opcode.MVM, in_addr=0, acc_addr=0, accumulate=0), E(Opcode.RDACC, start=0, count=P),
+              E(Opcode.HALT)]
+    return Program(li, words, [InputBlock(((r0, r1),), P, cfg.rows)], [OutputSlice("psum", c0, c1)])
+
+
+def batch_programs(L: TileLayer, cfg: TileConfig, li: int) -> list[tuple[Program, Program]]:
+    """The stationary batch schedule's (weights program, run program) of every crossbar tile of ``L``'s column
+    tiles that span several crossbar tiles (none if every column tile is one crossbar tile: those are stationary
+    in the single-run schedule already). A batch runs each weights program once and its run program once per
+    run; the host adds the partial sums of a column tile (and requantises them with the tile's REQ arithmetic)."""
+    fixes = set(L.tiling.fix_tiles)
+    out = []
+    for ct in range(len(L.tiling.col_tiles)):
+        if stationary(L, ct):
+            continue
+        for rt in L.tiling.rows_of(ct):
+            for fix in ((False, True) if (ct, rt) in fixes else (False,)):
+                prog = _psum_program(L, cfg, li, ct, rt, fix)
+                if len(prog.words) > cfg.prog_depth:  # pragma: no cover - at most 7 words
+                    raise node_error(L.name, L.op, f"a crossbar tile's program needs {len(prog.words)} words, "
+                                     f"prog_depth is {cfg.prog_depth}")
+                out.append((_weights_program(L, cfg, li, ct, rt, fix), prog))
+    return out
+
+
+def psum_ops(L: TileLayer) -> int:
+    """Host operations per output position on the partial sums of ``L``'s column tiles of several crossbar tiles in
+    the stationary batch schedule: one add per partial sum of every output after the first, plus the
+    requantisation of the sum when the layer requantises on the tile (the host does it with the tile's REQ
+    arithmetic)."""
+    tl = L.need("tiling", "psum_ops")
+    fixes = set(tl.fix_tiles)
+    ops = 0
+    for ct, (c0, c1) in enumerate(tl.col_tiles):
+        if stationary(L, ct):
+            continue
+        parts = sum(1 + ((ct, rt) in fixes) for rt in tl.rows_of(ct))
+        ops += (c1 - c0) * (parts - 1 + int(L.requant_on_tile))
+    return ops

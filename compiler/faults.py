@@ -59,6 +59,8 @@ def mask_faults(bundle: Bundle, fault_map: np.ndarray, remap: bool = False) -> B
     model = copy.copy(bundle.model)
     model.programs = [Program(p.layer, list(p.words), list(p.feed), list(p.reads), p.cycles, p.role, p.setup)
                       for p in bundle.programs]
+    model.batch_programs = [Program(p.layer, list(p.words), list(p.feed), list(p.reads), p.cycles, p.role, p.setup)
+                            for p in bundle.model.batch_programs]
     row_maps: dict = {}
     height: dict[int, int] = {}  # layer -> rows its windows must span
     if remap:
@@ -83,7 +85,7 @@ def mask_faults(bundle: Bundle, fault_map: np.ndarray, remap: bool = False) -> B
                 need = max(need, int(rows.max()) + 1)
             height[li] = need
     mask_word = isa.encode(Opcode.LDM, start=0, count=cfg.cols)
-    for p in model.programs:
+    for p in (*model.programs, *model.batch_programs):
         if p.layer < 0 or p.role == "weights":  # masks persist: the run program that follows loads them
             continue
         words = p.words

@@ -172,8 +172,9 @@ class InputBlock:
 @dataclass(frozen=True)
 class OutputSlice:
     """What a read instruction returns: vectors of ``chunk`` positions whose lanes ``0 .. hi-lo-1`` are the layer's
-    outputs ``lo .. hi-1``; ``kind`` "out" (requantised bytes, two's complement when ``signed``) or "acc"
-    (accumulators)."""
+    outputs ``lo .. hi-1``; ``kind`` "out" (requantised bytes, two's complement when ``signed``), "acc"
+    (accumulators) or "psum" (one crossbar tile's accumulators, a partial sum the host adds up: the stationary batch
+    schedule)."""
 
     kind: str
     lo: int
@@ -343,6 +344,9 @@ class TileLayer:
     tiling: Tiling | None = None
     schedule: Schedule | None = None
     programs: list[int] = field(default_factory=list)  # indices into Model.programs (codegen)
+    #: the stationary batch schedule's run programs (indices into Model.batch_programs; their ``setup`` indices
+    #: too), for column tiles of several crossbar tiles; empty if every column tile is one crossbar tile
+    batch_programs: list[int] = field(default_factory=list)
 
     @property
     def requant_on_tile(self) -> bool:
@@ -372,6 +376,9 @@ class Model:
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     programs: list[Program] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    #: the programs of the stationary batch schedule (docs/compiler.md, "Batch schedule"), apart from ``programs``
+    #: (one image's schedule, what ``cimtile disasm`` and ``microcode.npy`` hold)
+    batch_programs: list[Program] = field(default_factory=list)
 
     def consumers(self, name: str) -> list:
         out = []

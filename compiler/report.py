@@ -11,14 +11,22 @@ from cimtile.hw.isa import Opcode
 from cimtile.hw.params import TileConfig
 from cimtile.hw.program import Halted, Walker, WalkStop, decode_program
 
+from .codegen import psum_ops
 from .errors import CompileError
 from .hostops import host_cost
 from .ir import HostStep, Model, Program
 
-__all__ = ["program_cycles", "ldw_cycles", "build_report", "format_report", "for_batch"]
+__all__ = ["PROGRAMMING_OPS", "program_cycles", "write_cycles", "build_report", "format_report", "for_batch",
+           "batch_terms"]
 
 
 _GEO_OPS = (Opcode.MVM, Opcode.REQ, Opcode.VAUR, Opcode.VAUC)
+
+#: The instructions that write the analog array's cells: their cycles are "programming" in the report and in
+#: :class:`cimtile.compiler.runtime.RunStats`, every other instruction's are "compute". LDW programs whole columns
+#: (write-and-verify); WSET writes one cell (write-and-verify); VAUR/VAUC pulse cells (the on-tile weight update of
+#: docs/training.md). The compiler emits only LDW; the others are counted the same way wherever they occur.
+PROGRAMMING_OPS = frozenset({Opcode.LDW, Opcode.WSET, Opcode.VAUR, Opcode.VAUC})
 
 
 class _Timing(Walker):
@@ -33,6 +41,7 @@ class _Timing(Walker):
         self.layer = (r["wbits"], r["abits"], bool(r["wsigned"]), bool(r["asigned"]))
         self.win = isa.reset_window(cfg)[1::2]
         self.cycles = 0
+        self.writing = 0  # of ``cycles``, those of PROGRAMMING_OPS
 
     def step(self, pc, d, offs) -> None:
         op, a = d.op, d.args
@@ -46,24 +55,23 @@ class _Timing(Walker):
             geo = isa.geometry(self.cfg, *self.layer, *self.win) if op in _GEO_OPS else None
             k = self.cost[key] = isa.cycles(op, self.ns, a, geo)
         self.cycles += k
+        if op in PROGRAMMING_OPS:
+            self.writing += k
 
     def loop(self, pc, d, end, offs, depth) -> None:
         self.step(pc, d, offs)
-        c0 = self.cycles
+        c0, w0 = self.cycles, self.writing
         self.block(pc + 1, end, offs, depth + 1)
         self.cycles += (d.args["count"] - 1) * (self.cycles - c0)
+        self.writing += (d.args["count"] - 1) * (self.writing - w0)
 
 
-def program_cycles(cfg: TileConfig, prog: Program) -> int:
-    """Cycles of one run of ``prog`` by the ISA's formulas (:func:`cimtile.hw.isa.cycles`), walking the program
-    with the golden model's walker (:class:`cimtile.hw.program.Walker`): LOOP costs 1 plus ``count`` times its
-    body. The tests check this equals the golden model's count (``timing_only`` and real runs) for every program
-    the compiler emits."""
+def _walk(cfg: TileConfig, prog: Program) -> _Timing:
     t = _Timing(cfg, decode_program(prog.words))
     try:
         t.walk()
     except Halted:
-        return t.cycles
+        return t
     except WalkStop as e:
         if e.cause is isa.Cause.PC_RANGE:
             raise CompileError(f"internal: a program of layer {prog.layer} does not end in HALT") from None
@@ -72,16 +80,18 @@ def program_cycles(cfg: TileConfig, prog: Program) -> int:
     raise AssertionError("unreachable: Walker.walk returns only by raising")  # pragma: no cover
 
 
-def ldw_cycles(cfg: TileConfig, prog: Program) -> int:
-    """Cycles of the LDW (weight programming) instructions of one run of ``prog``, by the ISA's formula (the
-    compiler never puts LDW inside a hardware loop)."""
-    ns = isa.cfg_namespace(cfg)
-    total = 0
-    for w in prog.words:
-        d = isa.decode(w)
-        if d.op is Opcode.LDW:
-            total += isa.cycles(Opcode.LDW, ns, d.args)
-    return total
+def program_cycles(cfg: TileConfig, prog: Program) -> int:
+    """Cycles of one run of ``prog`` by the ISA's formulas (:func:`cimtile.hw.isa.cycles`), walking the program
+    with the golden model's walker (:class:`cimtile.hw.program.Walker`): LOOP costs 1 plus ``count`` times its
+    body. The tests check this equals the golden model's count (``timing_only`` and real runs) for every program
+    the compiler emits."""
+    return _walk(cfg, prog).cycles
+
+
+def write_cycles(cfg: TileConfig, prog: Program) -> int:
+    """Of :func:`program_cycles`, the cycles of the instructions that write cells (:data:`PROGRAMMING_OPS`: the
+    report's "programming"), loops counted like :func:`program_cycles`."""
+    return _walk(cfg, prog).writing
 
 
 def _runs(row: dict, images: int) -> int:
@@ -89,16 +99,45 @@ def _runs(row: dict, images: int) -> int:
     return max(1, math.ceil(images * row["positions"] / row["chunk"]))
 
 
-def _batch_fields(row: dict, images: int, cfg_adc: tuple[int, int]) -> None:
-    """Fill a layer row's batch-dependent figures from its per-run ones: cycles = programming once per batch
-    (weights programs) + runs x (run programs)."""
+def batch_terms(row: dict, images: int) -> dict:
+    """A layer's schedule and cycles for a batch of ``images`` images, from its report row's per-run terms (also
+    what :class:`cimtile.search.cost.LayerCost` keeps), as the runtime schedules a batch (docs/compiler.md, "Batch
+    schedule"; :func:`cimtile.compiler.runtime.uses_stationary`):
+
+    - ``single-run`` (one image, or a layer without the stationary schedule's programs: every column tile one
+      crossbar tile): ``prog_once`` (weights programs) + runs x ``run_cycles``; ``reload_cycles`` of every run are
+      programming (LDW inside run programs, which one image's runs of a column tile of several crossbar tiles
+      repeat when the image takes more than one run).
+    - ``stationary`` (more than one image, and the layer has column tiles of several crossbar tiles):
+      ``batch_prog_once`` (every crossbar tile's weights program, once) + runs x ``batch_run_cycles``.
+
+    runs = ceil(images x positions / chunk): a batch's positions are cut into chunks across images, so compute is
+    exactly ``images`` x one image's when chunk divides positions, and at most that otherwise.
+    Returns ``schedule``, ``runs``, ``cycles``, ``program_cycles``."""
     runs = _runs(row, images)
+    if images > 1 and row.get("batch_run_cycles") is not None:
+        once, run, reload, sched = row["batch_prog_once"], row["batch_run_cycles"], row["batch_reload_cycles"], \
+            "stationary"
+    else:
+        once, run, reload, sched = row["prog_once"], row["run_cycles"], row["reload_cycles"], "single-run"
+    return {"schedule": sched, "runs": runs, "cycles": once + runs * run, "program_cycles": once + runs * reload}
+
+
+def _batch_fields(row: dict, images: int, cfg_adc: tuple[int, int]) -> None:
+    """Fill a layer row's batch-dependent figures from its per-run ones (:func:`batch_terms`)."""
+    bt = batch_terms(row, images)
+    runs = bt["runs"]
+    row["schedule"] = bt["schedule"]
     row["runs"] = runs
-    row["cycles"] = row["prog_once"] + runs * row["run_cycles"]
-    row["program_cycles"] = row["prog_once"] + runs * row["reload_cycles"]
+    row["cycles"] = bt["cycles"]
+    row["program_cycles"] = bt["program_cycles"]
     row["compute_cycles"] = row["cycles"] - row["program_cycles"]
     row["mvms"] = runs * row["mvms_per_run"]
     row["adc_conversions"] = runs * row["conv_per_run"]
+    row.pop("host_psum_ops", None)
+    if bt["schedule"] == "stationary" and row.get("psum_ops"):
+        # the partial sums of the batch's positions, added (and requantised) on the host
+        row["host_psum_ops"] = images * row["positions"] * row["psum_ops"]
     adc_cycles, n_adcs = cfg_adc
     row["adc_util"] = row["adc_conversions"] * adc_cycles / (row["cycles"] * n_adcs) if row["cycles"] else 0.0
 
@@ -113,12 +152,16 @@ def _totals(rep: dict, cfg_adc: tuple[int, int]) -> dict:
     t.update({"cycles": tot_c, "program_cycles": prog, "compute_cycles": tot_c - prog,
               "mvms": sum(r["mvms"] for r in rows), "adc_conversions": tot_conv,
               "adc_util": tot_conv * adc_cycles / (tot_c * n_adcs) if tot_c else 0.0})
+    psum = sum(r.get("host_psum_ops", 0) for r in rows)
+    t.pop("host_psum_ops", None)
+    if psum:
+        t["host_psum_ops"] = psum
     return t
 
 
 def for_batch(rep: dict, images: int) -> dict:
-    """The report ``rep`` (of any batch size) for a batch of ``images`` images: programming once per crossbar
-    tile that stays in the array for the batch, the rest once per run (``cimtile report --batch N``)."""
+    """The report ``rep`` (of any batch size) for a batch of ``images`` images, each layer on the schedule the
+    runtime uses for that batch (:func:`batch_terms`; ``cimtile report --batch N``)."""
     if not isinstance(images, int) or isinstance(images, bool) or images < 1:
         raise CompileError(f"batch = {images!r}: expected a whole number of images >= 1")
     cfg_adc = (rep["tile_config"]["adc_cycles"], rep["tile_config"]["n_adcs"])
@@ -136,12 +179,19 @@ def _shape(s) -> str:
 def build_report(model: Model, cfg: TileConfig, images: int = 1) -> dict:
     """Fill ``Program.cycles`` and return the report (per layer, host steps, totals) for ``images`` images.
 
-    Per layer: ``prog_once`` (weights programs, once per batch), ``run_cycles`` (the layer's run programs, one
-    run each) of which ``reload_cycles`` are LDWs inside run programs (column tiles of several crossbar tiles
-    reload their weights every run); ``runs`` = ceil(images x positions / chunk); ``cycles`` = prog_once + runs x
-    run_cycles, split into ``program_cycles`` and ``compute_cycles``."""
-    for p in model.programs:
-        p.cycles = program_cycles(cfg, p)
+    Per layer, the single-run schedule's ``prog_once`` (weights programs, once per batch), ``run_cycles`` (the
+    layer's run programs, one run each) of which ``reload_cycles`` are programming inside run programs (column
+    tiles of several crossbar tiles load their weights every run); for a layer with column tiles of several
+    crossbar tiles, the stationary schedule's ``batch_prog_once``, ``batch_run_cycles``, ``batch_reload_cycles``
+    and ``psum_ops`` (host operations per position on partial sums). ``runs`` = ceil(images x positions / chunk);
+    ``cycles`` and its split into ``program_cycles`` and ``compute_cycles`` by :func:`batch_terms`."""
+    memo: dict[tuple, int] = {}  # the stationary schedule's crossbar tiles of one shape have the same programs
+    for p in (*model.programs, *model.batch_programs):
+        key = tuple(p.words)
+        c = memo.get(key)
+        if c is None:
+            c = memo[key] = program_cycles(cfg, p)
+        p.cycles = c
     init = model.programs[0].cycles
     rows = []
     for L in model.layers:
@@ -167,10 +217,20 @@ def build_report(model: Model, cfg: TileConfig, images: int = 1) -> dict:
             "prog_once": sum(model.programs[p.setup].cycles for p in progs if p.setup is not None),
             "stationary_tiles": sum(1 for p in progs if p.setup is not None),
             "run_cycles": sum(p.cycles for p in progs),
-            "reload_cycles": sum(ldw_cycles(cfg, p) for p in progs),
+            "reload_cycles": sum(write_cycles(cfg, p) for p in progs),
             "mvms_per_run": n_tiles * sch.chunk, "conv_per_run": conv * sch.chunk,
             "mapping": tl.mapping, "adc_shift": tl.adc_shift,
         })
+        if L.batch_programs:
+            # the stationary schedule: the stationary column tiles' programs, and every other crossbar tile's
+            # weights program and run program
+            bprogs = [model.batch_programs[i] for i in L.batch_programs]
+            kept = [p for p in progs if p.setup is not None]
+            rows[-1].update({
+                "batch_prog_once": rows[-1]["prog_once"] + sum(model.batch_programs[p.setup].cycles for p in bprogs),
+                "batch_run_cycles": sum(p.cycles for p in kept + bprogs),
+                "batch_reload_cycles": sum(write_cycles(cfg, p) for p in kept + bprogs),
+                "psum_ops": psum_ops(L), "batch_programs": len(bprogs)})
         _batch_fields(rows[-1], images, (cfg.adc_cycles, cfg.n_adcs))
         if L.groups > 1:
             rows[-1]["groups"] = L.groups
@@ -208,8 +268,8 @@ def format_report(rep: dict) -> str:
            "ADC util"]
     n = rep.get("images", 1)
     lines = [f"tile {rep['tile']}, cycles for {'one image' if n == 1 else f'a batch of {n} images'} (golden model "
-             "count; programming: weight loads and write-and-verify, once per batch for crossbar tiles that stay "
-             "in the array, every run for the others)"]
+             "count; programming: instructions that write cells (LDW, WSET, VAUR, VAUC), once per batch for crossbar "
+             "tiles that stay in the array, every run for the others)"]
     if rep.get("tile_config"):  # the configuration as resolved at compile time (presets and JSON files alike)
         lines.append("tile config: " + " ".join(f"{k}={v}" for k, v in rep["tile_config"].items() if k != "name"))
     lines += ["",
@@ -243,6 +303,14 @@ def format_report(rep: dict) -> str:
                 line += (f", {100 * r['clip_fraction']:.2f}% of conversions clipped on the {cal} calibration inputs, "
                          f"output MSE {r['mse']:.4g} vs exact mapping (relative error {100 * r['rel_err']:.2f}%)")
             lines.append(line)
+    multi = [r["name"] for r in rep["layers"] if r.get("batch_run_cycles") is not None]
+    if multi:
+        on = [r["name"] for r in rep["layers"] if r.get("schedule") == "stationary"]
+        lines.append("batch schedule: " + (
+            f"stationary for {', '.join(on)} (every crossbar tile programmed once per batch; partial sums added on "
+            f"the host: {t.get('host_psum_ops', 0)} ops)" if on else
+            f"single-run (one image); a batch of more than one runs {', '.join(multi)} on the stationary schedule "
+            f"(column tiles of several crossbar tiles)"))
     if t.get("host_zp_ops"):
         names = ", ".join(r["name"] for r in rep["layers"] if r.get("host_zp_ops"))
         lines.append(f"asymmetric-weight correction on the host (zp_w * sum x, accumulators read back): "

@@ -7,11 +7,15 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from cimtile.hw import isa
+from cimtile.hw.isa import Opcode
+from cimtile.sim.kernels import requantise
 from numpy.lib.stride_tricks import sliding_window_view
 
 from cimtile.progress import bar as progress_bar
 
 from .backends import Backend, GoldenBackend, RtlBackend, get_backend
+from .codegen import psum_ops
 from .errors import CompileError
 from .hostops import host_cost, run_host
 from .inputs import batch_hint, check_input
@@ -27,11 +31,15 @@ class RunStats:
     images: int = 0
     init_cycles: int = 0
     layer_cycles: dict[str, int] = field(default_factory=dict)
-    #: of ``layer_cycles``, the weight-programming cycles (LDW: weights programs once per batch, and the LDWs
-    #: inside run programs, once per run)
+    #: of ``layer_cycles``, the weight-programming cycles (weights programs once per batch, and the instructions
+    #: that write cells inside run programs, once per run: :data:`cimtile.compiler.report.PROGRAMMING_OPS`)
     program_cycles: dict[str, int] = field(default_factory=dict)
+    #: the schedule each tile layer ran on: "single-run" or "stationary" (docs/compiler.md, "Batch schedule")
+    schedules: dict[str, str] = field(default_factory=dict)
     host_macs: int = 0
     host_ops: int = 0  # host element operations of tile layers (the weight zero point's correction)
+    #: host operations on the partial sums of column tiles of several crossbar tiles (adds, requantisation)
+    host_psum_ops: int = 0
     host_elem_ops: int = 0  # element operations of host steps (compiler.hostops.host_cost)
 
     @property
@@ -168,10 +176,15 @@ def _run_copies(backend: Backend, prog: Program, feed: list, B: int, what: str, 
     return res, sc
 
 
-def _program_runs(model: Model, images: int) -> int:
+def _program_runs(bundle, images: int, backend: Backend) -> int:
     """Program runs of one :func:`execute` call on ``images`` inputs (the progress bar's total)."""
-    return sum(len(L.programs) * max(1, math.ceil(images * L.schedule.positions / L.schedule.chunk))
-               for L in model.layers)
+    total = 0
+    for L in bundle.model.layers:
+        n = len(L.programs)
+        if uses_stationary(L, images) and not _equivalent(backend):
+            n = sum(1 for i in L.programs if bundle.programs[i].setup is not None) + len(_fused(bundle, L))
+        total += n * max(1, math.ceil(images * L.schedule.positions / L.schedule.chunk))
+    return total
 
 
 def _feed_block(images: _Blocks, li: int, L: TileLayer, A3: np.ndarray, ref, inblk: dict, pi: int):
@@ -189,25 +202,86 @@ def _feed_block(images: _Blocks, li: int, L: TileLayer, A3: np.ndarray, ref, inb
     raise CompileError(f"layer {L.name!r}: program {pi} loads {ref!r}, which no layer program takes")
 
 
-_LDW_CYCLES: dict = {}  # (cfg, program words) -> LDW cycles: decoding every word cost 10% of a ResNet-18 image
+_LDW_CYCLES: dict = {}  # (cfg, words) -> programming cycles: decoding every word cost 10% of a ResNet-18 image
 
 
 def _ldw_cycles(bundle, prog: Program) -> int:
-    """Cycles of the LDW instructions of one run of ``prog`` (the ISA's formula; LDW is never inside a loop)."""
-    from .report import ldw_cycles
+    """Programming cycles of one run of ``prog``: its instructions that write cells
+    (:func:`cimtile.compiler.report.write_cycles`, the ISA's formulas)."""
+    from .report import write_cycles
 
     key = (bundle.cfg, tuple(prog.words))
     c = _LDW_CYCLES.get(key)
     if c is None:
         if len(_LDW_CYCLES) > 4096:
             _LDW_CYCLES.clear()
-        c = _LDW_CYCLES[key] = ldw_cycles(bundle.cfg, prog)
+        c = _LDW_CYCLES[key] = write_cycles(bundle.cfg, prog)
     return c
 
 
+def uses_stationary(L: TileLayer, images: int) -> bool:
+    """The batch schedule's choice for layer ``L`` on a batch of ``images`` images (docs/compiler.md, "Batch
+    schedule"): the stationary schedule when the batch has more than one image and ``L`` has column tiles of
+    several crossbar tiles (which the single-run schedule reprograms every run); the single-run schedule
+    otherwise (one image, or every column tile one crossbar tile, already programmed once per batch)."""
+    return images > 1 and bool(L.batch_programs)
+
+
+def _fused(bundle, L: TileLayer) -> list[tuple[Program, int]]:
+    """The stationary schedule of ``L`` as few backend calls: consecutive (weights program, run program) pairs
+    joined into one program of at most ``prog_depth`` words (the bodies in order, one HALT), with the number of
+    pairs in each. Run on ``B`` copies, such a program does what the pairs do run one after the other, each weights
+    program once and each run program ``B`` times: the copies share the cell array (every copy's LDW stores the
+    same levels), and each run program sets CFG and WIN, loads its inputs and starts fresh accumulators."""
+    cfg = bundle.cfg
+    progs = bundle.model.batch_programs
+    out, cur, n = [], None, 0
+    for pi in L.batch_programs:
+        run = progs[pi]
+        w = progs[run.setup]
+        body = w.words[:-1] + run.words[:-1]
+        if cur is not None and len(cur.words) + len(body) + 1 > cfg.prog_depth:
+            cur.words.append(E_HALT)
+            out.append((cur, n))
+            cur = None
+        if cur is None:
+            cur, n = Program(run.layer, [], [], []), 0
+        cur.words += body
+        cur.feed += w.feed + run.feed
+        cur.reads += run.reads
+        n += 1
+    if cur is not None:
+        cur.words.append(E_HALT)
+        out.append((cur, n))
+    return out
+
+
+def _equivalent(backend: Backend) -> bool:
+    """True if ``backend`` computes the stationary schedule's outputs with the single-run programs (run_layer)."""
+    return isinstance(backend, GoldenBackend) and not backend.run_stationary
+
+
+_COUNTED: dict = {}  # (cfg, words) -> the golden model's timing-mode count of a stationary group's cycles
+
+
+def _counted(backend: GoldenBackend, prog: Program, feed: list) -> int:
+    key = (backend.cfg, tuple(prog.words))
+    c = _COUNTED.get(key)
+    if c is None:
+        if len(_COUNTED) > 4096:
+            _COUNTED.clear()
+        c = _COUNTED[key] = backend.count(prog.words, feed)
+    return c
+
+
+E_HALT = isa.encode(Opcode.HALT)
+
+
 def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, images: _Blocks,
-              stats: RunStats, bar=None) -> np.ndarray:
-    """Run one tile layer on input codes ``x``; returns output codes, or the accumulator's real (or int32) value."""
+              stats: RunStats, bar=None, batch: int | None = None) -> np.ndarray:
+    """Run one tile layer on input codes ``x``; returns output codes, or the accumulator's real (or int32) value.
+    ``batch``: the images of the batch ``x`` belongs to (default ``stats.images``), which chooses the layer's
+    schedule (:func:`uses_stationary`)."""
     K, N = L.weights.K, L.weights.N
     zp_in = int(L.in_spec.zero_point)
     x = np.asarray(x)
@@ -236,25 +310,66 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
     Y = np.zeros((B * P, N), dtype=np.int64)
     cycles = 0
     program = 0
+    stationary = uses_stationary(L, stats.images if batch is None else batch)
+    stats.schedules[L.name] = "stationary" if stationary else "single-run"
+    psum: set[tuple[int, int]] = set()  # output ranges summed from partial sums on the host
+    # the stationary schedule runs the layer's stationary column tiles' programs (those with a weights program) as
+    # the single-run schedule does, and its other column tiles crossbar tile by crossbar tile. The golden backend
+    # (unless told to run the stationary programs themselves) computes those column tiles' outputs with the
+    # single-run schedule's programs, which give the same codes (tested), and counts the stationary programs' cycles
+    # in timing mode: its copies share one array, so a single-run program on B copies programs each crossbar tile
+    # once too, and it reads back no partial sums.
+    equivalent = stationary and _equivalent(backend)
     for pi in L.programs:
         prog = bundle.programs[pi]
+        counted = not stationary or prog.setup is not None
+        if not (counted or equivalent):
+            continue
         feed = [_feed_block(images, li, L, A3, ref, inblk, pi) for ref in prog.feed]
         setup = None
         if prog.setup is not None:
             wp = bundle.programs[prog.setup]
             setup = (wp.words, [_feed_block(images, li, L, A3, ref, inblk, prog.setup) for ref in wp.feed])
         res, sc = _run_copies(backend, prog, feed, B, f"layer {L.name!r}", bar, setup)
-        cycles += int(res.cycles) * B + sc  # the golden model counts one copy of the batch; copies are runs
-        program += sc + B * _ldw_cycles(bundle, prog)
+        if counted:
+            cycles += int(res.cycles) * B + sc  # the golden model counts one copy of the batch; copies are runs
+            program += sc + B * _ldw_cycles(bundle, prog)
         for ref, blk in zip(prog.reads, res.outputs):
             blk = np.asarray(blk).reshape(B * P, -1)[:, : ref.hi - ref.lo]
             if ref.kind == "out" and ref.signed:
                 blk = blk.astype(np.uint8).view(np.int8)
             Y[:, ref.lo:ref.hi] = blk
+    if stationary:
+        halt = isa.cycles(Opcode.HALT, isa.cfg_namespace(bundle.cfg), {})
+        for prog, n in _fused(bundle, L):
+            feed = [_feed_block(images, li, L, A3, ref, inblk, -1) for ref in prog.feed]
+            if equivalent:
+                c = _counted(backend, prog, feed)
+            else:
+                res, _ = _run_copies(backend, prog, feed, B, f"layer {L.name!r}", bar)
+                c = int(res.cycles)
+                for ref, blk in zip(prog.reads, res.outputs):
+                    # a crossbar tile's partial sums: the host adds them up, exactly
+                    Y[:, ref.lo:ref.hi] += np.asarray(blk).reshape(B * P, -1)[:, : ref.hi - ref.lo]
+                    psum.add((ref.lo, ref.hi))
+            # one copy ran n weights programs' LDWs and n run programs' bodies, with one HALT: the batch runs each
+            # weights program (LDW, HALT) once and each run program (body, HALT) B times
+            w = _ldw_cycles(bundle, prog)
+            cycles += w + n * halt + B * (c - w - halt + n * halt)
+            program += w + n * halt
+        stats.host_psum_ops += M * psum_ops(L)
     stats.layer_cycles[L.name] = stats.layer_cycles.get(L.name, 0) + cycles
     stats.program_cycles[L.name] = stats.program_cycles.get(L.name, 0) + program
     Y = Y[:M]
     rq = bundle.rq[li]
+    if psum:
+        if L.requant_on_tile:
+            # the summed column tiles requantise on the host with the tile's own REQ arithmetic (the golden
+            # model's kernel), so the codes are those the tile stores in the single-run schedule
+            q = L.need("requant", "runtime")
+            for lo, hi in sorted(psum):
+                Y[:, lo:hi] = requantise(Y[:, lo:hi], rq["bias"][lo:hi], rq["mult"][lo:hi], rq["shift"][lo:hi],
+                                         q.zero_point, q.clamp[0], q.clamp[1], L.relu)
     if L.weights.host_corrected:
         # the weight zero point's term, exactly: -zp_w[n] * sum_k (x_k - zp_in) (padding adds 0)
         # (grouped layers: per group, over the group's own inputs only)
@@ -295,7 +410,7 @@ def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: 
     images = _Blocks(bundle)
     layer_index = {id(L): i for i, L in enumerate(model.layers)}
     # The bar counts program runs (a layer's programs times its copies), so it moves through a long layer.
-    bar = progress_bar(total=_program_runs(model, int(x.shape[0])), desc=f"cimtile run ({backend.name})",
+    bar = progress_bar(total=_program_runs(bundle, int(x.shape[0]), backend), desc=f"cimtile run ({backend.name})",
                        unit="run", progress=progress)
     for s in model.steps:
         if isinstance(s, TileLayer):

@@ -193,10 +193,11 @@ def evaluate(job: dict) -> dict:
     if counts["adc_conversions"] != rep["adc_conversions"]:  # pragma: no cover - energy.py's count drifted
         raise AssertionError("operation_counts disagrees with the report's ADC conversions")
     # cell writes per image of a batch: each cell once per batch when it stays programmed (every layer when the
-    # network fits in n_tiles; else the layers the compiler keeps stationary), once per run for reloaded layers
+    # network fits in n_tiles; else the layers the runtime's batch schedule programs once per batch: every layer
+    # for more than one image, docs/compiler.md "Batch schedule"), once per run for reloaded layers
     writes = 0
     for lc, lay in zip(cost.layers, counts["layers"]):
-        if fits or lc.reload_cycles == 0:
+        if fits or lc.stationary(batch):
             writes += lay["cells_stored"]
         else:
             writes += lay["cells_stored"] * math.ceil(batch * lc.positions / lc.chunk)

@@ -58,18 +58,34 @@ class LayerCost:
     adc_conversions: int
     xbar_tiles: int
     rows_per_tile: int
-    # the report's per-batch terms (compiler/report.py): cycles of N images = prog_once + ceil(N*positions/chunk)
-    # x run_cycles
+    # the report's per-batch terms (compiler/report.py, batch_terms): the single-run schedule's (cycles of N images
+    # = prog_once + ceil(N*positions/chunk) x run_cycles) and, for a layer with column tiles of several crossbar
+    # tiles, the stationary schedule's (batch_*; None without), which the runtime uses for more than one image
     prog_once: int = 0
     run_cycles: int = 0
     reload_cycles: int = 0
     positions: int = 1
     chunk: int = 1
+    batch_prog_once: int | None = None
+    batch_run_cycles: int | None = None
+    batch_reload_cycles: int | None = None
 
     def batch_cycles(self, images: int) -> tuple[int, int]:
-        """(cycles, programming cycles) of ``images`` images, as the runtime schedules a batch."""
-        runs = max(1, math.ceil(images * self.positions / self.chunk))
-        return self.prog_once + runs * self.run_cycles, self.prog_once + runs * self.reload_cycles
+        """(cycles, programming cycles) of ``images`` images, as the runtime schedules a batch
+        (:func:`cimtile.compiler.report.batch_terms`)."""
+        from cimtile.compiler.report import batch_terms
+
+        t = batch_terms(self.__dict__, images)
+        return t["cycles"], t["program_cycles"]
+
+    def stationary(self, images: int) -> bool:
+        """True if a batch of ``images`` images programs every crossbar tile of the layer once (the runtime's
+        stationary schedule, or one run of the single-run schedule, or no reloads in it); False if the single-run
+        schedule programs some crossbar tiles once per run."""
+        from cimtile.compiler.report import batch_terms
+
+        return (batch_terms(self.__dict__, images)["schedule"] == "stationary" or self.reload_cycles == 0
+                or math.ceil(images * self.positions / self.chunk) == 1)
 
     @property
     def compute_cycles(self) -> int:
@@ -95,8 +111,8 @@ class CostResult:
     def cost(self, kind: str = "compute", batch: int = 1000) -> int:
         """The scalar a search minimises: ``compute`` (cycles without weight programming), ``total`` (one image,
         weights programmed as the compiled programs do), or ``batch`` (``batch`` images as the runtime schedules a
-        batch: weights programmed once per crossbar tile that stays in the array, the rest per run; the mask-clear
-        init once)."""
+        batch, docs/compiler.md "Batch schedule": for more than one image every crossbar tile programmed once per
+        batch; the mask-clear init once)."""
         t = self.totals
         if kind == "compute":
             return t["compute_cycles"]
@@ -339,9 +355,11 @@ class CostModel:
                                  f"expected w{wb}a{ab} rows {rows}")
         m, _ = EmitPrograms(self.cfg).apply(m)
         row = build_report(m, self.cfg)["layers"][0]
+        opt = {k: (int(row[k]) if k in row else None)
+               for k in ("batch_prog_once", "batch_run_cycles", "batch_reload_cycles")}
         lc = LayerCost(L.name, wb, ab, int(row["cycles"]), int(row["program_cycles"]), int(row["adc_conversions"]),
                        int(row["xbar_tiles"]), int(tl.row_tile), int(row["prog_once"]), int(row["run_cycles"]),
-                       int(row["reload_cycles"]), int(sch.positions), int(sch.chunk))
+                       int(row["reload_cycles"]), int(sch.positions), int(sch.chunk), **opt)
         self._memo[key] = lc
         return lc
 

@@ -84,9 +84,10 @@ def analog_area_mm2(cfg: TileConfig, n_tiles: int = 1) -> dict:
 def operation_counts(bundle) -> dict:
     """Events of one image of a compiled bundle (:class:`cimtile.compiler.Bundle`): ADC conversions, row DAC
     drives (one per active row per input slice), cell reads (one per cell of the active window per input slice),
-    cell writes (every cell an LDW programs, as compiled: weights loaded once per run of each layer's programs;
-    ``cells_stored``: each crossbar tile's cells once, what weight-stationary tiles program; ``layers``: per
-    layer its ``cells_stored`` and ``runs`` per image),
+    cell writes (every cell an LDW programs, as one image's programs do: weights loaded once per run of each
+    layer's programs; ``cells_stored``: each crossbar tile's cells once, what weight-stationary tiles program and
+    what the runtime's batch schedule programs per batch of more than one image, docs/compiler.md "Batch
+    schedule"; ``layers``: per layer its ``cells_stored`` and ``runs`` per image),
     buffer bytes (input bytes loaded and output/accumulator bytes read back), MVMs.
 
     The conversions are counted the way :func:`cimtile.compiler.report.build_report` counts them (the count the

@@ -61,3 +61,23 @@ def test_rtl_backend_grouped_conv_with_asymmetric_weights():
     y_r, st_r = compiler.run(b, x, backend="rtl", stats=True)
     np.testing.assert_array_equal(y_r, y_g)
     assert st_r.cycles == st_g.cycles == b.report["totals"]["cycles"]
+
+
+def test_rtl_backend_runs_the_stationary_batch_schedule():
+    """Issue 10's batch schedule on the RTL: a batch of 2 images of a model whose first layer's column tiles span
+    several crossbar tiles runs that layer's stationary programs (each weights program once, partial sums read back
+    and added on the host); outputs and cycles equal the golden backend's, the report's and single-image runs'."""
+    pytest.importorskip("cocotb")
+    from cimtile.compiler.report import for_batch
+
+    m = models.qlinear_conv(cin=2, cout=4, hw=3)
+    b = compiler.compile_model(m, "tiny")
+    assert b.model.layers[0].batch_programs and len(b.model.layers[0].tiling.row_tiles) > 1
+    x = np.random.default_rng(6).integers(0, 256, (2, 2, 3, 3)).astype(np.uint8)
+    y_g, st_g = compiler.run(b, x, backend="golden", stats=True)
+    y_r, st_r = compiler.run(b, x, backend="rtl", stats=True)
+    assert st_r.schedules[b.model.layers[0].name] == "stationary"
+    np.testing.assert_array_equal(y_r, y_g)
+    np.testing.assert_array_equal(y_g, np.concatenate([compiler.run(b, x[i:i + 1]) for i in range(2)]))
+    assert st_r.layer_cycles == st_g.layer_cycles and st_r.program_cycles == st_g.program_cycles
+    assert st_r.cycles == st_g.cycles == for_batch(b.report, 2)["totals"]["cycles"]

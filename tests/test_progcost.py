@@ -95,3 +95,171 @@ def test_wset_and_vau_wait_their_programming_time_on_golden_and_rtl(wc, pc):
     rtl = run_rtl(cfg, [(p, din) for (p, _), (_, din, _) in zip(runs, gold)])
     assert [r.cycles for r in rtl] == [g[0].cycles for g in gold]
     assert rtl[1].dout == gold[1][2]
+
+
+def _ldw(cfg, cols: int) -> int:
+    """Cycles of ``LDW cols``, from the ISA's formula."""
+    return isa.cycles(Opcode.LDW, isa.cfg_namespace(cfg), {"start": 0, "count": cols})
+
+
+def _programming_once(b, L, weights_halts: bool) -> int:
+    """Every crossbar tile of ``L`` programmed once: one LDW of its columns each (the -128 correction tiles 2
+    columns per output), plus the HALT of a weights program per crossbar tile (``weights_halts``) or per stationary
+    column tile only (the single-run schedule, whose other LDWs sit in run programs)."""
+    cfg, tl = b.cfg, L.tiling
+    halt = isa.cycles(Opcode.HALT, isa.cfg_namespace(cfg), {})
+    width = [(c1 - c0) for c0, c1 in tl.col_tiles]
+    once = sum(_ldw(cfg, width[ct] * tl.group) for ct, _ in tl.pairs())
+    once += sum(_ldw(cfg, width[ct] * 2) for ct, _ in tl.fix_tiles)
+    n_w = len(tl.pairs()) + len(tl.fix_tiles) if weights_halts else sum(
+        1 for i in L.programs if b.programs[i].setup is not None)
+    return once + n_w * halt
+
+
+def _separate_cycles(b, L, x1, n: int) -> int:
+    """Layer ``L``'s cycles for ``n`` images with the stationary schedule's programs run one by one on the golden
+    model (each weights program once, then its run program on the batch's runs), without the runtime."""
+    from cimtile.compiler.backends import GoldenBackend
+    from cimtile.compiler.runtime import _Blocks, _feed_block, im2col
+
+    li = b.model.layers.index(L)
+    A, _ = im2col(x1, L.conv, int(L.in_spec.zero_point))
+    P = L.schedule.chunk
+    B = -(-A.shape[0] // P)
+    Ap = np.full((B * P, A.shape[1]), int(L.in_spec.zero_point), dtype=np.uint8)
+    Ap[:A.shape[0]] = A
+    A3 = Ap.reshape(B, P, -1)
+    be, blocks, total = GoldenBackend(b.cfg), _Blocks(b), 0
+    for pi in [i for i in L.programs if b.programs[i].setup is not None]:
+        p, w = b.programs[pi], b.programs[b.programs[pi].setup]
+        total += be.run(w.words, [_feed_block(blocks, li, L, A3, r, {}, 0) for r in w.feed], B).check().cycles
+        total += B * be.run(p.words, [_feed_block(blocks, li, L, A3, r, {}, 0) for r in p.feed], B).check().cycles
+    for pi in L.batch_programs:
+        p = b.model.batch_programs[pi]
+        w = b.model.batch_programs[p.setup]
+        total += be.run(w.words, [_feed_block(blocks, li, L, A3, r, {}, 0) for r in w.feed], B).check().cycles
+        total += B * be.run(p.words, [_feed_block(blocks, li, L, A3, r, {}, 0) for r in p.feed], B).check().cycles
+    return total
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_batch_rule_programming_once_plus_n_compute(n):
+    """Issue 10's batch rule on a model with a layer whose column tiles span several crossbar tiles: the cycles of
+    N images = programming once per crossbar tile + N x compute, in the report and as the golden model counts them,
+    and the outputs equal N single-image runs (docs/compiler.md, "Batch schedule")."""
+    b = compiler.compile_model(models.qlinear_conv(hw=5), "tiny")
+    L1, L2 = b.model.layers
+    assert len(L1.tiling.row_tiles) > 1 and L1.batch_programs  # column tiles of several crossbar tiles
+    assert len(L2.tiling.row_tiles) == 1 and not L2.batch_programs  # every column tile one crossbar tile
+    x = np.random.default_rng(4).integers(0, 256, (3, 3, 5, 5)).astype(np.uint8)
+    y, st = compiler.run(b, x[:n], stats=True)
+    assert np.array_equal(y, np.concatenate([compiler.run(b, x[i:i + 1]) for i in range(n)]))
+    rep = for_batch(b.report, n)
+    assert st.cycles == rep["totals"]["cycles"] and st.compute_cycles == rep["totals"]["compute_cycles"]
+    one = {r["name"]: r for r in b.report["layers"]}
+    for L, row in zip(b.model.layers, rep["layers"]):
+        stationary = n > 1 and bool(L.batch_programs)
+        assert row["schedule"] == st.schedules[L.name] == ("stationary" if stationary else "single-run")
+        assert st.layer_cycles[L.name] == row["cycles"] and st.program_cycles[L.name] == row["program_cycles"]
+        assert row["positions"] == row["chunk"]  # one run per image: N x compute exactly
+        # programming once per crossbar tile, whatever n
+        assert row["program_cycles"] == _programming_once(b, L, stationary)
+        # N x compute: one image's compute on the schedule the batch uses
+        per_image = (row["batch_run_cycles"] - row["batch_reload_cycles"]) if stationary else \
+            one[L.name]["compute_cycles"]
+        assert row["compute_cycles"] == n * per_image
+        assert row["cycles"] == row["program_cycles"] + n * per_image
+        if stationary:  # the partial sums cost host operations; the programs run one by one count the same cycles
+            assert row["host_psum_ops"] == n * row["positions"] * row["psum_ops"] > 0
+            assert _separate_cycles(b, L, x[:n], n) == row["cycles"]
+    assert st.host_psum_ops == rep["totals"].get("host_psum_ops", 0)
+    assert "batch schedule: " + ("stationary for qconv1" if n > 1 else "single-run") in compiler.report(b, batch=n)
+
+
+@pytest.mark.parametrize("make", ["conv", "int32_minus_128", "fault_mask", "saved"])
+def test_golden_runs_the_stationary_programs_themselves_alike(make, tmp_path):
+    """The golden backend's default (single-run programs for the outputs, the stationary programs' cycles counted in
+    timing mode) equals running the stationary programs themselves: outputs (the host's sums of partial sums and its
+    requantisation with the tile's REQ arithmetic) and cycles; the -128 correction tiles and accumulator mode too."""
+    from cimtile.compiler.backends import GoldenBackend
+    from cimtile.compiler.runtime import execute
+
+    r = np.random.default_rng(7)
+    if make != "int32_minus_128":
+        b = compiler.compile_model(models.qlinear_conv(hw=5), "tiny", out=tmp_path / "b" if make == "saved" else None)
+        if make == "fault_mask":  # the stationary programs load the fault mask too
+            from cimtile.compiler.faults import mask_faults
+
+            fm = np.zeros((b.cfg.rows, b.cfg.cols), dtype=bool)
+            fm[2, 3] = fm[9, 12] = True
+            b = mask_faults(b, fm)
+        elif make == "saved":  # the bundle keeps the stationary schedule's programs
+            b = compiler.load(tmp_path / "b")
+            assert b.model.batch_programs and "batch program" in compiler.disasm(b)
+        x = r.integers(0, 256, (3, 3, 5, 5)).astype(np.uint8)
+    else:
+        w = r.integers(-127, 128, (40, 5)).astype(np.int8)
+        w[3, 2] = w[30, 4] = -128
+        b = compiler.compile_model(models.matmul_integer_int8(w), "tiny")
+        assert b.model.layers[0].tiling.fix_tiles and b.model.layers[0].batch_programs
+        x = r.integers(-128, 128, (3, 40)).astype(np.int8)
+    out_d, st_d = execute(b, x, GoldenBackend(b.cfg))
+    out_s, st_s = execute(b, x, GoldenBackend(b.cfg, run_stationary=True))
+    (k,) = out_d
+    assert np.array_equal(out_d[k], out_s[k])
+    assert st_d.layer_cycles == st_s.layer_cycles and st_d.program_cycles == st_s.program_cycles
+    assert st_s.host_psum_ops == st_d.host_psum_ops > 0
+    assert st_d.cycles == for_batch(b.report, 3)["totals"]["cycles"]
+    if make == "int32_minus_128":  # exact: (x - zero point) @ w
+        assert np.array_equal(out_s[k], (x.astype(np.int64) + 3) @ w.astype(np.int64))
+
+
+def test_cell_writing_instructions_are_programming():
+    """WSET, VAUR and VAUC write cells, as LDW does: the report's split (:func:`write_cycles`) puts their cycles,
+    inside loops too, under programming; MSET (a digital mask bit) and the rest are compute. Checked against the
+    golden model's count of the program with those instructions replaced by NOPs."""
+    from cimtile.compiler.ir import Program
+    from cimtile.compiler.report import PROGRAMMING_OPS, program_cycles, write_cycles
+
+    cfg = PRESETS["tiny"].replace(name="t", write_cycles=7, pulse_cycles=3)
+    E = isa.encode
+    prog = [E(Opcode.LDD, start=0, count=2), E(Opcode.LOOP, count=3, body=3, stride_in=0, stride_acc=0, stride_out=0),
+            E(Opcode.WSET, row=3, col=2, value=1), E(Opcode.VAUR, delta_addr=0, pair=0),
+            E(Opcode.VAUC, delta_addr=1, pair=1), E(Opcode.MSET, row=4, col=2, value=1),
+            E(Opcode.LDW, start=0, count=2), E(Opcode.HALT)]
+    nop = [E(Opcode.NOP) if isa.decode(w).op in PROGRAMMING_OPS else w for w in prog]
+    deltas = np.zeros((2, cfg.delta_len), dtype=np.int64)
+    lv = np.zeros((cfg.rows, 2), dtype=np.int64)
+    full = Tile(cfg).run(prog, [deltas, lv], timing_only=True).check().cycles
+    rest = Tile(cfg).run(nop, [deltas], timing_only=True).check().cycles
+    n_nops = 3 * 3 + 1
+    p = Program(0, prog, [], [])
+    assert program_cycles(cfg, p) == full
+    assert write_cycles(cfg, p) == full - rest + n_nops * isa.cycles(Opcode.NOP, isa.cfg_namespace(cfg), {}) > 0
+
+
+@pytest.mark.parametrize("run_stationary", [False, True])
+def test_progress_bar_counts_the_stationary_schedules_runs(monkeypatch, run_stationary):
+    """The run bar's total is the program runs the batch makes, on either golden path of the stationary schedule."""
+    import io
+    import sys
+
+    import cimtile.compiler.runtime as runtime
+    from cimtile.compiler.backends import GoldenBackend
+
+    from cimtile import progress
+
+    b = compiler.compile_model(models.qlinear_conv(hw=5), "tiny")
+    x = np.random.default_rng(3).integers(0, 256, (20, 3, 5, 5)).astype(np.uint8)
+    bars = []
+
+    def keep(*a, **kw):
+        bars.append(progress.bar(*a, **kw))
+        return bars[-1]
+
+    monkeypatch.setattr(runtime, "progress_bar", keep)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    out, st = runtime.execute(b, x, GoldenBackend(b.cfg, run_stationary=run_stationary), progress=True)
+    assert st.schedules[b.model.layers[0].name] == "stationary"
+    assert bars[0].total == bars[0].n > 0
+    assert np.array_equal(next(iter(out.values())), compiler.run(b, x, progress=False))

@@ -41,7 +41,7 @@ def test_cost_equals_compiled_and_golden(quantized, kind, tile):
         assert [(L["wbits"], L["abits"]) for L in rep["layers"]] == pol
         _, st = run(b, x, stats=True)
         assert st.init_cycles == r.init_cycles
-        rep2 = for_batch(rep, 2)  # two images: weights programmed once per stationary crossbar tile
+        rep2 = for_batch(rep, 2)  # two images: every crossbar tile programmed once (docs/compiler.md, batch schedule)
         for lc, row, row2 in zip(r.layers, rep["layers"], rep2["layers"]):
             assert lc.name == row["name"]
             assert lc.cycles == row["cycles"] and lc.program_cycles == row["program_cycles"]
