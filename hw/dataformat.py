@@ -28,16 +28,16 @@ def formats(cfg: TileConfig) -> dict[Opcode, Format]:
     LDRQ is the exception to item alignment: its records run on across words, so its "item" is the
     whole run and :func:`pack` is called with one item of ``count`` records.
     """
-    R, C = cfg.rows, cfg.cols
+    rows, cols = cfg.rows, cfg.cols
     return {
-        Opcode.LDW: Format(R, cfg.cell_bits, False, cfg.col_words),
-        Opcode.RDW: Format(R, cfg.cell_bits, False, cfg.col_words),
-        Opcode.LDM: Format(R, 1, False, cfg.mask_words),
-        Opcode.RDM: Format(R, 1, False, cfg.mask_words),
-        Opcode.LDIN: Format(R, 8, False, cfg.in_words),
+        Opcode.LDW: Format(rows, cfg.cell_bits, False, cfg.col_words),
+        Opcode.RDW: Format(rows, cfg.cell_bits, False, cfg.col_words),
+        Opcode.LDM: Format(rows, 1, False, cfg.mask_words),
+        Opcode.RDM: Format(rows, 1, False, cfg.mask_words),
+        Opcode.LDIN: Format(rows, 8, False, cfg.in_words),
         Opcode.LDD: Format(cfg.delta_len, 8, True, cfg.delta_words),
-        Opcode.RDOUT: Format(C, 8, False, cfg.out_words),
-        Opcode.RDACC: Format(C, cfg.acc_bits, True, cfg.acc_words),
+        Opcode.RDOUT: Format(cols, 8, False, cfg.out_words),
+        Opcode.RDACC: Format(cols, cfg.acc_bits, True, cfg.acc_words),
     }
 
 

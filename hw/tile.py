@@ -15,9 +15,11 @@ from .crossbar import Crossbar
 from .fetch import Fetch
 from .isa import ARGS, INSTR, RQ_VALUE_RANGE, Cause, Opcode
 from .layer import LayerRegisters
+from .load_formatter import LoadFormatter
 from .loop_stack import OFFSET_BITS, LoopStack, pc_bits
 from .mvm_lanes import MvmLanes
 from .params import ADDR_BITS, TileConfig
+from .read_formatter import ReadFormatter
 from .requant_bank import RequantBank
 from .shift_add import ShiftAdd
 from .vau import Vau
@@ -62,19 +64,16 @@ class _Parts:
     vau: Vau
     xbar: Crossbar
     fetch: Fetch
+    loader: LoadFormatter
+    reader: ReadFormatter
     ports: dict  # memory ports by name
     # per-instruction registers
-    addr_a: Signal  # base address of the instruction's item range
     addr_b: Signal  # the MVM's accumulator / REQ's output address
     accumulate: Signal
     drain: Signal
     word_ok: Signal  # no PC_RANGE and no static cause: CFG, WIN, CFGRQ, SYNC commit on this alone
     acc_write: Signal  # the MVM's accumulator vector is written this cycle (the next instruction's first)
-    item: Signal  # item index within a load
-    word: Signal  # word index within an item
-    left: Signal  # words left in a load/read
-    stage: list  # staged bus words of a multi-word item
-    read_col: Signal  # the crossbar column RDW/RDM reads
+    left: Signal  # records left in an LDRQ
     program_wait: Signal  # cycles left of the array's programming: LDW, WSET (write_cycles), VAUR/VAUC (pulses)
 
 
@@ -254,7 +253,7 @@ class Tile(wiring.Component):
         units = {
             "layer_regs": LayerRegisters(cfg), "loops": LoopStack(cfg), "lanes": MvmLanes(cfg, self.mutation),
             "shift_add": ShiftAdd(cfg), "requant": RequantBank(cfg), "vau": Vau(cfg), "xbar": Crossbar(cfg),
-            "fetch": Fetch(cfg),
+            "fetch": Fetch(cfg), "loader": LoadFormatter(cfg), "reader": ReadFormatter(cfg),
         }
         for name, unit in units.items():
             m.submodules[name] = unit
@@ -291,24 +290,25 @@ class Tile(wiring.Component):
         step = Signal(2)
         first = Signal()
         m.d.comb += first.eq(step == 0)
-        max_words = max(cfg.in_words, cfg.col_words, cfg.mask_words, cfg.delta_words, 1)
         p = _Parts(
             view=data.View(INSTR, word[:INSTR.size]), first=first, step=step, fin=Signal(name="fin"),
             stall=Signal(name="stall"), err=Signal(name="err"), err_cause=Signal(Cause, name="err_cause"),
             halt=Signal(name="halt"), xfer=Signal(name="xfer"), pc=Signal(pc_bits(cfg), name="pc"),
             tag=Signal(TAG_BITS, init=isa.RESET_SYNC_TAG, name="tag"), offsets=offsets, room=room, ports=ports,
-            addr_a=Signal(SUM_BITS, name="addr_a"), addr_b=Signal(SUM_BITS, name="addr_b"),
+            addr_b=Signal(SUM_BITS, name="addr_b"),
             accumulate=Signal(name="accumulate"), drain=Signal(3, name="drain"),
             acc_write=Signal(name="acc_write"), word_ok=Signal(name="word_ok"),
-            item=Signal(ADDR_BITS + 1, name="item"),
-            word=Signal(range(max(max_words, cfg.acc_words, cfg.out_words, 1) + 1), name="word"),
-            left=Signal(ADDR_BITS + 12, name="left"),
-            stage=[Signal(cfg.bus_bits, name=f"stage{i}") for i in range(max_words - 1)],
-            read_col=Signal(ADDR_BITS, name="read_col"),
+            left=Signal(ADDR_BITS + 1, name="left"),
             program_wait=Signal(range(max(cfg.write_cycles, isa.VAUR_PHASES * cfg.pulse_cycles,
                                           isa.VAUC_PHASES * cfg.pulse_cycles) + 1), name="program_wait"),
             **units)
         args = p.view.args
+        # The stream formatters see every instruction and their sources; they act on their strobes only.
+        reader = p.reader
+        m.d.comb += [p.loader.opcode.eq(p.view.opcode), p.loader.word.eq(self.din.payload),
+                     reader.opcode.eq(p.view.opcode), reader.items.rdout.eq(ports["out_r"].data),
+                     reader.items.rdacc.eq(ports["acc_r"].data), reader.items.rdw.eq(xbar.rd_levels),
+                     reader.items.rdm.eq(xbar.rd_mask)]
         m.d.comb += [shift_add.accumulate.eq(p.accumulate), vau.fields.eq(args.vau), vau.cell.eq(args.cell),
                      p.layer_regs.cfg_fields.eq(args.cfg), p.layer_regs.win_fields.eq(args.win),
                      rq.cfgrq.eq(args.cfgrq)]
@@ -324,9 +324,7 @@ class Tile(wiring.Component):
         """Operand reads, decoded from the opcode alone (not from the checks, whose failure stops
         the run anyway; a read has no side effect): the field plus the loop offset on the memory's
         address bits only, so the word's path to the read ports is a narrow adder and a 2:1 mux."""
-        cfg, args, op, ports = self.cfg, p.view.args, p.view.opcode, p.ports
-        last_word = Signal()
-        m.d.comb += last_word.eq(p.xfer & (p.word == Mux(op == Opcode.RDACC, cfg.acc_words - 1, cfg.out_words - 1)))
+        cfg, args, op, ports, reader = self.cfg, p.view.args, p.view.opcode, p.ports, p.reader
 
         def bits_for(depth):
             return max(1, (depth - 1).bit_length())
@@ -349,11 +347,11 @@ class Tile(wiring.Component):
                 dl_r.en.eq((op == Opcode.VAUR) | (op == Opcode.VAUC)),
             ]
         with m.Else():
-            # RDACC/RDOUT: the next item at addr_a once the current one's last word left.
-            m.d.comb += [acc_r.addr.eq(p.addr_a[:bits_for(cfg.acc_depth)]),
-                         acc_r.en.eq((op == Opcode.RDACC) & last_word),
-                         out_r.addr.eq(p.addr_a[:bits_for(cfg.out_depth)]),
-                         out_r.en.eq((op == Opcode.RDOUT) & last_word)]
+            # RDACC/RDOUT: the next item, once the current one's last word left (the read formatter).
+            m.d.comb += [acc_r.addr.eq(reader.read_addr[:bits_for(cfg.acc_depth)]),
+                         acc_r.en.eq((op == Opcode.RDACC) & reader.read_en),
+                         out_r.addr.eq(reader.read_addr[:bits_for(cfg.out_depth)]),
+                         out_r.en.eq((op == Opcode.RDOUT) & reader.read_en)]
 
     def _static_cause(self, m, w):
         """The cause of the first failing check that depends on the word ``w`` alone (reserved
@@ -447,69 +445,49 @@ class Tile(wiring.Component):
                      loops.push_strides[0].eq(a.stride_in), loops.push_strides[1].eq(a.stride_acc),
                      loops.push_strides[2].eq(a.stride_out)]
 
-    def _range_check(self, m, p: _Parts, space: int | None, depth: int):
+    def _range_check(self, m, p: _Parts, space: int | None):
         """The run-time range check of a load or read in a strided space (others are static)."""
-        cnt = p.view.args.range.count_m1 + 1
+        item_range = p.view.args.range
         if space is not None:
-            self._error_if(m, p, (p.view.args.range.start + cnt) > p.room[space], Cause.ADDR)
+            self._error_if(m, p, (item_range.start + item_range.count_m1 + 1) > p.room[space], Cause.ADDR)
 
     def _load(self, m, op, p: _Parts):
-        """LDW/LDM/LDIN/LDD: cycle 0 checks and latches; then count x words bus words from din (and,
-        for LDW, ``write_cycles`` after each column: the array's programming time)."""
-        cfg, rng, xbar, ports = self.cfg, p.view.args.range, p.xbar, p.ports
-        nwords, depth, space = {Opcode.LDW: (cfg.col_words, cfg.cols, None),
-                                Opcode.LDM: (cfg.mask_words, cfg.cols, None),
-                                Opcode.LDIN: (cfg.in_words, cfg.in_depth, 0),
-                                Opcode.LDD: (cfg.delta_words, cfg.delta_depth, None)}[op]
-        cnt = rng.count_m1 + 1
-
-        def write(addr, item):
-            if op in (Opcode.LDW, Opcode.LDM):
-                levels = op is Opcode.LDW
-                m.d.comb += [xbar.wr_col.eq(addr), (xbar.wr_levels if levels else xbar.wr_mask).eq(item),
-                             (xbar.wr_levels_en if levels else xbar.wr_mask_en).eq(1)]
-            else:
-                w = ports["in_w" if op is Opcode.LDIN else "delta_w"]
-                m.d.comb += [w.addr.eq(addr), w.data.eq(item), w.en.eq(1)]
-
+        """LDW/LDM/LDIN/LDD: cycle 0 checks and starts the load formatter; then count x words bus words
+        from din, each item written when its last word arrives (and, for LDW, ``write_cycles`` after
+        each column: the array's programming time)."""
+        cfg, item_range, xbar, ports, loader = self.cfg, p.view.args.range, p.xbar, p.ports, p.loader
+        space = 0 if op is Opcode.LDIN else None  # the input space's loop offset applies (others: static checks)
         # progcost (issue 10): LDW waits write_cycles after each column's data while the array programs it
         # (write-and-verify); the wait counts as cycles (it is not a stall: the tile, not the host, is busy).
         wait = cfg.write_cycles if op is Opcode.LDW else 0
 
-        def item_done():
-            if wait:
-                m.d.sync += p.program_wait.eq(wait)
-
         with m.If(p.first):
-            self._range_check(m, p, space, depth)
-            base = rng.start + (p.offsets[space] if space is not None else 0)
-            m.d.sync += [p.addr_a.eq(base), p.item.eq(0), p.word.eq(0), p.left.eq(cnt * nwords)]
+            self._range_check(m, p, space)
+            base = item_range.start + (p.offsets[space] if space is not None else 0)
+            m.d.comb += [loader.start.eq(1), loader.base.eq(base), loader.count.eq(item_range.count_m1 + 1)]
         with m.Elif(p.program_wait != 0 if wait else Const(0, 1)):
             m.d.sync += p.program_wait.eq(p.program_wait - 1)
-            with m.If((p.program_wait == 1) & (p.left == 0)):
+            with m.If((p.program_wait == 1) & loader.empty):
                 m.d.comb += p.fin.eq(1)
         with m.Else():
-            m.d.comb += [self.din.ready.eq(1), p.stall.eq(~self.din.valid), p.xfer.eq(self.din.valid)]
-            with m.If(p.xfer):
-                m.d.sync += p.left.eq(p.left - 1)
-                if not wait:
-                    with m.If(p.left == 1):
-                        m.d.comb += p.fin.eq(1)
-                if nwords > 1:
-                    with m.If(p.word == nwords - 1):
-                        m.d.sync += [p.word.eq(0), p.item.eq(p.item + 1)]
-                        write(p.addr_a + p.item, Cat(*p.stage[:nwords - 1], self.din.payload))
-                        item_done()
-                    with m.Else():
-                        m.d.sync += p.word.eq(p.word + 1)
-                        with m.Switch(p.word):
-                            for w in range(nwords - 1):
-                                with m.Case(w):
-                                    m.d.sync += p.stage[w].eq(self.din.payload)
+            m.d.comb += [self.din.ready.eq(1), p.stall.eq(~self.din.valid), p.xfer.eq(self.din.valid),
+                         loader.take.eq(self.din.valid)]
+            if not wait:
+                with m.If(p.xfer & loader.last):
+                    m.d.comb += p.fin.eq(1)
+            item = getattr(loader.items, op.name.lower())
+            with m.If(loader.item_valid):
+                if op in (Opcode.LDW, Opcode.LDM):
+                    levels = op is Opcode.LDW
+                    m.d.comb += [xbar.wr_col.eq(loader.item_addr),
+                                 (xbar.wr_levels if levels else xbar.wr_mask).eq(item),
+                                 (xbar.wr_levels_en if levels else xbar.wr_mask_en).eq(1)]
                 else:
-                    m.d.sync += p.item.eq(p.item + 1)
-                    write(p.addr_a + p.item, self.din.payload)
-                    item_done()
+                    write_port = ports["in_w" if op is Opcode.LDIN else "delta_w"]
+                    m.d.comb += [write_port.addr.eq(loader.item_addr), write_port.data.eq(item),
+                                 write_port.en.eq(1)]
+                if wait:
+                    m.d.sync += p.program_wait.eq(wait)
 
     def _ldrq(self, m, p: _Parts):
         """LDRQ: rq_per_word records per bus word into the requantisation bank."""
@@ -618,44 +596,20 @@ class Tile(wiring.Component):
             self._program_wait(m, p, self.cfg.write_cycles if op is Opcode.WSET else 0)
 
     def _read(self, m, op, p: _Parts):
-        """RDOUT/RDACC/RDW/RDM: cycle 0 checks and reads item 0; then count x words bus words out.
-        RDOUT/RDACC's port address and enable come from :meth:`_operand_reads`; RDW/RDM read
-        through lane 0's crossbar port, which always reads: the column is held between words."""
-        cfg, rng, xbar = self.cfg, p.view.args.range, p.xbar
-        space, depth, nwords, item = {
-            Opcode.RDOUT: (2, cfg.out_depth, cfg.out_words, p.ports["out_r"].data),
-            Opcode.RDACC: (1, cfg.acc_depth, cfg.acc_words, p.ports["acc_r"].data),
-            Opcode.RDW: (None, cfg.cols, cfg.col_words, xbar.rd_levels),
-            Opcode.RDM: (None, cfg.cols, cfg.mask_words, xbar.rd_mask)}[op]
-        crossbar = op in (Opcode.RDW, Opcode.RDM)
-
-        def read_column(addr, en):
-            if not crossbar:
-                return
-            with m.If(en):
-                m.d.comb += xbar.col[0].eq(addr)
-                m.d.sync += p.read_col.eq(addr)
-            with m.Else():
-                m.d.comb += xbar.col[0].eq(p.read_col)
-
-        cnt = rng.count_m1 + 1
+        """RDOUT/RDACC/RDW/RDM: cycle 0 checks and starts the read formatter, which reads item 0; then
+        count x words bus words out. RDOUT/RDACC's port address and enable come from
+        :meth:`_operand_reads`; RDW/RDM read through lane 0's crossbar port, which always reads: the
+        formatter holds the column between words."""
+        item_range, xbar, reader = p.view.args.range, p.xbar, p.reader
+        space = {Opcode.RDOUT: 2, Opcode.RDACC: 1}.get(op)  # the output / accumulator space's loop offset
+        if op in (Opcode.RDW, Opcode.RDM):
+            m.d.comb += xbar.col[0].eq(reader.read_addr)
         with m.If(p.first):
-            self._range_check(m, p, space, depth)
-            base = rng.start + (p.offsets[space] if space is not None else 0)
-            m.d.sync += [p.addr_a.eq(base + 1), p.item.eq(0), p.word.eq(0), p.left.eq(cnt * nwords)]
-            read_column(base, 1)
+            self._range_check(m, p, space)
+            base = item_range.start + (p.offsets[space] if space is not None else 0)
+            m.d.comb += [reader.start.eq(1), reader.base.eq(base), reader.count.eq(item_range.count_m1 + 1)]
         with m.Else():
-            m.d.comb += [self.dout.valid.eq(1), p.stall.eq(~self.dout.ready), p.xfer.eq(self.dout.ready)]
-            pad = nwords * cfg.bus_bits - len(item)
-            full = Cat(item, Const(0, pad)) if pad else item
-            m.d.comb += self.dout.payload.eq(full.word_select(p.word, cfg.bus_bits) if nwords > 1 else full)
-            read_column(p.addr_a, 0)
-            with m.If(p.xfer):
-                m.d.sync += p.left.eq(p.left - 1)
-                with m.If(p.left == 1):
-                    m.d.comb += p.fin.eq(1)
-                with m.If(p.word == nwords - 1):
-                    m.d.sync += [p.word.eq(0), p.addr_a.eq(p.addr_a + 1)]
-                    read_column(p.addr_a, 1)
-                with m.Else():
-                    m.d.sync += p.word.eq(p.word + 1)
+            m.d.comb += [self.dout.valid.eq(1), p.stall.eq(~self.dout.ready), p.xfer.eq(self.dout.ready),
+                         reader.sent.eq(self.dout.ready), self.dout.payload.eq(reader.word)]
+            with m.If(p.xfer & reader.last):
+                m.d.comb += p.fin.eq(1)

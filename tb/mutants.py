@@ -61,6 +61,11 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            "differential-analog pairs subtract the column two to the right instead of the next one"),
     Mutant("diff_sign_column", "mvm_lanes", "(per_column_sign & d.q[0])", "(per_column_sign & d.q[0] & ~d.q[1])",
            "digital differential weights: the negative columns of odd slices count positively"),
+    Mutant("load_word_order", "load_formatter", "Cat(*staged[:words - 1], self.word)",
+           "Cat(self.word, *staged[:words - 1])", "multi-word load items are assembled with their last bus word first"),
+    Mutant("read_word_order", "read_formatter", "self.word.eq(item[w * bus:(w + 1) * bus])",
+           "self.word.eq(item[(words - 1 - w) * bus:(words - w) * bus])",
+           "multi-word read items leave with their last bus word first"),
     Mutant("cfg_decode", "layer", "fields.adc_shift.eq(f.adc_shift)]", "fields.adc_shift.eq(f.adc_shift[:3])]",
            "CFG's adc_shift loses its top bit"),
 ]}

@@ -67,3 +67,71 @@ def test_area_of_netlist_sums_modules_by_component_file(tmp_path):
                    "requant_bank.py": {"luts": 1, "ffs": 0, "brams": 0, "dsps": 0},
                    "requant.py": {"luts": 1, "ffs": 0, "brams": 0, "dsps": 1}}
     assert json.loads((tmp_path / "area.json").read_text())["components"] == got
+    # a reused module (a black box in the netlist) counts with its previous row
+    mods["tile.lanes"] = {"attributes": {"blackbox": "1"}}
+    (tmp_path / "n.json").write_text(json.dumps({"modules": mods}))
+    lanes = {"sha256": "h", "luts": 7, "ffs": 2, "brams": 0, "dsps": 1}
+    got = build.area_of_netlist(TINY, tmp_path / "n.json", {"tile": "t"}, {"tile.lanes": lanes})
+    assert got["mvm_lanes.py"] == {"luts": 7, "ffs": 2, "brams": 0, "dsps": 1}
+    saved = json.loads((tmp_path / "area.json").read_text())
+    assert saved["modules"]["tile.lanes"] == lanes and saved["modules"]["tile"]["sha256"] == "t"
+    assert saved["reused_modules"] == ["tile.lanes"]
+
+
+VERILOG = """module tile(a, b);
+  input a; output b;
+  \\tile.adder  adder ( .\\port$17$0 (a), .y(b) );
+endmodule
+
+module \\tile.adder (\\port$17$0 , y);
+  input \\port$17$0 ; output y;
+  assign y = ~\\port$17$0 ;
+endmodule
+
+module \\tile.adder.inner (x);
+  input x;
+endmodule
+"""
+
+
+def test_module_hashes_follow_a_module_s_own_logic(tmp_path):
+    """Amaranth's design-wide port numbers do not change a module's hash; its logic does."""
+    v = tmp_path / "tile.v"
+    v.write_text(VERILOG)
+    first = build.module_hashes(v)
+    assert set(first) == {"tile", "tile.adder", "tile.adder.inner"}
+    v.write_text(VERILOG.replace("port$17$0", "port$42$0"))
+    assert build.module_hashes(v) == first
+    v.write_text(VERILOG.replace("~\\port$17$0", "\\port$17$0"))
+    changed = build.module_hashes(v)
+    assert changed["tile.adder"] != first["tile.adder"] and changed["tile"] == first["tile"]
+
+
+def test_reusable_modules_need_their_children_unchanged():
+    hashes = {"tile": "t", "tile.requant": "r", "tile.requant.requant0": "q0", "tile.lanes": "l"}
+    row = {"luts": 1, "ffs": 0, "brams": 0, "dsps": 0}
+    previous = {name: {"sha256": h, **row} for name, h in hashes.items()}
+    assert sorted(build.reusable_modules(hashes, previous)) == ["tile.lanes", "tile.requant", "tile.requant.requant0"]
+    previous["tile.requant.requant0"]["sha256"] = "old"
+    assert sorted(build.reusable_modules(hashes, previous)) == ["tile.lanes"]  # the top is always synthesised
+
+
+def test_every_component_of_the_tile_is_counted_in_its_own_file():
+    """The area table names each component's file: every submodule of Tile that is a component of
+    hw/ maps (hw.build.COMPONENT_FILES) to the file its class is defined in, so that a new component
+    is not counted silently as hw/tile.py."""
+    from amaranth.hdl import Fragment
+    from amaranth.lib import wiring
+    from cimtile.hw.tile import Tile
+
+    def walk(fragment, path):
+        for sub, name, _ in fragment.subfragments:
+            owner = next((o for o in sub.origins or [] if isinstance(o, wiring.Component)
+                          and type(o).__module__.startswith("cimtile.hw.")), None)
+            if owner is not None:  # (memories are counted in the component that holds them)
+                yield f"{path}.{name}", type(owner).__module__.rsplit(".", 1)[1] + ".py"
+                yield from walk(sub, f"{path}.{name}")
+
+    seen = dict(walk(Fragment.get(Tile(TINY), None), "tile"))
+    assert {"tile.loader", "tile.reader", "tile.requant.requant0", "tile.adc1"} <= set(seen)
+    assert {m: build._component_of(m) for m in seen} == seen

@@ -1,0 +1,98 @@
+"""The load stream formatter: bus words from ``din`` packed into the records of LDW, LDM, LDIN and LDD."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .dataformat import formats
+from .isa import Opcode
+from .params import ADDR_BITS, TileConfig
+
+__all__ = ["LOAD_OPCODES", "LoadFormatter"]
+
+#: The loads whose items this formatter assembles (LDRQ's records run on across words and go to the
+#: requantisation bank word by word: :class:`cimtile.hw.requant_bank.RequantBank`).
+LOAD_OPCODES = (Opcode.LDW, Opcode.LDM, Opcode.LDIN, Opcode.LDD)
+
+
+class LoadFormatter(wiring.Component):
+    """Packs the bus words of a load into items: a column of cell levels (LDW) or mask bits (LDM), an
+    input vector (LDIN), a delta vector (LDD).
+
+    An item is ``formats(cfg)[opcode].words`` bus words (:func:`cimtile.hw.dataformat.formats`, the
+    layout the host's :func:`~cimtile.hw.dataformat.pack` writes): word ``w`` of an item holds its bits
+    ``[w * bus_bits, (w + 1) * bus_bits)``. The first ``words - 1`` words wait in staging registers;
+    the item is complete with its last word. ``items`` has a field per load, named after its opcode
+    (``items.ldin``: ``words x bus_bits`` bits): the staged words and the incoming one, wired, with
+    no multiplexer between the bus and the memories' write data.
+
+    Timing contract. ``opcode`` is the load being executed (held for the whole instruction). In the
+    cycle with ``start`` (the load's first cycle), ``base`` (the address of item 0, loop offset
+    included) and ``count`` (items) are latched; no word is taken in that cycle. In each later cycle
+    with ``take``, ``word`` is one bus word of the load, in order. In a cycle whose ``take`` brings
+    an item's last word, ``item_valid`` is high with the whole item on the load's field of ``items``
+    (the other fields undefined) and its address on ``item_addr`` (``base``
+    plus the item's index, modulo ``2**ADDR_BITS``), combinationally, for a memory write port that
+    writes at this clock edge. ``last`` is high while the next word taken is the load's last one
+    (``count x words - 1`` taken), ``empty`` once every item is complete (both from registers).
+
+    Parameters
+    ----------
+    cfg : TileConfig
+    """
+
+    def __init__(self, cfg: TileConfig):
+        self.cfg = cfg
+        self.words = {op: formats(cfg)[op].words for op in LOAD_OPCODES}
+        self.max_words = max(self.words.values())
+        super().__init__({
+            "opcode": In(Opcode),
+            "start": In(1),
+            "base": In(ADDR_BITS),
+            "count": In(ADDR_BITS + 1),
+            "take": In(1),
+            "word": In(cfg.bus_bits),
+            "item_valid": Out(1),
+            "item_addr": Out(ADDR_BITS),
+            "items": Out(data.StructLayout({op.name.lower(): unsigned(words * cfg.bus_bits)
+                                            for op, words in self.words.items()})),
+            "last": Out(1),
+            "empty": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.cfg.bus_bits
+        items_left = Signal(ADDR_BITS + 1)  # items not yet complete
+        word_index = Signal(range(max(self.max_words, 2)))  # the word of the item that comes next
+        item_addr = Signal(ADDR_BITS)  # the address of the item being assembled
+        staged = [Signal(bus, name=f"staged{i}") for i in range(self.max_words - 1)]
+
+        last_index = Signal.like(word_index)  # the index of an item's last word, by opcode
+        with m.Switch(self.opcode):
+            for op, words in self.words.items():
+                with m.Case(op):
+                    m.d.comb += last_index.eq(words - 1)
+        for op, words in self.words.items():
+            m.d.comb += getattr(self.items, op.name.lower()).eq(Cat(*staged[:words - 1], self.word))
+
+        item_complete = Signal()
+        m.d.comb += [item_complete.eq(self.take & (word_index == last_index)),
+                     self.item_valid.eq(item_complete), self.item_addr.eq(item_addr),
+                     self.last.eq((items_left == 1) & (word_index == last_index)),
+                     self.empty.eq(items_left == 0)]
+
+        with m.If(self.start):
+            m.d.sync += [item_addr.eq(self.base), word_index.eq(0), items_left.eq(self.count)]
+        with m.Elif(self.take):
+            with m.If(item_complete):
+                m.d.sync += [word_index.eq(0), item_addr.eq(item_addr + 1), items_left.eq(items_left - 1)]
+            with m.Else():
+                m.d.sync += word_index.eq(word_index + 1)
+                with m.Switch(word_index):
+                    for w in range(self.max_words - 1):
+                        with m.Case(w):
+                            m.d.sync += staged[w].eq(self.word)
+        return m

@@ -1,0 +1,100 @@
+"""The read stream formatter: the items of RDOUT, RDACC, RDW and RDM cut into bus words for ``dout``."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .dataformat import formats
+from .isa import Opcode
+from .params import ADDR_BITS, TileConfig
+
+__all__ = ["READ_OPCODES", "ReadFormatter"]
+
+#: The reads whose items this formatter sends.
+READ_OPCODES = (Opcode.RDOUT, Opcode.RDACC, Opcode.RDW, Opcode.RDM)
+
+
+class ReadFormatter(wiring.Component):
+    """Cuts the items of a read into bus words: an output vector (RDOUT), an accumulator vector (RDACC),
+    a column of cell levels (RDW) or mask bits (RDM); and addresses the memory the items come from.
+
+    An item is ``formats(cfg)[opcode].words`` bus words (:func:`cimtile.hw.dataformat.formats`, the
+    layout the host's :func:`~cimtile.hw.dataformat.unpack` reads): word ``w`` carries the item's bits
+    ``[w * bus_bits, (w + 1) * bus_bits)``, zeros above the item. ``items`` has a field per read, named
+    after its opcode (``items.rdacc``: ``elems x bits`` of the format), each wired to its source; the
+    word is a constant slice of its field, selected by opcode and word index (no shifter).
+
+    Timing contract. ``opcode`` is the read being executed (held for the whole instruction). In the
+    cycle with ``start`` (the read's first cycle) ``base`` (the address of item 0, loop offset
+    included) and ``count`` (items) are latched, and ``read_addr`` is ``base`` with ``read_en`` high:
+    the source memory reads item 0 at that clock edge, so that its field of ``items`` holds it from
+    the next cycle on. In every later cycle ``word`` is the current bus word of the read's field of ``items``
+    (combinational); ``sent`` says the host takes it at this clock edge. When ``sent`` takes an
+    item's last word, ``read_en`` is high and ``read_addr`` is the next item's address (one item beyond the last
+    after the read's last word, which is harmless: nothing uses it); otherwise ``read_addr`` holds
+    the address of the item being sent, for a source such as the crossbar's lane-0 port, which reads
+    the address it is given in every cycle. ``last`` is high while the word on ``word`` is the read's
+    last one (from registers). Addresses are modulo ``2**ADDR_BITS``.
+
+    Parameters
+    ----------
+    cfg : TileConfig
+    """
+
+    def __init__(self, cfg: TileConfig):
+        self.cfg = cfg
+        self.words = {op: formats(cfg)[op].words for op in READ_OPCODES}
+        self.max_words = max(self.words.values())
+        super().__init__({
+            "opcode": In(Opcode),
+            "start": In(1),
+            "base": In(ADDR_BITS),
+            "count": In(ADDR_BITS + 1),
+            "items": In(data.StructLayout({op.name.lower(): unsigned(fmt.elems * fmt.bits)
+                                           for op, fmt in formats(cfg).items() if op in READ_OPCODES})),
+            "sent": In(1),
+            "word": Out(cfg.bus_bits),
+            "read_addr": Out(ADDR_BITS),
+            "read_en": Out(1),
+            "last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.cfg.bus_bits
+        items_left = Signal(ADDR_BITS + 1)  # items not completely sent
+        word_index = Signal(range(max(self.max_words, 2)))  # the word of the item being sent
+        next_addr = Signal(ADDR_BITS)  # the address of the item after the one being sent
+        held_addr = Signal(ADDR_BITS)  # the address last presented with read_en
+
+        # Each (read, word) pair is a constant slice of its source (the top word of an item zero-extended):
+        # one multiplexer of bus-wide words, no shifter.
+        last_index = Signal.like(word_index)
+        with m.Switch(self.opcode):
+            for op, words in self.words.items():
+                with m.Case(op):
+                    item = getattr(self.items, op.name.lower())
+                    m.d.comb += last_index.eq(words - 1)
+                    with m.Switch(word_index):
+                        for w in range(words):
+                            with m.Case(w):
+                                m.d.comb += self.word.eq(item[w * bus:(w + 1) * bus])
+
+        advance = Signal()  # the item's last word leaves: the next item is read
+        m.d.comb += [advance.eq(self.sent & (word_index == last_index)),
+                     self.last.eq((items_left == 1) & (word_index == last_index)),
+                     self.read_en.eq(self.start | advance),
+                     self.read_addr.eq(Mux(self.start, self.base, Mux(advance, next_addr, held_addr)))]
+        with m.If(self.read_en):
+            m.d.sync += held_addr.eq(self.read_addr)
+
+        with m.If(self.start):
+            m.d.sync += [next_addr.eq(self.base + 1), word_index.eq(0), items_left.eq(self.count)]
+        with m.Elif(self.sent):
+            with m.If(advance):
+                m.d.sync += [word_index.eq(0), next_addr.eq(next_addr + 1), items_left.eq(items_left - 1)]
+            with m.Else():
+                m.d.sync += word_index.eq(word_index + 1)
+        return m
