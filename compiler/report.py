@@ -104,18 +104,18 @@ def batch_terms(row: dict, images: int) -> dict:
     what :class:`cimtile.search.cost.LayerCost` keeps), as the runtime schedules a batch (docs/compiler.md, "Batch
     schedule"; :func:`cimtile.compiler.runtime.uses_stationary`):
 
-    - ``single-run`` (one image, or a layer without the stationary schedule's programs: every column tile one
-      crossbar tile): ``prog_once`` (weights programs) + runs x ``run_cycles``; ``reload_cycles`` of every run are
-      programming (LDW inside run programs, which one image's runs of a column tile of several crossbar tiles
-      repeat when the image takes more than one run).
-    - ``stationary`` (more than one image, and the layer has column tiles of several crossbar tiles):
-      ``batch_prog_once`` (every crossbar tile's weights program, once) + runs x ``batch_run_cycles``.
+    - ``single-run`` (one image in one run, or a layer without the stationary schedule's programs: every column
+      tile one crossbar tile): ``prog_once`` (weights programs) + runs x ``run_cycles``; ``reload_cycles`` of a
+      run are programming (LDW inside run programs).
+    - ``stationary`` (more than one image or more than one run, and the layer has column tiles of several
+      crossbar tiles): ``batch_prog_once`` (every crossbar tile's weights program, once) + runs x
+      ``batch_run_cycles``.
 
     runs = ceil(images x positions / chunk): a batch's positions are cut into chunks across images, so compute is
     exactly ``images`` x one image's when chunk divides positions, and at most that otherwise.
     Returns ``schedule``, ``runs``, ``cycles``, ``program_cycles``."""
     runs = _runs(row, images)
-    if images > 1 and row.get("batch_run_cycles") is not None:
+    if (images > 1 or runs > 1) and row.get("batch_run_cycles") is not None:
         once, run, reload, sched = row["batch_prog_once"], row["batch_run_cycles"], row["batch_reload_cycles"], \
             "stationary"
     else:

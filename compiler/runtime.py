@@ -221,10 +221,13 @@ def _ldw_cycles(bundle, prog: Program) -> int:
 
 def uses_stationary(L: TileLayer, images: int) -> bool:
     """The batch schedule's choice for layer ``L`` on a batch of ``images`` images (docs/compiler.md, "Batch
-    schedule"): the stationary schedule when the batch has more than one image and ``L`` has column tiles of
-    several crossbar tiles (which the single-run schedule reprograms every run); the single-run schedule
-    otherwise (one image, or every column tile one crossbar tile, already programmed once per batch)."""
-    return images > 1 and bool(L.batch_programs)
+    schedule"): the stationary schedule when ``L`` has column tiles of several crossbar tiles (which the
+    single-run schedule reprograms every run) and the batch has more than one image or takes more than one run
+    (an image with more positions than a chunk); the single-run schedule otherwise (one image in one run, or
+    every column tile one crossbar tile, already programmed once per batch). :func:`cimtile.compiler.report.
+    batch_terms` applies the same rule to the report."""
+    runs = math.ceil(images * L.schedule.positions / L.schedule.chunk)
+    return bool(L.batch_programs) and (images > 1 or runs > 1)
 
 
 def _fused(bundle, L: TileLayer) -> list[tuple[Program, int]]:
