@@ -176,6 +176,30 @@ def test_batch_rule_programming_once_plus_n_compute(n):
     assert "batch schedule: " + ("stationary for qconv1" if n > 1 else "single-run") in compiler.report(b, batch=n)
 
 
+def test_one_image_of_several_runs_programs_each_crossbar_tile_once():
+    """One image that takes several runs of a layer whose column tiles span several crossbar tiles (more positions
+    than a chunk) runs it on the stationary schedule: every crossbar tile programmed once, not once per run, in the
+    report and as the golden model counts it, with the outputs of the single-run programs."""
+    from cimtile.compiler.backends import GoldenBackend
+    from cimtile.compiler.runtime import execute
+
+    b = compiler.compile_model(models.qlinear_conv(hw=12), "tiny")
+    L1 = b.model.layers[0]
+    assert L1.batch_programs and L1.schedule.positions > L1.schedule.chunk  # several runs per image
+    x = np.random.default_rng(5).integers(0, 256, (1, 3, 12, 12)).astype(np.uint8)
+    y, st = compiler.run(b, x, stats=True)
+    row = {r["name"]: r for r in b.report["layers"]}[L1.name]
+    assert row["schedule"] == st.schedules[L1.name] == "stationary" and row["runs"] > 1
+    assert row["program_cycles"] == _programming_once(b, L1, True) == st.program_cycles[L1.name]
+    assert st.cycles == b.report["totals"]["cycles"]
+    assert _separate_cycles(b, L1, x, 1) == row["cycles"]
+    out_d, st_d = execute(b, x, GoldenBackend(b.cfg))
+    out_s, st_s = execute(b, x, GoldenBackend(b.cfg, run_stationary=True))  # the stationary programs themselves
+    (k,) = out_d
+    assert np.array_equal(out_s[k], out_d[k]) and np.array_equal(out_d[k], y)
+    assert st_s.cycles == st_d.cycles == st.cycles
+
+
 @pytest.mark.parametrize("make", ["conv", "int32_minus_128", "fault_mask", "saved"])
 def test_golden_runs_the_stationary_programs_themselves_alike(make, tmp_path):
     """The golden backend's default (single-run programs for the outputs, the stationary programs' cycles counted in
