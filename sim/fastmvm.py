@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import warnings
 
 import numpy as np
 
@@ -55,15 +56,24 @@ def _i8mm_probe():
     try:
         import torch
 
+        def tensor(x: np.ndarray):
+            if x.flags.writeable:
+                return torch.from_numpy(x)
+            # read-only operands (kept weights): _int_mm only reads them, so PyTorch's warning about writes
+            # through a tensor of a read-only array does not apply
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                return torch.from_numpy(x)
+
         def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             # One thread, as the golden backend pins BLAS: the GEMMs are narrow, and on a shared machine
             # PyTorch's OpenMP threads spin on busy cores (an MVM took 3-7x the CPU time with two).
             n = torch.get_num_threads()
             if n == 1:
-                return torch._int_mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+                return torch._int_mm(tensor(a), tensor(b)).numpy()
             torch.set_num_threads(1)
             try:
-                return torch._int_mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+                return torch._int_mm(tensor(a), tensor(b)).numpy()
             finally:
                 torch.set_num_threads(n)
 

@@ -236,3 +236,16 @@ def test_a_feed_that_records_its_takes_gets_the_instruction_path():
     plain = Feed(list(feed))
     Tile(cfg, 1).run(words, plain)
     assert plain.remaining() == 0  # (the fast path took the blocks too)
+
+
+def test_int8_gemm_takes_read_only_operands_without_warning():
+    """The kept weights are read-only arrays: the int8 GEMM takes them without PyTorch's non-writable-array warning
+    (which the test suite turns into an error; torch warns once per process, hence a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\nfrom cimtile.sim import fastmvm\nmm = fastmvm._i8mm()\n"
+            "a = np.ones((4, 8), np.int8); b = np.ones((8, 3), np.int8); b.flags.writeable = False\n"
+            "assert mm is None or (mm(a, b) == 8).all()\n")
+    r = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr.strip().splitlines()[-1:]
