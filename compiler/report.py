@@ -17,7 +17,7 @@ from .hostops import host_cost
 from .ir import HostStep, Model, Program
 
 __all__ = ["PROGRAMMING_OPS", "program_cycles", "write_cycles", "build_report", "format_report", "for_batch",
-           "batch_terms"]
+           "batch_terms", "stationary_schedule"]
 
 
 _GEO_OPS = (Opcode.MVM, Opcode.REQ, Opcode.VAUR, Opcode.VAUC)
@@ -99,6 +99,14 @@ def _runs(row: dict, images: int) -> int:
     return max(1, math.ceil(images * row["positions"] / row["chunk"]))
 
 
+def stationary_schedule(has_batch_programs: bool, images: int, runs: int) -> bool:
+    """The batch schedule's rule (docs/compiler.md, "Batch schedule"), the one the runtime and the report apply: a
+    layer with the stationary schedule's programs (column tiles of several crossbar tiles) runs on it when the batch
+    has more than one image or takes more than one run; otherwise the single-run schedule programs each crossbar
+    tile once already."""
+    return has_batch_programs and (images > 1 or runs > 1)
+
+
 def batch_terms(row: dict, images: int) -> dict:
     """A layer's schedule and cycles for a batch of ``images`` images, from its report row's per-run terms (also
     what :class:`cimtile.search.cost.LayerCost` keeps), as the runtime schedules a batch (docs/compiler.md, "Batch
@@ -115,7 +123,7 @@ def batch_terms(row: dict, images: int) -> dict:
     exactly ``images`` x one image's when chunk divides positions, and at most that otherwise.
     Returns ``schedule``, ``runs``, ``cycles``, ``program_cycles``."""
     runs = _runs(row, images)
-    if (images > 1 or runs > 1) and row.get("batch_run_cycles") is not None:
+    if stationary_schedule(row.get("batch_run_cycles") is not None, images, runs):
         once, run, reload, sched = row["batch_prog_once"], row["batch_run_cycles"], row["batch_reload_cycles"], \
             "stationary"
     else:

@@ -20,6 +20,7 @@ from .errors import CompileError
 from .hostops import host_cost, run_host
 from .inputs import batch_hint, check_input
 from .ir import FaultMaskBlock, InputBlock, LevelBlock, MaskBlock, Model, Program, RqBlock, TileLayer
+from .report import stationary_schedule
 
 __all__ = ["Backend", "GoldenBackend", "RtlBackend", "RunStats", "execute", "get_backend", "im2col"]
 
@@ -226,8 +227,8 @@ def uses_stationary(L: TileLayer, images: int) -> bool:
     (an image with more positions than a chunk); the single-run schedule otherwise (one image in one run, or
     every column tile one crossbar tile, already programmed once per batch). :func:`cimtile.compiler.report.
     batch_terms` applies the same rule to the report."""
-    runs = math.ceil(images * L.schedule.positions / L.schedule.chunk)
-    return bool(L.batch_programs) and (images > 1 or runs > 1)
+    return stationary_schedule(bool(L.batch_programs), images,
+                               math.ceil(images * L.schedule.positions / L.schedule.chunk))
 
 
 def _fused(bundle, L: TileLayer) -> list[tuple[Program, int]]:
