@@ -126,6 +126,9 @@ class _Blocks:
         self._cache = getattr(bundle, "_feed_cache", None)
         if self._cache is None:
             self._cache = {}
+        # input blocks frozen too (a copy each): set with a device model on the golden backend, whose read model
+        # then remembers their values per block instead of hashing the bytes (sim.device.DeviceArray._block_inputs)
+        self.freeze_inputs = False
 
     def rows(self, li: int, r0: int, n: int):
         """Physical rows of the row tile starting at logical row ``r0`` of layer ``li`` (``n`` rows): the first
@@ -180,7 +183,8 @@ class _Blocks:
         for j, r in ins:
             blk = inblk.get(id(r))
             if blk is None:
-                blk = inblk[id(r)] = self.inputs(li, A3, r)
+                blk = self.inputs(li, A3, r)
+                blk = inblk[id(r)] = freeze(blk) if self.freeze_inputs else blk
             blocks[j] = blk
         return blocks
 
@@ -270,7 +274,8 @@ def _feed_block(images: _Blocks, li: int, L: TileLayer, A3: np.ndarray, ref, inb
         ref = images._cache.setdefault("refs", {}).setdefault(ref, ref)  # (equal references: one block, see feed)
         blk = inblk.get(id(ref))
         if blk is None:
-            blk = inblk[id(ref)] = images.inputs(li, A3, ref)
+            blk = images.inputs(li, A3, ref)
+            blk = inblk[id(ref)] = freeze(blk) if images.freeze_inputs else blk
         return blk
     if isinstance(ref, LevelBlock):
         return images.levels(li, ref)
@@ -501,6 +506,7 @@ def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: 
     stats.init_cycles = int(res.cycles)
     env = {model.inputs[0]: x}
     images = _Blocks(bundle)
+    images.freeze_inputs = backend.name == "golden" and getattr(backend, "device", None) is not None
     layer_index = {id(L): i for i, L in enumerate(model.layers)}
     # The bar counts program runs (a layer's programs times its copies), so it moves through a long layer.
     bar = progress_bar(total=_program_runs(bundle, int(x.shape[0]), backend), desc=f"cimtile run ({backend.name})",

@@ -29,12 +29,11 @@ does, and MVMs take :meth:`DeviceArray.mvm_many`.
 
 from __future__ import annotations
 
+import operator
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-import operator
-import weakref
 
 import numpy as np
 from cimtile.hw.isa import Cause, Opcode
@@ -111,9 +110,11 @@ class Plan:
     ldw_used: list = field(default_factory=list)  # the LDW loads some MVM reads, in order
     in_used: list = field(default_factory=list)  # the LDIN loads some MVM reads, in order
     memo: dict = field(default_factory=dict)  # groupings by the pattern of identical input blocks (see _grouping)
-    #: per load, a weak reference to the last frozen LDW or LDRQ block a run of this plan took there after every
-    #: check (see _blocks); None when there was none
+    #: per load, weak references to the frozen LDW or LDRQ blocks runs of this plan took there after every check
+    #: (see _blocks), by id (programs of the same words run on several layers' blocks)
     checked: list = field(default_factory=list)
+    static: list = field(default_factory=list)  # the loads other than LDIN
+    ldins: list = field(default_factory=list)  # the LDIN loads
 
 
 class _Tracer(Walker):
@@ -227,7 +228,8 @@ def plan(t: Tile) -> Plan | None:
     return Plan(tr.cycles, tr.instrs, (shadow.layer, shadow.window, shadow.rq, shadow.sync_tag), tr.loads,
                 tr.mvms, steps, shapes, final, covered, chains, chain_of,
                 sorted({m.ldw_load for m in tr.mvms}), sorted({m.in_load for m in tr.mvms}), {},
-                [None] * len(tr.loads))
+                [{} for _ in tr.loads], [k for k, x in enumerate(tr.loads) if x[0] is not Opcode.LDIN],
+                [k for k, x in enumerate(tr.loads) if x[0] is Opcode.LDIN])
 
 
 _PLANS: dict = {}  # (cfg, words, layer, window, rq, sync_tag) -> Plan or None
@@ -261,11 +263,9 @@ def _blocks(t: Tile, p: Plan, feed, defer: bool) -> tuple[list, set] | None:
         return None
     raw = feed._blocks[feed._pos:feed._pos + len(p.loads)]
     checked = p.checked
-    static = [k for k, (op, _, _) in enumerate(p.loads) if op is not Opcode.LDIN]
-    if all(checked[k] is not None for k in static) and \
-            all(map(operator.is_, [checked[k]() for k in static], [raw[k] for k in static])):
-        # (the usual case: every LDW and LDRQ block is the frozen block a run checked before, see below)
-        todo = [k for k, (op, _, _) in enumerate(p.loads) if op is Opcode.LDIN]
+    if all(_seen(checked[k], raw[k]) for k in p.static):
+        # (the usual case: every LDW and LDRQ block is a frozen block a run checked before, see below)
+        todo = p.ldins
         out = list(raw)
     else:
         todo = range(len(p.loads))
@@ -273,8 +273,7 @@ def _blocks(t: Tile, p: Plan, feed, defer: bool) -> tuple[list, set] | None:
     unchecked = set()
     for k in todo:
         (op, _, n), b = p.loads[k], raw[k]
-        r = checked[k]
-        if r is not None and r() is b:
+        if op is not Opcode.LDIN and _seen(checked[k], b):
             # a frozen block (its values cannot change) that passed every check at this load before (the weak
             # reference is dead once the block is gone, so another object cannot take its place)
             out[k] = b
@@ -307,11 +306,18 @@ def _blocks(t: Tile, p: Plan, feed, defer: bool) -> tuple[list, set] | None:
 def _mark_checked(p: Plan, blocks: list) -> None:
     """After a run's checks all passed (those :func:`_blocks` deferred included): remember its frozen LDW and LDRQ
     blocks, whose checks later runs then skip."""
-    for k, (op, _, _) in enumerate(p.loads):
-        if op is not Opcode.LDIN:
-            b, r = blocks[k], p.checked[k]
-            if (r is None or r() is not b) and frozen(b):
-                p.checked[k] = weakref.ref(b)
+    for k in p.static:
+        b, refs = blocks[k], p.checked[k]
+        if not _seen(refs, b) and frozen(b):
+            if len(refs) >= 64:
+                refs.clear()
+            refs[id(b)] = weakref.ref(b)
+
+
+def _seen(refs: dict, b) -> bool:
+    """``b`` is a frozen block of ``refs`` (weak references by id: a dead one cannot stand for another object)."""
+    r = refs.get(id(b))
+    return r is not None and r() is b
 
 
 #: REQ's float64 parameters per frozen LDRQ block: (id, lanes, CFGRQ setting) -> (weak reference, parameters).
@@ -333,8 +339,7 @@ def _rq_params(b: np.ndarray, n: int, rq: tuple) -> tuple | None:
 
 
 def _known_frozen(p: Plan, blocks: list, k: int) -> bool:
-    r = p.checked[k]
-    return (r is not None and r() is blocks[k]) or frozen(blocks[k])
+    return _seen(p.checked[k], blocks[k]) or frozen(blocks[k])
 
 
 def groups(p: Plan, blocks: list) -> list:
@@ -637,10 +642,14 @@ def run(t: Tile, p: Plan, feed) -> bool:
     feed._pos += len(p.loads)
     written = list(blocks)
     _mark_checked(p, written)
-    for k, (op, s, _) in enumerate(p.loads):
-        if op is Opcode.LDW:
-            b = blocks[k] if dev is None else dev.program(blocks[k], s)  # device hook: in load order
+    ldws = [k for k, (op, _, _) in enumerate(p.loads) if op is Opcode.LDW]
+    if dev is None:
+        for k in ldws:
+            b = blocks[k]
             blocks[k] = b if b.dtype == np.uint8 else b.astype(np.uint8)
+    else:  # device hook: programmed in load order, as the cells' uint8 levels (with a record of the cells it moved)
+        for k, b in zip(ldws, dev.program_many([(blocks[k], p.loads[k][1]) for k in ldws])):
+            blocks[k] = b
     if dev is not None:
         totals = _totals(t, p, blocks, set()) if t._analog is None else \
             _chain_sums(p, t._analog.mvm_many(t, p, blocks, written))
