@@ -344,7 +344,8 @@ class DeviceArray:
         self._read_rng = np.random.default_rng([s, _READ])
         self._pool = (np.empty(0, dtype=np.float32), 0)
         self.writes = 0  # LDW blocks programmed so far
-        self._moved: dict = {}  # id of a block program() returned -> (weak reference, (rows, cols) it moved)
+        # id of a block program() returned -> (weak reference, [(row, col, level given, level stored)] it moved)
+        self._moved: dict = {}
         # (model, cfg) as a small integer for _WEIGHTS' keys (hashing the two records per window cost more than
         # the lookup); every array of the same model and configuration has the same cells' gains and variances
         self._token = _TOKENS.setdefault((model, cfg), len(_TOKENS))
@@ -370,12 +371,12 @@ class DeviceArray:
                         old = int(lv[r, c])
                         acc, pick = self._cand_ulist[k]
                         if acc * self._p_max < self._p_change_list[old]:
-                            changes.append((r, c, int((pick >= self._cond_cdf[old]).sum())))
+                            changes.append((r, c, old, int((pick >= self._cond_cdf[old]).sum())))
                     if changes:
                         lv, copied = lv.astype(np.int64), True
-                        for r, c, new in changes:
+                        for r, c, _, new in changes:
                             lv[r, c] = new
-                        moved = ([r for r, _, _ in changes], [c for _, c, _ in changes])
+                        moved = changes
                 else:
                     pos, u = self._cand_pos[i:j] - start, self._cand_u[i:j]
                     rr, cc = np.divmod(pos, nc)
@@ -383,8 +384,9 @@ class DeviceArray:
                     keep = u[:, 0] * self._p_max < self._p_change[old]
                     lv, copied = lv.astype(np.int64), True
                     rr, cc, old = rr[keep], cc[keep], old[keep]
-                    lv[rr, cc] = (u[keep, 1][:, None] >= self._cond_cdf[old]).sum(axis=1)
-                    moved = (rr.tolist(), cc.tolist())
+                    new = (u[keep, 1][:, None] >= self._cond_cdf[old]).sum(axis=1)
+                    lv[rr, cc] = new
+                    moved = list(zip(rr.tolist(), cc.tolist(), old.tolist(), new.tolist()))
         if not self._stuck_any:
             if copied:  # (the cells programming moved, for mvm_many: cheaper than comparing the blocks)
                 if len(self._moved) > 4096:
@@ -422,15 +424,14 @@ class DeviceArray:
             old = int(blocks[b][r, c])
             if acc * pmax < pch[old]:
                 # (pick >= cdf).sum() of program(): cdf is non-decreasing, so the entries <= pick
-                moved.setdefault(b, []).append((r, c, bisect.bisect_right(cdf[old], pick)))
+                moved.setdefault(b, []).append((r, c, old, bisect.bisect_right(cdf[old], pick)))
         for b, ch in moved.items():
             new = out[b].copy() if out[b] is blocks[b] else out[b]
-            rr, cc = [r for r, _, _ in ch], [c for _, c, _ in ch]
-            new[rr, cc] = [v for _, _, v in ch]
+            new[[r for r, _, _, _ in ch], [c for _, c, _, _ in ch]] = [v for _, _, _, v in ch]
             out[b] = new
             if len(self._moved) > 4096:
                 self._moved.clear()
-            self._moved[id(new)] = (weakref.ref(new), (rr, cc))
+            self._moved[id(new)] = (weakref.ref(new), ch)
         return out
 
     def program_levels(self, block: np.ndarray, col_start: int) -> np.ndarray:
@@ -639,10 +640,9 @@ class DeviceArray:
                     b = blocks[mv[idx[j]].ldw_load]
                     rec = self._moved.get(id(b))
                     if rec is not None and rec[0]() is b:
-                        rr, cc = (np.asarray(v, dtype=np.int64) for v in rec[1])
                         co = mv[idx[j]].col_off
-                        inside = (rr >= r0) & (rr < r0 + nr) & (cc >= co) & (cc < co + nc)
-                        changes[j] = (rr[inside] - r0, cc[inside] - co)
+                        changes[j] = [(r - r0, c - co, o, v) for r, c, o, v in rec[1]
+                                      if r0 <= r < r0 + nr and co <= c < co + nc]
                 got = self._weights(fed, mlist, r0, c0s, layer, geo, cfg, windows(blocks) if moved else None, moved,
                                     keep, changes, (nr, nc))
             if got is None:
@@ -761,8 +761,27 @@ class DeviceArray:
         P, grp = cfg.rows_per_conv, geo.group
         w = w.copy()
         wv = None if wv is None else wv.copy()
+        if masks is None and changes is not None and all(j in changes for j in moved):
+            # every moved cell from programming's record: all windows' corrections at once (windows touch disjoint
+            # columns of w and wv, and each window's cells keep their order: the same sums as window by window)
+            ch = [(j, r, c, o, v) for j in moved for r, c, o, v in changes[j]]
+            if not ch:
+                return w, wv
+            jj, rr, cc, l0, l1 = (np.array(v, dtype=np.int64) for v in zip(*ch))
+            d = l1 - l0
+            s = sums.astype(np.int64)
+            np.add.at(s, (rr // P, jj * nc + cc), d)
+            if s.reshape(s.shape[0], k, nc)[:, sorted(set(moved))].max() > cap:
+                return None  # (a stored window that may clip)
+            o = jj * n + cc // grp
+            cols = np.asarray(c0s, dtype=np.int64)[jj] + cc
+            np.add.at(w, (rr, o), (cw1[cc % grp] * d * self.gain[r0 + rr, cols]).astype(np.float32))
+            if wv is not None and self._lvl_pow is not None:
+                dv = cw2[cc % grp] * self._rvar[r0 + rr, cols] * (self._lvl_pow[l1] - self._lvl_pow[l0])
+                np.add.at(wv, (rr, o), dv.astype(np.float32))
+            return w, wv
         for j in moved:
-            rr, cc = changes[j] if changes and j in changes else np.nonzero(stored[j] != wins[j])
+            rr, cc = np.nonzero(stored[j] != wins[j])
             if masks is not None:
                 keep = ~masks[j][rr, cc]
                 rr, cc = rr[keep], cc[keep]
@@ -932,27 +951,32 @@ class DeviceArray:
         buf, at = self._pool
         if at + n > buf.size:
             rest = buf[at:]
-            more = self._box_muller(-(-(n - rest.size) // _READ_BLOCK))
-            buf, at = (np.concatenate([rest, more]) if rest.size else more), 0
+            blocks = -(-(n - rest.size) // _READ_BLOCK)
+            new = np.empty(rest.size + blocks * _READ_BLOCK, dtype=np.float32)
+            new[:rest.size] = rest
+            self._box_muller(blocks, new[rest.size:])  # (made in place: no copy of the new blocks)
+            buf, at = new, 0
         self._pool = (buf, at + n)
         return buf[at:at + n].reshape(shape)
 
-    def _box_muller(self, blocks: int) -> np.ndarray:
-        """``blocks`` blocks of the read stream's normals (see :meth:`_normals`), flat."""
+    def _box_muller(self, blocks: int, out: np.ndarray | None = None) -> np.ndarray:
+        """``blocks`` blocks of the read stream's normals (see :meth:`_normals`), flat; made in ``out`` (float32,
+        ``blocks * _READ_BLOCK``) when given. The uniforms are drawn into the result and transformed in place (the
+        same float32 operations on the same values as a separate array would take)."""
         h = _READ_BLOCK // 2
-        u = self._read_rng.random((blocks, _READ_BLOCK), dtype=np.float32)
+        u = np.empty((blocks, _READ_BLOCK), dtype=np.float32) if out is None else out.reshape(blocks, _READ_BLOCK)
+        self._read_rng.random(dtype=np.float32, out=u)
         r, th = u[:, :h], u[:, h:]
         np.subtract(np.float32(1), r, out=r)
         np.log(r, out=r)
         r *= np.float32(-2)
         np.sqrt(r, out=r)
         th *= np.float32(2 * math.pi)
-        z = np.empty_like(u)
-        np.cos(th, out=z[:, :h])
-        np.sin(th, out=z[:, h:])
-        z[:, :h] *= r
-        z[:, h:] *= r
-        return z.reshape(-1)
+        c = np.cos(th)
+        np.sin(th, out=th)
+        th *= r  # second half: r * sin
+        r *= c  # first half: r * cos
+        return u.reshape(-1)
 
     def _mvm_exact(self, origin, raw, levels, masks, layer, geo, cfg) -> np.ndarray:
         """Per-conversion model (the definition, mirroring :func:`cimtile.sim.kernels.mvm_sliced`): each

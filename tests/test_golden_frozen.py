@@ -183,8 +183,9 @@ def test_device_programming_in_one_batch_equals_block_by_block():
             assert m.dtype == o.dtype == np.uint8 and np.array_equal(m, o)
             if m is not x and not dev.stuck_low:
                 rr, cc = np.nonzero(m != x)
-                rec = a._moved[id(m)][1]
-                assert sorted(zip(rr.tolist(), cc.tolist())) == sorted(zip(*rec))
+                rec = a._moved[id(m)][1]  # (row, col, level given, level stored), in stream order
+                assert [(r, c) for r, c, _, _ in rec] == list(zip(rr.tolist(), cc.tolist()))
+                assert all(x[r, c] == g and m[r, c] == v for r, c, g, v in rec)
                 moved += 1
         assert dev.stuck_low or moved >= 3  # (variation did act)
 
