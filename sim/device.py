@@ -906,7 +906,9 @@ class DeviceArray:
             return hit[1]
         got = self._inputs(_inputs(t, blk, m), layer, self.cfg, keep=False)
         size = sum(x.nbytes for x in got if x is not None)
-        while self._in_frozen and self._in_frozen_bytes + size > _IN_CACHE_BYTES:
+        # (oldest first: entries of blocks that are gone, a previous image's, then any over the budget)
+        while self._in_frozen and (self._in_frozen_bytes + size > _IN_CACHE_BYTES
+                                   or next(iter(self._in_frozen.values()))[0]() is None):
             _, old = self._in_frozen.popitem(last=False)
             self._in_frozen_bytes -= sum(x.nbytes for x in old[1] if x is not None)
         self._in_frozen[key] = (weakref.ref(blk), got)
