@@ -414,7 +414,7 @@ class DeviceArray:
         cdf = self._cond_cdf_list
         pmax, pch = self._p_max, self._p_change_list
         b, lo, hi = 0, 0, sizes[0]
-        moved: dict = {}  # block -> [(row, col, new level)]
+        moved: dict = {}  # block -> [(row, col, level given, level stored)]
         for q, (acc, pick) in zip(self._cand_list[i:j], self._cand_ulist[i:j]):  # (positions increase)
             q -= start
             while q >= hi:
@@ -705,7 +705,8 @@ class DeviceArray:
         ``keep``: ``(plan, MVM indices, LDW blocks)`` when the windows lie in frozen blocks
         (:func:`cimtile.sim.fastrun.freeze`, no masks): the weights are then kept under the plan, the windows and
         the blocks themselves (held by the entry), and reused without comparing levels. ``changes``: per moved window,
-        the (rows, cols) programming moved, where :meth:`program` recorded them (else the windows are compared).
+        the cells programming moved as ``(row, col, level given, level stored)`` in window coordinates, where
+        :meth:`program` recorded them (else the windows are compared).
         With ``keep``, ``wins`` may be a function that makes them (called only when they are needed) and ``shape``
         their ``(rows, cols)``."""
         from .fastrun import _equal, side_by_side
