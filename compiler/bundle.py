@@ -83,6 +83,14 @@ class Bundle:
                    for rq in self.rq]
         self._feed_cache: dict = {}  # the runtime's input-independent feed blocks (runtime._Blocks)
 
+    def __getstate__(self) -> dict:
+        # (not the feed blocks made from the arrays: unpickled arrays are copies, frozen again by __setstate__)
+        return {k: v for k, v in self.__dict__.items() if k != "_feed_cache"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
     @property
     def programs(self) -> list[Program]:
         return self.model.programs

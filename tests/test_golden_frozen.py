@@ -203,3 +203,20 @@ def test_device_model_gives_the_same_results_on_frozen_blocks():
         for run in range(3):
             ra, rb = a.run(words, list(fz)), b.run(words, [np.array(x) for x in feed])
             _same(a, b, ra, rb, f"case {case} run {run}")
+
+
+def test_bundle_levels_are_frozen_and_stay_frozen_through_pickle():
+    import copy
+    import pickle
+
+    from cimtile.compiler.bundle import Bundle
+    from cimtile.compiler.ir import Model
+
+    lv = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    b = Bundle(PRESETS["tiny"], Model({}, [], [], []), [lv], [{"bias": np.zeros(2, dtype=np.int64)}])
+    b._feed_cache["x"] = 1
+    for c in (b, pickle.loads(pickle.dumps(b)), copy.deepcopy(b)):
+        assert fastrun.frozen(c.levels[0]) and fastrun.frozen(c.rq[0]["bias"]) and np.array_equal(c.levels[0], lv)
+        with pytest.raises(ValueError):
+            c.levels[0][0, 0] = 1  # (in place: refused, so the runtime's cached blocks cannot go stale)
+    assert pickle.loads(pickle.dumps(b))._feed_cache == {}
