@@ -48,8 +48,12 @@ class _Parts:
     step: Signal  # cycles into the instruction, saturating at 3
     fin: Signal  # the instruction's last cycle (set by its statements)
     stall: Signal  # waiting for din valid / dout ready (cycle not counted)
-    err: Signal
+    err: Signal  # the run stops in this cycle
     err_cause: Signal
+    check_fail: Signal  # a run-time check of this first cycle fails (its error is raised in the next cycle)
+    check_cause: Signal
+    late_err: Signal  # check_fail and check_cause registered: the error of the cycle before
+    late_cause: Signal
     halt: Signal
     xfer: Signal  # a bus word moves this cycle
     pc: Signal
@@ -165,7 +169,10 @@ class Tile(wiring.Component):
         # The MVM lanes rewind to the layer's start digits outside an MVM and in its last cycle.
         m.d.comb += p.lanes.rewind.eq(~p.lanes.run | p.fin)
         with m.If(running & ~p.stall):
-            m.d.sync += cycles.eq(cycles + 1)
+            # a run-time check's error is raised a cycle late (``late_err``): that cycle is not counted,
+            # so the run's cycles end with the failing instruction's first, as the ISA defines
+            with m.If(~p.late_err):
+                m.d.sync += cycles.eq(cycles + 1)
             with m.If(p.fin | p.err | p.halt):
                 m.d.sync += p.step.eq(0)
             with m.Else():
@@ -200,6 +207,13 @@ class Tile(wiring.Component):
                 # statements above do not wait for it: the run stops in this first cycle and every
                 # visible first-cycle update is gated by ~err.
                 self._error_if(m, p, p.first & (static_cause != Cause.NONE), static_cause)
+                # The run-time checks of MVM, REQ, LDIN, RDOUT and RDACC (loop offsets, window alignment)
+                # are made in their first cycle and registered: their error stops the run in the second
+                # cycle, which has no visible effect (those statements hold the streams and REQ's lanes
+                # on late_err) and is not counted. So the address adders and comparators end at a
+                # register, not at every register the error stops.
+                self._error_if(m, p, p.late_err, p.late_cause)
+            m.d.sync += [p.late_err.eq(p.check_fail), p.late_cause.eq(p.check_cause)]
             # CFG, WIN and CFGRQ have no run-time checks: their only errors are PC_RANGE and the
             # stored static cause. Committing on those alone (not on ``err``, the OR of every
             # instruction's checks) keeps the loop offsets, address checks and error logic out of
@@ -293,6 +307,8 @@ class Tile(wiring.Component):
         p = _Parts(
             view=data.View(INSTR, word[:INSTR.size]), first=first, step=step, fin=Signal(name="fin"),
             stall=Signal(name="stall"), err=Signal(name="err"), err_cause=Signal(Cause, name="err_cause"),
+            check_fail=Signal(name="check_fail"), check_cause=Signal(Cause, name="check_cause"),
+            late_err=Signal(name="late_err"), late_cause=Signal(Cause, name="late_cause"),
             halt=Signal(name="halt"), xfer=Signal(name="xfer"), pc=Signal(pc_bits(cfg), name="pc"),
             tag=Signal(TAG_BITS, init=isa.RESET_SYNC_TAG, name="tag"), offsets=offsets, room=room, ports=ports,
             addr_b=Signal(SUM_BITS, name="addr_b"),
@@ -319,6 +335,13 @@ class Tile(wiring.Component):
     def _error_if(m, p: _Parts, cond, cause):
         with m.If(cond):
             m.d.comb += [p.err.eq(1), p.err_cause.eq(cause)]
+
+    @staticmethod
+    def _check_late(m, p: _Parts, cond, cause):
+        """A run-time check of a multi-cycle instruction's first cycle: its error stops the run in the
+        instruction's second cycle (``late_err``), uncounted."""
+        with m.If(cond):
+            m.d.comb += [p.check_fail.eq(1), p.check_cause.eq(cause)]
 
     def _operand_reads(self, m, p: _Parts):
         """Operand reads, decoded from the opcode alone (not from the checks, whose failure stops
@@ -449,7 +472,7 @@ class Tile(wiring.Component):
         """The run-time range check of a load or read in a strided space (others are static)."""
         item_range = p.view.args.range
         if space is not None:
-            self._error_if(m, p, (item_range.start + item_range.count_m1 + 1) > p.room[space], Cause.ADDR)
+            self._check_late(m, p, (item_range.start + item_range.count_m1 + 1) > p.room[space], Cause.ADDR)
 
     def _load(self, m, op, p: _Parts):
         """LDW/LDM/LDIN/LDD: cycle 0 checks and starts the load formatter; then count x words bus words
@@ -469,6 +492,8 @@ class Tile(wiring.Component):
             m.d.sync += p.program_wait.eq(p.program_wait - 1)
             with m.If((p.program_wait == 1) & loader.empty):
                 m.d.comb += p.fin.eq(1)
+        with m.Elif(p.late_err if space is not None else Const(0, 1)):
+            pass  # the range check failed: the run stops in this cycle and takes no word
         with m.Else():
             m.d.comb += [self.din.ready.eq(1), p.stall.eq(~self.din.valid), p.xfer.eq(self.din.valid),
                          loader.take.eq(self.din.valid)]
@@ -508,13 +533,13 @@ class Tile(wiring.Component):
         """WINDOW when the window is not a whole number of weight groups, then each ``(field,
         space, depth)`` of ``checks`` in order: ADDR when ``field + offset >= depth``."""
         aligned = p.layer_regs.layer.aligned
-        self._error_if(m, p, ~aligned, Cause.WINDOW)
+        self._check_late(m, p, ~aligned, Cause.WINDOW)
         with m.If(aligned):
             (f0, s0, _), (f1, s1, _) = checks
             bad0 = f0 >= p.room[s0]
-            self._error_if(m, p, bad0, Cause.ADDR)
+            self._check_late(m, p, bad0, Cause.ADDR)
             with m.If(~bad0):
-                self._error_if(m, p, f1 >= p.room[s1], Cause.ADDR)
+                self._check_late(m, p, f1 >= p.room[s1], Cause.ADDR)
 
     def _mvm(self, m, p: _Parts):
         """MVM: checks, operand reads and round 0 in cycle 0; a round of n_adcs conversions every
@@ -544,7 +569,7 @@ class Tile(wiring.Component):
             m.d.sync += [p.addr_b.eq(a.out_addr + p.offsets[2]), p.drain.eq(0)]
         with m.Else():
             with m.If(rq.chunks_left):
-                m.d.comb += rq.req_advance.eq(1)
+                m.d.comb += rq.req_advance.eq(~p.late_err)
             with m.Else():
                 m.d.sync += p.drain.eq(p.drain + 1)
                 # the last chunk's output is written WRITE_BEHIND cycles later, in the next instruction
@@ -608,6 +633,8 @@ class Tile(wiring.Component):
             self._range_check(m, p, space)
             base = item_range.start + (p.offsets[space] if space is not None else 0)
             m.d.comb += [reader.start.eq(1), reader.base.eq(base), reader.count.eq(item_range.count_m1 + 1)]
+        with m.Elif(p.late_err if space is not None else Const(0, 1)):
+            pass  # the range check failed: the run stops in this cycle and sends no word
         with m.Else():
             m.d.comb += [self.dout.valid.eq(1), p.stall.eq(~self.dout.ready), p.xfer.eq(self.dout.ready),
                          reader.sent.eq(self.dout.ready), self.dout.payload.eq(reader.word)]
