@@ -166,6 +166,8 @@ class Tile(wiring.Component):
                      *[fetch.wrap[i].eq(p.loops.wrap[i]) for i in range(cfg.loop_depth)]]
         m.d.comb += [p.loops.pc.eq(p.pc), p.loops.prog_len.eq(prog_len), p.loops.clear.eq(~running & self.start)]
 
+        # check_fail is only raised while running: late_err is low in a run's first cycle.
+        m.d.sync += [p.late_err.eq(p.check_fail), p.late_cause.eq(p.check_cause)]
         # The MVM lanes rewind to the layer's start digits outside an MVM and in its last cycle.
         m.d.comb += p.lanes.rewind.eq(~p.lanes.run | p.fin)
         with m.If(running & ~p.stall):
@@ -213,7 +215,6 @@ class Tile(wiring.Component):
                 # on late_err) and is not counted. So the address adders and comparators end at a
                 # register, not at every register the error stops.
                 self._error_if(m, p, p.late_err, p.late_cause)
-            m.d.sync += [p.late_err.eq(p.check_fail), p.late_cause.eq(p.check_cause)]
             # CFG, WIN and CFGRQ have no run-time checks: their only errors are PC_RANGE and the
             # stored static cause. Committing on those alone (not on ``err``, the OR of every
             # instruction's checks) keeps the loop offsets, address checks and error logic out of
