@@ -41,8 +41,9 @@ class RequantBank(wiring.Component):
       ``chunks_left`` says whether the current chunk's first column is below ``n_out``. In a cycle
       with ``req_advance`` the current chunk of ``rq_lanes`` accumulators enters the lanes, and the
       next chunk becomes current; the accumulator vector is taken from ``acc`` in the first such
-      cycle after ``req_start`` (chunk 0; the bank keeps the later chunks). :data:`cimtile.hw.requant.LATENCY` cycles later ``out_en`` enables the chunk's bytes
-      (columns below ``n_out``) of ``out_data`` (the lanes' bytes repeated over the vector).
+      cycle after ``req_start`` (chunk 0; the bank keeps the later chunks).
+      :data:`cimtile.hw.requant.LATENCY` cycles later ``out_en`` enables the chunk's bytes (columns
+      below ``n_out``) of ``out_data`` (the lanes' bytes repeated over the vector).
 
     Parameters
     ----------
