@@ -14,8 +14,10 @@ from .params import ADDR_BITS, TileConfig
 __all__ = ["DIGITS", "LayerRegisters", "const_div", "div_table", "layer_layout", "step_digits"]
 
 #: A conversion index of an MVM as mixed-radix digits: input slice ``k``, row group ``g``, output
-#: ``o``, conversion within the output's weight group ``q`` (radices nis, nrg, n_out, gconv).
-DIGITS = data.StructLayout({"k": 12, "g": ADDR_BITS + 2, "o": ADDR_BITS + 2, "q": 6})
+#: ``o``, conversion within the output's weight group ``q`` (radices nis, nrg, n_out, gconv); and ``c``,
+#: the conversion's column within the window, ``o * group + q * step``, carried beside the digits
+#: (it wraps with ``o``) so that no multiplier precedes the crossbar's column address.
+DIGITS = data.StructLayout({"k": 12, "g": ADDR_BITS + 2, "o": ADDR_BITS + 2, "q": 6, "c": ADDR_BITS + 2})
 
 
 def layer_layout(cfg: TileConfig) -> data.StructLayout:
@@ -62,17 +64,19 @@ def const_div(value, divisor: int, limit: int):
     raise AssertionError(f"no reciprocal for {divisor} up to {limit}")  # pragma: no cover
 
 
-def step_digits(digits, gconv, n_out, nrg, mux=Mux):
-    """The digits of the next conversion index (single carries); works on ints with ``mux`` a
-    Python conditional, so the reset values come from the same code."""
-    k, g, o, q = digits
+def step_digits(digits, gconv, n_out, nrg, step, mux=Mux):
+    """The digits ``(k, g, o, q, c)`` of the next conversion index (single carries); works on ints
+    with ``mux`` a Python conditional, so the reset values come from the same code. The column
+    ``c`` moves by ``step`` (a weight group is ``gconv`` conversions ``step`` columns apart) and
+    wraps to 0 with ``o``."""
+    k, g, o, q, c = digits
     q1 = q + 1
     carry_q = q1 >= gconv
     o1 = o + carry_q
     carry_o = carry_q & (o1 >= n_out)
     g1 = g + carry_o
     carry_g = carry_o & (g1 >= nrg)
-    return (k + carry_g, mux(carry_g, 0, g1), mux(carry_o, 0, o1), mux(carry_q, 0, q1))
+    return (k + carry_g, mux(carry_g, 0, g1), mux(carry_o, 0, o1), mux(carry_q, 0, q1), mux(carry_o, 0, c + step))
 
 
 def _py_mux(cond, a, b):
@@ -184,17 +188,17 @@ class LayerRegisters(wiring.Component):
         enable), so that no chain of incrementers precedes the MVM's per-round digit adders."""
         cfg = self.cfg
         reset = self._reset_layer(cfg)
-        radices_reset = (reset["gconv"], reset["n_out"], reset["nrg"])
-        digits = (Const(0, 12), Const(0, ADDR_BITS + 2), Const(0, ADDR_BITS + 2), Const(0, 6))
-        values = (0, 0, 0, 0)
+        radices_reset = (reset["gconv"], reset["n_out"], reset["nrg"], reset["step"])
+        digits = (Const(0, 12), Const(0, ADDR_BITS + 2), Const(0, ADDR_BITS + 2), Const(0, 6), Const(0, ADDR_BITS + 2))
+        values = (0, 0, 0, 0, 0)
         outs = [*self.lane_start[1:], self.lane_step]
         for i, out in enumerate(outs):
             values = step_digits(values, *radices_reset, mux=_py_mux)
-            step = step_digits(digits, nxt.gconv, nxt.n_out, nxt.nrg)
+            step = step_digits(digits, nxt.gconv, nxt.n_out, nxt.nrg, nxt.step)
             digits = tuple(Signal(len(f), name=f"chain{i + 1}_next_{n}") for f, n in zip(
-                (out.k, out.g, out.o, out.q), "kgoq"))
+                (out.k, out.g, out.o, out.q, out.c), "kgoqc"))
             m.d.comb += [s.eq(v) for s, v in zip(digits, step)]
-            reg = Signal(DIGITS, name=f"chain{i + 1}", init=dict(zip("kgoq", (int(v) for v in values))))
+            reg = Signal(DIGITS, name=f"chain{i + 1}", init=dict(zip("kgoqc", (int(v) for v in values))))
             with m.If(self.commit):
                 m.d.sync += reg.eq(Cat(*digits))
             m.d.comb += out.eq(reg)

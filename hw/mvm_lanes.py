@@ -119,10 +119,15 @@ class MvmLanes(wiring.Component):
         """``digits + lane_step`` in the mixed radix of the layer (each digit carries at most once).
 
         Carry-select: every digit is added for both carries in, in parallel from registers; the
-        carries then only ripple through one multiplexer per digit."""
+        carries then only ripple through one multiplexer per digit. The column ``c`` is added beside
+        them, for both outcomes of ``o``'s carry (which wraps it by the window's ``n_out x group``
+        columns, its ``col_count`` in an aligned window: an MVM refuses any other)."""
         step, layer = self.lane_step, self.layer
         out = []
         carry = Const(0, 1)
+        column_sum = Signal(ADDR_BITS + 3, name=f"lane{lane}_c_sum")
+        column_wrap = Signal(ADDR_BITS + 3, name=f"lane{lane}_c_wrap")
+        m.d.comb += [column_sum.eq(digits.c + step.c), column_wrap.eq(digits.c + step.c - layer.col_count)]
         for name, radix in (("q", layer.gconv), ("o", layer.n_out), ("g", layer.nrg)):
             digit, digit_step = getattr(digits, name), getattr(step, name)
             width = len(digit)
@@ -136,9 +141,11 @@ class MvmLanes(wiring.Component):
                 carries.append(over)
             out.append(Mux(carry, sums[1], sums[0]))
             carry = Mux(carry, carries[1], carries[0]) if name != "q" else carries[0]
+            if name == "o":
+                column = Mux(carry, column_wrap, column_sum)[:len(digits.c)]
         k = (digits.k + step.k + carry)[:len(digits.k)]
         q, o, g = out
-        return Cat(k, g, o, q)
+        return Cat(k, g, o, q, column)
 
     def _request(self, m, digits, req, lane: int):
         """Drive ``req`` (the shift-and-add descriptor and row range of conversion ``digits``) and
@@ -169,7 +176,7 @@ class MvmLanes(wiring.Component):
             req.sign.eq(sign_slice),
         ]
         col = Signal(ADDR_BITS + 2, name=f"lane{lane}_col")
-        m.d.comb += col.eq(layer.col_start + digits.o * layer.group + digits.q * layer.step)
+        m.d.comb += col.eq(layer.col_start + digits.c)  # c = o * group + q * step (see DIGITS)
         return col
 
     def _word_lines(self, m, issued, lane: int, slices, sign_slice):

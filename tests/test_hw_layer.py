@@ -65,12 +65,15 @@ def test_geometry_and_lane_digits_follow_cfg_and_win(name):
                 expect["n_out"] = layer["n_out"] = nc // g.group
             assert layer == expect, want
             if g.aligned:
-                assert start == [digits(i, g.n_out, g.nrg, gconv) for i in range(cfg.n_adcs)], want
-                assert step == digits(cfg.n_adcs, g.n_out, g.nrg, gconv), want
+                # each lane's digits and the conversion's column in the window (hw.layer.DIGITS's c)
+                want_digits = [digits(i, g.n_out, g.nrg, gconv) for i in range(cfg.n_adcs + 1)]
+                want_digits = [(k, rg, o, q, o * g.group + q * expect["step"]) for k, rg, o, q in want_digits]
+                assert start == want_digits[:-1], want
+                assert step == want_digits[-1], want
 
     async def read(ctx):
         layer = {f: ctx.get(getattr(dut.layer, f)) for f in dut.layer.shape().members}
-        lanes = [tuple(ctx.get(getattr(s, f)) for f in "kgoq") for s in dut.lane_start]
-        return layer, lanes, tuple(ctx.get(getattr(dut.lane_step, f)) for f in "kgoq")
+        lanes = [tuple(ctx.get(getattr(s, f)) for f in "kgoqc") for s in dut.lane_start]
+        return layer, lanes, tuple(ctx.get(getattr(dut.lane_step, f)) for f in "kgoqc")
 
     simulate(dut, bench)
