@@ -39,16 +39,19 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def div_table(value, divisor: int, limit: int):
-    """``(value // divisor, value % divisor == 0)`` for 0 <= value <= limit: constant tables (a few
-    LUT levels) for arrays up to 256 wide, else a multiply by a reciprocal."""
+def div_table(value, divisor: int, limit: int, offset: int = 0):
+    """``(n // divisor, n % divisor == 0)`` for ``n = value + offset``, 0 <= n <= limit: constant tables
+    indexed by ``value`` (a few LUT levels, no adder for the offset) for arrays up to 256 wide, else
+    a multiply by a reciprocal."""
     if limit <= 256:
         w = max(1, (limit // divisor).bit_length())
-        q = Array(Const(n // divisor, w) for n in range(limit + 1))[value]
-        z = Array(Const(int(n % divisor == 0), 1) for n in range(limit + 1))[value]
+        values = range(-offset, limit + 1 - offset)
+        q = Array(Const(max(n + offset, 0) // divisor, w) for n in values if n >= 0)[value]
+        z = Array(Const(int((n + offset) % divisor == 0), 1) for n in values if n >= 0)[value]
         return q, z
-    q = const_div(value, divisor, limit)
-    return q, q * divisor == value
+    n = value + offset
+    q = const_div(n, divisor, limit)
+    return q, q * divisor == n
 
 
 def const_div(value, divisor: int, limit: int):
@@ -86,8 +89,8 @@ def _py_mux(cond, a, b):
 class LayerRegisters(wiring.Component):
     """CFG and WIN registers, their derived geometry, and the MVM lanes' starting digits.
 
-    Timing contract: in a cycle with ``cfg_write`` (``win_write``) the CFG (WIN) fields on ``cfg_fields``
-    (``win_fields``) are the next layer (the tile decodes these from the opcode alone, so they may be
+    Timing contract: in a cycle with ``cfg_write`` (``win_write``; never both) the CFG (WIN) fields on
+    ``cfg_fields`` (``win_fields``) are the next layer (the tile decodes these from the opcode alone, so they may be
     high in cycles that do not commit); with ``commit`` high (a CFG or WIN executing with no error in
     this cycle; in other cycles committing is harmless: the layer is recomputed unchanged) every register takes
     its next value at the clock edge, so an instruction in the following cycle sees the new
@@ -143,45 +146,63 @@ class LayerRegisters(wiring.Component):
             m.d.comb += [fields.row_start.eq(w.row_start), fields.row_count.eq(w.row_count_m1 + 1),
                          fields.col_start.eq(w.col_start), fields.col_count.eq(w.col_count_m1 + 1)]
         m.d.comb += nxt.eq(fields)
-        self._geometry(m, fields, nxt)
+        self._geometry(m, nxt)
         with m.If(self.commit):
             m.d.sync += now.eq(nxt)
         self._lane_chain(m, nxt)
         return m
 
-    def _geometry(self, m, src, nxt):
-        """The derived fields of ``nxt`` from the CFG and WIN fields of ``src``: small constant tables."""
-        cfg = self.cfg
-        nws = Signal(4)
-        m.d.comb += nxt.nws.eq(nws)
-        with m.Switch(Cat(src.abits_m1, src.asigned)):
+    def _geometry(self, m, nxt):
+        """The derived fields of ``nxt``. A CFG changes the fields that depend on the CFG (and
+        ``n_out``, ``aligned``: the current window's columns over its weight group), a WIN those that
+        depend on the window (tables indexed by its ``count_m1`` fields: no adder); each is computed
+        from the word's fields and the current registers, and the opcode's decode only selects the
+        result (it runs beside the tables, not before them)."""
+        cfg, now = self.cfg, self.layer
+        word_cfg, word_win = self.cfg_fields, self.win_fields
+        # CFG: its slices and weight group, and the current window's outputs in that group.
+        nis, nws, group = Signal(4), Signal(4), Signal(5)
+        with m.Switch(Cat(word_cfg.abits_m1, word_cfg.asigned)):
             for a in range(8):
                 for s in range(2):
                     with m.Case(a | (s << 3)):
-                        m.d.comb += nxt.nis.eq(isa.input_slices(a + 1, bool(s), cfg.dac_bits))
-        with m.Switch(Cat(src.wbits_m1, src.wsigned)):
+                        m.d.comb += nis.eq(isa.input_slices(a + 1, bool(s), cfg.dac_bits))
+        with m.Switch(Cat(word_cfg.wbits_m1, word_cfg.wsigned)):
             for w in range(8):
                 for s in range(2):
                     with m.Case(w | (s << 3)):
                         m.d.comb += nws.eq(isa.weight_slices(w + 1, bool(s), cfg.cell_bits) if (w or not s) else 0)
-        group = Signal(5)
-        m.d.comb += [group.eq(Mux(src.wsigned, nws << 1, nws)), nxt.group.eq(group)]
+        m.d.comb += group.eq(Mux(word_cfg.wsigned, nws << 1, nws))
+        cfg_n_out, cfg_aligned = self._outputs(m, group, now.col_count[:cfg.cols.bit_length()], 0)
+        analog = word_cfg.wsigned if cfg.analog_diff else Const(0, 1)
+        # WIN: the row groups of its rows, and its columns' outputs in the current weight group.
+        count_m1_bits = max(1, (cfg.cols - 1).bit_length())
+        win_n_out, win_aligned = self._outputs(m, now.group, word_win.col_count_m1[:count_m1_bits], 1)
+        per = cfg.rows_per_conv
+        if cfg.rows <= 256:
+            table = Array(Const(_ceil_div(n + 1, per), ADDR_BITS + 1) for n in range(cfg.rows))
+            win_nrg = table[word_win.row_count_m1[:max(1, (cfg.rows - 1).bit_length())]]
+        else:
+            win_nrg = const_div(word_win.row_count_m1 + per, per, cfg.rows + per - 1)
+        with m.If(self.cfg_write):
+            m.d.comb += [nxt.nis.eq(nis), nxt.nws.eq(nws), nxt.group.eq(group), nxt.n_out.eq(cfg_n_out),
+                         nxt.aligned.eq(cfg_aligned), nxt.analog.eq(analog), nxt.gconv.eq(Mux(analog, nws, group)),
+                         nxt.step.eq(Mux(analog, 2, 1))]
+        with m.Elif(self.win_write):
+            m.d.comb += [nxt.nrg.eq(win_nrg), nxt.n_out.eq(win_n_out), nxt.aligned.eq(win_aligned)]
+
+    def _outputs(self, m, group, columns, offset: int):
+        """``(n_out, aligned)`` of ``columns + offset`` window columns in weight groups of ``group``
+        columns: a table per group size, selected by ``group``."""
+        cfg = self.cfg
+        n_out, aligned = Signal(ADDR_BITS + 1), Signal()
         groups = sorted({group_size(cfg, w, s) for w in range(1, 9) for s in (False, True) if not (s and w < 2)})
-        m.d.comb += [nxt.n_out.eq(0), nxt.aligned.eq(0)]
         with m.Switch(group):
             for size in groups:
                 with m.Case(size):
-                    quotient, exact = div_table(src.col_count[:cfg.cols.bit_length()], size, cfg.cols)
-                    m.d.comb += [nxt.n_out.eq(quotient), nxt.aligned.eq(exact)]
-        per = cfg.rows_per_conv
-        if cfg.rows <= 256:
-            table = Array(Const(_ceil_div(n, per), ADDR_BITS + 1) for n in range(cfg.rows + 1))
-            m.d.comb += nxt.nrg.eq(table[src.row_count[:cfg.rows.bit_length()]])
-        else:
-            m.d.comb += nxt.nrg.eq(const_div(src.row_count + (per - 1), per, cfg.rows + per - 1))
-        analog = src.wsigned if cfg.analog_diff else Const(0, 1)
-        m.d.comb += [nxt.analog.eq(analog), nxt.gconv.eq(Mux(analog, nws, group)),
-                     nxt.step.eq(Mux(analog, 2, 1))]
+                    quotient, exact = div_table(columns, size, cfg.cols, offset)
+                    m.d.comb += [n_out.eq(quotient), aligned.eq(exact)]
+        return n_out, aligned
 
     def _lane_chain(self, m, nxt):
         """``lane_start`` / ``lane_step`` as registers loaded with the layer (same next values and

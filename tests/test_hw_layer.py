@@ -40,14 +40,18 @@ def test_geometry_and_lane_digits_follow_cfg_and_win(name):
             ctx.set(dut.cfg_fields, {"wbits_m1": wbits - 1, "abits_m1": abits - 1, "wsigned": wsigned,
                                      "asigned": asigned, "adc_shift": shift})
             ctx.set(dut.win_fields, {"row_start": r0, "row_count_m1": nr - 1, "col_start": c0, "col_count_m1": nc - 1})
-            ctx.set(dut.cfg_write, 1)
-            ctx.set(dut.win_write, 1)
+            # a CFG, then a WIN (the tile decodes one opcode: never both in one cycle)
             ctx.set(dut.commit, 1)
-            await ctx.tick()
+            for write in (dut.cfg_write, dut.win_write):
+                ctx.set(write, 1)
+                await ctx.tick()
+                ctx.set(write, 0)
             # an uncommitted write (an error in that cycle) changes nothing
             ctx.set(dut.commit, 0)
             ctx.set(dut.win_fields.col_count_m1, 0)
+            ctx.set(dut.win_write, 1)
             await ctx.tick()
+            ctx.set(dut.win_write, 0)
             checks.append((wbits, abits, wsigned, asigned, shift, r0, nr, c0, nc))
             got.append(await read(ctx))
         for want, have in zip(checks, got):
