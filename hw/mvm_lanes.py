@@ -143,7 +143,10 @@ class MvmLanes(wiring.Component):
             carry = Mux(carry, carries[1], carries[0]) if name != "q" else carries[0]
             if name == "o":
                 column = Mux(carry, column_wrap, column_sum)[:len(digits.c)]
-        k = (digits.k + step.k + carry)[:len(digits.k)]
+        # k last: both sums from registers too, the carry out of g selects
+        k_sums = [Signal(len(digits.k), name=f"lane{lane}_k_sum{c}") for c in (0, 1)]
+        m.d.comb += [k_sums[c].eq(digits.k + step.k + c) for c in (0, 1)]
+        k = Mux(carry, k_sums[1], k_sums[0])
         q, o, g = out
         return Cat(k, g, o, q, column)
 
