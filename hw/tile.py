@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
@@ -559,9 +560,8 @@ class Tile(wiring.Component):
             m.d.sync += parts.program_wait.eq(parts.program_wait - 1)
             with m.If((parts.program_wait == 1) & loader.empty):
                 m.d.comb += parts.fin.eq(1)
-        with m.Elif(parts.late_err if space is not None else Const(0, 1)):
-            pass  # the range check failed: the run stops in this cycle and takes no word
-        with m.Else():
+        with m.Else(), self._unless_late_err(m, parts, space):
+            # (after a failed range check the run stops in this cycle and takes no word)
             m.d.comb += [self.din.ready.eq(1), parts.stall.eq(~self.din.valid), parts.xfer.eq(self.din.valid),
                          loader.take.eq(self.din.valid)]
             if not wait:
@@ -580,6 +580,12 @@ class Tile(wiring.Component):
                                  write_port.en.eq(1)]
                 if wait:
                     m.d.sync += parts.program_wait.eq(wait)
+
+    @staticmethod
+    def _unless_late_err(m, parts: _Parts, space: int | None):
+        """The words of a load or read in a strided space move only if its range check passed (a
+        failed one stops the run in this cycle: ``late_err``); in other spaces the check is static."""
+        return m.If(~parts.late_err) if space is not None else nullcontext()
 
     def _ldrq(self, m, parts: _Parts):
         """LDRQ: rq_per_word records per bus word into the requantisation bank."""
@@ -703,9 +709,7 @@ class Tile(wiring.Component):
             self._range_check(m, parts, space)
             base = item_range.start + (parts.offsets[space] if space is not None else 0)
             m.d.comb += [reader.start.eq(1), reader.base.eq(base), reader.count.eq(item_range.count_m1 + 1)]
-        with m.Elif(parts.late_err if space is not None else Const(0, 1)):
-            pass  # the range check failed: the run stops in this cycle and sends no word
-        with m.Else():
+        with m.Else(), self._unless_late_err(m, parts, space):
             m.d.comb += [self.dout.valid.eq(1), parts.stall.eq(~self.dout.ready), parts.xfer.eq(self.dout.ready),
                          reader.sent.eq(self.dout.ready), self.dout.payload.eq(reader.word)]
             with m.If(parts.xfer & reader.last):
