@@ -205,7 +205,7 @@ class MvmLanes(wiring.Component):
         m.d.comb += mag_bits.eq(Mux(layer.asigned, layer.abits_m1, layer.abits_m1 + 1))
         planes = [Cat(*[self.x[8 * r + b] for r in range(rows)]) for b in range(8)]
         mag = [Signal(rows, name=f"mag_plane{b}") for b in range(8)]
-        m.d.comb += [p.eq(Mux(b < mag_bits, pl, 0)) for b, (p, pl) in enumerate(zip(mag, planes))]
+        m.d.comb += [masked.eq(Mux(b < mag_bits, plane, 0)) for b, (masked, plane) in enumerate(zip(mag, planes))]
         n_slices = -(-8 // dac)
         slices = Cat(*[
             Cat(*[Cat(*[(mag[k * dac + j][r] if k * dac + j < 8 else Const(0, 1)) for j in range(dac)])
