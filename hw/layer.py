@@ -35,8 +35,8 @@ def layer_layout(cfg: TileConfig) -> data.StructLayout:
     })
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
 
 
 def div_table(value, divisor: int, limit: int, offset: int = 0):
@@ -44,14 +44,14 @@ def div_table(value, divisor: int, limit: int, offset: int = 0):
     indexed by ``value`` (a few LUT levels, no adder for the offset) for arrays up to 256 wide, else
     a multiply by a reciprocal."""
     if limit <= 256:
-        w = max(1, (limit // divisor).bit_length())
-        values = range(-offset, limit + 1 - offset)
-        q = Array(Const(max(n + offset, 0) // divisor, w) for n in values if n >= 0)[value]
-        z = Array(Const(int((n + offset) % divisor == 0), 1) for n in values if n >= 0)[value]
-        return q, z
-    n = value + offset
-    q = const_div(n, divisor, limit)
-    return q, q * divisor == n
+        width = max(1, (limit // divisor).bit_length())
+        indices = [n for n in range(-offset, limit + 1 - offset) if n >= 0]
+        quotient = Array(Const((n + offset) // divisor, width) for n in indices)[value]
+        exact = Array(Const(int((n + offset) % divisor == 0), 1) for n in indices)[value]
+        return quotient, exact
+    total = value + offset
+    quotient = const_div(total, divisor, limit)
+    return quotient, quotient * divisor == total
 
 
 def const_div(value, divisor: int, limit: int):
@@ -138,13 +138,14 @@ class LayerRegisters(wiring.Component):
         fields, nxt = Signal(layer_layout(cfg)), Signal(layer_layout(cfg))
         m.d.comb += fields.eq(now)
         with m.If(self.cfg_write):
-            f = self.cfg_fields
-            m.d.comb += [fields.wbits_m1.eq(f.wbits_m1), fields.abits_m1.eq(f.abits_m1),
-                         fields.wsigned.eq(f.wsigned), fields.asigned.eq(f.asigned), fields.adc_shift.eq(f.adc_shift)]
+            cfg_in = self.cfg_fields
+            m.d.comb += [fields.wbits_m1.eq(cfg_in.wbits_m1), fields.abits_m1.eq(cfg_in.abits_m1),
+                         fields.wsigned.eq(cfg_in.wsigned), fields.asigned.eq(cfg_in.asigned),
+                         fields.adc_shift.eq(cfg_in.adc_shift)]
         with m.If(self.win_write):
-            w = self.win_fields
-            m.d.comb += [fields.row_start.eq(w.row_start), fields.row_count.eq(w.row_count_m1 + 1),
-                         fields.col_start.eq(w.col_start), fields.col_count.eq(w.col_count_m1 + 1)]
+            win_in = self.win_fields
+            m.d.comb += [fields.row_start.eq(win_in.row_start), fields.row_count.eq(win_in.row_count_m1 + 1),
+                         fields.col_start.eq(win_in.col_start), fields.col_count.eq(win_in.col_count_m1 + 1)]
         m.d.comb += nxt.eq(fields)
         self._geometry(m, nxt)
         with m.If(self.commit):
@@ -163,27 +164,30 @@ class LayerRegisters(wiring.Component):
         # CFG: its slices and weight group, and the current window's outputs in that group.
         nis, nws, group = Signal(4), Signal(4), Signal(5)
         with m.Switch(Cat(word_cfg.abits_m1, word_cfg.asigned)):
-            for a in range(8):
-                for s in range(2):
-                    with m.Case(a | (s << 3)):
-                        m.d.comb += nis.eq(isa.input_slices(a + 1, bool(s), cfg.dac_bits))
+            for abits_m1 in range(8):
+                for asigned in range(2):
+                    with m.Case(abits_m1 | (asigned << 3)):
+                        m.d.comb += nis.eq(isa.input_slices(abits_m1 + 1, bool(asigned), cfg.dac_bits))
         with m.Switch(Cat(word_cfg.wbits_m1, word_cfg.wsigned)):
-            for w in range(8):
-                for s in range(2):
-                    with m.Case(w | (s << 3)):
-                        m.d.comb += nws.eq(isa.weight_slices(w + 1, bool(s), cfg.cell_bits) if (w or not s) else 0)
+            for wbits_m1 in range(8):
+                for wsigned in range(2):
+                    # a signed 1-bit weight does not exist: no slices
+                    exists = wbits_m1 or not wsigned
+                    slices = isa.weight_slices(wbits_m1 + 1, bool(wsigned), cfg.cell_bits) if exists else 0
+                    with m.Case(wbits_m1 | (wsigned << 3)):
+                        m.d.comb += nws.eq(slices)
         m.d.comb += group.eq(Mux(word_cfg.wsigned, nws << 1, nws))
         cfg_n_out, cfg_aligned = self._outputs(m, group, now.col_count[:cfg.cols.bit_length()], 0)
         analog = word_cfg.wsigned if cfg.analog_diff else Const(0, 1)
         # WIN: the row groups of its rows, and its columns' outputs in the current weight group.
         count_m1_bits = max(1, (cfg.cols - 1).bit_length())
         win_n_out, win_aligned = self._outputs(m, now.group, word_win.col_count_m1[:count_m1_bits], 1)
-        per = cfg.rows_per_conv
+        per_conv = cfg.rows_per_conv
         if cfg.rows <= 256:
-            table = Array(Const(_ceil_div(n + 1, per), ADDR_BITS + 1) for n in range(cfg.rows))
+            table = Array(Const(_ceil_div(n + 1, per_conv), ADDR_BITS + 1) for n in range(cfg.rows))
             win_nrg = table[word_win.row_count_m1[:max(1, (cfg.rows - 1).bit_length())]]
         else:
-            win_nrg = const_div(word_win.row_count_m1 + per, per, cfg.rows + per - 1)
+            win_nrg = const_div(word_win.row_count_m1 + per_conv, per_conv, cfg.rows + per_conv - 1)
         with m.If(self.cfg_write):
             m.d.comb += [nxt.nis.eq(nis), nxt.nws.eq(nws), nxt.group.eq(group), nxt.n_out.eq(cfg_n_out),
                          nxt.aligned.eq(cfg_aligned), nxt.analog.eq(analog), nxt.gconv.eq(Mux(analog, nws, group)),
@@ -196,7 +200,8 @@ class LayerRegisters(wiring.Component):
         columns: a table per group size, selected by ``group``."""
         cfg = self.cfg
         n_out, aligned = Signal(ADDR_BITS + 1), Signal()
-        groups = sorted({group_size(cfg, w, s) for w in range(1, 9) for s in (False, True) if not (s and w < 2)})
+        groups = sorted({group_size(cfg, wbits, signed) for wbits in range(1, 9) for signed in (False, True)
+                         if not (signed and wbits < 2)})
         with m.Switch(group):
             for size in groups:
                 with m.Case(size):
