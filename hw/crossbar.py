@@ -147,8 +147,8 @@ class Crossbar(wiring.Component):
             m.submodules[f"levels{lane}"] = levels
             m.submodules[f"mask{lane}"] = masks
             for mem, data, en in ((levels, self.wr_levels, self.wr_levels_en), (masks, self.wr_mask, self.wr_mask_en)):
-                wp = mem.write_port()
-                m.d.comb += [wp.addr.eq(self.wr_col), wp.data.eq(data), wp.en.eq(en)]
+                write = mem.write_port()
+                m.d.comb += [write.addr.eq(self.wr_col), write.data.eq(data), write.en.eq(en)]
             ports = [(levels.read_port(), masks.read_port())]
             if cfg.analog_diff:
                 ports.append((levels.read_port(), masks.read_port()))
@@ -157,16 +157,17 @@ class Crossbar(wiring.Component):
             m.d.sync += pair_q.eq(self.pair[lane])
             # The rows each DAC bit drives: the word lines themselves with a 1-bit DAC.
             planes = [drive] if dac_bits == 1 else \
-                [Cat(*[drive[r * dac_bits + j] for r in range(rows)]) for j in range(dac_bits)]
+                [Cat(*[drive[row * dac_bits + bit] for row in range(rows)]) for bit in range(dac_bits)]
             sums = []
-            for k, (lp, mp) in enumerate(ports):
-                m.d.comb += [lp.addr.eq(self.col[lane] + k), mp.addr.eq(self.col[lane] + k)]
-                live = Signal(rows, name=f"live{lane}_{k}")  # masked cells read as level 0
-                m.d.comb += live.eq(~mp.data)
-                sums.append(adder_tree([self._column_sum(m, lp.data, plane & live, constants, f"{lane}_{k}_{j}") << j
-                                        for j, plane in enumerate(planes)]))
-                if lane == 0 and k == 0:
-                    m.d.comb += [self.rd_levels.eq(lp.data), self.rd_mask.eq(mp.data)]
+            for offset, (levels_read, mask_read) in enumerate(ports):
+                m.d.comb += [levels_read.addr.eq(self.col[lane] + offset), mask_read.addr.eq(self.col[lane] + offset)]
+                live = Signal(rows, name=f"live{lane}_{offset}")  # masked cells read as level 0
+                m.d.comb += live.eq(~mask_read.data)
+                sums.append(adder_tree([
+                    self._column_sum(m, levels_read.data, plane & live, constants, f"{lane}_{offset}_{bit}") << bit
+                    for bit, plane in enumerate(planes)]))
+                if lane == 0 and offset == 0:
+                    m.d.comb += [self.rd_levels.eq(levels_read.data), self.rd_mask.eq(mask_read.data)]
             total = sums[0] if len(sums) == 1 else Mux(pair_q, sums[0] - sums[1], sums[0])
             m.d.sync += self.sum[lane].eq(total)
         return m
