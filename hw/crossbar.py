@@ -9,7 +9,11 @@ from amaranth.lib.wiring import In, Out
 
 from .params import ADDR_BITS, TileConfig
 
-__all__ = ["Crossbar", "adder_tree", "sum_bits"]
+__all__ = ["CHUNK_BITS", "Crossbar", "adder_tree", "chunk_rows", "sum_bits"]
+
+#: Width of the machine words the column sums are computed in (see :class:`Crossbar`): the rows of a
+#: column are summed in chunks whose cells fill at most this many bits.
+CHUNK_BITS = 64
 
 
 def adder_tree(terms: list):
@@ -30,6 +34,47 @@ def sum_bits(cfg: TileConfig) -> int:
     return (cfg.rows * ((1 << cfg.dac_bits) - 1) * cfg.max_level).bit_length()
 
 
+def chunk_rows(cfg: TileConfig) -> int:
+    """Rows per chunk of a column sum: the largest power of two whose cells fit in ``CHUNK_BITS`` bits (and no
+    more than the rows, rounded up to a power of two)."""
+    rows = 1
+    while rows * 2 * cfg.cell_bits <= CHUNK_BITS and rows < cfg.rows:
+        rows *= 2
+    return rows
+
+
+def _spread_steps(rows: int, cell_bits: int) -> list[tuple[int, int]]:
+    """(shift, mask) steps that move bit ``r`` of a ``rows``-bit word to bit ``r * cell_bits``.
+
+    Step ``s`` (a power of two, highest first) moves the bits whose index has ``s`` set by
+    ``s * (cell_bits - 1)``: ``x = (x | x << shift) & mask``, the mask keeping each bit's position after
+    the step. Bits are moved high ones first, so a copy never lands on another bit's place.
+    """
+    steps = []
+    pos = list(range(rows))  # where bit r is now
+    s = 1
+    while s * 2 < rows:
+        s *= 2
+    while s >= 1 and cell_bits > 1:
+        shift = s * (cell_bits - 1)
+        pos = [p + shift if r & s else p for r, p in enumerate(pos)]
+        steps.append((shift, sum(1 << p for p in pos)))
+        s //= 2
+    return steps
+
+
+def _hidden_constant(m: Module, value: int, width: int, name: str) -> Signal:
+    """``value`` as a register that keeps its reset value.
+
+    An AND with a constant is split by Amaranth's netlist into one slice per run of equal bits (``x &
+    0x3333...`` becomes 16 two-bit pieces of a 64-bit word, which Verilator assembles one by one); against
+    a register it stays one word operation. Synthesis folds the register back into the constant.
+    """
+    c = Signal(width, init=value, name=name)
+    m.d.sync += c.eq(c)
+    return c
+
+
 class Crossbar(wiring.Component):
     """Cell levels and masks of the array, with one column-sum port per ADC lane.
 
@@ -47,6 +92,13 @@ class Crossbar(wiring.Component):
     ``sum(wl[r] * level[r][col])`` over unmasked cells (minus the same sum of ``col+1`` when
     ``pair``). Lane 0's raw column (``rd_levels``, ``rd_mask``) appears in cycle t+1, for reads,
     VAU sweeps and cell updates.
+
+    A column sum is computed word-parallel, as a processor would (docs/cosim.md): per DAC bit, the rows
+    it drives that are not masked are one ``rows``-bit word; in chunks of :func:`chunk_rows` rows, that
+    word is spread to one ``cell_bits``-wide field per row (a few shifts and masks), ANDed with the
+    column's levels, and the fields are summed by halving (add the odd fields to the even ones, twice
+    as wide, and again). Each chunk is one machine word in the Verilator model: a few dozen word
+    operations per lane and cycle instead of a gated term and an adder per row.
 
     Parameters
     ----------
@@ -68,56 +120,91 @@ class Crossbar(wiring.Component):
 
     def __init__(self, cfg: TileConfig):
         self.cfg = cfg
-        R, L = cfg.rows, cfg.n_adcs
+        rows, lanes = cfg.rows, cfg.n_adcs
         self.sbits = sum_bits(cfg) + 1
         super().__init__({
             "wr_col": In(ADDR_BITS),
-            "wr_levels": In(R * cfg.cell_bits),
+            "wr_levels": In(rows * cfg.cell_bits),
             "wr_levels_en": In(1),
-            "wr_mask": In(R),
+            "wr_mask": In(rows),
             "wr_mask_en": In(1),
-            "col": In(ADDR_BITS).array(L),
-            "pair": In(1).array(L),
-            "wl": In(R * cfg.dac_bits).array(L),
-            "sum": Out(signed(self.sbits)).array(L),
-            "rd_levels": Out(R * cfg.cell_bits),
-            "rd_mask": Out(R),
+            "col": In(ADDR_BITS).array(lanes),
+            "pair": In(1).array(lanes),
+            "wl": In(rows * cfg.dac_bits).array(lanes),
+            "sum": Out(signed(self.sbits)).array(lanes),
+            "rd_levels": Out(rows * cfg.cell_bits),
+            "rd_mask": Out(rows),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        R, C, L, cb, d = cfg.rows, cfg.cols, cfg.n_adcs, cfg.cell_bits, cfg.dac_bits
-        for i in range(L):
-            lev = Memory(shape=unsigned(R * cb), depth=C, init=[])
-            msk = Memory(shape=unsigned(R), depth=C, init=[])
-            m.submodules[f"levels{i}"] = lev
-            m.submodules[f"mask{i}"] = msk
-            for mem, data, en in ((lev, self.wr_levels, self.wr_levels_en), (msk, self.wr_mask, self.wr_mask_en)):
-                wp = mem.write_port()
-                m.d.comb += [wp.addr.eq(self.wr_col), wp.data.eq(data), wp.en.eq(en)]
-            ports = [(lev.read_port(), msk.read_port())]
+        rows, cols, cell_bits, dac_bits = cfg.rows, cfg.cols, cfg.cell_bits, cfg.dac_bits
+        constants = self._constants(m)
+        for lane in range(cfg.n_adcs):
+            levels = Memory(shape=unsigned(rows * cell_bits), depth=cols, init=[])
+            masks = Memory(shape=unsigned(rows), depth=cols, init=[])
+            m.submodules[f"levels{lane}"] = levels
+            m.submodules[f"mask{lane}"] = masks
+            for mem, data, en in ((levels, self.wr_levels, self.wr_levels_en), (masks, self.wr_mask, self.wr_mask_en)):
+                write = mem.write_port()
+                m.d.comb += [write.addr.eq(self.wr_col), write.data.eq(data), write.en.eq(en)]
+            ports = [(levels.read_port(), masks.read_port())]
             if cfg.analog_diff:
-                ports.append((lev.read_port(), msk.read_port()))
-            wl_q = self.wl[i]  # presented with the read data, one cycle after the column
-            pair_q = Signal(name=f"pair_q{i}")
-            m.d.sync += pair_q.eq(self.pair[i])
+                ports.append((levels.read_port(), masks.read_port()))
+            drive = self.wl[lane]  # presented with the read data, one cycle after the column
+            pair_q = Signal(name=f"pair_q{lane}")
+            m.d.sync += pair_q.eq(self.pair[lane])
+            # The rows each DAC bit drives: the word lines themselves with a 1-bit DAC.
+            planes = [drive] if dac_bits == 1 else \
+                [Cat(*[drive[row * dac_bits + bit] for row in range(rows)]) for bit in range(dac_bits)]
             sums = []
-            for k, (lp, mp) in enumerate(ports):
-                m.d.comb += [lp.addr.eq(self.col[i] + k), mp.addr.eq(self.col[i] + k)]
-                # Masked cells read as level 0; a DAC bit j adds the level shifted by j (no
-                # multipliers: a d-bit x cb-bit product is d gated, shifted copies).
-                lv = Signal(R * cb, name=f"lv{i}_{k}")
-                m.d.comb += lv.eq(lp.data & ~Cat(*[mp.data[r].replicate(cb) for r in range(R)]))
-                terms = []
-                for r in range(R):
-                    lvl = lv[r * cb:(r + 1) * cb]
-                    for j in range(d):
-                        t = Mux(wl_q[r * d + j], lvl, 0)
-                        terms.append(t if j == 0 else Cat(Const(0, j), t))
-                sums.append(adder_tree(terms))
-                if i == 0 and k == 0:
-                    m.d.comb += [self.rd_levels.eq(lp.data), self.rd_mask.eq(mp.data)]
-            s = sums[0] if len(sums) == 1 else Mux(pair_q, sums[0] - sums[1], sums[0])
-            m.d.sync += self.sum[i].eq(s)
+            for offset, (levels_read, mask_read) in enumerate(ports):
+                m.d.comb += [levels_read.addr.eq(self.col[lane] + offset), mask_read.addr.eq(self.col[lane] + offset)]
+                live = Signal(rows, name=f"live{lane}_{offset}")  # masked cells read as level 0
+                m.d.comb += live.eq(~mask_read.data)
+                sums.append(adder_tree([
+                    self._column_sum(m, levels_read.data, plane & live, constants, f"{lane}_{offset}_{bit}") << bit
+                    for bit, plane in enumerate(planes)]))
+                if lane == 0 and offset == 0:
+                    m.d.comb += [self.rd_levels.eq(levels_read.data), self.rd_mask.eq(mask_read.data)]
+            total = sums[0] if len(sums) == 1 else Mux(pair_q, sums[0] - sums[1], sums[0])
+            m.d.sync += self.sum[lane].eq(total)
         return m
+
+    def _constants(self, m: Module) -> dict:
+        """The spreading steps' and the field sums' masks, as registers (:func:`_hidden_constant`)."""
+        cell_bits, rows = self.cfg.cell_bits, chunk_rows(self.cfg)
+        width = rows * cell_bits
+        spread = [(shift, _hidden_constant(m, mask, width, f"spread_mask{n}"))
+                  for n, (shift, mask) in enumerate(_spread_steps(rows, cell_bits))]
+        fields, field = [], cell_bits
+        total_bits = (rows * self.cfg.max_level).bit_length()
+        while field < width:
+            if field >= total_bits:  # the lowest field holds any sum from here on: no masking needed
+                fields.append((field, None))
+            else:
+                even = sum(((1 << field) - 1) << p for p in range(0, width, 2 * field))
+                fields.append((field, _hidden_constant(m, even, width, f"field_mask{field}")))
+            field *= 2
+        return {"width": width, "rows": rows, "spread": spread, "fields": fields, "total_bits": total_bits}
+
+    def _column_sum(self, m: Module, levels, rows_on, constants: dict, name: str):
+        """``sum(level[r] for r where rows_on[r])`` of one column word, chunk by chunk, word-parallel."""
+        cell_bits = self.cfg.cell_bits
+        width, chunk, total_bits = constants["width"], constants["rows"], constants["total_bits"]
+        partial = []
+        for c, first in enumerate(range(0, self.cfg.rows, chunk)):
+            n = min(chunk, self.cfg.rows - first)
+            x = rows_on[first:first + n]
+            for shift, mask in constants["spread"]:  # row r's bit to bit r * cell_bits
+                x = (x | (x << shift)[:width]) & mask
+            fill = x
+            for t in range(1, cell_bits):  # ... and to the whole field of row r
+                fill = fill | (x << t)[:width]
+            x = Signal(width, name=f"cells{name}_{c}")
+            m.d.comb += x.eq(levels[first * cell_bits:(first + n) * cell_bits] & fill)
+            for field, mask in constants["fields"]:  # halving: odd fields added to the even ones
+                x = ((x & mask) + ((x >> field) & mask))[:width] if mask is not None else (x + (x >> field))[:width]
+            partial.append(x[:total_bits])
+        return adder_tree(partial)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -123,21 +123,28 @@ class ShiftAdd(wiring.Component):
         A fresh output (below ``n_out`` without ``accumulate``) is loaded as zero, which is what its
         first contribution replacing the old value amounts to. Why this shape: Verilator evaluates
         every combinational term in every cycle, so a sum per register (``cols`` x ``n_adcs`` masked
-        terms) cost a third of isaac's co-simulation time; indexed accesses become a branch on the
-        index, and the load's masking an expression used once, in the load's branch (docs/cosim.md).
+        terms) cost a third of isaac's co-simulation time; the indexed read is a part-select at a variable
+        offset (shifts), the indexed write a ``case`` on the index, and the load's masking a wide shift
+        used once, in the load's branch (docs/cosim.md).
         """
         cols, width = self.cfg.cols, self.cfg.acc_bits
         registers = Signal(cols * width)
-        words = Array(registers.word_select(j, width) for j in range(cols))
         group_sums, targets, leads = self._lane_groups(m)
         m.d.comb += self.result.eq(registers)
         for total, target, leader in zip(group_sums, targets, leads):
-            # leaders hit distinct outputs: the writes never overlap
+            # leaders hit distinct outputs: the writes never overlap. The read is a part-select at a
+            # variable offset (shifts, no branches; an Array read was a tree of 7 data-dependent branches
+            # per lane in Verilator's model).
             with m.If(leader):
-                m.d.comb += self.result.word_select(target, width).eq(_sum_mod([words[target], total], width))
+                m.d.comb += self.result.word_select(target, width).eq(
+                    _sum_mod([registers.word_select(target, width), total], width))
         with m.If(self.load):
-            keep = Cat(*[(self.accumulate | (j >= self.n_out)).replicate(width) for j in range(cols)])
-            m.d.sync += registers.eq(self.old & keep)
+            # Words from n_out up are kept: all ones shifted right by the words below n_out (a wide shift,
+            # not a mask assembled word by word in every cycle).
+            above = Signal(range(cols + 1))  # words from n_out up, kept (all of them with accumulate)
+            m.d.comb += above.eq(Mux(self.accumulate, cols, Mux(self.n_out > cols, 0, cols - self.n_out)))
+            fresh = Const((1 << (cols * width)) - 1, cols * width) >> (above * width)
+            m.d.sync += registers.eq(self.old & ~fresh)
         with m.Elif(self.run):
             m.d.sync += registers.eq(self.result)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -81,9 +81,11 @@ class Vau(wiring.Component):
             m.d.sync += [offset.eq(offset + 1), arriving_col.eq(self.col), arriving.eq(1),
                          changes.eq(act), negated.eq(neg & (f.pair != 0)),
                          place.eq(Mux(place + 1 == ly.group, 0, place + 1))]
+        # Computed outside the branch: assigned inside it, each row's terms would read as zero when no column
+        # arrives, which Verilator's model computes as a mask on every term in every cycle (docs/cosim.md).
+        updated = self._updated(m, arriving_col, changes, negated)
         with m.If(arriving):
-            m.d.sync += [self.wr_levels.eq(self._updated(m, arriving_col, changes, negated)),
-                         self.wr_col.eq(arriving_col), self.wr_levels_en.eq(1)]
+            m.d.sync += [self.wr_levels.eq(updated), self.wr_col.eq(arriving_col), self.wr_levels_en.eq(1)]
         self._cell_write(m)
         return m
 
@@ -93,6 +95,12 @@ class Vau(wiring.Component):
         cell = cfg.cell_bits
         col_delta = Signal(signed(8))
         m.d.comb += col_delta.eq(self.deltas.word_select(col[:max(1, (cfg.delta_len - 1).bit_length())], 8))
+        # The window's rows as one word (two shifts of all ones), not two comparisons per row.
+        rows, ones = cfg.rows, Const((1 << cfg.rows) - 1, cfg.rows)
+        start, end = ly.row_start, ly.row_start + ly.row_count
+        window = Signal(rows)
+        m.d.comb += window.eq(Mux(start >= rows, 0, ~(ones >> (rows - start).as_unsigned()))
+                              & Mux(end >= rows, ones, ones >> (rows - end).as_unsigned()))
         new = []
         for r in range(cfg.rows):
             old = self.levels[r * cell:(r + 1) * cell]
@@ -101,7 +109,7 @@ class Vau(wiring.Component):
             total = Signal(signed(10), name=f"sum{r}")
             m.d.comb += total.eq(Mux(negated, old - delta, old + delta))
             clipped = Mux(total < 0, 0, Mux(total > cfg.max_level, cfg.max_level, total))
-            in_window = (ly.row_start <= r) & (ly.row_start + ly.row_count > r)
+            in_window = window[r]
             keep = self.mask[r] | ~in_window | ~changes
             new.append(Mux(keep, old, clipped[:cell]))
         return Cat(*new)

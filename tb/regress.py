@@ -88,12 +88,12 @@ def run_regress(n: int, configs: list[TileConfig] | None = None, *, first_seed: 
     def one(item):
         cfg, first, count, step = item
         b = runner.build(cfg, mutation=mutation, waves=waves)
-        d = b.build_dir / "regress" / f"{first}-{step}x{count}"
-        d.mkdir(parents=True, exist_ok=True)
-        out = d / "regress.json"
-        out.unlink(missing_ok=True)
-        runner.run(b, MODULE, test_dir=d, log_file=d / "sim.log", waves=waves,
-                   extra_env={"CIMTILE_REGRESS": f"{first}:{count}:{step}", "CIMTILE_REGRESS_OUT": str(out)})
+        # a directory of this process's own (runner.run_dir): two regressions may run at once
+        with runner.run_dir(b.build_dir / "regress", f"{first}-{step}x{count}") as d:
+            out = d / "regress.json"
+            out.unlink(missing_ok=True)
+            runner.run(b, MODULE, test_dir=d, log_file=d / "sim.log", waves=waves,
+                       extra_env={"CIMTILE_REGRESS": f"{first}:{count}:{step}", "CIMTILE_REGRESS_OUT": str(out)})
         return cfg, first, count, d, (json.loads(out.read_text()) if out.exists() else None)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex, \

@@ -34,7 +34,7 @@ from cimtile.errors import CimtileError
 
 from . import wrapper
 
-__all__ = ["Build", "SIM_DIR", "build", "generate_rtl", "run", "verilator_env"]
+__all__ = ["Build", "SIM_DIR", "build", "generate_rtl", "run", "run_dir", "verilator_env"]
 
 SIM_DIR = Path(os.environ.get("CIMTILE_SIM_DIR", paths.build_dir("sim")))
 
@@ -414,6 +414,51 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
     return Build(cfg, bdir, waves, mutation, True, time.perf_counter() - t0, legacy)
 
 
+_run_dirs_lock = threading.Lock()
+_run_dirs_in_use: set[Path] = set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def run_dir(build_dir: Path, tag: str = "run"):
+    """A working directory of this process for one simulator run on the build in ``build_dir``.
+
+    ``<build_dir>/<tag>-<pid>`` (``-<k>`` appended while another thread of this process uses that one):
+    the model is shared by every process using ``build_dir``, but each run stages its program, data
+    and results in a directory of its own, so ``make sim``, ``python -m bench cosim`` and pytest's
+    co-simulation tests can run at once. The directory is kept after the run (its ``sim.log`` is what
+    failure reports point to); directories of processes that no longer exist are removed when a new
+    one is made.
+    """
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    pid = os.getpid()
+    with _run_dirs_lock:
+        for old in build_dir.glob(f"{tag}-*"):
+            owner = old.name[len(tag) + 1:].split("-")[0]
+            if old.is_dir() and owner.isdigit() and int(owner) != pid and not _alive(int(owner)):
+                shutil.rmtree(old, ignore_errors=True)
+        k = 0
+        while (d := build_dir / (f"{tag}-{pid}" + (f"-{k}" if k else ""))) in _run_dirs_in_use:
+            k += 1
+        _run_dirs_in_use.add(d)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        yield d
+    finally:
+        with _run_dirs_lock:
+            _run_dirs_in_use.discard(d)
+
+
 def _write_if_changed(path: Path, text: str) -> None:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
@@ -456,7 +501,11 @@ def run(b: Build, modules: str | list[str], *, testcase: str | None = None, seed
     """
     from cocotb_tools.runner import get_runner
 
-    test_dir = Path(test_dir or (b.build_dir / "run"))
+    if test_dir is None:
+        with run_dir(b.build_dir) as d:
+            return run(b, modules, testcase=testcase, seed=seed, test_dir=d, extra_env=extra_env, log_file=log_file,
+                       waves=waves)
+    test_dir = Path(test_dir)
     test_dir.mkdir(parents=True, exist_ok=True)
     records_file = test_dir / "records.jsonl"
     records_file.unlink(missing_ok=True)

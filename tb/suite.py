@@ -44,15 +44,14 @@ class SuiteResult:
 def _one(cfg: TileConfig, tests: str | None, seed: int | None, waves: bool, mutation: str | None = None,
          tag: str = "run", legacy: bool = False) -> tuple[list[dict], list[dict], Path]:
     b = runner.build(cfg, mutation=mutation, waves=waves, legacy=legacy)
-    test_dir = b.build_dir / tag
-    log = test_dir / "sim.log"
-    test_dir.mkdir(parents=True, exist_ok=True)
-    sr = runner.run(b, MODULE, testcase=tests, seed=seed, test_dir=test_dir, log_file=log, waves=waves)
-    metrics_file = test_dir / "records.jsonl.metrics"
-    metrics = []
-    if metrics_file.exists():
-        metrics = [json.loads(x) for x in metrics_file.read_text().splitlines() if x.strip()]
-        metrics_file.unlink()
+    with runner.run_dir(b.build_dir, tag) as test_dir:  # this process's own: runs of other processes go on
+        log = test_dir / "sim.log"
+        sr = runner.run(b, MODULE, testcase=tests, seed=seed, test_dir=test_dir, log_file=log, waves=waves)
+        metrics_file = test_dir / "records.jsonl.metrics"
+        metrics = []
+        if metrics_file.exists():
+            metrics = [json.loads(x) for x in metrics_file.read_text().splitlines() if x.strip()]
+            metrics_file.unlink()
     return sr.records, metrics, log
 
 

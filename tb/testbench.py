@@ -36,6 +36,24 @@ class TestFailure(AssertionError):
 _FRESH = True
 
 
+def _perf_control():
+    """A function sending a command (``enable``/``disable``) to ``perf record --control fifo:ctl[,ack]``
+    when ``CIMTILE_PERF_CTL`` is ``ctl[,ack]``, else None: profiles of the speed figure's run alone."""
+    spec = os.environ.get("CIMTILE_PERF_CTL")
+    if not spec:
+        return None
+    ctl, _, ack = spec.partition(",")
+
+    def send(cmd: str) -> None:
+        with open(ctl, "w") as f:
+            f.write(cmd + "\n")
+        if ack:
+            with open(ack) as f:
+                f.readline()
+
+    return send
+
+
 def config_from_env() -> TileConfig:
     return TileConfig.from_json(os.environ["CIMTILE_CONFIG_JSON"])
 
@@ -80,6 +98,9 @@ class TB:
         self.rerun = ""  # the rerun command of mismatch reports, when not ``make sim TESTS=...`` (regress)
         self._clean = False  # True right after the reset program (a bisection can start there)
         self._t0 = time.perf_counter()
+        #: Runs with ``profile`` set (the speed figure's) enable ``perf record --control`` for their
+        #: duration when ``CIMTILE_PERF_CTL`` names its control FIFO (``ctl[,ack]``; docs/cosim.md).
+        self.profile = False
 
     # -- clock and reset --------------------------------------------------------------------------
 
@@ -127,6 +148,9 @@ class TB:
         self.din.stage(din_words)
         self.dout.stage()
         d.max_cycles.value = self.max_cycles
+        perf = _perf_control() if self.profile else None
+        if perf:
+            perf("enable")
         t0, c0 = time.perf_counter(), time.process_time()
         d.go.value = 1
         await RisingEdge(d.clk)
@@ -135,6 +159,8 @@ class TB:
         seconds = time.perf_counter() - t0
         # The model runs in this process: CPU time is the speed on an unloaded machine.
         cpu = time.process_time() - c0
+        if perf:
+            perf("disable")
         err = bool(d.error.value)
         res = RtlResult(
             cycles=int(d.cycles.value), halted=bool(d.done.value) and not err, error=err,

@@ -302,9 +302,11 @@ async def layer_conv(tb: TB):
     tb.log.info("layer_conv: %s, %d words", p.note, len(p))
     await tb.power_on_state()
     k = len(tb.history)
+    tb.profile = True
     try:
         exp, rtl = await tb.execute(p)
     finally:  # the speed figure stands even when the comparison fails
+        tb.profile = False
         if len(tb.history) > k:
             clocks, secs, cpu = tb.history[k]
             tb.log.info("layer_conv: %d clock cycles in %.3f s (%.3f s CPU): %.0f simulated cycles/s "

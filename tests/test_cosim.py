@@ -160,3 +160,24 @@ def test_waves_are_fst():
     hier = next(p for t, p in blocks if t == 6)
     names = _lz4_block_decompress(hier[8:], int.from_bytes(hier[:8], "big"))
     assert b"cimtile_tb\0" in names and b"dut\0" in names
+
+
+def test_concurrent_runs_on_one_build_do_not_clobber():
+    """Two simulator processes on the same build at once (make sim, the bench and pytest sharing
+    CIMTILE_SIM_DIR): each stages its program, data and results in its own run directory."""
+    import os
+    import subprocess
+    import sys
+
+    from cimtile.tb import runner
+
+    runner.build(PRESETS["tiny"])  # built once, shared
+    code = ("from cimtile.tb.suite import run_suite\n"
+            "r = run_suite(['tiny'], tests=r'\\.(smoke|signed_inputs)$')\n"
+            "print(r.ok, len(r.records), r.logs['tiny'])\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "CI": "true"}) for _ in range(2)]
+    outs = [p.communicate(timeout=900)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert [o[:2] for o in outs] == [["True", "2"], ["True", "2"]], outs
+    assert outs[0][2] != outs[1][2]  # two logs in two run directories

@@ -246,3 +246,35 @@ def test_simulator_process_runs_without_blas_threads_except_the_baseline(monkeyp
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # a user's own setting wins
     runner.run(runner.Build(PRESETS["tiny"], tmp_path, False, None, False, 0.0), "m", test_dir=tmp_path / "u")
     assert seen[2]["OPENBLAS_NUM_THREADS"] == "2"
+
+
+def test_run_dirs_are_per_process_and_stale_ones_are_removed(tmp_path, monkeypatch):
+    """Each simulator run stages its files in a directory of its own process (and thread): runs of
+    make sim, the bench and pytest on one shared build no longer clobber each other's files."""
+    import os
+    import subprocess
+    import sys
+
+    import cocotb_tools.runner
+    from cimtile.tb import runner
+
+    other = subprocess.run([sys.executable, "-c", "from cimtile.tb import runner; import sys\n"
+                            "with runner.run_dir(sys.argv[1]) as d: print(d)", str(tmp_path)],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert os.path.isdir(other)  # kept after the run (its sim.log is what failure reports name)
+    with runner.run_dir(tmp_path) as mine, runner.run_dir(tmp_path) as second:
+        assert mine.name == f"run-{os.getpid()}" and second.name == f"run-{os.getpid()}-1"
+        assert mine.is_dir() and second.is_dir()
+    assert mine != other and not os.path.exists(other)  # the finished process's directory was removed
+    with runner.run_dir(tmp_path) as again:  # this process's own directory is reused, not removed
+        assert again == mine and mine.is_dir()
+
+    seen = []
+
+    class FakeRunner:
+        def test(self, *, test_dir, **kw):
+            seen.append(test_dir)
+
+    monkeypatch.setattr(cocotb_tools.runner, "get_runner", lambda sim: FakeRunner())
+    runner.run(runner.Build(PRESETS["tiny"], tmp_path, False, None, False, 0.0), "m")
+    assert seen == [tmp_path / f"run-{os.getpid()}"]  # runner.run's default is this process's directory

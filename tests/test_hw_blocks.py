@@ -86,8 +86,10 @@ def test_adc_clips_after_range_shift(diff):
 
 
 @pytest.mark.parametrize("encoding", ["differential", "differential-analog"])
-def test_crossbar_column_sums(encoding):
-    cfg = TINY.replace(dac_bits=2, n_adcs=3, weight_encoding=encoding)
+@pytest.mark.parametrize("cell_bits, rows, dac_bits", [(2, 16, 2), (1, 70, 1), (3, 37, 2), (4, 33, 1), (2, 128, 1)])
+def test_crossbar_column_sums(encoding, cell_bits, rows, dac_bits):
+    """Column sums in chunks (crossbar.chunk_rows) of one, several and a partial last chunk, every cell width."""
+    cfg = TINY.replace(dac_bits=dac_bits, n_adcs=3, weight_encoding=encoding, cell_bits=cell_bits, rows=rows)
     R, C, L, d = cfg.rows, cfg.cols, cfg.n_adcs, cfg.dac_bits
     rng = np.random.default_rng(2)
     levels = rng.integers(0, cfg.max_level + 1, (R, C))
