@@ -376,7 +376,7 @@ def explore(cfg: ExploreConfig, out: str | Path, executor=None) -> dict:
     job = {"data": cfg.data, "seed": cfg.seed, "float_epochs": cfg.float_epochs, "qat_epochs": cfg.qat_epochs,
            "batch": cfg.batch, "mapping": cfg.mapping, "device": settings["device"],
            "space": {"overrides": settings["space"]["overrides"], "sparsity": cfg.sparsity, "base": space.base},
-           "table": True}
+           "table": True, "reuse": str(out / "reuse")}  # networks met again within this directory (score._network)
     t0 = time.time()
     ex = executor if executor is not None else make_executor(cfg.workers, cfg.ray_address)
     total = cfg.budget * len(cfg.strategies) + 1

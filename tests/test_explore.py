@@ -81,19 +81,6 @@ def test_energy_table_has_one_home():
     assert energy.adc_energy_pj(6) == energy.adc_energy_pj(8) / 4
 
 
-def test_registry_copies_equal_a_fresh_build():
-    from cimtile.explore.score import _registry_once
-    from torch.onnx._internal.exporter import _registration as R
-
-    _registry_once()
-    a, b = R.ONNXRegistry.from_torchlib(), R.ONNXRegistry.from_torchlib()
-    fresh = R.ONNXRegistry._cimtile_fresh()
-    assert a is not b and a.functions is not b.functions
-    assert {k: len(v) for k, v in a.functions.items()} == {k: len(v) for k, v in fresh.functions.items()}
-    a.functions.clear()  # an export registering into its copy leaves the next export's copy whole
-    assert len(R.ONNXRegistry.from_torchlib().functions) == len(fresh.functions)
-
-
 @pytest.mark.slow
 def test_small_exploration_is_consistent_and_resumes(tmp_path):
     out = tmp_path / "x"
@@ -188,11 +175,82 @@ def test_vit_candidate_is_scored_consistently():
     assert r["counts"]["adc_conversions"] > 0 and 0 <= r["acc"] <= 100
 
 
+# the smallest networks and tiles of SMALL, for the tests that evaluate the same candidates twice
+TINY = {**SMALL, "rows": [32], "cols": [32], "stages": [1], "width0": [4], "w0": [4, 6], "a0": [8],
+        "w1": [8], "a1": [4, 8]}
+
+
+def _job(c: dict, sp: Space, reuse=None) -> dict:
+    return {"data": "digits", "seed": 3, "float_epochs": 1, "qat_epochs": 0.25, "batch": 1000,
+            "mapping": "calibrated", "device": None, "candidate": c, "reuse": None if reuse is None else str(reuse),
+            "space": {"overrides": {k: list(v) for k, v in sp.choices.items()}, "sparsity": False, "base": "isaac"}}
+
+
+_SCORES = ("key", "status", "params", "acc", "acc_torch", "cycles", "compute_cycles", "program_cycles", "golden_cycles",
+           "latency", "batch_cycles", "xbar_tiles", "fits", "counts", "energy", "area", "policy")
+
+
+@pytest.mark.slow
+def test_a_reused_network_scores_as_a_fresh_one(tmp_path):
+    from cimtile.explore.score import evaluate
+
+    sp = Space(TINY)
+    ref = sp.complete({}, {})
+    tile = {**ref, "adc_bits": 4, "n_tiles": 8}  # the same network at the same bits on another tile
+    bits = {**ref, "w0": 6}  # the same float network at other bits
+    reuse = tmp_path / "reuse"
+    first = evaluate(_job(ref, sp, reuse))
+    got = {"tile": evaluate(_job(tile, sp, reuse)), "bits": evaluate(_job(bits, sp, reuse))}
+    assert first["reused"] is None and got["tile"]["reused"] == "network" and got["bits"]["reused"] == "float"
+    assert len(list(reuse.glob("net-*/candidate.onnx"))) == 2 and len(list(reuse.glob("float-*.npz"))) == 1
+    for name, c in (("tile", tile), ("bits", bits)):
+        fresh = evaluate(_job(c, sp))
+        assert fresh["reused"] is None and got[name]["status"] == "ok"
+        assert {k: got[name].get(k) for k in _SCORES} == {k: fresh.get(k) for k in _SCORES}, name
+
+
+@pytest.mark.slow
+def test_torchscript_export_compiles_to_the_dynamo_exports_bundle(tmp_path):
+    """The explorer exports with torch's TorchScript exporter (score._network): the same crossbar layers, cycles,
+    operation counts and golden outputs as the dynamo exporter's file (the exporters name nodes differently, and
+    one writes the host's flatten as Flatten, the other as Reshape)."""
+    import torch
+    from cimtile.compiler import compile_model, run
+    from cimtile.explore.score import _data
+    from cimtile.search import qat
+    from cimtile.sim.energy import operation_counts
+    from cimtile.zoo import mnist_nets
+    from cimtile.zoo.fit import fit
+
+    sp = Space(TINY)
+    c = sp.complete({"w0": 4, "a1": 4}, {})
+    xf, yf, xv, _ = _data("digits")
+    spec = sp.layers(c, xf.shape[-1])
+    pol = sp.policy(c, mnist_nets.weight_layers(spec))
+    torch.set_num_threads(1)
+    net = fit(mnist_nets.torch_net(spec), xf, yf, epochs=1, lr=2e-3, seed=0)
+    q = qat.finetune(qat.build(spec, pol, net), xf, yf, 0.25, 0)
+    out = []
+    for dynamo in (True, False):
+        path = tmp_path / f"d{dynamo}.onnx"
+        qat.export_qcdq(q, xv, path, dynamo=dynamo)
+        b = compile_model(path, sp.tile(c), mapping="calibrated", calibration=xf[:256], progress=False)
+        y, st = run(b, xv[:64], progress=False, stats=True)
+        unnamed = lambda ls: [{k: v for k, v in lay.items() if k != "name"} for lay in ls]
+        counts = operation_counts(b)
+        out.append((unnamed(b.report["layers"]), b.report["totals"], {**counts, "layers": unnamed(counts["layers"])},
+                    np.asarray(y), st.cycles))
+    assert out[0][0] and out[0][:3] == out[1][:3]
+    assert np.array_equal(out[0][3], out[1][3]) and out[0][4] == out[1][4]
+
+
 @pytest.mark.slow
 def test_results_do_not_depend_on_the_number_of_workers(tmp_path):
     from cimtile.search.executor import RayExecutor
 
-    cfg = ExploreConfig(budget=3, strategies=("joint",), float_epochs=1, qat_epochs=0.25, space=SMALL,
+    # tiny networks and tiles (each candidate a second or so); the joint search's second generation reuses networks
+    # (score._network), which one worker and two workers meet in different orders
+    cfg = ExploreConfig(budget=3, strategies=("joint",), float_epochs=1, qat_epochs=0.25, space=TINY,
                         population=2, progress=False, seed=5)
     explore(cfg, tmp_path / "one", executor=InProcessExecutor())
     ray = RayExecutor(workers=2)
