@@ -171,6 +171,26 @@ def _store_file(path: Path, write) -> None:
     tmp.replace(path)
 
 
+def resident_batch_cycles(cost, batch: int) -> int:
+    """Cycles of a batch of ``batch`` images when every crossbar tile of the network has a tile of its own
+    (weight-stationary on ``n_tiles`` tiles): each layer runs the schedule the compiler's runtime picks for the
+    batch (:func:`cimtile.compiler.report.batch_terms`), its weights programs once, the weights its runs reload
+    (one run's reload LDWs) programmed once as well, and every run without those reloads:
+    ``once + reload + runs x (run - reload)`` of that schedule's terms. Derived from the exact cycles of the
+    single-tile programs (the compiler does not yet emit multi-tile programs)."""
+    from cimtile.compiler.report import batch_terms
+
+    total = cost.init_cycles
+    for lc in cost.layers:
+        t = batch_terms(lc.__dict__, batch)
+        if t["schedule"] == "stationary":
+            once, run, reload = lc.batch_prog_once, lc.batch_run_cycles, lc.batch_reload_cycles
+        else:
+            once, run, reload = lc.prog_once, lc.run_cycles, lc.reload_cycles
+        total += once + reload + t["runs"] * (run - reload)
+    return total
+
+
 def evaluate(job: dict) -> dict:
     """Score ``job['candidate']`` (a full candidate dict). ``job`` also carries the settings: ``data``, ``seed``,
     ``float_epochs``, ``qat_epochs``, ``batch``, ``mapping``, ``device`` (a DeviceModel dict or None), ``space``
@@ -227,14 +247,12 @@ def evaluate(job: dict) -> dict:
         raise AssertionError(f"golden model {st.cycles} != report {golden} cycles for {len(xv)} images")
     batch = job["batch"]
     fits = t["xbar_tiles"] <= c["n_tiles"]
-    if fits:
-        # weight-stationary on n_tiles tiles: every crossbar tile has a tile of its own, so each is programmed once
-        # per batch (the weights programs and one run's reload LDWs) and the runs do not reload
-        per_batch = cost.init_cycles + sum(
-            lc.prog_once + lc.reload_cycles + lc.batch_cycles(batch)[0] - lc.prog_once
-            - math.ceil(batch * lc.positions / lc.chunk) * lc.reload_cycles for lc in cost.layers)
-    else:  # one tile at a time, as the compiled programs run a batch (the compiler's schedule)
-        per_batch = cost.cost("batch", batch)
+    # weight-stationary on n_tiles tiles when every crossbar tile has a tile of its own; else one tile at a time, as
+    # the compiled programs run a batch (the compiler's schedule)
+    per_batch = resident_batch_cycles(cost, batch) if fits else cost.cost("batch", batch)
+    if not 0 < per_batch <= cost.cost("batch", batch):  # pragma: no cover - more tiles never cost more cycles
+        raise AssertionError(f"{per_batch} cycles per batch on {c['n_tiles']} tiles, "
+                             f"{cost.cost('batch', batch)} on one tile")
     latency = per_batch / batch
     counts = operation_counts(b)
     if counts["adc_conversions"] != rep["adc_conversions"]:  # pragma: no cover - energy.py's count drifted
