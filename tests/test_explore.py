@@ -390,3 +390,23 @@ def test_synth_option_synthesises_each_new_tile_once_on_the_executor(tmp_path, m
     assert r["area_analog_mm2"] == 1e-3
     ev.area = "analog"
     assert ev._with_controller(rec)["area_mm2"] == 1e-3
+
+
+def test_resident_tiles_program_each_crossbar_tile_once_on_the_runtimes_schedule():
+    from cimtile.explore.score import resident_batch_cycles
+    from cimtile.search.cost import CostResult, LayerCost
+
+    base = dict(wbits=8, abits=8, cycles=0, program_cycles=0, adc_conversions=0, xbar_tiles=2, rows_per_tile=64,
+                prog_once=100, run_cycles=50, reload_cycles=20, positions=64, chunk=16)
+    single = LayerCost(name="a", **base)  # every column tile one crossbar tile: the single-run schedule
+    # column tiles of several crossbar tiles: the runtime runs a batch on the stationary schedule, whose runs reload
+    # nothing; the single-run schedule's terms (prog_once, reload_cycles) are not what it runs
+    stat = LayerCost(name="b", **{**base, "batch_prog_once": 300, "batch_run_cycles": 40, "batch_reload_cycles": 0})
+    cost = CostResult([single, stat], init_cycles=7, weights="")
+    runs = 1000 * 64 // 16
+    assert single.batch_cycles(1000)[0] == 100 + runs * 50 and stat.batch_cycles(1000)[0] == 300 + runs * 40
+    # resident: the single-run layer's reloaded weights programmed once and its runs without the reloads; the
+    # stationary layer as the runtime runs it (subtracting the single-run terms' reloads from its batch cycles gave
+    # 20 + 300 + runs x (40 - 20), and negative latencies where the single-run reloads exceed the stationary runs)
+    assert resident_batch_cycles(cost, 1000) == 7 + (100 + 20 + runs * 30) + (300 + runs * 40)
+    assert 0 < resident_batch_cycles(cost, 1000) <= cost.cost("batch", 1000)
