@@ -43,6 +43,9 @@ import time
 from pathlib import Path
 
 GOALS = {"explore_hv_ratio": ">= 1.1"}
+#: ``BENCH_EXPLORE_OUT``: the directory under build/explore of the seeds' outputs (``bench``; another name keeps a
+#: variant's run beside the headline's, for the "What moved" table, :data:`CHANGES`).
+OUT = os.environ.get("BENCH_EXPLORE_OUT", "bench")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,6 +55,7 @@ def _cfg(budget: int, workers: int, **kw):
 
     kw.setdefault("area", os.environ.get("BENCH_EXPLORE_AREA", "total"))
     kw.setdefault("acc_floor", float(os.environ.get("BENCH_EXPLORE_ACC_FLOOR", "80")))
+    kw.setdefault("seeding", os.environ.get("BENCH_EXPLORE_SEEDING", "reference"))
     return ExploreConfig(data="digits", budget=budget, float_epochs=4, qat_epochs=1.0, workers=workers,
                          precision_agent="ddpg", population=8, mapping="calibrated", **kw)
 
@@ -88,7 +92,7 @@ def _seed(seed: int, budget: int, workers: int, ablation: bool) -> dict:
 
     from cimtile.paths import build_dir
 
-    out = build_dir("explore", "bench", f"seed{seed}")
+    out = build_dir("explore", OUT, f"seed{seed}")
     if not RESUME:
         shutil.rmtree(out, ignore_errors=True)
     s = explore(_cfg(budget, workers, seed=seed), out)
@@ -99,7 +103,7 @@ def _seed(seed: int, budget: int, workers: int, ablation: bool) -> dict:
         return s
     abl = {}
     for name, kw in ABLATIONS.items():
-        aout = build_dir("explore", "bench", f"seed{seed}_{name}")
+        aout = build_dir("explore", OUT, f"seed{seed}_{name}")
         if not RESUME:
             shutil.rmtree(aout, ignore_errors=True)
         s["performed"] += explore(_cfg(budget, workers, seed=seed, strategies=("joint",), **kw),

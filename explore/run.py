@@ -37,6 +37,9 @@ __all__ = ["STRATEGIES", "ExploreConfig", "Evaluator", "explore"]
 STRATEGIES = ("joint", "hardware", "network", "precision")
 #: The area objective: ``total`` (the synthesised or modelled controller plus the analog parts) or ``analog``.
 AREAS = ("total", "analog")
+#: The first NSGA-II generation: ``reference`` (the reference, then one group varied per individual), ``combined``
+#: (the reference, then each group varied with probability 1/2 per individual) or ``random`` (NSGA-II's own).
+SEEDINGS = ("reference", "combined", "random")
 #: Candidates asked per round (fixed: never the number of workers, so results do not depend on it).
 BATCH = 4
 _GROUPS = {"joint": ("tile", "network", "precision"), "hardware": ("tile",), "network": ("network",),
@@ -60,7 +63,7 @@ class ExploreConfig:
     max_loss: float = 1.0
     acc_floor: float = 80.0  # NSGA-II constraint: a candidate below this accuracy (%) is infeasible as a parent
     population: int = 8
-    seeding: str = "reference"  # reference: NSGA-II starts from the reference (initial_population); random: not
+    seeding: str = "reference"  # NSGA-II's first generation (initial_population): reference, combined or random
     sparsity: bool = False
     space: dict = field(default_factory=dict)  # {dimension: [choices]} narrowing the declared space
     base: str = "isaac"
@@ -94,8 +97,8 @@ def _check(cfg: ExploreConfig):
             raise ExploreError(f"mapping {cfg.mapping!r}: this compiler has only the exact ADC mapping")
     if cfg.precision_agent not in AGENTS:
         raise ExploreError(f"precision agent {cfg.precision_agent!r}: expected one of {', '.join(AGENTS)}")
-    if cfg.seeding not in ("reference", "random"):
-        raise ExploreError(f"seeding {cfg.seeding!r}: expected reference or random")
+    if cfg.seeding not in SEEDINGS:
+        raise ExploreError(f"seeding {cfg.seeding!r}: expected one of {', '.join(SEEDINGS)}")
     if cfg.synth not in (True, False):
         raise ExploreError(f"synth {cfg.synth!r}: expected true or false")
     if cfg.area not in AREAS:
@@ -234,8 +237,8 @@ def _nsga(name: str, cfg: ExploreConfig, space: Space, ev: Evaluator, out: Path)
     if ev.bar is not None:
         ev.bar.update(len(recs))
     dists = {n: CategoricalDistribution(list(space.choices[n])) for n in names}
-    if not study.get_trials(deepcopy=False) and cfg.seeding == "reference":
-        for params in initial_population(name, space, cfg.population, cfg.seed):
+    if not study.get_trials(deepcopy=False) and cfg.seeding != "random":
+        for params in initial_population(name, space, cfg.population, cfg.seed, cfg.seeding):
             study.enqueue_trial(params)
     floor = accuracy_floor(cfg.acc_floor)
     # one expected mutation per searched group and child: optuna's default (1 / parameters) is that for a one-group
@@ -287,16 +290,19 @@ def accuracy_floor(floor: float):
     return constraint
 
 
-def initial_population(strategy: str, space: Space, population: int, seed: int) -> list[dict]:
-    """The first NSGA-II generation of ``strategy`` (``--seeding reference``, the default).
+def initial_population(strategy: str, space: Space, population: int, seed: int, seeding: str = "reference"
+                       ) -> list[dict]:
+    """The first NSGA-II generation of ``strategy`` (``--seeding reference``, the default, or ``combined``).
 
     Every NSGA-II strategy starts from the reference, the point each single-sided baseline fixes its other
     dimensions at. A single-sided strategy fills the rest of its first generation with NSGA-II's own uniform
-    sampling of its group (which is a variation of the reference in that group). The joint search fills it the
-    same way, one group at a time: individual ``i`` draws group ``i mod 3`` (tile, network, precision) uniformly
-    and keeps the reference's other groups, so its first generation is drawn from the union of the baselines'
-    spaces, and crossover then combines what each group found. Seeded by ``seed``: a resumed or re-run study
-    enqueues the same points."""
+    sampling of its group (which is a variation of the reference in that group). The joint search fills it from
+    the same per-group distributions: with ``reference``, individual ``i`` draws group ``i mod 3`` (tile, network,
+    precision) uniformly and keeps the reference's other groups, so its first generation is drawn from the union of
+    the baselines' spaces; with ``combined``, individual ``i`` draws each group uniformly with probability 1/2 (at
+    least one group), so a group is varied in about 4 of 7 individuals instead of 2 or 3, and some individuals
+    already combine variations of two or three groups. Seeded by ``seed``: a resumed or re-run study enqueues the
+    same points."""
     import random
 
     names = space.names(_GROUPS[strategy])
@@ -308,8 +314,13 @@ def initial_population(strategy: str, space: Space, population: int, seed: int) 
     out = [first]
     groups = [g for g in _GROUPS["joint"] if space.names((g,))]
     for i in range(1, population):
-        g = groups[(i - 1) % len(groups)] if groups else None
-        out.append({n: (rng.choice(space.choices[n]) if DIMENSIONS[n].group == g else fixed[n]) for n in names})
+        if seeding == "combined" and groups:
+            varied: set = set()
+            while not varied:
+                varied = {g for g in groups if rng.random() < 0.5}
+        else:
+            varied = {groups[(i - 1) % len(groups)]} if groups else set()
+        out.append({n: (rng.choice(space.choices[n]) if DIMENSIONS[n].group in varied else fixed[n]) for n in names})
     return out
 
 
