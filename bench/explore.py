@@ -285,34 +285,36 @@ def _why(root: Path, f: dict) -> list[str]:
     return out
 
 
-#: The runs of session 4's changes to the joint search (seed 0 unless named; budget 20, digits, calibrated mapping,
-#: 2 Ray workers): (label, commit that ran it, area objective, directory under build/explore). Each is a bench seed
-#: (:func:`_cfg`); the runs after the first started from the evaluation cache of an earlier run of the same seed
-#: (evaluations are deterministic per seed and candidate, so the figures equal an empty cache's).
+#: The runs of this session's changes to the joint search (budget 20, digits, calibrated mapping, 2 Ray workers, the
+#: seeds each ran): (label, commit that ran it, area objective, directory under build/explore holding ``seed<k>/``).
+#: Each is ``python -m bench explore`` with ``BENCH_EXPLORE_SEEDS=0,1,2 BENCH_EXPLORE_OUT=<directory>`` (and the
+#: variant's setting, e.g. ``BENCH_EXPLORE_SEEDING=combined``); the first is the headline run's directory copied.
 CHANGES = (
-    ("accuracy floor 80%, seeded first generation not counted as NSGA-II's (the bug)", "5cce571", "analog",
-     "floor_nofix/seed0"),
-    ("+ the seeded first generation counted as generation 0, and the controller in the area objective", "81e2b4c",
-     "total", "exp/seed0_fix_floor_total"),
-    ("+ one expected mutation per group", "20986af", "total", "bench/seed0"),
-    ("the same, seed 1", "20986af", "total", "bench/seed1"),
-    ("+ one expected mutation per group, analog area objective", "20986af", "analog", "exp/seed0_analog"),
+    ("session 4's joint search, scored with the resident-tile latency fixed (TorchScript export, networks reused: "
+     "the same scores)", "d486a7f", "total", "changes_base"),
+    ("+ combined seeding (each group varied with probability 1/2 in the joint's first generation)", "90b5cdc",
+     "total", "combined"),
 )
 
 
 def changes_markdown(root: Path = ROOT / "build" / "explore") -> str:
-    """The table of :data:`CHANGES` from each run's ``summary.json`` (rows whose run is missing say so)."""
-    lines = ["| change | commit | area objective | joint | best single-sided | its hypervolume | `explore_hv_ratio` |",
-             "|---|---|---|---|---|---|---|"]
+    """The table of :data:`CHANGES` from each run's ``seed<k>/summary.json`` (rows whose run is missing say so)."""
+    lines = ["| change | commit | area objective | seeds | joint (mean) | best single-sided (mean hypervolume) | "
+             "`explore_hv_ratio` per seed | mean |", "|---|---|---|---|---|---|---|---|"]
     for label, commit, area, d in CHANGES:
-        f = root / d / "summary.json"
-        if not f.exists():
-            lines.append(f"| {label} | {commit} | {area} | not run | | | |")
+        runs = sorted((root / d).glob("seed[0-9]*/summary.json"), key=lambda f: int(f.parent.name[4:]))
+        runs = [f for f in runs if f.parent.name[4:].isdigit()]
+        if not runs:
+            lines.append(f"| {label} | {commit} | {area} | not run | | | | |")
             continue
-        sm = json.loads(f.read_text())
-        b = sm["best_single_sided"]
-        lines.append(f"| {label} | {commit} | {area} | {sm['hypervolume']['joint']:.4f} | {b} | "
-                     f"{sm['hypervolume'][b]:.4f} | {sm['explore_hv_ratio']:.3f} |")
+        sms = [json.loads(f.read_text()) for f in runs]
+        mean = lambda xs: sum(xs) / len(xs)
+        best = sorted({s["best_single_sided"] for s in sms})
+        lines.append(f"| {label} | {commit} | {area} | {', '.join(f.parent.name[4:] for f in runs)} | "
+                     f"{mean([s['hypervolume']['joint'] for s in sms]):.4f} | {'/'.join(best)} "
+                     f"({mean([s['hypervolume'][s['best_single_sided']] for s in sms]):.4f}) | "
+                     f"{', '.join(format(s['explore_hv_ratio'], '.3f') for s in sms)} | "
+                     f"{mean([s['explore_hv_ratio'] for s in sms]):.3f} |")
     return "\n".join(lines) + "\n"
 
 
