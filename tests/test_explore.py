@@ -144,6 +144,17 @@ def test_initial_population_starts_at_the_reference():
         assert all(v == ref[n] for n, v in p.items() if DIMENSIONS[n].group != group)
     # a single-sided strategy starts at the reference too, then NSGA-II's own sampling of its group
     assert initial_population("hardware", sp, 7, seed=3) == [{n: ref[n] for n in sp.names(("tile",))}]
+    assert initial_population("hardware", sp, 7, seed=3, seeding="combined") == initial_population("hardware", sp, 7, 3)
+    # combined: the reference, then individuals varying each group with probability 1/2 (at least one), from the
+    # same per-group draws; over many individuals each group is varied in about 4 of 7 (a half of those with >= 1)
+    big = initial_population("joint", Space(sparsity=True), 701, seed=3, seeding="combined")
+    full = _fixed(Space(sparsity=True))
+    assert big[0] == {n: full[n] for n in big[0]}
+    varied = [{DIMENSIONS[n].group for n, v in p.items() if v != full[n]} for p in big[1:]]
+    assert all(varied)  # every individual leaves the reference (a uniform draw may repeat a gene's value, not all)
+    for g in ("tile", "network", "precision"):
+        assert 0.5 < sum(g in v for v in varied) / 700 < 0.65
+    assert sum(len(v) > 1 for v in varied) > 300  # combinations of groups already in the first generation
 
 
 def test_vit_in_the_space():
