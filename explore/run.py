@@ -37,9 +37,10 @@ __all__ = ["STRATEGIES", "ExploreConfig", "Evaluator", "explore"]
 STRATEGIES = ("joint", "hardware", "network", "precision")
 #: The area objective: ``total`` (the synthesised or modelled controller plus the analog parts) or ``analog``.
 AREAS = ("total", "analog")
-#: The first NSGA-II generation: ``reference`` (the reference, then one group varied per individual), ``combined``
-#: (the reference, then each group varied with probability 1/2 per individual) or ``random`` (NSGA-II's own).
-SEEDINGS = ("reference", "combined", "random")
+#: The first NSGA-II generation: ``combined`` (the default: the reference, then each group varied with probability
+#: 1/2 per individual), ``reference`` (the reference, then one group varied per individual) or ``random`` (NSGA-II's
+#: own uniform sampling).
+SEEDINGS = ("combined", "reference", "random")
 #: Candidates asked per round (fixed: never the number of workers, so results do not depend on it).
 BATCH = 4
 _GROUPS = {"joint": ("tile", "network", "precision"), "hardware": ("tile",), "network": ("network",),
@@ -63,7 +64,7 @@ class ExploreConfig:
     max_loss: float = 1.0
     acc_floor: float = 80.0  # NSGA-II constraint: a candidate below this accuracy (%) is infeasible as a parent
     population: int = 8
-    seeding: str = "reference"  # NSGA-II's first generation (initial_population): reference, combined or random
+    seeding: str = "combined"  # NSGA-II's first generation (initial_population): combined, reference or random
     sparsity: bool = False
     space: dict = field(default_factory=dict)  # {dimension: [choices]} narrowing the declared space
     base: str = "isaac"
@@ -290,9 +291,9 @@ def accuracy_floor(floor: float):
     return constraint
 
 
-def initial_population(strategy: str, space: Space, population: int, seed: int, seeding: str = "reference"
+def initial_population(strategy: str, space: Space, population: int, seed: int, seeding: str = "combined"
                        ) -> list[dict]:
-    """The first NSGA-II generation of ``strategy`` (``--seeding reference``, the default, or ``combined``).
+    """The first NSGA-II generation of ``strategy`` (``--seeding combined``, the default, or ``reference``).
 
     Every NSGA-II strategy starts from the reference, the point each single-sided baseline fixes its other
     dimensions at. A single-sided strategy fills the rest of its first generation with NSGA-II's own uniform

@@ -135,18 +135,19 @@ def test_initial_population_starts_at_the_reference():
 
     sp = Space(SMALL, sparsity=True)
     ref = _fixed(sp)
-    pop = initial_population("joint", sp, 7, seed=3)
-    assert pop == initial_population("joint", sp, 7, seed=3) != initial_population("joint", sp, 7, seed=4)
+    pop = initial_population("joint", sp, 7, seed=3, seeding="reference")
+    other = initial_population("joint", sp, 7, 4, "reference")
+    assert pop == initial_population("joint", sp, 7, 3, "reference") != other
     assert len(pop) == 7 and pop[0] == {n: ref[n] for n in sp.names()}
-    # every later individual varies one group (tile, network, precision in turn) and keeps the reference's others
+    # reference: every later individual varies one group (tile, network, precision in turn), keeps the others
     for i, p in enumerate(pop[1:]):
         group = ("tile", "network", "precision")[i % 3]
         assert all(v == ref[n] for n, v in p.items() if DIMENSIONS[n].group != group)
     # a single-sided strategy starts at the reference too, then NSGA-II's own sampling of its group
     assert initial_population("hardware", sp, 7, seed=3) == [{n: ref[n] for n in sp.names(("tile",))}]
-    assert initial_population("hardware", sp, 7, seed=3, seeding="combined") == initial_population("hardware", sp, 7, 3)
-    # combined: the reference, then individuals varying each group with probability 1/2 (at least one), from the
-    # same per-group draws; over many individuals each group is varied in about 4 of 7 (a half of those with >= 1)
+    assert initial_population("hardware", sp, 7, 3, "reference") == initial_population("hardware", sp, 7, 3)
+    # combined (the default): the reference, then individuals varying each group with probability 1/2 (at least
+    # one), from the same per-group draws; each group is varied in about 4 of 7 (a half of those with >= 1)
     big = initial_population("joint", Space(sparsity=True), 701, seed=3, seeding="combined")
     full = _fixed(Space(sparsity=True))
     assert big[0] == {n: full[n] for n in big[0]}
