@@ -322,6 +322,33 @@ def changes_markdown(root: Path = ROOT / "build" / "explore") -> str:
     return "\n".join(lines) + "\n"
 
 
+def fronts_markdown(root: Path = ROOT / "build" / "explore") -> str:
+    """Why a strategy wins, per seed of each :data:`CHANGES` run: the hypervolume the joint front and the best
+    single-sided front each hold alone (their union's minus the other's, in the seed's box) and each front's best
+    normalised value per objective (0: the best any strategy reached; 1: the reference point)."""
+    from cimtile.explore.pareto import Box, front, hypervolume
+
+    lines = ["| run | seed | best single-sided | joint alone | best single-sided alone | joint front: best error, "
+             "latency, energy, area | its front: best error, latency, energy, area | joint front's tiles |",
+             "|---|---|---|---|---|---|---|---|"]
+    for _label, _, _, d in CHANGES:
+        for f in sorted((root / d).glob("seed[0-9]*/summary.json"), key=lambda f: f.parent.name):
+            if not f.parent.name[4:].isdigit():
+                continue
+            sm = json.loads(f.read_text())
+            per = _records(f.parent)
+            box = Box([r for rs in per.values() for r in rs if r["status"] == "ok"] + [sm["reference"]])
+            b = sm["best_single_sided"]
+            hj, hb, hu = (hypervolume(per["joint"], box), hypervolume(per[b], box),
+                          hypervolume(per["joint"] + per[b], box))
+            best = lambda rs, box=box: ", ".join(f"{v:.2f}" for v in box.normalise(front(
+                [r for r in rs if r["status"] == "ok"])).min(axis=0))
+            tiles = sorted({r["candidate"]["n_tiles"] for r in front([r for r in per["joint"] if r["status"] == "ok"])})
+            lines.append(f"| {d} | {f.parent.name[4:]} | {b} | {hu - hb:.3f} | {hu - hj:.3f} | {best(per['joint'])} | "
+                         f"{best(per[b])} | {', '.join(map(str, tiles))} |")
+    return "\n".join(lines) + "\n"
+
+
 def update_doc(doc: Path = ROOT / "docs" / "explore.md") -> None:
     """Write :func:`markdown` into docs/explore.md between its ``generated: explore`` markers."""
     import re
@@ -336,12 +363,18 @@ def update_doc(doc: Path = ROOT / "docs" / "explore.md") -> None:
     end = "<!-- end: explore-changes -->"
     new, n = re.subn(re.escape(start) + r".*?" + re.escape(end), lambda _: start + changes_markdown() + end, new,
                      flags=re.S)
+    start = "<!-- generated: explore-fronts (python -m bench.explore --fronts) -->\n"
+    end = "<!-- end: explore-fronts -->"
+    new, n = re.subn(re.escape(start) + r".*?" + re.escape(end), lambda _: start + fronts_markdown() + end, new,
+                     flags=re.S)
     doc.write_text(new)
 
 
 if __name__ == "__main__":
     if "--changes" in sys.argv:
         print(changes_markdown(), end="")
+    elif "--fronts" in sys.argv:
+        print(fronts_markdown(), end="")
     elif "--markdown" in sys.argv:
         print(markdown(ROOT / "build" / "bench.json"), end="")
     elif "--update-doc" in sys.argv:
