@@ -39,8 +39,9 @@ STRATEGIES = ("joint", "hardware", "network", "precision")
 AREAS = ("total", "analog")
 #: The first NSGA-II generation: ``combined`` (the default: the reference, then each group varied with probability
 #: 1/2 per individual), ``reference`` (the reference, then one group varied per individual) or ``random`` (NSGA-II's
-#: own uniform sampling).
-SEEDINGS = ("combined", "reference", "random")
+#: own uniform sampling), or ``factorial`` (the joint's individuals take the 7 non-empty subsets of the 3 groups in
+#: turn, and every NSGA-II strategy draws each gene's values without replacement over its first generation).
+SEEDINGS = ("combined", "reference", "factorial", "random")
 #: Candidates asked per round (fixed: never the number of workers, so results do not depend on it).
 BATCH = 4
 _GROUPS = {"joint": ("tile", "network", "precision"), "hardware": ("tile",), "network": ("network",),
@@ -309,6 +310,8 @@ def initial_population(strategy: str, space: Space, population: int, seed: int, 
     names = space.names(_GROUPS[strategy])
     fixed = _fixed(space)
     first = {n: fixed[n] for n in names}
+    if seeding == "factorial":
+        return _factorial(strategy, space, population, seed)
     if strategy != "joint":
         return [first]
     rng = random.Random(f"explore-init-{seed}")
@@ -322,6 +325,41 @@ def initial_population(strategy: str, space: Space, population: int, seed: int, 
         else:
             varied = {groups[(i - 1) % len(groups)]} if groups else set()
         out.append({n: (rng.choice(space.choices[n]) if DIMENSIONS[n].group in varied else fixed[n]) for n in names})
+    return out
+
+
+def _factorial(strategy: str, space: Space, population: int, seed: int) -> list[dict]:
+    """``--seeding factorial``: the reference, then ``population - 1`` individuals. The joint search's individuals
+    vary the non-empty subsets of its groups in turn (a shuffled cycle: with 3 groups and a population of 8, each
+    of the 7 subsets once, so each group is varied in exactly 4 individuals and every combination occurs); a
+    single-sided strategy's individuals vary its one group. Each gene's values are drawn without replacement over
+    the individuals that vary its group (a shuffled cycle of its choices, as a Latin hypercube draws a
+    categorical), so the first generation covers each gene's choices as evenly as its size allows. The same
+    marginal distributions as uniform draws, without their chance of missing a group or a value."""
+    import itertools
+    import random
+
+    rng = random.Random(f"explore-factorial-{seed}-{strategy}")
+    names = space.names(_GROUPS[strategy])
+    fixed = _fixed(space)
+    groups = [g for g in _GROUPS[strategy] if space.names((g,))]
+    subsets = [set(c) for k in range(1, len(groups) + 1) for c in itertools.combinations(groups, k)]
+    pools: dict[str, list] = {}
+
+    def draw(n: str):
+        if not pools.get(n):
+            pools[n] = list(space.choices[n])
+            rng.shuffle(pools[n])
+        return pools[n].pop()
+
+    out = [{n: fixed[n] for n in names}]
+    order: list[set] = []
+    for _ in range(1, population):
+        if not order:
+            order = list(subsets)
+            rng.shuffle(order)
+        varied = order.pop() if subsets else set()
+        out.append({n: (draw(n) if DIMENSIONS[n].group in varied else fixed[n]) for n in names})
     return out
 
 
