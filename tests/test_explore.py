@@ -156,6 +156,17 @@ def test_initial_population_starts_at_the_reference():
     for g in ("tile", "network", "precision"):
         assert 0.5 < sum(g in v for v in varied) / 700 < 0.65
     assert sum(len(v) > 1 for v in varied) > 300  # combinations of groups already in the first generation
+    # factorial: the 7 non-empty group subsets once each (each group varied in exactly 4 of 7), and each gene's
+    # values without replacement over the individuals varying its group; the baselines' first generations too
+    fac = initial_population("joint", Space(sparsity=True), 8, seed=3, seeding="factorial")
+    assert fac[0] == big[0] and fac == initial_population("joint", Space(sparsity=True), 8, 3, "factorial")
+    varied = [{DIMENSIONS[n].group for n, v in p.items() if v != full[n]} for p in fac[1:]]
+    assert len({frozenset(v) for v in varied}) == 7  # every combination of groups once
+    assert all(sum(g in v for v in varied) == 4 for g in ("tile", "network", "precision"))
+    hw = initial_population("hardware", Space(sparsity=True), 8, seed=3, seeding="factorial")
+    assert len(hw) == 8 and sorted({p["n_tiles"] for p in hw[1:]}) == [1, 2, 4, 8, 16]
+    ch = Space().choices
+    assert all(max(sum(p[n] == v for p in hw[1:]) for v in ch[n]) == -(-7 // len(ch[n])) for n in hw[0])
 
 
 def test_vit_in_the_space():
