@@ -298,6 +298,9 @@ CHANGES = (
      "the same scores)", "d486a7f", "total", "changes_base"),
     ("+ combined seeding (each group varied with probability 1/2 in the joint's first generation)", "90b5cdc",
      "total", "combined"),
+    ("the same as the default, seeds 0-4 (the headline run, `python -m bench explore`)", "327f7f5", "total", "bench"),
+    ("factorial seeding instead (the 7 group subsets in turn; each gene's values without replacement, in every "
+     "NSGA-II strategy's first generation)", "49ee1e0", "total", "factorial"),
 )
 
 
@@ -306,8 +309,8 @@ def changes_markdown(root: Path = ROOT / "build" / "explore") -> str:
     lines = ["| change | commit | area objective | seeds | joint (mean) | best single-sided (mean hypervolume) | "
              "`explore_hv_ratio` per seed | mean |", "|---|---|---|---|---|---|---|---|"]
     for label, commit, area, d in CHANGES:
-        runs = sorted((root / d).glob("seed[0-9]*/summary.json"), key=lambda f: int(f.parent.name[4:]))
-        runs = [f for f in runs if f.parent.name[4:].isdigit()]
+        runs = [f for f in (root / d).glob("seed[0-9]*/summary.json") if f.parent.name[4:].isdigit()]
+        runs.sort(key=lambda f: int(f.parent.name[4:]))
         if not runs:
             lines.append(f"| {label} | {commit} | {area} | not run | | | | |")
             continue
@@ -332,9 +335,8 @@ def fronts_markdown(root: Path = ROOT / "build" / "explore") -> str:
              "latency, energy, area | its front: best error, latency, energy, area | joint front's tiles |",
              "|---|---|---|---|---|---|---|---|"]
     for _label, _, _, d in CHANGES:
-        for f in sorted((root / d).glob("seed[0-9]*/summary.json"), key=lambda f: f.parent.name):
-            if not f.parent.name[4:].isdigit():
-                continue
+        runs = [f for f in (root / d).glob("seed[0-9]*/summary.json") if f.parent.name[4:].isdigit()]
+        for f in sorted(runs, key=lambda f: int(f.parent.name[4:])):
             sm = json.loads(f.read_text())
             per = _records(f.parent)
             box = Box([r for rs in per.values() for r in rs if r["status"] == "ok"] + [sm["reference"]])
