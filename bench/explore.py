@@ -8,9 +8,10 @@ Figures (``python -m bench explore``; outputs under ``build/explore/bench/seed<k
   ``explore_hv_ratio_min`` / ``_max`` / ``_sd`` and ``explore_hv_ratio_seed<k>``;
 - ``explore_hv_<strategy>``: each strategy's normalised hypervolume (accuracy, latency, energy, area) over one
   reference point (:mod:`cimtile.explore.pareto`), mean over the seeds;
-- ``explore_hv_ratio_random_init`` and ``explore_hv_ratio_cnn_only``: the ablations (:data:`ABLATIONS`), mean
-  over their seeds: a joint search whose first NSGA-II generation is NSGA-II's uniform sampling
-  (``seeding="random"``, as the first session ran it), and one without the ViT in the network space, each against
+- ``explore_hv_ratio_random_init``, ``explore_hv_ratio_one_group_init`` and ``explore_hv_ratio_cnn_only``: the
+  ablations (:data:`ABLATIONS`), mean over their seeds: a joint search whose first NSGA-II generation is NSGA-II's
+  uniform sampling (``seeding="random"``, as the first session ran it), one whose first generation varies one group
+  per individual (``seeding="reference"``, session 4's), and one without the ViT in the network space, each against
   the same best baseline, all measured in one box holding every candidate of the seed (the seeded joint's ratio
   in that box is ``explore_hv_ratio_box_all``);
 - ``explore_low_acc_share_<strategy>``: share of a strategy's feasible candidates below 80% accuracy (why a
@@ -43,6 +44,9 @@ import time
 from pathlib import Path
 
 GOALS = {"explore_hv_ratio": ">= 1.1"}
+#: ``BENCH_EXPLORE_OUT``: the directory under build/explore of the seeds' outputs (``bench``; another name keeps a
+#: variant's run beside the headline's, for the "What moved" table, :data:`CHANGES`).
+OUT = os.environ.get("BENCH_EXPLORE_OUT", "bench")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,6 +56,7 @@ def _cfg(budget: int, workers: int, **kw):
 
     kw.setdefault("area", os.environ.get("BENCH_EXPLORE_AREA", "total"))
     kw.setdefault("acc_floor", float(os.environ.get("BENCH_EXPLORE_ACC_FLOOR", "80")))
+    kw.setdefault("seeding", os.environ.get("BENCH_EXPLORE_SEEDING", "combined"))
     return ExploreConfig(data="digits", budget=budget, float_epochs=4, qat_epochs=1.0, workers=workers,
                          precision_agent="ddpg", population=8, mapping="calibrated", **kw)
 
@@ -65,8 +70,10 @@ def _records(out: Path) -> dict[str, list[dict]]:
 
 
 #: The ablations of the joint search (each a joint search alone, measured in its seed's box): NSGA-II's own uniform
-#: first generation instead of the reference seeding; the CNN family alone (no ViT in the network space).
-ABLATIONS = {"random_init": {"seeding": "random"}, "cnn_only": {"space": {"family": ["cnn"]}}}
+#: first generation instead of the combined seeding; one group varied per individual (session 4's seeding); the CNN
+#: family alone (no ViT in the network space).
+ABLATIONS = {"random_init": {"seeding": "random"}, "one_group_init": {"seeding": "reference"},
+             "cnn_only": {"space": {"family": ["cnn"]}}}
 
 
 #: ``BENCH_EXPLORE_RESUME=1``: keep the output directories of an interrupted bench run and resume them (same
@@ -88,7 +95,7 @@ def _seed(seed: int, budget: int, workers: int, ablation: bool) -> dict:
 
     from cimtile.paths import build_dir
 
-    out = build_dir("explore", "bench", f"seed{seed}")
+    out = build_dir("explore", OUT, f"seed{seed}")
     if not RESUME:
         shutil.rmtree(out, ignore_errors=True)
     s = explore(_cfg(budget, workers, seed=seed), out)
@@ -99,7 +106,7 @@ def _seed(seed: int, budget: int, workers: int, ablation: bool) -> dict:
         return s
     abl = {}
     for name, kw in ABLATIONS.items():
-        aout = build_dir("explore", "bench", f"seed{seed}_{name}")
+        aout = build_dir("explore", OUT, f"seed{seed}_{name}")
         if not RESUME:
             shutil.rmtree(aout, ignore_errors=True)
         s["performed"] += explore(_cfg(budget, workers, seed=seed, strategies=("joint",), **kw),
@@ -221,6 +228,7 @@ def markdown(path: Path) -> str:
             ("explore_ablation_seeds", "{:.0f}", "seeds the ablations ran on"),
             ("explore_hv_ratio_box_all", "{:.3f}", "seeded joint, in the box with the ablations"),
             ("explore_hv_ratio_random_init", "{:.3f}", "ablation: NSGA-II's uniform first generation"),
+            ("explore_hv_ratio_one_group_init", "{:.3f}", "ablation: one group varied per individual (session 4's)"),
             ("explore_hv_ratio_cnn_only", "{:.3f}", "ablation: no ViT in the space"),
             ("explore_front_joint", "{:.0f}", "first seed"), ("explore_best_acc_joint", "{:.2f}", "first seed"),
             ("explore_vit_candidates_joint", "{:.0f}", "first seed"), ("explore_ref_acc", "{:.2f}", "the reference"),
@@ -281,34 +289,65 @@ def _why(root: Path, f: dict) -> list[str]:
     return out
 
 
-#: The runs of session 4's changes to the joint search (seed 0 unless named; budget 20, digits, calibrated mapping,
-#: 2 Ray workers): (label, commit that ran it, area objective, directory under build/explore). Each is a bench seed
-#: (:func:`_cfg`); the runs after the first started from the evaluation cache of an earlier run of the same seed
-#: (evaluations are deterministic per seed and candidate, so the figures equal an empty cache's).
+#: The runs of this session's changes to the joint search (budget 20, digits, calibrated mapping, 2 Ray workers, the
+#: seeds each ran): (label, commit that ran it, area objective, directory under build/explore holding ``seed<k>/``).
+#: Each is ``python -m bench explore`` with ``BENCH_EXPLORE_SEEDS=0,1,2 BENCH_EXPLORE_OUT=<directory>`` (and the
+#: variant's setting, e.g. ``BENCH_EXPLORE_SEEDING=combined``); the first is the headline run's directory copied.
 CHANGES = (
-    ("accuracy floor 80%, seeded first generation not counted as NSGA-II's (the bug)", "5cce571", "analog",
-     "floor_nofix/seed0"),
-    ("+ the seeded first generation counted as generation 0, and the controller in the area objective", "81e2b4c",
-     "total", "exp/seed0_fix_floor_total"),
-    ("+ one expected mutation per group", "20986af", "total", "bench/seed0"),
-    ("the same, seed 1", "20986af", "total", "bench/seed1"),
-    ("+ one expected mutation per group, analog area objective", "20986af", "analog", "exp/seed0_analog"),
+    ("session 4's joint search, scored with the resident-tile latency fixed (TorchScript export, networks reused: "
+     "the same scores)", "d486a7f", "total", "changes_base"),
+    ("+ combined seeding (each group varied with probability 1/2 in the joint's first generation)", "90b5cdc",
+     "total", "combined"),
+    ("the same as the default, seeds 0-4 (the headline run, `python -m bench explore`)", "327f7f5", "total", "bench"),
+    ("factorial seeding instead (the 7 group subsets in turn; each gene's values without replacement, in every "
+     "NSGA-II strategy's first generation)", "49ee1e0", "total", "factorial"),
 )
 
 
 def changes_markdown(root: Path = ROOT / "build" / "explore") -> str:
-    """The table of :data:`CHANGES` from each run's ``summary.json`` (rows whose run is missing say so)."""
-    lines = ["| change | commit | area objective | joint | best single-sided | its hypervolume | `explore_hv_ratio` |",
-             "|---|---|---|---|---|---|---|"]
+    """The table of :data:`CHANGES` from each run's ``seed<k>/summary.json`` (rows whose run is missing say so)."""
+    lines = ["| change | commit | area objective | seeds | joint (mean) | best single-sided (mean hypervolume) | "
+             "`explore_hv_ratio` per seed | mean |", "|---|---|---|---|---|---|---|---|"]
     for label, commit, area, d in CHANGES:
-        f = root / d / "summary.json"
-        if not f.exists():
-            lines.append(f"| {label} | {commit} | {area} | not run | | | |")
+        runs = [f for f in (root / d).glob("seed[0-9]*/summary.json") if f.parent.name[4:].isdigit()]
+        runs.sort(key=lambda f: int(f.parent.name[4:]))
+        if not runs:
+            lines.append(f"| {label} | {commit} | {area} | not run | | | | |")
             continue
-        sm = json.loads(f.read_text())
-        b = sm["best_single_sided"]
-        lines.append(f"| {label} | {commit} | {area} | {sm['hypervolume']['joint']:.4f} | {b} | "
-                     f"{sm['hypervolume'][b]:.4f} | {sm['explore_hv_ratio']:.3f} |")
+        sms = [json.loads(f.read_text()) for f in runs]
+        mean = lambda xs: sum(xs) / len(xs)
+        best = sorted({s["best_single_sided"] for s in sms})
+        lines.append(f"| {label} | {commit} | {area} | {', '.join(f.parent.name[4:] for f in runs)} | "
+                     f"{mean([s['hypervolume']['joint'] for s in sms]):.4f} | {'/'.join(best)} "
+                     f"({mean([s['hypervolume'][s['best_single_sided']] for s in sms]):.4f}) | "
+                     f"{', '.join(format(s['explore_hv_ratio'], '.3f') for s in sms)} | "
+                     f"{mean([s['explore_hv_ratio'] for s in sms]):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def fronts_markdown(root: Path = ROOT / "build" / "explore") -> str:
+    """Why a strategy wins, per seed of each :data:`CHANGES` run: the hypervolume the joint front and the best
+    single-sided front each hold alone (their union's minus the other's, in the seed's box) and each front's best
+    normalised value per objective (0: the best any strategy reached; 1: the reference point)."""
+    from cimtile.explore.pareto import Box, front, hypervolume
+
+    lines = ["| run | seed | best single-sided | joint alone | best single-sided alone | joint front: best error, "
+             "latency, energy, area | its front: best error, latency, energy, area | joint front's tiles |",
+             "|---|---|---|---|---|---|---|---|"]
+    for _label, _, _, d in CHANGES:
+        runs = [f for f in (root / d).glob("seed[0-9]*/summary.json") if f.parent.name[4:].isdigit()]
+        for f in sorted(runs, key=lambda f: int(f.parent.name[4:])):
+            sm = json.loads(f.read_text())
+            per = _records(f.parent)
+            box = Box([r for rs in per.values() for r in rs if r["status"] == "ok"] + [sm["reference"]])
+            b = sm["best_single_sided"]
+            hj, hb, hu = (hypervolume(per["joint"], box), hypervolume(per[b], box),
+                          hypervolume(per["joint"] + per[b], box))
+            best = lambda rs, box=box: ", ".join(f"{v:.2f}" for v in box.normalise(front(
+                [r for r in rs if r["status"] == "ok"])).min(axis=0))
+            tiles = sorted({r["candidate"]["n_tiles"] for r in front([r for r in per["joint"] if r["status"] == "ok"])})
+            lines.append(f"| {d} | {f.parent.name[4:]} | {b} | {hu - hb:.3f} | {hu - hj:.3f} | {best(per['joint'])} | "
+                         f"{best(per[b])} | {', '.join(map(str, tiles))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -326,12 +365,18 @@ def update_doc(doc: Path = ROOT / "docs" / "explore.md") -> None:
     end = "<!-- end: explore-changes -->"
     new, n = re.subn(re.escape(start) + r".*?" + re.escape(end), lambda _: start + changes_markdown() + end, new,
                      flags=re.S)
+    start = "<!-- generated: explore-fronts (python -m bench.explore --fronts) -->\n"
+    end = "<!-- end: explore-fronts -->"
+    new, n = re.subn(re.escape(start) + r".*?" + re.escape(end), lambda _: start + fronts_markdown() + end, new,
+                     flags=re.S)
     doc.write_text(new)
 
 
 if __name__ == "__main__":
     if "--changes" in sys.argv:
         print(changes_markdown(), end="")
+    elif "--fronts" in sys.argv:
+        print(fronts_markdown(), end="")
     elif "--markdown" in sys.argv:
         print(markdown(ROOT / "build" / "bench.json"), end="")
     elif "--update-doc" in sys.argv:

@@ -30,9 +30,11 @@ def register(sub) -> None:
                    help="NSGA-II constraint: candidates below this accuracy (%%) are parents only when too few reach "
                         "it (every candidate still counts in the fronts; 0: none; default 80)")
     e.add_argument("--population", type=int, default=8, help="NSGA-II population size (default 8)")
-    e.add_argument("--seeding", default="reference", choices=("reference", "random"),
-                   help="NSGA-II's first generation: reference (default: the reference point, and for the joint search "
-                        "one group varied at a time from it) or random (NSGA-II's uniform sampling)")
+    e.add_argument("--seeding", default="combined", choices=("combined", "reference", "factorial", "random"),
+                   help="NSGA-II's first generation: the reference point, then for the joint search individuals "
+                        "varying each group with probability 1/2 (combined, the default) or one group each "
+                        "(reference), or the 7 group subsets in turn with each gene's values drawn without "
+                        "replacement, for every NSGA-II strategy (factorial); or random (NSGA-II's uniform sampling)")
     e.add_argument("--sparsity", action="store_true", help="search the pruned share of weights too")
     e.add_argument("--space", default=None, help="JSON file {dimension: [choices]} narrowing the declared space")
     e.add_argument("--base", default="isaac", help="tile preset the fields outside the space come from")

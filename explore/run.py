@@ -37,6 +37,11 @@ __all__ = ["STRATEGIES", "ExploreConfig", "Evaluator", "explore"]
 STRATEGIES = ("joint", "hardware", "network", "precision")
 #: The area objective: ``total`` (the synthesised or modelled controller plus the analog parts) or ``analog``.
 AREAS = ("total", "analog")
+#: The first NSGA-II generation: ``combined`` (the default: the reference, then each group varied with probability
+#: 1/2 per individual), ``reference`` (the reference, then one group varied per individual) or ``random`` (NSGA-II's
+#: own uniform sampling), or ``factorial`` (the joint's individuals take the 7 non-empty subsets of the 3 groups in
+#: turn, and every NSGA-II strategy draws each gene's values without replacement over its first generation).
+SEEDINGS = ("combined", "reference", "factorial", "random")
 #: Candidates asked per round (fixed: never the number of workers, so results do not depend on it).
 BATCH = 4
 _GROUPS = {"joint": ("tile", "network", "precision"), "hardware": ("tile",), "network": ("network",),
@@ -60,7 +65,7 @@ class ExploreConfig:
     max_loss: float = 1.0
     acc_floor: float = 80.0  # NSGA-II constraint: a candidate below this accuracy (%) is infeasible as a parent
     population: int = 8
-    seeding: str = "reference"  # reference: NSGA-II starts from the reference (initial_population); random: not
+    seeding: str = "combined"  # NSGA-II's first generation (initial_population): combined, reference or random
     sparsity: bool = False
     space: dict = field(default_factory=dict)  # {dimension: [choices]} narrowing the declared space
     base: str = "isaac"
@@ -94,8 +99,8 @@ def _check(cfg: ExploreConfig):
             raise ExploreError(f"mapping {cfg.mapping!r}: this compiler has only the exact ADC mapping")
     if cfg.precision_agent not in AGENTS:
         raise ExploreError(f"precision agent {cfg.precision_agent!r}: expected one of {', '.join(AGENTS)}")
-    if cfg.seeding not in ("reference", "random"):
-        raise ExploreError(f"seeding {cfg.seeding!r}: expected reference or random")
+    if cfg.seeding not in SEEDINGS:
+        raise ExploreError(f"seeding {cfg.seeding!r}: expected one of {', '.join(SEEDINGS)}")
     if cfg.synth not in (True, False):
         raise ExploreError(f"synth {cfg.synth!r}: expected true or false")
     if cfg.area not in AREAS:
@@ -234,8 +239,8 @@ def _nsga(name: str, cfg: ExploreConfig, space: Space, ev: Evaluator, out: Path)
     if ev.bar is not None:
         ev.bar.update(len(recs))
     dists = {n: CategoricalDistribution(list(space.choices[n])) for n in names}
-    if not study.get_trials(deepcopy=False) and cfg.seeding == "reference":
-        for params in initial_population(name, space, cfg.population, cfg.seed):
+    if not study.get_trials(deepcopy=False) and cfg.seeding != "random":
+        for params in initial_population(name, space, cfg.population, cfg.seed, cfg.seeding):
             study.enqueue_trial(params)
     floor = accuracy_floor(cfg.acc_floor)
     # one expected mutation per searched group and child: optuna's default (1 / parameters) is that for a one-group
@@ -287,29 +292,74 @@ def accuracy_floor(floor: float):
     return constraint
 
 
-def initial_population(strategy: str, space: Space, population: int, seed: int) -> list[dict]:
-    """The first NSGA-II generation of ``strategy`` (``--seeding reference``, the default).
+def initial_population(strategy: str, space: Space, population: int, seed: int, seeding: str = "combined"
+                       ) -> list[dict]:
+    """The first NSGA-II generation of ``strategy`` (``--seeding combined``, the default, or ``reference``).
 
     Every NSGA-II strategy starts from the reference, the point each single-sided baseline fixes its other
     dimensions at. A single-sided strategy fills the rest of its first generation with NSGA-II's own uniform
-    sampling of its group (which is a variation of the reference in that group). The joint search fills it the
-    same way, one group at a time: individual ``i`` draws group ``i mod 3`` (tile, network, precision) uniformly
-    and keeps the reference's other groups, so its first generation is drawn from the union of the baselines'
-    spaces, and crossover then combines what each group found. Seeded by ``seed``: a resumed or re-run study
-    enqueues the same points."""
+    sampling of its group (which is a variation of the reference in that group). The joint search fills it from
+    the same per-group distributions: with ``reference``, individual ``i`` draws group ``i mod 3`` (tile, network,
+    precision) uniformly and keeps the reference's other groups, so its first generation is drawn from the union of
+    the baselines' spaces; with ``combined``, individual ``i`` draws each group uniformly with probability 1/2 (at
+    least one group), so a group is varied in about 4 of 7 individuals instead of 2 or 3, and some individuals
+    already combine variations of two or three groups. Seeded by ``seed``: a resumed or re-run study enqueues the
+    same points."""
     import random
 
     names = space.names(_GROUPS[strategy])
     fixed = _fixed(space)
     first = {n: fixed[n] for n in names}
+    if seeding == "factorial":
+        return _factorial(strategy, space, population, seed)
     if strategy != "joint":
         return [first]
     rng = random.Random(f"explore-init-{seed}")
     out = [first]
     groups = [g for g in _GROUPS["joint"] if space.names((g,))]
     for i in range(1, population):
-        g = groups[(i - 1) % len(groups)] if groups else None
-        out.append({n: (rng.choice(space.choices[n]) if DIMENSIONS[n].group == g else fixed[n]) for n in names})
+        if seeding == "combined" and groups:
+            varied: set = set()
+            while not varied:
+                varied = {g for g in groups if rng.random() < 0.5}
+        else:
+            varied = {groups[(i - 1) % len(groups)]} if groups else set()
+        out.append({n: (rng.choice(space.choices[n]) if DIMENSIONS[n].group in varied else fixed[n]) for n in names})
+    return out
+
+
+def _factorial(strategy: str, space: Space, population: int, seed: int) -> list[dict]:
+    """``--seeding factorial``: the reference, then ``population - 1`` individuals. The joint search's individuals
+    vary the non-empty subsets of its groups in turn (a shuffled cycle: with 3 groups and a population of 8, each
+    of the 7 subsets once, so each group is varied in exactly 4 individuals and every combination occurs); a
+    single-sided strategy's individuals vary its one group. Each gene's values are drawn without replacement over
+    the individuals that vary its group (a shuffled cycle of its choices, as a Latin hypercube draws a
+    categorical), so the first generation covers each gene's choices as evenly as its size allows. The same
+    marginal distributions as uniform draws, without their chance of missing a group or a value."""
+    import itertools
+    import random
+
+    rng = random.Random(f"explore-factorial-{seed}-{strategy}")
+    names = space.names(_GROUPS[strategy])
+    fixed = _fixed(space)
+    groups = [g for g in _GROUPS[strategy] if space.names((g,))]
+    subsets = [set(c) for k in range(1, len(groups) + 1) for c in itertools.combinations(groups, k)]
+    pools: dict[str, list] = {}
+
+    def draw(n: str):
+        if not pools.get(n):
+            pools[n] = list(space.choices[n])
+            rng.shuffle(pools[n])
+        return pools[n].pop()
+
+    out = [{n: fixed[n] for n in names}]
+    order: list[set] = []
+    for _ in range(1, population):
+        if not order:
+            order = list(subsets)
+            rng.shuffle(order)
+        varied = order.pop() if subsets else set()
+        out.append({n: (draw(n) if DIMENSIONS[n].group in varied else fixed[n]) for n in names})
     return out
 
 
@@ -376,7 +426,7 @@ def explore(cfg: ExploreConfig, out: str | Path, executor=None) -> dict:
     job = {"data": cfg.data, "seed": cfg.seed, "float_epochs": cfg.float_epochs, "qat_epochs": cfg.qat_epochs,
            "batch": cfg.batch, "mapping": cfg.mapping, "device": settings["device"],
            "space": {"overrides": settings["space"]["overrides"], "sparsity": cfg.sparsity, "base": space.base},
-           "table": True}
+           "table": True, "reuse": str(out / "reuse")}  # networks met again within this directory (score._network)
     t0 = time.time()
     ex = executor if executor is not None else make_executor(cfg.workers, cfg.ray_address)
     total = cfg.budget * len(cfg.strategies) + 1

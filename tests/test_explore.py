@@ -81,19 +81,6 @@ def test_energy_table_has_one_home():
     assert energy.adc_energy_pj(6) == energy.adc_energy_pj(8) / 4
 
 
-def test_registry_copies_equal_a_fresh_build():
-    from cimtile.explore.score import _registry_once
-    from torch.onnx._internal.exporter import _registration as R
-
-    _registry_once()
-    a, b = R.ONNXRegistry.from_torchlib(), R.ONNXRegistry.from_torchlib()
-    fresh = R.ONNXRegistry._cimtile_fresh()
-    assert a is not b and a.functions is not b.functions
-    assert {k: len(v) for k, v in a.functions.items()} == {k: len(v) for k, v in fresh.functions.items()}
-    a.functions.clear()  # an export registering into its copy leaves the next export's copy whole
-    assert len(R.ONNXRegistry.from_torchlib().functions) == len(fresh.functions)
-
-
 @pytest.mark.slow
 def test_small_exploration_is_consistent_and_resumes(tmp_path):
     out = tmp_path / "x"
@@ -148,15 +135,38 @@ def test_initial_population_starts_at_the_reference():
 
     sp = Space(SMALL, sparsity=True)
     ref = _fixed(sp)
-    pop = initial_population("joint", sp, 7, seed=3)
-    assert pop == initial_population("joint", sp, 7, seed=3) != initial_population("joint", sp, 7, seed=4)
+    pop = initial_population("joint", sp, 7, seed=3, seeding="reference")
+    other = initial_population("joint", sp, 7, 4, "reference")
+    assert pop == initial_population("joint", sp, 7, 3, "reference") != other
     assert len(pop) == 7 and pop[0] == {n: ref[n] for n in sp.names()}
-    # every later individual varies one group (tile, network, precision in turn) and keeps the reference's others
+    # reference: every later individual varies one group (tile, network, precision in turn), keeps the others
     for i, p in enumerate(pop[1:]):
         group = ("tile", "network", "precision")[i % 3]
         assert all(v == ref[n] for n, v in p.items() if DIMENSIONS[n].group != group)
     # a single-sided strategy starts at the reference too, then NSGA-II's own sampling of its group
     assert initial_population("hardware", sp, 7, seed=3) == [{n: ref[n] for n in sp.names(("tile",))}]
+    assert initial_population("hardware", sp, 7, 3, "reference") == initial_population("hardware", sp, 7, 3)
+    # combined (the default): the reference, then individuals varying each group with probability 1/2 (at least
+    # one), from the same per-group draws; each group is varied in about 4 of 7 (a half of those with >= 1)
+    big = initial_population("joint", Space(sparsity=True), 701, seed=3, seeding="combined")
+    full = _fixed(Space(sparsity=True))
+    assert big[0] == {n: full[n] for n in big[0]}
+    varied = [{DIMENSIONS[n].group for n, v in p.items() if v != full[n]} for p in big[1:]]
+    assert all(varied)  # every individual leaves the reference (a uniform draw may repeat a gene's value, not all)
+    for g in ("tile", "network", "precision"):
+        assert 0.5 < sum(g in v for v in varied) / 700 < 0.65
+    assert sum(len(v) > 1 for v in varied) > 300  # combinations of groups already in the first generation
+    # factorial: the 7 non-empty group subsets once each (each group varied in exactly 4 of 7), and each gene's
+    # values without replacement over the individuals varying its group; the baselines' first generations too
+    fac = initial_population("joint", Space(sparsity=True), 8, seed=3, seeding="factorial")
+    assert fac[0] == big[0] and fac == initial_population("joint", Space(sparsity=True), 8, 3, "factorial")
+    varied = [{DIMENSIONS[n].group for n, v in p.items() if v != full[n]} for p in fac[1:]]
+    assert len({frozenset(v) for v in varied}) == 7  # every combination of groups once
+    assert all(sum(g in v for v in varied) == 4 for g in ("tile", "network", "precision"))
+    hw = initial_population("hardware", Space(sparsity=True), 8, seed=3, seeding="factorial")
+    assert len(hw) == 8 and sorted({p["n_tiles"] for p in hw[1:]}) == [1, 2, 4, 8, 16]
+    ch = Space().choices
+    assert all(max(sum(p[n] == v for p in hw[1:]) for v in ch[n]) == -(-7 // len(ch[n])) for n in hw[0])
 
 
 def test_vit_in_the_space():
@@ -188,11 +198,82 @@ def test_vit_candidate_is_scored_consistently():
     assert r["counts"]["adc_conversions"] > 0 and 0 <= r["acc"] <= 100
 
 
+# the smallest networks and tiles of SMALL, for the tests that evaluate the same candidates twice
+TINY = {**SMALL, "rows": [32], "cols": [32], "stages": [1], "width0": [4], "w0": [4, 6], "a0": [8],
+        "w1": [8], "a1": [4, 8]}
+
+
+def _job(c: dict, sp: Space, reuse=None) -> dict:
+    return {"data": "digits", "seed": 3, "float_epochs": 1, "qat_epochs": 0.25, "batch": 1000,
+            "mapping": "calibrated", "device": None, "candidate": c, "reuse": None if reuse is None else str(reuse),
+            "space": {"overrides": {k: list(v) for k, v in sp.choices.items()}, "sparsity": False, "base": "isaac"}}
+
+
+_SCORES = ("key", "status", "params", "acc", "acc_torch", "cycles", "compute_cycles", "program_cycles", "golden_cycles",
+           "latency", "batch_cycles", "xbar_tiles", "fits", "counts", "energy", "area", "policy")
+
+
+@pytest.mark.slow
+def test_a_reused_network_scores_as_a_fresh_one(tmp_path):
+    from cimtile.explore.score import evaluate
+
+    sp = Space(TINY)
+    ref = sp.complete({}, {})
+    tile = {**ref, "adc_bits": 4, "n_tiles": 8}  # the same network at the same bits on another tile
+    bits = {**ref, "w0": 6}  # the same float network at other bits
+    reuse = tmp_path / "reuse"
+    first = evaluate(_job(ref, sp, reuse))
+    got = {"tile": evaluate(_job(tile, sp, reuse)), "bits": evaluate(_job(bits, sp, reuse))}
+    assert first["reused"] is None and got["tile"]["reused"] == "network" and got["bits"]["reused"] == "float"
+    assert len(list(reuse.glob("net-*/candidate.onnx"))) == 2 and len(list(reuse.glob("float-*.npz"))) == 1
+    for name, c in (("tile", tile), ("bits", bits)):
+        fresh = evaluate(_job(c, sp))
+        assert fresh["reused"] is None and got[name]["status"] == "ok"
+        assert {k: got[name].get(k) for k in _SCORES} == {k: fresh.get(k) for k in _SCORES}, name
+
+
+@pytest.mark.slow
+def test_torchscript_export_compiles_to_the_dynamo_exports_bundle(tmp_path):
+    """The explorer exports with torch's TorchScript exporter (score._network): the same crossbar layers, cycles,
+    operation counts and golden outputs as the dynamo exporter's file (the exporters name nodes differently, and
+    one writes the host's flatten as Flatten, the other as Reshape)."""
+    import torch
+    from cimtile.compiler import compile_model, run
+    from cimtile.explore.score import _data
+    from cimtile.search import qat
+    from cimtile.sim.energy import operation_counts
+    from cimtile.zoo import mnist_nets
+    from cimtile.zoo.fit import fit
+
+    sp = Space(TINY)
+    c = sp.complete({"w0": 4, "a1": 4}, {})
+    xf, yf, xv, _ = _data("digits")
+    spec = sp.layers(c, xf.shape[-1])
+    pol = sp.policy(c, mnist_nets.weight_layers(spec))
+    torch.set_num_threads(1)
+    net = fit(mnist_nets.torch_net(spec), xf, yf, epochs=1, lr=2e-3, seed=0)
+    q = qat.finetune(qat.build(spec, pol, net), xf, yf, 0.25, 0)
+    out = []
+    for dynamo in (True, False):
+        path = tmp_path / f"d{dynamo}.onnx"
+        qat.export_qcdq(q, xv, path, dynamo=dynamo)
+        b = compile_model(path, sp.tile(c), mapping="calibrated", calibration=xf[:256], progress=False)
+        y, st = run(b, xv[:64], progress=False, stats=True)
+        unnamed = lambda ls: [{k: v for k, v in lay.items() if k != "name"} for lay in ls]
+        counts = operation_counts(b)
+        out.append((unnamed(b.report["layers"]), b.report["totals"], {**counts, "layers": unnamed(counts["layers"])},
+                    np.asarray(y), st.cycles))
+    assert out[0][0] and out[0][:3] == out[1][:3]
+    assert np.array_equal(out[0][3], out[1][3]) and out[0][4] == out[1][4]
+
+
 @pytest.mark.slow
 def test_results_do_not_depend_on_the_number_of_workers(tmp_path):
     from cimtile.search.executor import RayExecutor
 
-    cfg = ExploreConfig(budget=3, strategies=("joint",), float_epochs=1, qat_epochs=0.25, space=SMALL,
+    # tiny networks and tiles (each candidate a second or so); the joint search's second generation reuses networks
+    # (score._network), which one worker and two workers meet in different orders
+    cfg = ExploreConfig(budget=3, strategies=("joint",), float_epochs=1, qat_epochs=0.25, space=TINY,
                         population=2, progress=False, seed=5)
     explore(cfg, tmp_path / "one", executor=InProcessExecutor())
     ray = RayExecutor(workers=2)
@@ -332,3 +413,23 @@ def test_synth_option_synthesises_each_new_tile_once_on_the_executor(tmp_path, m
     assert r["area_analog_mm2"] == 1e-3
     ev.area = "analog"
     assert ev._with_controller(rec)["area_mm2"] == 1e-3
+
+
+def test_resident_tiles_program_each_crossbar_tile_once_on_the_runtimes_schedule():
+    from cimtile.explore.score import resident_batch_cycles
+    from cimtile.search.cost import CostResult, LayerCost
+
+    base = dict(wbits=8, abits=8, cycles=0, program_cycles=0, adc_conversions=0, xbar_tiles=2, rows_per_tile=64,
+                prog_once=100, run_cycles=50, reload_cycles=20, positions=64, chunk=16)
+    single = LayerCost(name="a", **base)  # every column tile one crossbar tile: the single-run schedule
+    # column tiles of several crossbar tiles: the runtime runs a batch on the stationary schedule, whose runs reload
+    # nothing; the single-run schedule's terms (prog_once, reload_cycles) are not what it runs
+    stat = LayerCost(name="b", **{**base, "batch_prog_once": 300, "batch_run_cycles": 40, "batch_reload_cycles": 0})
+    cost = CostResult([single, stat], init_cycles=7, weights="")
+    runs = 1000 * 64 // 16
+    assert single.batch_cycles(1000)[0] == 100 + runs * 50 and stat.batch_cycles(1000)[0] == 300 + runs * 40
+    # resident: the single-run layer's reloaded weights programmed once and its runs without the reloads; the
+    # stationary layer as the runtime runs it (subtracting the single-run terms' reloads from its batch cycles gave
+    # 20 + 300 + runs x (40 - 20), and negative latencies where the single-run reloads exceed the stationary runs)
+    assert resident_batch_cycles(cost, 1000) == 7 + (100 + 20 + runs * 30) + (300 + runs * 40)
+    assert 0 < resident_batch_cycles(cost, 1000) <= cost.cost("batch", 1000)
