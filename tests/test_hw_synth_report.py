@@ -107,13 +107,17 @@ def test_module_hashes_follow_a_module_s_own_logic(tmp_path):
     assert changed["tile.adder"] != first["tile.adder"] and changed["tile"] == first["tile"]
 
 
-def test_reusable_modules_need_their_children_unchanged():
+def test_reusable_modules_need_their_own_hash_and_flow():
+    """Each module is synthesised alone (submodules black boxes): its row depends on its own Verilog, and is
+    reused only if made by a flow the run allows."""
     hashes = {"tile": "t", "tile.requant": "r", "tile.requant.requant0": "q0", "tile.lanes": "l"}
     row = {"luts": 1, "ffs": 0, "brams": 0, "dsps": 0}
     previous = {name: {"sha256": h, **row} for name, h in hashes.items()}
-    assert sorted(build.reusable_modules(hashes, previous)) == ["tile.lanes", "tile.requant", "tile.requant.requant0"]
     previous["tile.requant.requant0"]["sha256"] = "old"
-    assert sorted(build.reusable_modules(hashes, previous)) == ["tile.lanes"]  # the top is always synthesised
+    assert sorted(build.reusable_modules(hashes, previous)) == ["tile", "tile.lanes", "tile.requant"]
+    previous["tile.lanes"]["flow"] = "fine-mux"
+    assert sorted(build.reusable_modules(hashes, previous, ("synth_ecp5",))) == ["tile", "tile.requant"]
+    assert "tile.lanes" in build.reusable_modules(hashes, previous, ("synth_ecp5", "fine-mux"))
 
 
 def test_every_component_of_the_tile_is_counted_in_its_own_file():

