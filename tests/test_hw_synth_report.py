@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from cimtile.hw import build
 from helpers import TINY
 
@@ -37,6 +38,12 @@ def test_synth_reuses_a_result_of_the_same_verilog(tmp_path):
             "verilog_sha256": build.verilog_hash(vpath)}
     (tmp_path / "synth.json").write_text(json.dumps(prev))
     assert build.synth(TINY, tmp_path, reuse=True) == prev  # no tool runs: it would take minutes
+    # a result of another flow is reused for that flow only (the other would run the tools)
+    merged = {**prev, "flow": "merge-first", "luts": 9}
+    (tmp_path / "synth.json").write_text(json.dumps(merged))
+    assert build.synth(TINY, tmp_path, reuse=True, flow="merge-first") == merged
+    with pytest.raises(RuntimeError, match="no synthesis flow 'quick'"):
+        build.synth(TINY, tmp_path, reuse=True, flow="quick")
 
 
 def test_report_markdown_names_missing_results(tmp_path):
