@@ -343,7 +343,25 @@ def _module_job(name: str, modules: dict[str, str], work: Path, flow: str) -> tu
     netlist = base.with_name(f"{base.name}.{flow}.json")
     script = "; ".join([*reads, f"hierarchy -top {name}", *filter(None, [AREA_FLOWS[flow]]),
                         f"synth_ecp5 -top {name} -noflatten -json {netlist.name}"])
+    # -t: timestamps in the log, for pass_profile
     return [_yosys_exe(), "-q", "-t", "-p", script, "-l", f"{base.name}.{flow}.log"], netlist
+
+
+_STEP_RE = re.compile(r"^\[(\d+\.\d+)\] (?:\d+\.)+ Executing (\S+)", re.M)
+
+
+def pass_profile(log: str | Path, top: int = 3) -> dict[str, float]:
+    """The ``top`` yosys passes that took longest in a log written with ``yosys -t`` (timestamps): the
+    seconds from each ``Executing`` line to the next, summed by pass name (``OPT_MUXTREE``, ``ABC9``),
+    longest first; the last pass runs to the log's last line (for a run stopped, the pass it was in)."""
+    text = Path(log).read_text(errors="replace") if Path(log).exists() else ""
+    steps = [(float(t), name.rstrip(".:")) for t, name in _STEP_RE.findall(text)]
+    stamps = re.findall(r"^\[(\d+\.\d+)\]", text, re.M)
+    end = float(stamps[-1]) if stamps else 0.0
+    totals: dict[str, float] = {}
+    for (t, name), nxt in zip(steps, [s[0] for s in steps[1:]] + [end]):
+        totals[name] = totals.get(name, 0.0) + nxt - t
+    return {k: round(v, 1) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:top]}
 
 
 def _module_row(mods: dict, name: str) -> dict:
@@ -361,10 +379,12 @@ def _run_jobs(jobs: list[tuple[str, str]], make, n_parallel: int, timeout: float
               st, done_rows: dict, on_done) -> None:
     """Run ``make(name, flow) -> (argv, netlist, cwd)`` for each ``(name, flow)`` of ``jobs``, ``n_parallel``
     at a time in the given order; a job over ``timeout`` seconds is stopped and queued again with
-    ``fallback`` (if given, else an error). ``on_done(name, flow, seconds, netlist)`` records each result.
+    ``fallback`` (if given, else an error). ``on_done(name, flow, seconds, netlist, stopped)`` records each
+    result (``stopped``: the run that timed out before it, its flow, seconds and longest pass, or None).
     The status line names the running modules and their minutes."""
     queue = list(jobs)
     running: dict[str, tuple] = {}
+    stopped: dict[str, dict] = {}
     total = len(jobs)
     try:
         while queue or running:
@@ -383,8 +403,11 @@ def _run_jobs(jobs: list[tuple[str, str]], make, n_parallel: int, timeout: float
                     proc.wait()
                     log.close()
                     del running[name]
+                    busy = pass_profile(cwd / f"{_safe(name)}.{flow}.log", top=1)
                     if fallback is None or flow == fallback:
-                        raise RuntimeError(f"yosys on module {name} ({flow}) took over {timeout:.0f} s")
+                        raise RuntimeError(f"yosys on module {name} ({flow}) took over {timeout:.0f} s "
+                                           f"(longest pass: {busy})")
+                    stopped[name] = {"flow": flow, "seconds": round(now - t0, 1), "longest_pass": busy}
                     queue.insert(0, (name, fallback))
                     continue
                 if code is None:
@@ -396,7 +419,7 @@ def _run_jobs(jobs: list[tuple[str, str]], make, n_parallel: int, timeout: float
                     tail = "\n".join(text.splitlines()[-15:])
                     raise RuntimeError(f"yosys failed on module {name} ({flow}, exit {code}), see "
                                        f"{cwd / (_safe(name) + '.' + flow + '.log')}:\n{tail}")
-                on_done(name, flow, round(now - t0, 1), netlist)
+                on_done(name, flow, round(now - t0, 1), netlist, stopped.get(name))
             busy = ", ".join(f"{n} {(now - r[2]) / 60:.1f} min ({r[1]})"
                              for n, r in running.items())
             st.step(f"{len(done_rows)}/{total} modules; running {busy or '-'}", advance=False)
@@ -478,11 +501,13 @@ def area(cfg: TileConfig | str, outdir: str | Path, reuse: bool = False, jobs: i
             argv, netlist = _module_job(name, modules, work, flow)
             return argv, netlist, work
 
-        def on_done(name, flow, seconds, netlist):
+        def on_done(name, flow, seconds, netlist, stopped):
             row = _module_row(json.loads(netlist.read_text()).get("modules", {}), name)
+            row.update(flow=flow, seconds=seconds, slowest_passes=pass_profile(work / f"{_safe(name)}.{flow}.log"))
+            if stopped:
+                row["stopped"] = stopped
             for twin in twins[body[name]]:
-                rows[twin] = {"sha256": hashes[twin], **row, "flow": flow, "seconds": seconds,
-                              **({"same_as": name} if twin != name else {})}
+                rows[twin] = {"sha256": hashes[twin], **row, **({"same_as": name} if twin != name else {})}
             cached = json.loads(cache_file.read_text()).get("modules", {}) if cache_file.exists() else {}
             cached.update({t: rows[t] for t in twins[body[name]]})
             cache_file.write_text(json.dumps({"config": cfg.name, "modules": dict(sorted(cached.items()))},

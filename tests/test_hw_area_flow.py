@@ -101,8 +101,8 @@ def test_a_module_over_its_timeout_is_run_again_with_the_fallback(tmp_path):
             pass
 
     build._run_jobs([("m", "synth_ecp5"), ("n", "merge-first")], make, 2, 1.0, "merge-first", Quiet(), done,
-                    lambda name, flow, s, netlist: done.__setitem__(name, flow))
-    assert done == {"m": "merge-first", "n": "merge-first"}
+                    lambda name, flow, s, netlist, stopped: done.__setitem__(name, (flow, stopped and stopped["flow"])))
+    assert done == {"m": ("merge-first", "synth_ecp5"), "n": ("merge-first", None)}
     with pytest.raises(RuntimeError, match="module m .*took over 1 s"):
         build._run_jobs([("m", "synth_ecp5")], make, 1, 1.0, None, Quiet(), {}, lambda *a: None)
 
@@ -113,3 +113,16 @@ def test_area_names_an_unknown_module_or_flow(tmp_path, monkeypatch):
         build.area(TINY, tmp_path, flows={"tile.nope": "merge-first"})
     with pytest.raises(RuntimeError, match="no area flow 'quick'"):
         build.area(TINY, tmp_path, flow="quick")
+
+
+def test_pass_profile_sums_the_time_of_each_pass(tmp_path):
+    log = tmp_path / "m.log"
+    log.write_text("[00000.000100] 1. Executing Verilog-2005 frontend: m.v\n"
+                   "[00001.000000] 2. Executing OPT_MUXTREE pass (detect dead branches in mux trees).\n"
+                   "[00011.000000] 3. Executing OPT_EXPR pass (perform const folding).\n"
+                   "[00012.000000] 3.1. Executing OPT_MUXTREE pass (detect dead branches in mux trees).\n"
+                   "[00014.000000] 4.2.1. Executing ABC9.\n"
+                   "[00020.500000] Removed 3 unused cells\n")
+    assert build.pass_profile(log) == {"OPT_MUXTREE": 12.0, "ABC9": 6.5, "OPT_EXPR": 1.0}
+    assert build.pass_profile(log, top=1) == {"OPT_MUXTREE": 12.0}
+    assert build.pass_profile(tmp_path / "missing.log") == {}
