@@ -314,9 +314,14 @@ def reusable_modules(hashes: dict[str, str], previous: dict[str, dict],
 #: (131,120 ``$eq``, 1,032 ``$pmux``), and ``opt_muxtree`` walked those for tens of minutes; merged
 #: first, they are 1,072 comparators and the whole module's coarse passes take seconds
 #: (docs/microarchitecture.md, "isaac: where the synthesis time went", with the two flows compared on tiny).
+#: ``merge-first-fast``: merge-first, and ABC9 with its fast script (``scratchpad -set abc9.fast 1``: only
+#: ``&if -W 300``, without the ``&scorr; &sweep; &dc2; &dch; &mfs`` around it), for modules so large that
+#: ABC9's optimisations take tens of minutes on the loaded machine; its LUT counts are higher
+#: (measured on tiny in docs/microarchitecture.md).
 AREA_FLOWS = {
     "synth_ecp5": "",
     "merge-first": "proc; opt_expr; opt_clean; opt_merge; opt_reduce; opt_clean",
+    "merge-first-fast": "proc; opt_expr; opt_clean; opt_merge; opt_reduce; opt_clean; scratchpad -set abc9.fast 1",
 }
 
 
@@ -625,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flow", default="synth_ecp5", choices=tuple(AREA_FLOWS),
                     help="synth, area: the yosys commands before synth_ecp5 (hw.build.AREA_FLOWS; default "
                          "synth_ecp5: none); area: the flow of every module")
+    ap.add_argument("--module-flow", action="append", default=[], metavar="MODULE=FLOW",
+                    help="area: the flow of one module (e.g. tile.shift_add=merge-first-fast), over --flow")
     ap.add_argument("--reuse", action="store_true",
                     help="synth: keep an existing synth.json made from the same Verilog (same hash); "
                          "area: keep the figures of the modules whose Verilog is unchanged since area.json")
@@ -640,9 +647,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(a.outdir) if a.outdir else build_dir(cfg.name)
     if a.action == "area":
+        bad = [m for m in a.module_flow if m.count("=") != 1]
+        if bad:
+            print(f"error: --module-flow {bad[0]!r}: expected MODULE=FLOW", file=sys.stderr)
+            return 2
         try:
             print(area_markdown({cfg.name: area(cfg, out, reuse=a.reuse, jobs=a.jobs, timeout=a.timeout,
-                                                flow=a.flow)}), end="")
+                                                flow=a.flow, flows=dict(m.split("=") for m in a.module_flow))}),
+                  end="")
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1

@@ -126,3 +126,15 @@ def test_pass_profile_sums_the_time_of_each_pass(tmp_path):
     assert build.pass_profile(log) == {"OPT_MUXTREE": 12.0, "ABC9": 6.5, "OPT_EXPR": 1.0}
     assert build.pass_profile(log, top=1) == {"OPT_MUXTREE": 12.0}
     assert build.pass_profile(tmp_path / "missing.log") == {}
+
+
+def test_cli_names_a_malformed_module_flow(capsys):
+    assert build.main(["area", "--config", "tiny", "--module-flow", "tile.shift_add"]) == 2
+    assert "--module-flow 'tile.shift_add': expected MODULE=FLOW" in capsys.readouterr().err
+
+
+def test_every_flow_ends_in_plain_synth_ecp5_commands():
+    """A flow is yosys commands run before synth_ecp5 (the fast one sets ABC9's fast script for it)."""
+    assert build.AREA_FLOWS["synth_ecp5"] == ""
+    assert build.AREA_FLOWS["merge-first-fast"].startswith(build.AREA_FLOWS["merge-first"])
+    assert build.AREA_FLOWS["merge-first-fast"].endswith("scratchpad -set abc9.fast 1")
