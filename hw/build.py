@@ -314,14 +314,17 @@ def reusable_modules(hashes: dict[str, str], previous: dict[str, dict],
 #: (131,120 ``$eq``, 1,032 ``$pmux``), and ``opt_muxtree`` walked those for tens of minutes; merged
 #: first, they are 1,072 comparators and the whole module's coarse passes take seconds
 #: (docs/microarchitecture.md, "isaac: where the synthesis time went", with the two flows compared on tiny).
-#: ``merge-first-fast``: merge-first, and ABC9 with its fast script (``scratchpad -set abc9.fast 1``: only
-#: ``&if -W 300``, without the ``&scorr; &sweep; &dc2; &dch; &mfs`` around it), for modules so large that
-#: ABC9's optimisations take tens of minutes on the loaded machine; its LUT counts are higher
-#: (measured on tiny in docs/microarchitecture.md).
+#: ``merge-first-fast``: merge-first, and ABC9 with a mapping-only script (``&st; &if -W 300 -v``, set
+#: through yosys' ``abc9.script`` scratchpad variable, which synth_ecp5's ``abc9`` reads; yosys 0.70
+#: ignores ``abc9.fast`` there), without the ``&scorr; &sweep; &dc2; &dch -f -r`` before the mapping
+#: and the ``&mfs`` after it, for modules so large that those take tens of minutes on the loaded
+#: machine (isaac's shift-and-add: 305,340 AND gates into ABC9); its LUT counts are higher, measured on
+#: tiny in docs/microarchitecture.md.
 AREA_FLOWS = {
     "synth_ecp5": "",
     "merge-first": "proc; opt_expr; opt_clean; opt_merge; opt_reduce; opt_clean",
-    "merge-first-fast": "proc; opt_expr; opt_clean; opt_merge; opt_reduce; opt_clean; scratchpad -set abc9.fast 1",
+    "merge-first-fast": "proc; opt_expr; opt_clean; opt_merge; opt_reduce; opt_clean; "
+                        "scratchpad -set abc9.script +&st;&if,-W,300,-v",
 }
 
 

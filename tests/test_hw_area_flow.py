@@ -134,7 +134,24 @@ def test_cli_names_a_malformed_module_flow(capsys):
 
 
 def test_every_flow_ends_in_plain_synth_ecp5_commands():
-    """A flow is yosys commands run before synth_ecp5 (the fast one sets ABC9's fast script for it)."""
+    """A flow is yosys commands run before synth_ecp5 (the fast one sets ABC9's script for it)."""
     assert build.AREA_FLOWS["synth_ecp5"] == ""
     assert build.AREA_FLOWS["merge-first-fast"].startswith(build.AREA_FLOWS["merge-first"])
-    assert build.AREA_FLOWS["merge-first-fast"].endswith("scratchpad -set abc9.fast 1")
+    assert build.AREA_FLOWS["merge-first-fast"].endswith("scratchpad -set abc9.script +&st;&if,-W,300,-v")
+
+
+@needs_yosys
+@pytest.mark.slow
+def test_the_fast_flow_gives_abc9_the_mapping_only_script(tmp_path):
+    """yosys reads the merge-first-fast flow's ABC9 script (kept on disk with ``abc9.nocleanup``): ``&if``
+    without the ``&dch`` and ``&mfs`` of synth_ecp5's default script."""
+    import subprocess
+
+    (tmp_path / "t.v").write_text(VERILOG.split("module \\tile.inc0")[0].replace(
+        "\\tile.inc0  inc0 ( .\\port$17$0 (a), .y(y0) );\n  \\tile.inc1  inc1 ( .\\port$18$0 (a), .y(y1) );\n",
+        "assign y0 = a; assign y1 = a;\n"))
+    script = (f"read_verilog t.v; {build.AREA_FLOWS['merge-first-fast']}; scratchpad -set abc9.nocleanup 1; "
+              "synth_ecp5 -top tile -json n.json")
+    subprocess.run([build._yosys_exe(), "-q", "-p", script], cwd=tmp_path, check=True, capture_output=True)
+    used = [f.read_text() for f in tmp_path.glob("*yosys-abc-*/abc.script")]
+    assert used and "&if -W 300 -v" in used[0] and "&dch" not in used[0] and "&mfs" not in used[0]
