@@ -440,7 +440,7 @@ def _run_jobs(jobs: list[tuple[str, str]], make, n_parallel: int, timeout: float
 
 def area(cfg: TileConfig | str, outdir: str | Path, reuse: bool = False, jobs: int = 2,
          timeout: float | None = None, flow: str = "synth_ecp5",
-         flows: dict[str, str] | None = None) -> dict[str, dict]:
+         flows: dict[str, str] | None = None, skip: tuple[str, ...] = ()) -> dict[str, dict]:
     """Per-component area: each module of the generated Verilog synthesised on its own with yosys
     ``synth_ecp5 -noflatten`` (its submodules black boxes), ``jobs`` modules at a time, and the cells of
     each module summed by the component file it comes from (:data:`COMPONENT_FILES`; the rest, the
@@ -466,6 +466,10 @@ def area(cfg: TileConfig | str, outdir: str | Path, reuse: bool = False, jobs: i
         The flow of every module (a key of :data:`AREA_FLOWS`).
     flows : dict or None
         A flow per module name (e.g. ``{"tile.shift_add": "merge-first"}``), over ``flow``.
+    skip : tuple of str
+        Modules not to synthesise in this run (another run in the same ``outdir`` does): the finished
+        modules are kept in the cache, and the table is written by a later run with ``reuse`` (this one
+        raises, naming the modules without rows).
     """
     import hashlib
 
@@ -477,7 +481,7 @@ def area(cfg: TileConfig | str, outdir: str | Path, reuse: bool = False, jobs: i
         generate(cfg, out)
         modules = split_modules(out / "tile.v")
         flows = dict(flows or {})
-        unknown = sorted(set(flows) - set(modules))
+        unknown = sorted((set(flows) | set(skip)) - set(modules))
         if unknown:
             raise RuntimeError(f"no module {unknown[0]!r} in {out / 'tile.v'} (modules: {', '.join(modules)})")
         bad = sorted({flow, *flows.values()} - set(AREA_FLOWS))
@@ -504,6 +508,8 @@ def area(cfg: TileConfig | str, outdir: str | Path, reuse: bool = False, jobs: i
         for n in todo:
             twins.setdefault(body[n], []).append(n)
         leaders = sorted((names[0] for names in twins.values()), key=lambda n: -len(modules[n]))  # longest first
+        if skip:  # another run synthesises these (their rows come through the cache, with reuse)
+            leaders = [n for n in leaders if not set(twins[body[n]]) & set(skip)]
 
         def make(name, flow):
             argv, netlist = _module_job(name, modules, work, flow)
@@ -525,6 +531,10 @@ def area(cfg: TileConfig | str, outdir: str | Path, reuse: bool = False, jobs: i
                 f"({len(reused)} reused), {jobs} at a time")
         _run_jobs([(n, flow_of[n]) for n in leaders], make, max(1, jobs),
                   timeout, "merge-first" if timeout is not None else None, st, rows, on_done)
+    missing = sorted(set(modules) - set(rows))
+    if missing:
+        raise RuntimeError(f"area of {cfg.name}: no rows for {', '.join(missing)} (skipped); the finished modules "
+                           f"are in {cache_file}: run again with --reuse when they are done")
     return _write_area(cfg, out, rows, sorted(reused))
 
 
@@ -635,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
                          "synth_ecp5: none); area: the flow of every module")
     ap.add_argument("--module-flow", action="append", default=[], metavar="MODULE=FLOW",
                     help="area: the flow of one module (e.g. tile.shift_add=merge-first-fast), over --flow")
+    ap.add_argument("--skip", action="append", default=[], metavar="MODULE",
+                    help="area: leave MODULE to another run in the same folder (rows kept in area/modules.json)")
     ap.add_argument("--reuse", action="store_true",
                     help="synth: keep an existing synth.json made from the same Verilog (same hash); "
                          "area: keep the figures of the modules whose Verilog is unchanged since area.json")
@@ -656,7 +668,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         try:
             print(area_markdown({cfg.name: area(cfg, out, reuse=a.reuse, jobs=a.jobs, timeout=a.timeout,
-                                                flow=a.flow, flows=dict(m.split("=") for m in a.module_flow))}),
+                                                flow=a.flow, flows=dict(m.split("=") for m in a.module_flow),
+                                                skip=tuple(a.skip))}),
                   end="")
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)

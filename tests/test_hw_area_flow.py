@@ -155,3 +155,14 @@ def test_the_fast_flow_gives_abc9_the_mapping_only_script(tmp_path):
     subprocess.run([build._yosys_exe(), "-q", "-p", script], cwd=tmp_path, check=True, capture_output=True)
     used = [f.read_text() for f in tmp_path.glob("*yosys-abc-*/abc.script")]
     assert used and "&if -W 300 -v" in used[0] and "&dch" not in used[0] and "&mfs" not in used[0]
+
+
+def test_skipped_modules_are_left_out_and_named(tmp_path, monkeypatch):
+    """--skip leaves modules to another run in the same folder: not synthesised here, and no table without them."""
+    monkeypatch.setattr(build, "generate", _fake_generate(VERILOG))
+    ran = []
+    monkeypatch.setattr(build, "_run_jobs", lambda jobs, *a, **k: ran.extend(jobs))
+    with pytest.raises(RuntimeError, match=r"no rows for tile, tile.inc0, tile.inc1 \(skipped\)"):
+        build.area(TINY, tmp_path, skip=("tile.inc1",))
+    assert ran == [("tile", "synth_ecp5")]  # the twins (one synthesis for both) are skipped together
+    assert not (tmp_path / "area.json").exists()
