@@ -612,15 +612,20 @@ def report_markdown(names: list[str], root: Path | None = None) -> str:
         if aj.exists():
             saved = json.loads(aj.read_text())
             areas[name] = saved["components"]
-            for comp, comp_flows in saved.get("component_flows", {}).items():
-                notes.append(f"{name}: `hw/{comp}` with the {' and '.join(comp_flows)} flow")
+            # the flow of most components, then the components made otherwise
+            flows_of = {c: "+".join(saved.get("component_flows", {}).get(c, ["synth_ecp5"]))
+                        for c in saved["components"]}
+            common = max(sorted(set(flows_of.values())), key=list(flows_of.values()).count)
+            others = [f"`hw/{c}` {f}" for c, f in sorted(flows_of.items()) if f != common]
+            if common != "synth_ecp5" or others:
+                notes.append(f"{name}: {common}" + "".join(f", {o}" for o in others))
     text = "\n".join(rows) + "\n"
     if areas:
         text += ("\nPer component (yosys `synth_ecp5 -noflatten`, cells of each component's modules, each "
                  "module synthesised alone):\n\n")
         text += area_markdown(areas)
         if notes:
-            text += "\nFlows other than plain `synth_ecp5` (`hw.build.AREA_FLOWS`): " + "; ".join(notes) + ".\n"
+            text += "\nYosys flows (`hw.build.AREA_FLOWS`), where not plain `synth_ecp5`: " + "; ".join(notes) + ".\n"
     return text
 
 
