@@ -57,24 +57,25 @@ class Adc(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        b = self.cfg.adc_bits
-        sbits = len(self.sum)
-        (plo, phi), (slo, shi) = adc_code_range(b, True), adc_code_range(b, False)
+        adc_bits = self.cfg.adc_bits
+        sum_bits = len(self.sum)
+        (pair_lo, pair_hi) = adc_code_range(adc_bits, True)  # a differential pair converted once: signed
+        (single_lo, single_hi) = adc_code_range(adc_bits, False)
         # The clip decisions compare the sum itself with the range's bounds shifted up (registered
-        # from shift and diff), beside the shift of the sum: v > hi <=> sum >= (hi + 1) << shift and
-        # v < lo <=> sum < lo << shift. Bounds beyond the sum's range are held at its ends.
-        hi, lo = Signal(signed(b + 1)), Signal(signed(b + 1))
-        top, bottom = 1 << (sbits - 1), -(1 << (sbits - 1))
-        over_at, under_at = Signal(signed(sbits + 1)), Signal(signed(sbits + 1))
-        next_hi, next_lo = Mux(self.diff, phi, shi), Mux(self.diff, plo, slo)
+        # from shift and diff), beside the shift of the sum: shifted > hi <=> sum >= (hi + 1) << shift
+        # and shifted < lo <=> sum < lo << shift. Bounds beyond the sum's range are held at its ends.
+        hi, lo = Signal(signed(adc_bits + 1)), Signal(signed(adc_bits + 1))
+        top, bottom = 1 << (sum_bits - 1), -(1 << (sum_bits - 1))
+        over_at, under_at = Signal(signed(sum_bits + 1)), Signal(signed(sum_bits + 1))
+        next_hi, next_lo = Mux(self.diff, pair_hi, single_hi), Mux(self.diff, pair_lo, single_lo)
         full_over = (next_hi + 1) << self.shift
         full_under = next_lo << self.shift
         m.d.sync += [hi.eq(next_hi), lo.eq(next_lo),
                      over_at.eq(Mux(full_over > top, top, full_over)),
                      under_at.eq(Mux(full_under < bottom, bottom, full_under))]
-        v = self.sum >> self.shift
+        shifted = self.sum >> self.shift
         code = Signal.like(self.code, name="code_now")
-        m.d.comb += code.eq(Mux(self.sum >= over_at, hi, Mux(self.sum < under_at, lo, v)))
+        m.d.comb += code.eq(Mux(self.sum >= over_at, hi, Mux(self.sum < under_at, lo, shifted)))
         for stage in range(LATENCY):
             registered = Signal.like(self.code, name=f"code_stage{stage}")
             m.d.sync += registered.eq(code)

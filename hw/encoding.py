@@ -172,41 +172,41 @@ def encode_weights(cfg: TileConfig, w, wbits: int, wsigned: bool, *, balanced: b
         raise EncodingError(f"weight {int(w[tuple(bad)])} at index {tuple(int(i) for i in bad)} is outside "
                          f"{lo}..{hi} ({'signed' if wsigned else 'unsigned'} {wbits}-bit)")
     nws = weight_slices(wbits, wsigned, cfg.cell_bits)
-    cb, ml = cfg.cell_bits, cfg.max_level
+    cell_bits, max_level = cfg.cell_bits, cfg.max_level
     lead = w.shape
     if balanced:
         if not wsigned or nws != 1:
             raise EncodingError(f"balanced encoding needs signed one-slice weights (wbits <= cell_bits + 1 = "
-                                f"{cb + 1}), got {'signed' if wsigned else 'unsigned'} {wbits}-bit")
-        wi = w.astype(np.int64)
-        pos = (ml + wi + 1) // 2
-        return np.stack([pos, pos - wi], axis=-1).astype(np.uint8).reshape(
+                                f"{cell_bits + 1}), got {'signed' if wsigned else 'unsigned'} {wbits}-bit")
+        signed_w = w.astype(np.int64)
+        pos = (max_level + signed_w + 1) // 2
+        return np.stack([pos, pos - signed_w], axis=-1).astype(np.uint8).reshape(
             lead[:-1] + (lead[-1] * 2,) if lead else (-1,))
     if signed_digits and wsigned and nws > 1:
-        B, half = 1 << cb, 1 << (cb - 1)
+        radix, half = 1 << cell_bits, 1 << (cell_bits - 1)
         rest = w.astype(np.int64)
-        dig = np.empty(lead + (nws,), dtype=np.int64)
+        digits = np.empty(lead + (nws,), dtype=np.int64)
         for s in range(nws - 1):
-            dig[..., s] = (rest + half) % B - half
-            rest = (rest - dig[..., s]) // B
-        dig[..., nws - 1] = rest
-        lv = np.stack([np.maximum(dig, 0), np.maximum(-dig, 0)], axis=-1).astype(np.uint8)
+            digits[..., s] = (rest + half) % radix - half
+            rest = (rest - digits[..., s]) // radix
+        digits[..., nws - 1] = rest
+        pair_levels = np.stack([np.maximum(digits, 0), np.maximum(-digits, 0)], axis=-1).astype(np.uint8)
         canon = encode_weights(cfg, w, wbits, wsigned).reshape(lead + (nws, 2))
-        fits = (np.abs(rest) <= ml)[..., None, None]
-        out = np.where(fits, lv, canon)
+        fits = (np.abs(rest) <= max_level)[..., None, None]
+        out = np.where(fits, pair_levels, canon)
         return out.reshape(lead[:-1] + (lead[-1] * 2 * nws,)) if lead else out.reshape(-1)
     mag = np.abs(w).astype(np.uint8)  # |w| <= 255 (at most 8 bits)
     if wsigned:
         out = np.empty(lead + (nws, 2), dtype=np.uint8)
         pos, neg = (w > 0).view(np.uint8), (w < 0).view(np.uint8)
         for s in range(nws):
-            sl = (mag >> (s * cb)) & ml
-            np.multiply(sl, pos, out=out[..., s, 0])
-            np.multiply(sl, neg, out=out[..., s, 1])
+            slice_levels = (mag >> (s * cell_bits)) & max_level
+            np.multiply(slice_levels, pos, out=out[..., s, 0])
+            np.multiply(slice_levels, neg, out=out[..., s, 1])
     else:
         out = np.empty(lead + (nws,), dtype=np.uint8)
         for s in range(nws):
-            np.bitwise_and(mag >> (s * cb), ml, out=out[..., s])
+            np.bitwise_and(mag >> (s * cell_bits), max_level, out=out[..., s])
     return out.reshape(lead[:-1] + (lead[-1] * group_size(cfg, wbits, wsigned),)) if lead else out.reshape(-1)
 
 
@@ -230,14 +230,15 @@ def decode_weights(cfg: TileConfig, levels, masks, wbits: int, wsigned: bool) ->
         produce (both columns of a pair set, a slice above its bits) still decode to this sum:
         this is what the tile computes with them.
     """
-    lv = np.asarray(levels).astype(np.int64)
+    cell_levels = np.asarray(levels).astype(np.int64)
     if masks is not None:
-        lv = np.where(np.asarray(masks, dtype=bool), 0, lv)
-    cw = column_weights(cfg, wbits, wsigned)
-    g = cw.shape[0]
-    if lv.ndim == 0 or lv.shape[-1] % g:
-        raise EncodingError(f"levels of shape {lv.shape}: the last axis is not a whole number of {g}-column groups")
-    return (lv.reshape(lv.shape[:-1] + (lv.shape[-1] // g, g)) * cw).sum(axis=-1)
+        cell_levels = np.where(np.asarray(masks, dtype=bool), 0, cell_levels)
+    col_weights = column_weights(cfg, wbits, wsigned)
+    group = col_weights.shape[0]
+    shape = cell_levels.shape
+    if cell_levels.ndim == 0 or shape[-1] % group:
+        raise EncodingError(f"levels of shape {shape}: the last axis is not a whole number of {group}-column groups")
+    return (cell_levels.reshape(shape[:-1] + (shape[-1] // group, group)) * col_weights).sum(axis=-1)
 
 
 def expand_mask(cfg: TileConfig, mask, wbits: int, wsigned: bool) -> np.ndarray:

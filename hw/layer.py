@@ -33,20 +33,20 @@ def layer_layout(cfg: TileConfig) -> data.StructLayout:
     })
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
 
 
 def div_table(value, divisor: int, limit: int):
     """``(value // divisor, value % divisor == 0)`` for 0 <= value <= limit: constant tables (a few
     LUT levels) for arrays up to 256 wide, else a multiply by a reciprocal."""
     if limit <= 256:
-        w = max(1, (limit // divisor).bit_length())
-        q = Array(Const(n // divisor, w) for n in range(limit + 1))[value]
-        z = Array(Const(int(n % divisor == 0), 1) for n in range(limit + 1))[value]
-        return q, z
-    q = const_div(value, divisor, limit)
-    return q, q * divisor == value
+        width = max(1, (limit // divisor).bit_length())
+        quotient = Array(Const(n // divisor, width) for n in range(limit + 1))[value]
+        exact = Array(Const(int(n % divisor == 0), 1) for n in range(limit + 1))[value]
+        return quotient, exact
+    quotient = const_div(value, divisor, limit)
+    return quotient, quotient * divisor == value
 
 
 def const_div(value, divisor: int, limit: int):
@@ -131,13 +131,14 @@ class LayerRegisters(wiring.Component):
         fields, nxt = Signal(layer_layout(cfg)), Signal(layer_layout(cfg))
         m.d.comb += fields.eq(now)
         with m.If(self.cfg_write):
-            f = self.cfg_fields
-            m.d.comb += [fields.wbits_m1.eq(f.wbits_m1), fields.abits_m1.eq(f.abits_m1),
-                         fields.wsigned.eq(f.wsigned), fields.asigned.eq(f.asigned), fields.adc_shift.eq(f.adc_shift)]
+            cfg_in = self.cfg_fields
+            m.d.comb += [fields.wbits_m1.eq(cfg_in.wbits_m1), fields.abits_m1.eq(cfg_in.abits_m1),
+                         fields.wsigned.eq(cfg_in.wsigned), fields.asigned.eq(cfg_in.asigned),
+                         fields.adc_shift.eq(cfg_in.adc_shift)]
         with m.If(self.win_write):
-            w = self.win_fields
-            m.d.comb += [fields.row_start.eq(w.row_start), fields.row_count.eq(w.row_count_m1 + 1),
-                         fields.col_start.eq(w.col_start), fields.col_count.eq(w.col_count_m1 + 1)]
+            win_in = self.win_fields
+            m.d.comb += [fields.row_start.eq(win_in.row_start), fields.row_count.eq(win_in.row_count_m1 + 1),
+                         fields.col_start.eq(win_in.col_start), fields.col_count.eq(win_in.col_count_m1 + 1)]
         m.d.comb += nxt.eq(fields)
         self._geometry(m, fields, nxt)
         with m.If(self.commit):
@@ -151,30 +152,34 @@ class LayerRegisters(wiring.Component):
         nws = Signal(4)
         m.d.comb += nxt.nws.eq(nws)
         with m.Switch(Cat(src.abits_m1, src.asigned)):
-            for a in range(8):
-                for s in range(2):
-                    with m.Case(a | (s << 3)):
-                        m.d.comb += nxt.nis.eq(isa.input_slices(a + 1, bool(s), cfg.dac_bits))
+            for abits_m1 in range(8):
+                for asigned in range(2):
+                    with m.Case(abits_m1 | (asigned << 3)):
+                        m.d.comb += nxt.nis.eq(isa.input_slices(abits_m1 + 1, bool(asigned), cfg.dac_bits))
         with m.Switch(Cat(src.wbits_m1, src.wsigned)):
-            for w in range(8):
-                for s in range(2):
-                    with m.Case(w | (s << 3)):
-                        m.d.comb += nws.eq(isa.weight_slices(w + 1, bool(s), cfg.cell_bits) if (w or not s) else 0)
+            for wbits_m1 in range(8):
+                for wsigned in range(2):
+                    # a signed 1-bit weight does not exist: no slices
+                    exists = wbits_m1 or not wsigned
+                    slices = isa.weight_slices(wbits_m1 + 1, bool(wsigned), cfg.cell_bits) if exists else 0
+                    with m.Case(wbits_m1 | (wsigned << 3)):
+                        m.d.comb += nws.eq(slices)
         group = Signal(5)
         m.d.comb += [group.eq(Mux(src.wsigned, nws << 1, nws)), nxt.group.eq(group)]
-        groups = sorted({group_size(cfg, w, s) for w in range(1, 9) for s in (False, True) if not (s and w < 2)})
+        groups = sorted({group_size(cfg, wbits, signed) for wbits in range(1, 9) for signed in (False, True)
+                         if not (signed and wbits < 2)})
         m.d.comb += [nxt.n_out.eq(0), nxt.aligned.eq(0)]
         with m.Switch(group):
             for size in groups:
                 with m.Case(size):
                     quotient, exact = div_table(src.col_count[:cfg.cols.bit_length()], size, cfg.cols)
                     m.d.comb += [nxt.n_out.eq(quotient), nxt.aligned.eq(exact)]
-        per = cfg.rows_per_conv
+        per_conv = cfg.rows_per_conv
         if cfg.rows <= 256:
-            table = Array(Const(_ceil_div(n, per), ADDR_BITS + 1) for n in range(cfg.rows + 1))
+            table = Array(Const(_ceil_div(n, per_conv), ADDR_BITS + 1) for n in range(cfg.rows + 1))
             m.d.comb += nxt.nrg.eq(table[src.row_count[:cfg.rows.bit_length()]])
         else:
-            m.d.comb += nxt.nrg.eq(const_div(src.row_count + (per - 1), per, cfg.rows + per - 1))
+            m.d.comb += nxt.nrg.eq(const_div(src.row_count + (per_conv - 1), per_conv, cfg.rows + per_conv - 1))
         analog = src.wsigned if cfg.analog_diff else Const(0, 1)
         m.d.comb += [nxt.analog.eq(analog), nxt.gconv.eq(Mux(analog, nws, group)),
                      nxt.step.eq(Mux(analog, 2, 1))]

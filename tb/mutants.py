@@ -36,8 +36,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("shift_off_by_one", "mvm_lanes", "in_shift = Mux(sign_slice, ly.abits_m1, d.k * cfg.dac_bits)",
            "in_shift = Mux(sign_slice, ly.abits_m1, d.k * cfg.dac_bits + (d.k >= 3))",
            "input slices 3 and up are shifted one bit too far"),
-    Mutant("adc_clip_bound", "adc", "next_hi, next_lo = Mux(self.diff, phi, shi),",
-           "next_hi, next_lo = Mux(self.diff, phi, shi - 1),",
+    Mutant("adc_clip_bound", "adc", "next_hi, next_lo = Mux(self.diff, pair_hi, single_hi),",
+           "next_hi, next_lo = Mux(self.diff, pair_hi, single_hi - 1),",
            "the unsigned ADC clips one code too low"),
     Mutant("vau_mask_ignored", "vau", "keep = self.mask[r] | ~in_window", "keep = ~in_window",
            "VAUR/VAUC update masked cells"),
@@ -66,7 +66,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("read_word_order", "read_formatter", "self.word.eq(item[w * bus:(w + 1) * bus])",
            "self.word.eq(item[(words - 1 - w) * bus:(words - w) * bus])",
            "multi-word read items leave with their last bus word first"),
-    Mutant("cfg_decode", "layer", "fields.adc_shift.eq(f.adc_shift)]", "fields.adc_shift.eq(f.adc_shift[:3])]",
+    Mutant("cfg_decode", "layer", "fields.adc_shift.eq(cfg_in.adc_shift)]",
+           "fields.adc_shift.eq(cfg_in.adc_shift[:3])]",
            "CFG's adc_shift loses its top bit"),
 ]}
 
