@@ -319,12 +319,15 @@ def reusable_modules(hashes: dict[str, str], previous: dict[str, dict],
 #: ignores ``abc9.fast`` there), without the ``&scorr; &sweep; &dc2; &dch -f -r`` before the mapping
 #: and the ``&mfs`` after it, for modules so large that those take tens of minutes on the loaded
 #: machine (isaac's shift-and-add: 305,340 AND gates into ABC9); its LUT counts are higher, measured on
-#: tiny in docs/microarchitecture.md.
+#: tiny in docs/microarchitecture.md. ``merge-first-mfs``: between the two, the default script without its
+#: ``&scorr; &sweep; &dch`` (``&st; &dc2; &if -W 300 -v; &mfs``).
 AREA_FLOWS = {
     "synth_ecp5": "",
     "merge-first": "proc; opt_expr; opt_clean; opt_merge; opt_reduce; opt_clean",
     "merge-first-fast": "proc; opt_expr; opt_clean; opt_merge; opt_reduce; opt_clean; "
                         "scratchpad -set abc9.script +&st;&if,-W,300,-v",
+    "merge-first-mfs": "proc; opt_expr; opt_clean; opt_merge; opt_reduce; opt_clean; "
+                       "scratchpad -set abc9.script +&st;&dc2;&if,-W,300,-v;&mfs",
 }
 
 

@@ -138,6 +138,7 @@ def test_every_flow_ends_in_plain_synth_ecp5_commands():
     assert build.AREA_FLOWS["synth_ecp5"] == ""
     assert build.AREA_FLOWS["merge-first-fast"].startswith(build.AREA_FLOWS["merge-first"])
     assert build.AREA_FLOWS["merge-first-fast"].endswith("scratchpad -set abc9.script +&st;&if,-W,300,-v")
+    assert build.AREA_FLOWS["merge-first-mfs"].startswith(build.AREA_FLOWS["merge-first"])
 
 
 @needs_yosys
