@@ -139,7 +139,8 @@ def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_m
         ``flow``) instead of running the tools again.
     flow : str
         The yosys commands before ``synth_ecp5`` (:data:`AREA_FLOWS`; recorded as ``flow``):
-        ``merge-first`` for isaac, whose shift-and-add keeps ``opt_muxtree`` busy for tens of minutes.
+        ``merge-first-mfs`` for isaac (``bench rtl``), whose shift-and-add keeps ``opt_muxtree`` and
+        ABC9's default script busy for tens of minutes.
     """
     cfg = load_config(cfg)
     if flow not in AREA_FLOWS:
