@@ -71,6 +71,26 @@ class Bundle:
     fault_mask: np.ndarray | None = None
     row_maps: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        from cimtile.sim.fastrun import freeze, frozen
+
+        # Cell levels are frozen (read-only over immutable memory, sim.fastrun.freeze): the golden model's fast path
+        # then knows, without comparing them, that a layer's cells are those it analysed for the previous image.
+        self.levels = [lv if frozen(lv) else freeze(lv) for lv in self.levels]
+        self.levels_fix = [lv if lv is None or frozen(lv) else freeze(lv) for lv in self.levels_fix]
+        # (the requantisation arrays too: the runtime keeps the LDRQ blocks made from them)
+        self.rq = [{k: freeze(v) if isinstance(v, np.ndarray) and not frozen(v) else v for k, v in rq.items()}
+                   for rq in self.rq]
+        self._feed_cache: dict = {}  # the runtime's input-independent feed blocks (runtime._Blocks)
+
+    def __getstate__(self) -> dict:
+        # (not the feed blocks made from the arrays: unpickled arrays are copies, frozen again by __setstate__)
+        return {k: v for k, v in self.__dict__.items() if k != "_feed_cache"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
     @property
     def programs(self) -> list[Program]:
         return self.model.programs

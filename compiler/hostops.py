@@ -116,7 +116,14 @@ def _maxpool(s, x):
     x = np.asarray(x)
     fill = -np.inf if x.dtype.kind == "f" else np.iinfo(np.int64).min
     win, *_ = _pool_windows(x.astype(np.float32) if x.dtype.kind == "f" else x.astype(np.int64), s.attrs, fill)
-    return win.max(axis=(-2, -1))
+    # one element-wise maximum per kernel position: the same values as win.max(axis=(-2, -1)), whose reduction over
+    # two short strided axes was 6x slower (a ResNet-18 image's max pool took a tenth of its golden-model time)
+    out = win[..., 0, 0].copy()
+    for i in range(win.shape[-2]):
+        for j in range(win.shape[-1]):
+            if i or j:
+                np.maximum(out, win[..., i, j], out=out)
+    return out
 
 
 def _avgpool(s, x):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from cimtile.hw import isa
 from cimtile.hw.isa import Opcode
+from cimtile.sim.fastrun import freeze, frozen
 from cimtile.sim.kernels import requantise
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -77,12 +78,57 @@ def im2col(x: np.ndarray, conv: dict, pad_value: int) -> np.ndarray:
     return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(n * oh * ow, c * kh * kw), (n, oh, ow)
 
 
+def freeze_view(a: np.ndarray) -> np.ndarray:
+    """``a`` if its values cannot change (a view of frozen levels), else a frozen copy."""
+    return a if frozen(a) else freeze(a)
+
+
+def _im2col_bytes(x: np.ndarray, conv: dict, pad_value: int, P: int) -> tuple[np.ndarray, tuple]:
+    """``im2col(x, conv, pad_value)`` as LDIN's bytes (each code's low byte), in ``ceil(M / P) * P`` rows (rows past
+    the ``M`` patches hold ``pad_value``'s byte): one byte copy of the patches instead of an int16 copy and a byte
+    copy. With many channels the input goes channels-last first and each kernel position is one copy whose inner
+    loop runs over the channels (the window view's inner loop runs over a kernel row, 3-7 elements)."""
+    kh, kw = conv["kernel"]
+    sh, sw = conv["strides"]
+    dh, dw = conv["dilations"]
+    p = conv["pads"]
+    x = np.asarray(x)
+    # the low byte of every code, as im2col's int16 copy followed by the byte conversion gives it
+    xb = x.astype(np.uint8) if x.dtype.kind in "iu" else np.asarray(x, dtype=np.int16).astype(np.uint8)
+    n, c, H, W = xb.shape
+    Hp, Wp = H + p[0] + p[2], W + p[1] + p[3]
+    oh, ow = (Hp - (kh - 1) * dh - 1) // sh + 1, (Wp - (kw - 1) * dw - 1) // sw + 1
+    M, K = n * oh * ow, c * kh * kw
+    Ap = np.empty((max(1, math.ceil(M / P)) * P, K), dtype=np.uint8)
+    Ap[M:] = pad_value & 0xFF
+    dst = Ap[:M].reshape(n, oh, ow, c, kh, kw)
+    if c >= 16:
+        xh = np.full((n, Hp, Wp, c), pad_value & 0xFF, dtype=np.uint8)
+        xh[:, p[0]:p[0] + H, p[1]:p[1] + W, :] = xb.transpose(0, 2, 3, 1)
+        for i in range(kh):
+            for j in range(kw):
+                dst[..., i, j] = xh[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw, :]
+    else:
+        xp = np.pad(xb, ((0, 0), (0, 0), (p[0], p[2]), (p[1], p[3])), constant_values=pad_value & 0xFF)
+        win = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+        np.copyto(dst, win[:, :, ::sh, ::sw, ::dh, ::dw].transpose(0, 2, 3, 1, 4, 5))
+    return Ap, (n, oh, ow)
+
+
 class _Blocks:
     """Builds the data-in block each typed reference of codegen describes (:mod:`cimtile.compiler.ir`), exactly
     as described; blocks that do not depend on the input (levels, requantisation records) are reused."""
 
     def __init__(self, bundle):
         self.b = bundle
+        # blocks that do not depend on the input, made once per bundle and frozen (sim.fastrun.freeze): the golden
+        # model's fast path then skips their checks and the comparison of the cells with its kept analysis
+        self._cache = getattr(bundle, "_feed_cache", None)
+        if self._cache is None:
+            self._cache = {}
+        # input blocks frozen too (a copy each): set with a device model on the golden backend, whose read model
+        # then remembers their values per block instead of hashing the bytes (sim.device.DeviceArray._block_inputs)
+        self.freeze_inputs = False
 
     def rows(self, li: int, r0: int, n: int):
         """Physical rows of the row tile starting at logical row ``r0`` of layer ``li`` (``n`` rows): the first
@@ -91,6 +137,13 @@ class _Blocks:
         return slice(0, n) if r is None else r
 
     def levels(self, li: int, ref: LevelBlock) -> np.ndarray:
+        key = (li, ref)
+        blk = self._cache.get(key)
+        if blk is None:
+            blk = self._cache[key] = freeze_view(self._levels(li, ref))
+        return blk
+
+    def _levels(self, li: int, ref: LevelBlock) -> np.ndarray:
         lv = self.b.levels_fix[li] if ref.fix else self.b.levels[li]
         if ref.pad_rows == ref.r1 - ref.r0 and lv.dtype == np.uint8 and self.rows(li, ref.r0, ref.pad_rows) == slice(
                 0, ref.pad_rows):
@@ -100,8 +153,13 @@ class _Blocks:
         return blk
 
     def rq(self, li: int, ref: RqBlock) -> np.ndarray:
-        rq = self.b.rq[li]
-        return np.stack([rq["bias"][ref.lo:ref.hi], rq["mult"][ref.lo:ref.hi], rq["shift"][ref.lo:ref.hi]], axis=1)
+        key = (li, ref)
+        blk = self._cache.get(key)
+        if blk is None:
+            rq = self.b.rq[li]
+            blk = self._cache[key] = freeze(np.stack([rq["bias"][ref.lo:ref.hi], rq["mult"][ref.lo:ref.hi],
+                                                      rq["shift"][ref.lo:ref.hi]], axis=1).astype(np.int64))
+        return blk
 
     @staticmethod
     def masks(ref: MaskBlock) -> np.ndarray:
@@ -110,9 +168,32 @@ class _Blocks:
     def fault_mask(self, ref: FaultMaskBlock) -> np.ndarray:
         return self.b.fault_mask.astype(np.uint8)
 
+    def feed(self, li: int, L: TileLayer, A3: np.ndarray, pi: int, refs: list, inblk: dict) -> list:
+        """The feed blocks of bundle program ``pi`` (``refs``: its feed): the input-independent ones made once per
+        bundle, the input blocks from ``inblk`` (one object per distinct block of the layer call, built once)."""
+        key = ("feed", li, pi)
+        tpl = self._cache.get(key)
+        if tpl is None:
+            canon = self._cache.setdefault("refs", {})  # equal input references as one object
+            tpl = self._cache[key] = (
+                [None if isinstance(r, InputBlock) else _feed_block(self, li, L, A3, r, inblk, pi) for r in refs],
+                [(j, canon.setdefault(r, r)) for j, r in enumerate(refs) if isinstance(r, InputBlock)])
+        blocks, ins = tpl
+        blocks = list(blocks)
+        for j, r in ins:
+            blk = inblk.get(id(r))
+            if blk is None:
+                blk = self.inputs(li, A3, r)
+                blk = inblk[id(r)] = freeze(blk) if self.freeze_inputs else blk
+            blocks[j] = blk
+        return blocks
+
     def inputs(self, li: int, A3: np.ndarray, ref: InputBlock) -> np.ndarray:
         """``A3``: the layer's input matrix as (runs, chunk, K) bytes."""
         B, P = A3.shape[0], ref.chunk
+        if len(ref.tiles) == 1 and ref.pad_rows == A3.shape[2] and tuple(ref.tiles[0]) == (0, A3.shape[2]) \
+                and P == A3.shape[1] and self.rows(li, 0, A3.shape[2]) == slice(0, A3.shape[2]):
+            return A3  # (the block is the input matrix itself)
         blk = np.zeros((B, len(ref.tiles), P, ref.pad_rows), dtype=np.uint8)
         for j, (r0, r1) in enumerate(ref.tiles):
             blk[:, j][..., self.rows(li, r0, r1 - r0)] = A3[:, :, r0:r1]
@@ -190,9 +271,11 @@ def _program_runs(bundle, images: int, backend: Backend) -> int:
 
 def _feed_block(images: _Blocks, li: int, L: TileLayer, A3: np.ndarray, ref, inblk: dict, pi: int):
     if isinstance(ref, InputBlock):
-        blk = inblk.get(ref)
+        ref = images._cache.setdefault("refs", {}).setdefault(ref, ref)  # (equal references: one block, see feed)
+        blk = inblk.get(id(ref))
         if blk is None:
-            blk = inblk[ref] = images.inputs(li, A3, ref)
+            blk = images.inputs(li, A3, ref)
+            blk = inblk[id(ref)] = freeze(blk) if images.freeze_inputs else blk
         return blk
     if isinstance(ref, LevelBlock):
         return images.levels(li, ref)
@@ -294,7 +377,12 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
         if x.ndim != 4 or x.shape[1] * kh * kw != K:
             raise CompileError(f"layer {L.name!r}: input shape {x.shape} does not match the compiled layer: expected "
                                f"NCHW with C = {K // (kh * kw)} channels (C x {kh} x {kw} = {K})")
-        A, (n, oh, ow) = im2col(x, L.conv, zp_in)
+        if L.weights.host_corrected:  # (the host's correction needs the codes)
+            A, (n, oh, ow) = im2col(x, L.conv, zp_in)
+        else:
+            A = None
+            Ap, (n, oh, ow) = _im2col_bytes(x, L.conv, zp_in, L.schedule.chunk)
+            M = n * oh * ow
         out_shape = (n, oh, ow, N)
     else:
         if x.ndim == 0 or x.shape[-1] != K:
@@ -302,15 +390,17 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
                                f"a last axis of {K}")
         A = x.reshape(-1, K)
         out_shape = tuple(x.shape[:-1]) + (N,)
-    M = A.shape[0]
     P = L.schedule.chunk
+    if A is not None:
+        M = A.shape[0]
+        B = max(1, math.ceil(M / P))
+        # Bytes as LDIN takes them (a signed code's two's complement byte): the tile then stores them as they are.
+        Ap = np.full((B * P, K), zp_in & 0xFF, dtype=np.uint8)
+        # (integer to uint8 keeps the low byte; a float array, if a host op ever gave one, goes through int64)
+        Ap[:M] = (A if A.dtype.kind in "iu" else A.astype(np.int64)).astype(np.uint8)
     B = max(1, math.ceil(M / P))
-    # Bytes as LDIN takes them (a signed code's two's complement byte): the tile then stores them as they are.
-    Ap = np.full((B * P, K), zp_in & 0xFF, dtype=np.uint8)
-    # (integer to uint8 keeps the low byte; a float array, if a host op ever gave one, goes through int64)
-    Ap[:M] = (A if A.dtype.kind in "iu" else A.astype(np.int64)).astype(np.uint8)
     A3 = Ap.reshape(B, P, K)
-    inblk: dict[InputBlock, np.ndarray] = {}
+    inblk: dict = {}
     Y = np.zeros((B * P, N), dtype=np.int64)
     cycles = 0
     program = 0
@@ -329,11 +419,11 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
         counted = not stationary or prog.setup is not None
         if not (counted or equivalent):
             continue
-        feed = [_feed_block(images, li, L, A3, ref, inblk, pi) for ref in prog.feed]
+        feed = images.feed(li, L, A3, pi, prog.feed, inblk)
         setup = None
         if prog.setup is not None:
             wp = bundle.programs[prog.setup]
-            setup = (wp.words, [_feed_block(images, li, L, A3, ref, inblk, prog.setup) for ref in wp.feed])
+            setup = (wp.words, images.feed(li, L, A3, prog.setup, wp.feed, inblk))
         res, sc = _run_copies(backend, prog, feed, B, f"layer {L.name!r}", bar, setup)
         if counted:
             cycles += int(res.cycles) * B + sc  # the golden model counts one copy of the batch; copies are runs
@@ -345,8 +435,12 @@ def run_layer(bundle, li: int, L: TileLayer, x: np.ndarray, backend: Backend, im
             Y[:, ref.lo:ref.hi] = blk
     if stationary:
         halt = isa.cycles(Opcode.HALT, isa.cfg_namespace(bundle.cfg), {})
-        for prog, n in _fused(bundle, L):
-            feed = [_feed_block(images, li, L, A3, ref, inblk, -1) for ref in prog.feed]
+        fused = images._cache.get(("fused", li))
+        if fused is None:
+            fused = images._cache[("fused", li)] = _fused(bundle, L)
+        for prog, n in fused:
+            feed = None if equivalent and (backend.cfg, tuple(prog.words)) in _COUNTED else \
+                [_feed_block(images, li, L, A3, ref, inblk, -1) for ref in prog.feed]  # (a count remembered: none)
             if equivalent:
                 c = _counted(backend, prog, feed)
             else:
@@ -412,6 +506,7 @@ def execute(bundle, x: np.ndarray, backend: Backend | str = "golden", progress: 
     stats.init_cycles = int(res.cycles)
     env = {model.inputs[0]: x}
     images = _Blocks(bundle)
+    images.freeze_inputs = backend.name == "golden" and getattr(backend, "device", None) is not None
     layer_index = {id(L): i for i, L in enumerate(model.layers)}
     # The bar counts program runs (a layer's programs times its copies), so it moves through a long layer.
     bar = progress_bar(total=_program_runs(bundle, int(x.shape[0]), backend), desc=f"cimtile run ({backend.name})",

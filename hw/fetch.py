@@ -30,7 +30,8 @@ class Fetch(wiring.Component):
     ``word`` in the run's first cycle. In the cycle with ``start`` (idle), ``word`` takes word 0
     at the clock edge and the memory reads word 1. While ``running``, in every cycle the memory's
     read data is the word at ``pc + 1`` (the sequential successor); in a cycle with ``fin`` (the
-    instruction's last cycle) ``word`` takes the word at ``next_pc``: the read data, or after a
+    instruction's last cycle) ``word`` takes the word at ``next_pc`` (the loop stack's; this unit
+    takes ``next_pc_plus1``, its successor's address): the read data, or after a
     taken loop branch (``wrap[i]``: level ``i`` wraps to its body start) the body's first word,
     which this component registered when level ``i`` was pushed (``push``, LOOP's cycle, when the
     read data is the word at LOOP's ``pc + 1``, the body's start); the memory then reads the word at
@@ -53,7 +54,7 @@ class Fetch(wiring.Component):
             "running": In(1),
             "fin": In(1),
             "pc": In(pcb),
-            "next_pc": In(pcb),
+            "next_pc_plus1": In(pcb + 1),
             "push": In(1),
             "levels": In(range(cfg.loop_depth + 1)),
             "wrap": In(1).array(cfg.loop_depth),
@@ -72,7 +73,7 @@ class Fetch(wiring.Component):
             m.d.sync += word0.eq(self.load_data)
 
         # The address after the clock edge is the next executing pc + 1 (1 when a run starts).
-        following = Mux(self.fin, self.next_pc, self.pc) + 1
+        following = Mux(self.fin, self.next_pc_plus1, self.pc + 1)
         m.d.comb += rd.addr.eq(Mux(self.running, following, 1))
 
         # Loop body starts: level i's first word, captured in the LOOP cycle that pushes it.

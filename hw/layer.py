@@ -14,8 +14,10 @@ from .params import ADDR_BITS, TileConfig
 __all__ = ["DIGITS", "LayerRegisters", "const_div", "div_table", "layer_layout", "step_digits"]
 
 #: A conversion index of an MVM as mixed-radix digits: input slice ``k``, row group ``g``, output
-#: ``o``, conversion within the output's weight group ``q`` (radices nis, nrg, n_out, gconv).
-DIGITS = data.StructLayout({"k": 12, "g": ADDR_BITS + 2, "o": ADDR_BITS + 2, "q": 6})
+#: ``o``, conversion within the output's weight group ``q`` (radices nis, nrg, n_out, gconv); and ``c``,
+#: the conversion's column within the window, ``o * group + q * step``, carried beside the digits
+#: (it wraps with ``o``) so that no multiplier precedes the crossbar's column address.
+DIGITS = data.StructLayout({"k": 12, "g": ADDR_BITS + 2, "o": ADDR_BITS + 2, "q": 6, "c": ADDR_BITS + 2})
 
 
 def layer_layout(cfg: TileConfig) -> data.StructLayout:
@@ -37,16 +39,19 @@ def _ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 
 
-def div_table(value, divisor: int, limit: int):
-    """``(value // divisor, value % divisor == 0)`` for 0 <= value <= limit: constant tables (a few
-    LUT levels) for arrays up to 256 wide, else a multiply by a reciprocal."""
+def div_table(value, divisor: int, limit: int, offset: int = 0):
+    """``(n // divisor, n % divisor == 0)`` for ``n = value + offset``, 0 <= n <= limit: constant tables
+    indexed by ``value`` (a few LUT levels, no adder for the offset) for arrays up to 256 wide, else
+    a multiply by a reciprocal."""
     if limit <= 256:
         width = max(1, (limit // divisor).bit_length())
-        quotient = Array(Const(n // divisor, width) for n in range(limit + 1))[value]
-        exact = Array(Const(int(n % divisor == 0), 1) for n in range(limit + 1))[value]
+        indices = [n for n in range(-offset, limit + 1 - offset) if n >= 0]
+        quotient = Array(Const((n + offset) // divisor, width) for n in indices)[value]
+        exact = Array(Const(int((n + offset) % divisor == 0), 1) for n in indices)[value]
         return quotient, exact
-    quotient = const_div(value, divisor, limit)
-    return quotient, quotient * divisor == value
+    total = value + offset
+    quotient = const_div(total, divisor, limit)
+    return quotient, quotient * divisor == total
 
 
 def const_div(value, divisor: int, limit: int):
@@ -62,17 +67,19 @@ def const_div(value, divisor: int, limit: int):
     raise AssertionError(f"no reciprocal for {divisor} up to {limit}")  # pragma: no cover
 
 
-def step_digits(digits, gconv, n_out, nrg, mux=Mux):
-    """The digits of the next conversion index (single carries); works on ints with ``mux`` a
-    Python conditional, so the reset values come from the same code."""
-    k, g, o, q = digits
+def step_digits(digits, gconv, n_out, nrg, step, mux=Mux):
+    """The digits ``(k, g, o, q, c)`` of the next conversion index (single carries); works on ints
+    with ``mux`` a Python conditional, so the reset values come from the same code. The column
+    ``c`` moves by ``step`` (a weight group is ``gconv`` conversions ``step`` columns apart) and
+    wraps to 0 with ``o``."""
+    k, g, o, q, c = digits
     q1 = q + 1
     carry_q = q1 >= gconv
     o1 = o + carry_q
     carry_o = carry_q & (o1 >= n_out)
     g1 = g + carry_o
     carry_g = carry_o & (g1 >= nrg)
-    return (k + carry_g, mux(carry_g, 0, g1), mux(carry_o, 0, o1), mux(carry_q, 0, q1))
+    return (k + carry_g, mux(carry_g, 0, g1), mux(carry_o, 0, o1), mux(carry_q, 0, q1), mux(carry_o, 0, c + step))
 
 
 def _py_mux(cond, a, b):
@@ -82,8 +89,8 @@ def _py_mux(cond, a, b):
 class LayerRegisters(wiring.Component):
     """CFG and WIN registers, their derived geometry, and the MVM lanes' starting digits.
 
-    Timing contract: in a cycle with ``cfg_write`` (``win_write``) the CFG (WIN) fields on ``cfg_fields``
-    (``win_fields``) are the next layer (the tile decodes these from the opcode alone, so they may be
+    Timing contract: in a cycle with ``cfg_write`` (``win_write``; never both) the CFG (WIN) fields on
+    ``cfg_fields`` (``win_fields``) are the next layer (the tile decodes these from the opcode alone, so they may be
     high in cycles that do not commit); with ``commit`` high (a CFG or WIN executing with no error in
     this cycle; in other cycles committing is harmless: the layer is recomputed unchanged) every register takes
     its next value at the clock edge, so an instruction in the following cycle sees the new
@@ -140,23 +147,28 @@ class LayerRegisters(wiring.Component):
             m.d.comb += [fields.row_start.eq(win_in.row_start), fields.row_count.eq(win_in.row_count_m1 + 1),
                          fields.col_start.eq(win_in.col_start), fields.col_count.eq(win_in.col_count_m1 + 1)]
         m.d.comb += nxt.eq(fields)
-        self._geometry(m, fields, nxt)
+        self._geometry(m, nxt)
         with m.If(self.commit):
             m.d.sync += now.eq(nxt)
         self._lane_chain(m, nxt)
         return m
 
-    def _geometry(self, m, src, nxt):
-        """The derived fields of ``nxt`` from the CFG and WIN fields of ``src``: small constant tables."""
-        cfg = self.cfg
-        nws = Signal(4)
-        m.d.comb += nxt.nws.eq(nws)
-        with m.Switch(Cat(src.abits_m1, src.asigned)):
+    def _geometry(self, m, nxt):
+        """The derived fields of ``nxt``. A CFG changes the fields that depend on the CFG (and
+        ``n_out``, ``aligned``: the current window's columns over its weight group), a WIN those that
+        depend on the window (tables indexed by its ``count_m1`` fields: no adder); each is computed
+        from the word's fields and the current registers, and the opcode's decode only selects the
+        result (it runs beside the tables, not before them)."""
+        cfg, now = self.cfg, self.layer
+        word_cfg, word_win = self.cfg_fields, self.win_fields
+        # CFG: its slices and weight group, and the current window's outputs in that group.
+        nis, nws, group = Signal(4), Signal(4), Signal(5)
+        with m.Switch(Cat(word_cfg.abits_m1, word_cfg.asigned)):
             for abits_m1 in range(8):
                 for asigned in range(2):
                     with m.Case(abits_m1 | (asigned << 3)):
-                        m.d.comb += nxt.nis.eq(isa.input_slices(abits_m1 + 1, bool(asigned), cfg.dac_bits))
-        with m.Switch(Cat(src.wbits_m1, src.wsigned)):
+                        m.d.comb += nis.eq(isa.input_slices(abits_m1 + 1, bool(asigned), cfg.dac_bits))
+        with m.Switch(Cat(word_cfg.wbits_m1, word_cfg.wsigned)):
             for wbits_m1 in range(8):
                 for wsigned in range(2):
                     # a signed 1-bit weight does not exist: no slices
@@ -164,42 +176,55 @@ class LayerRegisters(wiring.Component):
                     slices = isa.weight_slices(wbits_m1 + 1, bool(wsigned), cfg.cell_bits) if exists else 0
                     with m.Case(wbits_m1 | (wsigned << 3)):
                         m.d.comb += nws.eq(slices)
-        group = Signal(5)
-        m.d.comb += [group.eq(Mux(src.wsigned, nws << 1, nws)), nxt.group.eq(group)]
+        m.d.comb += group.eq(Mux(word_cfg.wsigned, nws << 1, nws))
+        cfg_n_out, cfg_aligned = self._outputs(m, group, now.col_count[:cfg.cols.bit_length()], 0)
+        analog = word_cfg.wsigned if cfg.analog_diff else Const(0, 1)
+        # WIN: the row groups of its rows, and its columns' outputs in the current weight group.
+        count_m1_bits = max(1, (cfg.cols - 1).bit_length())
+        win_n_out, win_aligned = self._outputs(m, now.group, word_win.col_count_m1[:count_m1_bits], 1)
+        per_conv = cfg.rows_per_conv
+        if cfg.rows <= 256:
+            table = Array(Const(_ceil_div(n + 1, per_conv), ADDR_BITS + 1) for n in range(cfg.rows))
+            win_nrg = table[word_win.row_count_m1[:max(1, (cfg.rows - 1).bit_length())]]
+        else:
+            win_nrg = const_div(word_win.row_count_m1 + per_conv, per_conv, cfg.rows + per_conv - 1)
+        with m.If(self.cfg_write):
+            m.d.comb += [nxt.nis.eq(nis), nxt.nws.eq(nws), nxt.group.eq(group), nxt.n_out.eq(cfg_n_out),
+                         nxt.aligned.eq(cfg_aligned), nxt.analog.eq(analog), nxt.gconv.eq(Mux(analog, nws, group)),
+                         nxt.step.eq(Mux(analog, 2, 1))]
+        with m.Elif(self.win_write):
+            m.d.comb += [nxt.nrg.eq(win_nrg), nxt.n_out.eq(win_n_out), nxt.aligned.eq(win_aligned)]
+
+    def _outputs(self, m, group, columns, offset: int):
+        """``(n_out, aligned)`` of ``columns + offset`` window columns in weight groups of ``group``
+        columns: a table per group size, selected by ``group``."""
+        cfg = self.cfg
+        n_out, aligned = Signal(ADDR_BITS + 1), Signal()
         groups = sorted({group_size(cfg, wbits, signed) for wbits in range(1, 9) for signed in (False, True)
                          if not (signed and wbits < 2)})
-        m.d.comb += [nxt.n_out.eq(0), nxt.aligned.eq(0)]
         with m.Switch(group):
             for size in groups:
                 with m.Case(size):
-                    quotient, exact = div_table(src.col_count[:cfg.cols.bit_length()], size, cfg.cols)
-                    m.d.comb += [nxt.n_out.eq(quotient), nxt.aligned.eq(exact)]
-        per_conv = cfg.rows_per_conv
-        if cfg.rows <= 256:
-            table = Array(Const(_ceil_div(n, per_conv), ADDR_BITS + 1) for n in range(cfg.rows + 1))
-            m.d.comb += nxt.nrg.eq(table[src.row_count[:cfg.rows.bit_length()]])
-        else:
-            m.d.comb += nxt.nrg.eq(const_div(src.row_count + (per_conv - 1), per_conv, cfg.rows + per_conv - 1))
-        analog = src.wsigned if cfg.analog_diff else Const(0, 1)
-        m.d.comb += [nxt.analog.eq(analog), nxt.gconv.eq(Mux(analog, nws, group)),
-                     nxt.step.eq(Mux(analog, 2, 1))]
+                    quotient, exact = div_table(columns, size, cfg.cols, offset)
+                    m.d.comb += [n_out.eq(quotient), aligned.eq(exact)]
+        return n_out, aligned
 
     def _lane_chain(self, m, nxt):
         """``lane_start`` / ``lane_step`` as registers loaded with the layer (same next values and
         enable), so that no chain of incrementers precedes the MVM's per-round digit adders."""
         cfg = self.cfg
         reset = self._reset_layer(cfg)
-        radices_reset = (reset["gconv"], reset["n_out"], reset["nrg"])
-        digits = (Const(0, 12), Const(0, ADDR_BITS + 2), Const(0, ADDR_BITS + 2), Const(0, 6))
-        values = (0, 0, 0, 0)
+        radices_reset = (reset["gconv"], reset["n_out"], reset["nrg"], reset["step"])
+        digits = (Const(0, 12), Const(0, ADDR_BITS + 2), Const(0, ADDR_BITS + 2), Const(0, 6), Const(0, ADDR_BITS + 2))
+        values = (0, 0, 0, 0, 0)
         outs = [*self.lane_start[1:], self.lane_step]
         for i, out in enumerate(outs):
             values = step_digits(values, *radices_reset, mux=_py_mux)
-            step = step_digits(digits, nxt.gconv, nxt.n_out, nxt.nrg)
+            step = step_digits(digits, nxt.gconv, nxt.n_out, nxt.nrg, nxt.step)
             digits = tuple(Signal(len(f), name=f"chain{i + 1}_next_{n}") for f, n in zip(
-                (out.k, out.g, out.o, out.q), "kgoq"))
+                (out.k, out.g, out.o, out.q, out.c), "kgoqc"))
             m.d.comb += [s.eq(v) for s, v in zip(digits, step)]
-            reg = Signal(DIGITS, name=f"chain{i + 1}", init=dict(zip("kgoq", (int(v) for v in values))))
+            reg = Signal(DIGITS, name=f"chain{i + 1}", init=dict(zip("kgoqc", (int(v) for v in values))))
             with m.If(self.commit):
                 m.d.sync += reg.eq(Cat(*digits))
             m.d.comb += out.eq(reg)

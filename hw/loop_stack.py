@@ -40,14 +40,16 @@ class LoopStack(wiring.Component):
     Timing contract: ``next_pc`` is combinational from ``pc`` and the stack (``pc + 1``, or the
     start of the innermost level whose body ends at ``pc + 1`` and has iterations left; an
     exhausted level pops and the enclosing one looks at the same address, so several levels can
-    end together). ``offsets`` (per address space of :data:`SPACES`) and ``enclosing_end`` are
-    combinational from the registers (the innermost level's, 0 and ``prog_len`` on an empty stack).
-    In a cycle with ``advance`` (the instruction's last cycle) the wraps and pops that
-    ``next_pc`` used take effect at the clock edge (a wrap adds the level's strides to its
-    offsets). ``push`` (LOOP's cycle) pushes ``push_start`` .. ``push_end`` with ``push_count``
-    iterations and ``push_strides``, taking the current offsets; ``next_pc`` is then ``pc + 1``.
+    end together); ``next_pc_plus1`` is ``next_pc + 1``, from registers the same way (the fetch
+    unit's read address, with no incrementer after the choice). ``offsets`` (per address space of
+    :data:`SPACES`) and ``enclosing_end`` are combinational from the registers (the innermost
+    level's, 0 and ``prog_len`` on an empty stack). In a cycle with ``advance`` (the instruction's
+    last cycle) the wraps and pops that ``next_pc`` used take effect at the clock edge (a wrap adds
+    the level's strides to its offsets). ``push`` (LOOP's cycle) pushes ``push_start`` ..
+    ``push_end`` with ``push_count`` iterations and ``push_strides``, taking the current offsets;
+    ``next_pc`` is then ``pc + 1``.
     ``room`` (per space) is ``depth - offset`` (-1 when the offset exceeds the depth), kept in a
-    register per level beside its offsets (computed from the level's offsets and strides, so the
+    register per level beside its offsets (a wrap subtracts the level's stride from it, so the
     address checks see a register through the level multiplexer, with no subtraction).
     ``clear`` empties the stack (a run's start). ``wrap[i]`` (combinational, at most one high) says
     that ``next_pc`` is level ``i``'s body start unless ``push``: the fetch unit's taken branch.
@@ -71,6 +73,7 @@ class LoopStack(wiring.Component):
             "push_strides": In(STRIDE_BITS).array(len(SPACES)),
             "clear": In(1),
             "next_pc": Out(pcb),
+            "next_pc_plus1": Out(pcb + 1),
             "offsets": Out(OFFSET_BITS).array(len(SPACES)),
             "room": Out(room_shape(cfg)).array(len(SPACES)),
             "enclosing_end": Out(pcb + 1),
@@ -83,6 +86,7 @@ class LoopStack(wiring.Component):
         m = Module()
         depth, pcb, n_spaces = self.cfg.loop_depth, pc_bits(self.cfg), len(SPACES)
         start = [Signal(pcb, name=f"start{i}") for i in range(depth)]
+        start_plus1 = [Signal(pcb + 1, name=f"start_plus1_{i}") for i in range(depth)]  # the fetch's next read
         end = [Signal(pcb + 1, name=f"end{i}") for i in range(depth)]
         left = [Signal(COUNT_BITS, name=f"left{i}") for i in range(depth)]
         stride = [[Signal(STRIDE_BITS, name=f"stride{i}_{s}") for s in SPACES] for i in range(depth)]
@@ -90,9 +94,6 @@ class LoopStack(wiring.Component):
         levels = self.levels
         depths = space_depths(self.cfg)
         room = [[Signal(room_shape(self.cfg), name=f"room{i}_{s}") for s in SPACES] for i in range(depth)]
-
-        def room_of(off, k):
-            return Mux(off > depths[k], -1, depths[k] - off)
 
         m.d.comb += [o.eq(0) for o in self.offsets]
         m.d.comb += [r.eq(depths[k]) for k, r in enumerate(self.room)]
@@ -108,7 +109,7 @@ class LoopStack(wiring.Component):
         # The loop-end chain, innermost level first.
         sequential = Signal(pcb + 1)
         m.d.comb += sequential.eq(self.pc + 1)
-        m.d.comb += self.next_pc.eq(sequential)
+        m.d.comb += [self.next_pc.eq(sequential), self.next_pc_plus1.eq(self.pc + 2)]
         carry_on = Const(1, 1)
         wraps, pops = [], []
         for i in reversed(range(depth)):
@@ -124,7 +125,7 @@ class LoopStack(wiring.Component):
         m.d.comb += [self.wrap[i].eq(wraps[i]) for i in range(depth)]
         for i in range(depth):
             with m.If(wraps[i] & ~self.push):
-                m.d.comb += self.next_pc.eq(start[i])
+                m.d.comb += [self.next_pc.eq(start[i]), self.next_pc_plus1.eq(start_plus1[i])]
 
         with m.If(self.clear):
             m.d.sync += levels.eq(0)
@@ -134,7 +135,8 @@ class LoopStack(wiring.Component):
             m.d.sync += levels.eq(levels + 1)
             for i in range(depth):
                 with m.If(levels == i):
-                    m.d.sync += [start[i].eq(self.push_start), end[i].eq(self.push_end),
+                    m.d.sync += [start[i].eq(self.push_start), start_plus1[i].eq(self.push_start + 1),
+                                 end[i].eq(self.push_end),
                                  left[i].eq(self.push_count)]
                     m.d.sync += [stride[i][k].eq(self.push_strides[k]) for k in range(n_spaces)]
                     m.d.sync += [offset[i][k].eq(self.offsets[k]) for k in range(n_spaces)]
@@ -147,9 +149,12 @@ class LoopStack(wiring.Component):
                 with m.If(wraps[i]):
                     m.d.sync += [levels.eq(i + 1), left[i].eq(left[i] - 1)]
                     m.d.sync += [offset[i][k].eq(offset[i][k] + stride[i][k]) for k in range(n_spaces)]
-                    # the room of the new offset, from registers only (the wrap only enables it)
+                    # the room of the new offset, from registers only (the wrap only enables it):
+                    # depth - (offset + stride) is room - stride, -1 once negative (offsets only grow),
+                    # a subtraction as narrow as the room instead of the offset's width
                     for k in range(n_spaces):
-                        stepped = Signal(OFFSET_BITS, name=f"stepped{i}_{SPACES[k]}")
-                        m.d.comb += stepped.eq(offset[i][k] + stride[i][k])
-                        m.d.sync += room[i][k].eq(room_of(stepped, k))
+                        width = max(room_shape(self.cfg).width, STRIDE_BITS + 1) + 1
+                        stepped = Signal(signed(width), name=f"stepped_room{i}_{SPACES[k]}")
+                        m.d.comb += stepped.eq(room[i][k] - stride[i][k])
+                        m.d.sync += room[i][k].eq(Mux(stepped < 0, -1, stepped))
         return m

@@ -115,61 +115,71 @@ class MvmLanes(wiring.Component):
             m.d.sync += conv_cycle.eq(0)
         return m
 
-    def _add_step(self, m, d, lane: int):
-        """``d + lane_step`` in the mixed radix of the layer (each digit carries at most once).
+    def _add_step(self, m, digits, lane: int):
+        """``digits + lane_step`` in the mixed radix of the layer (each digit carries at most once).
 
         Carry-select: every digit is added for both carries in, in parallel from registers; the
-        carries then only ripple through one multiplexer per digit."""
-        s, ly = self.lane_step, self.layer
+        carries then only ripple through one multiplexer per digit. The column ``c`` is added beside
+        them, for both outcomes of ``o``'s carry (which wraps it by the window's ``n_out x group``
+        columns, its ``col_count`` in an aligned window: an MVM refuses any other)."""
+        step, layer = self.lane_step, self.layer
         out = []
         carry = Const(0, 1)
-        for name, radix in (("q", ly.gconv), ("o", ly.n_out), ("g", ly.nrg)):
-            digit, step = getattr(d, name), getattr(s, name)
+        column_sum = Signal(ADDR_BITS + 3, name=f"lane{lane}_c_sum")
+        column_wrap = Signal(ADDR_BITS + 3, name=f"lane{lane}_c_wrap")
+        m.d.comb += [column_sum.eq(digits.c + step.c), column_wrap.eq(digits.c + step.c - layer.col_count)]
+        for name, radix in (("q", layer.gconv), ("o", layer.n_out), ("g", layer.nrg)):
+            digit, digit_step = getattr(digits, name), getattr(step, name)
             width = len(digit)
             sums, carries = [], []
             for c in (0, 1):
                 total = Signal(width + 2, name=f"lane{lane}_{name}_sum{c}")
                 wrapped = Signal(width + 2, name=f"lane{lane}_{name}_wrap{c}")
-                m.d.comb += [total.eq(digit + step + c), wrapped.eq(total - radix)]
+                m.d.comb += [total.eq(digit + digit_step + c), wrapped.eq(total - radix)]
                 over = total >= radix
                 sums.append(Mux(over, wrapped, total)[:width])
                 carries.append(over)
             out.append(Mux(carry, sums[1], sums[0]))
             carry = Mux(carry, carries[1], carries[0]) if name != "q" else carries[0]
-        k = (d.k + s.k + carry)[:len(d.k)]
+            if name == "o":
+                column = Mux(carry, column_wrap, column_sum)[:len(digits.c)]
+        # k last: both sums from registers too, the carry out of g selects
+        k_sums = [Signal(len(digits.k), name=f"lane{lane}_k_sum{c}") for c in (0, 1)]
+        m.d.comb += [k_sums[c].eq(digits.k + step.k + c) for c in (0, 1)]
+        k = Mux(carry, k_sums[1], k_sums[0])
         q, o, g = out
-        return Cat(k, g, o, q)
+        return Cat(k, g, o, q, column)
 
-    def _request(self, m, d, req, lane: int):
-        """Drive ``req`` (the shift-and-add descriptor and row range of conversion ``d``) and
+    def _request(self, m, digits, req, lane: int):
+        """Drive ``req`` (the shift-and-add descriptor and row range of conversion ``digits``) and
         return its crossbar column."""
-        cfg, ly = self.cfg, self.layer
+        cfg, layer = self.cfg, self.layer
         per = cfg.rows_per_conv
         lo_row = Signal.like(req.lo, name=f"lane{lane}_lo_row")
-        m.d.comb += lo_row.eq(ly.row_start + d.g * per)
-        window_end = ly.row_start + ly.row_count
-        sign_slice = ly.asigned & (d.k == ly.nis - 1)
-        in_shift = Mux(sign_slice, ly.abits_m1, d.k * cfg.dac_bits)
+        m.d.comb += lo_row.eq(layer.row_start + digits.g * per)
+        window_end = layer.row_start + layer.row_count
+        sign_slice = layer.asigned & (digits.k == layer.nis - 1)
+        in_shift = Mux(sign_slice, layer.abits_m1, digits.k * cfg.dac_bits)
         if self.mutation == "shift_add":
-            in_shift = Mux(d.k >= 1, in_shift + 1, in_shift)
+            in_shift = Mux(digits.k >= 1, in_shift + 1, in_shift)
         # Column q of a weight group (hw/encoding.py): signed weights converted per column are in the
         # order s0+ s0- s1+ s1- ..., so q's low bit is the sign and q >> 1 the slice; otherwise
         # (unsigned, or a pair converted once) q is the slice.
-        per_column_sign = ly.wsigned & ~ly.analog
-        weight_slice = Mux(per_column_sign, d.q >> 1, d.q)
+        per_column_sign = layer.wsigned & ~layer.analog
+        weight_slice = Mux(per_column_sign, digits.q >> 1, digits.q)
         m.d.comb += [
-            req.conv.valid.eq(d.k < ly.nis),
-            req.conv.o.eq(d.o),
-            req.conv.shift.eq(ly.adc_shift + in_shift + weight_slice * cfg.cell_bits),
-            req.conv.neg.eq(sign_slice ^ (per_column_sign & d.q[0])),
-            req.conv.diff.eq(ly.analog),
-            req.k.eq(d.k[:4]),
+            req.conv.valid.eq(digits.k < layer.nis),
+            req.conv.o.eq(digits.o),
+            req.conv.shift.eq(layer.adc_shift + in_shift + weight_slice * cfg.cell_bits),
+            req.conv.neg.eq(sign_slice ^ (per_column_sign & digits.q[0])),
+            req.conv.diff.eq(layer.analog),
+            req.k.eq(digits.k[:4]),
             req.lo.eq(lo_row),
             req.hi.eq(Mux(lo_row + per < window_end, lo_row + per, window_end)),
             req.sign.eq(sign_slice),
         ]
         col = Signal(ADDR_BITS + 2, name=f"lane{lane}_col")
-        m.d.comb += col.eq(ly.col_start + d.o * ly.group + d.q * ly.step)
+        m.d.comb += col.eq(layer.col_start + digits.c)  # c = o * group + q * step (see DIGITS)
         return col
 
     def _word_lines(self, m, issued, lane: int, slices, sign_slice):
@@ -189,19 +199,19 @@ class MvmLanes(wiring.Component):
         """The input vector's slices (``rows`` x ``dac_bits`` each) and its sign slice, shared by all
         lanes: plane b holds bit b of every row's byte; magnitude planes at or above the magnitude
         width are zero (signed inputs keep the sign bit apart)."""
-        cfg, ly = self.cfg, self.layer
+        cfg, layer = self.cfg, self.layer
         rows, dac = cfg.rows, cfg.dac_bits
         mag_bits = Signal(4)
-        m.d.comb += mag_bits.eq(Mux(ly.asigned, ly.abits_m1, ly.abits_m1 + 1))
+        m.d.comb += mag_bits.eq(Mux(layer.asigned, layer.abits_m1, layer.abits_m1 + 1))
         planes = [Cat(*[self.x[8 * r + b] for r in range(rows)]) for b in range(8)]
         mag = [Signal(rows, name=f"mag_plane{b}") for b in range(8)]
-        m.d.comb += [p.eq(Mux(b < mag_bits, pl, 0)) for b, (p, pl) in enumerate(zip(mag, planes))]
+        m.d.comb += [masked.eq(Mux(b < mag_bits, plane, 0)) for b, (masked, plane) in enumerate(zip(mag, planes))]
         n_slices = -(-8 // dac)
         slices = Cat(*[
             Cat(*[Cat(*[(mag[k * dac + j][r] if k * dac + j < 8 else Const(0, 1)) for j in range(dac)])
                   for r in range(rows)])
             for k in range(n_slices)])
         sign_plane = Signal(rows)
-        m.d.comb += sign_plane.eq(Cat(*planes).word_select(ly.abits_m1, rows))
+        m.d.comb += sign_plane.eq(Cat(*planes).word_select(layer.abits_m1, rows))
         sign_slice = Cat(*[Cat(sign_plane[r], Const(0, dac - 1)) if dac > 1 else sign_plane[r] for r in range(rows)])
         return slices, sign_slice

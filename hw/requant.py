@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,9 +22,9 @@ if LATENCY != 2:  # pragma: no cover - the stages below are written out for this
 class Requant(wiring.Component):
     """Pipelined requantisation of one accumulator lane, exactly ``sim.kernels.requantise``.
 
-    A first register stage holds ``p = (acc + bias) * mult`` (and the masks and clamp bounds derived
-    from the parameters alone), a second the saturated quotient and the rounding bit; the output is
-    combinational from the second:
+    A first register stage holds the two partial products of ``p = (acc + bias) * mult`` (one DSP
+    block each; and the masks and clamp bounds derived from the parameters alone), a second the
+    saturated quotient of their sum and the rounding bit; the output is combinational from the second:
     ``r = (p + 2**(shift-1)) >> shift`` (no rounding term when shift is 0; computed as
     ``(p >> shift) + bit shift-1 of p``), then
     ``q = min(max(r + zero_point, lo), clamp_hi)`` with ``lo = max(clamp_lo, zero_point)`` under
@@ -55,12 +55,20 @@ class Requant(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         vb = max(self.cfg.acc_bits, 32) + 1
-        # One register stage: p = (acc + bias) * mult (the multiplier maps to DSP blocks), and
-        # everything of the output stage that depends on the parameters alone.
+        # One register stage: the two partial products of (acc + bias) * mult, each one DSP block
+        # (the sum's low 17 bits, unsigned, and its high bits, signed, times the 16-bit multiplier),
+        # and everything of the output stage that depends on the parameters alone. The partial
+        # products are added in the second stage, before the shift: p = (high << 17) + low.
+        biased = Signal(signed(vb), name="biased")
+        m.d.comb += biased.eq(self.acc + self.bias)
+        product_lo = Signal(unsigned(17 + len(self.mult)), name="product_lo")
+        product_hi = Signal(signed(vb - 17 + len(self.mult)), name="product_hi")
+        sh2 = Signal(RQ_RECORD["shift"].shape)
+        m.d.sync += [product_lo.eq(biased[:17] * self.mult), product_hi.eq(biased[17:].as_signed() * self.mult),
+                     sh2.eq(self.shift)]
         p = Signal(signed(vb + 17))
         width = len(p)
-        sh2 = Signal(RQ_RECORD["shift"].shape)
-        m.d.sync += [p.eq((self.acc + self.bias) * self.mult), sh2.eq(self.shift)]
+        m.d.comb += p.eq((product_hi << 17) + product_lo)
         # The quotient p >> shift saturates to 11 bits unless p's bits from shift + 10 up all equal
         # its sign: a mask of those bits. Rounding adds bit shift - 1 of p (the sign bit beyond p's
         # width, none when shift is 0): a one-hot select.

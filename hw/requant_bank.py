@@ -39,10 +39,11 @@ class RequantBank(wiring.Component):
     - CFGRQ: with ``cfgrq_write`` and ``commit`` the fields on ``cfgrq`` are taken at the clock edge.
     - REQ: ``req_start`` (its first cycle, while the accumulator vector is read) selects chunk 0;
       ``chunks_left`` says whether the current chunk's first column is below ``n_out``. In a cycle
-      with ``req_advance`` the current chunk of ``rq_lanes`` accumulators (from ``acc``, the
-      accumulator vector, held by the caller) enters the lanes, and the next chunk becomes
-      current. :data:`cimtile.hw.requant.LATENCY` cycles later ``out_en`` enables the chunk's bytes
-      (columns below ``n_out``) of ``out_data`` (the lanes' bytes repeated over the vector).
+      with ``req_advance`` the current chunk of ``rq_lanes`` accumulators enters the lanes, and the
+      next chunk becomes current; the accumulator vector is taken from ``acc`` in the first such
+      cycle after ``req_start`` (chunk 0; the bank keeps the later chunks).
+      :data:`cimtile.hw.requant.LATENCY` cycles later ``out_en`` enables the chunk's bytes (columns
+      below ``n_out``) of ``out_data`` (the lanes' bytes repeated over the vector).
 
     Parameters
     ----------
@@ -153,13 +154,32 @@ class RequantBank(wiring.Component):
         n_chunks = -(-cols // lanes)
         pad = n_chunks * lanes - cols
         acc = Cat(self.acc, Const(0, width * pad)) if pad else self.acc
+        # The chunk entering the lanes: chunk 0 is a constant slice of the accumulator vector (the read
+        # port's data, in the cycle after req_start); later chunks come from ``later``, a register
+        # that takes chunks 1.. of the vector as chunk 0 enters and shifts by a chunk as each enters.
+        # So the lanes' inputs see a 2:1 multiplexer selected by a register, not a chunk-wide
+        # multiplexer over the whole vector.
+        chunk_bits = lanes * width
+        entering = Signal(chunk_bits)
+        at_chunk0 = Signal()
+        if n_chunks > 1:
+            later = Signal(chunk_bits * (n_chunks - 1))
+            m.d.comb += entering.eq(Mux(at_chunk0, acc[:chunk_bits], later[:chunk_bits]))
+            with m.If(self.req_advance):
+                m.d.sync += later.eq(Mux(at_chunk0, acc[chunk_bits:], later >> chunk_bits))
+        else:
+            m.d.comb += entering.eq(acc[:chunk_bits])
+        with m.If(self.req_start):
+            m.d.sync += at_chunk0.eq(1)
+        with m.Elif(self.req_advance):
+            m.d.sync += at_chunk0.eq(0)
         units = []
         for li in range(lanes):
             unit = Requant(cfg)
             m.submodules[f"requant{li}"] = unit
             units.append(unit)
             p = params[li]
-            m.d.comb += [unit.acc.eq(acc.word_select(chunk, lanes * width)[li * width:(li + 1) * width]),
+            m.d.comb += [unit.acc.eq(entering[li * width:(li + 1) * width]),
                          unit.bias.eq(p.bias), unit.mult.eq(p.mult), unit.shift.eq(p.shift),
                          unit.zero_point.eq(output.zero_point), unit.clamp_lo.eq(output.clamp_lo),
                          unit.clamp_hi.eq(output.clamp_hi), unit.relu.eq(output.relu)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
@@ -48,8 +49,12 @@ class _Parts:
     step: Signal  # cycles into the instruction, saturating at 3
     fin: Signal  # the instruction's last cycle (set by its statements)
     stall: Signal  # waiting for din valid / dout ready (cycle not counted)
-    err: Signal
+    err: Signal  # the run stops in this cycle
     err_cause: Signal
+    check_fail: Signal  # a run-time check of this first cycle fails (its error is raised in the next cycle)
+    check_cause: Signal
+    late_err: Signal  # check_fail and check_cause registered: the error of the cycle before
+    late_cause: Signal
     halt: Signal
     xfer: Signal  # a bus word moves this cycle
     pc: Signal
@@ -75,6 +80,22 @@ class _Parts:
     acc_write: Signal  # the MVM's accumulator vector is written this cycle (the next instruction's first)
     left: Signal  # records left in an LDRQ
     program_wait: Signal  # cycles left of the array's programming: LDW, WSET (write_cycles), VAUR/VAUC (pulses)
+
+
+@dataclass
+class _RunState:
+    """The run's state and status registers (docs/interface.md), created in :meth:`Tile.elaborate`."""
+
+    running: Signal
+    load_ptr: Signal  # the next program word's address while loading
+    prog_len: Signal
+    cycles: Signal
+    done: Signal
+    error: Signal
+    cause: Signal
+    err_pc: Signal
+    beyond: Signal  # pc >= prog_len (PC_RANGE), a register updated with pc
+    static_cause: Signal  # the executing word's pre-decoded static cause (stored with it)
 
 
 class Tile(wiring.Component):
@@ -124,102 +145,145 @@ class Tile(wiring.Component):
     # ------------------------------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()
-        cfg = self.cfg
         ports = self._buffers(m)
-        p = self._units(m, ports)
-        running = Signal()
-        load_ptr = Signal(range(cfg.prog_depth + 1))
-        prog_len = Signal(range(cfg.prog_depth + 1))
-        cycles = Signal(CYCLE_BITS)
-        done, error = Signal(), Signal()
-        cause = Signal(Cause)
-        err_pc = Signal(PC_BITS)
-        m.d.comb += [self.busy.eq(running), self.done.eq(done), self.error.eq(error), self.error_cause.eq(cause),
-                     self.error_pc.eq(err_pc), self.cycles.eq(cycles), self.sync_tag.eq(p.tag)]
+        parts = self._units(m, ports)
+        run = self._run_state()
+        m.d.comb += [self.busy.eq(run.running), self.done.eq(run.done), self.error.eq(run.error),
+                     self.error_cause.eq(run.cause), self.error_pc.eq(run.err_pc), self.cycles.eq(run.cycles),
+                     self.sync_tag.eq(parts.tag)]
+        self._program_loading(m, run, parts)
+        self._write_behind(m, parts)
+        self._fetch_wiring(m, run, parts)
+        self._counters(m, run, parts)
+        with m.If(~run.running):
+            self._start(m, run, parts)
+        with m.Else():
+            self._sequence(m, run, parts)
+        return m
 
-        # Program loading while idle (start has priority over a word in the same cycle). Each
-        # word is stored with its pre-decoded "static" error cause (the checks on the word alone).
-        fetch = p.fetch
+    def _run_state(self) -> _RunState:
+        cfg = self.cfg
+        return _RunState(
+            running=Signal(name="running"), load_ptr=Signal(range(cfg.prog_depth + 1), name="load_ptr"),
+            prog_len=Signal(range(cfg.prog_depth + 1), name="prog_len"), cycles=Signal(CYCLE_BITS, name="cycles"),
+            done=Signal(name="done_reg"), error=Signal(name="error_reg"), cause=Signal(Cause, name="cause"),
+            err_pc=Signal(PC_BITS, name="err_pc"), beyond=Signal(name="beyond"),
+            static_cause=Signal(Cause, name="static_cause"))
+
+    def _program_loading(self, m, run: _RunState, parts: _Parts):
+        """Program loading while idle (start has priority over a word in the same cycle). Each word is
+        stored with its pre-decoded "static" error cause (the checks on the word alone)."""
+        fetch = parts.fetch
         loading = self.instr.valid & self.instr.ready
-        m.d.comb += self.instr.ready.eq(~running & ~self.start & (load_ptr < cfg.prog_depth))
+        m.d.comb += self.instr.ready.eq(~run.running & ~self.start & (run.load_ptr < self.cfg.prog_depth))
         stored = Cat(self.instr.payload, self._static_cause(m, self.instr.payload))
-        m.d.comb += [fetch.load_addr.eq(load_ptr), fetch.load_data.eq(stored), fetch.load_en.eq(loading)]
+        m.d.comb += [fetch.load_addr.eq(run.load_ptr), fetch.load_data.eq(stored), fetch.load_en.eq(loading)]
         with m.If(loading):
-            m.d.sync += load_ptr.eq(load_ptr + 1)
-        m.d.comb += ports["out_w"].addr.eq(p.addr_b)  # REQ's output vector
+            m.d.sync += run.load_ptr.eq(run.load_ptr + 1)
+        m.d.comb += run.static_cause.eq(fetch.word[isa.WORD_BITS:])
+
+    @staticmethod
+    def _write_behind(m, parts: _Parts):
+        """The output and accumulator memories' write addresses, and the MVM's accumulator write."""
+        ports = parts.ports
+        m.d.comb += ports["out_w"].addr.eq(parts.addr_b)  # REQ's output vector
         # The MVM's result, written in the cycle after its last (isa.WRITE_BEHIND): the shift-and-add's
         # last contributions arrive then, no instruction's first cycle moves its registers, and addr_b
         # (set by MVM and REQ in their first cycle) still holds the MVM's accumulator address.
-        m.d.sync += p.acc_write.eq(0)
-        m.d.comb += [ports["acc_w"].addr.eq(p.addr_b), ports["acc_w"].data.eq(p.shift_add.result),
-                     ports["acc_w"].en.eq(p.acc_write)]
-        static_cause = Signal(Cause)
-        m.d.comb += static_cause.eq(fetch.word[isa.WORD_BITS:])
+        m.d.sync += parts.acc_write.eq(0)
+        m.d.comb += [ports["acc_w"].addr.eq(parts.addr_b), ports["acc_w"].data.eq(parts.shift_add.result),
+                     ports["acc_w"].en.eq(parts.acc_write)]
+
+    def _fetch_wiring(self, m, run: _RunState, parts: _Parts):
+        """The fetch unit, the loop stack and the MVM lanes' rewind, from the sequencer's state."""
+        fetch, loops = parts.fetch, parts.loops
         # The next word is registered when an instruction ends: single-cycle ones run back to back.
-        m.d.comb += [fetch.start.eq(self.start), fetch.running.eq(running), fetch.fin.eq(p.fin),
-                     fetch.pc.eq(p.pc), fetch.next_pc.eq(p.loops.next_pc), fetch.push.eq(p.loops.push),
-                     fetch.levels.eq(p.loops.levels),
-                     *[fetch.wrap[i].eq(p.loops.wrap[i]) for i in range(cfg.loop_depth)]]
-        m.d.comb += [p.loops.pc.eq(p.pc), p.loops.prog_len.eq(prog_len), p.loops.clear.eq(~running & self.start)]
-
+        m.d.comb += [fetch.start.eq(self.start), fetch.running.eq(run.running), fetch.fin.eq(parts.fin),
+                     fetch.pc.eq(parts.pc), fetch.next_pc_plus1.eq(loops.next_pc_plus1), fetch.push.eq(loops.push),
+                     fetch.levels.eq(loops.levels),
+                     *[fetch.wrap[i].eq(loops.wrap[i]) for i in range(self.cfg.loop_depth)]]
+        m.d.comb += [loops.pc.eq(parts.pc), loops.prog_len.eq(run.prog_len),
+                     loops.clear.eq(~run.running & self.start)]
         # The MVM lanes rewind to the layer's start digits outside an MVM and in its last cycle.
-        m.d.comb += p.lanes.rewind.eq(~p.lanes.run | p.fin)
-        with m.If(running & ~p.stall):
-            m.d.sync += cycles.eq(cycles + 1)
-            with m.If(p.fin | p.err | p.halt):
-                m.d.sync += p.step.eq(0)
-            with m.Else():
-                m.d.sync += p.step.eq(Mux(p.step == 3, 3, p.step + 1))
+        m.d.comb += parts.lanes.rewind.eq(~parts.lanes.run | parts.fin)
 
-        # The layer registers' next values are computed whenever the word is a CFG or WIN (decoded
-        # from the opcode alone, not behind the sequencer's checks); ``commit`` decides.
-        opcode = p.view.opcode
-        layer_op = (opcode == Opcode.CFG) | (opcode == Opcode.WIN)
-        m.d.comb += [p.layer_regs.cfg_write.eq(opcode == Opcode.CFG), p.layer_regs.win_write.eq(opcode == Opcode.WIN)]
-        # ``beyond``: pc >= the program's length (PC_RANGE), a register updated with pc.
-        beyond = Signal()
-        with m.If(~running):
-            with m.If(self.start):
-                m.d.sync += [running.eq(1), p.pc.eq(0), cycles.eq(0), done.eq(0), error.eq(0),
-                             cause.eq(Cause.NONE), err_pc.eq(0), p.step.eq(0), load_ptr.eq(0),
-                             beyond.eq((load_ptr == 0) & (prog_len == 0))]
-                with m.If(load_ptr != 0):
-                    m.d.sync += prog_len.eq(load_ptr)
-        with m.Else():
-            # the word's own checks passed (for instructions with no run-time checks: no error)
-            m.d.comb += p.word_ok.eq(~beyond & (static_cause == Cause.NONE))
-            with m.If(beyond):
-                self._error_if(m, p, 1, Cause.PC_RANGE)
+    @staticmethod
+    def _counters(m, run: _RunState, parts: _Parts):
+        """The cycle counter, the cycles into the instruction (``step``) and the late error's register."""
+        with m.If(run.running & ~parts.stall):
+            # a run-time check's error is raised a cycle late (``late_err``): that cycle is not counted,
+            # so the run's cycles end with the failing instruction's first, as the ISA defines
+            with m.If(~parts.late_err):
+                m.d.sync += run.cycles.eq(run.cycles + 1)
+            with m.If(parts.fin | parts.err | parts.halt):
+                m.d.sync += parts.step.eq(0)
             with m.Else():
-                with m.Switch(p.view.opcode):
-                    for op in Opcode:
-                        with m.Case(op):
-                            self._execute(m, op, p)
-                # The checks on the word alone were made when it was loaded. They come first in
-                # every instruction's order, so the stored cause overrides the run-time ones; the
-                # statements above do not wait for it: the run stops in this first cycle and every
-                # visible first-cycle update is gated by ~err.
-                self._error_if(m, p, p.first & (static_cause != Cause.NONE), static_cause)
-            # CFG, WIN and CFGRQ have no run-time checks: their only errors are PC_RANGE and the
-            # stored static cause. Committing on those alone (not on ``err``, the OR of every
-            # instruction's checks) keeps the loop offsets, address checks and error logic out of
-            # the layer and requantisation registers' enables. (A single-cycle instruction is always
-            # in its first cycle, where the static cause applies.)
-            m.d.comb += [p.layer_regs.commit.eq(p.word_ok & layer_op),
-                         p.requant.commit.eq(p.word_ok)]
-            self._operand_reads(m, p)
-            with m.If(p.err):
-                m.d.sync += [running.eq(0), done.eq(1), error.eq(1), cause.eq(p.err_cause), err_pc.eq(p.pc)]
-                m.d.comb += p.lanes.abort.eq(1)
-            with m.Elif(p.halt):
-                m.d.sync += [running.eq(0), done.eq(1)]
-            # pc and loop stack advance whether or not the instruction's checks failed (an error
-            # ends the run, and a run starts from pc 0 with an empty stack): this keeps the
-            # address and range checks out of these registers' enables.
-            m.d.comb += p.loops.advance.eq(p.fin)
-            with m.If(p.fin):
-                m.d.sync += [p.pc.eq(p.loops.next_pc), beyond.eq(p.loops.next_pc >= prog_len)]
-        return m
+                m.d.sync += parts.step.eq(Mux(parts.step == 3, 3, parts.step + 1))
+        # check_fail is only raised while running: late_err is low in a run's first cycle.
+        m.d.sync += [parts.late_err.eq(parts.check_fail), parts.late_cause.eq(parts.check_cause)]
+
+    def _start(self, m, run: _RunState, parts: _Parts):
+        """Idle: ``start`` begins a run at pc 0 (``beyond`` is PC_RANGE for an empty program)."""
+        with m.If(self.start):
+            m.d.sync += [run.running.eq(1), parts.pc.eq(0), run.cycles.eq(0), run.done.eq(0), run.error.eq(0),
+                         run.cause.eq(Cause.NONE), run.err_pc.eq(0), parts.step.eq(0), run.load_ptr.eq(0),
+                         run.beyond.eq((run.load_ptr == 0) & (run.prog_len == 0))]
+            with m.If(run.load_ptr != 0):
+                m.d.sync += run.prog_len.eq(run.load_ptr)
+
+    def _sequence(self, m, run: _RunState, parts: _Parts):
+        """Running: the executing word's statements, its errors, the layer commits, the operand reads,
+        the end of the run, and the advance of pc and loop stack."""
+        static_cause = run.static_cause
+        # the word's own checks passed (for instructions with no run-time checks: no error)
+        m.d.comb += parts.word_ok.eq(~run.beyond & (static_cause == Cause.NONE))
+        with m.If(run.beyond):  # pc >= the program's length, a register updated with pc
+            self._error_if(m, parts, 1, Cause.PC_RANGE)
+        with m.Else():
+            with m.Switch(parts.view.opcode):
+                for op in Opcode:
+                    with m.Case(op):
+                        self._execute(m, op, parts)
+            # The checks on the word alone were made when it was loaded. They come first in
+            # every instruction's order, so the stored cause overrides the run-time ones; the
+            # statements above do not wait for it: the run stops in this first cycle and every
+            # visible first-cycle update is gated by ~err.
+            self._error_if(m, parts, parts.first & (static_cause != Cause.NONE), static_cause)
+            # The run-time checks of MVM, REQ, LDIN, RDOUT and RDACC (loop offsets, window alignment)
+            # are made in their first cycle and registered: their error stops the run in the second
+            # cycle, which has no visible effect (those statements hold the streams and REQ's lanes
+            # on late_err) and is not counted. So the address adders and comparators end at a
+            # register, not at every register the error stops.
+            self._error_if(m, parts, parts.late_err, parts.late_cause)
+        self._commits(m, parts)
+        self._operand_reads(m, parts)
+        with m.If(parts.err):
+            m.d.sync += [run.running.eq(0), run.done.eq(1), run.error.eq(1), run.cause.eq(parts.err_cause),
+                         run.err_pc.eq(parts.pc)]
+            m.d.comb += parts.lanes.abort.eq(1)
+        with m.Elif(parts.halt):
+            m.d.sync += [run.running.eq(0), run.done.eq(1)]
+        # pc and loop stack advance whether or not the instruction's checks failed (an error
+        # ends the run, and a run starts from pc 0 with an empty stack): this keeps the
+        # address and range checks out of these registers' enables.
+        m.d.comb += parts.loops.advance.eq(parts.fin)
+        with m.If(parts.fin):
+            m.d.sync += [parts.pc.eq(parts.loops.next_pc), run.beyond.eq(parts.loops.next_pc >= run.prog_len)]
+
+    @staticmethod
+    def _commits(m, parts: _Parts):
+        """The layer and requantisation registers' writes. The layer registers' next values are computed
+        whenever the word is a CFG or WIN (decoded from the opcode alone, not behind the sequencer's
+        checks). CFG, WIN and CFGRQ have no run-time checks: their only errors are PC_RANGE and the
+        stored static cause. Committing on those alone (``word_ok``, not ``err``, the OR of every
+        instruction's checks) keeps the loop offsets, address checks and error logic out of the layer
+        and requantisation registers' enables. (A single-cycle instruction is always in its first
+        cycle, where the static cause applies.)"""
+        opcode = parts.view.opcode
+        is_cfg, is_win = opcode == Opcode.CFG, opcode == Opcode.WIN
+        m.d.comb += [parts.layer_regs.cfg_write.eq(is_cfg), parts.layer_regs.win_write.eq(is_win),
+                     parts.layer_regs.commit.eq(parts.word_ok & (is_cfg | is_win)),
+                     parts.requant.commit.eq(parts.word_ok)]
 
     # ------------------------------------------------------------------------------------------
     def _buffers(self, m) -> dict:
@@ -248,7 +312,8 @@ class Tile(wiring.Component):
         return ports
 
     def _units(self, m, ports) -> _Parts:
-        """Instantiate the units and connect what does not depend on the instruction."""
+        """Instantiate the units, connect what does not depend on the instruction, and gather the
+        parts the per-opcode statements drive."""
         cfg = self.cfg
         units = {
             "layer_regs": LayerRegisters(cfg), "loops": LoopStack(cfg), "lanes": MvmLanes(cfg, self.mutation),
@@ -257,12 +322,19 @@ class Tile(wiring.Component):
         }
         for name, unit in units.items():
             m.submodules[name] = unit
-        layer = units["layer_regs"].layer
-        lanes, xbar, shift_add = units["lanes"], units["xbar"], units["shift_add"]
-        vau, rq = units["vau"], units["requant"]
-        m.d.comb += [lanes.layer.eq(layer), vau.layer.eq(layer), lanes.x.eq(ports["in_r"].data),
-                     lanes.lane_step.eq(units["layer_regs"].lane_step),
-                     *[lanes.lane_start[i].eq(units["layer_regs"].lane_start[i]) for i in range(cfg.n_adcs)]]
+        self._mvm_path(m, units, ports)
+        self._array_and_requant(m, units, ports)
+        parts = self._parts(m, units, ports)
+        self._instruction_fields(m, parts)
+        return parts
+
+    def _mvm_path(self, m, units: dict, ports: dict):
+        """The MVM's data path: layer registers -> lanes -> crossbar -> ADCs -> shift-and-add."""
+        cfg = self.cfg
+        layer_regs, lanes, xbar, shift_add = units["layer_regs"], units["lanes"], units["xbar"], units["shift_add"]
+        layer = layer_regs.layer
+        m.d.comb += [lanes.layer.eq(layer), lanes.x.eq(ports["in_r"].data), lanes.lane_step.eq(layer_regs.lane_step),
+                     *[lanes.lane_start[i].eq(layer_regs.lane_start[i]) for i in range(cfg.n_adcs)]]
         for i in range(cfg.n_adcs):
             adc = Adc(cfg, xbar.sbits)
             m.submodules[f"adc{i}"] = adc
@@ -270,31 +342,39 @@ class Tile(wiring.Component):
                          adc.sum.eq(xbar.sum[i]), adc.shift.eq(layer.adc_shift), adc.diff.eq(layer.analog),
                          shift_add.conversion[i].eq(lanes.conversion[i]), shift_add.code[i].eq(adc.code)]
         m.d.comb += [shift_add.old.eq(ports["acc_r"].data), shift_add.n_out.eq(layer.n_out)]
-        m.d.comb += [vau.deltas.eq(ports["delta_r"].data), vau.levels.eq(xbar.rd_levels), vau.mask.eq(xbar.rd_mask)]
-        m.d.comb += [rq.acc.eq(ports["acc_r"].data), rq.n_out.eq(layer.n_out), rq.ldrq_data.eq(self.din.payload)]
+
+    def _array_and_requant(self, m, units: dict, ports: dict):
+        """The VAU and the crossbar's write port, the requantisation bank, the streams' idle values."""
+        layer = units["layer_regs"].layer
+        vau, xbar, requant = units["vau"], units["xbar"], units["requant"]
+        m.d.comb += [vau.layer.eq(layer), vau.deltas.eq(ports["delta_r"].data), vau.levels.eq(xbar.rd_levels),
+                     vau.mask.eq(xbar.rd_mask)]
         # The crossbar's write port: the VAU / cell-update write-back unless a load drives it.
         m.d.comb += [xbar.wr_col.eq(vau.wr_col), xbar.wr_levels.eq(vau.wr_levels),
                      xbar.wr_levels_en.eq(vau.wr_levels_en), xbar.wr_mask.eq(vau.wr_mask),
                      xbar.wr_mask_en.eq(vau.wr_mask_en)]
-        out_w = ports["out_w"]
-        m.d.comb += [out_w.data.eq(rq.out_data), out_w.en.eq(rq.out_en)]
-
+        m.d.comb += [requant.acc.eq(ports["acc_r"].data), requant.n_out.eq(layer.n_out),
+                     requant.ldrq_data.eq(self.din.payload),
+                     ports["out_w"].data.eq(requant.out_data), ports["out_w"].en.eq(requant.out_en)]
         m.d.comb += [self.din.ready.eq(0), self.dout.valid.eq(0)]
-        offsets = units["loops"].offsets
-        # Address checks "field + off + extra > depth" are "field + extra > room" with room =
-        # depth - off, a register of the loop stack's innermost level, so the word meets a narrow
-        # adder and comparator.
-        room = list(units["loops"].room)
-        word = Signal(isa.WORD_BITS)
-        m.d.comb += word.eq(units["fetch"].word[:isa.WORD_BITS])
-        step = Signal(2)
-        first = Signal()
+
+    def _parts(self, m, units: dict, ports: dict) -> _Parts:
+        """The executing word, the sequencer's control signals and per-instruction registers."""
+        cfg = self.cfg
+        word = units["fetch"].word[:isa.WORD_BITS]
+        step, first = Signal(2, name="step"), Signal(name="first")
         m.d.comb += first.eq(step == 0)
-        p = _Parts(
+        return _Parts(
             view=data.View(INSTR, word[:INSTR.size]), first=first, step=step, fin=Signal(name="fin"),
             stall=Signal(name="stall"), err=Signal(name="err"), err_cause=Signal(Cause, name="err_cause"),
+            check_fail=Signal(name="check_fail"), check_cause=Signal(Cause, name="check_cause"),
+            late_err=Signal(name="late_err"), late_cause=Signal(Cause, name="late_cause"),
             halt=Signal(name="halt"), xfer=Signal(name="xfer"), pc=Signal(pc_bits(cfg), name="pc"),
-            tag=Signal(TAG_BITS, init=isa.RESET_SYNC_TAG, name="tag"), offsets=offsets, room=room, ports=ports,
+            tag=Signal(TAG_BITS, init=isa.RESET_SYNC_TAG, name="tag"),
+            # Address checks "field + off + extra > depth" are "field + extra > room" with room =
+            # depth - off, a register of the loop stack's innermost level, so the word meets a narrow
+            # adder and comparator.
+            offsets=units["loops"].offsets, room=list(units["loops"].room), ports=ports,
             addr_b=Signal(SUM_BITS, name="addr_b"),
             accumulate=Signal(name="accumulate"), drain=Signal(3, name="drain"),
             acc_write=Signal(name="acc_write"), word_ok=Signal(name="word_ok"),
@@ -302,46 +382,54 @@ class Tile(wiring.Component):
             program_wait=Signal(range(max(cfg.write_cycles, isa.VAUR_PHASES * cfg.pulse_cycles,
                                           isa.VAUC_PHASES * cfg.pulse_cycles) + 1), name="program_wait"),
             **units)
-        args = p.view.args
-        # The stream formatters see every instruction and their sources; they act on their strobes only.
-        reader = p.reader
-        m.d.comb += [p.loader.opcode.eq(p.view.opcode), p.loader.word.eq(self.din.payload),
-                     reader.opcode.eq(p.view.opcode), reader.items.rdout.eq(ports["out_r"].data),
-                     reader.items.rdacc.eq(ports["acc_r"].data), reader.items.rdw.eq(xbar.rd_levels),
-                     reader.items.rdm.eq(xbar.rd_mask)]
-        m.d.comb += [shift_add.accumulate.eq(p.accumulate), vau.fields.eq(args.vau), vau.cell.eq(args.cell),
-                     p.layer_regs.cfg_fields.eq(args.cfg), p.layer_regs.win_fields.eq(args.win),
-                     rq.cfgrq.eq(args.cfgrq)]
-        return p
+
+    def _instruction_fields(self, m, parts: _Parts):
+        """The executing word's fields to the units that decode them; the stream formatters see every
+        instruction and their sources, and act on their strobes only."""
+        args, ports, reader = parts.view.args, parts.ports, parts.reader
+        m.d.comb += [parts.loader.opcode.eq(parts.view.opcode), parts.loader.word.eq(self.din.payload),
+                     reader.opcode.eq(parts.view.opcode), reader.items.rdout.eq(ports["out_r"].data),
+                     reader.items.rdacc.eq(ports["acc_r"].data), reader.items.rdw.eq(parts.xbar.rd_levels),
+                     reader.items.rdm.eq(parts.xbar.rd_mask)]
+        m.d.comb += [parts.shift_add.accumulate.eq(parts.accumulate), parts.vau.fields.eq(args.vau),
+                     parts.vau.cell.eq(args.cell), parts.layer_regs.cfg_fields.eq(args.cfg),
+                     parts.layer_regs.win_fields.eq(args.win), parts.requant.cfgrq.eq(args.cfgrq)]
 
     # ------------------------------------------------------------------------------------------
     @staticmethod
-    def _error_if(m, p: _Parts, cond, cause):
+    def _error_if(m, parts: _Parts, cond, cause):
         with m.If(cond):
-            m.d.comb += [p.err.eq(1), p.err_cause.eq(cause)]
+            m.d.comb += [parts.err.eq(1), parts.err_cause.eq(cause)]
 
-    def _operand_reads(self, m, p: _Parts):
+    @staticmethod
+    def _check_late(m, parts: _Parts, cond, cause):
+        """A run-time check of a multi-cycle instruction's first cycle: its error stops the run in the
+        instruction's second cycle (``late_err``), uncounted."""
+        with m.If(cond):
+            m.d.comb += [parts.check_fail.eq(1), parts.check_cause.eq(cause)]
+
+    def _operand_reads(self, m, parts: _Parts):
         """Operand reads, decoded from the opcode alone (not from the checks, whose failure stops
         the run anyway; a read has no side effect): the field plus the loop offset on the memory's
         address bits only, so the word's path to the read ports is a narrow adder and a 2:1 mux."""
-        cfg, args, op, ports, reader = self.cfg, p.view.args, p.view.opcode, p.ports, p.reader
+        cfg, args, op, ports, reader = self.cfg, parts.view.args, parts.view.opcode, parts.ports, parts.reader
 
         def bits_for(depth):
             return max(1, (depth - 1).bit_length())
 
         def low_add(field, offset, depth):
-            w = bits_for(depth)
-            return (field[:w] + offset[:w])[:w]
+            width = bits_for(depth)
+            return (field[:width] + offset[:width])[:width]
 
         acc_field = Mux(op == Opcode.MVM, args.mvm.acc_addr, Mux(op == Opcode.REQ, args.req.acc_addr, args.range.start))
         acc_r, in_r, out_r, dl_r = ports["acc_r"], ports["in_r"], ports["out_r"], ports["delta_r"]
-        with m.If(p.first):
+        with m.If(parts.first):
             m.d.comb += [
-                acc_r.addr.eq(low_add(acc_field, p.offsets[1], cfg.acc_depth)),
+                acc_r.addr.eq(low_add(acc_field, parts.offsets[1], cfg.acc_depth)),
                 acc_r.en.eq((op == Opcode.MVM) | (op == Opcode.REQ) | (op == Opcode.RDACC)),
-                in_r.addr.eq(low_add(args.mvm.in_addr, p.offsets[0], cfg.in_depth)),
+                in_r.addr.eq(low_add(args.mvm.in_addr, parts.offsets[0], cfg.in_depth)),
                 in_r.en.eq(op == Opcode.MVM),
-                out_r.addr.eq(low_add(args.range.start, p.offsets[2], cfg.out_depth)),
+                out_r.addr.eq(low_add(args.range.start, parts.offsets[2], cfg.out_depth)),
                 out_r.en.eq(op == Opcode.RDOUT),
                 dl_r.addr.eq(args.vau.delta_addr[:bits_for(cfg.delta_depth)]),
                 dl_r.en.eq((op == Opcode.VAUR) | (op == Opcode.VAUC)),
@@ -353,128 +441,132 @@ class Tile(wiring.Component):
                          out_r.addr.eq(reader.read_addr[:bits_for(cfg.out_depth)]),
                          out_r.en.eq((op == Opcode.RDOUT) & reader.read_en)]
 
-    def _static_cause(self, m, w):
-        """The cause of the first failing check that depends on the word ``w`` alone (reserved
+    def _static_cause(self, m, word):
+        """The cause of the first failing check that depends on ``word`` alone (reserved
         bits, undefined opcode, and every check of CFG, WIN, CFGRQ, LDW, LDM, LDD, LDRQ, VAUR,
         VAUC, WSET, MSET, RDW, RDM), in each instruction's order; ``Cause.NONE`` if none fails.
         The remaining checks (loop offsets, window alignment, loop stack) are made at run time."""
         cfg = self.cfg
         rows, cols = cfg.rows, cfg.cols
-        view = data.View(INSTR, w[:INSTR.size])
+        view = data.View(INSTR, word[:INSTR.size])
         args = view.args
-        rng = args.range
-        cnt = rng.count_m1 + 1
+        item_range = args.range
+        count = item_range.count_m1 + 1
         cause = Signal(Cause, name="load_cause")
         static = {
             Opcode.CFG: [(args.cfg.wsigned & (args.cfg.wbits_m1 == 0), Cause.CONFIG)],
             Opcode.WIN: [((args.win.row_start + args.win.row_count_m1 + 1 > rows) |
                           (args.win.col_start + args.win.col_count_m1 + 1 > cols), Cause.WINDOW)],
-            Opcode.LDW: [(rng.start + cnt > cols, Cause.ADDR)],
-            Opcode.LDM: [(rng.start + cnt > cols, Cause.ADDR)],
-            Opcode.LDD: [(rng.start + cnt > cfg.delta_depth, Cause.ADDR)],
-            Opcode.LDRQ: [(rng.start + cnt > cols, Cause.ADDR)],
-            Opcode.RDW: [(rng.start + cnt > cols, Cause.ADDR)],
-            Opcode.RDM: [(rng.start + cnt > cols, Cause.ADDR)],
+            Opcode.LDW: [(item_range.start + count > cols, Cause.ADDR)],
+            Opcode.LDM: [(item_range.start + count > cols, Cause.ADDR)],
+            Opcode.LDD: [(item_range.start + count > cfg.delta_depth, Cause.ADDR)],
+            Opcode.LDRQ: [(item_range.start + count > cols, Cause.ADDR)],
+            Opcode.RDW: [(item_range.start + count > cols, Cause.ADDR)],
+            Opcode.RDM: [(item_range.start + count > cols, Cause.ADDR)],
             Opcode.VAUR: [(args.vau.delta_addr >= cfg.delta_depth, Cause.ADDR)],
             Opcode.VAUC: [(args.vau.delta_addr >= cfg.delta_depth, Cause.ADDR)],
         }
-        q = args.cfgrq
-        vlo, vhi = RQ_VALUE_RANGE
-        static[Opcode.CFGRQ] = [(~((vlo <= q.clamp_lo) & (q.clamp_lo <= q.clamp_hi) & (q.clamp_hi <= vhi) &
-                                   (vlo <= q.zero_point) & (q.zero_point <= vhi)), Cause.CONFIG)]
+        cfgrq = args.cfgrq
+        value_lo, value_hi = RQ_VALUE_RANGE
+        in_range = ((value_lo <= cfgrq.clamp_lo) & (cfgrq.clamp_lo <= cfgrq.clamp_hi) & (cfgrq.clamp_hi <= value_hi) &
+                    (value_lo <= cfgrq.zero_point) & (cfgrq.zero_point <= value_hi))
+        static[Opcode.CFGRQ] = [(~in_range, Cause.CONFIG)]
         for op, top in ((Opcode.WSET, cfg.max_level), (Opcode.MSET, 1)):
-            c = args.cell
-            static[op] = [((c.row >= rows) | (c.col >= cols), Cause.ADDR), (c.value > top, Cause.VALUE)]
+            cell = args.cell
+            static[op] = [((cell.row >= rows) | (cell.col >= cols), Cause.ADDR), (cell.value > top, Cause.VALUE)]
         m.d.comb += cause.eq(Cause.NONE)
         with m.Switch(view.opcode):
             for op in Opcode:
                 with m.Case(op):
-                    checks = [((w & ~Const(isa.USED_MASK[op], isa.WORD_BITS)).any(), Cause.RESERVED)]
+                    checks = [((word & ~Const(isa.USED_MASK[op], isa.WORD_BITS)).any(), Cause.RESERVED)]
                     checks += static.get(op, [])
                     # the first failing check in order wins: assign in reverse order
-                    for cond, cz in reversed(checks):
+                    for cond, failing in reversed(checks):
                         with m.If(cond):
-                            m.d.comb += cause.eq(cz)
+                            m.d.comb += cause.eq(failing)
             with m.Default():
                 m.d.comb += cause.eq(Cause.OPCODE)
         return cause
 
     # -- per-opcode control ------------------------------------------------------------------------
-    def _execute(self, m, op, p: _Parts):
+    def _execute(self, m, op, parts: _Parts):
         """Statements for one opcode inside the sequencer's Switch."""
-        args = p.view.args
+        args = parts.view.args
         if op in (Opcode.NOP, Opcode.SYNC):
-            m.d.comb += p.fin.eq(1)
+            m.d.comb += parts.fin.eq(1)
             if op is Opcode.SYNC:
                 # SYNC has no run-time checks: only PC_RANGE and the stored static cause (word_ok)
-                with m.If(p.word_ok):
-                    m.d.sync += p.tag.eq(args.sync.tag)
+                with m.If(parts.word_ok):
+                    m.d.sync += parts.tag.eq(args.sync.tag)
         elif op is Opcode.HALT:
-            m.d.comb += p.halt.eq(1)
+            m.d.comb += parts.halt.eq(1)
         elif op in (Opcode.CFG, Opcode.WIN):  # the layer registers' writes: see elaborate()
-            m.d.comb += p.fin.eq(1)
+            m.d.comb += parts.fin.eq(1)
         elif op is Opcode.CFGRQ:
-            m.d.comb += [p.requant.cfgrq_write.eq(1), p.fin.eq(1)]
+            m.d.comb += [parts.requant.cfgrq_write.eq(1), parts.fin.eq(1)]
         elif op is Opcode.LOOP:
-            self._loop(m, p)
+            self._loop(m, parts)
         elif op in (Opcode.LDW, Opcode.LDM, Opcode.LDIN, Opcode.LDD):
-            self._load(m, op, p)
+            self._load(m, op, parts)
         elif op is Opcode.LDRQ:
-            self._ldrq(m, p)
+            self._ldrq(m, parts)
         elif op is Opcode.MVM:
-            self._mvm(m, p)
+            self._mvm(m, parts)
         elif op is Opcode.REQ:
-            self._req(m, p)
+            self._req(m, parts)
         elif op in (Opcode.VAUR, Opcode.VAUC):
-            self._vau(m, op, p)
+            self._vau(m, op, parts)
         elif op in (Opcode.WSET, Opcode.MSET):
-            self._cell(m, op, p)
+            self._cell(m, op, parts)
         elif op in (Opcode.RDOUT, Opcode.RDACC, Opcode.RDW, Opcode.RDM):
-            self._read(m, op, p)
+            self._read(m, op, parts)
         else:  # pragma: no cover - every opcode has a branch (tests check the Switch covers Opcode)
             raise AssertionError(op)
 
-    def _loop(self, m, p: _Parts):
-        cfg, a, loops = self.cfg, p.view.args.loop, p.loops
-        self._error_if(m, p, loops.levels >= cfg.loop_depth, Cause.LOOP_DEPTH)
+    def _loop(self, m, parts: _Parts):
+        cfg, loop_args, loops = self.cfg, parts.view.args.loop, parts.loops
+        self._error_if(m, parts, loops.levels >= cfg.loop_depth, Cause.LOOP_DEPTH)
         with m.If(loops.levels < cfg.loop_depth):
             # the body's end > the enclosing end, as body_m1 > enclosing end - pc - 2 (from registers)
-            self._error_if(m, p, a.body_m1 > loops.loop_room, Cause.LOOP_NEST)
-        m.d.comb += [p.fin.eq(1), loops.push.eq(1), loops.push_start.eq(p.pc + 1),
-                     loops.push_end.eq(p.pc + 1 + a.body_m1 + 1), loops.push_count.eq(a.count_m1 + 1),
-                     loops.push_strides[0].eq(a.stride_in), loops.push_strides[1].eq(a.stride_acc),
-                     loops.push_strides[2].eq(a.stride_out)]
+            self._error_if(m, parts, loop_args.body_m1 > loops.loop_room, Cause.LOOP_NEST)
+        m.d.comb += [parts.fin.eq(1), loops.push.eq(1), loops.push_start.eq(parts.pc + 1),
+                     loops.push_end.eq(parts.pc + 1 + loop_args.body_m1 + 1),
+                     loops.push_count.eq(loop_args.count_m1 + 1), loops.push_strides[0].eq(loop_args.stride_in),
+                     loops.push_strides[1].eq(loop_args.stride_acc),
+                     loops.push_strides[2].eq(loop_args.stride_out)]
 
-    def _range_check(self, m, p: _Parts, space: int | None):
+    def _range_check(self, m, parts: _Parts, space: int | None):
         """The run-time range check of a load or read in a strided space (others are static)."""
-        item_range = p.view.args.range
+        item_range = parts.view.args.range
         if space is not None:
-            self._error_if(m, p, (item_range.start + item_range.count_m1 + 1) > p.room[space], Cause.ADDR)
+            beyond_room = (item_range.start + item_range.count_m1 + 1) > parts.room[space]
+            self._check_late(m, parts, beyond_room, Cause.ADDR)
 
-    def _load(self, m, op, p: _Parts):
+    def _load(self, m, op, parts: _Parts):
         """LDW/LDM/LDIN/LDD: cycle 0 checks and starts the load formatter; then count x words bus words
         from din, each item written when its last word arrives (and, for LDW, ``write_cycles`` after
         each column: the array's programming time)."""
-        cfg, item_range, xbar, ports, loader = self.cfg, p.view.args.range, p.xbar, p.ports, p.loader
+        cfg, item_range, xbar, ports, loader = self.cfg, parts.view.args.range, parts.xbar, parts.ports, parts.loader
         space = 0 if op is Opcode.LDIN else None  # the input space's loop offset applies (others: static checks)
         # progcost (issue 10): LDW waits write_cycles after each column's data while the array programs it
         # (write-and-verify); the wait counts as cycles (it is not a stall: the tile, not the host, is busy).
         wait = cfg.write_cycles if op is Opcode.LDW else 0
 
-        with m.If(p.first):
-            self._range_check(m, p, space)
-            base = item_range.start + (p.offsets[space] if space is not None else 0)
+        with m.If(parts.first):
+            self._range_check(m, parts, space)
+            base = item_range.start + (parts.offsets[space] if space is not None else 0)
             m.d.comb += [loader.start.eq(1), loader.base.eq(base), loader.count.eq(item_range.count_m1 + 1)]
-        with m.Elif(p.program_wait != 0 if wait else Const(0, 1)):
-            m.d.sync += p.program_wait.eq(p.program_wait - 1)
-            with m.If((p.program_wait == 1) & loader.empty):
-                m.d.comb += p.fin.eq(1)
-        with m.Else():
-            m.d.comb += [self.din.ready.eq(1), p.stall.eq(~self.din.valid), p.xfer.eq(self.din.valid),
+        with m.Elif(parts.program_wait != 0 if wait else Const(0, 1)):
+            m.d.sync += parts.program_wait.eq(parts.program_wait - 1)
+            with m.If((parts.program_wait == 1) & loader.empty):
+                m.d.comb += parts.fin.eq(1)
+        with m.Else(), self._unless_late_err(m, parts, space):
+            # (after a failed range check the run stops in this cycle and takes no word)
+            m.d.comb += [self.din.ready.eq(1), parts.stall.eq(~self.din.valid), parts.xfer.eq(self.din.valid),
                          loader.take.eq(self.din.valid)]
             if not wait:
-                with m.If(p.xfer & loader.last):
-                    m.d.comb += p.fin.eq(1)
+                with m.If(parts.xfer & loader.last):
+                    m.d.comb += parts.fin.eq(1)
             item = getattr(loader.items, op.name.lower())
             with m.If(loader.item_valid):
                 if op in (Opcode.LDW, Opcode.LDM):
@@ -487,129 +579,138 @@ class Tile(wiring.Component):
                     m.d.comb += [write_port.addr.eq(loader.item_addr), write_port.data.eq(item),
                                  write_port.en.eq(1)]
                 if wait:
-                    m.d.sync += p.program_wait.eq(wait)
+                    m.d.sync += parts.program_wait.eq(wait)
 
-    def _ldrq(self, m, p: _Parts):
+    @staticmethod
+    def _unless_late_err(m, parts: _Parts, space: int | None):
+        """The words of a load or read in a strided space move only if its range check passed (a
+        failed one stops the run in this cycle: ``late_err``); in other spaces the check is static."""
+        return m.If(~parts.late_err) if space is not None else nullcontext()
+
+    def _ldrq(self, m, parts: _Parts):
         """LDRQ: rq_per_word records per bus word into the requantisation bank."""
-        per, rng, rq = self.cfg.rq_per_word, p.view.args.range, p.requant
-        m.d.comb += [rq.ldrq_column.eq(rng.start), rq.ldrq_count.eq(rng.count_m1 + 1)]
-        with m.If(p.first):
-            m.d.comb += rq.ldrq_start.eq(1)
-            m.d.sync += p.left.eq(rng.count_m1 + 1)
+        per_word, item_range, requant = self.cfg.rq_per_word, parts.view.args.range, parts.requant
+        m.d.comb += [requant.ldrq_column.eq(item_range.start), requant.ldrq_count.eq(item_range.count_m1 + 1)]
+        with m.If(parts.first):
+            m.d.comb += requant.ldrq_start.eq(1)
+            m.d.sync += parts.left.eq(item_range.count_m1 + 1)
         with m.Else():
-            m.d.comb += [self.din.ready.eq(1), p.stall.eq(~self.din.valid), p.xfer.eq(self.din.valid),
-                         rq.ldrq_word.eq(self.din.valid)]
-            with m.If(p.xfer):
-                m.d.sync += p.left.eq(Mux(p.left > per, p.left - per, 0))
-                with m.If(p.left <= per):
-                    m.d.comb += p.fin.eq(1)
+            m.d.comb += [self.din.ready.eq(1), parts.stall.eq(~self.din.valid), parts.xfer.eq(self.din.valid),
+                         requant.ldrq_word.eq(self.din.valid)]
+            with m.If(parts.xfer):
+                m.d.sync += parts.left.eq(Mux(parts.left > per_word, parts.left - per_word, 0))
+                with m.If(parts.left <= per_word):
+                    m.d.comb += parts.fin.eq(1)
 
-    def _alignment_and_addresses(self, m, p: _Parts, checks):
+    def _alignment_and_addresses(self, m, parts: _Parts, checks):
         """WINDOW when the window is not a whole number of weight groups, then each ``(field,
         space, depth)`` of ``checks`` in order: ADDR when ``field + offset >= depth``."""
-        aligned = p.layer_regs.layer.aligned
-        self._error_if(m, p, ~aligned, Cause.WINDOW)
+        aligned = parts.layer_regs.layer.aligned
+        self._check_late(m, parts, ~aligned, Cause.WINDOW)
         with m.If(aligned):
             (f0, s0, _), (f1, s1, _) = checks
-            bad0 = f0 >= p.room[s0]
-            self._error_if(m, p, bad0, Cause.ADDR)
+            bad0 = f0 >= parts.room[s0]
+            self._check_late(m, parts, bad0, Cause.ADDR)
             with m.If(~bad0):
-                self._error_if(m, p, f1 >= p.room[s1], Cause.ADDR)
+                self._check_late(m, parts, f1 >= parts.room[s1], Cause.ADDR)
 
-    def _mvm(self, m, p: _Parts):
+    def _mvm(self, m, parts: _Parts):
         """MVM: checks, operand reads and round 0 in cycle 0; a round of n_adcs conversions every
         adc_cycles cycles; shift-and-add two cycles after a round issues; the accumulator vector is
         written in the last cycle."""
-        cfg, a, lanes = self.cfg, p.view.args.mvm, p.lanes
+        cfg, mvm_args, lanes = self.cfg, parts.view.args.mvm, parts.lanes
         m.d.comb += lanes.run.eq(1)
-        with m.If(p.first):
-            self._alignment_and_addresses(m, p, [(a.in_addr, 0, cfg.in_depth), (a.acc_addr, 1, cfg.acc_depth)])
-            m.d.sync += [p.addr_b.eq(a.acc_addr + p.offsets[1]), p.accumulate.eq(a.accumulate), p.drain.eq(0)]
+        with m.If(parts.first):
+            self._alignment_and_addresses(m, parts, [(mvm_args.in_addr, 0, cfg.in_depth),
+                                                     (mvm_args.acc_addr, 1, cfg.acc_depth)])
+            m.d.sync += [parts.addr_b.eq(mvm_args.acc_addr + parts.offsets[1]),
+                         parts.accumulate.eq(mvm_args.accumulate), parts.drain.eq(0)]
         # Operands arrive in cycle 1: results start from the old accumulator (lanes >= n_out keep it).
-        m.d.comb += [p.shift_add.load.eq(p.step == 1), p.shift_add.run.eq(p.step >= 2)]
+        m.d.comb += [parts.shift_add.load.eq(parts.step == 1), parts.shift_add.run.eq(parts.step >= 2)]
         with m.If(lanes.finished):
             # All conversions issued: the pipeline drains in MVM_LATENCY cycles, and WRITE_BEHIND more
             # into the next instruction, where the accumulator vector is written (acc_write).
-            m.d.sync += p.drain.eq(p.drain + 1)
-            with m.If(p.drain == isa.MVM_LATENCY):
-                m.d.comb += p.fin.eq(1)
-                m.d.sync += p.acc_write.eq(p.step >= 2)
+            m.d.sync += parts.drain.eq(parts.drain + 1)
+            with m.If(parts.drain == isa.MVM_LATENCY):
+                m.d.comb += parts.fin.eq(1)
+                m.d.sync += parts.acc_write.eq(parts.step >= 2)
 
-    def _req(self, m, p: _Parts):
+    def _req(self, m, parts: _Parts):
         """REQ: checks and the accumulator read in cycle 0, then a chunk of rq_lanes per cycle."""
-        cfg, a, rq = self.cfg, p.view.args.req, p.requant
-        with m.If(p.first):
-            self._alignment_and_addresses(m, p, [(a.acc_addr, 1, cfg.acc_depth), (a.out_addr, 2, cfg.out_depth)])
-            m.d.comb += rq.req_start.eq(1)
-            m.d.sync += [p.addr_b.eq(a.out_addr + p.offsets[2]), p.drain.eq(0)]
+        cfg, req_args, requant = self.cfg, parts.view.args.req, parts.requant
+        with m.If(parts.first):
+            self._alignment_and_addresses(m, parts, [(req_args.acc_addr, 1, cfg.acc_depth),
+                                                     (req_args.out_addr, 2, cfg.out_depth)])
+            m.d.comb += requant.req_start.eq(1)
+            m.d.sync += [parts.addr_b.eq(req_args.out_addr + parts.offsets[2]), parts.drain.eq(0)]
         with m.Else():
-            with m.If(rq.chunks_left):
-                m.d.comb += rq.req_advance.eq(1)
+            with m.If(requant.chunks_left):
+                m.d.comb += requant.req_advance.eq(~parts.late_err)
             with m.Else():
-                m.d.sync += p.drain.eq(p.drain + 1)
+                m.d.sync += parts.drain.eq(parts.drain + 1)
                 # the last chunk's output is written WRITE_BEHIND cycles later, in the next instruction
-                with m.If(p.drain == isa.REQ_LATENCY - 1):
-                    m.d.comb += p.fin.eq(1)
+                with m.If(parts.drain == isa.REQ_LATENCY - 1):
+                    m.d.comb += parts.fin.eq(1)
 
     @staticmethod
-    def _program_wait(m, p: _Parts, wait: int):
+    def _program_wait(m, parts: _Parts, wait: int):
         """The array's programming time after an instruction's work (``wait`` cycles, isa's formulas): load
         the wait (or finish now when it is 0); :meth:`_waiting` counts it down and finishes."""
         if wait:
-            m.d.sync += p.program_wait.eq(wait)
+            m.d.sync += parts.program_wait.eq(wait)
         else:
-            m.d.comb += p.fin.eq(1)
+            m.d.comb += parts.fin.eq(1)
 
     @staticmethod
-    def _waiting(m, p: _Parts):
-        m.d.sync += p.program_wait.eq(p.program_wait - 1)
-        with m.If(p.program_wait == 1):
-            m.d.comb += p.fin.eq(1)
+    def _waiting(m, parts: _Parts):
+        m.d.sync += parts.program_wait.eq(parts.program_wait - 1)
+        with m.If(parts.program_wait == 1):
+            m.d.comb += parts.fin.eq(1)
 
-    def _vau(self, m, op, p: _Parts):
+    def _vau(self, m, op, parts: _Parts):
         """VAUR/VAUC: the column sweep, its write-back latency, then the pulse phases (vau-timing, issue 12:
         ``VAUR_PHASES`` / ``VAUC_PHASES`` x ``pulse_cycles`` while the array applies the update)."""
-        vau = p.vau
+        vau = parts.vau
         phases = isa.VAUR_PHASES if op is Opcode.VAUR else isa.VAUC_PHASES
-        m.d.comb += [vau.start.eq(p.first), vau.run.eq(~p.first), vau.rows_mode.eq(op is Opcode.VAUR)]
-        with m.If(p.first):
-            m.d.sync += p.drain.eq(0)
-        with m.Elif(p.program_wait != 0):
-            self._waiting(m, p)
+        m.d.comb += [vau.start.eq(parts.first), vau.run.eq(~parts.first), vau.rows_mode.eq(op is Opcode.VAUR)]
+        with m.If(parts.first):
+            m.d.sync += parts.drain.eq(0)
+        with m.Elif(parts.program_wait != 0):
+            self._waiting(m, parts)
         with m.Elif(vau.sweeping):
-            m.d.comb += p.xbar.col[0].eq(vau.col)
+            m.d.comb += parts.xbar.col[0].eq(vau.col)
         with m.Else():
-            m.d.sync += p.drain.eq(p.drain + 1)
-            with m.If(p.drain == isa.VAU_LATENCY - 1):
-                self._program_wait(m, p, phases * self.cfg.pulse_cycles)
+            m.d.sync += parts.drain.eq(parts.drain + 1)
+            with m.If(parts.drain == isa.VAU_LATENCY - 1):
+                self._program_wait(m, parts, phases * self.cfg.pulse_cycles)
 
-    def _cell(self, m, op, p: _Parts):
+    def _cell(self, m, op, parts: _Parts):
         """WSET/MSET: read the column (cycle 0), build the new word (cycle 1), write (cycle 2); WSET then waits
         ``write_cycles`` for the cell's write-and-verify (vau-timing, issue 12)."""
-        with m.If(p.first):
-            m.d.comb += p.xbar.col[0].eq(p.view.args.cell.col)
-        with m.Elif(p.step == 1):
-            m.d.comb += (p.vau.cell_levels if op is Opcode.WSET else p.vau.cell_mask).eq(1)
-        with m.Elif(p.program_wait != 0):
-            self._waiting(m, p)
+        with m.If(parts.first):
+            m.d.comb += parts.xbar.col[0].eq(parts.view.args.cell.col)
+        with m.Elif(parts.step == 1):
+            m.d.comb += (parts.vau.cell_levels if op is Opcode.WSET else parts.vau.cell_mask).eq(1)
+        with m.Elif(parts.program_wait != 0):
+            self._waiting(m, parts)
         with m.Else():
-            self._program_wait(m, p, self.cfg.write_cycles if op is Opcode.WSET else 0)
+            self._program_wait(m, parts, self.cfg.write_cycles if op is Opcode.WSET else 0)
 
-    def _read(self, m, op, p: _Parts):
+    def _read(self, m, op, parts: _Parts):
         """RDOUT/RDACC/RDW/RDM: cycle 0 checks and starts the read formatter, which reads item 0; then
         count x words bus words out. RDOUT/RDACC's port address and enable come from
         :meth:`_operand_reads`; RDW/RDM read through lane 0's crossbar port, which always reads: the
         formatter holds the column between words."""
-        item_range, xbar, reader = p.view.args.range, p.xbar, p.reader
+        item_range, xbar, reader = parts.view.args.range, parts.xbar, parts.reader
         space = {Opcode.RDOUT: 2, Opcode.RDACC: 1}.get(op)  # the output / accumulator space's loop offset
         if op in (Opcode.RDW, Opcode.RDM):
             m.d.comb += xbar.col[0].eq(reader.read_addr)
-        with m.If(p.first):
-            self._range_check(m, p, space)
-            base = item_range.start + (p.offsets[space] if space is not None else 0)
+        with m.If(parts.first):
+            self._range_check(m, parts, space)
+            base = item_range.start + (parts.offsets[space] if space is not None else 0)
             m.d.comb += [reader.start.eq(1), reader.base.eq(base), reader.count.eq(item_range.count_m1 + 1)]
-        with m.Else():
-            m.d.comb += [self.dout.valid.eq(1), p.stall.eq(~self.dout.ready), p.xfer.eq(self.dout.ready),
+        with m.Else(), self._unless_late_err(m, parts, space):
+            m.d.comb += [self.dout.valid.eq(1), parts.stall.eq(~self.dout.ready), parts.xfer.eq(self.dout.ready),
                          reader.sent.eq(self.dout.ready), self.dout.payload.eq(reader.word)]
-            with m.If(p.xfer & reader.last):
-                m.d.comb += p.fin.eq(1)
+            with m.If(parts.xfer & reader.last):
+                m.d.comb += parts.fin.eq(1)

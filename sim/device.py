@@ -23,9 +23,12 @@ off state is conductance 0.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import math
+import operator
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -316,6 +319,7 @@ class DeviceArray:
                 cond[L, L] = 0
                 cond /= np.where(change > 0, change, 1)[:, None]
                 self._cond_cdf = np.cumsum(cond, axis=1)[:, :-1]  # P(new <= k | change), k < max_level
+                self._cond_cdf_list = self._cond_cdf.tolist()
         # Reading (fast model): conductance change of every cell, and read-noise variance per cell and level.
         self._gm1 = (gain - 1).astype(np.float32) if (gain != 1).any() else None
         self._rvar = self._lvl_pow = self._lvl_pow2 = None
@@ -328,6 +332,8 @@ class DeviceArray:
         self._bound_cache: dict = {}
         self._in_cache: dict = {}
         self._in_bytes = 0
+        self._in_frozen: OrderedDict = OrderedDict()  # see _block_inputs
+        self._in_frozen_bytes = 0
         self._prog_rng = np.random.default_rng([s, _PROG])
         # programming stream state: cells written so far, buffered candidate positions (absolute, increasing;
         # the first entry -1 is a sentinel) with their uniforms, the first unused one and its position
@@ -338,6 +344,8 @@ class DeviceArray:
         self._read_rng = np.random.default_rng([s, _READ])
         self._pool = (np.empty(0, dtype=np.float32), 0)
         self.writes = 0  # LDW blocks programmed so far
+        # id of a block program() returned -> (weak reference, [(row, col, level given, level stored)] it moved)
+        self._moved: dict = {}
         # (model, cfg) as a small integer for _WEIGHTS' keys (hashing the two records per window cost more than
         # the lookup); every array of the same model and configuration has the same cells' gains and variances
         self._token = _TOKENS.setdefault((model, cfg), len(_TOKENS))
@@ -354,30 +362,89 @@ class DeviceArray:
             hit = self._prog_candidates(lv.size)
             if hit is not None:
                 start, i, j = hit
+                nc = lv.shape[1]
                 if j - i <= 8:  # the usual case at published spreads: a few candidates, cheaper in Python
-                    flat, changes = lv.reshape(-1), []
+                    changes = []
                     for k in range(i, j):
                         p = self._cand_list[k] - start
-                        old = int(flat[p])
+                        r, c = divmod(p, nc)  # (row-major position; a view's reshape(-1) would copy the block)
+                        old = int(lv[r, c])
                         acc, pick = self._cand_ulist[k]
                         if acc * self._p_max < self._p_change_list[old]:
-                            changes.append((p, int((pick >= self._cond_cdf[old]).sum())))
+                            changes.append((r, c, old, int((pick >= self._cond_cdf[old]).sum())))
                     if changes:
                         lv, copied = lv.astype(np.int64), True
-                        for p, new in changes:
-                            lv.reshape(-1)[p] = new
+                        for r, c, _, new in changes:
+                            lv[r, c] = new
+                        moved = changes
                 else:
                     pos, u = self._cand_pos[i:j] - start, self._cand_u[i:j]
-                    old = lv.reshape(-1)[pos]
+                    rr, cc = np.divmod(pos, nc)
+                    old = lv[rr, cc]
                     keep = u[:, 0] * self._p_max < self._p_change[old]
                     lv, copied = lv.astype(np.int64), True
-                    pos, old = pos[keep], old[keep]
-                    lv.reshape(-1)[pos] = (u[keep, 1][:, None] >= self._cond_cdf[old]).sum(axis=1)
+                    rr, cc, old = rr[keep], cc[keep], old[keep]
+                    new = (u[keep, 1][:, None] >= self._cond_cdf[old]).sum(axis=1)
+                    lv[rr, cc] = new
+                    moved = list(zip(rr.tolist(), cc.tolist(), old.tolist(), new.tolist()))
         if not self._stuck_any:
+            if copied:  # (the cells programming moved, for mvm_many: cheaper than comparing the blocks)
+                if len(self._moved) > 4096:
+                    self._moved.clear()
+                self._moved[id(lv)] = (weakref.ref(lv), moved)
             return lv
         if not copied:
             lv = lv.astype(np.int64)
         return self.hold(lv, slice(None), slice(col_start, col_start + lv.shape[1]))
+
+    def program_many(self, loads: list) -> list:
+        """:meth:`program_levels` of each ``(block, col_start)`` of ``loads``, in order: the same programming stream
+        (its candidates do not depend on how the writes are split into blocks), one candidate search for all of
+        them, and a copy only of the blocks where a cell moves."""
+        if self._p_change is None or self._stuck_any or not loads:
+            return [self.program_levels(b, s) for b, s in loads]
+        blocks = [np.asarray(b) for b, _ in loads]
+        sizes = [b.size for b in blocks]
+        self.writes += len(blocks)
+        out = [b if b.dtype == np.uint8 else b.astype(np.uint8) for b in blocks]
+        hit = self._prog_candidates(sum(sizes))
+        if hit is None:
+            return out
+        start, i, j = hit
+        cdf = self._cond_cdf_list
+        pmax, pch = self._p_max, self._p_change_list
+        b, lo, hi = 0, 0, sizes[0]
+        moved: dict = {}  # block -> [(row, col, level given, level stored)]
+        for q, (acc, pick) in zip(self._cand_list[i:j], self._cand_ulist[i:j]):  # (positions increase)
+            q -= start
+            while q >= hi:
+                b += 1
+                lo, hi = hi, hi + sizes[b]
+            r, c = divmod(q - lo, blocks[b].shape[1])
+            old = int(blocks[b][r, c])
+            if acc * pmax < pch[old]:
+                # (pick >= cdf).sum() of program(): cdf is non-decreasing, so the entries <= pick
+                moved.setdefault(b, []).append((r, c, old, bisect.bisect_right(cdf[old], pick)))
+        for b, ch in moved.items():
+            new = out[b].copy() if out[b] is blocks[b] else out[b]
+            new[[r for r, _, _, _ in ch], [c for _, c, _, _ in ch]] = [v for _, _, _, v in ch]
+            out[b] = new
+            if len(self._moved) > 4096:
+                self._moved.clear()
+            self._moved[id(new)] = (weakref.ref(new), ch)
+        return out
+
+    def program_levels(self, block: np.ndarray, col_start: int) -> np.ndarray:
+        """:meth:`program` as uint8 levels (``block`` itself when nothing changed and it is uint8), keeping the record
+        of the cells it moved (see :meth:`mvm_many`)."""
+        lv = self.program(block, col_start)
+        if lv.dtype == np.uint8:
+            return lv
+        out = lv.astype(np.uint8)
+        rec = self._moved.pop(id(lv), None)
+        if rec is not None and rec[0]() is lv:
+            self._moved[id(out)] = (weakref.ref(out), rec[1])
+        return out
 
     def _prog_candidates(self, n: int) -> tuple | None:
         """``(start, i, j)``: the candidate cells among the next ``n`` cells written are entries ``i .. j-1`` of
@@ -396,10 +463,13 @@ class DeviceArray:
         while self._cand_pos[-1] < end:  # extend the candidate buffer past this block
             gaps = rng.geometric(self._p_max, size=_PROG_CHUNK)
             pos = int(self._cand_pos[-1]) + np.cumsum(gaps)
+            u = rng.random((_PROG_CHUNK, 2))
             self._cand_pos = np.concatenate([self._cand_pos[self._cand_at:], pos])
-            self._cand_u = np.concatenate([self._cand_u[self._cand_at:], rng.random((_PROG_CHUNK, 2))])
+            self._cand_u = np.concatenate([self._cand_u[self._cand_at:], u])
+            # (the lists: the unused rest and the new chunk, without converting the rest again)
+            self._cand_list = self._cand_list[self._cand_at:] + pos.tolist()
+            self._cand_ulist = self._cand_ulist[self._cand_at:] + u.tolist()
             self._cand_at = 0
-            self._cand_list, self._cand_ulist = self._cand_pos.tolist(), self._cand_u.tolist()
         i = j = self._cand_at
         if self._cand_list[min(i + 8, len(self._cand_list) - 1)] < end:
             j += int(np.searchsorted(self._cand_pos[i:], end))
@@ -536,33 +606,50 @@ class DeviceArray:
         pre: dict = {}  # mvm index -> (mean, sd or None, bound)
         inputs: dict = {}
         any_mask = bool(t.masks.any())
-        from .fastrun import _inputs, groups
+        from .fastrun import _grouping, _inputs, _known_frozen
 
         grouped: list = []  # (mvm indices, mean, sd or None, bound, n_out) per group of precomputed MVMs
-        for idx in (groups(p, blocks) if not self.model.exact else [[i] for i in range(len(mv))]):
+        for idx in (_grouping(p, blocks) if not self.model.exact else [[i] for i in range(len(mv))]):
             g = len(grouped)
             m0 = mv[idx[0]]
-            u8 = _inputs(t, blocks[m0.in_load], m0)
             r0, nr, _, nc = m0.window
             layer, geo = m0.layer, m0.geo
             for i in idx:
-                inputs[i] = u8
-            wins = [blocks[mv[i].ldw_load][r0:r0 + nr, mv[i].col_off:mv[i].col_off + nc] for i in idx]
+                inputs[i] = m0
             if self.model.exact:
                 continue
+
+            def windows(src, idx=idx, r0=r0, nr=nr, nc=nc):  # (made only when needed)
+                return [src[mv[i].ldw_load][r0:r0 + nr, mv[i].col_off:mv[i].col_off + nc] for i in idx]
+
             mlist = [t.masks[r0:r0 + nr, mv[i].window[2]:mv[i].window[2] + nc] for i in idx] if any_mask else None
             c0s = [mv[i].window[2] for i in idx]
+            given = blocks if written is None else written
+            keep = None
+            if not any_mask and all(_known_frozen(p, given, mv[i].ldw_load) for i in idx):
+                # frozen LDW blocks (their values cannot change): the weights are kept under the blocks themselves
+                keep = (p, idx, [given[mv[i].ldw_load] for i in idx])
             if written is None:
-                got = self._weights(wins, mlist, r0, c0s, layer, geo, cfg)
+                got = self._weights((lambda f=windows, b=blocks: f(b)) if keep is not None else windows(blocks), mlist,
+                                    r0, c0s, layer, geo, cfg, keep=keep, shape=(nr, nc))
             else:  # the levels LDW was given (views of the same arrays every image), and what programming changed
-                fed = [written[mv[i].ldw_load][r0:r0 + nr, mv[i].col_off:mv[i].col_off + nc] for i in idx]
+                fed = (lambda f=windows, w=written: f(w)) if keep is not None else windows(written)
                 moved = [j for j, i in enumerate(idx) if blocks[mv[i].ldw_load] is not written[mv[i].ldw_load]]
-                got = self._weights(fed, mlist, r0, c0s, layer, geo, cfg, wins, moved)
+                changes = {}
+                for j in moved:  # the cells program() moved, where it recorded them, in window coordinates
+                    b = blocks[mv[idx[j]].ldw_load]
+                    rec = self._moved.get(id(b))
+                    if rec is not None and rec[0]() is b:
+                        co = mv[idx[j]].col_off
+                        changes[j] = [(r - r0, c - co, o, v) for r, c, o, v in rec[1]
+                                      if r0 <= r < r0 + nr and co <= c < co + nc]
+                got = self._weights(fed, mlist, r0, c0s, layer, geo, cfg, windows(blocks) if moved else None, moved,
+                                    keep, changes, (nr, nc))
             if got is None:
                 continue  # (windows that may clip: _mvm_fast one by one, below)
             w, wv = got
             n = geo.n_out
-            x1, x2 = self._inputs(u8, layer, cfg)
+            x1, x2 = self._block_inputs(t, blocks[m0.in_load], m0)
             mean = np.dot(x1, w)
             bound = self._bounds(layer, nr, cfg)[0]
             sd = None
@@ -583,7 +670,9 @@ class DeviceArray:
             if hit is None:
                 r0, nr, c0, nc = m.window
                 win = blocks[m.ldw_load][r0:r0 + nr, m.col_off:m.col_off + nc]
-                y = self.mvm_acc((r0, c0), inputs[i], win, t.masks[r0:r0 + nr, c0:c0 + nc], m.layer, m.geo, cfg)
+                m0 = inputs[i]  # (the first MVM of its group: the same input vectors)
+                y = self.mvm_acc((r0, c0), _inputs(t, blocks[m0.in_load], m0), win, t.masks[r0:r0 + nr, c0:c0 + nc],
+                                 m.layer, m.geo, cfg)
                 out.append((y, None))  # (wrapped to the accumulator width: the chain wraps its sum again)
                 continue
             mean, sd, bound = hit
@@ -600,7 +689,8 @@ class DeviceArray:
         return out
 
     def _weights(self, wins: list, masks: list | None, r0: int, c0s: list, layer: Layer, geo: Geometry,
-                 cfg: TileConfig, stored: list | None = None, moved: tuple = ()) -> tuple | None:
+                 cfg: TileConfig, stored: list | None = None, moved: tuple = (), keep: tuple | None = None,
+                 changes: dict | None = None, shape: tuple | None = None) -> tuple | None:
         """The folded weights (ideal plus drift and IR drop) and the read-noise variance weights of windows of one
         shape at physical rows ``r0 ..`` and columns ``c0s``, side by side (``(rows, k * n_out)`` each, the second
         None without read noise), or None when a window may clip.
@@ -610,43 +700,87 @@ class DeviceArray:
         are remembered (:data:`_WEIGHTS`, under the model, the configuration, the windows' place in the array and in
         memory: a runtime gives the same level blocks for every image) with a copy of their levels and masks, and
         reused only while they are equal; the few cells programming moved are then corrected one by one (their
-        column sums checked against the ADC range as :func:`fastmvm._linear` does)."""
+        column sums checked against the ADC range as :func:`fastmvm._linear` does).
+
+        ``keep``: ``(plan, MVM indices, LDW blocks)`` when the windows lie in frozen blocks
+        (:func:`cimtile.sim.fastrun.freeze`, no masks): the weights are then kept under the plan, the windows and
+        the blocks themselves (held by the entry), and reused without comparing levels. ``changes``: per moved window,
+        the cells programming moved as ``(row, col, level given, level stored)`` in window coordinates, where
+        :meth:`program` recorded them (else the windows are compared).
+        With ``keep``, ``wins`` may be a function that makes them (called only when they are needed) and ``shape``
+        their ``(rows, cols)``."""
         from .fastrun import _equal, side_by_side
 
-        nr, nc = wins[0].shape
-        n, k = geo.n_out, len(wins)
-        key = ((self._token, r0, _TOKENS.setdefault((layer, geo), len(_TOKENS))),
-               tuple((c, w.__array_interface__["data"][0], w.strides) for c, w in zip(c0s, wins)))
-        side = side_by_side(wins)
-        msk = None if masks is None else side_by_side(masks)
-        e = _WEIGHTS.get(key)
-        if e is not None and _equal(side, e[0]) and (e[1] is None if msk is None else
-                                                     e[1] is not None and _equal(msk, e[1])):
+        if callable(wins) and keep is None:
+            wins = wins()
+        nr, nc = shape if callable(wins) else wins[0].shape
+        n, k = geo.n_out, (len(keep[1]) if callable(wins) else len(wins))
+        side = msk = None
+        if keep is not None:
+            key = ("frozen", self._token, id(keep[0]), keep[1], tuple(map(id, keep[2])))
+            e = _WEIGHTS.get(key)
+            hit = e is not None and e[0][0] is keep[0] and all(map(operator.is_, e[0][2], keep[2]))
+        else:
+            key = ((self._token, r0, _TOKENS.setdefault((layer, geo), len(_TOKENS))),
+                   tuple((c, w.__array_interface__["data"][0], w.strides) for c, w in zip(c0s, wins)))
+            side = side_by_side(wins)
+            msk = None if masks is None else side_by_side(masks)
+            e = _WEIGHTS.get(key)
+            hit = e is not None and not isinstance(e[0], tuple) and _equal(side, e[0]) and (
+                e[1] is None if msk is None else e[1] is not None and _equal(msk, e[1]))
+        if hit:
             _WEIGHTS.move_to_end(key)
         else:
+            if callable(wins):
+                wins = wins()
+            if side is None:
+                side = side_by_side(wins)
             got = self._fold(side, msk, k, r0, c0s, layer, geo, cfg)
             if got is None:
                 return None
-            e = (side.copy(), None if msk is None else msk.copy()) + got
+            # (frozen: the plan, windows and blocks instead of copies of the levels)
+            e = ((keep if keep is not None else side.copy()), None if msk is None else msk.copy()) + got
             old = _WEIGHTS.pop(key, None)
             if old is not None:
-                _WEIGHTS_BYTES[0] -= sum(a.nbytes for a in old if a is not None)
+                _WEIGHTS_BYTES[0] -= _entry_bytes(old)
             _WEIGHTS[key] = e
-            _WEIGHTS_BYTES[0] += sum(a.nbytes for a in e if a is not None)
+            _WEIGHTS_BYTES[0] += _entry_bytes(e)
             while len(_WEIGHTS) > 1 and _WEIGHTS_BYTES[0] > WEIGHTS_BYTES:
                 _, old = _WEIGHTS.popitem(last=False)
-                _WEIGHTS_BYTES[0] -= sum(a.nbytes for a in old if a is not None)
+                _WEIGHTS_BYTES[0] -= _entry_bytes(old)
         w, wv, sums = e[2:]
         if not moved:
             return w, wv
         if sums is None:  # (analog pairs: no per-cell correction; the stored windows from scratch)
-            got = self._fold(side_by_side(stored), msk, k, r0, c0s, layer, geo, cfg)
+            got = self._fold(side_by_side(stored), None if masks is None else side_by_side(masks), k, r0, c0s, layer,
+                             geo, cfg)
             return None if got is None else got[:2]
+        if callable(wins):
+            wins = wins()
         cap = fastmvm._linear_consts(layer, geo, cfg)[2]
         cw1, cw2 = self._col_weights(layer, cfg)
         P, grp = cfg.rows_per_conv, geo.group
         w = w.copy()
         wv = None if wv is None else wv.copy()
+        if masks is None and changes is not None and all(j in changes for j in moved):
+            # every moved cell from programming's record: all windows' corrections at once (windows touch disjoint
+            # columns of w and wv, and each window's cells keep their order: the same sums as window by window)
+            ch = [(j, r, c, o, v) for j in moved for r, c, o, v in changes[j]]
+            if not ch:
+                return w, wv
+            jj, rr, cc, l0, l1 = (np.array(v, dtype=np.int64) for v in zip(*ch))
+            d = l1 - l0
+            s = sums.astype(np.int64)
+            np.add.at(s, (rr // P, jj * nc + cc), d)
+            if s.reshape(s.shape[0], k, nc)[:, sorted(set(moved))].max() > cap:
+                return None  # (a stored window that may clip)
+            o = jj * n + cc // grp
+            cols = np.asarray(c0s, dtype=np.int64)[jj] + cc
+            np.add.at(w, (rr, o), (cw1[cc % grp] * d * self.gain[r0 + rr, cols]).astype(np.float32))
+            if wv is not None and self._lvl_pow is not None:
+                dv = cw2[cc % grp] * self._rvar[r0 + rr, cols] * (self._lvl_pow[l1] - self._lvl_pow[l0])
+                np.add.at(wv, (rr, o), dv.astype(np.float32))
+            return w, wv
         for j in moved:
             rr, cc = np.nonzero(stored[j] != wins[j])
             if masks is not None:
@@ -718,9 +852,10 @@ class DeviceArray:
             if sd is None:
                 y = mean.copy()
             else:
-                y = np.concatenate([z[starts[i]:starts[i + 1]].reshape(Mv, n) for i in idx], axis=1) \
-                    if len(idx) > 1 else z[starts[idx[0]]:starts[idx[0] + 1]].reshape(Mv, n) * 1
-                y *= sd  # (in place: y is a new array, never the stream's pool)
+                # (in place: sd is this run's own array; each MVM's normals times its columns' deviations)
+                y = sd
+                for j, i in enumerate(idx):
+                    y[:, j * n:(j + 1) * n] *= z[starts[i]:starts[i + 1]].reshape(Mv, n)
                 y += mean
             np.rint(y, out=y)
             if bound * (1 + 2 ** -20) + 1 < 1 << 31:
@@ -755,21 +890,49 @@ class DeviceArray:
             return np.take(self._lvl_pow2, levels.view("<u2"), axis=0).reshape(levels.shape)
         return np.take(self._lvl_pow, levels)
 
-    def _inputs(self, u8: np.ndarray, layer: Layer, cfg: TileConfig) -> tuple:
+    def _block_inputs(self, t, blk: np.ndarray, m) -> tuple:
+        """:meth:`_inputs` of MVM ``m``'s input vectors in feed block ``blk`` (:func:`cimtile.sim.fastrun._inputs`).
+        A frozen block (:func:`cimtile.sim.fastrun.freeze`: its values cannot change; a runtime with a device model
+        freezes its input blocks) is remembered by the block itself and the place of the vectors in it, which saves
+        copying and hashing the bytes; other blocks go by their bytes."""
+        from .fastrun import _inputs, frozen
+
+        layer = m.layer
+        if not frozen(blk):
+            return self._inputs(_inputs(t, blk, m), layer, self.cfg)
+        key = (id(blk), m.in_off, m.lanes, m.window[0], m.window[1], t.batch, layer.abits, layer.asigned)
+        hit = self._in_frozen.get(key)
+        if hit is not None and hit[0]() is blk:
+            self._in_frozen.move_to_end(key)
+            return hit[1]
+        got = self._inputs(_inputs(t, blk, m), layer, self.cfg, keep=False)
+        size = sum(x.nbytes for x in got if x is not None)
+        # (oldest first: entries of blocks that are gone, a previous image's, then any over the budget)
+        while self._in_frozen and (self._in_frozen_bytes + size > _IN_CACHE_BYTES
+                                   or next(iter(self._in_frozen.values()))[0]() is None):
+            _, old = self._in_frozen.popitem(last=False)
+            self._in_frozen_bytes -= sum(x.nbytes for x in old[1] if x is not None)
+        self._in_frozen[key] = (weakref.ref(blk), got)
+        self._in_frozen_bytes += size
+        return got
+
+    def _inputs(self, u8: np.ndarray, layer: Layer, cfg: TileConfig, keep: bool = True) -> tuple:
         """(input values, sum of the squared weighted input slices) of the vectors ``u8``, as float32.
 
         Remembered by the bytes themselves (a dict keyed by them: hashed once, compared with memcmp on a hit),
         up to ``_IN_CACHE_BYTES``: a layer's column and row tiles run as separate programs that load the same
         input blocks again (ResNet-18: 251 distinct blocks in 5,724 MVMs), far apart, so a short cache misses
         nearly always. A hit costs about a fifth of building the arrays."""
-        key = (u8.tobytes(), u8.shape, layer.abits, layer.asigned)
-        hit = self._in_cache.get(key)
+        key = (u8.tobytes(), u8.shape, layer.abits, layer.asigned) if keep else None
+        hit = self._in_cache.get(key) if keep else None
         if hit is not None:
             return hit
         x1 = fastmvm._values(u8, layer.abits, layer.asigned, np.float32)
         x2 = None
         if self._rvar is not None:  # (a plain take: input bytes are too varied for the pair table's cache)
             x2 = np.take(_byte_table(layer.abits, layer.asigned, cfg.dac_bits, 2), u8)
+        if not keep:
+            return x1, x2
         size = u8.size + sum(x.nbytes for x in (x1, x2) if x is not None)
         while self._in_cache and self._in_bytes + size > _IN_CACHE_BYTES:
             k, old = next(iter(self._in_cache.items()))
@@ -791,27 +954,32 @@ class DeviceArray:
         buf, at = self._pool
         if at + n > buf.size:
             rest = buf[at:]
-            more = self._box_muller(-(-(n - rest.size) // _READ_BLOCK))
-            buf, at = (np.concatenate([rest, more]) if rest.size else more), 0
+            blocks = -(-(n - rest.size) // _READ_BLOCK)
+            new = np.empty(rest.size + blocks * _READ_BLOCK, dtype=np.float32)
+            new[:rest.size] = rest
+            self._box_muller(blocks, new[rest.size:])  # (made in place: no copy of the new blocks)
+            buf, at = new, 0
         self._pool = (buf, at + n)
         return buf[at:at + n].reshape(shape)
 
-    def _box_muller(self, blocks: int) -> np.ndarray:
-        """``blocks`` blocks of the read stream's normals (see :meth:`_normals`), flat."""
+    def _box_muller(self, blocks: int, out: np.ndarray | None = None) -> np.ndarray:
+        """``blocks`` blocks of the read stream's normals (see :meth:`_normals`), flat; made in ``out`` (float32,
+        ``blocks * _READ_BLOCK``) when given. The uniforms are drawn into the result and transformed in place (the
+        same float32 operations on the same values as a separate array would take)."""
         h = _READ_BLOCK // 2
-        u = self._read_rng.random((blocks, _READ_BLOCK), dtype=np.float32)
+        u = np.empty((blocks, _READ_BLOCK), dtype=np.float32) if out is None else out.reshape(blocks, _READ_BLOCK)
+        self._read_rng.random(dtype=np.float32, out=u)
         r, th = u[:, :h], u[:, h:]
         np.subtract(np.float32(1), r, out=r)
         np.log(r, out=r)
         r *= np.float32(-2)
         np.sqrt(r, out=r)
         th *= np.float32(2 * math.pi)
-        z = np.empty_like(u)
-        np.cos(th, out=z[:, :h])
-        np.sin(th, out=z[:, h:])
-        z[:, :h] *= r
-        z[:, h:] *= r
-        return z.reshape(-1)
+        c = np.cos(th)
+        np.sin(th, out=th)
+        th *= r  # second half: r * sin
+        r *= c  # first half: r * cos
+        return u.reshape(-1)
 
     def _mvm_exact(self, origin, raw, levels, masks, layer, geo, cfg) -> np.ndarray:
         """Per-conversion model (the definition, mirroring :func:`cimtile.sim.kernels.mvm_sliced`): each
@@ -849,6 +1017,12 @@ _tables: dict = {}
 #: recently used first, and the bytes they hold (at most WEIGHTS_BYTES).
 _WEIGHTS: OrderedDict = OrderedDict()
 _WEIGHTS_BYTES = [0]
+
+
+def _entry_bytes(e: tuple) -> int:
+    """Bytes a _WEIGHTS entry holds: its arrays, or for frozen windows (a tuple first) the blocks it holds."""
+    held = sum(b.nbytes for b in e[0][2]) if isinstance(e[0], tuple) else e[0].nbytes
+    return held + sum(a.nbytes for a in e[1:] if a is not None)
 WEIGHTS_BYTES = 256 << 20
 _TOKENS: dict = {}
 

@@ -29,6 +29,8 @@ does, and MVMs take :meth:`DeviceArray.mvm_many`.
 
 from __future__ import annotations
 
+import operator
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -42,7 +44,7 @@ from . import fastmvm, kernels
 if TYPE_CHECKING:  # pragma: no cover
     from .tile import Tile
 
-__all__ = ["FAST_OPS", "Plan", "cached_plan", "groups", "plan", "run"]
+__all__ = ["FAST_OPS", "Plan", "cached_plan", "freeze", "frozen", "groups", "plan", "run"]
 
 #: Opcodes an eligible program may contain.
 FAST_OPS = frozenset({Opcode.NOP, Opcode.HALT, Opcode.SYNC, Opcode.CFG, Opcode.WIN, Opcode.CFGRQ, Opcode.LOOP,
@@ -52,6 +54,26 @@ _BODY_OPS = frozenset({Opcode.NOP, Opcode.MVM, Opcode.REQ})
 
 class _Ineligible(Exception):
     pass
+
+
+def freeze(a) -> np.ndarray:
+    """A read-only copy of ``a`` whose values cannot change: its memory is a ``bytes`` object, and NumPy refuses to
+    make an array over one writeable (nor any view of it). The fast path trusts such arrays (:func:`frozen`) to hold
+    the values it saw before: a runtime that loads the same frozen blocks every run saves their checks and the
+    comparison of the cells with the kept analysis."""
+    a = np.asarray(a)
+    return np.frombuffer(np.ascontiguousarray(a).tobytes(), dtype=a.dtype).reshape(a.shape)
+
+
+def frozen(a) -> bool:
+    """True when ``a``'s values cannot change: ``a`` and every array it is a view of are read-only and its memory is
+    a ``bytes`` object (as :func:`freeze` makes; a read-only array over other memory could still change)."""
+    b = a
+    while isinstance(b, np.ndarray):
+        if b.flags.writeable:
+            return False
+        b = b.base
+    return type(b) is bytes
 
 
 @dataclass(frozen=True)
@@ -85,6 +107,14 @@ class Plan:
     covered: frozenset = frozenset()  # LDW loads some MVM window covers whole (rows and columns)
     chains: list = field(default_factory=list)  # [mvm indices]: consecutive MVMs into the same accumulators
     chain_of: list = field(default_factory=list)  # per MVM, its chain
+    ldw_used: list = field(default_factory=list)  # the LDW loads some MVM reads, in order
+    in_used: list = field(default_factory=list)  # the LDIN loads some MVM reads, in order
+    memo: dict = field(default_factory=dict)  # groupings by the pattern of identical input blocks (see _grouping)
+    #: per load, weak references to the frozen LDW or LDRQ blocks runs of this plan took there after every check
+    #: (see _blocks), by id (programs of the same words run on several layers' blocks)
+    checked: list = field(default_factory=list)
+    static: list = field(default_factory=list)  # the loads other than LDIN
+    ldins: list = field(default_factory=list)  # the LDIN loads
 
 
 class _Tracer(Walker):
@@ -196,7 +226,10 @@ def plan(t: Tile) -> Plan | None:
     covered = frozenset(m.ldw_load for m in tr.mvms if m.window[0] == 0 and m.window[1] == t.cfg.rows
                         and m.col_off == 0 and m.window[3] == tr.loads[m.ldw_load][2])
     return Plan(tr.cycles, tr.instrs, (shadow.layer, shadow.window, shadow.rq, shadow.sync_tag), tr.loads,
-                tr.mvms, steps, shapes, final, covered, chains, chain_of)
+                tr.mvms, steps, shapes, final, covered, chains, chain_of,
+                sorted({m.ldw_load for m in tr.mvms}), sorted({m.in_load for m in tr.mvms}), {},
+                [{} for _ in tr.loads], [k for k, x in enumerate(tr.loads) if x[0] is not Opcode.LDIN],
+                [k for k, x in enumerate(tr.loads) if x[0] is Opcode.LDIN])
 
 
 _PLANS: dict = {}  # (cfg, words, layer, window, rq, sync_tag) -> Plan or None
@@ -206,7 +239,9 @@ def cached_plan(t: Tile) -> Plan | None:
     """:func:`plan`, remembered under everything it depends on: the configuration, the program words and the
     starting layer, window, requantisation setting and sync tag (a runtime makes new Tiles for every network run,
     so the cache is shared by all Tiles). Plans are only read; the cache is cleared when it grows past 4,096."""
-    key = (t.cfg, tuple(d.word for d in t.program), t.layer, t.window, t.rq, t.sync_tag)
+    prog, words = t._loaded
+    key = (t.cfg, words if prog is t.program and len(words) == len(prog) else tuple(d.word for d in t.program),
+           t.layer, t.window, t.rq, t.sync_tag)
     p = _PLANS.get(key, False)
     if p is False:
         if len(_PLANS) > 4096:
@@ -227,9 +262,22 @@ def _blocks(t: Tile, p: Plan, feed, defer: bool) -> tuple[list, set] | None:
     if feed.remaining() < len(p.loads):
         return None
     raw = feed._blocks[feed._pos:feed._pos + len(p.loads)]
-    out = []
+    checked = p.checked
+    if all(_seen(checked[k], raw[k]) for k in p.static):
+        # (the usual case: every LDW and LDRQ block is a frozen block a run checked before, see below)
+        todo = p.ldins
+        out = list(raw)
+    else:
+        todo = range(len(p.loads))
+        out = [None] * len(p.loads)
     unchecked = set()
-    for k, ((op, _, n), b) in enumerate(zip(p.loads, raw)):
+    for k in todo:
+        (op, _, n), b = p.loads[k], raw[k]
+        if op is not Opcode.LDIN and _seen(checked[k], b):
+            # a frozen block (its values cannot change) that passed every check at this load before (the weak
+            # reference is dead once the block is gone, so another object cannot take its place)
+            out[k] = b
+            continue
         b = np.asarray(b)
         if op is Opcode.LDW:
             if defer and k in p.covered and b.dtype == np.uint8 and b.shape == (c.rows, n):
@@ -247,22 +295,75 @@ def _blocks(t: Tile, p: Plan, feed, defer: bool) -> tuple[list, set] | None:
         else:
             err = block_error(b, ((n, 3),), RQ_WHAT, *field_range(RQ_RECORD, "bias"))
             if err is None:
-                b = b.astype(np.int64)
+                b = b.astype(np.int64, copy=False)  # (only read)
                 err = rq_error(b)
         if err is not None:
             return None
-        out.append(b)
+        out[k] = b
     return out, unchecked
+
+
+def _mark_checked(p: Plan, blocks: list) -> None:
+    """After a run's checks all passed (those :func:`_blocks` deferred included): remember its frozen LDW and LDRQ
+    blocks, whose checks later runs then skip."""
+    for k in p.static:
+        b, refs = blocks[k], p.checked[k]
+        if not _seen(refs, b) and frozen(b):
+            if len(refs) >= 64:
+                refs.clear()
+            refs[id(b)] = weakref.ref(b)
+
+
+def _seen(refs: dict, b) -> bool:
+    """``b`` is a frozen block of ``refs`` (weak references by id: a dead one cannot stand for another object)."""
+    r = refs.get(id(b))
+    return r is not None and r() is b
+
+
+#: REQ's float64 parameters per frozen LDRQ block: (id, lanes, CFGRQ setting) -> (weak reference, parameters).
+_RQ: dict = {}
+
+
+def _rq_params(b: np.ndarray, n: int, rq: tuple) -> tuple | None:
+    """:func:`kernels.rq_params` of the first ``n`` records of frozen LDRQ block ``b`` (int64, checked) under CFGRQ
+    setting ``rq``, for int32 accumulators; remembered (the block's values cannot change)."""
+    key = (id(b), n, rq)
+    hit = _RQ.get(key)
+    if hit is not None and hit[0]() is b:
+        return hit[1]
+    P = kernels.rq_params(b[:n, 0], b[:n, 1], b[:n, 2], *rq, 1 << 31)
+    if len(_RQ) > 4096:
+        _RQ.clear()
+    _RQ[key] = (weakref.ref(b), P)
+    return P
+
+
+def _known_frozen(p: Plan, blocks: list, k: int) -> bool:
+    return _seen(p.checked[k], blocks[k]) or frozen(blocks[k])
 
 
 def groups(p: Plan, blocks: list) -> list:
     """The MVMs of a run in groups over the same input vectors and rows, layer and window shape (lists of MVM
     indices in program order). The same input block object (a runtime loads one block for every column tile of a
     layer) is the same input: feed blocks are never written."""
-    g: dict = {}
-    for i, (m, shape) in enumerate(zip(p.mvms, p.shapes)):
-        g.setdefault((id(blocks[m.in_load]), shape), []).append(i)
-    return list(g.values())
+    return [list(g) for g in _grouping(p, blocks)]
+
+
+def _grouping(p: Plan, blocks: list) -> tuple:
+    """:func:`groups` as a tuple of tuples, remembered per plan for each pattern of identical input blocks (which
+    of the plan's LDIN loads hold the same object): nothing else of the run decides it."""
+    first: dict = {}
+    sig = tuple(first.setdefault(id(blocks[k]), i) for i, k in enumerate(p.in_used))
+    g = p.memo.get(sig)
+    if g is None:
+        at = {k: i for i, k in enumerate(p.in_used)}
+        d: dict = {}
+        for i, (m, shape) in enumerate(zip(p.mvms, p.shapes)):
+            d.setdefault((sig[at[m.in_load]], shape), []).append(i)
+        if len(p.memo) > 64:
+            p.memo.clear()
+        g = p.memo[sig] = tuple(map(tuple, d.values()))
+    return g
 
 
 def side_by_side(wins: list) -> np.ndarray:
@@ -337,7 +438,20 @@ def _analysis(t: Tile, p: Plan, blocks: list, grp: list, unchecked: set) -> _Ana
     (None when an LDW block of ``unchecked`` holds a value that is not a cell level)."""
     cfg = t.cfg
     any_mask = bool(t.masks.any())
-    grouping = tuple(map(tuple, grp))
+    grouping = grp
+    fkey = None
+    if not any_mask:
+        # Frozen LDW blocks (their values cannot change, see freeze) that are the very objects of a kept analysis
+        # are its cells: it is reused without looking at them. The entry holds the blocks, so their ids stay theirs.
+        ldw = [blocks[k] for k in p.ldw_used]
+        key = ("frozen", id(p), grouping, tuple(map(id, ldw)))
+        kept = _ANALYSES.get(key)
+        if kept is not None and kept[0] is p and all(map(operator.is_, kept[2], ldw)):
+            # (the entry's blocks were frozen when it was made, and stay so: NumPy cannot make them writeable)
+            _ANALYSES.move_to_end(key)
+            return kept[1]
+        if all(_known_frozen(p, blocks, k) for k in p.ldw_used):
+            fkey = key
     sides, masks = [], [] if any_mask else None
     for idx in grp:
         m0 = p.mvms[idx[0]]
@@ -351,7 +465,7 @@ def _analysis(t: Tile, p: Plan, blocks: list, grp: list, unchecked: set) -> _Ana
     # only when equal, so a changed array, or another at the same address, is analysed anew.
     where = (id(p), grouping, tuple((x.__array_interface__["data"][0], x.strides) for x in sides))
     kept = _ANALYSES.get(where)
-    if kept is not None and kept[0] is p:
+    if kept is not None and kept[0] is p and fkey is None:
         a = kept[1]
         if a.grouping == grouping and (a.masks is None) == (masks is None) \
                 and all(_equal(x, y) for x, y in zip(sides, a.sides)) \
@@ -411,12 +525,16 @@ def _analysis(t: Tile, p: Plan, blocks: list, grp: list, unchecked: set) -> _Ana
                 (W.sum(axis=0, dtype=np.float32) * 128).astype(np.int32)
             W = W.astype(np.int8)
         parts.append(_Part(key, [g for g, *_ in part], col, W, off, max(bounds[c] for c in col)))
-    a = _Analysis(grouping, [x.copy() for x in sides],
+    # (frozen cells are kept as they are: they cannot change)
+    a = _Analysis(grouping, sides if fkey is not None else [x.copy() for x in sides],
                   None if masks is None else [x.copy() for x in masks], clip, parts, bounds)
-    a.nbytes = sum(x.nbytes for x in a.sides) + sum(q.W.nbytes for q in parts) + (
+    # (frozen: the blocks it holds instead of copies)
+    a.nbytes = sum(x.nbytes for x in (ldw if fkey is not None else a.sides)) + sum(q.W.nbytes for q in parts) + (
         0 if masks is None else sum(x.nbytes for x in a.masks))
+    if fkey is not None:
+        where = fkey
     _ANALYSES.pop(where, None)
-    _ANALYSES[where] = (p, a)
+    _ANALYSES[where] = (p, a, None if fkey is None else ldw)
     while len(_ANALYSES) > 1 and sum(e[1].nbytes for e in _ANALYSES.values()) > ANALYSIS_BYTES:
         _ANALYSES.popitem(last=False)
     return a
@@ -434,7 +552,7 @@ def _totals(t: Tile, p: Plan, blocks: list, unchecked: set) -> list | None:
     added to their chain. The analysis (clipping checks and weights) depends only on the cells: it is kept and
     reused while they are equal (:func:`_analysis`)."""
     cfg = t.cfg
-    grp = groups(p, blocks)
+    grp = _grouping(p, blocks)
     a = _analysis(t, p, blocks, grp, unchecked)
     if a is None:
         return None
@@ -476,7 +594,7 @@ def _totals(t: Tile, p: Plan, blocks: list, unchecked: set) -> list | None:
 
 def _check_covered(t: Tile, p: Plan, blocks: list, unchecked: set) -> bool:
     """The level check of the LDW blocks ``_blocks`` left unchecked, one pass per group of windows side by side."""
-    for idx in groups(p, blocks):
+    for idx in _grouping(p, blocks):
         if any(p.mvms[i].ldw_load in unchecked for i in idx):
             m0 = p.mvms[idx[0]]
             r0, nr, _, nc = m0.window
@@ -523,14 +641,20 @@ def run(t: Tile, p: Plan, feed) -> bool:
             return False
     feed._pos += len(p.loads)
     written = list(blocks)
-    for k, (op, s, _) in enumerate(p.loads):
-        if op is Opcode.LDW:
-            b = blocks[k] if dev is None else dev.program(blocks[k], s)  # device hook: in load order
+    _mark_checked(p, written)
+    ldws = [k for k, (op, _, _) in enumerate(p.loads) if op is Opcode.LDW]
+    if dev is None:
+        for k in ldws:
+            b = blocks[k]
             blocks[k] = b if b.dtype == np.uint8 else b.astype(np.uint8)
+    else:  # device hook: programmed in load order, as the cells' uint8 levels (with a record of the cells it moved)
+        for k, b in zip(ldws, dev.program_many([(blocks[k], p.loads[k][1]) for k in ldws])):
+            blocks[k] = b
     if dev is not None:
         totals = _totals(t, p, blocks, set()) if t._analog is None else \
             _chain_sums(p, t._analog.mvm_many(t, p, blocks, written))
     half = 1 << (c.acc_bits - 1)
+    cur = None  # the last LDRQ's (first lane, lanes, block)
     for st in p.steps:
         kind = st[0]
         if kind == "chain":
@@ -542,12 +666,25 @@ def run(t: Tile, p: Plan, feed) -> bool:
             _store_acc(t, slice(m.acc, m.acc + m.lanes), n, y.reshape(t.batch, m.lanes, n), m.accumulate)
         elif kind == "req":
             _, aa, oa, lanes, n, rq = st
-            q = kernels.requantise(t.acc[:, aa:aa + lanes, :n], t.rq_bias[:n], t.rq_mult[:n], t.rq_shift[:n], *rq)
-            t.out[:, oa:oa + lanes, :n] = (q & 0xFF).astype(np.uint8)
+            acc = t.acc[:, aa:aa + lanes, :n]
+            P = None
+            if acc.dtype == np.int32:  # (|acc| <= 2**31: see kernels.requantise)
+                if cur is not None and cur[0] == 0 and cur[1] >= n and frozen(cur[2]):
+                    P = _rq_params(cur[2], n, rq)  # (lanes 0..n-1 hold the last LDRQ's records)
+                else:
+                    P = kernels.rq_params(t.rq_bias[:n], t.rq_mult[:n], t.rq_shift[:n], *rq, 1 << 31)
+            if P is None:
+                q = kernels.requantise(acc, t.rq_bias[:n], t.rq_mult[:n], t.rq_shift[:n], *rq)
+                t.out[:, oa:oa + lanes, :n] = (q & 0xFF).astype(np.uint8)
+            else:
+                q = kernels.requantise_float(acc, P)
+                q += rq[0]  # (exact: the zero point; every value lies in -128..255, an int16, whose low byte is stored)
+                np.copyto(t.out[:, oa:oa + lanes, :n], q.astype(np.int16), casting="unsafe")
         elif kind == "rq":
             _, s, n = p.loads[st[1]]
             b = blocks[st[1]]
             t.rq_bias[s:s + n], t.rq_mult[s:s + n], t.rq_shift[s:s + n] = b[:, 0], b[:, 1], b[:, 2]
+            cur = (s, n, b)
         else:
             _, op, s, n = st
             t._outputs.append(t.out[:, s:s + n, :].copy() if op is Opcode.RDOUT

@@ -15,7 +15,8 @@ from cimtile.hw.encoding import adc_range, conversion_weights, paired
 from cimtile.hw.isa import Geometry
 from cimtile.hw.params import TileConfig
 
-__all__ = ["F32_EXACT", "F64_EXACT", "Layer", "input_slices", "input_values", "mvm_sliced", "requantise", "wrap"]
+__all__ = ["F32_EXACT", "F64_EXACT", "Layer", "input_slices", "input_values", "mvm_sliced", "requantise",
+           "requantise_float", "rq_params", "wrap"]
 
 #: Integers below these are exact in float32 and float64.
 F32_EXACT = 1 << 24
@@ -115,22 +116,57 @@ def wrap(v: np.ndarray, bits: int) -> np.ndarray:
 def requantise(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, zero_point: int,
                clamp_lo: int, clamp_hi: int, relu: bool) -> np.ndarray:
     """Requantise accumulators (any leading shape, lanes last) to output values (int64, not yet bytes)."""
-    acc, bias, mult, shift = (np.asarray(v, dtype=np.int64) for v in (acc, bias, mult, shift))
+    acc = np.asarray(acc)
+    if acc.dtype.kind not in "iu" or acc.dtype.itemsize > 4:
+        acc = acc.astype(np.int64, copy=False)
+    if acc.size:
+        # Accumulators of 32 bits or fewer (a Tile's int32 storage) are bounded by their type, which saves two passes
+        # over them and their conversion to int64.
+        if acc.dtype.itemsize <= 4:
+            info = np.iinfo(acc.dtype)
+            top = max(-int(info.min), int(info.max))
+        else:
+            top = max(-int(acc.min()), int(acc.max()))
+        P = rq_params(bias, mult, shift, zero_point, clamp_lo, clamp_hi, relu, top)
+        if P is not None:
+            return requantise_float(acc, P).astype(np.int64) + zero_point
+    bias, mult, shift = (np.asarray(v, dtype=np.int64) for v in (bias, mult, shift))
     lo = max(clamp_lo, zero_point) if relu else clamp_lo
     rnd = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
-    if acc.size and shift.size:
-        # Float64 when every intermediate is an integer below 2**53 (always, for accumulators of up to
-        # 36 bits): int64 multiplies and per-lane shifts have no SIMD form here, float64 ones do.
-        top = max(-int(acc.min()), int(acc.max()))
-        bound = (top + int(np.abs(bias).max())) * int(np.abs(mult).max()) + int(rnd.max())
-        if bound < F64_EXACT:
-            # ((acc + bias) * mult + rnd) >> shift == floor((acc * mult + (bias * mult + rnd)) * 2**-shift)
-            p = np.multiply(acc, mult.astype(np.float64), dtype=np.float64)
-            p += (bias * mult + rnd).astype(np.float64)
-            p *= np.ldexp(1.0, -shift)
-            np.floor(p, out=p)
-            np.clip(p, lo - zero_point, clamp_hi - zero_point, out=p)
-            return p.astype(np.int64) + zero_point
+    acc = acc.astype(np.int64, copy=False)
     p = (acc + bias) * mult
     r = (p + rnd) >> shift
     return np.clip(r + zero_point, lo, clamp_hi)
+
+
+def rq_params(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, zero_point: int, clamp_lo: int, clamp_hi: int,
+              relu: bool, top: int) -> tuple | None:
+    """The float64 form of :func:`requantise` for accumulators of magnitude at most ``top`` (see
+    :func:`requantise_float`), or None when an intermediate could reach ``2**53`` (then only the int64 formula is
+    exact).
+
+    Float64 when every intermediate is an integer below 2**53 (always, for accumulators of up to 36 bits): int64
+    multiplies and per-lane shifts have no SIMD form here, float64 ones do."""
+    bias, mult, shift = (np.asarray(v, dtype=np.int64) for v in (bias, mult, shift))
+    if not shift.size:
+        return None
+    lo = max(clamp_lo, zero_point) if relu else clamp_lo
+    rnd = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
+    bound = (top + int(np.abs(bias).max())) * int(np.abs(mult).max()) + int(rnd.max())
+    if bound >= F64_EXACT:
+        return None
+    return (mult.astype(np.float64), (bias * mult + rnd).astype(np.float64), np.ldexp(1.0, -shift),
+            float(lo - zero_point), float(clamp_hi - zero_point))
+
+
+def requantise_float(acc: np.ndarray, P: tuple) -> np.ndarray:
+    """``requantise(...) - zero_point`` as float64 (exact integers), with ``P`` from :func:`rq_params`:
+    ``((acc + bias) * mult + rnd) >> shift == floor((acc * mult + (bias * mult + rnd)) * 2**-shift)``, every
+    intermediate an integer below 2**53, scaling by a power of two and ``floor`` exact."""
+    mult_f, add_f, scale, lo, hi = P
+    p = np.multiply(acc, mult_f, dtype=np.float64)
+    p += add_f
+    p *= scale
+    np.floor(p, out=p)
+    np.clip(p, lo, hi, out=p)
+    return p

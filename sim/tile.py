@@ -22,6 +22,9 @@ from .vectorise import Vectoriser
 __all__ = ["Feed", "FeedError", "ProgramError", "RunResult", "Tile", "TileError", "HANDLERS", "check_program"]
 
 
+#: Checked and decoded programs of plain ints: (prog_depth, words) -> decoded words (see Tile.load).
+_LOADED: dict = {}
+
 #: Run eligible programs through the program-level fast path (:mod:`cimtile.sim.fastrun`); tests and benches
 #: switch it off to compare with the instruction path.
 FAST = True
@@ -179,6 +182,7 @@ class Tile(Walker):
         self._lanes = 1  # iterations one step stands for (a vectorised loop's lanes)
         self._ns = isa.cfg_namespace(cfg)
         self.program: list[Decoded] = []
+        self._loaded = (None, ())
         self._vec = Vectoriser(self)
         self._costs: dict = {}  # (word, geometry) -> cycles (see _cost)
         self.reset()
@@ -230,7 +234,20 @@ class Tile(Walker):
 
     def load(self, program: Sequence[int]) -> None:
         """Write a program into program memory (as the instruction stream does)."""
-        self.program = decode_program(check_program(self.cfg, program))
+        words = tuple(program) if isinstance(program, (list, tuple)) else None
+        # A program of plain ints was checked and decoded before if it is in _LOADED (the check depends only on the
+        # words and prog_depth; bools and other types, which the check treats differently, are never looked up).
+        key = (self.cfg.prog_depth, words) if words is not None and set(map(type, words)) <= {int} else None
+        d = _LOADED.get(key) if key is not None else None
+        if d is None:
+            d = tuple(decode_program(check_program(self.cfg, program)))
+            if key is not None:
+                if len(_LOADED) > 4096:
+                    _LOADED.clear()
+                _LOADED[key] = d
+        self.program = list(d)
+        # (the words, for fastrun.cached_plan's key, while this list is the program)
+        self._loaded = (self.program, key[1] if key is not None else tuple(x.word for x in d))
 
     def run(self, program: Sequence[int] | None = None, feed: Feed | Iterable | None = None, *,
             timing_only: bool = False) -> RunResult:

@@ -40,14 +40,18 @@ def test_geometry_and_lane_digits_follow_cfg_and_win(name):
             ctx.set(dut.cfg_fields, {"wbits_m1": wbits - 1, "abits_m1": abits - 1, "wsigned": wsigned,
                                      "asigned": asigned, "adc_shift": shift})
             ctx.set(dut.win_fields, {"row_start": r0, "row_count_m1": nr - 1, "col_start": c0, "col_count_m1": nc - 1})
-            ctx.set(dut.cfg_write, 1)
-            ctx.set(dut.win_write, 1)
+            # a CFG, then a WIN (the tile decodes one opcode: never both in one cycle)
             ctx.set(dut.commit, 1)
-            await ctx.tick()
+            for write in (dut.cfg_write, dut.win_write):
+                ctx.set(write, 1)
+                await ctx.tick()
+                ctx.set(write, 0)
             # an uncommitted write (an error in that cycle) changes nothing
             ctx.set(dut.commit, 0)
             ctx.set(dut.win_fields.col_count_m1, 0)
+            ctx.set(dut.win_write, 1)
             await ctx.tick()
+            ctx.set(dut.win_write, 0)
             checks.append((wbits, abits, wsigned, asigned, shift, r0, nr, c0, nc))
             got.append(await read(ctx))
         for want, have in zip(checks, got):
@@ -65,12 +69,15 @@ def test_geometry_and_lane_digits_follow_cfg_and_win(name):
                 expect["n_out"] = layer["n_out"] = nc // g.group
             assert layer == expect, want
             if g.aligned:
-                assert start == [digits(i, g.n_out, g.nrg, gconv) for i in range(cfg.n_adcs)], want
-                assert step == digits(cfg.n_adcs, g.n_out, g.nrg, gconv), want
+                # each lane's digits and the conversion's column in the window (hw.layer.DIGITS's c)
+                want_digits = [digits(i, g.n_out, g.nrg, gconv) for i in range(cfg.n_adcs + 1)]
+                want_digits = [(k, rg, o, q, o * g.group + q * expect["step"]) for k, rg, o, q in want_digits]
+                assert start == want_digits[:-1], want
+                assert step == want_digits[-1], want
 
     async def read(ctx):
         layer = {f: ctx.get(getattr(dut.layer, f)) for f in dut.layer.shape().members}
-        lanes = [tuple(ctx.get(getattr(s, f)) for f in "kgoq") for s in dut.lane_start]
-        return layer, lanes, tuple(ctx.get(getattr(dut.lane_step, f)) for f in "kgoq")
+        lanes = [tuple(ctx.get(getattr(s, f)) for f in "kgoqc") for s in dut.lane_start]
+        return layer, lanes, tuple(ctx.get(getattr(dut.lane_step, f)) for f in "kgoqc")
 
     simulate(dut, bench)

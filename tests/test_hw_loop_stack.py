@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cimtile.hw.loop_stack import LoopStack
+from cimtile.hw.loop_stack import LoopStack, space_depths
 from cimtile.sim.tile import Tile
 from helpers import TINY
 from hw_sim import simulate
@@ -21,7 +21,7 @@ def test_loop_stack_walks_nested_loops(seed):
     # the golden model executes as many instructions (each NOP and LOOP costs one cycle; + HALT)
     assert Tile(cfg).run(words(program), []).cycles == len(want) + 1
     dut = LoopStack(cfg)
-    got = []
+    got, rooms = [], []
 
     async def bench(ctx):
         ctx.set(dut.prog_len, len(program) + 1)
@@ -32,6 +32,7 @@ def test_loop_stack_walks_nested_loops(seed):
         while pc < len(program) and len(got) <= len(want):
             ins = program[pc]
             got.append((pc, tuple(ctx.get(o) for o in dut.offsets)))
+            rooms.append(tuple(ctx.get(r) for r in dut.room))
             ctx.set(dut.pc, pc)
             ctx.set(dut.advance, 1)
             ctx.set(dut.push, ins[0] == "loop")
@@ -46,3 +47,8 @@ def test_loop_stack_walks_nested_loops(seed):
 
     simulate(dut, bench)
     assert got == want
+    # each space's room: depth - offset, or -1 once the offset exceeds the depth (strides up to 255)
+    want_rooms = [tuple(-1 if off > depth else depth - off for off, depth in zip(offsets, space_depths(cfg)))
+                  for _, offsets in want]
+    assert rooms == want_rooms
+    assert any(-1 in r for r in want_rooms) and any(0 < min(r) for r in want_rooms)

@@ -54,9 +54,13 @@ def test_lanes_issue_every_conversion_once(name, shape):
                             "col_count": n_out * g.group, "nis": g.nis, "nws": g.nws, "group": g.group,
                             "nrg": g.nrg, "n_out": n_out, "gconv": gconv, "step": step, "aligned": 1,
                             "analog": int(analog)})
+        def lane_digits(j):  # the digits of conversion j and its column in the window (hw.layer.DIGITS)
+            k, rg, o, q = digits(j, n_out, g.nrg, gconv)
+            return {"k": k, "g": rg, "o": o, "q": q, "c": o * g.group + q * step}
+
         for i in range(lanes):
-            ctx.set(dut.lane_start[i], dict(zip("kgoq", digits(i, n_out, g.nrg, gconv))))
-        ctx.set(dut.lane_step, dict(zip("kgoq", digits(lanes, n_out, g.nrg, gconv))))
+            ctx.set(dut.lane_start[i], lane_digits(i))
+        ctx.set(dut.lane_step, lane_digits(lanes))
         ctx.set(dut.x, sum(int(v) << (8 * r) for r, v in enumerate(raw)))
         # Outside an MVM the tile rewinds the lanes to their start digits (one cycle suffices).
         ctx.set(dut.rewind, 1)

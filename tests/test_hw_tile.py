@@ -146,3 +146,34 @@ def test_unknown_mutation_is_refused():
 
     with pytest.raises(ValueError, match="mutation"):
         Tile(TINY, mutation="nope")
+
+
+@pytest.mark.parametrize("case", ["ldin", "rdout", "rdacc", "req", "mvm_window", "static_and_late"])
+def test_late_check_errors_are_invisible(case):
+    """The run-time checks (loop offsets, window alignment) of MVM, REQ, LDIN, RDOUT and RDACC stop the
+    run in the instruction's second cycle (``late_err``, uncounted): same cause, pc and cycles as the
+    golden model, no bus word taken or sent, no output written; and a word whose static cause stops
+    the run in its first cycle while a run-time check also fails leaves no error for the next run
+    (the state dump that ``compare`` runs after the program)."""
+    from cimtile.hw.isa import USED_MASK
+
+    cfg = TINY
+    setup = [encode(Opcode.CFG, wbits=4, abits=8, wsigned=1, asigned=0, adc_shift=1),
+             encode(Opcode.WIN, row_start=0, row_count=16, col_start=0, col_count=16),
+             encode(Opcode.LDW, start=0, count=16), encode(Opcode.LDIN, start=0, count=1),
+             encode(Opcode.MVM, in_addr=0, acc_addr=0), encode(Opcode.REQ, acc_addr=0, out_addr=0)]
+    reserved = next(b for b in range(64) if not (USED_MASK[Opcode.MVM] >> b) & 1)
+    failing = {
+        "ldin": [encode(Opcode.LDIN, start=cfg.in_depth - 1, count=2)],
+        "rdout": [encode(Opcode.RDOUT, start=cfg.out_depth - 1, count=2)],
+        "rdacc": [encode(Opcode.RDACC, start=cfg.acc_depth - 1, count=2)],
+        "req": [encode(Opcode.REQ, acc_addr=0, out_addr=cfg.out_depth)],
+        "mvm_window": [encode(Opcode.WIN, row_start=0, row_count=16, col_start=0, col_count=5),
+                       encode(Opcode.MVM, in_addr=0, acc_addr=1)],
+        "static_and_late": [encode(Opcode.MVM, in_addr=0, acc_addr=cfg.acc_depth) | (1 << reserved)],
+    }[case]
+    rng = np.random.default_rng(5)
+    blocks = [rng.integers(0, 4, (16, 16)), rng.integers(0, 256, (1, 16))]
+    if case == "ldin":
+        blocks.append(rng.integers(0, 256, (2, 16)))
+    compare(cfg, setup + failing + [encode(Opcode.HALT)], blocks)
