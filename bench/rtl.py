@@ -4,7 +4,7 @@ ECP5 synthesis of tiny (post-route Fmax, LUTs) and isaac (LUTs).
 Synthesis is slow (minutes): ``synth.json`` files under ``build/<name>`` made from the same Verilog
 (``hw.build.synth(..., reuse=True)``, keyed by the Verilog's hash) are reused. isaac is synthesised
 with yosys only (``--no-pnr``): its LUT count comes from yosys' cells, since the design is larger
-than the LFE5U-85F that place and route targets.
+than the LFE5U-85F that place and route targets, with the ``merge-first-mfs`` flow (``ISAAC_FLOW``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,11 @@ from cimtile.hw.params import PRESETS
 
 from bench.perf import layer_utilisation, measure_mvm_cycles, vau_step_vs_cellwise
 from cimtile.paths import build_dir
+
+#: isaac's yosys flow (hw.build.AREA_FLOWS): merge-first-mfs, since plain synth_ecp5 spends tens of minutes
+#: in opt_muxtree on its shift-and-add, and ABC9's default script did not finish on it in 20 minutes
+#: (docs/microarchitecture.md, "isaac: where the synthesis time went"; the same flow as its area row).
+ISAAC_FLOW = "merge-first-mfs"
 
 #: Goals of issue 3.
 GOALS = {
@@ -56,7 +61,7 @@ def run() -> dict[str, float]:
     print(f"rtl: tiny on {tiny['device']}: {tiny['luts']} LUTs, {tiny['ffs']} FFs, {tiny['brams']} BRAMs, "
           f"{tiny['dsps']} DSPs, {tiny['fmax_mhz']} MHz (critical path {tiny['critical_from']} -> "
           f"{tiny['critical_to']})")
-    big = synth(isaac, build_dir("isaac"), pnr=False, reuse=True)
+    big = synth(isaac, build_dir("isaac"), pnr=False, reuse=True, flow=ISAAC_FLOW)
     print(f"rtl: isaac (yosys): {big['luts']} LUTs, {big['ffs']} FFs, {big['brams']} BRAMs, {big['dsps']} DSPs, "
           f"synthesis {big['synth_s']} s")
     return {

