@@ -594,14 +594,21 @@ def area_markdown(tables: dict[str, dict[str, dict]]) -> str:
 
 def report_markdown(names: list[str], root: Path | None = None) -> str:
     """Markdown tables of the synthesis results already under ``build/<name>`` (``synth.json`` from
-    ``synth``, ``area.json`` from ``area``): nothing is run. Missing files are named, not guessed."""
+    ``synth``, ``area.json`` from ``area``): nothing is run. Missing files are named, not guessed, and a
+    ``synth.json`` made from other Verilog than the ``tile.v`` beside it (which ``synth``, ``area`` and
+    ``verilog`` write) is named stale instead of being reported as the design's."""
     rows = ["| config | source | LUTs | flip-flops | DP16KD | MULT18X18D | post-route Fmax | critical path |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     areas, notes = {}, []
     for name in names:
         out = Path(build_dir(name)) if root is None else Path(root) / name
         sj = out / "synth.json"
-        if sj.exists():
+        tile_v = out / "tile.v"
+        stale = sj.exists() and tile_v.exists() and \
+            json.loads(sj.read_text()).get("verilog_sha256") != verilog_hash(tile_v)
+        if stale:
+            rows.append(f"| {name} | (synth.json is of other Verilog than tile.v: run synth again) | | | | | | |")
+        elif sj.exists():
             r = json.loads(sj.read_text())
             fmax = "-" if r.get("fmax_mhz") is None else f"{r['fmax_mhz']:.1f} MHz"
             path = "-" if not r.get("critical_from") else \

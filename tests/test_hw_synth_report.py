@@ -147,3 +147,15 @@ def test_every_component_of_the_tile_is_counted_in_its_own_file():
     seen = dict(walk(Fragment.get(Tile(TINY), None), "tile"))
     assert {"tile.loader", "tile.reader", "tile.requant.requant0", "tile.adc1"} <= set(seen)
     assert {m: build._component_of(m) for m in seen} == seen
+
+
+def test_report_markdown_names_a_synth_result_of_other_verilog_stale(tmp_path):
+    vpath = build.generate(TINY, tmp_path / "tiny")
+    result = {"source": "nextpnr", "luts": 11, "ffs": 22, "brams": 3, "dsps": 4, "fmax_mhz": 55.5,
+              "critical_from": "p", "critical_to": "q", "critical_ns": 18.0,
+              "verilog_sha256": build.verilog_hash(vpath)}
+    (tmp_path / "tiny" / "synth.json").write_text(json.dumps(result))
+    assert "| tiny | nextpnr | 11 |" in build.report_markdown(["tiny"], root=tmp_path)
+    (tmp_path / "tiny" / "synth.json").write_text(json.dumps({**result, "verilog_sha256": "0" * 64}))
+    text = build.report_markdown(["tiny"], root=tmp_path)
+    assert "| tiny | (synth.json is of other Verilog than tile.v" in text and "55.5 MHz" not in text
