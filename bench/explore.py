@@ -197,11 +197,11 @@ def markdown(path: Path) -> str:
     g = lambda k, fmt="{:.4f}": fmt.format(f[k]) if k in f else "not measured"
     lines += ["", f"### Strategies at the same budget ({g('explore_budget', '{:.0f}')} candidates each, "
               f"{g('explore_seeds', '{:.0f}')} seeds, digits, calibrated mapping, `python -m bench explore`)", "",
-              "Per seed (from each seed's `build/explore/bench/seed<k>/summary.json` of that run):", "",
+              f"Per seed (from each seed's `build/explore/{OUT}/seed<k>/summary.json` of that run):", "",
               "| seed | joint | hardware | network | precision | best single-sided | `explore_hv_ratio` | joint: ViTs "
               "| joint: >= 85% accuracy | best single-sided: >= 85% accuracy |",
               "|---|---|---|---|---|---|---|---|---|---|"]
-    for d in sorted(path.parent.glob("explore/bench/seed*/summary.json")):
+    for d in sorted((path.parent / "explore" / OUT).glob("seed*/summary.json")):  # BENCH_EXPLORE_OUT's seeds
         if "_" in d.parent.name or f"explore_hv_ratio_{d.parent.name}" not in f:
             continue  # the ablation's directories, or a seed of another run
         sm = json.loads(d.read_text())
