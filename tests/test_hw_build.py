@@ -62,9 +62,12 @@ def _cpu_s() -> float:
 
 
 @pytest.mark.slow
-def test_isaac_generates_in_under_30_s(tmp_path):
-    """CPU time, not wall time: CI runs tests in parallel on two shared cores."""
+def test_isaac_generates_in_under_60_s(tmp_path):
+    """CPU time, not wall time: CI runs tests in parallel on two shared cores. Since the crossbar's column sums
+    are word-parallel (issue 15, sixth session; docs/cosim.md) isaac takes about 27 s of CPU on the idle machine
+    (13 s before), most of it Amaranth's combinational-cycle check, and up to 35 s under CI's load: the bound
+    was 30 s before that change and is 60 s now, still far below a blow-up of the design's size."""
     t = _cpu_s()
     v = build.generate("isaac", tmp_path)
     assert v.stat().st_size > 0
-    assert _cpu_s() - t < 30
+    assert _cpu_s() - t < 60
