@@ -108,8 +108,8 @@ ARGS: dict[str, data.StructLayout] = {
     ),
     "loop": data.StructLayout({"count_m1": 12, "body_m1": 8, "stride_in": 8, "stride_acc": 8, "stride_out": 8}),
     "range": data.StructLayout({"start": A, "count_m1": A}),
-    "mvm": data.StructLayout({"in_addr": A, "acc_addr": A, "accumulate": 1}),
-    "req": data.StructLayout({"acc_addr": A, "out_addr": A}),
+    "mvm": data.StructLayout({"in_addr": A, "acc_addr": A, "accumulate": 1, "count_m1": A}),
+    "req": data.StructLayout({"acc_addr": A, "out_addr": A, "count_m1": A}),
     "vau": data.StructLayout({"delta_addr": A, "pair": 2, "only": 1, "slice": 3}),
     "cell": data.StructLayout({"row": A, "col": A, "value": 4}),
 }
@@ -245,12 +245,23 @@ SPECS: dict[Opcode, Spec] = {s.op: s for s in [
          "Multiplies input vector `in_addr` (array row r takes input byte r) by the window's weights, slicing "
          "inputs (`nis` slices, signed inputs "
          "add a negative sign slice) and converting every (input slice, row group, column) with clipping after "
-         "the range shift; writes (or adds to, if `accumulate`) lanes 0..n_out-1 of accumulator `acc_addr`.",
-         "1 + ceil(nis * nrg * nconv / n_adcs) * adc_cycles + MVM_LATENCY"),
+         "the range shift; writes (or adds to, if `accumulate`) lanes 0..n_out-1 of accumulator `acc_addr`. "
+         "With `count` > 1 it does so for input vectors `in_addr + v` into accumulators `acc_addr + v`, "
+         "v = 0..count-1, each exactly as a single MVM of those addresses (same `accumulate` for all); the "
+         "vectors' conversion rounds follow each other with no issue or drain cycles between them (a vector's "
+         "last round may be partial; rounds never mix vectors). Both address ranges are checked whole before "
+         "any vector is converted: `in_addr + count - 1` (plus the input offset) below `in_depth`, then "
+         "`acc_addr + count - 1` (plus the accumulator offset) below `acc_depth` (else ADDR). The assembly "
+         "text omits `count` when it is 1.",
+         "1 + count * ceil(nis * nrg * nconv / n_adcs) * adc_cycles + MVM_LATENCY"),
     Spec(Opcode.REQ, "req", "requantise and store",
          "For lanes 0..n_out-1 of accumulator `acc_addr`: (acc + bias) * mult, rounded shift right, plus the "
-         "zero point, clamped (and ReLU); stores the bytes to output vector `out_addr`.",
-         "1 + ceil(n_out / rq_lanes) + REQ_LATENCY"),
+         "zero point, clamped (and ReLU); stores the bytes to output vector `out_addr`. With `count` > 1 it "
+         "does so for accumulators `acc_addr + v` into output vectors `out_addr + v`, v = 0..count-1, each as "
+         "a single REQ, with no issue or drain cycles between them. Both ranges are checked whole first: the "
+         "accumulator range (plus the accumulator offset) below `acc_depth`, then the output range (plus the "
+         "output offset) below `out_depth` (else ADDR). The assembly text omits `count` when it is 1.",
+         "1 + count * ceil(n_out / rq_lanes) + REQ_LATENCY"),
     Spec(Opcode.VAUR, "vau", "VAU row update",
          "Adds delta[`delta_addr`][r] times the column's VAU sign (see *VAU polarity*) to every unmasked cell of "
          "every window row r in the selected window columns; levels saturate at 0 and max_level. Masked cells "
@@ -403,6 +414,11 @@ def decode(word: int) -> Decoded:
 # -- assembler / disassembler -------------------------------------------------------------------
 
 
+#: Opcodes whose ``count`` the assembly text leaves out when it is 1 (the multi-vector MVM and REQ: their
+#: single-vector text is what it was before ``count`` existed).
+_COUNT_OPTIONAL = frozenset({Opcode.MVM, Opcode.REQ})
+
+
 class AsmError(CimtileError, ValueError):
     """A line of assembly text cannot be assembled (message names the line)."""
 
@@ -412,7 +428,8 @@ def disassemble_one(d: Decoded | int) -> str:
         d = decode(d)
     if d.op is None or d.cause is not Cause.NONE:
         return f".word {d.word:#018x}  ; illegal: {d.cause.name}"
-    parts = [d.op.name] + [f"{f.user}={d.args[f.user]}" for f in FIELDS[d.op]]
+    parts = [d.op.name] + [f"{f.user}={d.args[f.user]}" for f in FIELDS[d.op]
+                           if not (f.user == "count" and d.op in _COUNT_OPTIONAL and d.args["count"] == 1)]
     return " ".join(parts)
 
 
@@ -550,8 +567,11 @@ def cycles(op: Opcode, cfg_ns: dict, args: dict, geo: Geometry | None = None) ->
     """Cycles of one instruction by its documented formula.
 
     ``cfg_ns`` is :func:`cfg_namespace` of the TileConfig; ``geo`` is needed by MVM, REQ, VAUR, VAUC.
+    ``args`` are user-valued fields (a :class:`Decoded`'s ``args``); a field left out takes the value
+    :func:`encode` gives it by default (``count`` 1 for MVM and REQ).
     """
-    local = dict(args)
+    local = {f.user: f.bias for f in FIELDS[op]}  # a field not in ``args`` takes encode's default (count 1)
+    local.update(args)
     if geo is not None:
         local.update(nis=geo.nis, nrg=geo.nrg, nconv=geo.nconv, n_out=geo.n_out, nr=geo.nr, nc=geo.nc)
     return eval(_CYCLE_CODE[op], cfg_ns, local)  # noqa: S307 - formulas are this module's constants
@@ -615,7 +635,8 @@ def render_doc() -> str:
         "When one instruction could raise several causes, the first in this order wins: `OPCODE`, `RESERVED`, "
         "then `LOOP_DEPTH` before `LOOP_NEST`, `WINDOW` and `CONFIG` before `ADDR`, `ADDR` before `VALUE`; of "
         "two addresses of one instruction, the field listed first is checked first (MVM `in_addr` before "
-        "`acc_addr`, REQ `acc_addr` before `out_addr`). A load that raises an error consumes no data.",
+        "`acc_addr`, REQ `acc_addr` before `out_addr`; with `count`, each over its whole range). A load that "
+        "raises an error consumes no data.",
         "",
         "## Execution model",
         "",

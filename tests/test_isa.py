@@ -134,7 +134,8 @@ def test_assembler_syntax():
     "text, message",
     [
         ("FOO a=1", "line 1: unknown mnemonic 'FOO'"),
-        ("MVM in_addr=1\nMVM bogus=1", "line 2: MVM: unknown field 'bogus' (fields: acc_addr, accumulate, in_addr)"),
+        ("MVM in_addr=1\nMVM bogus=1",
+         "line 2: MVM: unknown field 'bogus' (fields: acc_addr, accumulate, count, in_addr)"),
         ("LDIN start=0 count=0", "line 1: LDIN count=0: allowed range is 1..1024"),
         ("CFGRQ zero_point=300", "line 1: CFGRQ zero_point=300: allowed range is -256..255"),
         ("MVM in_addr", "line 1: MVM: expected field=value, got 'in_addr'"),
@@ -165,3 +166,42 @@ def test_geometry():
     # unsigned 3-bit weights in 2-bit cells -> 2 columns; signed 5-bit inputs: 2 magnitude slices + sign.
     assert (g.nis, g.group, g.n_out, g.nrg) == (3, 2, 3, 2)
     assert not isa.geometry(PRESETS["tiny"], 8, 8, True, False, 16, 6).aligned
+
+
+def test_count_one_words_and_texts_are_unchanged():
+    """The multi-vector MVM/REQ: count=1 (the default) is the word and the text of before ``count`` existed."""
+    for op, args in ((Opcode.MVM, {"in_addr": 5, "acc_addr": 7, "accumulate": 1}),
+                     (Opcode.REQ, {"acc_addr": 3, "out_addr": 9})):
+        w = isa.encode(op, **args)
+        assert isa.encode(op, count=1, **args) == w
+        # the field sits above the old ones: a count=1 word has the old fields only (the layout of before)
+        old = sum(v << f.offset for f in isa.FIELDS[op] for k, v in args.items() if f.user == k) | op.value
+        assert w == old
+        assert "count" not in isa.disassemble([w])
+        w4 = isa.encode(op, count=4, **args)
+        assert w4 != w and isa.decode(w4).count == 4
+        assert isa.disassemble([w4]).strip().endswith("count=4")
+        assert isa.assemble(isa.disassemble([w4])) == [w4]
+    # LDIN's count is not optional in the text (only MVM's and REQ's are)
+    assert "count=1" in isa.disassemble([isa.encode(Opcode.LDIN, start=0, count=1)])
+
+
+def test_cycles_with_count():
+    """The formulas: count vectors cost count rounds of work plus one issue and one drain cycle in all."""
+    from cimtile.hw.params import PRESETS
+
+    cfg = PRESETS["isaac"]
+    ns = isa.cfg_namespace(cfg)
+    g = isa.geometry(cfg, 8, 8, True, False, 128, 128)
+    work = isa.adc_bound(cfg, g)
+    assert work == 128
+    for n in (1, 2, 64, 1024):
+        mvm = isa.cycles(Opcode.MVM, ns, {"count": n}, g)
+        assert mvm == 1 + n * work + isa.MVM_LATENCY
+        req = isa.cycles(Opcode.REQ, ns, {"count": n}, g)
+        assert req == 1 + n * -(-g.n_out // cfg.rq_lanes) + isa.REQ_LATENCY
+    # a field left out takes encode's default: count 1 (callers that predate count)
+    assert isa.cycles(Opcode.MVM, ns, {}, g) == isa.cycles(Opcode.MVM, ns, isa.decode(isa.encode(Opcode.MVM)).args, g)
+    # the issue's layer on isaac: MVM count=64 and REQ count=64 (8324 cycles), plus CFG, WIN and HALT
+    body = isa.cycles(Opcode.MVM, ns, {"count": 64}, g) + isa.cycles(Opcode.REQ, ns, {"count": 64}, g)
+    assert body == 8324 and 64 * work / (body + 3) >= 0.98
