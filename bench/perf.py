@@ -27,11 +27,14 @@ def mvm_shapes(cfg: TileConfig) -> list[tuple[int, int, int, int, int, int]]:
     return out
 
 
-def layer_program(cfg: TileConfig, vectors: int, *, load: bool = False, wbits: int = 8, abits: int = 8) -> list[int]:
+def layer_program(cfg: TileConfig, vectors: int, *, load: bool = False, wbits: int = 8, abits: int = 8,
+                  counted: bool = True) -> list[int]:
     """A layer on one tile: signed ``wbits`` weights over the widest window of whole groups, and
-    ``vectors`` input vectors each multiplied (MVM) and requantised (REQ) in a hardware loop.
-    With ``load`` the program first loads the weights (LDW) and the inputs (LDIN) and finally
-    reads the outputs (RDOUT)."""
+    ``vectors`` input vectors multiplied (MVM) and requantised (REQ). With ``counted`` (the default)
+    one MVM and one REQ of ``count=vectors`` each (the multi-vector instructions: the vectors' rounds
+    back to back); without it a hardware loop of an MVM and a REQ per vector (the program before
+    counts existed). With ``load`` the program first loads the weights (LDW) and the inputs (LDIN)
+    and finally reads the outputs (RDOUT)."""
     g = isa.geometry(cfg, wbits, abits, True, False, cfg.rows, cfg.cols)
     nc = g.group * (cfg.cols // g.group)
     words = []
@@ -40,24 +43,28 @@ def layer_program(cfg: TileConfig, vectors: int, *, load: bool = False, wbits: i
     words += [
         encode(Opcode.CFG, wbits=wbits, abits=abits, wsigned=1, asigned=0, adc_shift=0),
         encode(Opcode.WIN, row_start=0, row_count=cfg.rows, col_start=0, col_count=nc),
-        encode(Opcode.LOOP, count=vectors, body=2, stride_in=1, stride_acc=1, stride_out=1),
-        encode(Opcode.MVM, in_addr=0, acc_addr=0),
-        encode(Opcode.REQ, acc_addr=0, out_addr=0),
     ]
+    if counted:
+        words += [encode(Opcode.MVM, in_addr=0, acc_addr=0, count=vectors),
+                  encode(Opcode.REQ, acc_addr=0, out_addr=0, count=vectors)]
+    else:
+        words += [encode(Opcode.LOOP, count=vectors, body=2, stride_in=1, stride_acc=1, stride_out=1),
+                  encode(Opcode.MVM, in_addr=0, acc_addr=0), encode(Opcode.REQ, acc_addr=0, out_addr=0)]
     if load:
         words.append(encode(Opcode.RDOUT, start=0, count=vectors))
     return words + [encode(Opcode.HALT)]
 
 
-def layer_utilisation(cfg: TileConfig, vectors: int = 64, *, load: bool = False) -> tuple[float, int, int]:
+def layer_utilisation(cfg: TileConfig, vectors: int = 64, *, load: bool = False,
+                      counted: bool = True) -> tuple[float, int, int]:
     """ADC utilisation of :func:`layer_program` (weights programmed, inputs in the buffer; with
-    ``load`` the program also loads weights and inputs and reads the outputs):
+    ``load`` the program also loads weights and inputs and reads the outputs; ``counted`` as there):
     (conversion cycles / all cycles, all cycles, conversion cycles). Cycles come from the golden
     model's timing, i.e. the documented formulas, which the RTL tests prove the RTL takes."""
     from cimtile.sim.tile import Tile
 
     vectors = min(vectors, cfg.in_depth, cfg.acc_depth, cfg.out_depth)
-    res = Tile(cfg).run(layer_program(cfg, vectors, load=load), timing_only=True).check()
+    res = Tile(cfg).run(layer_program(cfg, vectors, load=load, counted=counted), timing_only=True).check()
     g = isa.geometry(cfg, 8, 8, True, False, cfg.rows, cfg.cols)
     busy = vectors * adc_bound(cfg, g)
     return busy / res.cycles, res.cycles, busy

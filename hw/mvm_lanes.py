@@ -28,11 +28,20 @@ class MvmLanes(wiring.Component):
     Each lane keeps its conversion index as mixed-radix digits (:data:`cimtile.hw.layer.DIGITS`);
     a round adds ``lane_step`` to every lane (single carries).
 
+    An MVM multiplies ``count_m1 + 1`` input vectors back to back (the MVM's ``count``; the
+    instruction word's field, held through the MVM): each vector's conversions are issued in
+    rounds as above, and vector v+1's round 0 issues in the ``adc_cycles`` after vector v's last
+    round (a partial last round never mixes vectors). ``next_vector`` is high in the cycle a
+    vector's last round issues when another vector follows: the lanes then rewind by themselves
+    (their next round issues from ``lane_start``), and the tile reads the next input vector so that
+    ``x`` holds it from the cycle after the next round issues. The vector counter restarts with
+    ``rewind``.
+
     Timing contract (cycle t a round issues): after a cycle with ``rewind`` and no round issuing,
-    the lanes issue from ``lane_start`` (the layer's registers, read when the round issues), else
-    from their digit registers; the tile rewinds them in every cycle outside an MVM and in an
-    MVM's last cycle, so an MVM's round 0 issues from registers selected by a register. In a
-    cycle with ``run`` and no
+    or a round issuing with ``next_vector``, the lanes issue from ``lane_start`` (the layer's
+    registers, read when the round issues), else from their digit registers; the tile rewinds them
+    in every cycle outside an MVM and in an MVM's last cycle, so each vector's round 0 issues from
+    registers selected by a register. In a cycle with ``run`` and no
     conversion cycle in progress, a round issues if lane 0 has a conversion left (``issuing``):
     ``col[i]`` / ``pair[i]`` go to the crossbar in cycle t (combinational), the input vector ``x``
     must be on its input in cycle t+1 (the input buffer's read data), when ``wl[i]`` drives the
@@ -59,10 +68,12 @@ class MvmLanes(wiring.Component):
             "lane_start": In(DIGITS).array(lanes),
             "lane_step": In(DIGITS),
             "x": In(8 * rows),
+            "count_m1": In(ADDR_BITS),
             "rewind": In(1),
             "run": In(1),
             "abort": In(1),
             "issuing": Out(1),
+            "next_vector": Out(1),
             "finished": Out(1),
             "col": Out(ADDR_BITS + 2).array(lanes),
             "pair": Out(1).array(lanes),
@@ -84,8 +95,13 @@ class MvmLanes(wiring.Component):
         # ``rewind`` and cleared by the first round; a register selects, so no decode of the
         # instruction precedes the round's column, request and digit adders.
         fresh = Signal(init=1)
+        vector = Signal(ADDR_BITS)  # the vector being issued, of count_m1 + 1
+        more = Signal()  # another vector follows this one
+        m.d.comb += more.eq(vector != self.count_m1)
+        next_steps = []
         for i in range(lanes):
             m.d.comb += current[i].eq(Mux(fresh, self.lane_start[i], lane_digits[i]))
+            next_steps.append(self._add_step(m, current[i], i))
             col = self._request(m, current[i], requests[i], i)
             m.d.comb += [self.col[i].eq(col), self.pair[i].eq(self.layer.analog)]
             # the descriptor follows the sum through the ADC's register stages
@@ -98,25 +114,33 @@ class MvmLanes(wiring.Component):
             m.d.comb += self.wl[i].eq(self._word_lines(m, issued[i], i, slices, sign_slice))
 
         idle = conv_cycle == 0
+        # The round issuing is its vector's last when lane 0's next conversion is beyond the vector
+        # (k >= nis): decided beside the digit adders (from their two k sums), ending at registers.
+        _, lane0_last = next_steps[0]
         m.d.comb += [self.issuing.eq(self.run & idle & requests[0].conv.valid),
+                     self.next_vector.eq(self.issuing & lane0_last & more),
                      self.finished.eq(idle & ~requests[0].conv.valid)]
         with m.If(self.issuing):
             for i in range(lanes):
-                m.d.sync += [issued[i].eq(requests[i]), lane_digits[i].eq(self._add_step(m, current[i], i))]
+                m.d.sync += [issued[i].eq(requests[i]), lane_digits[i].eq(next_steps[i][0])]
             if adc_cycles > 1:
                 m.d.sync += conv_cycle.eq(1)
-            m.d.sync += fresh.eq(0)
+            # a vector's last round with another vector to follow rewinds the lanes for it
+            m.d.sync += fresh.eq(self.next_vector)
+            with m.If(self.next_vector):
+                m.d.sync += vector.eq(vector + 1)
         with m.Elif(self.rewind):
-            m.d.sync += fresh.eq(1)
+            m.d.sync += [fresh.eq(1), vector.eq(0)]
         if adc_cycles > 1:
             with m.If(self.run & ~idle):
                 m.d.sync += conv_cycle.eq(Mux(conv_cycle == adc_cycles - 1, 0, conv_cycle + 1))
         with m.If(self.abort):
-            m.d.sync += conv_cycle.eq(0)
+            m.d.sync += [conv_cycle.eq(0), vector.eq(0)]
         return m
 
     def _add_step(self, m, digits, lane: int):
-        """``digits + lane_step`` in the mixed radix of the layer (each digit carries at most once).
+        """``digits + lane_step`` in the mixed radix of the layer (each digit carries at most once),
+        and whether that is beyond the vector's conversions (its ``k`` >= ``nis``).
 
         Carry-select: every digit is added for both carries in, in parallel from registers; the
         carries then only ripple through one multiplexer per digit. The column ``c`` is added beside
@@ -147,8 +171,10 @@ class MvmLanes(wiring.Component):
         k_sums = [Signal(len(digits.k), name=f"lane{lane}_k_sum{c}") for c in (0, 1)]
         m.d.comb += [k_sums[c].eq(digits.k + step.k + c) for c in (0, 1)]
         k = Mux(carry, k_sums[1], k_sums[0])
+        # beyond the vector: both k sums compared with nis in parallel, the carry selects
+        beyond = Mux(carry, k_sums[1] >= layer.nis, k_sums[0] >= layer.nis)
         q, o, g = out
-        return Cat(k, g, o, q, column)
+        return Cat(k, g, o, q, column), beyond
 
     def _request(self, m, digits, req, lane: int):
         """Drive ``req`` (the shift-and-add descriptor and row range of conversion ``digits``) and

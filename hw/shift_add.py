@@ -57,7 +57,11 @@ class ShiftAdd(wiring.Component):
     output; with leaders, the register is loaded as zero, which gives the same sums). In each cycle
     with ``run`` the registers take ``result``, which is combinational: the registers (zero where
     fresh) plus this cycle's contributions (``conversion`` and ``code`` of the same cycle). So
-    ``result`` in the MVM's last cycle is the accumulator vector to write.
+    ``result`` in the cycle of a vector's last codes is the accumulator vector to write. ``load``
+    has priority over ``run`` and does not change ``result``: at a multi-vector MVM's vector boundary
+    the tile loads the next vector's old accumulator vector in the cycle in which the finished
+    vector's last codes arrive and ``result`` is written (the load is a multiplexer at the
+    registers' inputs, after the accumulation, not in series with it).
 
     Parameters
     ----------

@@ -78,6 +78,11 @@ class _Parts:
     drain: Signal
     word_ok: Signal  # no PC_RANGE and no static cause: CFG, WIN, CFGRQ, SYNC commit on this alone
     acc_write: Signal  # the MVM's accumulator vector is written this cycle (the next instruction's first)
+    vector_in: Signal  # a multi-vector MVM's next input vector is read this cycle (vector boundary, stage 1)
+    vector_acc: Signal  # its old accumulator vector is read this cycle (stage 2)
+    vector_write: Signal  # the previous vector's accumulator vector is written and the next loaded (stage 3)
+    in_next: Signal  # the next vector's input address (memory address bits)
+    acc_next: Signal  # the next vector's accumulator address (memory address bits)
     left: Signal  # records left in an LDRQ
     # REQ (multi-vector): the output vector being written, the accumulator vector read next, the
     # vectors after the current one, and whether there are any (a register, so that the bank's
@@ -203,8 +208,10 @@ class Tile(wiring.Component):
         # last contributions arrive then, no instruction's first cycle moves its registers, and addr_b
         # (set by MVM in its first cycle) still holds the MVM's accumulator address.
         m.d.sync += parts.acc_write.eq(0)
+        # A multi-vector MVM writes each vector but the last at its vector boundary (vector_write), the
+        # cycle its last round's codes arrive, inside the MVM (addr_b then moves on to the next vector).
         m.d.comb += [ports["acc_w"].addr.eq(parts.addr_b), ports["acc_w"].data.eq(parts.shift_add.result),
-                     ports["acc_w"].en.eq(parts.acc_write)]
+                     ports["acc_w"].en.eq(parts.acc_write | parts.vector_write)]
 
     def _fetch_wiring(self, m, run: _RunState, parts: _Parts):
         """The fetch unit, the loop stack and the MVM lanes' rewind, from the sequencer's state."""
@@ -218,6 +225,15 @@ class Tile(wiring.Component):
                      loops.clear.eq(~run.running & self.start)]
         # The MVM lanes rewind to the layer's start digits outside an MVM and in its last cycle.
         m.d.comb += parts.lanes.rewind.eq(~parts.lanes.run | parts.fin)
+        # A multi-vector MVM's vector boundary, from the cycle its vector's last round issues
+        # (lanes.next_vector), as registers: the next input vector is read (stage 1: on the lanes' x
+        # from the cycle after the next round issues), its old accumulator vector read (stage 2), the
+        # shift-and-add loaded with it as the finished vector is written (stage 3). A failing check
+        # (the MVM's, registered, in its second cycle; or its word's, in its first) stops the run and
+        # empties the stages: no write after the run.
+        m.d.sync += [parts.vector_in.eq(parts.lanes.next_vector & ~parts.err),
+                     parts.vector_acc.eq(parts.vector_in & ~parts.err),
+                     parts.vector_write.eq(parts.vector_acc & ~parts.err)]
 
     @staticmethod
     def _counters(m, run: _RunState, parts: _Parts):
@@ -390,6 +406,10 @@ class Tile(wiring.Component):
             addr_b=Signal(SUM_BITS, name="addr_b"),
             accumulate=Signal(name="accumulate"), drain=Signal(3, name="drain"),
             acc_write=Signal(name="acc_write"), word_ok=Signal(name="word_ok"),
+            vector_in=Signal(name="vector_in"), vector_acc=Signal(name="vector_acc"),
+            vector_write=Signal(name="vector_write"),
+            in_next=Signal(max(1, (cfg.in_depth - 1).bit_length()), name="in_next"),
+            acc_next=Signal(max(1, (cfg.acc_depth - 1).bit_length()), name="acc_next"),
             left=Signal(ADDR_BITS + 1, name="left"),
             req_out_addr=Signal(range(cfg.out_depth), name="req_out_addr"),
             req_acc_addr=Signal(range(cfg.acc_depth), name="req_acc_addr"),
@@ -406,6 +426,7 @@ class Tile(wiring.Component):
                      reader.opcode.eq(parts.view.opcode), reader.items.rdout.eq(ports["out_r"].data),
                      reader.items.rdacc.eq(ports["acc_r"].data), reader.items.rdw.eq(parts.xbar.rd_levels),
                      reader.items.rdm.eq(parts.xbar.rd_mask)]
+        m.d.comb += [parts.lanes.count_m1.eq(args.mvm.count_m1)]
         m.d.comb += [parts.shift_add.accumulate.eq(parts.accumulate), parts.vau.fields.eq(args.vau),
                      parts.vau.cell.eq(args.cell), parts.layer_regs.cfg_fields.eq(args.cfg),
                      parts.layer_regs.win_fields.eq(args.win), parts.requant.cfgrq.eq(args.cfgrq)]
@@ -438,11 +459,15 @@ class Tile(wiring.Component):
 
         acc_field = Mux(op == Opcode.MVM, args.mvm.acc_addr, Mux(op == Opcode.REQ, args.req.acc_addr, args.range.start))
         acc_r, in_r, out_r, dl_r = ports["acc_r"], ports["in_r"], ports["out_r"], ports["delta_r"]
+        acc_first = low_add(acc_field, parts.offsets[1], cfg.acc_depth)
+        in_first = low_add(args.mvm.in_addr, parts.offsets[0], cfg.in_depth)
         with m.If(parts.first):
+            # a multi-vector MVM's next vectors' addresses follow (read at its vector boundaries)
+            m.d.sync += [parts.acc_next.eq(acc_first + 1), parts.in_next.eq(in_first + 1)]
             m.d.comb += [
-                acc_r.addr.eq(low_add(acc_field, parts.offsets[1], cfg.acc_depth)),
+                acc_r.addr.eq(acc_first),
                 acc_r.en.eq((op == Opcode.MVM) | (op == Opcode.REQ) | (op == Opcode.RDACC)),
-                in_r.addr.eq(low_add(args.mvm.in_addr, parts.offsets[0], cfg.in_depth)),
+                in_r.addr.eq(in_first),
                 in_r.en.eq(op == Opcode.MVM),
                 out_r.addr.eq(low_add(args.range.start, parts.offsets[2], cfg.out_depth)),
                 out_r.en.eq(op == Opcode.RDOUT),
@@ -457,6 +482,13 @@ class Tile(wiring.Component):
                          acc_r.en.eq(((op == Opcode.RDACC) & reader.read_en) | parts.requant.next_vector),
                          out_r.addr.eq(reader.read_addr[:bits_for(cfg.out_depth)]),
                          out_r.en.eq((op == Opcode.RDOUT) & reader.read_en)]
+            # a multi-vector MVM's vector boundary (stages 1 and 2: see _fetch_wiring)
+            m.d.comb += [in_r.addr.eq(parts.in_next), in_r.en.eq(parts.vector_in)]
+            with m.If(parts.vector_in):
+                m.d.sync += parts.in_next.eq(parts.in_next + 1)
+            with m.If(parts.vector_acc):
+                m.d.comb += [acc_r.addr.eq(parts.acc_next), acc_r.en.eq(1)]
+                m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
 
     def _static_cause(self, m, word):
         """The cause of the first failing check that depends on ``word`` alone (reserved
@@ -638,12 +670,18 @@ class Tile(wiring.Component):
         cfg, mvm_args, lanes = self.cfg, parts.view.args.mvm, parts.lanes
         m.d.comb += lanes.run.eq(1)
         with m.If(parts.first):
-            self._alignment_and_addresses(m, parts, [(mvm_args.in_addr, 0, cfg.in_depth),
-                                                     (mvm_args.acc_addr, 1, cfg.acc_depth)])
+            # the whole range of vectors: in_addr + count - 1 and acc_addr + count - 1
+            self._alignment_and_addresses(m, parts, [(mvm_args.in_addr + mvm_args.count_m1, 0, cfg.in_depth),
+                                                     (mvm_args.acc_addr + mvm_args.count_m1, 1, cfg.acc_depth)])
             m.d.sync += [parts.addr_b.eq(mvm_args.acc_addr + parts.offsets[1]),
                          parts.accumulate.eq(mvm_args.accumulate), parts.drain.eq(0)]
-        # Operands arrive in cycle 1: results start from the old accumulator (lanes >= n_out keep it).
-        m.d.comb += [parts.shift_add.load.eq(parts.step == 1), parts.shift_add.run.eq(parts.step >= 2)]
+        with m.If(parts.vector_write):
+            m.d.sync += parts.addr_b.eq(parts.addr_b + 1)
+        # Operands arrive in cycle 1: results start from the old accumulator (lanes >= n_out keep it);
+        # a later vector's at its boundary, as the finished vector is written (the load is a
+        # multiplexer at the registers' inputs, not in series with the accumulation).
+        m.d.comb += [parts.shift_add.load.eq((parts.step == 1) | parts.vector_write),
+                     parts.shift_add.run.eq(parts.step >= 2)]
         with m.If(lanes.finished):
             # All conversions issued: the pipeline drains in MVM_LATENCY cycles, and WRITE_BEHIND more
             # into the next instruction, where the accumulator vector is written (acc_write).

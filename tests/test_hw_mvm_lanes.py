@@ -37,16 +37,22 @@ def expected(cfg, shape, raw):
     return g, gconv, step, analog, out
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-@pytest.mark.parametrize("shape", SHAPES, ids=range(len(SHAPES)))
-def test_lanes_issue_every_conversion_once(name, shape):
-    cfg = CONFIGS[name]
+def run_lanes(cfg, shape, raws):
+    """Run the lanes over the vectors ``raws`` (one MVM of ``len(raws)`` vectors), the tile's input
+    buffer emulated: the next vector is on ``x`` from two cycles after ``next_vector`` (read in the
+    cycle after it, data in the next). Returns the conversions seen (column, word lines, descriptor),
+    the rounds issued, the cycles until ``finished``, and the cycles ``next_vector`` was high."""
     wbits, abits, wsigned, asigned, r0, nr, c0, n_out = shape
-    raw = np.random.default_rng(8).integers(0, 256, cfg.rows)
-    g, gconv, step, analog, want = expected(cfg, shape, raw)
+    g = isa.geometry(cfg, wbits, abits, bool(wsigned), bool(asigned), nr, 1)
+    analog = bool(wsigned) and cfg.analog_diff
+    gconv, step = (g.nws, 2) if analog else (g.group, 1)
     dut = MvmLanes(cfg)
     lanes = cfg.n_adcs
-    seen, rounds, cycles = [], [0], [0]
+    per_vector = g.nis * g.nrg * n_out * gconv
+    seen, rounds, cycles, boundaries = [], [0], [0], []
+
+    def word(raw):
+        return sum(int(v) << (8 * r) for r, v in enumerate(raw))
 
     async def bench(ctx):
         ctx.set(dut.layer, {"wbits_m1": wbits - 1, "abits_m1": abits - 1, "wsigned": wsigned, "asigned": asigned,
@@ -61,17 +67,24 @@ def test_lanes_issue_every_conversion_once(name, shape):
         for i in range(lanes):
             ctx.set(dut.lane_start[i], lane_digits(i))
         ctx.set(dut.lane_step, lane_digits(lanes))
-        ctx.set(dut.x, sum(int(v) << (8 * r) for r, v in enumerate(raw)))
+        ctx.set(dut.count_m1, len(raws) - 1)
+        ctx.set(dut.x, word(raws[0]))
         # Outside an MVM the tile rewinds the lanes to their start digits (one cycle suffices).
         ctx.set(dut.rewind, 1)
         await ctx.tick()
         ctx.set(dut.rewind, 0)
         ctx.set(dut.run, 1)
         pending = []  # (cycle issued, lane, column)
-        for t in range(len(want) * cfg.adc_cycles + 8 + ADC_LATENCY):
+        vector = 0
+        for t in range(len(raws) * per_vector * cfg.adc_cycles + 8 + ADC_LATENCY):
+            if t - 2 in boundaries:
+                vector += 1
+                ctx.set(dut.x, word(raws[vector]))
             if ctx.get(dut.issuing):
                 rounds[0] += 1
                 pending += [(t, i, ctx.get(dut.col[i])) for i in range(lanes)]
+            if ctx.get(dut.next_vector):
+                boundaries.append(t)
             if not ctx.get(dut.finished):
                 cycles[0] = t + 1
             wl_now = {i: ctx.get(dut.wl[i]) for i in range(lanes)}
@@ -89,7 +102,45 @@ def test_lanes_issue_every_conversion_once(name, shape):
             await ctx.tick()
 
     simulate(dut, bench)
+    return seen, rounds[0], cycles[0], boundaries
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("shape", SHAPES, ids=range(len(SHAPES)))
+def test_lanes_issue_every_conversion_once(name, shape):
+    cfg = CONFIGS[name]
+    wbits, abits, wsigned, asigned, r0, nr, c0, n_out = shape
+    raw = np.random.default_rng(8).integers(0, 256, cfg.rows)
+    g, gconv, step, analog, want = expected(cfg, shape, raw)
+    seen, rounds, cycles, boundaries = run_lanes(cfg, shape, [raw])
     assert seen == want
-    assert rounds[0] == -(-len(want) // lanes)
+    assert rounds == -(-len(want) // cfg.n_adcs)
+    assert boundaries == []
     geo = isa.geometry(cfg, wbits, abits, bool(wsigned), bool(asigned), nr, n_out * g.group)
-    assert cycles[0] == isa.adc_bound(cfg, geo)
+    assert cycles == isa.adc_bound(cfg, geo)
+
+
+#: Shapes whose conversions leave the last round partial on tiny (4 lanes) and the variant (3), and
+#: one that fits a single round (every round a vector's last).
+BOUNDARY_SHAPES = [(3, 5, 1, 1, 3, 11, 2, 3), (1, 1, 0, 0, 5, 4, 7, 1), (2, 3, 0, 0, 0, 16, 0, 5)]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("shape", BOUNDARY_SHAPES, ids=range(len(BOUNDARY_SHAPES)))
+def test_lanes_run_vectors_back_to_back(name, shape):
+    """An MVM of three vectors: each vector's conversions exactly as a single MVM's (its own input
+    vector on the word lines, a partial last round never mixing vectors), vector v+1's round 0 in the
+    ``adc_cycles`` after vector v's last round, ``next_vector`` in each vector's last round but the
+    final one's, and three times one vector's cycles in all."""
+    cfg = CONFIGS[name]
+    wbits, abits, wsigned, asigned, r0, nr, c0, n_out = shape
+    raws = np.random.default_rng(9).integers(0, 256, (3, cfg.rows))
+    wants = [expected(cfg, shape, raw) for raw in raws]
+    g = wants[0][0]
+    seen, rounds, cycles, boundaries = run_lanes(cfg, shape, list(raws))
+    assert seen == [c for w in wants for c in w[-1]]
+    per_vector_rounds = -(-len(wants[0][-1]) // cfg.n_adcs)
+    assert rounds == 3 * per_vector_rounds
+    geo = isa.geometry(cfg, wbits, abits, bool(wsigned), bool(asigned), nr, n_out * g.group)
+    assert cycles == 3 * isa.adc_bound(cfg, geo)
+    assert boundaries == [(v * per_vector_rounds + per_vector_rounds - 1) * cfg.adc_cycles for v in range(2)]

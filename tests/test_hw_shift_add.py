@@ -57,3 +57,71 @@ def test_shift_add_sums_codes_into_outputs(cfg, accumulate):
 
     simulate(dut, bench)
     assert wrap(np.array(got, dtype=np.int64), bits).tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("cfg", [TINY, VARIANT, EIGHT_LANES], ids=["tiny", "variant", "eight_lanes"])
+@pytest.mark.parametrize("accumulate", [0, 1])
+@pytest.mark.parametrize("gap", [0, 1], ids=["adc_cycles1", "adc_cycles2"])
+def test_shift_add_vector_boundaries(cfg, accumulate, gap):
+    """A multi-vector MVM's boundaries (hw.tile): in the cycle a vector's last codes arrive, ``load``
+    takes the next vector's old accumulator vector while ``result`` (the finished vector, written to
+    the accumulator memory in that cycle) still adds those codes; the next vector's codes follow in
+    the next cycle (``adc_cycles`` = 1) or after a cycle without codes (``gap``, ``adc_cycles`` > 1).
+    Each vector as a single MVM would give it (the golden model's accumulation)."""
+    rng = np.random.default_rng(10 + accumulate + 2 * gap)
+    lanes, cols, bits = cfg.n_adcs, cfg.cols, cfg.acc_bits
+    n_out = int(rng.integers(1, cols + 1))
+    vectors = 3
+    olds = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (vectors, cols))
+    rounds = [[[(int(rng.random() < 0.8), int(rng.integers(0, n_out)), int(rng.integers(0, 20)),
+                 int(rng.integers(0, 2)), int(rng.integers(-(1 << cfg.adc_bits) // 2, 1 << cfg.adc_bits)))
+                for _ in range(lanes)] for _ in range(int(rng.integers(1, 6)))] for _ in range(vectors)]
+    wants = []
+    for old, vector_rounds in zip(olds, rounds):
+        want = old.copy()
+        if not accumulate:
+            want[:n_out] = 0
+        for rnd in vector_rounds:
+            for valid, o, shift, neg, code in rnd:
+                if valid:
+                    want[o] += (-code if neg else code) << shift
+        wants.append(wrap(want, bits).tolist())
+    dut = ShiftAdd(cfg)
+    got = []
+
+    def word(values):
+        return sum((int(v) & ((1 << bits) - 1)) << (j * bits) for j, v in enumerate(values))
+
+    async def bench(ctx):
+        ctx.set(dut.accumulate, accumulate)
+        ctx.set(dut.n_out, n_out)
+        ctx.set(dut.old, word(olds[0]))
+        ctx.set(dut.load, 1)
+        await ctx.tick()
+        ctx.set(dut.load, 0)
+        ctx.set(dut.run, 1)
+        await ctx.tick()  # the tile's cycle 2: no codes yet
+        for v, vector_rounds in enumerate(rounds):
+            for n, rnd in enumerate(vector_rounds):
+                last = n == len(vector_rounds) - 1
+                for i, (valid, o, shift, neg, code) in enumerate(rnd):
+                    ctx.set(dut.conversion[i], {"valid": valid, "o": o, "shift": shift, "neg": neg, "diff": 0})
+                    ctx.set(dut.code[i], code)
+                boundary = last and v + 1 < vectors
+                ctx.set(dut.load, boundary)
+                if boundary:
+                    ctx.set(dut.old, word(olds[v + 1]))
+                if last:
+                    got.append(ctx.get(dut.result))
+                await ctx.tick()
+                ctx.set(dut.load, 0)
+                for i in range(lanes):
+                    ctx.set(dut.conversion[i], {"valid": 0, "o": 0, "shift": 0, "neg": 0, "diff": 0})
+                for _ in range(gap):
+                    await ctx.tick()
+
+    simulate(dut, bench)
+    for result, want in zip(got, wants):
+        values = [(result >> (j * bits)) & ((1 << bits) - 1) for j in range(cols)]
+        assert wrap(np.array(values, dtype=np.int64), bits).tolist() == want
+    assert len(got) == vectors
