@@ -84,11 +84,10 @@ class _Parts:
     in_next: Signal  # the next vector's input address (memory address bits)
     acc_next: Signal  # the next vector's accumulator address (memory address bits)
     left: Signal  # records left in an LDRQ
-    # REQ (multi-vector): the output vector being written, the accumulator vector read next, the
-    # vectors after the current one, and whether there are any (a register, so that the bank's
-    # next_vector is an AND of registers and strobes)
+    # REQ (multi-vector; its next accumulator vector's address is acc_next): the output vector being
+    # written, the vectors after the current one, and whether there are any (a register, so that the
+    # bank's next_vector is an AND of registers and strobes)
     req_out_addr: Signal
-    req_acc_addr: Signal
     req_left: Signal
     req_more: Signal
     program_wait: Signal  # cycles left of the array's programming: LDW, WSET (write_cycles), VAUR/VAUC (pulses)
@@ -412,7 +411,6 @@ class Tile(wiring.Component):
             acc_next=Signal(max(1, (cfg.acc_depth - 1).bit_length()), name="acc_next"),
             left=Signal(ADDR_BITS + 1, name="left"),
             req_out_addr=Signal(range(cfg.out_depth), name="req_out_addr"),
-            req_acc_addr=Signal(range(cfg.acc_depth), name="req_acc_addr"),
             req_left=Signal(ADDR_BITS, name="req_left"), req_more=Signal(name="req_more"),
             program_wait=Signal(range(max(cfg.write_cycles, isa.VAUR_PHASES * cfg.pulse_cycles,
                                           isa.VAUC_PHASES * cfg.pulse_cycles) + 1), name="program_wait"),
@@ -477,8 +475,8 @@ class Tile(wiring.Component):
         with m.Else():
             # RDACC/RDOUT: the next item, once the current one's last word left (the read formatter);
             # REQ: the next vector's accumulators, in the cycle of the current vector's last chunk.
-            acc_next = Mux(op == Opcode.REQ, parts.req_acc_addr, reader.read_addr[:bits_for(cfg.acc_depth)])
-            m.d.comb += [acc_r.addr.eq(acc_next),
+            acc_later = Mux(op == Opcode.REQ, parts.acc_next, reader.read_addr[:bits_for(cfg.acc_depth)])
+            m.d.comb += [acc_r.addr.eq(acc_later),
                          acc_r.en.eq(((op == Opcode.RDACC) & reader.read_en) | parts.requant.next_vector),
                          out_r.addr.eq(reader.read_addr[:bits_for(cfg.out_depth)]),
                          out_r.en.eq((op == Opcode.RDOUT) & reader.read_en)]
@@ -700,13 +698,13 @@ class Tile(wiring.Component):
             self._alignment_and_addresses(m, parts, [(req_args.acc_addr + req_args.count_m1, 1, cfg.acc_depth),
                                                      (req_args.out_addr + req_args.count_m1, 2, cfg.out_depth)])
             m.d.comb += requant.req_start.eq(1)
+            # (acc_next, the accumulator vector after the first, is set in every first cycle: _operand_reads)
             m.d.sync += [parts.req_out_addr.eq(req_args.out_addr + parts.offsets[2]),
-                         parts.req_acc_addr.eq(req_args.acc_addr + parts.offsets[1] + 1),
                          parts.req_left.eq(req_args.count_m1), parts.req_more.eq(req_args.count_m1 != 0),
                          parts.drain.eq(0)]
         with m.Else():
             with m.If(requant.next_vector):
-                m.d.sync += [parts.req_acc_addr.eq(parts.req_acc_addr + 1), parts.req_left.eq(parts.req_left - 1),
+                m.d.sync += [parts.acc_next.eq(parts.acc_next + 1), parts.req_left.eq(parts.req_left - 1),
                              parts.req_more.eq(parts.req_left != 1)]
             with m.If(requant.chunks_left):
                 m.d.comb += requant.req_advance.eq(~parts.late_err)
