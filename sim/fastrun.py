@@ -11,7 +11,8 @@ and cycle count (``tests/test_fastrun.py`` checks it on random programs and comp
    The trace records the loads in feed order, which load last wrote each input vector and each column, and the
    MVM, REQ and read steps with their buffer ranges. A program is *eligible* when it uses only CFG, WIN,
    CFGRQ, SYNC, NOP, HALT, LDW, LDIN, LDRQ, MVM, REQ, RDOUT, RDACC and loops whose body is one MVM, REQ or NOP
-   over consecutive addresses, runs without an error, and every MVM reads input vectors written by one LDIN of
+   over consecutive addresses (an MVM or REQ of ``count`` vectors is such a loop in one word; in a loop its
+   strides must equal its count), runs without an error, and every MVM reads input vectors written by one LDIN of
    the same run and cells written by one LDW of the same run. Anything else (and any feed block the handlers
    would reject) runs on the instruction path, which raises the errors.
 2. **MVMs**: an MVM's operands are then slices of feed blocks, known before the run. MVMs over the same input
@@ -50,6 +51,7 @@ __all__ = ["FAST_OPS", "Plan", "cached_plan", "freeze", "frozen", "groups", "pla
 FAST_OPS = frozenset({Opcode.NOP, Opcode.HALT, Opcode.SYNC, Opcode.CFG, Opcode.WIN, Opcode.CFGRQ, Opcode.LOOP,
                       Opcode.LDW, Opcode.LDIN, Opcode.LDRQ, Opcode.MVM, Opcode.REQ, Opcode.RDOUT, Opcode.RDACC})
 _BODY_OPS = frozenset({Opcode.NOP, Opcode.MVM, Opcode.REQ})
+_COUNTED = frozenset({Opcode.MVM, Opcode.REQ})  # opcodes with a vector count (docs/isa.md)
 
 
 class _Ineligible(Exception):
@@ -138,7 +140,8 @@ class _Tracer(Walker):
             raise _Ineligible
         self.cycles += self.handlers[d.op](self.sh, d, pc, offs)
         self.instrs += 1
-        self._record(d, offs, 1)
+        # (a multi-vector MVM or REQ is recorded as the loop of single ones it equals: count consecutive vectors)
+        self._record(d, offs, d.args["count"] if d.op in _COUNTED else 1)
 
     def loop(self, pc, d, b1, offs, depth) -> None:
         self.step(pc, d, offs)
@@ -149,13 +152,14 @@ class _Tracer(Walker):
         if b1 != pc + 2 or depth > 0 or body.cause is not Cause.NONE or body.op not in _BODY_OPS:
             raise _Ineligible
         st = loop_strides(d)
-        if n > 1 and ((body.op is Opcode.MVM and st[:2] != (1, 1)) or (body.op is Opcode.REQ and st[1:] != (1, 1))):
+        k = body.args["count"] if body.op in _COUNTED else 1  # vectors per iteration
+        if n > 1 and ((body.op is Opcode.MVM and st[:2] != (k, k)) or (body.op is Opcode.REQ and st[1:] != (k, k))):
             raise _Ineligible  # (not consecutive addresses: left to the instruction path)
         # Addresses grow with the iteration, so the last iteration's checks are every iteration's.
         last = tuple(o + (n - 1) * s for o, s in zip(offs, st))
         self.cycles += self.handlers[body.op](self.sh, body, pc + 1, last) * n
         self.instrs += n
-        self._record(body, offs, n)
+        self._record(body, offs, n * k)
 
     def _record(self, d, offs, n: int) -> None:
         op, a, sh = d.op, d.args, self.sh

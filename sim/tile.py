@@ -478,12 +478,15 @@ def _store_acc(t: Tile, aa, n: int, y: np.ndarray, accumulate: bool) -> None:
 def _mvm(t: Tile, d, pc, offs) -> int:
     a, c = d.args, t.cfg
     g = t._aligned_geo(pc)
+    n = a["count"]  # vectors in_addr + v -> accumulators acc_addr + v, v < n; both ranges checked whole first
     ia, aa = a["in_addr"] + offs[0], a["acc_addr"] + offs[1]
-    t._addr(pc, ia, 1, c.in_depth, "input vector")
-    t._addr(pc, aa, 1, c.acc_depth, "accumulator vector")
+    t._addr(pc, ia, n, c.in_depth, "input vector")
+    t._addr(pc, aa, n, c.acc_depth, "accumulator vector")
     if not t._timing:
         r0, nr, c0, nc = t.window
-        ia, aa = t._vec.lanes(a["in_addr"], offs[0]), t._vec.lanes(a["acc_addr"], offs[1])
+        # (the vectors never interact: each reads its own input and writes its own accumulator, so all at once
+        # equals one after the other)
+        ia, aa = t._vec.lanes(a["in_addr"], offs[0], n), t._vec.lanes(a["acc_addr"], offs[1], n)
         raw = t.inbuf[:, ia, r0:r0 + nr]
         cells = (t.levels[r0:r0 + nr, c0:c0 + nc], t.masks[r0:r0 + nr, c0:c0 + nc], t.layer, g, c)
         if t._analog is not None:  # device hook: read noise, drift, IR drop (golden-model-only, sim/device.py)
@@ -497,12 +500,13 @@ def _mvm(t: Tile, d, pc, offs) -> int:
 def _req(t: Tile, d, pc, offs) -> int:
     a, c = d.args, t.cfg
     g = t._aligned_geo(pc)
+    n_vec = a["count"]  # accumulators acc_addr + v -> output vectors out_addr + v, v < count
     aa, oa = a["acc_addr"] + offs[1], a["out_addr"] + offs[2]
-    t._addr(pc, aa, 1, c.acc_depth, "accumulator vector")
-    t._addr(pc, oa, 1, c.out_depth, "output vector")
+    t._addr(pc, aa, n_vec, c.acc_depth, "accumulator vector")
+    t._addr(pc, oa, n_vec, c.out_depth, "output vector")
     if not t._timing:
         n = g.n_out
-        aa, oa = t._vec.lanes(a["acc_addr"], offs[1]), t._vec.lanes(a["out_addr"], offs[2])
+        aa, oa = t._vec.lanes(a["acc_addr"], offs[1], n_vec), t._vec.lanes(a["out_addr"], offs[2], n_vec)
         q = kernels.requantise(t.acc[:, aa, :n], t.rq_bias[:n], t.rq_mult[:n], t.rq_shift[:n], *t.rq)
         t.out[:, oa, :n] = (q & 0xFF).astype(np.uint8)
     return _cost(t, d, g)

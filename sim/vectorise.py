@@ -44,20 +44,35 @@ class _Probe(Walker):
             if not self.t.geometry().aligned:
                 raise _NotVector
             ia, aa = a["in_addr"] + offs[0], a["acc_addr"] + offs[1]
-            if ia.max() >= c.in_depth or aa.max() >= c.acc_depth:
+            k = a["count"]
+            if ia.max() + k > c.in_depth or aa.max() + k > c.acc_depth:
                 raise _NotVector
-            acc["in"].append((ia, False))
+            ia, it = _spread(ia, k)
+            aa, _ = _spread(aa, k)
+            acc["in"].append((ia, it, False))
             if a["accumulate"]:
-                acc["acc"].append((aa, False))
-            acc["acc"].append((aa, True))
+                acc["acc"].append((aa, it, False))
+            acc["acc"].append((aa, it, True))
         elif d.op is Opcode.REQ:
             if not self.t.geometry().aligned:
                 raise _NotVector
             aa, oa = a["acc_addr"] + offs[1], a["out_addr"] + offs[2]
-            if aa.max() >= c.acc_depth or oa.max() >= c.out_depth:
+            k = a["count"]
+            if aa.max() + k > c.acc_depth or oa.max() + k > c.out_depth:
                 raise _NotVector
-            acc["acc"].append((aa, False))
-            acc["out"].append((oa, True))
+            aa, it = _spread(aa, k)
+            oa, _ = _spread(oa, k)
+            acc["acc"].append((aa, it, False))
+            acc["out"].append((oa, it, True))
+
+
+def _spread(addrs: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The entries an MVM/REQ of ``count`` vectors touches at lane addresses ``addrs`` (``addrs[i] + v``, v < count,
+    lane-major), and the iteration (lane) of each."""
+    it = np.arange(addrs.size)
+    if count == 1:
+        return addrs, it
+    return (addrs[:, None] + np.arange(count)).reshape(-1), np.repeat(it, count)
 
 
 class Vectoriser:
@@ -67,7 +82,8 @@ class Vectoriser:
         self.t = tile
         self._indep: dict = {}  # loop key -> whether its iterations are independent (see independent)
         self._voffs: dict = {}  # (offsets, strides, count) -> the offset arrays of a vectorised loop
-        self._runs: dict = {}  # id(lane offsets) -> (offsets, first lane if consecutive else None) (lanes)
+        # (id(lane offsets), count) -> (offsets, first entry if consecutive else None, entries) (see lanes)
+        self._runs: dict = {}
 
     def plan(self, b0: int, b1: int, offs, strides, n: int, depth: int):
         """The lane offset arrays for running the ``n`` iterations of body ``b0 .. b1 - 1`` at once, or None
@@ -106,22 +122,20 @@ class Vectoriser:
         acc: dict[str, list] = {"in": [], "acc": [], "out": []}
         if not self._probe(b0, b1, voffs, depth, acc):
             return False
-        n = len(voffs[0])
-        it = np.arange(n)
         for recs in acc.values():
-            writes = [addrs for addrs, is_write in recs if is_write]
+            writes = [(addrs, it) for addrs, it, is_write in recs if is_write]
             if not writes:
                 continue
             # Vectorised (a Python dict per address dominated loops of small MVMs): record one writer
             # per address; any address whose recorded writer differs from one of its writers has two.
-            wa, wi = np.concatenate(writes), np.tile(it, len(writes))
+            wa, wi = np.concatenate([w for w, _ in writes]), np.concatenate([i for _, i in writes])
             if wa.min() < 0:
                 return False
             writer = np.full(int(wa.max()) + 1, -1, dtype=np.int64)
             writer[wa] = wi
             if (writer[wa] != wi).any():
                 return False
-            for addrs, is_write in recs:
+            for addrs, it, is_write in recs:
                 if is_write:
                     continue
                 inside = (addrs >= 0) & (addrs < writer.size)
@@ -139,20 +153,24 @@ class Vectoriser:
             return False
         return True
 
-    def lanes(self, base: int, off):
-        """Index of the entries ``base + off``: ``off`` is an int, or the lane offsets of a vectorised loop.
-        Consecutive lanes (a loop of stride 1, the usual case) become a slice: indexing a buffer with a slice
-        is a view, with an array a gather or scatter that cost up to a millisecond per MVM at large batches.
+    def lanes(self, base: int, off, count: int = 1):
+        """Index of the entries ``base + off + v``, v < ``count`` (a multi-vector MVM or REQ), lane-major: ``off``
+        is an int, or the lane offsets of a vectorised loop. Consecutive entries (a loop of stride 1, the usual
+        case, or one instruction's ``count`` vectors) become a slice: indexing a buffer with a slice is a view,
+        with an array a gather or scatter that cost up to a millisecond per MVM at large batches. A single entry
+        (``count`` 1 outside vectorised loops) is an int.
         """
         if not isinstance(off, np.ndarray):
-            return base + off
-        e = self._runs.get(id(off))
+            return base + off if count == 1 else slice(base + off, base + off + count)
+        key = (id(off), count)
+        e = self._runs.get(key)
         if e is None or e[0] is not off:  # the entry holds ``off``, so its id cannot be reused meanwhile
             if len(self._runs) > 4096:
                 self._runs.clear()
-            n = off.size
-            first = int(off[0]) if n and bool((off == off[0] + np.arange(n)).all()) else None
-            e = self._runs[id(off)] = (off, first)
+            rel = off if count == 1 else (off[:, None] + np.arange(count)).reshape(-1)
+            n = rel.size
+            first = int(rel[0]) if n and bool((rel == rel[0] + np.arange(n)).all()) else None
+            e = self._runs[key] = (off, first, rel)
         if e[1] is None:
-            return base + off
-        return slice(base + e[1], base + e[1] + off.size)
+            return base + e[2]
+        return slice(base + e[1], base + e[1] + e[2].size)

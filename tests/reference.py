@@ -343,17 +343,19 @@ class RefTile:
 
     def _mvm(self, d, pc: int, offs: list[int]) -> int:
         c, a, L = self.cfg, d.args, self.layer
-        ia, aa = a["in_addr"] + offs[0], a["acc_addr"] + offs[1]
-        # doc: WINDOW before ADDR; of the two addresses in_addr first (docs/isa.md, order of causes).
+        ia0, aa0, count = a["in_addr"] + offs[0], a["acc_addr"] + offs[1], a["count"]
+        # doc: WINDOW before ADDR; of the two addresses in_addr first (docs/isa.md, order of causes), each
+        # range checked whole (count vectors) before any vector is converted.
         n_out = self.n_out(pc)
-        self._check(ia < c.in_depth, Cause.ADDR, pc)
-        self._check(aa < c.acc_depth, Cause.ADDR, pc)
+        self._check(ia0 + count - 1 < c.in_depth, Cause.ADDR, pc)
+        self._check(aa0 + count - 1 < c.acc_depth, Cause.ADDR, pc)
         r0, nr, c0, nc = self.window
         nws, g = self.weight_slices(), self.group()
         slices = self.input_slices()
         groups = [range(r0 + k, min(r0 + k + c.rows_per_conv, r0 + nr)) for k in range(0, nr, c.rows_per_conv)]
         sh = L.adc_shift
-        if not self._timing:
+        for v in range(0 if self._timing else count):  # doc: vector v: in_addr + v -> acc_addr + v
+            ia, aa = ia0 + v, aa0 + v
             for b in range(self.batch):
                 results = [0] * n_out
                 for lo, nbits, in_weight in slices:
@@ -383,17 +385,19 @@ class RefTile:
                     self.acc[b][aa][j] = wrap(prev + results[j], c.acc_bits)
         nis, nrg = len(slices), len(groups)
         nconv = nc // 2 if self.analog_pairs() else nc
-        return 1 + ceil_div(nis * nrg * nconv, c.n_adcs) * c.adc_cycles + MVM_LATENCY
+        # doc: the vectors' rounds follow each other with no issue or drain cycles between them
+        return 1 + count * ceil_div(nis * nrg * nconv, c.n_adcs) * c.adc_cycles + MVM_LATENCY
 
     def _req(self, d, pc: int, offs: list[int]) -> int:
         c, a = self.cfg, d.args
-        aa, oa = a["acc_addr"] + offs[1], a["out_addr"] + offs[2]
-        n_out = self.n_out(pc)  # doc: WINDOW before ADDR; acc_addr before out_addr
-        self._check(aa < c.acc_depth, Cause.ADDR, pc)
-        self._check(oa < c.out_depth, Cause.ADDR, pc)
+        aa0, oa0, count = a["acc_addr"] + offs[1], a["out_addr"] + offs[2], a["count"]
+        n_out = self.n_out(pc)  # doc: WINDOW before ADDR; acc_addr before out_addr, each range whole
+        self._check(aa0 + count - 1 < c.acc_depth, Cause.ADDR, pc)
+        self._check(oa0 + count - 1 < c.out_depth, Cause.ADDR, pc)
         zp, clamp_lo, clamp_hi, relu = self.rq
         lo = max(clamp_lo, zp) if relu else clamp_lo
-        if not self._timing:
+        for v in range(0 if self._timing else count):  # doc: accumulator acc_addr + v -> output out_addr + v
+            aa, oa = aa0 + v, oa0 + v
             for b in range(self.batch):
                 for j in range(n_out):
                     p = (self.acc[b][aa][j] + self.rq_bias[j]) * self.rq_mult[j]
@@ -402,7 +406,7 @@ class RefTile:
                     # doc: with ReLU and zero_point > clamp_hi, lo > hi; min(max()) gives clamp_hi.
                     q = min(max(r + zp, lo), clamp_hi)
                     self.out[b][oa][j] = q & 0xFF
-        return 1 + ceil_div(n_out, c.rq_lanes) + REQ_LATENCY
+        return 1 + count * ceil_div(n_out, c.rq_lanes) + REQ_LATENCY
 
     def _vau(self, d, pc: int) -> int:
         c, a = self.cfg, d.args

@@ -94,6 +94,14 @@ def _addr(draw, ctx: _Ctx, size: int) -> int:
     return draw(st.integers(size, size + 3)) if ctx.bad(draw) else draw(st.integers(0, size - 1))
 
 
+def _vectors(draw, ctx: _Ctx, *spaces: int) -> tuple[int, list[int]]:
+    """A multi-vector MVM's or REQ's count (1 half the time) and a first address per space such that each range
+    fits (ending at the space's end, too), or, drawn bad, runs just past the end."""
+    top = max(1, min(ctx.room(s) for s in spaces))
+    n = 1 if draw(st.booleans()) else _pick(draw, 1, top)
+    return n, [_addr(draw, ctx, ctx.room(s) - n + 1) for s in spaces]
+
+
 def _cfg_word(draw, ctx: _Ctx) -> int:
     wbits = draw(BITS_1_8)
     wsigned = draw(st.booleans()) and (wbits >= 2 or ctx.bad(draw))
@@ -177,10 +185,11 @@ def instruction(draw, ctx: _Ctx, op: Opcode) -> int:
     if op is Opcode.RDACC:
         return encode(op, **_range_args(draw, ctx, ctx.room(1)))
     if op is Opcode.MVM:
-        return encode(op, in_addr=_addr(draw, ctx, ctx.room(0)), acc_addr=_addr(draw, ctx, ctx.room(1)),
-                      accumulate=int(draw(st.booleans())))
+        n, (ia, aa) = _vectors(draw, ctx, 0, 1)
+        return encode(op, in_addr=ia, acc_addr=aa, accumulate=int(draw(st.booleans())), count=n)
     if op is Opcode.REQ:
-        return encode(op, acc_addr=_addr(draw, ctx, ctx.room(1)), out_addr=_addr(draw, ctx, ctx.room(2)))
+        n, (aa, oa) = _vectors(draw, ctx, 1, 2)
+        return encode(op, acc_addr=aa, out_addr=oa, count=n)
     if op in (Opcode.VAUR, Opcode.VAUC):
         return encode(op, delta_addr=_addr(draw, ctx, c.delta_depth), pair=_pick(draw, 0, 3),
                       only=int(draw(st.booleans())), slice=_pick(draw, 0, 3))

@@ -22,9 +22,10 @@ SMALL = PRESETS["tiny"].replace(name="small_adc", adc_bits=3, rows_per_conv=5, i
 
 
 def layer_program(cfg, rng, *, batch: int):
-    """A compiled-layer-shaped program and its feed: per column tile LDRQ, a chain of (LDIN, WIN, LDW, LOOP MVM)
-    over row tiles, a LOOP of REQ, RDOUT (sometimes RDACC); input blocks shared by the column tiles (one object)
-    and level blocks that are views of one array (adjacent column tiles) or copies."""
+    """A compiled-layer-shaped program and its feed: per column tile LDRQ, a chain of (LDIN, WIN, LDW, LOOP MVM or
+    one MVM of ``lanes`` vectors) over row tiles, a LOOP of REQ (or one REQ of ``lanes`` vectors), RDOUT
+    (sometimes RDACC); input blocks shared by the column tiles (one object) and level blocks that are views of one
+    array (adjacent column tiles) or copies."""
     wbits = int(rng.choice([2, 4, 8]))
     wsigned = bool(rng.integers(0, 2)) if wbits > 1 else False
     abits, asigned = int(rng.choice([4, 8])), bool(rng.integers(0, 2))
@@ -63,18 +64,26 @@ def layer_program(cfg, rng, *, batch: int):
             c0 = int(rng.integers(0, cfg.cols - nc + 1)) if rng.random() < 0.3 else 0
             words += [E(Opcode.LDIN, start=0, count=lanes),
                       E(Opcode.WIN, row_start=0, row_count=nr, col_start=c0, col_count=nc),
-                      E(Opcode.LDW, start=c0, count=nc),
-                      E(Opcode.LOOP, count=lanes, body=1, stride_in=1, stride_acc=1, stride_out=0),
-                      E(Opcode.MVM, in_addr=0, acc_addr=0, accumulate=int(r > 0 or rng.random() < 0.2))]
+                      E(Opcode.LDW, start=c0, count=nc)]
+            accumulate = int(r > 0 or rng.random() < 0.2)
+            if rng.random() < 0.5:  # the multi-vector MVM, or the loop of single ones it equals
+                words.append(E(Opcode.MVM, in_addr=0, acc_addr=0, accumulate=accumulate, count=lanes))
+            else:
+                words += [E(Opcode.LOOP, count=lanes, body=1, stride_in=1, stride_acc=1, stride_out=0),
+                          E(Opcode.MVM, in_addr=0, acc_addr=0, accumulate=accumulate)]
             feed.append(ins[r])
             k = t * row_tiles + r
             lv = big[:, k * nc:(k + 1) * nc]
             feed.append(lv if views else lv.copy())
             if rng.random() < 0.1:
                 words.append(E(Opcode.NOP))
-        words += [E(Opcode.WIN, row_start=0, row_count=cfg.rows, col_start=0, col_count=nc),
-                  E(Opcode.LOOP, count=lanes, body=1, stride_in=0, stride_acc=1, stride_out=1),
-                  E(Opcode.REQ, acc_addr=0, out_addr=0), E(Opcode.RDOUT, start=0, count=lanes)]
+        words.append(E(Opcode.WIN, row_start=0, row_count=cfg.rows, col_start=0, col_count=nc))
+        if rng.random() < 0.5:
+            words.append(E(Opcode.REQ, acc_addr=0, out_addr=0, count=lanes))
+        else:
+            words += [E(Opcode.LOOP, count=lanes, body=1, stride_in=0, stride_acc=1, stride_out=1),
+                      E(Opcode.REQ, acc_addr=0, out_addr=0)]
+        words.append(E(Opcode.RDOUT, start=0, count=lanes))
         if rng.random() < 0.3:
             words.append(E(Opcode.RDACC, start=0, count=lanes))
     if rng.random() < 0.2:

@@ -223,11 +223,12 @@ def loop_programs(draw):
                 out += inner
                 continue
             op = draw(body_ops)
+            n = draw(st.sampled_from([1, 1, 2, 3]))  # multi-vector MVM/REQ: overlapping iterations, or not
             if op is Opcode.MVM:
                 out.append(encode(op, in_addr=draw(st.integers(0, 2)), acc_addr=draw(st.integers(0, 2)),
-                                  accumulate=int(draw(st.booleans()))))
+                                  accumulate=int(draw(st.booleans())), count=n))
             elif op is Opcode.REQ:
-                out.append(encode(op, acc_addr=draw(st.integers(0, 2)), out_addr=draw(st.integers(0, 2))))
+                out.append(encode(op, acc_addr=draw(st.integers(0, 2)), out_addr=draw(st.integers(0, 2)), count=n))
             else:
                 out.append(encode(op))
         return out
