@@ -37,13 +37,19 @@ class RequantBank(wiring.Component):
       later cycle with ``ldrq_word`` writes the ``rq_per_word`` records of ``ldrq_data`` (fewer
       on the last word) to consecutive columns.
     - CFGRQ: with ``cfgrq_write`` and ``commit`` the fields on ``cfgrq`` are taken at the clock edge.
-    - REQ: ``req_start`` (its first cycle, while the accumulator vector is read) selects chunk 0;
-      ``chunks_left`` says whether the current chunk's first column is below ``n_out``. In a cycle
-      with ``req_advance`` the current chunk of ``rq_lanes`` accumulators enters the lanes, and the
-      next chunk becomes current; the accumulator vector is taken from ``acc`` in the first such
-      cycle after ``req_start`` (chunk 0; the bank keeps the later chunks).
+    - REQ: ``req_start`` (its first cycle, while the first accumulator vector is read) selects
+      chunk 0; ``chunks_left`` says whether the current chunk's first column is below ``n_out``. In
+      a cycle with ``req_advance`` the current chunk of ``rq_lanes`` accumulators enters the lanes,
+      and the next chunk becomes current; the accumulator vector is taken from ``acc`` in the first
+      such cycle after ``req_start`` (chunk 0; the bank keeps the later chunks).
       :data:`cimtile.hw.requant.LATENCY` cycles later ``out_en`` enables the chunk's bytes (columns
       below ``n_out``) of ``out_data`` (the lanes' bytes repeated over the vector).
+    - Multi-vector REQ (``count`` > 1): ``req_more`` says that another vector follows the current
+      one. ``next_vector`` rises in the cycle the current vector's last chunk enters the lanes
+      (``req_advance``) while ``req_more`` is set: chunk 0 of the next vector becomes current, so
+      the tile reads the next accumulator vector in that cycle and its chunk 0 enters from ``acc``
+      in the next cycle, with no bubble. ``out_next`` rises with the ``out_en`` of such a last
+      chunk (:data:`~cimtile.hw.requant.LATENCY` cycles later): the output address steps after it.
 
     Parameters
     ----------
@@ -63,7 +69,10 @@ class RequantBank(wiring.Component):
             "commit": In(1),
             "req_start": In(1),
             "req_advance": In(1),
+            "req_more": In(1),
             "chunks_left": Out(1),
+            "next_vector": Out(1),
+            "out_next": Out(1),
             "acc": In(cfg.acc_bits * cfg.cols),
             "n_out": In(ADDR_BITS + 1),
             "out_data": Out(8 * cfg.cols),
@@ -118,16 +127,23 @@ class RequantBank(wiring.Component):
         parts = len(memories) // lanes  # chunks per memory address
         chunk = Signal(range(-(-cfg.cols // lanes) + 1))
         first_col = Signal(ADDR_BITS + 2)
+        # The current chunk is its vector's last (its successor's first column is not below n_out):
+        # a register computed beside first_col, so next_vector is an AND of registers and strobes.
+        last_chunk = Signal()
         row, part = Signal(range(-(-cfg.cols // len(memories)) + 1)), Signal(max(1, (parts - 1).bit_length()))
         row_next, part_next = Signal.like(row), Signal.like(part)
-        m.d.comb += [row_next.eq(row), part_next.eq(part), self.chunks_left.eq(first_col < self.n_out)]
-        with m.If(self.req_start):
+        m.d.comb += [row_next.eq(row), part_next.eq(part), self.chunks_left.eq(first_col < self.n_out),
+                     self.next_vector.eq(self.req_advance & self.req_more & last_chunk)]
+        # A REQ's first cycle and the last chunk of a vector another follows both make chunk 0 current:
+        # the parameter memories are addressed at chunk 0 again, a cycle ahead of the chunk entering.
+        with m.If(self.req_start | self.next_vector):
             m.d.comb += [row_next.eq(0), part_next.eq(0)]
-            m.d.sync += [chunk.eq(0), first_col.eq(0)]
+            m.d.sync += [chunk.eq(0), first_col.eq(0), last_chunk.eq(self.n_out <= lanes)]
         with m.Elif(self.req_advance):
             last_part = part == parts - 1
             m.d.comb += [row_next.eq(row + last_part), part_next.eq(Mux(last_part, 0, part + 1))]
-            m.d.sync += [chunk.eq(chunk + 1), first_col.eq(first_col + lanes)]
+            m.d.sync += [chunk.eq(chunk + 1), first_col.eq(first_col + lanes),
+                         last_chunk.eq(first_col + 2 * lanes >= self.n_out)]
         m.d.sync += [row.eq(row_next), part.eq(part_next)]
         records = []
         for mem in memories:
@@ -155,10 +171,11 @@ class RequantBank(wiring.Component):
         pad = n_chunks * lanes - cols
         acc = Cat(self.acc, Const(0, width * pad)) if pad else self.acc
         # The chunk entering the lanes: chunk 0 is a constant slice of the accumulator vector (the read
-        # port's data, in the cycle after req_start); later chunks come from ``later``, a register
-        # that takes chunks 1.. of the vector as chunk 0 enters and shifts by a chunk as each enters.
-        # So the lanes' inputs see a 2:1 multiplexer selected by a register, not a chunk-wide
-        # multiplexer over the whole vector.
+        # port's data, in the cycle after req_start or next_vector); later chunks come from ``later``,
+        # a register that takes chunks 1.. of the vector as chunk 0 enters and shifts by a chunk as
+        # each enters. So the lanes' inputs see a 2:1 multiplexer selected by a register, not a
+        # chunk-wide multiplexer over the whole vector; a multi-vector REQ only sets that register
+        # (at_chunk0) again in the cycle of a vector's last chunk.
         chunk_bits = lanes * width
         entering = Signal(chunk_bits)
         at_chunk0 = Signal()
@@ -169,7 +186,7 @@ class RequantBank(wiring.Component):
                 m.d.sync += later.eq(Mux(at_chunk0, acc[chunk_bits:], later >> chunk_bits))
         else:
             m.d.comb += entering.eq(acc[:chunk_bits])
-        with m.If(self.req_start):
+        with m.If(self.req_start | self.next_vector):
             m.d.sync += at_chunk0.eq(1)
         with m.Elif(self.req_advance):
             m.d.sync += at_chunk0.eq(0)
@@ -183,10 +200,13 @@ class RequantBank(wiring.Component):
                          unit.bias.eq(p.bias), unit.mult.eq(p.mult), unit.shift.eq(p.shift),
                          unit.zero_point.eq(output.zero_point), unit.clamp_lo.eq(output.clamp_lo),
                          unit.clamp_hi.eq(output.clamp_hi), unit.relu.eq(output.relu)]
-        # Which chunk the lanes' outputs belong to: chunk and "in flight" delayed by LATENCY.
-        in_flight = Signal(LATENCY)
+        # Which chunk the lanes' outputs belong to: chunk, "in flight" and "a vector follows" delayed
+        # by LATENCY.
+        in_flight, vector_ends = Signal(LATENCY), Signal(LATENCY)
         delayed = [Signal.like(chunk, name=f"chunk_delayed{i}") for i in range(LATENCY)]
-        m.d.sync += [in_flight.eq(Cat(self.req_advance, in_flight)), delayed[0].eq(chunk)]
+        m.d.sync += [in_flight.eq(Cat(self.req_advance, in_flight)), vector_ends.eq(Cat(self.next_vector, vector_ends)),
+                     delayed[0].eq(chunk)]
+        m.d.comb += self.out_next.eq(vector_ends[LATENCY - 1])
         m.d.sync += [delayed[i + 1].eq(delayed[i]) for i in range(LATENCY - 1)]
         data_bytes = Cat(*[u.q[:8] for u in units])
         m.d.comb += self.out_data.eq(Cat(*([data_bytes] * n_chunks))[:8 * cols])

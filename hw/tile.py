@@ -73,7 +73,7 @@ class _Parts:
     reader: ReadFormatter
     ports: dict  # memory ports by name
     # per-instruction registers
-    addr_b: Signal  # the MVM's accumulator / REQ's output address
+    addr_b: Signal  # the MVM's accumulator address
     accumulate: Signal
     drain: Signal
     word_ok: Signal  # no PC_RANGE and no static cause: CFG, WIN, CFGRQ, SYNC commit on this alone
@@ -84,6 +84,12 @@ class _Parts:
     in_next: Signal  # the next vector's input address (memory address bits)
     acc_next: Signal  # the next vector's accumulator address (memory address bits)
     left: Signal  # records left in an LDRQ
+    # REQ (multi-vector; its next accumulator vector's address is acc_next): the output vector being
+    # written, the vectors after the current one, and whether there are any (a register, so that the
+    # bank's next_vector is an AND of registers and strobes)
+    req_out_addr: Signal
+    req_left: Signal
+    req_more: Signal
     program_wait: Signal  # cycles left of the array's programming: LDW, WSET (write_cycles), VAUR/VAUC (pulses)
 
 
@@ -191,10 +197,15 @@ class Tile(wiring.Component):
     def _write_behind(m, parts: _Parts):
         """The output and accumulator memories' write addresses, and the MVM's accumulator write."""
         ports = parts.ports
-        m.d.comb += ports["out_w"].addr.eq(parts.addr_b)  # REQ's output vector
+        # REQ's output vector: a register set in REQ's first cycle that steps right after the write of
+        # each vector's last chunk but the last (the bank's out_next, which falls inside the REQ), so
+        # the last vector's write-behind in the next instruction's first cycle still finds it.
+        m.d.comb += ports["out_w"].addr.eq(parts.req_out_addr)
+        with m.If(parts.requant.out_next):
+            m.d.sync += parts.req_out_addr.eq(parts.req_out_addr + 1)
         # The MVM's result, written in the cycle after its last (isa.WRITE_BEHIND): the shift-and-add's
         # last contributions arrive then, no instruction's first cycle moves its registers, and addr_b
-        # (set by MVM and REQ in their first cycle) still holds the MVM's accumulator address.
+        # (set by MVM in its first cycle) still holds the MVM's accumulator address.
         m.d.sync += parts.acc_write.eq(0)
         # A multi-vector MVM writes each vector but the last at its vector boundary (vector_write), the
         # cycle its last round's codes arrive, inside the MVM (addr_b then moves on to the next vector).
@@ -399,6 +410,8 @@ class Tile(wiring.Component):
             in_next=Signal(max(1, (cfg.in_depth - 1).bit_length()), name="in_next"),
             acc_next=Signal(max(1, (cfg.acc_depth - 1).bit_length()), name="acc_next"),
             left=Signal(ADDR_BITS + 1, name="left"),
+            req_out_addr=Signal(range(cfg.out_depth), name="req_out_addr"),
+            req_left=Signal(ADDR_BITS, name="req_left"), req_more=Signal(name="req_more"),
             program_wait=Signal(range(max(cfg.write_cycles, isa.VAUR_PHASES * cfg.pulse_cycles,
                                           isa.VAUC_PHASES * cfg.pulse_cycles) + 1), name="program_wait"),
             **units)
@@ -460,9 +473,11 @@ class Tile(wiring.Component):
                 dl_r.en.eq((op == Opcode.VAUR) | (op == Opcode.VAUC)),
             ]
         with m.Else():
-            # RDACC/RDOUT: the next item, once the current one's last word left (the read formatter).
-            m.d.comb += [acc_r.addr.eq(reader.read_addr[:bits_for(cfg.acc_depth)]),
-                         acc_r.en.eq((op == Opcode.RDACC) & reader.read_en),
+            # RDACC/RDOUT: the next item, once the current one's last word left (the read formatter);
+            # REQ: the next vector's accumulators, in the cycle of the current vector's last chunk.
+            acc_later = Mux(op == Opcode.REQ, parts.acc_next, reader.read_addr[:bits_for(cfg.acc_depth)])
+            m.d.comb += [acc_r.addr.eq(acc_later),
+                         acc_r.en.eq(((op == Opcode.RDACC) & reader.read_en) | parts.requant.next_vector),
                          out_r.addr.eq(reader.read_addr[:bits_for(cfg.out_depth)]),
                          out_r.en.eq((op == Opcode.RDOUT) & reader.read_en)]
             # a multi-vector MVM's vector boundary (stages 1 and 2: see _fetch_wiring)
@@ -674,14 +689,23 @@ class Tile(wiring.Component):
                 m.d.sync += parts.acc_write.eq(parts.step >= 2)
 
     def _req(self, m, parts: _Parts):
-        """REQ: checks and the accumulator read in cycle 0, then a chunk of rq_lanes per cycle."""
+        """REQ: checks (each address range whole) and the first accumulator read in cycle 0, then a
+        chunk of rq_lanes per cycle; the next vector's accumulators are read in the cycle of a
+        vector's last chunk (the bank's next_vector), so its chunk 0 follows with no bubble."""
         cfg, req_args, requant = self.cfg, parts.view.args.req, parts.requant
+        m.d.comb += requant.req_more.eq(parts.req_more)
         with m.If(parts.first):
-            self._alignment_and_addresses(m, parts, [(req_args.acc_addr, 1, cfg.acc_depth),
-                                                     (req_args.out_addr, 2, cfg.out_depth)])
+            self._alignment_and_addresses(m, parts, [(req_args.acc_addr + req_args.count_m1, 1, cfg.acc_depth),
+                                                     (req_args.out_addr + req_args.count_m1, 2, cfg.out_depth)])
             m.d.comb += requant.req_start.eq(1)
-            m.d.sync += [parts.addr_b.eq(req_args.out_addr + parts.offsets[2]), parts.drain.eq(0)]
+            # (acc_next, the accumulator vector after the first, is set in every first cycle: _operand_reads)
+            m.d.sync += [parts.req_out_addr.eq(req_args.out_addr + parts.offsets[2]),
+                         parts.req_left.eq(req_args.count_m1), parts.req_more.eq(req_args.count_m1 != 0),
+                         parts.drain.eq(0)]
         with m.Else():
+            with m.If(requant.next_vector):
+                m.d.sync += [parts.acc_next.eq(parts.acc_next + 1), parts.req_left.eq(parts.req_left - 1),
+                             parts.req_more.eq(parts.req_left != 1)]
             with m.If(requant.chunks_left):
                 m.d.comb += requant.req_advance.eq(~parts.late_err)
             with m.Else():
