@@ -60,6 +60,9 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            "LOOP applies stride_out to accumulator addresses and stride_acc to output addresses"),
     Mutant("latency_cycle", "tile", "with m.If(parts.drain == isa.MVM_LATENCY):",
            "with m.If(parts.drain == isa.MVM_LATENCY + 1):", "MVM takes one cycle more than its formula"),
+    Mutant("mvm_vector_input", "tile", "m.d.comb += [in_r.addr.eq(parts.in_next), in_r.en.eq(parts.vector_in)]",
+           "m.d.comb += [in_r.addr.eq(parts.in_next), in_r.en.eq(0)]",
+           "a multi-vector MVM multiplies its first input vector again for every later vector"),
     Mutant("diff_column_index", "crossbar",
            "m.d.comb += [levels_read.addr.eq(self.col[lane] + offset), mask_read.addr.eq(self.col[lane] + offset)]",
            "m.d.comb += [levels_read.addr.eq(self.col[lane] + 2 * offset), "

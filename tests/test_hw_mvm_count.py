@@ -15,17 +15,20 @@ from cimtile.hw.params import PRESETS, TileConfig
 from cimtile.tb.amaranth_sim import golden_runs, run_rtl
 from helpers import TINY, VARIANT
 
-#: An isaac-like tile small enough for the simulator: 8 lanes (the shift-and-add's lane-space
-#: leaders, not tiny's carry-save), one row group of 32 rows.
-ISAAC32 = PRESETS["isaac"].replace(name="isaac32", rows=32, cols=32, rows_per_conv=32, rq_lanes=8, in_depth=16,
+#: An isaac-like tile small enough for the simulator: isaac's 8 lanes (the shift-and-add's lane-space
+#: leaders, not tiny's carry-save), ADC and accumulators, one row group of 16 rows. (isaac itself runs
+#: the counted layer program in tests/test_hw_perf.py, and make sim's random programs.)
+ISAAC16 = PRESETS["isaac"].replace(name="isaac16", rows=16, cols=16, rows_per_conv=16, rq_lanes=8, in_depth=16,
                                    acc_depth=16, out_depth=16)
-CONFIGS = {"tiny": TINY, "variant": VARIANT, "isaac32": ISAAC32}
+CONFIGS = {"tiny": TINY, "variant": VARIANT, "isaac16": ISAAC16}
 #: ``make mutate`` runs the RTL tests on a named mutant of the RTL (tb/mutants.py) through this variable.
 MUTANT = os.environ.get("CIMTILE_MUTANT") or None
 
 #: (wbits, abits, wsigned, asigned, window rows, window columns): a partial last round on every
-#: configuration, one conversion per vector (every round a vector's last), the whole array.
-SHAPES = [(3, 5, 1, 1, 11, 6), (1, 1, 0, 0, 4, 1), (8, 8, 1, 0, 16, 16)]
+#: configuration, signed weights and inputs, one conversion per vector (every round a vector's last),
+#: the whole array.
+SHAPES = {"partial": (1, 3, 0, 0, 5, 5), "signed": (3, 5, 1, 1, 11, 6), "one_conversion": (1, 1, 0, 0, 4, 1),
+          "whole": (8, 8, 1, 0, 16, 16)}
 
 
 def rounds(cfg: TileConfig, shape) -> tuple[int, int]:
@@ -53,62 +56,75 @@ def dump(cfg: TileConfig) -> list[int]:
     return [encode(Opcode.RDACC, start=0, count=cfg.acc_depth), encode(Opcode.HALT)]
 
 
-def compare(cfg: TileConfig, program: list[int], blocks: list) -> list:
-    """``program`` then a read-back of every accumulator, on the golden model and the RTL: the same
-    stop (cause, pc), cycles and data out. Returns the golden results."""
-    runs = [(program, blocks), (dump(cfg), [])]
+def compare(cfg: TileConfig, programs: list) -> list:
+    """Each (program, feed blocks) of ``programs``, each followed by a read-back of every accumulator,
+    on one golden tile and one simulated RTL tile: the same stop (cause, pc), cycles and data out.
+    Returns the golden results of the programs."""
+    runs = [r for program in programs for r in (program, (dump(cfg), []))]
     gold = golden_runs(cfg, runs)
     rtl = run_rtl(cfg, [(p, din) for (p, _), (_, din, _) in zip(runs, gold)], mutation=MUTANT)
     for n, ((res, _, dout), r) in enumerate(zip(gold, rtl)):
-        assert (r.cause, r.pc) == (res.cause, res.pc), f"run {n}: RTL {r.cause.name} at {r.pc}, golden " \
+        what = f"program {n // 2}" + (" (read-back)" if n % 2 else "")
+        assert (r.cause, r.pc) == (res.cause, res.pc), f"{what}: RTL {r.cause.name} at {r.pc}, golden " \
             f"{res.cause.name} at {res.pc}"
-        assert r.cycles == res.cycles, f"run {n}: RTL {r.cycles} cycles, golden {res.cycles}"
-        assert r.dout == dout, f"run {n}: data out differs"
-    return gold
+        assert r.cycles == res.cycles, f"{what}: RTL {r.cycles} cycles, golden {res.cycles}"
+        assert r.dout == dout, f"{what}: data out differs"
+    return [g[0] for g in gold[::2]]
 
 
 def mvm_cycles(cfg: TileConfig, shape, count: int) -> int:
     return 1 + count * rounds(cfg, shape)[1] * cfg.adc_cycles + isa.MVM_LATENCY
 
 
+#: (shape, accumulate) of the programs below, run one after another on one tile
+COUNT_CASES = [("partial", 0), ("partial", 1), ("signed", 1), ("one_conversion", 0), ("whole", 1)]
+
+
 @pytest.mark.parametrize("name", CONFIGS)
-@pytest.mark.parametrize("shape", SHAPES, ids=["partial", "one_conversion", "whole"])
-@pytest.mark.parametrize("accumulate", [0, 1])
-def test_mvm_count_to_the_input_buffer_end(name, shape, accumulate):
-    """Vectors up to the input buffer's last, into accumulators inside the buffer, then a second MVM
-    right after, accumulating onto the first's last vector (written behind, in its first cycle) and
-    its vectors after: results, cycles (count x one vector's rounds, no bubbles) and every accumulator."""
+def test_mvm_count_to_the_input_buffer_end(name):
+    """Per shape and ``accumulate``: vectors up to the input buffer's last, into accumulators inside
+    the buffer, then a second MVM right after, accumulating onto the first's last vector (written
+    behind, in its first cycle) and its vectors after: results, cycles (count x one vector's rounds,
+    no bubbles) and every accumulator after each program."""
     cfg = CONFIGS[name]
     count = 5
-    words = prologue(cfg, shape) + [
-        encode(Opcode.MVM, in_addr=cfg.in_depth - count, acc_addr=2, accumulate=accumulate, count=count),
-        encode(Opcode.MVM, in_addr=3, acc_addr=2 + count - 1, accumulate=1, count=3),
-        encode(Opcode.HALT)]
-    (res, _, _), _ = compare(cfg, words, feed(cfg, 7 + accumulate))
-    assert res.ok
-    # the two MVMs' cycles are the formula's: one issue and one drain cycle each, whatever the count
-    mvms = mvm_cycles(cfg, shape, count) + mvm_cycles(cfg, shape, 3)
-    assert mvms == 2 + (count + 3) * rounds(cfg, shape)[1] * cfg.adc_cycles + 2 * isa.MVM_LATENCY
-    rest = res.cycles - mvms
+    programs = []
+    for n, (which, accumulate) in enumerate(COUNT_CASES):
+        shape = SHAPES[which]
+        words = prologue(cfg, shape) + [
+            encode(Opcode.MVM, in_addr=cfg.in_depth - count, acc_addr=2 + n, accumulate=accumulate, count=count),
+            encode(Opcode.MVM, in_addr=3, acc_addr=2 + n + count - 1, accumulate=1, count=3),
+            encode(Opcode.HALT)]
+        programs.append((words, feed(cfg, 7 + n)))
+    results = compare(cfg, programs)
     single = [encode(Opcode.MVM, in_addr=0, acc_addr=0), encode(Opcode.HALT)]
-    (one, _, _), = golden_runs(cfg, [(prologue(cfg, shape) + single, feed(cfg, 7))])
-    assert rest == one.cycles - mvm_cycles(cfg, shape, 1)
+    for (which, _), res in zip(COUNT_CASES, results):
+        shape = SHAPES[which]
+        assert res.ok
+        # the two MVMs take the formula's cycles: one issue and one drain cycle each, whatever the count
+        (one, _, _), = golden_runs(cfg, [(prologue(cfg, shape) + single, feed(cfg, 7))])
+        rest = one.cycles - mvm_cycles(cfg, shape, 1)
+        assert res.cycles - rest == 2 + (count + 3) * rounds(cfg, shape)[1] * cfg.adc_cycles + 2 * isa.MVM_LATENCY
 
 
 def test_shapes_cover_partial_last_rounds():
     """The directed shapes above do leave a partial last round on each configuration."""
     for cfg in CONFIGS.values():
-        assert rounds(cfg, SHAPES[0])[0] % cfg.n_adcs != 0, cfg.name
-        assert rounds(cfg, SHAPES[1])[1] == 1, cfg.name
+        assert rounds(cfg, SHAPES["partial"])[0] % cfg.n_adcs != 0, cfg.name
+        assert rounds(cfg, SHAPES["one_conversion"])[1] == 1, cfg.name
+    assert VARIANT.adc_cycles > 1
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_mvm_count_in_a_loop_with_offsets(name):
-    """MVMs of three vectors in a hardware loop whose input and accumulator strides are the count:
-    the loop offsets add to every vector's addresses; then a REQ and an output read of them."""
+def test_mvm_count_in_a_loop_and_range_checks(name):
+    """MVMs of three vectors in a hardware loop whose input and accumulator strides are the count (the
+    loop offsets add to every vector's addresses), then a REQ and an output read of them. Then the
+    range checks: ADDR when the last vector's input or accumulator is beyond its buffer (the whole
+    range checked before anything converts; input first), also through a loop offset, none when both
+    end exactly at the buffers' ends; a failing MVM writes no accumulator (the read-back after it is
+    the golden model's; one round per vector: a boundary in the MVM's first cycle)."""
     cfg = CONFIGS[name]
-    shape = SHAPES[0]
-    words = prologue(cfg, shape) + [
+    looped = prologue(cfg, SHAPES["partial"]) + [
         encode(Opcode.CFGRQ, zero_point=1, clamp_lo=-128, clamp_hi=127, relu=0),
         encode(Opcode.LOOP, count=3, body=2, stride_in=3, stride_acc=3, stride_out=0),
         encode(Opcode.MVM, in_addr=1, acc_addr=0, count=3),
@@ -116,25 +132,17 @@ def test_mvm_count_in_a_loop_with_offsets(name):
         encode(Opcode.REQ, acc_addr=4, out_addr=0),
         encode(Opcode.RDOUT, start=0, count=1),
         encode(Opcode.HALT)]
-    (res, _, _), _ = compare(cfg, words, feed(cfg, 11))
-    assert res.ok
-
-
-@pytest.mark.parametrize("name", CONFIGS)
-@pytest.mark.parametrize("case", ["in_range", "acc_range", "both_at_the_end", "offset"])
-def test_mvm_count_range_checks(name, case):
-    """ADDR when the last vector's input or accumulator is beyond its buffer (the whole range checked
-    before anything converts; input first), none when both end exactly at the buffers' ends; a
-    failing MVM writes no accumulator (the read-back after it is the golden model's)."""
-    cfg = CONFIGS[name]
-    shape = SHAPES[1]  # one round per vector: a boundary in the MVM's first cycle
-    args = {"in_range": dict(in_addr=cfg.in_depth - 2, acc_addr=cfg.acc_depth + 1, count=3),
-            "acc_range": dict(in_addr=0, acc_addr=cfg.acc_depth - 2, count=3),
-            "both_at_the_end": dict(in_addr=cfg.in_depth - 3, acc_addr=cfg.acc_depth - 3, count=3),
-            "offset": dict(in_addr=cfg.in_depth - 4, acc_addr=0, count=3)}[case]
-    words = prologue(cfg, shape) + [encode(Opcode.MVM, in_addr=0, acc_addr=cfg.acc_depth - 1)]
-    if case == "offset":  # the loop's second pass moves the input range one vector beyond the end
-        words += [encode(Opcode.LOOP, count=2, body=1, stride_in=1, stride_acc=0, stride_out=0)]
-    words += [encode(Opcode.MVM, **args), encode(Opcode.HALT)]
-    (res, _, _), _ = compare(cfg, words, feed(cfg, 3))
-    assert (res.cause is Cause.NONE) == (case == "both_at_the_end"), res.cause
+    programs, causes = [(looped, feed(cfg, 11))], [Cause.NONE]
+    cases = [(dict(in_addr=cfg.in_depth - 2, acc_addr=cfg.acc_depth - 1, count=3), Cause.ADDR, False),
+             (dict(in_addr=0, acc_addr=cfg.acc_depth - 2, count=3), Cause.ADDR, False),
+             (dict(in_addr=cfg.in_depth - 3, acc_addr=cfg.acc_depth - 3, count=3), Cause.NONE, False),
+             # the loop's second pass moves the input range one vector beyond the buffer's end
+             (dict(in_addr=cfg.in_depth - 3, acc_addr=0, count=3), Cause.ADDR, True)]
+    for n, (args, cause, looping) in enumerate(cases):
+        words = prologue(cfg, SHAPES["one_conversion"]) + [encode(Opcode.MVM, in_addr=0, acc_addr=n, count=2)]
+        if looping:
+            words += [encode(Opcode.LOOP, count=2, body=1, stride_in=1, stride_acc=0, stride_out=0)]
+        programs.append((words + [encode(Opcode.MVM, **args), encode(Opcode.HALT)], feed(cfg, 3 + n)))
+        causes.append(cause)
+    results = compare(cfg, programs)
+    assert [r.cause for r in results] == causes

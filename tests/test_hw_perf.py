@@ -83,8 +83,9 @@ def test_layer_program_cycles_on_rtl_equal_formulas(counted):
 @pytest.mark.slow
 def test_isaac_rtl_runs_a_layer_program():
     """The isaac preset itself in RTL (about 30 s): two vectors of the layer program (one MVM and one
-    REQ of ``count=2``), cycles and outputs equal the golden model's. Amaranth's Python simulator compiles the 128-row adder trees
-    into deeply nested expressions, so this runs in a thread with a large stack and recursion limit."""
+    REQ of ``count=2``), cycles and outputs equal the golden model's. Amaranth's Python simulator
+    compiles the 128-row adder trees into deeply nested expressions, so this runs in a thread with a
+    large stack and recursion limit."""
     cfg = PRESETS["isaac"]
     prog = layer_program(cfg, vectors=2, load=True)
     rng = np.random.default_rng(4)
