@@ -8,7 +8,7 @@ e.g. ``"<= 25"``) for the table's goal column.
 
 #: Areas in the order they run; a missing module is skipped (its issue has not landed yet).
 AREAS = ("golden", "rtl", "cosim", "regress", "compiler", "agreement", "devices", "training", "search", "mapping",
-         "models", "explore")
+         "models", "explore", "multivector")
 
 
 def area_main(run, markdown, argv: list[str]) -> None:

@@ -1,5 +1,5 @@
-"""Emit microcode: one program (ending in HALT) per group of a layer's column tiles, with hardware loops
-over the output positions of a run, so a program's size grows with crossbar tiles, not with positions.
+"""Emit microcode: one program (ending in HALT) per group of a layer's column tiles, with multi-vector MVMs and
+REQs over the output positions of a run, so a program's size grows with crossbar tiles, not with positions.
 
 A layer with a column tile of several crossbar tiles also gets the programs of the stationary batch schedule
 (:func:`batch_programs`; docs/compiler.md, "Batch schedule"), which the runtime uses for batches of more than one
@@ -18,6 +18,12 @@ from .ir import InputBlock, LevelBlock, MaskBlock, Model, OutputSlice, Program, 
 
 __all__ = ["EmitPrograms", "batch_programs", "init_program", "psum_ops", "stationary"]
 
+#: Emit a run of one MVM (or REQ) over consecutive addresses as one multi-vector instruction (``MVM count=P``,
+#: docs/isa.md), else as the LOOP of single ones it equals (the program shape of the ISA before ``count``; the
+#: benchmarks compile both to measure what the multi-vector form saves, bench/multivector.py).
+MULTI_VECTOR = True
+
+
 @functools.lru_cache(maxsize=4096)
 def _encode(op: Opcode, items: tuple) -> int:
     return isa.encode(op, **dict(items))
@@ -26,6 +32,22 @@ def _encode(op: Opcode, items: tuple) -> int:
 def E(op: Opcode, **fields: int) -> int:
     """:func:`cimtile.hw.isa.encode`, memoised: a program repeats a few distinct words many times."""
     return _encode(op, tuple(sorted(fields.items())))
+
+
+def vectors(op: Opcode, count: int, strides: dict, **fields: int) -> list[int]:
+    """``op`` (MVM or REQ) over ``count`` consecutive vectors: one word of ``count`` vectors
+    (:data:`MULTI_VECTOR`), or ``LOOP count body=1`` with ``strides`` (1 in each space the instruction addresses)
+    and the single-vector word. The same computation, errors and results; the multi-vector word saves every
+    vector's issue and drain cycles but the first's (and the LOOP word)."""
+    if count == 1:
+        return [E(op, **fields)]
+    if MULTI_VECTOR:
+        return [E(op, count=count, **fields)]
+    return [E(Opcode.LOOP, count=count, body=1, **strides), E(op, **fields)]
+
+
+_MVM_STRIDES = {"stride_in": 1, "stride_acc": 1, "stride_out": 0}
+_REQ_STRIDES = {"stride_in": 0, "stride_acc": 1, "stride_out": 1}
 
 
 def init_program(cfg: TileConfig) -> Program:
@@ -61,7 +83,8 @@ def stationary(L: TileLayer, ct: int) -> bool:
 def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, resident: bool, row_tiles,
               inline_ldw: bool = True):
     """Words, data-in references and read references of one column tile: per row tile (WIN when it changes)
-    LDW, then the position loop of MVMs accumulating over the row tiles; then REQ + RDOUT, or RDACC.
+    LDW, then the MVM of the chunk's positions (one multi-vector MVM, :func:`vectors`) accumulating over the row
+    tiles; then the REQ of the positions + RDOUT, or RDACC.
     Without ``inline_ldw`` (a stationary column tile) the LDW is left to its weights program."""
     P = L.schedule.chunk
     R = cfg.rows
@@ -94,9 +117,8 @@ def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, 
             if inline_ldw:
                 words.append(E(Opcode.LDW, start=0, count=ncols))
                 feed.append(LevelBlock(r0, r1, c0 * group, c1 * group, R))
-            if P > 1:
-                words.append(E(Opcode.LOOP, count=P, body=1, stride_in=1, stride_acc=1, stride_out=0))
-            words.append(E(Opcode.MVM, in_addr=slot * P, acc_addr=0, accumulate=int(rt != ids[0])))
+            words += vectors(Opcode.MVM, P, _MVM_STRIDES, in_addr=slot * P, acc_addr=0,
+                             accumulate=int(rt != ids[0]))
             if (ct, rt) in fixes:
                 # the -128 correction: a 2-bit signed MVM of the same inputs, accumulated
                 words += [E(Opcode.CFG, wbits=2, abits=L.weights.abits, wsigned=1, asigned=int(L.weights.asigned),
@@ -104,9 +126,8 @@ def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, 
                           E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=2 * n_out),
                           E(Opcode.LDW, start=0, count=2 * n_out)]
                 feed.append(LevelBlock(r0, r1, 2 * c0, 2 * c1, R, fix=True))
-                if P > 1:
-                    words.append(E(Opcode.LOOP, count=P, body=1, stride_in=1, stride_acc=1, stride_out=0))
-                words += [E(Opcode.MVM, in_addr=slot * P, acc_addr=0, accumulate=1), _header(L)[0]]
+                words += vectors(Opcode.MVM, P, _MVM_STRIDES, in_addr=slot * P, acc_addr=0, accumulate=1)
+                words.append(_header(L)[0])
                 win = None
     if req:
         if win is None:
@@ -114,9 +135,8 @@ def _col_tile(L: TileLayer, cfg: TileConfig, ct: int, c0: int, c1: int, groups, 
             # weight group), so restore the layer's window first or only some outputs would be requantised
             r0, r1 = row_tiles[ids[-1]]
             words.append(E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=ncols))
-        if P > 1:
-            words.append(E(Opcode.LOOP, count=P, body=1, stride_in=0, stride_acc=1, stride_out=1))
-        words += [E(Opcode.REQ, acc_addr=0, out_addr=0), E(Opcode.RDOUT, start=0, count=P)]
+        words += vectors(Opcode.REQ, P, _REQ_STRIDES, acc_addr=0, out_addr=0)
+        words.append(E(Opcode.RDOUT, start=0, count=P))
         reads.append(OutputSlice("out", c0, c1, L.out_spec.signed))
     else:
         words.append(E(Opcode.RDACC, start=0, count=P))
@@ -215,10 +235,8 @@ def _psum_program(L: TileLayer, cfg: TileConfig, li: int, ct: int, rt: int, fix:
     ncols = (c1 - c0) * (2 if fix else L.tiling.group)
     words = [cfgw, E(Opcode.LDIN, start=0, count=P),
              E(Opcode.WIN, row_start=0, row_count=r1 - r0, col_start=0, col_count=ncols)]
-    if P > 1:
-        words.append(E(Opcode.LOOP, count=P, body=1, stride_in=1, stride_acc=1, stride_out=0))
-    words += [E(Opcode.MVM, in_addr=0, acc_addr=0, accumulate=0), E(Opcode.RDACC, start=0, count=P),
-              E(Opcode.HALT)]
+    words += vectors(Opcode.MVM, P, _MVM_STRIDES, in_addr=0, acc_addr=0, accumulate=0)
+    words += [E(Opcode.RDACC, start=0, count=P), E(Opcode.HALT)]
     return Program(li, words, [InputBlock(((r0, r1),), P, cfg.rows)], [OutputSlice("psum", c0, c1)])
 
 

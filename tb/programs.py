@@ -292,32 +292,61 @@ class _Gen:
 
     def layer_prologue(self) -> None:
         """What a compiled layer does: CFG, WIN, LDW of the window's columns (sometimes LDM: a partly
-        pruned array), LDIN, one to three MVMs (accumulating), RDACC, and often REQ and RDOUT.
+        pruned array), LDIN, one to three MVMs (accumulating) over one to all of the loaded vectors (a
+        multi-vector MVM, ``count`` > 1, two times in three), RDACC of those accumulators, and often a REQ
+        of as many vectors and RDOUT. Ranges often end at the last entry of their buffer.
 
         The data of these loads is drawn in the ``"layer"`` style, and ``adc_shift`` is mostly small,
         so these MVMs have loaded weights, an aligned window and conversions mostly inside the ADC's
         range: the results depend on every bit of the datapath.
         """
         c = self.cfg
-        self.cfg_win(shift=int(self.rng.choice([0, 0, 0, 0, 1, 2, self.r(0, 15)])))
+        # Three times in ten, a layer and window whose conversions per vector are not a whole number of rounds of
+        # the ADCs (when one can be drawn): a multi-vector MVM's vectors then meet after a partial round.
+        partial = c.n_adcs > 1 and self.rng.random() < 0.3
+        for _ in range(64):
+            at = len(self.words)
+            self.cfg_win(shift=int(self.rng.choice([0, 0, 0, 0, 1, 2, self.r(0, 15)])))
+            if not partial or self.partial_round():
+                break
+            del self.words[at:]
         _, _, c0, nc = self.window
         self.load(Opcode.LDW, c0, nc, "layer")
         if self.rng.random() < 0.4:
             self.load(Opcode.LDM, c0, nc, "layer")
         n_in = self.r(1, min(4, c.in_depth))
-        s_in = self.r(0, c.in_depth - n_in)
+        s_in = self.end_or_any(c.in_depth - n_in)
         self.load(Opcode.LDIN, s_in, n_in, "layer")
-        acc = self.r(0, c.acc_depth - 1)
+        # vectors per MVM: one a third of the time, else up to every loaded vector (and the buffers' room)
+        n = 1 if self.rng.random() < 1 / 3 else self.r(min(2, n_in), min(n_in, c.acc_depth, c.out_depth))
+        acc = self.end_or_any(c.acc_depth - n)
         for k in range(self.r(1, 3)):
-            self.words.append(E(Opcode.MVM, in_addr=self.r(s_in, s_in + n_in - 1), acc_addr=acc,
-                                accumulate=int(k > 0 and self.rng.random() < 0.8)))
-        self.words.append(E(Opcode.RDACC, start=acc, count=1))
+            self.words.append(E(Opcode.MVM, in_addr=self.r(s_in, s_in + n_in - n), acc_addr=acc,
+                                accumulate=int(k > 0 and self.rng.random() < 0.8), count=n))
+        self.words.append(E(Opcode.RDACC, start=acc, count=n))
         if self.rng.random() < 0.6:
             if self.rng.random() < 0.5:
                 self.cfgrq()
-            out = self.r(0, c.out_depth - 1)
-            self.words.append(E(Opcode.REQ, acc_addr=acc, out_addr=out))
-            self.words.append(E(Opcode.RDOUT, start=out, count=1))
+            out = self.end_or_any(c.out_depth - n)
+            self.words.append(E(Opcode.REQ, acc_addr=acc, out_addr=out, count=n))
+            self.words.append(E(Opcode.RDOUT, start=out, count=n))
+
+    def partial_round(self) -> bool:
+        """The current layer and window's conversions per vector are not a whole number of rounds of the ADCs."""
+        wbits, abits, ws, as_ = self.layer
+        _, nr, _, nc = self.window
+        g = isa.geometry(self.cfg, wbits, abits, bool(ws), bool(as_), nr, nc)
+        return (g.nis * g.nrg * g.nconv) % self.cfg.n_adcs != 0
+
+    def end_or_any(self, top: int) -> int:
+        """A first address in 0..``top``: ``top`` (the range ends at its buffer's last entry) one time in four."""
+        return top if self.rng.random() < 0.25 else self.r(0, top)
+
+    def vectors(self, *rooms: int) -> int:
+        """The count of a multi-vector MVM or REQ whose ranges have ``rooms`` entries each: 1 half the time, else
+        2 up to 8 (at most the room)."""
+        top = max(1, min(8, *rooms))
+        return 1 if top == 1 or self.rng.random() < 0.5 else self.r(2, top)
 
     def cfgrq(self) -> None:
         lo = self.r(-128, 100)
@@ -345,11 +374,13 @@ class _Gen:
             choices += ["ldin"]
         k = choices[self.r(0, len(choices) - 1)]
         if k == "mvm":
-            self.words.append(E(Opcode.MVM, in_addr=self.addr(c.in_depth, offs[0]),
-                                acc_addr=self.addr(c.acc_depth, offs[1]), accumulate=self.r(0, 1)))
+            n = self.vectors(c.in_depth - offs[0], c.acc_depth - offs[1])
+            self.words.append(E(Opcode.MVM, in_addr=self.end_or_any(c.in_depth - n - offs[0]),
+                                acc_addr=self.end_or_any(c.acc_depth - n - offs[1]), accumulate=self.r(0, 1), count=n))
         elif k == "req":
-            self.words.append(E(Opcode.REQ, acc_addr=self.addr(c.acc_depth, offs[1]),
-                                out_addr=self.addr(c.out_depth, offs[2])))
+            n = self.vectors(c.acc_depth - offs[1], c.out_depth - offs[2])
+            self.words.append(E(Opcode.REQ, acc_addr=self.end_or_any(c.acc_depth - n - offs[1]),
+                                out_addr=self.end_or_any(c.out_depth - n - offs[2]), count=n))
         elif k == "rdacc":
             self.range_op(Opcode.RDACC, c.acc_depth, offs[1], 2)
         elif k == "rdout":
@@ -480,6 +511,15 @@ def _illegal(cfg: TileConfig, rng: np.random.Generator, cause: Cause, g: _Gen, a
         return [base | (1 << int(rng.choice(free)))]
     if cause is Cause.ADDR:
         options = []
+        # multi-vector MVM/REQ: each range, n vectors, ending one entry past its buffer (the other range at 0)
+        for op, spaces in ((Opcode.MVM, ("in", "acc")), (Opcode.REQ, ("acc", "out"))):
+            for sp in spaces:
+                depth = {"in": c.in_depth, "acc": c.acc_depth, "out": c.out_depth}[sp]
+                n = r(2, min(8, depth + 1))
+                if depth - n + 1 <= 1023:
+                    a = {"in": "in_addr", "acc": "acc_addr", "out": "out_addr"}
+                    at = {a[x]: (depth - n + 1 if x == sp else 0) for x in spaces}
+                    options.append(E(op, count=n, **at))
         if c.in_depth < 1024:
             options.append(E(Opcode.MVM, in_addr=r(c.in_depth, 1023), acc_addr=0))
             options.append(E(Opcode.LDIN, start=r(0, c.in_depth - 1), count=c.in_depth + 1))

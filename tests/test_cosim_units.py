@@ -38,6 +38,49 @@ def test_injected_illegal_programs_stop_with_their_cause(cfg, cause):
         assert r.cause is cause, f"seed {seed}: injected {cause.name}, golden says {r.cause.name} ({r.detail})"
 
 
+VARIANT = PRESETS["tiny"].replace(name="variant", dac_bits=2, n_adcs=3, adc_cycles=2, rows_per_conv=5,
+                                  weight_encoding="differential-analog", rq_lanes=3, bus_bits=128, loop_depth=2)
+
+
+@pytest.mark.parametrize("cfg", CFGS + [VARIANT], ids=lambda c: c.name)
+def test_random_programs_exercise_multi_vector_mvm_and_req(cfg):
+    """The random programs (at the RTL tests' length) run MVMs and REQs of several vectors often: in most programs,
+    with a last conversion round that is partial (the vectors' rounds meet inside a round's worth of ADCs), with
+    ranges that end at the buffer's last entry, and the injected ADDR programs include such a range one past it."""
+    depth = {"in": cfg.in_depth, "acc": cfg.acc_depth, "out": cfg.out_depth}
+    n, with_mvm, with_req, partial, at_end = 30, 0, 0, 0, set()
+    for seed in range(n):
+        p = programs.random_program(cfg, 9000 + seed, length=16)
+        layer, win = isa.RESET_CFG, (cfg.rows, cfg.cols)
+        got = set()
+        for _, d, offs in programs.executed(p.words, cfg):
+            if d.op is Opcode.CFG:
+                layer = d.args
+            elif d.op is Opcode.WIN:
+                win = (d.args["row_count"], d.args["col_count"])
+            elif d.op in (Opcode.MVM, Opcode.REQ) and d.count > 1:
+                got.add(d.op)
+                g = isa.geometry(cfg, layer["wbits"], layer["abits"], bool(layer["wsigned"]), bool(layer["asigned"]),
+                                 *win)
+                partial += d.op is Opcode.MVM and (g.nis * g.nrg * g.nconv) % cfg.n_adcs != 0
+                spaces = (("in", "in_addr", 0), ("acc", "acc_addr", 1)) if d.op is Opcode.MVM else \
+                    (("acc", "acc_addr", 1), ("out", "out_addr", 2))
+                at_end |= {(d.op, sp) for sp, f, o in spaces if d.args[f] + offs[o] + d.count == depth[sp]}
+        with_mvm += Opcode.MVM in got
+        with_req += Opcode.REQ in got
+    assert with_mvm >= n // 2 and with_req >= n // 3, (with_mvm, with_req)
+    assert partial > 0
+    assert at_end == {(Opcode.MVM, "in"), (Opcode.MVM, "acc"), (Opcode.REQ, "acc"), (Opcode.REQ, "out")}
+    past = 0
+    for seed in range(40):
+        p = programs.random_program(cfg, seed, length=14, inject=Cause.ADDR)
+        r = Tile(cfg).run(p.words, p.feed)
+        assert r.cause is Cause.ADDR
+        d = isa.decode(p.words[r.pc])
+        past += d.op in (Opcode.MVM, Opcode.REQ) and d.count > 1
+    assert past >= 5, past
+
+
 def test_random_programs_sweep_every_cfg_field():
     """Over a few hundred seeds every CFG field takes every legal value (adc_shift 0..15 included)."""
     cfg = PRESETS["tiny"]

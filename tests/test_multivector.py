@@ -201,3 +201,41 @@ def test_counts_in_vectorised_loops():
             E(Opcode.MVM, in_addr=last, acc_addr=0, count=k)]
     res, fast, _ = _paths(cfg, head + loop + tail, feed)
     assert (res.cause, res.pc) == (Cause.ADDR, len(head) + 1) and not fast
+
+
+@pytest.mark.parametrize("tile", ["tiny", "isaac"])
+def test_compiled_layers_use_counts_and_save_issue_and_drain_cycles(tile, monkeypatch):
+    """The compiler emits a chunk's positions as one MVM (REQ) of P vectors: the same outputs as the LOOP form
+    (``codegen.MULTI_VECTOR`` off), the report's cycles equal the golden model's, and each program saves exactly
+    the LOOP words' cycle and the issue and drain cycles of every vector but the first, per MVM and REQ."""
+    import models
+    from cimtile.compiler import codegen
+    from cimtile.compiler.report import program_cycles
+
+    from cimtile import compiler
+
+    m = models.qlinear_conv(seed=3, cin=3, cout=12, hw=6)
+    x = np.random.default_rng(3).integers(0, 256, (2, 3, 6, 6)).astype(np.uint8)
+    b = compiler.compile_model(m, tile)
+    monkeypatch.setattr(codegen, "MULTI_VECTOR", False)
+    b_loop = compiler.compile_model(m, tile)
+    monkeypatch.setattr(codegen, "MULTI_VECTOR", True)
+    y, st = compiler.run(b, x, stats=True, progress=False)
+    y_loop, st_loop = compiler.run(b_loop, x, stats=True, progress=False)
+    assert np.array_equal(y, y_loop)
+    for bundle, stats in ((b, st), (b_loop, st_loop)):
+        assert stats.cycles == compiler.report(bundle, as_json=True, batch=2)["totals"]["cycles"]
+    assert st.cycles < st_loop.cycles
+    cfg = PRESETS[tile]
+    multi = 0
+    progs, progs_loop = [[*x.model.programs, *x.model.batch_programs] for x in (b, b_loop)]
+    assert len(progs) == len(progs_loop)
+    for p, q in zip(progs, progs_loop):
+        ds = [isa.decode(w) for w in p.words]
+        counted = [d for d in ds if d.op in (Opcode.MVM, Opcode.REQ) and d.count > 1]
+        multi += len(counted)
+        assert not any(d.op is Opcode.LOOP for d in ds)
+        assert len(q.words) - len(p.words) == len(counted)
+        saved = sum(1 + (d.count - 1) * 2 for d in counted)
+        assert program_cycles(cfg, q) - program_cycles(cfg, p) == saved
+    assert multi > 0
