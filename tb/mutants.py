@@ -49,6 +49,9 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            "req.conv.neg.eq(per_column_sign & digits.q[0])", "the sign slice of signed inputs counts positively"),
     Mutant("requant_rounding", "requant", "m.d.comb += rbit.eq((p & round_sel).any() | (round_sign & sign))",
            "m.d.comb += rbit.eq(0)", "REQ truncates instead of rounding half up"),
+    Mutant("req_vector_end", "requant_bank", "last_chunk.eq(first_col + 2 * lanes >= self.n_out)",
+           "last_chunk.eq(first_col + 2 * lanes > self.n_out)",
+           "multi-vector REQ: when n_out is a multiple of rq_lanes, a vector's last chunk is not seen as its last"),
     Mutant("loop_stride_space", "tile",
            "loops.push_strides[1].eq(loop_args.stride_acc),\n"
            "                     loops.push_strides[2].eq(loop_args.stride_out)",

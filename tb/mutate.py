@@ -3,7 +3,8 @@
 Suites:
 
 - ``pytest``: ``make test``'s RTL tests on the Amaranth simulator (``tests/test_hw_tile.py`` and the
-  multi-vector MVM's directed ``tests/test_hw_mvm_count.py``, the mutant selected through
+  multi-vector MVM's and REQ's directed ``tests/test_hw_mvm_count.py`` and ``tests/test_hw_req_count.py``,
+  the mutant selected through
   ``CIMTILE_MUTANT``), stopped at the first failure;
 - ``sim``: ``make sim``'s cocotb suite over ``make sim``'s configurations (``tb.suite.SIM_CONFIGS``: tiny,
   then the differential-analog variant, then isaac), one Verilator build of the mutated design per
@@ -33,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_pytest(name: str, jobs: int) -> tuple[bool, str]:
     env = dict(os.environ, CIMTILE_MUTANT=name)
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-k", "not mutation",
-           "-n", str(jobs), "tests/test_hw_tile.py", "tests/test_hw_mvm_count.py"]
+           "-n", str(jobs), "tests/test_hw_tile.py", "tests/test_hw_mvm_count.py",
+           "tests/test_hw_req_count.py"]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     failed = re.findall(r"^FAILED (\S+)", r.stdout, re.M)
     if failed:  # with -x under xdist pytest exits 2 (interrupted) after the first failure
