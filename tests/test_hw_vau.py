@@ -101,7 +101,6 @@ def test_clipped_update_is_exact_for_every_level_and_delta(cell_bits):
     ``clip(old +- delta, 0, max_level)`` for every level and every delta of the 9-bit range (a column's delta,
     negated) when adding, of the 8-bit range (a row's delta) when subtracting."""
     from amaranth.hdl import Module, Signal, signed
-
     from cimtile.hw.vau import _clipped
 
     top = (1 << cell_bits) - 1
