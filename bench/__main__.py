@@ -23,6 +23,7 @@ import traceback
 from pathlib import Path
 
 from bench import AREAS
+from cimtile.errors import CimtileError
 
 #: Next to the sources, wherever the command is run from.
 OUT = Path(__file__).resolve().parent.parent / "build" / "bench.json"
@@ -82,6 +83,11 @@ def main(argv: list[str]) -> int:
             try:
                 mod = importlib.import_module(f"bench.{area}")
                 got = mod.run()
+            except CimtileError as e:  # bad input (a setting, a file): its one-line message, no traceback
+                print(f"bench: {area} failed: {e}", file=sys.stderr)
+                failed.append(area)
+                got_area = {}
+                break
             except Exception as e:  # one broken area must not hide the others' figures
                 traceback.print_exc()  # a bug in the area's bench, not bad input: show where
                 print(f"bench: {area} failed: {type(e).__name__}: {e}", file=sys.stderr)

@@ -44,9 +44,20 @@ import time
 from pathlib import Path
 
 GOALS = {"explore_hv_ratio": ">= 1.1"}
-#: ``BENCH_EXPLORE_OUT``: the directory under build/explore of the seeds' outputs (``bench``; another name keeps a
-#: variant's run beside the headline's, for the "What moved" table, :data:`CHANGES`).
-OUT = os.environ.get("BENCH_EXPLORE_OUT", "bench")
+
+
+def _out_name() -> str:
+    """``BENCH_EXPLORE_OUT``: the name of the directory under build/explore that holds the seeds' outputs (``bench``;
+    another name keeps a variant's run beside the headline's, for the "What moved" table, :data:`CHANGES`). A name,
+    not a path: ``build/explore/long100`` would nest the outputs in build/explore/build/explore/long100."""
+    from cimtile.errors import CimtileError
+
+    name = os.environ.get("BENCH_EXPLORE_OUT", "bench")
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise CimtileError(f"BENCH_EXPLORE_OUT={name!r}: give a directory name (the outputs go to "
+                           f"build/explore/<name>), not a path")
+    return name
+
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,7 +106,7 @@ def _seed(seed: int, budget: int, workers: int, ablation: bool) -> dict:
 
     from cimtile.paths import build_dir
 
-    out = build_dir("explore", OUT, f"seed{seed}")
+    out = build_dir("explore", _out_name(), f"seed{seed}")
     if not RESUME:
         shutil.rmtree(out, ignore_errors=True)
     s = explore(_cfg(budget, workers, seed=seed), out)
@@ -106,7 +117,7 @@ def _seed(seed: int, budget: int, workers: int, ablation: bool) -> dict:
         return s
     abl = {}
     for name, kw in ABLATIONS.items():
-        aout = build_dir("explore", OUT, f"seed{seed}_{name}")
+        aout = build_dir("explore", _out_name(), f"seed{seed}_{name}")
         if not RESUME:
             shutil.rmtree(aout, ignore_errors=True)
         s["performed"] += explore(_cfg(budget, workers, seed=seed, strategies=("joint",), **kw),
@@ -197,11 +208,11 @@ def markdown(path: Path) -> str:
     g = lambda k, fmt="{:.4f}": fmt.format(f[k]) if k in f else "not measured"
     lines += ["", f"### Strategies at the same budget ({g('explore_budget', '{:.0f}')} candidates each, "
               f"{g('explore_seeds', '{:.0f}')} seeds, digits, calibrated mapping, `python -m bench explore`)", "",
-              f"Per seed (from each seed's `build/explore/{OUT}/seed<k>/summary.json` of that run):", "",
+              f"Per seed (from each seed's `build/explore/{_out_name()}/seed<k>/summary.json` of that run):", "",
               "| seed | joint | hardware | network | precision | best single-sided | `explore_hv_ratio` | joint: ViTs "
               "| joint: >= 85% accuracy | best single-sided: >= 85% accuracy |",
               "|---|---|---|---|---|---|---|---|---|---|"]
-    for d in sorted((path.parent / "explore" / OUT).glob("seed*/summary.json")):  # BENCH_EXPLORE_OUT's seeds
+    for d in sorted((path.parent / "explore" / _out_name()).glob("seed*/summary.json")):  # BENCH_EXPLORE_OUT's seeds
         if "_" in d.parent.name or f"explore_hv_ratio_{d.parent.name}" not in f:
             continue  # the ablation's directories, or a seed of another run
         sm = json.loads(d.read_text())
@@ -220,7 +231,7 @@ def markdown(path: Path) -> str:
             continue
         hv = g(f"explore_hv_{k}") if not k.startswith("joint_") else f"ablation: `explore_hv_ratio_{k[6:]}`"
         lines.append(f"| {k} | {hv} | {g(f'explore_low_acc_share_{k}', '{:.0%}')} |")
-    lines += _why(path.parent / "explore" / "bench", f)
+    lines += _why(path.parent / "explore" / _out_name(), f)
     lines += ["", "| figure | value | goal | note |", "|---|---|---|---|"]
     for k, fmt, note in (
             ("explore_hv_ratio", "{:.3f}", "mean over the seeds"), ("explore_hv_ratio_sd", "{:.3f}", "over the seeds"),
@@ -372,7 +383,8 @@ def update_doc(doc: Path = ROOT / "docs" / "explore.md") -> None:
     doc.write_text(new)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """``python -m bench.explore [--changes | --fronts | --markdown | --update-doc]``."""
     if "--changes" in sys.argv:
         print(changes_markdown(), end="")
     elif "--fronts" in sys.argv:
@@ -383,3 +395,12 @@ if __name__ == "__main__":
         update_doc()
     else:
         print(json.dumps(run(), indent=2))
+
+
+if __name__ == "__main__":
+    from cimtile.errors import CimtileError
+
+    try:
+        main()
+    except CimtileError as e:
+        raise SystemExit(f"bench.explore: error: {e}") from None

@@ -146,7 +146,7 @@ def _network(job: dict, spec: list, pol: list, sparsity: float, tmp: Path) -> tu
     with contextlib.redirect_stdout(io.StringIO()):  # torch's exporter narrates its steps on stdout
         # the TorchScript exporter: about 10x faster than the dynamo exporter on these CNNs, and the same compiled
         # bundle (tests/test_explore.py); the ViT takes it anyway
-        qat.export_qcdq(q, xv, path, dynamo=False)
+        qat.export_qcdq(q, xv, path)
     if root is None:
         return path, iw, acc, reused
     part = root / f"tmp-{_key(ndesc)}-{os.getpid()}"

@@ -331,6 +331,11 @@ AREA_FLOWS = {
                        "scratchpad -set abc9.script +&st;&dc2;&if,-W,300,-v;&mfs",
 }
 
+#: The area flows of presets that plain ``synth_ecp5`` cannot synthesise in minutes: ``(flow, {module: flow})``
+#: for :func:`area` (isaac: ``merge-first``, its shift-and-add ``merge-first-mfs``: docs/microarchitecture.md,
+#: "isaac: where the synthesis time went"). ``python -m bench rtl`` takes isaac's LUTs from this run.
+PRESET_AREA_FLOWS = {"isaac": ("merge-first", {"tile.shift_add": "merge-first-mfs"})}
+
 
 def _yosys_exe() -> str:
     bindir = Path(sys.executable).parent

@@ -108,11 +108,12 @@ def int_weights(net) -> list[np.ndarray]:
     return out
 
 
-def export_qcdq(net, x: np.ndarray, path, dynamo: bool = True) -> None:
-    """QCDQ ONNX (QuantizeLinear -> Clip -> DequantizeLinear) by brevitas' exporter: torch's dynamo exporter, or its
-    TorchScript exporter with ``dynamo=False`` (about 10x faster on the small CNNs: the explorer's choice, whose
-    compiled bundles it tests equal to the dynamo export's, tests/test_explore.py). The zoo's ViT always takes
-    the TorchScript exporter (:func:`cimtile.zoo.vit.export_qcdq`)."""
+def export_qcdq(net, x: np.ndarray, path, dynamo: bool = False) -> None:
+    """QCDQ ONNX (QuantizeLinear -> Clip -> DequantizeLinear) by brevitas' exporter: torch's TorchScript exporter (the
+    default, for the search and the explorer alike), or its dynamo exporter with ``dynamo=True``, about 10x slower on
+    the small CNNs (4.6 s of a 6.1 s evaluation in the explorer's profile) for the same compiled bundle:
+    tests/test_explore.py compiles both exports and compares their crossbar layers, cycles and golden outputs. The
+    zoo's ViT always takes the TorchScript exporter (:func:`cimtile.zoo.vit.export_qcdq`)."""
     import torch
 
     if getattr(net, "vit_config", None) is not None:  # the zoo's ViT: its own export keeps the batch dynamic

@@ -65,3 +65,16 @@ def test_all_met(monkeypatch, fake_area, capsys):
     monkeypatch.setattr(sys.modules["bench.fake"], "GOALS", {"fast_s": "< 1"})
     assert bench_main.main(["--strict"]) == 0
     assert "all 1 goals met" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line_not_a_traceback(monkeypatch, fake_area, capsys):
+    from cimtile.errors import CimtileError
+
+    def run():
+        raise CimtileError("BENCH_FAKE='x': not a number")
+
+    monkeypatch.setattr(sys.modules["bench.fake"], "run", run)
+    bench_main.main([])
+    err = capsys.readouterr().err
+    assert "bench: fake failed: BENCH_FAKE='x': not a number" in err
+    assert "Traceback" not in err

@@ -71,3 +71,7 @@ def test_isaac_generates_in_under_60_s(tmp_path):
     v = build.generate("isaac", tmp_path)
     assert v.stat().st_size > 0
     assert _cpu_s() - t < 60
+    # the area flows bench rtl uses for isaac name flows that exist and modules of this Verilog
+    flow, flows = build.PRESET_AREA_FLOWS["isaac"]
+    assert {flow, *flows.values()} <= set(build.AREA_FLOWS)
+    assert set(flows) <= set(build.split_modules(v))
