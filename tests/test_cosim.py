@@ -181,3 +181,19 @@ def test_concurrent_runs_on_one_build_do_not_clobber():
     assert all(p.returncode == 0 for p in procs)
     assert [o[:2] for o in outs] == [["True", "2"], ["True", "2"]], outs
     assert outs[0][2] != outs[1][2]  # two logs in two run directories
+
+
+def test_pgo_build_is_trained_on_the_layer_program():
+    """The default build is profile-guided (tb.runner.PGO): compiled instrumented, trained on the layer
+    program (which leaves the profile beside the objects), then compiled again with the profile and no
+    mismatch between the two compilations."""
+    from cimtile.tb import runner
+
+    if not runner.PGO:
+        pytest.skip("CIMTILE_PGO=0")
+    b = runner.build(PRESETS["tiny"])
+    assert (b.build_dir / "build-pgo-generate.log").read_text().count("-fprofile-generate") > 0
+    log = (b.build_dir / "build.log").read_text()
+    assert "-fprofile-use" in log and "coverage-mismatch" not in log
+    trained = [f.name for f in b.build_dir.glob("Vtop___024root__*.gcda")]
+    assert trained, "the training run left no profile of the model"

@@ -321,3 +321,15 @@ def test_run_dirs_are_per_process_and_stale_ones_are_removed(tmp_path, monkeypat
     monkeypatch.setattr(cocotb_tools.runner, "get_runner", lambda sim: FakeRunner())
     runner.run(runner.Build(PRESETS["tiny"], tmp_path, False, None, False, 0.0), "m")
     assert seen == [tmp_path / f"run-{os.getpid()}"]  # runner.run's default is this process's directory
+
+
+def test_pgo_flags_reach_verilated_mk():
+    """tb.runner.verilator_env passes a PGO build's compiler and linker flags to verilated.mk (USER_CPPFLAGS,
+    USER_LDFLAGS) through MAKEFLAGS, spaces escaped; without flags MAKEFLAGS names neither."""
+    from cimtile.tb import runner
+
+    flags = runner.verilator_env("-O2", "-fprofile-use -fprofile-partial-training", "-fprofile-generate")["MAKEFLAGS"]
+    assert "USER_CPPFLAGS=-fprofile-use\\ -fprofile-partial-training" in flags
+    assert "USER_LDFLAGS=-fprofile-generate" in flags
+    plain = runner.verilator_env("-O2")["MAKEFLAGS"]
+    assert "USER_CPPFLAGS" not in plain and "USER_LDFLAGS" not in plain

@@ -88,7 +88,8 @@ def test_adc_clips_after_range_shift(diff):
 @pytest.mark.parametrize("encoding", ["differential", "differential-analog"])
 @pytest.mark.parametrize("cell_bits, rows, dac_bits", [(2, 16, 2), (1, 70, 1), (3, 37, 2), (4, 33, 1), (2, 128, 1)])
 def test_crossbar_column_sums(encoding, cell_bits, rows, dac_bits):
-    """Column sums in chunks (crossbar.chunk_rows) of one, several and a partial last chunk, every cell width."""
+    """Column sums in chunks (crossbar.chunk_rows) of one, several and a partial last chunk, every cell width,
+    up to the largest sum."""
     cfg = TINY.replace(dac_bits=dac_bits, n_adcs=3, weight_encoding=encoding, cell_bits=cell_bits, rows=rows)
     R, C, L, d = cfg.rows, cfg.cols, cfg.n_adcs, cfg.dac_bits
     rng = np.random.default_rng(2)
@@ -102,6 +103,9 @@ def test_crossbar_column_sums(encoding, cell_bits, rows, dac_bits):
         wl[rng.random((L, R)) < 0.2] = 0
         pair = rng.integers(0, 2, L) if cfg.analog_diff else np.zeros(L, int)
         reqs.append((cols, wl, pair))
+    # The largest sum: a full column, every row driven at full scale (the halving's top bits in use).
+    levels[:, 0], masks[:, 0] = cfg.max_level, False
+    reqs.insert(0, (np.zeros(L, int), np.full((L, R), (1 << d) - 1), np.zeros(L, int)))
     lv = np.where(masks, 0, levels)
 
     def expect(col, wl, pair):

@@ -19,15 +19,20 @@ def unpack(word, bits, n):
     return [(word >> (i * bits)) & ((1 << bits) - 1) for i in range(n)]
 
 
+@pytest.mark.parametrize("spread", [4, 128], ids=["small", "large"])
 @pytest.mark.parametrize("rows_mode", [1, 0], ids=["VAUR", "VAUC"])
 @pytest.mark.parametrize("pair, only, wsigned", [(0, 0, 1), (1, 0, 1), (2, 1, 1), (3, 0, 1), (1, 1, 0)])
-def test_vau_sweep_and_cell_writes(rows_mode, pair, only, wsigned):
+def test_vau_sweep_and_cell_writes(rows_mode, pair, only, wsigned, spread):
+    """``spread`` bounds the deltas: small ones move levels inside the range, large ones (down to -128, whose
+    negation on a negative column is +128) saturate at both ends."""
     cfg = TINY
     rng = np.random.default_rng(9 + pair)
     rows, cols, cell = cfg.rows, cfg.cols, cfg.cell_bits
     levels = rng.integers(0, cfg.max_level + 1, (rows, cols))
     masks = rng.random((rows, cols)) < 0.25
-    deltas = rng.integers(-4, 5, cfg.delta_len)
+    deltas = rng.integers(-spread, min(spread + 1, 128), cfg.delta_len)
+    if spread == 128:
+        deltas[::7] = -128
     r0, nr, c0, nc = 2, 11, 3, 12
     wbits, slice_ = 4, 1
     g = isa.geometry(cfg, wbits, 8, bool(wsigned), False, nr, nc)
@@ -88,3 +93,36 @@ def test_vau_sweep_and_cell_writes(rows_mode, pair, only, wsigned):
     simulate(dut, bench)
     assert (state["levels"] == want).all()
     assert (state["masks"] == want_masks).all()
+
+
+@pytest.mark.parametrize("cell_bits", [1, 2, 3, 4])
+def test_clipped_update_is_exact_for_every_level_and_delta(cell_bits):
+    """hw.vau._clipped (the per-row update, written with no value used twice for Verilator's sake):
+    ``clip(old +- delta, 0, max_level)`` for every level and every delta of the 9-bit range (a column's delta,
+    negated) when adding, of the 8-bit range (a row's delta) when subtracting."""
+    from amaranth.hdl import Module, Signal, signed
+    from cimtile.hw.vau import _clipped
+
+    top = (1 << cell_bits) - 1
+    m = Module()
+    add_delta, sub_delta = Signal(signed(9)), Signal(signed(8))
+    olds = [Signal(cell_bits, init=v, name=f"old{v}") for v in range(top + 1)]
+    adds = [Signal(cell_bits, name=f"add{v}") for v in range(top + 1)]
+    subs = [Signal(cell_bits, name=f"sub{v}") for v in range(top + 1)]
+    for old, add, sub in zip(olds, adds, subs):
+        m.d.comb += [add.eq(_clipped(old, add_delta, top, subtract=False)),
+                     sub.eq(_clipped(old, sub_delta, top, subtract=True))]
+    bad = []
+
+    async def bench(ctx):
+        for d in range(-256, 256):
+            ctx.set(add_delta, d)
+            ctx.set(sub_delta, max(-128, min(127, d)))
+            for v in range(top + 1):
+                if ctx.get(adds[v]) != min(max(v + d, 0), top):
+                    bad.append(("add", v, d))
+                if ctx.get(subs[v]) != min(max(v - max(-128, min(127, d)), 0), top):
+                    bad.append(("sub", v, d))
+
+    simulate(m, bench, clock=False)
+    assert not bad, bad[:5]
