@@ -29,7 +29,12 @@ class Requant(wiring.Component):
     ``(p >> shift) + bit shift-1 of p``), then
     ``q = min(max(r + zero_point, lo), clamp_hi)`` with ``lo = max(clamp_lo, zero_point)`` under
     ReLU. ``q`` (its low 8 bits are the stored byte) is valid :data:`LATENCY` cycles after the
-    inputs, all of which are presented together.
+    inputs, all of which are presented together, with ``advance`` set (its default).
+
+    ``advance`` enables the first stage's registers and, a cycle later, the second's: in other cycles
+    the lane holds its stages (its output is meaningless then), so a simulator computes the lane's
+    arithmetic only in the clocked branch of a cycle where a chunk enters or moves on (Verilator
+    computes a value used once inside the branch that uses it, see docs/cosim.md).
 
     Parameters
     ----------
@@ -49,6 +54,7 @@ class Requant(wiring.Component):
             "clamp_lo": In(rq["clamp_lo"].shape),
             "clamp_hi": In(rq["clamp_hi"].shape),
             "relu": In(rq["relu"].shape),
+            "advance": In(1, init=1),
             "q": Out(signed(10)),
         })
 
@@ -59,16 +65,24 @@ class Requant(wiring.Component):
         # (the sum's low 17 bits, unsigned, and its high bits, signed, times the 16-bit multiplier),
         # and everything of the output stage that depends on the parameters alone. The partial
         # products are added in the second stage, before the shift: p = (high << 17) + low.
-        biased = Signal(signed(vb), name="biased")
-        m.d.comb += biased.eq(self.acc + self.bias)
+        # The biased sum is written out in each product (one use each, so Verilator computes it inside
+        # the enabled branch; synthesis merges the two identical adders).
+        def biased():
+            return (self.acc + self.bias)[:vb].as_signed()
         product_lo = Signal(unsigned(17 + len(self.mult)), name="product_lo")
         product_hi = Signal(signed(vb - 17 + len(self.mult)), name="product_hi")
         sh2 = Signal(RQ_RECORD["shift"].shape)
-        m.d.sync += [product_lo.eq(biased[:17] * self.mult), product_hi.eq(biased[17:].as_signed() * self.mult),
-                     sh2.eq(self.shift)]
-        p = Signal(signed(vb + 17))
-        width = len(p)
-        m.d.comb += p.eq((product_hi << 17) + product_lo)
+        # stage 2's enable: a chunk entered stage 1 in the previous cycle
+        moved = Signal()
+        m.d.sync += moved.eq(self.advance)
+        with m.If(self.advance):
+            m.d.sync += [product_lo.eq(biased()[:17] * self.mult),
+                         product_hi.eq(biased()[17:].as_signed() * self.mult), sh2.eq(self.shift)]
+        width = vb + 17
+
+        # p, written out at each of its uses like the biased sum above (one adder in synthesis)
+        def p():
+            return ((product_hi << 17) + product_lo)[:width].as_signed()
         # The quotient p >> shift saturates to 11 bits unless p's bits from shift + 10 up all equal
         # its sign: a mask of those bits. Rounding adds bit shift - 1 of p (the sign bit beyond p's
         # width, none when shift is 0): a one-hot select.
@@ -76,29 +90,34 @@ class Requant(wiring.Component):
         round_sel = Signal(width)
         round_sign = Signal()
         ones = Const((1 << width) - 1, width)
-        m.d.sync += [sat_mask.eq((ones << (self.shift + 10))[:width]),
-                     round_sel.eq(Mux(self.shift == 0, 0, (Const(1, width) << (self.shift - 1).as_unsigned())[:width])),
-                     round_sign.eq((self.shift != 0) & (self.shift - 1 >= width))]
+        with m.If(self.advance):
+            m.d.sync += [sat_mask.eq((ones << (self.shift + 10))[:width]),
+                         round_sel.eq(Mux(self.shift == 0, 0,
+                                          (Const(1, width) << (self.shift - 1).as_unsigned())[:width])),
+                         round_sign.eq((self.shift != 0) & (self.shift - 1 >= width))]
         # Clamp: q = min(max(t, lo), hi) with t = quotient + rbit + zp, as "t < lo" -> min(lo, hi),
         # "t > hi" -> hi, else t; the comparisons are made on the quotient against lo - zp and
         # hi - zp (and those minus one for rbit), registered here, so they run beside t's adder.
         zp, lo, hi = self.zero_point, self.clamp_lo, self.clamp_hi
-        lo_eff = Signal(signed(10))
-        m.d.comb += lo_eff.eq(Mux(self.relu & (zp > lo), zp, lo))
+
+        def lo_eff():  # written out at each use, like the biased sum
+            return Mux(self.relu & (zp > lo), zp, lo)
         zp2, hi2, lo_hi2 = Signal(signed(10)), Signal(signed(10)), Signal(signed(10))
         below0, below1, above0, above1 = (Signal(signed(12), name=n)
                                           for n in ("lo_zp", "lo_zp_m1", "hi_zp", "hi_zp_m1"))
-        m.d.sync += [zp2.eq(zp), hi2.eq(hi), lo_hi2.eq(Mux(lo_eff > hi, hi, lo_eff)),
-                     below0.eq(lo_eff - zp), below1.eq(lo_eff - zp - 1),
-                     above0.eq(hi - zp), above1.eq(hi - zp - 1)]
+        with m.If(self.advance):
+            m.d.sync += [zp2.eq(zp), hi2.eq(hi), lo_hi2.eq(Mux(lo_eff() > hi, hi, lo_eff())),
+                         below0.eq(lo_eff() - zp), below1.eq(lo_eff() - zp - 1),
+                         above0.eq(hi - zp), above1.eq(hi - zp - 1)]
 
-        sign = p[-1]
+        def sign():
+            return p()[-1]
         in_range = Signal()
-        m.d.comb += in_range.eq(~((p ^ sign.replicate(width)) & sat_mask).any())
+        m.d.comb += in_range.eq(~((p() ^ sign().replicate(width)) & sat_mask).any())
         rbit = Signal()
-        m.d.comb += rbit.eq((p & round_sel).any() | (round_sign & sign))
+        m.d.comb += rbit.eq((p() & round_sel).any() | (round_sign & sign()))
         window = Signal(signed(11))
-        m.d.comb += window.eq((p >> sh2)[:11])
+        m.d.comb += window.eq((p() >> sh2)[:11])
         # Round half up without a wide adder: floor((p + 2**(s-1)) / 2**s) = (p >> s) + bit s-1 of p.
         # The quotient is saturated to 11 bits first; that keeps every result, because the clamp
         # bounds and the zero point lie in -256..255, so any quotient beyond +-1023 clamps to the same byte.
@@ -106,12 +125,14 @@ class Requant(wiring.Component):
         # parameters carried beside them), so the wide shift and the narrow adds and compares of the
         # output stage are in different cycles.
         qs, rb = Signal(signed(11)), Signal()
-        m.d.sync += [qs.eq(Mux(in_range, window, Mux(sign, -1024, 1023))), rb.eq(rbit)]
+        with m.If(moved):
+            m.d.sync += [qs.eq(Mux(in_range, window, Mux(sign(), -1024, 1023))), rb.eq(rbit)]
         zp3, hi3, lo_hi3 = Signal(signed(10)), Signal(signed(10)), Signal(signed(10))
         below0_3, below1_3, above0_3, above1_3 = (Signal(signed(12), name=f"{n}_out")
                                                   for n in ("lo_zp", "lo_zp_m1", "hi_zp", "hi_zp_m1"))
-        m.d.sync += [zp3.eq(zp2), hi3.eq(hi2), lo_hi3.eq(lo_hi2), below0_3.eq(below0), below1_3.eq(below1),
-                     above0_3.eq(above0), above1_3.eq(above1)]
+        with m.If(moved):
+            m.d.sync += [zp3.eq(zp2), hi3.eq(hi2), lo_hi3.eq(lo_hi2), below0_3.eq(below0), below1_3.eq(below1),
+                         above0_3.eq(above0), above1_3.eq(above1)]
         t = Signal(signed(13))
         m.d.comb += t.eq(qs + rb + zp3)
         below = Mux(rb, qs < below1_3, qs < below0_3)

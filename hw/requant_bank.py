@@ -199,7 +199,8 @@ class RequantBank(wiring.Component):
             m.d.comb += [unit.acc.eq(entering[li * width:(li + 1) * width]),
                          unit.bias.eq(p.bias), unit.mult.eq(p.mult), unit.shift.eq(p.shift),
                          unit.zero_point.eq(output.zero_point), unit.clamp_lo.eq(output.clamp_lo),
-                         unit.clamp_hi.eq(output.clamp_hi), unit.relu.eq(output.relu)]
+                         unit.clamp_hi.eq(output.clamp_hi), unit.relu.eq(output.relu),
+                         unit.advance.eq(self.req_advance)]
         # Which chunk the lanes' outputs belong to: chunk, "in flight" and "a vector follows" delayed
         # by LATENCY.
         in_flight, vector_ends = Signal(LATENCY), Signal(LATENCY)

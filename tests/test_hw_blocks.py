@@ -23,7 +23,10 @@ def simulate(dut, bench, clock=True):
     sim.run()
 
 
-def test_requant_lane_matches_kernel():
+@pytest.mark.parametrize("gaps", [False, True])
+def test_requant_lane_matches_kernel(gaps):
+    """Every input in a cycle of its own, or (``gaps``) with idle cycles between them in which
+    ``advance`` is low and the inputs are garbage: the lane holds its stages then."""
     cfg = TINY
     rng = np.random.default_rng(0)
     n = 300
@@ -47,14 +50,26 @@ def test_requant_lane_matches_kernel():
     dut = Requant(cfg)
     got = []
 
+    # the cycle each input is presented in; idle cycles get the next input's values, advance low
+    starts = np.cumsum(1 + (rng.integers(0, 3, n) if gaps else np.zeros(n, int)))
+    inputs = ((dut.acc, acc), (dut.bias, bias), (dut.mult, mult), (dut.shift, shift),
+              (dut.zero_point, zp), (dut.clamp_lo, lo), (dut.clamp_hi, hi), (dut.relu, relu))
+
     async def bench(ctx):
-        for i in range(n + LATENCY):
-            if i < n:
-                for port, v in ((dut.acc, acc), (dut.bias, bias), (dut.mult, mult), (dut.shift, shift),
-                                (dut.zero_point, zp), (dut.clamp_lo, lo), (dut.clamp_hi, hi), (dut.relu, relu)):
-                    ctx.set(port, int(v[i]))
-            if i >= LATENCY:
+        due = {int(t) + LATENCY for t in starts}
+        nxt = 0
+        for cycle in range(1, int(starts[-1]) + LATENCY + 1):
+            if cycle in due:
                 got.append(ctx.get(dut.q))
+            if nxt < n:
+                here = int(cycle == starts[nxt])
+                i = nxt if here else (nxt + 1) % n
+                for port, v in inputs:
+                    ctx.set(port, int(v[i]))
+                ctx.set(dut.advance, here)
+                nxt += here
+            else:
+                ctx.set(dut.advance, 0)
             await ctx.tick()
 
     simulate(dut, bench)
