@@ -66,7 +66,7 @@ class Requant(wiring.Component):
         # and everything of the output stage that depends on the parameters alone. The partial
         # products are added in the second stage, before the shift: p = (high << 17) + low.
         # The biased sum is written out in each product (one use each, so Verilator computes it inside
-        # the enabled branch; synthesis merges the two identical adders).
+        # the enabled branch; yosys merges the two identical adders).
         def biased():
             return (self.acc + self.bias)[:vb].as_signed()
         product_lo = Signal(unsigned(17 + len(self.mult)), name="product_lo")
