@@ -597,6 +597,20 @@ def area_markdown(tables: dict[str, dict[str, dict]]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _area_sum(area_json: Path, tile_v: Path) -> dict | None:
+    """The totals of an ``area.json`` (LUTs, FFs, BRAMs, DSPs over its components), or None when there is none or
+    a module's Verilog hash differs from the ``tile.v`` beside it (a result of other Verilog)."""
+    if not area_json.exists():
+        return None
+    saved = json.loads(area_json.read_text())
+    if tile_v.exists():
+        hashes = module_hashes(tile_v)
+        if any(row.get("sha256") != hashes.get(n) for n, row in saved.get("modules", {}).items()) \
+                or set(hashes) - set(saved.get("modules", {})):
+            return None
+    return {k: sum(c[k] for c in saved["components"].values()) for k in ("luts", "ffs", "brams", "dsps")}
+
+
 def report_markdown(names: list[str], root: Path | None = None) -> str:
     """Markdown tables of the synthesis results already under ``build/<name>`` (``synth.json`` from
     ``synth``, ``area.json`` from ``area``): nothing is run. Missing files are named, not guessed, and a
@@ -604,14 +618,20 @@ def report_markdown(names: list[str], root: Path | None = None) -> str:
     ``verilog`` write) is named stale instead of being reported as the design's."""
     rows = ["| config | source | LUTs | flip-flops | DP16KD | MULT18X18D | post-route Fmax | critical path |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    areas, notes = {}, []
+    areas, notes, stale_areas = {}, [], []
     for name in names:
         out = Path(build_dir(name)) if root is None else Path(root) / name
         sj = out / "synth.json"
         tile_v = out / "tile.v"
         stale = sj.exists() and tile_v.exists() and \
             json.loads(sj.read_text()).get("verilog_sha256") != verilog_hash(tile_v)
-        if stale:
+        aj = out / "area.json"
+        summed = _area_sum(aj, tile_v) if (stale or not sj.exists()) else None
+        if summed is not None:  # no flattened result of this Verilog: the per-component synthesis, summed
+            why = "synth.json is of other Verilog" if stale else "no synth.json"
+            rows.append(f"| {name} | yosys per component, summed ({why}) | {summed['luts']} | {summed['ffs']} | "
+                        f"{summed['brams']} | {summed['dsps']} | - | - |")
+        elif stale:
             rows.append(f"| {name} | (synth.json is of other Verilog than tile.v: run synth again) | | | | | | |")
         elif sj.exists():
             r = json.loads(sj.read_text())
@@ -624,10 +644,11 @@ def report_markdown(names: list[str], root: Path | None = None) -> str:
                         f"{r.get('dsps', r.get('mults'))} | {fmax} | {path} |")
         else:
             rows.append(f"| {name} | (no synth.json: run synth first) | | | | | | |")
-        aj = out / "area.json"
         if aj.exists():
             saved = json.loads(aj.read_text())
             areas[name] = saved["components"]
+            if _area_sum(aj, tile_v) is None:
+                stale_areas.append(name)
             # the flow of most components, then the components made otherwise
             flows_of = {c: "+".join(saved.get("component_flows", {}).get(c, ["synth_ecp5"]))
                         for c in saved["components"]}
@@ -642,6 +663,9 @@ def report_markdown(names: list[str], root: Path | None = None) -> str:
         text += area_markdown(areas)
         if notes:
             text += "\nYosys flows (`hw.build.AREA_FLOWS`), where not plain `synth_ecp5`: " + "; ".join(notes) + ".\n"
+        if stale_areas:
+            text += ("\n**Stale:** the area.json of " + ", ".join(stale_areas) + " is of other Verilog than the "
+                     "tile.v beside it: run `area` again.\n")
     return text
 
 

@@ -15,6 +15,19 @@ from hw_sim import simulate
 EIGHT_LANES = TINY.replace(name="eight_lanes", cols=12, n_adcs=8, rq_lanes=2)
 
 
+def _accumulated(old, rounds, n_out: int, accumulate: int, bits: int) -> np.ndarray:
+    """The model: outputs below ``n_out`` start at 0 unless accumulating; each valid lane's code adds
+    ``+-code << shift`` to its output; the sums wrap at ``bits``."""
+    want = old.copy()
+    if not accumulate:
+        want[:n_out] = 0
+    for rnd in rounds:
+        for valid, o, shift, neg, code in rnd:
+            if valid:
+                want[o] += (-code if neg else code) << shift
+    return wrap(want, bits)
+
+
 @pytest.mark.parametrize("cfg", [TINY, VARIANT, EIGHT_LANES], ids=["tiny", "variant", "eight_lanes"])
 @pytest.mark.parametrize("accumulate", [0, 1])
 def test_shift_add_sums_codes_into_outputs(cfg, accumulate):
@@ -27,15 +40,7 @@ def test_shift_add_sums_codes_into_outputs(cfg, accumulate):
         rounds.append([(int(rng.random() < 0.8), int(rng.integers(0, n_out)), int(rng.integers(0, 20)),
                         int(rng.integers(0, 2)), int(rng.integers(-(1 << cfg.adc_bits) // 2, 1 << cfg.adc_bits)))
                        for _ in range(lanes)])
-    # the model: outputs below n_out start at 0 unless accumulating; each code adds +-code << shift
-    want = old.copy()
-    if not accumulate:
-        want[:n_out] = 0
-    for rnd in rounds:
-        for valid, o, shift, neg, code in rnd:
-            if valid:
-                want[o] += (-code if neg else code) << shift
-    want = wrap(want, bits)
+    want = _accumulated(old, rounds, n_out, accumulate, bits)
     dut = ShiftAdd(cfg)
     got = []
 
@@ -76,16 +81,8 @@ def test_shift_add_vector_boundaries(cfg, accumulate, gap):
     rounds = [[[(int(rng.random() < 0.8), int(rng.integers(0, n_out)), int(rng.integers(0, 20)),
                  int(rng.integers(0, 2)), int(rng.integers(-(1 << cfg.adc_bits) // 2, 1 << cfg.adc_bits)))
                 for _ in range(lanes)] for _ in range(int(rng.integers(1, 6)))] for _ in range(vectors)]
-    wants = []
-    for old, vector_rounds in zip(olds, rounds):
-        want = old.copy()
-        if not accumulate:
-            want[:n_out] = 0
-        for rnd in vector_rounds:
-            for valid, o, shift, neg, code in rnd:
-                if valid:
-                    want[o] += (-code if neg else code) << shift
-        wants.append(wrap(want, bits).tolist())
+    wants = [_accumulated(old, vector_rounds, n_out, accumulate, bits).tolist()
+             for old, vector_rounds in zip(olds, rounds)]
     dut = ShiftAdd(cfg)
     got = []
 

@@ -159,3 +159,21 @@ def test_report_markdown_names_a_synth_result_of_other_verilog_stale(tmp_path):
     (tmp_path / "tiny" / "synth.json").write_text(json.dumps({**result, "verilog_sha256": "0" * 64}))
     text = build.report_markdown(["tiny"], root=tmp_path)
     assert "| tiny | (synth.json is of other Verilog than tile.v" in text and "55.5 MHz" not in text
+
+
+def test_report_sums_the_components_where_no_flattened_result_exists(tmp_path):
+    """isaac has no flattened synthesis (larger than the part, and too slow for CI): its row is the per-component
+    synthesis summed, when that is of the Verilog beside it; an area.json of other Verilog is not reported."""
+    vpath = build.generate(TINY, tmp_path / "tiny")
+    comps = {"tile.py": {"luts": 5, "ffs": 6, "brams": 1, "dsps": 0},
+             "shift_add.py": {"luts": 7, "ffs": 16, "brams": 0, "dsps": 2}}
+    mods = {n: {"sha256": h} for n, h in build.module_hashes(vpath).items()}
+    (tmp_path / "tiny" / "area.json").write_text(json.dumps({"components": comps, "modules": mods}))
+    text = build.report_markdown(["tiny"], root=tmp_path)
+    assert "| tiny | yosys per component, summed (no synth.json) | 12 | 22 | 1 | 2 | - | - |" in text
+    some = next(iter(mods))
+    (tmp_path / "tiny" / "area.json").write_text(json.dumps(
+        {"components": comps, "modules": {**mods, some: {"sha256": "0" * 64}}}))
+    text = build.report_markdown(["tiny"], root=tmp_path)
+    assert "| tiny | (no synth.json: run synth first) |" in text and "summed" not in text
+    assert "**Stale:** the area.json of tiny is of other Verilog" in text
