@@ -167,7 +167,7 @@ class Vectoriser:
         if e is None or e[0] is not off:  # the entry holds ``off``, so its id cannot be reused meanwhile
             if len(self._runs) > 4096:
                 self._runs.clear()
-            rel = off if count == 1 else (off[:, None] + np.arange(count)).reshape(-1)
+            rel = _spread(off, count)[0]
             n = rel.size
             first = int(rel[0]) if n and bool((rel == rel[0] + np.arange(n)).all()) else None
             e = self._runs[key] = (off, first, rel)
