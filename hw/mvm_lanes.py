@@ -6,7 +6,6 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .crossbar import _hidden_constant
 from .isa import MVM_LATENCY, WRITE_BEHIND
 from .layer import DIGITS, layer_layout
 from .params import ADDR_BITS, TileConfig
@@ -230,7 +229,7 @@ class MvmLanes(wiring.Component):
         rows, dac = cfg.rows, cfg.dac_bits
         mag_bits = Signal(4)
         m.d.comb += mag_bits.eq(Mux(layer.asigned, layer.abits_m1, layer.abits_m1 + 1))
-        planes = self._transposed(m)
+        planes = [Cat(*[self.x[8 * r + b] for r in range(rows)]) for b in range(8)]
         mag = [Signal(rows, name=f"mag_plane{b}") for b in range(8)]
         m.d.comb += [masked.eq(Mux(b < mag_bits, plane, 0)) for b, (masked, plane) in enumerate(zip(mag, planes))]
         n_slices = -(-8 // dac)
@@ -242,38 +241,3 @@ class MvmLanes(wiring.Component):
         m.d.comb += sign_plane.eq(Cat(*planes).word_select(layer.abits_m1, rows))
         sign_slice = Cat(*[Cat(sign_plane[r], Const(0, dac - 1)) if dac > 1 else sign_plane[r] for r in range(rows)])
         return slices, sign_slice
-
-    def _transposed(self, m) -> list[Signal]:
-        """The input vector's eight bit planes (plane b: bit b of every row's byte), transposed in
-        64-bit words: each word of 8 rows (8 bytes) is an 8 x 8 bit matrix, transposed by three
-        exchanges of bit blocks (7, 14 and 28 places apart: Hacker's Delight's ``transpose8``), so
-        that byte b of the word holds bit b of its 8 rows; plane b is byte b of every word.
-
-        The same wires as gathering each plane bit by bit (synthesis folds the masks, which are
-        constants, to wiring), but Verilator computes it as a few 64-bit operations per word
-        instead of 1,024 single-bit extractions and shifts in every cycle (docs/cosim.md).
-        """
-        rows = self.cfg.rows
-        words = -(-rows // 8)
-        x = Cat(self.x, Const(0, 64 * words - 8 * rows))
-        # Bits (8i + j) and (8j + i) trade places: per step, the bits at ``mask`` take the bits ``shift``
-        # places above, those at ``mask << shift`` the bits ``shift`` places below, and the rest stay.
-        steps = [(7, 0x00AA00AA00AA00AA), (14, 0x0000CCCC0000CCCC), (28, 0x00000000F0F0F0F0)]
-        masks = [(shift, _hidden_constant(m, mask, 64, f"transpose_from_above{n}"),
-                  _hidden_constant(m, mask << shift, 64, f"transpose_from_below{n}"),
-                  _hidden_constant(m, ~(mask | mask << shift) & (2**64 - 1), 64, f"transpose_stay{n}"))
-                 for n, (shift, mask) in enumerate(steps)]
-        transposed = []
-        for w in range(words):
-            word = x[64 * w:64 * (w + 1)]
-            for n, (shift, from_above, from_below, stay) in enumerate(masks):
-                nxt = Signal(64, name=f"transpose{w}_step{n}")
-                m.d.comb += nxt.eq((word & stay) | ((word >> shift) & from_above) | ((word << shift)[:64] & from_below))
-                word = nxt
-            transposed.append(word)
-        planes = []
-        for b in range(8):
-            plane = Signal(rows, name=f"plane{b}")
-            m.d.comb += plane.eq(Cat(*[t[8 * b:8 * (b + 1)] for t in transposed])[:rows])
-            planes.append(plane)
-        return planes
