@@ -347,16 +347,17 @@ class Tile(wiring.Component):
         return ports
 
     def _out_buffer(self, m, ports: dict):
-        """The output buffer: one memory per REQ chunk (``rq_lanes`` bytes of each output vector), with
-        one address for all. REQ writes a chunk as a whole: the columns at and above ``n_out`` are
-        rewritten with the vector's old bytes, read in REQ's first cycle (and at each vector boundary of
-        a multi-vector REQ) into the read port, so the memory needs no byte enables. (A byte-enabled
-        write of the whole vector is one conditional write per column in Verilator's model, every
-        cycle; see :meth:`_array_and_requant`.) ``ports["out_w"]`` and ``ports["out_r"]`` are the shared
-        address, enable and data (the read data is the chunks' data side by side); ``ports["out_chunks"]``
-        the chunks' (write, read) ports. REQ's last chunk is written in the next instruction's first
-        cycle (isa.WRITE_BEHIND), when that instruction may read the same vector: each read port is
-        transparent to its chunk's write."""
+        """The output buffer: one memory per REQ chunk (``rq_lanes`` bytes of each output vector), one
+        address for all.
+
+        REQ writes a chunk as a whole: the columns at and above ``n_out`` (``ports["out_keep"]``) are
+        rewritten with the vector's old bytes, read into the read ports in REQ's first cycle (and at each
+        vector boundary of a multi-vector REQ), so the memories need no byte enables. (A byte-enabled
+        write of the whole vector is one conditional write per column in Verilator's model, in every
+        cycle.) REQ's last chunk is written in the next instruction's first cycle (isa.WRITE_BEHIND),
+        when that instruction may read the same vector: each read port is transparent to its chunk's
+        write. ``ports["out_w"]`` and ``ports["out_r"]`` are the shared address, enable and data (the
+        read data is the chunks' data side by side), ``ports["out_chunks"]`` the (write, read) ports."""
         cfg = self.cfg
         lanes, depth = cfg.rq_lanes, cfg.out_depth
         addr_bits = max(1, (depth - 1).bit_length())
@@ -370,6 +371,8 @@ class Tile(wiring.Component):
         ports["out_r"] = _SharedPort(addr=Signal(addr_bits, name="out_r_addr"), en=Signal(name="out_r_en"),
                                      data=Signal(8 * cfg.cols, name="out_r_data"))
         ports["out_chunks"] = chunks
+        # the bytes of columns at and above n_out, which REQ's chunk writes keep (set in REQ's first cycle)
+        ports["out_keep"] = Signal(8 * cfg.cols, name="out_keep")
         for k, (write, read) in enumerate(chunks):
             m.d.comb += [write.addr.eq(ports["out_w"].addr), write.en.eq(ports["out_w"].en[k]),
                          read.addr.eq(ports["out_r"].addr), read.en.eq(ports["out_r"].en)]
@@ -420,13 +423,13 @@ class Tile(wiring.Component):
         m.d.comb += [requant.acc.eq(ports["acc_r"].data), requant.n_out.eq(layer.n_out),
                      requant.ldrq_data.eq(self.din.payload), ports["out_w"].en.eq(requant.out_chunk)]
         # A chunk's write: the lanes' bytes below n_out, the vector's old bytes (its read port) at and
-        # above. Each chunk's data has one use, its memory's write, so Verilator computes it only in a
-        # cycle that writes the chunk.
-        lanes = self.cfg.rq_lanes
+        # above, as a mask (out_keep, set in REQ's first cycle): a few word operations per chunk in
+        # Verilator's model, which computes the data in every cycle (the write and the read port's
+        # transparency both use it).
+        lanes, keep = self.cfg.rq_lanes, ports["out_keep"]
         for k, (write, read) in enumerate(ports["out_chunks"]):
-            m.d.comb += write.data.eq(Cat(*[Mux(k * lanes + j < layer.n_out, requant.out_data[8 * (k * lanes + j):][:8],
-                                                read.data[8 * j:8 * (j + 1)])
-                                            for j in range(len(read.data) // 8)]))
+            bits = slice(8 * k * lanes, 8 * k * lanes + len(read.data))
+            m.d.comb += write.data.eq((requant.out_data[bits] & ~keep[bits]) | (read.data & keep[bits]))
         m.d.comb += [self.din.ready.eq(0), self.dout.valid.eq(0)]
 
     def _parts(self, m, units: dict, ports: dict) -> _Parts:
@@ -749,6 +752,8 @@ class Tile(wiring.Component):
             self._alignment_and_addresses(m, parts, [(req_args.acc_addr + req_args.count_m1, 1, cfg.acc_depth),
                                                      (req_args.out_addr + req_args.count_m1, 2, cfg.out_depth)])
             m.d.comb += requant.req_start.eq(1)
+            m.d.sync += parts.ports["out_keep"].eq(Cat(*[(c >= parts.layer_regs.layer.n_out).replicate(8)
+                                                         for c in range(cfg.cols)]))
             # (acc_next, the accumulator vector after the first, is set in every first cycle: _operand_reads)
             m.d.sync += [parts.req_out_addr.eq(req_args.out_addr + parts.offsets[2]),
                          parts.req_left.eq(req_args.count_m1), parts.req_more.eq(req_args.count_m1 != 0),
