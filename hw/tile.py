@@ -335,16 +335,41 @@ class Tile(wiring.Component):
         for name, mem in mems.items():
             m.submodules[f"{name}_buffer"] = mem
             ports[f"{name}_w"] = mem.write_port()
-            # The MVM's accumulator write lands in the next instruction's first cycle (isa.WRITE_BEHIND),
-            # when that instruction may read the same vector: a read port transparent to the write
-            # returns the written data.
-            ports[f"{name}_r"] = mem.read_port(transparent_for=(ports["acc_w"],) if name == "acc" else ())
+            ports[f"{name}_r"] = mem.read_port()
+        self._acc_forward(m, ports)
         self._out_buffer(m, ports)
         for name in ("in", "acc", "out", "delta"):
             # Read ports hold their data unless enabled: a multi-cycle instruction reads its
             # operand vectors once in its first cycle.
             m.d.comb += [ports[f"{name}_w"].en.eq(0), ports[f"{name}_r"].en.eq(0)]
         return ports
+
+    def _acc_forward(self, m, ports: dict):
+        """The accumulator buffer's read, transparent to its write: the MVM's accumulator write lands in
+        the next instruction's first cycle (isa.WRITE_BEHIND), when that instruction may read the same
+        vector, and the read returns the written data. ``ports["acc_r"]`` becomes the shared address,
+        enable and data of the read: the memory's data, or (a read at the address written in its cycle)
+        the written vector, kept in a one-word memory and selected by a flag registered with the read.
+        Same behaviour as a transparent read port (``transparent_for``), whose Verilog merges the two
+        vectors through a vector-wide mask in every cycle; a memory keeps the forwarded word without
+        a copy in Verilator's model in cycles that do not write it."""
+        cfg = self.cfg
+        read, write = ports["acc_r"], ports["acc_w"]
+        width = cfg.acc_bits * cfg.cols
+        forward = Memory(shape=unsigned(width), depth=1, init=[])
+        m.submodules["acc_forward"] = forward
+        shared = _SharedPort(addr=Signal.like(read.addr, name="acc_r_addr"), en=Signal(name="acc_r_en"),
+                             data=Signal(width, name="acc_r_data"))
+        collide = Signal(name="acc_collide")
+        forwarded = Signal(name="acc_forwarded")  # the read port's data is the forwarded vector
+        keep, keep_read = forward.write_port(), forward.read_port(domain="comb")
+        m.d.comb += [read.addr.eq(shared.addr), read.en.eq(shared.en),
+                     collide.eq(shared.en & write.en & (shared.addr == write.addr)),
+                     keep.en.eq(collide), keep.data.eq(write.data),
+                     shared.data.eq(Mux(forwarded, keep_read.data, read.data))]
+        with m.If(shared.en):
+            m.d.sync += forwarded.eq(collide)
+        ports["acc_r"] = shared
 
     def _out_buffer(self, m, ports: dict):
         """The output buffer: one memory per REQ chunk (``rq_lanes`` bytes of each output vector), one
