@@ -111,7 +111,7 @@ def _run_tool(args: list[str], cwd: Path, log: Path) -> str:
     text = log.read_text()
     if p.returncode:
         tail = "\n".join(text.splitlines()[-15:])
-        raise RuntimeError(f"{args[0]} failed (exit {p.returncode}), see {log}:\n{tail}")
+        raise RuntimeError(f"{Path(args[0]).name} failed (exit {p.returncode}), see {log}:\n{tail}")
     return text
 
 
@@ -311,14 +311,31 @@ def synth_flows(cfg: TileConfig | str, outdir: str | Path, flows: list[str], see
         first.setdefault(part[r[0]], r)
 
     def run(r, netlist=None):
-        return synth(cfg, dirs[r], freq_mhz=freq_mhz, reuse=reuse, flow=r[0], seed=r[1], netlist=netlist,
-                     verilog=verilog)
+        # a run whose tool failed is a row of the table (and stays failed with ``reuse``), not the end
+        failed = dirs[r] / "failed.json"
+        key = verilog_hash(verilog) if verilog is not None else None
+        if reuse and key is not None and failed.exists():
+            prev = json.loads(failed.read_text())
+            if (prev["verilog_sha256"], prev["flow"], prev["seed"]) == (key, r[0], r[1]):
+                return prev
+        try:
+            res = synth(cfg, dirs[r], freq_mhz=freq_mhz, reuse=reuse, flow=r[0], seed=r[1], netlist=netlist,
+                        verilog=verilog)
+        except RuntimeError as e:
+            res = {"flow": r[0], "seed": r[1], "error": str(e).splitlines()[0],
+                   "verilog_sha256": verilog_hash(dirs[r] / "tile.v")}
+            failed.write_text(json.dumps(res, indent=2) + "\n")
+            return res
+        failed.unlink(missing_ok=True)
+        return res
 
     results = {}
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         # the runs that make each yosys netlist first, then the others on a copy of it
         for r, res in zip(first.values(), pool.map(run, first.values())):
             results[r] = res
+        for r in [r for r in runs if r not in results and "error" in results[first[part[r[0]]]]]:
+            results[r] = {**results[first[part[r[0]]]], "seed": r[1]}  # its yosys part failed
         rest = [r for r in runs if r not in results]
         nets = [dirs[first[part[r[0]]]] / "tile_synth.json" for r in rest]
         for r, res in zip(rest, pool.map(run, rest, nets)):
@@ -334,6 +351,11 @@ def flows_markdown(results: list[dict]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         spec = SYNTH_FLOWS.get(r["flow"], {})
+        if "error" in r:
+            ys = " ".join(spec.get("synth_ecp5", ())) or "-"
+            rows.append(f"| {r['flow']} | {ys} | {' '.join(spec.get('nextpnr', ())) or '-'} | - | {r['seed']} | "
+                        f"failed: {r['error']} | - | - | - | - | - |")
+            continue
         pre = AREA_FLOWS.get(spec.get("yosys", ""), "")
         ys = " ".join([*(["(" + spec["yosys"] + " first)"] if pre else []), *spec.get("synth_ecp5", ())]) or "-"
         fmax = "-" if r.get("fmax_mhz") is None else f"{r['fmax_mhz']:.1f}"
