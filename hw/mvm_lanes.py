@@ -48,7 +48,8 @@ class MvmLanes(wiring.Component):
     word lines (the lane's slice bit plane masked to its row group); the crossbar presents the
     column sum in cycle t+2 and the ADC its code in cycle t+2+ADC latency
     (:data:`cimtile.hw.adc.LATENCY` = ``MVM_LATENCY + WRITE_BEHIND - 1``, :mod:`cimtile.hw.isa`),
-    when ``conversion[i]`` describes it. With ``adc_cycles`` = A > 1 a round
+    when ``conversion[i]`` describes it (``adc_conversion[i]`` is that descriptor a cycle earlier, in
+    the ADC's last stage, which registers the code's term). With ``adc_cycles`` = A > 1 a round
     occupies A cycles of ``run``. ``finished`` is high when ``run`` would issue but nothing is
     left. ``abort`` (an error) resets the round counter.
 
@@ -79,6 +80,7 @@ class MvmLanes(wiring.Component):
             "pair": Out(1).array(lanes),
             "wl": Out(rows * cfg.dac_bits).array(lanes),
             "conversion": Out(CONVERSION).array(lanes),
+            "adc_conversion": Out(CONVERSION).array(lanes),
         })
 
     def elaborate(self, platform):
@@ -111,6 +113,7 @@ class MvmLanes(wiring.Component):
                 m.d.sync += held.eq(conv)
                 conv = held
             m.d.sync += [self.conversion[i].eq(conv), issued[i].conv.valid.eq(0)]
+            m.d.comb += self.adc_conversion[i].eq(conv)  # a cycle ahead: the ADC registers its term
             m.d.comb += self.wl[i].eq(self._word_lines(m, issued[i], i, slices, sign_slice))
 
         idle = conv_cycle == 0
