@@ -485,6 +485,9 @@ SYNTH_FLOWS: dict[str, dict] = {
     "router2-tmg-ripup": {"yosys": "synth_ecp5", "synth_ecp5": (),
                           "nextpnr": ("--router", "router2", "--tmg-ripup"), "freq_mhz": None},
     "target125": {"yosys": "synth_ecp5", "synth_ecp5": (), "nextpnr": (), "freq_mhz": 125.0},
+    "heap-timing": {"yosys": "synth_ecp5", "synth_ecp5": (),
+                    "nextpnr": ("--placer-heap-critexp", "4", "--placer-heap-timingweight", "20"), "freq_mhz": None},
+    "placer-sa": {"yosys": "synth_ecp5", "synth_ecp5": (), "nextpnr": ("--placer", "sa"), "freq_mhz": None},
 }
 
 
