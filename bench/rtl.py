@@ -2,8 +2,9 @@
 the loop of single-vector ones it replaces), MVM cycles over the ADC bound, VAU step vs per-cell, and the
 ECP5 synthesis of tiny (post-route Fmax, LUTs) and isaac (LUTs).
 
-Synthesis is slow (minutes): tiny's ``synth.json`` under ``build/tiny`` made from the same Verilog
-(``hw.build.synth(..., reuse=True)``, keyed by the Verilog's hash) is reused. isaac is larger than the
+Synthesis is slow (minutes): tiny's ``synth.json`` under ``build/tiny`` made from the same Verilog with the
+default flow (``hw.build.synth(..., reuse=True)``, keyed by the Verilog's hash, the flow
+``hw.build.DEFAULT_SYNTH_FLOW``, the seed and the target) is reused. isaac is larger than the
 LFE5U-85F that place and route targets, and a flattened yosys run of it takes longer than the CI machine
 allows, so its LUTs are the sum of its per-component area (``hw.build.area``: each module synthesised alone,
 with the flows of ``hw.build.PRESET_AREA_FLOWS``), which reuses the rows of the modules whose Verilog is
@@ -61,9 +62,9 @@ def run() -> dict[str, float]:
           f" cycles, bound); most cycles over the bound: {worst_over}")
     vau = vau_step_vs_cellwise(isaac)
     tiny = synth(PRESETS["tiny"], build_dir("tiny"), reuse=True)
-    print(f"rtl: tiny on {tiny['device']}: {tiny['luts']} LUTs, {tiny['ffs']} FFs, {tiny['brams']} BRAMs, "
-          f"{tiny['dsps']} DSPs, {tiny['fmax_mhz']} MHz (critical path {tiny['critical_from']} -> "
-          f"{tiny['critical_to']})")
+    print(f"rtl: tiny on {tiny['device']} (flow {tiny['flow']}, seed {tiny.get('seed', 1)}): {tiny['luts']} LUTs, "
+          f"{tiny['ffs']} FFs, {tiny['brams']} BRAMs, {tiny['dsps']} DSPs, {tiny['fmax_mhz']} MHz (critical path "
+          f"{tiny['critical_from']} -> {tiny['critical_to']})")
     flow, flows = PRESET_AREA_FLOWS["isaac"]
     parts = area(isaac, build_dir("isaac"), reuse=True, jobs=2, flow=flow, flows=flows)
     big = {k: sum(row[k] for row in parts.values()) for k in ("luts", "ffs", "brams", "dsps")}

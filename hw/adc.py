@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from .encoding import adc_code_range
 from .isa import ARGS, MVM_LATENCY, WRITE_BEHIND
+from .mvm_lanes import CONVERSION
 from .params import TileConfig
 
 __all__ = ["Adc", "LATENCY"]
@@ -26,6 +27,14 @@ class Adc(wiring.Component):
     over an MVM) are registered too: they must be on their inputs from the cycle before the first
     ``sum`` they apply to.
 
+    ``term`` is the code's contribution to its accumulator, ``(-code if term_neg else code) <<
+    term_shift`` wrapped at ``acc_bits``, in the same cycle as ``code``, of the ``term_neg`` and
+    ``term_shift`` presented one cycle before it (the conversion's descriptor in the cycle before
+    its code: :attr:`cimtile.hw.mvm_lanes.MvmLanes.adc_conversion`). Why: negated and shifted in the
+    ADC's last register stage, the term reaches the shift-and-add from a register, so the
+    accumulation cycle holds only the selection and the adders (the code's negation and barrel shift
+    were on the tile's critical path, into the accumulator memory's write data; docs/microarchitecture.md).
+
     The ranges are :func:`cimtile.hw.encoding.adc_code_range`'s: unsigned ``0 .. 2**adc_bits - 1``; with
     ``diff`` (a differential pair converted once, ``differential-analog``) signed,
     ``-2**(adc_bits-1) .. 2**(adc_bits-1) - 1``.
@@ -43,7 +52,10 @@ class Adc(wiring.Component):
     sum : In(signed(sum_bits))
     shift : In(4)
     diff : In(1)
+    term_neg : In(1)
+    term_shift : In(6)
     code : Out(signed(adc_bits + 1))
+    term : Out(signed(acc_bits))
     """
 
     def __init__(self, cfg: TileConfig, sum_bits: int):
@@ -52,7 +64,10 @@ class Adc(wiring.Component):
             "sum": In(signed(sum_bits)),
             "shift": In(ARGS["cfg"]["adc_shift"].shape),
             "diff": In(1),
+            "term_neg": In(1),
+            "term_shift": In(CONVERSION.members["shift"]),
             "code": Out(signed(cfg.adc_bits + 1)),
+            "term": Out(signed(cfg.acc_bits)),
         })
 
     def elaborate(self, platform):
@@ -76,7 +91,10 @@ class Adc(wiring.Component):
         shifted = self.sum >> self.shift
         code = Signal.like(self.code, name="code_now")
         m.d.comb += code.eq(Mux(self.sum >= over_at, hi, Mux(self.sum < under_at, lo, shifted)))
+        assert LATENCY >= 1, "the term is registered in the code's last stage"
         for stage in range(LATENCY):
+            if stage == LATENCY - 1:
+                m.d.sync += self.term.eq(Mux(self.term_neg, -code, code) << self.term_shift)
             registered = Signal.like(self.code, name=f"code_stage{stage}")
             m.d.sync += registered.eq(code)
             code = registered

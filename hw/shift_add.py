@@ -38,9 +38,10 @@ def _sum_mod(terms: list, width: int):
 class ShiftAdd(wiring.Component):
     """``cols`` result registers of ``acc_bits``; each adds the codes of the lanes that hit it.
 
-    A lane's contribution is ``(-code if neg else code) << shift`` (the narrow code is negated
-    before the shift: ``-(c << s) == (-c) << s`` modulo ``2**acc_bits``); lane i hits output
-    ``conversion[i].o`` when ``conversion[i].valid``. Arithmetic wraps at ``acc_bits``.
+    A lane's contribution is ``term[i]``, the ADC's ``(-code if neg else code) << shift``
+    (:attr:`cimtile.hw.adc.Adc.term`: negated and shifted in the ADC's register stage, so that the
+    accumulation starts from a register); lane i hits output ``conversion[i].o`` when
+    ``conversion[i].valid``. Arithmetic wraps at ``acc_bits``.
 
     With more than ``CARRY_SAVE_LANES`` lanes, the lanes are summed per output in lane space first:
     the lowest lane hitting an output (its leader) carries the sum of all lanes hitting that output,
@@ -56,7 +57,7 @@ class ShiftAdd(wiring.Component):
     fresh: their first contribution replaces rather than adds (with carry-save, a "fresh" bit per
     output; with leaders, the register is loaded as zero, which gives the same sums). In each cycle
     with ``run`` the registers take ``result``, which is combinational: the registers (zero where
-    fresh) plus this cycle's contributions (``conversion`` and ``code`` of the same cycle). So
+    fresh) plus this cycle's contributions (``conversion`` and ``term`` of the same cycle). So
     ``result`` in the cycle of a vector's last codes is the accumulator vector to write. ``load``
     has priority over ``run`` and does not change ``result``: at a multi-vector MVM's vector boundary
     the tile loads the next vector's old accumulator vector in the cycle in which the finished
@@ -72,7 +73,7 @@ class ShiftAdd(wiring.Component):
         self.cfg = cfg
         super().__init__({
             "conversion": In(CONVERSION).array(cfg.n_adcs),
-            "code": In(signed(cfg.adc_bits + 1)).array(cfg.n_adcs),
+            "term": In(signed(cfg.acc_bits)).array(cfg.n_adcs),
             "load": In(1),
             "old": In(cfg.acc_bits * cfg.cols),
             "accumulate": In(1),
@@ -156,9 +157,9 @@ class ShiftAdd(wiring.Component):
         """Per lane: its own contribution and its one-hot output (every lane added where it lands)."""
         cols, width = self.cfg.cols, self.cfg.acc_bits
         contributions, one_hots = [], []
-        for i, (conv, code) in enumerate(zip(self.conversion, self.code)):
+        for i, (conv, term) in enumerate(zip(self.conversion, self.term)):
             value = Signal(signed(width), name=f"lane{i}_contribution")
-            m.d.comb += value.eq(Mux(conv.neg, -code, code) << conv.shift)
+            m.d.comb += value.eq(term)
             hit = Signal(cols, name=f"lane{i}_one_hot")
             m.d.comb += hit.eq(Mux(conv.valid, (Const(1, cols) << conv.o[:(cols - 1).bit_length() or 1])[:cols], 0))
             contributions.append(value)
@@ -171,9 +172,9 @@ class ShiftAdd(wiring.Component):
         cols, width = self.cfg.cols, self.cfg.acc_bits
         index_bits = (cols - 1).bit_length() or 1
         values, targets, lands = [], [], []
-        for i, (conv, code) in enumerate(zip(self.conversion, self.code)):
+        for i, (conv, term) in enumerate(zip(self.conversion, self.term)):
             value = Signal(signed(width), name=f"lane{i}_contribution")
-            m.d.comb += value.eq(Mux(conv.neg, -code, code) << conv.shift)
+            m.d.comb += value.eq(term)
             target = Signal(index_bits, name=f"lane{i}_output")
             m.d.comb += target.eq(conv.o[:index_bits])
             land = Signal(name=f"lane{i}_lands")  # an output index below cols

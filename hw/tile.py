@@ -432,7 +432,9 @@ class Tile(wiring.Component):
             m.submodules[f"adc{i}"] = adc
             m.d.comb += [xbar.col[i].eq(lanes.col[i]), xbar.pair[i].eq(lanes.pair[i]), xbar.wl[i].eq(lanes.wl[i]),
                          adc.sum.eq(xbar.sum[i]), adc.shift.eq(layer.adc_shift), adc.diff.eq(layer.analog),
-                         shift_add.conversion[i].eq(lanes.conversion[i]), shift_add.code[i].eq(adc.code)]
+                         adc.term_neg.eq(lanes.adc_conversion[i].neg),
+                         adc.term_shift.eq(lanes.adc_conversion[i].shift),
+                         shift_add.conversion[i].eq(lanes.conversion[i]), shift_add.term[i].eq(adc.term)]
         m.d.comb += [shift_add.old.eq(ports["acc_r"].data), shift_add.n_out.eq(layer.n_out)]
 
     def _array_and_requant(self, m, units: dict, ports: dict):

@@ -76,8 +76,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("read_word_order", "read_formatter", "self.word.eq(item[w * bus:(w + 1) * bus])",
            "self.word.eq(item[(words - 1 - w) * bus:(words - w) * bus])",
            "multi-word read items leave with their last bus word first"),
-    Mutant("cfg_decode", "layer", "fields.adc_shift.eq(cfg_in.adc_shift)]",
-           "fields.adc_shift.eq(cfg_in.adc_shift[:3])]",
+    Mutant("cfg_decode", "layer", "after_cfg.adc_shift.eq(cfg_in.adc_shift)]",
+           "after_cfg.adc_shift.eq(cfg_in.adc_shift[:3])]",
            "CFG's adc_shift loses its top bit"),
 ]}
 

@@ -10,7 +10,7 @@ from cimtile.hw.adc import Adc
 from cimtile.hw.crossbar import Crossbar
 from cimtile.hw.params import PRESETS
 from cimtile.hw.requant import LATENCY, Requant
-from cimtile.sim.kernels import requantise
+from cimtile.sim.kernels import requantise, wrap
 
 TINY = PRESETS["tiny"]
 
@@ -86,16 +86,24 @@ def test_adc_clips_after_range_shift(diff):
     shifts = rng.integers(0, 16, 400)
     lo, hi = (-(1 << (cfg.adc_bits - 1)), (1 << (cfg.adc_bits - 1)) - 1) if diff else (0, cfg.adc_max)
     want = np.clip(sums >> shifts, lo, hi)
+    # the term (the code's contribution): negated and shifted by the descriptor of the cycle before the code
+    negs, term_shifts = rng.integers(0, 2, 400), rng.integers(0, 64, 400)
+    terms = [(-int(w) if n else int(w)) << int(t) for w, n, t in zip(want, negs, term_shifts)]
+    want_terms = wrap(np.array([v % (1 << cfg.acc_bits) for v in terms], dtype=np.int64), cfg.acc_bits)
 
     async def bench(ctx):
         ctx.set(dut.diff, diff)
-        for s, k, w in zip(sums, shifts, want):
+        for s, k, w, n, t, wt in zip(sums, shifts, want, negs, term_shifts, want_terms):
             ctx.set(dut.shift, int(k))  # the range (a layer's): registered, a cycle before the sum
             await ctx.tick()
             ctx.set(dut.sum, int(s))
-            for _ in range(ADC_LATENCY):  # the code is registered: it follows the sum by ADC_LATENCY cycles
+            for stage in range(ADC_LATENCY):  # the code is registered: it follows the sum by ADC_LATENCY cycles
+                if stage == ADC_LATENCY - 1:
+                    ctx.set(dut.term_neg, int(n))
+                    ctx.set(dut.term_shift, int(t))
                 await ctx.tick()
             assert ctx.get(dut.code) == w, f"sum {s} >> {k}: code {ctx.get(dut.code)}, expected {w}"
+            assert ctx.get(dut.term) == wt, f"code {w}, neg {n}, << {t}: term {ctx.get(dut.term)}, expected {wt}"
 
     simulate(dut, bench)
 

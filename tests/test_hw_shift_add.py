@@ -28,6 +28,11 @@ def _accumulated(old, rounds, n_out: int, accumulate: int, bits: int) -> np.ndar
     return wrap(want, bits)
 
 
+def _term(code: int, shift: int, neg: int, bits: int) -> int:
+    """The ADC's term of a code (hw.adc.Adc.term): ``+-code << shift`` as a signed ``bits``-bit value."""
+    return int(wrap(np.array([(-code if neg else code) << shift], dtype=np.int64), bits)[0])
+
+
 @pytest.mark.parametrize("cfg", [TINY, VARIANT, EIGHT_LANES], ids=["tiny", "variant", "eight_lanes"])
 @pytest.mark.parametrize("accumulate", [0, 1])
 def test_shift_add_sums_codes_into_outputs(cfg, accumulate):
@@ -55,7 +60,7 @@ def test_shift_add_sums_codes_into_outputs(cfg, accumulate):
         for rnd in rounds:
             for i, (valid, o, shift, neg, code) in enumerate(rnd):
                 ctx.set(dut.conversion[i], {"valid": valid, "o": o, "shift": shift, "neg": neg, "diff": 0})
-                ctx.set(dut.code[i], code)
+                ctx.set(dut.term[i], _term(code, shift, neg, bits))
             result = ctx.get(dut.result)
             await ctx.tick()
         got.extend((result >> (j * bits)) & ((1 << bits) - 1) for j in range(cols))
@@ -103,7 +108,7 @@ def test_shift_add_vector_boundaries(cfg, accumulate, gap):
                 last = n == len(vector_rounds) - 1
                 for i, (valid, o, shift, neg, code) in enumerate(rnd):
                     ctx.set(dut.conversion[i], {"valid": valid, "o": o, "shift": shift, "neg": neg, "diff": 0})
-                    ctx.set(dut.code[i], code)
+                    ctx.set(dut.term[i], _term(code, shift, neg, cfg.acc_bits))
                 boundary = last and v + 1 < vectors
                 ctx.set(dut.load, boundary)
                 if boundary:
