@@ -122,8 +122,12 @@ def verilog_hash(vpath: str | Path) -> str:
     return hashlib.sha256(Path(vpath).read_bytes()).hexdigest()
 
 
-#: The flow of ``make synth`` / ``python -m cimtile.hw.build synth`` (and of ``bench rtl``'s tiny figures).
-DEFAULT_SYNTH_FLOW = "synth_ecp5"
+#: The flow of ``make synth`` / ``python -m cimtile.hw.build synth`` (and of ``bench rtl``'s tiny figures):
+#: plain ``synth_ecp5`` (ABC9 mapping) and nextpnr's router1 with timing-driven rip-up. It places like
+#: ``synth_ecp5`` (same placer, same seed: the same placement) and routed every placement measured to an
+#: equal or higher Fmax (+0.2 to +1.6 MHz on tiny), at about 3x nextpnr's time (docs/microarchitecture.md,
+#: "Synthesis flow"). ``--flow synth_ecp5`` is the flow before the eighth session.
+DEFAULT_SYNTH_FLOW = "tmg-ripup"
 
 
 def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_mhz: float = 100.0,
