@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Signal, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .dataformat import formats
@@ -56,8 +56,10 @@ class LoadFormatter(wiring.Component):
             "word": In(cfg.bus_bits),
             "item_valid": Out(1),
             "item_addr": Out(ADDR_BITS),
-            "items": Out(data.StructLayout({op.name.lower(): unsigned(words * cfg.bus_bits)
-                                            for op, words in self.words.items()})),
+            # a port per load (not one struct of all four: a simulator would copy the words into it in
+            # every cycle)
+            "items": Out(wiring.Signature({op.name.lower(): Out(unsigned(words * cfg.bus_bits))
+                                           for op, words in self.words.items()})),
             "last": Out(1),
             "empty": Out(1),
         })

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .dataformat import formats
@@ -52,8 +52,9 @@ class ReadFormatter(wiring.Component):
             "start": In(1),
             "base": In(ADDR_BITS),
             "count": In(ADDR_BITS + 1),
-            "items": In(data.StructLayout({op.name.lower(): unsigned(fmt.elems * fmt.bits)
-                                           for op, fmt in formats(cfg).items() if op in READ_OPCODES})),
+            # a port per read (not one struct of all four: a simulator would copy the sources into it)
+            "items": In(wiring.Signature({op.name.lower(): Out(unsigned(fmt.elems * fmt.bits))
+                                          for op, fmt in formats(cfg).items() if op in READ_OPCODES})),
             "sent": In(1),
             "word": Out(cfg.bus_bits),
             "read_addr": Out(ADDR_BITS),

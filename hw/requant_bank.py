@@ -40,10 +40,12 @@ class RequantBank(wiring.Component):
     - REQ: ``req_start`` (its first cycle, while the first accumulator vector is read) selects
       chunk 0; ``chunks_left`` says whether the current chunk's first column is below ``n_out``. In
       a cycle with ``req_advance`` the current chunk of ``rq_lanes`` accumulators enters the lanes,
-      and the next chunk becomes current; the accumulator vector is taken from ``acc`` in the first
-      such cycle after ``req_start`` (chunk 0; the bank keeps the later chunks).
+      and the next chunk becomes current; ``acc`` must hold the accumulator vector from the first such
+      cycle after ``req_start`` until its last chunk has entered (as a memory's read port holds its data:
+      chunk k is selected from it in chunk k-1's cycle).
       :data:`cimtile.hw.requant.LATENCY` cycles later ``out_en`` enables the chunk's bytes (columns
-      below ``n_out``) of ``out_data`` (the lanes' bytes repeated over the vector).
+      below ``n_out``) of ``out_data`` (the lanes' bytes repeated over the vector), and ``out_chunk``
+      has the chunk's bit set (one bit per chunk of ``rq_lanes`` columns, the chunk written whole).
     - Multi-vector REQ (``count`` > 1): ``req_more`` says that another vector follows the current
       one. ``next_vector`` rises in the cycle the current vector's last chunk enters the lanes
       (``req_advance``) while ``req_more`` is set: chunk 0 of the next vector becomes current, so
@@ -77,6 +79,7 @@ class RequantBank(wiring.Component):
             "n_out": In(ADDR_BITS + 1),
             "out_data": Out(8 * cfg.cols),
             "out_en": Out(cfg.cols),
+            "out_chunk": Out(-(-cfg.cols // cfg.rq_lanes)),
         })
 
     def elaborate(self, platform):
@@ -171,19 +174,23 @@ class RequantBank(wiring.Component):
         pad = n_chunks * lanes - cols
         acc = Cat(self.acc, Const(0, width * pad)) if pad else self.acc
         # The chunk entering the lanes: chunk 0 is a constant slice of the accumulator vector (the read
-        # port's data, in the cycle after req_start or next_vector); later chunks come from ``later``,
-        # a register that takes chunks 1.. of the vector as chunk 0 enters and shifts by a chunk as
-        # each enters. So the lanes' inputs see a 2:1 multiplexer selected by a register, not a
-        # chunk-wide multiplexer over the whole vector; a multi-vector REQ only sets that register
-        # (at_chunk0) again in the cycle of a vector's last chunk.
+        # port's data, in the cycle after req_start or next_vector); later chunks come from ``upcoming``,
+        # a register loaded with the next chunk as each enters. So the lanes' inputs see a 2:1
+        # multiplexer selected by a register, not a chunk-wide multiplexer over the whole vector (that
+        # one ends at ``upcoming``); a multi-vector REQ only sets that register (at_chunk0) again in the
+        # cycle of a vector's last chunk.
         chunk_bits = lanes * width
         entering = Signal(chunk_bits)
         at_chunk0 = Signal()
         if n_chunks > 1:
-            later = Signal(chunk_bits * (n_chunks - 1))
-            m.d.comb += entering.eq(Mux(at_chunk0, acc[:chunk_bits], later[:chunk_bits]))
+            # ``upcoming``: the next chunk, selected from ``acc`` (held by the tile's read port for the
+            # whole vector) as a chunk enters; one chunk wide, so a simulator copies little in a cycle
+            # without REQ (a register with an enable is copied in every cycle), and the selection is
+            # computed only in a cycle where a chunk enters (its one use, inside the enabled branch).
+            upcoming = Signal(chunk_bits)
+            m.d.comb += entering.eq(Mux(at_chunk0, acc[:chunk_bits], upcoming))
             with m.If(self.req_advance):
-                m.d.sync += later.eq(Mux(at_chunk0, acc[chunk_bits:], later >> chunk_bits))
+                m.d.sync += upcoming.eq(acc.word_select(chunk + 1, chunk_bits))
         else:
             m.d.comb += entering.eq(acc[:chunk_bits])
         with m.If(self.req_start | self.next_vector):
@@ -213,4 +220,5 @@ class RequantBank(wiring.Component):
         m.d.comb += self.out_data.eq(Cat(*([data_bytes] * n_chunks))[:8 * cols])
         written = delayed[LATENCY - 1]
         with m.If(in_flight[LATENCY - 1]):
+            m.d.comb += self.out_chunk.eq(Const(1, n_chunks) << written)
             m.d.comb += self.out_en.eq(Cat(*[(written == col // lanes) & (col < self.n_out) for col in range(cols)]))

@@ -94,6 +94,15 @@ class _Parts:
 
 
 @dataclass
+class _SharedPort:
+    """The address, enable and data shared by the output buffer's chunk memories (:meth:`Tile._out_buffer`)."""
+
+    addr: Signal
+    en: Signal
+    data: Signal | None = None
+
+
+@dataclass
 class _RunState:
     """The run's state and status registers (docs/interface.md), created in :meth:`Tile.elaborate`."""
 
@@ -320,23 +329,79 @@ class Tile(wiring.Component):
         mems = {
             "in": Memory(shape=unsigned(8 * cfg.rows), depth=cfg.in_depth, init=[]),
             "acc": Memory(shape=unsigned(cfg.acc_bits * cfg.cols), depth=cfg.acc_depth, init=[]),
-            "out": Memory(shape=unsigned(8 * cfg.cols), depth=cfg.out_depth, init=[]),
             "delta": Memory(shape=unsigned(8 * cfg.delta_len), depth=cfg.delta_depth, init=[]),
         }
         ports = {}
         for name, mem in mems.items():
             m.submodules[f"{name}_buffer"] = mem
-            ports[f"{name}_w"] = mem.write_port(granularity=8 if name == "out" else None)
-            # The MVM's accumulator write and REQ's last output write land in the next instruction's
-            # first cycle (isa.WRITE_BEHIND), when that instruction may read the same vector: a read
-            # port transparent to the write returns the written data.
-            behind = (ports[f"{name}_w"],) if name in ("acc", "out") else ()
-            ports[f"{name}_r"] = mem.read_port(transparent_for=behind)
+            ports[f"{name}_w"] = mem.write_port()
+            ports[f"{name}_r"] = mem.read_port()
+        self._acc_forward(m, ports)
+        self._out_buffer(m, ports)
         for name in ("in", "acc", "out", "delta"):
             # Read ports hold their data unless enabled: a multi-cycle instruction reads its
             # operand vectors once in its first cycle.
             m.d.comb += [ports[f"{name}_w"].en.eq(0), ports[f"{name}_r"].en.eq(0)]
         return ports
+
+    def _acc_forward(self, m, ports: dict):
+        """The accumulator buffer's read, transparent to its write: the MVM's accumulator write lands in
+        the next instruction's first cycle (isa.WRITE_BEHIND), when that instruction may read the same
+        vector, and the read returns the written data. ``ports["acc_r"]`` becomes the shared address,
+        enable and data of the read: the memory's data, or (a read at the address written in its cycle)
+        the written vector, kept in a one-word memory and selected by a flag registered with the read.
+        Same behaviour as a transparent read port (``transparent_for``), whose Verilog merges the two
+        vectors through a vector-wide mask in every cycle; a memory keeps the forwarded word without
+        a copy in Verilator's model in cycles that do not write it."""
+        cfg = self.cfg
+        read, write = ports["acc_r"], ports["acc_w"]
+        width = cfg.acc_bits * cfg.cols
+        forward = Memory(shape=unsigned(width), depth=1, init=[])
+        m.submodules["acc_forward"] = forward
+        shared = _SharedPort(addr=Signal.like(read.addr, name="acc_r_addr"), en=Signal(name="acc_r_en"),
+                             data=Signal(width, name="acc_r_data"))
+        collide = Signal(name="acc_collide")
+        forwarded = Signal(name="acc_forwarded")  # the read port's data is the forwarded vector
+        keep, keep_read = forward.write_port(), forward.read_port(domain="comb")
+        m.d.comb += [read.addr.eq(shared.addr), read.en.eq(shared.en),
+                     collide.eq(shared.en & write.en & (shared.addr == write.addr)),
+                     keep.en.eq(collide), keep.data.eq(write.data),
+                     shared.data.eq(Mux(forwarded, keep_read.data, read.data))]
+        with m.If(shared.en):
+            m.d.sync += forwarded.eq(collide)
+        ports["acc_r"] = shared
+
+    def _out_buffer(self, m, ports: dict):
+        """The output buffer: one memory per REQ chunk (``rq_lanes`` bytes of each output vector), one
+        address for all.
+
+        REQ writes a chunk as a whole: the columns at and above ``n_out`` (``ports["out_keep"]``) are
+        rewritten with the vector's old bytes, read into the read ports in REQ's first cycle (and at each
+        vector boundary of a multi-vector REQ), so the memories need no byte enables. (A byte-enabled
+        write of the whole vector is one conditional write per column in Verilator's model, in every
+        cycle.) REQ's last chunk is written in the next instruction's first cycle (isa.WRITE_BEHIND),
+        when that instruction may read the same vector: each read port is transparent to its chunk's
+        write. ``ports["out_w"]`` and ``ports["out_r"]`` are the shared address, enable and data (the
+        read data is the chunks' data side by side), ``ports["out_chunks"]`` the (write, read) ports."""
+        cfg = self.cfg
+        lanes, depth = cfg.rq_lanes, cfg.out_depth
+        addr_bits = max(1, (depth - 1).bit_length())
+        chunks = []
+        for k in range(-(-cfg.cols // lanes)):
+            mem = Memory(shape=unsigned(8 * min(lanes, cfg.cols - k * lanes)), depth=depth, init=[])
+            m.submodules[f"out_buffer{k}"] = mem
+            write = mem.write_port()
+            chunks.append((write, mem.read_port(transparent_for=(write,))))
+        ports["out_w"] = _SharedPort(addr=Signal(addr_bits, name="out_w_addr"), en=Signal(len(chunks), name="out_w_en"))
+        ports["out_r"] = _SharedPort(addr=Signal(addr_bits, name="out_r_addr"), en=Signal(name="out_r_en"),
+                                     data=Signal(8 * cfg.cols, name="out_r_data"))
+        ports["out_chunks"] = chunks
+        # the bytes of columns at and above n_out, which REQ's chunk writes keep (set in REQ's first cycle)
+        ports["out_keep"] = Signal(8 * cfg.cols, name="out_keep")
+        for k, (write, read) in enumerate(chunks):
+            m.d.comb += [write.addr.eq(ports["out_w"].addr), write.en.eq(ports["out_w"].en[k]),
+                         read.addr.eq(ports["out_r"].addr), read.en.eq(ports["out_r"].en)]
+        m.d.comb += ports["out_r"].data.eq(Cat(*[read.data for _, read in chunks]))
 
     def _units(self, m, ports) -> _Parts:
         """Instantiate the units, connect what does not depend on the instruction, and gather the
@@ -383,8 +448,15 @@ class Tile(wiring.Component):
                      xbar.wr_levels_en.eq(vau.wr_levels_en), xbar.wr_mask.eq(vau.wr_mask),
                      xbar.wr_mask_en.eq(vau.wr_mask_en)]
         m.d.comb += [requant.acc.eq(ports["acc_r"].data), requant.n_out.eq(layer.n_out),
-                     requant.ldrq_data.eq(self.din.payload),
-                     ports["out_w"].data.eq(requant.out_data), ports["out_w"].en.eq(requant.out_en)]
+                     requant.ldrq_data.eq(self.din.payload), ports["out_w"].en.eq(requant.out_chunk)]
+        # A chunk's write: the lanes' bytes below n_out, the vector's old bytes (its read port) at and
+        # above, as a mask (out_keep, set in REQ's first cycle): a few word operations per chunk in
+        # Verilator's model, which computes the data in every cycle (the write and the read port's
+        # transparency both use it).
+        lanes, keep = self.cfg.rq_lanes, ports["out_keep"]
+        for k, (write, read) in enumerate(ports["out_chunks"]):
+            bits = slice(8 * k * lanes, 8 * k * lanes + len(read.data))
+            m.d.comb += write.data.eq((requant.out_data[bits] & ~keep[bits]) | (read.data & keep[bits]))
         m.d.comb += [self.din.ready.eq(0), self.dout.valid.eq(0)]
 
     def _parts(self, m, units: dict, ports: dict) -> _Parts:
@@ -469,8 +541,11 @@ class Tile(wiring.Component):
                 acc_r.en.eq((op == Opcode.MVM) | (op == Opcode.REQ) | (op == Opcode.RDACC)),
                 in_r.addr.eq(in_first),
                 in_r.en.eq(op == Opcode.MVM),
-                out_r.addr.eq(low_add(args.range.start, parts.offsets[2], cfg.out_depth)),
-                out_r.en.eq(op == Opcode.RDOUT),
+                # RDOUT's first item; REQ's first output vector, whose bytes at and above n_out the
+                # chunks' writes keep (see _out_buffer)
+                out_r.addr.eq(low_add(Mux(op == Opcode.REQ, args.req.out_addr, args.range.start), parts.offsets[2],
+                                      cfg.out_depth)),
+                out_r.en.eq((op == Opcode.RDOUT) | (op == Opcode.REQ)),
                 dl_r.addr.eq(args.vau.delta_addr[:bits_for(cfg.delta_depth)]),
                 dl_r.en.eq((op == Opcode.VAUR) | (op == Opcode.VAUC)),
             ]
@@ -482,6 +557,10 @@ class Tile(wiring.Component):
                          acc_r.en.eq(((op == Opcode.RDACC) & reader.read_en) | parts.requant.next_vector),
                          out_r.addr.eq(reader.read_addr[:bits_for(cfg.out_depth)]),
                          out_r.en.eq((op == Opcode.RDOUT) & reader.read_en)]
+            # a multi-vector REQ: the next output vector's old bytes, as the current one's last chunk is
+            # written (the bank's out_next, inside the REQ; that vector's first chunk is written next cycle)
+            with m.If(parts.requant.out_next):
+                m.d.comb += [out_r.addr.eq((parts.req_out_addr + 1)[:bits_for(cfg.out_depth)]), out_r.en.eq(1)]
             # a multi-vector MVM's vector boundary (stages 1 and 2: see _fetch_wiring)
             m.d.comb += [in_r.addr.eq(parts.in_next), in_r.en.eq(parts.vector_in)]
             with m.If(parts.vector_in):
@@ -700,6 +779,8 @@ class Tile(wiring.Component):
             self._alignment_and_addresses(m, parts, [(req_args.acc_addr + req_args.count_m1, 1, cfg.acc_depth),
                                                      (req_args.out_addr + req_args.count_m1, 2, cfg.out_depth)])
             m.d.comb += requant.req_start.eq(1)
+            m.d.sync += parts.ports["out_keep"].eq(Cat(*[(c >= parts.layer_regs.layer.n_out).replicate(8)
+                                                         for c in range(cfg.cols)]))
             # (acc_next, the accumulator vector after the first, is set in every first cycle: _operand_reads)
             m.d.sync += [parts.req_out_addr.eq(req_args.out_addr + parts.offsets[2]),
                          parts.req_left.eq(req_args.count_m1), parts.req_more.eq(req_args.count_m1 != 0),

@@ -333,3 +333,24 @@ def test_pgo_flags_reach_verilated_mk():
     assert "USER_LDFLAGS=-fprofile-generate" in flags
     plain = runner.verilator_env("-O2")["MAKEFLAGS"]
     assert "USER_CPPFLAGS" not in plain and "USER_LDFLAGS" not in plain
+
+
+def test_native_builds_are_keyed_on_the_cpu(monkeypatch, tmp_path):
+    """A model compiled with -march=native has this machine's CPU in its build key (tb.runner._host_cpu), so a
+    build directory shared with another CPU rebuilds instead of running instructions that CPU may lack; a build
+    without it is keyed on no CPU. The default optimisation compiles for this machine."""
+    import os
+
+    from cimtile.tb import runner
+
+    assert "-march=native" in runner.OPT_FAST or "CIMTILE_OPT_FAST" in os.environ
+    native = runner._host_cpu("-O2 -march=native")
+    assert native and native == runner._host_cpu("-O2", "-O2 -march=native")
+    assert runner._host_cpu("-O2") == runner._host_cpu("-O2", "") == ""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Other CPU\nflags\t\t: fpu sse2\n\n"
+                       "processor\t: 1\nmodel name\t: Other CPU\n")
+    real_path = runner.Path
+    monkeypatch.setattr(runner, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
+    other = runner._host_cpu("-march=native")
+    assert "Other CPU" in other and "fpu sse2" in other and other != native
