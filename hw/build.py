@@ -122,8 +122,12 @@ def verilog_hash(vpath: str | Path) -> str:
     return hashlib.sha256(Path(vpath).read_bytes()).hexdigest()
 
 
-#: The flow of ``make synth`` / ``python -m cimtile.hw.build synth`` (and of ``bench rtl``'s tiny figures).
-DEFAULT_SYNTH_FLOW = "synth_ecp5"
+#: The flow of ``make synth`` / ``python -m cimtile.hw.build synth`` (and of ``bench rtl``'s tiny figures):
+#: plain ``synth_ecp5`` (ABC9 mapping) and nextpnr's router1 with timing-driven rip-up. It places like
+#: ``synth_ecp5`` (same placer, same seed: the same placement) and routed every placement measured to an
+#: equal or higher Fmax (+0.2 to +1.6 MHz on tiny), at about 3x nextpnr's time (docs/microarchitecture.md,
+#: "Synthesis flow"). ``--flow synth_ecp5`` is the flow before the eighth session.
+DEFAULT_SYNTH_FLOW = "tmg-ripup"
 
 
 def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_mhz: float = 100.0,
@@ -322,7 +326,10 @@ def synth_flows(cfg: TileConfig | str, outdir: str | Path, flows: list[str], see
             res = synth(cfg, dirs[r], freq_mhz=freq_mhz, reuse=reuse, flow=r[0], seed=r[1], netlist=netlist,
                         verilog=verilog)
         except RuntimeError as e:
-            res = {"flow": r[0], "seed": r[1], "error": str(e).splitlines()[0],
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+            # the tool and its exit, and the tool's last words (e.g. "wasm trap: call stack exhausted")
+            res = {"flow": r[0], "seed": r[1], "error": lines[0].split(", see ")[0],
+                   "reason": lines[-1] if len(lines) > 1 else "", "log": lines[0].split(", see ")[-1].rstrip(":"),
                    "verilog_sha256": verilog_hash(dirs[r] / "tile.v")}
             failed.write_text(json.dumps(res, indent=2) + "\n")
             return res
@@ -353,8 +360,9 @@ def flows_markdown(results: list[dict]) -> str:
         spec = SYNTH_FLOWS.get(r["flow"], {})
         if "error" in r:
             ys = " ".join(spec.get("synth_ecp5", ())) or "-"
+            why = f" ({r['reason']})" if r.get("reason") else ""
             rows.append(f"| {r['flow']} | {ys} | {' '.join(spec.get('nextpnr', ())) or '-'} | - | {r['seed']} | "
-                        f"failed: {r['error']} | - | - | - | - | - |")
+                        f"failed: {r['error']}{why} | - | - | - | - | - |")
             continue
         pre = AREA_FLOWS.get(spec.get("yosys", ""), "")
         ys = " ".join([*(["(" + spec["yosys"] + " first)"] if pre else []), *spec.get("synth_ecp5", ())]) or "-"

