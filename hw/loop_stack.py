@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,7 +41,13 @@ class LoopStack(wiring.Component):
     start of the innermost level whose body ends at ``pc + 1`` and has iterations left; an
     exhausted level pops and the enclosing one looks at the same address, so several levels can
     end together); ``next_pc_plus1`` is ``next_pc + 1``, from registers the same way (the fetch
-    unit's read address, with no incrementer after the choice). ``offsets`` (per address space of
+    unit's read address, with no incrementer after the choice), and ``next_beyond`` is
+    ``next_pc >= prog_len`` (``prog_len`` constant during a run). ``pc`` must follow ``next_pc``:
+    after a cycle with ``advance`` (or ``push``) it is that cycle's ``next_pc``, otherwise it holds.
+    The unit relies on it: whether a level's body ends at ``pc + 1`` and whether it has iterations
+    left are registers computed a cycle ahead (``end == pc + 2`` beside the chain, or what it was
+    when the level was pushed, after a wrap to its start), so the chain that decides wraps and
+    pops, and the enables it drives, start at registers rather than at comparators. ``offsets`` (per address space of
     :data:`SPACES`) and ``enclosing_end`` are combinational from the registers (the innermost
     level's, 0 and ``prog_len`` on an empty stack). In a cycle with ``advance`` (the instruction's
     last cycle) the wraps and pops that ``next_pc`` used take effect at the clock edge (a wrap adds
@@ -74,6 +80,7 @@ class LoopStack(wiring.Component):
             "clear": In(1),
             "next_pc": Out(pcb),
             "next_pc_plus1": Out(pcb + 1),
+            "next_beyond": Out(1),
             "offsets": Out(OFFSET_BITS).array(len(SPACES)),
             "room": Out(room_shape(cfg)).array(len(SPACES)),
             "enclosing_end": Out(pcb + 1),
@@ -94,6 +101,12 @@ class LoopStack(wiring.Component):
         levels = self.levels
         depths = space_depths(self.cfg)
         room = [[Signal(room_shape(self.cfg), name=f"room{i}_{s}") for s in SPACES] for i in range(depth)]
+        # registers a cycle ahead: end[i] == pc + 1, left[i] > 1, start[i] >= prog_len, and the
+        # ends_next of levels 0..i at pc = start[i]
+        ends_next = [Signal(name=f"ends_next{i}") for i in range(depth)]
+        more = [Signal(name=f"more{i}") for i in range(depth)]
+        start_beyond = [Signal(name=f"start_beyond{i}") for i in range(depth)]
+        resume = [Signal(i + 1, name=f"resume{i}") for i in range(depth)]
 
         m.d.comb += [o.eq(0) for o in self.offsets]
         m.d.comb += [r.eq(depths[k]) for k, r in enumerate(self.room)]
@@ -106,7 +119,8 @@ class LoopStack(wiring.Component):
         # LOOP's nesting check compares its body with this (from registers only).
         m.d.comb += self.loop_room.eq(self.enclosing_end - self.pc - 2)
 
-        # The loop-end chain, innermost level first.
+        # The loop-end chain, innermost level first, from registers kept a cycle ahead (see below):
+        # whether each level's body ends at pc + 1 and whether it has iterations left.
         sequential = Signal(pcb + 1)
         m.d.comb += sequential.eq(self.pc + 1)
         m.d.comb += [self.next_pc.eq(sequential), self.next_pc_plus1.eq(self.pc + 2)]
@@ -114,18 +128,39 @@ class LoopStack(wiring.Component):
         wraps, pops = [], []
         for i in reversed(range(depth)):
             active = levels > i
-            at_end = active & (end[i] == sequential)
+            at_end = active & ends_next[i]
             wrap, pop, cont = Signal(name=f"wrap{i}"), Signal(name=f"pop{i}"), Signal(name=f"cont{i}")
-            m.d.comb += [wrap.eq(carry_on & at_end & (left[i] > 1)),
-                         pop.eq(carry_on & at_end & (left[i] <= 1)),
+            m.d.comb += [wrap.eq(carry_on & at_end & more[i]),
+                         pop.eq(carry_on & at_end & ~more[i]),
                          cont.eq(carry_on & (~active | pop))]
             wraps.insert(0, wrap)
             pops.insert(0, pop)
             carry_on = cont
         m.d.comb += [self.wrap[i].eq(wraps[i]) for i in range(depth)]
+        # next_pc >= prog_len, with no comparator after the choice: pc + 1's, or the level's start's
+        # (registered when it was pushed)
+        m.d.comb += self.next_beyond.eq(sequential[:pcb] >= self.prog_len)
         for i in range(depth):
             with m.If(wraps[i] & ~self.push):
-                m.d.comb += [self.next_pc.eq(start[i]), self.next_pc_plus1.eq(start_plus1[i])]
+                m.d.comb += [self.next_pc.eq(start[i]), self.next_pc_plus1.eq(start_plus1[i]),
+                             self.next_beyond.eq(start_beyond[i])]
+
+        # The look-ahead registers, for the pc after the clock edge (next_pc: the unit's contract).
+        # After a sequential step each level's end is compared with pc + 2 (registers only, beside
+        # the chain); after a push the new level's too. A wrap to level i puts pc back at its
+        # start, where the comparisons are those made when level i was pushed (the ends of levels
+        # 0..i have not changed since): ``resume[i]`` keeps them.
+        ahead = Signal(depth)
+        m.d.comb += [ahead[j].eq(end[j] == self.pc + 2) for j in range(depth)]
+        with m.If(~self.clear & (self.push | self.advance)):
+            m.d.sync += [ends_next[j].eq(ahead[j]) for j in range(depth)]
+        with m.If(self.push):
+            for i in range(depth):
+                with m.If(levels == i):
+                    pushed_ends = Cat(ahead[:i], self.push_end == self.pc + 2)
+                    m.d.sync += [ends_next[i].eq(pushed_ends[i]), resume[i].eq(pushed_ends),
+                                 more[i].eq(self.push_count > 1),
+                                 start_beyond[i].eq(self.push_start >= self.prog_len)]
 
         with m.If(self.clear):
             m.d.sync += levels.eq(0)
@@ -147,7 +182,8 @@ class LoopStack(wiring.Component):
                     m.d.sync += levels.eq(i)
             for i in range(depth):
                 with m.If(wraps[i]):
-                    m.d.sync += [levels.eq(i + 1), left[i].eq(left[i] - 1)]
+                    m.d.sync += [levels.eq(i + 1), left[i].eq(left[i] - 1), more[i].eq(left[i] > 2)]
+                    m.d.sync += [ends_next[j].eq(resume[i][j]) for j in range(i + 1)]
                     m.d.sync += [offset[i][k].eq(offset[i][k] + stride[i][k]) for k in range(n_spaces)]
                     # the room of the new offset, from registers only (the wrap only enables it):
                     # depth - (offset + stride) is room - stride, -1 once negative (offsets only grow),

@@ -304,7 +304,7 @@ class Tile(wiring.Component):
         # address and range checks out of these registers' enables.
         m.d.comb += parts.loops.advance.eq(parts.fin)
         with m.If(parts.fin):
-            m.d.sync += [parts.pc.eq(parts.loops.next_pc), run.beyond.eq(parts.loops.next_pc >= run.prog_len)]
+            m.d.sync += [parts.pc.eq(parts.loops.next_pc), run.beyond.eq(parts.loops.next_beyond)]
 
     @staticmethod
     def _commits(m, parts: _Parts):
