@@ -42,12 +42,14 @@ class LoopStack(wiring.Component):
     exhausted level pops and the enclosing one looks at the same address, so several levels can
     end together); ``next_pc_plus1`` is ``next_pc + 1``, from registers the same way (the fetch
     unit's read address, with no incrementer after the choice), and ``next_beyond`` is
-    ``next_pc >= prog_len`` (``prog_len`` constant during a run). ``pc`` must follow ``next_pc``:
+    ``next_pc >= prog_len`` (``prog_len`` constant during a run, and already the run's in the
+    cycle with ``clear``). ``pc`` must follow ``next_pc``:
     after a cycle with ``advance`` (or ``push``) it is that cycle's ``next_pc``, otherwise it holds.
     The unit relies on it: whether a level's body ends at ``pc + 1`` and whether it has iterations
     left are registers computed a cycle ahead (``end == pc + 2`` beside the chain, or what it was
     when the level was pushed, after a wrap to its start), so the chain that decides wraps and
-    pops, and the enables it drives, start at registers rather than at comparators. ``offsets`` (per address space of
+    pops, and the enables it drives, start at registers rather than at comparators; so is
+    ``loop_room``, ``enclosing_end - pc - 2`` (LOOP's nesting check). ``offsets`` (per address space of
     :data:`SPACES`) and ``enclosing_end`` are combinational from the registers (the innermost
     level's, 0 and ``prog_len`` on an empty stack). In a cycle with ``advance`` (the instruction's
     last cycle) the wraps and pops that ``next_pc`` used take effect at the clock edge (a wrap adds
@@ -116,8 +118,14 @@ class LoopStack(wiring.Component):
                 m.d.comb += [self.offsets[k].eq(offset[i][k]) for k in range(n_spaces)]
                 m.d.comb += [self.room[k].eq(room[i][k]) for k in range(n_spaces)]
                 m.d.comb += self.enclosing_end.eq(end[i])
-        # LOOP's nesting check compares its body with this (from registers only).
-        m.d.comb += self.loop_room.eq(self.enclosing_end - self.pc - 2)
+        # LOOP's nesting check compares its body with loop_room = enclosing_end - pc - 2, a register
+        # kept for the pc after the clock edge (like the look-aheads below): a sequential step
+        # subtracts 1, unless levels pop (then the new innermost level's end - pc - 3, computed
+        # from registers beside the chain); a push or a wrap to a level's start gives its body's
+        # room (kept per level); a clear, the new run's prog_len - 2.
+        body_room = [Signal(signed(pcb + 3), name=f"body_room{i}") for i in range(depth)]
+        after_pop = [Signal(signed(pcb + 3), name=f"room_after_pop{i}") for i in range(depth)]
+        m.d.comb += [after_pop[i].eq((end[i - 1] if i else self.prog_len) - self.pc - 3) for i in range(depth)]
 
         # The loop-end chain, innermost level first, from registers kept a cycle ahead (see below):
         # whether each level's body ends at pc + 1 and whether it has iterations left.
@@ -163,26 +171,30 @@ class LoopStack(wiring.Component):
                                  start_beyond[i].eq(self.push_start >= self.prog_len)]
 
         with m.If(self.clear):
-            m.d.sync += levels.eq(0)
+            m.d.sync += [levels.eq(0), self.loop_room.eq(self.prog_len - 2)]
         with m.Elif(self.push):
+            m.d.sync += self.loop_room.eq(self.push_end - self.pc - 3)
             # The push happens even when LOOP's checks fail: the run stops then, and every run
             # starts with an empty stack.
             m.d.sync += levels.eq(levels + 1)
             for i in range(depth):
                 with m.If(levels == i):
-                    m.d.sync += [start[i].eq(self.push_start), start_plus1[i].eq(self.push_start + 1),
+                    m.d.sync += [body_room[i].eq(self.push_end - self.push_start - 2),
+                                 start[i].eq(self.push_start), start_plus1[i].eq(self.push_start + 1),
                                  end[i].eq(self.push_end),
                                  left[i].eq(self.push_count)]
                     m.d.sync += [stride[i][k].eq(self.push_strides[k]) for k in range(n_spaces)]
                     m.d.sync += [offset[i][k].eq(self.offsets[k]) for k in range(n_spaces)]
                     m.d.sync += [room[i][k].eq(self.room[k]) for k in range(n_spaces)]
         with m.Elif(self.advance):
+            m.d.sync += self.loop_room.eq(self.loop_room - 1)
             for i in reversed(range(depth)):
                 with m.If(pops[i]):
-                    m.d.sync += levels.eq(i)
+                    m.d.sync += [levels.eq(i), self.loop_room.eq(after_pop[i])]
             for i in range(depth):
                 with m.If(wraps[i]):
-                    m.d.sync += [levels.eq(i + 1), left[i].eq(left[i] - 1), more[i].eq(left[i] > 2)]
+                    m.d.sync += [levels.eq(i + 1), left[i].eq(left[i] - 1), more[i].eq(left[i] > 2),
+                                 self.loop_room.eq(body_room[i])]
                     m.d.sync += [ends_next[j].eq(resume[i][j]) for j in range(i + 1)]
                     m.d.sync += [offset[i][k].eq(offset[i][k] + stride[i][k]) for k in range(n_spaces)]
                     # the room of the new offset, from registers only (the wrap only enables it):

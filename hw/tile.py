@@ -229,7 +229,8 @@ class Tile(wiring.Component):
                      fetch.pc.eq(parts.pc), fetch.next_pc_plus1.eq(loops.next_pc_plus1), fetch.push.eq(loops.push),
                      fetch.levels.eq(loops.levels),
                      *[fetch.wrap[i].eq(loops.wrap[i]) for i in range(self.cfg.loop_depth)]]
-        m.d.comb += [loops.pc.eq(parts.pc), loops.prog_len.eq(run.prog_len),
+        # (the loop stack takes the new run's length in the start cycle: its registers look a cycle ahead)
+        m.d.comb += [loops.pc.eq(parts.pc), loops.prog_len.eq(Mux(run.running, run.prog_len, self._run_length(run))),
                      loops.clear.eq(~run.running & self.start)]
         # The MVM lanes rewind to the layer's start digits outside an MVM and in its last cycle.
         m.d.comb += parts.lanes.rewind.eq(~parts.lanes.run | parts.fin)
@@ -263,9 +264,14 @@ class Tile(wiring.Component):
         with m.If(self.start):
             m.d.sync += [run.running.eq(1), parts.pc.eq(0), run.cycles.eq(0), run.done.eq(0), run.error.eq(0),
                          run.cause.eq(Cause.NONE), run.err_pc.eq(0), parts.step.eq(0), run.load_ptr.eq(0),
-                         run.beyond.eq((run.load_ptr == 0) & (run.prog_len == 0))]
-            with m.If(run.load_ptr != 0):
-                m.d.sync += run.prog_len.eq(run.load_ptr)
+                         run.beyond.eq((run.load_ptr == 0) & (run.prog_len == 0)),
+                         run.prog_len.eq(self._run_length(run))]
+
+    @staticmethod
+    def _run_length(run: _RunState):
+        """The length of the run that ``start`` begins: the words loaded since the last run, or the
+        last run's program again when none were."""
+        return Mux(run.load_ptr != 0, run.load_ptr, run.prog_len)
 
     def _sequence(self, m, run: _RunState, parts: _Parts):
         """Running: the executing word's statements, its errors, the layer commits, the operand reads,
