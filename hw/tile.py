@@ -84,6 +84,7 @@ class _Parts:
     in_next: Signal  # the next vector's input address (memory address bits)
     acc_next: Signal  # the next vector's accumulator address (memory address bits)
     left: Signal  # records left in an LDRQ
+    left_last: Signal  # left <= rq_per_word (registered with left): the LDRQ's next word is its last
     # REQ (multi-vector; its next accumulator vector's address is acc_next): the output vector being
     # written, the vectors after the current one, and whether there are any (a register, so that the
     # bank's next_vector is an AND of registers and strobes)
@@ -489,7 +490,7 @@ class Tile(wiring.Component):
             vector_write=Signal(name="vector_write"),
             in_next=Signal(max(1, (cfg.in_depth - 1).bit_length()), name="in_next"),
             acc_next=Signal(max(1, (cfg.acc_depth - 1).bit_length()), name="acc_next"),
-            left=Signal(ADDR_BITS + 1, name="left"),
+            left=Signal(ADDR_BITS + 1, name="left"), left_last=Signal(name="left_last"),
             req_out_addr=Signal(range(cfg.out_depth), name="req_out_addr"),
             req_left=Signal(ADDR_BITS, name="req_left"), req_more=Signal(name="req_more"),
             program_wait=Signal(range(max(cfg.write_cycles, isa.VAUR_PHASES * cfg.pulse_cycles,
@@ -725,15 +726,17 @@ class Tile(wiring.Component):
         """LDRQ: rq_per_word records per bus word into the requantisation bank."""
         per_word, item_range, requant = self.cfg.rq_per_word, parts.view.args.range, parts.requant
         m.d.comb += [requant.ldrq_column.eq(item_range.start), requant.ldrq_count.eq(item_range.count_m1 + 1)]
+        # left_last (left <= per_word: the next word is the last) is a register beside left
         with m.If(parts.first):
             m.d.comb += requant.ldrq_start.eq(1)
-            m.d.sync += parts.left.eq(item_range.count_m1 + 1)
+            m.d.sync += [parts.left.eq(item_range.count_m1 + 1), parts.left_last.eq(item_range.count_m1 < per_word)]
         with m.Else():
             m.d.comb += [self.din.ready.eq(1), parts.stall.eq(~self.din.valid), parts.xfer.eq(self.din.valid),
                          requant.ldrq_word.eq(self.din.valid)]
             with m.If(parts.xfer):
-                m.d.sync += parts.left.eq(Mux(parts.left > per_word, parts.left - per_word, 0))
-                with m.If(parts.left <= per_word):
+                m.d.sync += [parts.left.eq(Mux(parts.left > per_word, parts.left - per_word, 0)),
+                             parts.left_last.eq(parts.left <= 2 * per_word)]
+                with m.If(parts.left_last):
                     m.d.comb += parts.fin.eq(1)
 
     def _alignment_and_addresses(self, m, parts: _Parts, checks):
@@ -771,6 +774,10 @@ class Tile(wiring.Component):
             # All conversions issued: the pipeline drains in MVM_LATENCY cycles, and WRITE_BEHIND more
             # into the next instruction, where the accumulator vector is written (acc_write).
             m.d.sync += parts.drain.eq(parts.drain + 1)
+        # drain counts the cycles since the lanes finished (set to 0 in the first cycle, and finished
+        # stays high until the lanes rewind in the MVM's last cycle): the count alone ends the MVM, so
+        # the lanes' status is not in front of fin and everything fin enables
+        with m.If(~parts.first):
             with m.If(parts.drain == isa.MVM_LATENCY):
                 m.d.comb += parts.fin.eq(1)
                 m.d.sync += parts.acc_write.eq(parts.step >= 2)
