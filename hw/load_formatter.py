@@ -36,7 +36,8 @@ class LoadFormatter(wiring.Component):
     (the other fields undefined) and its address on ``item_addr`` (``base``
     plus the item's index, modulo ``2**ADDR_BITS``), combinationally, for a memory write port that
     writes at this clock edge. ``last`` is high while the next word taken is the load's last one
-    (``count x words - 1`` taken), ``empty`` once every item is complete (both from registers).
+    (``count x words - 1`` taken; a register, valid from the cycle after ``start`` while ``opcode``
+    holds), ``empty`` once every item is complete (both from registers).
 
     Parameters
     ----------
@@ -83,15 +84,21 @@ class LoadFormatter(wiring.Component):
         item_complete = Signal()
         m.d.comb += [item_complete.eq(self.take & (word_index == last_index)),
                      self.item_valid.eq(item_complete), self.item_addr.eq(item_addr),
-                     self.last.eq((items_left == 1) & (word_index == last_index)),
                      self.empty.eq(items_left == 0)]
 
+        # last: (items_left == 1) & (word_index == last_index), a register looked ahead beside them
+        # (the opcode holds through the load), so the sequencer's fin starts at a register
+        last = Signal()
+        m.d.comb += self.last.eq(last)
         with m.If(self.start):
-            m.d.sync += [item_addr.eq(self.base), word_index.eq(0), items_left.eq(self.count)]
+            m.d.sync += [item_addr.eq(self.base), word_index.eq(0), items_left.eq(self.count),
+                         last.eq((self.count == 1) & (last_index == 0))]
         with m.Elif(self.take):
             with m.If(item_complete):
-                m.d.sync += [word_index.eq(0), item_addr.eq(item_addr + 1), items_left.eq(items_left - 1)]
+                m.d.sync += [word_index.eq(0), item_addr.eq(item_addr + 1), items_left.eq(items_left - 1),
+                             last.eq((items_left == 2) & (last_index == 0))]
             with m.Else():
+                m.d.sync += last.eq((items_left == 1) & (word_index + 1 == last_index))
                 m.d.sync += word_index.eq(word_index + 1)
                 with m.Switch(word_index):
                     for w in range(self.max_words - 1):

@@ -36,7 +36,8 @@ class ReadFormatter(wiring.Component):
     after the read's last word, which is harmless: nothing uses it); otherwise ``read_addr`` holds
     the address of the item being sent, for a source such as the crossbar's lane-0 port, which reads
     the address it is given in every cycle. ``last`` is high while the word on ``word`` is the read's
-    last one (from registers). Addresses are modulo ``2**ADDR_BITS``.
+    last one (a register, valid from the cycle after ``start`` while ``opcode`` holds). Addresses are
+    modulo ``2**ADDR_BITS``.
 
     Parameters
     ----------
@@ -85,17 +86,23 @@ class ReadFormatter(wiring.Component):
 
         advance = Signal()  # the item's last word leaves: the next item is read
         m.d.comb += [advance.eq(self.sent & (word_index == last_index)),
-                     self.last.eq((items_left == 1) & (word_index == last_index)),
                      self.read_en.eq(self.start | advance),
                      self.read_addr.eq(Mux(self.start, self.base, Mux(advance, next_addr, held_addr)))]
         with m.If(self.read_en):
             m.d.sync += held_addr.eq(self.read_addr)
 
+        # last: (items_left == 1) & (word_index == last_index), a register looked ahead beside them
+        # (the opcode holds through the read), so the sequencer's fin starts at a register
+        last = Signal()
+        m.d.comb += self.last.eq(last)
         with m.If(self.start):
-            m.d.sync += [next_addr.eq(self.base + 1), word_index.eq(0), items_left.eq(self.count)]
+            m.d.sync += [next_addr.eq(self.base + 1), word_index.eq(0), items_left.eq(self.count),
+                         last.eq((self.count == 1) & (last_index == 0))]
         with m.Elif(self.sent):
             with m.If(advance):
-                m.d.sync += [word_index.eq(0), next_addr.eq(next_addr + 1), items_left.eq(items_left - 1)]
+                m.d.sync += [word_index.eq(0), next_addr.eq(next_addr + 1), items_left.eq(items_left - 1),
+                             last.eq((items_left == 2) & (last_index == 0))]
             with m.Else():
+                m.d.sync += last.eq((items_left == 1) & (word_index + 1 == last_index))
                 m.d.sync += word_index.eq(word_index + 1)
         return m
