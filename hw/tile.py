@@ -253,10 +253,11 @@ class Tile(wiring.Component):
             # so the run's cycles end with the failing instruction's first, as the ISA defines
             with m.If(~parts.late_err):
                 m.d.sync += run.cycles.eq(run.cycles + 1)
+            # first (step == 0) is a register of its own beside step: it gates most first-cycle decodes
             with m.If(parts.fin | parts.err | parts.halt):
-                m.d.sync += parts.step.eq(0)
+                m.d.sync += [parts.step.eq(0), parts.first.eq(1)]
             with m.Else():
-                m.d.sync += parts.step.eq(Mux(parts.step == 3, 3, parts.step + 1))
+                m.d.sync += [parts.step.eq(Mux(parts.step == 3, 3, parts.step + 1)), parts.first.eq(0)]
         # check_fail is only raised while running: late_err is low in a run's first cycle.
         m.d.sync += [parts.late_err.eq(parts.check_fail), parts.late_cause.eq(parts.check_cause)]
 
@@ -264,7 +265,8 @@ class Tile(wiring.Component):
         """Idle: ``start`` begins a run at pc 0 (``beyond`` is PC_RANGE for an empty program)."""
         with m.If(self.start):
             m.d.sync += [run.running.eq(1), parts.pc.eq(0), run.cycles.eq(0), run.done.eq(0), run.error.eq(0),
-                         run.cause.eq(Cause.NONE), run.err_pc.eq(0), parts.step.eq(0), run.load_ptr.eq(0),
+                         run.cause.eq(Cause.NONE), run.err_pc.eq(0), parts.step.eq(0), parts.first.eq(1),
+                         run.load_ptr.eq(0),
                          run.beyond.eq((run.load_ptr == 0) & (run.prog_len == 0)),
                          run.prog_len.eq(self._run_length(run))]
 
@@ -470,8 +472,7 @@ class Tile(wiring.Component):
         """The executing word, the sequencer's control signals and per-instruction registers."""
         cfg = self.cfg
         word = units["fetch"].word[:isa.WORD_BITS]
-        step, first = Signal(2, name="step"), Signal(name="first")
-        m.d.comb += first.eq(step == 0)
+        step, first = Signal(2, name="step"), Signal(name="first", init=1)  # first == (step == 0)
         return _Parts(
             view=data.View(INSTR, word[:INSTR.size]), first=first, step=step, fin=Signal(name="fin"),
             stall=Signal(name="stall"), err=Signal(name="err"), err_cause=Signal(Cause, name="err_cause"),
