@@ -23,12 +23,15 @@ def nested(rng, depth: int, budget: int) -> list:
     return out
 
 
-def reference_trace(program: list) -> list[tuple[int, tuple]]:
-    """(pc, offsets in effect) of every executed instruction, by docs/isa.md's rules."""
+def reference_trace(program: list, *, ends: list | None = None, prog_len: int | None = None) -> list[tuple[int, tuple]]:
+    """(pc, offsets in effect) of every executed instruction, by docs/isa.md's rules; with ``ends``, the
+    end of the innermost loop body enclosing each (``prog_len`` outside every loop) is appended to it."""
     pc, stack, trace = 0, [], []
     while pc < len(program):
         offsets = tuple(stack[-1]["offsets"]) if stack else (0, 0, 0)
         trace.append((pc, offsets))
+        if ends is not None:
+            ends.append(stack[-1]["end"] if stack else prog_len)
         ins = program[pc]
         if ins[0] == "loop":
             stack.append({"start": pc + 1, "end": pc + 1 + ins[2], "left": ins[1], "strides": ins[3],

@@ -17,14 +17,16 @@ def test_loop_stack_walks_nested_loops(seed):
     cfg = TINY
     rng = np.random.default_rng(seed)
     program = nested(rng, cfg.loop_depth, 12)
-    want = reference_trace(program)
+    enclosing = []
+    # (the stack is told the program ends before the HALT, so that the last next_pc is beyond it)
+    want = reference_trace(program, ends=enclosing, prog_len=len(program))
     # the golden model executes as many instructions (each NOP and LOOP costs one cycle; + HALT)
     assert Tile(cfg).run(words(program), []).cycles == len(want) + 1
     dut = LoopStack(cfg)
-    got, rooms = [], []
+    got, rooms, loop_rooms, beyond = [], [], [], []
 
     async def bench(ctx):
-        ctx.set(dut.prog_len, len(program) + 1)
+        ctx.set(dut.prog_len, len(program))
         ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
@@ -34,6 +36,7 @@ def test_loop_stack_walks_nested_loops(seed):
             got.append((pc, tuple(ctx.get(o) for o in dut.offsets)))
             rooms.append(tuple(ctx.get(r) for r in dut.room))
             ctx.set(dut.pc, pc)
+            loop_rooms.append(ctx.get(dut.loop_room))
             ctx.set(dut.advance, 1)
             ctx.set(dut.push, ins[0] == "loop")
             if ins[0] == "loop":
@@ -43,10 +46,14 @@ def test_loop_stack_walks_nested_loops(seed):
                 for k in range(3):
                     ctx.set(dut.push_strides[k], ins[3][k])
             pc = ctx.get(dut.next_pc)
+            beyond.append((ctx.get(dut.next_beyond), pc >= len(program)))
             await ctx.tick()
 
     simulate(dut, bench)
     assert got == want
+    # LOOP's nesting room (a register kept a cycle ahead) and next_pc >= prog_len
+    assert loop_rooms == [end - pc - 2 for (pc, _), end in zip(want, enclosing)]
+    assert all(a == b for a, b in beyond) and beyond[-1] == (1, True)
     # each space's room: depth - offset, or -1 once the offset exceeds the depth (strides up to 255)
     want_rooms = [tuple(-1 if off > depth else depth - off for off, depth in zip(offsets, space_depths(cfg)))
                   for _, offsets in want]
