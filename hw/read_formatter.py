@@ -94,10 +94,15 @@ class ReadFormatter(wiring.Component):
         # last: (items_left == 1) & (word_index == last_index), a register looked ahead beside them
         # (the opcode holds through the read), so the sequencer's fin starts at a register
         last = Signal()
+        one_word = Signal()  # the opcode's items are one bus word (decoded here for the start cycle)
         m.d.comb += self.last.eq(last)
+        with m.Switch(self.opcode):
+            for op, words in self.words.items():
+                with m.Case(op):
+                    m.d.comb += one_word.eq(words == 1)
         with m.If(self.start):
             m.d.sync += [next_addr.eq(self.base + 1), word_index.eq(0), items_left.eq(self.count),
-                         last.eq((self.count == 1) & (last_index == 0))]
+                         last.eq((self.count == 1) & one_word)]
         with m.Elif(self.sent):
             with m.If(advance):
                 m.d.sync += [word_index.eq(0), next_addr.eq(next_addr + 1), items_left.eq(items_left - 1),
