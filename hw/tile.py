@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
@@ -285,10 +285,17 @@ class Tile(wiring.Component):
         with m.If(run.beyond):  # pc >= the program's length, a register updated with pc
             self._error_if(m, parts, 1, Cause.PC_RANGE)
         with m.Else():
+            # Each opcode's statements end its instruction on a signal of their own (fin_<op>, high only
+            # in that opcode's Case), and fin is their OR: a flat sum of small terms, rather than one
+            # signal assigned in every branch, which synthesises to a chain of multiplexers as long
+            # as the Switch.
+            fin_terms = []
             with m.Switch(parts.view.opcode):
                 for op in Opcode:
                     with m.Case(op):
-                        self._execute(m, op, parts)
+                        fin_terms.append(Signal(name=f"fin_{op.name.lower()}"))
+                        self._execute(m, op, replace(parts, fin=fin_terms[-1]))
+            m.d.comb += parts.fin.eq(Cat(*fin_terms).any())
             # The checks on the word alone were made when it was loaded. They come first in
             # every instruction's order, so the stored cause overrides the run-time ones; the
             # statements above do not wait for it: the run stops in this first cycle and every
