@@ -19,7 +19,7 @@ from . import isa
 from .params import ConfigError, TileConfig, load_config
 
 __all__ = ["SYNTH_FLOWS", "DEFAULT_SYNTH_FLOW", "synth_flows", "flows_markdown", "yosys_script",
-           "nextpnr_args", "critical_path", "late_endpoints", "late_markdown", "register_group", "slack",
+           "nextpnr_args", "critical_path", "late_endpoints", "late_markdown", "register_group", "name_memory_reads", "slack",
            "generate", "isa_layout", "lint", "main", "synth", "verilator_bin",
            "verilog_hash",
            "yosys_area", "yosys_cells", "area", "area_markdown",
@@ -326,7 +326,26 @@ def slack(outdir: str | Path, period_ns: float | None = None) -> dict:
         report, netlist = (json.loads((out / n).read_text()) for n in ("report.json", "tile_synth.json"))
     except json.JSONDecodeError as e:
         raise RuntimeError(f"{out}: a tool's JSON output is not valid JSON ({e})") from None
-    return late_endpoints(report, netlist, period_ns)
+    res = late_endpoints(report, netlist, period_ns)
+    if (out / "tile.v").exists():
+        name_memory_reads(res["groups"], out / "tile.v")
+    return res
+
+
+def name_memory_reads(groups: list[dict], vpath: str | Path) -> None:
+    """Name the groups of yosys' unnamed registers (``_12_``, ``fetch._0_``) that hold a memory's read data:
+    the Verilog's ``_12_ <= out_buffer3[...]`` makes the group ``_12_ (out_buffer3 read)``."""
+    modules = None
+    for row in groups:
+        prefix, _, reg = row["group"].rpartition(".")
+        if not re.fullmatch(r"_\d+_", reg):
+            continue
+        if modules is None:
+            modules = split_modules(vpath)
+        text = modules.get(f"tile.{prefix}" if prefix else "tile", "")
+        found = re.search(rf"(?<![\w$]){reg} <= \\?([\w$.]+) ?\[", text)
+        if found:
+            row["group"] = f"{row['group']} ({found.group(1)} read)"
 
 
 def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st, pnr: bool = True,
