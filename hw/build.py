@@ -19,7 +19,8 @@ from . import isa
 from .params import ConfigError, TileConfig, load_config
 
 __all__ = ["SYNTH_FLOWS", "DEFAULT_SYNTH_FLOW", "synth_flows", "flows_markdown", "yosys_script",
-           "nextpnr_args", "critical_path", "late_endpoints", "late_markdown", "register_group", "name_memory_reads", "slack",
+           "nextpnr_args", "critical_path", "late_endpoints", "late_markdown", "register_group",
+           "name_memory_reads", "slack",
            "generate", "isa_layout", "lint", "main", "synth", "verilator_bin",
            "verilog_hash",
            "yosys_area", "yosys_cells", "area", "area_markdown",

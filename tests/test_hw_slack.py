@@ -97,7 +97,8 @@ def test_synth_records_the_late_endpoints_of_a_detailed_report(monkeypatch, tmp_
 
 def test_unnamed_registers_holding_a_memory_s_read_data_are_named_after_it(tmp_path):
     (tmp_path / "tile.v").write_text(
-        "module tile(clk);\n  reg [7:0] _12_;\n  always @(posedge clk)\n      _12_ <= out_buffer3[\\$signature__addr ];\n"
+        "module tile(clk);\n  reg [7:0] _12_;\n  always @(posedge clk)\n"
+        "      _12_ <= out_buffer3[\\$signature__addr ];\n"
         "endmodule\n"
         "module \\tile.fetch (clk);\n  always @(posedge clk)\n    _0_ <= prog_buffer[\\$3 [7:0]];\nendmodule\n")
     groups = [{"group": "_12_"}, {"group": "fetch._0_"}, {"group": "_7_"}, {"group": "lanes.vector"}]
