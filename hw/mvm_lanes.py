@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -100,10 +100,18 @@ class MvmLanes(wiring.Component):
         vector = Signal(ADDR_BITS)  # the vector being issued, of count_m1 + 1
         more = Signal()  # another vector follows this one
         m.d.comb += more.eq(vector != self.count_m1)
+        # The next round's digits: a fresh round's from the start digits, a later round's from the digit
+        # registers, by two adders side by side (each from registers), the multiplexer after them.
+        # The later rounds' adders compare with the layer's radices through ``lane_step - radix``
+        # registers (:meth:`_step_less_radix`), loaded in every cycle: the layer only changes in a
+        # CFG or WIN, outside an MVM, and the round after is a fresh one, which does not read them.
+        less_radix = self._step_less_radix(m)
         next_steps = []
         for i in range(lanes):
             m.d.comb += current[i].eq(Mux(fresh, self.lane_start[i], lane_digits[i]))
-            next_steps.append(self._add_step(m, current[i], i))
+            from_start, _ = self._add_step(m, self.lane_start[i], f"{i}_start", narrow=True)
+            from_digits, _ = self._add_step(m, lane_digits[i], i, less_radix=less_radix)
+            next_steps.append((Mux(fresh, from_start, from_digits), None))
             col = self._request(m, current[i], requests[i], i)
             m.d.comb += [self.col[i].eq(col), self.pair[i].eq(self.layer.analog)]
             # the descriptor follows the sum through the ADC's register stages
@@ -118,10 +126,19 @@ class MvmLanes(wiring.Component):
 
         idle = conv_cycle == 0
         lane0_last = self._last_round(m, fresh, lane_digits[0])
-        m.d.comb += [self.issuing.eq(self.run & idle & requests[0].conv.valid),
+        # Whether lane 0 has a conversion left (its request's ``valid``), from registers: a fresh lane 0
+        # is at conversion 0 (every layer has an input slice), a later one is beyond its vector when
+        # the previous round was the vector's last (``lane0_last`` registered as ``lane0_beyond``).
+        # Why: decided from lane 0's digits (a multiplexer and a compare), it was in series with
+        # every register ``issuing`` enables and with the sequencer's ``finished``.
+        lane0_beyond = Signal()
+        lane0_left = Signal()
+        m.d.comb += lane0_left.eq(fresh | ~lane0_beyond)
+        m.d.comb += [self.issuing.eq(self.run & idle & lane0_left),
                      self.next_vector.eq(self.issuing & lane0_last & more),
-                     self.finished.eq(idle & ~requests[0].conv.valid)]
+                     self.finished.eq(idle & ~lane0_left)]
         with m.If(self.issuing):
+            m.d.sync += lane0_beyond.eq(lane0_last)
             for i in range(lanes):
                 m.d.sync += [issued[i].eq(requests[i]), lane_digits[i].eq(next_steps[i][0])]
             if adc_cycles > 1:
@@ -161,41 +178,87 @@ class MvmLanes(wiring.Component):
             m.d.sync += last_ahead.eq(Mux(fresh, double_beyond, ahead))
         return Mux(fresh, step.k >= nis, last_ahead)
 
-    def _add_step(self, m, digits, lane, step=None):
+    def _step_less_radix(self, m):
+        """``lane_step - radix`` per digit (``q``, ``o``, ``g``; ``c`` less the window's ``col_count``; ``k``
+        less ``nis``), signed, registered in every cycle: a digit and the step then carry exactly when
+        ``digit + (step - radix) + carry in >= 0``, one adder from registers instead of a sum and a
+        compare (or subtraction) in series."""
+        step, layer = self.lane_step, self.layer
+        out = {}
+        for name, radix in (("q", layer.gconv), ("o", layer.n_out), ("g", layer.nrg), ("c", layer.col_count),
+                            ("k", layer.nis)):
+            width = max(len(getattr(step, name)), len(radix)) + 1
+            reg = Signal(signed(width), name=f"step_less_{name}")
+            m.d.sync += reg.eq(getattr(step, name) - radix)
+            out[name] = reg
+        return out
+
+    def _add_step(self, m, digits, lane, step=None, less_radix=None, narrow=False):
         """``digits + lane_step`` (or ``+ step``) in the mixed radix of the layer (each digit carries at
         most once), and whether that is beyond the vector's conversions (its ``k`` >= ``nis``).
 
         Carry-select: every digit is added for both carries in, in parallel from registers; the
         carries then only ripple through one multiplexer per digit. The column ``c`` is added beside
         them, for both outcomes of ``o``'s carry (which wraps it by the window's ``n_out x group``
-        columns, its ``col_count`` in an aligned window: an MVM refuses any other)."""
+        columns, its ``col_count`` in an aligned window: an MVM refuses any other).
+
+        With ``less_radix`` (:meth:`_step_less_radix`) a digit's carry and wrapped value are one adder,
+        ``digit + (step - radix)``. With ``narrow`` (the start digits plus the step: digits of
+        conversions 0..2 x n_adcs, which the layer registers give) the adders are as wide as those
+        digits, and a radix compares as its low bits with its high bits zero."""
         step, layer = self.lane_step if step is None else step, self.layer
+        bits = (4 * self.cfg.n_adcs + 2).bit_length() if narrow else None
+
+        def cut(value):
+            return value[:bits] if narrow else value
+
+        def at_least(total, radix):  # total >= radix, total narrow: the radix's high bits are zero
+            if not narrow or len(radix) <= bits:
+                return total >= radix
+            return (total >= radix[:bits]) & ~radix[bits:].any()
+
         out = []
         carry = Const(0, 1)
         column_sum = Signal(ADDR_BITS + 3, name=f"lane{lane}_c_sum")
         column_wrap = Signal(ADDR_BITS + 3, name=f"lane{lane}_c_wrap")
-        m.d.comb += [column_sum.eq(digits.c + step.c), column_wrap.eq(digits.c + step.c - layer.col_count)]
+        m.d.comb += column_sum.eq(cut(digits.c) + cut(step.c))
+        if less_radix is None:
+            m.d.comb += column_wrap.eq(cut(cut(digits.c) + cut(step.c) - layer.col_count))
+        else:
+            m.d.comb += column_wrap.eq(digits.c + less_radix["c"])
         for name, radix in (("q", layer.gconv), ("o", layer.n_out), ("g", layer.nrg)):
-            digit, digit_step = getattr(digits, name), getattr(step, name)
-            width = len(digit)
+            digit, digit_step = cut(getattr(digits, name)), cut(getattr(step, name))
+            width = len(getattr(digits, name))
             sums, carries = [], []
             for c in (0, 1):
-                total = Signal(width + 2, name=f"lane{lane}_{name}_sum{c}")
-                wrapped = Signal(width + 2, name=f"lane{lane}_{name}_wrap{c}")
-                m.d.comb += [total.eq(digit + digit_step + c), wrapped.eq(total - radix)]
-                over = total >= radix
-                sums.append(Mux(over, wrapped, total)[:width])
+                total = Signal(len(digit) + 2, name=f"lane{lane}_{name}_sum{c}")
+                m.d.comb += total.eq(digit + digit_step + c)
+                if less_radix is None:
+                    wrapped = Signal(len(digit) + 2, name=f"lane{lane}_{name}_wrap{c}")
+                    m.d.comb += wrapped.eq(total - radix)
+                    over = at_least(total, radix)
+                else:
+                    wrapped = Signal(signed(len(less_radix[name]) + 1), name=f"lane{lane}_{name}_wrap{c}")
+                    m.d.comb += wrapped.eq(digit + less_radix[name] + c)
+                    over = ~wrapped[-1]
+                sums.append(Mux(over, wrapped[:width], total[:width]))
                 carries.append(over)
-            out.append(Mux(carry, sums[1], sums[0]))
+            result = Signal(width, name=f"lane{lane}_{name}_next")
+            m.d.comb += result.eq(Mux(carry, sums[1], sums[0]))
+            out.append(result)
             carry = Mux(carry, carries[1], carries[0]) if name != "q" else carries[0]
             if name == "o":
                 column = Mux(carry, column_wrap, column_sum)[:len(digits.c)]
         # k last: both sums from registers too, the carry out of g selects
         k_sums = [Signal(len(digits.k), name=f"lane{lane}_k_sum{c}") for c in (0, 1)]
-        m.d.comb += [k_sums[c].eq(digits.k + step.k + c) for c in (0, 1)]
+        m.d.comb += [k_sums[c].eq(cut(digits.k) + cut(step.k) + c) for c in (0, 1)]
         k = Mux(carry, k_sums[1], k_sums[0])
         # beyond the vector: both k sums compared with nis in parallel, the carry selects
-        beyond = Mux(carry, k_sums[1] >= layer.nis, k_sums[0] >= layer.nis)
+        if less_radix is None:
+            beyond = Mux(carry, k_sums[1] >= layer.nis, k_sums[0] >= layer.nis)
+        else:
+            k_less = [digits.k + less_radix["k"] + c for c in (0, 1)]
+            beyond = Mux(carry, ~k_less[1][-1], ~k_less[0][-1])
         q, o, g = out
         return Cat(k, g, o, q, column), beyond
 
