@@ -18,8 +18,8 @@ __all__ = ["CONVERSION", "MvmLanes"]
 #: differential pair converted once (a signed ADC range).
 CONVERSION = data.StructLayout({"valid": 1, "o": ADDR_BITS + 2, "shift": 6, "neg": 1, "diff": 1})
 
-#: A request in flight between issue and word-line drive (adds the slice and the row range).
-_REQUEST = data.StructLayout({"conv": CONVERSION, "k": 4, "lo": ADDR_BITS + 1, "hi": ADDR_BITS + 1, "sign": 1})
+#: A request in flight between issue and word-line drive (adds the slice and the row group).
+_REQUEST = data.StructLayout({"conv": CONVERSION, "k": 4, "g": ADDR_BITS + 2, "sign": 1})
 
 
 class MvmLanes(wiring.Component):
@@ -93,6 +93,7 @@ class MvmLanes(wiring.Component):
         current = [Signal(DIGITS, name=f"lane{i}_current") for i in range(lanes)]
         conv_cycle = Signal(range(max(adc_cycles, 2)))
         slices, sign_slice = self._planes(m)
+        group_rows = self._group_rows(m)
         # ``fresh``: the lanes are at the layer's start digits (``lane_start``, registers), set by
         # ``rewind`` and cleared by the first round; a register selects, so no decode of the
         # instruction precedes the round's column, request and digit adders.
@@ -122,7 +123,7 @@ class MvmLanes(wiring.Component):
                 conv = held
             m.d.sync += [self.conversion[i].eq(conv), issued[i].conv.valid.eq(0)]
             m.d.comb += self.adc_conversion[i].eq(conv)  # a cycle ahead: the ADC registers its term
-            m.d.comb += self.wl[i].eq(self._word_lines(m, issued[i], i, slices, sign_slice))
+            m.d.comb += self.wl[i].eq(self._word_lines(m, issued[i], i, slices, sign_slice, group_rows))
 
         idle = conv_cycle == 0
         lane0_last = self._last_round(m, fresh, lane_digits[0])
@@ -266,10 +267,6 @@ class MvmLanes(wiring.Component):
         """Drive ``req`` (the shift-and-add descriptor and row range of conversion ``digits``) and
         return its crossbar column."""
         cfg, layer = self.cfg, self.layer
-        per = cfg.rows_per_conv
-        lo_row = Signal.like(req.lo, name=f"lane{lane}_lo_row")
-        m.d.comb += lo_row.eq(layer.row_start + digits.g * per)
-        window_end = layer.row_start + layer.row_count
         sign_slice = layer.asigned & (digits.k == layer.nis - 1)
         in_shift = Mux(sign_slice, layer.abits_m1, digits.k * cfg.dac_bits)
         if self.mutation == "shift_add":
@@ -286,24 +283,47 @@ class MvmLanes(wiring.Component):
             req.conv.neg.eq(sign_slice ^ (per_column_sign & digits.q[0])),
             req.conv.diff.eq(layer.analog),
             req.k.eq(digits.k[:4]),
-            req.lo.eq(lo_row),
-            req.hi.eq(Mux(lo_row + per < window_end, lo_row + per, window_end)),
+            req.g.eq(digits.g),
             req.sign.eq(sign_slice),
         ]
         col = Signal(ADDR_BITS + 2, name=f"lane{lane}_col")
         m.d.comb += col.eq(layer.col_start + digits.c)  # c = o * group + q * step (see DIGITS)
         return col
 
-    def _word_lines(self, m, issued, lane: int, slices, sign_slice):
+    def _group_rows(self, m):
+        """The rows of each row group of the window (group v: rows ``row_start + v x rows_per_conv`` up
+        to the next group's or the window's end), one ``rows``-bit mask per group, registered in every
+        cycle from the layer: a request's word lines are then its group's mask selected by its ``g``
+        (a multiplexer of registers, not two shifts by a sum). The layer only changes in a CFG or WIN,
+        and a request's word lines are driven at the earliest two cycles after one (the round
+        issues in the next cycle, its word lines in the cycle after)."""
+        cfg, layer = self.cfg, self.layer
+        rows, per = cfg.rows, cfg.rows_per_conv
+        groups = -(-rows // per)
+        rb = rows.bit_length()
+        ones = Const((1 << rows) - 1, rows)
+        masks = []
+        for v in range(1 << self._group_bits()):
+            mask = Signal(rows, name=f"group{v}_rows")
+            if v < groups:
+                # rows lo..hi-1: ones shifted up by lo, minus ones shifted up by hi (no wide subtraction)
+                lo = layer.row_start + v * per
+                window_end = layer.row_start + layer.row_count
+                hi = Mux(lo + per < window_end, lo + per, window_end)
+                m.d.sync += mask.eq((ones << lo[:rb])[:rows] & ~(ones << hi[:rb])[:rows])
+            masks.append(mask)
+        return Cat(*masks)
+
+    def _group_bits(self) -> int:
+        """Bits of a row group's index that a valid conversion can have (``g < nrg <= ceil(rows / rows_per_conv)``)."""
+        return max(1, (-(-self.cfg.rows // self.cfg.rows_per_conv) - 1).bit_length())
+
+    def _word_lines(self, m, issued, lane: int, slices, sign_slice, group_rows):
         """The word-line drive of the request issued last cycle: its slice plane of ``x``, masked
         to the rows of its row group."""
         rows, dac = self.cfg.rows, self.cfg.dac_bits
         rows_on = Signal(rows, name=f"lane{lane}_rows")
-        # rows lo..hi-1: ones shifted up by lo, minus ones shifted up by hi (no wide subtraction)
-        rb = rows.bit_length()
-        ones = Const((1 << rows) - 1, rows)
-        m.d.comb += rows_on.eq(Mux(issued.conv.valid,
-                                   (ones << issued.lo[:rb])[:rows] & ~(ones << issued.hi[:rb])[:rows], 0))
+        m.d.comb += rows_on.eq(Mux(issued.conv.valid, group_rows.word_select(issued.g[:self._group_bits()], rows), 0))
         sel = Mux(issued.sign, sign_slice, slices.word_select(issued.k, rows * dac))
         return sel & Cat(*[rows_on[r].replicate(dac) for r in range(rows)])
 
