@@ -170,26 +170,30 @@ class MvmLanes(wiring.Component):
         the tile's critical path (into the vector counter's enable; docs/microarchitecture.md).
         """
         step, nis = self.lane_step, self.layer.nis
-        double, double_beyond = self._add_step(m, step, "step2", step)
+        # 2 x lane_step: the digits of conversion 2 x n_adcs (narrow adders), and that less the radices,
+        # both registered, so the look-ahead is one adder per digit from registers
+        double, double_beyond = self._add_step(m, step, "step2", step, narrow=True)
         step2 = Signal(DIGITS, name="lane_step2")
         m.d.sync += step2.eq(double)
-        _, ahead = self._add_step(m, lane0_digits, "ahead", step2)
+        double_view = data.View(DIGITS, double)
+        _, ahead = self._add_step(m, lane0_digits, "ahead", step2,
+                                  less_radix=self._step_less_radix(m, double_view, "step2"))
         last_ahead = Signal()
         with m.If(self.issuing):
             m.d.sync += last_ahead.eq(Mux(fresh, double_beyond, ahead))
         return Mux(fresh, step.k >= nis, last_ahead)
 
-    def _step_less_radix(self, m):
+    def _step_less_radix(self, m, step=None, prefix="step"):
         """``lane_step - radix`` per digit (``q``, ``o``, ``g``; ``c`` less the window's ``col_count``; ``k``
         less ``nis``), signed, registered in every cycle: a digit and the step then carry exactly when
         ``digit + (step - radix) + carry in >= 0``, one adder from registers instead of a sum and a
         compare (or subtraction) in series."""
-        step, layer = self.lane_step, self.layer
+        step, layer = self.lane_step if step is None else step, self.layer
         out = {}
         for name, radix in (("q", layer.gconv), ("o", layer.n_out), ("g", layer.nrg), ("c", layer.col_count),
                             ("k", layer.nis)):
             width = max(len(getattr(step, name)), len(radix)) + 1
-            reg = Signal(signed(width), name=f"step_less_{name}")
+            reg = Signal(signed(width), name=f"{prefix}_less_{name}")
             m.d.sync += reg.eq(getattr(step, name) - radix)
             out[name] = reg
         return out
