@@ -85,28 +85,16 @@ class Adc(wiring.Component):
         next_hi, next_lo = Mux(self.diff, pair_hi, single_hi), Mux(self.diff, pair_lo, single_lo)
         full_over = (next_hi + 1) << self.shift
         full_under = next_lo << self.shift
-        # the bounds negated too, registered with them (for the term of a subtracted code)
-        neg_hi, neg_lo = Signal(signed(adc_bits + 2)), Signal(signed(adc_bits + 2))
-        m.d.sync += [hi.eq(next_hi), lo.eq(next_lo), neg_hi.eq(-next_hi), neg_lo.eq(-next_lo),
+        m.d.sync += [hi.eq(next_hi), lo.eq(next_lo),
                      over_at.eq(Mux(full_over > top, top, full_over)),
                      under_at.eq(Mux(full_under < bottom, bottom, full_under))]
         shifted = self.sum >> self.shift
-        above, below = self.sum >= over_at, self.sum < under_at
         code = Signal.like(self.code, name="code_now")
-        m.d.comb += code.eq(Mux(above, hi, Mux(below, lo, shifted)))
-        # The term's sign is applied to each of the code's three candidates (the negated bounds are
-        # registers; the shifted sum is negated beside the clip decisions), and the decisions select
-        # after it: the negation is not in series with the clip's compares.
-        shifted_code = Signal.like(self.code, name="shifted_code")
-        m.d.comb += shifted_code.eq(shifted)
-        signed_code = Signal(signed(adc_bits + 2), name="signed_code")
-        m.d.comb += signed_code.eq(Mux(above, Mux(self.term_neg, neg_hi, hi),
-                                       Mux(below, Mux(self.term_neg, neg_lo, lo),
-                                           Mux(self.term_neg, -shifted_code, shifted_code))))
+        m.d.comb += code.eq(Mux(self.sum >= over_at, hi, Mux(self.sum < under_at, lo, shifted)))
         assert LATENCY >= 1, "the term is registered in the code's last stage"
         for stage in range(LATENCY):
             if stage == LATENCY - 1:
-                m.d.sync += self.term.eq(signed_code << self.term_shift)
+                m.d.sync += self.term.eq(Mux(self.term_neg, -code, code) << self.term_shift)
             registered = Signal.like(self.code, name=f"code_stage{stage}")
             m.d.sync += registered.eq(code)
             code = registered
