@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -300,21 +300,23 @@ class MvmLanes(wiring.Component):
         cycle from the layer: a request's word lines are then its group's mask selected by its ``g``
         (a multiplexer of registers, not two shifts by a sum). The layer only changes in a CFG or WIN,
         and a request's word lines are driven at the earliest two cycles after one (the round
-        issues in the next cycle, its word lines in the cycle after)."""
+        issues in the next cycle, its word lines in the cycle after). Each mask is a constant table's
+        word indexed by ``row_start`` (the group's rows) ANDed with one indexed by the window's end (the
+        rows before it): no shifter (the window lies in the array: ``row_start < rows``, end ``<= rows``)."""
         cfg, layer = self.cfg, self.layer
         rows, per = cfg.rows, cfg.rows_per_conv
         groups = -(-rows // per)
-        rb = rows.bit_length()
-        ones = Const((1 << rows) - 1, rows)
+        start_bits, end_bits = max(1, (rows - 1).bit_length()), rows.bit_length()
+        window_end = Signal(end_bits, name="window_end")
+        m.d.comb += window_end.eq(layer.row_start + layer.row_count)
+        before_end = Array(Const((1 << end) - 1, rows) for end in range(rows + 1))[window_end]
         masks = []
         for v in range(1 << self._group_bits()):
             mask = Signal(rows, name=f"group{v}_rows")
             if v < groups:
-                # rows lo..hi-1: ones shifted up by lo, minus ones shifted up by hi (no wide subtraction)
-                lo = layer.row_start + v * per
-                window_end = layer.row_start + layer.row_count
-                hi = Mux(lo + per < window_end, lo + per, window_end)
-                m.d.sync += mask.eq((ones << lo[:rb])[:rows] & ~(ones << hi[:rb])[:rows])
+                in_group = Array(Const(sum(1 << r for r in range(s + v * per, min(s + (v + 1) * per, rows))), rows)
+                                 for s in range(rows))[layer.row_start[:start_bits]]
+                m.d.sync += mask.eq(in_group & before_end)
             masks.append(mask)
         return Cat(*masks)
 
