@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -146,91 +146,146 @@ class LayerRegisters(wiring.Component):
                      after_cfg.adc_shift.eq(cfg_in.adc_shift)]
         m.d.comb += [after_win.row_start.eq(win_in.row_start), after_win.row_count.eq(win_in.row_count_m1 + 1),
                      after_win.col_start.eq(win_in.col_start), after_win.col_count.eq(win_in.col_count_m1 + 1)]
-        self._geometry(m, after_cfg, after_win)
-        with m.If(self.commit):
-            with m.If(self.cfg_write):
-                m.d.sync += now.eq(after_cfg)
-            with m.Elif(self.win_write):
-                m.d.sync += now.eq(after_win)
-        self._lane_chain(m, after_cfg, after_win)
+        cfg_write = self.commit & self.cfg_write
+        win_write = self.commit & self.win_write & ~self.cfg_write
+        radices = self._geometry(m, after_cfg, after_win, win_write)
+        with m.If(cfg_write):
+            m.d.sync += now.eq(after_cfg)
+        with m.Elif(win_write):
+            m.d.sync += now.eq(after_win)
+        self._lane_chain(m, radices, cfg_write, win_write)
         return m
 
-    def _geometry(self, m, after_cfg, after_win):
+    def _group_sizes(self) -> list[int]:
+        """The weight-group sizes a CFG can select (a signed 1-bit weight does not exist)."""
+        cfg = self.cfg
+        return sorted({group_size(cfg, wbits, signed) for wbits in range(1, 9) for signed in (False, True)
+                       if not (signed and wbits < 2)})
+
+    def _cfg_cases(self):
+        """``(case index of Cat(wbits_m1, wsigned), nws, group, analog)`` of every CFG weight format."""
+        cfg = self.cfg
+        for wbits_m1 in range(8):
+            for wsigned in range(2):
+                exists = wbits_m1 or not wsigned  # a signed 1-bit weight does not exist: no slices
+                nws = isa.weight_slices(wbits_m1 + 1, bool(wsigned), cfg.cell_bits) if exists else 0
+                yield wbits_m1 | (wsigned << 3), nws, 2 * nws if wsigned else nws, bool(wsigned and cfg.analog_diff)
+
+    def _geometry(self, m, after_cfg, after_win, win_write):
         """The derived fields of the next layer after a CFG (``after_cfg``: the fields that depend on the
         CFG, and ``n_out``, ``aligned``: the current window's columns over its weight group) and after a
         WIN (``after_win``: those that depend on the window, from tables indexed by its ``count_m1``
-        fields: no adder), each from the word's fields and the current registers."""
+        fields: no adder), each from the word's fields and the current registers.
+
+        The window's outputs for every group size a CFG can select (``n_out``, ``aligned`` and the
+        saturated ``n_out`` of :meth:`_lane_chain`) are registers of their own, loaded by a WIN from the
+        same tables: a CFG selects one of them by its weight format (a multiplexer of registers, not
+        a table of the group it decodes). Returns the saturated radices ``(gconv, n_out, nrg, step)``
+        of the layer after a CFG and after a WIN, for the lane chain."""
         cfg, now = self.cfg, self.layer
         word_cfg, word_win = self.cfg_fields, self.win_fields
-        # CFG: its slices and weight group, and the current window's outputs in that group.
-        nis, nws, group = Signal(4), Signal(4), Signal(5)
+        top = cfg.n_adcs + 1
+        sat = Shape.cast(range(top + 1))
+        _, _, _, reset_cols = isa.reset_window(cfg)
+        # CFG: its slices and weight group, from tables of its fields.
+        nis, nws, group, sat_gconv_cfg = Signal(4), Signal(4), Signal(5), Signal(sat)
         with m.Switch(Cat(word_cfg.abits_m1, word_cfg.asigned)):
             for abits_m1 in range(8):
                 for asigned in range(2):
                     with m.Case(abits_m1 | (asigned << 3)):
                         m.d.comb += nis.eq(isa.input_slices(abits_m1 + 1, bool(asigned), cfg.dac_bits))
         with m.Switch(Cat(word_cfg.wbits_m1, word_cfg.wsigned)):
-            for wbits_m1 in range(8):
-                for wsigned in range(2):
-                    # a signed 1-bit weight does not exist: no slices
-                    exists = wbits_m1 or not wsigned
-                    slices = isa.weight_slices(wbits_m1 + 1, bool(wsigned), cfg.cell_bits) if exists else 0
-                    with m.Case(wbits_m1 | (wsigned << 3)):
-                        m.d.comb += nws.eq(slices)
+            for case, slices, size, analog in self._cfg_cases():
+                with m.Case(case):
+                    m.d.comb += [nws.eq(slices), sat_gconv_cfg.eq(min(top, slices if analog else size))]
         m.d.comb += group.eq(Mux(word_cfg.wsigned, nws << 1, nws))
-        cfg_n_out, cfg_aligned = self._outputs(m, group, now.col_count[:cfg.cols.bit_length()], 0)
         analog = word_cfg.wsigned if cfg.analog_diff else Const(0, 1)
-        # WIN: the row groups of its rows, and its columns' outputs in the current weight group.
+        # WIN: its columns' outputs per group size (next values of the per-size registers), and the
+        # row groups of its rows.
         count_m1_bits = max(1, (cfg.cols - 1).bit_length())
-        win_n_out, win_aligned = self._outputs(m, now.group, word_win.col_count_m1[:count_m1_bits], 1)
+        columns_m1 = word_win.col_count_m1[:count_m1_bits]
+        per_size = {}
+        for size in self._group_sizes():
+            n_out, exact = div_table(columns_m1, size, cfg.cols, 1)
+            sat_n_out = Array(Const(min(top, (n + 1) // size), sat) for n in range(cfg.cols))[columns_m1]
+            regs = (Signal(ADDR_BITS + 1, name=f"n_out_of{size}", init=reset_cols // size),
+                    Signal(name=f"aligned_of{size}", init=int(reset_cols % size == 0)),
+                    Signal(sat, name=f"sat_n_out_of{size}", init=min(top, reset_cols // size)))
+            with m.If(win_write):
+                m.d.sync += [r.eq(v) for r, v in zip(regs, (n_out, exact, sat_n_out))]
+            per_size[size] = ((n_out, exact, sat_n_out), regs)
+        cfg_n_out, cfg_aligned, sat_n_out_cfg = Signal(ADDR_BITS + 1), Signal(), Signal(sat)
+        with m.Switch(Cat(word_cfg.wbits_m1, word_cfg.wsigned)):
+            for case, _, size, _ in self._cfg_cases():
+                if size in per_size:
+                    with m.Case(case):
+                        m.d.comb += [s.eq(r) for s, r in zip((cfg_n_out, cfg_aligned, sat_n_out_cfg),
+                                                             per_size[size][1])]
+        win_n_out, win_aligned, sat_n_out_win = Signal(ADDR_BITS + 1), Signal(), Signal(sat)
+        with m.Switch(now.group):
+            for size, (values, _) in per_size.items():
+                with m.Case(size):
+                    m.d.comb += [s.eq(v) for s, v in zip((win_n_out, win_aligned, sat_n_out_win), values)]
         per_conv = cfg.rows_per_conv
+        sat_nrg_win = Signal(sat)
         if cfg.rows <= 256:
+            row_bits = max(1, (cfg.rows - 1).bit_length())
             table = Array(Const(_ceil_div(n + 1, per_conv), ADDR_BITS + 1) for n in range(cfg.rows))
-            win_nrg = table[word_win.row_count_m1[:max(1, (cfg.rows - 1).bit_length())]]
+            win_nrg = table[word_win.row_count_m1[:row_bits]]
+            m.d.comb += sat_nrg_win.eq(Array(Const(min(top, _ceil_div(n + 1, per_conv)), sat)
+                                             for n in range(cfg.rows))[word_win.row_count_m1[:row_bits]])
         else:
             win_nrg = const_div(word_win.row_count_m1 + per_conv, per_conv, cfg.rows + per_conv - 1)
+            m.d.comb += sat_nrg_win.eq(Mux(win_nrg > top, top, win_nrg))
         m.d.comb += [after_cfg.nis.eq(nis), after_cfg.nws.eq(nws), after_cfg.group.eq(group),
                      after_cfg.n_out.eq(cfg_n_out), after_cfg.aligned.eq(cfg_aligned), after_cfg.analog.eq(analog),
                      after_cfg.gconv.eq(Mux(analog, nws, group)), after_cfg.step.eq(Mux(analog, 2, 1))]
         m.d.comb += [after_win.nrg.eq(win_nrg), after_win.n_out.eq(win_n_out), after_win.aligned.eq(win_aligned)]
+        # the current layer's saturated gconv and nrg (the other operation's inputs)
+        reset = self._reset_layer(cfg)
+        sat_gconv = Signal(sat, name="sat_gconv", init=min(top, reset["gconv"]))
+        sat_nrg = Signal(sat, name="sat_nrg", init=min(top, reset["nrg"]))
+        with m.If(self.commit & self.cfg_write):
+            m.d.sync += sat_gconv.eq(sat_gconv_cfg)
+        with m.If(win_write):
+            m.d.sync += sat_nrg.eq(sat_nrg_win)
+        return {"cfg": (sat_gconv_cfg, sat_n_out_cfg, sat_nrg, after_cfg.step),
+                "win": (sat_gconv, sat_n_out_win, sat_nrg_win, now.step)}
 
-    def _outputs(self, m, group, columns, offset: int):
-        """``(n_out, aligned)`` of ``columns + offset`` window columns in weight groups of ``group``
-        columns: a table per group size, selected by ``group``."""
-        cfg = self.cfg
-        n_out, aligned = Signal(ADDR_BITS + 1), Signal()
-        groups = sorted({group_size(cfg, wbits, signed) for wbits in range(1, 9) for signed in (False, True)
-                         if not (signed and wbits < 2)})
-        with m.Switch(group):
-            for size in groups:
-                with m.Case(size):
-                    quotient, exact = div_table(columns, size, cfg.cols, offset)
-                    m.d.comb += [n_out.eq(quotient), aligned.eq(exact)]
-        return n_out, aligned
-
-    def _lane_chain(self, m, after_cfg, after_win):
+    def _lane_chain(self, m, radices, cfg_write, win_write):
         """``lane_start`` / ``lane_step`` as registers loaded with the layer (same enable), so that no
         chain of incrementers precedes the MVM's per-round digit adders: the chain is computed for the
-        layer after a CFG and after a WIN side by side, and the opcode selects at the registers."""
+        layer after a CFG and after a WIN side by side, and the opcode selects at the registers.
+
+        The chain runs on saturated radices, ``min(radix, n_adcs + 1)`` (``radices``, from tables of the
+        word's fields and registers): the digits of conversions 0..n_adcs never exceed ``n_adcs``, so a
+        radix above it never makes a digit carry, and every compare and adder of the chain is a few bits
+        wide (checked against the full radices in tests/test_hw_layer.py). Why: the chain on the full radices,
+        behind the geometry tables, was the tile's critical path (docs/microarchitecture.md)."""
         cfg = self.cfg
         reset = self._reset_layer(cfg)
         radices_reset = (reset["gconv"], reset["n_out"], reset["nrg"], reset["step"])
-        zero = (Const(0, 12), Const(0, ADDR_BITS + 2), Const(0, ADDR_BITS + 2), Const(0, 6), Const(0, ADDR_BITS + 2))
+        small = Shape.cast(range(2 * cfg.n_adcs + 1)).width
+        zero = tuple(Const(0, small) for _ in "kgoqc")
         chains = {"cfg": zero, "win": zero}
         values = (0, 0, 0, 0, 0)
         outs = [*self.lane_start[1:], self.lane_step]
         for i, out in enumerate(outs):
             values = step_digits(values, *radices_reset, mux=_py_mux)
-            for op, nxt in (("cfg", after_cfg), ("win", after_win)):
-                step = step_digits(chains[op], nxt.gconv, nxt.n_out, nxt.nrg, nxt.step)
-                chains[op] = tuple(Signal(len(f), name=f"chain{i + 1}_{op}_{n}") for f, n in zip(
-                    (out.k, out.g, out.o, out.q, out.c), "kgoqc"))
+            for op in ("cfg", "win"):
+                step = step_digits(chains[op], *radices[op])
+                chains[op] = tuple(Signal(small, name=f"chain{i + 1}_{op}_{n}") for n in "kgoqc")
                 m.d.comb += [s.eq(v) for s, v in zip(chains[op], step)]
             reg = Signal(DIGITS, name=f"chain{i + 1}", init=dict(zip("kgoqc", (int(v) for v in values))))
-            with m.If(self.commit):
-                with m.If(self.cfg_write):
-                    m.d.sync += reg.eq(Cat(*chains["cfg"]))
-                with m.Elif(self.win_write):
-                    m.d.sync += reg.eq(Cat(*chains["win"]))
+            with m.If(cfg_write):
+                m.d.sync += reg.eq(Cat(*self._widen(chains["cfg"])))
+            with m.Elif(win_write):
+                m.d.sync += reg.eq(Cat(*self._widen(chains["win"])))
             m.d.comb += out.eq(reg)
         m.d.comb += self.lane_start[0].eq(0)
+
+    @staticmethod
+    def _widen(chain):
+        """The chain's narrow digits zero-extended to the :data:`DIGITS` fields."""
+        widths = [Shape.cast(DIGITS.members[n]).width for n in "kgoqc"]
+        return [Cat(d, Const(0, max(0, w - len(d))))[:w] for d, w in zip(chain, widths)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -18,8 +18,8 @@ __all__ = ["CONVERSION", "MvmLanes"]
 #: differential pair converted once (a signed ADC range).
 CONVERSION = data.StructLayout({"valid": 1, "o": ADDR_BITS + 2, "shift": 6, "neg": 1, "diff": 1})
 
-#: A request in flight between issue and word-line drive (adds the slice and the row range).
-_REQUEST = data.StructLayout({"conv": CONVERSION, "k": 4, "lo": ADDR_BITS + 1, "hi": ADDR_BITS + 1, "sign": 1})
+#: A request in flight between issue and word-line drive (adds the slice and the row group).
+_REQUEST = data.StructLayout({"conv": CONVERSION, "k": 4, "g": ADDR_BITS + 2, "sign": 1})
 
 
 class MvmLanes(wiring.Component):
@@ -93,6 +93,7 @@ class MvmLanes(wiring.Component):
         current = [Signal(DIGITS, name=f"lane{i}_current") for i in range(lanes)]
         conv_cycle = Signal(range(max(adc_cycles, 2)))
         slices, sign_slice = self._planes(m)
+        group_rows = self._group_rows(m)
         # ``fresh``: the lanes are at the layer's start digits (``lane_start``, registers), set by
         # ``rewind`` and cleared by the first round; a register selects, so no decode of the
         # instruction precedes the round's column, request and digit adders.
@@ -100,10 +101,18 @@ class MvmLanes(wiring.Component):
         vector = Signal(ADDR_BITS)  # the vector being issued, of count_m1 + 1
         more = Signal()  # another vector follows this one
         m.d.comb += more.eq(vector != self.count_m1)
+        # The next round's digits: a fresh round's from the start digits, a later round's from the digit
+        # registers, by two adders side by side (each from registers), the multiplexer after them.
+        # The later rounds' adders compare with the layer's radices through ``lane_step - radix``
+        # registers (:meth:`_step_less_radix`), loaded in every cycle: the layer only changes in a
+        # CFG or WIN, outside an MVM, and the round after is a fresh one, which does not read them.
+        less_radix = self._step_less_radix(m)
         next_steps = []
         for i in range(lanes):
             m.d.comb += current[i].eq(Mux(fresh, self.lane_start[i], lane_digits[i]))
-            next_steps.append(self._add_step(m, current[i], i))
+            from_start, _ = self._add_step(m, self.lane_start[i], f"{i}_start", narrow=True)
+            from_digits, _ = self._add_step(m, lane_digits[i], i, less_radix=less_radix)
+            next_steps.append((Mux(fresh, from_start, from_digits), None))
             col = self._request(m, current[i], requests[i], i)
             m.d.comb += [self.col[i].eq(col), self.pair[i].eq(self.layer.analog)]
             # the descriptor follows the sum through the ADC's register stages
@@ -114,14 +123,23 @@ class MvmLanes(wiring.Component):
                 conv = held
             m.d.sync += [self.conversion[i].eq(conv), issued[i].conv.valid.eq(0)]
             m.d.comb += self.adc_conversion[i].eq(conv)  # a cycle ahead: the ADC registers its term
-            m.d.comb += self.wl[i].eq(self._word_lines(m, issued[i], i, slices, sign_slice))
+            m.d.comb += self.wl[i].eq(self._word_lines(m, issued[i], i, slices, sign_slice, group_rows))
 
         idle = conv_cycle == 0
         lane0_last = self._last_round(m, fresh, lane_digits[0])
-        m.d.comb += [self.issuing.eq(self.run & idle & requests[0].conv.valid),
+        # Whether lane 0 has a conversion left (its request's ``valid``), from registers: a fresh lane 0
+        # is at conversion 0 (every layer has an input slice), a later one is beyond its vector when
+        # the previous round was the vector's last (``lane0_last`` registered as ``lane0_beyond``).
+        # Why: decided from lane 0's digits (a multiplexer and a compare), it was in series with
+        # every register ``issuing`` enables and with the sequencer's ``finished``.
+        lane0_beyond = Signal()
+        lane0_left = Signal()
+        m.d.comb += lane0_left.eq(fresh | ~lane0_beyond)
+        m.d.comb += [self.issuing.eq(self.run & idle & lane0_left),
                      self.next_vector.eq(self.issuing & lane0_last & more),
-                     self.finished.eq(idle & ~requests[0].conv.valid)]
+                     self.finished.eq(idle & ~lane0_left)]
         with m.If(self.issuing):
+            m.d.sync += lane0_beyond.eq(lane0_last)
             for i in range(lanes):
                 m.d.sync += [issued[i].eq(requests[i]), lane_digits[i].eq(next_steps[i][0])]
             if adc_cycles > 1:
@@ -152,50 +170,100 @@ class MvmLanes(wiring.Component):
         the tile's critical path (into the vector counter's enable; docs/microarchitecture.md).
         """
         step, nis = self.lane_step, self.layer.nis
-        double, double_beyond = self._add_step(m, step, "step2", step)
+        # 2 x lane_step: the digits of conversion 2 x n_adcs (narrow adders), and that less the radices,
+        # both registered, so the look-ahead is one adder per digit from registers
+        double, double_beyond = self._add_step(m, step, "step2", step, narrow=True)
         step2 = Signal(DIGITS, name="lane_step2")
         m.d.sync += step2.eq(double)
-        _, ahead = self._add_step(m, lane0_digits, "ahead", step2)
+        double_view = data.View(DIGITS, double)
+        _, ahead = self._add_step(m, lane0_digits, "ahead", step2,
+                                  less_radix=self._step_less_radix(m, double_view, "step2"))
         last_ahead = Signal()
         with m.If(self.issuing):
             m.d.sync += last_ahead.eq(Mux(fresh, double_beyond, ahead))
         return Mux(fresh, step.k >= nis, last_ahead)
 
-    def _add_step(self, m, digits, lane, step=None):
+    def _step_less_radix(self, m, step=None, prefix="step"):
+        """``lane_step - radix`` per digit (``q``, ``o``, ``g``; ``c`` less the window's ``col_count``; ``k``
+        less ``nis``), signed, registered in every cycle: a digit and the step then carry exactly when
+        ``digit + (step - radix) + carry in >= 0``, one adder from registers instead of a sum and a
+        compare (or subtraction) in series."""
+        step, layer = self.lane_step if step is None else step, self.layer
+        out = {}
+        for name, radix in (("q", layer.gconv), ("o", layer.n_out), ("g", layer.nrg), ("c", layer.col_count),
+                            ("k", layer.nis)):
+            width = max(len(getattr(step, name)), len(radix)) + 1
+            reg = Signal(signed(width), name=f"{prefix}_less_{name}")
+            m.d.sync += reg.eq(getattr(step, name) - radix)
+            out[name] = reg
+        return out
+
+    def _add_step(self, m, digits, lane, step=None, less_radix=None, narrow=False):
         """``digits + lane_step`` (or ``+ step``) in the mixed radix of the layer (each digit carries at
         most once), and whether that is beyond the vector's conversions (its ``k`` >= ``nis``).
 
         Carry-select: every digit is added for both carries in, in parallel from registers; the
         carries then only ripple through one multiplexer per digit. The column ``c`` is added beside
         them, for both outcomes of ``o``'s carry (which wraps it by the window's ``n_out x group``
-        columns, its ``col_count`` in an aligned window: an MVM refuses any other)."""
+        columns, its ``col_count`` in an aligned window: an MVM refuses any other).
+
+        With ``less_radix`` (:meth:`_step_less_radix`) a digit's carry and wrapped value are one adder,
+        ``digit + (step - radix)``. With ``narrow`` (the start digits plus the step: digits of
+        conversions 0..2 x n_adcs, which the layer registers give) the adders are as wide as those
+        digits, and a radix compares as its low bits with its high bits zero."""
         step, layer = self.lane_step if step is None else step, self.layer
+        bits = (4 * self.cfg.n_adcs + 2).bit_length() if narrow else None
+
+        def cut(value):
+            return value[:bits] if narrow else value
+
+        def at_least(total, radix):  # total >= radix, total narrow: the radix's high bits are zero
+            if not narrow or len(radix) <= bits:
+                return total >= radix
+            return (total >= radix[:bits]) & ~radix[bits:].any()
+
         out = []
         carry = Const(0, 1)
         column_sum = Signal(ADDR_BITS + 3, name=f"lane{lane}_c_sum")
         column_wrap = Signal(ADDR_BITS + 3, name=f"lane{lane}_c_wrap")
-        m.d.comb += [column_sum.eq(digits.c + step.c), column_wrap.eq(digits.c + step.c - layer.col_count)]
+        m.d.comb += column_sum.eq(cut(digits.c) + cut(step.c))
+        if less_radix is None:
+            m.d.comb += column_wrap.eq(cut(cut(digits.c) + cut(step.c) - layer.col_count))
+        else:
+            m.d.comb += column_wrap.eq(digits.c + less_radix["c"])
         for name, radix in (("q", layer.gconv), ("o", layer.n_out), ("g", layer.nrg)):
-            digit, digit_step = getattr(digits, name), getattr(step, name)
-            width = len(digit)
+            digit, digit_step = cut(getattr(digits, name)), cut(getattr(step, name))
+            width = len(getattr(digits, name))
             sums, carries = [], []
             for c in (0, 1):
-                total = Signal(width + 2, name=f"lane{lane}_{name}_sum{c}")
-                wrapped = Signal(width + 2, name=f"lane{lane}_{name}_wrap{c}")
-                m.d.comb += [total.eq(digit + digit_step + c), wrapped.eq(total - radix)]
-                over = total >= radix
-                sums.append(Mux(over, wrapped, total)[:width])
+                total = Signal(len(digit) + 2, name=f"lane{lane}_{name}_sum{c}")
+                m.d.comb += total.eq(digit + digit_step + c)
+                if less_radix is None:
+                    wrapped = Signal(len(digit) + 2, name=f"lane{lane}_{name}_wrap{c}")
+                    m.d.comb += wrapped.eq(total - radix)
+                    over = at_least(total, radix)
+                else:
+                    wrapped = Signal(signed(len(less_radix[name]) + 1), name=f"lane{lane}_{name}_wrap{c}")
+                    m.d.comb += wrapped.eq(digit + less_radix[name] + c)
+                    over = ~wrapped[-1]
+                sums.append(Mux(over, wrapped[:width], total[:width]))
                 carries.append(over)
-            out.append(Mux(carry, sums[1], sums[0]))
+            result = Signal(width, name=f"lane{lane}_{name}_next")
+            m.d.comb += result.eq(Mux(carry, sums[1], sums[0]))
+            out.append(result)
             carry = Mux(carry, carries[1], carries[0]) if name != "q" else carries[0]
             if name == "o":
                 column = Mux(carry, column_wrap, column_sum)[:len(digits.c)]
         # k last: both sums from registers too, the carry out of g selects
         k_sums = [Signal(len(digits.k), name=f"lane{lane}_k_sum{c}") for c in (0, 1)]
-        m.d.comb += [k_sums[c].eq(digits.k + step.k + c) for c in (0, 1)]
+        m.d.comb += [k_sums[c].eq(cut(digits.k) + cut(step.k) + c) for c in (0, 1)]
         k = Mux(carry, k_sums[1], k_sums[0])
         # beyond the vector: both k sums compared with nis in parallel, the carry selects
-        beyond = Mux(carry, k_sums[1] >= layer.nis, k_sums[0] >= layer.nis)
+        if less_radix is None:
+            beyond = Mux(carry, k_sums[1] >= layer.nis, k_sums[0] >= layer.nis)
+        else:
+            k_less = [digits.k + less_radix["k"] + c for c in (0, 1)]
+            beyond = Mux(carry, ~k_less[1][-1], ~k_less[0][-1])
         q, o, g = out
         return Cat(k, g, o, q, column), beyond
 
@@ -203,10 +271,6 @@ class MvmLanes(wiring.Component):
         """Drive ``req`` (the shift-and-add descriptor and row range of conversion ``digits``) and
         return its crossbar column."""
         cfg, layer = self.cfg, self.layer
-        per = cfg.rows_per_conv
-        lo_row = Signal.like(req.lo, name=f"lane{lane}_lo_row")
-        m.d.comb += lo_row.eq(layer.row_start + digits.g * per)
-        window_end = layer.row_start + layer.row_count
         sign_slice = layer.asigned & (digits.k == layer.nis - 1)
         in_shift = Mux(sign_slice, layer.abits_m1, digits.k * cfg.dac_bits)
         if self.mutation == "shift_add":
@@ -223,24 +287,49 @@ class MvmLanes(wiring.Component):
             req.conv.neg.eq(sign_slice ^ (per_column_sign & digits.q[0])),
             req.conv.diff.eq(layer.analog),
             req.k.eq(digits.k[:4]),
-            req.lo.eq(lo_row),
-            req.hi.eq(Mux(lo_row + per < window_end, lo_row + per, window_end)),
+            req.g.eq(digits.g),
             req.sign.eq(sign_slice),
         ]
         col = Signal(ADDR_BITS + 2, name=f"lane{lane}_col")
         m.d.comb += col.eq(layer.col_start + digits.c)  # c = o * group + q * step (see DIGITS)
         return col
 
-    def _word_lines(self, m, issued, lane: int, slices, sign_slice):
+    def _group_rows(self, m):
+        """The rows of each row group of the window (group v: rows ``row_start + v x rows_per_conv`` up
+        to the next group's or the window's end), one ``rows``-bit mask per group, registered in every
+        cycle from the layer: a request's word lines are then its group's mask selected by its ``g``
+        (a multiplexer of registers, not two shifts by a sum). The layer only changes in a CFG or WIN,
+        and a request's word lines are driven at the earliest two cycles after one (the round
+        issues in the next cycle, its word lines in the cycle after). Each mask is a constant table's
+        word indexed by ``row_start`` (the group's rows) ANDed with one indexed by the window's end (the
+        rows before it): no shifter (the window lies in the array: ``row_start < rows``, end ``<= rows``)."""
+        cfg, layer = self.cfg, self.layer
+        rows, per = cfg.rows, cfg.rows_per_conv
+        groups = -(-rows // per)
+        start_bits, end_bits = max(1, (rows - 1).bit_length()), rows.bit_length()
+        window_end = Signal(end_bits, name="window_end")
+        m.d.comb += window_end.eq(layer.row_start + layer.row_count)
+        before_end = Array(Const((1 << end) - 1, rows) for end in range(rows + 1))[window_end]
+        masks = []
+        for v in range(1 << self._group_bits()):
+            mask = Signal(rows, name=f"group{v}_rows")
+            if v < groups:
+                in_group = Array(Const(sum(1 << r for r in range(s + v * per, min(s + (v + 1) * per, rows))), rows)
+                                 for s in range(rows))[layer.row_start[:start_bits]]
+                m.d.sync += mask.eq(in_group & before_end)
+            masks.append(mask)
+        return Cat(*masks)
+
+    def _group_bits(self) -> int:
+        """Bits of a row group's index that a valid conversion can have (``g < nrg <= ceil(rows / rows_per_conv)``)."""
+        return max(1, (-(-self.cfg.rows // self.cfg.rows_per_conv) - 1).bit_length())
+
+    def _word_lines(self, m, issued, lane: int, slices, sign_slice, group_rows):
         """The word-line drive of the request issued last cycle: its slice plane of ``x``, masked
         to the rows of its row group."""
         rows, dac = self.cfg.rows, self.cfg.dac_bits
         rows_on = Signal(rows, name=f"lane{lane}_rows")
-        # rows lo..hi-1: ones shifted up by lo, minus ones shifted up by hi (no wide subtraction)
-        rb = rows.bit_length()
-        ones = Const((1 << rows) - 1, rows)
-        m.d.comb += rows_on.eq(Mux(issued.conv.valid,
-                                   (ones << issued.lo[:rb])[:rows] & ~(ones << issued.hi[:rb])[:rows], 0))
+        m.d.comb += rows_on.eq(Mux(issued.conv.valid, group_rows.word_select(issued.g[:self._group_bits()], rows), 0))
         sel = Mux(issued.sign, sign_slice, slices.word_select(issued.k, rows * dac))
         return sel & Cat(*[rows_on[r].replicate(dac) for r in range(rows)])
 

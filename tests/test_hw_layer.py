@@ -3,10 +3,12 @@ digits of conversion indices (docs/microarchitecture.md, MVM)."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from cimtile.hw import isa
-from cimtile.hw.layer import LayerRegisters
+from cimtile.hw.layer import LayerRegisters, step_digits
 from helpers import TINY, VARIANT
 from hw_sim import digits, simulate
 
@@ -81,3 +83,21 @@ def test_geometry_and_lane_digits_follow_cfg_and_win(name):
         return layer, lanes, tuple(ctx.get(getattr(dut.lane_step, f)) for f in "kgoqc")
 
     simulate(dut, bench)
+
+
+@pytest.mark.parametrize("n_adcs", [1, 2, 3, 8])
+def test_lane_chain_on_saturated_radices_equals_the_full_chain(n_adcs):
+    """LayerRegisters runs the lane-start chain on ``min(radix, n_adcs + 1)``: the digits of conversions
+    0..n_adcs are those of the full radices (including the radix 0 of a layer no MVM accepts)."""
+    top = n_adcs + 1
+    for gconv, n_out, nrg in itertools.product(range(0, 12), range(0, 12), range(0, 6)):
+        for step in (1, 2):
+            full = sat = (0, 0, 0, 0, 0)
+            for j in range(1, n_adcs + 1):
+                full = step_digits(full, gconv, n_out, nrg, step, mux=lambda c, a, b: a if c else b)
+                sat = step_digits(sat, min(gconv, top), min(n_out, top), min(nrg, top), step,
+                                  mux=lambda c, a, b: a if c else b)
+                assert sat == full, (gconv, n_out, nrg, step, j)
+                if gconv and n_out and nrg:  # and both are conversion j's digits
+                    k, rg, o, q = digits(j, n_out, nrg, gconv)
+                    assert full == (k, rg, o, q, (o * gconv + q) * step)
