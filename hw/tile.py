@@ -443,10 +443,20 @@ class Tile(wiring.Component):
         vau, xbar, requant = units["vau"], units["xbar"], units["requant"]
         m.d.comb += [vau.layer.eq(layer), vau.deltas.eq(ports["delta_r"].data), vau.levels.eq(xbar.rd_levels),
                      vau.mask.eq(xbar.rd_mask)]
-        # The crossbar's write port: the VAU / cell-update write-back unless a load drives it.
-        m.d.comb += [xbar.wr_col.eq(vau.wr_col), xbar.wr_levels.eq(vau.wr_levels),
-                     xbar.wr_levels_en.eq(vau.wr_levels_en), xbar.wr_mask.eq(vau.wr_mask),
+        # The crossbar's write port: the VAU / cell-update write-back, or a load's item (LDW, LDM: _load
+        # sets only the enables). The address and data are chosen by the VAU's enables (registers: the
+        # VAU writes only inside its own instructions, never beside a load), not by the sequencer's
+        # decode, which stays in the enables alone.
+        loader = units["loader"]
+        m.d.comb += [xbar.wr_col.eq(Mux(vau.wr_levels_en | vau.wr_mask_en, vau.wr_col, loader.item_addr)),
+                     xbar.wr_levels.eq(Mux(vau.wr_levels_en, vau.wr_levels, loader.items.ldw)),
+                     xbar.wr_levels_en.eq(vau.wr_levels_en), xbar.wr_mask.eq(Mux(vau.wr_mask_en, vau.wr_mask,
+                                                                                   loader.items.ldm)),
                      xbar.wr_mask_en.eq(vau.wr_mask_en)]
+        # The input and delta buffers' write address and data: the load's item in every cycle (LDIN, LDD:
+        # _load sets only the enable).
+        for name, item in (("in_w", loader.items.ldin), ("delta_w", loader.items.ldd)):
+            m.d.comb += [ports[name].addr.eq(loader.item_addr), ports[name].data.eq(item)]
         m.d.comb += [requant.acc.eq(ports["acc_r"].data), requant.n_out.eq(layer.n_out),
                      requant.ldrq_data.eq(self.din.payload), ports["out_w"].en.eq(requant.out_chunk)]
         # A chunk's write: the lanes' bytes below n_out, the vector's old bytes (its read port) at and
@@ -695,17 +705,12 @@ class Tile(wiring.Component):
             if not wait:
                 with m.If(parts.xfer & loader.last):
                     m.d.comb += parts.fin.eq(1)
-            item = getattr(loader.items, op.name.lower())
             with m.If(loader.item_valid):
+                # (the write ports' address and data are the loader's item: _array_and_requant)
                 if op in (Opcode.LDW, Opcode.LDM):
-                    levels = op is Opcode.LDW
-                    m.d.comb += [xbar.wr_col.eq(loader.item_addr),
-                                 (xbar.wr_levels if levels else xbar.wr_mask).eq(item),
-                                 (xbar.wr_levels_en if levels else xbar.wr_mask_en).eq(1)]
+                    m.d.comb += (xbar.wr_levels_en if op is Opcode.LDW else xbar.wr_mask_en).eq(1)
                 else:
-                    write_port = ports["in_w" if op is Opcode.LDIN else "delta_w"]
-                    m.d.comb += [write_port.addr.eq(loader.item_addr), write_port.data.eq(item),
-                                 write_port.en.eq(1)]
+                    m.d.comb += ports["in_w" if op is Opcode.LDIN else "delta_w"].en.eq(1)
                 if wait:
                     m.d.sync += parts.program_wait.eq(wait)
 
