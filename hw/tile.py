@@ -352,7 +352,16 @@ class Tile(wiring.Component):
         the written vector, kept in a one-word memory and selected by a flag registered with the read.
         Same behaviour as a transparent read port (``transparent_for``), whose Verilog merges the two
         vectors through a vector-wide mask in every cycle; a memory keeps the forwarded word without
-        a copy in Verilator's model in cycles that do not write it."""
+        a copy in Verilator's model in cycles that do not write it.
+
+        The one-word memory takes every write (its enable is the write's, from registers), not only the
+        colliding ones: the read's address compare then ends at the one-bit flag instead of at the
+        enable of ``acc_bits x cols`` flip-flops. This is exact because no accumulator write falls between
+        a read and the last use of its data: a write-behind (``acc_write``) only in an instruction's first
+        cycle, whose read is used in its second (MVM) or until the next read (REQ, RDACC, which write
+        nothing); a multi-vector MVM's vector writes (``vector_write``) at its vector boundaries, each in
+        the cycle its previous cycle's read is loaded into the shift-and-add, and never at the address read
+        beside it (the next vector's)."""
         cfg = self.cfg
         read, write = ports["acc_r"], ports["acc_w"]
         width = cfg.acc_bits * cfg.cols
@@ -364,8 +373,8 @@ class Tile(wiring.Component):
         forwarded = Signal(name="acc_forwarded")  # the read port's data is the forwarded vector
         keep, keep_read = forward.write_port(), forward.read_port(domain="comb")
         m.d.comb += [read.addr.eq(shared.addr), read.en.eq(shared.en),
-                     collide.eq(shared.en & write.en & (shared.addr == write.addr)),
-                     keep.en.eq(collide), keep.data.eq(write.data),
+                     collide.eq(write.en & (shared.addr == write.addr)),
+                     keep.en.eq(write.en), keep.data.eq(write.data),
                      shared.data.eq(Mux(forwarded, keep_read.data, read.data))]
         with m.If(shared.en):
             m.d.sync += forwarded.eq(collide)
