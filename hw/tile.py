@@ -569,11 +569,16 @@ class Tile(wiring.Component):
                 dl_r.en.eq((op == Opcode.VAUR) | (op == Opcode.VAUC)),
             ]
         with m.Else():
-            # RDACC/RDOUT: the next item, once the current one's last word left (the read formatter);
-            # REQ: the next vector's accumulators, in the cycle of the current vector's last chunk.
-            acc_later = Mux(op == Opcode.REQ, parts.acc_next, reader.read_addr[:bits_for(cfg.acc_depth)])
-            m.d.comb += [acc_r.addr.eq(acc_later),
-                         acc_r.en.eq(((op == Opcode.RDACC) & reader.read_en) | parts.requant.next_vector),
+            # After the first cycle the accumulator memory reads acc_next, a register, whoever reads:
+            # RDACC the next item, once the current one's last word left (the read formatter; acc_next
+            # steps with it, as the formatter's own next address does); REQ the next vector's accumulators,
+            # in the cycle of the current vector's last chunk (acc_next steps in _req). So the memory's
+            # address is a 2:1 multiplexer of an adder of the word's field and a register.
+            rdacc_next = (op == Opcode.RDACC) & reader.read_en
+            with m.If(rdacc_next):
+                m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
+            m.d.comb += [acc_r.addr.eq(parts.acc_next),
+                         acc_r.en.eq(rdacc_next | parts.requant.next_vector),
                          out_r.addr.eq(reader.read_addr[:bits_for(cfg.out_depth)]),
                          out_r.en.eq((op == Opcode.RDOUT) & reader.read_en)]
             # a multi-vector REQ: the next output vector's old bytes, as the current one's last chunk is
@@ -585,7 +590,7 @@ class Tile(wiring.Component):
             with m.If(parts.vector_in):
                 m.d.sync += parts.in_next.eq(parts.in_next + 1)
             with m.If(parts.vector_acc):
-                m.d.comb += [acc_r.addr.eq(parts.acc_next), acc_r.en.eq(1)]
+                m.d.comb += acc_r.en.eq(1)
                 m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
 
     def _static_cause(self, m, word):
