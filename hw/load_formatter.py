@@ -93,8 +93,11 @@ class LoadFormatter(wiring.Component):
                 m.d.sync += [word_index.eq(0), item_addr.eq(item_addr + 1), items_left.eq(items_left - 1)]
             with m.Else():
                 m.d.sync += word_index.eq(word_index + 1)
-                with m.Switch(word_index):
-                    for w in range(self.max_words - 1):
-                        with m.Case(w):
-                            m.d.sync += staged[w].eq(self.word)
+        # Staging register w follows the bus while word w is the next one: the last cycle it does so is
+        # the one that takes word w (word_index moves on only with take), so it holds that word until the
+        # item completes. Its enable is then the word index alone (registers), not ``take``.
+        with m.Switch(word_index):
+            for w in range(self.max_words - 1):
+                with m.Case(w):
+                    m.d.sync += staged[w].eq(self.word)
         return m
