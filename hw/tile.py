@@ -16,7 +16,7 @@ from .crossbar import Crossbar
 from .fetch import Fetch
 from .isa import ARGS, INSTR, RQ_VALUE_RANGE, Cause, Opcode
 from .layer import LayerRegisters
-from .load_formatter import LoadFormatter
+from .load_formatter import LOAD_OPCODES, LoadFormatter
 from .loop_stack import OFFSET_BITS, LoopStack, pc_bits
 from .mvm_lanes import MvmLanes
 from .params import ADDR_BITS, TileConfig
@@ -173,6 +173,7 @@ class Tile(wiring.Component):
                      self.sync_tag.eq(parts.tag)]
         self._program_loading(m, run, parts)
         self._write_behind(m, parts)
+        self._load_ports(m, parts)
         self._fetch_wiring(m, run, parts)
         self._counters(m, run, parts)
         with m.If(~run.running):
@@ -220,6 +221,28 @@ class Tile(wiring.Component):
         # cycle its last round's codes arrive, inside the MVM (addr_b then moves on to the next vector).
         m.d.comb += [ports["acc_w"].addr.eq(parts.addr_b), ports["acc_w"].data.eq(parts.shift_add.result),
                      ports["acc_w"].en.eq(parts.acc_write | parts.vector_write)]
+
+    def _load_ports(self, m, parts: _Parts):
+        """The load formatter's ``take`` and the write enables of a load's items (LDW, LDM, LDIN, LDD), from
+        registers: which load is executing (``load_op``, one bit per load, set in every instruction's first
+        cycle), ``step``, ``late_err``, LDW's ``program_wait``, and the loader's word index, with ``din``'s
+        valid. The sequencer's decode of the same instruction (``_load``: pc in range, opcode, first cycle,
+        waits, the range check) gives the same bits: after a first cycle a run goes on only if the word was
+        in range and passed its static checks, ``step`` is 0 in every cycle of a stopped run, and
+        ``late_err`` is only raised after LDIN's first cycle among the loads."""
+        loader, xbar, ports = parts.loader, parts.xbar, parts.ports
+        load_op = {op: Signal(name=f"load_op_{op.name.lower()}") for op in LOAD_OPCODES}
+        with m.If(parts.first):
+            m.d.sync += [bit.eq(parts.view.opcode == op) for op, bit in load_op.items()]
+        moving = (load_op[Opcode.LDW] & (parts.program_wait == 0)) | load_op[Opcode.LDM] | load_op[Opcode.LDIN] | \
+            load_op[Opcode.LDD]
+        m.d.comb += loader.take.eq(~parts.first & ~parts.late_err & self.din.valid & moving)
+        # (the write ports' address and data are the loader's item: _array_and_requant; the VAU's writes
+        # never fall in a load)
+        m.d.comb += [xbar.wr_levels_en.eq(parts.vau.wr_levels_en | (loader.item_valid & load_op[Opcode.LDW])),
+                     xbar.wr_mask_en.eq(parts.vau.wr_mask_en | (loader.item_valid & load_op[Opcode.LDM])),
+                     ports["in_w"].en.eq(loader.item_valid & load_op[Opcode.LDIN]),
+                     ports["delta_w"].en.eq(loader.item_valid & load_op[Opcode.LDD])]
 
     def _fetch_wiring(self, m, run: _RunState, parts: _Parts):
         """The fetch unit, the loop stack and the MVM lanes' rewind, from the sequencer's state."""
@@ -459,9 +482,7 @@ class Tile(wiring.Component):
         loader = units["loader"]
         m.d.comb += [xbar.wr_col.eq(Mux(vau.wr_levels_en | vau.wr_mask_en, vau.wr_col, loader.item_addr)),
                      xbar.wr_levels.eq(Mux(vau.wr_levels_en, vau.wr_levels, loader.items.ldw)),
-                     xbar.wr_levels_en.eq(vau.wr_levels_en), xbar.wr_mask.eq(Mux(vau.wr_mask_en, vau.wr_mask,
-                                                                                   loader.items.ldm)),
-                     xbar.wr_mask_en.eq(vau.wr_mask_en)]
+                     xbar.wr_mask.eq(Mux(vau.wr_mask_en, vau.wr_mask, loader.items.ldm))]
         # The input and delta buffers' write address and data: the load's item in every cycle (LDIN, LDD:
         # _load sets only the enable).
         for name, item in (("in_w", loader.items.ldin), ("delta_w", loader.items.ldd)):
@@ -698,7 +719,7 @@ class Tile(wiring.Component):
         """LDW/LDM/LDIN/LDD: cycle 0 checks and starts the load formatter; then count x words bus words
         from din, each item written when its last word arrives (and, for LDW, ``write_cycles`` after
         each column: the array's programming time)."""
-        cfg, item_range, xbar, ports, loader = self.cfg, parts.view.args.range, parts.xbar, parts.ports, parts.loader
+        cfg, item_range, loader = self.cfg, parts.view.args.range, parts.loader
         space = 0 if op is Opcode.LDIN else None  # the input space's loop offset applies (others: static checks)
         # progcost (issue 10): LDW waits write_cycles after each column's data while the array programs it
         # (write-and-verify); the wait counts as cycles (it is not a stall: the tile, not the host, is busy).
@@ -714,18 +735,13 @@ class Tile(wiring.Component):
                 m.d.comb += parts.fin.eq(1)
         with m.Else(), self._unless_late_err(m, parts, space):
             # (after a failed range check the run stops in this cycle and takes no word)
-            m.d.comb += [self.din.ready.eq(1), parts.stall.eq(~self.din.valid), parts.xfer.eq(self.din.valid),
-                         loader.take.eq(self.din.valid)]
+            # (the loader's take and the items' writes are decoded from registers: _load_ports)
+            m.d.comb += [self.din.ready.eq(1), parts.stall.eq(~self.din.valid), parts.xfer.eq(self.din.valid)]
             if not wait:
                 with m.If(parts.xfer & loader.last):
                     m.d.comb += parts.fin.eq(1)
-            with m.If(loader.item_valid):
-                # (the write ports' address and data are the loader's item: _array_and_requant)
-                if op in (Opcode.LDW, Opcode.LDM):
-                    m.d.comb += (xbar.wr_levels_en if op is Opcode.LDW else xbar.wr_mask_en).eq(1)
-                else:
-                    m.d.comb += ports["in_w" if op is Opcode.LDIN else "delta_w"].en.eq(1)
-                if wait:
+            if wait:
+                with m.If(loader.item_valid):
                     m.d.sync += parts.program_wait.eq(wait)
 
     @staticmethod
