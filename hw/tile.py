@@ -569,9 +569,12 @@ class Tile(wiring.Component):
             width = bits_for(depth)
             return (field[:width] + offset[:width])[:width]
 
-        acc_field = Mux(op == Opcode.MVM, args.mvm.acc_addr, Mux(op == Opcode.REQ, args.req.acc_addr, args.range.start))
         acc_r, in_r, out_r, dl_r = ports["acc_r"], ports["in_r"], ports["out_r"], ports["delta_r"]
-        acc_first = low_add(acc_field, parts.offsets[1], cfg.acc_depth)
+        # Each field is added to the offset before the opcode picks one, so the adders run beside the
+        # opcode's decode (REQ's acc_addr and the range's start are the same bits: one adder).
+        acc_first = Mux(op == Opcode.MVM, low_add(args.mvm.acc_addr, parts.offsets[1], cfg.acc_depth),
+                        Mux(op == Opcode.REQ, low_add(args.req.acc_addr, parts.offsets[1], cfg.acc_depth),
+                            low_add(args.range.start, parts.offsets[1], cfg.acc_depth)))
         in_first = low_add(args.mvm.in_addr, parts.offsets[0], cfg.in_depth)
         with m.If(parts.first):
             # a multi-vector MVM's next vectors' addresses follow (read at its vector boundaries)
@@ -583,8 +586,8 @@ class Tile(wiring.Component):
                 in_r.en.eq(op == Opcode.MVM),
                 # RDOUT's first item; REQ's first output vector, whose bytes at and above n_out the
                 # chunks' writes keep (see _out_buffer)
-                out_r.addr.eq(low_add(Mux(op == Opcode.REQ, args.req.out_addr, args.range.start), parts.offsets[2],
-                                      cfg.out_depth)),
+                out_r.addr.eq(Mux(op == Opcode.REQ, low_add(args.req.out_addr, parts.offsets[2], cfg.out_depth),
+                                  low_add(args.range.start, parts.offsets[2], cfg.out_depth))),
                 out_r.en.eq((op == Opcode.RDOUT) | (op == Opcode.REQ)),
                 dl_r.addr.eq(args.vau.delta_addr[:bits_for(cfg.delta_depth)]),
                 dl_r.en.eq((op == Opcode.VAUR) | (op == Opcode.VAUC)),
