@@ -576,9 +576,13 @@ class Tile(wiring.Component):
                         Mux(op == Opcode.REQ, low_add(args.req.acc_addr, parts.offsets[1], cfg.acc_depth),
                             low_add(args.range.start, parts.offsets[1], cfg.acc_depth)))
         in_first = low_add(args.mvm.in_addr, parts.offsets[0], cfg.in_depth)
+        out_first = Mux(op == Opcode.REQ, low_add(args.req.out_addr, parts.offsets[2], cfg.out_depth),
+                        low_add(args.range.start, parts.offsets[2], cfg.out_depth))
+        # the output memory's next read: RDOUT's next item, or a multi-vector REQ's next output vector
+        out_next = Signal(bits_for(cfg.out_depth), name="out_next_addr")
         with m.If(parts.first):
             # a multi-vector MVM's next vectors' addresses follow (read at its vector boundaries)
-            m.d.sync += [parts.acc_next.eq(acc_first + 1), parts.in_next.eq(in_first + 1)]
+            m.d.sync += [parts.acc_next.eq(acc_first + 1), parts.in_next.eq(in_first + 1), out_next.eq(out_first + 1)]
             m.d.comb += [
                 acc_r.addr.eq(acc_first),
                 acc_r.en.eq((op == Opcode.MVM) | (op == Opcode.REQ) | (op == Opcode.RDACC)),
@@ -586,8 +590,7 @@ class Tile(wiring.Component):
                 in_r.en.eq(op == Opcode.MVM),
                 # RDOUT's first item; REQ's first output vector, whose bytes at and above n_out the
                 # chunks' writes keep (see _out_buffer)
-                out_r.addr.eq(Mux(op == Opcode.REQ, low_add(args.req.out_addr, parts.offsets[2], cfg.out_depth),
-                                  low_add(args.range.start, parts.offsets[2], cfg.out_depth))),
+                out_r.addr.eq(out_first),
                 out_r.en.eq((op == Opcode.RDOUT) | (op == Opcode.REQ)),
                 dl_r.addr.eq(args.vau.delta_addr[:bits_for(cfg.delta_depth)]),
                 dl_r.en.eq((op == Opcode.VAUR) | (op == Opcode.VAUC)),
@@ -601,14 +604,16 @@ class Tile(wiring.Component):
             rdacc_next = (op == Opcode.RDACC) & reader.read_en
             with m.If(rdacc_next):
                 m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
+            # The output memory likewise reads out_next, which steps with each read: RDOUT's next item; a
+            # multi-vector REQ's next output vector's old bytes, as the current one's last chunk is written
+            # (the bank's out_next, inside the REQ; that vector's first chunk is written next cycle), which
+            # is req_out_addr + 1 then.
+            out_read = ((op == Opcode.RDOUT) & reader.read_en) | parts.requant.out_next
+            with m.If(out_read):
+                m.d.sync += out_next.eq(out_next + 1)
             m.d.comb += [acc_r.addr.eq(parts.acc_next),
                          acc_r.en.eq(rdacc_next | parts.requant.next_vector),
-                         out_r.addr.eq(reader.read_addr[:bits_for(cfg.out_depth)]),
-                         out_r.en.eq((op == Opcode.RDOUT) & reader.read_en)]
-            # a multi-vector REQ: the next output vector's old bytes, as the current one's last chunk is
-            # written (the bank's out_next, inside the REQ; that vector's first chunk is written next cycle)
-            with m.If(parts.requant.out_next):
-                m.d.comb += [out_r.addr.eq((parts.req_out_addr + 1)[:bits_for(cfg.out_depth)]), out_r.en.eq(1)]
+                         out_r.addr.eq(out_next), out_r.en.eq(out_read)]
             # a multi-vector MVM's vector boundary (stages 1 and 2: see _fetch_wiring)
             m.d.comb += [in_r.addr.eq(parts.in_next), in_r.en.eq(parts.vector_in)]
             with m.If(parts.vector_in):
