@@ -412,27 +412,43 @@ class Tile(wiring.Component):
         vector boundary of a multi-vector REQ), so the memories need no byte enables. (A byte-enabled
         write of the whole vector is one conditional write per column in Verilator's model, in every
         cycle.) REQ's last chunk is written in the next instruction's first cycle (isa.WRITE_BEHIND),
-        when that instruction may read the same vector: each read port is transparent to its chunk's
-        write. ``ports["out_w"]`` and ``ports["out_r"]`` are the shared address, enable and data (the
-        read data is the chunks' data side by side), ``ports["out_chunks"]`` the (write, read) ports."""
+        when that instruction may read the same vector: each chunk's read returns its write's data, as
+        the accumulator read does (:meth:`_acc_forward`: a one-word memory takes each of the chunk's
+        writes, and a flag registered with the read selects it when the read met a write at its address),
+        so the read register's input is the memory alone, not the requantisation lanes' bytes through a
+        transparent port's bypass. (No chunk write falls between a read and the last use of its data: a
+        REQ's old bytes of chunk k are used by chunk k's one write of the vector, RDOUT writes nothing.)
+        ``ports["out_w"]`` and ``ports["out_r"]`` are the shared address, enable and data (the read data is
+        the chunks' data side by side), ``ports["out_chunks"]`` the (write port, read) pairs, each read
+        with the chunk's forwarded ``data``."""
         cfg = self.cfg
         lanes, depth = cfg.rq_lanes, cfg.out_depth
         addr_bits = max(1, (depth - 1).bit_length())
-        chunks = []
-        for k in range(-(-cfg.cols // lanes)):
-            mem = Memory(shape=unsigned(8 * min(lanes, cfg.cols - k * lanes)), depth=depth, init=[])
-            m.submodules[f"out_buffer{k}"] = mem
-            write = mem.write_port()
-            chunks.append((write, mem.read_port(transparent_for=(write,))))
-        ports["out_w"] = _SharedPort(addr=Signal(addr_bits, name="out_w_addr"), en=Signal(len(chunks), name="out_w_en"))
+        n_chunks = -(-cfg.cols // lanes)
+        ports["out_w"] = _SharedPort(addr=Signal(addr_bits, name="out_w_addr"), en=Signal(n_chunks, name="out_w_en"))
         ports["out_r"] = _SharedPort(addr=Signal(addr_bits, name="out_r_addr"), en=Signal(name="out_r_en"),
                                      data=Signal(8 * cfg.cols, name="out_r_data"))
+        chunks = []
+        for k in range(n_chunks):
+            width = 8 * min(lanes, cfg.cols - k * lanes)
+            mem = Memory(shape=unsigned(width), depth=depth, init=[])
+            forward = Memory(shape=unsigned(width), depth=1, init=[])
+            m.submodules[f"out_buffer{k}"] = mem
+            m.submodules[f"out_forward{k}"] = forward
+            write, read = mem.write_port(), mem.read_port()
+            keep, keep_read = forward.write_port(), forward.read_port(domain="comb")
+            forwarded = Signal(name=f"out_forwarded{k}")
+            shared = _SharedPort(addr=read.addr, en=read.en, data=Signal(width, name=f"out_r_data{k}"))
+            m.d.comb += [write.addr.eq(ports["out_w"].addr), write.en.eq(ports["out_w"].en[k]),
+                         read.addr.eq(ports["out_r"].addr), read.en.eq(ports["out_r"].en),
+                         keep.en.eq(write.en), keep.data.eq(write.data),
+                         shared.data.eq(Mux(forwarded, keep_read.data, read.data))]
+            with m.If(read.en):
+                m.d.sync += forwarded.eq(write.en & (read.addr == write.addr))
+            chunks.append((write, shared))
         ports["out_chunks"] = chunks
         # the bytes of columns at and above n_out, which REQ's chunk writes keep (set in REQ's first cycle)
         ports["out_keep"] = Signal(8 * cfg.cols, name="out_keep")
-        for k, (write, read) in enumerate(chunks):
-            m.d.comb += [write.addr.eq(ports["out_w"].addr), write.en.eq(ports["out_w"].en[k]),
-                         read.addr.eq(ports["out_r"].addr), read.en.eq(ports["out_r"].en)]
         m.d.comb += ports["out_r"].data.eq(Cat(*[read.data for _, read in chunks]))
 
     def _units(self, m, ports) -> _Parts:
