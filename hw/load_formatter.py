@@ -73,11 +73,14 @@ class LoadFormatter(wiring.Component):
         item_addr = Signal(ADDR_BITS)  # the address of the item being assembled
         staged = [Signal(bus, name=f"staged{i}") for i in range(self.max_words - 1)]
 
-        last_index = Signal.like(word_index)  # the index of an item's last word, by opcode
-        with m.Switch(self.opcode):
-            for op, words in self.words.items():
-                with m.Case(op):
-                    m.d.comb += last_index.eq(words - 1)
+        # The index of an item's last word, by opcode: a register latched at start (the opcode is held
+        # for the whole load), so item_valid and last are decoded from registers and take.
+        last_index = Signal.like(word_index)
+        with m.If(self.start):
+            with m.Switch(self.opcode):
+                for op, words in self.words.items():
+                    with m.Case(op):
+                        m.d.sync += last_index.eq(words - 1)
         for op, words in self.words.items():
             m.d.comb += getattr(self.items, op.name.lower()).eq(Cat(*staged[:words - 1], self.word))
 
@@ -105,8 +108,11 @@ class LoadFormatter(wiring.Component):
             with m.Else():
                 m.d.sync += last.eq((items_left == 1) & (word_index + 1 == last_index))
                 m.d.sync += word_index.eq(word_index + 1)
-                with m.Switch(word_index):
-                    for w in range(self.max_words - 1):
-                        with m.Case(w):
-                            m.d.sync += staged[w].eq(self.word)
+        # Staging register w follows the bus while word w is the next one: the last cycle it does so is
+        # the one that takes word w (word_index moves on only with take), so it holds that word until the
+        # item completes. Its enable is then the word index alone (registers), not ``take``.
+        with m.Switch(word_index):
+            for w in range(self.max_words - 1):
+                with m.Case(w):
+                    m.d.sync += staged[w].eq(self.word)
         return m

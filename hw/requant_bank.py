@@ -38,7 +38,8 @@ class RequantBank(wiring.Component):
       on the last word) to consecutive columns.
     - CFGRQ: with ``cfgrq_write`` and ``commit`` the fields on ``cfgrq`` are taken at the clock edge.
     - REQ: ``req_start`` (its first cycle, while the first accumulator vector is read) selects
-      chunk 0; ``chunks_left`` says whether the current chunk's first column is below ``n_out``. In
+      chunk 0; from the next cycle ``chunks_left`` says whether the current chunk's first column is below
+      ``n_out`` (a register: ``n_out`` must be held from ``req_start`` to the REQ's last chunk). In
       a cycle with ``req_advance`` the current chunk of ``rq_lanes`` accumulators enters the lanes,
       and the next chunk becomes current; ``acc`` must hold the accumulator vector from the first such
       cycle after ``req_start`` until its last chunk has entered (as a memory's read port holds its data:
@@ -135,18 +136,24 @@ class RequantBank(wiring.Component):
         last_chunk = Signal()
         row, part = Signal(range(-(-cfg.cols // len(memories)) + 1)), Signal(max(1, (parts - 1).bit_length()))
         row_next, part_next = Signal.like(row), Signal.like(part)
-        m.d.comb += [row_next.eq(row), part_next.eq(part), self.chunks_left.eq(first_col < self.n_out),
+        # Whether the current chunk's first column is below n_out: a register updated with first_col
+        # (n_out is held during a REQ), so req_advance, which enables the lanes, the chunk registers
+        # and the tile's accumulator read, does not wait for a comparison.
+        chunks_left = Signal()
+        m.d.comb += [row_next.eq(row), part_next.eq(part), self.chunks_left.eq(chunks_left),
                      self.next_vector.eq(self.req_advance & self.req_more & last_chunk)]
         # A REQ's first cycle and the last chunk of a vector another follows both make chunk 0 current:
         # the parameter memories are addressed at chunk 0 again, a cycle ahead of the chunk entering.
         with m.If(self.req_start | self.next_vector):
             m.d.comb += [row_next.eq(0), part_next.eq(0)]
-            m.d.sync += [chunk.eq(0), first_col.eq(0), last_chunk.eq(self.n_out <= lanes)]
+            m.d.sync += [chunk.eq(0), first_col.eq(0), last_chunk.eq(self.n_out <= lanes),
+                         chunks_left.eq(self.n_out > 0)]
         with m.Elif(self.req_advance):
             last_part = part == parts - 1
             m.d.comb += [row_next.eq(row + last_part), part_next.eq(Mux(last_part, 0, part + 1))]
             m.d.sync += [chunk.eq(chunk + 1), first_col.eq(first_col + lanes),
-                         last_chunk.eq(first_col + 2 * lanes >= self.n_out)]
+                         last_chunk.eq(first_col + 2 * lanes >= self.n_out),
+                         chunks_left.eq(first_col + lanes < self.n_out)]
         m.d.sync += [row.eq(row_next), part.eq(part_next)]
         records = []
         for mem in memories:

@@ -16,7 +16,7 @@ from .crossbar import Crossbar
 from .fetch import Fetch
 from .isa import ARGS, INSTR, RQ_VALUE_RANGE, Cause, Opcode
 from .layer import LayerRegisters
-from .load_formatter import LoadFormatter
+from .load_formatter import LOAD_OPCODES, LoadFormatter
 from .loop_stack import OFFSET_BITS, LoopStack, pc_bits
 from .mvm_lanes import MvmLanes
 from .params import ADDR_BITS, TileConfig
@@ -174,6 +174,7 @@ class Tile(wiring.Component):
                      self.sync_tag.eq(parts.tag)]
         self._program_loading(m, run, parts)
         self._write_behind(m, parts)
+        self._load_ports(m, parts)
         self._fetch_wiring(m, run, parts)
         self._counters(m, run, parts)
         with m.If(~run.running):
@@ -221,6 +222,28 @@ class Tile(wiring.Component):
         # cycle its last round's codes arrive, inside the MVM (addr_b then moves on to the next vector).
         m.d.comb += [ports["acc_w"].addr.eq(parts.addr_b), ports["acc_w"].data.eq(parts.shift_add.result),
                      ports["acc_w"].en.eq(parts.acc_write | parts.vector_write)]
+
+    def _load_ports(self, m, parts: _Parts):
+        """The load formatter's ``take`` and the write enables of a load's items (LDW, LDM, LDIN, LDD), from
+        registers: which load is executing (``load_op``, one bit per load, set in every instruction's first
+        cycle), ``step``, ``late_err``, LDW's ``program_wait``, and the loader's word index, with ``din``'s
+        valid. The sequencer's decode of the same instruction (``_load``: pc in range, opcode, first cycle,
+        waits, the range check) gives the same bits: after a first cycle a run goes on only if the word was
+        in range and passed its static checks, ``step`` is 0 in every cycle of a stopped run, and
+        ``late_err`` is only raised after LDIN's first cycle among the loads."""
+        loader, xbar, ports = parts.loader, parts.xbar, parts.ports
+        load_op = {op: Signal(name=f"load_op_{op.name.lower()}") for op in LOAD_OPCODES}
+        with m.If(parts.first):
+            m.d.sync += [bit.eq(parts.view.opcode == op) for op, bit in load_op.items()]
+        moving = (load_op[Opcode.LDW] & (parts.program_wait == 0)) | load_op[Opcode.LDM] | load_op[Opcode.LDIN] | \
+            load_op[Opcode.LDD]
+        m.d.comb += loader.take.eq(~parts.first & ~parts.late_err & self.din.valid & moving)
+        # (the write ports' address and data are the loader's item: _array_and_requant; the VAU's writes
+        # never fall in a load)
+        m.d.comb += [xbar.wr_levels_en.eq(parts.vau.wr_levels_en | (loader.item_valid & load_op[Opcode.LDW])),
+                     xbar.wr_mask_en.eq(parts.vau.wr_mask_en | (loader.item_valid & load_op[Opcode.LDM])),
+                     ports["in_w"].en.eq(loader.item_valid & load_op[Opcode.LDIN]),
+                     ports["delta_w"].en.eq(loader.item_valid & load_op[Opcode.LDD])]
 
     def _fetch_wiring(self, m, run: _RunState, parts: _Parts):
         """The fetch unit, the loop stack and the MVM lanes' rewind, from the sequencer's state."""
@@ -368,7 +391,16 @@ class Tile(wiring.Component):
         the written vector, kept in a one-word memory and selected by a flag registered with the read.
         Same behaviour as a transparent read port (``transparent_for``), whose Verilog merges the two
         vectors through a vector-wide mask in every cycle; a memory keeps the forwarded word without
-        a copy in Verilator's model in cycles that do not write it."""
+        a copy in Verilator's model in cycles that do not write it.
+
+        The one-word memory takes every write (its enable is the write's, from registers), not only the
+        colliding ones: the read's address compare then ends at the one-bit flag instead of at the
+        enable of ``acc_bits x cols`` flip-flops. This is exact because no accumulator write falls between
+        a read and the last use of its data: a write-behind (``acc_write``) only in an instruction's first
+        cycle, whose read is used in its second (MVM) or until the next read (REQ, RDACC, which write
+        nothing); a multi-vector MVM's vector writes (``vector_write``) at its vector boundaries, each in
+        the cycle its previous cycle's read is loaded into the shift-and-add, and never at the address read
+        beside it (the next vector's)."""
         cfg = self.cfg
         read, write = ports["acc_r"], ports["acc_w"]
         width = cfg.acc_bits * cfg.cols
@@ -380,8 +412,8 @@ class Tile(wiring.Component):
         forwarded = Signal(name="acc_forwarded")  # the read port's data is the forwarded vector
         keep, keep_read = forward.write_port(), forward.read_port(domain="comb")
         m.d.comb += [read.addr.eq(shared.addr), read.en.eq(shared.en),
-                     collide.eq(shared.en & write.en & (shared.addr == write.addr)),
-                     keep.en.eq(collide), keep.data.eq(write.data),
+                     collide.eq(write.en & (shared.addr == write.addr)),
+                     keep.en.eq(write.en), keep.data.eq(write.data),
                      shared.data.eq(Mux(forwarded, keep_read.data, read.data))]
         with m.If(shared.en):
             m.d.sync += forwarded.eq(collide)
@@ -396,27 +428,43 @@ class Tile(wiring.Component):
         vector boundary of a multi-vector REQ), so the memories need no byte enables. (A byte-enabled
         write of the whole vector is one conditional write per column in Verilator's model, in every
         cycle.) REQ's last chunk is written in the next instruction's first cycle (isa.WRITE_BEHIND),
-        when that instruction may read the same vector: each read port is transparent to its chunk's
-        write. ``ports["out_w"]`` and ``ports["out_r"]`` are the shared address, enable and data (the
-        read data is the chunks' data side by side), ``ports["out_chunks"]`` the (write, read) ports."""
+        when that instruction may read the same vector: each chunk's read returns its write's data, as
+        the accumulator read does (:meth:`_acc_forward`: a one-word memory takes each of the chunk's
+        writes, and a flag registered with the read selects it when the read met a write at its address),
+        so the read register's input is the memory alone, not the requantisation lanes' bytes through a
+        transparent port's bypass. (No chunk write falls between a read and the last use of its data: a
+        REQ's old bytes of chunk k are used by chunk k's one write of the vector, RDOUT writes nothing.)
+        ``ports["out_w"]`` and ``ports["out_r"]`` are the shared address, enable and data (the read data is
+        the chunks' data side by side), ``ports["out_chunks"]`` the (write port, read) pairs, each read
+        with the chunk's forwarded ``data``."""
         cfg = self.cfg
         lanes, depth = cfg.rq_lanes, cfg.out_depth
         addr_bits = max(1, (depth - 1).bit_length())
-        chunks = []
-        for k in range(-(-cfg.cols // lanes)):
-            mem = Memory(shape=unsigned(8 * min(lanes, cfg.cols - k * lanes)), depth=depth, init=[])
-            m.submodules[f"out_buffer{k}"] = mem
-            write = mem.write_port()
-            chunks.append((write, mem.read_port(transparent_for=(write,))))
-        ports["out_w"] = _SharedPort(addr=Signal(addr_bits, name="out_w_addr"), en=Signal(len(chunks), name="out_w_en"))
+        n_chunks = -(-cfg.cols // lanes)
+        ports["out_w"] = _SharedPort(addr=Signal(addr_bits, name="out_w_addr"), en=Signal(n_chunks, name="out_w_en"))
         ports["out_r"] = _SharedPort(addr=Signal(addr_bits, name="out_r_addr"), en=Signal(name="out_r_en"),
                                      data=Signal(8 * cfg.cols, name="out_r_data"))
+        chunks = []
+        for k in range(n_chunks):
+            width = 8 * min(lanes, cfg.cols - k * lanes)
+            mem = Memory(shape=unsigned(width), depth=depth, init=[])
+            forward = Memory(shape=unsigned(width), depth=1, init=[])
+            m.submodules[f"out_buffer{k}"] = mem
+            m.submodules[f"out_forward{k}"] = forward
+            write, read = mem.write_port(), mem.read_port()
+            keep, keep_read = forward.write_port(), forward.read_port(domain="comb")
+            forwarded = Signal(name=f"out_forwarded{k}")
+            shared = _SharedPort(addr=read.addr, en=read.en, data=Signal(width, name=f"out_r_data{k}"))
+            m.d.comb += [write.addr.eq(ports["out_w"].addr), write.en.eq(ports["out_w"].en[k]),
+                         read.addr.eq(ports["out_r"].addr), read.en.eq(ports["out_r"].en),
+                         keep.en.eq(write.en), keep.data.eq(write.data),
+                         shared.data.eq(Mux(forwarded, keep_read.data, read.data))]
+            with m.If(read.en):
+                m.d.sync += forwarded.eq(write.en & (read.addr == write.addr))
+            chunks.append((write, shared))
         ports["out_chunks"] = chunks
         # the bytes of columns at and above n_out, which REQ's chunk writes keep (set in REQ's first cycle)
         ports["out_keep"] = Signal(8 * cfg.cols, name="out_keep")
-        for k, (write, read) in enumerate(chunks):
-            m.d.comb += [write.addr.eq(ports["out_w"].addr), write.en.eq(ports["out_w"].en[k]),
-                         read.addr.eq(ports["out_r"].addr), read.en.eq(ports["out_r"].en)]
         m.d.comb += ports["out_r"].data.eq(Cat(*[read.data for _, read in chunks]))
 
     def _units(self, m, ports) -> _Parts:
@@ -459,10 +507,18 @@ class Tile(wiring.Component):
         vau, xbar, requant = units["vau"], units["xbar"], units["requant"]
         m.d.comb += [vau.layer.eq(layer), vau.deltas.eq(ports["delta_r"].data), vau.levels.eq(xbar.rd_levels),
                      vau.mask.eq(xbar.rd_mask)]
-        # The crossbar's write port: the VAU / cell-update write-back unless a load drives it.
-        m.d.comb += [xbar.wr_col.eq(vau.wr_col), xbar.wr_levels.eq(vau.wr_levels),
-                     xbar.wr_levels_en.eq(vau.wr_levels_en), xbar.wr_mask.eq(vau.wr_mask),
-                     xbar.wr_mask_en.eq(vau.wr_mask_en)]
+        # The crossbar's write port: the VAU / cell-update write-back, or a load's item (LDW, LDM: _load
+        # sets only the enables). The address and data are chosen by the VAU's enables (registers: the
+        # VAU writes only inside its own instructions, never beside a load), not by the sequencer's
+        # decode, which stays in the enables alone.
+        loader = units["loader"]
+        m.d.comb += [xbar.wr_col.eq(Mux(vau.wr_levels_en | vau.wr_mask_en, vau.wr_col, loader.item_addr)),
+                     xbar.wr_levels.eq(Mux(vau.wr_levels_en, vau.wr_levels, loader.items.ldw)),
+                     xbar.wr_mask.eq(Mux(vau.wr_mask_en, vau.wr_mask, loader.items.ldm))]
+        # The input and delta buffers' write address and data: the load's item in every cycle (LDIN, LDD:
+        # _load sets only the enable).
+        for name, item in (("in_w", loader.items.ldin), ("delta_w", loader.items.ldd)):
+            m.d.comb += [ports[name].addr.eq(loader.item_addr), ports[name].data.eq(item)]
         m.d.comb += [requant.acc.eq(ports["acc_r"].data), requant.n_out.eq(layer.n_out),
                      requant.ldrq_data.eq(self.din.payload), ports["out_w"].en.eq(requant.out_chunk)]
         # A chunk's write: the lanes' bytes below n_out, the vector's old bytes (its read port) at and
@@ -544,13 +600,20 @@ class Tile(wiring.Component):
             width = bits_for(depth)
             return (field[:width] + offset[:width])[:width]
 
-        acc_field = Mux(op == Opcode.MVM, args.mvm.acc_addr, Mux(op == Opcode.REQ, args.req.acc_addr, args.range.start))
         acc_r, in_r, out_r, dl_r = ports["acc_r"], ports["in_r"], ports["out_r"], ports["delta_r"]
-        acc_first = low_add(acc_field, parts.offsets[1], cfg.acc_depth)
+        # Each field is added to the offset before the opcode picks one, so the adders run beside the
+        # opcode's decode (REQ's acc_addr and the range's start are the same bits: one adder).
+        acc_first = Mux(op == Opcode.MVM, low_add(args.mvm.acc_addr, parts.offsets[1], cfg.acc_depth),
+                        Mux(op == Opcode.REQ, low_add(args.req.acc_addr, parts.offsets[1], cfg.acc_depth),
+                            low_add(args.range.start, parts.offsets[1], cfg.acc_depth)))
         in_first = low_add(args.mvm.in_addr, parts.offsets[0], cfg.in_depth)
+        out_first = Mux(op == Opcode.REQ, low_add(args.req.out_addr, parts.offsets[2], cfg.out_depth),
+                        low_add(args.range.start, parts.offsets[2], cfg.out_depth))
+        # the output memory's next read: RDOUT's next item, or a multi-vector REQ's next output vector
+        out_next = Signal(bits_for(cfg.out_depth), name="out_next_addr")
         with m.If(parts.first):
             # a multi-vector MVM's next vectors' addresses follow (read at its vector boundaries)
-            m.d.sync += [parts.acc_next.eq(acc_first + 1), parts.in_next.eq(in_first + 1)]
+            m.d.sync += [parts.acc_next.eq(acc_first + 1), parts.in_next.eq(in_first + 1), out_next.eq(out_first + 1)]
             m.d.comb += [
                 acc_r.addr.eq(acc_first),
                 acc_r.en.eq((op == Opcode.MVM) | (op == Opcode.REQ) | (op == Opcode.RDACC)),
@@ -558,30 +621,36 @@ class Tile(wiring.Component):
                 in_r.en.eq(op == Opcode.MVM),
                 # RDOUT's first item; REQ's first output vector, whose bytes at and above n_out the
                 # chunks' writes keep (see _out_buffer)
-                out_r.addr.eq(low_add(Mux(op == Opcode.REQ, args.req.out_addr, args.range.start), parts.offsets[2],
-                                      cfg.out_depth)),
+                out_r.addr.eq(out_first),
                 out_r.en.eq((op == Opcode.RDOUT) | (op == Opcode.REQ)),
                 dl_r.addr.eq(args.vau.delta_addr[:bits_for(cfg.delta_depth)]),
                 dl_r.en.eq((op == Opcode.VAUR) | (op == Opcode.VAUC)),
             ]
         with m.Else():
-            # RDACC/RDOUT: the next item, once the current one's last word left (the read formatter);
-            # REQ: the next vector's accumulators, in the cycle of the current vector's last chunk.
-            acc_later = Mux(op == Opcode.REQ, parts.acc_next, reader.read_addr[:bits_for(cfg.acc_depth)])
-            m.d.comb += [acc_r.addr.eq(acc_later),
-                         acc_r.en.eq(((op == Opcode.RDACC) & reader.read_en) | parts.requant.next_vector),
-                         out_r.addr.eq(reader.read_addr[:bits_for(cfg.out_depth)]),
-                         out_r.en.eq((op == Opcode.RDOUT) & reader.read_en)]
-            # a multi-vector REQ: the next output vector's old bytes, as the current one's last chunk is
-            # written (the bank's out_next, inside the REQ; that vector's first chunk is written next cycle)
-            with m.If(parts.requant.out_next):
-                m.d.comb += [out_r.addr.eq((parts.req_out_addr + 1)[:bits_for(cfg.out_depth)]), out_r.en.eq(1)]
+            # After the first cycle the accumulator memory reads acc_next, a register, whoever reads:
+            # RDACC the next item, once the current one's last word left (the read formatter; acc_next
+            # steps with it, as the formatter's own next address does); REQ the next vector's accumulators,
+            # in the cycle of the current vector's last chunk (acc_next steps in _req). So the memory's
+            # address is a 2:1 multiplexer of an adder of the word's field and a register.
+            rdacc_next = (op == Opcode.RDACC) & reader.read_en
+            with m.If(rdacc_next):
+                m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
+            # The output memory likewise reads out_next, which steps with each read: RDOUT's next item; a
+            # multi-vector REQ's next output vector's old bytes, as the current one's last chunk is written
+            # (the bank's out_next, inside the REQ; that vector's first chunk is written next cycle), which
+            # is req_out_addr + 1 then.
+            out_read = ((op == Opcode.RDOUT) & reader.read_en) | parts.requant.out_next
+            with m.If(out_read):
+                m.d.sync += out_next.eq(out_next + 1)
+            m.d.comb += [acc_r.addr.eq(parts.acc_next),
+                         acc_r.en.eq(rdacc_next | parts.requant.next_vector),
+                         out_r.addr.eq(out_next), out_r.en.eq(out_read)]
             # a multi-vector MVM's vector boundary (stages 1 and 2: see _fetch_wiring)
             m.d.comb += [in_r.addr.eq(parts.in_next), in_r.en.eq(parts.vector_in)]
             with m.If(parts.vector_in):
                 m.d.sync += parts.in_next.eq(parts.in_next + 1)
             with m.If(parts.vector_acc):
-                m.d.comb += [acc_r.addr.eq(parts.acc_next), acc_r.en.eq(1)]
+                m.d.comb += acc_r.en.eq(1)
                 m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
 
     def _static_cause(self, m, word):
@@ -689,7 +758,7 @@ class Tile(wiring.Component):
         """LDW/LDM/LDIN/LDD: cycle 0 checks and starts the load formatter; then count x words bus words
         from din, each item written when its last word arrives (and, for LDW, ``write_cycles`` after
         each column: the array's programming time)."""
-        cfg, item_range, xbar, ports, loader = self.cfg, parts.view.args.range, parts.xbar, parts.ports, parts.loader
+        cfg, item_range, loader = self.cfg, parts.view.args.range, parts.loader
         space = 0 if op is Opcode.LDIN else None  # the input space's loop offset applies (others: static checks)
         # progcost (issue 10): LDW waits write_cycles after each column's data while the array programs it
         # (write-and-verify); the wait counts as cycles (it is not a stall: the tile, not the host, is busy).
@@ -705,23 +774,13 @@ class Tile(wiring.Component):
                 m.d.comb += parts.fin.eq(1)
         with m.Else(), self._unless_late_err(m, parts, space):
             # (after a failed range check the run stops in this cycle and takes no word)
-            m.d.comb += [self.din.ready.eq(1), parts.stall.eq(~self.din.valid), parts.xfer.eq(self.din.valid),
-                         loader.take.eq(self.din.valid)]
+            # (the loader's take and the items' writes are decoded from registers: _load_ports)
+            m.d.comb += [self.din.ready.eq(1), parts.stall.eq(~self.din.valid), parts.xfer.eq(self.din.valid)]
             if not wait:
                 with m.If(parts.xfer & loader.last):
                     m.d.comb += parts.fin.eq(1)
-            item = getattr(loader.items, op.name.lower())
-            with m.If(loader.item_valid):
-                if op in (Opcode.LDW, Opcode.LDM):
-                    levels = op is Opcode.LDW
-                    m.d.comb += [xbar.wr_col.eq(loader.item_addr),
-                                 (xbar.wr_levels if levels else xbar.wr_mask).eq(item),
-                                 (xbar.wr_levels_en if levels else xbar.wr_mask_en).eq(1)]
-                else:
-                    write_port = ports["in_w" if op is Opcode.LDIN else "delta_w"]
-                    m.d.comb += [write_port.addr.eq(loader.item_addr), write_port.data.eq(item),
-                                 write_port.en.eq(1)]
-                if wait:
+            if wait:
+                with m.If(loader.item_valid):
                     m.d.sync += parts.program_wait.eq(wait)
 
     @staticmethod
