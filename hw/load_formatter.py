@@ -10,7 +10,7 @@ from .dataformat import formats
 from .isa import Opcode
 from .params import ADDR_BITS, TileConfig
 
-__all__ = ["LOAD_OPCODES", "LoadFormatter"]
+__all__ = ["LOAD_OPCODES", "LoadFormatter", "last_word_register"]
 
 #: The loads whose items this formatter assembles (LDRQ's records run on across words and go to the
 #: requantisation bank word by word: :class:`cimtile.hw.requant_bank.RequantBank`).
@@ -89,24 +89,14 @@ class LoadFormatter(wiring.Component):
                      self.item_valid.eq(item_complete), self.item_addr.eq(item_addr),
                      self.empty.eq(items_left == 0)]
 
-        # last: (items_left == 1) & (word_index == last_index), a register looked ahead beside them
-        # (the opcode holds through the load), so the sequencer's fin starts at a register
-        last = Signal()
-        one_word = Signal()  # the opcode's items are one bus word (decoded here for the start cycle)
-        m.d.comb += self.last.eq(last)
-        with m.Switch(self.opcode):
-            for op, words in self.words.items():
-                with m.Case(op):
-                    m.d.comb += one_word.eq(words == 1)
+        m.d.comb += self.last.eq(last_word_register(m, self.words, self.opcode, self.start, self.count, self.take,
+                                                    item_complete, items_left, word_index, last_index))
         with m.If(self.start):
-            m.d.sync += [item_addr.eq(self.base), word_index.eq(0), items_left.eq(self.count),
-                         last.eq((self.count == 1) & one_word)]
+            m.d.sync += [item_addr.eq(self.base), word_index.eq(0), items_left.eq(self.count)]
         with m.Elif(self.take):
             with m.If(item_complete):
-                m.d.sync += [word_index.eq(0), item_addr.eq(item_addr + 1), items_left.eq(items_left - 1),
-                             last.eq((items_left == 2) & (last_index == 0))]
+                m.d.sync += [word_index.eq(0), item_addr.eq(item_addr + 1), items_left.eq(items_left - 1)]
             with m.Else():
-                m.d.sync += last.eq((items_left == 1) & (word_index + 1 == last_index))
                 m.d.sync += word_index.eq(word_index + 1)
         # Staging register w follows the bus while word w is the next one: the last cycle it does so is
         # the one that takes word w (word_index moves on only with take), so it holds that word until the
@@ -116,3 +106,31 @@ class LoadFormatter(wiring.Component):
                 with m.Case(w):
                     m.d.sync += staged[w].eq(self.word)
         return m
+
+
+def last_word_register(m, words: dict, opcode, start, count, moved, item_done, items_left, word_index,
+                       last_index) -> Signal:
+    """A stream formatter's ``last`` (the bus word moving is the instruction's last), as a register looked
+    ahead beside the formatter's item count and word index, so that the sequencer's ``fin`` starts at a
+    register: ``(items_left == 1) & (word_index == last_index)`` one cycle early.
+
+    ``words`` maps each opcode of the formatter to its words per item; ``opcode`` holds through the
+    instruction. In the cycle with ``start`` the register takes whether the first word is the last (one item
+    of one word, decoded from the opcode here, beside the formatter's own item-size decode); in a cycle where
+    a word ``moved`` (taken or sent) it takes whether the next word is: the item's last word (``item_done``)
+    leaves one item of one word, or another word of the same item is the last. Both formatters' counters
+    step exactly so (:class:`LoadFormatter`, :class:`~cimtile.hw.read_formatter.ReadFormatter`)."""
+    last = Signal(name="last")
+    one_word = Signal(name="one_word")  # the opcode's items are one bus word
+    with m.Switch(opcode):
+        for op, n in words.items():
+            with m.Case(op):
+                m.d.comb += one_word.eq(n == 1)
+    with m.If(start):
+        m.d.sync += last.eq((count == 1) & one_word)
+    with m.Elif(moved):
+        with m.If(item_done):
+            m.d.sync += last.eq((items_left == 2) & (last_index == 0))
+        with m.Else():
+            m.d.sync += last.eq((items_left == 1) & (word_index + 1 == last_index))
+    return last

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from .dataformat import formats
 from .isa import Opcode
+from .load_formatter import last_word_register
 from .params import ADDR_BITS, TileConfig
 
 __all__ = ["READ_OPCODES", "ReadFormatter"]
@@ -91,23 +92,13 @@ class ReadFormatter(wiring.Component):
         with m.If(self.read_en):
             m.d.sync += held_addr.eq(self.read_addr)
 
-        # last: (items_left == 1) & (word_index == last_index), a register looked ahead beside them
-        # (the opcode holds through the read), so the sequencer's fin starts at a register
-        last = Signal()
-        one_word = Signal()  # the opcode's items are one bus word (decoded here for the start cycle)
-        m.d.comb += self.last.eq(last)
-        with m.Switch(self.opcode):
-            for op, words in self.words.items():
-                with m.Case(op):
-                    m.d.comb += one_word.eq(words == 1)
+        m.d.comb += self.last.eq(last_word_register(m, self.words, self.opcode, self.start, self.count, self.sent,
+                                                    advance, items_left, word_index, last_index))
         with m.If(self.start):
-            m.d.sync += [next_addr.eq(self.base + 1), word_index.eq(0), items_left.eq(self.count),
-                         last.eq((self.count == 1) & one_word)]
+            m.d.sync += [next_addr.eq(self.base + 1), word_index.eq(0), items_left.eq(self.count)]
         with m.Elif(self.sent):
             with m.If(advance):
-                m.d.sync += [word_index.eq(0), next_addr.eq(next_addr + 1), items_left.eq(items_left - 1),
-                             last.eq((items_left == 2) & (last_index == 0))]
+                m.d.sync += [word_index.eq(0), next_addr.eq(next_addr + 1), items_left.eq(items_left - 1)]
             with m.Else():
-                m.d.sync += last.eq((items_left == 1) & (word_index + 1 == last_index))
                 m.d.sync += word_index.eq(word_index + 1)
         return m
