@@ -404,20 +404,28 @@ class Tile(wiring.Component):
         cfg = self.cfg
         read, write = ports["acc_r"], ports["acc_w"]
         width = cfg.acc_bits * cfg.cols
-        forward = Memory(shape=unsigned(width), depth=1, init=[])
-        m.submodules["acc_forward"] = forward
         shared = _SharedPort(addr=Signal.like(read.addr, name="acc_r_addr"), en=Signal(name="acc_r_en"),
                              data=Signal(width, name="acc_r_data"))
-        collide = Signal(name="acc_collide")
-        forwarded = Signal(name="acc_forwarded")  # the read port's data is the forwarded vector
-        keep, keep_read = forward.write_port(), forward.read_port(domain="comb")
-        m.d.comb += [read.addr.eq(shared.addr), read.en.eq(shared.en),
-                     collide.eq(write.en & (shared.addr == write.addr)),
-                     keep.en.eq(write.en), keep.data.eq(write.data),
-                     shared.data.eq(Mux(forwarded, keep_read.data, read.data))]
-        with m.If(shared.en):
-            m.d.sync += forwarded.eq(collide)
+        m.d.comb += [read.addr.eq(shared.addr), read.en.eq(shared.en)]
+        self._forward_writes(m, "acc_forward", "acc_forwarded", read, write, shared.data)
         ports["acc_r"] = shared
+
+    @staticmethod
+    def _forward_writes(m, name: str, flag_name: str, read, write, data: Signal) -> None:
+        """Drive ``data`` with the synchronous ``read`` port's data, or, after a read that met a write of
+        ``write`` at its address in its cycle, with the written word: a one-word memory (submodule
+        ``name``) takes every write (its enable is the write's), and a flag (``flag_name``) registered with
+        the read selects it. The behaviour of a port transparent to the write, for data used before the
+        next write (the callers say why theirs are); the read register's input is the memory alone and
+        the address compare ends at the one-bit flag."""
+        forward = Memory(shape=unsigned(len(data)), depth=1, init=[])
+        m.submodules[name] = forward
+        keep, keep_read = forward.write_port(), forward.read_port(domain="comb")
+        forwarded = Signal(name=flag_name)  # the read's data is the forwarded word
+        m.d.comb += [keep.en.eq(write.en), keep.data.eq(write.data),
+                     data.eq(Mux(forwarded, keep_read.data, read.data))]
+        with m.If(read.en):
+            m.d.sync += forwarded.eq(write.en & (read.addr == write.addr))
 
     def _out_buffer(self, m, ports: dict):
         """The output buffer: one memory per REQ chunk (``rq_lanes`` bytes of each output vector), one
@@ -448,19 +456,12 @@ class Tile(wiring.Component):
         for k in range(n_chunks):
             width = 8 * min(lanes, cfg.cols - k * lanes)
             mem = Memory(shape=unsigned(width), depth=depth, init=[])
-            forward = Memory(shape=unsigned(width), depth=1, init=[])
             m.submodules[f"out_buffer{k}"] = mem
-            m.submodules[f"out_forward{k}"] = forward
             write, read = mem.write_port(), mem.read_port()
-            keep, keep_read = forward.write_port(), forward.read_port(domain="comb")
-            forwarded = Signal(name=f"out_forwarded{k}")
             shared = _SharedPort(addr=read.addr, en=read.en, data=Signal(width, name=f"out_r_data{k}"))
             m.d.comb += [write.addr.eq(ports["out_w"].addr), write.en.eq(ports["out_w"].en[k]),
-                         read.addr.eq(ports["out_r"].addr), read.en.eq(ports["out_r"].en),
-                         keep.en.eq(write.en), keep.data.eq(write.data),
-                         shared.data.eq(Mux(forwarded, keep_read.data, read.data))]
-            with m.If(read.en):
-                m.d.sync += forwarded.eq(write.en & (read.addr == write.addr))
+                         read.addr.eq(ports["out_r"].addr), read.en.eq(ports["out_r"].en)]
+            self._forward_writes(m, f"out_forward{k}", f"out_forwarded{k}", read, write, shared.data)
             chunks.append((write, shared))
         ports["out_chunks"] = chunks
         # the bytes of columns at and above n_out, which REQ's chunk writes keep (set in REQ's first cycle)
