@@ -265,8 +265,9 @@ def late_endpoints(report: dict, netlist: dict, period_ns: float) -> dict:
     ``detailed_net_timings`` give every net's latest arrival at each pin), ``netlist`` yosys' netlist
     (``tile_synth.json``) for the cells' types. Paths from or to the top-level ports (``<async>``) are left
     out, as for ``fmax_mhz``. Returns ``period_ns``, ``endpoints``, ``late`` and ``groups``: one row per
-    (register group, pin) with ``group``, ``pin``, ``max_ns`` (latest arrival, setup included as nextpnr
-    counts it), ``late`` and ``count``, latest first.
+    (register group, pin) with ``group``, ``pin``, ``max_ns`` (nextpnr's latest arrival at the pin; the
+    critical path behind ``fmax_mhz`` also counts the capturing pin's setup and clock, so the two can differ
+    by about half a nanosecond), ``late`` and ``count``, latest first.
 
     Raises
     ------
