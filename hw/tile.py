@@ -109,7 +109,7 @@ class _RunState:
 
     running: Signal
     load_ptr: Signal  # the next program word's address while loading
-    prog_len: Signal
+    prog_len: Signal  # the length of the run that start begins (or that runs): kept while loading
     cycles: Signal
     done: Signal
     error: Signal
@@ -200,8 +200,12 @@ class Tile(wiring.Component):
         m.d.comb += self.instr.ready.eq(~run.running & ~self.start & (run.load_ptr < self.cfg.prog_depth))
         stored = Cat(self.instr.payload, self._static_cause(m, self.instr.payload))
         m.d.comb += [fetch.load_addr.eq(run.load_ptr), fetch.load_data.eq(stored), fetch.load_en.eq(loading)]
+        # prog_len is the length of the run that start would begin, kept while loading (the words loaded
+        # since the last run, or the last run's program again when none were), so that the start cycle
+        # only copies registers: the loop stack's look-aheads (loop_room, next_beyond) and beyond start
+        # from it, not from a multiplexer of the load pointer.
         with m.If(loading):
-            m.d.sync += run.load_ptr.eq(run.load_ptr + 1)
+            m.d.sync += [run.load_ptr.eq(run.load_ptr + 1), run.prog_len.eq(run.load_ptr + 1)]
         m.d.comb += run.static_cause.eq(fetch.word[isa.WORD_BITS:])
 
     @staticmethod
@@ -253,8 +257,9 @@ class Tile(wiring.Component):
                      fetch.pc.eq(parts.pc), fetch.next_pc_plus1.eq(loops.next_pc_plus1), fetch.push.eq(loops.push),
                      fetch.levels.eq(loops.levels),
                      *[fetch.wrap[i].eq(loops.wrap[i]) for i in range(self.cfg.loop_depth)]]
-        # (the loop stack takes the new run's length in the start cycle: its registers look a cycle ahead)
-        m.d.comb += [loops.pc.eq(parts.pc), loops.prog_len.eq(Mux(run.running, run.prog_len, self._run_length(run))),
+        # (the loop stack takes the new run's length in the start cycle, when prog_len already holds it:
+        # its registers look a cycle ahead)
+        m.d.comb += [loops.pc.eq(parts.pc), loops.prog_len.eq(run.prog_len),
                      loops.clear.eq(~run.running & self.start)]
         # The MVM lanes rewind to the layer's start digits outside an MVM and in its last cycle.
         m.d.comb += parts.lanes.rewind.eq(~parts.lanes.run | parts.fin)
@@ -285,19 +290,13 @@ class Tile(wiring.Component):
         m.d.sync += [parts.late_err.eq(parts.check_fail), parts.late_cause.eq(parts.check_cause)]
 
     def _start(self, m, run: _RunState, parts: _Parts):
-        """Idle: ``start`` begins a run at pc 0 (``beyond`` is PC_RANGE for an empty program)."""
+        """Idle: ``start`` begins a run at pc 0 (``beyond`` is PC_RANGE for an empty program) of
+        ``prog_len`` words (kept while loading: :meth:`_program_loading`); the next words loaded
+        start a new program."""
         with m.If(self.start):
             m.d.sync += [run.running.eq(1), parts.pc.eq(0), run.cycles.eq(0), run.done.eq(0), run.error.eq(0),
                          run.cause.eq(Cause.NONE), run.err_pc.eq(0), parts.step.eq(0), parts.first.eq(1),
-                         run.load_ptr.eq(0),
-                         run.beyond.eq((run.load_ptr == 0) & (run.prog_len == 0)),
-                         run.prog_len.eq(self._run_length(run))]
-
-    @staticmethod
-    def _run_length(run: _RunState):
-        """The length of the run that ``start`` begins: the words loaded since the last run, or the
-        last run's program again when none were."""
-        return Mux(run.load_ptr != 0, run.load_ptr, run.prog_len)
+                         run.load_ptr.eq(0), run.beyond.eq(run.prog_len == 0)]
 
     def _sequence(self, m, run: _RunState, parts: _Parts):
         """Running: the executing word's statements, its errors, the layer commits, the operand reads,
