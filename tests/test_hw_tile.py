@@ -177,3 +177,24 @@ def test_late_check_errors_are_invisible(case):
     if case == "ldin":
         blocks.append(rng.integers(0, 256, (2, 16)))
     compare(cfg, setup + failing + [encode(Opcode.HALT)], blocks)
+
+
+def test_start_without_loading_runs_the_last_program():
+    """``start`` with no word loaded since the last one runs the last program again (docs/interface.md):
+    the run's length is a register kept while loading, which the start cycle copies. A first start
+    with nothing loaded is PC_RANGE at 0; a shorter program loaded after a longer one runs past its
+    own end (PC_RANGE at its length), not into the longer one's words; loops reach the same length."""
+    from cimtile.sim.tile import Tile as GoldenTile
+
+    cfg = TINY
+    longer = [encode(Opcode.SYNC, tag=7), encode(Opcode.LOOP, count=3, body=2), encode(Opcode.NOP),
+              encode(Opcode.SYNC, tag=9), encode(Opcode.NOP), encode(Opcode.HALT)]
+    shorter = [encode(Opcode.SYNC, tag=5), encode(Opcode.LOOP, count=2, body=1), encode(Opcode.NOP)]
+    # (program words loaded before the start; None: none)
+    runs = [None, longer, None, shorter, None, None, longer, None]
+    golden = GoldenTile(cfg)
+    want = [golden.run(None if p is None else list(p)) for p in runs]
+    got = run_rtl(cfg, [(p or [], []) for p in runs])
+    for n, (res, r) in enumerate(zip(want, got)):
+        assert (r.cause, r.pc, r.cycles, r.sync_tag) == (res.cause, res.pc, res.cycles, res.sync_tag), f"run {n}"
+    assert [r.pc for r in got] == [0, None, None, 3, 3, 3, None, None]
