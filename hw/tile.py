@@ -113,7 +113,7 @@ class _RunState:
     cycles: Signal
     done: Signal
     error: Signal
-    cause: Signal
+    cause: Signal  # err_cause and pc of every running cycle: the last one's are the error's (shown with error)
     err_pc: Signal
     beyond: Signal  # pc >= prog_len (PC_RANGE), a register updated with pc
     static_cause: Signal  # the executing word's pre-decoded static cause (stored with it)
@@ -170,7 +170,8 @@ class Tile(wiring.Component):
         parts = self._units(m, ports)
         run = self._run_state()
         m.d.comb += [self.busy.eq(run.running), self.done.eq(run.done), self.error.eq(run.error),
-                     self.error_cause.eq(run.cause), self.error_pc.eq(run.err_pc), self.cycles.eq(run.cycles),
+                     self.error_cause.eq(Mux(run.error, run.cause, Cause.NONE)),
+                     self.error_pc.eq(Mux(run.error, run.err_pc, 0)), self.cycles.eq(run.cycles),
                      self.sync_tag.eq(parts.tag)]
         self._program_loading(m, run, parts)
         self._write_behind(m, parts)
@@ -295,8 +296,7 @@ class Tile(wiring.Component):
         start a new program."""
         with m.If(self.start):
             m.d.sync += [run.running.eq(1), parts.pc.eq(0), run.cycles.eq(0), run.done.eq(0), run.error.eq(0),
-                         run.cause.eq(Cause.NONE), run.err_pc.eq(0), parts.step.eq(0), parts.first.eq(1),
-                         run.load_ptr.eq(0), run.beyond.eq(run.prog_len == 0)]
+                         parts.step.eq(0), parts.first.eq(1), run.load_ptr.eq(0), run.beyond.eq(run.prog_len == 0)]
 
     def _sequence(self, m, run: _RunState, parts: _Parts):
         """Running: the executing word's statements, its errors, the layer commits, the operand reads,
@@ -331,9 +331,13 @@ class Tile(wiring.Component):
             self._error_if(m, parts, parts.late_err, parts.late_cause)
         self._commits(m, parts)
         self._operand_reads(m, parts)
+        # The error's cause and pc are taken in every running cycle, not only on err: the run's last
+        # cycle is the error's, after which they hold, and the status outputs show them only with
+        # error. So err (the OR of every instruction's checks) enables three flip-flops, not the
+        # cause's and the pc's.
+        m.d.sync += [run.cause.eq(parts.err_cause), run.err_pc.eq(parts.pc)]
         with m.If(parts.err):
-            m.d.sync += [run.running.eq(0), run.done.eq(1), run.error.eq(1), run.cause.eq(parts.err_cause),
-                         run.err_pc.eq(parts.pc)]
+            m.d.sync += [run.running.eq(0), run.done.eq(1), run.error.eq(1)]
             m.d.comb += parts.lanes.abort.eq(1)
         with m.Elif(parts.halt):
             m.d.sync += [run.running.eq(0), run.done.eq(1)]

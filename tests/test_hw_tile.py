@@ -198,3 +198,45 @@ def test_start_without_loading_runs_the_last_program():
     for n, (res, r) in enumerate(zip(want, got)):
         assert (r.cause, r.pc, r.cycles, r.sync_tag) == (res.cause, res.pc, res.cycles, res.sync_tag), f"run {n}"
     assert [r.pc for r in got] == [0, None, None, 3, 3, 3, None, None]
+
+
+def test_error_status_shows_only_after_an_error():
+    """``error_cause`` and ``error_pc`` are taken in every running cycle and shown only with ``error``:
+    the failing instruction's after an error run (held while idle and loading), NONE and 0 during a
+    run and after a halted one."""
+    from amaranth.sim import Simulator
+    from cimtile.hw.isa import Cause
+    from cimtile.hw.tile import Tile
+
+    failing = [encode(Opcode.NOP), encode(Opcode.SYNC, tag=3), encode(Opcode.LOOP, count=2, body=4), encode(Opcode.NOP)]
+    halting = [encode(Opcode.NOP), encode(Opcode.NOP), encode(Opcode.HALT)]
+    dut = Tile(TINY)
+    seen = {}  # (program, phase) -> the (error, error_cause, error_pc) seen in each cycle
+
+    async def bench(ctx):
+        def status(key):
+            seen.setdefault(key, []).append((ctx.get(dut.error), ctx.get(dut.error_cause), ctx.get(dut.error_pc)))
+
+        for n, prog in enumerate((failing, halting)):
+            for w in prog:
+                ctx.set(dut.instr.valid, 1)
+                ctx.set(dut.instr.payload, w)
+                await ctx.tick()
+                status((n, "loading"))
+            ctx.set(dut.instr.valid, 0)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            while not ctx.get(dut.done):
+                status((n, "running"))
+                await ctx.tick()
+            status((n, "done"))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    nest = (1, Cause.LOOP_NEST.value, 2)
+    assert seen[0, "done"] == [nest] and seen[1, "done"] == [(0, 0, 0)]
+    assert set(seen[1, "loading"]) == {nest}
+    assert set(seen[0, "loading"] + seen[0, "running"] + seen[1, "running"]) == {(0, 0, 0)}
