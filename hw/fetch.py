@@ -28,14 +28,18 @@ class Fetch(wiring.Component):
     Timing contract. Loading (``load_en`` while the tile is idle) writes ``load_data`` at
     ``load_addr``; word 0 is also kept in a register, since a run's first word must be in
     ``word`` in the run's first cycle. In the cycle with ``start`` (idle), ``word`` takes word 0
-    at the clock edge and the memory reads word 1. While ``running``, in every cycle the memory's
-    read data is the word at ``pc + 1`` (the sequential successor); in a cycle with ``fin`` (the
-    instruction's last cycle) ``word`` takes the word at ``next_pc`` (the loop stack's; this unit
-    takes ``next_pc_plus1``, its successor's address): the read data, or after a
-    taken loop branch (``wrap[i]``: level ``i`` wraps to its body start) the body's first word,
-    which this component registered when level ``i`` was pushed (``push``, LOOP's cycle, when the
-    read data is the word at LOOP's ``pc + 1``, the body's start); the memory then reads the word at
-    ``next_pc + 1``. Words at or past the program's length are fetched like any other: the sequencer
+    at the clock edge and the memory reads word 1. While ``running``, the memory reads the word at
+    ``next_pc + 1`` in every cycle (the loop stack's ``next_pc_plus1``: the address does not
+    depend on ``fin``, so the instruction's decode is not in front of the block RAM's address).
+    So in an instruction's first cycle (after ``start``, or after a cycle with ``fin``) the read
+    data is the word at ``pc + 1``, the sequential successor, and a register (``successor``)
+    keeps it for the instruction's later cycles. In a cycle with ``fin`` (the instruction's last)
+    ``word`` takes the word at ``next_pc``: the successor (the read data in a first cycle, the
+    register in a later one), or after a taken loop branch (``wrap[i]``: level ``i`` wraps to its
+    body start) the body's first word, which this component registered when level ``i`` was
+    pushed (``push``, LOOP's single cycle, when the read data is the word at LOOP's ``pc + 1``, the
+    body's start). ``fin`` and ``push`` never fall in a cycle where the run is stalled or not
+    running. Words at or past the program's length are fetched like any other: the sequencer
     stops the run there (``PC_RANGE``) without looking at them.
 
     Parameters
@@ -53,7 +57,6 @@ class Fetch(wiring.Component):
             "start": In(1),
             "running": In(1),
             "fin": In(1),
-            "pc": In(pcb),
             "next_pc_plus1": In(pcb + 1),
             "push": In(1),
             "levels": In(range(cfg.loop_depth + 1)),
@@ -72,9 +75,16 @@ class Fetch(wiring.Component):
         with m.If(self.load_en & (self.load_addr == 0)):
             m.d.sync += word0.eq(self.load_data)
 
-        # The address after the clock edge is the next executing pc + 1 (1 when a run starts).
-        following = Mux(self.fin, self.next_pc_plus1, self.pc + 1)
-        m.d.comb += rd.addr.eq(Mux(self.running, following, 1))
+        # The memory reads next_pc + 1 in every running cycle (1 when a run starts): after an
+        # instruction's last cycle that is the next instruction's successor, read in time for its
+        # first cycle; in the cycles before an instruction's last, the successor is kept in
+        # ``successor`` (taken in the first cycle), so the address needs no fin.
+        m.d.comb += rd.addr.eq(Mux(self.running, self.next_pc_plus1, 1))
+        first = Signal(name="fetch_first")  # the instruction's first cycle: the read data is its successor
+        m.d.sync += first.eq(Mux(self.running, self.fin, 1))
+        successor = Signal(STORED_BITS, name="successor")
+        with m.If(first):
+            m.d.sync += successor.eq(rd.data)
 
         # Loop body starts: level i's first word, captured in the LOOP cycle that pushes it.
         body_start = [Signal(STORED_BITS, name=f"body_start{i}") for i in range(cfg.loop_depth)]
@@ -93,5 +103,5 @@ class Fetch(wiring.Component):
             with m.If(self.start):
                 m.d.sync += self.word.eq(word0)
         with m.Elif(self.fin):
-            m.d.sync += self.word.eq(Mux(taken, branch_word, rd.data))
+            m.d.sync += self.word.eq(Mux(taken, branch_word, Mux(first, rd.data, successor)))
         return m
