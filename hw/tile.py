@@ -175,6 +175,7 @@ class Tile(wiring.Component):
         self._program_loading(m, run, parts)
         self._write_behind(m, parts)
         self._load_ports(m, parts)
+        self._read_enables(m, parts)
         self._fetch_wiring(m, run, parts)
         self._counters(m, run, parts)
         with m.If(~run.running):
@@ -589,9 +590,9 @@ class Tile(wiring.Component):
             m.d.comb += [parts.check_fail.eq(1), parts.check_cause.eq(cause)]
 
     def _operand_reads(self, m, parts: _Parts):
-        """Operand reads, decoded from the opcode alone (not from the checks, whose failure stops
-        the run anyway; a read has no side effect): the field plus the loop offset on the memory's
-        address bits only, so the word's path to the read ports is a narrow adder and a 2:1 mux."""
+        """Operand reads. Addresses: the field plus the loop offset on the memory's address bits only, each
+        field added before the opcode picks one, so the word's path to the read ports is a narrow adder
+        and a 2:1 mux; after the first cycle, registers. Enables: see :meth:`_read_enables`."""
         cfg, args, op, ports, reader = self.cfg, parts.view.args, parts.view.opcode, parts.ports, parts.reader
 
         def bits_for(depth):
@@ -602,11 +603,10 @@ class Tile(wiring.Component):
             return (field[:width] + offset[:width])[:width]
 
         acc_r, in_r, out_r, dl_r = ports["acc_r"], ports["in_r"], ports["out_r"], ports["delta_r"]
-        # Each field is added to the offset before the opcode picks one, so the adders run beside the
-        # opcode's decode (REQ's acc_addr and the range's start are the same bits: one adder).
+        # (REQ's acc_addr and the range's start are the same bits; other opcodes' first-cycle reads of the
+        # accumulator memory are not used: _read_enables)
         acc_first = Mux(op == Opcode.MVM, low_add(args.mvm.acc_addr, parts.offsets[1], cfg.acc_depth),
-                        Mux(op == Opcode.REQ, low_add(args.req.acc_addr, parts.offsets[1], cfg.acc_depth),
-                            low_add(args.range.start, parts.offsets[1], cfg.acc_depth)))
+                        low_add(args.range.start, parts.offsets[1], cfg.acc_depth))
         in_first = low_add(args.mvm.in_addr, parts.offsets[0], cfg.in_depth)
         out_first = Mux(op == Opcode.REQ, low_add(args.req.out_addr, parts.offsets[2], cfg.out_depth),
                         low_add(args.range.start, parts.offsets[2], cfg.out_depth))
@@ -617,13 +617,11 @@ class Tile(wiring.Component):
             m.d.sync += [parts.acc_next.eq(acc_first + 1), parts.in_next.eq(in_first + 1), out_next.eq(out_first + 1)]
             m.d.comb += [
                 acc_r.addr.eq(acc_first),
-                acc_r.en.eq((op == Opcode.MVM) | (op == Opcode.REQ) | (op == Opcode.RDACC)),
                 in_r.addr.eq(in_first),
                 in_r.en.eq(op == Opcode.MVM),
                 # RDOUT's first item; REQ's first output vector, whose bytes at and above n_out the
                 # chunks' writes keep (see _out_buffer)
                 out_r.addr.eq(out_first),
-                out_r.en.eq((op == Opcode.RDOUT) | (op == Opcode.REQ)),
                 dl_r.addr.eq(args.vau.delta_addr[:bits_for(cfg.delta_depth)]),
                 dl_r.en.eq((op == Opcode.VAUR) | (op == Opcode.VAUC)),
             ]
@@ -631,28 +629,57 @@ class Tile(wiring.Component):
             # After the first cycle the accumulator memory reads acc_next, a register, whoever reads:
             # RDACC the next item, once the current one's last word left (the read formatter; acc_next
             # steps with it, as the formatter's own next address does); REQ the next vector's accumulators,
-            # in the cycle of the current vector's last chunk (acc_next steps in _req). So the memory's
-            # address is a 2:1 multiplexer of an adder of the word's field and a register.
-            rdacc_next = (op == Opcode.RDACC) & reader.read_en
-            with m.If(rdacc_next):
+            # in the cycle of the current vector's last chunk (acc_next steps in _req); a multi-vector MVM
+            # its next vector's old accumulators (vector_acc). So the memory's address is a 2:1 multiplexer
+            # of an adder of the word's field and a register.
+            with m.If((op == Opcode.RDACC) & reader.read_en):
                 m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
             # The output memory likewise reads out_next, which steps with each read: RDOUT's next item; a
             # multi-vector REQ's next output vector's old bytes, as the current one's last chunk is written
             # (the bank's out_next, inside the REQ; that vector's first chunk is written next cycle), which
             # is req_out_addr + 1 then.
-            out_read = ((op == Opcode.RDOUT) & reader.read_en) | parts.requant.out_next
-            with m.If(out_read):
+            with m.If(((op == Opcode.RDOUT) & reader.read_en) | parts.requant.out_next):
                 m.d.sync += out_next.eq(out_next + 1)
-            m.d.comb += [acc_r.addr.eq(parts.acc_next),
-                         acc_r.en.eq(rdacc_next | parts.requant.next_vector),
-                         out_r.addr.eq(out_next), out_r.en.eq(out_read)]
+            m.d.comb += [acc_r.addr.eq(parts.acc_next), out_r.addr.eq(out_next)]
             # a multi-vector MVM's vector boundary (stages 1 and 2: see _fetch_wiring)
             m.d.comb += [in_r.addr.eq(parts.in_next), in_r.en.eq(parts.vector_in)]
             with m.If(parts.vector_in):
                 m.d.sync += parts.in_next.eq(parts.in_next + 1)
             with m.If(parts.vector_acc):
-                m.d.comb += acc_r.en.eq(1)
                 m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
+
+    def _read_enables(self, m, parts: _Parts):
+        """The accumulator and output memories' read enables, from registers (and ``dout``'s ready): each
+        port reads in every cycle but those in which a read's data must be held for a later use, so its
+        read register's enable is not the decode of the executing word.
+
+        The data's uses: MVM loads the accumulator vector into the shift-and-add in the cycle after its
+        read (its second cycle, or a vector boundary: vector_acc then vector_write); REQ takes an
+        accumulator vector's chunks from the port over the vector's chunk cycles, and rewrites each
+        output chunk's bytes at and above ``n_out`` from the output port's data of the vector's read (up to
+        the write-behind of its last chunk, in the next instruction's first cycle, which uses the data
+        before that cycle's read replaces it); RDACC and RDOUT send an item's words from the port until
+        its last word leaves. Nothing else reads them, and no instruction uses data read before its first
+        cycle. So a port may read in every first cycle (at the executing word's address, whatever the
+        opcode), and in every later cycle except inside REQ (accumulators: but at a vector's last chunk,
+        when the next vector is read; outputs: but at the bank's ``out_next``), RDACC and RDOUT (but when
+        an item's last word may leave: ``dout``'s ready and the formatter's ``item_last``). Reads beyond
+        those of the instruction's own (an item's last word while the run stops on a failed range check;
+        a REQ's last vector's last chunk; MVM's cycles) replace data nothing uses again; the forwarding's
+        flag (:meth:`_forward_writes`) is registered with each read, so a read always returns the
+        memory's data as of its cycle's writes. Which instruction holds (``holds_*``) is a register set in
+        every first cycle, as the loads' ``load_op``."""
+        ports, reader, requant = parts.ports, parts.reader, parts.requant
+        holds = {op: Signal(name=f"holds_{op.name.lower()}") for op in (Opcode.REQ, Opcode.RDACC, Opcode.RDOUT)}
+        with m.If(parts.first):
+            m.d.sync += [bit.eq(parts.view.opcode == op) for op, bit in holds.items()]
+        item_sent = self.dout.ready & reader.item_last  # an item's last word may leave: the next item is read
+        req, rdacc, rdout = holds[Opcode.REQ], holds[Opcode.RDACC], holds[Opcode.RDOUT]
+        m.d.comb += [
+            ports["acc_r"].en.eq(parts.first | ~(req | rdacc) | (req & requant.last_chunk & requant.chunks_left) |
+                                 (rdacc & item_sent)),
+            ports["out_r"].en.eq(parts.first | ~(req | rdout) | requant.out_next | (rdout & item_sent)),
+        ]
 
     def _static_cause(self, m, word):
         """The cause of the first failing check that depends on ``word`` alone (reserved
