@@ -176,6 +176,7 @@ class Tile(wiring.Component):
         self._write_behind(m, parts)
         self._load_ports(m, parts)
         self._read_enables(m, parts)
+        self._lane0_column(m, parts)
         self._fetch_wiring(m, run, parts)
         self._counters(m, run, parts)
         with m.If(~run.running):
@@ -648,6 +649,31 @@ class Tile(wiring.Component):
             with m.If(parts.vector_acc):
                 m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
 
+    @staticmethod
+    def _lane0_column(m, parts: _Parts):
+        """The column that lane 0's crossbar port (which reads in every cycle) presents: the MVM lanes'
+        (the default, :meth:`_mvm_path`), or in a WSET/MSET's first cycle the cell's column, in an RDW/RDM's
+        cycles the read formatter's address (in the first cycle its base: the range's start), in a
+        VAUR/VAUC's sweep the VAU's column. After the first cycle the choice is made by registers set in
+        every first cycle (which instruction presents its own column), not by the executing word's
+        decode. The port's data is used only in the cycle after a column of the instruction's own: an MVM's
+        conversions, WSET/MSET's second cycle, the VAU's arriving column, each word of an RDW/RDM; so the
+        lanes' column in the other cycles (a VAU's drain and pulses, WSET/MSET after their first cycle,
+        and every cycle of a stopped run) reads data nothing uses."""
+        op, args, xbar = parts.view.opcode, parts.view.args, parts.xbar
+        sweeps, reads = Signal(name="col0_vau"), Signal(name="col0_read")
+        cell_op, read_op = (op == Opcode.WSET) | (op == Opcode.MSET), (op == Opcode.RDW) | (op == Opcode.RDM)
+        with m.If(parts.first):
+            m.d.sync += [sweeps.eq((op == Opcode.VAUR) | (op == Opcode.VAUC)), reads.eq(read_op)]
+            with m.If(cell_op):
+                m.d.comb += xbar.col[0].eq(args.cell.col)
+            with m.Elif(read_op):
+                m.d.comb += xbar.col[0].eq(args.range.start)
+        with m.Elif(sweeps & parts.vau.sweeping):
+            m.d.comb += xbar.col[0].eq(parts.vau.col)
+        with m.Elif(reads):
+            m.d.comb += xbar.col[0].eq(parts.reader.read_addr)
+
     def _read_enables(self, m, parts: _Parts):
         """The accumulator and output memories' read enables, from registers (and ``dout``'s ready): each
         port reads in every cycle but those in which a read's data must be held for a later use, so its
@@ -931,7 +957,7 @@ class Tile(wiring.Component):
         with m.Elif(parts.program_wait != 0):
             self._waiting(m, parts)
         with m.Elif(vau.sweeping):
-            m.d.comb += parts.xbar.col[0].eq(vau.col)
+            pass  # (the column swept: _lane0_column)
         with m.Else():
             m.d.sync += parts.drain.eq(parts.drain + 1)
             with m.If(parts.drain == isa.VAU_LATENCY - 1):
@@ -941,7 +967,7 @@ class Tile(wiring.Component):
         """WSET/MSET: read the column (cycle 0), build the new word (cycle 1), write (cycle 2); WSET then waits
         ``write_cycles`` for the cell's write-and-verify (vau-timing, issue 12)."""
         with m.If(parts.first):
-            m.d.comb += parts.xbar.col[0].eq(parts.view.args.cell.col)
+            pass  # the column is read (_lane0_column)
         with m.Elif(parts.step == 1):
             m.d.comb += (parts.vau.cell_levels if op is Opcode.WSET else parts.vau.cell_mask).eq(1)
         with m.Elif(parts.program_wait != 0):
@@ -952,12 +978,10 @@ class Tile(wiring.Component):
     def _read(self, m, op, parts: _Parts):
         """RDOUT/RDACC/RDW/RDM: cycle 0 checks and starts the read formatter, which reads item 0; then
         count x words bus words out. RDOUT/RDACC's port address and enable come from
-        :meth:`_operand_reads`; RDW/RDM read through lane 0's crossbar port, which always reads: the
-        formatter holds the column between words."""
-        item_range, xbar, reader = parts.view.args.range, parts.xbar, parts.reader
+        :meth:`_operand_reads` and :meth:`_read_enables`; RDW/RDM read through lane 0's crossbar port, which
+        always reads: the formatter holds the column between words (:meth:`_lane0_column`)."""
+        item_range, reader = parts.view.args.range, parts.reader
         space = {Opcode.RDOUT: 2, Opcode.RDACC: 1}.get(op)  # the output / accumulator space's loop offset
-        if op in (Opcode.RDW, Opcode.RDM):
-            m.d.comb += xbar.col[0].eq(reader.read_addr)
         with m.If(parts.first):
             self._range_check(m, parts, space)
             base = item_range.start + (parts.offsets[space] if space is not None else 0)
