@@ -242,10 +242,12 @@ class Tile(wiring.Component):
         m.d.comb += loader.take.eq(~parts.first & ~parts.late_err & self.din.valid & moving)
         # (the write ports' address and data are the loader's item: _array_and_requant; the VAU's writes
         # never fall in a load)
+        # (an item's write: take and the loader's item_last, with take's moving reduced to the load's own bit)
+        taking = ~parts.first & ~parts.late_err & self.din.valid & loader.item_last
         m.d.comb += [xbar.wr_levels_en.eq(parts.vau.wr_levels_en | (loader.item_valid & load_op[Opcode.LDW])),
-                     xbar.wr_mask_en.eq(parts.vau.wr_mask_en | (loader.item_valid & load_op[Opcode.LDM])),
-                     ports["in_w"].en.eq(loader.item_valid & load_op[Opcode.LDIN]),
-                     ports["delta_w"].en.eq(loader.item_valid & load_op[Opcode.LDD])]
+                     xbar.wr_mask_en.eq(parts.vau.wr_mask_en | (taking & load_op[Opcode.LDM])),
+                     ports["in_w"].en.eq(taking & load_op[Opcode.LDIN]),
+                     ports["delta_w"].en.eq(taking & load_op[Opcode.LDD])]
 
     def _fetch_wiring(self, m, run: _RunState, parts: _Parts):
         """The fetch unit, the loop stack and the MVM lanes' rewind, from the sequencer's state."""
