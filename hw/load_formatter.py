@@ -37,7 +37,8 @@ class LoadFormatter(wiring.Component):
     plus the item's index, modulo ``2**ADDR_BITS``), combinationally, for a memory write port that
     writes at this clock edge. ``last`` is high while the next word taken is the load's last one
     (``count x words - 1`` taken; a register, valid from the cycle after ``start`` while ``opcode``
-    holds), ``empty`` once every item is complete (both from registers).
+    holds), ``empty`` once every item is complete (both from registers). ``item_last`` is high while the
+    next word taken is its item's last (a register, valid likewise): ``item_valid`` is ``take & item_last``.
 
     Parameters
     ----------
@@ -56,6 +57,7 @@ class LoadFormatter(wiring.Component):
             "take": In(1),
             "word": In(cfg.bus_bits),
             "item_valid": Out(1),
+            "item_last": Out(1),
             "item_addr": Out(ADDR_BITS),
             # a port per load (not one struct of all four: a simulator would copy the words into it in
             # every cycle)
@@ -84,20 +86,28 @@ class LoadFormatter(wiring.Component):
         for op, words in self.words.items():
             m.d.comb += getattr(self.items, op.name.lower()).eq(Cat(*staged[:words - 1], self.word))
 
+        # item_last (word_index == last_index) is a register stepped with word_index, so that the items'
+        # write enables are take and registers (no compare of the word index)
+        item_last, one_word = Signal(), Signal()
+        with m.Switch(self.opcode):
+            for op, words in self.words.items():
+                with m.Case(op):
+                    m.d.comb += one_word.eq(words == 1)
         item_complete = Signal()
-        m.d.comb += [item_complete.eq(self.take & (word_index == last_index)),
+        m.d.comb += [item_complete.eq(self.take & item_last), self.item_last.eq(item_last),
                      self.item_valid.eq(item_complete), self.item_addr.eq(item_addr),
                      self.empty.eq(items_left == 0)]
 
         m.d.comb += self.last.eq(last_word_register(m, self.words, self.opcode, self.start, self.count, self.take,
                                                     item_complete, items_left, word_index, last_index))
         with m.If(self.start):
-            m.d.sync += [item_addr.eq(self.base), word_index.eq(0), items_left.eq(self.count)]
+            m.d.sync += [item_addr.eq(self.base), word_index.eq(0), items_left.eq(self.count), item_last.eq(one_word)]
         with m.Elif(self.take):
             with m.If(item_complete):
-                m.d.sync += [word_index.eq(0), item_addr.eq(item_addr + 1), items_left.eq(items_left - 1)]
+                m.d.sync += [word_index.eq(0), item_addr.eq(item_addr + 1), items_left.eq(items_left - 1),
+                             item_last.eq(last_index == 0)]
             with m.Else():
-                m.d.sync += word_index.eq(word_index + 1)
+                m.d.sync += [word_index.eq(word_index + 1), item_last.eq(word_index + 1 == last_index)]
         # Staging register w follows the bus while word w is the next one: the last cycle it does so is
         # the one that takes word w (word_index moves on only with take), so it holds that word until the
         # item completes. Its enable is then the word index alone (registers), not ``take``.

@@ -37,8 +37,10 @@ class ReadFormatter(wiring.Component):
     after the read's last word, which is harmless: nothing uses it); otherwise ``read_addr`` holds
     the address of the item being sent, for a source such as the crossbar's lane-0 port, which reads
     the address it is given in every cycle. ``last`` is high while the word on ``word`` is the read's
-    last one (a register, valid from the cycle after ``start`` while ``opcode`` holds). Addresses are
-    modulo ``2**ADDR_BITS``.
+    last one (a register, valid from the cycle after ``start`` while ``opcode`` holds). ``item_last`` is
+    high while the word on ``word`` is its item's last one (a register, valid likewise): in a cycle after
+    ``start``, ``read_en`` is ``sent & item_last``, so a source can decode its reads from registers and
+    the bus's ready. Addresses are modulo ``2**ADDR_BITS``.
 
     Parameters
     ----------
@@ -62,6 +64,7 @@ class ReadFormatter(wiring.Component):
             "read_addr": Out(ADDR_BITS),
             "read_en": Out(1),
             "last": Out(1),
+            "item_last": Out(1),
         })
 
     def elaborate(self, platform):
@@ -85,8 +88,13 @@ class ReadFormatter(wiring.Component):
                             with m.Case(w):
                                 m.d.comb += self.word.eq(item[w * bus:(w + 1) * bus])
 
+        # item_last (word_index == last_index) is a register stepped with word_index, so that a read's
+        # enables start at registers
+        item_last = Signal()
+        one_word = Signal()  # the opcode's items are one bus word
+        m.d.comb += [self.item_last.eq(item_last), one_word.eq(last_index == 0)]
         advance = Signal()  # the item's last word leaves: the next item is read
-        m.d.comb += [advance.eq(self.sent & (word_index == last_index)),
+        m.d.comb += [advance.eq(self.sent & item_last),
                      self.read_en.eq(self.start | advance),
                      self.read_addr.eq(Mux(self.start, self.base, Mux(advance, next_addr, held_addr)))]
         with m.If(self.read_en):
@@ -95,10 +103,12 @@ class ReadFormatter(wiring.Component):
         m.d.comb += self.last.eq(last_word_register(m, self.words, self.opcode, self.start, self.count, self.sent,
                                                     advance, items_left, word_index, last_index))
         with m.If(self.start):
-            m.d.sync += [next_addr.eq(self.base + 1), word_index.eq(0), items_left.eq(self.count)]
+            m.d.sync += [next_addr.eq(self.base + 1), word_index.eq(0), items_left.eq(self.count),
+                         item_last.eq(one_word)]
         with m.Elif(self.sent):
             with m.If(advance):
-                m.d.sync += [word_index.eq(0), next_addr.eq(next_addr + 1), items_left.eq(items_left - 1)]
+                m.d.sync += [word_index.eq(0), next_addr.eq(next_addr + 1), items_left.eq(items_left - 1),
+                             item_last.eq(one_word)]
             with m.Else():
-                m.d.sync += word_index.eq(word_index + 1)
+                m.d.sync += [word_index.eq(word_index + 1), item_last.eq(word_index + 1 == last_index)]
         return m

@@ -39,7 +39,8 @@ class RequantBank(wiring.Component):
     - CFGRQ: with ``cfgrq_write`` and ``commit`` the fields on ``cfgrq`` are taken at the clock edge.
     - REQ: ``req_start`` (its first cycle, while the first accumulator vector is read) selects
       chunk 0; from the next cycle ``chunks_left`` says whether the current chunk's first column is below
-      ``n_out`` (a register: ``n_out`` must be held from ``req_start`` to the REQ's last chunk). In
+      ``n_out`` (a register: ``n_out`` must be held from ``req_start`` to the REQ's last chunk), and
+      ``last_chunk`` whether the current chunk is its vector's last (a register, valid likewise). In
       a cycle with ``req_advance`` the current chunk of ``rq_lanes`` accumulators enters the lanes,
       and the next chunk becomes current; ``acc`` must hold the accumulator vector from the first such
       cycle after ``req_start`` until its last chunk has entered (as a memory's read port holds its data:
@@ -74,6 +75,7 @@ class RequantBank(wiring.Component):
             "req_advance": In(1),
             "req_more": In(1),
             "chunks_left": Out(1),
+            "last_chunk": Out(1),
             "next_vector": Out(1),
             "out_next": Out(1),
             "acc": In(cfg.acc_bits * cfg.cols),
@@ -141,6 +143,7 @@ class RequantBank(wiring.Component):
         # and the tile's accumulator read, does not wait for a comparison.
         chunks_left = Signal()
         m.d.comb += [row_next.eq(row), part_next.eq(part), self.chunks_left.eq(chunks_left),
+                     self.last_chunk.eq(last_chunk),
                      self.next_vector.eq(self.req_advance & self.req_more & last_chunk)]
         # A REQ's first cycle and the last chunk of a vector another follows both make chunk 0 current:
         # the parameter memories are addressed at chunk 0 again, a cycle ahead of the chunk entering.

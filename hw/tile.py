@@ -176,6 +176,8 @@ class Tile(wiring.Component):
         self._program_loading(m, run, parts)
         self._write_behind(m, parts)
         self._load_ports(m, parts)
+        self._read_enables(m, parts)
+        self._lane0_column(m, parts)
         self._fetch_wiring(m, run, parts)
         self._counters(m, run, parts)
         with m.If(~run.running):
@@ -245,10 +247,12 @@ class Tile(wiring.Component):
         m.d.comb += loader.take.eq(~parts.first & ~parts.late_err & self.din.valid & moving)
         # (the write ports' address and data are the loader's item: _array_and_requant; the VAU's writes
         # never fall in a load)
+        # (an item's write: take and the loader's item_last, with take's moving reduced to the load's own bit)
+        taking = ~parts.first & ~parts.late_err & self.din.valid & loader.item_last
         m.d.comb += [xbar.wr_levels_en.eq(parts.vau.wr_levels_en | (loader.item_valid & load_op[Opcode.LDW])),
-                     xbar.wr_mask_en.eq(parts.vau.wr_mask_en | (loader.item_valid & load_op[Opcode.LDM])),
-                     ports["in_w"].en.eq(loader.item_valid & load_op[Opcode.LDIN]),
-                     ports["delta_w"].en.eq(loader.item_valid & load_op[Opcode.LDD])]
+                     xbar.wr_mask_en.eq(parts.vau.wr_mask_en | (taking & load_op[Opcode.LDM])),
+                     ports["in_w"].en.eq(taking & load_op[Opcode.LDIN]),
+                     ports["delta_w"].en.eq(taking & load_op[Opcode.LDD])]
 
     def _fetch_wiring(self, m, run: _RunState, parts: _Parts):
         """The fetch unit, the loop stack and the MVM lanes' rewind, from the sequencer's state."""
@@ -592,9 +596,9 @@ class Tile(wiring.Component):
             m.d.comb += [parts.check_fail.eq(1), parts.check_cause.eq(cause)]
 
     def _operand_reads(self, m, parts: _Parts):
-        """Operand reads, decoded from the opcode alone (not from the checks, whose failure stops
-        the run anyway; a read has no side effect): the field plus the loop offset on the memory's
-        address bits only, so the word's path to the read ports is a narrow adder and a 2:1 mux."""
+        """Operand reads. Addresses: the field plus the loop offset on the memory's address bits only, each
+        field added before the opcode picks one, so the word's path to the read ports is a narrow adder
+        and a 2:1 mux; after the first cycle, registers. Enables: see :meth:`_read_enables`."""
         cfg, args, op, ports, reader = self.cfg, parts.view.args, parts.view.opcode, parts.ports, parts.reader
 
         def bits_for(depth):
@@ -605,11 +609,10 @@ class Tile(wiring.Component):
             return (field[:width] + offset[:width])[:width]
 
         acc_r, in_r, out_r, dl_r = ports["acc_r"], ports["in_r"], ports["out_r"], ports["delta_r"]
-        # Each field is added to the offset before the opcode picks one, so the adders run beside the
-        # opcode's decode (REQ's acc_addr and the range's start are the same bits: one adder).
+        # (REQ's acc_addr and the range's start are the same bits; other opcodes' first-cycle reads of the
+        # accumulator memory are not used: _read_enables)
         acc_first = Mux(op == Opcode.MVM, low_add(args.mvm.acc_addr, parts.offsets[1], cfg.acc_depth),
-                        Mux(op == Opcode.REQ, low_add(args.req.acc_addr, parts.offsets[1], cfg.acc_depth),
-                            low_add(args.range.start, parts.offsets[1], cfg.acc_depth)))
+                        low_add(args.range.start, parts.offsets[1], cfg.acc_depth))
         in_first = low_add(args.mvm.in_addr, parts.offsets[0], cfg.in_depth)
         out_first = Mux(op == Opcode.REQ, low_add(args.req.out_addr, parts.offsets[2], cfg.out_depth),
                         low_add(args.range.start, parts.offsets[2], cfg.out_depth))
@@ -620,13 +623,11 @@ class Tile(wiring.Component):
             m.d.sync += [parts.acc_next.eq(acc_first + 1), parts.in_next.eq(in_first + 1), out_next.eq(out_first + 1)]
             m.d.comb += [
                 acc_r.addr.eq(acc_first),
-                acc_r.en.eq((op == Opcode.MVM) | (op == Opcode.REQ) | (op == Opcode.RDACC)),
                 in_r.addr.eq(in_first),
                 in_r.en.eq(op == Opcode.MVM),
                 # RDOUT's first item; REQ's first output vector, whose bytes at and above n_out the
                 # chunks' writes keep (see _out_buffer)
                 out_r.addr.eq(out_first),
-                out_r.en.eq((op == Opcode.RDOUT) | (op == Opcode.REQ)),
                 dl_r.addr.eq(args.vau.delta_addr[:bits_for(cfg.delta_depth)]),
                 dl_r.en.eq((op == Opcode.VAUR) | (op == Opcode.VAUC)),
             ]
@@ -634,28 +635,82 @@ class Tile(wiring.Component):
             # After the first cycle the accumulator memory reads acc_next, a register, whoever reads:
             # RDACC the next item, once the current one's last word left (the read formatter; acc_next
             # steps with it, as the formatter's own next address does); REQ the next vector's accumulators,
-            # in the cycle of the current vector's last chunk (acc_next steps in _req). So the memory's
-            # address is a 2:1 multiplexer of an adder of the word's field and a register.
-            rdacc_next = (op == Opcode.RDACC) & reader.read_en
-            with m.If(rdacc_next):
+            # in the cycle of the current vector's last chunk (acc_next steps in _req); a multi-vector MVM
+            # its next vector's old accumulators (vector_acc). So the memory's address is a 2:1 multiplexer
+            # of an adder of the word's field and a register.
+            with m.If((op == Opcode.RDACC) & reader.read_en):
                 m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
             # The output memory likewise reads out_next, which steps with each read: RDOUT's next item; a
             # multi-vector REQ's next output vector's old bytes, as the current one's last chunk is written
             # (the bank's out_next, inside the REQ; that vector's first chunk is written next cycle), which
             # is req_out_addr + 1 then.
-            out_read = ((op == Opcode.RDOUT) & reader.read_en) | parts.requant.out_next
-            with m.If(out_read):
+            with m.If(((op == Opcode.RDOUT) & reader.read_en) | parts.requant.out_next):
                 m.d.sync += out_next.eq(out_next + 1)
-            m.d.comb += [acc_r.addr.eq(parts.acc_next),
-                         acc_r.en.eq(rdacc_next | parts.requant.next_vector),
-                         out_r.addr.eq(out_next), out_r.en.eq(out_read)]
+            m.d.comb += [acc_r.addr.eq(parts.acc_next), out_r.addr.eq(out_next)]
             # a multi-vector MVM's vector boundary (stages 1 and 2: see _fetch_wiring)
             m.d.comb += [in_r.addr.eq(parts.in_next), in_r.en.eq(parts.vector_in)]
             with m.If(parts.vector_in):
                 m.d.sync += parts.in_next.eq(parts.in_next + 1)
             with m.If(parts.vector_acc):
-                m.d.comb += acc_r.en.eq(1)
                 m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
+
+    @staticmethod
+    def _lane0_column(m, parts: _Parts):
+        """The column that lane 0's crossbar port (which reads in every cycle) presents: the MVM lanes'
+        (the default, :meth:`_mvm_path`), or in a WSET/MSET's first cycle the cell's column, in an RDW/RDM's
+        cycles the read formatter's address (in the first cycle its base: the range's start), in a
+        VAUR/VAUC's sweep the VAU's column. After the first cycle the choice is made by registers set in
+        every first cycle (which instruction presents its own column), not by the executing word's
+        decode. The port's data is used only in the cycle after a column of the instruction's own: an MVM's
+        conversions, WSET/MSET's second cycle, the VAU's arriving column, each word of an RDW/RDM; so the
+        lanes' column in the other cycles (a VAU's drain and pulses, WSET/MSET after their first cycle,
+        and every cycle of a stopped run) reads data nothing uses."""
+        op, args, xbar = parts.view.opcode, parts.view.args, parts.xbar
+        sweeps, reads = Signal(name="col0_vau"), Signal(name="col0_read")
+        cell_op, read_op = (op == Opcode.WSET) | (op == Opcode.MSET), (op == Opcode.RDW) | (op == Opcode.RDM)
+        with m.If(parts.first):
+            m.d.sync += [sweeps.eq((op == Opcode.VAUR) | (op == Opcode.VAUC)), reads.eq(read_op)]
+            with m.If(cell_op):
+                m.d.comb += xbar.col[0].eq(args.cell.col)
+            with m.Elif(read_op):
+                m.d.comb += xbar.col[0].eq(args.range.start)
+        with m.Elif(sweeps & parts.vau.sweeping):
+            m.d.comb += xbar.col[0].eq(parts.vau.col)
+        with m.Elif(reads):
+            m.d.comb += xbar.col[0].eq(parts.reader.read_addr)
+
+    def _read_enables(self, m, parts: _Parts):
+        """The accumulator and output memories' read enables, from registers (and ``dout``'s ready): each
+        port reads in every cycle but those in which a read's data must be held for a later use, so its
+        read register's enable is not the decode of the executing word.
+
+        The data's uses: MVM loads the accumulator vector into the shift-and-add in the cycle after its
+        read (its second cycle, or a vector boundary: vector_acc then vector_write); REQ takes an
+        accumulator vector's chunks from the port over the vector's chunk cycles, and rewrites each
+        output chunk's bytes at and above ``n_out`` from the output port's data of the vector's read (up to
+        the write-behind of its last chunk, in the next instruction's first cycle, which uses the data
+        before that cycle's read replaces it); RDACC and RDOUT send an item's words from the port until
+        its last word leaves. Nothing else reads them, and no instruction uses data read before its first
+        cycle. So a port may read in every first cycle (at the executing word's address, whatever the
+        opcode), and in every later cycle except inside REQ (accumulators: but at a vector's last chunk,
+        when the next vector is read; outputs: but at the bank's ``out_next``), RDACC and RDOUT (but when
+        an item's last word may leave: ``dout``'s ready and the formatter's ``item_last``). Reads beyond
+        those of the instruction's own (an item's last word while the run stops on a failed range check;
+        a REQ's last vector's last chunk; MVM's cycles) replace data nothing uses again; the forwarding's
+        flag (:meth:`_forward_writes`) is registered with each read, so a read always returns the
+        memory's data as of its cycle's writes. Which instruction holds (``holds_*``) is a register set in
+        every first cycle, as the loads' ``load_op``."""
+        ports, reader, requant = parts.ports, parts.reader, parts.requant
+        holds = {op: Signal(name=f"holds_{op.name.lower()}") for op in (Opcode.REQ, Opcode.RDACC, Opcode.RDOUT)}
+        with m.If(parts.first):
+            m.d.sync += [bit.eq(parts.view.opcode == op) for op, bit in holds.items()]
+        item_sent = self.dout.ready & reader.item_last  # an item's last word may leave: the next item is read
+        req, rdacc, rdout = holds[Opcode.REQ], holds[Opcode.RDACC], holds[Opcode.RDOUT]
+        m.d.comb += [
+            ports["acc_r"].en.eq(parts.first | ~(req | rdacc) | (req & requant.last_chunk & requant.chunks_left) |
+                                 (rdacc & item_sent)),
+            ports["out_r"].en.eq(parts.first | ~(req | rdout) | requant.out_next | (rdout & item_sent)),
+        ]
 
     def _static_cause(self, m, word):
         """The cause of the first failing check that depends on ``word`` alone (reserved
@@ -907,7 +962,7 @@ class Tile(wiring.Component):
         with m.Elif(parts.program_wait != 0):
             self._waiting(m, parts)
         with m.Elif(vau.sweeping):
-            m.d.comb += parts.xbar.col[0].eq(vau.col)
+            pass  # (the column swept: _lane0_column)
         with m.Else():
             m.d.sync += parts.drain.eq(parts.drain + 1)
             with m.If(parts.drain == isa.VAU_LATENCY - 1):
@@ -917,7 +972,7 @@ class Tile(wiring.Component):
         """WSET/MSET: read the column (cycle 0), build the new word (cycle 1), write (cycle 2); WSET then waits
         ``write_cycles`` for the cell's write-and-verify (vau-timing, issue 12)."""
         with m.If(parts.first):
-            m.d.comb += parts.xbar.col[0].eq(parts.view.args.cell.col)
+            pass  # the column is read (_lane0_column)
         with m.Elif(parts.step == 1):
             m.d.comb += (parts.vau.cell_levels if op is Opcode.WSET else parts.vau.cell_mask).eq(1)
         with m.Elif(parts.program_wait != 0):
@@ -928,12 +983,10 @@ class Tile(wiring.Component):
     def _read(self, m, op, parts: _Parts):
         """RDOUT/RDACC/RDW/RDM: cycle 0 checks and starts the read formatter, which reads item 0; then
         count x words bus words out. RDOUT/RDACC's port address and enable come from
-        :meth:`_operand_reads`; RDW/RDM read through lane 0's crossbar port, which always reads: the
-        formatter holds the column between words."""
-        item_range, xbar, reader = parts.view.args.range, parts.xbar, parts.reader
+        :meth:`_operand_reads` and :meth:`_read_enables`; RDW/RDM read through lane 0's crossbar port, which
+        always reads: the formatter holds the column between words (:meth:`_lane0_column`)."""
+        item_range, reader = parts.view.args.range, parts.reader
         space = {Opcode.RDOUT: 2, Opcode.RDACC: 1}.get(op)  # the output / accumulator space's loop offset
-        if op in (Opcode.RDW, Opcode.RDM):
-            m.d.comb += xbar.col[0].eq(reader.read_addr)
         with m.If(parts.first):
             self._range_check(m, parts, space)
             base = item_range.start + (parts.offsets[space] if space is not None else 0)

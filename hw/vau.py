@@ -17,7 +17,7 @@ class Vau(wiring.Component):
     """VAUR / VAUC sweeps over the window's columns, and WSET / MSET cell writes.
 
     A sweep (``start`` in VAUR's or VAUC's first cycle, then ``run``) presents one window column
-    per cycle on ``col`` while ``sweeping``; the column's levels and mask arrive from the crossbar
+    per cycle on ``col`` while ``sweeping`` (both registers, valid from the cycle after ``start``); the column's levels and mask arrive from the crossbar
     a cycle later on ``levels`` / ``mask``, and the new column ``clip(level +- delta, 0, max_level)``
     (unmasked window rows of a column the instruction selects, ``docs/isa.md``; row delta
     ``deltas[r]`` with ``rows_mode``, else the column's delta) is registered and written one cycle
@@ -69,10 +69,14 @@ class Vau(wiring.Component):
         arriving_col = Signal(ADDR_BITS + 2)
         changes, negated = Signal(), Signal()  # ... and how it changes
         col_delta = Signal(signed(9))  # ... and its column's delta, negated for a negative column
-        m.d.comb += [self.sweeping.eq(offset < ly.col_count), self.col.eq(ly.col_start + offset)]
+        # The column presented and whether the sweep goes on are registers stepped with offset
+        # (col_start + offset and offset < col_count: the window is held during the sweep), so that the
+        # crossbar's address and the delta's selection start at registers.
+        col, sweeping = Signal.like(self.col), Signal()
+        m.d.comb += [self.sweeping.eq(sweeping), self.col.eq(col)]
         m.d.sync += [arriving.eq(0), self.wr_levels_en.eq(0), self.wr_mask_en.eq(0)]
         with m.If(self.start):
-            m.d.sync += [offset.eq(0), place.eq(0)]
+            m.d.sync += [offset.eq(0), place.eq(0), col.eq(ly.col_start), sweeping.eq(ly.col_count != 0)]
         with m.Elif(self.run & self.sweeping):
             # Sign of this column: isa.vau_column_sign with q = place.
             neg = ly.wsigned & place[0]
@@ -82,7 +86,8 @@ class Vau(wiring.Component):
             negate = neg & (f.pair != 0)
             # Registered here, where it is used once (a 1,024-bit shift in Verilator's model): the deltas are held.
             picked = self.deltas.word_select(self.col[:max(1, (self.cfg.delta_len - 1).bit_length())], 8).as_signed()
-            m.d.sync += [offset.eq(offset + 1), arriving_col.eq(self.col), arriving.eq(1),
+            m.d.sync += [offset.eq(offset + 1), col.eq(col + 1), sweeping.eq(offset + 1 < ly.col_count),
+                         arriving_col.eq(self.col), arriving.eq(1),
                          changes.eq(act), negated.eq(negate), col_delta.eq(Mux(negate, -picked, picked)),
                          place.eq(Mux(place + 1 == ly.group, 0, place + 1))]
         # Every per-row value of the update is used once, so Verilator computes it inside this branch only: a

@@ -240,3 +240,27 @@ def test_error_status_shows_only_after_an_error():
     assert seen[0, "done"] == [nest] and seen[1, "done"] == [(0, 0, 0)]
     assert set(seen[1, "loading"]) == {nest}
     assert set(seen[0, "loading"] + seen[0, "running"] + seen[1, "running"]) == {(0, 0, 0)}
+
+
+@pytest.mark.parametrize("stall_seed", [None, 3, 17])
+def test_held_read_data_with_ports_reading_in_other_cycles(stall_seed):
+    """The accumulator and output memories read in every cycle but where REQ, RDACC or RDOUT hold an
+    earlier read's data (Tile._read_enables): multi-vector MVM, REQ (several chunks per vector, n_out
+    below the columns so that the old output bytes are kept) and multi-item RDACC/RDOUT, back to back,
+    with the host dropping dout ready at random, return what the golden model returns."""
+    cfg = TINY
+    prog = [encode(Opcode.CFG, wbits=4, abits=8, wsigned=1, asigned=0, adc_shift=1),
+            encode(Opcode.WIN, row_start=0, row_count=16, col_start=0, col_count=16),
+            encode(Opcode.CFGRQ, zero_point=-5, clamp_lo=-120, clamp_hi=110, relu=0),
+            encode(Opcode.LDW, start=0, count=16), encode(Opcode.LDIN, start=0, count=4),
+            encode(Opcode.MVM, in_addr=0, acc_addr=3, count=4),
+            encode(Opcode.REQ, acc_addr=3, out_addr=5, count=4),
+            encode(Opcode.RDACC, start=2, count=5), encode(Opcode.RDOUT, start=4, count=6),
+            # a narrower window: REQ keeps the old bytes of the columns at and above n_out
+            encode(Opcode.WIN, row_start=0, row_count=16, col_start=0, col_count=12),
+            encode(Opcode.MVM, in_addr=1, acc_addr=4, accumulate=1, count=2),
+            encode(Opcode.RDACC, start=4, count=2),
+            encode(Opcode.REQ, acc_addr=4, out_addr=6, count=2), encode(Opcode.RDOUT, start=5, count=3),
+            encode(Opcode.HALT)]
+    rng = np.random.default_rng(5)
+    compare(cfg, prog, [rng.integers(0, 4, (16, 16)), rng.integers(0, 4, (4, 16))], stall_seed=stall_seed)
