@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,14 +22,23 @@ if LATENCY != 2:  # pragma: no cover - the stages below are written out for this
 class Requant(wiring.Component):
     """Pipelined requantisation of one accumulator lane, exactly ``sim.kernels.requantise``.
 
-    A first register stage holds the two partial products of ``p = (acc + bias) * mult`` (one DSP
-    block each; and the masks and clamp bounds derived from the parameters alone), a second the
+    A first register stage holds three products whose sum is ``p = (acc + bias) * mult``: the
+    accumulator's low and high parts times ``mult`` (one DSP block each) and the scaled bias
+    ``bias * mult`` (and the masks and clamp bounds derived from the parameters alone); a second the
     saturated quotient of their sum and the rounding bit; the output is combinational from the second:
     ``r = (p + 2**(shift-1)) >> shift`` (no rounding term when shift is 0; computed as
     ``(p >> shift) + bit shift-1 of p``), then
     ``q = min(max(r + zero_point, lo), clamp_hi)`` with ``lo = max(clamp_lo, zero_point)`` under
     ReLU. ``q`` (its low 8 bits are the stored byte) is valid :data:`LATENCY` cycles after the
     inputs, all of which are presented together, with ``advance`` set (its default).
+
+    The sum is exactly ``(acc + bias) * mult``: ``acc = high * 2**17 + low`` (``low`` the unsigned
+    low 17 bits, ``high`` the signed rest, at least one bit), so ``high * mult * 2**17 + low * mult +
+    bias * mult`` is the same integer, and no term or partial sum wraps: each product register has the
+    full width of its factors' product, and ``|acc * mult + bias * mult| < 2**(acc_bits + 15) +
+    2**47``, which fits the sum's ``max(acc_bits, 32) + 18`` bits (the width the biased product
+    ``(acc + bias) * mult`` always had). The accumulator, the last input to arrive, so reaches the
+    multipliers without an adder in front of them.
 
     ``advance`` enables the first stage's registers and, a cycle later, the second's: in other cycles
     the lane holds its stages (its output is meaningless then), so a simulator computes the lane's
@@ -61,28 +70,36 @@ class Requant(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         vb = max(self.cfg.acc_bits, 32) + 1
-        # One register stage: the two partial products of (acc + bias) * mult, each one DSP block
-        # (the sum's low 17 bits, unsigned, and its high bits, signed, times the 16-bit multiplier),
-        # and everything of the output stage that depends on the parameters alone. The partial
-        # products are added in the second stage, before the shift: p = (high << 17) + low.
-        # The biased sum is written out in each product (one use each, so Verilator computes it inside
-        # the enabled branch; yosys merges the two identical adders).
-        def biased():
-            return (self.acc + self.bias)[:vb].as_signed()
+        # One register stage: p = (acc + bias) * mult as acc * mult + bias * mult, which is the same
+        # integer (no term wraps: see the class docstring), as three registered products: the
+        # accumulator's low 17 bits (unsigned) and its high bits (signed) times the 16-bit multiplier,
+        # one DSP block each, and the scaled bias bias * mult. So the accumulator, the last input to
+        # arrive (the read port's data through the forwarding and chunk multiplexers), goes into the
+        # multipliers with no adder in front of them; the scaled bias comes from the parameters alone.
+        # The three are added in the second stage, before the shift: p = (high << 17) + low + scaled.
+        # Everything of the output stage that depends on the parameters alone is registered here too.
+        # (The sign-extended accumulator is written out at each use, so Verilator computes it inside
+        # the enabled branch.)
+        acc_bits = max(self.cfg.acc_bits, 18)  # at least one high bit above the low 17
+
+        def acc():
+            return Cat(self.acc, self.acc[-1].replicate(acc_bits - self.cfg.acc_bits)).as_signed()
         product_lo = Signal(unsigned(17 + len(self.mult)), name="product_lo")
-        product_hi = Signal(signed(vb - 17 + len(self.mult)), name="product_hi")
+        product_hi = Signal(signed(acc_bits - 17 + len(self.mult)), name="product_hi")
+        scaled_bias = Signal(signed(len(self.bias) + len(self.mult)), name="scaled_bias")
         sh2 = Signal(RQ_RECORD["shift"].shape)
         # stage 2's enable: a chunk entered stage 1 in the previous cycle
         moved = Signal()
         m.d.sync += moved.eq(self.advance)
         with m.If(self.advance):
-            m.d.sync += [product_lo.eq(biased()[:17] * self.mult),
-                         product_hi.eq(biased()[17:].as_signed() * self.mult), sh2.eq(self.shift)]
+            m.d.sync += [product_lo.eq(acc()[:17] * self.mult),
+                         product_hi.eq(acc()[17:].as_signed() * self.mult),
+                         scaled_bias.eq(self.bias * self.mult), sh2.eq(self.shift)]
         width = vb + 17
 
         # p, written out at each of its uses like the biased sum above (one adder in synthesis)
         def p():
-            return ((product_hi << 17) + product_lo)[:width].as_signed()
+            return ((product_hi << 17) + product_lo + scaled_bias)[:width].as_signed()
         # The quotient p >> shift saturates to 11 bits unless p's bits from shift + 10 up all equal
         # its sign: a mask of those bits. Rounding adds bit shift - 1 of p (the sign bit beyond p's
         # width, none when shift is 0): a one-hot select.

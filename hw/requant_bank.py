@@ -127,7 +127,8 @@ class RequantBank(wiring.Component):
                          port.en.eq(self.ldrq_word & (record < per) & (record < left))]
 
     def _chunk_params(self, m, memories):
-        """The current chunk's number and its lanes' parameter records (read a cycle ahead)."""
+        """The current chunk's number and its lanes' parameter records (row and part are the current
+        chunk's, registers set a cycle ahead)."""
         cfg = self.cfg
         lanes = cfg.rq_lanes
         parts = len(memories) // lanes  # chunks per memory address
@@ -158,10 +159,15 @@ class RequantBank(wiring.Component):
                          last_chunk.eq(first_col + 2 * lanes >= self.n_out),
                          chunks_left.eq(first_col + lanes < self.n_out)]
         m.d.sync += [row.eq(row_next), part.eq(part_next)]
+        # The records of the chunk at (row, part), read asynchronously (LUT RAM) from the row register:
+        # the data a synchronous port addressed with row_next would hold in the next cycle (LDRQ never
+        # writes in a cycle whose read a REQ uses: its last write precedes the REQ's first cycle), but
+        # the sequencer's strobes (req_start, next_vector, req_advance) end at row's few bits, not at a
+        # read register of every record's bits.
         records = []
         for mem in memories:
-            port = mem.read_port()
-            m.d.comb += port.addr.eq(row_next)
+            port = mem.read_port(domain="comb")
+            m.d.comb += port.addr.eq(row)
             records.append(port.data)
         chosen = [Signal(RQ_RECORD, name=f"lane{li}_params") for li in range(lanes)]
         for li, sig in enumerate(chosen):

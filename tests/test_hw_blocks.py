@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from amaranth.sim import Simulator
 from cimtile.hw.adc import LATENCY as ADC_LATENCY
 from cimtile.hw.adc import Adc
@@ -168,3 +173,66 @@ def test_crossbar_column_sums(encoding, cell_bits, rows, dac_bits):
             assert got == want
 
     simulate(dut, bench)
+
+
+def run_lane(cfg, rows):
+    """The Requant lane's output for each row ``(acc, bias, mult, shift, zero_point, clamp_lo, clamp_hi,
+    relu)``, one row a cycle."""
+    dut = Requant(cfg)
+    ports = (dut.acc, dut.bias, dut.mult, dut.shift, dut.zero_point, dut.clamp_lo, dut.clamp_hi, dut.relu)
+    got = []
+
+    async def bench(ctx):
+        for cycle in range(len(rows) + LATENCY):
+            if cycle >= LATENCY:
+                got.append(ctx.get(dut.q))
+            if cycle < len(rows):
+                for port, v in zip(ports, rows[cycle]):
+                    ctx.set(port, int(v))
+            await ctx.tick()
+
+    simulate(dut, bench)
+    return got
+
+
+def kernel(rows):
+    return [int(requantise(np.array([a]), b, m, s, zp, lo, hi, bool(relu))[0])
+            for a, b, m, s, zp, lo, hi, relu in rows]
+
+
+@pytest.mark.parametrize("acc_bits", [16, 24, 40])
+def test_requant_lane_corners(acc_bits):
+    """The extremes of every factor of ``(acc + bias) * mult`` (the RTL adds ``bias * mult`` after the
+    multipliers, and splits the accumulator at bit 17), at the smallest, tiny's and the largest
+    accumulator width, over shifts that put the output window at each end of the product: each
+    combination, against the kernel."""
+    cfg = replace(TINY, acc_bits=acc_bits)
+    top = 1 << (acc_bits - 1)
+    accs = sorted(a for a in {-top, -top + 1, -(1 << 17) - 1, -(1 << 17), -1, 0, 1, (1 << 17) - 1, 1 << 17, top - 2,
+                              top - 1} if -top <= a < top)
+    biases = [-(1 << 31), -(1 << 31) + 1, -(1 << 17), -1, 0, 1, (1 << 31) - 1]
+    mults = [0, 1, 1 << 15, (1 << 16) - 1]
+    shifts = [0, 1, 2, 16, 17, 18, 31, 32, 33, acc_bits + 14, acc_bits + 15, 46, 47, 48, 49, 63]
+    rows = [(a, b, m, s, 0, -256, 255, 0) for a, b, m, s in itertools.product(accs, biases, mults, shifts)]
+    got, want = run_lane(cfg, rows), kernel(rows)
+    bad = [i for i in range(len(rows)) if got[i] != want[i]]
+    assert not bad, f"{rows[bad[0]]}: RTL {got[bad[0]]}, kernel {want[bad[0]]}"
+
+
+@st.composite
+def lane_rows(draw):
+    acc_bits = draw(st.sampled_from([16, 17, 18, 24, 32, 33, 40]))
+    top = 1 << (acc_bits - 1)
+    row = st.tuples(st.integers(-top, top - 1), st.integers(-(1 << 31), (1 << 31) - 1), st.integers(0, (1 << 16) - 1),
+                    st.integers(0, 63), st.integers(-256, 255), st.integers(-256, 255), st.integers(-256, 255),
+                    st.integers(0, 1))
+    return acc_bits, draw(st.lists(row, min_size=1, max_size=40))
+
+
+@settings(max_examples=12)
+@given(lane_rows())
+def test_requant_lane_hypothesis(case):
+    """Random lanes at accumulator widths around the 17-bit split and up to the largest, against the kernel."""
+    acc_bits, rows = case
+    rows = [(a, b, m, s, zp, lo, max(lo, hi), relu) for a, b, m, s, zp, lo, hi, relu in rows]
+    assert run_lane(replace(TINY, acc_bits=acc_bits), rows) == kernel(rows)
