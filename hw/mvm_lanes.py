@@ -18,8 +18,11 @@ __all__ = ["CONVERSION", "MvmLanes"]
 #: differential pair converted once (a signed ADC range).
 CONVERSION = data.StructLayout({"valid": 1, "o": ADDR_BITS + 2, "shift": 6, "neg": 1, "diff": 1})
 
-#: A request in flight between issue and word-line drive (adds the slice and the row group).
-_REQUEST = data.StructLayout({"conv": CONVERSION, "k": 4, "g": ADDR_BITS + 2, "sign": 1})
+#: A request in flight between issue and word-line drive (adds the slice and the row group). Its
+#: ``conv.shift`` is not set: the shift's two slice terms (``in_shift``, ``w_shift``) are added to the
+#: layer's ``adc_shift`` as the descriptor enters the ADC's first register stage (:meth:`MvmLanes.elaborate`).
+_REQUEST = data.StructLayout({"conv": CONVERSION, "k": 4, "g": ADDR_BITS + 2, "sign": 1,
+                              "in_shift": CONVERSION.members["shift"], "w_shift": CONVERSION.members["shift"]})
 
 
 class MvmLanes(wiring.Component):
@@ -119,11 +122,15 @@ class MvmLanes(wiring.Component):
             next_steps.append((Mux(fresh, from_start, from_digits), None))
             col = self._request(m, current[i], requests[i], i)
             m.d.comb += [self.col[i].eq(col), self.pair[i].eq(self.layer.analog)]
-            # the descriptor follows the sum through the ADC's register stages
+            # The descriptor follows the sum through the ADC's register stages; its shift is summed as it
+            # enters the first (the request's adder was on the issue path, into ``issued``).
             conv = issued[i].conv
+            assert MVM_LATENCY + WRITE_BEHIND - 1 >= 1, "the shift is summed into the first ADC stage"
             for stage in range(MVM_LATENCY + WRITE_BEHIND - 1):
                 held = Signal(CONVERSION, name=f"lane{i}_adc_stage{stage}")
                 m.d.sync += held.eq(conv)
+                if stage == 0:
+                    m.d.sync += held.shift.eq(self.layer.adc_shift + issued[i].in_shift + issued[i].w_shift)
                 conv = held
             m.d.sync += [self.conversion[i].eq(conv), issued[i].conv.valid.eq(0)]
             m.d.comb += self.adc_conversion[i].eq(conv)  # a cycle ahead: the ADC registers its term
@@ -290,7 +297,8 @@ class MvmLanes(wiring.Component):
         m.d.comb += [
             req.conv.valid.eq(digits.k < layer.nis),
             req.conv.o.eq(digits.o),
-            req.conv.shift.eq(layer.adc_shift + in_shift + weight_slice * cfg.cell_bits),
+            req.in_shift.eq(in_shift),
+            req.w_shift.eq(weight_slice * cfg.cell_bits),
             req.conv.neg.eq(sign_slice ^ (per_column_sign & digits.q[0])),
             req.conv.diff.eq(layer.analog),
             req.k.eq(digits.k[:4]),
