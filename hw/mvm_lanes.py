@@ -37,8 +37,11 @@ class MvmLanes(wiring.Component):
     round (a partial last round never mixes vectors). ``next_vector`` is high in the cycle a
     vector's last round issues when another vector follows: the lanes then rewind by themselves
     (their next round issues from ``lane_start``), and the tile reads the next input vector so that
-    ``x`` holds it from the cycle after the next round issues. The vector counter restarts with
-    ``rewind``.
+    ``x`` holds it from the cycle after the next round issues. The vector counter restarts in a
+    cycle without ``run`` or with ``finished`` (the last vector's rounds all issued), so that each MVM
+    (one ``run`` from its first cycle to its last) starts at vector 0; neither ``rewind`` nor ``abort``
+    moves it (both come from the sequencer's decisions late in the cycle: the tile's ``fin`` and
+    ``err``, which were in the counter's enable; docs/microarchitecture.md).
 
     Timing contract (cycle t a round issues): after a cycle with ``rewind`` and no round issuing,
     or a round issuing with ``next_vector``, the lanes issue from ``lane_start`` (the layer's
@@ -163,12 +166,14 @@ class MvmLanes(wiring.Component):
             with m.If(self.next_vector):
                 m.d.sync += vector.eq(vector + 1)
         with m.Elif(self.rewind):
-            m.d.sync += [fresh.eq(1), vector.eq(0)]
+            m.d.sync += fresh.eq(1)
+        with m.If(~self.run | self.finished):  # never with issuing, which needs run and lane 0's next conversion
+            m.d.sync += vector.eq(0)
         if adc_cycles > 1:
             with m.If(self.run & ~idle):
                 m.d.sync += conv_cycle.eq(Mux(conv_cycle == adc_cycles - 1, 0, conv_cycle + 1))
         with m.If(self.abort):
-            m.d.sync += [conv_cycle.eq(0), vector.eq(0)]
+            m.d.sync += conv_cycle.eq(0)
         return m
 
     def _last_round(self, m, fresh, lane0_digits):
