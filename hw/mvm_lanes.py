@@ -18,8 +18,11 @@ __all__ = ["CONVERSION", "MvmLanes"]
 #: differential pair converted once (a signed ADC range).
 CONVERSION = data.StructLayout({"valid": 1, "o": ADDR_BITS + 2, "shift": 6, "neg": 1, "diff": 1})
 
-#: A request in flight between issue and word-line drive (adds the slice and the row group).
-_REQUEST = data.StructLayout({"conv": CONVERSION, "k": 4, "g": ADDR_BITS + 2, "sign": 1})
+#: A request in flight between issue and word-line drive (adds the slice and the row group). Its
+#: ``conv.shift`` is not set: the shift's two slice terms (``in_shift``, ``w_shift``) are added to the
+#: layer's ``adc_shift`` as the descriptor enters the ADC's first register stage (:meth:`MvmLanes.elaborate`).
+_REQUEST = data.StructLayout({"conv": CONVERSION, "k": 4, "g": ADDR_BITS + 2, "sign": 1,
+                              "in_shift": CONVERSION.members["shift"], "w_shift": CONVERSION.members["shift"]})
 
 
 class MvmLanes(wiring.Component):
@@ -34,8 +37,11 @@ class MvmLanes(wiring.Component):
     round (a partial last round never mixes vectors). ``next_vector`` is high in the cycle a
     vector's last round issues when another vector follows: the lanes then rewind by themselves
     (their next round issues from ``lane_start``), and the tile reads the next input vector so that
-    ``x`` holds it from the cycle after the next round issues. The vector counter restarts with
-    ``rewind``.
+    ``x`` holds it from the cycle after the next round issues. The vector counter restarts in a
+    cycle without ``run`` or with ``finished`` (the last vector's rounds all issued), so that each MVM
+    (one ``run`` from its first cycle to its last) starts at vector 0; neither ``rewind`` nor ``abort``
+    moves it (both come from the sequencer's decisions late in the cycle: the tile's ``fin`` and
+    ``err``, which were in the counter's enable; docs/microarchitecture.md).
 
     Timing contract (cycle t a round issues): after a cycle with ``rewind`` and no round issuing,
     or a round issuing with ``next_vector``, the lanes issue from ``lane_start`` (the layer's
@@ -92,8 +98,12 @@ class MvmLanes(wiring.Component):
         lane_digits = [Signal(DIGITS, name=f"lane{i}_digits") for i in range(lanes)]
         current = [Signal(DIGITS, name=f"lane{i}_current") for i in range(lanes)]
         conv_cycle = Signal(range(max(adc_cycles, 2)))
-        slices, sign_slice = self._planes(m)
+        planes, mag_bits = self._planes(m)
         group_rows = self._group_rows(m)
+        # Which of x's bit planes a lane's request drives (its first, ``plane_index``, and which of the
+        # slice's dac_bits are driven, ``plane_on``), registered with the request (:meth:`_plane_choice`).
+        plane_index = [Signal(3, name=f"lane{i}_plane") for i in range(lanes)]
+        plane_on = [Signal(cfg.dac_bits, name=f"lane{i}_plane_on") for i in range(lanes)]
         # ``fresh``: the lanes are at the layer's start digits (``lane_start``, registers), set by
         # ``rewind`` and cleared by the first round; a register selects, so no decode of the
         # instruction precedes the round's column, request and digit adders.
@@ -115,15 +125,20 @@ class MvmLanes(wiring.Component):
             next_steps.append((Mux(fresh, from_start, from_digits), None))
             col = self._request(m, current[i], requests[i], i)
             m.d.comb += [self.col[i].eq(col), self.pair[i].eq(self.layer.analog)]
-            # the descriptor follows the sum through the ADC's register stages
+            # The descriptor follows the sum through the ADC's register stages; its shift is summed as it
+            # enters the first (the request's adder was on the issue path, into ``issued``).
             conv = issued[i].conv
+            assert MVM_LATENCY + WRITE_BEHIND - 1 >= 1, "the shift is summed into the first ADC stage"
             for stage in range(MVM_LATENCY + WRITE_BEHIND - 1):
                 held = Signal(CONVERSION, name=f"lane{i}_adc_stage{stage}")
                 m.d.sync += held.eq(conv)
+                if stage == 0:
+                    m.d.sync += held.shift.eq(self.layer.adc_shift + issued[i].in_shift + issued[i].w_shift)
                 conv = held
             m.d.sync += [self.conversion[i].eq(conv), issued[i].conv.valid.eq(0)]
             m.d.comb += self.adc_conversion[i].eq(conv)  # a cycle ahead: the ADC registers its term
-            m.d.comb += self.wl[i].eq(self._word_lines(m, issued[i], i, slices, sign_slice, group_rows))
+            m.d.comb += self.wl[i].eq(self._word_lines(m, issued[i], i, planes, plane_index[i], plane_on[i],
+                                                       group_rows))
 
         idle = conv_cycle == 0
         lane0_last = self._last_round(m, fresh, lane_digits[0])
@@ -142,6 +157,8 @@ class MvmLanes(wiring.Component):
             m.d.sync += lane0_beyond.eq(lane0_last)
             for i in range(lanes):
                 m.d.sync += [issued[i].eq(requests[i]), lane_digits[i].eq(next_steps[i][0])]
+                index, on = self._plane_choice(current[i], requests[i].sign, mag_bits)
+                m.d.sync += [plane_index[i].eq(index), plane_on[i].eq(on)]
             if adc_cycles > 1:
                 m.d.sync += conv_cycle.eq(1)
             # a vector's last round with another vector to follow rewinds the lanes for it
@@ -149,12 +166,14 @@ class MvmLanes(wiring.Component):
             with m.If(self.next_vector):
                 m.d.sync += vector.eq(vector + 1)
         with m.Elif(self.rewind):
-            m.d.sync += [fresh.eq(1), vector.eq(0)]
+            m.d.sync += fresh.eq(1)
+        with m.If(~self.run | self.finished):  # never with issuing, which needs run and lane 0's next conversion
+            m.d.sync += vector.eq(0)
         if adc_cycles > 1:
             with m.If(self.run & ~idle):
                 m.d.sync += conv_cycle.eq(Mux(conv_cycle == adc_cycles - 1, 0, conv_cycle + 1))
         with m.If(self.abort):
-            m.d.sync += [conv_cycle.eq(0), vector.eq(0)]
+            m.d.sync += conv_cycle.eq(0)
         return m
 
     def _last_round(self, m, fresh, lane0_digits):
@@ -283,7 +302,8 @@ class MvmLanes(wiring.Component):
         m.d.comb += [
             req.conv.valid.eq(digits.k < layer.nis),
             req.conv.o.eq(digits.o),
-            req.conv.shift.eq(layer.adc_shift + in_shift + weight_slice * cfg.cell_bits),
+            req.in_shift.eq(in_shift),
+            req.w_shift.eq(weight_slice * cfg.cell_bits),
             req.conv.neg.eq(sign_slice ^ (per_column_sign & digits.q[0])),
             req.conv.diff.eq(layer.analog),
             req.k.eq(digits.k[:4]),
@@ -324,32 +344,38 @@ class MvmLanes(wiring.Component):
         """Bits of a row group's index that a valid conversion can have (``g < nrg <= ceil(rows / rows_per_conv)``)."""
         return max(1, (-(-self.cfg.rows // self.cfg.rows_per_conv) - 1).bit_length())
 
-    def _word_lines(self, m, issued, lane: int, slices, sign_slice, group_rows):
-        """The word-line drive of the request issued last cycle: its slice plane of ``x``, masked
-        to the rows of its row group."""
+    def _plane_choice(self, digits, sign_slice, mag_bits):
+        """The input bit plane that slice ``digits.k`` starts at (the sign slice's: ``abits_m1``) and which
+        of its ``dac_bits`` are driven: magnitude bits below the magnitude width (``mag_bits``), the sign
+        slice's first bit alone. Registered with the request when it issues, so that the word lines are
+        one multiplexer of ``x`` by a register (a plane select of masked planes and the sign plane's
+        select, by ``k`` and ``abits_m1``, were two multiplexers in series on the tile's critical path,
+        into the crossbar's column sums; docs/microarchitecture.md). A plane at or beyond 8 is never
+        driven (``mag_bits`` <= 8), so the index's low 3 bits suffice."""
+        dac, layer = self.cfg.dac_bits, self.layer
+        first = digits.k * dac
+        index = Mux(sign_slice, layer.abits_m1, first[:3])
+        on = Cat(*[Mux(sign_slice, Const(int(j == 0), 1), first + j < mag_bits) for j in range(dac)])
+        return index, on
+
+    def _word_lines(self, m, issued, lane: int, planes, index, on, group_rows):
+        """The word-line drive of the request issued last cycle: its slice of ``x`` (planes ``index`` up
+        to ``index + dac_bits - 1``, each where ``on``), masked to the rows of its row group."""
         rows, dac = self.cfg.rows, self.cfg.dac_bits
         rows_on = Signal(rows, name=f"lane{lane}_rows")
         m.d.comb += rows_on.eq(Mux(issued.conv.valid, group_rows.word_select(issued.g[:self._group_bits()], rows), 0))
-        sel = Mux(issued.sign, sign_slice, slices.word_select(issued.k, rows * dac))
+        # the dac_bits planes from index on, each all zero where not on (one part-select per plane)
+        chosen = [planes.word_select(index + j, rows) & on[j].replicate(rows) for j in range(dac)]
+        sel = chosen[0] if dac == 1 else Cat(*[Cat(*[chosen[j][r] for j in range(dac)]) for r in range(rows)])
         return sel & Cat(*[rows_on[r].replicate(dac) for r in range(rows)])
 
     def _planes(self, m):
-        """The input vector's slices (``rows`` x ``dac_bits`` each) and its sign slice, shared by all
-        lanes: plane b holds bit b of every row's byte; magnitude planes at or above the magnitude
-        width are zero (signed inputs keep the sign bit apart)."""
+        """The input vector's bit planes (plane b: bit b of every row's byte), shared by all lanes, with
+        ``dac_bits - 1`` zero planes above them, and the magnitude width (signed inputs keep the sign
+        bit apart): planes at or above it are not driven as magnitude bits (:meth:`_plane_choice`)."""
         cfg, layer = self.cfg, self.layer
         rows, dac = cfg.rows, cfg.dac_bits
         mag_bits = Signal(4)
         m.d.comb += mag_bits.eq(Mux(layer.asigned, layer.abits_m1, layer.abits_m1 + 1))
         planes = [Cat(*[self.x[8 * r + b] for r in range(rows)]) for b in range(8)]
-        mag = [Signal(rows, name=f"mag_plane{b}") for b in range(8)]
-        m.d.comb += [masked.eq(Mux(b < mag_bits, plane, 0)) for b, (masked, plane) in enumerate(zip(mag, planes))]
-        n_slices = -(-8 // dac)
-        slices = Cat(*[
-            Cat(*[Cat(*[(mag[k * dac + j][r] if k * dac + j < 8 else Const(0, 1)) for j in range(dac)])
-                  for r in range(rows)])
-            for k in range(n_slices)])
-        sign_plane = Signal(rows)
-        m.d.comb += sign_plane.eq(Cat(*planes).word_select(layer.abits_m1, rows))
-        sign_slice = Cat(*[Cat(sign_plane[r], Const(0, dac - 1)) if dac > 1 else sign_plane[r] for r in range(rows)])
-        return slices, sign_slice
+        return Cat(*planes, Const(0, rows * (dac - 1))), mag_bits

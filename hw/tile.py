@@ -81,6 +81,7 @@ class _Parts:
     vector_in: Signal  # a multi-vector MVM's next input vector is read this cycle (vector boundary, stage 1)
     vector_acc: Signal  # its old accumulator vector is read this cycle (stage 2)
     vector_write: Signal  # the previous vector's accumulator vector is written and the next loaded (stage 3)
+    mvm_load: Signal  # an MVM's second cycle: the shift-and-add loads the old accumulator vector
     in_next: Signal  # the next vector's input address (memory address bits)
     acc_next: Signal  # the next vector's accumulator address (memory address bits)
     left: Signal  # records left in an LDRQ
@@ -489,6 +490,7 @@ class Tile(wiring.Component):
         self._mvm_path(m, units, ports)
         self._array_and_requant(m, units, ports)
         parts = self._parts(m, units, ports)
+        self._shift_add_control(m, parts)
         self._instruction_fields(m, parts)
         return parts
 
@@ -508,6 +510,23 @@ class Tile(wiring.Component):
                          adc.term_shift.eq(lanes.adc_conversion[i].shift),
                          shift_add.conversion[i].eq(lanes.conversion[i]), shift_add.term[i].eq(adc.term)]
         m.d.comb += [shift_add.old.eq(ports["acc_r"].data), shift_add.n_out.eq(layer.n_out)]
+
+    @staticmethod
+    def _shift_add_control(m, parts: _Parts):
+        """The shift-and-add's ``load`` and ``run``, from registers, outside the opcode's decode.
+
+        ``load`` is ``mvm_load`` (set by an MVM's first cycle: its old accumulator vector arrives in the
+        second) or ``vector_write`` (a multi-vector MVM's boundary); ``run`` is always high. Why: decoded
+        from the executing word (``step`` in an MVM), the two were the enable of every result register
+        (``cols x acc_bits`` flip-flops) and late (docs/microarchitecture.md). It is exact: the registers
+        are only read through ``result`` by the accumulator writes of an MVM (``vector_write`` and the
+        write-behind ``acc_write``), which follow that MVM's ``load`` in its second cycle, which sets
+        every register and every ``fresh`` bit; what they take in any other cycle (the contributions of
+        the last round in the next instruction's first cycle, none elsewhere, or a load after an MVM
+        whose first cycle stopped the run) is overwritten before it is read.
+        """
+        m.d.comb += [parts.shift_add.run.eq(1), parts.shift_add.load.eq(parts.mvm_load | parts.vector_write)]
+        m.d.sync += parts.mvm_load.eq(0)  # _mvm sets it in an MVM's first cycle (a later statement wins)
 
     def _array_and_requant(self, m, units: dict, ports: dict):
         """The VAU and the crossbar's write port, the requantisation bank, the streams' idle values."""
@@ -559,7 +578,7 @@ class Tile(wiring.Component):
             accumulate=Signal(name="accumulate"), drain=Signal(3, name="drain"),
             acc_write=Signal(name="acc_write"), word_ok=Signal(name="word_ok"),
             vector_in=Signal(name="vector_in"), vector_acc=Signal(name="vector_acc"),
-            vector_write=Signal(name="vector_write"),
+            vector_write=Signal(name="vector_write"), mvm_load=Signal(name="mvm_load"),
             in_next=Signal(max(1, (cfg.in_depth - 1).bit_length()), name="in_next"),
             acc_next=Signal(max(1, (cfg.acc_depth - 1).bit_length()), name="acc_next"),
             left=Signal(ADDR_BITS + 1, name="left"), left_last=Signal(name="left_last"),
@@ -888,14 +907,13 @@ class Tile(wiring.Component):
             self._alignment_and_addresses(m, parts, [(mvm_args.in_addr + mvm_args.count_m1, 0, cfg.in_depth),
                                                      (mvm_args.acc_addr + mvm_args.count_m1, 1, cfg.acc_depth)])
             m.d.sync += [parts.addr_b.eq(mvm_args.acc_addr + parts.offsets[1]),
-                         parts.accumulate.eq(mvm_args.accumulate), parts.drain.eq(0)]
+                         parts.accumulate.eq(mvm_args.accumulate), parts.drain.eq(0), parts.mvm_load.eq(1)]
         with m.If(parts.vector_write):
             m.d.sync += parts.addr_b.eq(parts.addr_b + 1)
-        # Operands arrive in cycle 1: results start from the old accumulator (lanes >= n_out keep it);
-        # a later vector's at its boundary, as the finished vector is written (the load is a
-        # multiplexer at the registers' inputs, not in series with the accumulation).
-        m.d.comb += [parts.shift_add.load.eq((parts.step == 1) | parts.vector_write),
-                     parts.shift_add.run.eq(parts.step >= 2)]
+        # Operands arrive in cycle 1: results start from the old accumulator (lanes >= n_out keep it;
+        # mvm_load, set above); a later vector's at its boundary, as the finished vector is written (the
+        # load is a multiplexer at the registers' inputs, not in series with the accumulation).
+        # _shift_add_control drives the shift-and-add from these registers.
         with m.If(lanes.finished):
             # All conversions issued: the pipeline drains in MVM_LATENCY cycles, and WRITE_BEHIND more
             # into the next instruction, where the accumulator vector is written (acc_write).

@@ -144,3 +144,64 @@ def test_lanes_run_vectors_back_to_back(name, shape):
     geo = isa.geometry(cfg, wbits, abits, bool(wsigned), bool(asigned), nr, n_out * g.group)
     assert cycles == 3 * isa.adc_bound(cfg, geo)
     assert boundaries == [(v * per_vector_rounds + per_vector_rounds - 1) * cfg.adc_cycles for v in range(2)]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_lanes_vector_count_restarts_for_each_mvm(name):
+    """The vector counter restarts for every MVM, as the tile drives the lanes: back-to-back MVMs (``run``
+    held, ``rewind`` only in the first one's last cycle) and an MVM stopped by an error (``abort``, then a
+    cycle without ``run``) each see ``next_vector`` once per vector but the last. (The counter restarts
+    when the lanes finish or do not run, not on ``rewind``: hw/mvm_lanes.py.)"""
+    cfg = CONFIGS[name]
+    wbits, abits, wsigned, asigned, r0, nr, c0, n_out = (1, 1, 0, 0, 5, 4, 7, 1)  # one round per vector
+    g = isa.geometry(cfg, wbits, abits, bool(wsigned), bool(asigned), nr, 1)
+    dut = MvmLanes(cfg)
+    log = []
+
+    def lane_digits(j):
+        k, rg, o, q = digits(j, n_out, g.nrg, g.group)
+        return {"k": k, "g": rg, "o": o, "q": q, "c": o * g.group + q}
+
+    async def bench(ctx):
+        ctx.set(dut.layer, {"wbits_m1": wbits - 1, "abits_m1": abits - 1, "wsigned": wsigned, "asigned": asigned,
+                            "adc_shift": 1, "row_start": r0, "row_count": nr, "col_start": c0,
+                            "col_count": n_out * g.group, "nis": g.nis, "nws": g.nws, "group": g.group,
+                            "nrg": g.nrg, "n_out": n_out, "gconv": g.group, "step": 1, "aligned": 1,
+                            "analog": 0})
+        for i in range(cfg.n_adcs):
+            ctx.set(dut.lane_start[i], lane_digits(i))
+        ctx.set(dut.lane_step, lane_digits(cfg.n_adcs))
+        ctx.set(dut.count_m1, 2)  # three vectors
+        ctx.set(dut.rewind, 1)
+        await ctx.tick()
+
+        async def mvm(abort_after=None):
+            """One MVM: run until the lanes finish, then its last cycle (rewind); or stopped by an error in
+            the cycle after its ``abort_after``-th vector boundary, then a cycle outside any MVM."""
+            ctx.set(dut.run, 1)
+            ctx.set(dut.rewind, 0)
+            seen = 0
+            for _ in range(40):
+                if ctx.get(dut.finished):
+                    break
+                if abort_after is not None and seen == abort_after:
+                    ctx.set(dut.abort, 1)
+                    await ctx.tick()
+                    ctx.set(dut.abort, 0)
+                    ctx.set(dut.run, 0)
+                    ctx.set(dut.rewind, 1)
+                    await ctx.tick()
+                    return seen
+                seen += ctx.get(dut.next_vector)
+                await ctx.tick()
+            ctx.set(dut.rewind, 1)  # the MVM's last cycle (the drain): the tile's fin
+            await ctx.tick()
+            return seen
+
+        log.append(await mvm())
+        log.append(await mvm())  # back to back: run never drops
+        log.append(await mvm(abort_after=1))
+        log.append(await mvm())
+
+    simulate(dut, bench)
+    assert log == [2, 2, 1, 2]
