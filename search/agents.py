@@ -125,6 +125,7 @@ def _ddpg(space: Space, evaluate: Callable, budget: int, seed: int, target: floa
     import torch
     from stable_baselines3 import DDPG
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.noise import NormalActionNoise
 
     torch.set_num_threads(1)
@@ -198,6 +199,9 @@ def _ddpg(space: Space, evaluate: Callable, budget: int, seed: int, target: floa
                  action_noise=NormalActionNoise(np.zeros(1), 0.5 * np.ones(1)),  # HAQ's initial 0.5
                  policy_kwargs={"net_arch": [64, 64]})
     env.model = model
+    # A logger with no outputs: without one, learn() makes stable-baselines3's default logger, which
+    # creates an empty SB3-<date> folder in the temporary directory on every search.
+    model.set_logger(Logger(folder=None, output_formats=[]))
     model.learn(total_timesteps=budget * steps, callback=Flush())
 
 

@@ -52,3 +52,14 @@ def test_ddpg_warmup_in_batches_same_policies():
     assert batched.batches == [BATCH, 1] + [1] * (budget - 5)
     assert seq.batches == [1] * budget
     assert batched.table == seq.table  # same policies and rewards, so the same actor after the warm-up
+
+
+def test_ddpg_leaves_no_logger_folder(tmp_path, monkeypatch):
+    """DDPG runs with a logger of no outputs: stable-baselines3's default one would create an empty
+    SB3-<date> folder in the temporary directory on every search."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    _run("ddpg", 4, seed=1)
+    assert sorted(p.name for p in tmp_path.glob("SB3-*")) == []  # (torch keeps its own caches there)
