@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
@@ -92,6 +92,9 @@ class _Parts:
     req_left: Signal
     req_more: Signal
     program_wait: Signal  # cycles left of the array's programming: LDW, WSET (write_cycles), VAUR/VAUC (pulses)
+    # RDACC's and RDOUT's reads of their next item after the first cycle, from registers and dout's ready (set by
+    # Tile._read_enables; high in a cycle where the run stops on a failed range check, which moves nothing visible)
+    item_reads: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -596,7 +599,7 @@ class Tile(wiring.Component):
         """Operand reads. Addresses: the field plus the loop offset on the memory's address bits only, each
         field added before the opcode picks one, so the word's path to the read ports is a narrow adder
         and a 2:1 mux; after the first cycle, registers. Enables: see :meth:`_read_enables`."""
-        cfg, args, op, ports, reader = self.cfg, parts.view.args, parts.view.opcode, parts.ports, parts.reader
+        cfg, args, op, ports = self.cfg, parts.view.args, parts.view.opcode, parts.ports
 
         def bits_for(depth):
             return max(1, (depth - 1).bit_length())
@@ -635,13 +638,13 @@ class Tile(wiring.Component):
             # in the cycle of the current vector's last chunk (acc_next steps in _req); a multi-vector MVM
             # its next vector's old accumulators (vector_acc). So the memory's address is a 2:1 multiplexer
             # of an adder of the word's field and a register.
-            with m.If((op == Opcode.RDACC) & reader.read_en):
+            with m.If(parts.item_reads[Opcode.RDACC]):
                 m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
             # The output memory likewise reads out_next, which steps with each read: RDOUT's next item; a
             # multi-vector REQ's next output vector's old bytes, as the current one's last chunk is written
             # (the bank's out_next, inside the REQ; that vector's first chunk is written next cycle), which
             # is req_out_addr + 1 then.
-            with m.If(((op == Opcode.RDOUT) & reader.read_en) | parts.requant.out_next):
+            with m.If(parts.item_reads[Opcode.RDOUT] | parts.requant.out_next):
                 m.d.sync += out_next.eq(out_next + 1)
             m.d.comb += [acc_r.addr.eq(parts.acc_next), out_r.addr.eq(out_next)]
             # a multi-vector MVM's vector boundary (stages 1 and 2: see _fetch_wiring)
@@ -703,6 +706,8 @@ class Tile(wiring.Component):
             m.d.sync += [bit.eq(parts.view.opcode == op) for op, bit in holds.items()]
         item_sent = self.dout.ready & reader.item_last  # an item's last word may leave: the next item is read
         req, rdacc, rdout = holds[Opcode.REQ], holds[Opcode.RDACC], holds[Opcode.RDOUT]
+        parts.item_reads = {Opcode.RDACC: ~parts.first & rdacc & item_sent,
+                            Opcode.RDOUT: ~parts.first & rdout & item_sent}
         m.d.comb += [
             ports["acc_r"].en.eq(parts.first | ~(req | rdacc) | (req & requant.last_chunk & requant.chunks_left) |
                                  (rdacc & item_sent)),
