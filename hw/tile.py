@@ -407,13 +407,21 @@ class Tile(wiring.Component):
         cycle, whose read is used in its second (MVM) or until the next read (REQ, RDACC, which write
         nothing); a multi-vector MVM's vector writes (``vector_write``) at its vector boundaries, each in
         the cycle its previous cycle's read is loaded into the shift-and-add, and never at the address read
-        beside it (the next vector's)."""
+        beside it (the next vector's).
+
+        The memory itself reads in every cycle (its read register has no enable, which would fan out to
+        ``acc_bits x cols`` flip-flops): in a cycle without the shared enable it reads the address it read
+        in the cycle before (``acc_r_held``), so its data holds. Exact for the same reason: no write lands at
+        a held address between its read and the last use of the data (a write in the read's own cycle is
+        in the memory by the next cycle's read, which returns it with the flag low)."""
         cfg = self.cfg
         read, write = ports["acc_r"], ports["acc_w"]
         width = cfg.acc_bits * cfg.cols
         shared = _SharedPort(addr=Signal.like(read.addr, name="acc_r_addr"), en=Signal(name="acc_r_en"),
                              data=Signal(width, name="acc_r_data"))
-        m.d.comb += [read.addr.eq(shared.addr), read.en.eq(shared.en)]
+        held = Signal.like(read.addr, name="acc_r_held")
+        m.d.sync += held.eq(read.addr)
+        m.d.comb += [read.addr.eq(Mux(shared.en, shared.addr, held)), read.en.eq(1)]
         self._forward_writes(m, "acc_forward", "acc_forwarded", read, write, shared.data)
         ports["acc_r"] = shared
 
@@ -682,7 +690,8 @@ class Tile(wiring.Component):
     def _read_enables(self, m, parts: _Parts):
         """The accumulator and output memories' read enables, from registers (and ``dout``'s ready): each
         port reads in every cycle but those in which a read's data must be held for a later use, so its
-        read register's enable is not the decode of the executing word.
+        enable (the output chunks' read registers' enable; the accumulator memory's choice of a held address,
+        :meth:`_acc_forward`) is not the decode of the executing word.
 
         The data's uses: MVM loads the accumulator vector into the shift-and-add in the cycle after its
         read (its second cycle, or a vector boundary: vector_acc then vector_write); REQ takes an
