@@ -693,22 +693,21 @@ class Tile(wiring.Component):
         enable (the output chunks' read registers' enable; the accumulator memory's choice of a held address,
         :meth:`_acc_forward`) is not the decode of the executing word.
 
-        The data's uses: MVM loads the accumulator vector into the shift-and-add in the cycle after its
-        read (its second cycle, or a vector boundary: vector_acc then vector_write); REQ takes an
-        accumulator vector's chunks from the port over the vector's chunk cycles, and rewrites each
-        output chunk's bytes at and above ``n_out`` from the output port's data of the vector's read (up to
-        the write-behind of its last chunk, in the next instruction's first cycle, which uses the data
-        before that cycle's read replaces it); RDACC and RDOUT send an item's words from the port until
-        its last word leaves. Nothing else reads them, and no instruction uses data read before its first
-        cycle. So a port may read in every first cycle (at the executing word's address, whatever the
-        opcode), and in every later cycle except inside REQ (accumulators: but at a vector's last chunk,
-        when the next vector is read; outputs: but at the bank's ``out_next``), RDACC and RDOUT (but when
-        an item's last word may leave: ``dout``'s ready and the formatter's ``item_last``). Reads beyond
-        those of the instruction's own (an item's last word while the run stops on a failed range check;
-        a REQ's last vector's last chunk; MVM's cycles) replace data nothing uses again; the forwarding's
-        flag (:meth:`_forward_writes`) is registered with each read, so a read always returns the
-        memory's data as of its cycle's writes. Which instruction holds (``holds_*``) is a register set in
-        every first cycle, as the loads' ``load_op``."""
+        The data's uses: MVM loads the accumulator vector into the shift-and-add in the cycle after its read
+        (its second cycle, or a vector boundary: vector_acc then vector_write); REQ takes an accumulator
+        vector's chunks from the port over the vector's chunk cycles, and rewrites each output chunk's bytes at
+        and above ``n_out`` from the output port's data of the vector's read (up to the write-behind of its last
+        chunk, in the next instruction's first cycle, which uses the data before that cycle's read replaces it);
+        RDACC and RDOUT send an item's words from the port until its last word leaves. Nothing else reads them,
+        and apart from that write-behind no instruction uses data read before its first cycle. So a port may
+        read in every first cycle (at the executing word's address, whatever the opcode), and in every later
+        cycle except inside REQ (accumulators: but at a vector's last chunk, when the next vector is read;
+        outputs: but at the bank's ``out_next``), RDACC and RDOUT (but when an item's last word may leave:
+        ``dout``'s ready and the formatter's ``item_last``). Reads beyond those of the instruction's own (an
+        item's last word while the run stops on a failed range check; a REQ's last vector's last chunk; MVM's
+        cycles) replace data nothing uses again; the forwarding's flag (:meth:`_forward_writes`) is registered
+        with each read, so a read always returns the memory's data as of its cycle's writes. Which instruction
+        holds (``holds_*``) is a register set in every first cycle, as the loads' ``load_op``."""
         ports, reader, requant = parts.ports, parts.reader, parts.requant
         holds = {op: Signal(name=f"holds_{op.name.lower()}") for op in (Opcode.REQ, Opcode.RDACC, Opcode.RDOUT)}
         with m.If(parts.first):
