@@ -582,7 +582,8 @@ class Tile(wiring.Component):
         instruction and their sources, and act on their strobes only."""
         args, ports, reader = parts.view.args, parts.ports, parts.reader
         m.d.comb += [parts.loader.opcode.eq(parts.view.opcode), parts.loader.word.eq(self.din.payload),
-                     reader.opcode.eq(parts.view.opcode), reader.items.rdout.eq(ports["out_r"].data),
+                     reader.opcode.eq(parts.view.opcode), reader.ready.eq(self.dout.ready),
+                     reader.items.rdout.eq(ports["out_r"].data),
                      reader.items.rdacc.eq(ports["acc_r"].data), reader.items.rdw.eq(parts.xbar.rd_levels),
                      reader.items.rdm.eq(parts.xbar.rd_mask)]
         m.d.comb += [parts.lanes.count_m1.eq(args.mvm.count_m1)]
@@ -664,15 +665,15 @@ class Tile(wiring.Component):
 
     @staticmethod
     def _lane0_column(m, parts: _Parts):
-        """The column that lane 0's crossbar port (which reads in every cycle) presents: the MVM lanes'
-        (the default, :meth:`_mvm_path`), or in a WSET/MSET's first cycle the cell's column, in an RDW/RDM's
-        cycles the read formatter's address (in the first cycle its base: the range's start), in a
-        VAUR/VAUC's sweep the VAU's column. After the first cycle the choice is made by registers set in
-        every first cycle (which instruction presents its own column), not by the executing word's
-        decode. The port's data is used only in the cycle after a column of the instruction's own: an MVM's
-        conversions, WSET/MSET's second cycle, the VAU's arriving column, each word of an RDW/RDM; so the
-        lanes' column in the other cycles (a VAU's drain and pulses, WSET/MSET after their first cycle,
-        and every cycle of a stopped run) reads data nothing uses."""
+        """The column that lane 0's crossbar port (which reads in every cycle) presents: the MVM lanes' (the
+        default, :meth:`_mvm_path`), or in a WSET/MSET's first cycle the cell's column, in an RDW/RDM's cycles
+        the read formatter's address (in the first cycle its base: the range's start; then its
+        ``next_read_addr``, from registers and ``dout``'s ready), in a VAUR/VAUC's sweep the VAU's column. After
+        the first cycle the choice is made by registers set in every first cycle (which instruction presents its
+        own column), not by the executing word's decode. The port's data is used only in the cycle after a
+        column of the instruction's own: an MVM's conversions, WSET/MSET's second cycle, the VAU's arriving
+        column, each word of an RDW/RDM; so the lanes' column in the other cycles (a VAU's drain and pulses,
+        WSET/MSET after their first cycle, and every cycle of a stopped run) reads data nothing uses."""
         op, args, xbar = parts.view.opcode, parts.view.args, parts.xbar
         sweeps, reads = Signal(name="col0_vau"), Signal(name="col0_read")
         cell_op, read_op = (op == Opcode.WSET) | (op == Opcode.MSET), (op == Opcode.RDW) | (op == Opcode.RDM)
@@ -685,7 +686,7 @@ class Tile(wiring.Component):
         with m.Elif(sweeps & parts.vau.sweeping):
             m.d.comb += xbar.col[0].eq(parts.vau.col)
         with m.Elif(reads):
-            m.d.comb += xbar.col[0].eq(parts.reader.read_addr)
+            m.d.comb += xbar.col[0].eq(parts.reader.next_read_addr)
 
     def _read_enables(self, m, parts: _Parts):
         """The accumulator and output memories' read enables, from registers (and ``dout``'s ready): each
