@@ -40,7 +40,10 @@ class ReadFormatter(wiring.Component):
     last one (a register, valid from the cycle after ``start`` while ``opcode`` holds). ``item_last`` is
     high while the word on ``word`` is its item's last one (a register, valid likewise): in a cycle after
     ``start``, ``read_en`` is ``sent & item_last``, so a source can decode its reads from registers and
-    the bus's ready. Addresses are modulo ``2**ADDR_BITS``.
+    the bus's ready. ``next_read_addr`` is ``read_addr`` in the cycles after ``start`` while the read executes,
+    given the bus's ``ready`` (which is ``sent`` in those cycles), from registers and ``ready`` alone: for a
+    source that reads in every cycle, without the sequencer's decode of ``sent``. Addresses are modulo
+    ``2**ADDR_BITS``.
 
     Parameters
     ----------
@@ -60,9 +63,11 @@ class ReadFormatter(wiring.Component):
             "items": In(wiring.Signature({op.name.lower(): Out(unsigned(fmt.elems * fmt.bits))
                                           for op, fmt in formats(cfg).items() if op in READ_OPCODES})),
             "sent": In(1),
+            "ready": In(1),
             "word": Out(cfg.bus_bits),
             "read_addr": Out(ADDR_BITS),
             "read_en": Out(1),
+            "next_read_addr": Out(ADDR_BITS),
             "last": Out(1),
             "item_last": Out(1),
         })
@@ -97,6 +102,7 @@ class ReadFormatter(wiring.Component):
         m.d.comb += [advance.eq(self.sent & item_last),
                      self.read_en.eq(self.start | advance),
                      self.read_addr.eq(Mux(self.start, self.base, Mux(advance, next_addr, held_addr)))]
+        m.d.comb += self.next_read_addr.eq(Mux(self.ready & item_last, next_addr, held_addr))
         with m.If(self.read_en):
             m.d.sync += held_addr.eq(self.read_addr)
 

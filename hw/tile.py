@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
@@ -93,6 +93,9 @@ class _Parts:
     req_left: Signal
     req_more: Signal
     program_wait: Signal  # cycles left of the array's programming: LDW, WSET (write_cycles), VAUR/VAUC (pulses)
+    # RDACC's and RDOUT's reads of their next item after the first cycle, from registers and dout's ready (set by
+    # Tile._read_enables; high in a cycle where the run stops on a failed range check, which moves nothing visible)
+    item_reads: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -408,13 +411,21 @@ class Tile(wiring.Component):
         cycle, whose read is used in its second (MVM) or until the next read (REQ, RDACC, which write
         nothing); a multi-vector MVM's vector writes (``vector_write``) at its vector boundaries, each in
         the cycle its previous cycle's read is loaded into the shift-and-add, and never at the address read
-        beside it (the next vector's)."""
+        beside it (the next vector's).
+
+        The memory itself reads in every cycle (its read register has no enable, which would fan out to
+        ``acc_bits x cols`` flip-flops): in a cycle without the shared enable it reads the address it read
+        in the cycle before (``acc_r_held``), so its data holds. Exact for the same reason: no write lands at
+        a held address between its read and the last use of the data (a write in the read's own cycle is
+        in the memory by the next cycle's read, which returns it with the flag low)."""
         cfg = self.cfg
         read, write = ports["acc_r"], ports["acc_w"]
         width = cfg.acc_bits * cfg.cols
         shared = _SharedPort(addr=Signal.like(read.addr, name="acc_r_addr"), en=Signal(name="acc_r_en"),
                              data=Signal(width, name="acc_r_data"))
-        m.d.comb += [read.addr.eq(shared.addr), read.en.eq(shared.en)]
+        held = Signal.like(read.addr, name="acc_r_held")
+        m.d.sync += held.eq(read.addr)
+        m.d.comb += [read.addr.eq(Mux(shared.en, shared.addr, held)), read.en.eq(1)]
         self._forward_writes(m, "acc_forward", "acc_forwarded", read, write, shared.data)
         ports["acc_r"] = shared
 
@@ -593,7 +604,8 @@ class Tile(wiring.Component):
         instruction and their sources, and act on their strobes only."""
         args, ports, reader = parts.view.args, parts.ports, parts.reader
         m.d.comb += [parts.loader.opcode.eq(parts.view.opcode), parts.loader.word.eq(self.din.payload),
-                     reader.opcode.eq(parts.view.opcode), reader.items.rdout.eq(ports["out_r"].data),
+                     reader.opcode.eq(parts.view.opcode), reader.ready.eq(self.dout.ready),
+                     reader.items.rdout.eq(ports["out_r"].data),
                      reader.items.rdacc.eq(ports["acc_r"].data), reader.items.rdw.eq(parts.xbar.rd_levels),
                      reader.items.rdm.eq(parts.xbar.rd_mask)]
         m.d.comb += [parts.lanes.count_m1.eq(args.mvm.count_m1)]
@@ -618,7 +630,7 @@ class Tile(wiring.Component):
         """Operand reads. Addresses: the field plus the loop offset on the memory's address bits only, each
         field added before the opcode picks one, so the word's path to the read ports is a narrow adder
         and a 2:1 mux; after the first cycle, registers. Enables: see :meth:`_read_enables`."""
-        cfg, args, op, ports, reader = self.cfg, parts.view.args, parts.view.opcode, parts.ports, parts.reader
+        cfg, args, op, ports = self.cfg, parts.view.args, parts.view.opcode, parts.ports
 
         def bits_for(depth):
             return max(1, (depth - 1).bit_length())
@@ -657,13 +669,13 @@ class Tile(wiring.Component):
             # in the cycle of the current vector's last chunk (acc_next steps in _req); a multi-vector MVM
             # its next vector's old accumulators (vector_acc). So the memory's address is a 2:1 multiplexer
             # of an adder of the word's field and a register.
-            with m.If((op == Opcode.RDACC) & reader.read_en):
+            with m.If(parts.item_reads[Opcode.RDACC]):
                 m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
             # The output memory likewise reads out_next, which steps with each read: RDOUT's next item; a
             # multi-vector REQ's next output vector's old bytes, as the current one's last chunk is written
             # (the bank's out_next, inside the REQ; that vector's first chunk is written next cycle), which
             # is req_out_addr + 1 then.
-            with m.If(((op == Opcode.RDOUT) & reader.read_en) | parts.requant.out_next):
+            with m.If(parts.item_reads[Opcode.RDOUT] | parts.requant.out_next):
                 m.d.sync += out_next.eq(out_next + 1)
             m.d.comb += [acc_r.addr.eq(parts.acc_next), out_r.addr.eq(out_next)]
             # a multi-vector MVM's vector boundary (stages 1 and 2: see _fetch_wiring)
@@ -675,15 +687,15 @@ class Tile(wiring.Component):
 
     @staticmethod
     def _lane0_column(m, parts: _Parts):
-        """The column that lane 0's crossbar port (which reads in every cycle) presents: the MVM lanes'
-        (the default, :meth:`_mvm_path`), or in a WSET/MSET's first cycle the cell's column, in an RDW/RDM's
-        cycles the read formatter's address (in the first cycle its base: the range's start), in a
-        VAUR/VAUC's sweep the VAU's column. After the first cycle the choice is made by registers set in
-        every first cycle (which instruction presents its own column), not by the executing word's
-        decode. The port's data is used only in the cycle after a column of the instruction's own: an MVM's
-        conversions, WSET/MSET's second cycle, the VAU's arriving column, each word of an RDW/RDM; so the
-        lanes' column in the other cycles (a VAU's drain and pulses, WSET/MSET after their first cycle,
-        and every cycle of a stopped run) reads data nothing uses."""
+        """The column that lane 0's crossbar port (which reads in every cycle) presents: the MVM lanes' (the
+        default, :meth:`_mvm_path`), or in a WSET/MSET's first cycle the cell's column, in an RDW/RDM's cycles
+        the read formatter's address (in the first cycle its base: the range's start; then its
+        ``next_read_addr``, from registers and ``dout``'s ready), in a VAUR/VAUC's sweep the VAU's column. After
+        the first cycle the choice is made by registers set in every first cycle (which instruction presents its
+        own column), not by the executing word's decode. The port's data is used only in the cycle after a
+        column of the instruction's own: an MVM's conversions, WSET/MSET's second cycle, the VAU's arriving
+        column, each word of an RDW/RDM; so the lanes' column in the other cycles (a VAU's drain and pulses,
+        WSET/MSET after their first cycle, and every cycle of a stopped run) reads data nothing uses."""
         op, args, xbar = parts.view.opcode, parts.view.args, parts.xbar
         sweeps, reads = Signal(name="col0_vau"), Signal(name="col0_read")
         cell_op, read_op = (op == Opcode.WSET) | (op == Opcode.MSET), (op == Opcode.RDW) | (op == Opcode.RDM)
@@ -696,35 +708,37 @@ class Tile(wiring.Component):
         with m.Elif(sweeps & parts.vau.sweeping):
             m.d.comb += xbar.col[0].eq(parts.vau.col)
         with m.Elif(reads):
-            m.d.comb += xbar.col[0].eq(parts.reader.read_addr)
+            m.d.comb += xbar.col[0].eq(parts.reader.next_read_addr)
 
     def _read_enables(self, m, parts: _Parts):
         """The accumulator and output memories' read enables, from registers (and ``dout``'s ready): each
         port reads in every cycle but those in which a read's data must be held for a later use, so its
-        read register's enable is not the decode of the executing word.
+        enable (the output chunks' read registers' enable; the accumulator memory's choice of a held address,
+        :meth:`_acc_forward`) is not the decode of the executing word.
 
-        The data's uses: MVM loads the accumulator vector into the shift-and-add in the cycle after its
-        read (its second cycle, or a vector boundary: vector_acc then vector_write); REQ takes an
-        accumulator vector's chunks from the port over the vector's chunk cycles, and rewrites each
-        output chunk's bytes at and above ``n_out`` from the output port's data of the vector's read (up to
-        the write-behind of its last chunk, in the next instruction's first cycle, which uses the data
-        before that cycle's read replaces it); RDACC and RDOUT send an item's words from the port until
-        its last word leaves. Nothing else reads them, and no instruction uses data read before its first
-        cycle. So a port may read in every first cycle (at the executing word's address, whatever the
-        opcode), and in every later cycle except inside REQ (accumulators: but at a vector's last chunk,
-        when the next vector is read; outputs: but at the bank's ``out_next``), RDACC and RDOUT (but when
-        an item's last word may leave: ``dout``'s ready and the formatter's ``item_last``). Reads beyond
-        those of the instruction's own (an item's last word while the run stops on a failed range check;
-        a REQ's last vector's last chunk; MVM's cycles) replace data nothing uses again; the forwarding's
-        flag (:meth:`_forward_writes`) is registered with each read, so a read always returns the
-        memory's data as of its cycle's writes. Which instruction holds (``holds_*``) is a register set in
-        every first cycle, as the loads' ``load_op``."""
+        The data's uses: MVM loads the accumulator vector into the shift-and-add in the cycle after its read
+        (its second cycle, or a vector boundary: vector_acc then vector_write); REQ takes an accumulator
+        vector's chunks from the port over the vector's chunk cycles, and rewrites each output chunk's bytes at
+        and above ``n_out`` from the output port's data of the vector's read (up to the write-behind of its last
+        chunk, in the next instruction's first cycle, which uses the data before that cycle's read replaces it);
+        RDACC and RDOUT send an item's words from the port until its last word leaves. Nothing else reads them,
+        and apart from that write-behind no instruction uses data read before its first cycle. So a port may
+        read in every first cycle (at the executing word's address, whatever the opcode), and in every later
+        cycle except inside REQ (accumulators: but at a vector's last chunk, when the next vector is read;
+        outputs: but at the bank's ``out_next``), RDACC and RDOUT (but when an item's last word may leave:
+        ``dout``'s ready and the formatter's ``item_last``). Reads beyond those of the instruction's own (an
+        item's last word while the run stops on a failed range check; a REQ's last vector's last chunk; MVM's
+        cycles) replace data nothing uses again; the forwarding's flag (:meth:`_forward_writes`) is registered
+        with each read, so a read always returns the memory's data as of its cycle's writes. Which instruction
+        holds (``holds_*``) is a register set in every first cycle, as the loads' ``load_op``."""
         ports, reader, requant = parts.ports, parts.reader, parts.requant
         holds = {op: Signal(name=f"holds_{op.name.lower()}") for op in (Opcode.REQ, Opcode.RDACC, Opcode.RDOUT)}
         with m.If(parts.first):
             m.d.sync += [bit.eq(parts.view.opcode == op) for op, bit in holds.items()]
         item_sent = self.dout.ready & reader.item_last  # an item's last word may leave: the next item is read
         req, rdacc, rdout = holds[Opcode.REQ], holds[Opcode.RDACC], holds[Opcode.RDOUT]
+        parts.item_reads = {Opcode.RDACC: ~parts.first & rdacc & item_sent,
+                            Opcode.RDOUT: ~parts.first & rdout & item_sent}
         m.d.comb += [
             ports["acc_r"].en.eq(parts.first | ~(req | rdacc) | (req & requant.last_chunk & requant.chunks_left) |
                                  (rdacc & item_sent)),

@@ -17,12 +17,12 @@ class Vau(wiring.Component):
     """VAUR / VAUC sweeps over the window's columns, and WSET / MSET cell writes.
 
     A sweep (``start`` in VAUR's or VAUC's first cycle, then ``run``) presents one window column
-    per cycle on ``col`` while ``sweeping`` (both registers, valid from the cycle after ``start``); the column's levels and mask arrive from the crossbar
-    a cycle later on ``levels`` / ``mask``, and the new column ``clip(level +- delta, 0, max_level)``
-    (unmasked window rows of a column the instruction selects, ``docs/isa.md``; row delta
-    ``deltas[r]`` with ``rows_mode``, else the column's delta) is registered and written one cycle
-    after that: a column is written two cycles after it is presented (``isa.VAU_LATENCY``). The
-    delta vector ``deltas`` must be held from the cycle after ``start``.
+    per cycle on ``col`` while ``sweeping`` (both registers, valid from the cycle after ``start``); the
+    column's levels and mask arrive from the crossbar a cycle later on ``levels`` / ``mask``, and the new
+    column ``clip(level +- delta, 0, max_level)`` (unmasked window rows of a column the instruction
+    selects, ``docs/isa.md``; row delta ``deltas[r]`` with ``rows_mode``, else the column's delta) is
+    registered and written one cycle after that: a column is written two cycles after it is presented
+    (``isa.VAU_LATENCY``). The delta vector ``deltas`` must be held from the cycle after ``start``.
 
     A cell write presents ``cell.col`` itself (the caller drives the crossbar); with
     ``cell_levels`` (WSET) or ``cell_mask`` (MSET) in the cycle the column's data arrives, the new

@@ -51,7 +51,11 @@ def test_read_words_unpack_to_the_items(name, op, always_reads):
             ctx.set(item, data)
             sent = bool(rng.random() < 0.7)  # the host's back-pressure: dout not ready
             ctx.set(dut.sent, sent)
+            ctx.set(dut.ready, sent)  # (the tile's bus ready, which is sent while the read executes)
             assert ctx.get(dut.last) == (len(words) == count * fmt.words - 1)
+            # the registers the tile's read enables and crossbar column start from
+            assert ctx.get(dut.item_last) == (len(words) % fmt.words == fmt.words - 1)
+            assert ctx.get(dut.next_read_addr) == ctx.get(dut.read_addr)
             if sent:
                 words.append(ctx.get(dut.word))
             if ctx.get(dut.read_en):
