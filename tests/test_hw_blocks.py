@@ -7,8 +7,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from amaranth.sim import Simulator
 from cimtile.hw.adc import LATENCY as ADC_LATENCY
 from cimtile.hw.adc import Adc
@@ -16,6 +14,8 @@ from cimtile.hw.crossbar import Crossbar
 from cimtile.hw.params import PRESETS
 from cimtile.hw.requant import LATENCY, Requant
 from cimtile.sim.kernels import requantise, wrap
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 TINY = PRESETS["tiny"]
 
