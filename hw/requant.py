@@ -101,20 +101,14 @@ class Requant(wiring.Component):
         def p():
             return ((product_hi << 17) + product_lo + scaled_bias)[:width].as_signed()
         # The quotient p >> shift saturates to 11 bits unless p's bits from shift + 10 up all equal
-        # its sign, that is unless -2**(shift+10) <= p < 2**(shift+10): two comparisons (carry chains)
-        # against bounds registered here (-2**k in p's width is the ones above bit k), or no bound
-        # when shift + 10 reaches p's sign bit. Rounding adds bit shift - 1 of p (the sign bit beyond
-        # p's width, none when shift is 0): a one-hot select.
-        low_bound = Signal(signed(width))
-        high_bound = Signal(signed(width))
-        unbounded = Signal()
+        # its sign: a mask of those bits. Rounding adds bit shift - 1 of p (the sign bit beyond p's
+        # width, none when shift is 0): a one-hot select.
+        sat_mask = Signal(width)
         round_sel = Signal(width)
         round_sign = Signal()
         ones = Const((1 << width) - 1, width)
         with m.If(self.advance):
-            m.d.sync += [low_bound.eq((ones << (self.shift + 10))[:width]),
-                         high_bound.eq((Const(1, width) << (self.shift + 10))[:width]),
-                         unbounded.eq(self.shift + 10 >= width - 1),
+            m.d.sync += [sat_mask.eq((ones << (self.shift + 10))[:width]),
                          round_sel.eq(Mux(self.shift == 0, 0,
                                           (Const(1, width) << (self.shift - 1).as_unsigned())[:width])),
                          round_sign.eq((self.shift != 0) & (self.shift - 1 >= width))]
@@ -135,10 +129,8 @@ class Requant(wiring.Component):
 
         def sign():
             return p()[-1]
-        # (comparisons rather than a reduction tree over p's masked bits: the carry chains run beside
-        # the shift's multiplexers)
         in_range = Signal()
-        m.d.comb += in_range.eq(unbounded | ((p() >= low_bound) & (p() < high_bound)))
+        m.d.comb += in_range.eq(~((p() ^ sign().replicate(width)) & sat_mask).any())
         rbit = Signal()
         m.d.comb += rbit.eq((p() & round_sel).any() | (round_sign & sign()))
         window = Signal(signed(11))
