@@ -119,7 +119,7 @@ class Requant(wiring.Component):
 
         def lo_eff():  # written out at each use, like the biased sum
             return Mux(self.relu & (zp > lo), zp, lo)
-        zp2, hi2, lo_hi2 = Signal(signed(10)), Signal(signed(10)), Signal(signed(10))
+        zp2, hi2, lo_hi2 = (Signal(signed(10), name=n) for n in ("zp2", "hi2", "lo_hi2"))
         below0, below1, above0, above1 = (Signal(signed(12), name=n)
                                           for n in ("lo_zp", "lo_zp_m1", "hi_zp", "hi_zp_m1"))
         with m.If(self.advance):
@@ -141,10 +141,10 @@ class Requant(wiring.Component):
         # The saturated quotient and the rounding bit are the second register stage (with the output
         # parameters carried beside them), so the wide shift and the narrow adds and compares of the
         # output stage are in different cycles.
-        qs, rb = Signal(signed(11)), Signal()
+        qs, rb = Signal(signed(11), name="qs"), Signal(name="rb")
         with m.If(moved):
             m.d.sync += [qs.eq(Mux(in_range, window, Mux(sign(), -1024, 1023))), rb.eq(rbit)]
-        zp3, hi3, lo_hi3 = Signal(signed(10)), Signal(signed(10)), Signal(signed(10))
+        zp3, hi3, lo_hi3 = (Signal(signed(10), name=n) for n in ("zp3", "hi3", "lo_hi3"))
         below0_3, below1_3, above0_3, above1_3 = (Signal(signed(12), name=f"{n}_out")
                                                   for n in ("lo_zp", "lo_zp_m1", "hi_zp", "hi_zp_m1"))
         with m.If(moved):

@@ -7,8 +7,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from amaranth.sim import Simulator
 from cimtile.hw.adc import LATENCY as ADC_LATENCY
 from cimtile.hw.adc import Adc
@@ -16,6 +14,8 @@ from cimtile.hw.crossbar import Crossbar
 from cimtile.hw.params import PRESETS
 from cimtile.hw.requant import LATENCY, Requant
 from cimtile.sim.kernels import requantise, wrap
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 TINY = PRESETS["tiny"]
 
@@ -236,3 +236,27 @@ def test_requant_lane_hypothesis(case):
     acc_bits, rows = case
     rows = [(a, b, m, s, zp, lo, max(lo, hi), relu) for a, b, m, s, zp, lo, hi, relu in rows]
     assert run_lane(replace(TINY, acc_bits=acc_bits), rows) == kernel(rows)
+
+
+@pytest.mark.parametrize("acc_bits", [24, 40])
+def test_requant_lane_saturation_bounds(acc_bits):
+    """Products at and beside +-2**k, with shifts that put the 11-bit quotient's saturation bound
+    there (k = shift + 10) or one bit either side: the saturation and rounding at their edges, for
+    every k a product of this width reaches."""
+    cfg = replace(TINY, acc_bits=acc_bits)
+    acc_top, bias_top = (1 << (acc_bits - 1)) - 1, (1 << 31) - 1
+    rows = []
+    for k in range(10, 64):
+        # the smallest power-of-two multiplier 2**j for which (acc + bias) = 2**(k-j) + 1 is reachable
+        j = next((j for j in range(16) if (1 << (k - j)) + 1 <= acc_top + bias_top), None)
+        if j is None:
+            continue
+        for v in ((1 << (k - j)) + d for d in (-1, 0, 1)):
+            for value in (v, -v):
+                bias = max(-bias_top - 1, min(bias_top, value))
+                for shift in (s for s in (k - 11, k - 10, k - 9) if 0 <= s < 64):
+                    rows.append((value - bias, bias, 1 << j, shift, 0, -256, 255, 0))
+    assert len(rows) > 200
+    got, want = run_lane(cfg, rows), kernel(rows)
+    bad = [i for i in range(len(rows)) if got[i] != want[i]]
+    assert not bad, f"{rows[bad[0]]}: RTL {got[bad[0]]}, kernel {want[bad[0]]}"
