@@ -57,7 +57,11 @@ class MvmLanes(wiring.Component):
     when ``conversion[i]`` describes it (``adc_conversion[i]`` is that descriptor a cycle earlier, in
     the ADC's last stage, which registers the code's term). With ``adc_cycles`` = A > 1 a round
     occupies A cycles of ``run``. ``finished`` is high when ``run`` would issue but nothing is
-    left. ``abort`` (an error) resets the round counter.
+    left. ``last`` is high in the ``MVM_LATENCY``-th cycle after the first with ``finished`` (the lanes
+    finished that long without a break): the MVM's last cycle, in which the tile rewinds the lanes, from
+    registers (the sequencer's ``fin``, which ends every instruction, was in the rewind and so in the
+    enable of the lanes' registers; docs/microarchitecture.md). ``abort`` (an error) resets the round
+    counter.
 
     Parameters
     ----------
@@ -82,6 +86,7 @@ class MvmLanes(wiring.Component):
             "issuing": Out(1),
             "next_vector": Out(1),
             "finished": Out(1),
+            "last": Out(1),
             "col": Out(ADDR_BITS + 2).array(lanes),
             "pair": Out(1).array(lanes),
             "wl": Out(rows * cfg.dac_bits).array(lanes),
@@ -174,6 +179,11 @@ class MvmLanes(wiring.Component):
                 m.d.sync += conv_cycle.eq(Mux(conv_cycle == adc_cycles - 1, 0, conv_cycle + 1))
         with m.If(self.abort):
             m.d.sync += conv_cycle.eq(0)
+        # cycles the lanes have been finished, up to MVM_LATENCY: the MVM's pipeline drains meanwhile
+        finished_for = Signal(range(MVM_LATENCY + 1))
+        m.d.sync += finished_for.eq(Mux(self.finished, Mux(finished_for == MVM_LATENCY, MVM_LATENCY, finished_for + 1),
+                                        0))
+        m.d.comb += self.last.eq(self.finished & (finished_for == MVM_LATENCY))
         return m
 
     def _last_round(self, m, fresh, lane0_digits):

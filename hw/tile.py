@@ -270,8 +270,6 @@ class Tile(wiring.Component):
         # its registers look a cycle ahead)
         m.d.comb += [loops.pc.eq(parts.pc), loops.prog_len.eq(run.prog_len),
                      loops.clear.eq(~run.running & self.start)]
-        # The MVM lanes rewind to the layer's start digits outside an MVM and in its last cycle.
-        m.d.comb += parts.lanes.rewind.eq(~parts.lanes.run | parts.fin)
         # A multi-vector MVM's vector boundary, from the cycle its vector's last round issues
         # (lanes.next_vector), as registers: the next input vector is read (stage 1: on the lanes' x
         # from the cycle after the next round issues), its old accumulator vector read (stage 2), the
@@ -521,6 +519,9 @@ class Tile(wiring.Component):
                          adc.term_shift.eq(lanes.adc_conversion[i].shift),
                          shift_add.conversion[i].eq(lanes.conversion[i]), shift_add.term[i].eq(adc.term)]
         m.d.comb += [shift_add.old.eq(ports["acc_r"].data), shift_add.n_out.eq(layer.n_out)]
+        # The lanes rewind to the layer's start digits outside an MVM and in its last cycle (lanes.last:
+        # the cycle _mvm ends the MVM in, drain == MVM_LATENCY, told from the lanes' registers).
+        m.d.comb += lanes.rewind.eq(~lanes.run | lanes.last)
 
     @staticmethod
     def _shift_add_control(m, parts: _Parts):

@@ -150,8 +150,9 @@ def test_lanes_run_vectors_back_to_back(name, shape):
 def test_lanes_vector_count_restarts_for_each_mvm(name):
     """The vector counter restarts for every MVM, as the tile drives the lanes: back-to-back MVMs (``run``
     held, ``rewind`` only in the first one's last cycle) and an MVM stopped by an error (``abort``, then a
-    cycle without ``run``) each see ``next_vector`` once per vector but the last. (The counter restarts
-    when the lanes finish or do not run, not on ``rewind``: hw/mvm_lanes.py.)"""
+    cycle without ``run``) each see ``next_vector`` once per vector but the last, and ``last`` in the
+    ``MVM_LATENCY``-th cycle after the lanes finish. (The counter restarts when the lanes finish or do not
+    run, not on ``rewind``: hw/mvm_lanes.py.)"""
     cfg = CONFIGS[name]
     wbits, abits, wsigned, asigned, r0, nr, c0, n_out = (1, 1, 0, 0, 5, 4, 7, 1)  # one round per vector
     g = isa.geometry(cfg, wbits, abits, bool(wsigned), bool(asigned), nr, 1)
@@ -194,7 +195,11 @@ def test_lanes_vector_count_restarts_for_each_mvm(name):
                     return seen
                 seen += ctx.get(dut.next_vector)
                 await ctx.tick()
-            ctx.set(dut.rewind, 1)  # the MVM's last cycle (the drain): the tile's fin
+            for _ in range(isa.MVM_LATENCY):  # the pipeline drains; then the MVM's last cycle: last, rewind
+                assert ctx.get(dut.finished) and not ctx.get(dut.last)
+                await ctx.tick()
+            assert ctx.get(dut.finished) and ctx.get(dut.last)
+            ctx.set(dut.rewind, 1)
             await ctx.tick()
             return seen
 
