@@ -40,8 +40,8 @@ class LoopStack(wiring.Component):
     Timing contract: ``next_pc`` is combinational from ``pc`` and the stack (``pc + 1``, or the
     start of the innermost level whose body ends at ``pc + 1`` and has iterations left; an
     exhausted level pops and the enclosing one looks at the same address, so several levels can
-    end together); ``next_pc_plus3`` is ``next_pc + 3``, from registers the same way (the fetch
-    unit's read address, with no adder after the choice), and ``next_beyond`` is
+    end together); ``next_pc_plus1`` is ``next_pc + 1``, from registers the same way (the fetch
+    unit's read address, with no incrementer after the choice), and ``next_beyond`` is
     ``next_pc >= prog_len`` (``prog_len`` constant during a run, and already the run's in the
     cycle with ``clear``). ``pc`` must follow ``next_pc``:
     after a cycle with ``advance`` (or ``push``) it is that cycle's ``next_pc``, otherwise it holds.
@@ -81,7 +81,7 @@ class LoopStack(wiring.Component):
             "push_strides": In(STRIDE_BITS).array(len(SPACES)),
             "clear": In(1),
             "next_pc": Out(pcb),
-            "next_pc_plus3": Out(pcb + 2),
+            "next_pc_plus1": Out(pcb + 1),
             "next_beyond": Out(1),
             "offsets": Out(OFFSET_BITS).array(len(SPACES)),
             "room": Out(room_shape(cfg)).array(len(SPACES)),
@@ -95,7 +95,7 @@ class LoopStack(wiring.Component):
         m = Module()
         depth, pcb, n_spaces = self.cfg.loop_depth, pc_bits(self.cfg), len(SPACES)
         start = [Signal(pcb, name=f"start{i}") for i in range(depth)]
-        start_plus3 = [Signal(pcb + 2, name=f"start_plus3_{i}") for i in range(depth)]  # the fetch's read address
+        start_plus1 = [Signal(pcb + 1, name=f"start_plus1_{i}") for i in range(depth)]  # the fetch's next read
         end = [Signal(pcb + 1, name=f"end{i}") for i in range(depth)]
         left = [Signal(COUNT_BITS, name=f"left{i}") for i in range(depth)]
         stride = [[Signal(STRIDE_BITS, name=f"stride{i}_{s}") for s in SPACES] for i in range(depth)]
@@ -131,7 +131,7 @@ class LoopStack(wiring.Component):
         # whether each level's body ends at pc + 1 and whether it has iterations left.
         sequential = Signal(pcb + 1)
         m.d.comb += sequential.eq(self.pc + 1)
-        m.d.comb += [self.next_pc.eq(sequential), self.next_pc_plus3.eq(self.pc + 4)]
+        m.d.comb += [self.next_pc.eq(sequential), self.next_pc_plus1.eq(self.pc + 2)]
         carry_on = Const(1, 1)
         wraps, pops = [], []
         for i in reversed(range(depth)):
@@ -150,7 +150,7 @@ class LoopStack(wiring.Component):
         m.d.comb += self.next_beyond.eq(sequential[:pcb] >= self.prog_len)
         for i in range(depth):
             with m.If(wraps[i] & ~self.push):
-                m.d.comb += [self.next_pc.eq(start[i]), self.next_pc_plus3.eq(start_plus3[i]),
+                m.d.comb += [self.next_pc.eq(start[i]), self.next_pc_plus1.eq(start_plus1[i]),
                              self.next_beyond.eq(start_beyond[i])]
 
         # The look-ahead registers, for the pc after the clock edge (next_pc: the unit's contract).
@@ -180,7 +180,7 @@ class LoopStack(wiring.Component):
             for i in range(depth):
                 with m.If(levels == i):
                     m.d.sync += [body_room[i].eq(self.push_end - self.push_start - 2),
-                                 start[i].eq(self.push_start), start_plus3[i].eq(self.push_start + 3),
+                                 start[i].eq(self.push_start), start_plus1[i].eq(self.push_start + 1),
                                  end[i].eq(self.push_end),
                                  left[i].eq(self.push_count)]
                     m.d.sync += [stride[i][k].eq(self.push_strides[k]) for k in range(n_spaces)]

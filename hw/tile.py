@@ -263,7 +263,7 @@ class Tile(wiring.Component):
         fetch, loops = parts.fetch, parts.loops
         # The next word is registered when an instruction ends: single-cycle ones run back to back.
         m.d.comb += [fetch.start.eq(self.start), fetch.running.eq(run.running), fetch.fin.eq(parts.fin),
-                     fetch.next_pc_plus3.eq(loops.next_pc_plus3), fetch.push.eq(loops.push),
+                     fetch.next_pc_plus1.eq(loops.next_pc_plus1), fetch.push.eq(loops.push),
                      fetch.levels.eq(loops.levels),
                      *[fetch.wrap[i].eq(loops.wrap[i]) for i in range(self.cfg.loop_depth)]]
         # (the loop stack takes the new run's length in the start cycle, when prog_len already holds it:

@@ -25,7 +25,7 @@ def test_fetch_presents_the_word_at_pc(seed):
     fetch, loops = Fetch(cfg), LoopStack(cfg)
     top = Module()
     top.submodules.fetch, top.submodules.loops = fetch, loops
-    top.d.comb += [fetch.next_pc_plus3.eq(loops.next_pc_plus3), fetch.levels.eq(loops.levels),
+    top.d.comb += [fetch.next_pc_plus1.eq(loops.next_pc_plus1), fetch.levels.eq(loops.levels),
                    fetch.push.eq(loops.push),
                    fetch.fin.eq(loops.advance),
                    *[fetch.wrap[i].eq(loops.wrap[i]) for i in range(cfg.loop_depth)]]
