@@ -27,9 +27,10 @@ def bank_count(cfg: TileConfig) -> int:
 class RequantBank(wiring.Component):
     """Per-column requantisation parameters (bias, multiplier, shift) and the REQ data path.
 
-    The parameters live in :func:`bank_count` memories of ``RQ_RECORD`` words (block RAM, not
-    flip-flops), initialised to ``hw.isa.RESET_LANE``; the output parameters of CFGRQ (zero point,
-    clamp bounds, ReLU) are registers.
+    The parameters live in :func:`bank_count` memories of ``RQ_RECORD`` words (memories, not
+    flip-flops; read asynchronously at the current chunk's row, so LUT RAM on an FPGA), initialised to
+    ``hw.isa.RESET_LANE``; the output parameters of CFGRQ (zero point, clamp bounds, ReLU) are
+    registers.
 
     Timing contract:
 
