@@ -96,15 +96,19 @@ class _Parts:
     # RDACC's and RDOUT's reads of their next item after the first cycle, from registers and dout's ready (set by
     # Tile._read_enables; high in a cycle where the run stops on a failed range check, which moves nothing visible)
     item_reads: dict = field(default_factory=dict)
+    acc_reads_later: object = None  # the accumulator memory reads (not its held address) after the first cycle
 
 
 @dataclass
 class _SharedPort:
-    """The address, enable and data shared by the output buffer's chunk memories (:meth:`Tile._out_buffer`)."""
+    """The address, enable and data shared by the output buffer's chunk memories (:meth:`Tile._out_buffer`), or
+    of the accumulator memory's read (:meth:`Tile._acc_forward`, whose ``held`` is the address it read in the
+    cycle before)."""
 
     addr: Signal
     en: Signal
     data: Signal | None = None
+    held: Signal | None = None
 
 
 @dataclass
@@ -412,18 +416,20 @@ class Tile(wiring.Component):
         beside it (the next vector's).
 
         The memory itself reads in every cycle (its read register has no enable, which would fan out to
-        ``acc_bits x cols`` flip-flops): in a cycle without the shared enable it reads the address it read
-        in the cycle before (``acc_r_held``), so its data holds. Exact for the same reason: no write lands at
-        a held address between its read and the last use of the data (a write in the read's own cycle is
-        in the memory by the next cycle's read, which returns it with the flag low)."""
+        ``acc_bits x cols`` flip-flops; the shared ``en`` is not used): to hold its data the caller presents
+        the address it read in the cycle before (the shared port's ``held``, a register), which
+        :meth:`_operand_reads` does after the first cycle where :meth:`_read_enables` holds. Exact for the
+        same reason: no write lands at a held address between its read and the last use of the data (a
+        write in the read's own cycle is in the memory by the next cycle's read, which returns it with the
+        flag low)."""
         cfg = self.cfg
         read, write = ports["acc_r"], ports["acc_w"]
         width = cfg.acc_bits * cfg.cols
         shared = _SharedPort(addr=Signal.like(read.addr, name="acc_r_addr"), en=Signal(name="acc_r_en"),
                              data=Signal(width, name="acc_r_data"))
-        held = Signal.like(read.addr, name="acc_r_held")
-        m.d.sync += held.eq(read.addr)
-        m.d.comb += [read.addr.eq(Mux(shared.en, shared.addr, held)), read.en.eq(1)]
+        shared.held = Signal.like(read.addr, name="acc_r_held")
+        m.d.sync += shared.held.eq(read.addr)
+        m.d.comb += [read.addr.eq(shared.addr), read.en.eq(1)]
         self._forward_writes(m, "acc_forward", "acc_forwarded", read, write, shared.data)
         ports["acc_r"] = shared
 
@@ -678,7 +684,10 @@ class Tile(wiring.Component):
             # is req_out_addr + 1 then.
             with m.If(parts.item_reads[Opcode.RDOUT] | parts.requant.out_next):
                 m.d.sync += out_next.eq(out_next + 1)
-            m.d.comb += [acc_r.addr.eq(parts.acc_next), out_r.addr.eq(out_next)]
+            # (the accumulator memory holds its data by reading its held address: _acc_forward; so the
+            # first cycle's address meets one multiplexer, the later cycles' choice is made beside it)
+            m.d.comb += [acc_r.addr.eq(Mux(parts.acc_reads_later, parts.acc_next, acc_r.held)),
+                         out_r.addr.eq(out_next)]
             # a multi-vector MVM's vector boundary (stages 1 and 2: see _fetch_wiring)
             m.d.comb += [in_r.addr.eq(parts.in_next), in_r.en.eq(parts.vector_in)]
             with m.If(parts.vector_in):
@@ -740,11 +749,9 @@ class Tile(wiring.Component):
         req, rdacc, rdout = holds[Opcode.REQ], holds[Opcode.RDACC], holds[Opcode.RDOUT]
         parts.item_reads = {Opcode.RDACC: ~parts.first & rdacc & item_sent,
                             Opcode.RDOUT: ~parts.first & rdout & item_sent}
-        m.d.comb += [
-            ports["acc_r"].en.eq(parts.first | ~(req | rdacc) | (req & requant.last_chunk & requant.chunks_left) |
-                                 (rdacc & item_sent)),
-            ports["out_r"].en.eq(parts.first | ~(req | rdout) | requant.out_next | (rdout & item_sent)),
-        ]
+        # (the accumulator memory's reads after the first cycle; it reads in every first cycle)
+        parts.acc_reads_later = ~(req | rdacc) | (req & requant.last_chunk & requant.chunks_left) | (rdacc & item_sent)
+        m.d.comb += ports["out_r"].en.eq(parts.first | ~(req | rdout) | requant.out_next | (rdout & item_sent))
 
     def _static_cause(self, m, word):
         """The cause of the first failing check that depends on ``word`` alone (reserved

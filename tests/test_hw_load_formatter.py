@@ -55,6 +55,8 @@ def test_load_items_are_the_packed_values(name, op):
             ctx.set(dut.take, take)
             ctx.set(dut.word, words[sent] if take else int(rng.integers(0, 2**62)))
             assert ctx.get(dut.last) == (sent == len(words) - 1)
+            # the register the tile's write enables start from: the next word taken is its item's last
+            assert ctx.get(dut.item_last) == ((sent + 1) % fmt.words == 0)
             if ctx.get(dut.item_valid):
                 assert take and (sent + 1) % fmt.words == 0  # only with an item's last word
                 got.append((ctx.get(dut.item_addr), ctx.get(item) & ((1 << item_bits) - 1)))
