@@ -40,10 +40,12 @@ class ReadFormatter(wiring.Component):
     last one (a register, valid from the cycle after ``start`` while ``opcode`` holds). ``item_last`` is
     high while the word on ``word`` is its item's last one (a register, valid likewise): in a cycle after
     ``start``, ``read_en`` is ``sent & item_last``, so a source can decode its reads from registers and
-    the bus's ready. ``next_read_addr`` is ``read_addr`` in the cycles after ``start`` while the read executes,
-    given the bus's ``ready`` (which is ``sent`` in those cycles), from registers and ``ready`` alone: for a
-    source that reads in every cycle, without the sequencer's decode of ``sent``. Addresses are modulo
-    ``2**ADDR_BITS``.
+    the bus's ready. ``word_index`` is the index within its item of the word on ``word`` (a register, valid
+    likewise; ``item_last`` is high when it is the item's last word's), so a source whose item spans
+    several words can tell from registers which of its parts have been sent. ``next_read_addr`` is
+    ``read_addr`` in the cycles after ``start`` while the read executes, given the bus's ``ready`` (which is
+    ``sent`` in those cycles), from registers and ``ready`` alone: for a source that reads in every cycle,
+    without the sequencer's decode of ``sent``. Addresses are modulo ``2**ADDR_BITS``.
 
     Parameters
     ----------
@@ -70,6 +72,7 @@ class ReadFormatter(wiring.Component):
             "next_read_addr": Out(ADDR_BITS),
             "last": Out(1),
             "item_last": Out(1),
+            "word_index": Out(range(max(self.max_words, 2))),
         })
 
     def elaborate(self, platform):
@@ -97,7 +100,7 @@ class ReadFormatter(wiring.Component):
         # enables start at registers
         item_last = Signal()
         one_word = Signal()  # the opcode's items are one bus word
-        m.d.comb += [self.item_last.eq(item_last), one_word.eq(last_index == 0)]
+        m.d.comb += [self.item_last.eq(item_last), self.word_index.eq(word_index), one_word.eq(last_index == 0)]
         advance = Signal()  # the item's last word leaves: the next item is read
         m.d.comb += [advance.eq(self.sent & item_last),
                      self.read_en.eq(self.start | advance),

@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from . import isa
 from .adc import Adc
 from .crossbar import Crossbar
+from .dataformat import formats
 from .fetch import Fetch
 from .isa import ARGS, INSTR, RQ_VALUE_RANGE, Cause, Opcode
 from .layer import LayerRegisters
@@ -103,12 +104,14 @@ class _Parts:
 class _SharedPort:
     """The address, enable and data shared by the output buffer's chunk memories (:meth:`Tile._out_buffer`), or
     of the accumulator memory's read (:meth:`Tile._acc_forward`, whose ``held`` is the address it read in the
-    cycle before)."""
+    cycle before). The output memory's read has an enable per chunk, and ``current``: the address of the chunks
+    that carry an RDOUT item's last bus word (``addr`` that of the others: :meth:`Tile._read_enables`)."""
 
     addr: Signal
     en: Signal
     data: Signal | None = None
     held: Signal | None = None
+    current: Signal | None = None
 
 
 @dataclass
@@ -466,15 +469,22 @@ class Tile(wiring.Component):
         transparent port's bypass. (No chunk write falls between a read and the last use of its data: a
         REQ's old bytes of chunk k are used by chunk k's one write of the vector, RDOUT writes nothing.)
         ``ports["out_w"]`` and ``ports["out_r"]`` are the shared address, enable and data (the read data is
-        the chunks' data side by side), ``ports["out_chunks"]`` the (write port, read) pairs, each read
-        with the chunk's forwarded ``data``."""
+        the chunks' data side by side; the read's enable has a bit per chunk, and the chunks that carry an
+        RDOUT item's last bus word read at ``ports["out_r"].current``: :meth:`_read_enables`),
+        ``ports["out_chunks"]`` the (write port, read) pairs, each read with the chunk's forwarded ``data``, and
+        ``ports["out_chunk_words"]`` the index of the last bus word of an RDOUT item that each chunk's bytes
+        fall in."""
         cfg = self.cfg
         lanes, depth = cfg.rq_lanes, cfg.out_depth
         addr_bits = max(1, (depth - 1).bit_length())
         n_chunks = -(-cfg.cols // lanes)
         ports["out_w"] = _SharedPort(addr=Signal(addr_bits, name="out_w_addr"), en=Signal(n_chunks, name="out_w_en"))
-        ports["out_r"] = _SharedPort(addr=Signal(addr_bits, name="out_r_addr"), en=Signal(name="out_r_en"),
-                                     data=Signal(8 * cfg.cols, name="out_r_data"))
+        ports["out_r"] = _SharedPort(addr=Signal(addr_bits, name="out_r_addr"), en=Signal(n_chunks, name="out_r_en"),
+                                     data=Signal(8 * cfg.cols, name="out_r_data"),
+                                     current=Signal(addr_bits, name="out_r_current"))
+        words = formats(cfg)[Opcode.RDOUT].words
+        # an RDOUT item's bytes are the chunks' side by side: chunk k's last byte is byte min((k+1) lanes, cols) - 1
+        ports["out_chunk_words"] = [(8 * min((k + 1) * lanes, cfg.cols) - 1) // cfg.bus_bits for k in range(n_chunks)]
         chunks = []
         for k in range(n_chunks):
             width = 8 * min(lanes, cfg.cols - k * lanes)
@@ -482,8 +492,10 @@ class Tile(wiring.Component):
             m.submodules[f"out_buffer{k}"] = mem
             write, read = mem.write_port(), mem.read_port()
             shared = _SharedPort(addr=read.addr, en=read.en, data=Signal(width, name=f"out_r_data{k}"))
+            at_current = words > 1 and ports["out_chunk_words"][k] == words - 1
             m.d.comb += [write.addr.eq(ports["out_w"].addr), write.en.eq(ports["out_w"].en[k]),
-                         read.addr.eq(ports["out_r"].addr), read.en.eq(ports["out_r"].en)]
+                         read.addr.eq(ports["out_r"].current if at_current else ports["out_r"].addr),
+                         read.en.eq(ports["out_r"].en[k])]
             self._forward_writes(m, f"out_forward{k}", f"out_forwarded{k}", read, write, shared.data)
             chunks.append((write, shared))
         ports["out_chunks"] = chunks
@@ -654,11 +666,15 @@ class Tile(wiring.Component):
         in_first = low_add(args.mvm.in_addr, parts.offsets[0], cfg.in_depth)
         out_first = Mux(op == Opcode.REQ, low_add(args.req.out_addr, parts.offsets[2], cfg.out_depth),
                         low_add(args.range.start, parts.offsets[2], cfg.out_depth))
-        # the output memory's next read: RDOUT's next item, or a multi-vector REQ's next output vector
+        # the output memory's next read: RDOUT's next item, or a multi-vector REQ's next output vector; and
+        # out_current, the address of the chunks of an RDOUT item's last word (_read_enables): the item being
+        # sent in RDOUT, out_next_addr in every other instruction (a REQ's chunks all read its next vector)
         out_next = Signal(bits_for(cfg.out_depth), name="out_next_addr")
+        out_current = Signal(bits_for(cfg.out_depth), name="out_current_addr")
         with m.If(parts.first):
             # a multi-vector MVM's next vectors' addresses follow (read at its vector boundaries)
-            m.d.sync += [parts.acc_next.eq(acc_first + 1), parts.in_next.eq(in_first + 1), out_next.eq(out_first + 1)]
+            m.d.sync += [parts.acc_next.eq(acc_first + 1), parts.in_next.eq(in_first + 1), out_next.eq(out_first + 1),
+                         out_current.eq(Mux(op == Opcode.RDOUT, out_first, out_first + 1))]
             m.d.comb += [
                 acc_r.addr.eq(acc_first),
                 in_r.addr.eq(in_first),
@@ -666,6 +682,7 @@ class Tile(wiring.Component):
                 # RDOUT's first item; REQ's first output vector, whose bytes at and above n_out the
                 # chunks' writes keep (see _out_buffer)
                 out_r.addr.eq(out_first),
+                out_r.current.eq(out_first),
                 dl_r.addr.eq(args.vau.delta_addr[:bits_for(cfg.delta_depth)]),
                 dl_r.en.eq((op == Opcode.VAUR) | (op == Opcode.VAUC)),
             ]
@@ -683,11 +700,11 @@ class Tile(wiring.Component):
             # (the bank's out_next, inside the REQ; that vector's first chunk is written next cycle), which
             # is req_out_addr + 1 then.
             with m.If(parts.item_reads[Opcode.RDOUT] | parts.requant.out_next):
-                m.d.sync += out_next.eq(out_next + 1)
+                m.d.sync += [out_next.eq(out_next + 1), out_current.eq(out_current + 1)]
             # (the accumulator memory holds its data by reading its held address: _acc_forward; so the
             # first cycle's address meets one multiplexer, the later cycles' choice is made beside it)
             m.d.comb += [acc_r.addr.eq(Mux(parts.acc_reads_later, parts.acc_next, acc_r.held)),
-                         out_r.addr.eq(out_next)]
+                         out_r.addr.eq(out_next), out_r.current.eq(out_current)]
             # a multi-vector MVM's vector boundary (stages 1 and 2: see _fetch_wiring)
             m.d.comb += [in_r.addr.eq(parts.in_next), in_r.en.eq(parts.vector_in)]
             with m.If(parts.vector_in):
@@ -735,8 +752,10 @@ class Tile(wiring.Component):
         and apart from that write-behind no instruction uses data read before its first cycle. So a port may
         read in every first cycle (at the executing word's address, whatever the opcode), and in every later
         cycle except inside REQ (accumulators: but at a vector's last chunk, when the next vector is read;
-        outputs: but at the bank's ``out_next``), RDACC and RDOUT (but when an item's last word may leave:
-        ``dout``'s ready and the formatter's ``item_last``). Reads beyond those of the instruction's own (an
+        outputs: but at the bank's ``out_next``), RDACC (but when an item's last word may leave: ``dout``'s
+        ready and the formatter's ``item_last``) and RDOUT (each output chunk holds an item's bytes only while
+        the words they fall in are still to be sent: for items of several words, from the formatter's
+        ``word_index`` and ``item_last``, registers, below). Reads beyond those of the instruction's own (an
         item's last word while the run stops on a failed range check; a REQ's last vector's last chunk; MVM's
         cycles) replace data nothing uses again; the forwarding's flag (:meth:`_forward_writes`) is registered
         with each read, so a read always returns the memory's data as of its cycle's writes. Which instruction
@@ -751,7 +770,27 @@ class Tile(wiring.Component):
                             Opcode.RDOUT: ~parts.first & rdout & item_sent}
         # (the accumulator memory's reads after the first cycle; it reads in every first cycle)
         parts.acc_reads_later = ~(req | rdacc) | (req & requant.last_chunk & requant.chunks_left) | (rdacc & item_sent)
-        m.d.comb += ports["out_r"].en.eq(parts.first | ~(req | rdout) | requant.out_next | (rdout & item_sent))
+        # The output memory's chunks, in RDOUT after the first cycle. An item of one bus word: every chunk reads
+        # the next item (out_next_addr) when the word may leave. An item of several words (a chunk's bytes fall
+        # in words up to ``w``, ports["out_chunk_words"]): a chunk with bytes in the item's last word reads the
+        # item being sent (out_current) while an earlier word is on the bus, which returns the data it holds
+        # (RDOUT writes nothing; the first cycle's write-behind is in the memory by then, and the forwarding's
+        # flag is registered with each read), and holds it while the last word is on the bus; after that word
+        # leaves, out_current is the next item, read while that item's first word is on the bus, before the
+        # chunk's bytes are sent. Any other chunk's bytes have all been sent once the word index (a register)
+        # is past ``w``: from then on it reads the next item (out_next_addr, unchanged until the item's last
+        # word leaves, so a stall repeats the same read), whose words up to ``w`` follow that last word on the
+        # bus. So no chunk's enable waits for dout's ready. out_next_addr and out_current step when an item's
+        # last word leaves (_operand_reads), after that cycle's reads; in REQ out_current is out_next_addr.
+        words = formats(self.cfg)[Opcode.RDOUT].words
+        for k, w in enumerate(ports["out_chunk_words"]):
+            if words == 1:
+                rdout_reads = item_sent
+            elif w == words - 1:
+                rdout_reads = ~reader.item_last
+            else:
+                rdout_reads = reader.word_index > w
+            m.d.comb += ports["out_r"].en[k].eq(parts.first | ~(req | rdout) | requant.out_next | (rdout & rdout_reads))
 
     def _static_cause(self, m, word):
         """The cause of the first failing check that depends on ``word`` alone (reserved

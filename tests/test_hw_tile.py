@@ -242,13 +242,19 @@ def test_error_status_shows_only_after_an_error():
     assert set(seen[0, "loading"] + seen[0, "running"] + seen[1, "running"]) == {(0, 0, 0)}
 
 
+#: RDOUT items of three bus words, output chunks of five columns, two of them across a word boundary (each
+#: chunk's reads follow the words its bytes fall in: Tile._read_enables)
+STRADDLE = TINY.replace(name="straddle", cols=24, rq_lanes=5)
+
+
 @pytest.mark.parametrize("stall_seed", [None, 3, 17])
-def test_held_read_data_with_ports_reading_in_other_cycles(stall_seed):
+@pytest.mark.parametrize("cfg", [TINY, STRADDLE], ids=lambda c: c.name)
+def test_held_read_data_with_ports_reading_in_other_cycles(cfg, stall_seed):
     """The accumulator and output memories read in every cycle but where REQ, RDACC or RDOUT hold an
     earlier read's data (Tile._read_enables): multi-vector MVM, REQ (several chunks per vector, n_out
     below the columns so that the old output bytes are kept) and multi-item RDACC/RDOUT, back to back,
-    with the host dropping dout ready at random, return what the golden model returns."""
-    cfg = TINY
+    with the host dropping dout ready at random, return what the golden model returns; on tiny (RDOUT
+    items of two bus words) and on a config whose output chunks straddle the words of three-word items."""
     prog = [encode(Opcode.CFG, wbits=4, abits=8, wsigned=1, asigned=0, adc_shift=1),
             encode(Opcode.WIN, row_start=0, row_count=16, col_start=0, col_count=16),
             encode(Opcode.CFGRQ, zero_point=-5, clamp_lo=-120, clamp_hi=110, relu=0),
