@@ -98,6 +98,7 @@ class _Parts:
     # Tile._read_enables; high in a cycle where the run stops on a failed range check, which moves nothing visible)
     item_reads: dict = field(default_factory=dict)
     acc_reads_later: object = None  # the accumulator memory reads (not its held address) after the first cycle
+    out_req_reads: object = None  # REQ's second cycle: the output memory reads its first output vector
 
 
 @dataclass
@@ -455,10 +456,11 @@ class Tile(wiring.Component):
 
     def _out_buffer(self, m, ports: dict):
         """The output buffer: one memory per REQ chunk (``rq_lanes`` bytes of each output vector), one
-        address for all.
+        write address for all, and one read address for all but in RDOUT, whose chunks follow the bus words
+        their bytes fall in (:meth:`_read_enables`).
 
         REQ writes a chunk as a whole: the columns at and above ``n_out`` (``ports["out_keep"]``) are
-        rewritten with the vector's old bytes, read into the read ports in REQ's first cycle (and at each
+        rewritten with the vector's old bytes, read into the read ports in REQ's second cycle (and at each
         vector boundary of a multi-vector REQ), so the memories need no byte enables. (A byte-enabled
         write of the whole vector is one conditional write per column in Verilator's model, in every
         cycle.) REQ's last chunk is written in the next instruction's first cycle (isa.WRITE_BEHIND),
@@ -664,23 +666,25 @@ class Tile(wiring.Component):
         acc_first = Mux(op == Opcode.MVM, low_add(args.mvm.acc_addr, parts.offsets[1], cfg.acc_depth),
                         low_add(args.range.start, parts.offsets[1], cfg.acc_depth))
         in_first = low_add(args.mvm.in_addr, parts.offsets[0], cfg.in_depth)
-        out_first = Mux(op == Opcode.REQ, low_add(args.req.out_addr, parts.offsets[2], cfg.out_depth),
-                        low_add(args.range.start, parts.offsets[2], cfg.out_depth))
-        # the output memory's next read: RDOUT's next item, or a multi-vector REQ's next output vector; and
-        # out_current, the address of the chunks of an RDOUT item's last word (_read_enables): the item being
-        # sent in RDOUT, out_next_addr in every other instruction (a REQ's chunks all read its next vector)
+        # (the output memory's first-cycle read is RDOUT's first item; REQ reads its first output vector in its
+        # second cycle, from registers: _read_enables)
+        out_first = low_add(args.range.start, parts.offsets[2], cfg.out_depth)
+        req_first = low_add(args.req.out_addr, parts.offsets[2], cfg.out_depth)
+        # the output memory's next read: RDOUT's next item, or REQ's first output vector then (a multi-vector
+        # REQ's) next one; and out_current, the address of the chunks of an RDOUT item's last word
+        # (_read_enables): the item being sent in RDOUT, out_next_addr in REQ (a REQ's chunks all read a vector)
         out_next = Signal(bits_for(cfg.out_depth), name="out_next_addr")
         out_current = Signal(bits_for(cfg.out_depth), name="out_current_addr")
         with m.If(parts.first):
             # a multi-vector MVM's next vectors' addresses follow (read at its vector boundaries)
-            m.d.sync += [parts.acc_next.eq(acc_first + 1), parts.in_next.eq(in_first + 1), out_next.eq(out_first + 1),
-                         out_current.eq(Mux(op == Opcode.RDOUT, out_first, out_first + 1))]
+            m.d.sync += [parts.acc_next.eq(acc_first + 1), parts.in_next.eq(in_first + 1),
+                         out_next.eq(Mux(op == Opcode.REQ, req_first, out_first + 1)),
+                         out_current.eq(Mux(op == Opcode.REQ, req_first, out_first))]
             m.d.comb += [
                 acc_r.addr.eq(acc_first),
                 in_r.addr.eq(in_first),
                 in_r.en.eq(op == Opcode.MVM),
-                # RDOUT's first item; REQ's first output vector, whose bytes at and above n_out the
-                # chunks' writes keep (see _out_buffer)
+                # RDOUT's first item
                 out_r.addr.eq(out_first),
                 out_r.current.eq(out_first),
                 dl_r.addr.eq(args.vau.delta_addr[:bits_for(cfg.delta_depth)]),
@@ -695,11 +699,12 @@ class Tile(wiring.Component):
             # of an adder of the word's field and a register.
             with m.If(parts.item_reads[Opcode.RDACC]):
                 m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
-            # The output memory likewise reads out_next, which steps with each read: RDOUT's next item; a
-            # multi-vector REQ's next output vector's old bytes, as the current one's last chunk is written
-            # (the bank's out_next, inside the REQ; that vector's first chunk is written next cycle), which
-            # is req_out_addr + 1 then.
-            with m.If(parts.item_reads[Opcode.RDOUT] | parts.requant.out_next):
+            # The output memory likewise reads out_next, which steps with each read: RDOUT's next item; REQ's
+            # first output vector's old bytes, whose bytes at and above n_out the chunks' writes keep (see
+            # _out_buffer), in its second cycle (out_req_reads); a multi-vector REQ's next output vector's, as
+            # the current one's last chunk is written (the bank's out_next, inside the REQ; that vector's first
+            # chunk is written next cycle), which is req_out_addr + 1 then.
+            with m.If(parts.item_reads[Opcode.RDOUT] | parts.out_req_reads | parts.requant.out_next):
                 m.d.sync += [out_next.eq(out_next + 1), out_current.eq(out_current + 1)]
             # (the accumulator memory holds its data by reading its held address: _acc_forward; so the
             # first cycle's address meets one multiplexer, the later cycles' choice is made beside it)
@@ -752,7 +757,8 @@ class Tile(wiring.Component):
         and apart from that write-behind no instruction uses data read before its first cycle. So a port may
         read in every first cycle (at the executing word's address, whatever the opcode), and in every later
         cycle except inside REQ (accumulators: but at a vector's last chunk, when the next vector is read;
-        outputs: but at the bank's ``out_next``), RDACC (but when an item's last word may leave: ``dout``'s
+        outputs: but in REQ's second cycle, when its first output vector is read, and at the bank's
+        ``out_next``), RDACC (but when an item's last word may leave: ``dout``'s
         ready and the formatter's ``item_last``) and RDOUT (each output chunk holds an item's bytes only while
         the words they fall in are still to be sent: for items of several words, from the formatter's
         ``word_index`` and ``item_last``, registers, below). Reads beyond those of the instruction's own (an
@@ -768,6 +774,13 @@ class Tile(wiring.Component):
         req, rdacc, rdout = holds[Opcode.REQ], holds[Opcode.RDACC], holds[Opcode.RDOUT]
         parts.item_reads = {Opcode.RDACC: ~parts.first & rdacc & item_sent,
                             Opcode.RDOUT: ~parts.first & rdout & item_sent}
+        # The output memory reads REQ's first output vector in REQ's second cycle, from registers (its data is
+        # first used by chunk 0's write, REQ_LATENCY + WRITE_BEHIND cycles after the second), so that its
+        # first-cycle address is RDOUT's alone. out_free: the chunks read in this cycle after a first cycle
+        # (not in REQ or RDOUT, or in REQ's second), a register; out_req_reads: REQ's second cycle.
+        out_free = Signal(name="out_reads_free")
+        m.d.sync += out_free.eq(Mux(parts.first, parts.view.opcode != Opcode.RDOUT, ~(req | rdout)))
+        parts.out_req_reads = ~parts.first & req & out_free
         # (the accumulator memory's reads after the first cycle; it reads in every first cycle)
         parts.acc_reads_later = ~(req | rdacc) | (req & requant.last_chunk & requant.chunks_left) | (rdacc & item_sent)
         # The output memory's chunks, in RDOUT after the first cycle. An item of one bus word: every chunk reads
@@ -790,7 +803,7 @@ class Tile(wiring.Component):
                 rdout_reads = ~reader.item_last
             else:
                 rdout_reads = reader.word_index > w
-            m.d.comb += ports["out_r"].en[k].eq(parts.first | ~(req | rdout) | requant.out_next | (rdout & rdout_reads))
+            m.d.comb += ports["out_r"].en[k].eq(parts.first | out_free | requant.out_next | (rdout & rdout_reads))
 
     def _static_cause(self, m, word):
         """The cause of the first failing check that depends on ``word`` alone (reserved
