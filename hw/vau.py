@@ -1,8 +1,8 @@
-"""The VAU and the cell writes: read-modify-write of crossbar columns through lane 0's port."""
+"""The VAU and the cell writes: read-modify-write of crossbar columns through the crossbar's read port."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -62,13 +62,17 @@ class Vau(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        ly, f = self.layer, self.fields
+        cfg, ly, f = self.cfg, self.layer, self.fields
         offset = Signal(ADDR_BITS + 2)  # the next column to present, from the window's first
         place = Signal(5)  # its place in the weight group (polarity, no divider)
         arriving = Signal()  # a column's data is on levels/mask
         arriving_col = Signal(ADDR_BITS + 2)
-        changes, negated = Signal(), Signal()  # ... and how it changes
-        col_delta = Signal(signed(9))  # ... and its column's delta, negated for a negative column
+        # ... and, per row, whether it changes (a window row of a column the instruction selects) and the
+        # delta it takes (its row's or its column's, negated for a negative column, saturated: _saturated),
+        # registered with the column, so that the update after the crossbar's read is a narrow add and clip.
+        changes = Signal(cfg.rows)
+        bound = _saturation_bound(cfg.max_level)
+        effective = [Signal(signed(bound.bit_length() + 1), name=f"delta{r}") for r in range(cfg.rows)]
         # The column presented and whether the sweep goes on are registers stepped with offset
         # (col_start + offset and offset < col_count: the window is held during the sweep), so that the
         # crossbar's address and the delta's selection start at registers.
@@ -83,45 +87,44 @@ class Vau(wiring.Component):
             weight_slice = Mux(ly.wsigned, place >> 1, place)
             selected = ~f.only | (weight_slice == f.slice)
             act = selected & ~((f.pair == 2) & neg) & ~((f.pair == 3) & ~neg)
-            negate = neg & (f.pair != 0)
-            # Registered here, where it is used once (a 1,024-bit shift in Verilator's model): the deltas are held.
-            picked = self.deltas.word_select(self.col[:max(1, (self.cfg.delta_len - 1).bit_length())], 8).as_signed()
+            negate = Signal()
+            # Values of several uses are signals assigned here, so that Verilator computes them in this branch
+            # only (the column's delta is a 1,024-bit shift in Verilator's model; the deltas are held).
+            picked, col_delta = Signal(signed(8)), Signal.like(effective[0])
+            m.d.comb += [negate.eq(neg & (f.pair != 0)),
+                         picked.eq(self.deltas.word_select(self.col[:max(1, (cfg.delta_len - 1).bit_length())], 8)),
+                         col_delta.eq(Mux(negate, _saturated(picked, bound, True), _saturated(picked, bound, False)))]
+            end = Signal(max(len(ly.row_start), len(ly.row_count)) + 1)
+            m.d.comb += end.eq(ly.row_start + ly.row_count)
+            for r in range(cfg.rows):
+                row_delta = self.deltas[8 * r:8 * r + 8].as_signed()
+                m.d.sync += [changes[r].eq(act & (ly.row_start <= r) & (end > r)),
+                             effective[r].eq(Mux(self.rows_mode, Mux(negate, _saturated(row_delta, bound, True),
+                                                                     _saturated(row_delta, bound, False)),
+                                                 col_delta))]
             m.d.sync += [offset.eq(offset + 1), col.eq(col + 1), sweeping.eq(offset + 1 < ly.col_count),
                          arriving_col.eq(self.col), arriving.eq(1),
-                         changes.eq(act), negated.eq(negate), col_delta.eq(Mux(negate, -picked, picked)),
                          place.eq(Mux(place + 1 == ly.group, 0, place + 1))]
         # Every per-row value of the update is used once, so Verilator computes it inside this branch only: a
         # sweep's cost is nothing in the cycles no column arrives (docs/cosim.md, issue 15's fifth session).
         with m.If(arriving):
-            m.d.sync += [self.wr_levels.eq(self._updated(m, col_delta, changes, negated)),
+            m.d.sync += [self.wr_levels.eq(self._updated(changes, effective)),
                          self.wr_col.eq(arriving_col), self.wr_levels_en.eq(1)]
         self._cell_write(m)
         return m
 
-    def _updated(self, m, col_delta, changes, negated):
-        """The swept column after the update.
-
-        Written so that no value computed per row has more than one use: Verilator computes a value of several
-        uses (a row's sum read by the two clip comparisons and the result, say) in every cycle, ahead of the
-        branch that uses it, but a value of one use inside the branch (docs/cosim.md). So a row's sum is never a
-        value: the clip compares the delta with bounds made from the old level, and the four ways of updating
-        a row (column or row delta, added or subtracted) are four such expressions under one selection.
-        """
-        cfg, ly = self.cfg, self.layer
+    def _updated(self, changes, effective):
+        """The swept column after the update: ``clip(level + delta, 0, max_level)`` of each unmasked row that
+        changes, with the registered (saturated) deltas. No value computed per row has more than one use
+        (:func:`_clipped`): Verilator computes a value of several uses (a row's sum read by the two clip
+        comparisons and the result, say) in every cycle, ahead of the branch that uses it, but a value of one
+        use inside the branch (docs/cosim.md)."""
+        cfg = self.cfg
         cell = cfg.cell_bits
-        end = Signal(max(len(ly.row_start), len(ly.row_count)) + 1)
-        m.d.comb += end.eq(ly.row_start + ly.row_count)
         new = []
         for r in range(cfg.rows):
             old = self.levels[r * cell:(r + 1) * cell]
-            row_delta = self.deltas[8 * r:8 * r + 8].as_signed()
-            in_window = (ly.row_start <= r) & (end > r)
-            keep = self.mask[r] | ~in_window | ~changes
-            clipped = Mux(self.rows_mode,
-                          Mux(negated, _clipped(old, row_delta, cfg.max_level, subtract=True),
-                              _clipped(old, row_delta, cfg.max_level, subtract=False)),
-                          _clipped(old, col_delta, cfg.max_level, subtract=False))
-            new.append(Mux(keep, old, clipped))
+            new.append(Mux(self.mask[r] | ~changes[r], old, _clipped(old, effective[r], cfg.max_level)))
         return Cat(*new)
 
     def _cell_write(self, m):
@@ -137,12 +140,27 @@ class Vau(wiring.Component):
             m.d.sync += [self.wr_mask.eq(new), self.wr_col.eq(c.col), self.wr_mask_en.eq(1)]
 
 
-def _clipped(old, delta, max_level: int, subtract: bool):
-    """``clip(old - delta if subtract else old + delta, 0, max_level)`` as one expression in which no computed
-    value is used twice (see :meth:`Vau._updated`): the bounds are compared on ``delta``."""
+def _saturation_bound(max_level: int) -> int:
+    """The bound the deltas are saturated to (:func:`_saturated`): ``2**k - 1`` for the smallest ``k`` with
+    ``2**k - 1 > max_level``, so that ``clip(level + delta, 0, max_level)`` of any level is the same with the
+    saturated delta (``delta > max_level`` takes any level to ``max_level``, ``delta < -max_level`` to 0),
+    and the saturation compares a delta's high bits with its sign alone."""
+    return (1 << (max_level + 1).bit_length()) - 1
+
+
+def _saturated(delta, bound: int, negate: bool):
+    """``clip(-delta if negate else delta, -bound, bound)`` (``bound`` from :func:`_saturation_bound`), in
+    ``bound.bit_length() + 1`` signed bits; ``delta`` a signal (its several uses here are no computed values)."""
+    width = bound.bit_length() + 1
+    low = (-delta if negate else delta)[:width]
+    high, low_end = (-bound, bound) if negate else (bound, -bound)
+    return Mux(delta > bound, Const(high, signed(width)),
+               Mux(delta < -bound, Const(low_end, signed(width)), low.as_signed()))
+
+
+def _clipped(old, delta, max_level: int):
+    """``clip(old + delta, 0, max_level)`` as one expression in which no computed value is used twice (see
+    :meth:`Vau._updated`): the bounds are compared on ``delta``, a signal."""
     cell = len(old)
-    if subtract:
-        below, above, total = delta > old, delta < old - max_level, old - delta
-    else:
-        below, above, total = delta < -old, delta > max_level - old, old + delta
+    below, above, total = delta < -old, delta > max_level - old, old + delta
     return Mux(below, 0, Mux(above, max_level, total[:cell]))
