@@ -90,8 +90,13 @@ class Crossbar(wiring.Component):
     ``dac_bits``, zero for rows not in the conversion) in cycle t+1 (the controller computes it
     from the input vector that arrives meanwhile); ``sum[i]`` holds in cycle t+2
     ``sum(wl[r] * level[r][col])`` over unmasked cells (minus the same sum of ``col+1`` when
-    ``pair``). Lane 0's raw column (``rd_levels``, ``rd_mask``) appears in cycle t+1, for reads,
-    VAU sweeps and cell updates.
+    ``pair``).
+
+    Read port: present ``rd_col`` in cycle t, the raw column (``rd_levels``, ``rd_mask``) appears in
+    cycle t+1, for reads, VAU sweeps and cell updates. It is a port of lane 0's copy of its own (in
+    the FPGA model another copy of the LUT-RAM words), so that its address, chosen among the
+    instructions' own columns, is not on the lanes' column path, and the lanes' addresses are theirs
+    alone.
 
     A column sum is computed word-parallel, as a processor would (docs/cosim.md): per DAC bit, the rows
     it drives that are not masked are one ``rows``-bit word; in chunks of :func:`chunk_rows` rows, that
@@ -110,12 +115,14 @@ class Crossbar(wiring.Component):
         Column written when ``wr_levels_en`` / ``wr_mask_en``.
     wr_levels, wr_mask : In
         The new column word (levels) and mask word.
+    rd_col : In(ADDR_BITS)
+        Column of the read port (``rd_levels``, ``rd_mask`` one cycle later).
     col, pair, wl : In, arrays of ``n_adcs``
         Column-sum requests (``wl`` one cycle after ``col``).
     sum : Out(signed), array of ``n_adcs``
         Column sums, two cycles after the request.
     rd_levels, rd_mask : Out
-        Lane 0's column, one cycle after the request.
+        The read port's column, one cycle after ``rd_col``.
     """
 
     def __init__(self, cfg: TileConfig):
@@ -132,6 +139,7 @@ class Crossbar(wiring.Component):
             "pair": In(1).array(lanes),
             "wl": In(rows * cfg.dac_bits).array(lanes),
             "sum": Out(signed(self.sbits)).array(lanes),
+            "rd_col": In(ADDR_BITS),
             "rd_levels": Out(rows * cfg.cell_bits),
             "rd_mask": Out(rows),
         })
@@ -149,6 +157,10 @@ class Crossbar(wiring.Component):
             for mem, data, en in ((levels, self.wr_levels, self.wr_levels_en), (masks, self.wr_mask, self.wr_mask_en)):
                 write = mem.write_port()
                 m.d.comb += [write.addr.eq(self.wr_col), write.data.eq(data), write.en.eq(en)]
+            if lane == 0:  # the read port
+                for mem, data in ((levels, self.rd_levels), (masks, self.rd_mask)):
+                    read = mem.read_port()
+                    m.d.comb += [read.addr.eq(self.rd_col), data.eq(read.data)]
             ports = [(levels.read_port(), masks.read_port())]
             if cfg.analog_diff:
                 ports.append((levels.read_port(), masks.read_port()))
@@ -166,8 +178,6 @@ class Crossbar(wiring.Component):
                 sums.append(adder_tree([
                     self._column_sum(m, levels_read.data, plane & live, constants, f"{lane}_{offset}_{bit}") << bit
                     for bit, plane in enumerate(planes)]))
-                if lane == 0 and offset == 0:
-                    m.d.comb += [self.rd_levels.eq(levels_read.data), self.rd_mask.eq(mask_read.data)]
             total = sums[0] if len(sums) == 1 else Mux(pair_q, sums[0] - sums[1], sums[0])
             m.d.sync += self.sum[lane].eq(total)
         return m

@@ -40,6 +40,15 @@ CYCLE_BITS = 32
 SUM_BITS = OFFSET_BITS + 2  # start + offset + count
 
 
+def _separating_bit(zeros: tuple, ones: tuple) -> int:
+    """An opcode bit that is 0 in every opcode of ``zeros`` and 1 in every one of ``ones``, so that one bit of
+    the word, no decode, tells the two sets apart where only they matter."""
+    for bit in range(isa.OPCODE_BITS):
+        if all(not op.value >> bit & 1 for op in zeros) and all(op.value >> bit & 1 for op in ones):
+            return bit
+    raise AssertionError(f"no opcode bit tells {zeros} from {ones}")
+
+
 @dataclass
 class _Parts:
     """What the per-opcode control statements drive: the units, the memory ports of the tile's
@@ -189,7 +198,7 @@ class Tile(wiring.Component):
         self._write_behind(m, parts)
         self._load_ports(m, parts)
         self._read_enables(m, parts)
-        self._lane0_column(m, parts)
+        self._read_column(m, parts)
         self._fetch_wiring(m, run, parts)
         self._counters(m, run, parts)
         with m.If(~run.running):
@@ -718,29 +727,27 @@ class Tile(wiring.Component):
                 m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
 
     @staticmethod
-    def _lane0_column(m, parts: _Parts):
-        """The column that lane 0's crossbar port (which reads in every cycle) presents: the MVM lanes' (the
-        default, :meth:`_mvm_path`), or in a WSET/MSET's first cycle the cell's column, in an RDW/RDM's cycles
-        the read formatter's address (in the first cycle its base: the range's start; then its
-        ``next_read_addr``, from registers and ``dout``'s ready), in a VAUR/VAUC's sweep the VAU's column. After
-        the first cycle the choice is made by registers set in every first cycle (which instruction presents its
-        own column), not by the executing word's decode. The port's data is used only in the cycle after a
-        column of the instruction's own: an MVM's conversions, WSET/MSET's second cycle, the VAU's arriving
-        column, each word of an RDW/RDM; so the lanes' column in the other cycles (a VAU's drain and pulses,
-        WSET/MSET after their first cycle, and every cycle of a stopped run) reads data nothing uses."""
+    def _read_column(m, parts: _Parts):
+        """The column that the crossbar's read port (which reads in every cycle; a port of its own, beside the
+        lanes' column-sum ports) presents: in the first cycle a WSET/MSET's cell column or an RDW/RDM's base
+        (the range's start), told apart by one opcode bit (:func:`_separating_bit`: the other instructions'
+        first-cycle column reads data nothing uses); after the first cycle, in a VAUR/VAUC the VAU's swept
+        column, else the read formatter's ``next_read_addr`` (from registers and ``dout``'s ready). After the
+        first cycle the choice is made by a register set in every first cycle (whether the instruction is a
+        VAU sweep), not by the executing word's decode. The port's data is used only in the cycle after a
+        column of the instruction's own: WSET/MSET's second cycle, the VAU's arriving column, each word of an
+        RDW/RDM; so the column in the other cycles (a VAU's drain and pulses, WSET/MSET after their first
+        cycle, the other instructions, and every cycle of a stopped run) reads data nothing uses."""
         op, args, xbar = parts.view.opcode, parts.view.args, parts.xbar
-        sweeps, reads = Signal(name="col0_vau"), Signal(name="col0_read")
-        cell_op, read_op = (op == Opcode.WSET) | (op == Opcode.MSET), (op == Opcode.RDW) | (op == Opcode.RDM)
+        sweeps = Signal(name="rd_col_vau")
+        reads_bit = _separating_bit((Opcode.WSET, Opcode.MSET), (Opcode.RDW, Opcode.RDM))
         with m.If(parts.first):
-            m.d.sync += [sweeps.eq((op == Opcode.VAUR) | (op == Opcode.VAUC)), reads.eq(read_op)]
-            with m.If(cell_op):
-                m.d.comb += xbar.col[0].eq(args.cell.col)
-            with m.Elif(read_op):
-                m.d.comb += xbar.col[0].eq(args.range.start)
-        with m.Elif(sweeps & parts.vau.sweeping):
-            m.d.comb += xbar.col[0].eq(parts.vau.col)
-        with m.Elif(reads):
-            m.d.comb += xbar.col[0].eq(parts.reader.next_read_addr)
+            m.d.sync += sweeps.eq((op == Opcode.VAUR) | (op == Opcode.VAUC))
+            m.d.comb += xbar.rd_col.eq(Mux(op.as_value()[reads_bit], args.range.start, args.cell.col))
+        with m.Elif(sweeps):
+            m.d.comb += xbar.rd_col.eq(parts.vau.col)
+        with m.Else():
+            m.d.comb += xbar.rd_col.eq(parts.reader.next_read_addr)
 
     def _read_enables(self, m, parts: _Parts):
         """The accumulator and output memories' read enables, from registers (and ``dout``'s ready): each
@@ -1054,7 +1061,7 @@ class Tile(wiring.Component):
         with m.Elif(parts.program_wait != 0):
             self._waiting(m, parts)
         with m.Elif(vau.sweeping):
-            pass  # (the column swept: _lane0_column)
+            pass  # (the column swept: _read_column)
         with m.Else():
             m.d.sync += parts.drain.eq(parts.drain + 1)
             with m.If(parts.drain == isa.VAU_LATENCY - 1):
@@ -1064,7 +1071,7 @@ class Tile(wiring.Component):
         """WSET/MSET: read the column (cycle 0), build the new word (cycle 1), write (cycle 2); WSET then waits
         ``write_cycles`` for the cell's write-and-verify (vau-timing, issue 12)."""
         with m.If(parts.first):
-            pass  # the column is read (_lane0_column)
+            pass  # the column is read (_read_column)
         with m.Elif(parts.step == 1):
             m.d.comb += (parts.vau.cell_levels if op is Opcode.WSET else parts.vau.cell_mask).eq(1)
         with m.Elif(parts.program_wait != 0):
@@ -1075,8 +1082,8 @@ class Tile(wiring.Component):
     def _read(self, m, op, parts: _Parts):
         """RDOUT/RDACC/RDW/RDM: cycle 0 checks and starts the read formatter, which reads item 0; then
         count x words bus words out. RDOUT/RDACC's port address and enable come from
-        :meth:`_operand_reads` and :meth:`_read_enables`; RDW/RDM read through lane 0's crossbar port, which
-        always reads: the formatter holds the column between words (:meth:`_lane0_column`)."""
+        :meth:`_operand_reads` and :meth:`_read_enables`; RDW/RDM read through the crossbar's read port, which
+        always reads: the formatter holds the column between words (:meth:`_read_column`)."""
         item_range, reader = parts.view.args.range, parts.reader
         space = {Opcode.RDOUT: 2, Opcode.RDACC: 1}.get(op)  # the output / accumulator space's loop offset
         with m.If(parts.first):

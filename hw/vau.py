@@ -1,8 +1,8 @@
-"""The VAU and the cell writes: read-modify-write of crossbar columns through lane 0's port."""
+"""The VAU and the cell writes: read-modify-write of crossbar columns through the crossbar's read port."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -62,13 +62,19 @@ class Vau(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        ly, f = self.layer, self.fields
+        cfg, ly, f = self.cfg, self.layer, self.fields
         offset = Signal(ADDR_BITS + 2)  # the next column to present, from the window's first
         place = Signal(5)  # its place in the weight group (polarity, no divider)
         arriving = Signal()  # a column's data is on levels/mask
         arriving_col = Signal(ADDR_BITS + 2)
-        changes, negated = Signal(), Signal()  # ... and how it changes
-        col_delta = Signal(signed(9))  # ... and its column's delta, negated for a negative column
+        negated = Signal()  # ... whether its deltas are subtracted (a negative column)
+        # ... and, per row, whether it changes (a window row of a column the instruction selects), the rows'
+        # deltas and the column's, saturated (_saturated), registered with the column, so that the update after
+        # the crossbar's read is a narrow add or subtract and clip.
+        changes = Signal(cfg.rows)
+        bound = _saturation_bound(cfg.max_level)
+        taken = [Signal(signed(bound.bit_length() + 1), name=f"delta{r}") for r in range(cfg.rows)]
+        col_delta = Signal.like(taken[0])
         # The column presented and whether the sweep goes on are registers stepped with offset
         # (col_start + offset and offset < col_count: the window is held during the sweep), so that the
         # crossbar's address and the delta's selection start at registers.
@@ -78,50 +84,55 @@ class Vau(wiring.Component):
         with m.If(self.start):
             m.d.sync += [offset.eq(0), place.eq(0), col.eq(ly.col_start), sweeping.eq(ly.col_count != 0)]
         with m.Elif(self.run & self.sweeping):
+            m.d.sync += [offset.eq(offset + 1), col.eq(col + 1), sweeping.eq(offset + 1 < ly.col_count),
+                         arriving_col.eq(self.col), arriving.eq(1), place.eq(Mux(place + 1 == ly.group, 0, place + 1))]
+        # The presented column's sign, rows that change and deltas are taken in every cycle of a sweep, whether it
+        # steps or not (they are read only with an arriving column, which a step makes): their enable is a
+        # register, not the sequencer's decode. The column's delta is picked into a signal assigned here, so that
+        # Verilator computes it (a 1,024-bit shift in its model) in this branch only: the deltas are held.
+        with m.If(self.sweeping):
             # Sign of this column: isa.vau_column_sign with q = place.
             neg = ly.wsigned & place[0]
             weight_slice = Mux(ly.wsigned, place >> 1, place)
             selected = ~f.only | (weight_slice == f.slice)
             act = selected & ~((f.pair == 2) & neg) & ~((f.pair == 3) & ~neg)
-            negate = neg & (f.pair != 0)
-            # Registered here, where it is used once (a 1,024-bit shift in Verilator's model): the deltas are held.
-            picked = self.deltas.word_select(self.col[:max(1, (self.cfg.delta_len - 1).bit_length())], 8).as_signed()
-            m.d.sync += [offset.eq(offset + 1), col.eq(col + 1), sweeping.eq(offset + 1 < ly.col_count),
-                         arriving_col.eq(self.col), arriving.eq(1),
-                         changes.eq(act), negated.eq(negate), col_delta.eq(Mux(negate, -picked, picked)),
-                         place.eq(Mux(place + 1 == ly.group, 0, place + 1))]
+            end = Signal(max(len(ly.row_start), len(ly.row_count)) + 1)
+            picked = Signal(signed(8))
+            m.d.comb += [end.eq(ly.row_start + ly.row_count),
+                         picked.eq(self.deltas.word_select(self.col[:max(1, (cfg.delta_len - 1).bit_length())], 8))]
+            m.d.sync += [negated.eq(neg & (f.pair != 0)), col_delta.eq(_saturated(picked, bound))]
+            m.d.sync += [changes[r].eq(act & (ly.row_start <= r) & (end > r)) for r in range(cfg.rows)]
+            with m.If(self.rows_mode):
+                m.d.sync += [taken[r].eq(_saturated(self.deltas[8 * r:8 * r + 8].as_signed(), bound))
+                             for r in range(cfg.rows)]
         # Every per-row value of the update is used once, so Verilator computes it inside this branch only: a
         # sweep's cost is nothing in the cycles no column arrives (docs/cosim.md, issue 15's fifth session).
         with m.If(arriving):
-            m.d.sync += [self.wr_levels.eq(self._updated(m, col_delta, changes, negated)),
+            m.d.sync += [self.wr_levels.eq(self._updated(negated, changes, taken, col_delta)),
                          self.wr_col.eq(arriving_col), self.wr_levels_en.eq(1)]
         self._cell_write(m)
         return m
 
-    def _updated(self, m, col_delta, changes, negated):
-        """The swept column after the update.
+    def _updated(self, negated, changes, taken, col_delta):
+        """The swept column after the update: ``clip(level +- delta, 0, max_level)`` of each unmasked row that
+        changes, with the registered (saturated) row's delta (``rows_mode``) or column's delta, subtracted in a
+        negative column.
 
         Written so that no value computed per row has more than one use: Verilator computes a value of several
         uses (a row's sum read by the two clip comparisons and the result, say) in every cycle, ahead of the
         branch that uses it, but a value of one use inside the branch (docs/cosim.md). So a row's sum is never a
-        value: the clip compares the delta with bounds made from the old level, and the four ways of updating
-        a row (column or row delta, added or subtracted) are four such expressions under one selection.
+        value: the clip compares the delta with bounds made from the old level (:func:`_clipped`), and the four
+        ways of updating a row (row or column delta, added or subtracted) are four such expressions under one
+        selection.
         """
-        cfg, ly = self.cfg, self.layer
+        cfg = self.cfg
         cell = cfg.cell_bits
-        end = Signal(max(len(ly.row_start), len(ly.row_count)) + 1)
-        m.d.comb += end.eq(ly.row_start + ly.row_count)
         new = []
         for r in range(cfg.rows):
             old = self.levels[r * cell:(r + 1) * cell]
-            row_delta = self.deltas[8 * r:8 * r + 8].as_signed()
-            in_window = (ly.row_start <= r) & (end > r)
-            keep = self.mask[r] | ~in_window | ~changes
-            clipped = Mux(self.rows_mode,
-                          Mux(negated, _clipped(old, row_delta, cfg.max_level, subtract=True),
-                              _clipped(old, row_delta, cfg.max_level, subtract=False)),
-                          _clipped(old, col_delta, cfg.max_level, subtract=False))
-            new.append(Mux(keep, old, clipped))
+            clipped = [Mux(negated, _clipped(old, delta, cfg.max_level, subtract=True),
+                           _clipped(old, delta, cfg.max_level, subtract=False)) for delta in (taken[r], col_delta)]
+            new.append(Mux(self.mask[r] | ~changes[r], old, Mux(self.rows_mode, *clipped)))
         return Cat(*new)
 
     def _cell_write(self, m):
@@ -137,9 +148,26 @@ class Vau(wiring.Component):
             m.d.sync += [self.wr_mask.eq(new), self.wr_col.eq(c.col), self.wr_mask_en.eq(1)]
 
 
+def _saturation_bound(max_level: int) -> int:
+    """The bound the deltas are saturated to (:func:`_saturated`): ``2**k - 1`` for the smallest ``k`` with
+    ``2**k - 1 > max_level``, so that ``clip(level + delta, 0, max_level)`` of any level is the same with the
+    saturated delta (``delta > max_level`` takes any level to ``max_level``, ``delta < -max_level`` to 0),
+    and the saturation compares a delta's high bits with its sign alone."""
+    return (1 << (max_level + 1).bit_length()) - 1
+
+
+def _saturated(delta, bound: int):
+    """``clip(delta, -bound, bound)`` (``bound`` from :func:`_saturation_bound`) in ``bound.bit_length() + 1``
+    signed bits; ``delta`` a signal (its several uses here are no computed values). The range is symmetric, so
+    that a saturated delta's negation is the negated delta's saturation."""
+    width = bound.bit_length() + 1
+    return Mux(delta > bound, Const(bound, signed(width)),
+               Mux(delta < -bound, Const(-bound, signed(width)), delta[:width].as_signed()))
+
+
 def _clipped(old, delta, max_level: int, subtract: bool):
     """``clip(old - delta if subtract else old + delta, 0, max_level)`` as one expression in which no computed
-    value is used twice (see :meth:`Vau._updated`): the bounds are compared on ``delta``."""
+    value is used twice (see :meth:`Vau._updated`): the bounds are compared on ``delta``, a signal."""
     cell = len(old)
     if subtract:
         below, above, total = delta > old, delta < old - max_level, old - delta

@@ -157,13 +157,14 @@ def test_crossbar_column_sums(encoding, cell_bits, rows, dac_bits):
                 for i in range(L):
                     ctx.set(dut.col[i], int(cols[i]))
                     ctx.set(dut.pair[i], int(pair[i]))
+                ctx.set(dut.rd_col, int(cols[-1]))  # the read port, beside the lanes (the last one's column)
             if t >= 1 and t - 1 < len(reqs):  # word lines one cycle after the column
                 _, wl, _ = reqs[t - 1]
                 for i in range(L):
                     ctx.set(dut.wl[i], sum(int(wl[i, r]) << (r * d) for r in range(R)))
-                cols0 = reqs[t - 1][0]
-                assert ctx.get(dut.rd_levels) == sum(int(levels[r, cols0[0]]) << (r * cfg.cell_bits)
-                                                     for r in range(R))
+                rd = reqs[t - 1][0][-1]
+                assert ctx.get(dut.rd_levels) == sum(int(levels[r, rd]) << (r * cfg.cell_bits) for r in range(R))
+                assert ctx.get(dut.rd_mask) == sum(int(masks[r, rd]) << r for r in range(R))
             if t >= 2:
                 cols, wl, pair = reqs[t - 2]
                 got = [ctx.get(dut.sum[i]) for i in range(L)]

@@ -52,7 +52,7 @@ def test_vau_sweep_and_cell_writes(rows_mode, pair, only, wsigned, spread):
     state = {"levels": levels.copy(), "masks": masks.copy()}
 
     async def present(ctx, col):
-        """The crossbar's lane-0 read: the column presented last cycle, then this cycle's write."""
+        """The crossbar's read port: the column presented last cycle, then this cycle's write."""
         ctx.set(dut.levels, pack(state["levels"][:, col], cell))
         ctx.set(dut.mask, pack(state["masks"][:, col], 1))
 
@@ -96,33 +96,33 @@ def test_vau_sweep_and_cell_writes(rows_mode, pair, only, wsigned, spread):
 
 
 @pytest.mark.parametrize("cell_bits", [1, 2, 3, 4])
-def test_clipped_update_is_exact_for_every_level_and_delta(cell_bits):
-    """hw.vau._clipped (the per-row update, written with no value used twice for Verilator's sake):
-    ``clip(old +- delta, 0, max_level)`` for every level and every delta of the 9-bit range (a column's delta,
-    negated) when adding, of the 8-bit range (a row's delta) when subtracting."""
+def test_saturated_clipped_update_is_exact_for_every_level_and_delta(cell_bits):
+    """hw.vau._saturated then hw.vau._clipped (the per-row update: the delta saturated with the column, then
+    added or subtracted and clipped, each written with no computed value used twice for Verilator's sake):
+    ``clip(old +- delta, 0, max_level)`` for every level and every 8-bit delta, added and subtracted."""
     from amaranth.hdl import Module, Signal, signed
-    from cimtile.hw.vau import _clipped
+    from cimtile.hw.vau import _clipped, _saturated, _saturation_bound
 
     top = (1 << cell_bits) - 1
+    bound = _saturation_bound(top)
     m = Module()
-    add_delta, sub_delta = Signal(signed(9)), Signal(signed(8))
+    delta, sat = Signal(signed(8)), Signal(signed(bound.bit_length() + 1))
+    m.d.comb += sat.eq(_saturated(delta, bound))
     olds = [Signal(cell_bits, init=v, name=f"old{v}") for v in range(top + 1)]
-    adds = [Signal(cell_bits, name=f"add{v}") for v in range(top + 1)]
-    subs = [Signal(cell_bits, name=f"sub{v}") for v in range(top + 1)]
-    for old, add, sub in zip(olds, adds, subs):
-        m.d.comb += [add.eq(_clipped(old, add_delta, top, subtract=False)),
-                     sub.eq(_clipped(old, sub_delta, top, subtract=True))]
+    news = [[Signal(cell_bits, name=f"new{v}_{n}") for n in range(2)] for v in range(top + 1)]
+    for old, new in zip(olds, news):
+        m.d.comb += [new[n].eq(_clipped(old, sat, top, subtract=bool(n))) for n in range(2)]
     bad = []
 
     async def bench(ctx):
-        for d in range(-256, 256):
-            ctx.set(add_delta, d)
-            ctx.set(sub_delta, max(-128, min(127, d)))
-            for v in range(top + 1):
-                if ctx.get(adds[v]) != min(max(v + d, 0), top):
-                    bad.append(("add", v, d))
-                if ctx.get(subs[v]) != min(max(v - max(-128, min(127, d)), 0), top):
-                    bad.append(("sub", v, d))
+        for d in range(-128, 128):
+            ctx.set(delta, d)
+            if ctx.get(sat) != max(-bound, min(bound, d)):
+                bad.append(("saturated", d))
+            for n, sign in enumerate((1, -1)):
+                for v in range(top + 1):
+                    if ctx.get(news[v][n]) != min(max(v + sign * d, 0), top):
+                        bad.append(("clipped", sign, v, d))
 
     simulate(m, bench, clock=False)
     assert not bad, bad[:5]
