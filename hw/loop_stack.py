@@ -170,8 +170,30 @@ class LoopStack(wiring.Component):
                 with m.If(levels == i):
                     pushed_ends = Cat(ahead[:i], self.push_end == self.pc + 2)
                     m.d.sync += [ends_next[i].eq(pushed_ends[i]), resume[i].eq(pushed_ends),
-                                 more[i].eq(self.push_count > 1),
                                  start_beyond[i].eq(self.push_start >= self.prog_len)]
+
+        # A level's count, offsets and rooms change when it is pushed (inactive: levels == i) or wraps
+        # (active): one enable for both, and their data chosen by ``levels > i`` (a register) rather
+        # than by ``push``. (Written in a cycle with clear too: every level is pushed before it is used.)
+        width = max(room_shape(self.cfg).width, STRIDE_BITS + 1) + 1
+        stepped_offset = [[Signal(OFFSET_BITS, name=f"stepped_offset{i}_{s}") for s in SPACES] for i in range(depth)]
+        stepped_room = [[Signal(room_shape(self.cfg), name=f"stepped_room{i}_{s}") for s in SPACES]
+                        for i in range(depth)]
+        for i in range(depth):
+            for k in range(n_spaces):
+                # the room of the new offset, from registers only (the wrap only enables it):
+                # depth - (offset + stride) is room - stride, -1 once negative (offsets only grow),
+                # a subtraction as narrow as the room instead of the offset's width
+                diff = Signal(signed(width), name=f"room_minus_stride{i}_{SPACES[k]}")
+                m.d.comb += [diff.eq(room[i][k] - stride[i][k]), stepped_room[i][k].eq(Mux(diff < 0, -1, diff)),
+                             stepped_offset[i][k].eq(offset[i][k] + stride[i][k])]
+            active = levels > i
+            with m.If((self.push & (levels == i)) | (~self.push & self.advance & wraps[i])):
+                m.d.sync += [left[i].eq(Mux(active, left[i] - 1, self.push_count)),
+                             more[i].eq(Mux(active, left[i] > 2, self.push_count > 1))]
+                m.d.sync += [offset[i][k].eq(Mux(active, stepped_offset[i][k], self.offsets[k]))
+                             for k in range(n_spaces)]
+                m.d.sync += [room[i][k].eq(Mux(active, stepped_room[i][k], self.room[k])) for k in range(n_spaces)]
 
         with m.If(self.clear):
             m.d.sync += [levels.eq(0), self.loop_room.eq(self.prog_len - 2)]
@@ -186,11 +208,8 @@ class LoopStack(wiring.Component):
                 with m.If(levels == i):
                     m.d.sync += [body_room[i].eq(self.push_end - self.push_start - 2),
                                  start[i].eq(self.push_start), start_plus1[i].eq(self.push_start + 1),
-                                 end[i].eq(self.push_end),
-                                 left[i].eq(self.push_count)]
+                                 end[i].eq(self.push_end)]
                     m.d.sync += [stride[i][k].eq(self.push_strides[k]) for k in range(n_spaces)]
-                    m.d.sync += [offset[i][k].eq(self.offsets[k]) for k in range(n_spaces)]
-                    m.d.sync += [room[i][k].eq(self.room[k]) for k in range(n_spaces)]
         with m.Elif(self.advance):
             m.d.sync += self.loop_room.eq(self.loop_room - 1)
             for i in reversed(range(depth)):
@@ -200,19 +219,8 @@ class LoopStack(wiring.Component):
                     m.d.sync += [self.room[k].eq(room[i - 1][k] if i else depths[k]) for k in range(n_spaces)]
             for i in range(depth):
                 with m.If(wraps[i]):
-                    m.d.sync += [levels.eq(i + 1), left[i].eq(left[i] - 1), more[i].eq(left[i] > 2),
-                                 self.loop_room.eq(body_room[i])]
+                    m.d.sync += [levels.eq(i + 1), self.loop_room.eq(body_room[i])]
                     m.d.sync += [ends_next[j].eq(resume[i][j]) for j in range(i + 1)]
-                    # the room of the new offset, from registers only (the wrap only enables it):
-                    # depth - (offset + stride) is room - stride, -1 once negative (offsets only grow),
-                    # a subtraction as narrow as the room instead of the offset's width
-                    for k in range(n_spaces):
-                        width = max(room_shape(self.cfg).width, STRIDE_BITS + 1) + 1
-                        stepped = Signal(signed(width), name=f"stepped_room{i}_{SPACES[k]}")
-                        stepped_offset = Signal(OFFSET_BITS, name=f"stepped_offset{i}_{SPACES[k]}")
-                        m.d.comb += [stepped.eq(room[i][k] - stride[i][k]),
-                                     stepped_offset.eq(offset[i][k] + stride[i][k])]
-                        new_room = Mux(stepped < 0, -1, stepped)
-                        m.d.sync += [offset[i][k].eq(stepped_offset), self.offsets[k].eq(stepped_offset),
-                                     room[i][k].eq(new_room), self.room[k].eq(new_room)]
+                    m.d.sync += [self.offsets[k].eq(stepped_offset[i][k]) for k in range(n_spaces)]
+                    m.d.sync += [self.room[k].eq(stepped_room[i][k]) for k in range(n_spaces)]
         return m
