@@ -50,15 +50,18 @@ class LoopStack(wiring.Component):
     when the level was pushed, after a wrap to its start), so the chain that decides wraps and
     pops, and the enables it drives, start at registers rather than at comparators; so is
     ``loop_room``, ``enclosing_end - pc - 2`` (LOOP's nesting check). ``offsets`` (per address space of
-    :data:`SPACES`) and ``enclosing_end`` are combinational from the registers (the innermost
-    level's, 0 and ``prog_len`` on an empty stack). In a cycle with ``advance`` (the instruction's
+    :data:`SPACES`) are registers: the innermost level's (0 on an empty stack), set at the clock edges
+    that change the stack (from ``clear`` on: before the first ``clear`` they are 0, and so are the
+    rooms); ``enclosing_end`` is combinational from the registers (the innermost level's end,
+    ``prog_len`` on an empty stack). In a cycle with ``advance`` (the instruction's
     last cycle) the wraps and pops that ``next_pc`` used take effect at the clock edge (a wrap adds
     the level's strides to its offsets). ``push`` (LOOP's cycle) pushes ``push_start`` ..
     ``push_end`` with ``push_count`` iterations and ``push_strides``, taking the current offsets;
     ``next_pc`` is then ``pc + 1``.
     ``room`` (per space) is ``depth - offset`` (-1 when the offset exceeds the depth), kept in a
-    register per level beside its offsets (a wrap subtracts the level's stride from it, so the
-    address checks see a register through the level multiplexer, with no subtraction).
+    register per level beside its offsets (a wrap subtracts the level's stride from it), and the
+    innermost level's in a register like ``offsets``: the address checks see a register, with no
+    subtraction and no level multiplexer.
     ``clear`` empties the stack (a run's start). ``wrap[i]`` (combinational, at most one high) says
     that ``next_pc`` is level ``i``'s body start unless ``push``: the fetch unit's taken branch.
 
@@ -110,13 +113,13 @@ class LoopStack(wiring.Component):
         start_beyond = [Signal(name=f"start_beyond{i}") for i in range(depth)]
         resume = [Signal(i + 1, name=f"resume{i}") for i in range(depth)]
 
-        m.d.comb += [o.eq(0) for o in self.offsets]
-        m.d.comb += [r.eq(depths[k]) for k, r in enumerate(self.room)]
+        # The innermost level's offsets and rooms are registers of their own (``offsets``, ``room``),
+        # set at the clock edges that change the levels (a push keeps them, a wrap of level i steps
+        # them as it steps level i's, a pop to level i takes level i - 1's, or 0 and the depths on
+        # an empty stack), so the address adders start at registers, with no level multiplexer.
         m.d.comb += self.enclosing_end.eq(self.prog_len)
         for i in range(depth):
             with m.If(levels == i + 1):
-                m.d.comb += [self.offsets[k].eq(offset[i][k]) for k in range(n_spaces)]
-                m.d.comb += [self.room[k].eq(room[i][k]) for k in range(n_spaces)]
                 m.d.comb += self.enclosing_end.eq(end[i])
         # LOOP's nesting check compares its body with loop_room = enclosing_end - pc - 2, a register
         # kept for the pc after the clock edge (like the look-aheads below): a sequential step
@@ -167,11 +170,35 @@ class LoopStack(wiring.Component):
                 with m.If(levels == i):
                     pushed_ends = Cat(ahead[:i], self.push_end == self.pc + 2)
                     m.d.sync += [ends_next[i].eq(pushed_ends[i]), resume[i].eq(pushed_ends),
-                                 more[i].eq(self.push_count > 1),
                                  start_beyond[i].eq(self.push_start >= self.prog_len)]
+
+        # A level's count, offsets and rooms change when it is pushed (inactive: levels == i) or wraps
+        # (active): one enable for both, and their data chosen by ``levels > i`` (a register) rather
+        # than by ``push``. (Written in a cycle with clear too: every level is pushed before it is used.)
+        width = max(room_shape(self.cfg).width, STRIDE_BITS + 1) + 1
+        stepped_offset = [[Signal(OFFSET_BITS, name=f"stepped_offset{i}_{s}") for s in SPACES] for i in range(depth)]
+        stepped_room = [[Signal(room_shape(self.cfg), name=f"stepped_room{i}_{s}") for s in SPACES]
+                        for i in range(depth)]
+        for i in range(depth):
+            for k in range(n_spaces):
+                # the room of the new offset, from registers only (the wrap only enables it):
+                # depth - (offset + stride) is room - stride, -1 once negative (offsets only grow),
+                # a subtraction as narrow as the room instead of the offset's width
+                diff = Signal(signed(width), name=f"room_minus_stride{i}_{SPACES[k]}")
+                m.d.comb += [diff.eq(room[i][k] - stride[i][k]), stepped_room[i][k].eq(Mux(diff < 0, -1, diff)),
+                             stepped_offset[i][k].eq(offset[i][k] + stride[i][k])]
+            active = levels > i
+            with m.If((self.push & (levels == i)) | (~self.push & self.advance & wraps[i])):
+                m.d.sync += [left[i].eq(Mux(active, left[i] - 1, self.push_count)),
+                             more[i].eq(Mux(active, left[i] > 2, self.push_count > 1))]
+                m.d.sync += [offset[i][k].eq(Mux(active, stepped_offset[i][k], self.offsets[k]))
+                             for k in range(n_spaces)]
+                m.d.sync += [room[i][k].eq(Mux(active, stepped_room[i][k], self.room[k])) for k in range(n_spaces)]
 
         with m.If(self.clear):
             m.d.sync += [levels.eq(0), self.loop_room.eq(self.prog_len - 2)]
+            m.d.sync += [o.eq(0) for o in self.offsets]
+            m.d.sync += [r.eq(depths[k]) for k, r in enumerate(self.room)]
         with m.Elif(self.push):
             m.d.sync += self.loop_room.eq(self.push_end - self.pc - 3)
             # The push happens even when LOOP's checks fail: the run stops then, and every run
@@ -181,28 +208,19 @@ class LoopStack(wiring.Component):
                 with m.If(levels == i):
                     m.d.sync += [body_room[i].eq(self.push_end - self.push_start - 2),
                                  start[i].eq(self.push_start), start_plus1[i].eq(self.push_start + 1),
-                                 end[i].eq(self.push_end),
-                                 left[i].eq(self.push_count)]
+                                 end[i].eq(self.push_end)]
                     m.d.sync += [stride[i][k].eq(self.push_strides[k]) for k in range(n_spaces)]
-                    m.d.sync += [offset[i][k].eq(self.offsets[k]) for k in range(n_spaces)]
-                    m.d.sync += [room[i][k].eq(self.room[k]) for k in range(n_spaces)]
         with m.Elif(self.advance):
             m.d.sync += self.loop_room.eq(self.loop_room - 1)
             for i in reversed(range(depth)):
                 with m.If(pops[i]):
                     m.d.sync += [levels.eq(i), self.loop_room.eq(after_pop[i])]
+                    m.d.sync += [self.offsets[k].eq(offset[i - 1][k] if i else 0) for k in range(n_spaces)]
+                    m.d.sync += [self.room[k].eq(room[i - 1][k] if i else depths[k]) for k in range(n_spaces)]
             for i in range(depth):
                 with m.If(wraps[i]):
-                    m.d.sync += [levels.eq(i + 1), left[i].eq(left[i] - 1), more[i].eq(left[i] > 2),
-                                 self.loop_room.eq(body_room[i])]
+                    m.d.sync += [levels.eq(i + 1), self.loop_room.eq(body_room[i])]
                     m.d.sync += [ends_next[j].eq(resume[i][j]) for j in range(i + 1)]
-                    m.d.sync += [offset[i][k].eq(offset[i][k] + stride[i][k]) for k in range(n_spaces)]
-                    # the room of the new offset, from registers only (the wrap only enables it):
-                    # depth - (offset + stride) is room - stride, -1 once negative (offsets only grow),
-                    # a subtraction as narrow as the room instead of the offset's width
-                    for k in range(n_spaces):
-                        width = max(room_shape(self.cfg).width, STRIDE_BITS + 1) + 1
-                        stepped = Signal(signed(width), name=f"stepped_room{i}_{SPACES[k]}")
-                        m.d.comb += stepped.eq(room[i][k] - stride[i][k])
-                        m.d.sync += room[i][k].eq(Mux(stepped < 0, -1, stepped))
+                    m.d.sync += [self.offsets[k].eq(stepped_offset[i][k]) for k in range(n_spaces)]
+                    m.d.sync += [self.room[k].eq(stepped_room[i][k]) for k in range(n_spaces)]
         return m

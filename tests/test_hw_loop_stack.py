@@ -12,8 +12,9 @@ from hw_sim import simulate
 from loop_programs import nested, reference_trace, words
 
 
+@pytest.mark.parametrize("stalls", [False, True])
 @pytest.mark.parametrize("seed", range(3))
-def test_loop_stack_walks_nested_loops(seed):
+def test_loop_stack_walks_nested_loops(seed, stalls):
     cfg = TINY
     rng = np.random.default_rng(seed)
     program = nested(rng, cfg.loop_depth, 12)
@@ -37,6 +38,15 @@ def test_loop_stack_walks_nested_loops(seed):
             rooms.append(tuple(ctx.get(r) for r in dut.room))
             ctx.set(dut.pc, pc)
             loop_rooms.append(ctx.get(dut.loop_room))
+            # a multi-cycle instruction's cycles before its last (no advance, no push) change nothing
+            for _ in range(rng.integers(0, 3) if stalls and ins[0] != "loop" else 0):
+                ctx.set(dut.advance, 0)
+                ctx.set(dut.push, 0)
+                held = ctx.get(dut.next_pc)
+                await ctx.tick()
+                assert (ctx.get(dut.next_pc), ctx.get(dut.loop_room)) == (held, loop_rooms[-1])
+                assert tuple(ctx.get(o) for o in dut.offsets) == got[-1][1]
+                assert tuple(ctx.get(r) for r in dut.room) == rooms[-1]
             ctx.set(dut.advance, 1)
             ctx.set(dut.push, ins[0] == "loop")
             if ins[0] == "loop":
