@@ -19,13 +19,22 @@ if LATENCY != 2:  # pragma: no cover - the stages below are written out for this
     raise AssertionError(f"hw/requant.py has 2 register stages; REQ_LATENCY + WRITE_BEHIND is {LATENCY}")
 
 
+def _select(value, onehot, step: int, n: int):
+    """Bits ``k * step .. k * step + n - 1`` of ``value`` (sign-extended beyond it) for the set bit ``k``
+    of ``onehot``: an arithmetic right shift by ``k * step`` as an AND-OR of one-hot terms."""
+    def bit(i):
+        return value[min(i, len(value) - 1)]
+    return Cat(*[Cat(*[bit(i + k * step) & onehot[k] for k in range(len(onehot))]).any() for i in range(n)])
+
+
 class Requant(wiring.Component):
     """Pipelined requantisation of one accumulator lane, exactly ``sim.kernels.requantise``.
 
     A first register stage holds three products whose sum is ``p = (acc + bias) * mult``: the
     accumulator's low and high parts times ``mult`` (one DSP block each) and the scaled bias
-    ``bias * mult`` (and the masks and clamp bounds derived from the parameters alone); a second the
-    saturated quotient of their sum and the rounding bit; the output is combinational from the second:
+    ``bias * mult`` (and the selects and bounds derived from the parameters alone); a second the
+    saturated quotient of their sum (saturation by comparing the sum with ``+-2**(shift+10)``) and the
+    rounding bit; the output is combinational from the second:
     ``r = (p + 2**(shift-1)) >> shift`` (no rounding term when shift is 0; computed as
     ``(p >> shift) + bit shift-1 of p``), then
     ``q = min(max(r + zero_point, lo), clamp_hi)`` with ``lo = max(clamp_lo, zero_point)`` under
@@ -87,28 +96,40 @@ class Requant(wiring.Component):
         product_lo = Signal(unsigned(17 + len(self.mult)), name="product_lo")
         product_hi = Signal(signed(acc_bits - 17 + len(self.mult)), name="product_hi")
         scaled_bias = Signal(signed(len(self.bias) + len(self.mult)), name="scaled_bias")
-        sh2 = Signal(RQ_RECORD["shift"].shape)
+        # The shift as two one-hot selects (shift // 8, shift % 8): the quotient's window is taken from p
+        # by two AND-OR selections of 8 terms each (two LUT levels apiece), not a six-level barrel shifter.
+        shift_bits = len(self.shift)
+        coarse = Signal(1 << (shift_bits - 3), name="shift_coarse")
+        fine = Signal(8, name="shift_fine")
         # stage 2's enable: a chunk entered stage 1 in the previous cycle
         moved = Signal()
         m.d.sync += moved.eq(self.advance)
         with m.If(self.advance):
             m.d.sync += [product_lo.eq(acc()[:17] * self.mult),
                          product_hi.eq(acc()[17:].as_signed() * self.mult),
-                         scaled_bias.eq(self.bias * self.mult), sh2.eq(self.shift)]
+                         scaled_bias.eq(self.bias * self.mult),
+                         coarse.eq(Const(1, len(coarse)) << self.shift[3:]),
+                         fine.eq(Const(1, 8) << self.shift[:3])]
         width = vb + 17
 
-        # p, written out at each of its uses like the biased sum above (one adder in synthesis)
+        # p, one signal: the window's selection takes each of its bits several times (an expression would
+        # be written out, adder and all, at each of them)
+        p_sum = Signal(signed(width), name="p")
+        m.d.comb += p_sum.eq(((product_hi << 17) + product_lo + scaled_bias)[:width].as_signed())
+
         def p():
-            return ((product_hi << 17) + product_lo + scaled_bias)[:width].as_signed()
-        # The quotient p >> shift saturates to 11 bits unless p's bits from shift + 10 up all equal
-        # its sign: a mask of those bits. Rounding adds bit shift - 1 of p (the sign bit beyond p's
-        # width, none when shift is 0): a one-hot select.
-        sat_mask = Signal(width)
+            return p_sum
+        # The quotient p >> shift saturates to 11 bits when p >= 2**(shift+10) or p < -2**(shift+10): two
+        # comparisons of p with bounds registered here from the shift alone (a bound of 2**(width-1) or more
+        # is never reached: held there), so the saturation is decided by carry chains beside p's adder, not
+        # by a reduction of p's high bits after its sign. Rounding adds bit shift - 1 of p (the sign bit
+        # beyond p's width, none when shift is 0): a one-hot select.
+        bound = Signal(width + 1)
         round_sel = Signal(width)
         round_sign = Signal()
-        ones = Const((1 << width) - 1, width)
         with m.If(self.advance):
-            m.d.sync += [sat_mask.eq((ones << (self.shift + 10))[:width]),
+            m.d.sync += [bound.eq(Mux(self.shift + 10 >= width - 1, 1 << (width - 1),
+                                      (Const(1, width + 1) << (self.shift + 10))[:width + 1])),
                          round_sel.eq(Mux(self.shift == 0, 0,
                                           (Const(1, width) << (self.shift - 1).as_unsigned())[:width])),
                          round_sign.eq((self.shift != 0) & (self.shift - 1 >= width))]
@@ -129,12 +150,14 @@ class Requant(wiring.Component):
 
         def sign():
             return p()[-1]
-        in_range = Signal()
-        m.d.comb += in_range.eq(~((p() ^ sign().replicate(width)) & sat_mask).any())
+        over, under = Signal(), Signal()
+        m.d.comb += [over.eq(p() >= bound.as_signed()), under.eq(p() < -bound.as_signed())]
         rbit = Signal()
         m.d.comb += rbit.eq((p() & round_sel).any() | (round_sign & sign()))
         window = Signal(signed(11))
-        m.d.comb += window.eq((p() >> sh2)[:11])
+        coarse_window = Signal(11 + 7)
+        m.d.comb += [coarse_window.eq(_select(p(), coarse, 8, len(coarse_window))),
+                     window.eq(_select(coarse_window, fine, 1, 11))]
         # Round half up without a wide adder: floor((p + 2**(s-1)) / 2**s) = (p >> s) + bit s-1 of p.
         # The quotient is saturated to 11 bits first; that keeps every result, because the clamp
         # bounds and the zero point lie in -256..255, so any quotient beyond +-1023 clamps to the same byte.
@@ -143,7 +166,7 @@ class Requant(wiring.Component):
         # output stage are in different cycles.
         qs, rb = Signal(signed(11), name="qs"), Signal(name="rb")
         with m.If(moved):
-            m.d.sync += [qs.eq(Mux(in_range, window, Mux(sign(), -1024, 1023))), rb.eq(rbit)]
+            m.d.sync += [qs.eq(Mux(over, 1023, Mux(under, -1024, window))), rb.eq(rbit)]
         zp3, hi3, lo_hi3 = (Signal(signed(10), name=n) for n in ("zp3", "hi3", "lo_hi3"))
         below0_3, below1_3, above0_3, above1_3 = (Signal(signed(12), name=f"{n}_out")
                                                   for n in ("lo_zp", "lo_zp_m1", "hi_zp", "hi_zp_m1"))
