@@ -26,4 +26,4 @@ def test_generated_blocks_name_their_script_and_are_filled():
                                    "python -m cimtile.hw.build slack")), (doc, name)
             assert body.count("\n|") >= 3, (doc, name)  # a table was written, not an empty block
             blocks += 1
-    assert blocks == 16
+    assert blocks == 18

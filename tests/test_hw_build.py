@@ -64,13 +64,16 @@ def _cpu_s() -> float:
 @pytest.mark.slow
 def test_isaac_generates_in_under_60_s(tmp_path):
     """CPU time, not wall time: CI runs tests in parallel on two shared cores. Since the crossbar's column sums
-    are word-parallel (issue 15, sixth session; docs/cosim.md) isaac takes about 27 s of CPU on the idle machine
-    (13 s before), most of it Amaranth's combinational-cycle check, and up to 35 s under CI's load: the bound
-    was 30 s before that change and is 60 s now, still far below a blow-up of the design's size."""
+    are word-parallel (issue 15, sixth session; docs/cosim.md) isaac took about 27 s of CPU on the idle machine
+    (13 s before), most of it Amaranth's combinational-cycle check, and up to 35 s under CI's load. On the
+    eleventh session's machine (2 GHz Xeon, a Python loop 2-3x slower) main's isaac took 64-76 s of CPU with
+    one or two other processes on the two cores, so the bound, 60 s since the sixth session, is 150 s: still
+    below the 3x of a blow-up of the design's size (a requantisation expression written out at every use once
+    made tiny's Verilog 9 MB)."""
     t = _cpu_s()
     v = build.generate("isaac", tmp_path)
     assert v.stat().st_size > 0
-    assert _cpu_s() - t < 60
+    assert _cpu_s() - t < 150
     # the area flows bench rtl uses for isaac name flows that exist and modules of this Verilog
     flow, flows = build.PRESET_AREA_FLOWS["isaac"]
     assert {flow, *flows.values()} <= set(build.AREA_FLOWS)
