@@ -39,7 +39,7 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("adc_clip_bound", "adc", "next_hi, next_lo = Mux(self.diff, pair_hi, single_hi),",
            "next_hi, next_lo = Mux(self.diff, pair_hi, single_hi - 1),",
            "the unsigned ADC clips one code too low"),
-    Mutant("vau_mask_ignored", "vau", "keep = self.mask[r] | ~in_window", "keep = ~in_window",
+    Mutant("vau_mask_ignored", "vau", "Mux(self.mask[r] | ~changes[r], old,", "Mux(~changes[r], old,",
            "VAUR/VAUC update masked cells"),
     Mutant("mvm_mask_ignored", "crossbar", "m.d.comb += live.eq(~mask_read.data)", "m.d.comb += live.eq(-1)",
            "masked cells contribute to MVM column sums"),
