@@ -67,26 +67,36 @@ def golden_runs(cfg: TileConfig, runs: Sequence[tuple[Sequence[int], Sequence]])
     return out
 
 
-def run_rtl(cfg: TileConfig, runs: Sequence[tuple[Sequence[int], Sequence[int]]], *, mutation: str | None = None,
-            stall_seed: int | None = None, max_clocks: int = 200_000) -> list[RtlResult]:
-    """Run (program words, din words) pairs on one simulated tile, state persisting between runs.
+#: Compiled simulators kept for reuse, most recently used last: building and compiling one costs seconds
+#: (``variant``: about 5 s, ``isaac``: tens), and a test module runs many programs on one configuration.
+#: :meth:`amaranth.sim.Simulator.reset` returns a kept one to the power-on state (every signal and memory
+#: to its initial value, the clock and testbench restarted), so a run on it is a run on a new tile.
+_SIMULATORS: dict = {}
+_KEEP = 3
 
-    With ``stall_seed`` the host drops ``din__valid`` and ``dout__ready`` at random (the cycle
-    count must not change).
-    """
+
+def _simulator(cfg: TileConfig, mutation: str | None):
+    """The (simulator, job) of ``cfg`` and ``mutation``: built on first use, else reset for another run.
+    ``job`` is the dictionary the testbench reads its runs from and appends its results to."""
     from amaranth.sim import Simulator
     from cimtile.hw.tile import MUTATIONS, Tile
 
+    key = (cfg, mutation)
+    if key in _SIMULATORS:
+        sim, job = _SIMULATORS.pop(key)
+        sim.reset()
+        _SIMULATORS[key] = (sim, job)
+        return sim, job
     if mutation is not None and mutation not in MUTATIONS:  # a named mutant of tb/mutants.py
         from .mutants import tile_class
 
         dut = tile_class(mutation)(cfg)
     else:
         dut = Tile(cfg, mutation=mutation)
-    rng = np.random.default_rng(stall_seed) if stall_seed is not None else None
-    results: list[RtlResult] = []
+    job: dict = {}
 
     async def bench(ctx):
+        runs, rng, max_clocks, results = job["runs"], job["rng"], job["max_clocks"], job["results"]
         for prog, din in runs:
             for w in prog:
                 ctx.set(dut.instr.valid, 1)
@@ -128,5 +138,27 @@ def run_rtl(cfg: TileConfig, runs: Sequence[tuple[Sequence[int], Sequence[int]]]
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
-    sim.run()
+    while len(_SIMULATORS) >= _KEEP:
+        _SIMULATORS.pop(next(iter(_SIMULATORS)))
+    _SIMULATORS[key] = (sim, job)
+    return sim, job
+
+
+def run_rtl(cfg: TileConfig, runs: Sequence[tuple[Sequence[int], Sequence[int]]], *, mutation: str | None = None,
+            stall_seed: int | None = None, max_clocks: int = 200_000) -> list[RtlResult]:
+    """Run (program words, din words) pairs on one simulated tile from power-on, state persisting between runs.
+
+    With ``stall_seed`` the host drops ``din__valid`` and ``dout__ready`` at random (the cycle
+    count must not change). The compiled simulator of ``cfg`` (and ``mutation``) is kept and reset for
+    the next call (:data:`_SIMULATORS`).
+    """
+    sim, job = _simulator(cfg, mutation)
+    results: list[RtlResult] = []
+    job.update(runs=list(runs), rng=np.random.default_rng(stall_seed) if stall_seed is not None else None,
+               max_clocks=max_clocks, results=results)
+    try:
+        sim.run()
+    except BaseException:
+        _SIMULATORS.pop((cfg, mutation), None)  # stopped part-way: build a new one next time
+        raise
     return results

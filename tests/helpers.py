@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -10,17 +11,26 @@ import numpy as np
 from cimtile.hw.isa import Opcode, encode
 from cimtile.hw.params import PRESETS
 from cimtile.sim.tile import Tile
+from cimtile.tb.regress import VARIANT  # noqa: F401  (re-exported: the tests import it from here)
 from reference import RefTile
 
 ROOT = Path(__file__).resolve().parent.parent
 HALT = encode(Opcode.HALT)
 
 TINY = PRESETS["tiny"]
-#: Different slice counts and ADC sharing: 2-bit DAC, 3 ADCs of 2 cycles over 16 columns, row
-#: groups of 5 (a partial last group), differential pairs converted once, 3 requant lanes, a
+#: ``VARIANT`` (tb/regress.py): different slice counts and ADC sharing: 2-bit DAC, 3 ADCs of 2 cycles over
+#: 16 columns, row groups of 5 (a partial last group), differential pairs converted once, 3 requant lanes, a
 #: 128-bit bus (two LDRQ records a word), two loop levels.
-VARIANT = TINY.replace(name="variant", dac_bits=2, n_adcs=3, adc_cycles=2, rows_per_conv=5,
-                       weight_encoding="differential-analog", rq_lanes=3, bus_bits=128, loop_depth=2)
+
+#: CI-sized runs (``CI`` set, as in CI's ``bash .ci/run``): the volume tests of the RTL in Amaranth's simulator
+#: run fewer programs, and programs the Verilator co-simulation of the same suite runs are not run again in
+#: Amaranth's simulator (README, "Tests"). ``make test`` elsewhere runs every size in full.
+CI = bool(os.environ.get("CI"))
+
+
+def ci_size(full, ci):
+    """``ci`` in CI-sized runs, else ``full``."""
+    return ci if CI else full
 
 
 def bench_module(name: str) -> ModuleType:

@@ -38,6 +38,21 @@ def test_cosim_isaac():
     _check(run_suite(["isaac"]))
 
 
+@pytest.mark.slow
+def test_cosim_variant():
+    """The suite on ``variant`` (tb/regress.py: 2-bit DAC, 3 ADCs of 2 cycles, row groups of 5, pairs converted
+    once): its directed programs and read-backs among them (CI-sized runs take them from here rather than from
+    Amaranth's simulator, tests/test_hw_tile.py)."""
+    from cimtile.tb.programs import DIRECTED
+    from cimtile.tb.regress import VARIANT
+    from cimtile.tb.suite import run_suite
+
+    res = run_suite([VARIANT])
+    _check(res)
+    ran = {r["test"] for r in res.records if r["instructions"] > 0}
+    assert {f"directed/which={w}" for w in DIRECTED} <= ran, sorted(ran)
+
+
 def test_cosim_mutant_is_caught():
     """A design with a deliberately wrong shift in the shift-and-add fails the suite's fast tests."""
     from cimtile.tb.suite import run_mutant

@@ -12,6 +12,7 @@ from cimtile.hw.isa import encode as E
 from cimtile.hw.params import PRESETS
 from cimtile.sim.tile import Tile
 from cimtile.tb import programs, wrapper
+from cimtile.tb.regress import VARIANT
 from cimtile.tb.scoreboard import RtlResult, Scoreboard, pack_block, rerun_command, unpack_block
 
 CFGS = [PRESETS["tiny"], PRESETS["isaac"]]
@@ -36,10 +37,6 @@ def test_injected_illegal_programs_stop_with_their_cause(cfg, cause):
         p = programs.random_program(cfg, seed, length=14, inject=cause)
         r = Tile(cfg).run(p.words, p.feed)
         assert r.cause is cause, f"seed {seed}: injected {cause.name}, golden says {r.cause.name} ({r.detail})"
-
-
-VARIANT = PRESETS["tiny"].replace(name="variant", dac_bits=2, n_adcs=3, adc_cycles=2, rows_per_conv=5,
-                                  weight_encoding="differential-analog", rq_lanes=3, bus_bits=128, loop_depth=2)
 
 
 @pytest.mark.parametrize("cfg", CFGS + [VARIANT], ids=lambda c: c.name)

@@ -278,6 +278,13 @@ def test_results_do_not_depend_on_the_number_of_workers(tmp_path):
     explore(cfg, tmp_path / "one", executor=InProcessExecutor())
     ray = RayExecutor(workers=2)
     try:
+        # its workers at the driver's priority, not Ray's default niceness of 15 (search/executor.py)
+        def niceness(_) -> int:  # pickled by value (a local function): the workers need not import tests/
+            import os
+
+            return os.nice(0)
+
+        assert ray.map(niceness, [0, 1]) == [0, 0]
         explore(cfg, tmp_path / "two", executor=ray)
     finally:
         ray.close()

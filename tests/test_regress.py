@@ -9,12 +9,15 @@ pytestmark = [pytest.mark.cosim, pytest.mark.slow]
 
 
 def test_regress_small():
+    """A small farm: N programs over tiny, isaac and variant (180; 60 in CI-sized runs, in two batches per job)."""
     from cimtile.tb.regress import default_configs, format_result, run_regress
+    from helpers import ci_size
 
-    res = run_regress(180, default_configs(), first_seed=100_000, jobs=2, batch=30)
+    n = ci_size(180, 60)
+    res = run_regress(n, default_configs(), first_seed=100_000, jobs=2, batch=n // 6)
     print(format_result(res))
-    assert sum(res.per_config.values()) == 180 and len(res.per_config) == 3
-    assert res.instructions > 180 * 20  # the programs did run
+    assert sum(res.per_config.values()) == n and len(res.per_config) == 3
+    assert res.instructions > n * 20  # the programs did run
     assert res.ok, format_result(res)
 
 
