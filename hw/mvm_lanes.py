@@ -51,7 +51,9 @@ class MvmLanes(wiring.Component):
     conversion cycle in progress, a round issues if lane 0 has a conversion left (``issuing``):
     ``col[i]`` / ``pair[i]`` go to the crossbar in cycle t (combinational), the input vector ``x``
     must be on its input in cycle t+1 (the input buffer's read data), when ``wl[i]`` drives the
-    word lines (the lane's slice bit plane masked to its row group); the crossbar presents the
+    word lines (the lane's slice bit plane masked to its row group: ``x``'s plane chosen by a register
+    ANDed with a register, both set when the round issues and the enable cleared in a cycle no round
+    issues, so that nothing of the request is decoded in cycle t+1); the crossbar presents the
     column sum in cycle t+2 and the ADC its code in cycle t+2+ADC latency
     (:data:`cimtile.hw.adc.LATENCY` = ``MVM_LATENCY + WRITE_BEHIND - 1``, :mod:`cimtile.hw.isa`),
     when ``conversion[i]`` describes it (``adc_conversion[i]`` is that descriptor a cycle earlier, in
@@ -105,10 +107,12 @@ class MvmLanes(wiring.Component):
         conv_cycle = Signal(range(max(adc_cycles, 2)))
         planes, mag_bits = self._planes(m)
         group_rows = self._group_rows(m)
-        # Which of x's bit planes a lane's request drives (its first, ``plane_index``, and which of the
-        # slice's dac_bits are driven, ``plane_on``), registered with the request (:meth:`_plane_choice`).
+        # Which of x's bit planes a lane's request drives (its first, ``plane_index``), registered with the
+        # request (:meth:`_plane_choice`), and which of its word lines are enabled (``wl_on``: rows of its
+        # row group times the slice's driven DAC bits, zero without a valid request), registered too
+        # (:meth:`_word_line_enable`): the word lines are then x's chosen planes ANDed with a register.
         plane_index = [Signal(3, name=f"lane{i}_plane") for i in range(lanes)]
-        plane_on = [Signal(cfg.dac_bits, name=f"lane{i}_plane_on") for i in range(lanes)]
+        wl_on = [Signal(cfg.rows * cfg.dac_bits, name=f"lane{i}_wl_on") for i in range(lanes)]
         # ``fresh``: the lanes are at the layer's start digits (``lane_start``, registers), set by
         # ``rewind`` and cleared by the first round; a register selects, so no decode of the
         # instruction precedes the round's column, request and digit adders.
@@ -140,10 +144,10 @@ class MvmLanes(wiring.Component):
                 if stage == 0:
                     m.d.sync += held.shift.eq(self.layer.adc_shift + issued[i].in_shift + issued[i].w_shift)
                 conv = held
-            m.d.sync += [self.conversion[i].eq(conv), issued[i].conv.valid.eq(0)]
+            # no round issuing: no conversion, no word line (both set below when one issues)
+            m.d.sync += [self.conversion[i].eq(conv), issued[i].conv.valid.eq(0), wl_on[i].eq(0)]
             m.d.comb += self.adc_conversion[i].eq(conv)  # a cycle ahead: the ADC registers its term
-            m.d.comb += self.wl[i].eq(self._word_lines(m, issued[i], i, planes, plane_index[i], plane_on[i],
-                                                       group_rows))
+            m.d.comb += self.wl[i].eq(self._word_lines(planes, plane_index[i], wl_on[i]))
 
         idle = conv_cycle == 0
         lane0_last = self._last_round(m, fresh, lane_digits[0])
@@ -163,7 +167,8 @@ class MvmLanes(wiring.Component):
             for i in range(lanes):
                 m.d.sync += [issued[i].eq(requests[i]), lane_digits[i].eq(next_steps[i][0])]
                 index, on = self._plane_choice(current[i], requests[i].sign, mag_bits)
-                m.d.sync += [plane_index[i].eq(index), plane_on[i].eq(on)]
+                m.d.sync += [plane_index[i].eq(index),
+                             wl_on[i].eq(self._word_line_enable(m, requests[i], on, group_rows, i))]
             if adc_cycles > 1:
                 m.d.sync += conv_cycle.eq(1)
             # a vector's last round with another vector to follow rewinds the lanes for it
@@ -326,13 +331,12 @@ class MvmLanes(wiring.Component):
 
     def _group_rows(self, m):
         """The rows of each row group of the window (group v: rows ``row_start + v x rows_per_conv`` up
-        to the next group's or the window's end), one ``rows``-bit mask per group, registered in every
-        cycle from the layer: a request's word lines are then its group's mask selected by its ``g``
-        (a multiplexer of registers, not two shifts by a sum). The layer only changes in a CFG or WIN,
-        and a request's word lines are driven at the earliest two cycles after one (the round
-        issues in the next cycle, its word lines in the cycle after). Each mask is a constant table's
-        word indexed by ``row_start`` (the group's rows) ANDed with one indexed by the window's end (the
-        rows before it): no shifter (the window lies in the array: ``row_start < rows``, end ``<= rows``)."""
+        to the next group's or the window's end), one ``rows``-bit mask per group, combinational from the
+        layer's registers: read when a round issues, into the word-line enables (:meth:`_word_line_enable`),
+        so they are right in any cycle, the first after a CFG or WIN included (the round of an MVM that
+        follows one issues in its first cycle). Each mask is a constant table's word indexed by
+        ``row_start`` (the group's rows) ANDed with one indexed by the window's end (the rows before it):
+        no shifter (the window lies in the array: ``row_start < rows``, end ``<= rows``)."""
         cfg, layer = self.cfg, self.layer
         rows, per = cfg.rows, cfg.rows_per_conv
         groups = -(-rows // per)
@@ -346,7 +350,7 @@ class MvmLanes(wiring.Component):
             if v < groups:
                 in_group = Array(Const(sum(1 << r for r in range(s + v * per, min(s + (v + 1) * per, rows))), rows)
                                  for s in range(rows))[layer.row_start[:start_bits]]
-                m.d.sync += mask.eq(in_group & before_end)
+                m.d.comb += mask.eq(in_group & before_end)
             masks.append(mask)
         return Cat(*masks)
 
@@ -357,8 +361,9 @@ class MvmLanes(wiring.Component):
     def _plane_choice(self, digits, sign_slice, mag_bits):
         """The input bit plane that slice ``digits.k`` starts at (the sign slice's: ``abits_m1``) and which
         of its ``dac_bits`` are driven: magnitude bits below the magnitude width (``mag_bits``), the sign
-        slice's first bit alone. Registered with the request when it issues, so that the word lines are
-        one multiplexer of ``x`` by a register (a plane select of masked planes and the sign plane's
+        slice's first bit alone. Registered with the request when it issues (the index as ``plane_index``,
+        ``on`` into the word-line enables), so that the word lines are one multiplexer of ``x`` by a
+        register and an AND with a register (a plane select of masked planes and the sign plane's
         select, by ``k`` and ``abits_m1``, were two multiplexers in series on the tile's critical path,
         into the crossbar's column sums; docs/microarchitecture.md). A plane at or beyond 8 is never
         driven (``mag_bits`` <= 8), so the index's low 3 bits suffice."""
@@ -368,16 +373,27 @@ class MvmLanes(wiring.Component):
         on = Cat(*[Mux(sign_slice, Const(int(j == 0), 1), first + j < mag_bits) for j in range(dac)])
         return index, on
 
-    def _word_lines(self, m, issued, lane: int, planes, index, on, group_rows):
-        """The word-line drive of the request issued last cycle: its slice of ``x`` (planes ``index`` up
-        to ``index + dac_bits - 1``, each where ``on``), masked to the rows of its row group."""
+    def _word_line_enable(self, m, request, on, group_rows, lane: int):
+        """The word lines a request enables, registered when its round issues (``wl_on``): row ``r``'s DAC
+        bit ``j`` (bit ``r x dac_bits + j``) is on when the request is valid, ``r`` is in its row group
+        (``group_rows`` by its ``g``) and the slice drives bit ``j`` (``on``, :meth:`_plane_choice`). The
+        register is cleared in every cycle no round issues, as ``issued``'s ``valid`` is. Why: decoded in
+        the word-line cycle from ``issued`` (its ``valid`` and ``g``, fanned out to every row), the enable
+        was the start of the tile's critical path, into the crossbar's column sums
+        (docs/microarchitecture.md)."""
         rows, dac = self.cfg.rows, self.cfg.dac_bits
-        rows_on = Signal(rows, name=f"lane{lane}_rows")
-        m.d.comb += rows_on.eq(Mux(issued.conv.valid, group_rows.word_select(issued.g[:self._group_bits()], rows), 0))
-        # the dac_bits planes from index on, each all zero where not on (one part-select per plane)
-        chosen = [planes.word_select(index + j, rows) & on[j].replicate(rows) for j in range(dac)]
+        rows_on = Signal(rows, name=f"lane{lane}_rows_next")
+        m.d.comb += rows_on.eq(Mux(request.conv.valid, group_rows.word_select(request.g[:self._group_bits()], rows), 0))
+        return Cat(*[rows_on[r] & on[j] for r in range(rows) for j in range(dac)])
+
+    def _word_lines(self, planes, index, enable):
+        """The word-line drive of the request issued last cycle: its slice of ``x`` (planes ``index`` up
+        to ``index + dac_bits - 1``, row r's DAC bit j at bit ``r x dac_bits + j``) ANDed with its
+        registered enable (:meth:`_word_line_enable`): one part-select per plane and an AND."""
+        rows, dac = self.cfg.rows, self.cfg.dac_bits
+        chosen = [planes.word_select(index + j, rows) for j in range(dac)]
         sel = chosen[0] if dac == 1 else Cat(*[Cat(*[chosen[j][r] for j in range(dac)]) for r in range(rows)])
-        return sel & Cat(*[rows_on[r].replicate(dac) for r in range(rows)])
+        return sel & enable
 
     def _planes(self, m):
         """The input vector's bit planes (plane b: bit b of every row's byte), shared by all lanes, with

@@ -210,3 +210,72 @@ def test_lanes_vector_count_restarts_for_each_mvm(name):
 
     simulate(dut, bench)
     assert log == [2, 2, 1, 2]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_lanes_word_lines_only_after_a_round(name):
+    """The word-line enables are registered when a round issues and cleared in every other cycle: with
+    ``x`` all ones, ``wl[i]`` in cycle t+1 is the word lines of lane i's conversion when a round issued
+    in cycle t and that conversion exists, and zero otherwise (between rounds with ``adc_cycles`` > 1,
+    after a cycle without ``run``, for a partial last round's idle lanes, after the lanes finish). The
+    first round issues in the first cycle the layer (and the lanes' start digits) of a new window is
+    seen, as an MVM right after a WIN does: its rows are the new window's, not the previous layer's."""
+    cfg = CONFIGS[name]
+    lanes, ones = cfg.n_adcs, np.full(cfg.rows, 255)
+    old, new = (1, 1, 0, 0, 0, 16, 0, 1), (2, 3, 0, 0, 3, 11, 2, 2)  # the previous layer, the new window
+    dut = MvmLanes(cfg)
+
+    def setup(ctx, shape):
+        wbits, abits, wsigned, asigned, r0, nr, c0, n_out = shape
+        g = isa.geometry(cfg, wbits, abits, bool(wsigned), bool(asigned), nr, 1)
+        ctx.set(dut.layer, {"wbits_m1": wbits - 1, "abits_m1": abits - 1, "wsigned": wsigned, "asigned": asigned,
+                            "adc_shift": 1, "row_start": r0, "row_count": nr, "col_start": c0,
+                            "col_count": n_out * g.group, "nis": g.nis, "nws": g.nws, "group": g.group,
+                            "nrg": g.nrg, "n_out": n_out, "gconv": g.group, "step": 1, "aligned": 1,
+                            "analog": 0})
+
+        def lane_digits(j):
+            k, rg, o, q = digits(j, n_out, g.nrg, g.group)
+            return {"k": k, "g": rg, "o": o, "q": q, "c": o * g.group + q}
+
+        for i in range(lanes):
+            ctx.set(dut.lane_start[i], lane_digits(i))
+        ctx.set(dut.lane_step, lane_digits(lanes))
+
+    want = [wl for _, wl, _ in expected(cfg, new, ones)[-1]]
+    got, issued_at = [], []
+
+    async def bench(ctx):
+        setup(ctx, old)
+        ctx.set(dut.x, sum(255 << (8 * r) for r in range(cfg.rows)))
+        ctx.set(dut.rewind, 1)
+        await ctx.tick()
+        await ctx.tick()  # the previous layer has been seen for two cycles
+        setup(ctx, new)  # a WIN committed at the last edge: the MVM's first cycle sees the new layer
+        ctx.set(dut.rewind, 0)
+        ctx.set(dut.run, 1)
+        rounds = 0
+        for t in range(len(want) * cfg.adc_cycles + 12):
+            if t >= 1:  # the word lines of the cycle before's round, or none
+                wl_now = [ctx.get(dut.wl[i]) for i in range(lanes)]
+                got.append([[(w >> (r * cfg.dac_bits)) & ((1 << cfg.dac_bits) - 1) for r in range(cfg.rows)]
+                            for w in wl_now])
+            ctx.set(dut.run, int(t != 3))  # a cycle without run mid-MVM: no round, no word lines after it
+            if ctx.get(dut.issuing):
+                issued_at.append(t)
+                rounds += 1
+            await ctx.tick()
+
+    simulate(dut, bench)
+    zero = [0] * cfg.rows
+    expect = []
+    for t in range(len(got)):  # got[t]: the word lines in cycle t + 1
+        if t in issued_at:
+            first = issued_at.index(t) * lanes
+            expect.append([want[first + i] if first + i < len(want) else zero for i in range(lanes)])
+        else:
+            expect.append([zero] * lanes)
+    assert issued_at[0] == 0 and 3 not in issued_at
+    assert len(issued_at) == -(-len(want) // lanes)
+    assert any(w == zero for w in want) is False  # every conversion drives some word line (x all ones)
+    assert got == expect
