@@ -57,7 +57,9 @@ class LoopStack(wiring.Component):
     last cycle) the wraps and pops that ``next_pc`` used take effect at the clock edge (a wrap adds
     the level's strides to its offsets). ``push`` (LOOP's cycle) pushes ``push_start`` ..
     ``push_end`` with ``push_count`` iterations and ``push_strides``, taking the current offsets;
-    ``next_pc`` is then ``pc + 1``.
+    ``next_pc`` is then ``pc + 1``. ``push_start`` must be ``pc + 1`` (the body follows the LOOP word)
+    and ``push_room`` ``push_end - push_start - 2`` (the body's length minus two, which the caller has
+    from its fields): the pushed level's body room and loop_room, with no subtraction of addresses.
     ``room`` (per space) is ``depth - offset`` (-1 when the offset exceeds the depth), kept in a
     register per level beside its offsets (a wrap subtracts the level's stride from it), and the
     innermost level's in a register like ``offsets``: the address checks see a register, with no
@@ -80,6 +82,7 @@ class LoopStack(wiring.Component):
             "push": In(1),
             "push_start": In(pcb),
             "push_end": In(pcb + 1),
+            "push_room": In(signed(pcb + 3)),
             "push_count": In(COUNT_BITS),
             "push_strides": In(STRIDE_BITS).array(len(SPACES)),
             "clear": In(1),
@@ -100,6 +103,9 @@ class LoopStack(wiring.Component):
         start = [Signal(pcb, name=f"start{i}") for i in range(depth)]
         start_plus1 = [Signal(pcb + 1, name=f"start_plus1_{i}") for i in range(depth)]  # the fetch's next read
         end = [Signal(pcb + 1, name=f"end{i}") for i in range(depth)]
+        # end - 2, set with end: "the body ends at pc + 1 after the step" is end - 2 == pc, an equality of
+        # registers, with no pc + 2 adder before the comparators
+        end_m2 = [Signal(pcb + 1, name=f"end_m2_{i}") for i in range(depth)]
         left = [Signal(COUNT_BITS, name=f"left{i}") for i in range(depth)]
         stride = [[Signal(STRIDE_BITS, name=f"stride{i}_{s}") for s in SPACES] for i in range(depth)]
         offset = [[Signal(OFFSET_BITS, name=f"offset{i}_{s}") for s in SPACES] for i in range(depth)]
@@ -161,14 +167,21 @@ class LoopStack(wiring.Component):
         # the chain); after a push the new level's too. A wrap to level i puts pc back at its
         # start, where the comparisons are those made when level i was pushed (the ends of levels
         # 0..i have not changed since): ``resume[i]`` keeps them.
+        # After an advance, level j's look-ahead is resume[i][j] if level i >= j wraps (at most one does:
+        # an AND-OR of the wraps, each a shallow function of registers), else ahead[j].
         ahead = Signal(depth)
-        m.d.comb += [ahead[j].eq(end[j] == self.pc + 2) for j in range(depth)]
-        with m.If(~self.clear & (self.push | self.advance)):
+        m.d.comb += [ahead[j].eq(end_m2[j] == self.pc) for j in range(depth)]
+        with m.If(~self.clear & self.push):
             m.d.sync += [ends_next[j].eq(ahead[j]) for j in range(depth)]
+        with m.Elif(~self.clear & self.advance):
+            for j in range(depth):
+                resumed = Cat(*[wraps[i] & resume[i][j] for i in range(j, depth)]).any()
+                wrapped = Cat(*wraps[j:]).any()
+                m.d.sync += ends_next[j].eq(Mux(wrapped, resumed, ahead[j]))
         with m.If(self.push):
             for i in range(depth):
                 with m.If(levels == i):
-                    pushed_ends = Cat(ahead[:i], self.push_end == self.pc + 2)
+                    pushed_ends = Cat(ahead[:i], self.push_room == -1)  # push_end == pc + 2
                     m.d.sync += [ends_next[i].eq(pushed_ends[i]), resume[i].eq(pushed_ends),
                                  start_beyond[i].eq(self.push_start >= self.prog_len)]
 
@@ -200,27 +213,38 @@ class LoopStack(wiring.Component):
             m.d.sync += [o.eq(0) for o in self.offsets]
             m.d.sync += [r.eq(depths[k]) for k, r in enumerate(self.room)]
         with m.Elif(self.push):
-            m.d.sync += self.loop_room.eq(self.push_end - self.pc - 3)
+            m.d.sync += self.loop_room.eq(self.push_room)  # push_end - pc - 3
             # The push happens even when LOOP's checks fail: the run stops then, and every run
             # starts with an empty stack.
             m.d.sync += levels.eq(levels + 1)
             for i in range(depth):
                 with m.If(levels == i):
-                    m.d.sync += [body_room[i].eq(self.push_end - self.push_start - 2),
+                    m.d.sync += [body_room[i].eq(self.push_room),
                                  start[i].eq(self.push_start), start_plus1[i].eq(self.push_start + 1),
-                                 end[i].eq(self.push_end)]
+                                 end[i].eq(self.push_end), end_m2[i].eq(self.push_end - 2)]
                     m.d.sync += [stride[i][k].eq(self.push_strides[k]) for k in range(n_spaces)]
         with m.Elif(self.advance):
-            m.d.sync += self.loop_room.eq(self.loop_room - 1)
+            # loop_room after the step, as an AND-OR of one-hot terms: the wrapping level's body room, else
+            # the lowest popping level's room after the pop (pops cascade downwards; a wrap ends them),
+            # else loop_room - 1. Each term's select is a shallow function of registers (levels, ends_next,
+            # more), not the end of a priority chain of multiplexers.
+            n = len(self.loop_room)
+            popped_to = [pops[i] & ~(pops[i - 1] | wraps[i - 1]) if i else pops[i] for i in range(depth)]
+            terms = ([wraps[i].replicate(n) & body_room[i].as_unsigned() for i in range(depth)]
+                     + [popped_to[i].replicate(n) & after_pop[i].as_unsigned() for i in range(depth)])
+            ended = Cat(*wraps, *pops).any()
+            chosen = terms[0]
+            for t in terms[1:]:
+                chosen = chosen | t
+            m.d.sync += self.loop_room.eq(Mux(ended, chosen, self.loop_room - 1))
             for i in reversed(range(depth)):
                 with m.If(pops[i]):
-                    m.d.sync += [levels.eq(i), self.loop_room.eq(after_pop[i])]
+                    m.d.sync += levels.eq(i)
                     m.d.sync += [self.offsets[k].eq(offset[i - 1][k] if i else 0) for k in range(n_spaces)]
                     m.d.sync += [self.room[k].eq(room[i - 1][k] if i else depths[k]) for k in range(n_spaces)]
             for i in range(depth):
                 with m.If(wraps[i]):
-                    m.d.sync += [levels.eq(i + 1), self.loop_room.eq(body_room[i])]
-                    m.d.sync += [ends_next[j].eq(resume[i][j]) for j in range(i + 1)]
+                    m.d.sync += levels.eq(i + 1)
                     m.d.sync += [self.offsets[k].eq(stepped_offset[i][k]) for k in range(n_spaces)]
                     m.d.sync += [self.room[k].eq(stepped_room[i][k]) for k in range(n_spaces)]
         return m

@@ -34,7 +34,8 @@ class Requant(wiring.Component):
     accumulator's low and high parts times ``mult`` (one DSP block each) and the scaled bias
     ``bias * mult`` (and the selects and bounds derived from the parameters alone); a second the
     saturated quotient of their sum (saturation by comparing the sum with ``+-2**(shift+10)``) and the
-    rounding bit; the output is combinational from the second:
+    rounding bit; the output is combinational from the second (three carry chains side by side, the
+    rounding bit their carry-in, then one level of selection):
     ``r = (p + 2**(shift-1)) >> shift`` (no rounding term when shift is 0; computed as
     ``(p >> shift) + bit shift-1 of p``), then
     ``q = min(max(r + zero_point, lo), clamp_hi)`` with ``lo = max(clamp_lo, zero_point)`` under
@@ -98,6 +99,8 @@ class Requant(wiring.Component):
         scaled_bias = Signal(signed(len(self.bias) + len(self.mult)), name="scaled_bias")
         # The shift as two one-hot selects (shift // 8, shift % 8): the quotient's window is taken from p
         # by two AND-OR selections of 8 terms each (two LUT levels apiece), not a six-level barrel shifter.
+        # (Three 4:1 multiplexers per bit on the shift's bit pairs were measured in the twelfth session:
+        # within the placement noise, so not kept.)
         shift_bits = len(self.shift)
         coarse = Signal(1 << (shift_bits - 3), name="shift_coarse")
         fine = Signal(8, name="shift_fine")
@@ -134,19 +137,18 @@ class Requant(wiring.Component):
                                           (Const(1, width) << (self.shift - 1).as_unsigned())[:width])),
                          round_sign.eq((self.shift != 0) & (self.shift - 1 >= width))]
         # Clamp: q = min(max(t, lo), hi) with t = quotient + rbit + zp, as "t < lo" -> min(lo, hi),
-        # "t > hi" -> hi, else t; the comparisons are made on the quotient against lo - zp and
-        # hi - zp (and those minus one for rbit), registered here, so they run beside t's adder.
+        # "t > hi" -> hi, else t; the comparisons are made on the quotient against lo - zp and hi - zp,
+        # as the signs of quotient + rbit + (zp - lo) and quotient + rbit + ~(hi - zp) (registered here),
+        # so the output stage is three carry chains side by side (rbit their carry-in), then one LUT level.
         zp, lo, hi = self.zero_point, self.clamp_lo, self.clamp_hi
 
         def lo_eff():  # written out at each use, like the biased sum
             return Mux(self.relu & (zp > lo), zp, lo)
         zp2, hi2, lo_hi2 = (Signal(signed(10), name=n) for n in ("zp2", "hi2", "lo_hi2"))
-        below0, below1, above0, above1 = (Signal(signed(12), name=n)
-                                          for n in ("lo_zp", "lo_zp_m1", "hi_zp", "hi_zp_m1"))
+        below2, above2 = Signal(signed(12), name="zp_lo"), Signal(signed(12), name="not_hi_zp")
         with m.If(self.advance):
             m.d.sync += [zp2.eq(zp), hi2.eq(hi), lo_hi2.eq(Mux(lo_eff() > hi, hi, lo_eff())),
-                         below0.eq(lo_eff() - zp), below1.eq(lo_eff() - zp - 1),
-                         above0.eq(hi - zp), above1.eq(hi - zp - 1)]
+                         below2.eq(zp - lo_eff()), above2.eq(~(hi - zp))]
 
         def sign():
             return p()[-1]
@@ -168,14 +170,17 @@ class Requant(wiring.Component):
         with m.If(moved):
             m.d.sync += [qs.eq(Mux(over, 1023, Mux(under, -1024, window))), rb.eq(rbit)]
         zp3, hi3, lo_hi3 = (Signal(signed(10), name=n) for n in ("zp3", "hi3", "lo_hi3"))
-        below0_3, below1_3, above0_3, above1_3 = (Signal(signed(12), name=f"{n}_out")
-                                                  for n in ("lo_zp", "lo_zp_m1", "hi_zp", "hi_zp_m1"))
+        below3, above3 = Signal(signed(12), name="zp_lo_out"), Signal(signed(12), name="not_hi_zp_out")
         with m.If(moved):
-            m.d.sync += [zp3.eq(zp2), hi3.eq(hi2), lo_hi3.eq(lo_hi2), below0_3.eq(below0), below1_3.eq(below1),
-                         above0_3.eq(above0), above1_3.eq(above1)]
+            m.d.sync += [zp3.eq(zp2), hi3.eq(hi2), lo_hi3.eq(lo_hi2), below3.eq(below2), above3.eq(above2)]
+
+        def plus_rb(a, b):
+            """a + b + rb, one adder with rb as its carry-in: (2a + rb) + (2b + rb) = 2(a + b + rb)."""
+            return (Cat(rb, a).as_signed() + Cat(rb, b).as_signed())[1:].as_signed()
         t = Signal(signed(13))
-        m.d.comb += t.eq(qs + rb + zp3)
-        below = Mux(rb, qs < below1_3, qs < below0_3)
-        above = Mux(rb, qs > above1_3, qs > above0_3)
+        m.d.comb += t.eq(plus_rb(qs, zp3))
+        # t < lo: qs + rb - (lo - zp) < 0; t > hi: qs + rb - (hi - zp) - 1 >= 0 (~x is -x - 1)
+        below = plus_rb(qs, below3) < 0
+        above = plus_rb(qs, above3) >= 0
         m.d.comb += self.q.eq(Mux(below, lo_hi3, Mux(above, hi3, t)))
         return m

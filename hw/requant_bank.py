@@ -28,9 +28,11 @@ class RequantBank(wiring.Component):
     """Per-column requantisation parameters (bias, multiplier, shift) and the REQ data path.
 
     The parameters live in :func:`bank_count` memories of ``RQ_RECORD`` words (memories, not
-    flip-flops; read asynchronously at the current chunk's row, so LUT RAM on an FPGA), initialised to
-    ``hw.isa.RESET_LANE``; the output parameters of CFGRQ (zero point, clamp bounds, ReLU) are
-    registers.
+    flip-flops; read asynchronously at addresses held in registers, so LUT RAM on an FPGA), initialised
+    to ``hw.isa.RESET_LANE``; the lanes take the current chunk's records from registers, loaded with
+    chunk 0's records in the cycle of ``req_start`` or ``next_vector`` and with the next chunk's in a
+    cycle with ``req_advance`` (so the lanes' first stage starts at a register, not at a memory read);
+    the output parameters of CFGRQ (zero point, clamp bounds, ReLU) are registers.
 
     Timing contract:
 
@@ -45,7 +47,8 @@ class RequantBank(wiring.Component):
       a cycle with ``req_advance`` the current chunk of ``rq_lanes`` accumulators enters the lanes,
       and the next chunk becomes current; ``acc`` must hold the accumulator vector from the first such
       cycle after ``req_start`` until its last chunk has entered (as a memory's read port holds its data:
-      chunk k is selected from it in chunk k-1's cycle).
+      chunk k is selected from it in chunk k-1's cycle). LDRQ must not write while a REQ runs (its
+      records are read in the cycle of ``req_start``, ``next_vector`` and each ``req_advance``).
       :data:`cimtile.hw.requant.LATENCY` cycles later ``out_en`` enables the chunk's bytes (columns
       below ``n_out``) of ``out_data`` (the lanes' bytes repeated over the vector), and ``out_chunk``
       has the chunk's bit set (one bit per chunk of ``rq_lanes`` columns, the chunk written whole).
@@ -160,20 +163,37 @@ class RequantBank(wiring.Component):
                          last_chunk.eq(first_col + 2 * lanes >= self.n_out),
                          chunks_left.eq(first_col + lanes < self.n_out)]
         m.d.sync += [row.eq(row_next), part.eq(part_next)]
-        # The records of the chunk at (row, part), read asynchronously (LUT RAM) from the row register:
-        # the data a synchronous port addressed with row_next would hold in the next cycle (LDRQ never
-        # writes in a cycle whose read a REQ uses: its last write precedes the REQ's first cycle), but
-        # the sequencer's strobes (req_start, next_vector, req_advance) end at row's few bits, not at a
-        # read register of every record's bits.
-        records = []
+        # The records of the current chunk are registers (``lane{li}_params``), loaded at the clock edges
+        # that set (row, part): with the records of chunk 0 (address 0, part 0) on req_start and next_vector,
+        # with those of the next chunk on req_advance, read asynchronously (LUT RAM) at addresses from
+        # registers: 0, row + 1 and (with several chunks per address) row. So the lanes' first stage (the
+        # scaled bias's multiplier, the shift's registers) starts at a register, not at a LUT RAM read;
+        # the strobes end at the records' enables and a 2:1 choice. LDRQ never writes while a REQ runs
+        # (its last write precedes the REQ's first cycle, whose read is the first one a REQ uses).
+        row_plus1 = Signal(len(row) + 1, init=1)  # row + 1, kept beside row (no adder after the strobes)
+        with m.If(self.req_start | self.next_vector):
+            m.d.sync += row_plus1.eq(1)
+        with m.Elif(self.req_advance):
+            m.d.sync += row_plus1.eq(row_plus1 + (part == parts - 1))
+        at0, at_next, at_row = [], [], []
         for mem in memories:
-            port = mem.read_port(domain="comb")
-            m.d.comb += port.addr.eq(row)
-            records.append(port.data)
+            for addr, lst in ((0, at0), (row_plus1, at_next)) + (((row, at_row),) if parts > 1 else ()):
+                port = mem.read_port(domain="comb")
+                m.d.comb += port.addr.eq(addr)
+                lst.append(port.data)
         chosen = [Signal(RQ_RECORD, name=f"lane{li}_params") for li in range(lanes)]
         for li, sig in enumerate(chosen):
-            m.d.comb += sig.eq(Cat(*records[li::lanes]).word_select(part, RQ_RECORD.size) if parts > 1
-                               else records[li])
+            first = at0[li]  # chunk 0: part 0, memory li
+            if parts > 1:
+                # the next chunk: part + 1 at row, or part 0 at row + 1 after the last part
+                nxt = Mux(part == parts - 1, at_next[li],
+                          Cat(*at_row[li::lanes]).word_select(part + 1, RQ_RECORD.size))
+            else:
+                nxt = at_next[li]
+            with m.If(self.req_start | self.next_vector):
+                m.d.sync += sig.eq(first)
+            with m.Elif(self.req_advance):
+                m.d.sync += sig.eq(nxt)
         return chunk, chosen
 
     def _cfgrq(self, m):

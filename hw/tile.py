@@ -902,6 +902,7 @@ class Tile(wiring.Component):
             self._error_if(m, parts, loop_args.body_m1 > loops.loop_room, Cause.LOOP_NEST)
         m.d.comb += [parts.fin.eq(1), loops.push.eq(1), loops.push_start.eq(parts.pc + 1),
                      loops.push_end.eq(parts.pc + 1 + loop_args.body_m1 + 1),
+                     loops.push_room.eq(loop_args.body_m1 - 1),
                      loops.push_count.eq(loop_args.count_m1 + 1), loops.push_strides[0].eq(loop_args.stride_in),
                      loops.push_strides[1].eq(loop_args.stride_acc),
                      loops.push_strides[2].eq(loop_args.stride_out)]

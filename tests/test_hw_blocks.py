@@ -261,3 +261,51 @@ def test_requant_lane_saturation_bounds(acc_bits):
     got, want = run_lane(cfg, rows), kernel(rows)
     bad = [i for i in range(len(rows)) if got[i] != want[i]]
     assert not bad, f"{rows[bad[0]]}: RTL {got[bad[0]]}, kernel {want[bad[0]]}"
+
+
+@pytest.mark.parametrize("acc_bits", [24, 40])
+def test_requant_lane_every_window(acc_bits):
+    """Every shift 0..63, with products whose quotient ``p >> shift`` lies inside the clamp bounds (so each
+    of its bits reaches the byte) and random low bits (the rounding bit, bit shift - 1, both ways): the
+    window and rounding bit are selections from the product by the shift, so a wrong select for any
+    shift (or a wrong sign extension above the product's width) changes the byte."""
+    cfg = replace(TINY, acc_bits=acc_bits)
+    rng = np.random.default_rng(acc_bits)
+    top_acc, top_bias = (1 << (acc_bits - 1)) - 1, (1 << 31) - 1
+    rows = []
+    for shift in range(64):
+        for _ in range(12):
+            mult = int(rng.choice([1, 3, 255, (1 << 16) - 1]))
+            quotient = int(rng.integers(-256, 256))
+            low = int(rng.integers(0, 1 << shift)) if shift else 0
+            v = ((quotient << shift) + low) // mult  # acc + bias, so that p = v * mult is near quotient << shift
+            if not -top_acc - top_bias - 1 <= v <= top_acc + top_bias:
+                v = int(rng.integers(-top_acc - top_bias - 1, top_acc + top_bias + 1)) >> min(shift, 40)
+            bias = max(-top_bias - 1, min(top_bias, v))
+            acc = v - bias
+            zp = int(rng.integers(-20, 20))
+            rows.append((acc, bias, mult, shift, zp, -256, 255, 0))
+    got, want = run_lane(cfg, rows), kernel(rows)
+    inside = sum(-256 < w < 255 for w in want)
+    assert inside > len(rows) // 2  # mostly unclamped: the window's bits are seen
+    bad = [i for i in range(len(rows)) if got[i] != want[i]]
+    assert not bad, f"{rows[bad[0]]}: RTL {got[bad[0]]}, kernel {want[bad[0]]}"
+
+
+def test_requant_lane_clamp_edges():
+    """Quotients at and beside ``lo - zp`` and ``hi - zp`` with the rounding bit 0 and 1 (shift 1, p odd or
+    even), ReLU on and off, bounds crossing: the clamp's comparisons take the rounding bit as their adders'
+    carry-in (``t < lo`` as the sign of ``quotient + rbit + (zp - lo)``, ``t > hi`` of
+    ``quotient + rbit + ~(hi - zp)``), so an off-by-one in either shows at these edges."""
+    rows = []
+    for zp, lo, hi in ((0, -256, 255), (3, -100, 120), (-7, -8, -8), (100, 50, 60), (255, -256, -256),
+                       (-256, 255, 255), (10, 20, 5)):
+        for relu in (0, 1):
+            for edge in (lo - zp, hi - zp, max(lo, zp) - zp):
+                for q in range(edge - 2, edge + 3):
+                    for rbit in (0, 1):
+                        p = 2 * q + rbit  # shift 1: quotient q, rounding bit rbit
+                        rows.append((p, 0, 1, 1, zp, lo, hi, relu))
+    got, want = run_lane(TINY, rows), kernel(rows)
+    bad = [i for i in range(len(rows)) if got[i] != want[i]]
+    assert not bad, f"{rows[bad[0]]}: RTL {got[bad[0]]}, kernel {want[bad[0]]}"

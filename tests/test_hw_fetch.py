@@ -65,6 +65,7 @@ def test_fetch_presents_the_word_at_pc(seed):
                     if ins[0] == "loop":
                         ctx.set(loops.push_start, pc + 1)
                         ctx.set(loops.push_end, pc + 1 + ins[2])
+                        ctx.set(loops.push_room, ins[2] - 2)
                         ctx.set(loops.push_count, ins[1])
                     next_pc = ctx.get(loops.next_pc)
                     await ctx.tick()

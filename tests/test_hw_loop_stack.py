@@ -52,6 +52,7 @@ def test_loop_stack_walks_nested_loops(seed, stalls):
             if ins[0] == "loop":
                 ctx.set(dut.push_start, pc + 1)
                 ctx.set(dut.push_end, pc + 1 + ins[2])
+                ctx.set(dut.push_room, ins[2] - 2)
                 ctx.set(dut.push_count, ins[1])
                 for k in range(3):
                     ctx.set(dut.push_strides[k], ins[3][k])

@@ -161,3 +161,70 @@ def test_multi_vector_req_chunks(cfg, n_out, count):
     assert seen["out_next"] == [v * chunks + chunks + 2 for v in range(count - 1)]
     # the last chunk's bytes in the cycle after REQ's last (1 + count * chunks + REQ_LATENCY cycles)
     assert max(seen["out_en"]) == 1 + count * chunks + isa.REQ_LATENCY
+
+
+@pytest.mark.parametrize("cfg", [TINY, ISAACISH, LANES8], ids=["tiny", "wide_bus", "lanes8"])
+def test_req_with_stalls_after_reload(cfg):
+    """Two REQs with an LDRQ between them that rewrites some columns, each REQ with cycles in which no
+    chunk enters (``req_advance`` low): the lanes' parameters are registers loaded with the chunk
+    registers (chunk 0's at req_start, the next chunk's as one enters) from the memories, so each chunk
+    must meet its own columns' records, held through the stalls, and the second REQ the rewritten ones."""
+    rng = np.random.default_rng(17)
+    cols, bits = cfg.cols, cfg.acc_bits
+
+    def records(n):
+        # products of about 2**22 shifted by 10..17: most quotients inside the clamp bounds, so each byte
+        # depends on its own column's record
+        return [(int(rng.integers(-3000, 3000)), int(rng.integers(1, 1 << 10)), int(rng.integers(10, 18)))
+                for _ in range(n)]
+    first = records(cols)
+    start = int(rng.integers(0, cols // 2))
+    count = int(rng.integers(1, cols - start + 1))
+    second = records(count)
+    params = [list(first)]
+    params.append(first[:start] + second + first[start + count:])
+    zp, lo, hi, relu = 5, -128, 127, 0
+    accs = rng.integers(-3000, 3000, (2, cols))
+    n_out = cols
+    want = []
+    for k in range(2):
+        bias, mult, shift = (np.array(x) for x in zip(*params[k]))
+        q = requantise(accs[k], bias, mult, shift, zp, lo, hi, bool(relu))
+        assert np.sum((q > lo) & (q < hi)) > cols // 2  # mostly not clamped
+        want.append((q & 0xFF).tolist())
+    dut = RequantBank(cfg)
+    got = [{}, {}]
+
+    async def req(ctx, k):
+        ctx.set(dut.n_out, n_out)
+        ctx.set(dut.req_start, 1)
+        await ctx.tick()
+        ctx.set(dut.req_start, 0)
+        ctx.set(dut.acc, pack(accs[k], bits))
+        for i in range(4 * cols + 8):
+            # a stall before the first chunk and after every second one, and back-to-back chunks
+            advance = ctx.get(dut.chunks_left) & int(i % 3 != 0)
+            ctx.set(dut.req_advance, advance)
+            en, data = ctx.get(dut.out_en), ctx.get(dut.out_data)
+            for j in range(cols):
+                if en >> j & 1:
+                    assert j not in got[k], f"REQ {k}: column {j} written twice"
+                    got[k][j] = (data >> (8 * j)) & 0xFF
+            await ctx.tick()
+        ctx.set(dut.req_advance, 0)
+
+    async def bench(ctx):
+        await load_params(ctx, dut, cfg, [(0, cols, first)])
+        ctx.set(dut.cfgrq, {"zero_point": zp, "clamp_lo": lo, "clamp_hi": hi, "relu": relu})
+        ctx.set(dut.cfgrq_write, 1)
+        ctx.set(dut.commit, 1)
+        await ctx.tick()
+        ctx.set(dut.cfgrq_write, 0)
+        await req(ctx, 0)
+        await load_params(ctx, dut, cfg, [(start, count, second)])
+        await req(ctx, 1)
+
+    simulate(dut, bench)
+    for k in range(2):
+        assert sorted(got[k]) == list(range(n_out)), f"REQ {k}: columns {sorted(got[k])} written"
+        assert [got[k][j] for j in range(n_out)] == want[k], f"REQ {k}"
