@@ -21,6 +21,15 @@ def pack(vector, bits: int) -> int:
     return sum((int(v) & ((1 << bits) - 1)) << (j * bits) for j, v in enumerate(vector))
 
 
+async def configure_output(ctx, dut, zp, lo, hi, relu) -> None:
+    """CFGRQ's output parameters, written and committed in one cycle."""
+    ctx.set(dut.cfgrq, {"zero_point": zp, "clamp_lo": lo, "clamp_hi": hi, "relu": relu})
+    ctx.set(dut.cfgrq_write, 1)
+    ctx.set(dut.commit, 1)
+    await ctx.tick()
+    ctx.set(dut.cfgrq_write, 0)
+
+
 async def load_params(ctx, dut, cfg, loads) -> None:
     """LDRQ's strobes for each ``(start, count, records)`` of ``loads``."""
     per = cfg.rq_per_word
@@ -67,11 +76,7 @@ def test_ldrq_then_req_matches_requantise(cfg):
 
     async def bench(ctx):
         await load_params(ctx, dut, cfg, loads)
-        ctx.set(dut.cfgrq, {"zero_point": zp, "clamp_lo": lo, "clamp_hi": hi, "relu": relu})
-        ctx.set(dut.cfgrq_write, 1)
-        ctx.set(dut.commit, 1)
-        await ctx.tick()
-        ctx.set(dut.cfgrq_write, 0)
+        await configure_output(ctx, dut, zp, lo, hi, relu)
         ctx.set(dut.acc, pack(acc, bits))
         ctx.set(dut.n_out, n_out)
         ctx.set(dut.req_start, 1)
@@ -117,11 +122,7 @@ def test_multi_vector_req_chunks(cfg, n_out, count):
 
     async def bench(ctx):
         await load_params(ctx, dut, cfg, [(0, cols, recs)])
-        ctx.set(dut.cfgrq, {"zero_point": zp, "clamp_lo": lo, "clamp_hi": hi, "relu": relu})
-        ctx.set(dut.cfgrq_write, 1)
-        ctx.set(dut.commit, 1)
-        await ctx.tick()
-        ctx.set(dut.cfgrq_write, 0)
+        await configure_output(ctx, dut, zp, lo, hi, relu)
         ctx.set(dut.n_out, n_out)
         read, vector = 0, 0  # the accumulator vector the (emulated) memory reads next; the output vector
         # cycle 0: REQ's first cycle reads vector 0 (its data is on acc from cycle 1, like a memory's)
@@ -215,11 +216,7 @@ def test_req_with_stalls_after_reload(cfg):
 
     async def bench(ctx):
         await load_params(ctx, dut, cfg, [(0, cols, first)])
-        ctx.set(dut.cfgrq, {"zero_point": zp, "clamp_lo": lo, "clamp_hi": hi, "relu": relu})
-        ctx.set(dut.cfgrq_write, 1)
-        ctx.set(dut.commit, 1)
-        await ctx.tick()
-        ctx.set(dut.cfgrq_write, 0)
+        await configure_output(ctx, dut, zp, lo, hi, relu)
         await req(ctx, 0)
         await load_params(ctx, dut, cfg, [(start, count, second)])
         await req(ctx, 1)
