@@ -159,14 +159,18 @@ def reset_window(cfg: TileConfig) -> tuple[int, int, int, int]:
 
 # Latencies the RTL pipeline adds on top of the work itself; part of the cycle formulas.
 MVM_LATENCY = 1
-REQ_LATENCY = 1
+#: REQ's: the requantisation lanes' stages after a chunk enters but the one that runs on into the next
+#: instruction (``WRITE_BEHIND``): the products, their sum ``p`` (since the thirteenth session; 1 before),
+#: the saturated quotient (``hw/requant.py``).
+REQ_LATENCY = 2
 #: Cycles of an MVM's or a REQ's pipeline that run on into the next instruction, beyond the cycles their
 #: formulas count: the MVM's accumulator vector and REQ's last output chunk are written in the first
 #: cycle of the next instruction. Nothing can observe it: the accumulator and output memories' read
 #: ports are transparent to those writes (a read in that cycle returns the written data), and no
 #: instruction's first cycle writes either memory. So the pipelines are ``MVM_LATENCY + WRITE_BEHIND``
 #: and ``REQ_LATENCY + WRITE_BEHIND`` register stages deep (the ADC's code and the requantisation's
-#: saturated quotient are registered; ``hw/adc.py``, ``hw/requant.py``) at the cycles of the formulas.
+#: products, their sum and its saturated quotient are registered; ``hw/adc.py``, ``hw/requant.py``) at the
+#: cycles of the formulas.
 WRITE_BEHIND = 1
 VAU_LATENCY = 2
 CELL_CYCLES = 3

@@ -13,10 +13,10 @@ __all__ = ["Requant", "LATENCY"]
 
 #: Cycles from presenting an accumulator to the output byte being valid: the latency REQ's cycle
 #: formula counts (:data:`cimtile.hw.isa.REQ_LATENCY`) plus the cycle its last chunk's write runs on
-#: into the next instruction (:data:`cimtile.hw.isa.WRITE_BEHIND`); this unit's two register stages.
+#: into the next instruction (:data:`cimtile.hw.isa.WRITE_BEHIND`); this unit's three register stages.
 LATENCY = REQ_LATENCY + WRITE_BEHIND
-if LATENCY != 2:  # pragma: no cover - the stages below are written out for this latency
-    raise AssertionError(f"hw/requant.py has 2 register stages; REQ_LATENCY + WRITE_BEHIND is {LATENCY}")
+if LATENCY != 3:  # pragma: no cover - the stages below are written out for this latency
+    raise AssertionError(f"hw/requant.py has 3 register stages; REQ_LATENCY + WRITE_BEHIND is {LATENCY}")
 
 
 def _select(value, onehot, step: int, n: int):
@@ -32,10 +32,13 @@ class Requant(wiring.Component):
 
     A first register stage holds three products whose sum is ``p = (acc + bias) * mult``: the
     accumulator's low and high parts times ``mult`` (one DSP block each) and the scaled bias
-    ``bias * mult`` (and the selects and bounds derived from the parameters alone); a second the
-    saturated quotient of their sum (saturation by comparing the sum with ``+-2**(shift+10)``) and the
-    rounding bit; the output is combinational from the second (three carry chains side by side, the
-    rounding bit their carry-in, then one level of selection):
+    ``bias * mult``, with the shift and the output parameters beside them; a second their sum ``p``
+    (one register, so the quotient's window and the saturation start at a register, not after the
+    sum's carry chain), with the selects and bounds derived from the shift and the clamp's operands
+    derived from the output parameters; a third the saturated quotient of ``p`` (saturation by
+    comparing ``p`` with ``+-2**(shift+10)``) and the rounding bit; the output is combinational from
+    the third (three carry chains side by side, the rounding bit their carry-in, then one level of
+    selection):
     ``r = (p + 2**(shift-1)) >> shift`` (no rounding term when shift is 0; computed as
     ``(p >> shift) + bit shift-1 of p``), then
     ``q = min(max(r + zero_point, lo), clamp_hi)`` with ``lo = max(clamp_lo, zero_point)`` under
@@ -50,10 +53,11 @@ class Requant(wiring.Component):
     ``(acc + bias) * mult`` always had). The accumulator, the last input to arrive, so reaches the
     multipliers without an adder in front of them.
 
-    ``advance`` enables the first stage's registers and, a cycle later, the second's: in other cycles
-    the lane holds its stages (its output is meaningless then), so a simulator computes the lane's
-    arithmetic only in the clocked branch of a cycle where a chunk enters or moves on (Verilator
-    computes a value used once inside the branch that uses it, see docs/cosim.md).
+    ``advance`` enables the first stage's registers, a cycle later the second's and two cycles later
+    the third's: in other cycles the lane holds its stages (its output is meaningless then), so a
+    simulator computes the lane's arithmetic only in the clocked branch of a cycle where a chunk
+    enters or moves on (Verilator computes a value used once inside the branch that uses it, see
+    docs/cosim.md).
 
     Parameters
     ----------
@@ -80,14 +84,13 @@ class Requant(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         vb = max(self.cfg.acc_bits, 32) + 1
-        # One register stage: p = (acc + bias) * mult as acc * mult + bias * mult, which is the same
-        # integer (no term wraps: see the class docstring), as three registered products: the
-        # accumulator's low 17 bits (unsigned) and its high bits (signed) times the 16-bit multiplier,
-        # one DSP block each, and the scaled bias bias * mult. So the accumulator, the last input to
-        # arrive (the read port's data through the forwarding and chunk multiplexers), goes into the
-        # multipliers with no adder in front of them; the scaled bias comes from the parameters alone.
-        # The three are added in the second stage, before the shift: p = (high << 17) + low + scaled.
-        # Everything of the output stage that depends on the parameters alone is registered here too.
+        # Stage 1: p = (acc + bias) * mult as acc * mult + bias * mult, which is the same integer (no
+        # term wraps: see the class docstring), as three registered products: the accumulator's low 17
+        # bits (unsigned) and its high bits (signed) times the 16-bit multiplier, one DSP block each, and
+        # the scaled bias bias * mult. So the accumulator, the last input to arrive (the read port's data
+        # through the forwarding and chunk multiplexers), goes into the multipliers with no adder in front
+        # of them; the scaled bias comes from the parameters alone. The shift and the output parameters
+        # are registered beside the products as they are (what is derived from them is stage 2's).
         # (The sign-extended accumulator is written out at each use, so Verilator computes it inside
         # the enabled branch.)
         acc_bits = max(self.cfg.acc_bits, 18)  # at least one high bit above the low 17
@@ -97,82 +100,79 @@ class Requant(wiring.Component):
         product_lo = Signal(unsigned(17 + len(self.mult)), name="product_lo")
         product_hi = Signal(signed(acc_bits - 17 + len(self.mult)), name="product_hi")
         scaled_bias = Signal(signed(len(self.bias) + len(self.mult)), name="scaled_bias")
-        # The shift as two one-hot selects (shift // 8, shift % 8): the quotient's window is taken from p
-        # by two AND-OR selections of 8 terms each (two LUT levels apiece), not a six-level barrel shifter.
-        # (Three 4:1 multiplexers per bit on the shift's bit pairs were measured in the twelfth session:
-        # within the placement noise, so not kept.)
-        shift_bits = len(self.shift)
-        coarse = Signal(1 << (shift_bits - 3), name="shift_coarse")
-        fine = Signal(8, name="shift_fine")
-        # stage 2's enable: a chunk entered stage 1 in the previous cycle
-        moved = Signal()
-        m.d.sync += moved.eq(self.advance)
+        shift = Signal.like(self.shift, name="shift1")
+        zp, lo, hi, relu = (Signal.like(getattr(self, n), name=f"{n}1")
+                            for n in ("zero_point", "clamp_lo", "clamp_hi", "relu"))
+        # stage 2's and stage 3's enables: a chunk entered stage 1 one and two cycles before
+        moved, moved2 = Signal(name="moved"), Signal(name="moved2")
+        m.d.sync += [moved.eq(self.advance), moved2.eq(moved)]
         with m.If(self.advance):
             m.d.sync += [product_lo.eq(acc()[:17] * self.mult),
                          product_hi.eq(acc()[17:].as_signed() * self.mult),
-                         scaled_bias.eq(self.bias * self.mult),
-                         coarse.eq(Const(1, len(coarse)) << self.shift[3:]),
-                         fine.eq(Const(1, 8) << self.shift[:3])]
+                         scaled_bias.eq(self.bias * self.mult), shift.eq(self.shift),
+                         zp.eq(self.zero_point), lo.eq(self.clamp_lo), hi.eq(self.clamp_hi), relu.eq(self.relu)]
         width = vb + 17
 
-        # p, one signal: the window's selection takes each of its bits several times (an expression would
-        # be written out, adder and all, at each of them)
-        p_sum = Signal(signed(width), name="p")
-        m.d.comb += p_sum.eq(((product_hi << 17) + product_lo + scaled_bias)[:width].as_signed())
-
-        def p():
-            return p_sum
+        # Stage 2: p, the products' sum, one register (REQ_LATENCY 2, thirteenth session: before, the
+        # window's selection and the saturation followed the sum's carry chain in the same cycle).
+        p = Signal(signed(width), name="p")
+        with m.If(moved):
+            m.d.sync += p.eq(((product_hi << 17) + product_lo + scaled_bias)[:width].as_signed())
+        # Beside it, what depends on the shift alone. The shift as two one-hot selects (shift // 8,
+        # shift % 8): the quotient's window is taken from p by two AND-OR selections of 8 terms each (two
+        # LUT levels apiece), not a six-level barrel shifter. (Three 4:1 multiplexers per bit on the
+        # shift's bit pairs were measured in the twelfth session: within the placement noise, so not kept.)
+        shift_bits = len(self.shift)
+        coarse = Signal(1 << (shift_bits - 3), name="shift_coarse")
+        fine = Signal(8, name="shift_fine")
         # The quotient p >> shift saturates to 11 bits when p >= 2**(shift+10) or p < -2**(shift+10): two
         # comparisons of p with bounds registered here from the shift alone (a bound of 2**(width-1) or more
-        # is never reached: held there), so the saturation is decided by carry chains beside p's adder, not
-        # by a reduction of p's high bits after its sign. Rounding adds bit shift - 1 of p (the sign bit
-        # beyond p's width, none when shift is 0): a one-hot select.
+        # is never reached: held there), carry chains from registers. Rounding adds bit shift - 1 of p (the
+        # sign bit beyond p's width, none when shift is 0): a one-hot select.
         bound = Signal(width + 1)
         round_sel = Signal(width)
         round_sign = Signal()
-        with m.If(self.advance):
-            m.d.sync += [bound.eq(Mux(self.shift + 10 >= width - 1, 1 << (width - 1),
-                                      (Const(1, width + 1) << (self.shift + 10))[:width + 1])),
-                         round_sel.eq(Mux(self.shift == 0, 0,
-                                          (Const(1, width) << (self.shift - 1).as_unsigned())[:width])),
-                         round_sign.eq((self.shift != 0) & (self.shift - 1 >= width))]
+        with m.If(moved):
+            m.d.sync += [coarse.eq(Const(1, len(coarse)) << shift[3:]),
+                         fine.eq(Const(1, 8) << shift[:3]),
+                         bound.eq(Mux(shift + 10 >= width - 1, 1 << (width - 1),
+                                      (Const(1, width + 1) << (shift + 10))[:width + 1])),
+                         round_sel.eq(Mux(shift == 0, 0, (Const(1, width) << (shift - 1).as_unsigned())[:width])),
+                         round_sign.eq((shift != 0) & (shift - 1 >= width))]
         # Clamp: q = min(max(t, lo), hi) with t = quotient + rbit + zp, as "t < lo" -> min(lo, hi),
         # "t > hi" -> hi, else t; the comparisons are made on the quotient against lo - zp and hi - zp,
         # as the signs of quotient + rbit + (zp - lo) and quotient + rbit + ~(hi - zp) (registered here),
         # so the output stage is three carry chains side by side (rbit their carry-in), then one LUT level.
-        zp, lo, hi = self.zero_point, self.clamp_lo, self.clamp_hi
 
-        def lo_eff():  # written out at each use, like the biased sum
-            return Mux(self.relu & (zp > lo), zp, lo)
+        def lo_eff():  # written out at each use, like the accumulator
+            return Mux(relu & (zp > lo), zp, lo)
         zp2, hi2, lo_hi2 = (Signal(signed(10), name=n) for n in ("zp2", "hi2", "lo_hi2"))
         below2, above2 = Signal(signed(12), name="zp_lo"), Signal(signed(12), name="not_hi_zp")
-        with m.If(self.advance):
+        with m.If(moved):
             m.d.sync += [zp2.eq(zp), hi2.eq(hi), lo_hi2.eq(Mux(lo_eff() > hi, hi, lo_eff())),
                          below2.eq(zp - lo_eff()), above2.eq(~(hi - zp))]
 
-        def sign():
-            return p()[-1]
+        # Stage 3: the saturated quotient and the rounding bit, from p and the shift's registers.
         over, under = Signal(), Signal()
-        m.d.comb += [over.eq(p() >= bound.as_signed()), under.eq(p() < -bound.as_signed())]
+        m.d.comb += [over.eq(p >= bound.as_signed()), under.eq(p < -bound.as_signed())]
         rbit = Signal()
-        m.d.comb += rbit.eq((p() & round_sel).any() | (round_sign & sign()))
+        m.d.comb += rbit.eq((p & round_sel).any() | (round_sign & p[-1]))
         window = Signal(signed(11))
         coarse_window = Signal(11 + 7)
-        m.d.comb += [coarse_window.eq(_select(p(), coarse, 8, len(coarse_window))),
+        m.d.comb += [coarse_window.eq(_select(p, coarse, 8, len(coarse_window))),
                      window.eq(_select(coarse_window, fine, 1, 11))]
         # Round half up without a wide adder: floor((p + 2**(s-1)) / 2**s) = (p >> s) + bit s-1 of p.
         # The quotient is saturated to 11 bits first; that keeps every result, because the clamp
         # bounds and the zero point lie in -256..255, so any quotient beyond +-1023 clamps to the same byte.
-        # The saturated quotient and the rounding bit are the second register stage (with the output
+        # The saturated quotient and the rounding bit are the third register stage (with the output
         # parameters carried beside them), so the wide shift and the narrow adds and compares of the
         # output stage are in different cycles.
         qs, rb = Signal(signed(11), name="qs"), Signal(name="rb")
-        with m.If(moved):
-            m.d.sync += [qs.eq(Mux(over, 1023, Mux(under, -1024, window))), rb.eq(rbit)]
         zp3, hi3, lo_hi3 = (Signal(signed(10), name=n) for n in ("zp3", "hi3", "lo_hi3"))
         below3, above3 = Signal(signed(12), name="zp_lo_out"), Signal(signed(12), name="not_hi_zp_out")
-        with m.If(moved):
-            m.d.sync += [zp3.eq(zp2), hi3.eq(hi2), lo_hi3.eq(lo_hi2), below3.eq(below2), above3.eq(above2)]
+        with m.If(moved2):
+            m.d.sync += [qs.eq(Mux(over, 1023, Mux(under, -1024, window))), rb.eq(rbit),
+                         zp3.eq(zp2), hi3.eq(hi2), lo_hi3.eq(lo_hi2), below3.eq(below2), above3.eq(above2)]
 
         def plus_rb(a, b):
             """a + b + rb, one adder with rb as its carry-in: (2a + rb) + (2b + rb) = 2(a + b + rb)."""

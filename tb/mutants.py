@@ -47,7 +47,7 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            "return Mux(below, 0, total[:cell])", "VAU levels wrap instead of saturating at max_level"),
     Mutant("sign_slice", "mvm_lanes", "req.conv.neg.eq(sign_slice ^ (per_column_sign & digits.q[0]))",
            "req.conv.neg.eq(per_column_sign & digits.q[0])", "the sign slice of signed inputs counts positively"),
-    Mutant("requant_rounding", "requant", "m.d.comb += rbit.eq((p() & round_sel).any() | (round_sign & sign()))",
+    Mutant("requant_rounding", "requant", "m.d.comb += rbit.eq((p & round_sel).any() | (round_sign & p[-1]))",
            "m.d.comb += rbit.eq(0)", "REQ truncates instead of rounding half up"),
     Mutant("req_vector_end", "requant_bank", "last_chunk.eq(first_col + 2 * lanes >= self.n_out)",
            "last_chunk.eq(first_col + 2 * lanes > self.n_out)",

@@ -26,7 +26,8 @@ from cimtile.hw.params import TileConfig
 
 # Constants of the cycle formulas (docs/isa.md, "Cycle formulas").
 MVM_LATENCY = 1  # the RTL overlaps round 0 with the MVM's issue cycle (issue 3)
-REQ_LATENCY = 1  # the RTL's requantisation lane has one register stage (issue 3)
+REQ_LATENCY = 2  # the lane's stages a REQ counts: products, their sum, the quotient less the write
+# behind (issue 3: 1; 2 since the thirteenth session's stage for the products' sum, issue 14)
 VAU_LATENCY = 2
 CELL_CYCLES = 3
 VAUR_PHASES = 4

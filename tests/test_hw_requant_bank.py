@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from cimtile.hw import isa
 from cimtile.hw.isa import RQ_RECORD, RQ_RECORD_BITS
+from cimtile.hw.requant import LATENCY
 from cimtile.hw.requant_bank import RequantBank, bank_count
 from cimtile.sim.kernels import requantise
 from helpers import TINY, VARIANT
@@ -132,7 +133,7 @@ def test_multi_vector_req_chunks(cfg, n_out, count):
         ctx.set(dut.req_start, 0)
         ctx.set(dut.acc, pack(accs[0], bits))
         read = 1
-        for cycle in range(1, count * chunks + 4):
+        for cycle in range(1, count * chunks + LATENCY + 2):
             advance = ctx.get(dut.chunks_left)
             ctx.set(dut.req_advance, advance)
             ctx.set(dut.req_more, int(read < count))
@@ -159,7 +160,8 @@ def test_multi_vector_req_chunks(cfg, n_out, count):
         assert [got[v][j] for j in range(n_out)] == want[v], f"vector {v}"
     assert seen["advance"] == list(range(1, 1 + count * chunks))
     assert seen["next_vector"] == [v * chunks + chunks for v in range(count - 1)]
-    assert seen["out_next"] == [v * chunks + chunks + 2 for v in range(count - 1)]
+    # out_next: next_vector delayed by the lanes' LATENCY stages, with the vector's last chunk's bytes
+    assert seen["out_next"] == [v * chunks + chunks + LATENCY for v in range(count - 1)]
     # the last chunk's bytes in the cycle after REQ's last (1 + count * chunks + REQ_LATENCY cycles)
     assert max(seen["out_en"]) == 1 + count * chunks + isa.REQ_LATENCY
 
