@@ -25,7 +25,9 @@ from cimtile.hw.isa import Cause, Opcode, decode
 from cimtile.hw.params import TileConfig
 
 # Constants of the cycle formulas (docs/isa.md, "Cycle formulas").
-MVM_LATENCY = 1  # the RTL overlaps round 0 with the MVM's issue cycle (issue 3)
+# MVM: the RTL overlaps round 0 with the MVM's issue cycle (issue 3); 2 since the column sum has a register
+# inside it (issue 14: one more cycle per MVM instruction, not per vector)
+MVM_LATENCY = 2
 REQ_LATENCY = 1  # the RTL's requantisation lane has one register stage (issue 3)
 VAU_LATENCY = 2
 CELL_CYCLES = 3

@@ -98,8 +98,9 @@ def test_count_equals_a_loop_of_single_vectors(cfg):
             assert np.array_equal(x, y), case
         for k, v in tile_l.state().items():
             assert np.array_equal(tile_m.state()[k], v), (case, k)
-        # two MVMs and one REQ, each saving n issue + drain pairs minus one, and the LOOP word
-        assert loop.cycles - multi.cycles == 3 * (1 + (n - 1) * (1 + isa.MVM_LATENCY)), (case, n)
+        # two MVMs and one REQ, each saving the issue and drain cycles of n vectors but one, and the LOOP word
+        saved = 2 * (1 + (n - 1) * (1 + isa.MVM_LATENCY)) + 1 + (n - 1) * (1 + isa.REQ_LATENCY)
+        assert loop.cycles - multi.cycles == saved, (case, n)
         g = tile_m.geometry()
         ns = isa.cfg_namespace(cfg)
         assert isa.cycles(Opcode.MVM, ns, {"count": n}, g) == 1 + n * isa.adc_bound(cfg, g) + isa.MVM_LATENCY
@@ -236,6 +237,7 @@ def test_compiled_layers_use_counts_and_save_issue_and_drain_cycles(tile, monkey
         multi += len(counted)
         assert not any(d.op is Opcode.LOOP for d in ds)
         assert len(q.words) - len(p.words) == len(counted)
-        saved = sum(1 + (d.count - 1) * 2 for d in counted)
+        drain = {Opcode.MVM: isa.MVM_LATENCY, Opcode.REQ: isa.REQ_LATENCY}
+        saved = sum(1 + (d.count - 1) * (1 + drain[d.op]) for d in counted)
         assert program_cycles(cfg, q) - program_cycles(cfg, p) == saved
     assert multi > 0
