@@ -84,6 +84,7 @@ def markdown(fig: dict[str, float]) -> str:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/mapping.py` from the root
     from bench import area_main
 
     area_main(run, markdown, sys.argv)

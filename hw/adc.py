@@ -6,6 +6,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .crossbar import SUM_STAGES
 from .encoding import adc_code_range
 from .isa import ARGS, MVM_LATENCY, WRITE_BEHIND
 from .mvm_lanes import CONVERSION
@@ -14,10 +15,12 @@ from .params import TileConfig
 __all__ = ["Adc", "LATENCY"]
 
 #: Register stages between the crossbar's column sum and the code: the MVM's pipeline is column
-#: address, crossbar sum (registered), these stages, then the shift-and-add, whose last
-#: accumulation falls in the cycle after the MVM's last (:data:`cimtile.hw.isa.WRITE_BEHIND`);
-#: so ``MVM_LATENCY + WRITE_BEHIND`` = 1 + this.
-LATENCY = MVM_LATENCY + WRITE_BEHIND - 1
+#: address, crossbar sum (:data:`cimtile.hw.crossbar.SUM_STAGES` registered stages from the word
+#: lines), these stages, then the shift-and-add, whose last accumulation falls in the cycle after the
+#: MVM's last (:data:`cimtile.hw.isa.WRITE_BEHIND`); so ``MVM_LATENCY + WRITE_BEHIND`` = SUM_STAGES +
+#: this. With ``MVM_LATENCY = 2`` and ``SUM_STAGES = 2`` the ADC keeps its one stage: the crossbar's
+#: register inside the sum took the extra cycle.
+LATENCY = MVM_LATENCY + WRITE_BEHIND - 1 - (SUM_STAGES - 1)
 
 
 class Adc(wiring.Component):

@@ -9,11 +9,20 @@ from amaranth.lib.wiring import In, Out
 
 from .params import ADDR_BITS, TileConfig
 
-__all__ = ["CHUNK_BITS", "Crossbar", "adder_tree", "chunk_rows", "sum_bits"]
+__all__ = ["CHUNK_BITS", "SUM_STAGES", "Crossbar", "adder_tree", "chunk_rows", "sum_bits"]
 
 #: Width of the machine words the column sums are computed in (see :class:`Crossbar`): the rows of a
 #: column are summed in chunks whose cells fill at most this many bits.
 CHUNK_BITS = 64
+
+#: Register stages of a column sum, from the word lines (cycle t+1 of a request) to ``sum``: 1 (the sum
+#: registered at the end of the word-line cycle) or 2 (each chunk's word also registered inside the sum,
+#: after its halving's masked field steps; the unmasked steps, the chunks' and DAC bits' adder trees and
+#: a pair's subtraction in the next cycle). The ADC's stages are what the MVM's pipeline has left
+#: (:data:`cimtile.hw.adc.LATENCY`). Why 2: the whole sum in the word-line cycle was the tile's critical
+#: path on ECP5 (docs/microarchitecture.md, thirteenth session).
+SUM_STAGES = 2
+assert SUM_STAGES in (1, 2), "the column sum has at most one register inside it"
 
 
 def adder_tree(terms: list):
@@ -88,8 +97,8 @@ class Crossbar(wiring.Component):
     Column sum port of lane i: present ``col[i]`` (and ``pair[i]`` for a differential pair
     ``col, col+1`` converted once) in cycle t and the word-line drive ``wl[i]`` (``rows`` x
     ``dac_bits``, zero for rows not in the conversion) in cycle t+1 (the controller computes it
-    from the input vector that arrives meanwhile); ``sum[i]`` holds in cycle t+2
-    ``sum(wl[r] * level[r][col])`` over unmasked cells (minus the same sum of ``col+1`` when
+    from the input vector that arrives meanwhile); ``sum[i]`` holds in cycle t+1+:data:`SUM_STAGES`
+    (t+3) ``sum(wl[r] * level[r][col])`` over unmasked cells (minus the same sum of ``col+1`` when
     ``pair``).
 
     Read port: present ``rd_col`` in cycle t, the raw column (``rd_levels``, ``rd_mask``) appears in
@@ -103,7 +112,10 @@ class Crossbar(wiring.Component):
     word is spread to one ``cell_bits``-wide field per row (a few shifts and masks), ANDed with the
     column's levels, and the fields are summed by halving (add the odd fields to the even ones, twice
     as wide, and again). Each chunk is one machine word in the Verilator model: a few dozen word
-    operations per lane and cycle instead of a gated term and an adder per row.
+    operations per lane and cycle instead of a gated term and an adder per row. With
+    :data:`SUM_STAGES` = 2 each chunk's word is registered after the halving's masked field steps (the
+    fields then hold the sums of a few rows; ``partialK_...``), and the rest of the halving, the
+    adder trees and a pair's subtraction (by ``pair`` registered twice) run in the next cycle.
 
     Parameters
     ----------
@@ -120,7 +132,7 @@ class Crossbar(wiring.Component):
     col, pair, wl : In, arrays of ``n_adcs``
         Column-sum requests (``wl`` one cycle after ``col``).
     sum : Out(signed), array of ``n_adcs``
-        Column sums, two cycles after the request.
+        Column sums, ``1 + SUM_STAGES`` cycles after the request.
     rd_levels, rd_mask : Out
         The read port's column, one cycle after ``rd_col``.
     """
@@ -165,8 +177,11 @@ class Crossbar(wiring.Component):
             if cfg.analog_diff:
                 ports.append((levels.read_port(), masks.read_port()))
             drive = self.wl[lane]  # presented with the read data, one cycle after the column
-            pair_q = Signal(name=f"pair_q{lane}")
-            m.d.sync += pair_q.eq(self.pair[lane])
+            pair_q = self.pair[lane]  # registered once per register stage of the sum
+            for stage in range(SUM_STAGES):
+                delayed = Signal(name=f"pair_q{lane}" if stage == 0 else f"pair_q{lane}_{stage}")
+                m.d.sync += delayed.eq(pair_q)
+                pair_q = delayed
             # The rows each DAC bit drives: the word lines themselves with a 1-bit DAC.
             planes = [drive] if dac_bits == 1 else \
                 [Cat(*[drive[row * dac_bits + bit] for row in range(rows)]) for bit in range(dac_bits)]
@@ -200,7 +215,8 @@ class Crossbar(wiring.Component):
         return {"width": width, "rows": rows, "spread": spread, "fields": fields, "total_bits": total_bits}
 
     def _column_sum(self, m: Module, levels, rows_on, constants: dict, name: str):
-        """``sum(level[r] for r where rows_on[r])`` of one column word, chunk by chunk, word-parallel."""
+        """``sum(level[r] for r where rows_on[r])`` of one column word, chunk by chunk, word-parallel; with
+        :data:`SUM_STAGES` = 2 each chunk's word registered after the masked field steps (one cycle later)."""
         cell_bits = self.cfg.cell_bits
         width, chunk, total_bits = constants["width"], constants["rows"], constants["total_bits"]
         partial = []
@@ -214,12 +230,24 @@ class Crossbar(wiring.Component):
                 fill = fill | (x << t)[:width]
             x = Signal(width, name=f"cells{name}_{c}")
             m.d.comb += x.eq(levels[first * cell_bits:(first + n) * cell_bits] & fill)
+            registered = SUM_STAGES == 1
             for field, mask in constants["fields"]:  # halving: odd fields added to the even ones
+                if mask is None and not registered:  # the register inside the sum: after the masked steps
+                    x, registered = self._sum_register(m, x, f"partial{name}_{c}"), True
                 # Each add's operands are one bit narrower than the word, so that the sum is a word, not a
                 # word and a carry (65 bits, which Verilator computes in a multi-word temporary, a loop per
                 # add). Masked: the top bit is in an odd field, zero after the mask. Unmasked: the top bit
                 # moves at most (width - 2 * field) further down, never into the low ``total_bits`` read.
                 x = ((x & mask)[:width - 1] + (x[field:] & mask)[:width - 1]) if mask is not None else \
                     (x[:width - 1] + x[field:])
+            if not registered:  # (no unmasked step: after the last)
+                x = self._sum_register(m, x, f"partial{name}_{c}")
             partial.append(x[:total_bits])
         return adder_tree(partial)
+
+    @staticmethod
+    def _sum_register(m: Module, x, name: str) -> Signal:
+        """``x`` registered: the column sum's first stage ends here (:data:`SUM_STAGES`)."""
+        held = Signal(len(x), name=name)
+        m.d.sync += held.eq(x)
+        return held

@@ -158,7 +158,12 @@ def reset_window(cfg: TileConfig) -> tuple[int, int, int, int]:
     return (0, cfg.rows, 0, cfg.cols)
 
 # Latencies the RTL pipeline adds on top of the work itself; part of the cycle formulas.
-MVM_LATENCY = 1
+#: MVM: the pipeline's stages after the last round's cycles (column address; word lines and the column
+#: sum's first half) that the formula counts: the column sum's second half (``hw/crossbar.py``,
+#: ``SUM_STAGES``) and the ADC's code and term (``hw/adc.py``); the shift-and-add's last accumulation runs
+#: on into the next instruction (``WRITE_BEHIND``). 2 since the thirteenth session (a register inside the
+#: column sum, docs/microarchitecture.md); 1 before.
+MVM_LATENCY = 2
 #: REQ's: the requantisation lanes' stages after a chunk enters but the one that runs on into the next
 #: instruction (``WRITE_BEHIND``): the products, their sum ``p`` (since the thirteenth session; 1 before),
 #: the saturated quotient (``hw/requant.py``).

@@ -54,10 +54,12 @@ class MvmLanes(wiring.Component):
     word lines (the lane's slice bit plane masked to its row group: ``x``'s plane chosen by a register
     ANDed with a register, both set when the round issues and the enable cleared in a cycle no round
     issues, so that nothing of the request is decoded in cycle t+1); the crossbar presents the
-    column sum in cycle t+2 and the ADC its code in cycle t+2+ADC latency
-    (:data:`cimtile.hw.adc.LATENCY` = ``MVM_LATENCY + WRITE_BEHIND - 1``, :mod:`cimtile.hw.isa`),
-    when ``conversion[i]`` describes it (``adc_conversion[i]`` is that descriptor a cycle earlier, in
-    the ADC's last stage, which registers the code's term). With ``adc_cycles`` = A > 1 a round
+    column sum in cycle t+1+``SUM_STAGES`` (t+3, :data:`cimtile.hw.crossbar.SUM_STAGES`) and the ADC
+    its code in cycle t+1+``SUM_STAGES``+ADC latency (:data:`cimtile.hw.adc.LATENCY` = ``MVM_LATENCY +
+    WRITE_BEHIND - SUM_STAGES``, :mod:`cimtile.hw.isa`; t+4), when ``conversion[i]`` describes it
+    (``adc_conversion[i]`` is that descriptor a cycle earlier, in the ADC's last stage, which registers
+    the code's term): the descriptor is ``issued`` (t+1) and ``MVM_LATENCY + WRITE_BEHIND - 1`` stages
+    after it, whatever the split between the crossbar's and the ADC's stages. With ``adc_cycles`` = A > 1 a round
     occupies A cycles of ``run``. ``finished`` is high when ``run`` would issue but nothing is
     left. ``last`` is high in the ``MVM_LATENCY``-th cycle after the first with ``finished`` (the lanes
     finished that long without a break): the MVM's last cycle, in which the tile rewinds the lanes, from

@@ -89,8 +89,8 @@ class _Parts:
     word_ok: Signal  # no PC_RANGE and no static cause: CFG, WIN, CFGRQ, SYNC commit on this alone
     acc_write: Signal  # the MVM's accumulator vector is written this cycle (the next instruction's first)
     vector_in: Signal  # a multi-vector MVM's next input vector is read this cycle (vector boundary, stage 1)
-    vector_acc: Signal  # its old accumulator vector is read this cycle (stage 2)
-    vector_write: Signal  # the previous vector's accumulator vector is written and the next loaded (stage 3)
+    vector_acc: Signal  # its old accumulator vector is read this cycle (the stage before vector_write)
+    vector_write: Signal  # the previous vector's accumulator vector is written and the next loaded (last stage)
     mvm_load: Signal  # an MVM's second cycle: the shift-and-add loads the old accumulator vector
     in_next: Signal  # the next vector's input address (memory address bits)
     acc_next: Signal  # the next vector's accumulator address (memory address bits)
@@ -289,12 +289,19 @@ class Tile(wiring.Component):
                      loops.clear.eq(~run.running & self.start)]
         # A multi-vector MVM's vector boundary, from the cycle its vector's last round issues
         # (lanes.next_vector), as registers: the next input vector is read (stage 1: on the lanes' x
-        # from the cycle after the next round issues), its old accumulator vector read (stage 2), the
-        # shift-and-add loaded with it as the finished vector is written (stage 3). A failing check
-        # (the MVM's, registered, in its second cycle; or its word's, in its first) stops the run and
-        # empties the stages: no write after the run.
-        m.d.sync += [parts.vector_in.eq(parts.lanes.next_vector & ~parts.err),
-                     parts.vector_acc.eq(parts.vector_in & ~parts.err),
+        # from the cycle after the next round issues), then, after MVM_LATENCY + WRITE_BEHIND - 2 stages
+        # that only wait (the finished vector's last codes are still in the pipeline), its old accumulator
+        # vector read (vector_acc), the shift-and-add loaded with it as the finished vector is written
+        # (vector_write, in the cycle its last round's codes arrive: MVM_LATENCY + WRITE_BEHIND + 1 stages
+        # after next_vector). A failing check (the MVM's, registered, in its second cycle; or its word's,
+        # in its first) stops the run and empties the stages: no write after the run.
+        m.d.sync += parts.vector_in.eq(parts.lanes.next_vector & ~parts.err)
+        stage = parts.vector_in
+        for n in range(isa.MVM_LATENCY + isa.WRITE_BEHIND - 2):
+            waiting = Signal(name=f"vector_wait{n}")
+            m.d.sync += waiting.eq(stage & ~parts.err)
+            stage = waiting
+        m.d.sync += [parts.vector_acc.eq(stage & ~parts.err),
                      parts.vector_write.eq(parts.vector_acc & ~parts.err)]
 
     @staticmethod
@@ -719,7 +726,7 @@ class Tile(wiring.Component):
             # first cycle's address meets one multiplexer, the later cycles' choice is made beside it)
             m.d.comb += [acc_r.addr.eq(Mux(parts.acc_reads_later, parts.acc_next, acc_r.held)),
                          out_r.addr.eq(out_next), out_r.current.eq(out_current)]
-            # a multi-vector MVM's vector boundary (stages 1 and 2: see _fetch_wiring)
+            # a multi-vector MVM's vector boundary (vector_in and vector_acc: see _fetch_wiring)
             m.d.comb += [in_r.addr.eq(parts.in_next), in_r.en.eq(parts.vector_in)]
             with m.If(parts.vector_in):
                 m.d.sync += parts.in_next.eq(parts.in_next + 1)
@@ -980,8 +987,8 @@ class Tile(wiring.Component):
 
     def _mvm(self, m, parts: _Parts):
         """MVM: checks, operand reads and round 0 in cycle 0; a round of n_adcs conversions every
-        adc_cycles cycles; shift-and-add two cycles after a round issues; the accumulator vector is
-        written in the last cycle."""
+        adc_cycles cycles; shift-and-add MVM_LATENCY + WRITE_BEHIND + 1 cycles after a round issues; the
+        accumulator vector is written in the cycle after the last (isa.WRITE_BEHIND)."""
         cfg, mvm_args, lanes = self.cfg, parts.view.args.mvm, parts.lanes
         m.d.comb += lanes.run.eq(1)
         with m.If(parts.first):

@@ -25,7 +25,9 @@ from cimtile.hw.isa import Cause, Opcode, decode
 from cimtile.hw.params import TileConfig
 
 # Constants of the cycle formulas (docs/isa.md, "Cycle formulas").
-MVM_LATENCY = 1  # the RTL overlaps round 0 with the MVM's issue cycle (issue 3)
+# MVM: the RTL overlaps round 0 with the MVM's issue cycle (issue 3); 2 since the column sum has a register
+# inside it (issue 14: one more cycle per MVM instruction, not per vector)
+MVM_LATENCY = 2
 REQ_LATENCY = 2  # the lane's stages a REQ counts: products, their sum, the quotient less the write
 # behind (issue 3: 1; 2 since the thirteenth session's stage for the products' sum, issue 14)
 VAU_LATENCY = 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from cimtile.hw import config_doc
@@ -27,3 +29,22 @@ def test_generated_blocks_name_their_script_and_are_filled():
             assert body.count("\n|") >= 3, (doc, name)  # a table was written, not an empty block
             blocks += 1
     assert blocks == 18
+
+
+def test_mapping_figures_block_is_current():
+    """docs/compiler.md's mapping-figures block equals the output of the command its header names, run as written
+    from the repository's root (the tile's cycle and tile counts; the row comparing with onnxruntime is left out:
+    its figure depends on the CPU's int8 kernels). Fails when a cycle formula changes and the block is not
+    regenerated, and when the documented command no longer runs."""
+    text = (ROOT / "docs" / "compiler.md").read_text()
+    cmd, body = re.search(r"<!-- generated: mapping-figures \((.*?)\) -->\n(.*?)<!-- end: mapping-figures -->",
+                          text, re.S).groups()
+    argv = cmd.split()
+    assert argv[0] == "python"
+    run = subprocess.run([sys.executable, *argv[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+    def rows(s: str) -> list[str]:
+        return [line for line in s.splitlines() if line.startswith("|") and "onnxruntime" not in line]
+
+    assert rows(run.stdout) == rows(body)

@@ -10,7 +10,7 @@ import pytest
 from amaranth.sim import Simulator
 from cimtile.hw.adc import LATENCY as ADC_LATENCY
 from cimtile.hw.adc import Adc
-from cimtile.hw.crossbar import Crossbar
+from cimtile.hw.crossbar import SUM_STAGES, Crossbar
 from cimtile.hw.params import PRESETS
 from cimtile.hw.requant import LATENCY, Requant
 from cimtile.sim.kernels import requantise, wrap
@@ -151,7 +151,8 @@ def test_crossbar_column_sums(encoding, cell_bits, rows, dac_bits):
         ctx.set(dut.wr_levels_en, 0)
         ctx.set(dut.wr_mask_en, 0)
         pending = []
-        for t in range(len(reqs) + 2):
+        due = 1 + SUM_STAGES  # the sum's cycle after the column's
+        for t in range(len(reqs) + due):
             if t < len(reqs):
                 cols, _, pair = reqs[t]
                 for i in range(L):
@@ -165,8 +166,8 @@ def test_crossbar_column_sums(encoding, cell_bits, rows, dac_bits):
                 rd = reqs[t - 1][0][-1]
                 assert ctx.get(dut.rd_levels) == sum(int(levels[r, rd]) << (r * cfg.cell_bits) for r in range(R))
                 assert ctx.get(dut.rd_mask) == sum(int(masks[r, rd]) << r for r in range(R))
-            if t >= 2:
-                cols, wl, pair = reqs[t - 2]
+            if t >= due:
+                cols, wl, pair = reqs[t - due]
                 got = [ctx.get(dut.sum[i]) for i in range(L)]
                 pending.append((got, [expect(cols[i], wl[i], pair[i]) for i in range(L)]))
             await ctx.tick()

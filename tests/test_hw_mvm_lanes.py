@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from cimtile.hw import isa
 from cimtile.hw.adc import LATENCY as ADC_LATENCY
+from cimtile.hw.crossbar import SUM_STAGES
 from cimtile.hw.encoding import column_role
 from cimtile.hw.mvm_lanes import MvmLanes
 from cimtile.sim.kernels import input_slices
@@ -76,7 +77,7 @@ def run_lanes(cfg, shape, raws):
         ctx.set(dut.run, 1)
         pending = []  # (cycle issued, lane, column)
         vector = 0
-        for t in range(len(raws) * per_vector * cfg.adc_cycles + 8 + ADC_LATENCY):
+        for t in range(len(raws) * per_vector * cfg.adc_cycles + 7 + SUM_STAGES + ADC_LATENCY):
             if t - 2 in boundaries:
                 vector += 1
                 ctx.set(dut.x, word(raws[vector]))
@@ -92,8 +93,8 @@ def run_lanes(cfg, shape, raws):
                 d = cfg.dac_bits
                 wl = [(wl_now[i] >> (r * d)) & ((1 << d) - 1) for r in range(cfg.rows)]
                 pending.append((t0, i, (col, wl)))
-            # the descriptor arrives with the ADC's code, 2 + ADC_LATENCY cycles after the issue
-            for _t0, i, (col, wl) in [p for p in pending if p[0] == t - 2 - ADC_LATENCY
+            # the descriptor arrives with the ADC's code, 1 + SUM_STAGES + ADC_LATENCY cycles after the issue
+            for _t0, i, (col, wl) in [p for p in pending if p[0] == t - 1 - SUM_STAGES - ADC_LATENCY
                                       and isinstance(p[2], tuple)]:
                 c = ctx.get(dut.conversion[i])
                 if c["valid"]:
