@@ -18,8 +18,8 @@ __all__ = ["Adc", "LATENCY"]
 #: address, crossbar sum (:data:`cimtile.hw.crossbar.SUM_STAGES` registered stages from the word
 #: lines), these stages, then the shift-and-add, whose last accumulation falls in the cycle after the
 #: MVM's last (:data:`cimtile.hw.isa.WRITE_BEHIND`); so ``MVM_LATENCY + WRITE_BEHIND`` = SUM_STAGES +
-#: this. With ``MVM_LATENCY = 2`` and ``SUM_STAGES = 2`` the ADC keeps its one stage: the crossbar's
-#: register inside the sum took the extra cycle.
+#: this. With ``MVM_LATENCY = 3`` and ``SUM_STAGES = 2`` the ADC has two stages: the code (range
+#: shift and clip), then the signed, shifted term the shift-and-add accumulates.
 LATENCY = MVM_LATENCY + WRITE_BEHIND - 1 - (SUM_STAGES - 1)
 
 

@@ -160,10 +160,10 @@ def reset_window(cfg: TileConfig) -> tuple[int, int, int, int]:
 # Latencies the RTL pipeline adds on top of the work itself; part of the cycle formulas.
 #: MVM: the pipeline's stages after the last round's cycles (column address; word lines and the column
 #: sum's first half) that the formula counts: the column sum's second half (``hw/crossbar.py``,
-#: ``SUM_STAGES``) and the ADC's code and term (``hw/adc.py``); the shift-and-add's last accumulation runs
-#: on into the next instruction (``WRITE_BEHIND``). 2 since the thirteenth session (a register inside the
-#: column sum, docs/microarchitecture.md); 1 before.
-MVM_LATENCY = 2
+#: ``SUM_STAGES``) and the ADC's stages, its code and its term (``hw/adc.py``); the shift-and-add's last
+#: accumulation runs on into the next instruction (``WRITE_BEHIND``). 1 until the thirteenth session; 2 with
+#: its register inside the column sum; 3 since the fourteenth (a second ADC stage, docs/microarchitecture.md).
+MVM_LATENCY = 3
 #: REQ's: the requantisation lanes' stages after a chunk enters but the one that runs on into the next
 #: instruction (``WRITE_BEHIND``): the products, their sum ``p`` (since the thirteenth session; 1 before),
 #: the saturated quotient (``hw/requant.py``).

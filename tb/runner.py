@@ -54,8 +54,10 @@ EXTRA_ARGS = tuple(shlex.split(os.environ.get("CIMTILE_VERILATOR_ARGS", "")))
 OPT_FAST = os.environ.get("CIMTILE_OPT_FAST", "-O2 -march=native")
 #: The optimisation of the ``legacy`` build (the co-simulation speed baseline, see :func:`build`).
 LEGACY_OPT = "-O2"
-#: GCC profile-guided optimisation of the model (:func:`build`): on unless ``CIMTILE_PGO=0``.
-PGO = os.environ.get("CIMTILE_PGO", "1") != "0"
+#: GCC profile-guided optimisation of the model (:func:`build`): on unless ``CIMTILE_PGO=0``, and off by
+#: default when ``CI`` is set (``CIMTILE_PGO=1`` turns it on there): a CI run simulates a few seconds per
+#: model, so a second compilation costs far more than the faster model saves (docs/cosim.md).
+PGO = os.environ.get("CIMTILE_PGO", "0" if os.environ.get("CI") else "1") != "0"
 #: The training run of a PGO build: the layer program (tb.tile_tests), the workload the speed figures measure.
 PGO_TRAINING = r"\.layer_conv$"
 # GCC flags of the two PGO builds. Both compile the same files in the same directory (the .gcda files are
@@ -377,9 +379,14 @@ def _trace_args() -> list[str]:
     return [f"--trace-{ws.format}", "--trace-structs", *ws.args]
 
 
-def build_dir_for(cfg: TileConfig, mutation: str | None = None, waves: bool = False, legacy: bool = False) -> Path:
+def build_dir_for(cfg: TileConfig, mutation: str | None = None, waves: bool = False, legacy: bool = False,
+                  pgo: bool | None = None) -> Path:
+    """``build/sim/<name>[-mut-<m>][-waves][-legacy]``; a build whose PGO differs from the default
+    (:data:`PGO`) has a directory of its own (``-pgo`` / ``-nopgo``), so that both can exist and run at once."""
     name = cfg.name + (f"-mut-{mutation}" if mutation else "") + ("-waves" if waves else "") + \
         ("-legacy" if legacy else "")
+    if pgo is not None and pgo != PGO and not (mutation or waves or legacy):
+        name += "-pgo" if pgo else "-nopgo"
     return SIM_DIR / name
 
 
@@ -393,7 +400,8 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
     (``LEGACY_OPT``) in ``<name>-legacy/``, and :func:`run` runs it as the former testbench did (BLAS
     threads not limited): the baseline of ``python -m bench cosim``. The RTL is the current one.
 
-    ``pgo`` (default :data:`PGO`: on unless ``CIMTILE_PGO=0``; never for mutants, traced or legacy builds)
+    ``pgo`` (default :data:`PGO`: on unless ``CIMTILE_PGO=0`` or ``CI`` is set; never for mutants, traced or
+    legacy builds; a non-default choice builds in a directory of its own, :func:`build_dir_for`)
     compiles the model twice with GCC's profile-guided optimisation: instrumented, then trained on the
     layer program (:data:`PGO_TRAINING`, a second or two of simulation), then compiled again with the
     profile, in the same directory (docs/cosim.md, "Issue 15: isaac's speed"). The first build of a
@@ -401,7 +409,7 @@ def build(cfg: TileConfig, *, mutation: str | None = None, waves: bool = False, 
     """
     from cocotb_tools.runner import get_runner
 
-    bdir = build_dir_for(cfg, mutation, waves, legacy)
+    bdir = build_dir_for(cfg, mutation, waves, legacy, pgo)
     opt = LEGACY_OPT if legacy else OPT_FAST
     pgo = (PGO if pgo is None else pgo) and not (mutation or waves or legacy)
     t0 = time.perf_counter()

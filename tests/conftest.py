@@ -63,3 +63,11 @@ def pytest_collection_modifyitems(config, items):
                                        "(tests/conftest.py)")
         for it in chosen:
             it.add_marker(mark)
+
+    # Longest first: pytest-xdist hands tests out in collection order, so a test of minutes collected late
+    # leaves one worker running it alone at the end. The co-simulations (Verilator builds of minutes) go
+    # first, the longest of them in this order (a CI-sized run, tests/test_cosim.py); the order is stable.
+    first = ("test_cosim_isaac", "test_pgo_build_is_trained_on_the_layer_program", "test_cosim_variant",
+             "test_training_run_replays_on_rtl_step_for_step", "test_cosim_mutant_is_caught", "test_waves_are_fst")
+    items.sort(key=lambda it: first.index(it.originalname) if it.originalname in first
+               else len(first) + (0 if it.get_closest_marker("cosim") else 1))

@@ -26,8 +26,8 @@ from cimtile.hw.params import TileConfig
 
 # Constants of the cycle formulas (docs/isa.md, "Cycle formulas").
 # MVM: the RTL overlaps round 0 with the MVM's issue cycle (issue 3); 2 since the column sum has a register
-# inside it (issue 14: one more cycle per MVM instruction, not per vector)
-MVM_LATENCY = 2
+# inside it (issue 14: one more cycle per MVM instruction, not per vector); 3 since the ADC's second stage
+MVM_LATENCY = 3
 REQ_LATENCY = 2  # the lane's stages a REQ counts: products, their sum, the quotient less the write
 # behind (issue 3: 1; 2 since the thirteenth session's stage for the products' sum, issue 14)
 VAU_LATENCY = 2
