@@ -16,6 +16,7 @@ import inspect
 import json
 import os
 import pathlib
+import resource
 import shlex
 import shutil
 import subprocess
@@ -34,7 +35,7 @@ from cimtile.errors import CimtileError
 
 from . import wrapper
 
-__all__ = ["Build", "SIM_DIR", "build", "generate_rtl", "run", "run_dir", "verilator_env"]
+__all__ = ["Build", "SIM_DIR", "build", "generate_rtl", "model_verilog", "run", "run_dir", "verilator_env"]
 
 SIM_DIR = Path(os.environ.get("CIMTILE_SIM_DIR", paths.build_dir("sim")))
 
@@ -180,7 +181,8 @@ def generate_rtl(cfg: TileConfig, outdir: Path, mutation: str | None = None) -> 
     """Generate ``outdir/tile.v`` for ``cfg`` (optionally a deliberately mutated design), cached.
 
     Returns the path of ``tile.v``. The cache key covers the hw/ sources, Amaranth's version, the
-    configuration and the mutation, so editing the RTL regenerates it.
+    configuration and the mutation, so editing the RTL regenerates it. The generation's CPU seconds
+    (:func:`_generation_cpu_s`) are recorded beside it in ``tile.v.cpu_s``.
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -189,9 +191,11 @@ def generate_rtl(cfg: TileConfig, outdir: Path, mutation: str | None = None) -> 
 
     named = mutation in MUTANTS  # a mutant of tb/mutants.py, applied to a copy of the RTL source
     key = _sha(_generator_hash(), cfg.to_json(), mutant_key(mutation) if named else (mutation or ""))
-    stamp = outdir / "tile.v.key"
-    if tile_v.exists() and stamp.exists() and stamp.read_text() == key:
+    stamp, cpu_record = outdir / "tile.v.key", outdir / "tile.v.cpu_s"
+    if tile_v.exists() and cpu_record.exists() and stamp.exists() and stamp.read_text() == key:
         return tile_v
+    stamp.unlink(missing_ok=True)
+    cpu0 = _generation_cpu_s()
     build_mod, tile_mod = _rtl_module()
     _ensure_yosys()
     if named:
@@ -209,8 +213,28 @@ def generate_rtl(cfg: TileConfig, outdir: Path, mutation: str | None = None) -> 
         tile_v.write_text(verilog.convert(tile, name="tile", emit_src=False))
     if not tile_v.exists():
         raise SimBuildError(f"the RTL generator did not write {tile_v}")
+    cpu_record.write_text(f"{_generation_cpu_s() - cpu0:.2f}\n")
     stamp.write_text(key)
     return tile_v
+
+
+def _generation_cpu_s() -> float:
+    """CPU seconds of the calling thread and of this process's finished children (Yosys runs as one): their
+    difference over a generation is its cost, or more when another thread's child finishes meanwhile (``make
+    sim``'s configurations generate in parallel threads), never less."""
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.thread_time() + ch.ru_utime + ch.ru_stime
+
+
+def model_verilog(cfg: TileConfig) -> tuple[Path, float]:
+    """The Verilog of ``cfg``'s co-simulation model (``build/sim/<name>/rtl/tile.v``, no mutation), generated
+    under its build directory's lock unless cached, and the CPU seconds its generation took (recorded by
+    :func:`generate_rtl`, in whichever process generated it): the co-simulation's copy serves tests that only
+    need the Verilog, so that a test run generates isaac's once (a minute of CPU)."""
+    bdir = build_dir_for(cfg)
+    with _locked(bdir.parent / f".{bdir.name}.lock"):
+        tile_v = generate_rtl(cfg, bdir / "rtl")
+        return tile_v, float((tile_v.parent / "tile.v.cpu_s").read_text())
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""Shared pytest configuration: deterministic hypothesis runs in CI."""
+"""Shared pytest configuration: deterministic hypothesis runs in CI, shared fixtures."""
 
 import os
+import shutil
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -71,3 +73,22 @@ def pytest_collection_modifyitems(config, items):
              "test_training_run_replays_on_rtl_step_for_step", "test_cosim_mutant_is_caught", "test_waves_are_fst")
     items.sort(key=lambda it: first.index(it.originalname) if it.originalname in first
                else len(first) + (0 if it.get_closest_marker("cosim") else 1))
+
+
+@pytest.fixture(scope="session")
+def tiny_verilog():
+    """tiny's Verilog as ``hw.build.generate`` writes it (tile.v, tile.json), generated once per test run: the
+    co-simulation's cached copy (``tb.runner.model_verilog``). A function copying both files into a given
+    directory, where a test may write beside them; it returns the copy of tile.v."""
+    from cimtile.hw.params import PRESETS
+    from cimtile.tb import runner
+
+    src, _ = runner.model_verilog(PRESETS["tiny"])
+
+    def copy_to(dest):
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("tile.v", "tile.json"):
+            shutil.copyfile(src.parent / name, dest / name)
+        return dest / "tile.v"
+
+    return copy_to

@@ -13,14 +13,19 @@ from cimtile.hw import isa
 from cimtile.hw.isa import Cause, Opcode, encode
 from cimtile.hw.params import PRESETS, TileConfig
 from cimtile.tb.amaranth_sim import golden_runs, run_rtl
-from helpers import TINY, VARIANT
+from helpers import CI, TINY, VARIANT
 
 #: An isaac-like tile small enough for the simulator: isaac's 8 lanes (the shift-and-add's lane-space
 #: leaders, not tiny's carry-save), ADC and accumulators, one row group of 16 rows. (isaac itself runs
-#: the counted layer program in tests/test_hw_perf.py, and make sim's random programs.)
+#: the counted layer program in tests/test_hw_perf.py, and make sim's random programs.) Not in CI-sized runs
+#: (about 100 s of CI's cores): there the Verilator co-simulation of isaac runs multi-vector MVMs on the same
+#: shift-and-add (test_cosim_isaac, its random programs and layer program; README, "Tests: full size and CI size").
 ISAAC16 = PRESETS["isaac"].replace(name="isaac16", rows=16, cols=16, rows_per_conv=16, rq_lanes=8, in_depth=16,
                                    acc_depth=16, out_depth=16)
 CONFIGS = {"tiny": TINY, "variant": VARIANT, "isaac16": ISAAC16}
+#: The parameters of the tests below: isaac16 skipped in CI-sized runs.
+NAMES = [pytest.param(n, marks=pytest.mark.skipif(CI and n == "isaac16", reason="CI-sized run: isaac's MVMs run in "
+                                                  "its Verilator co-simulation (test_cosim_isaac)")) for n in CONFIGS]
 #: ``make mutate`` runs the RTL tests on a named mutant of the RTL (tb/mutants.py) through this variable.
 MUTANT = os.environ.get("CIMTILE_MUTANT") or None
 
@@ -80,7 +85,7 @@ def mvm_cycles(cfg: TileConfig, shape, count: int) -> int:
 COUNT_CASES = [("partial", 0), ("partial", 1), ("signed", 1), ("one_conversion", 0), ("whole", 1)]
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", NAMES)
 def test_mvm_count_to_the_input_buffer_end(name):
     """Per shape and ``accumulate``: vectors up to the input buffer's last, into accumulators inside
     the buffer, then a second MVM right after, accumulating onto the first's last vector (written
@@ -115,7 +120,7 @@ def test_shapes_cover_partial_last_rounds():
     assert VARIANT.adc_cycles > 1
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", NAMES)
 def test_mvm_count_in_a_loop_and_range_checks(name):
     """MVMs of three vectors in a hardware loop whose input and accumulator strides are the count (the
     loop offsets add to every vector's addresses), then a REQ and an output read of them. Then the

@@ -32,20 +32,21 @@ def test_yosys_area_counts_carry_and_ram_cells():
     assert got == {"luts": 10 + 6 + 8, "ffs": 7, "brams": 1, "dsps": 4}
 
 
-def test_synth_reuses_a_result_of_the_same_verilog(tmp_path):
-    vpath = build.generate(TINY, tmp_path)
+def test_synth_reuses_a_result_of_the_same_verilog(tmp_path, tiny_verilog):
+    vpath = tiny_verilog(tmp_path)
     prev = {"config": "tiny", "source": "nextpnr", "luts": 1, "ffs": 2, "brams": 3, "dsps": 4, "fmax_mhz": 5.0,
             "verilog_sha256": build.verilog_hash(vpath)}
     (tmp_path / "synth.json").write_text(json.dumps(prev))
-    # a result without a flow is of plain synth_ecp5 (before flows were recorded)
+    # a result without a flow is of plain synth_ecp5 (before flows were recorded); the Verilog generated again
+    # has the same hash (given as a file from here on)
     assert build.synth(TINY, tmp_path, reuse=True, flow="synth_ecp5") == prev  # no tool runs: it would take minutes
     default = {**prev, "flow": build.DEFAULT_SYNTH_FLOW, "seed": 1, "freq_mhz": 100.0}
     (tmp_path / "synth.json").write_text(json.dumps(default))
-    assert build.synth(TINY, tmp_path, reuse=True) == default
+    assert build.synth(TINY, tmp_path, reuse=True, verilog=vpath) == default
     # a result of another flow is reused for that flow only (the other would run the tools)
     merged = {**prev, "flow": "merge-first", "luts": 9}
     (tmp_path / "synth.json").write_text(json.dumps(merged))
-    assert build.synth(TINY, tmp_path, reuse=True, flow="merge-first") == merged
+    assert build.synth(TINY, tmp_path, reuse=True, flow="merge-first", verilog=vpath) == merged
     with pytest.raises(RuntimeError, match="no synthesis flow 'quick'"):
         build.synth(TINY, tmp_path, reuse=True, flow="quick")
 
@@ -153,8 +154,8 @@ def test_every_component_of_the_tile_is_counted_in_its_own_file():
     assert {m: build._component_of(m) for m in seen} == seen
 
 
-def test_report_markdown_names_a_synth_result_of_other_verilog_stale(tmp_path):
-    vpath = build.generate(TINY, tmp_path / "tiny")
+def test_report_markdown_names_a_synth_result_of_other_verilog_stale(tmp_path, tiny_verilog):
+    vpath = tiny_verilog(tmp_path / "tiny")
     result = {"source": "nextpnr", "luts": 11, "ffs": 22, "brams": 3, "dsps": 4, "fmax_mhz": 55.5,
               "critical_from": "p", "critical_to": "q", "critical_ns": 18.0,
               "verilog_sha256": build.verilog_hash(vpath)}
@@ -165,10 +166,10 @@ def test_report_markdown_names_a_synth_result_of_other_verilog_stale(tmp_path):
     assert "| tiny | (synth.json is of other Verilog than tile.v" in text and "55.5 MHz" not in text
 
 
-def test_report_sums_the_components_where_no_flattened_result_exists(tmp_path):
+def test_report_sums_the_components_where_no_flattened_result_exists(tmp_path, tiny_verilog):
     """isaac has no flattened synthesis (larger than the part, and too slow for CI): its row is the per-component
     synthesis summed, when that is of the Verilog beside it; an area.json of other Verilog is not reported."""
-    vpath = build.generate(TINY, tmp_path / "tiny")
+    vpath = tiny_verilog(tmp_path / "tiny")
     comps = {"tile.py": {"luts": 5, "ffs": 6, "brams": 1, "dsps": 0},
              "shift_add.py": {"luts": 7, "ffs": 16, "brams": 0, "dsps": 2}}
     mods = {n: {"sha256": h} for n, h in build.module_hashes(vpath).items()}
