@@ -75,3 +75,16 @@ def test_isaac_generates_in_under_60_s():
     flow, flows = build.PRESET_AREA_FLOWS["isaac"]
     assert {flow, *flows.values()} <= set(build.AREA_FLOWS)
     assert set(flows) <= set(build.split_modules(v))
+
+
+def test_model_verilog_is_cached_with_its_generation_cpu_time(tiny_verilog):
+    """tb.runner.model_verilog: the co-simulation's tiny Verilog (generated once by the fixture), returned again
+    without generating (the file untouched) with the CPU seconds recorded when it was generated."""
+    from cimtile.tb import runner
+
+    v, cpu_s = runner.model_verilog(PRESETS["tiny"])
+    before = v.stat().st_mtime_ns
+    again, cpu_again = runner.model_verilog(PRESETS["tiny"])
+    assert again == v and again.stat().st_mtime_ns == before
+    assert cpu_again == cpu_s > 0
+    assert (v.parent / "tile.v.cpu_s").read_text().strip() == f"{cpu_s:.2f}"
