@@ -126,8 +126,9 @@ def verilog_hash(vpath: str | Path) -> str:
 
 
 #: The flow of ``make synth`` / ``python -m cimtile.hw.build synth`` (and of ``bench rtl``'s tiny figures):
-#: plain ``synth_ecp5`` (ABC9 mapping) and nextpnr's defaults (HeAP placer, router1): ``make synth CONFIG=tiny``
-#: took 9 min 13 s in the sixteenth session. Until the sixteenth session it was ``tmg-ripup`` (router1 with timing-driven rip-up),
+#: plain ``synth_ecp5`` (ABC9 mapping) and nextpnr's defaults (HeAP placer, router1):
+#: ``make synth CONFIG=tiny`` took 9 min 13 s in the sixteenth session. Until then it was ``tmg-ripup``
+#: (router1 with timing-driven rip-up),
 #: which gained 0.2 to 1.6 MHz on the eighth session's designs at about 3x the routing time, but on the
 #: current tiny it was still routing after 87 minutes (docs/microarchitecture.md, "Sixteenth session").
 DEFAULT_SYNTH_FLOW = "synth_ecp5"
