@@ -495,8 +495,9 @@ def synth_flows(cfg: TileConfig | str, outdir: str | Path, flows: list[str], see
     """Run :func:`synth` for every flow and seed into ``outdir/<flow>-s<seed>/`` and return their results.
 
     yosys runs once per distinct yosys part (the yosys flow and ``synth_ecp5`` options): flows that differ
-    in nextpnr's options only place and route the same netlist. ``jobs`` runs at a time (each tool run is
-    one process); ``reuse`` keeps results of the same Verilog, flow, seed and target; ``verilog``: a
+    in nextpnr's options only place and route the same netlist. Every netlist is made first, then every
+    place and route runs, ``jobs`` tool runs at a time (each one process), so the seeds of one netlist run
+    side by side; ``reuse`` keeps results of the same Verilog, flow, seed and target; ``verilog``: a
     ``tile.v`` to synthesise instead of generating one (every run gets the same design).
     """
     from concurrent.futures import ThreadPoolExecutor
