@@ -676,9 +676,10 @@ class Tile(wiring.Component):
             m.d.comb += [parts.check_fail.eq(1), parts.check_cause.eq(cause)]
 
     def _operand_reads(self, m, parts: _Parts):
-        """Operand reads. Addresses: the field plus the loop offset on the memory's address bits only, each
-        field added before the opcode picks one, so the word's path to the read ports is a narrow adder
-        and a 2:1 mux; after the first cycle, registers. Enables: see :meth:`_read_enables`."""
+        """Operand reads. Addresses: the field plus the loop offset on the memory's address bits only (the
+        accumulator memory's field picked by opcode when the word was loaded, ``parts.acc_addr``; the output
+        memory's fields each added before the opcode picks one), so the word's path to the read ports is a
+        narrow adder and a 2:1 mux; after the first cycle, registers. Enables: see :meth:`_read_enables`."""
         cfg, args, is_op, ports = self.cfg, parts.view.args, parts.is_op, parts.ports
 
         def bits_for(depth):
