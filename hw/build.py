@@ -517,27 +517,23 @@ def synth_flows(cfg: TileConfig | str, outdir: str | Path, flows: list[str], see
 
     key = verilog_hash(verilog) if verilog is not None else None
 
-    def reusable(r) -> bool:
-        """``r``'s place and route (or its failure) is already in its directory, of this Verilog."""
-        if not reuse or key is None:
-            return False
-        for name in ("synth.json", "failed.json"):
-            if (dirs[r] / name).exists():
-                prev = json.loads((dirs[r] / name).read_text())
-                if name == "failed.json":
-                    if (prev.get("verilog_sha256"), prev.get("flow"), prev.get("seed")) == (key, r[0], r[1]):
-                        return True
-                elif _same_run(prev, key, True, r[0], r[1], SYNTH_FLOWS[r[0]]["freq_mhz"] or freq_mhz):
-                    return True
-        return False
+    def saved(r, name: str) -> dict | None:
+        """``r``'s ``synth.json`` or ``failed.json`` of this Verilog's run, if ``reuse`` may return it."""
+        path = dirs[r] / name
+        if not reuse or key is None or not path.exists():
+            return None
+        prev = json.loads(path.read_text())
+        if name == "failed.json":
+            same = (prev.get("verilog_sha256"), prev.get("flow"), prev.get("seed")) == (key, r[0], r[1])
+        else:
+            same = _same_run(prev, key, True, r[0], r[1], SYNTH_FLOWS[r[0]]["freq_mhz"] or freq_mhz)
+        return prev if same else None
 
     def run(r, netlist=None, pnr=True):
         # a run whose tool failed is a row of the table (and stays failed with ``reuse``), not the end
         failed = dirs[r] / "failed.json"
-        if reuse and key is not None and failed.exists():
-            prev = json.loads(failed.read_text())
-            if (prev["verilog_sha256"], prev["flow"], prev["seed"]) == (key, r[0], r[1]):
-                return prev
+        if (prev := saved(r, "failed.json")) is not None:
+            return prev
         try:
             res = synth(cfg, dirs[r], freq_mhz=freq_mhz, reuse=reuse, flow=r[0], seed=r[1], netlist=netlist,
                         verilog=verilog, pnr=pnr)
@@ -558,8 +554,9 @@ def synth_flows(cfg: TileConfig | str, outdir: str | Path, flows: list[str], see
         # to reuse), then every place and route on a copy of its part's netlist, ``jobs`` at a time: the
         # seeds of one netlist run side by side
         for r in first.values():
-            if reusable(r):
-                results[r] = run(r)  # (the saved result)
+            prev = saved(r, "failed.json") or saved(r, "synth.json")
+            if prev is not None:
+                results[r] = prev
         makers = [r for r in first.values() if r not in results]
         for r, res in zip(makers, pool.map(lambda r: run(r, pnr=False), makers)):
             netlists[r] = res
