@@ -119,12 +119,13 @@ class Fetch(wiring.Component):
         for i in range(cfg.loop_depth):
             with m.If(self.wrap[i]):
                 m.d.comb += branch_word.eq(body_start[i])
-        # The next word: the read data (the successor, in a first cycle with no taken branch), else a
-        # register's (word 0 at a start, the body's start after a taken branch, the kept successor). The
-        # read data, which leaves the block RAM late (its clock-to-out), meets one multiplexer; the
-        # choice among the registers is made beside it.
-        from_registers = Mux(self.running, Mux(taken, branch_word, successor), word0)
-        use_read = self.running & first & ~taken
+        # The next word: the body's start after a taken branch (``branch``, the loop stack's wrap chain,
+        # meets the last multiplexer only), else the read data in a first cycle (the successor), else a
+        # register (the kept successor; word 0 at a start). The read data, which leaves the block RAM late
+        # (its clock-to-out), meets two multiplexers, whose selects are registers.
+        branch = self.running & taken
+        use_read = self.running & first
+        kept = Mux(self.running, successor, word0)
         with m.If(Mux(self.running, self.fin, self.start)):
-            m.d.sync += self.word.eq(Mux(use_read, rd.data, from_registers))
+            m.d.sync += self.word.eq(Mux(branch, branch_word, Mux(use_read, rd.data, kept)))
         return m
