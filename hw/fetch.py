@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from . import isa
 from .isa import Cause, Opcode
 from .loop_stack import pc_bits
-from .params import TileConfig
+from .params import ADDR_BITS, TileConfig
 
 __all__ = ["STORED", "STORED_BITS", "Fetch", "predecode"]
 
@@ -21,9 +21,13 @@ __all__ = ["STORED", "STORED_BITS", "Fetch", "predecode"]
 #: ``acc_addr``, else the range's ``start``, which are REQ's ``acc_addr`` and RDACC's ``start``). So the
 #: executing word's decode is a flip-flop per opcode, not a compare of its five opcode bits, at the head of
 #: the sequencer's paths, and the accumulator memory's first address is that field plus the loop offset,
-#: with no opcode multiplexer between the adder and the memory.
+#: with no opcode multiplexer between the adder and the memory. Last, the last addresses of the word's
+#: run-time range checks (``last``: ``last[0]`` MVM's ``in_addr + count_m1``, REQ's ``acc_addr + count_m1``,
+#: else the range's ``start + count_m1``; ``last[1]`` MVM's ``acc_addr + count_m1``, REQ's ``out_addr +
+#: count_m1``, else 0), so that a check is one comparison with the space's room, not an adder in front of it.
 STORED = data.StructLayout({"word": isa.WORD_BITS, "cause": Cause, "opcodes": len(Opcode),
-                            "acc_addr": isa.ARGS["mvm"]["acc_addr"].shape})
+                            "acc_addr": isa.ARGS["mvm"]["acc_addr"].shape,
+                            "last": data.ArrayLayout(ADDR_BITS + 1, 2)})
 STORED_BITS = STORED.size
 assert [op.value for op in Opcode] == list(range(len(Opcode))), "predecode indexes the opcodes by value"
 assert (isa.ARGS["range"]["start"].offset, isa.ARGS["range"]["start"].shape) == \
@@ -34,8 +38,13 @@ def predecode(word, cause):
     """The :data:`STORED` value of instruction word ``word`` with its static cause ``cause``."""
     view = data.View(isa.INSTR, word[:isa.INSTR.size])
     opcode = word[:isa.OPCODE_BITS]
-    acc_addr = Mux(opcode == Opcode.MVM.value, view.args.mvm.acc_addr, view.args.range.start)
-    return Cat(word, cause, *(opcode == op.value for op in Opcode), acc_addr)
+    is_mvm, is_req = opcode == Opcode.MVM.value, opcode == Opcode.REQ.value
+    mvm, req, rng = view.args.mvm, view.args.req, view.args.range
+    acc_addr = Mux(is_mvm, mvm.acc_addr, rng.start)
+    last0 = Mux(is_mvm, mvm.in_addr + mvm.count_m1, Mux(is_req, req.acc_addr + req.count_m1, rng.start + rng.count_m1))
+    last1 = Mux(is_mvm, mvm.acc_addr + mvm.count_m1, Mux(is_req, req.out_addr + req.count_m1, 0))
+    last = [v[:ADDR_BITS + 1] for v in (last0, last1)]
+    return Cat(word, cause, *(opcode == op.value for op in Opcode), acc_addr, *last)
 
 
 class Fetch(wiring.Component):

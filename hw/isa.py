@@ -165,18 +165,26 @@ def reset_window(cfg: TileConfig) -> tuple[int, int, int, int]:
 #: its register inside the column sum; 3 since the fourteenth (a second ADC stage, docs/microarchitecture.md).
 MVM_LATENCY = 3
 #: REQ's: the requantisation lanes' stages after a chunk enters but the one that runs on into the next
-#: instruction (``WRITE_BEHIND``): the products, their sum ``p`` (since the thirteenth session; 1 before),
-#: the saturated quotient (``hw/requant.py``).
-REQ_LATENCY = 2
+#: instruction (``WRITE_BEHIND``): the inputs (since the eighteenth session), the products, their sum ``p``
+#: (since the thirteenth), the saturated quotient (``hw/requant.py``). 1 until the thirteenth session, 2
+#: until the eighteenth, 3 since (docs/microarchitecture.md).
+REQ_LATENCY = 3
 #: Cycles of an MVM's or a REQ's pipeline that run on into the next instruction, beyond the cycles their
 #: formulas count: the MVM's accumulator vector and REQ's last output chunk are written in the first
 #: cycle of the next instruction. Nothing can observe it: the accumulator and output memories' read
 #: ports are transparent to those writes (a read in that cycle returns the written data), and no
 #: instruction's first cycle writes either memory. So the pipelines are ``MVM_LATENCY + WRITE_BEHIND``
 #: and ``REQ_LATENCY + WRITE_BEHIND`` register stages deep (the ADC's code and the requantisation's
-#: products, their sum and its saturated quotient are registered; ``hw/adc.py``, ``hw/requant.py``) at the
+#: inputs, products, their sum and its saturated quotient are registered; ``hw/adc.py``, ``hw/requant.py``) at the
 #: cycles of the formulas.
 WRITE_BEHIND = 1
+#: Cycles between an instruction's first cycle and its first read of the accumulator memory: the memory
+#: reads registered addresses only (the field plus the loop offset is registered in the first cycle and read
+#: in the second; eighteenth session: the adder in front of the memory's address, fanned out to every LUT RAM
+#: of its 384-bit words, was the tile's latest path), so REQ's first chunk and RDACC's first word come a
+#: cycle later than before. MVM's old accumulator vector, also read in its second cycle, still arrives before
+#: its first codes: its formula is unchanged.
+ACC_READ_WAIT = 1
 VAU_LATENCY = 2
 CELL_CYCLES = 3
 #: Pulse phases of a VAU update (each ``pulse_cycles`` long, after the sweep): the array applies a VAU step as
@@ -270,7 +278,7 @@ SPECS: dict[Opcode, Spec] = {s.op: s for s in [
          "a single REQ, with no issue or drain cycles between them. Both ranges are checked whole first: the "
          "accumulator range (plus the accumulator offset) below `acc_depth`, then the output range (plus the "
          "output offset) below `out_depth` (else ADDR). The assembly text omits `count` when it is 1.",
-         "1 + count * ceil(n_out / rq_lanes) + REQ_LATENCY"),
+         "1 + ACC_READ_WAIT + count * ceil(n_out / rq_lanes) + REQ_LATENCY"),
     Spec(Opcode.VAUR, "vau", "VAU row update",
          "Adds delta[`delta_addr`][r] times the column's VAU sign (see *VAU polarity*) to every unmasked cell of "
          "every window row r in the selected window columns; levels saturate at 0 and max_level. Masked cells "
@@ -297,7 +305,7 @@ SPECS: dict[Opcode, Spec] = {s.op: s for s in [
          "1 + count * out_words", "out"),
     Spec(Opcode.RDACC, "range", "read accumulator vectors",
          "Sends `count` accumulator vectors (`cols` lanes of `acc_bits`) from `start` + accumulator offset to "
-         "the data-out stream.", "1 + count * acc_words", "acc"),
+         "the data-out stream.", "1 + ACC_READ_WAIT + count * acc_words", "acc"),
     Spec(Opcode.RDW, "range", "read cell levels",
          "Sends the cell levels of `count` columns from `start` to the data-out stream (format of LDW).",
          "1 + count * col_words", "col"),
@@ -557,7 +565,8 @@ def vau_column_sign(pair: int, only: int, slice_: int, wsigned: bool, group: int
     return -1 if neg else 1
 
 
-_CONSTS = {"MVM_LATENCY": MVM_LATENCY, "REQ_LATENCY": REQ_LATENCY, "VAU_LATENCY": VAU_LATENCY,
+_CONSTS = {"MVM_LATENCY": MVM_LATENCY, "REQ_LATENCY": REQ_LATENCY, "ACC_READ_WAIT": ACC_READ_WAIT,
+           "VAU_LATENCY": VAU_LATENCY,
            "CELL_CYCLES": CELL_CYCLES, "VAUR_PHASES": VAUR_PHASES, "VAUC_PHASES": VAUC_PHASES, "ceil": math.ceil}
 _CYCLE_CODE = {op: compile(s.cycles, f"<cycles {op.name}>", "eval") for op, s in SPECS.items()}
 _CFG_NAMES = ("rows", "cols", "n_adcs", "adc_cycles", "rq_lanes", "in_words", "col_words", "mask_words",

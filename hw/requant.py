@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -13,10 +15,10 @@ __all__ = ["Requant", "LATENCY"]
 
 #: Cycles from presenting an accumulator to the output byte being valid: the latency REQ's cycle
 #: formula counts (:data:`cimtile.hw.isa.REQ_LATENCY`) plus the cycle its last chunk's write runs on
-#: into the next instruction (:data:`cimtile.hw.isa.WRITE_BEHIND`); this unit's three register stages.
+#: into the next instruction (:data:`cimtile.hw.isa.WRITE_BEHIND`); this unit's four register stages.
 LATENCY = REQ_LATENCY + WRITE_BEHIND
-if LATENCY != 3:  # pragma: no cover - the stages below are written out for this latency
-    raise AssertionError(f"hw/requant.py has 3 register stages; REQ_LATENCY + WRITE_BEHIND is {LATENCY}")
+if LATENCY != 4:  # pragma: no cover - the stages below are written out for this latency
+    raise AssertionError(f"hw/requant.py has 4 register stages; REQ_LATENCY + WRITE_BEHIND is {LATENCY}")
 
 
 def _select(value, onehot, step: int, n: int):
@@ -30,14 +32,17 @@ def _select(value, onehot, step: int, n: int):
 class Requant(wiring.Component):
     """Pipelined requantisation of one accumulator lane, exactly ``sim.kernels.requantise``.
 
-    A first register stage holds three products whose sum is ``p = (acc + bias) * mult``: the
-    accumulator's low and high parts times ``mult`` (one DSP block each) and the scaled bias
-    ``bias * mult``, with the shift and the output parameters beside them; a second their sum ``p``
+    A first register stage holds the inputs as they are, so that the multipliers' inputs are registers
+    of their own (beside the DSP blocks), not the accumulator memory's forwarded data through the chunk
+    multiplexer (REQ_LATENCY 3 since the eighteenth session). A second holds three products whose sum is
+    ``p = (acc + bias) * mult``: the accumulator's low and high parts times ``mult`` (one DSP block each)
+    and the scaled bias ``bias * mult``, with the shift and the output parameters beside them; a third
+    their sum ``p``
     (one register, so the quotient's window and the saturation start at a register, not after the
     sum's carry chain), with the selects and bounds derived from the shift and the clamp's operands
-    derived from the output parameters; a third the saturated quotient of ``p`` (saturation by
+    derived from the output parameters; a fourth the saturated quotient of ``p`` (saturation by
     comparing ``p`` with ``+-2**(shift+10)``) and the rounding bit; the output is combinational from
-    the third (three carry chains side by side, the rounding bit their carry-in, then one level of
+    the fourth (three carry chains side by side, the rounding bit their carry-in, then one level of
     selection):
     ``r = (p + 2**(shift-1)) >> shift`` (no rounding term when shift is 0; computed as
     ``(p >> shift) + bit shift-1 of p``), then
@@ -50,13 +55,13 @@ class Requant(wiring.Component):
     bias * mult`` is the same integer, and no term or partial sum wraps: each product register has the
     full width of its factors' product, and ``|acc * mult + bias * mult| < 2**(acc_bits + 15) +
     2**47``, which fits the sum's ``max(acc_bits, 32) + 18`` bits (the width the biased product
-    ``(acc + bias) * mult`` always had). The accumulator, the last input to arrive, so reaches the
-    multipliers without an adder in front of them.
+    ``(acc + bias) * mult`` always had). The accumulator's register so reaches the multipliers without
+    an adder in front of them.
 
-    ``advance`` enables the first stage's registers, a cycle later the second's and two cycles later
-    the third's: in other cycles the lane holds its stages (its output is meaningless then), so a
-    simulator computes the lane's arithmetic only in the clocked branch of a cycle where a chunk
-    enters or moves on (Verilator computes a value used once inside the branch that uses it, see
+    ``advance`` enables the first stage's registers, and one, two and three cycles later the second's,
+    the third's and the fourth's: in other cycles the lane holds its stages (its output is meaningless
+    then), so a simulator computes the lane's arithmetic only in the clocked branch of a cycle where a
+    chunk enters or moves on (Verilator computes a value used once inside the branch that uses it, see
     docs/cosim.md).
 
     Parameters
@@ -84,19 +89,28 @@ class Requant(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         vb = max(self.cfg.acc_bits, 32) + 1
+        # Stage 0: the inputs, registered as they are (eighteenth session: the accumulator came from the
+        # memory's read register through the forwarding and chunk multiplexers straight into the
+        # multipliers, and the routing to the DSP blocks made that the tile's latest path).
+        names = ("acc", "bias", "mult", "shift", "zero_point", "clamp_lo", "clamp_hi", "relu")
+        inputs = SimpleNamespace(**{n: Signal.like(getattr(self, n), name=f"{n}0") for n in names})
+        entered = Signal(name="entered")  # stage 1's enable: a chunk entered stage 0 a cycle before
+        m.d.sync += entered.eq(self.advance)
+        with m.If(self.advance):
+            m.d.sync += [getattr(inputs, n).eq(getattr(self, n)) for n in names]
         # Stage 1: p = (acc + bias) * mult as acc * mult + bias * mult, which is the same integer (no
         # term wraps: see the class docstring), as three registered products: the accumulator's low 17
         # bits (unsigned) and its high bits (signed) times the 16-bit multiplier, one DSP block each, and
-        # the scaled bias bias * mult. So the accumulator, the last input to arrive (the read port's data
-        # through the forwarding and chunk multiplexers), goes into the multipliers with no adder in front
-        # of them; the scaled bias comes from the parameters alone. The shift and the output parameters
-        # are registered beside the products as they are (what is derived from them is stage 2's).
+        # the scaled bias bias * mult. So the accumulator (stage 0's register) goes into the multipliers
+        # with no adder in front of them; the scaled bias comes from the parameters alone. The shift and the
+        # output parameters are registered beside the products as they are (what is derived from them is
+        # stage 2's).
         # (The sign-extended accumulator is written out at each use, so Verilator computes it inside
         # the enabled branch.)
         acc_bits = max(self.cfg.acc_bits, 18)  # at least one high bit above the low 17
 
         def acc():
-            return Cat(self.acc, self.acc[-1].replicate(acc_bits - self.cfg.acc_bits)).as_signed()
+            return Cat(inputs.acc, inputs.acc[-1].replicate(acc_bits - self.cfg.acc_bits)).as_signed()
         product_lo = Signal(unsigned(17 + len(self.mult)), name="product_lo")
         product_hi = Signal(signed(acc_bits - 17 + len(self.mult)), name="product_hi")
         scaled_bias = Signal(signed(len(self.bias) + len(self.mult)), name="scaled_bias")
@@ -105,15 +119,16 @@ class Requant(wiring.Component):
                             for n in ("zero_point", "clamp_lo", "clamp_hi", "relu"))
         # stage 2's and stage 3's enables: a chunk entered stage 1 one and two cycles before
         moved, moved2 = Signal(name="moved"), Signal(name="moved2")
-        m.d.sync += [moved.eq(self.advance), moved2.eq(moved)]
-        with m.If(self.advance):
-            m.d.sync += [product_lo.eq(acc()[:17] * self.mult),
-                         product_hi.eq(acc()[17:].as_signed() * self.mult),
-                         scaled_bias.eq(self.bias * self.mult), shift.eq(self.shift),
-                         zp.eq(self.zero_point), lo.eq(self.clamp_lo), hi.eq(self.clamp_hi), relu.eq(self.relu)]
+        m.d.sync += [moved.eq(entered), moved2.eq(moved)]
+        with m.If(entered):
+            m.d.sync += [product_lo.eq(acc()[:17] * inputs.mult),
+                         product_hi.eq(acc()[17:].as_signed() * inputs.mult),
+                         scaled_bias.eq(inputs.bias * inputs.mult), shift.eq(inputs.shift),
+                         zp.eq(inputs.zero_point), lo.eq(inputs.clamp_lo), hi.eq(inputs.clamp_hi),
+                         relu.eq(inputs.relu)]
         width = vb + 17
 
-        # Stage 2: p, the products' sum, one register (REQ_LATENCY 2, thirteenth session: before, the
+        # Stage 2: p, the products' sum, one register (since the thirteenth session: before, the
         # window's selection and the saturation followed the sum's carry chain in the same cycle).
         p = Signal(signed(width), name="p")
         with m.If(moved):

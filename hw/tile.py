@@ -38,6 +38,9 @@ TAG_BITS = ARGS["sync"]["tag"].width
 PC_BITS = 16
 CYCLE_BITS = 32
 SUM_BITS = OFFSET_BITS + 2  # start + offset + count
+if isa.ACC_READ_WAIT != 1:  # pragma: no cover - the sequencer reads the first accumulator vector in ``second``
+    raise AssertionError(f"hw/tile.py reads the accumulator memory in an instruction's second cycle; "
+                         f"isa.ACC_READ_WAIT is {isa.ACC_READ_WAIT}")
 
 
 def _separating_bit(zeros: tuple, ones: tuple) -> int:
@@ -56,6 +59,7 @@ class _Parts:
 
     view: data.View
     first: Signal  # the instruction's first cycle
+    second: Signal  # the instruction's second cycle (a register beside first): the accumulator memory's first read
     step: Signal  # cycles into the instruction, saturating at 3
     fin: Signal  # the instruction's last cycle (set by its statements)
     stall: Signal  # waiting for din valid / dout ready (cycle not counted)
@@ -91,7 +95,7 @@ class _Parts:
     vector_in: Signal  # a multi-vector MVM's next input vector is read this cycle (vector boundary, stage 1)
     vector_acc: Signal  # its old accumulator vector is read this cycle (the stage before vector_write)
     vector_write: Signal  # the previous vector's accumulator vector is written and the next loaded (last stage)
-    mvm_load: Signal  # an MVM's second cycle: the shift-and-add loads the old accumulator vector
+    mvm_load: Signal  # an MVM's third cycle: the shift-and-add loads the old accumulator vector
     in_next: Signal  # the next vector's input address (memory address bits)
     acc_next: Signal  # the next vector's accumulator address (memory address bits)
     left: Signal  # records left in an LDRQ
@@ -110,7 +114,8 @@ class _Parts:
     # the instruction register, is high while the word's opcode is op
     is_op: dict = field(default_factory=dict)
     acc_addr: object = None  # the accumulator memory's first-cycle address field, pre-decoded (hw.fetch.STORED)
-    acc_reads_later: object = None  # the accumulator memory reads (not its held address) after the first cycle
+    last: object = None  # the last addresses of the word's run-time range checks, pre-decoded (hw.fetch.STORED)
+    acc_reads: object = None  # the accumulator memory reads acc_next (not its held address) in this cycle
     out_req_reads: object = None  # REQ's second cycle: the output memory reads its first output vector
 
 
@@ -324,9 +329,10 @@ class Tile(wiring.Component):
         with m.If(run.running & ~parts.stall):
             # first (step == 0) is a register of its own beside step: it gates most first-cycle decodes
             with m.If(parts.fin | parts.err | parts.halt):
-                m.d.sync += [parts.step.eq(0), parts.first.eq(1)]
+                m.d.sync += [parts.step.eq(0), parts.first.eq(1), parts.second.eq(0)]
             with m.Else():
-                m.d.sync += [parts.step.eq(Mux(parts.step == 3, 3, parts.step + 1)), parts.first.eq(0)]
+                m.d.sync += [parts.step.eq(Mux(parts.step == 3, 3, parts.step + 1)), parts.first.eq(0),
+                             parts.second.eq(parts.first)]
         # check_fail is only raised while running: late_err is low in a run's first cycle.
         m.d.sync += [parts.late_err.eq(parts.check_fail), parts.late_cause.eq(parts.check_cause)]
 
@@ -336,7 +342,8 @@ class Tile(wiring.Component):
         start a new program."""
         with m.If(self.start):
             m.d.sync += [run.running.eq(1), parts.pc.eq(0), run.cycles.eq(0), run.done.eq(0), run.error.eq(0),
-                         parts.step.eq(0), parts.first.eq(1), run.load_ptr.eq(0), run.beyond.eq(run.prog_len == 0)]
+                         parts.step.eq(0), parts.first.eq(1), parts.second.eq(0), run.load_ptr.eq(0),
+                         run.beyond.eq(run.prog_len == 0)]
 
     def _sequence(self, m, run: _RunState, parts: _Parts):
         """Running: the executing word's statements, its errors, the layer commits, the operand reads,
@@ -573,18 +580,18 @@ class Tile(wiring.Component):
     def _shift_add_control(m, parts: _Parts):
         """The shift-and-add's ``load`` and ``run``, from registers, outside the opcode's decode.
 
-        ``load`` is ``mvm_load`` (set by an MVM's first cycle: its old accumulator vector arrives in the
-        second) or ``vector_write`` (a multi-vector MVM's boundary); ``run`` is always high. Why: decoded
+        ``load`` is ``mvm_load`` (set by an MVM's second cycle: its old accumulator vector arrives in the
+        third) or ``vector_write`` (a multi-vector MVM's boundary); ``run`` is always high. Why: decoded
         from the executing word (``step`` in an MVM), the two were the enable of every result register
         (``cols x acc_bits`` flip-flops) and late (docs/microarchitecture.md). It is exact: the registers
         are only read through ``result`` by the accumulator writes of an MVM (``vector_write`` and the
-        write-behind ``acc_write``), which follow that MVM's ``load`` in its second cycle, which sets
+        write-behind ``acc_write``), which follow that MVM's ``load`` in its third cycle, which sets
         every register and every ``fresh`` bit; what they take in any other cycle (the contributions of
         the last round in the next instruction's first cycle, none elsewhere, or a load after an MVM
         whose first cycle stopped the run) is overwritten before it is read.
         """
         m.d.comb += [parts.shift_add.run.eq(1), parts.shift_add.load.eq(parts.mvm_load | parts.vector_write)]
-        m.d.sync += parts.mvm_load.eq(0)  # _mvm sets it in an MVM's first cycle (a later statement wins)
+        m.d.sync += parts.mvm_load.eq(0)  # _mvm sets it in an MVM's second cycle (a later statement wins)
 
     def _array_and_requant(self, m, units: dict, ports: dict):
         """The VAU and the crossbar's write port, the requantisation bank, the streams' idle values."""
@@ -623,8 +630,9 @@ class Tile(wiring.Component):
         word = stored.word
         step, first = Signal(2, name="step"), Signal(name="first", init=1)  # first == (step == 0)
         return _Parts(
-            is_op={op: stored.opcodes[op.value] for op in Opcode}, acc_addr=stored.acc_addr,
-            view=data.View(INSTR, word[:INSTR.size]), first=first, step=step, fin=Signal(name="fin"),
+            is_op={op: stored.opcodes[op.value] for op in Opcode}, acc_addr=stored.acc_addr, last=stored.last,
+            view=data.View(INSTR, word[:INSTR.size]), first=first, second=Signal(name="second"), step=step,
+            fin=Signal(name="fin"),
             stall=Signal(name="stall"), err=Signal(name="err"), err_cause=Signal(Cause, name="err_cause"),
             check_fail=Signal(name="check_fail"), check_cause=Signal(Cause, name="check_cause"),
             late_err=Signal(name="late_err"), late_cause=Signal(Cause, name="late_cause"),
@@ -678,8 +686,10 @@ class Tile(wiring.Component):
     def _operand_reads(self, m, parts: _Parts):
         """Operand reads. Addresses: the field plus the loop offset on the memory's address bits only (the
         accumulator memory's field picked by opcode when the word was loaded, ``parts.acc_addr``; the output
-        memory's fields each added before the opcode picks one), so the word's path to the read ports is a
-        narrow adder and a 2:1 mux; after the first cycle, registers. Enables: see :meth:`_read_enables`."""
+        memory's fields each added before the opcode picks one), so the word's path to the input and output
+        memories' read ports is a narrow adder and a 2:1 mux; after the first cycle, registers. The
+        accumulator memory reads registers only: its first address is registered in the first cycle
+        (``acc_next``) and read in the second (isa.ACC_READ_WAIT). Enables: see :meth:`_read_enables`."""
         cfg, args, is_op, ports = self.cfg, parts.view.args, parts.is_op, parts.ports
 
         def bits_for(depth):
@@ -703,13 +713,18 @@ class Tile(wiring.Component):
         # (_read_enables): the item being sent in RDOUT, out_next_addr in REQ (a REQ's chunks all read a vector)
         out_next = Signal(bits_for(cfg.out_depth), name="out_next_addr")
         out_current = Signal(bits_for(cfg.out_depth), name="out_current_addr")
+        # The accumulator memory reads acc_next, a register, or (holding its data) the address it read in the
+        # cycle before (_acc_forward), in every cycle: its address is a 2:1 multiplexer of registers, and the
+        # first cycle's adder (the field plus the loop offset) ends at acc_next. What it reads in a first cycle
+        # nothing uses: an instruction reads its first accumulator vector in its second cycle (isa.ACC_READ_WAIT)
+        # at acc_next, which then steps to the next vector (a multi-vector MVM's or REQ's) or item (RDACC).
+        m.d.comb += acc_r.addr.eq(Mux(parts.acc_reads, parts.acc_next, acc_r.held))
         with m.If(parts.first):
             # a multi-vector MVM's next vectors' addresses follow (read at its vector boundaries)
-            m.d.sync += [parts.acc_next.eq(acc_first + 1), parts.in_next.eq(in_first + 1),
+            m.d.sync += [parts.acc_next.eq(acc_first), parts.in_next.eq(in_first + 1),
                          out_next.eq(Mux(is_op[Opcode.REQ], req_first, out_first + 1)),
                          out_current.eq(Mux(is_op[Opcode.REQ], req_first, out_first))]
             m.d.comb += [
-                acc_r.addr.eq(acc_first),
                 in_r.addr.eq(in_first),
                 in_r.en.eq(is_op[Opcode.MVM]),
                 # RDOUT's first item
@@ -719,13 +734,12 @@ class Tile(wiring.Component):
                 dl_r.en.eq(is_op[Opcode.VAUR] | is_op[Opcode.VAUC]),
             ]
         with m.Else():
-            # After the first cycle the accumulator memory reads acc_next, a register, whoever reads:
-            # RDACC the next item, once the current one's last word left (the read formatter; acc_next
-            # steps with it, as the formatter's own next address does); REQ the next vector's accumulators,
-            # in the cycle of the current vector's last chunk (acc_next steps in _req); a multi-vector MVM
-            # its next vector's old accumulators (vector_acc). So the memory's address is a 2:1 multiplexer
-            # of an adder of the word's field and a register.
-            with m.If(parts.item_reads[Opcode.RDACC]):
+            # After the first cycle the accumulator memory reads acc_next, whoever reads: every instruction
+            # its first vector in its second cycle; RDACC the next item, once the current one's last word left
+            # (the read formatter; acc_next steps with it, as the formatter's own next address does); REQ the
+            # next vector's accumulators, in the cycle of the current vector's last chunk (acc_next steps in
+            # _req); a multi-vector MVM its next vector's old accumulators (vector_acc).
+            with m.If(parts.second | parts.item_reads[Opcode.RDACC]):
                 m.d.sync += parts.acc_next.eq(parts.acc_next + 1)
             # The output memory likewise reads out_next, which steps with each read: RDOUT's next item; REQ's
             # first output vector's old bytes, whose bytes at and above n_out the chunks' writes keep (see
@@ -734,10 +748,7 @@ class Tile(wiring.Component):
             # chunk is written next cycle), which is req_out_addr + 1 then.
             with m.If(parts.item_reads[Opcode.RDOUT] | parts.out_req_reads | parts.requant.out_next):
                 m.d.sync += [out_next.eq(out_next + 1), out_current.eq(out_current + 1)]
-            # (the accumulator memory holds its data by reading its held address: _acc_forward; so the
-            # first cycle's address meets one multiplexer, the later cycles' choice is made beside it)
-            m.d.comb += [acc_r.addr.eq(Mux(parts.acc_reads_later, parts.acc_next, acc_r.held)),
-                         out_r.addr.eq(out_next), out_r.current.eq(out_current)]
+            m.d.comb += [out_r.addr.eq(out_next), out_r.current.eq(out_current)]
             # a multi-vector MVM's vector boundary (vector_in and vector_acc: see _fetch_wiring)
             m.d.comb += [in_r.addr.eq(parts.in_next), in_r.en.eq(parts.vector_in)]
             with m.If(parts.vector_in):
@@ -775,14 +786,16 @@ class Tile(wiring.Component):
         :meth:`_acc_forward`) is not the decode of the executing word.
 
         The data's uses: MVM loads the accumulator vector into the shift-and-add in the cycle after its read
-        (its second cycle, or a vector boundary: vector_acc then vector_write); REQ takes an accumulator
+        (its third cycle, or a vector boundary: vector_acc then vector_write); REQ takes an accumulator
         vector's chunks from the port over the vector's chunk cycles, and rewrites each output chunk's bytes at
         and above ``n_out`` from the output port's data of the vector's read (up to the write-behind of its last
         chunk, in the next instruction's first cycle, which uses the data before that cycle's read replaces it);
         RDACC and RDOUT send an item's words from the port until its last word leaves. Nothing else reads them,
         and apart from that write-behind no instruction uses data read before its first cycle. So a port may
-        read in every first cycle (at the executing word's address, whatever the opcode), and in every later
-        cycle except inside REQ (accumulators: but at a vector's last chunk, when the next vector is read;
+        read in every first cycle (the output memory at the executing word's address, whatever the opcode;
+        the accumulator memory reads its first vector in the second cycle, isa.ACC_READ_WAIT, at acc_next,
+        whatever the opcode), and in every later cycle except inside REQ (accumulators: but at a vector's last
+        chunk, when the next vector is read;
         outputs: but in REQ's second cycle, when its first output vector is read, and at the bank's
         ``out_next``), RDACC (but when an item's last word may leave: ``dout``'s
         ready and the formatter's ``item_last``) and RDOUT (each output chunk holds an item's bytes only while
@@ -798,7 +811,8 @@ class Tile(wiring.Component):
             m.d.sync += [bit.eq(parts.is_op[op]) for op, bit in holds.items()]
         item_sent = self.dout.ready & reader.item_last  # an item's last word may leave: the next item is read
         req, rdacc, rdout = holds[Opcode.REQ], holds[Opcode.RDACC], holds[Opcode.RDOUT]
-        parts.item_reads = {Opcode.RDACC: ~parts.first & rdacc & item_sent,
+        # (RDACC's second cycle only reads its first item: its words leave from the third, isa.ACC_READ_WAIT)
+        parts.item_reads = {Opcode.RDACC: ~parts.first & ~parts.second & rdacc & item_sent,
                             Opcode.RDOUT: ~parts.first & rdout & item_sent}
         # The output memory reads REQ's first output vector in REQ's second cycle, from registers (its data is
         # first used by chunk 0's write, REQ_LATENCY + WRITE_BEHIND cycles after the second), so that its
@@ -807,8 +821,9 @@ class Tile(wiring.Component):
         out_free = Signal(name="out_reads_free")
         m.d.sync += out_free.eq(Mux(parts.first, ~parts.is_op[Opcode.RDOUT], ~(req | rdout)))
         parts.out_req_reads = ~parts.first & req & out_free
-        # (the accumulator memory's reads after the first cycle; it reads in every first cycle)
-        parts.acc_reads_later = ~(req | rdacc) | (req & requant.last_chunk & requant.chunks_left) | (rdacc & item_sent)
+        # (the accumulator memory reads acc_next in every second cycle, its first vector's read)
+        parts.acc_reads = (parts.second | ~(req | rdacc) | (req & requant.last_chunk & requant.chunks_left)
+                           | (rdacc & item_sent))
         # The output memory's chunks, in RDOUT after the first cycle. An item of one bus word: every chunk reads
         # the next item (out_next_addr) when the word may leave. An item of several words (a chunk's bytes fall
         # in words up to ``w``, ports["out_chunk_words"]): a chunk with bytes in the item's last word reads the
@@ -928,10 +943,9 @@ class Tile(wiring.Component):
 
     def _range_check(self, m, parts: _Parts, space: int | None):
         """The run-time range check of a load or read in a strided space (others are static)."""
-        item_range = parts.view.args.range
         if space is not None:
-            beyond_room = (item_range.start + item_range.count_m1 + 1) > parts.room[space]
-            self._check_late(m, parts, beyond_room, Cause.ADDR)
+            # start + count > room, as start + count_m1 (pre-decoded: hw.fetch.STORED's last[0]) >= room
+            self._check_late(m, parts, parts.last[0] >= parts.room[space], Cause.ADDR)
 
     def _load(self, m, op, parts: _Parts):
         """LDW/LDM/LDIN/LDD: cycle 0 checks and starts the load formatter; then count x words bus words
@@ -985,34 +999,37 @@ class Tile(wiring.Component):
                 with m.If(parts.left_last):
                     m.d.comb += parts.fin.eq(1)
 
-    def _alignment_and_addresses(self, m, parts: _Parts, checks):
-        """WINDOW when the window is not a whole number of weight groups, then each ``(field,
-        space, depth)`` of ``checks`` in order: ADDR when ``field + offset >= depth``."""
+    def _alignment_and_addresses(self, m, parts: _Parts, spaces):
+        """WINDOW when the window is not a whole number of weight groups, then the word's two last
+        addresses (``field + count_m1``, pre-decoded: hw.fetch.STORED's ``last``) in order, in the spaces
+        ``spaces``: ADDR when ``last + offset >= depth``, as ``last >= room``."""
         aligned = parts.layer_regs.layer.aligned
         self._check_late(m, parts, ~aligned, Cause.WINDOW)
         with m.If(aligned):
-            (f0, s0, _), (f1, s1, _) = checks
-            bad0 = f0 >= parts.room[s0]
+            bad0 = parts.last[0] >= parts.room[spaces[0]]
             self._check_late(m, parts, bad0, Cause.ADDR)
             with m.If(~bad0):
-                self._check_late(m, parts, f1 >= parts.room[s1], Cause.ADDR)
+                self._check_late(m, parts, parts.last[1] >= parts.room[spaces[1]], Cause.ADDR)
 
     def _mvm(self, m, parts: _Parts):
         """MVM: checks, operand reads and round 0 in cycle 0; a round of n_adcs conversions every
         adc_cycles cycles; shift-and-add MVM_LATENCY + WRITE_BEHIND + 1 cycles after a round issues; the
         accumulator vector is written in the cycle after the last (isa.WRITE_BEHIND)."""
-        cfg, mvm_args, lanes = self.cfg, parts.view.args.mvm, parts.lanes
+        mvm_args, lanes = parts.view.args.mvm, parts.lanes
         m.d.comb += lanes.run.eq(1)
         with m.If(parts.first):
             # the whole range of vectors: in_addr + count - 1 and acc_addr + count - 1
-            self._alignment_and_addresses(m, parts, [(mvm_args.in_addr + mvm_args.count_m1, 0, cfg.in_depth),
-                                                     (mvm_args.acc_addr + mvm_args.count_m1, 1, cfg.acc_depth)])
+            self._alignment_and_addresses(m, parts, (0, 1))
             m.d.sync += [parts.addr_b.eq(mvm_args.acc_addr + parts.offsets[1]),
-                         parts.accumulate.eq(mvm_args.accumulate), parts.drain.eq(0), parts.mvm_load.eq(1)]
+                         parts.accumulate.eq(mvm_args.accumulate), parts.drain.eq(0)]
+        with m.If(parts.second):
+            # the old accumulator vector, read in this cycle (isa.ACC_READ_WAIT), is loaded in the next
+            m.d.sync += parts.mvm_load.eq(1)
         with m.If(parts.vector_write):
             m.d.sync += parts.addr_b.eq(parts.addr_b + 1)
-        # Operands arrive in cycle 1: results start from the old accumulator (lanes >= n_out keep it;
-        # mvm_load, set above); a later vector's at its boundary, as the finished vector is written (the
+        # The input vector arrives in cycle 1, the old accumulator vector in cycle 2: results start from it
+        # (lanes >= n_out keep it; mvm_load, set above), loaded before the first round's codes arrive;
+        # a later vector's at its boundary, as the finished vector is written (the
         # load is a multiplexer at the registers' inputs, not in series with the accumulation).
         # _shift_add_control drives the shift-and-add from these registers.
         with m.If(lanes.finished):
@@ -1028,14 +1045,16 @@ class Tile(wiring.Component):
                 m.d.sync += parts.acc_write.eq(parts.step >= 2)
 
     def _req(self, m, parts: _Parts):
-        """REQ: checks (each address range whole) and the first accumulator read in cycle 0, then a
-        chunk of rq_lanes per cycle; the next vector's accumulators are read in the cycle of a
-        vector's last chunk (the bank's next_vector), so its chunk 0 follows with no bubble."""
+        """REQ: checks (each address range whole) and chunk 0's parameters in cycle 0, the first accumulator
+        read in cycle 1 (isa.ACC_READ_WAIT), then a chunk of rq_lanes per cycle from cycle 2; the next
+        vector's accumulators are read in the cycle of a vector's last chunk (the bank's next_vector), so its
+        chunk 0 follows with no bubble. A failed check stops the run in cycle 1 (``late_err``), before any
+        chunk enters, so the chunks' advance (the lanes' enables) is registers alone."""
         cfg, req_args, requant = self.cfg, parts.view.args.req, parts.requant
         m.d.comb += requant.req_more.eq(parts.req_more)
         with m.If(parts.first):
-            self._alignment_and_addresses(m, parts, [(req_args.acc_addr + req_args.count_m1, 1, cfg.acc_depth),
-                                                     (req_args.out_addr + req_args.count_m1, 2, cfg.out_depth)])
+            # the whole range of vectors: acc_addr + count - 1 and out_addr + count - 1
+            self._alignment_and_addresses(m, parts, (1, 2))
             m.d.comb += requant.req_start.eq(1)
             m.d.sync += parts.ports["out_keep"].eq(Cat(*[(c >= parts.layer_regs.layer.n_out).replicate(8)
                                                          for c in range(cfg.cols)]))
@@ -1043,12 +1062,12 @@ class Tile(wiring.Component):
             m.d.sync += [parts.req_out_addr.eq(req_args.out_addr + parts.offsets[2]),
                          parts.req_left.eq(req_args.count_m1), parts.req_more.eq(req_args.count_m1 != 0),
                          parts.drain.eq(0)]
-        with m.Else():
+        with m.Elif(~parts.second):  # (in the second cycle the first accumulator vector is read: the bank waits)
             with m.If(requant.next_vector):
                 m.d.sync += [parts.acc_next.eq(parts.acc_next + 1), parts.req_left.eq(parts.req_left - 1),
                              parts.req_more.eq(parts.req_left != 1)]
             with m.If(requant.chunks_left):
-                m.d.comb += requant.req_advance.eq(~parts.late_err)
+                m.d.comb += requant.req_advance.eq(1)
             with m.Else():
                 m.d.sync += parts.drain.eq(parts.drain + 1)
                 # the last chunk's output is written WRITE_BEHIND cycles later, in the next instruction
@@ -1100,17 +1119,23 @@ class Tile(wiring.Component):
             self._program_wait(m, parts, self.cfg.write_cycles if op is Opcode.WSET else 0)
 
     def _read(self, m, op, parts: _Parts):
-        """RDOUT/RDACC/RDW/RDM: cycle 0 checks and starts the read formatter, which reads item 0; then
-        count x words bus words out. RDOUT/RDACC's port address and enable come from
-        :meth:`_operand_reads` and :meth:`_read_enables`; RDW/RDM read through the crossbar's read port, which
-        always reads: the formatter holds the column between words (:meth:`_read_column`)."""
+        """RDOUT/RDACC/RDW/RDM: cycle 0 checks and starts the read formatter, which reads item 0 (RDACC: in
+        cycle 1, isa.ACC_READ_WAIT, a cycle with no word on the bus); then count x words bus words out.
+        RDOUT/RDACC's port address and enable come from :meth:`_operand_reads` and :meth:`_read_enables`;
+        RDW/RDM read through the crossbar's read port, which always reads: the formatter holds the column
+        between words (:meth:`_read_column`)."""
         item_range, reader = parts.view.args.range, parts.reader
         space = {Opcode.RDOUT: 2, Opcode.RDACC: 1}.get(op)  # the output / accumulator space's loop offset
         with m.If(parts.first):
             self._range_check(m, parts, space)
             base = item_range.start + (parts.offsets[space] if space is not None else 0)
             m.d.comb += [reader.start.eq(1), reader.base.eq(base), reader.count.eq(item_range.count_m1 + 1)]
-        with m.Else(), self._unless_late_err(m, parts, space):
+        if op is Opcode.RDACC:
+            # the accumulator memory reads item 0 (_operand_reads); a failed range check stops the run in this
+            # cycle, so the words that follow need no late_err
+            with m.Elif(parts.second):
+                pass
+        with m.Else(), self._unless_late_err(m, parts, None if op is Opcode.RDACC else space):
             m.d.comb += [self.dout.valid.eq(1), parts.stall.eq(~self.dout.ready), parts.xfer.eq(self.dout.ready),
                          reader.sent.eq(self.dout.ready), self.dout.payload.eq(reader.word)]
             with m.If(parts.xfer & reader.last):

@@ -28,8 +28,12 @@ from cimtile.hw.params import TileConfig
 # MVM: the RTL overlaps round 0 with the MVM's issue cycle (issue 3); 2 since the column sum has a register
 # inside it (issue 14: one more cycle per MVM instruction, not per vector); 3 since the ADC's second stage
 MVM_LATENCY = 3
-REQ_LATENCY = 2  # the lane's stages a REQ counts: products, their sum, the quotient less the write
-# behind (issue 3: 1; 2 since the thirteenth session's stage for the products' sum, issue 14)
+REQ_LATENCY = 3  # the lane's stages a REQ counts: inputs, products, their sum, the quotient less the write
+# behind (issue 3: 1; 2 since the thirteenth session's stage for the products' sum, issue 14; 3 since the
+# eighteenth's input stage)
+# REQ and RDACC: the accumulator memory reads an instruction's first vector in its second cycle (eighteenth
+# session), one cycle before REQ's first chunk and RDACC's first word
+ACC_READ_WAIT = 1
 VAU_LATENCY = 2
 CELL_CYCLES = 3
 VAUR_PHASES = 4
@@ -321,7 +325,7 @@ class RefTile:
             s += offs[1]
             self._check(s + n <= c.acc_depth, Cause.ADDR, pc)
             block = [[list(self.acc[b][s + i]) for i in range(n)] for b in range(self.batch)]
-            cost = 1 + n * c.acc_words
+            cost = 1 + ACC_READ_WAIT + n * c.acc_words
         else:
             self._check(s + n <= c.cols, Cause.ADDR, pc)
             src = self.levels if op is Opcode.RDW else self.masks
@@ -409,7 +413,7 @@ class RefTile:
                     # doc: with ReLU and zero_point > clamp_hi, lo > hi; min(max()) gives clamp_hi.
                     q = min(max(r + zp, lo), clamp_hi)
                     self.out[b][oa][j] = q & 0xFF
-        return 1 + count * ceil_div(n_out, c.rq_lanes) + REQ_LATENCY
+        return 1 + ACC_READ_WAIT + count * ceil_div(n_out, c.rq_lanes) + REQ_LATENCY
 
     def _vau(self, d, pc: int) -> int:
         c, a = self.cfg, d.args

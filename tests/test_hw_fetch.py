@@ -84,7 +84,9 @@ def test_fetch_presents_the_word_at_pc(seed):
 def test_predecode_matches_the_isa_decode():
     """hw.fetch.predecode, stored with every program word: the opcode one-hot is isa.decode's opcode (no bit
     for an undefined one), and the accumulator memory's first-cycle address field is MVM's ``acc_addr``,
-    REQ's ``acc_addr`` and a range instruction's ``start``; the word and its cause pass through."""
+    REQ's ``acc_addr`` and a range instruction's ``start``; the range checks' last addresses are MVM's
+    ``in_addr`` and ``acc_addr``, REQ's ``acc_addr`` and ``out_addr``, a range instruction's ``start`` (each plus
+    ``count - 1``); the word and its cause pass through."""
     rng = np.random.default_rng(7)
     word, cause = Signal(WORD_BITS), Signal(Cause)
     stored = Signal(STORED_BITS)
@@ -110,5 +112,9 @@ def test_predecode_matches_the_isa_decode():
                 assert ctx.get(view.acc_addr) == d.acc_addr, d.text()
             elif d.op is not None and "start" in d.args:
                 assert ctx.get(view.acc_addr) == d.start, d.text()
+            firsts = {Opcode.MVM: ("in_addr", "acc_addr"), Opcode.REQ: ("acc_addr", "out_addr")}.get(
+                d.op, ("start",) if d.op is not None and "start" in d.args else ())
+            for k, name in enumerate(firsts):
+                assert ctx.get(view.last[k]) == d.args[name] + d.args["count"] - 1, (k, d.text())
 
     simulate(top, bench, clock=False)

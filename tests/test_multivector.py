@@ -99,12 +99,13 @@ def test_count_equals_a_loop_of_single_vectors(cfg):
         for k, v in tile_l.state().items():
             assert np.array_equal(tile_m.state()[k], v), (case, k)
         # two MVMs and one REQ, each saving the issue and drain cycles of n vectors but one, and the LOOP word
-        saved = 2 * (1 + (n - 1) * (1 + isa.MVM_LATENCY)) + 1 + (n - 1) * (1 + isa.REQ_LATENCY)
+        saved = 2 * (1 + (n - 1) * (1 + isa.MVM_LATENCY)) + 1 + (n - 1) * (1 + isa.ACC_READ_WAIT + isa.REQ_LATENCY)
         assert loop.cycles - multi.cycles == saved, (case, n)
         g = tile_m.geometry()
         ns = isa.cfg_namespace(cfg)
         assert isa.cycles(Opcode.MVM, ns, {"count": n}, g) == 1 + n * isa.adc_bound(cfg, g) + isa.MVM_LATENCY
-        assert isa.cycles(Opcode.REQ, ns, {"count": n}, g) == 1 + n * -(-g.n_out // cfg.rq_lanes) + isa.REQ_LATENCY
+        req = 1 + isa.ACC_READ_WAIT + n * -(-g.n_out // cfg.rq_lanes) + isa.REQ_LATENCY
+        assert isa.cycles(Opcode.REQ, ns, {"count": n}, g) == req
 
 
 def _addr_case(cfg, op: Opcode, which: str, past: int):
@@ -237,7 +238,7 @@ def test_compiled_layers_use_counts_and_save_issue_and_drain_cycles(tile, monkey
         multi += len(counted)
         assert not any(d.op is Opcode.LOOP for d in ds)
         assert len(q.words) - len(p.words) == len(counted)
-        drain = {Opcode.MVM: isa.MVM_LATENCY, Opcode.REQ: isa.REQ_LATENCY}
+        drain = {Opcode.MVM: isa.MVM_LATENCY, Opcode.REQ: isa.ACC_READ_WAIT + isa.REQ_LATENCY}
         saved = sum(1 + (d.count - 1) * (1 + drain[d.op]) for d in counted)
         assert program_cycles(cfg, q) - program_cycles(cfg, p) == saved
     assert multi > 0
