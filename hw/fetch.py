@@ -12,7 +12,7 @@ from .isa import Cause, Opcode
 from .loop_stack import pc_bits
 from .params import ADDR_BITS, TileConfig
 
-__all__ = ["STORED", "STORED_BITS", "Fetch", "predecode"]
+__all__ = ["SINGLE_CYCLE", "STORED", "STORED_BITS", "Fetch", "predecode"]
 
 #: A program word as stored: the 64-bit instruction (``word``), then what is pre-decoded from it as it is
 #: loaded (:func:`predecode`): its static error cause (``cause``, the checks on the word alone; computed by
@@ -25,9 +25,14 @@ __all__ = ["STORED", "STORED_BITS", "Fetch", "predecode"]
 #: run-time range checks (``last``: ``last[0]`` MVM's ``in_addr + count_m1``, REQ's ``acc_addr + count_m1``,
 #: else the range's ``start + count_m1``; ``last[1]`` MVM's ``acc_addr + count_m1``, REQ's ``out_addr +
 #: count_m1``, else 0), so that a check is one comparison with the space's room, not an adder in front of it.
+#: And whether the opcode is one of :data:`SINGLE_CYCLE` (``single``): the sequencer's ``fin`` takes that bit
+#: for all of them, one input of its OR rather than one per opcode.
 STORED = data.StructLayout({"word": isa.WORD_BITS, "cause": Cause, "opcodes": len(Opcode),
                             "acc_addr": isa.ARGS["mvm"]["acc_addr"].shape,
-                            "last": data.ArrayLayout(ADDR_BITS + 1, 2)})
+                            "last": data.ArrayLayout(ADDR_BITS + 1, 2), "single": 1})
+#: The opcodes that end in their first cycle (their cycle formula in hw.isa is ``1``; HALT, also one cycle,
+#: ends the run instead).
+SINGLE_CYCLE = tuple(op for op, spec in isa.SPECS.items() if spec.cycles == "1" and op is not Opcode.HALT)
 STORED_BITS = STORED.size
 assert [op.value for op in Opcode] == list(range(len(Opcode))), "predecode indexes the opcodes by value"
 assert (isa.ARGS["range"]["start"].offset, isa.ARGS["range"]["start"].shape) == \
@@ -44,7 +49,8 @@ def predecode(word, cause):
     last0 = Mux(is_mvm, mvm.in_addr + mvm.count_m1, Mux(is_req, req.acc_addr + req.count_m1, rng.start + rng.count_m1))
     last1 = Mux(is_mvm, mvm.acc_addr + mvm.count_m1, Mux(is_req, req.out_addr + req.count_m1, 0))
     last = [v[:ADDR_BITS + 1] for v in (last0, last1)]
-    return Cat(word, cause, *(opcode == op.value for op in Opcode), acc_addr, *last)
+    single = Cat(*(opcode == op.value for op in SINGLE_CYCLE)).any()
+    return Cat(word, cause, *(opcode == op.value for op in Opcode), acc_addr, *last, single)
 
 
 class Fetch(wiring.Component):
@@ -124,7 +130,7 @@ class Fetch(wiring.Component):
 
         taken = Signal()
         branch_word = Signal(STORED_BITS)
-        m.d.comb += taken.eq(~self.push & Cat(*self.wrap).any())
+        m.d.comb += taken.eq(Cat(*self.wrap).any())  # (with push too: the loop stack's next_pc)
         for i in range(cfg.loop_depth):
             with m.If(self.wrap[i]):
                 m.d.comb += branch_word.eq(body_start[i])

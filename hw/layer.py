@@ -11,7 +11,8 @@ from .encoding import group_size
 from .isa import ARGS
 from .params import ADDR_BITS, TileConfig
 
-__all__ = ["DIGITS", "LayerRegisters", "const_div", "div_table", "layer_layout", "step_digits"]
+__all__ = ["DIGITS", "LayerRegisters", "const_div", "div_table", "lane_radix_layout", "lane_radix_value",
+           "layer_layout", "narrow_bits", "step_digits"]
 
 #: A conversion index of an MVM as mixed-radix digits: input slice ``k``, row group ``g``, output
 #: ``o``, conversion within the output's weight group ``q`` (radices nis, nrg, n_out, gconv); and ``c``,
@@ -33,6 +34,30 @@ def layer_layout(cfg: TileConfig) -> data.StructLayout:
         "nis": 4, "nws": 4, "group": 5, "nrg": ADDR_BITS + 1, "n_out": ADDR_BITS + 1, "gconv": 5, "step": 2,
         "aligned": 1, "analog": 1,
     })
+
+
+def lane_radix_layout(cfg: TileConfig) -> data.StructLayout:
+    """The MVM lanes' own copy of the layer's radices for their narrow adders (the digits of conversions
+    0..2 x n_adcs: a lane's second round and the look-ahead two rounds on, :class:`~cimtile.hw.mvm_lanes.MvmLanes`):
+    ``gconv``, ``n_out``, ``nrg`` and ``nis`` saturated at ``2 x n_adcs + 1`` (a digit of those conversions
+    never exceeds ``2 x n_adcs``, so a radix above it never makes a digit carry), and ``neg_cols``, minus the
+    window's ``col_count`` in the low bits a column of those conversions needs (the column wraps by it)."""
+    top = 2 * cfg.n_adcs + 1
+    return data.StructLayout({"gconv": range(top + 1), "n_out": range(top + 1), "nrg": range(top + 1),
+                              "nis": range(top + 1), "neg_cols": narrow_bits(cfg)})
+
+
+def lane_radix_value(cfg: TileConfig, layer: dict) -> dict:
+    """The :func:`lane_radix_layout` value of a layer given as a dict of :func:`layer_layout`'s fields."""
+    top = 2 * cfg.n_adcs + 1
+    return {**{name: min(top, layer[name]) for name in ("gconv", "n_out", "nrg", "nis")},
+            "neg_cols": -layer["col_count"] % (1 << narrow_bits(cfg))}
+
+
+def narrow_bits(cfg: TileConfig) -> int:
+    """Width of the narrow digit and column sums of conversions 0..2 x n_adcs (a column moves by at most 2 per
+    conversion: at most 4 x n_adcs, and a carry)."""
+    return (4 * cfg.n_adcs + 2).bit_length()
 
 
 def _ceil_div(numerator: int, denominator: int) -> int:
@@ -116,6 +141,7 @@ class LayerRegisters(wiring.Component):
             "layer": Out(layer_layout(cfg), init=self._reset_layer(cfg)),
             "lane_start": Out(DIGITS).array(cfg.n_adcs),
             "lane_step": Out(DIGITS),
+            "lane_radix": Out(lane_radix_layout(cfg), init=self._reset_lane_radix(cfg)),
         })
 
     @staticmethod
@@ -129,6 +155,10 @@ class LayerRegisters(wiring.Component):
                 "col_start": c0, "col_count": nc, "nis": g.nis, "nws": g.nws, "group": g.group, "nrg": g.nrg,
                 "n_out": g.n_out, "gconv": g.nws if analog else g.group, "step": 2 if analog else 1,
                 "aligned": int(g.aligned), "analog": int(analog)}
+
+    @classmethod
+    def _reset_lane_radix(cls, cfg: TileConfig) -> dict:
+        return lane_radix_value(cfg, cls._reset_layer(cfg))
 
     def elaborate(self, platform):
         m = Module()
@@ -154,7 +184,26 @@ class LayerRegisters(wiring.Component):
         with m.Elif(win_write):
             m.d.sync += now.eq(after_win)
         self._lane_chain(m, radices, cfg_write, win_write)
+        self._lane_radix(m, after_cfg, after_win, cfg_write, win_write)
         return m
+
+    def _lane_radix(self, m, after_cfg, after_win, cfg_write, win_write):
+        """``lane_radix``, registers loaded with the layer (same enable) from the next layer's radices. Why:
+        they are the lanes' own, placed beside the lanes' narrow adders, and not the layer registers
+        (saturated or negated, so synthesis does not merge them back into those): read from across the
+        chip, the layer's ``gconv`` was most of the time of the tile's critical path
+        (docs/microarchitecture.md)."""
+        top = 2 * self.cfg.n_adcs + 1
+        bits = narrow_bits(self.cfg)
+        def load(after):
+            m.d.sync += [getattr(self.lane_radix, name).eq(Mux(getattr(after, name) > top, top, getattr(after, name)))
+                         for name in ("gconv", "n_out", "nrg", "nis")]
+            m.d.sync += self.lane_radix.neg_cols.eq(-after.col_count[:bits])
+
+        with m.If(cfg_write):
+            load(after_cfg)
+        with m.Elif(win_write):
+            load(after_win)
 
     def _group_sizes(self) -> list[int]:
         """The weight-group sizes a CFG can select (a signed 1-bit weight does not exist)."""

@@ -57,15 +57,17 @@ class LoopStack(wiring.Component):
     last cycle) the wraps and pops that ``next_pc`` used take effect at the clock edge (a wrap adds
     the level's strides to its offsets). ``push`` (LOOP's cycle) pushes ``push_start`` ..
     ``push_end`` with ``push_count`` iterations and ``push_strides``, taking the current offsets;
-    ``next_pc`` is then ``pc + 1``. ``push_start`` must be ``pc + 1`` (the body follows the LOOP word)
-    and ``push_room`` ``push_end - push_start - 2`` (the body's length minus two, which the caller has
-    from its fields): the pushed level's body room and loop_room, with no subtraction of addresses.
+    ``next_pc`` is then ``pc + 1``, unless a level's body ends at ``pc + 1`` (a LOOP as the last word of a
+    body, which the tile refuses: LOOP_NEST), where it is that level's wrap as without ``push``.
+    ``push_start`` must be ``pc + 1`` (the body follows the LOOP word) and ``push_room``
+    ``push_end - push_start - 2`` (the body's length minus two, which the caller has from its fields): the
+    pushed level's body room and loop_room, with no subtraction of addresses.
     ``room`` (per space) is ``depth - offset`` (-1 when the offset exceeds the depth), kept in a
     register per level beside its offsets (a wrap subtracts the level's stride from it), and the
     innermost level's in a register like ``offsets``: the address checks see a register, with no
     subtraction and no level multiplexer.
     ``clear`` empties the stack (a run's start). ``wrap[i]`` (combinational, at most one high) says
-    that ``next_pc`` is level ``i``'s body start unless ``push``: the fetch unit's taken branch.
+    that ``next_pc`` is level ``i``'s body start: the fetch unit's taken branch.
 
     Parameters
     ----------
@@ -157,8 +159,11 @@ class LoopStack(wiring.Component):
         # next_pc >= prog_len, with no comparator after the choice: pc + 1's, or the level's start's
         # (registered when it was pushed)
         m.d.comb += self.next_beyond.eq(sequential[:pcb] >= self.prog_len)
+        # (not gated by push: a LOOP at the last word of an enclosing body always fails its nesting check,
+        # so the run stops wherever next_pc points; this keeps LOOP's decode, and the sequencer's pc check
+        # that gates it, out of the program memory's read address: docs/microarchitecture.md)
         for i in range(depth):
-            with m.If(wraps[i] & ~self.push):
+            with m.If(wraps[i]):
                 m.d.comb += [self.next_pc.eq(start[i]), self.next_pc_plus1.eq(start_plus1[i]),
                              self.next_beyond.eq(start_beyond[i])]
 

@@ -7,7 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .isa import MVM_LATENCY, WRITE_BEHIND
-from .layer import DIGITS, layer_layout
+from .layer import DIGITS, lane_radix_layout, layer_layout, narrow_bits
 from .params import ADDR_BITS, TileConfig
 
 __all__ = ["CONVERSION", "MvmLanes"]
@@ -82,6 +82,7 @@ class MvmLanes(wiring.Component):
             "layer": In(layer_layout(cfg)),
             "lane_start": In(DIGITS).array(lanes),
             "lane_step": In(DIGITS),
+            "lane_radix": In(lane_radix_layout(cfg)),
             "x": In(8 * rows),
             "count_m1": In(ADDR_BITS),
             "rewind": In(1),
@@ -205,7 +206,7 @@ class MvmLanes(wiring.Component):
         fresh and does not read it. Why: decided from the digit adders' sums, the decision was on
         the tile's critical path (into the vector counter's enable; docs/microarchitecture.md).
         """
-        step, nis = self.lane_step, self.layer.nis
+        step, nis = self.lane_step, self.lane_radix.nis  # (step.k <= n_adcs: the saturated nis compares the same)
         # 2 x lane_step: the digits of conversion 2 x n_adcs (narrow adders), and that less the radices,
         # both registered, so the look-ahead is one adder per digit from registers
         double, double_beyond = self._add_step(m, step, "step2", step, narrow=True)
@@ -246,17 +247,14 @@ class MvmLanes(wiring.Component):
         With ``less_radix`` (:meth:`_step_less_radix`) a digit's carry and wrapped value are one adder,
         ``digit + (step - radix)``. With ``narrow`` (the start digits plus the step: digits of
         conversions 0..2 x n_adcs, which the layer registers give) the adders are as wide as those
-        digits, and a radix compares as its low bits with its high bits zero."""
+        digits, and the radices are the lanes' own saturated copy (``lane_radix``,
+        :func:`cimtile.hw.layer.lane_radix_layout`), not the layer's registers."""
         step, layer = self.lane_step if step is None else step, self.layer
-        bits = (4 * self.cfg.n_adcs + 2).bit_length() if narrow else None
+        bits = narrow_bits(self.cfg) if narrow else None
+        radices = self.lane_radix if narrow else layer
 
         def cut(value):
             return value[:bits] if narrow else value
-
-        def at_least(total, radix):  # total >= radix, total narrow: the radix's high bits are zero
-            if not narrow or len(radix) <= bits:
-                return total >= radix
-            return (total >= radix[:bits]) & ~radix[bits:].any()
 
         out = []
         carry = Const(0, 1)
@@ -264,10 +262,10 @@ class MvmLanes(wiring.Component):
         column_wrap = Signal(ADDR_BITS + 3, name=f"lane{lane}_c_wrap")
         m.d.comb += column_sum.eq(cut(digits.c) + cut(step.c))
         if less_radix is None:
-            m.d.comb += column_wrap.eq(cut(cut(digits.c) + cut(step.c) - layer.col_count))
+            m.d.comb += column_wrap.eq(cut(cut(digits.c) + cut(step.c) + self.lane_radix.neg_cols))
         else:
             m.d.comb += column_wrap.eq(digits.c + less_radix["c"])
-        for name, radix in (("q", layer.gconv), ("o", layer.n_out), ("g", layer.nrg)):
+        for name, radix in (("q", radices.gconv), ("o", radices.n_out), ("g", radices.nrg)):
             digit, digit_step = cut(getattr(digits, name)), cut(getattr(step, name))
             width = len(getattr(digits, name))
             sums, carries = [], []
@@ -277,7 +275,7 @@ class MvmLanes(wiring.Component):
                 if less_radix is None:
                     wrapped = Signal(len(digit) + 2, name=f"lane{lane}_{name}_wrap{c}")
                     m.d.comb += wrapped.eq(total - radix)
-                    over = at_least(total, radix)
+                    over = total >= radix
                 else:
                     wrapped = Signal(signed(len(less_radix[name]) + 1), name=f"lane{lane}_{name}_wrap{c}")
                     m.d.comb += wrapped.eq(digit + less_radix[name] + c)
@@ -296,7 +294,7 @@ class MvmLanes(wiring.Component):
         k = Mux(carry, k_sums[1], k_sums[0])
         # beyond the vector: both k sums compared with nis in parallel, the carry selects
         if less_radix is None:
-            beyond = Mux(carry, k_sums[1] >= layer.nis, k_sums[0] >= layer.nis)
+            beyond = Mux(carry, k_sums[1] >= radices.nis, k_sums[0] >= radices.nis)
         else:
             k_less = [digits.k + less_radix["k"] + c for c in (0, 1)]
             beyond = Mux(carry, ~k_less[1][-1], ~k_less[0][-1])

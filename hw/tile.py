@@ -14,7 +14,7 @@ from . import isa
 from .adc import Adc
 from .crossbar import Crossbar
 from .dataformat import formats
-from .fetch import STORED, Fetch, predecode
+from .fetch import SINGLE_CYCLE, STORED, Fetch, predecode
 from .isa import ARGS, INSTR, RQ_VALUE_RANGE, Cause, Opcode
 from .layer import LayerRegisters
 from .load_formatter import LOAD_OPCODES, LoadFormatter
@@ -115,6 +115,7 @@ class _Parts:
     is_op: dict = field(default_factory=dict)
     acc_addr: object = None  # the accumulator memory's first-cycle address field, pre-decoded (hw.fetch.STORED)
     last: object = None  # the last addresses of the word's run-time range checks, pre-decoded (hw.fetch.STORED)
+    single: object = None  # the word's opcode ends in its first cycle (hw.fetch.SINGLE_CYCLE), pre-decoded
     acc_reads: object = None  # the accumulator memory reads acc_next (not its held address) in this cycle
     out_req_reads: object = None  # REQ's second cycle: the output memory reads its first output vector
 
@@ -359,12 +360,15 @@ class Tile(wiring.Component):
             # compare of the opcode's bits fanned out to every statement. Each ends its instruction on a
             # signal of its own (fin_<op>, high only under that bit), and fin is their OR: a flat sum of
             # small terms, rather than one signal assigned in every branch, which synthesises to a chain
-            # of multiplexers as long as the opcodes.
-            fin_terms = []
+            # of multiplexers as long as the opcodes. The single-cycle opcodes' terms (each its bit alone) are
+            # one pre-decoded bit (hw.fetch.SINGLE_CYCLE), so the OR has fewer inputs.
+            fin_terms = [parts.single]
             for op in Opcode:
                 with m.If(parts.is_op[op]):
-                    fin_terms.append(Signal(name=f"fin_{op.name.lower()}"))
-                    self._execute(m, op, replace(parts, fin=fin_terms[-1]))
+                    fin_op = Signal(name=f"fin_{op.name.lower()}")
+                    self._execute(m, op, replace(parts, fin=fin_op))
+                    if op not in SINGLE_CYCLE:
+                        fin_terms.append(fin_op)
             m.d.comb += parts.fin.eq(Cat(*fin_terms).any())
             # The checks on the word alone were made when it was loaded. They come first in
             # every instruction's order, so the stored cause overrides the run-time ones; the
@@ -562,6 +566,7 @@ class Tile(wiring.Component):
         layer_regs, lanes, xbar, shift_add = units["layer_regs"], units["lanes"], units["xbar"], units["shift_add"]
         layer = layer_regs.layer
         m.d.comb += [lanes.layer.eq(layer), lanes.x.eq(ports["in_r"].data), lanes.lane_step.eq(layer_regs.lane_step),
+                     lanes.lane_radix.eq(layer_regs.lane_radix),
                      *[lanes.lane_start[i].eq(layer_regs.lane_start[i]) for i in range(cfg.n_adcs)]]
         for i in range(cfg.n_adcs):
             adc = Adc(cfg, xbar.sbits)
@@ -631,6 +636,7 @@ class Tile(wiring.Component):
         step, first = Signal(2, name="step"), Signal(name="first", init=1)  # first == (step == 0)
         return _Parts(
             is_op={op: stored.opcodes[op.value] for op in Opcode}, acc_addr=stored.acc_addr, last=stored.last,
+            single=stored.single,
             view=data.View(INSTR, word[:INSTR.size]), first=first, second=Signal(name="second"), step=step,
             fin=Signal(name="fin"),
             stall=Signal(name="stall"), err=Signal(name="err"), err_cause=Signal(Cause, name="err_cause"),
@@ -965,12 +971,15 @@ class Tile(wiring.Component):
             m.d.sync += parts.program_wait.eq(parts.program_wait - 1)
             with m.If((parts.program_wait == 1) & loader.empty):
                 m.d.comb += parts.fin.eq(1)
-        with m.Else(), self._unless_late_err(m, parts, space):
-            # (after a failed range check the run stops in this cycle and takes no word)
-            # (the loader's take and the items' writes are decoded from registers: _load_ports)
-            m.d.comb += [self.din.ready.eq(1), parts.stall.eq(~self.din.valid), parts.xfer.eq(self.din.valid)]
+        with m.Else():
+            with self._unless_late_err(m, parts, space):
+                # (after a failed range check the run stops in this cycle and takes no word)
+                # (the loader's take and the items' writes are decoded from registers: _load_ports)
+                m.d.comb += [self.din.ready.eq(1), parts.stall.eq(~self.din.valid), parts.xfer.eq(self.din.valid)]
             if not wait:
-                with m.If(parts.xfer & loader.last):
+                # fin is not gated by the range check (_unless_late_err): on a failed one the run stops
+                # in this cycle, where pc and the loop stack advancing is invisible (_sequence)
+                with m.If(self.din.valid & loader.last):
                     m.d.comb += parts.fin.eq(1)
             if wait:
                 with m.If(loader.item_valid):
@@ -1135,8 +1144,9 @@ class Tile(wiring.Component):
             # cycle, so the words that follow need no late_err
             with m.Elif(parts.second):
                 pass
-        with m.Else(), self._unless_late_err(m, parts, None if op is Opcode.RDACC else space):
-            m.d.comb += [self.dout.valid.eq(1), parts.stall.eq(~self.dout.ready), parts.xfer.eq(self.dout.ready),
-                         reader.sent.eq(self.dout.ready), self.dout.payload.eq(reader.word)]
-            with m.If(parts.xfer & reader.last):
+        with m.Else():
+            with self._unless_late_err(m, parts, None if op is Opcode.RDACC else space):
+                m.d.comb += [self.dout.valid.eq(1), parts.stall.eq(~self.dout.ready), parts.xfer.eq(self.dout.ready),
+                             reader.sent.eq(self.dout.ready), self.dout.payload.eq(reader.word)]
+            with m.If(self.dout.ready & reader.last):  # (not gated by the range check: as _load's)
                 m.d.comb += parts.fin.eq(1)

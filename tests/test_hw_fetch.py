@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.lib import data
-from cimtile.hw.fetch import STORED, STORED_BITS, Fetch, predecode
+from cimtile.hw.fetch import SINGLE_CYCLE, STORED, STORED_BITS, Fetch, predecode
 from cimtile.hw.isa import WORD_BITS, Cause, Opcode, decode
 from cimtile.hw.loop_stack import LoopStack
 from helpers import TINY
@@ -86,7 +86,8 @@ def test_predecode_matches_the_isa_decode():
     for an undefined one), and the accumulator memory's first-cycle address field is MVM's ``acc_addr``,
     REQ's ``acc_addr`` and a range instruction's ``start``; the range checks' last addresses are MVM's
     ``in_addr`` and ``acc_addr``, REQ's ``acc_addr`` and ``out_addr``, a range instruction's ``start`` (each plus
-    ``count - 1``); the word and its cause pass through."""
+    ``count - 1``); ``single`` marks the opcodes that end in their first cycle; the word and its cause pass
+    through."""
     rng = np.random.default_rng(7)
     word, cause = Signal(WORD_BITS), Signal(Cause)
     stored = Signal(STORED_BITS)
@@ -108,6 +109,7 @@ def test_predecode_matches_the_isa_decode():
             d = decode(w)
             assert ctx.get(view.word) == w and ctx.get(view.cause) == c
             assert ctx.get(view.opcodes) == (1 << d.op.value if d.op is not None else 0), hex(w)
+            assert ctx.get(view.single) == (d.op in SINGLE_CYCLE), hex(w)
             if d.op is not None and "acc_addr" in d.args:
                 assert ctx.get(view.acc_addr) == d.acc_addr, d.text()
             elif d.op is not None and "start" in d.args:

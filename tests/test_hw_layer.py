@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 from cimtile.hw import isa
-from cimtile.hw.layer import LayerRegisters, step_digits
+from cimtile.hw.layer import LayerRegisters, lane_radix_value, step_digits
 from helpers import TINY, VARIANT
 from hw_sim import digits, simulate
 
@@ -59,7 +59,7 @@ def test_geometry_and_lane_digits_follow_cfg_and_win(name):
         for want, have in zip(checks, got):
             wbits, abits, wsigned, asigned, shift, r0, nr, c0, nc = want
             g = isa.geometry(cfg, wbits, abits, bool(wsigned), bool(asigned), nr, nc)
-            layer, start, step = have
+            layer, start, step, lane_radix = have
             analog = bool(wsigned) and cfg.analog_diff
             gconv = g.nws if analog else g.group
             assert gconv * g.n_out == g.nconv or not g.aligned
@@ -70,6 +70,7 @@ def test_geometry_and_lane_digits_follow_cfg_and_win(name):
             if not g.aligned:  # MVM and REQ refuse the window: n_out is the golden model's 0, the RTL's floor
                 expect["n_out"] = layer["n_out"] = nc // g.group
             assert layer == expect, want
+            assert lane_radix == lane_radix_value(cfg, expect), want
             if g.aligned:
                 # each lane's digits and the conversion's column in the window (hw.layer.DIGITS's c)
                 want_digits = [digits(i, g.n_out, g.nrg, gconv) for i in range(cfg.n_adcs + 1)]
@@ -80,7 +81,8 @@ def test_geometry_and_lane_digits_follow_cfg_and_win(name):
     async def read(ctx):
         layer = {f: ctx.get(getattr(dut.layer, f)) for f in dut.layer.shape().members}
         lanes = [tuple(ctx.get(getattr(s, f)) for f in "kgoqc") for s in dut.lane_start]
-        return layer, lanes, tuple(ctx.get(getattr(dut.lane_step, f)) for f in "kgoqc")
+        radix = {f: ctx.get(getattr(dut.lane_radix, f)) for f in dut.lane_radix.shape().members}
+        return layer, lanes, tuple(ctx.get(getattr(dut.lane_step, f)) for f in "kgoqc"), radix
 
     simulate(dut, bench)
 

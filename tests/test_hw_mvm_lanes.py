@@ -9,6 +9,7 @@ from cimtile.hw import isa
 from cimtile.hw.adc import LATENCY as ADC_LATENCY
 from cimtile.hw.crossbar import SUM_STAGES
 from cimtile.hw.encoding import column_role
+from cimtile.hw.layer import lane_radix_value
 from cimtile.hw.mvm_lanes import MvmLanes
 from cimtile.sim.kernels import input_slices
 from helpers import TINY, VARIANT
@@ -17,6 +18,12 @@ from hw_sim import digits, simulate
 CONFIGS = {"tiny": TINY, "variant": VARIANT}
 #: (wbits, abits, wsigned, asigned, row_start, rows, col_start, outputs)
 SHAPES = [(8, 8, 1, 0, 0, 16, 0, 2), (3, 5, 1, 1, 3, 11, 2, 3), (2, 8, 0, 1, 0, 16, 0, 16), (1, 1, 0, 0, 5, 4, 7, 9)]
+
+
+def set_layer(ctx, dut, cfg, layer):
+    """The lanes' layer and their copy of its radices (hw.layer.LayerRegisters gives both)."""
+    ctx.set(dut.layer, layer)
+    ctx.set(dut.lane_radix, lane_radix_value(cfg, layer))
 
 
 def expected(cfg, shape, raw):
@@ -56,7 +63,7 @@ def run_lanes(cfg, shape, raws):
         return sum(int(v) << (8 * r) for r, v in enumerate(raw))
 
     async def bench(ctx):
-        ctx.set(dut.layer, {"wbits_m1": wbits - 1, "abits_m1": abits - 1, "wsigned": wsigned, "asigned": asigned,
+        set_layer(ctx, dut, cfg, {"wbits_m1": wbits - 1, "abits_m1": abits - 1, "wsigned": wsigned, "asigned": asigned,
                             "adc_shift": 1, "row_start": r0, "row_count": nr, "col_start": c0,
                             "col_count": n_out * g.group, "nis": g.nis, "nws": g.nws, "group": g.group,
                             "nrg": g.nrg, "n_out": n_out, "gconv": gconv, "step": step, "aligned": 1,
@@ -165,7 +172,7 @@ def test_lanes_vector_count_restarts_for_each_mvm(name):
         return {"k": k, "g": rg, "o": o, "q": q, "c": o * g.group + q}
 
     async def bench(ctx):
-        ctx.set(dut.layer, {"wbits_m1": wbits - 1, "abits_m1": abits - 1, "wsigned": wsigned, "asigned": asigned,
+        set_layer(ctx, dut, cfg, {"wbits_m1": wbits - 1, "abits_m1": abits - 1, "wsigned": wsigned, "asigned": asigned,
                             "adc_shift": 1, "row_start": r0, "row_count": nr, "col_start": c0,
                             "col_count": n_out * g.group, "nis": g.nis, "nws": g.nws, "group": g.group,
                             "nrg": g.nrg, "n_out": n_out, "gconv": g.group, "step": 1, "aligned": 1,
@@ -229,7 +236,7 @@ def test_lanes_word_lines_only_after_a_round(name):
     def setup(ctx, shape):
         wbits, abits, wsigned, asigned, r0, nr, c0, n_out = shape
         g = isa.geometry(cfg, wbits, abits, bool(wsigned), bool(asigned), nr, 1)
-        ctx.set(dut.layer, {"wbits_m1": wbits - 1, "abits_m1": abits - 1, "wsigned": wsigned, "asigned": asigned,
+        set_layer(ctx, dut, cfg, {"wbits_m1": wbits - 1, "abits_m1": abits - 1, "wsigned": wsigned, "asigned": asigned,
                             "adc_shift": 1, "row_start": r0, "row_count": nr, "col_start": c0,
                             "col_count": n_out * g.group, "nis": g.nis, "nws": g.nws, "group": g.group,
                             "nrg": g.nrg, "n_out": n_out, "gconv": g.group, "step": 1, "aligned": 1,

@@ -129,6 +129,22 @@ def test_write_behind_is_invisible(ending):
     compare(cfg, prog, [rng.integers(0, 4, (16, 16)), rng.integers(0, 256, (3, 16))])
 
 
+@pytest.mark.parametrize("outer", [1, 3], ids=["pops", "wraps"])
+def test_loop_at_a_body_end_fails_its_nesting_check(outer):
+    """A LOOP as the last word of an enclosing body (whose level wraps or pops there) fails LOOP_NEST at its
+    own pc, with the golden model's cycles: the loop stack's next pc and the fetch's taken branch are not
+    gated by LOOP's push (hw.loop_stack), so there the fetch points at the body's start, which must not
+    matter."""
+    cfg = TINY
+    program = [encode(Opcode.SYNC, tag=1),
+               encode(Opcode.LOOP, count=outer, body=2),
+               encode(Opcode.SYNC, tag=2), encode(Opcode.LOOP, count=2, body=1),
+               encode(Opcode.SYNC, tag=3), encode(Opcode.HALT)]
+    gold = golden_runs(cfg, [(program, [])])
+    assert (gold[0][0].cause.name, gold[0][0].pc) == ("LOOP_NEST", 3)
+    compare(cfg, program, [])
+
+
 def test_shift_add_mutation_is_caught():
     """The test-only mutation (a wrong shift in the shift-and-add) changes MVM results."""
     cfg = TINY
