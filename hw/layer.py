@@ -42,16 +42,21 @@ def lane_radix_layout(cfg: TileConfig) -> data.StructLayout:
     ``gconv``, ``n_out``, ``nrg`` and ``nis`` saturated at ``2 x n_adcs + 1`` (a digit of those conversions
     never exceeds ``2 x n_adcs``, so a radix above it never makes a digit carry), and ``neg_cols``, minus the
     window's ``col_count`` in the low bits a column of those conversions needs (the column wraps by it)."""
-    top = 2 * cfg.n_adcs + 1
+    top = _lane_top(cfg)
     return data.StructLayout({"gconv": range(top + 1), "n_out": range(top + 1), "nrg": range(top + 1),
                               "nis": range(top + 1), "neg_cols": narrow_bits(cfg)})
 
 
 def lane_radix_value(cfg: TileConfig, layer: dict) -> dict:
     """The :func:`lane_radix_layout` value of a layer given as a dict of :func:`layer_layout`'s fields."""
-    top = 2 * cfg.n_adcs + 1
+    top = _lane_top(cfg)
     return {**{name: min(top, layer[name]) for name in ("gconv", "n_out", "nrg", "nis")},
             "neg_cols": -layer["col_count"] % (1 << narrow_bits(cfg))}
+
+
+def _lane_top(cfg: TileConfig) -> int:
+    """Where :func:`lane_radix_layout`'s radices saturate: ``2 x n_adcs + 1``."""
+    return 2 * cfg.n_adcs + 1
 
 
 def narrow_bits(cfg: TileConfig) -> int:
@@ -193,7 +198,7 @@ class LayerRegisters(wiring.Component):
         (saturated or negated, so synthesis does not merge them back into those): read from across the
         chip, the layer's ``gconv`` was most of the time of the tile's critical path
         (docs/microarchitecture.md)."""
-        top = 2 * self.cfg.n_adcs + 1
+        top = _lane_top(self.cfg)
         bits = narrow_bits(self.cfg)
         def load(after):
             m.d.sync += [getattr(self.lane_radix, name).eq(Mux(getattr(after, name) > top, top, getattr(after, name)))
