@@ -16,6 +16,7 @@ from cimtile import progress
 from cimtile.paths import build_dir
 
 from . import isa
+from .cut import CUT_PREFIX
 from .params import ConfigError, TileConfig, load_config
 
 __all__ = ["SYNTH_FLOWS", "DEFAULT_SYNTH_FLOW", "synth_flows", "flows_markdown", "yosys_script",
@@ -272,12 +273,20 @@ def _same_run(prev: dict, key: str, pnr: bool, flow: str, seed: int, target: flo
 
 
 def _netlist_counts(netlist: Path, top: str = "tile") -> dict:
-    """Cell counts by type of module ``top`` of a yosys JSON netlist."""
+    """Cell counts by type of module ``top`` of a yosys JSON netlist, with the cells of the tile's modules it
+    instantiates (the synthesis cuts that ``synth_ecp5`` keeps whole: :data:`KEEP_CUTS`) counted in their place."""
     mods = json.loads(netlist.read_text()).get("modules", {})
-    counts: dict[str, int] = {}
-    for cell in mods.get(top, {}).get("cells", {}).values():
-        counts[cell["type"]] = counts.get(cell["type"], 0) + 1
-    return counts
+
+    def count(name: str, counts: dict[str, int]) -> dict[str, int]:
+        for cell in mods.get(name, {}).get("cells", {}).values():
+            kind = cell["type"]
+            if kind in mods and kind.startswith("tile.") and kind != name:
+                count(kind, counts)
+            else:
+                counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+    return count(top, {})
 
 
 def yosys_area(counts: dict) -> dict:
@@ -470,10 +479,16 @@ def yosys_script(flow: str) -> str:
     with ``harness``, on ``harness.v``: :func:`harness_verilog`)."""
     spec = SYNTH_FLOWS[flow]
     top = synth_top(flow)
-    pre = f"hierarchy -top {top}; {AREA_FLOWS[spec['yosys']]}; " if AREA_FLOWS[spec["yosys"]] else ""
+    pre = f"{AREA_FLOWS[spec['yosys']]}; " if AREA_FLOWS[spec["yosys"]] else ""
     opts = "".join(f"{o} " for o in spec["synth_ecp5"])
     files = "tile.v harness.v" if spec.get("harness") else "tile.v"
-    return f"read_verilog {files}; {pre}synth_ecp5 {opts}-top {top} -json tile_synth.json"
+    return (f"read_verilog {files}; hierarchy -top {top}; {KEEP_CUTS}; {pre}"
+            f"synth_ecp5 {opts}-top {top} -json tile_synth.json")
+
+
+#: The yosys command that keeps the synthesis cuts (:mod:`cimtile.hw.cut`: submodules named ``cut_...``) as
+#: modules of their own, which ``synth_ecp5`` does not flatten (nextpnr reads the hierarchical netlist).
+KEEP_CUTS = f"setattr -mod -set keep_hierarchy 1 *.{CUT_PREFIX}*"
 
 
 def synth_top(flow: str) -> str:
@@ -619,6 +634,8 @@ COMPONENT_FILES = {"layer_regs": "layer.py", "loops": "loop_stack.py", "lanes": 
 
 def _component_of(module: str) -> str:
     parts = module.split(".")
+    if len(parts) > 1 and parts[-1].startswith(CUT_PREFIX):  # a synthesis cut: counted in the module holding it
+        return _component_of(".".join(parts[:-1]))
     if len(parts) >= 3 and parts[1] == "requant" and parts[2].startswith("requant"):
         return "requant.py"
     if len(parts) >= 2:

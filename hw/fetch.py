@@ -8,6 +8,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import isa
+from .cut import LateRegister
 from .isa import Cause, Opcode
 from .loop_stack import pc_bits
 from .params import ADDR_BITS, TileConfig
@@ -75,7 +76,10 @@ class Fetch(wiring.Component):
     pushed (``push``, LOOP's single cycle, when the read data is the word at LOOP's ``pc + 1``, the
     body's start). ``fin`` and ``push`` never fall in a cycle where the run is stalled or not
     running. Words at or past the program's length are fetched like any other: the sequencer
-    stops the run there (``PC_RANGE``) without looking at them.
+    stops the run there (``PC_RANGE``) without looking at them. ``word_copy`` is always equal to
+    ``word``: a second register on the same inputs (:class:`~cimtile.hw.cut.LateRegister`), read by
+    the units far from the sequencer (the layer, requantisation and VAU parameters), so that neither
+    register's outputs cross the die.
 
     Parameters
     ----------
@@ -97,6 +101,7 @@ class Fetch(wiring.Component):
             "levels": In(range(cfg.loop_depth + 1)),
             "wrap": In(1).array(cfg.loop_depth),
             "word": Out(STORED_BITS),
+            "word_copy": Out(STORED_BITS),
         })
 
     def elaborate(self, platform):
@@ -134,13 +139,15 @@ class Fetch(wiring.Component):
         for i in range(cfg.loop_depth):
             with m.If(self.wrap[i]):
                 m.d.comb += branch_word.eq(body_start[i])
-        # The next word: the body's start after a taken branch (``branch``, the loop stack's wrap chain,
-        # meets the last multiplexer only), else the read data in a first cycle (the successor), else a
-        # register (the kept successor; word 0 at a start). The read data, which leaves the block RAM late
-        # (its clock-to-out), meets two multiplexers, whose selects are registers.
-        branch = self.running & taken
-        use_read = self.running & first
-        kept = Mux(self.running, successor, word0)
-        with m.If(Mux(self.running, self.fin, self.start)):
-            m.d.sync += self.word.eq(Mux(branch, branch_word, Mux(use_read, rd.data, kept)))
+        # The next word: the body's start after a taken branch, else the read data in a first cycle (the
+        # successor), else a register (the kept successor; word 0 at a start).
+        # The read data is the input of the last multiplexer, in a module synthesis keeps whole with the
+        # register (hw.cut), so the block RAM's late data meets one LUT before the register; the taken branch
+        # (from the loop stack's registers, a shallow chain) is in front of the multiplexer's select and other
+        # input. Two such registers on the same inputs: ``word`` and ``word_copy``.
+        other = Mux(self.running & taken, branch_word, Mux(self.running, successor, word0))
+        for name, out in (("cut_word", self.word), ("cut_word_copy", self.word_copy)):
+            m.submodules[name] = reg = LateRegister(STORED_BITS)
+            m.d.comb += [reg.en.eq(Mux(self.running, self.fin, self.start)), reg.sel.eq(self.running & first & ~taken),
+                         reg.late.eq(rd.data), reg.other.eq(other), out.eq(reg.q)]
         return m

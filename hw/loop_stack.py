@@ -131,12 +131,14 @@ class LoopStack(wiring.Component):
                 m.d.comb += self.enclosing_end.eq(end[i])
         # LOOP's nesting check compares its body with loop_room = enclosing_end - pc - 2, a register
         # kept for the pc after the clock edge (like the look-aheads below): a sequential step
-        # subtracts 1, unless levels pop (then the new innermost level's end - pc - 3, computed
-        # from registers beside the chain); a push or a wrap to a level's start gives its body's
-        # room (kept per level); a clear, the new run's prog_len - 2.
+        # subtracts 1, unless levels pop (then the new innermost level's end - pc - 3); a push or a wrap
+        # to a level's start gives its body's room (kept per level); a clear, the new run's prog_len - 2.
+        # Level i pops only at pc = end[i] - 1 (its body's last word), so its room after the pop,
+        # end[i - 1] - pc - 3 (prog_len for level 0), is end[i - 1] - end[i] - 2, which does not depend on
+        # pc: a register per level set when it is pushed, as loop_room - push_room - 3 (loop_room is then
+        # enclosing_end - pc - 2 and push_room push_end - pc - 3), not a subtraction from pc at the pop.
         body_room = [Signal(signed(pcb + 3), name=f"body_room{i}") for i in range(depth)]
         after_pop = [Signal(signed(pcb + 3), name=f"room_after_pop{i}") for i in range(depth)]
-        m.d.comb += [after_pop[i].eq((end[i - 1] if i else self.prog_len) - self.pc - 3) for i in range(depth)]
 
         # The loop-end chain, innermost level first, from registers kept a cycle ahead (see below):
         # whether each level's body ends at pc + 1 and whether it has iterations left.
@@ -225,6 +227,7 @@ class LoopStack(wiring.Component):
             for i in range(depth):
                 with m.If(levels == i):
                     m.d.sync += [body_room[i].eq(self.push_room),
+                                 after_pop[i].eq(self.loop_room - self.push_room - 3),
                                  start[i].eq(self.push_start), start_plus1[i].eq(self.push_start + 1),
                                  end[i].eq(self.push_end), end_m2[i].eq(self.push_end - 2)]
                     m.d.sync += [stride[i][k].eq(self.push_strides[k]) for k in range(n_spaces)]

@@ -10,13 +10,21 @@ from .isa import MVM_LATENCY, WRITE_BEHIND
 from .layer import DIGITS, lane_radix_layout, layer_layout, narrow_bits
 from .params import ADDR_BITS, TileConfig
 
-__all__ = ["CONVERSION", "MvmLanes"]
+__all__ = ["CONVERSION", "MvmLanes", "one_hot"]
 
 #: What the shift-and-add needs of a conversion when its ADC code arrives: whether the lane
 #: converts, the output it belongs to, the code's shift (adc_shift + input-slice + weight-slice
 #: weight), whether it is subtracted (negative column or sign slice) and whether it was a
 #: differential pair converted once (a signed ADC range).
 CONVERSION = data.StructLayout({"valid": 1, "o": ADDR_BITS + 2, "shift": 6, "neg": 1, "diff": 1})
+
+
+
+def one_hot(conversion, cols: int):
+    """The outputs a conversion hits, ``cols`` bits: bit ``o`` when ``valid`` (none for an ``o`` at or past
+    ``cols`` in the index's bits)."""
+    return Mux(conversion.valid, (Const(1, cols) << conversion.o[:(cols - 1).bit_length() or 1])[:cols], 0)
+
 
 #: A request in flight between issue and word-line drive (adds the slice and the row group). Its
 #: ``conv.shift`` is not set: the shift's two slice terms (``in_shift``, ``w_shift``) are added to the
@@ -58,14 +66,14 @@ class MvmLanes(wiring.Component):
     its code in cycle t+1+``SUM_STAGES``+ADC latency (:data:`cimtile.hw.adc.LATENCY` = ``MVM_LATENCY +
     WRITE_BEHIND - SUM_STAGES``, :mod:`cimtile.hw.isa`; t+4), when ``conversion[i]`` describes it
     (``adc_conversion[i]`` is that descriptor a cycle earlier, in the ADC's last stage, which registers
-    the code's term): the descriptor is ``issued`` (t+1) and ``MVM_LATENCY + WRITE_BEHIND - 1`` stages
-    after it, whatever the split between the crossbar's and the ADC's stages. With ``adc_cycles`` = A > 1 a round
-    occupies A cycles of ``run``. ``finished`` is high when ``run`` would issue but nothing is
-    left. ``last`` is high in the ``MVM_LATENCY``-th cycle after the first with ``finished`` (the lanes
-    finished that long without a break): the MVM's last cycle, in which the tile rewinds the lanes, from
-    registers (the sequencer's ``fin``, which ends every instruction, was in the rewind and so in the
-    enable of the lanes' registers; docs/microarchitecture.md). ``abort`` (an error) resets the round
-    counter.
+    the code's term; ``hit[i]`` is its :func:`one_hot`, registered with it): the descriptor is ``issued``
+    (t+1) and ``MVM_LATENCY + WRITE_BEHIND - 1`` stages after it, whatever the split between the
+    crossbar's and the ADC's stages. With ``adc_cycles`` = A > 1 a round occupies A cycles of ``run``.
+    ``finished`` is high when ``run`` would issue but nothing is left. ``last`` is high in the
+    ``MVM_LATENCY``-th cycle after the first with ``finished`` (the lanes finished that long without a
+    break): the MVM's last cycle, in which the tile rewinds the lanes, from registers (the sequencer's
+    ``fin``, which ends every instruction, was in the rewind and so in the enable of the lanes'
+    registers; docs/microarchitecture.md). ``abort`` (an error) resets the round counter.
 
     Parameters
     ----------
@@ -96,6 +104,7 @@ class MvmLanes(wiring.Component):
             "pair": Out(1).array(lanes),
             "wl": Out(rows * cfg.dac_bits).array(lanes),
             "conversion": Out(CONVERSION).array(lanes),
+            "hit": Out(cfg.cols).array(lanes),
             "adc_conversion": Out(CONVERSION).array(lanes),
         })
 
@@ -149,6 +158,8 @@ class MvmLanes(wiring.Component):
                 conv = held
             # no round issuing: no conversion, no word line (both set below when one issues)
             m.d.sync += [self.conversion[i].eq(conv), issued[i].conv.valid.eq(0), wl_on[i].eq(0)]
+            # the outputs it hits, decoded as it is registered: the shift-and-add's selects start at a register
+            m.d.sync += self.hit[i].eq(one_hot(conv, cfg.cols))
             m.d.comb += self.adc_conversion[i].eq(conv)  # a cycle ahead: the ADC registers its term
             m.d.comb += self.wl[i].eq(self._word_lines(planes, plane_index[i], wl_on[i]))
 

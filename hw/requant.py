@@ -36,11 +36,12 @@ class Requant(wiring.Component):
     of their own (beside the DSP blocks), not the accumulator memory's forwarded data through the chunk
     multiplexer (REQ_LATENCY 3 since the eighteenth session). A second holds three products whose sum is
     ``p = (acc + bias) * mult``: the accumulator's low and high parts times ``mult`` (one DSP block each)
-    and the scaled bias ``bias * mult``, with the shift and the output parameters beside them; a third
-    their sum ``p``
+    and the scaled bias ``bias * mult``, with the shift, the zero point, ``clamp_hi`` and the clamp's
+    lower bound (``clamp_lo``, raised to the zero point under ReLU) beside them; a third their sum ``p``
     (one register, so the quotient's window and the saturation start at a register, not after the
     sum's carry chain), with the selects and bounds derived from the shift and the clamp's operands
-    derived from the output parameters; a fourth the saturated quotient of ``p`` (saturation by
+    derived from the output parameters (one comparison per stage: the lower bound's, then its clamp to
+    ``clamp_hi``); a fourth the saturated quotient of ``p`` (saturation by
     comparing ``p`` with ``+-2**(shift+10)``) and the rounding bit; the output is combinational from
     the fourth (three carry chains side by side, the rounding bit their carry-in, then one level of
     selection):
@@ -115,8 +116,10 @@ class Requant(wiring.Component):
         product_hi = Signal(signed(acc_bits - 17 + len(self.mult)), name="product_hi")
         scaled_bias = Signal(signed(len(self.bias) + len(self.mult)), name="scaled_bias")
         shift = Signal.like(self.shift, name="shift1")
-        zp, lo, hi, relu = (Signal.like(getattr(self, n), name=f"{n}1")
-                            for n in ("zero_point", "clamp_lo", "clamp_hi", "relu"))
+        zp, hi = (Signal.like(getattr(self, n), name=f"{n}1") for n in ("zero_point", "clamp_hi"))
+        # the clamp's lower bound under ReLU, max(clamp_lo, zero_point), registered here: stage 2 then
+        # compares it with hi (one comparison per stage, not two in series)
+        lo_eff = Signal(signed(max(len(self.zero_point), len(self.clamp_lo))), name="lo_eff1")
         # stage 2's and stage 3's enables: a chunk entered stage 1 one and two cycles before
         moved, moved2 = Signal(name="moved"), Signal(name="moved2")
         m.d.sync += [moved.eq(entered), moved2.eq(moved)]
@@ -124,8 +127,9 @@ class Requant(wiring.Component):
             m.d.sync += [product_lo.eq(acc()[:17] * inputs.mult),
                          product_hi.eq(acc()[17:].as_signed() * inputs.mult),
                          scaled_bias.eq(inputs.bias * inputs.mult), shift.eq(inputs.shift),
-                         zp.eq(inputs.zero_point), lo.eq(inputs.clamp_lo), hi.eq(inputs.clamp_hi),
-                         relu.eq(inputs.relu)]
+                         zp.eq(inputs.zero_point), hi.eq(inputs.clamp_hi),
+                         lo_eff.eq(Mux(inputs.relu & (inputs.zero_point > inputs.clamp_lo), inputs.zero_point,
+                                       inputs.clamp_lo))]
         width = vb + 17
 
         # Stage 2: p, the products' sum, one register (since the thirteenth session: before, the
@@ -156,16 +160,14 @@ class Requant(wiring.Component):
                          round_sign.eq((shift != 0) & (shift - 1 >= width))]
         # Clamp: q = min(max(t, lo), hi) with t = quotient + rbit + zp, as "t < lo" -> min(lo, hi),
         # "t > hi" -> hi, else t; the comparisons are made on the quotient against lo - zp and hi - zp,
-        # as the signs of quotient + rbit + (zp - lo) and quotient + rbit + ~(hi - zp) (registered here),
-        # so the output stage is three carry chains side by side (rbit their carry-in), then one LUT level.
-
-        def lo_eff():  # written out at each use, like the accumulator
-            return Mux(relu & (zp > lo), zp, lo)
+        # as the signs of quotient + rbit + (zp - lo) and quotient + rbit + ~(hi - zp) (registered here,
+        # lo being stage 1's lo_eff), so the output stage is three carry chains side by side (rbit their
+        # carry-in), then one LUT level.
         zp2, hi2, lo_hi2 = (Signal(signed(10), name=n) for n in ("zp2", "hi2", "lo_hi2"))
         below2, above2 = Signal(signed(12), name="zp_lo"), Signal(signed(12), name="not_hi_zp")
         with m.If(moved):
-            m.d.sync += [zp2.eq(zp), hi2.eq(hi), lo_hi2.eq(Mux(lo_eff() > hi, hi, lo_eff())),
-                         below2.eq(zp - lo_eff()), above2.eq(~(hi - zp))]
+            m.d.sync += [zp2.eq(zp), hi2.eq(hi), lo_hi2.eq(Mux(lo_eff > hi, hi, lo_eff)),
+                         below2.eq(zp - lo_eff), above2.eq(~(hi - zp))]
 
         # Stage 3: the saturated quotient and the rounding bit, from p and the shift's registers.
         over, under = Signal(), Signal()

@@ -41,7 +41,9 @@ class ShiftAdd(wiring.Component):
     A lane's contribution is ``term[i]``, the ADC's ``(-code if neg else code) << shift``
     (:attr:`cimtile.hw.adc.Adc.term`: negated and shifted in the ADC's register stage, so that the
     accumulation starts from a register); lane i hits output ``conversion[i].o`` when
-    ``conversion[i].valid``. Arithmetic wraps at ``acc_bits``.
+    ``conversion[i].valid``, and ``hit[i]`` is that as a one-hot (:func:`cimtile.hw.mvm_lanes.one_hot`,
+    registered by the lanes beside the conversion: the carry-save form's selects start at a register,
+    not at a decoder). Arithmetic wraps at ``acc_bits``.
 
     With more than ``CARRY_SAVE_LANES`` lanes, the lanes are summed per output in lane space first:
     the lowest lane hitting an output (its leader) carries the sum of all lanes hitting that output,
@@ -73,6 +75,7 @@ class ShiftAdd(wiring.Component):
         self.cfg = cfg
         super().__init__({
             "conversion": In(CONVERSION).array(cfg.n_adcs),
+            "hit": In(cfg.cols).array(cfg.n_adcs),
             "term": In(signed(cfg.acc_bits)).array(cfg.n_adcs),
             "load": In(1),
             "old": In(cfg.acc_bits * cfg.cols),
@@ -96,7 +99,7 @@ class ShiftAdd(wiring.Component):
         cols, width = self.cfg.cols, self.cfg.acc_bits
         registers = [Signal(signed(width), name=f"result{j}") for j in range(cols)]
         fresh = Signal(cols)
-        terms_of, one_hots = self._lane_terms(m)
+        terms_of, one_hots = self._lane_terms(m), list(self.hit)
         nexts, any_hit = [], []
         for j in range(cols):
             nxt = Signal(signed(width), name=f"result_next{j}")
@@ -154,17 +157,14 @@ class ShiftAdd(wiring.Component):
             m.d.sync += registers.eq(self.result)
 
     def _lane_terms(self, m):
-        """Per lane: its own contribution and its one-hot output (every lane added where it lands)."""
-        cols, width = self.cfg.cols, self.cfg.acc_bits
-        contributions, one_hots = [], []
-        for i, (conv, term) in enumerate(zip(self.conversion, self.term)):
+        """Per lane: its own contribution (added where ``hit`` says it lands)."""
+        width = self.cfg.acc_bits
+        contributions = []
+        for i, term in enumerate(self.term):
             value = Signal(signed(width), name=f"lane{i}_contribution")
             m.d.comb += value.eq(term)
-            hit = Signal(cols, name=f"lane{i}_one_hot")
-            m.d.comb += hit.eq(Mux(conv.valid, (Const(1, cols) << conv.o[:(cols - 1).bit_length() or 1])[:cols], 0))
             contributions.append(value)
-            one_hots.append(hit)
-        return contributions, one_hots
+        return contributions
 
     def _lane_groups(self, m):
         """Per lane: the sum of the contributions of every lane hitting the same output (meaningful for

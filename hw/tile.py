@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from . import isa
 from .adc import Adc
 from .crossbar import Crossbar
+from .cut import LateMux
 from .dataformat import formats
 from .fetch import SINGLE_CYCLE, STORED, Fetch, predecode
 from .isa import ARGS, INSTR, RQ_VALUE_RANGE, Cause, Opcode
@@ -148,6 +149,7 @@ class _RunState:
     cause: Signal  # err_cause and pc of every running cycle: the last one's are the error's (shown with error)
     err_pc: Signal
     beyond: Signal  # pc >= prog_len (PC_RANGE), a register updated with pc
+    go: Signal  # running and not beyond: the executing word's statements apply (a register of its own)
     static_cause: Signal  # the executing word's pre-decoded static cause (stored with it)
 
 
@@ -216,6 +218,14 @@ class Tile(wiring.Component):
             self._start(m, run, parts)
         with m.Else():
             self._sequence(m, run, parts)
+        # The executing word's statements, under ``go`` (running and pc within the program), a register:
+        # one input of every statement's condition rather than two (running, beyond).
+        with m.If(run.go):
+            self._execute_word(m, run, parts)
+        # The memories' read addresses in every cycle, running or not: a read while idle is not used (every
+        # instruction reads its operands from its first cycle on, and the first cycle sets the registers the
+        # reads step), so the addresses do not wait for ``running``.
+        self._operand_reads(m, parts)
         return m
 
     def _run_state(self) -> _RunState:
@@ -225,7 +235,7 @@ class Tile(wiring.Component):
             prog_len=Signal(range(cfg.prog_depth + 1), name="prog_len"), cycles=Signal(CYCLE_BITS, name="cycles"),
             counted=Signal(name="cycle_counted"),
             done=Signal(name="done_reg"), error=Signal(name="error_reg"), cause=Signal(Cause, name="cause"),
-            err_pc=Signal(PC_BITS, name="err_pc"), beyond=Signal(name="beyond"),
+            err_pc=Signal(PC_BITS, name="err_pc"), beyond=Signal(name="beyond"), go=Signal(name="go"),
             static_cause=Signal(Cause, name="static_cause"))
 
     def _program_loading(self, m, run: _RunState, parts: _Parts):
@@ -344,45 +354,16 @@ class Tile(wiring.Component):
         with m.If(self.start):
             m.d.sync += [run.running.eq(1), parts.pc.eq(0), run.cycles.eq(0), run.done.eq(0), run.error.eq(0),
                          parts.step.eq(0), parts.first.eq(1), parts.second.eq(0), run.load_ptr.eq(0),
-                         run.beyond.eq(run.prog_len == 0)]
+                         run.beyond.eq(run.prog_len == 0), run.go.eq(run.prog_len != 0)]
 
     def _sequence(self, m, run: _RunState, parts: _Parts):
-        """Running: the executing word's statements, its errors, the layer commits, the operand reads,
-        the end of the run, and the advance of pc and loop stack."""
-        static_cause = run.static_cause
+        """Running: PC_RANGE, the layer commits, the end of the run, and the advance of pc and loop stack (the
+        executing word's statements and checks: :meth:`_execute_word`; the operand reads: :meth:`_operand_reads`)."""
         # the word's own checks passed (for instructions with no run-time checks: no error)
-        m.d.comb += parts.word_ok.eq(~run.beyond & (static_cause == Cause.NONE))
+        m.d.comb += parts.word_ok.eq(~run.beyond & (run.static_cause == Cause.NONE))
         with m.If(run.beyond):  # pc >= the program's length, a register updated with pc
             self._error_if(m, parts, 1, Cause.PC_RANGE)
-        with m.Else():
-            # Each opcode's statements are conditioned on its pre-decoded bit (is_op, one-hot: at most one
-            # is high, none for an undefined opcode, whose stored cause stops the run), a flip-flop, not a
-            # compare of the opcode's bits fanned out to every statement. Each ends its instruction on a
-            # signal of its own (fin_<op>, high only under that bit), and fin is their OR: a flat sum of
-            # small terms, rather than one signal assigned in every branch, which synthesises to a chain
-            # of multiplexers as long as the opcodes. The single-cycle opcodes' terms (each its bit alone) are
-            # one pre-decoded bit (hw.fetch.SINGLE_CYCLE), so the OR has fewer inputs.
-            fin_terms = [parts.single]
-            for op in Opcode:
-                with m.If(parts.is_op[op]):
-                    fin_op = Signal(name=f"fin_{op.name.lower()}")
-                    self._execute(m, op, replace(parts, fin=fin_op))
-                    if op not in SINGLE_CYCLE:
-                        fin_terms.append(fin_op)
-            m.d.comb += parts.fin.eq(Cat(*fin_terms).any())
-            # The checks on the word alone were made when it was loaded. They come first in
-            # every instruction's order, so the stored cause overrides the run-time ones; the
-            # statements above do not wait for it: the run stops in this first cycle and every
-            # visible first-cycle update is gated by ~err.
-            self._error_if(m, parts, parts.first & (static_cause != Cause.NONE), static_cause)
-            # The run-time checks of MVM, REQ, LDIN, RDOUT and RDACC (loop offsets, window alignment)
-            # are made in their first cycle and registered: their error stops the run in the second
-            # cycle, which has no visible effect (those statements hold the streams and REQ's lanes
-            # on late_err) and is not counted. So the address adders and comparators end at a
-            # register, not at every register the error stops.
-            self._error_if(m, parts, parts.late_err, parts.late_cause)
         self._commits(m, parts)
-        self._operand_reads(m, parts)
         # The error's cause and pc are taken in every running cycle, not only on err: the run's last
         # cycle is the error's, after which they hold, and the status outputs show them only with
         # error. So err (the OR of every instruction's checks) enables three flip-flops, not the
@@ -398,7 +379,40 @@ class Tile(wiring.Component):
         # address and range checks out of these registers' enables.
         m.d.comb += parts.loops.advance.eq(parts.fin)
         with m.If(parts.fin):
-            m.d.sync += [parts.pc.eq(parts.loops.next_pc), run.beyond.eq(parts.loops.next_beyond)]
+            m.d.sync += [parts.pc.eq(parts.loops.next_pc), run.beyond.eq(parts.loops.next_beyond),
+                         run.go.eq(~parts.loops.next_beyond)]
+        with m.If(parts.err | parts.halt):  # (after the fin statement: the run stops)
+            m.d.sync += run.go.eq(0)
+
+    def _execute_word(self, m, run: _RunState, parts: _Parts):
+        """Running within the program (``go``): the executing word's statements and its errors."""
+        static_cause = run.static_cause
+        # Each opcode's statements are conditioned on its pre-decoded bit (is_op, one-hot: at most one
+        # is high, none for an undefined opcode, whose stored cause stops the run), a flip-flop, not a
+        # compare of the opcode's bits fanned out to every statement. Each ends its instruction on a
+        # signal of its own (fin_<op>, high only under that bit), and fin is their OR: a flat sum of
+        # small terms, rather than one signal assigned in every branch, which synthesises to a chain
+        # of multiplexers as long as the opcodes. The single-cycle opcodes' terms (each its bit alone) are
+        # one pre-decoded bit (hw.fetch.SINGLE_CYCLE), so the OR has fewer inputs.
+        fin_terms = [parts.single]
+        for op in Opcode:
+            with m.If(parts.is_op[op]):
+                fin_op = Signal(name=f"fin_{op.name.lower()}")
+                self._execute(m, op, replace(parts, fin=fin_op))
+                if op not in SINGLE_CYCLE:
+                    fin_terms.append(fin_op)
+        m.d.comb += parts.fin.eq(Cat(*fin_terms).any())
+        # The checks on the word alone were made when it was loaded. They come first in
+        # every instruction's order, so the stored cause overrides the run-time ones; the
+        # statements above do not wait for it: the run stops in this first cycle and every
+        # visible first-cycle update is gated by ~err.
+        self._error_if(m, parts, parts.first & (static_cause != Cause.NONE), static_cause)
+        # The run-time checks of MVM, REQ, LDIN, RDOUT and RDACC (loop offsets, window alignment)
+        # are made in their first cycle and registered: their error stops the run in the second
+        # cycle, which has no visible effect (those statements hold the streams and REQ's lanes
+        # on late_err) and is not counted. So the address adders and comparators end at a
+        # register, not at every register the error stops.
+        self._error_if(m, parts, parts.late_err, parts.late_cause)
 
     @staticmethod
     def _commits(m, parts: _Parts):
@@ -575,7 +589,8 @@ class Tile(wiring.Component):
                          adc.sum.eq(xbar.sum[i]), adc.shift.eq(layer.adc_shift), adc.diff.eq(layer.analog),
                          adc.term_neg.eq(lanes.adc_conversion[i].neg),
                          adc.term_shift.eq(lanes.adc_conversion[i].shift),
-                         shift_add.conversion[i].eq(lanes.conversion[i]), shift_add.term[i].eq(adc.term)]
+                         shift_add.conversion[i].eq(lanes.conversion[i]), shift_add.hit[i].eq(lanes.hit[i]),
+                         shift_add.term[i].eq(adc.term)]
         m.d.comb += [shift_add.old.eq(ports["acc_r"].data), shift_add.n_out.eq(layer.n_out)]
         # The lanes rewind to the layer's start digits outside an MVM and in its last cycle (lanes.last:
         # the cycle _mvm ends the MVM in, drain == MVM_LATENCY, told from the lanes' registers).
@@ -672,9 +687,12 @@ class Tile(wiring.Component):
                      reader.items.rdacc.eq(ports["acc_r"].data), reader.items.rdw.eq(parts.xbar.rd_levels),
                      reader.items.rdm.eq(parts.xbar.rd_mask)]
         m.d.comb += [parts.lanes.count_m1.eq(args.mvm.count_m1)]
-        m.d.comb += [parts.shift_add.accumulate.eq(parts.accumulate), parts.vau.fields.eq(args.vau),
-                     parts.vau.cell.eq(args.cell), parts.layer_regs.cfg_fields.eq(args.cfg),
-                     parts.layer_regs.win_fields.eq(args.win), parts.requant.cfgrq.eq(args.cfgrq)]
+        # (the parameters of CFG, WIN, CFGRQ and the VAU come from the fetch unit's copy of the word register,
+        # equal to it, which synthesis places near these units: hw.fetch.Fetch.word_copy)
+        fields = data.View(INSTR, data.View(STORED, parts.fetch.word_copy).word[:INSTR.size]).args
+        m.d.comb += [parts.shift_add.accumulate.eq(parts.accumulate), parts.vau.fields.eq(fields.vau),
+                     parts.vau.cell.eq(fields.cell), parts.layer_regs.cfg_fields.eq(fields.cfg),
+                     parts.layer_regs.win_fields.eq(fields.win), parts.requant.cfgrq.eq(fields.cfgrq)]
 
     # ------------------------------------------------------------------------------------------
     @staticmethod
@@ -724,7 +742,11 @@ class Tile(wiring.Component):
         # first cycle's adder (the field plus the loop offset) ends at acc_next. What it reads in a first cycle
         # nothing uses: an instruction reads its first accumulator vector in its second cycle (isa.ACC_READ_WAIT)
         # at acc_next, which then steps to the next vector (a multi-vector MVM's or REQ's) or item (RDACC).
-        m.d.comb += acc_r.addr.eq(Mux(parts.acc_reads, parts.acc_next, acc_r.held))
+        # (the multiplexer is a module synthesis keeps whole, hw.cut: its select, from the read enables' logic
+        # and dout's ready, meets one LUT before the address nets that fan out to the memory's LUT RAM)
+        m.submodules.cut_acc_addr = pick = LateMux(len(acc_r.addr))
+        m.d.comb += [pick.sel.eq(parts.acc_reads), pick.late.eq(parts.acc_next), pick.other.eq(acc_r.held),
+                     acc_r.addr.eq(pick.out)]
         with m.If(parts.first):
             # a multi-vector MVM's next vectors' addresses follow (read at its vector boundaries)
             m.d.sync += [parts.acc_next.eq(acc_first), parts.in_next.eq(in_first + 1),

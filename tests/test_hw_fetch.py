@@ -59,6 +59,7 @@ def test_fetch_presents_the_word_at_pc(seed):
                     stored[pc] = word if stored[pc] is None else stored[pc]
                     assert word & ((1 << WORD_BITS) - 1) == image[pc]
                     assert word == stored[pc]  # the pre-decoded bits come with the word
+                    assert ctx.get(fetch.word_copy) == word  # the second register, for the far units
                     last = c == length - 1
                     ctx.set(loops.pc, pc)
                     ctx.set(loops.advance, last)

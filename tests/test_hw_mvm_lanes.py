@@ -104,6 +104,8 @@ def run_lanes(cfg, shape, raws):
             for _t0, i, (col, wl) in [p for p in pending if p[0] == t - 1 - SUM_STAGES - ADC_LATENCY
                                       and isinstance(p[2], tuple)]:
                 c = ctx.get(dut.conversion[i])
+                # the one-hot registered beside it: the output's bit when valid
+                assert ctx.get(dut.hit[i]) == ((1 << c["o"]) if c["valid"] and c["o"] < cfg.cols else 0)
                 if c["valid"]:
                     seen.append((col, wl, (c["o"], c["shift"], c["neg"])))
                 assert c["diff"] == int(analog)

@@ -28,6 +28,11 @@ def _accumulated(old, rounds, n_out: int, accumulate: int, bits: int) -> np.ndar
     return wrap(want, bits)
 
 
+def _hit(valid: int, o: int, cols: int) -> int:
+    """The lanes' registered one-hot of a conversion (hw.mvm_lanes.one_hot, which the lanes' test checks)."""
+    return (1 << o) if valid and o < cols else 0
+
+
 def _term(code: int, shift: int, neg: int, bits: int) -> int:
     """The ADC's term of a code (hw.adc.Adc.term): ``+-code << shift`` as a signed ``bits``-bit value."""
     return int(wrap(np.array([(-code if neg else code) << shift], dtype=np.int64), bits)[0])
@@ -60,6 +65,7 @@ def test_shift_add_sums_codes_into_outputs(cfg, accumulate):
         for rnd in rounds:
             for i, (valid, o, shift, neg, code) in enumerate(rnd):
                 ctx.set(dut.conversion[i], {"valid": valid, "o": o, "shift": shift, "neg": neg, "diff": 0})
+                ctx.set(dut.hit[i], _hit(valid, o, cols))
                 ctx.set(dut.term[i], _term(code, shift, neg, bits))
             result = ctx.get(dut.result)
             await ctx.tick()
@@ -108,6 +114,7 @@ def test_shift_add_vector_boundaries(cfg, accumulate, gap):
                 last = n == len(vector_rounds) - 1
                 for i, (valid, o, shift, neg, code) in enumerate(rnd):
                     ctx.set(dut.conversion[i], {"valid": valid, "o": o, "shift": shift, "neg": neg, "diff": 0})
+                    ctx.set(dut.hit[i], _hit(valid, o, cols))
                     ctx.set(dut.term[i], _term(code, shift, neg, cfg.acc_bits))
                 boundary = last and v + 1 < vectors
                 ctx.set(dut.load, boundary)
@@ -119,6 +126,7 @@ def test_shift_add_vector_boundaries(cfg, accumulate, gap):
                 ctx.set(dut.load, 0)
                 for i in range(lanes):
                     ctx.set(dut.conversion[i], {"valid": 0, "o": 0, "shift": 0, "neg": 0, "diff": 0})
+                    ctx.set(dut.hit[i], 0)
                 for _ in range(gap):
                     await ctx.tick()
 
