@@ -6,6 +6,8 @@ Every result, cycle count and state equals the instruction path's, and the fast 
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 from cimtile.hw import isa
@@ -105,7 +107,7 @@ def _same(a: Tile, b: Tile, ra, rb, what: str) -> None:
 
 @pytest.mark.parametrize("cfg", [PRESETS["tiny"], VARIANT, SMALL, PRESETS["isaac"]], ids=lambda c: c.name)
 def test_fast_path_equals_instruction_path_on_random_layer_programs(cfg):
-    rng = np.random.default_rng(hash(cfg.name) % 1000)
+    rng = np.random.default_rng(zlib.crc32(cfg.name.encode()) % 1000)  # (not hash(): salted per process)
     taken = 0
     cases = 6 if cfg.name == "isaac" else 25
     for case in range(cases):
