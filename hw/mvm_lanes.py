@@ -21,8 +21,8 @@ CONVERSION = data.StructLayout({"valid": 1, "o": ADDR_BITS + 2, "shift": 6, "neg
 
 
 def one_hot(conversion, cols: int):
-    """The outputs a conversion hits, ``cols`` bits: bit ``o`` when ``valid`` (none for an ``o`` at or past
-    ``cols`` in the index's bits)."""
+    """The outputs a conversion hits, ``cols`` bits: bit ``o`` when ``valid`` (a valid conversion's ``o`` is below
+    ``n_out <= cols``; only the index's low bits are decoded)."""
     return Mux(conversion.valid, (Const(1, cols) << conversion.o[:(cols - 1).bit_length() or 1])[:cols], 0)
 
 
