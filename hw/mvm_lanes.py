@@ -66,7 +66,8 @@ class MvmLanes(wiring.Component):
     its code in cycle t+1+``SUM_STAGES``+ADC latency (:data:`cimtile.hw.adc.LATENCY` = ``MVM_LATENCY +
     WRITE_BEHIND - SUM_STAGES``, :mod:`cimtile.hw.isa`; t+4), when ``conversion[i]`` describes it
     (``adc_conversion[i]`` is that descriptor a cycle earlier, in the ADC's last stage, which registers
-    the code's term; ``hit[i]`` is its :func:`one_hot`, registered with it): the descriptor is ``issued``
+    the code's term; ``hit[i]`` is its :func:`one_hot`, registered with it, for the carry-save shift-and-add
+    (:func:`cimtile.hw.shift_add.carry_save`; 0 otherwise)): the descriptor is ``issued``
     (t+1) and ``MVM_LATENCY + WRITE_BEHIND - 1`` stages after it, whatever the split between the
     crossbar's and the ADC's stages. With ``adc_cycles`` = A > 1 a round occupies A cycles of ``run``.
     ``finished`` is high when ``run`` would issue but nothing is left. ``last`` is high in the
@@ -83,8 +84,11 @@ class MvmLanes(wiring.Component):
     """
 
     def __init__(self, cfg: TileConfig, mutation: str | None = None):
+        from .shift_add import carry_save  # (shift_add imports this module's CONVERSION)
+
         self.cfg = cfg
         self.mutation = mutation
+        self._hits = carry_save(cfg)
         rows, lanes = cfg.rows, cfg.n_adcs
         super().__init__({
             "layer": In(layer_layout(cfg)),
@@ -158,8 +162,10 @@ class MvmLanes(wiring.Component):
                 conv = held
             # no round issuing: no conversion, no word line (both set below when one issues)
             m.d.sync += [self.conversion[i].eq(conv), issued[i].conv.valid.eq(0), wl_on[i].eq(0)]
-            # the outputs it hits, decoded as it is registered: the shift-and-add's selects start at a register
-            m.d.sync += self.hit[i].eq(one_hot(conv, cfg.cols))
+            # the outputs it hits, decoded as it is registered: the carry-save shift-and-add's selects start at
+            # a register (the leaders' form, on more lanes, does not read them: none then, hit stays 0)
+            if self._hits:
+                m.d.sync += self.hit[i].eq(one_hot(conv, cfg.cols))
             m.d.comb += self.adc_conversion[i].eq(conv)  # a cycle ahead: the ADC registers its term
             m.d.comb += self.wl[i].eq(self._word_lines(planes, plane_index[i], wl_on[i]))
 

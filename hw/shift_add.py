@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from .mvm_lanes import CONVERSION
 from .params import ADDR_BITS, TileConfig
 
-__all__ = ["CARRY_SAVE_LANES", "ShiftAdd"]
+__all__ = ["CARRY_SAVE_LANES", "ShiftAdd", "carry_save"]
 
 #: Up to this many ADC lanes, each result register adds every lane's term directly, as one carry-save
 #: level (the register and the two halves of the lanes' sum reduced to two operands by full adders)
@@ -17,6 +17,12 @@ __all__ = ["CARRY_SAVE_LANES", "ShiftAdd"]
 #: 8 lanes, 128 outputs) sum lanes per output in lane space first (one adder per register), since
 #: ``cols x n_adcs`` adders were the bulk of their logic.
 CARRY_SAVE_LANES = 4
+
+
+def carry_save(cfg: TileConfig) -> bool:
+    """Whether :class:`ShiftAdd` takes the carry-save form (2 to :data:`CARRY_SAVE_LANES` lanes), which reads the
+    lanes' one-hot ``hit``; else the leaders' form, which decodes the conversions' outputs itself."""
+    return 2 <= cfg.n_adcs <= CARRY_SAVE_LANES
 
 
 def _sum_mod(terms: list, width: int):
@@ -87,7 +93,7 @@ class ShiftAdd(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if 2 <= self.cfg.n_adcs <= CARRY_SAVE_LANES:
+        if carry_save(self.cfg):
             self._carry_save(m)
         else:
             self._leaders(m)

@@ -11,6 +11,7 @@ from cimtile.hw.crossbar import SUM_STAGES
 from cimtile.hw.encoding import column_role
 from cimtile.hw.layer import lane_radix_value
 from cimtile.hw.mvm_lanes import MvmLanes
+from cimtile.hw.shift_add import carry_save
 from cimtile.sim.kernels import input_slices
 from helpers import TINY, VARIANT
 from hw_sim import digits, simulate
@@ -104,8 +105,9 @@ def run_lanes(cfg, shape, raws):
             for _t0, i, (col, wl) in [p for p in pending if p[0] == t - 1 - SUM_STAGES - ADC_LATENCY
                                       and isinstance(p[2], tuple)]:
                 c = ctx.get(dut.conversion[i])
-                # the one-hot registered beside it: the output's bit when valid
-                assert ctx.get(dut.hit[i]) == ((1 << c["o"]) if c["valid"] and c["o"] < cfg.cols else 0)
+                # the one-hot registered beside it (for the carry-save shift-and-add): the output's bit when valid
+                hit = (1 << c["o"]) if c["valid"] and c["o"] < cfg.cols and carry_save(cfg) else 0
+                assert ctx.get(dut.hit[i]) == hit
                 if c["valid"]:
                     seen.append((col, wl, (c["o"], c["shift"], c["neg"])))
                 assert c["diff"] == int(analog)

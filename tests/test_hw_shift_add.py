@@ -135,3 +135,20 @@ def test_shift_add_vector_boundaries(cfg, accumulate, gap):
         values = [(result >> (j * bits)) & ((1 << bits) - 1) for j in range(cols)]
         assert wrap(np.array(values, dtype=np.int64), bits).tolist() == want
     assert len(got) == vectors
+
+
+def test_lanes_register_the_one_hots_only_for_the_carry_save_form():
+    """The lanes' ``hit`` registers feed the carry-save form only (tiny, variant: 2 or 3 lanes); with more lanes
+    (isaac's 8, the leaders' form) they are not built."""
+    from cimtile.hw.mvm_lanes import MvmLanes
+    from cimtile.hw.shift_add import CARRY_SAVE_LANES, carry_save
+
+    assert carry_save(TINY) and carry_save(VARIANT) and not carry_save(EIGHT_LANES)
+    assert [carry_save(TINY.replace(n_adcs=n)) for n in (1, 2, CARRY_SAVE_LANES, CARRY_SAVE_LANES + 1)] == \
+        [False, True, True, False]
+    from amaranth.hdl import Fragment
+
+    for cfg, want in ((TINY, True), (EIGHT_LANES, False)):
+        lanes = MvmLanes(cfg)
+        Fragment.get(lanes, None)  # (elaborated: an unused elaboratable warns when collected)
+        assert lanes._hits == want
