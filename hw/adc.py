@@ -9,8 +9,8 @@ from amaranth.lib.wiring import In, Out
 from .crossbar import SUM_STAGES
 from .encoding import adc_code_range
 from .isa import ARGS, MVM_LATENCY, WRITE_BEHIND
-from .mvm_lanes import CONVERSION
 from .params import TileConfig
+from .shift_add import CONVERSION
 
 __all__ = ["Adc", "LATENCY"]
 

@@ -9,15 +9,9 @@ from amaranth.lib.wiring import In, Out
 from .isa import MVM_LATENCY, WRITE_BEHIND
 from .layer import DIGITS, lane_radix_layout, layer_layout, narrow_bits
 from .params import ADDR_BITS, TileConfig
+from .shift_add import CONVERSION, carry_save
 
-__all__ = ["CONVERSION", "MvmLanes", "one_hot"]
-
-#: What the shift-and-add needs of a conversion when its ADC code arrives: whether the lane
-#: converts, the output it belongs to, the code's shift (adc_shift + input-slice + weight-slice
-#: weight), whether it is subtracted (negative column or sign slice) and whether it was a
-#: differential pair converted once (a signed ADC range).
-CONVERSION = data.StructLayout({"valid": 1, "o": ADDR_BITS + 2, "shift": 6, "neg": 1, "diff": 1})
-
+__all__ = ["MvmLanes", "one_hot"]
 
 
 def one_hot(conversion, cols: int):
@@ -84,8 +78,6 @@ class MvmLanes(wiring.Component):
     """
 
     def __init__(self, cfg: TileConfig, mutation: str | None = None):
-        from .shift_add import carry_save  # (shift_add imports this module's CONVERSION)
-
         self.cfg = cfg
         self.mutation = mutation
         self._hits = carry_save(cfg)

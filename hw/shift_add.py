@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .mvm_lanes import CONVERSION
 from .params import ADDR_BITS, TileConfig
 
-__all__ = ["CARRY_SAVE_LANES", "ShiftAdd", "carry_save"]
+__all__ = ["CARRY_SAVE_LANES", "CONVERSION", "ShiftAdd", "carry_save"]
+
+#: What the shift-and-add needs of a conversion (from the MVM lanes, :mod:`cimtile.hw.mvm_lanes`) when its
+#: ADC code arrives: whether the lane converts, the output it belongs to, the code's shift (adc_shift +
+#: input-slice + weight-slice weight), whether it is subtracted (negative column or sign slice) and whether
+#: it was a differential pair converted once (a signed ADC range).
+CONVERSION = data.StructLayout({"valid": 1, "o": ADDR_BITS + 2, "shift": 6, "neg": 1, "diff": 1})
 
 #: Up to this many ADC lanes, each result register adds every lane's term directly, as one carry-save
 #: level (the register and the two halves of the lanes' sum reduced to two operands by full adders)

@@ -140,8 +140,19 @@ def _importers(module: str) -> list[str]:
         raise MutantError(f"hw/{module}.py is not imported by hw/tile.py, directly or through other modules")
     ordered: list[str] = []
     while len(ordered) < len(chain):
-        ordered += [n for n in chain if n not in ordered and
-                    all(d == n or d in ordered or f"from .{d} import " not in texts[n] for d in chain)]
+        ready = [n for n in chain if n not in ordered and
+                 all(d == n or d in ordered or f"from .{d} import " not in texts[n] for d in chain)]
+        if not ready:  # a cycle of imports among the copies: no order loads each after what it imports
+            cycle = [n for n in chain if n not in ordered]
+            while True:  # (drop what only waits on the cycle: modules no other one left imports)
+                kept = [n for n in cycle if any(d != n and f"from .{n} import " in texts[d] for d in cycle)]
+                if kept == cycle:
+                    break
+                cycle = kept
+            cycle = sorted(cycle)
+            raise MutantError(f"hw/{module}.py: the modules {', '.join(cycle)} import each other in a cycle; "
+                              "a mutant's copies need an order")
+        ordered += ready
     return ordered
 
 

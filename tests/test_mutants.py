@@ -24,6 +24,19 @@ def test_unknown_mutant_is_refused():
         mutants.tile_class("nope")
 
 
+def test_an_import_cycle_is_refused_not_looped_on(tmp_path, monkeypatch):
+    """A mutant's copies load each after what it imports: modules importing each other (a function-local import
+    of one in the other, say) have no such order, and must be refused with their names rather than hang."""
+    (tmp_path / "tile.py").write_text("from .lanes import Lanes\n")
+    (tmp_path / "lanes.py").write_text("from .adder import LAYOUT\n")
+    (tmp_path / "adder.py").write_text("def f():\n    from .lanes import Lanes\n")
+    monkeypatch.setattr(mutants, "_HW", tmp_path)
+    with pytest.raises(mutants.MutantError, match="adder, lanes import each other in a cycle"):
+        mutants._importers("adder")
+    (tmp_path / "adder.py").write_text("LAYOUT = 1\n")  # the cycle broken: an order exists
+    assert mutants._importers("adder") == ["adder", "lanes", "tile"]
+
+
 def test_cfg_decode_mutant_changes_the_adc_shift_sweep():
     """The mutant (adc_shift loses its top bit) gives other MVM results; the real RTL does not."""
     p = directed_programs(TINY)["adc_shift_sweep"]
