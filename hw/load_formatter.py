@@ -37,7 +37,8 @@ class LoadFormatter(wiring.Component):
     plus the item's index, modulo ``2**ADDR_BITS``), combinationally, for a memory write port that
     writes at this clock edge. ``last`` is high while the next word taken is the load's last one
     (``count x words - 1`` taken; a register, valid from the cycle after ``start`` while ``opcode``
-    holds), ``empty`` once every item is complete (both from registers). ``item_last`` is high while the
+    holds), ``empty`` once every item is complete (a register of its own beside the item count, high
+    before the first ``start``). ``item_last`` is high while the
     next word taken is its item's last (a register, valid likewise): ``item_valid`` is ``take & item_last``.
 
     Parameters
@@ -74,6 +75,9 @@ class LoadFormatter(wiring.Component):
         word_index = Signal(range(max(self.max_words, 2)))  # the word of the item that comes next
         item_addr = Signal(ADDR_BITS)  # the address of the item being assembled
         staged = [Signal(bus, name=f"staged{i}") for i in range(self.max_words - 1)]
+        # items_left == 0, a register stepped with items_left: LDW's end (empty after its last column's
+        # programming time) then starts at a flip-flop, not at a compare of the count
+        empty = Signal(init=1)
 
         # The index of an item's last word, by opcode: a register latched at start (the opcode is held
         # for the whole load), so item_valid and last are decoded from registers and take.
@@ -96,16 +100,17 @@ class LoadFormatter(wiring.Component):
         item_complete = Signal()
         m.d.comb += [item_complete.eq(self.take & item_last), self.item_last.eq(item_last),
                      self.item_valid.eq(item_complete), self.item_addr.eq(item_addr),
-                     self.empty.eq(items_left == 0)]
+                     self.empty.eq(empty)]
 
         m.d.comb += self.last.eq(last_word_register(m, self.words, self.opcode, self.start, self.count, self.take,
                                                     item_complete, items_left, word_index, last_index))
         with m.If(self.start):
-            m.d.sync += [item_addr.eq(self.base), word_index.eq(0), items_left.eq(self.count), item_last.eq(one_word)]
+            m.d.sync += [item_addr.eq(self.base), word_index.eq(0), items_left.eq(self.count), item_last.eq(one_word),
+                         empty.eq(self.count == 0)]
         with m.Elif(self.take):
             with m.If(item_complete):
                 m.d.sync += [word_index.eq(0), item_addr.eq(item_addr + 1), items_left.eq(items_left - 1),
-                             item_last.eq(last_index == 0)]
+                             item_last.eq(last_index == 0), empty.eq(items_left == 1)]
             with m.Else():
                 m.d.sync += [word_index.eq(word_index + 1), item_last.eq(word_index + 1 == last_index)]
         # Staging register w follows the bus while word w is the next one: the last cycle it does so is

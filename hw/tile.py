@@ -63,6 +63,7 @@ class _Parts:
     second: Signal  # the instruction's second cycle (a register beside first): the accumulator memory's first read
     step: Signal  # cycles into the instruction, saturating at 3
     fin: Signal  # the instruction's last cycle (set by its statements)
+    ends_next: Signal  # fin of the counter-ended opcodes, a register set a cycle ahead (Tile._ends_next)
     stall: Signal  # waiting for din valid / dout ready (cycle not counted)
     err: Signal  # the run stops in this cycle
     err_cause: Signal
@@ -71,7 +72,6 @@ class _Parts:
     late_err: Signal  # check_fail and check_cause registered: the error of the cycle before
     late_cause: Signal
     halt: Signal
-    xfer: Signal  # a bus word moves this cycle
     pc: Signal
     tag: Signal
     offsets: list  # loop offsets of the in, acc, out spaces
@@ -125,14 +125,16 @@ class _Parts:
 class _SharedPort:
     """The address, enable and data shared by the output buffer's chunk memories (:meth:`Tile._out_buffer`), or
     of the accumulator memory's read (:meth:`Tile._acc_forward`, whose ``held`` is the address it read in the
-    cycle before). The output memory's read has an enable per chunk, and ``current``: the address of the chunks
-    that carry an RDOUT item's last bus word (``addr`` that of the others: :meth:`Tile._read_enables`)."""
+    cycle before, and whose ``match`` is whether ``addr`` is the write's address: :meth:`Tile._operand_reads`). The
+    output memory's read has an enable per chunk, and ``current``: the address of the chunks that carry an RDOUT
+    item's last bus word (``addr`` that of the others: :meth:`Tile._read_enables`)."""
 
     addr: Signal
     en: Signal
     data: Signal | None = None
     held: Signal | None = None
     current: Signal | None = None
+    match: Signal | None = None
 
 
 @dataclass
@@ -221,7 +223,8 @@ class Tile(wiring.Component):
         # The executing word's statements, under ``go`` (running and pc within the program), a register:
         # one input of every statement's condition rather than two (running, beyond).
         with m.If(run.go):
-            self._execute_word(m, run, parts)
+            ends_next = self._execute_word(m, run, parts)
+        m.d.sync += parts.ends_next.eq(run.go & ends_next)
         # The memories' read addresses in every cycle, running or not: a read while idle is not used (every
         # instruction reads its operands from its first cycle on, and the first cycle sets the registers the
         # reads step), so the addresses do not wait for ``running``.
@@ -385,7 +388,9 @@ class Tile(wiring.Component):
             m.d.sync += run.go.eq(0)
 
     def _execute_word(self, m, run: _RunState, parts: _Parts):
-        """Running within the program (``go``): the executing word's statements and its errors."""
+        """Running within the program (``go``): the executing word's statements and its errors. Returns what
+        ``ends_next`` takes at the clock edge (with ``go``): :meth:`_ends_next`'s terms, each under its opcode's
+        bit."""
         static_cause = run.static_cause
         # Each opcode's statements are conditioned on its pre-decoded bit (is_op, one-hot: at most one
         # is high, none for an undefined opcode, whose stored cause stops the run), a flip-flop, not a
@@ -393,13 +398,24 @@ class Tile(wiring.Component):
         # signal of its own (fin_<op>, high only under that bit), and fin is their OR: a flat sum of
         # small terms, rather than one signal assigned in every branch, which synthesises to a chain
         # of multiplexers as long as the opcodes. The single-cycle opcodes' terms (each its bit alone) are
-        # one pre-decoded bit (hw.fetch.SINGLE_CYCLE), so the OR has fewer inputs.
-        fin_terms = [parts.single]
+        # one pre-decoded bit (hw.fetch.SINGLE_CYCLE), and the opcodes whose end is a count of cycles
+        # (_ends_next) one register, ends_next, set a cycle ahead: fin is an OR of few inputs, all flip-flops
+        # but the streams' handshakes. (Their fin_<op> statements stay as the definition ends_next follows:
+        # nothing reads them, so synthesis drops them; tests/test_hw_tile.py checks the two agree.)
+        fin_terms = [parts.single, parts.ends_next]
+        ahead = []
+        # (for tests, after elaboration: go, ends_next, and per opcode its bit, its own fin and whether
+        # ends_next replaces it)
+        self.fin_probe = {"go": run.go, "ends_next": parts.ends_next, "ops": {}}
         for op in Opcode:
             with m.If(parts.is_op[op]):
                 fin_op = Signal(name=f"fin_{op.name.lower()}")
                 self._execute(m, op, replace(parts, fin=fin_op))
-                if op not in SINGLE_CYCLE:
+                term = self._ends_next(op, parts)
+                self.fin_probe["ops"][op] = (parts.is_op[op], fin_op, term is not None)
+                if term is not None:
+                    ahead.append(parts.is_op[op] & term)
+                elif op not in SINGLE_CYCLE:
                     fin_terms.append(fin_op)
         m.d.comb += parts.fin.eq(Cat(*fin_terms).any())
         # The checks on the word alone were made when it was loaded. They come first in
@@ -413,6 +429,52 @@ class Tile(wiring.Component):
         # on late_err) and is not counted. So the address adders and comparators end at a
         # register, not at every register the error stops.
         self._error_if(m, parts, parts.late_err, parts.late_cause)
+        return Cat(*ahead).any()
+
+    def _ends_next(self, op, parts: _Parts):
+        """When ``op``'s end is a count of cycles (MVM's and REQ's drain; the array's programming wait of LDW,
+        VAUR, VAUC and WSET; MSET's third cycle), the condition, in one of its cycles, that the next is its last
+        (``fin_<op>`` there), from this cycle's registers; None when the end waits for a stream's handshake (the
+        other loads and reads, and LDW without a programming wait), is in the first cycle (the single-cycle
+        opcodes) or, for this configuration, cannot be told a cycle ahead (a VAU without pulse phases: its end
+        follows the column sweep's). Each term is the opcode's own statements read one cycle early: the counter
+        one step before the value that ends it, in the branch that steps it, with the statements' other
+        conditions, which hold from one cycle to the next in those branches (none of these opcodes stalls;
+        ``first`` is low from the second cycle; an error or HALT stops the run, and ``go`` with it)."""
+        cfg, first, wait, drain, step = self.cfg, parts.first, parts.program_wait, parts.drain, parts.step
+        if op is Opcode.MVM:
+            # drain steps while the lanes are finished, and fin is drain == MVM_LATENCY after the first cycle
+            return ~first & parts.lanes.finished & (drain == isa.MVM_LATENCY - 1)
+        if op is Opcode.REQ:
+            # after the second cycle, once no chunk is left (which stays so), drain steps to REQ_LATENCY - 1
+            assert isa.REQ_LATENCY >= 2, "REQ's end a cycle ahead needs two drain cycles"
+            return ~first & ~parts.second & ~parts.requant.chunks_left & (drain == isa.REQ_LATENCY - 2)
+        waits = {Opcode.LDW: cfg.write_cycles, Opcode.WSET: cfg.write_cycles, Opcode.MSET: 0,
+                 Opcode.VAUR: isa.VAUR_PHASES * cfg.pulse_cycles, Opcode.VAUC: isa.VAUC_PHASES * cfg.pulse_cycles}
+        if op not in waits:
+            return None
+        total = waits[op]
+        if op in (Opcode.WSET, Opcode.MSET):
+            if total == 0:  # ends in the cycle after the new word is built (step 1)
+                return ~first & (step == 1)
+            started = ~first & (step != 1)
+        elif total == 0:  # LDW: a load like the others; VAU: ends with the sweep's drain
+            return None
+        else:
+            started = ~first
+        # the wait counts down to 1, the last cycle: 2 now; or a wait of 1 cycle loaded now
+        term = started & (wait == 2)
+        if total == 1:
+            if op is Opcode.LDW:  # the last item's last word taken
+                loaded = (wait == 0) & parts.loader.item_valid & parts.loader.last
+            elif op is Opcode.WSET:
+                loaded = wait == 0
+            else:  # VAUR, VAUC: the sweep's drain ends
+                loaded = (wait == 0) & ~parts.vau.sweeping & (drain == isa.VAU_LATENCY - 1)
+            term = term | (started & loaded)
+        if op is Opcode.LDW:  # (the wait after the last item: the loader is empty)
+            term = (started & (wait == 2) & parts.loader.empty) | (term & ~(wait == 2))
+        return term
 
     @staticmethod
     def _commits(m, parts: _Parts):
@@ -483,19 +545,21 @@ class Tile(wiring.Component):
         shared = _SharedPort(addr=Signal.like(read.addr, name="acc_r_addr"), en=Signal(name="acc_r_en"),
                              data=Signal(width, name="acc_r_data"))
         shared.held = Signal.like(read.addr, name="acc_r_held")
+        shared.match = Signal(name="acc_r_match")
         m.d.sync += shared.held.eq(read.addr)
         m.d.comb += [read.addr.eq(shared.addr), read.en.eq(1)]
-        self._forward_writes(m, "acc_forward", "acc_forwarded", read, write, shared.data)
+        self._forward_writes(m, "acc_forward", "acc_forwarded", read, write, shared.data, shared.match)
         ports["acc_r"] = shared
 
     @staticmethod
-    def _forward_writes(m, name: str, flag_name: str, read, write, data: Signal) -> None:
+    def _forward_writes(m, name: str, flag_name: str, read, write, data: Signal, match=None) -> None:
         """Drive ``data`` with the synchronous ``read`` port's data, or, after a read that met a write of
         ``write`` at its address in its cycle, with the written word: a one-word memory (submodule
         ``name``) takes every write (its enable is the write's), and a flag (``flag_name``) registered with
         the read selects it. The behaviour of a port transparent to the write, for data used before the
         next write (the callers say why theirs are); the read register's input is the memory alone and
-        the address compare ends at the one-bit flag."""
+        the address compare ends at the one-bit flag. ``match``, if given, is ``read.addr == write.addr``
+        computed by the caller (from the candidates of a read address that is chosen late)."""
         forward = Memory(shape=unsigned(len(data)), depth=1, init=[])
         m.submodules[name] = forward
         keep, keep_read = forward.write_port(), forward.read_port(domain="comb")
@@ -503,7 +567,7 @@ class Tile(wiring.Component):
         m.d.comb += [keep.en.eq(write.en), keep.data.eq(write.data),
                      data.eq(Mux(forwarded, keep_read.data, read.data))]
         with m.If(read.en):
-            m.d.sync += forwarded.eq(write.en & (read.addr == write.addr))
+            m.d.sync += forwarded.eq(write.en & ((read.addr == write.addr) if match is None else match))
 
     def _out_buffer(self, m, ports: dict):
         """The output buffer: one memory per REQ chunk (``rq_lanes`` bytes of each output vector), one
@@ -653,11 +717,11 @@ class Tile(wiring.Component):
             is_op={op: stored.opcodes[op.value] for op in Opcode}, acc_addr=stored.acc_addr, last=stored.last,
             single=stored.single,
             view=data.View(INSTR, word[:INSTR.size]), first=first, second=Signal(name="second"), step=step,
-            fin=Signal(name="fin"),
+            fin=Signal(name="fin"), ends_next=Signal(name="ends_next"),
             stall=Signal(name="stall"), err=Signal(name="err"), err_cause=Signal(Cause, name="err_cause"),
             check_fail=Signal(name="check_fail"), check_cause=Signal(Cause, name="check_cause"),
             late_err=Signal(name="late_err"), late_cause=Signal(Cause, name="late_cause"),
-            halt=Signal(name="halt"), xfer=Signal(name="xfer"), pc=Signal(pc_bits(cfg), name="pc"),
+            halt=Signal(name="halt"), pc=Signal(pc_bits(cfg), name="pc"),
             tag=Signal(TAG_BITS, init=isa.RESET_SYNC_TAG, name="tag"),
             # Address checks "field + off + extra > depth" are "field + extra > room" with room =
             # depth - off, a register of the loop stack's innermost level, so the word meets a narrow
@@ -744,9 +808,15 @@ class Tile(wiring.Component):
         # at acc_next, which then steps to the next vector (a multi-vector MVM's or REQ's) or item (RDACC).
         # (the multiplexer is a module synthesis keeps whole, hw.cut: its select, from the read enables' logic
         # and dout's ready, meets one LUT before the address nets that fan out to the memory's LUT RAM)
+        # (the forwarding's address compare, _forward_writes, is made on both candidates, each from registers,
+        # and chosen by the same select in a kept 1-bit multiplexer: the select meets one LUT before the flag)
         m.submodules.cut_acc_addr = pick = LateMux(len(acc_r.addr))
         m.d.comb += [pick.sel.eq(parts.acc_reads), pick.late.eq(parts.acc_next), pick.other.eq(acc_r.held),
                      acc_r.addr.eq(pick.out)]
+        acc_w_addr = ports["acc_w"].addr
+        m.submodules.cut_acc_match = match = LateMux(1)
+        m.d.comb += [match.sel.eq(parts.acc_reads), match.late.eq(parts.acc_next[:len(acc_w_addr)] == acc_w_addr),
+                     match.other.eq(acc_r.held == acc_w_addr), acc_r.match.eq(match.out)]
         with m.If(parts.first):
             # a multi-vector MVM's next vectors' addresses follow (read at its vector boundaries)
             m.d.sync += [parts.acc_next.eq(acc_first), parts.in_next.eq(in_first + 1),
@@ -849,9 +919,14 @@ class Tile(wiring.Component):
         out_free = Signal(name="out_reads_free")
         m.d.sync += out_free.eq(Mux(parts.first, ~parts.is_op[Opcode.RDOUT], ~(req | rdout)))
         parts.out_req_reads = ~parts.first & req & out_free
-        # (the accumulator memory reads acc_next in every second cycle, its first vector's read)
-        parts.acc_reads = (parts.second | ~(req | rdacc) | (req & requant.last_chunk & requant.chunks_left)
-                           | (rdacc & item_sent))
+        # (the accumulator memory reads acc_next in every second cycle, its first vector's read; dout's ready, which
+        # arrives late, picks between the choices with and without an RDACC item sent in a kept 1-bit
+        # multiplexer, hw.cut, so it meets one LUT before the read address's multiplexer)
+        acc_reads_base = parts.second | ~(req | rdacc) | (req & requant.last_chunk & requant.chunks_left)
+        m.submodules.cut_acc_reads = acc_reads = LateMux(1)
+        m.d.comb += [acc_reads.sel.eq(self.dout.ready), acc_reads.late.eq(acc_reads_base | (rdacc & reader.item_last)),
+                     acc_reads.other.eq(acc_reads_base)]
+        parts.acc_reads = acc_reads.out
         # The output memory's chunks, in RDOUT after the first cycle. An item of one bus word: every chunk reads
         # the next item (out_next_addr) when the word may leave. An item of several words (a chunk's bytes fall
         # in words up to ``w``, ports["out_chunk_words"]): a chunk with bytes in the item's last word reads the
@@ -997,7 +1072,7 @@ class Tile(wiring.Component):
             with self._unless_late_err(m, parts, space):
                 # (after a failed range check the run stops in this cycle and takes no word)
                 # (the loader's take and the items' writes are decoded from registers: _load_ports)
-                m.d.comb += [self.din.ready.eq(1), parts.stall.eq(~self.din.valid), parts.xfer.eq(self.din.valid)]
+                m.d.comb += [self.din.ready.eq(1), parts.stall.eq(~self.din.valid)]
             if not wait:
                 # fin is not gated by the range check (_unless_late_err): on a failed one the run stops
                 # in this cycle, where pc and the loop stack advancing is invisible (_sequence)
@@ -1022,9 +1097,9 @@ class Tile(wiring.Component):
             m.d.comb += requant.ldrq_start.eq(1)
             m.d.sync += [parts.left.eq(item_range.count_m1 + 1), parts.left_last.eq(item_range.count_m1 < per_word)]
         with m.Else():
-            m.d.comb += [self.din.ready.eq(1), parts.stall.eq(~self.din.valid), parts.xfer.eq(self.din.valid),
-                         requant.ldrq_word.eq(self.din.valid)]
-            with m.If(parts.xfer):
+            m.d.comb += [self.din.ready.eq(1), parts.stall.eq(~self.din.valid), requant.ldrq_word.eq(self.din.valid)]
+            # (din's valid itself, not a signal every stream instruction drives: fin's LDRQ term is three inputs)
+            with m.If(self.din.valid):
                 m.d.sync += [parts.left.eq(Mux(parts.left > per_word, parts.left - per_word, 0)),
                              parts.left_last.eq(parts.left <= 2 * per_word)]
                 with m.If(parts.left_last):
@@ -1168,7 +1243,7 @@ class Tile(wiring.Component):
                 pass
         with m.Else():
             with self._unless_late_err(m, parts, None if op is Opcode.RDACC else space):
-                m.d.comb += [self.dout.valid.eq(1), parts.stall.eq(~self.dout.ready), parts.xfer.eq(self.dout.ready),
+                m.d.comb += [self.dout.valid.eq(1), parts.stall.eq(~self.dout.ready),
                              reader.sent.eq(self.dout.ready), self.dout.payload.eq(reader.word)]
             with m.If(self.dout.ready & reader.last):  # (not gated by the range check: as _load's)
                 m.d.comb += parts.fin.eq(1)

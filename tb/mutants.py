@@ -58,8 +58,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
            "loops.push_strides[1].eq(loop_args.stride_out),\n"
            "                     loops.push_strides[2].eq(loop_args.stride_acc)",
            "LOOP applies stride_out to accumulator addresses and stride_acc to output addresses"),
-    Mutant("latency_cycle", "tile", "with m.If(parts.drain == isa.MVM_LATENCY):",
-           "with m.If(parts.drain == isa.MVM_LATENCY + 1):", "MVM takes one cycle more than its formula"),
+    Mutant("latency_cycle", "tile", "parts.lanes.finished & (drain == isa.MVM_LATENCY - 1)",
+           "parts.lanes.finished & (drain == isa.MVM_LATENCY)", "MVM takes one cycle more than its formula"),
     Mutant("mvm_vector_input", "tile", "m.d.comb += [in_r.addr.eq(parts.in_next), in_r.en.eq(parts.vector_in)]",
            "m.d.comb += [in_r.addr.eq(parts.in_next), in_r.en.eq(0)]",
            "a multi-vector MVM multiplies its first input vector again for every later vector"),

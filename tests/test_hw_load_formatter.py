@@ -44,6 +44,7 @@ def test_load_items_are_the_packed_values(name, op):
     got = []
 
     async def bench(ctx):
+        assert ctx.get(dut.empty)  # before the first start
         ctx.set(dut.opcode, op)
         ctx.set(dut.start, 1)
         ctx.set(dut.base, base)
