@@ -435,45 +435,36 @@ class Tile(wiring.Component):
         """When ``op``'s end is a count of cycles (MVM's and REQ's drain; the array's programming wait of LDW,
         VAUR, VAUC and WSET; MSET's third cycle), the condition, in one of its cycles, that the next is its last
         (``fin_<op>`` there), from this cycle's registers; None when the end waits for a stream's handshake (the
-        other loads and reads, and LDW without a programming wait), is in the first cycle (the single-cycle
-        opcodes) or, for this configuration, cannot be told a cycle ahead (a VAU without pulse phases: its end
-        follows the column sweep's). Each term is the opcode's own statements read one cycle early: the counter
-        one step before the value that ends it, in the branch that steps it, with the statements' other
-        conditions, which hold from one cycle to the next in those branches (none of these opcodes stalls;
-        ``first`` is low from the second cycle; an error or HALT stops the run, and ``go`` with it)."""
+        other loads and reads), is in the first cycle (the single-cycle opcodes) or, for this configuration, is
+        not a wait of two cycles or more (LDW, WSET, VAUR, VAUC with a wait of 0 or 1: a VAU's end then follows
+        the column sweep's, an LDW's the bus), which keep their own term in ``fin``. Each term is the opcode's own
+        statements read one cycle early: the counter one step before the value that ends it, in the branch that
+        steps it, with the statements' other conditions, which hold from one cycle to the next in those branches
+        (none of these opcodes stalls in them; ``first`` is low from the second cycle; an error or HALT stops the
+        run, and ``go`` with it)."""
         cfg, first, wait, drain, step = self.cfg, parts.first, parts.program_wait, parts.drain, parts.step
         if op is Opcode.MVM:
             # drain steps while the lanes are finished, and fin is drain == MVM_LATENCY after the first cycle
             return ~first & parts.lanes.finished & (drain == isa.MVM_LATENCY - 1)
         if op is Opcode.REQ:
             # after the second cycle, once no chunk is left (which stays so), drain steps to REQ_LATENCY - 1
-            assert isa.REQ_LATENCY >= 2, "REQ's end a cycle ahead needs two drain cycles"
+            if isa.REQ_LATENCY < 2:  # (the first drain cycle would be the last)
+                return None
             return ~first & ~parts.second & ~parts.requant.chunks_left & (drain == isa.REQ_LATENCY - 2)
         waits = {Opcode.LDW: cfg.write_cycles, Opcode.WSET: cfg.write_cycles, Opcode.MSET: 0,
                  Opcode.VAUR: isa.VAUR_PHASES * cfg.pulse_cycles, Opcode.VAUC: isa.VAUC_PHASES * cfg.pulse_cycles}
         if op not in waits:
             return None
         total = waits[op]
-        if op in (Opcode.WSET, Opcode.MSET):
-            if total == 0:  # ends in the cycle after the new word is built (step 1)
-                return ~first & (step == 1)
-            started = ~first & (step != 1)
-        elif total == 0:  # LDW: a load like the others; VAU: ends with the sweep's drain
+        if op in (Opcode.WSET, Opcode.MSET) and total == 0:
+            return ~first & (step == 1)  # ends in the cycle after the new word is built (step 1)
+        if total < 2:  # (no wait, or one cycle loaded in the cycle before the last: the opcode's own term)
             return None
-        else:
-            started = ~first
-        # the wait counts down to 1, the last cycle: 2 now; or a wait of 1 cycle loaded now
-        term = started & (wait == 2)
-        if total == 1:
-            if op is Opcode.LDW:  # the last item's last word taken
-                loaded = (wait == 0) & parts.loader.item_valid & parts.loader.last
-            elif op is Opcode.WSET:
-                loaded = wait == 0
-            else:  # VAUR, VAUC: the sweep's drain ends
-                loaded = (wait == 0) & ~parts.vau.sweeping & (drain == isa.VAU_LATENCY - 1)
-            term = term | (started & loaded)
-        if op is Opcode.LDW:  # (the wait after the last item: the loader is empty)
-            term = (started & (wait == 2) & parts.loader.empty) | (term & ~(wait == 2))
+        # the wait counts down to 1, the last cycle: 2 now (LDW's, after its last item: the loader is empty)
+        # (WSET's wait is 0 in its step 1, so wait == 2 is past it)
+        term = ~first & (wait == 2)
+        if op is Opcode.LDW:
+            term = term & parts.loader.empty
         return term
 
     @staticmethod
