@@ -19,7 +19,7 @@ from amaranth.hdl import Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["CUT_PREFIX", "LateMux", "LateRegister"]
+__all__ = ["CUT_PREFIX", "AnyOf", "LateMux", "LateRegister"]
 
 #: The prefix of the submodule names whose modules synthesis keeps whole.
 CUT_PREFIX = "cut_"
@@ -63,4 +63,25 @@ class LateRegister(wiring.Component):
         m = Module()
         with m.If(self.en):
             m.d.sync += self.q.eq(Mux(self.sel, self.late, self.other))
+        return m
+
+
+class AnyOf(wiring.Component):
+    """``out`` is high when any bit of ``ins`` is, combinational. Kept as a module of its own like the
+    multiplexer (name it ``cut_<name>``), so that several instances on the same inputs stay several gates:
+    a signal read by hundreds of flip-flops across the die (the sequencer's ``fin``) gets a copy per group of
+    readers, each placed near its own, instead of one net that spans them all.
+
+    Parameters
+    ----------
+    width : int
+    """
+
+    def __init__(self, width: int):
+        self.width = width
+        super().__init__({"ins": In(width), "out": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.out.eq(self.ins.any())
         return m

@@ -79,7 +79,8 @@ class Fetch(wiring.Component):
     stops the run there (``PC_RANGE``) without looking at them. ``word_copy`` is always equal to
     ``word``: a second register on the same inputs (:class:`~cimtile.hw.cut.LateRegister`), read by
     the units far from the sequencer (the layer, requantisation and VAU parameters), so that neither
-    register's outputs cross the die.
+    register's outputs cross the die. ``fin_copy`` is ``fin`` again, on a net of its own (``word_copy``'s
+    enable: the caller's copy), so that neither register's enable crosses the die either.
 
     Parameters
     ----------
@@ -96,6 +97,7 @@ class Fetch(wiring.Component):
             "start": In(1),
             "running": In(1),
             "fin": In(1),
+            "fin_copy": In(1),
             "next_pc_plus1": In(pcb + 1),
             "push": In(1),
             "levels": In(range(cfg.loop_depth + 1)),
@@ -146,8 +148,8 @@ class Fetch(wiring.Component):
         # (from the loop stack's registers, a shallow chain) is in front of the multiplexer's select and other
         # input. Two such registers on the same inputs: ``word`` and ``word_copy``.
         other = Mux(self.running & taken, branch_word, Mux(self.running, successor, word0))
-        for name, out in (("cut_word", self.word), ("cut_word_copy", self.word_copy)):
+        for name, out, fin in (("cut_word", self.word, self.fin), ("cut_word_copy", self.word_copy, self.fin_copy)):
             m.submodules[name] = reg = LateRegister(STORED_BITS)
-            m.d.comb += [reg.en.eq(Mux(self.running, self.fin, self.start)), reg.sel.eq(self.running & first & ~taken),
+            m.d.comb += [reg.en.eq(Mux(self.running, fin, self.start)), reg.sel.eq(self.running & first & ~taken),
                          reg.late.eq(rd.data), reg.other.eq(other), out.eq(reg.q)]
         return m

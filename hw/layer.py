@@ -183,32 +183,26 @@ class LayerRegisters(wiring.Component):
                      after_win.col_start.eq(win_in.col_start), after_win.col_count.eq(win_in.col_count_m1 + 1)]
         cfg_write = self.commit & self.cfg_write
         win_write = self.commit & self.win_write & ~self.cfg_write
-        radices = self._geometry(m, after_cfg, after_win, win_write)
+        radices, lane = self._geometry(m, after_cfg, after_win, win_write)
         with m.If(cfg_write):
             m.d.sync += now.eq(after_cfg)
         with m.Elif(win_write):
             m.d.sync += now.eq(after_win)
         self._lane_chain(m, radices, cfg_write, win_write)
-        self._lane_radix(m, after_cfg, after_win, cfg_write, win_write)
+        self._lane_radix(m, lane, cfg_write, win_write)
         return m
 
-    def _lane_radix(self, m, after_cfg, after_win, cfg_write, win_write):
+    def _lane_radix(self, m, lane: dict, cfg_write, win_write):
         """``lane_radix``, registers loaded with the layer (same enable) from the next layer's radices. Why:
         they are the lanes' own, placed beside the lanes' narrow adders, and not the layer registers
         (saturated or negated, so synthesis does not merge them back into those): read from across the
         chip, the layer's ``gconv`` was most of the time of the tile's critical path
-        (docs/microarchitecture.md)."""
-        top = _lane_top(self.cfg)
-        bits = narrow_bits(self.cfg)
-        def load(after):
-            m.d.sync += [getattr(self.lane_radix, name).eq(Mux(getattr(after, name) > top, top, getattr(after, name)))
-                         for name in ("gconv", "n_out", "nrg", "nis")]
-            m.d.sync += self.lane_radix.neg_cols.eq(-after.col_count[:bits])
-
-        with m.If(cfg_write):
-            load(after_cfg)
-        with m.Elif(win_write):
-            load(after_win)
+        (docs/microarchitecture.md). ``lane`` (from :meth:`_geometry`) has, for a CFG and for a WIN, the
+        radices that operation changes, already saturated (tables and registers of saturated values, no
+        comparator after the word's decode); the others hold."""
+        for op, write in (("cfg", cfg_write), ("win", win_write)):
+            with m.If(write):
+                m.d.sync += [getattr(self.lane_radix, name).eq(value) for name, value in lane[op].items()]
 
     def _group_sizes(self) -> list[int]:
         """The weight-group sizes a CFG can select (a signed 1-bit weight does not exist)."""
@@ -235,23 +229,32 @@ class LayerRegisters(wiring.Component):
         saturated ``n_out`` of :meth:`_lane_chain`) are registers of their own, loaded by a WIN from the
         same tables: a CFG selects one of them by its weight format (a multiplexer of registers, not
         a table of the group it decodes). Returns the saturated radices ``(gconv, n_out, nrg, step)``
-        of the layer after a CFG and after a WIN, for the lane chain."""
+        of the layer after a CFG and after a WIN, for the lane chain; and by operation the
+        :func:`lane_radix_layout` fields it changes (saturated at ``2 x n_adcs + 1`` by the same tables and
+        per-size registers: a CFG's ``gconv``, ``nis`` and ``n_out``, a WIN's ``n_out``, ``nrg`` and
+        ``neg_cols``), for :meth:`_lane_radix`."""
         cfg, now = self.cfg, self.layer
         word_cfg, word_win = self.cfg_fields, self.win_fields
         top = cfg.n_adcs + 1
         sat = Shape.cast(range(top + 1))
+        lane_top = _lane_top(cfg)
+        lane_sat = Shape.cast(range(lane_top + 1))
         _, _, _, reset_cols = isa.reset_window(cfg)
         # CFG: its slices and weight group, from tables of its fields.
         nis, nws, group, sat_gconv_cfg = Signal(4), Signal(4), Signal(5), Signal(sat)
+        lane_nis, lane_gconv = Signal(lane_sat), Signal(lane_sat)
         with m.Switch(Cat(word_cfg.abits_m1, word_cfg.asigned)):
             for abits_m1 in range(8):
                 for asigned in range(2):
                     with m.Case(abits_m1 | (asigned << 3)):
-                        m.d.comb += nis.eq(isa.input_slices(abits_m1 + 1, bool(asigned), cfg.dac_bits))
+                        slices = isa.input_slices(abits_m1 + 1, bool(asigned), cfg.dac_bits)
+                        m.d.comb += [nis.eq(slices), lane_nis.eq(min(lane_top, slices))]
         with m.Switch(Cat(word_cfg.wbits_m1, word_cfg.wsigned)):
             for case, slices, size, analog in self._cfg_cases():
                 with m.Case(case):
-                    m.d.comb += [nws.eq(slices), sat_gconv_cfg.eq(min(top, slices if analog else size))]
+                    gconv = slices if analog else size
+                    m.d.comb += [nws.eq(slices), sat_gconv_cfg.eq(min(top, gconv)),
+                                 lane_gconv.eq(min(lane_top, gconv))]
         m.d.comb += group.eq(Mux(word_cfg.wsigned, nws << 1, nws))
         analog = word_cfg.wsigned if cfg.analog_diff else Const(0, 1)
         # WIN: its columns' outputs per group size (next values of the per-size registers), and the
@@ -262,35 +265,42 @@ class LayerRegisters(wiring.Component):
         for size in self._group_sizes():
             n_out, exact = div_table(columns_m1, size, cfg.cols, 1)
             sat_n_out = Array(Const(min(top, (n + 1) // size), sat) for n in range(cfg.cols))[columns_m1]
+            lane_n_out = Array(Const(min(lane_top, (n + 1) // size), lane_sat) for n in range(cfg.cols))[columns_m1]
             regs = (Signal(ADDR_BITS + 1, name=f"n_out_of{size}", init=reset_cols // size),
                     Signal(name=f"aligned_of{size}", init=int(reset_cols % size == 0)),
-                    Signal(sat, name=f"sat_n_out_of{size}", init=min(top, reset_cols // size)))
+                    Signal(sat, name=f"sat_n_out_of{size}", init=min(top, reset_cols // size)),
+                    Signal(lane_sat, name=f"lane_n_out_of{size}", init=min(lane_top, reset_cols // size)))
             with m.If(win_write):
-                m.d.sync += [r.eq(v) for r, v in zip(regs, (n_out, exact, sat_n_out))]
-            per_size[size] = ((n_out, exact, sat_n_out), regs)
+                m.d.sync += [r.eq(v) for r, v in zip(regs, (n_out, exact, sat_n_out, lane_n_out))]
+            per_size[size] = ((n_out, exact, sat_n_out, lane_n_out), regs)
         cfg_n_out, cfg_aligned, sat_n_out_cfg = Signal(ADDR_BITS + 1), Signal(), Signal(sat)
+        lane_n_out_cfg = Signal(lane_sat)
         with m.Switch(Cat(word_cfg.wbits_m1, word_cfg.wsigned)):
             for case, _, size, _ in self._cfg_cases():
                 if size in per_size:
                     with m.Case(case):
-                        m.d.comb += [s.eq(r) for s, r in zip((cfg_n_out, cfg_aligned, sat_n_out_cfg),
+                        m.d.comb += [s.eq(r) for s, r in zip((cfg_n_out, cfg_aligned, sat_n_out_cfg, lane_n_out_cfg),
                                                              per_size[size][1])]
         win_n_out, win_aligned, sat_n_out_win = Signal(ADDR_BITS + 1), Signal(), Signal(sat)
+        lane_n_out_win = Signal(lane_sat)
         with m.Switch(now.group):
             for size, (values, _) in per_size.items():
                 with m.Case(size):
-                    m.d.comb += [s.eq(v) for s, v in zip((win_n_out, win_aligned, sat_n_out_win), values)]
+                    m.d.comb += [s.eq(v) for s, v in zip((win_n_out, win_aligned, sat_n_out_win, lane_n_out_win),
+                                                         values)]
         per_conv = cfg.rows_per_conv
-        sat_nrg_win = Signal(sat)
+        sat_nrg_win, lane_nrg_win = Signal(sat), Signal(lane_sat)
         if cfg.rows <= 256:
             row_bits = max(1, (cfg.rows - 1).bit_length())
             table = Array(Const(_ceil_div(n + 1, per_conv), ADDR_BITS + 1) for n in range(cfg.rows))
             win_nrg = table[word_win.row_count_m1[:row_bits]]
-            m.d.comb += sat_nrg_win.eq(Array(Const(min(top, _ceil_div(n + 1, per_conv)), sat)
-                                             for n in range(cfg.rows))[word_win.row_count_m1[:row_bits]])
+            m.d.comb += [saturated.eq(Array(Const(min(limit, _ceil_div(n + 1, per_conv)), saturated.shape())
+                                            for n in range(cfg.rows))[word_win.row_count_m1[:row_bits]])
+                         for saturated, limit in ((sat_nrg_win, top), (lane_nrg_win, lane_top))]
         else:
             win_nrg = const_div(word_win.row_count_m1 + per_conv, per_conv, cfg.rows + per_conv - 1)
-            m.d.comb += sat_nrg_win.eq(Mux(win_nrg > top, top, win_nrg))
+            m.d.comb += [sat_nrg_win.eq(Mux(win_nrg > top, top, win_nrg)),
+                         lane_nrg_win.eq(Mux(win_nrg > lane_top, lane_top, win_nrg))]
         m.d.comb += [after_cfg.nis.eq(nis), after_cfg.nws.eq(nws), after_cfg.group.eq(group),
                      after_cfg.n_out.eq(cfg_n_out), after_cfg.aligned.eq(cfg_aligned), after_cfg.analog.eq(analog),
                      after_cfg.gconv.eq(Mux(analog, nws, group)), after_cfg.step.eq(Mux(analog, 2, 1))]
@@ -303,8 +313,12 @@ class LayerRegisters(wiring.Component):
             m.d.sync += sat_gconv.eq(sat_gconv_cfg)
         with m.If(win_write):
             m.d.sync += sat_nrg.eq(sat_nrg_win)
-        return {"cfg": (sat_gconv_cfg, sat_n_out_cfg, sat_nrg, after_cfg.step),
-                "win": (sat_gconv, sat_n_out_win, sat_nrg_win, now.step)}
+        # (a WIN's neg_cols, -(col_count_m1 + 1), is ~col_count_m1 in the low bits: no adder)
+        lane = {"cfg": {"gconv": lane_gconv, "nis": lane_nis, "n_out": lane_n_out_cfg},
+                "win": {"n_out": lane_n_out_win, "nrg": lane_nrg_win,
+                        "neg_cols": ~Cat(word_win.col_count_m1, Const(0, narrow_bits(cfg)))[:narrow_bits(cfg)]}}
+        return ({"cfg": (sat_gconv_cfg, sat_n_out_cfg, sat_nrg, after_cfg.step),
+                 "win": (sat_gconv, sat_n_out_win, sat_nrg_win, now.step)}, lane)
 
     def _lane_chain(self, m, radices, cfg_write, win_write):
         """``lane_start`` / ``lane_step`` as registers loaded with the layer (same enable), so that no

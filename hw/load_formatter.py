@@ -37,7 +37,8 @@ class LoadFormatter(wiring.Component):
     plus the item's index, modulo ``2**ADDR_BITS``), combinationally, for a memory write port that
     writes at this clock edge. ``last`` is high while the next word taken is the load's last one
     (``count x words - 1`` taken; a register, valid from the cycle after ``start`` while ``opcode``
-    holds), ``empty`` once every item is complete (a register of its own beside the item count, high
+    holds; ``last_next`` is what it takes at the clock edge, combinational), ``empty`` once every item is
+    complete (a register of its own beside the item count, high
     before the first ``start``). ``item_last`` is high while the
     next word taken is its item's last (a register, valid likewise): ``item_valid`` is ``take & item_last``.
 
@@ -65,6 +66,7 @@ class LoadFormatter(wiring.Component):
             "items": Out(wiring.Signature({op.name.lower(): Out(unsigned(words * cfg.bus_bits))
                                            for op, words in self.words.items()})),
             "last": Out(1),
+            "last_next": Out(1),
             "empty": Out(1),
         })
 
@@ -102,8 +104,9 @@ class LoadFormatter(wiring.Component):
                      self.item_valid.eq(item_complete), self.item_addr.eq(item_addr),
                      self.empty.eq(empty)]
 
-        m.d.comb += self.last.eq(last_word_register(m, self.words, self.opcode, self.start, self.count, self.take,
-                                                    item_complete, items_left, word_index, last_index))
+        last, last_next = last_word_register(m, self.words, self.opcode, self.start, self.count, self.take,
+                                             item_complete, items_left, word_index, last_index)
+        m.d.comb += [self.last.eq(last), self.last_next.eq(last_next)]
         with m.If(self.start):
             m.d.sync += [item_addr.eq(self.base), word_index.eq(0), items_left.eq(self.count), item_last.eq(one_word),
                          empty.eq(self.count == 0)]
@@ -124,7 +127,7 @@ class LoadFormatter(wiring.Component):
 
 
 def last_word_register(m, words: dict, opcode, start, count, moved, item_done, items_left, word_index,
-                       last_index) -> Signal:
+                       last_index) -> tuple[Signal, Signal]:
     """A stream formatter's ``last`` (the bus word moving is the instruction's last), as a register looked
     ahead beside the formatter's item count and word index, so that the sequencer's ``fin`` starts at a
     register: ``(items_left == 1) & (word_index == last_index)`` one cycle early.
@@ -134,18 +137,22 @@ def last_word_register(m, words: dict, opcode, start, count, moved, item_done, i
     of one word, decoded from the opcode here, beside the formatter's own item-size decode); in a cycle where
     a word ``moved`` (taken or sent) it takes whether the next word is: the item's last word (``item_done``)
     leaves one item of one word, or another word of the same item is the last. Both formatters' counters
-    step exactly so (:class:`LoadFormatter`, :class:`~cimtile.hw.read_formatter.ReadFormatter`)."""
-    last = Signal(name="last")
+    step exactly so (:class:`LoadFormatter`, :class:`~cimtile.hw.read_formatter.ReadFormatter`). Returns the
+    register and what it takes at the clock edge (combinational: the sequencer looks its end a cycle ahead from
+    it, :meth:`cimtile.hw.tile.Tile._stream_end`)."""
+    last, last_next = Signal(name="last"), Signal(name="last_next")
     one_word = Signal(name="one_word")  # the opcode's items are one bus word
     with m.Switch(opcode):
         for op, n in words.items():
             with m.Case(op):
                 m.d.comb += one_word.eq(n == 1)
+    m.d.comb += last_next.eq(last)
     with m.If(start):
-        m.d.sync += last.eq((count == 1) & one_word)
+        m.d.comb += last_next.eq((count == 1) & one_word)
     with m.Elif(moved):
         with m.If(item_done):
-            m.d.sync += last.eq((items_left == 2) & (last_index == 0))
+            m.d.comb += last_next.eq((items_left == 2) & (last_index == 0))
         with m.Else():
-            m.d.sync += last.eq((items_left == 1) & (word_index + 1 == last_index))
-    return last
+            m.d.comb += last_next.eq((items_left == 1) & (word_index + 1 == last_index))
+    m.d.sync += last.eq(last_next)
+    return last, last_next

@@ -55,7 +55,9 @@ class LoopStack(wiring.Component):
     rooms); ``enclosing_end`` is combinational from the registers (the innermost level's end,
     ``prog_len`` on an empty stack). In a cycle with ``advance`` (the instruction's
     last cycle) the wraps and pops that ``next_pc`` used take effect at the clock edge (a wrap adds
-    the level's strides to its offsets). ``push`` (LOOP's cycle) pushes ``push_start`` ..
+    the level's strides to its offsets). ``push`` (LOOP's cycle, which ends in it: ``push`` comes with
+    ``advance``, so the registers that step with the stack are enabled by ``clear`` or ``advance`` alone)
+    pushes ``push_start`` ..
     ``push_end`` with ``push_count`` iterations and ``push_strides``, taking the current offsets;
     ``next_pc`` is then ``pc + 1``, unless a level's body ends at ``pc + 1`` (a LOOP as the last word of a
     body, which the tile refuses: LOOP_NEST), where it is that level's wrap as without ``push``.
@@ -178,13 +180,13 @@ class LoopStack(wiring.Component):
         # an AND-OR of the wraps, each a shallow function of registers), else ahead[j].
         ahead = Signal(depth)
         m.d.comb += [ahead[j].eq(end_m2[j] == self.pc) for j in range(depth)]
-        with m.If(~self.clear & self.push):
-            m.d.sync += [ends_next[j].eq(ahead[j]) for j in range(depth)]
-        with m.Elif(~self.clear & self.advance):
+        # (push comes with advance: every register here is enabled by clear or advance alone, and push only
+        # chooses the data)
+        with m.If(~self.clear & self.advance):
             for j in range(depth):
                 resumed = Cat(*[wraps[i] & resume[i][j] for i in range(j, depth)]).any()
                 wrapped = Cat(*wraps[j:]).any()
-                m.d.sync += ends_next[j].eq(Mux(wrapped, resumed, ahead[j]))
+                m.d.sync += ends_next[j].eq(Mux(self.push | ~wrapped, ahead[j], resumed))
         with m.If(self.push):
             for i in range(depth):
                 with m.If(levels == i):
@@ -208,7 +210,7 @@ class LoopStack(wiring.Component):
                 m.d.comb += [diff.eq(room[i][k] - stride[i][k]), stepped_room[i][k].eq(Mux(diff < 0, -1, diff)),
                              stepped_offset[i][k].eq(offset[i][k] + stride[i][k])]
             active = levels > i
-            with m.If((self.push & (levels == i)) | (~self.push & self.advance & wraps[i])):
+            with m.If(self.advance & Mux(self.push, levels == i, wraps[i])):
                 m.d.sync += [left[i].eq(Mux(active, left[i] - 1, self.push_count)),
                              more[i].eq(Mux(active, left[i] > 2, self.push_count > 1))]
                 m.d.sync += [offset[i][k].eq(Mux(active, stepped_offset[i][k], self.offsets[k]))
@@ -219,18 +221,11 @@ class LoopStack(wiring.Component):
             m.d.sync += [levels.eq(0), self.loop_room.eq(self.prog_len - 2)]
             m.d.sync += [o.eq(0) for o in self.offsets]
             m.d.sync += [r.eq(depths[k]) for k, r in enumerate(self.room)]
-        with m.Elif(self.push):
+        with m.Elif(self.advance & self.push):  # (loop_room's and levels' enable: clear or advance)
             m.d.sync += self.loop_room.eq(self.push_room)  # push_end - pc - 3
             # The push happens even when LOOP's checks fail: the run stops then, and every run
             # starts with an empty stack.
             m.d.sync += levels.eq(levels + 1)
-            for i in range(depth):
-                with m.If(levels == i):
-                    m.d.sync += [body_room[i].eq(self.push_room),
-                                 after_pop[i].eq(self.loop_room - self.push_room - 3),
-                                 start[i].eq(self.push_start), start_plus1[i].eq(self.push_start + 1),
-                                 end[i].eq(self.push_end), end_m2[i].eq(self.push_end - 2)]
-                    m.d.sync += [stride[i][k].eq(self.push_strides[k]) for k in range(n_spaces)]
         with m.Elif(self.advance):
             # loop_room after the step, as an AND-OR of one-hot terms: the wrapping level's body room, else
             # the lowest popping level's room after the pop (pops cascade downwards; a wrap ends them),
@@ -255,4 +250,13 @@ class LoopStack(wiring.Component):
                     m.d.sync += levels.eq(i + 1)
                     m.d.sync += [self.offsets[k].eq(stepped_offset[i][k]) for k in range(n_spaces)]
                     m.d.sync += [self.room[k].eq(stepped_room[i][k]) for k in range(n_spaces)]
+        # the pushed level's own registers, enabled by push alone (a decode of registers)
+        with m.If(~self.clear & self.push):
+            for i in range(depth):
+                with m.If(levels == i):
+                    m.d.sync += [body_room[i].eq(self.push_room),
+                                 after_pop[i].eq(self.loop_room - self.push_room - 3),
+                                 start[i].eq(self.push_start), start_plus1[i].eq(self.push_start + 1),
+                                 end[i].eq(self.push_end), end_m2[i].eq(self.push_end - 2)]
+                    m.d.sync += [stride[i][k].eq(self.push_strides[k]) for k in range(n_spaces)]
         return m

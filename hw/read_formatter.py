@@ -37,7 +37,8 @@ class ReadFormatter(wiring.Component):
     after the read's last word, which is harmless: nothing uses it); otherwise ``read_addr`` holds
     the address of the item being sent, for a source such as the crossbar's lane-0 port, which reads
     the address it is given in every cycle. ``last`` is high while the word on ``word`` is the read's
-    last one (a register, valid from the cycle after ``start`` while ``opcode`` holds). ``item_last`` is
+    last one (a register, valid from the cycle after ``start`` while ``opcode`` holds; ``last_next``, combinational,
+    is what it takes at the clock edge). ``item_last`` is
     high while the word on ``word`` is its item's last one (a register, valid likewise): in a cycle after
     ``start``, ``read_en`` is ``sent & item_last``, so a source can decode its reads from registers and
     the bus's ready. ``word_index`` is the index within its item of the word on ``word`` (a register, valid
@@ -71,6 +72,7 @@ class ReadFormatter(wiring.Component):
             "read_en": Out(1),
             "next_read_addr": Out(ADDR_BITS),
             "last": Out(1),
+            "last_next": Out(1),
             "item_last": Out(1),
             "word_index": Out(range(max(self.max_words, 2))),
         })
@@ -109,8 +111,9 @@ class ReadFormatter(wiring.Component):
         with m.If(self.read_en):
             m.d.sync += held_addr.eq(self.read_addr)
 
-        m.d.comb += self.last.eq(last_word_register(m, self.words, self.opcode, self.start, self.count, self.sent,
-                                                    advance, items_left, word_index, last_index))
+        last, last_next = last_word_register(m, self.words, self.opcode, self.start, self.count, self.sent,
+                                             advance, items_left, word_index, last_index)
+        m.d.comb += [self.last.eq(last), self.last_next.eq(last_next)]
         with m.If(self.start):
             m.d.sync += [next_addr.eq(self.base + 1), word_index.eq(0), items_left.eq(self.count),
                          item_last.eq(one_word)]

@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from . import isa
 from .adc import Adc
 from .crossbar import Crossbar
-from .cut import LateMux
+from .cut import AnyOf, LateMux
 from .dataformat import formats
 from .fetch import SINGLE_CYCLE, STORED, Fetch, predecode
 from .isa import ARGS, INSTR, RQ_VALUE_RANGE, Cause, Opcode
@@ -22,7 +22,7 @@ from .load_formatter import LOAD_OPCODES, LoadFormatter
 from .loop_stack import OFFSET_BITS, LoopStack, pc_bits
 from .mvm_lanes import MvmLanes
 from .params import ADDR_BITS, TileConfig
-from .read_formatter import ReadFormatter
+from .read_formatter import READ_OPCODES, ReadFormatter
 from .requant_bank import RequantBank
 from .shift_add import ShiftAdd
 from .vau import Vau
@@ -38,6 +38,9 @@ CAUSE_BITS = Cause.as_shape().width
 TAG_BITS = ARGS["sync"]["tag"].width
 PC_BITS = 16
 CYCLE_BITS = 32
+#: The accumulator buffer's memories (whole columns each, fewer when the tile has fewer columns), each with a copy
+#: of the read address (Tile._acc_buffer).
+ACC_CHUNKS = 4
 SUM_BITS = OFFSET_BITS + 2  # start + offset + count
 if isa.ACC_READ_WAIT != 1:  # pragma: no cover - the sequencer reads the first accumulator vector in ``second``
     raise AssertionError(f"hw/tile.py reads the accumulator memory in an instruction's second cycle; "
@@ -64,6 +67,11 @@ class _Parts:
     step: Signal  # cycles into the instruction, saturating at 3
     fin: Signal  # the instruction's last cycle (set by its statements)
     ends_next: Signal  # fin of the counter-ended opcodes, a register set a cycle ahead (Tile._ends_next)
+    # the stream opcodes' last word is on the bus, registers set a cycle ahead (Tile._stream_end): their fin is
+    # armed_din & din's valid, or armed_dout & dout's ready
+    armed_din: Signal
+    armed_dout: Signal
+    fin_copies: dict  # copies of fin for the fetch unit and the loop stack (Tile._fin_copies)
     stall: Signal  # waiting for din valid / dout ready (cycle not counted)
     err: Signal  # the run stops in this cycle
     err_cause: Signal
@@ -101,6 +109,7 @@ class _Parts:
     acc_next: Signal  # the next vector's accumulator address (memory address bits)
     left: Signal  # records left in an LDRQ
     left_last: Signal  # left <= rq_per_word (registered with left): the LDRQ's next word is its last
+    left_last_next: Signal  # what left_last takes at the clock edge (combinational, in an LDRQ)
     # REQ (multi-vector; its next accumulator vector's address is acc_next): the output vector being
     # written, the vectors after the current one, and whether there are any (a register, so that the
     # bank's next_vector is an AND of registers and strobes)
@@ -135,6 +144,7 @@ class _SharedPort:
     held: Signal | None = None
     current: Signal | None = None
     match: Signal | None = None
+    copies: list | None = None  # the accumulator read's address per chunk memory: ``addr`` again, a net each
 
 
 @dataclass
@@ -223,8 +233,14 @@ class Tile(wiring.Component):
         # The executing word's statements, under ``go`` (running and pc within the program), a register:
         # one input of every statement's condition rather than two (running, beyond).
         with m.If(run.go):
-            ends_next = self._execute_word(m, run, parts)
-        m.d.sync += parts.ends_next.eq(run.go & ends_next)
+            ends_next, armed, fin_terms = self._execute_word(m, run, parts)
+        self._fin_copies(m, parts, fin_terms)  # (outside go's condition: each term carries it)
+        # (each a cycle ahead, for an instruction that goes on into the next cycle: go and no fin in this one; an
+        # error or HALT stops the run, and go with it, which gates fin's terms: the error, the deepest signal of
+        # the sequencer, stays out of these registers)
+        staying = run.go & ~parts.fin
+        m.d.sync += [parts.ends_next.eq(staying & ends_next), parts.armed_din.eq(staying & armed["din"]),
+                     parts.armed_dout.eq(staying & armed["dout"])]
         # The memories' read addresses in every cycle, running or not: a read while idle is not used (every
         # instruction reads its operands from its first cycle on, and the first cycle sets the registers the
         # reads step), so the addresses do not wait for ``running``.
@@ -305,7 +321,8 @@ class Tile(wiring.Component):
         """The fetch unit, the loop stack and the MVM lanes' rewind, from the sequencer's state."""
         fetch, loops = parts.fetch, parts.loops
         # The next word is registered when an instruction ends: single-cycle ones run back to back.
-        m.d.comb += [fetch.start.eq(self.start), fetch.running.eq(run.running), fetch.fin.eq(parts.fin),
+        m.d.comb += [fetch.start.eq(self.start), fetch.running.eq(run.running), fetch.fin.eq(parts.fin_copies["fetch"]),
+                     fetch.fin_copy.eq(parts.fin_copies["fetch_copy"]),
                      fetch.next_pc_plus1.eq(loops.next_pc_plus1), fetch.push.eq(loops.push),
                      fetch.levels.eq(loops.levels),
                      *[fetch.wrap[i].eq(loops.wrap[i]) for i in range(self.cfg.loop_depth)]]
@@ -343,10 +360,12 @@ class Tile(wiring.Component):
         with m.If(run.running & ~parts.stall):
             # first (step == 0) is a register of its own beside step: it gates most first-cycle decodes
             with m.If(parts.fin | parts.err | parts.halt):
-                m.d.sync += [parts.step.eq(0), parts.first.eq(1), parts.second.eq(0)]
+                m.d.sync += [parts.step.eq(0), parts.first.eq(1)]
             with m.Else():
-                m.d.sync += [parts.step.eq(Mux(parts.step == 3, 3, parts.step + 1)), parts.first.eq(0),
-                             parts.second.eq(parts.first)]
+                m.d.sync += [parts.step.eq(Mux(parts.step == 3, 3, parts.step + 1)), parts.first.eq(0)]
+            # (second ignores the error: a run that stops leaves first high, which every use of second while
+            # idle is behind, and start clears it; the error, the sequencer's deepest signal, has one reader less)
+            m.d.sync += parts.second.eq(Mux(parts.fin | parts.halt, 0, parts.first))
         # check_fail is only raised while running: late_err is low in a run's first cycle.
         m.d.sync += [parts.late_err.eq(parts.check_fail), parts.late_cause.eq(parts.check_cause)]
 
@@ -380,7 +399,7 @@ class Tile(wiring.Component):
         # pc and loop stack advance whether or not the instruction's checks failed (an error
         # ends the run, and a run starts from pc 0 with an empty stack): this keeps the
         # address and range checks out of these registers' enables.
-        m.d.comb += parts.loops.advance.eq(parts.fin)
+        m.d.comb += parts.loops.advance.eq(parts.fin_copies["loops"])
         with m.If(parts.fin):
             m.d.sync += [parts.pc.eq(parts.loops.next_pc), run.beyond.eq(parts.loops.next_beyond),
                          run.go.eq(~parts.loops.next_beyond)]
@@ -388,9 +407,10 @@ class Tile(wiring.Component):
             m.d.sync += run.go.eq(0)
 
     def _execute_word(self, m, run: _RunState, parts: _Parts):
-        """Running within the program (``go``): the executing word's statements and its errors. Returns what
-        ``ends_next`` takes at the clock edge (with ``go``): :meth:`_ends_next`'s terms, each under its opcode's
-        bit."""
+        """Running within the program (``go``): the executing word's statements and its errors, and ``fin``.
+        Returns what ``ends_next`` takes at the clock edge (for an instruction that goes on): :meth:`_ends_next`'s
+        terms, each under its opcode's bit; by bus (``"din"``, ``"dout"``), what ``armed_din`` and ``armed_dout``
+        take: :meth:`_stream_end`'s terms likewise; and the terms of ``fin`` (:meth:`_fin_copies`)."""
         static_cause = run.static_cause
         # Each opcode's statements are conditioned on its pre-decoded bit (is_op, one-hot: at most one
         # is high, none for an undefined opcode, whose stored cause stops the run), a flip-flop, not a
@@ -399,25 +419,31 @@ class Tile(wiring.Component):
         # small terms, rather than one signal assigned in every branch, which synthesises to a chain
         # of multiplexers as long as the opcodes. The single-cycle opcodes' terms (each its bit alone) are
         # one pre-decoded bit (hw.fetch.SINGLE_CYCLE), and the opcodes whose end is a count of cycles
-        # (_ends_next) one register, ends_next, set a cycle ahead: fin is an OR of few inputs, all flip-flops
-        # but the streams' handshakes. (Their fin_<op> statements stay as the definition ends_next follows:
-        # nothing reads them, so synthesis drops them; tests/test_hw_tile.py checks the two agree.)
-        fin_terms = [parts.single, parts.ends_next]
-        ahead = []
-        # (for tests, after elaboration: go, ends_next, and per opcode its bit, its own fin and whether
-        # ends_next replaces it)
-        self.fin_probe = {"go": run.go, "ends_next": parts.ends_next, "ops": {}}
+        # (_ends_next) one register, ends_next, set a cycle ahead; the streams' (_stream_end) a register per bus
+        # set a cycle ahead when the word on the bus will be the last, ANDed with the bus's handshake: fin is
+        # go and an OR of four products of flip-flops and handshakes, whatever the opcodes.
+        # (Their fin_<op> statements stay as the definition those registers follow: nothing reads them, so
+        # synthesis drops them; tests/test_hw_tile.py checks that they agree.)
+        fin_terms = [run.go & parts.single, run.go & parts.ends_next, run.go & parts.armed_din & self.din.valid,
+                     run.go & parts.armed_dout & self.dout.ready]
+        ahead, armed = [], {"din": [], "dout": []}
+        # (for tests, after elaboration: go, ends_next, the armed registers, and per opcode its bit, its own fin
+        # and what replaces it: "ahead" (ends_next), "din" or "dout" (the armed register of that bus), or None)
+        self.fin_probe = {"go": run.go, "ends_next": parts.ends_next, "ops": {},
+                          "armed": {"din": parts.armed_din, "dout": parts.armed_dout}}
         for op in Opcode:
             with m.If(parts.is_op[op]):
                 fin_op = Signal(name=f"fin_{op.name.lower()}")
                 self._execute(m, op, replace(parts, fin=fin_op))
-                term = self._ends_next(op, parts)
-                self.fin_probe["ops"][op] = (parts.is_op[op], fin_op, term is not None)
+                term, stream = self._ends_next(op, parts), self._stream_end(op, parts)
+                kind = "ahead" if term is not None else stream[0] if stream is not None else None
+                self.fin_probe["ops"][op] = (parts.is_op[op], fin_op, kind)
                 if term is not None:
                     ahead.append(parts.is_op[op] & term)
+                elif stream is not None:
+                    armed[stream[0]].append(parts.is_op[op] & stream[1])
                 elif op not in SINGLE_CYCLE:
-                    fin_terms.append(fin_op)
-        m.d.comb += parts.fin.eq(Cat(*fin_terms).any())
+                    fin_terms.append(fin_op)  # (high only under go: assigned in its statements)
         # The checks on the word alone were made when it was loaded. They come first in
         # every instruction's order, so the stored cause overrides the run-time ones; the
         # statements above do not wait for it: the run stops in this first cycle and every
@@ -429,7 +455,34 @@ class Tile(wiring.Component):
         # on late_err) and is not counted. So the address adders and comparators end at a
         # register, not at every register the error stops.
         self._error_if(m, parts, parts.late_err, parts.late_cause)
-        return Cat(*ahead).any()
+        return Cat(*ahead).any(), {bus: Cat(*terms).any() for bus, terms in armed.items()}, Cat(*fin_terms)
+
+    @staticmethod
+    def _fin_copies(m, parts: _Parts, terms):
+        """``fin``, the OR of ``terms`` (each high only under ``go``), and copies of it in modules synthesis keeps
+        (hw.cut.AnyOf): the fetch unit's two (the enables of the instruction register and of its copy, each a
+        register of the stored word) and the loop stack's (its registers' enable), so that each group of readers
+        has a net of its own, placed near it, rather than one net across the die."""
+        m.d.comb += parts.fin.eq(terms.any())
+        for name, copy in parts.fin_copies.items():
+            m.submodules[f"cut_fin_{name}"] = gate = AnyOf(len(terms))
+            m.d.comb += [gate.ins.eq(terms), copy.eq(gate.out)]
+
+    def _stream_end(self, op, parts: _Parts):
+        """When ``op``'s end is the handshake of its last bus word (the loads with no programming wait, LDRQ, the
+        reads), ``(bus, condition)``: in one of its cycles, the condition that the next cycle's word on ``bus``
+        (``"din"`` or ``"dout"``) is its last, from what the registers it reads take at the clock edge (the
+        formatter's ``last_next``, LDRQ's ``left_last_next``), so that ``fin_<op>`` is then that bus's armed
+        register and its handshake. None for the other opcodes. Each is the opcode's own condition read one cycle
+        early: after the first cycle (RDACC: the second), the last word with the bus's handshake."""
+        if op in LOAD_OPCODES and (op is not Opcode.LDW or self.cfg.write_cycles == 0):
+            return "din", parts.loader.last_next
+        if op is Opcode.LDRQ:
+            return "din", parts.left_last_next
+        if op in READ_OPCODES:
+            # (RDACC's second cycle sends no word: its next cycle is a word cycle only after the first)
+            return "dout", parts.reader.last_next & ~parts.first if op is Opcode.RDACC else parts.reader.last_next
+        return None
 
     def _ends_next(self, op, parts: _Parts):
         """When ``op``'s end is a count of cycles (MVM's and REQ's drain; the array's programming wait of LDW,
@@ -488,10 +541,9 @@ class Tile(wiring.Component):
         cfg = self.cfg
         mems = {
             "in": Memory(shape=unsigned(8 * cfg.rows), depth=cfg.in_depth, init=[]),
-            "acc": Memory(shape=unsigned(cfg.acc_bits * cfg.cols), depth=cfg.acc_depth, init=[]),
             "delta": Memory(shape=unsigned(8 * cfg.delta_len), depth=cfg.delta_depth, init=[]),
         }
-        ports = {}
+        ports = self._acc_buffer(m)
         for name, mem in mems.items():
             m.submodules[f"{name}_buffer"] = mem
             ports[f"{name}_w"] = mem.write_port()
@@ -503,6 +555,31 @@ class Tile(wiring.Component):
             # operand vectors once in its first cycle.
             m.d.comb += [ports[f"{name}_w"].en.eq(0), ports[f"{name}_r"].en.eq(0)]
         return ports
+
+    def _acc_buffer(self, m) -> dict:
+        """The accumulator buffer: :data:`ACC_CHUNKS` memories of whole columns (column ``c``'s ``acc_bits`` in
+        chunk ``c * chunks // cols``), one write and one read address for all, and ``ports["acc_w"]`` and
+        ``ports["acc_r"]`` the shared address, enable and data of the write and the read (the data the chunks'
+        in column order). The read address has a copy per chunk (``copies``, each driven by the caller from a
+        multiplexer of its own: :meth:`_operand_reads`), so that no address net fans out to the whole vector's LUT
+        RAM (``acc_bits x cols`` bits; the read's data registers were the latest endpoints of tiny's twenty-second
+        session's first run, 12.33 ns)."""
+        cfg = self.cfg
+        n = min(ACC_CHUNKS, cfg.cols)
+        bounds = [cfg.acc_bits * (k * cfg.cols // n) for k in range(n + 1)]
+        width = cfg.acc_bits * cfg.cols
+        write = _SharedPort(addr=Signal(range(cfg.acc_depth), name="acc_w_addr"), en=Signal(name="acc_w_en"),
+                            data=Signal(width, name="acc_w_data"))
+        read = _SharedPort(addr=Signal(range(cfg.acc_depth), name="acc_r_mem_addr"), en=Signal(name="acc_r_mem_en"),
+                           data=Signal(width, name="acc_r_mem_data"),
+                           copies=[Signal(range(cfg.acc_depth), name=f"acc_r_addr{k}") for k in range(n)])
+        for k in range(n):
+            mem = Memory(shape=unsigned(bounds[k + 1] - bounds[k]), depth=cfg.acc_depth, init=[])
+            m.submodules[f"acc_buffer{k}"] = mem
+            wr, rd = mem.write_port(), mem.read_port()
+            m.d.comb += [wr.addr.eq(write.addr), wr.en.eq(write.en), wr.data.eq(write.data[bounds[k]:bounds[k + 1]]),
+                         rd.addr.eq(read.copies[k]), rd.en.eq(1), read.data[bounds[k]:bounds[k + 1]].eq(rd.data)]
+        return {"acc_w": write, "acc_r": read}
 
     def _acc_forward(self, m, ports: dict):
         """The accumulator buffer's read, transparent to its write: the MVM's accumulator write lands in
@@ -537,6 +614,7 @@ class Tile(wiring.Component):
                              data=Signal(width, name="acc_r_data"))
         shared.held = Signal.like(read.addr, name="acc_r_held")
         shared.match = Signal(name="acc_r_match")
+        shared.copies = read.copies
         m.d.sync += shared.held.eq(read.addr)
         m.d.comb += [read.addr.eq(shared.addr), read.en.eq(1)]
         self._forward_writes(m, "acc_forward", "acc_forwarded", read, write, shared.data, shared.match)
@@ -709,6 +787,8 @@ class Tile(wiring.Component):
             single=stored.single,
             view=data.View(INSTR, word[:INSTR.size]), first=first, second=Signal(name="second"), step=step,
             fin=Signal(name="fin"), ends_next=Signal(name="ends_next"),
+            armed_din=Signal(name="armed_din"), armed_dout=Signal(name="armed_dout"),
+            fin_copies={name: Signal(name=f"fin_{name}") for name in ("fetch", "fetch_copy", "loops")},
             stall=Signal(name="stall"), err=Signal(name="err"), err_cause=Signal(Cause, name="err_cause"),
             check_fail=Signal(name="check_fail"), check_cause=Signal(Cause, name="check_cause"),
             late_err=Signal(name="late_err"), late_cause=Signal(Cause, name="late_cause"),
@@ -726,6 +806,7 @@ class Tile(wiring.Component):
             in_next=Signal(max(1, (cfg.in_depth - 1).bit_length()), name="in_next"),
             acc_next=Signal(max(1, (cfg.acc_depth - 1).bit_length()), name="acc_next"),
             left=Signal(ADDR_BITS + 1, name="left"), left_last=Signal(name="left_last"),
+            left_last_next=Signal(name="left_last_next"),
             req_out_addr=Signal(range(cfg.out_depth), name="req_out_addr"),
             req_left=Signal(ADDR_BITS, name="req_left"), req_more=Signal(name="req_more"),
             program_wait=Signal(range(max(cfg.write_cycles, isa.VAUR_PHASES * cfg.pulse_cycles,
@@ -801,9 +882,11 @@ class Tile(wiring.Component):
         # and dout's ready, meets one LUT before the address nets that fan out to the memory's LUT RAM)
         # (the forwarding's address compare, _forward_writes, is made on both candidates, each from registers,
         # and chosen by the same select in a kept 1-bit multiplexer: the select meets one LUT before the flag)
-        m.submodules.cut_acc_addr = pick = LateMux(len(acc_r.addr))
-        m.d.comb += [pick.sel.eq(parts.acc_reads), pick.late.eq(parts.acc_next), pick.other.eq(acc_r.held),
-                     acc_r.addr.eq(pick.out)]
+        # (and a copy of it per chunk memory: _acc_buffer)
+        for k, addr in enumerate([acc_r.addr, *acc_r.copies]):
+            m.submodules[f"cut_acc_addr{k - 1}" if k else "cut_acc_addr"] = pick = LateMux(len(acc_r.addr))
+            m.d.comb += [pick.sel.eq(parts.acc_reads), pick.late.eq(parts.acc_next), pick.other.eq(acc_r.held),
+                         addr.eq(pick.out)]
         acc_w_addr = ports["acc_w"].addr
         m.submodules.cut_acc_match = match = LateMux(1)
         m.d.comb += [match.sel.eq(parts.acc_reads), match.late.eq(parts.acc_next[:len(acc_w_addr)] == acc_w_addr),
@@ -1084,15 +1167,18 @@ class Tile(wiring.Component):
         per_word, item_range, requant = self.cfg.rq_per_word, parts.view.args.range, parts.requant
         m.d.comb += [requant.ldrq_column.eq(item_range.start), requant.ldrq_count.eq(item_range.count_m1 + 1)]
         # left_last (left <= per_word: the next word is the last) is a register beside left
+        # (left_last_next: what left_last takes, which _stream_end looks ahead from)
+        m.d.comb += parts.left_last_next.eq(parts.left_last)
+        m.d.sync += parts.left_last.eq(parts.left_last_next)
         with m.If(parts.first):
-            m.d.comb += requant.ldrq_start.eq(1)
-            m.d.sync += [parts.left.eq(item_range.count_m1 + 1), parts.left_last.eq(item_range.count_m1 < per_word)]
+            m.d.comb += [requant.ldrq_start.eq(1), parts.left_last_next.eq(item_range.count_m1 < per_word)]
+            m.d.sync += parts.left.eq(item_range.count_m1 + 1)
         with m.Else():
             m.d.comb += [self.din.ready.eq(1), parts.stall.eq(~self.din.valid), requant.ldrq_word.eq(self.din.valid)]
             # (din's valid itself, not a signal every stream instruction drives: fin's LDRQ term is three inputs)
             with m.If(self.din.valid):
-                m.d.sync += [parts.left.eq(Mux(parts.left > per_word, parts.left - per_word, 0)),
-                             parts.left_last.eq(parts.left <= 2 * per_word)]
+                m.d.sync += parts.left.eq(Mux(parts.left > per_word, parts.left - per_word, 0))
+                m.d.comb += parts.left_last_next.eq(parts.left <= 2 * per_word)
                 with m.If(parts.left_last):
                     m.d.comb += parts.fin.eq(1)
 

@@ -28,7 +28,7 @@ def test_generated_blocks_name_their_script_and_are_filled():
                                    "python -m cimtile.hw.build slack")), (doc, name)
             assert body.count("\n|") >= 3, (doc, name)  # a table was written, not an empty block
             blocks += 1
-    assert blocks == 34
+    assert blocks == 35
 
 
 def test_mapping_figures_block_is_current():

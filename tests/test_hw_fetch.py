@@ -28,7 +28,7 @@ def test_fetch_presents_the_word_at_pc(seed):
     top.submodules.fetch, top.submodules.loops = fetch, loops
     top.d.comb += [fetch.next_pc_plus1.eq(loops.next_pc_plus1), fetch.levels.eq(loops.levels),
                    fetch.push.eq(loops.push),
-                   fetch.fin.eq(loops.advance),
+                   fetch.fin.eq(loops.advance), fetch.fin_copy.eq(loops.advance),
                    *[fetch.wrap[i].eq(loops.wrap[i]) for i in range(cfg.loop_depth)]]
     runs = []
 

@@ -319,17 +319,20 @@ SHORT_WAITS = TINY.replace(name="short_waits", write_cycles=1, pulse_cycles=0)
 
 @pytest.mark.parametrize("name", ["tiny", "variant", "short-waits"])
 def test_ends_next_is_each_opcodes_own_end_a_cycle_ahead(name):
-    """The counter-ended opcodes' fin is the register ends_next (Tile._ends_next), set a cycle ahead from their
-    statements read one cycle early; their own fin_<op> statements stay as the definition. In every cycle of
-    constrained-random programs (every opcode, loops, errors) and with host stalls, the two agree. With waits
-    too short to predict (short-waits), those opcodes keep their own term, and the programs match the golden
-    model."""
+    """The counter-ended opcodes' fin is the register ends_next (Tile._ends_next), and the stream opcodes' a
+    register per bus ANDed with the bus's handshake (Tile._stream_end: armed_din & din's valid, armed_dout &
+    dout's ready), each set a cycle ahead from their statements read one cycle early; their own fin_<op>
+    statements stay as the definition. In every cycle of constrained-random programs (every opcode, loops,
+    errors) and with host stalls, the two agree. With waits too short to predict (short-waits), the waiting
+    opcodes keep their own term (an LDW with no wait ends on din: its armed term), and the programs match the
+    golden model."""
     from amaranth.sim import Simulator
     from cimtile.hw.tile import Tile
 
     cfg = {**CONFIGS, "short-waits": SHORT_WAITS}[name]
     # programs of the first seeds that bring an opcode not met yet, until every counter-ended one is in
-    wanted = {Opcode.MVM, Opcode.REQ, Opcode.LDW, Opcode.VAUR, Opcode.VAUC, Opcode.WSET, Opcode.MSET}
+    wanted = {Opcode.MVM, Opcode.REQ, Opcode.LDW, Opcode.VAUR, Opcode.VAUC, Opcode.WSET, Opcode.MSET, Opcode.LDM,
+              Opcode.LDIN, Opcode.LDD, Opcode.LDRQ, Opcode.RDOUT, Opcode.RDACC, Opcode.RDW, Opcode.RDM}
     progs = []
     for seed in range(500):
         prog = random_program(cfg, seed, length=30)
@@ -347,9 +350,14 @@ def test_ends_next_is_each_opcodes_own_end_a_cycle_ahead(name):
 
     async def bench(ctx):
         probe = dut.fin_probe
-        predicted = {op: (bit, fin) for op, (bit, fin, ahead) in probe["ops"].items() if ahead}
+        predicted = {op: (bit, fin, kind) for op, (bit, fin, kind) in probe["ops"].items() if kind}
         waits = {Opcode.LDW, Opcode.WSET, Opcode.VAUR, Opcode.VAUC}
-        assert set(predicted) == {Opcode.MVM, Opcode.REQ, Opcode.MSET} | (set() if cfg is SHORT_WAITS else waits)
+        assert {op for op, (_, _, kind) in predicted.items() if kind == "ahead"} == \
+            {Opcode.MVM, Opcode.REQ, Opcode.MSET} | (set() if cfg is SHORT_WAITS else waits)
+        assert {op for op, (_, _, kind) in predicted.items() if kind == "din"} == \
+            {Opcode.LDM, Opcode.LDIN, Opcode.LDD, Opcode.LDRQ} | ({Opcode.LDW} if cfg.write_cycles == 0 else set())
+        assert {op for op, (_, _, kind) in predicted.items() if kind == "dout"} == \
+            {Opcode.RDOUT, Opcode.RDACC, Opcode.RDW, Opcode.RDM}
         rng = np.random.default_rng(7)
         for (prog, _), (_, din, _) in zip(((p.words, p.feed) for p in progs), runs):
             for w in prog:
@@ -367,11 +375,14 @@ def test_ends_next_is_each_opcodes_own_end_a_cycle_ahead(name):
                 ctx.set(dut.din.payload, din[i] if i < len(din) else 0)
                 ctx.set(dut.dout.ready, int(rng.random() < 0.7))
                 if ctx.get(probe["go"]):
-                    for op, (bit, fin) in predicted.items():
+                    handshake = {"din": int(valid), "dout": ctx.get(dut.dout.ready)}
+                    for op, (bit, fin, kind) in predicted.items():
                         if ctx.get(bit):
                             checked[op] += 1
-                            if ctx.get(fin) != ctx.get(probe["ends_next"]):
-                                bad.append((op.name, ctx.get(fin), ctx.get(probe["ends_next"])))
+                            got = ctx.get(probe["ends_next"]) if kind == "ahead" else \
+                                ctx.get(probe["armed"][kind]) & handshake[kind]
+                            if ctx.get(fin) != got:
+                                bad.append((op.name, ctx.get(fin), got))
                 took = valid and ctx.get(dut.din.ready)
                 await ctx.tick()
                 i += took
@@ -384,7 +395,7 @@ def test_ends_next_is_each_opcodes_own_end_a_cycle_ahead(name):
     assert not bad, bad[:5]
     # the programs ran each predicted opcode
     ran = {op for op, n in checked.items() if n}
-    assert ran == {op for op, (_, _, ahead) in dut.fin_probe["ops"].items() if ahead}, ran
+    assert ran == {op for op, (_, _, kind) in dut.fin_probe["ops"].items() if kind}, ran
     if cfg is SHORT_WAITS:  # the opcodes' own terms: the runs match the golden model
         for prog in progs:
             compare(cfg, prog.words, prog.feed)
