@@ -180,8 +180,8 @@ class LoopStack(wiring.Component):
         # an AND-OR of the wraps, each a shallow function of registers), else ahead[j].
         ahead = Signal(depth)
         m.d.comb += [ahead[j].eq(end_m2[j] == self.pc) for j in range(depth)]
-        # (push comes with advance: every register here is enabled by clear or advance alone, and push only
-        # chooses the data)
+        # (push comes with advance: these step with advance, push only chooses their data; the pushed level's
+        # own take its comparisons with push, below)
         with m.If(~self.clear & self.advance):
             for j in range(depth):
                 resumed = Cat(*[wraps[i] & resume[i][j] for i in range(j, depth)]).any()
