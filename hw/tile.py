@@ -559,8 +559,8 @@ class Tile(wiring.Component):
     def _acc_buffer(self, m) -> dict:
         """The accumulator buffer: :data:`ACC_CHUNKS` memories of whole columns (column ``c``'s ``acc_bits`` in
         chunk ``c * chunks // cols``), one write and one read address for all, and ``ports["acc_w"]`` and
-        ``ports["acc_r"]`` the shared address, enable and data of the write and the read (the data the chunks'
-        in column order). The read address has a copy per chunk (``copies``, each driven by the caller from a
+        ``ports["acc_r"]`` the shared address, enable and data of the write and the read (the data: the chunks'
+        data in column order). The read address has a copy per chunk (``copies``, each driven by the caller from a
         multiplexer of its own: :meth:`_operand_reads`), so that no address net fans out to the whole vector's LUT
         RAM (``acc_bits x cols`` bits; the read's data registers were the latest endpoints of tiny's twenty-second
         session's first run, 12.33 ns)."""
